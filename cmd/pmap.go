@@ -1,0 +1,203 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/pmap"
+	"github.com/memdiag/memdiag/report"
+)
+
+// defaultTop is how many mappings a table shows without --top or --all.
+const defaultTop = 20
+
+// PmapOptions is `memdiag pmap` after flag parsing.
+type PmapOptions struct {
+	Streams  *Streams
+	ProcRoot string
+
+	// Target is a PID, "self", a saved smaps file, or "-" for stdin.
+	Target  string
+	Format  report.Format
+	Color   bool
+	Sort    pmap.SortKey
+	Classes []pmap.Class
+	// Limit is how many mappings to list; 0 lists all.
+	Limit int
+	Why   bool
+}
+
+// NewCmdPmap builds `memdiag pmap`. runF replaces the run function in tests
+// of flag parsing; nil runs the real one.
+func NewCmdPmap(d *Deps, g *globalOptions, runF func(*PmapOptions) error) *cobra.Command {
+	o := &PmapOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	var (
+		top     int
+		all     bool
+		sortKey string
+		classes []string
+	)
+	c := &cobra.Command{
+		Use:   "pmap TARGET",
+		Short: "Every mapping of a process, classified and summed",
+		Long: `Read /proc/<pid>/smaps (or a saved copy) and classify every mapping:
+heap, stack, thread-stack, glibc-arena, guard, file-code, file-data, shmem,
+kernel or anon, each with the reason it got its class. Shows a per-class
+summary, then the largest mappings.
+
+TARGET is a process id, "self", a saved smaps file, or "-" for standard input.
+For a live process, the sum over mappings is checked against smaps_rollup
+and VmRSS, and each thread's stack is found from its stack pointer.
+
+Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
+		Example: `  memdiag pmap $$
+  memdiag pmap 1234 --class glibc-arena --all
+  memdiag pmap saved-smaps.txt -o json | jq '.classes'
+  ssh host cat /proc/1234/smaps | memdiag pmap -`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usage(fmt.Errorf("pmap needs one TARGET (a PID, self, a smaps file or -), got %d arguments", len(args)))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			o.Target = args[0]
+			var err error
+			if o.Format, err = g.format(); err != nil {
+				return err
+			}
+			o.Color = d.Streams.colorEnabled(g.noColor)
+			if o.Sort, err = pmap.ParseSortKey(sortKey); err != nil {
+				return usage(err)
+			}
+			for _, cl := range classes {
+				for _, name := range strings.Split(cl, ",") {
+					o.Classes = append(o.Classes, pmap.Class(strings.TrimSpace(name)))
+				}
+			}
+			if top < 0 {
+				return usage(fmt.Errorf("--top must be positive, got %d", top))
+			}
+			switch {
+			case all && c.Flags().Changed("top"):
+				return usage(errors.New("--all and --top contradict each other: give one"))
+			case all:
+				o.Limit = 0
+			case c.Flags().Changed("top"):
+				o.Limit = top
+			case o.Format == report.FormatJSON:
+				o.Limit = 0 // scripts get every mapping unless they ask for fewer
+			default:
+				o.Limit = defaultTop
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return runPmap(o)
+		},
+	}
+	f := c.Flags()
+	f.IntVar(&top, "top", defaultTop, "list the N largest mappings (default 20 in tables, all in JSON)")
+	f.BoolVar(&all, "all", false, "list every mapping")
+	f.StringVar(&sortKey, "sort", string(pmap.SortRSS), "order mappings by rss, pss, size, swap, private-dirty or address")
+	f.StringSliceVar(&classes, "class", nil, "list only mappings of these classes (repeat or comma-separate)")
+	f.BoolVar(&o.Why, "why", false, "show why each mapping got its class")
+	return c
+}
+
+// parseTarget tells a PID from a file: digits or "self" are a process.
+func parseTarget(target string) (pid int, isPID bool) {
+	if target == "self" {
+		return os.Getpid(), true
+	}
+	if n, err := strconv.Atoi(target); err == nil && n > 0 {
+		return n, true
+	}
+	return 0, false
+}
+
+func runPmap(o *PmapOptions) error {
+	for _, c := range o.Classes {
+		if !knownClass(c) {
+			return usage(fmt.Errorf("unknown class %q: want one of %s", c, classList()))
+		}
+	}
+	v := &report.PmapView{Sort: o.Sort, Why: o.Why}
+	var ms []pmap.Mapping
+	var hints pmap.Hints
+	if pid, ok := parseTarget(o.Target); ok {
+		fsys, err := pmap.NewFS(o.ProcRoot)
+		if err != nil {
+			return err
+		}
+		p, err := fsys.ReadPID(pid)
+		if err != nil {
+			return err
+		}
+		ms, hints = p.Mappings, p.Hints
+		v.PID, v.Command = p.PID, p.Command
+		v.Source = fmt.Sprintf("%s/%d/smaps", o.ProcRoot, pid)
+		v.Check = &p.Check
+		v.Notes = p.Notes
+		if p.Check.Available && !p.Check.Consistent {
+			v.Warnings = append(v.Warnings, fmt.Sprintf(
+				"Σ smaps Rss %d B and VmRSS %d B differ from smaps_rollup (%d → %d B) by more than the %d B the process moved: treat figures as approximate",
+				p.Check.SmapsRSSBytes, p.Check.VmRSSBytes, p.Check.RollupRSSBeforeBytes, p.Check.RollupRSSAfterBytes, p.Check.ToleranceBytes))
+		}
+	} else {
+		var err error
+		ms, err = readSmapsFile(o.Target, o.Streams.In)
+		if err != nil {
+			return err
+		}
+		v.Source = o.Target
+	}
+	pmap.Classify(ms, hints)
+	v.Warnings = append(v.Warnings, pmap.Validate(ms)...)
+	v.Summary = pmap.Summarize(ms)
+	v.Shown, v.Matched = pmap.Select(ms, pmap.Selection{Sort: o.Sort, Classes: o.Classes, Limit: o.Limit})
+	return report.WritePmap(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+}
+
+func readSmapsFile(path string, stdin io.Reader) ([]pmap.Mapping, error) {
+	if path == "-" {
+		return pmap.ParseSmaps(stdin, "-")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err // *PathError names the file and the cause
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory: give a smaps file, a PID or -", path)
+	}
+	return pmap.ParseSmaps(f, path)
+}
+
+var allClasses = []pmap.Class{
+	pmap.ClassHeap, pmap.ClassStack, pmap.ClassThreadStack, pmap.ClassGlibcArena, pmap.ClassGuard,
+	pmap.ClassFileCode, pmap.ClassFileData, pmap.ClassShmem, pmap.ClassKernel, pmap.ClassAnon,
+}
+
+func knownClass(c pmap.Class) bool {
+	for _, k := range allClasses {
+		if k == c {
+			return true
+		}
+	}
+	return false
+}
+
+func classList() string {
+	s := make([]string, len(allClasses))
+	for i, c := range allClasses {
+		s[i] = string(c)
+	}
+	return strings.Join(s, ", ")
+}

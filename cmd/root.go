@@ -1,0 +1,89 @@
+// Package cmd holds memdiag's cobra commands. Each is thin: flags become an
+// options struct, a library call does the work, a report renderer writes it.
+package cmd
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/report"
+)
+
+// Deps is what commands need from the outside world.
+type Deps struct {
+	Streams *Streams
+	// ProcRoot is the proc filesystem, "/proc" outside tests.
+	ProcRoot string
+	Version  string
+}
+
+// globalOptions are the root's persistent flags, shared by every command.
+type globalOptions struct {
+	output  string
+	noColor bool
+}
+
+func (g *globalOptions) format() (report.Format, error) {
+	f, err := report.ParseFormat(g.output)
+	if err != nil {
+		return "", usage(err)
+	}
+	return f, nil
+}
+
+// NewRootCmd builds the memdiag command tree.
+func NewRootCmd(d *Deps) *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "memdiag",
+		Short: "Explain where a Linux process's memory went",
+		Long: `memdiag reads /proc/<pid>/smaps, glibc malloc_info, JVM memory beans and
+mmap traces, and explains a process's RSS with the evidence for each figure.`,
+		Version:       d.Version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// With no RunE cobra reports an unknown command as a plain error;
+		// this makes it a usage error (exit 2) like every other bad argv.
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usage(fmt.Errorf("unknown command %q (see 'memdiag --help')", args[0]))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error { return c.Help() },
+	}
+	root.SetIn(d.Streams.In)
+	root.SetOut(d.Streams.Out)
+	root.SetErr(d.Streams.ErrOut)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usage(fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
+	})
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats())
+	pf.BoolVar(&g.noColor, "no-color", false, "never colour the output (also when NO_COLOR is set)")
+
+	root.AddCommand(NewCmdPmap(d, g, nil))
+	return root
+}
+
+func joinFormats() string {
+	s := make([]string, len(report.Formats))
+	for i, f := range report.Formats {
+		s[i] = string(f)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Main runs memdiag with args (without the program name) and returns the
+// process's exit code. Errors are written to stderr as one line.
+func Main(args []string, d *Deps) int {
+	root := NewRootCmd(d)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err != nil {
+		fmt.Fprintf(d.Streams.ErrOut, "memdiag: %v\n", err)
+	}
+	return exitCode(err)
+}

@@ -1,0 +1,30 @@
+// Command memdiag explains where a Linux process's memory went.
+package main
+
+import (
+	"os"
+	"runtime/debug"
+
+	"github.com/memdiag/memdiag/cmd"
+)
+
+// version is set at release time with -ldflags "-X main.version=…".
+var version = ""
+
+func main() {
+	os.Exit(cmd.Main(os.Args[1:], &cmd.Deps{
+		Streams:  cmd.SystemStreams(),
+		ProcRoot: "/proc",
+		Version:  buildVersion(),
+	}))
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

@@ -1,0 +1,454 @@
+// Package pmap reads /proc/<pid>/smaps — live or from a saved file — and
+// classifies every mapping of a process (glibc arena heaps, thread stacks,
+// file code, shared memory, …), with the reason for each class.
+//
+// The format is documented in the kernel's Documentation/filesystems/proc.rst
+// ("The /proc/PID/smaps file"). ParseSmaps does the work on any io.Reader;
+// FS.ReadPID reads a live process.
+package pmap
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+)
+
+// maxLineBytes bounds one smaps line. The kernel's longest lines are mapping
+// names (PATH_MAX plus escapes), far below this; anything longer is not smaps.
+const maxLineBytes = 64 << 10
+
+// Sentinel errors wrapped by *ParseError, for errors.Is.
+var (
+	// ErrMalformed means a line is not what smaps holds at that point.
+	ErrMalformed = errors.New("malformed smaps")
+	// ErrTruncated means the input ended inside a mapping's block.
+	ErrTruncated = errors.New("truncated smaps")
+	// ErrEmpty means the input held no mapping at all.
+	ErrEmpty = errors.New("no mappings")
+)
+
+// ParseError locates a parse failure: the input's name, the 1-based line and
+// what was wrong there. It wraps ErrMalformed, ErrTruncated or ErrEmpty, or
+// the reader's own error.
+type ParseError struct {
+	Name string // file name, "/proc/<pid>/smaps" or "-" for standard input
+	Line int    // 1-based; 0 when the failure is not tied to a line
+	Msg  string // what was expected or found
+	Err  error
+}
+
+func (e *ParseError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Name)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	if e.Err != nil && e.Err != ErrMalformed && e.Err != ErrTruncated && e.Err != ErrEmpty {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// ExtraField is a key the parser does not know, kept as the kernel wrote it.
+type ExtraField struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Mapping is one block of /proc/<pid>/smaps: the header line and its counters.
+type Mapping struct {
+	Start, End uint64 // [Start, End) virtual addresses
+	Perms      string // e.g. "rw-p"; the fourth character is p (private) or s (shared)
+	Offset     uint64 // file offset of the mapping
+	Dev        string // "major:minor" in hex, as written
+	Inode      uint64
+	// Name is the pathname or pseudo-name exactly as the kernel wrote it:
+	// spaces kept, a newline shown as \012, " (deleted)" suffix kept; "" for
+	// an unnamed anonymous mapping.
+	Name string
+	// VmFlags is the VmFlags line's value as written ("rd wr mr mw me ac"), or
+	// "" when the kernel did not write one.
+	VmFlags string
+	// Extra holds keys this parser does not know, in input order.
+	Extra []ExtraField
+
+	// Class and Reason are set by Classify; the parser leaves them empty.
+	Class  Class
+	Reason string
+
+	values  [numFields]uint64
+	present uint32
+}
+
+// Value returns the counter f and whether the kernel wrote it. Absent is not
+// zero: older kernels omit fields such as Pss_Dirty or KSM.
+func (m *Mapping) Value(f Field) (uint64, bool) {
+	if f >= numFields || m.present&(1<<f) == 0 {
+		return 0, false
+	}
+	return m.values[f], true
+}
+
+// Bytes returns the counter f, or 0 when absent. Use it for sums; use Value
+// where absence must show.
+func (m *Mapping) Bytes(f Field) uint64 { return m.values[f] }
+
+// Has reports whether the kernel wrote the counter f for this mapping.
+func (m *Mapping) Has(f Field) bool { return f < numFields && m.present&(1<<f) != 0 }
+
+// Set records the counter f; for fields in kB, v is in bytes.
+func (m *Mapping) Set(f Field, v uint64) {
+	m.values[f] = v
+	m.present |= 1 << f
+}
+
+// Len is the mapping's length in bytes, End − Start.
+func (m *Mapping) Len() uint64 { return m.End - m.Start }
+
+// Shared reports whether the mapping is MAP_SHARED ('s' in the permissions).
+func (m *Mapping) Shared() bool { return len(m.Perms) == 4 && m.Perms[3] == 's' }
+
+// Anonymous reports whether no file backs the mapping (inode 0 and not a
+// path). Pseudo-names such as [heap] or [anon:NAME] are anonymous.
+func (m *Mapping) Anonymous() bool { return m.Inode == 0 && !strings.HasPrefix(m.Name, "/") }
+
+// Deleted reports whether the backing file was unlinked.
+func (m *Mapping) Deleted() bool { return strings.HasSuffix(m.Name, " (deleted)") }
+
+// HasVmFlag reports whether the two-letter flag (e.g. "ht", "sd") is in VmFlags.
+func (m *Mapping) HasVmFlag(flag string) bool {
+	for _, f := range strings.Fields(m.VmFlags) {
+		if f == flag {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseSmaps reads every mapping of an smaps stream. name labels errors
+// (a path, "/proc/123/smaps", or "-").
+func ParseSmaps(r io.Reader, name string) ([]Mapping, error) {
+	d := NewDecoder(r, name)
+	var ms []Mapping
+	for {
+		var m Mapping
+		err := d.Decode(&m)
+		if err == io.EOF {
+			if len(ms) == 0 {
+				return nil, &ParseError{Name: name, Msg: "no mappings in input", Err: ErrEmpty}
+			}
+			return ms, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
+	}
+}
+
+// blockMode is what the first block showed about how blocks end.
+type blockMode uint8
+
+const (
+	modeUnknown blockMode = iota
+	modeSmaps             // counters, each block closed by VmFlags (Linux ≥ 3.8)
+	modeMaps              // headers only: /proc/<pid>/maps
+)
+
+// Decoder reads mappings one at a time from an smaps stream, so a caller can
+// process an address space without holding it whole.
+type Decoder struct {
+	r    *bufio.Reader
+	name string
+	line int
+
+	mode    blockMode
+	pending []byte // a header read while finishing the previous block
+	pendBuf []byte
+	pendAt  int
+	done    bool
+
+	// intern shares the strings that repeat across mappings (perms, dev,
+	// library names, VmFlags), so memory grows with distinct values only.
+	intern map[string]string
+}
+
+// NewDecoder returns a Decoder reading r; name labels errors.
+func NewDecoder(r io.Reader, name string) *Decoder {
+	return &Decoder{
+		r:      bufio.NewReaderSize(r, maxLineBytes),
+		name:   name,
+		intern: make(map[string]string),
+	}
+}
+
+func (d *Decoder) fail(line int, sentinel error, format string, args ...any) error {
+	d.done = true
+	return &ParseError{Name: d.name, Line: line, Msg: fmt.Sprintf(format, args...), Err: sentinel}
+}
+
+// readLine returns the next line without its newline. The slice is valid
+// until the next call.
+func (d *Decoder) readLine() ([]byte, error) {
+	line, err := d.r.ReadSlice('\n')
+	switch {
+	case err == nil:
+		d.line++
+		return line[:len(line)-1], nil
+	case errors.Is(err, bufio.ErrBufferFull):
+		return nil, d.fail(d.line+1, ErrMalformed, "line longer than %d KiB: not smaps", maxLineBytes>>10)
+	case err == io.EOF && len(line) > 0:
+		return nil, d.fail(d.line+1, ErrTruncated, "last line has no newline: input truncated")
+	case err == io.EOF:
+		return nil, io.EOF
+	default:
+		d.done = true
+		return nil, &ParseError{Name: d.name, Line: d.line + 1, Msg: "read failed", Err: err}
+	}
+}
+
+// Decode reads the next mapping into m. It returns io.EOF after the last
+// complete mapping, and a *ParseError for anything else; after an error,
+// every later call returns io.EOF.
+func (d *Decoder) Decode(m *Mapping) error {
+	if d.done {
+		return io.EOF
+	}
+	header, headerAt := d.pending, d.pendAt
+	d.pending = nil
+	if header == nil {
+		line, err := d.readLine()
+		if err != nil {
+			d.done = true
+			return err
+		}
+		header, headerAt = line, d.line
+	}
+	*m = Mapping{}
+	if err := d.parseHeader(header, m); err != nil {
+		return d.fail(headerAt, ErrMalformed, "%v", err)
+	}
+	if m.Name == "[rollup]" {
+		return d.fail(headerAt, ErrMalformed, "this is smaps_rollup (one block summed over all mappings), not per-mapping smaps")
+	}
+
+	sawCounters := false
+	for {
+		line, err := d.readLine()
+		if err == io.EOF {
+			d.done = true
+			if sawCounters || d.mode == modeSmaps {
+				return d.fail(d.line, ErrTruncated,
+					"input ends inside the mapping at line %d (no VmFlags line): truncated", headerAt)
+			}
+			d.mode = modeMaps
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(line) > 0 && isHeaderStart(line[0]) {
+			if sawCounters || d.mode == modeSmaps {
+				return d.fail(headerAt, ErrTruncated,
+					"mapping has no VmFlags line before the next mapping at line %d: input truncated or spliced", d.line)
+			}
+			d.mode = modeMaps
+			d.pendBuf = append(d.pendBuf[:0], line...)
+			d.pending, d.pendAt = d.pendBuf, d.line
+			return nil
+		}
+		if d.mode == modeMaps {
+			return d.fail(d.line, ErrMalformed, "counter line in a maps-style input (earlier mappings had none)")
+		}
+		key, value, ok := bytes.Cut(line, []byte{':'})
+		if !ok || len(key) == 0 {
+			return d.fail(d.line, ErrMalformed, "expected a mapping header or \"Key: value\", got %s", quote(line))
+		}
+		sawCounters = true
+		if string(key) == "VmFlags" {
+			m.VmFlags = d.str(bytes.TrimSpace(value))
+			d.mode = modeSmaps
+			return nil
+		}
+		if err := d.parseField(key, value, m); err != nil {
+			return d.fail(d.line, ErrMalformed, "%v", err)
+		}
+	}
+}
+
+// isHeaderStart tells a header line (starts with a lower-case hex address)
+// from a counter line (starts with an upper-case key).
+func isHeaderStart(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f'
+}
+
+func (d *Decoder) str(b []byte) string {
+	if s, ok := d.intern[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	d.intern[s] = s
+	return s
+}
+
+// parseHeader reads "start-end perms offset dev inode [pad] name".
+func (d *Decoder) parseHeader(line []byte, m *Mapping) error {
+	orig := line
+	var tok []byte
+	var err error
+	next := func() []byte {
+		i := bytes.IndexByte(line, ' ')
+		if i < 0 {
+			tok, line = line, nil
+		} else {
+			tok, line = line[:i], line[i+1:]
+		}
+		return tok
+	}
+	expected := func() error {
+		return fmt.Errorf("expected a mapping header \"start-end perms offset dev inode name\", got %s", quote(orig))
+	}
+
+	addr := next()
+	lo, hi, ok := bytes.Cut(addr, []byte{'-'})
+	if !ok {
+		return expected()
+	}
+	if m.Start, err = parseHex(lo); err != nil {
+		return fmt.Errorf("start address: %w in %s", err, quote(orig))
+	}
+	if m.End, err = parseHex(hi); err != nil {
+		return fmt.Errorf("end address: %w in %s", err, quote(orig))
+	}
+	perms := next()
+	if !validPerms(perms) {
+		return fmt.Errorf("permissions %s are not of the form rwxp: %w", quote(perms), expected())
+	}
+	m.Perms = d.str(perms)
+	if m.Offset, err = parseHex(next()); err != nil {
+		return fmt.Errorf("offset: %w in %s", err, quote(orig))
+	}
+	dev := next()
+	if bytes.IndexByte(dev, ':') < 0 {
+		return fmt.Errorf("device %s is not major:minor: %w", quote(dev), expected())
+	}
+	m.Dev = d.str(dev)
+	if line == nil {
+		return expected()
+	}
+	inode := next()
+	if m.Inode, err = parseDec(inode); err != nil {
+		return fmt.Errorf("inode: %w in %s", err, quote(orig))
+	}
+	// The kernel pads to a column before the name; the name itself may hold
+	// spaces, so it is everything after the padding, untouched.
+	i := 0
+	for i < len(line) && line[i] == ' ' {
+		i++
+	}
+	m.Name = d.str(line[i:])
+	return nil
+}
+
+func validPerms(p []byte) bool {
+	return len(p) == 4 &&
+		(p[0] == 'r' || p[0] == '-') &&
+		(p[1] == 'w' || p[1] == '-') &&
+		(p[2] == 'x' || p[2] == '-') &&
+		(p[3] == 'p' || p[3] == 's')
+}
+
+// parseField reads "Key:   value kB" (or a unitless value) into m.
+func (d *Decoder) parseField(key, value []byte, m *Mapping) error {
+	f, known := lookupField(key)
+	value = bytes.TrimLeft(value, " \t")
+	if !known {
+		m.Extra = append(m.Extra, ExtraField{Key: d.str(key), Value: string(bytes.TrimSpace(value))})
+		return nil
+	}
+	num, rest, _ := bytes.Cut(value, []byte{' '})
+	v, err := parseDec(num)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f, err)
+	}
+	rest = bytes.TrimSpace(rest)
+	if f.InBytes() {
+		if string(rest) != "kB" {
+			return fmt.Errorf("%s: expected a value in kB, got %s", f, quote(value))
+		}
+		if v > math.MaxUint64/1024 {
+			return fmt.Errorf("%s: %d kB overflows", f, v)
+		}
+		v *= 1024
+	} else if len(rest) != 0 {
+		return fmt.Errorf("%s: expected a plain number, got %s", f, quote(value))
+	}
+	if m.Has(f) {
+		return fmt.Errorf("%s appears twice in one mapping", f)
+	}
+	m.Set(f, v)
+	return nil
+}
+
+var (
+	errNotHex = errors.New("not a hexadecimal number")
+	errNotDec = errors.New("not a decimal number")
+	errRange  = errors.New("number out of range")
+)
+
+func parseHex(b []byte) (uint64, error) {
+	if len(b) == 0 || len(b) > 16 {
+		return 0, errNotHex
+	}
+	var v uint64
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, errNotHex
+		}
+		v = v<<4 | uint64(c)
+	}
+	return v, nil
+}
+
+func parseDec(b []byte) (uint64, error) {
+	if len(b) == 0 {
+		return 0, errNotDec
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, errNotDec
+		}
+		if v > (math.MaxUint64-9)/10 {
+			return 0, errRange
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, nil
+}
+
+// quote shows untrusted input in an error: quoted, escaped, and cut to a
+// length a terminal line can hold.
+func quote(b []byte) string {
+	const max = 80
+	if len(b) > max {
+		return fmt.Sprintf("%q…", b[:max])
+	}
+	return fmt.Sprintf("%q", b)
+}

@@ -1,0 +1,43 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Format is an output format chosen with --output.
+type Format string
+
+// The formats every command offers.
+const (
+	FormatTable    Format = "table"
+	FormatJSON     Format = "json"
+	FormatMarkdown Format = "markdown"
+)
+
+// Formats lists the accepted --output values, for help and errors.
+var Formats = []Format{FormatTable, FormatJSON, FormatMarkdown}
+
+// ParseFormat accepts a --output value ("md" is short for markdown).
+func ParseFormat(s string) (Format, error) {
+	switch strings.ToLower(s) {
+	case "table", "text":
+		return FormatTable, nil
+	case "json":
+		return FormatJSON, nil
+	case "markdown", "md":
+		return FormatMarkdown, nil
+	}
+	return "", fmt.Errorf("unknown output format %q: want one of table, json, markdown", s)
+}
+
+// WriteJSON writes v as indented JSON and a final newline. Every document
+// memdiag writes carries a "schema" field naming its version.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}

@@ -1,0 +1,240 @@
+package report
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/lipgloss/table"
+	"github.com/muesli/termenv"
+)
+
+// Align is a column's alignment.
+type Align uint8
+
+// Alignments: text left, numbers right.
+const (
+	Left Align = iota
+	Right
+)
+
+// Column is one column of a Table.
+type Column struct {
+	Header string
+	Align  Align
+}
+
+// Table is a titled grid of cells, rendered as text or markdown. The last
+// row is styled as a total when HasTotal is set.
+type Table struct {
+	Title    string
+	Columns  []Column
+	Rows     [][]string
+	HasTotal bool
+	// Notes follow the table: truncation, warnings.
+	Notes []string
+}
+
+// AddRow appends one row; cells beyond the columns are an error in the caller.
+func (t *Table) AddRow(cells ...string) { t.Rows = append(t.Rows, cells) }
+
+// Style says how text output looks.
+type Style struct {
+	// Color turns on lipgloss styling and borders; off when the output is not
+	// a terminal or NO_COLOR is set.
+	Color bool
+}
+
+// WriteText renders t for a person: a lipgloss table when s.Color is on,
+// otherwise plain columns separated by two spaces, still aligned, with no
+// escape sequences — what `column -t` or awk expect.
+func (t *Table) WriteText(w io.Writer, s Style) error {
+	if s.Color {
+		return t.writeStyled(w)
+	}
+	return t.writePlain(w)
+}
+
+func (t *Table) cells(row []string, i int) string {
+	if i < len(row) {
+		return Sanitize(row[i])
+	}
+	return ""
+}
+
+func (t *Table) writePlain(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	widths := make([]int, len(t.Columns))
+	for i, c := range t.Columns {
+		widths[i] = utf8.RuneCountInString(c.Header)
+	}
+	for _, row := range t.Rows {
+		for i := range t.Columns {
+			widths[i] = max(widths[i], lipgloss.Width(t.cells(row, i)))
+		}
+	}
+	writeRow := func(cell func(i int) string) {
+		for i, c := range t.Columns {
+			text := cell(i)
+			pad := strings.Repeat(" ", widths[i]-lipgloss.Width(text))
+			last := i == len(t.Columns)-1
+			switch {
+			case c.Align == Right:
+				bw.WriteString(pad + text)
+			case last:
+				bw.WriteString(text)
+			default:
+				bw.WriteString(text + pad)
+			}
+			if !last {
+				bw.WriteString("  ")
+			}
+		}
+		bw.WriteByte('\n')
+	}
+	if t.Title != "" {
+		bw.WriteString(Sanitize(t.Title) + "\n")
+	}
+	writeRow(func(i int) string { return t.Columns[i].Header })
+	for _, row := range t.Rows {
+		writeRow(func(i int) string { return t.cells(row, i) })
+	}
+	for _, n := range t.Notes {
+		bw.WriteString(Sanitize(n) + "\n")
+	}
+	return bw.Flush()
+}
+
+func (t *Table) writeStyled(w io.Writer) error {
+	r := lipgloss.NewRenderer(w)
+	r.SetColorProfile(termenv.ANSI256)
+	header := r.NewStyle().Bold(true).Padding(0, 1)
+	cell := r.NewStyle().Padding(0, 1)
+	total := cell.Bold(true)
+	title := r.NewStyle().Bold(true).Foreground(lipgloss.Color("75"))
+	note := r.NewStyle().Foreground(lipgloss.Color("245"))
+
+	headers := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		headers[i] = c.Header
+	}
+	rows := make([][]string, len(t.Rows))
+	for i, row := range t.Rows {
+		rows[i] = make([]string, len(t.Columns))
+		for j := range t.Columns {
+			rows[i][j] = t.cells(row, j)
+		}
+	}
+	tbl := table.New().
+		Border(lipgloss.RoundedBorder()).
+		BorderStyle(r.NewStyle().Foreground(lipgloss.Color("240"))).
+		Headers(headers...).
+		Rows(rows...).
+		StyleFunc(func(row, col int) lipgloss.Style {
+			var s lipgloss.Style
+			switch {
+			case row == table.HeaderRow:
+				s = header
+			case t.HasTotal && row == len(t.Rows)-1:
+				s = total
+			default:
+				s = cell
+			}
+			if t.Columns[col].Align == Right {
+				s = s.Align(lipgloss.Right)
+			}
+			return s
+		})
+	var b strings.Builder
+	if t.Title != "" {
+		b.WriteString(title.Render(Sanitize(t.Title)) + "\n")
+	}
+	b.WriteString(tbl.Render() + "\n")
+	for _, n := range t.Notes {
+		b.WriteString(note.Render(Sanitize(n)) + "\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteMarkdown renders t as a GitHub-flavoured markdown table, for CI
+// comments and tickets.
+func (t *Table) WriteMarkdown(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	if t.Title != "" {
+		fmt.Fprintf(bw, "### %s\n\n", markdownCell(t.Title))
+	}
+	bw.WriteString("|")
+	for _, c := range t.Columns {
+		bw.WriteString(" " + markdownCell(c.Header) + " |")
+	}
+	bw.WriteString("\n|")
+	for _, c := range t.Columns {
+		if c.Align == Right {
+			bw.WriteString(" ---: |")
+		} else {
+			bw.WriteString(" --- |")
+		}
+	}
+	bw.WriteString("\n")
+	for ri, row := range t.Rows {
+		bw.WriteString("|")
+		for i := range t.Columns {
+			text := markdownCell(t.cells(row, i))
+			if t.HasTotal && ri == len(t.Rows)-1 && text != "" {
+				text = "**" + text + "**"
+			}
+			bw.WriteString(" " + text + " |")
+		}
+		bw.WriteString("\n")
+	}
+	for _, n := range t.Notes {
+		bw.WriteString("\n" + markdownCell(n) + "\n")
+	}
+	bw.WriteString("\n")
+	return bw.Flush()
+}
+
+// markdownCell escapes what would break a table cell or start markup.
+func markdownCell(s string) string {
+	r := strings.NewReplacer("|", `\|`, "\n", " ", "`", "\\`", "*", `\*`, "_", `\_`, "<", "&lt;")
+	return r.Replace(Sanitize(s))
+}
+
+// Sanitize makes untrusted text safe for a terminal: control characters
+// (an ESC in a file name could rewrite the screen) are shown as \xNN.
+// Mapping names come from the process being diagnosed; trust none of them.
+func Sanitize(s string) string {
+	clean := true
+	for _, r := range s {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsControl(r):
+			if r < 0x100 {
+				fmt.Fprintf(&b, `\x%02x`, r)
+			} else {
+				fmt.Fprintf(&b, `\u%04x`, r)
+			}
+		default:
+			b.WriteRune(r)
+		}
+		i += size
+	}
+	return b.String()
+}
