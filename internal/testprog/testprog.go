@@ -1,0 +1,89 @@
+// Package testprog builds and runs the C programs under fixtures/programs
+// that tests use as real processes to observe.
+package testprog
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Dir is fixtures/programs, found from this source file.
+func Dir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "fixtures", "programs")
+}
+
+// Build compiles fixtures/programs/NAME.c into a temporary directory and
+// returns the binary's path. It skips the test when gcc is absent.
+func Build(t testing.TB, name string, extraFlags ...string) string {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skipf("gcc not found (%v): cannot build the %s test program; .ci/run installs it", err, name)
+	}
+	bin := filepath.Join(t.TempDir(), name)
+	args := append([]string{"-O1", "-Wall", "-pthread", "-o", bin, filepath.Join(Dir(), name+".c")}, extraFlags...)
+	if out, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
+		t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return bin
+}
+
+// Proc is a running test program.
+type Proc struct {
+	Cmd *exec.Cmd
+	// Addrs holds the "KIND 0xADDR" lines the program printed before "ready".
+	Addrs map[string][]uint64
+	// Lines holds every other line printed before "ready".
+	Lines []string
+	stdin io.WriteCloser
+}
+
+// PID is the program's process id.
+func (p *Proc) PID() int { return p.Cmd.Process.Pid }
+
+// Start runs bin with args and waits for its "ready" line. The program is
+// told to exit (stdin closed) and reaped when the test ends.
+func Start(t testing.TB, bin string, args ...string) *Proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{Cmd: cmd, Addrs: map[string][]uint64{}, stdin: stdin}
+	t.Cleanup(func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	})
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "ready" {
+			return p
+		}
+		kind, addr, ok := strings.Cut(line, " ")
+		if v, err := strconv.ParseUint(strings.TrimPrefix(addr, "0x"), 16, 64); ok && err == nil {
+			p.Addrs[kind] = append(p.Addrs[kind], v)
+		} else {
+			p.Lines = append(p.Lines, line)
+		}
+	}
+	t.Fatalf("%s exited before printing ready (scan error: %v)", bin, sc.Err())
+	return nil
+}
