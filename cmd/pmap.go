@@ -147,8 +147,8 @@ func runPmap(o *PmapOptions) error {
 		v.Notes = p.Notes
 		if p.Check.Available && !p.Check.Consistent {
 			v.Warnings = append(v.Warnings, fmt.Sprintf(
-				"Σ smaps Rss %d B and VmRSS %d B differ from smaps_rollup (%d → %d B) by more than the %d B the process moved: treat figures as approximate",
-				p.Check.SmapsRSSBytes, p.Check.VmRSSBytes, p.Check.RollupRSSBeforeBytes, p.Check.RollupRSSAfterBytes, p.Check.ToleranceBytes))
+				"Σ smaps Rss %d B and smaps_rollup %d B differ from VmRSS (%d → %d B) by more than the %d B the process moved: treat figures as approximate",
+				p.Check.SmapsRSSBytes, p.Check.RollupRSSBytes, p.Check.VmRSSBeforeBytes, p.Check.VmRSSAfterBytes, p.Check.ToleranceBytes))
 		}
 	} else {
 		var err error

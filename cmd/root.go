@@ -33,8 +33,16 @@ func (g *globalOptions) format() (report.Format, error) {
 	return f, nil
 }
 
+// runners replaces commands' run functions in tests of flag parsing; a nil
+// field runs the real command.
+type runners struct {
+	pmap func(*PmapOptions) error
+}
+
 // NewRootCmd builds the memdiag command tree.
-func NewRootCmd(d *Deps) *cobra.Command {
+func NewRootCmd(d *Deps) *cobra.Command { return newRootCmd(d, runners{}) }
+
+func newRootCmd(d *Deps, r runners) *cobra.Command {
 	g := &globalOptions{}
 	root := &cobra.Command{
 		Use:   "memdiag",
@@ -64,7 +72,7 @@ mmap traces, and explains a process's RSS with the evidence for each figure.`,
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats())
 	pf.BoolVar(&g.noColor, "no-color", false, "never colour the output (also when NO_COLOR is set)")
 
-	root.AddCommand(NewCmdPmap(d, g, nil))
+	root.AddCommand(NewCmdPmap(d, g, r.pmap))
 	return root
 }
 

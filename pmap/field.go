@@ -82,6 +82,16 @@ func (f Field) InBytes() bool {
 	return f != FieldTHPeligible && f != FieldProtectionKey
 }
 
+// Summable reports whether adding f over mappings means something: sizes
+// do; page sizes, THPeligible and ProtectionKey do not.
+func (f Field) Summable() bool {
+	switch f {
+	case FieldKernelPageSize, FieldMMUPageSize, FieldTHPeligible, FieldProtectionKey:
+		return false
+	}
+	return f < numFields
+}
+
 // lookupField maps a kernel key to its Field. The switch on string(key) does
 // not allocate, which matters: it runs once per line.
 func lookupField(key []byte) (Field, bool) {

@@ -75,17 +75,17 @@ type Process struct {
 	Notes []string
 }
 
-// RSSCheck compares Σ Rss over the mappings with smaps_rollup, read just
-// before and just after smaps, and with VmRSS from status. smaps is not an
-// atomic snapshot, so the figures of a busy process differ a little.
+// RSSCheck compares Σ Rss over the mappings with smaps_rollup (read just
+// after smaps) and with VmRSS from status (read before and after). smaps is
+// not an atomic snapshot, so the figures of a busy process differ a little.
 type RSSCheck struct {
-	SmapsRSSBytes        uint64
-	RollupRSSBeforeBytes uint64
-	RollupRSSAfterBytes  uint64
-	VmRSSBytes           uint64
+	SmapsRSSBytes    uint64
+	RollupRSSBytes   uint64
+	VmRSSBeforeBytes uint64
+	VmRSSAfterBytes  uint64
 	// ToleranceBytes is how far apart the figures may be before Consistent is
-	// false: what the process moved between the two rollups, plus 1 % and 1 MiB
-	// for the kernel's batched counters.
+	// false: how far VmRSS moved during the read, plus 1 % and 1 MiB for the
+	// kernel's batched counters.
 	ToleranceBytes uint64
 	Consistent     bool
 	Available      bool // false when rollup or status could not be read
@@ -107,14 +107,13 @@ func (fsys FS) ReadPID(pid int) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	status, statusErr := proc.NewStatus()
+	statusBefore, statusErr := proc.NewStatus()
 	if statusErr == nil {
-		p.UID = int(status.UIDs[0])
+		p.UID = int(statusBefore.UIDs[0])
 	}
 	if comm, err := proc.Comm(); err == nil {
 		p.Command = comm
 	}
-	rollupBefore, rollupErr := proc.ProcSMapsRollup()
 
 	path := filepath.Join(fsys.root, strconv.Itoa(pid), "smaps")
 	f, err := os.Open(path)
@@ -151,25 +150,28 @@ func (fsys FS) ReadPID(pid int) (*Process, error) {
 		p.Notes = append(p.Notes, note)
 	}
 
-	rollupAfter, rollupAfterErr := proc.ProcSMapsRollup()
-	status, statusAfterErr := proc.NewStatus()
-	if rollupErr == nil && rollupAfterErr == nil && statusErr == nil && statusAfterErr == nil {
-		p.Check = newRSSCheck(ms, rollupBefore.Rss, rollupAfter.Rss, status.VmRSS)
+	rollup, rollupErr := proc.ProcSMapsRollup()
+	statusAfter, statusAfterErr := proc.NewStatus()
+	if rollupErr == nil && statusErr == nil && statusAfterErr == nil {
+		p.Check = newRSSCheck(ms, rollup.Rss, statusBefore.VmRSS, statusAfter.VmRSS)
 	} else {
 		p.Notes = append(p.Notes, "RSS cross-check skipped: smaps_rollup or status unreadable")
 	}
 	return p, nil
 }
 
-func newRSSCheck(ms []Mapping, before, after, vmRSS uint64) RSSCheck {
-	c := RSSCheck{RollupRSSBeforeBytes: before, RollupRSSAfterBytes: after, VmRSSBytes: vmRSS, Available: true}
+// newRSSCheck compares Σ Rss with smaps_rollup (a second page-table walk,
+// read just after smaps) and VmRSS (the kernel's counters, read before and
+// after). How far VmRSS moved meanwhile is how far the figures may differ.
+func newRSSCheck(ms []Mapping, rollupRSS, vmRSSBefore, vmRSSAfter uint64) RSSCheck {
+	c := RSSCheck{RollupRSSBytes: rollupRSS, VmRSSBeforeBytes: vmRSSBefore, VmRSSAfterBytes: vmRSSAfter, Available: true}
 	for i := range ms {
 		c.SmapsRSSBytes += ms[i].Bytes(FieldRss)
 	}
-	lo, hi := min(before, after), max(before, after)
+	lo, hi := min(vmRSSBefore, vmRSSAfter), max(vmRSSBefore, vmRSSAfter)
 	c.ToleranceBytes = hi - lo + hi/100 + 1<<20
 	within := func(v uint64) bool { return v+c.ToleranceBytes >= lo && v <= hi+c.ToleranceBytes }
-	c.Consistent = within(c.SmapsRSSBytes) && within(vmRSS)
+	c.Consistent = within(c.SmapsRSSBytes) && within(rollupRSS)
 	return c
 }
 

@@ -22,7 +22,7 @@ type chunk struct {
 
 const (
 	prefetchChunkBytes = 256 << 10
-	prefetchChunks     = 3
+	prefetchChunks     = 8
 )
 
 func newPrefetchReader(r io.Reader) *prefetchReader {
@@ -37,7 +37,12 @@ func newPrefetchReader(r io.Reader) *prefetchReader {
 		// At most prefetchChunks buffers exist, so sends to full never block.
 		defer close(p.full)
 		for buf := range p.empty {
-			n, err := r.Read(buf)
+			// A read of /proc/<pid>/smaps returns one kernel page at most;
+			// fill the whole chunk so goroutine hand-offs stay rare.
+			n, err := io.ReadFull(r, buf)
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
 			p.full <- chunk{buf: buf, n: n, err: err}
 			if err != nil {
 				return

@@ -138,21 +138,40 @@ func (m *Mapping) HasVmFlag(flag string) bool {
 // (a path, "/proc/123/smaps", or "-").
 func ParseSmaps(r io.Reader, name string) ([]Mapping, error) {
 	d := NewDecoder(r, name)
-	var ms []Mapping
+	// Mappings are gathered in fixed-size chunks and copied once into a
+	// slice of the exact length: appending to one slice would reallocate and
+	// copy it over and over (60,000 mappings are 20 MB).
+	const chunkLen = 1024
+	var chunks [][]Mapping
+	cur := make([]Mapping, 0, 64)
+	n := 0
 	for {
-		var m Mapping
-		err := d.Decode(&m)
+		if len(cur) == cap(cur) {
+			chunks = append(chunks, cur)
+			cur = make([]Mapping, 0, chunkLen)
+		}
+		cur = cur[:len(cur)+1]
+		err := d.Decode(&cur[len(cur)-1])
 		if err == io.EOF {
-			if len(ms) == 0 {
-				return nil, &ParseError{Name: name, Msg: "no mappings in input", Err: ErrEmpty}
-			}
-			return ms, nil
+			cur = cur[:len(cur)-1]
+			break
 		}
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, m)
+		n++
 	}
+	if n == 0 {
+		return nil, &ParseError{Name: name, Msg: "no mappings in input", Err: ErrEmpty}
+	}
+	if len(chunks) == 0 {
+		return cur, nil
+	}
+	ms := make([]Mapping, 0, n)
+	for _, c := range chunks {
+		ms = append(ms, c...)
+	}
+	return append(ms, cur...), nil
 }
 
 // blockMode is what the first block showed about how blocks end.
@@ -176,6 +195,8 @@ type Decoder struct {
 	pendBuf []byte
 	pendAt  int
 	done    bool
+	// noNewline is set once the input ended without a final newline.
+	noNewline bool
 
 	// intern shares the strings that repeat across mappings (perms, dev,
 	// library names, VmFlags), so memory grows with distinct values only.
@@ -199,6 +220,9 @@ func (d *Decoder) fail(line int, sentinel error, format string, args ...any) err
 // readLine returns the next line without its newline. The slice is valid
 // until the next call.
 func (d *Decoder) readLine() ([]byte, error) {
+	if d.noNewline {
+		return nil, d.fail(d.line, ErrTruncated, "last line has no newline: input truncated")
+	}
 	line, err := d.r.ReadSlice('\n')
 	switch {
 	case err == nil:
@@ -207,7 +231,12 @@ func (d *Decoder) readLine() ([]byte, error) {
 	case errors.Is(err, bufio.ErrBufferFull):
 		return nil, d.fail(d.line+1, ErrMalformed, "line longer than %d KiB: not smaps", maxLineBytes>>10)
 	case err == io.EOF && len(line) > 0:
-		return nil, d.fail(d.line+1, ErrTruncated, "last line has no newline: input truncated")
+		// The kernel ends every line with a newline, so this input was cut.
+		// The line is returned so that a malformed one is reported as such;
+		// the next read reports the truncation.
+		d.line++
+		d.noNewline = true
+		return line, nil
 	case err == io.EOF:
 		return nil, io.EOF
 	default:
@@ -370,7 +399,9 @@ func validPerms(p []byte) bool {
 // parseField reads "Key:   value kB" (or a unitless value) into m.
 func (d *Decoder) parseField(key, value []byte, m *Mapping) error {
 	f, known := lookupField(key)
-	value = bytes.TrimLeft(value, " \t")
+	for len(value) > 0 && (value[0] == ' ' || value[0] == '\t') {
+		value = value[1:]
+	}
 	if !known {
 		m.Extra = append(m.Extra, ExtraField{Key: d.str(key), Value: string(bytes.TrimSpace(value))})
 		return nil

@@ -2,8 +2,8 @@ package pmap
 
 import "sort"
 
-// Sums adds up counters over a set of mappings. A counter is present in Sums
-// when at least one mapping had it.
+// Sums adds up the summable counters over a set of mappings. A counter is
+// present in Sums when at least one mapping had it.
 type Sums struct {
 	Mappings int
 	// SizeBytes is the address space covered, Σ (End − Start).
@@ -16,11 +16,22 @@ type Sums struct {
 func (s *Sums) Add(m *Mapping) {
 	s.Mappings++
 	s.SizeBytes += m.Len()
-	s.present |= m.present
+	s.present |= m.present & summableMask
 	for f := Field(0); f < numFields; f++ {
 		s.values[f] += m.values[f]
 	}
 }
+
+// summableMask has the bits of the fields Sums adds up.
+var summableMask = func() uint32 {
+	var mask uint32
+	for f := Field(0); f < numFields; f++ {
+		if f.Summable() {
+			mask |= 1 << f
+		}
+	}
+	return mask
+}()
 
 // Value returns the sum of counter f and whether any mapping had it.
 func (s *Sums) Value(f Field) (uint64, bool) {

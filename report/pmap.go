@@ -1,6 +1,8 @@
 package report
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -36,7 +38,7 @@ type PmapView struct {
 func WritePmap(w io.Writer, f Format, v *PmapView, s Style) error {
 	switch f {
 	case FormatJSON:
-		return WriteJSON(w, pmapDocument(v))
+		return writePmapJSON(w, v)
 	case FormatMarkdown:
 		for _, t := range pmapTables(v) {
 			if err := t.WriteMarkdown(w); err != nil {
@@ -92,8 +94,8 @@ func pmapTables(v *PmapView) []*Table {
 	}
 	addSums("total", total)
 	if c := v.Check; c != nil && c.Available {
-		classes.Notes = append(classes.Notes, fmt.Sprintf("cross-check: Σ smaps Rss %s, smaps_rollup %s → %s, VmRSS %s",
-			Bytes(c.SmapsRSSBytes), Bytes(c.RollupRSSBeforeBytes), Bytes(c.RollupRSSAfterBytes), Bytes(c.VmRSSBytes)))
+		classes.Notes = append(classes.Notes, fmt.Sprintf("cross-check: Σ smaps Rss %s, smaps_rollup %s, VmRSS %s → %s",
+			Bytes(c.SmapsRSSBytes), Bytes(c.RollupRSSBytes), Bytes(c.VmRSSBeforeBytes), Bytes(c.VmRSSAfterBytes)))
 	}
 	for _, w := range v.Warnings {
 		classes.Notes = append(classes.Notes, "warning: "+w)
@@ -151,19 +153,20 @@ type pmapDoc struct {
 	MappingsShown int           `json:"mappings_shown"`
 	Matched       int           `json:"mappings_matched"`
 	Sort          string        `json:"sort"`
-	Mappings      []mappingJSON `json:"mappings"`
 	Check         *checkJSON    `json:"rss_check,omitempty"`
 	Warnings      []string      `json:"warnings"`
 	Notes         []string      `json:"notes"`
+	// Mappings are streamed after the rest by writePmapJSON, one per line.
+	Mappings []*pmap.Mapping `json:"-"`
 }
 
 type checkJSON struct {
-	SmapsRSSBytes        uint64 `json:"smaps_rss_bytes"`
-	RollupRSSBeforeBytes uint64 `json:"rollup_rss_before_bytes"`
-	RollupRSSAfterBytes  uint64 `json:"rollup_rss_after_bytes"`
-	VmRSSBytes           uint64 `json:"vm_rss_bytes"`
-	ToleranceBytes       uint64 `json:"tolerance_bytes"`
-	Consistent           bool   `json:"consistent"`
+	SmapsRSSBytes    uint64 `json:"smaps_rss_bytes"`
+	RollupRSSBytes   uint64 `json:"rollup_rss_bytes"`
+	VmRSSBeforeBytes uint64 `json:"vm_rss_before_bytes"`
+	VmRSSAfterBytes  uint64 `json:"vm_rss_after_bytes"`
+	ToleranceBytes   uint64 `json:"tolerance_bytes"`
+	Consistent       bool   `json:"consistent"`
 }
 
 func pmapDocument(v *PmapView) *pmapDoc {
@@ -177,20 +180,45 @@ func pmapDocument(v *PmapView) *pmapDoc {
 		MappingsShown: len(v.Shown),
 		Matched:       v.Matched,
 		Sort:          string(v.Sort),
-		Mappings:      make([]mappingJSON, len(v.Shown)),
+		Mappings:      v.Shown,
 		Warnings:      append([]string{}, v.Warnings...),
 		Notes:         append([]string{}, v.Notes...),
 	}
 	for i := range v.Summary.Classes {
 		d.Classes[i] = classJSON{c: &v.Summary.Classes[i]}
 	}
-	for i, m := range v.Shown {
-		d.Mappings[i] = mappingJSON{m: m}
-	}
 	if c := v.Check; c != nil && c.Available {
-		d.Check = &checkJSON{c.SmapsRSSBytes, c.RollupRSSBeforeBytes, c.RollupRSSAfterBytes, c.VmRSSBytes, c.ToleranceBytes, c.Consistent}
+		d.Check = &checkJSON{c.SmapsRSSBytes, c.RollupRSSBytes, c.VmRSSBeforeBytes, c.VmRSSAfterBytes, c.ToleranceBytes, c.Consistent}
 	}
 	return d
+}
+
+// writePmapJSON writes the document with "mappings" last, one mapping per
+// line: a 60,000-mapping process streams out without the whole document in
+// memory, and grep finds a mapping on its line.
+func writePmapJSON(w io.Writer, v *PmapView) error {
+	d := pmapDocument(v)
+	head, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(head[:len(head)-2]) // without the closing "\n}"
+	bw.WriteString(",\n  \"mappings\": [")
+	buf := make([]byte, 0, 2048)
+	for i, m := range d.Mappings {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteString("\n    ")
+		buf = appendMapping(buf[:0], m)
+		bw.Write(buf)
+	}
+	if len(d.Mappings) > 0 {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteString("]\n}\n")
+	return bw.Flush()
 }
 
 // The counters are written by hand: their set varies with the kernel (absent
@@ -211,7 +239,7 @@ func appendSums(b []byte, s *pmap.Sums) []byte {
 	b = append(b, `,"size_bytes":`...)
 	b = strconv.AppendUint(b, s.SizeBytes, 10)
 	for _, f := range pmap.Fields() {
-		if f == pmap.FieldSize || !f.InBytes() {
+		if f == pmap.FieldSize {
 			continue
 		}
 		if v, ok := s.Value(f); ok {
@@ -232,11 +260,7 @@ func (j classJSON) MarshalJSON() ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-type mappingJSON struct{ m *pmap.Mapping }
-
-func (j mappingJSON) MarshalJSON() ([]byte, error) {
-	m := j.m
-	b := make([]byte, 0, 512)
+func appendMapping(b []byte, m *pmap.Mapping) []byte {
 	b = append(b, `{"start":"0x`...)
 	b = strconv.AppendUint(b, m.Start, 16)
 	b = append(b, `","end":"0x`...)
@@ -290,7 +314,7 @@ func (j mappingJSON) MarshalJSON() ([]byte, error) {
 		}
 		b = append(b, ']')
 	}
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 func appendKey(b []byte, key string) []byte {

@@ -1,0 +1,100 @@
+package pmap
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// bigSmaps builds about size bytes of smaps from the real capture
+// fixtures/smaps/mapper.smaps, its blocks repeated at rising addresses.
+func bigSmaps(tb testing.TB, size int) []byte {
+	tb.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "fixtures", "smaps", "mapper.smaps"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ms, err := ParseSmaps(bytes.NewReader(raw), "mapper.smaps")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Split the capture into blocks, each starting at its header line.
+	var blocks [][]byte
+	for _, b := range bytes.SplitAfter(raw, []byte("VmFlags:")) {
+		blocks = append(blocks, b)
+	}
+	var out bytes.Buffer
+	addr := uint64(0x10000000)
+	for out.Len() < size {
+		for i := range ms {
+			body := blocks[i]
+			if i > 0 {
+				// blocks[i] starts with the rest of the previous VmFlags line.
+				body = body[bytes.IndexByte(body, '\n')+1:]
+			}
+			nl := bytes.IndexByte(body, '\n')
+			header := body[:nl]
+			rest := body[nl:]
+			sp := bytes.IndexByte(header, ' ')
+			l := ms[i].Len()
+			fmt.Fprintf(&out, "%x-%x%s%s", addr, addr+l, header[sp:], rest)
+			if i == len(ms)-1 {
+				out.WriteString(" rd wr mr mw me ac \n")
+			} else {
+				end := bytes.IndexByte(blocks[i+1], '\n')
+				out.Write(blocks[i+1][:end+1])
+			}
+			addr += l + 4096
+		}
+	}
+	if _, err := ParseSmaps(bytes.NewReader(out.Bytes()), "big"); err != nil {
+		tb.Fatalf("generated smaps does not parse: %v", err)
+	}
+	return out.Bytes()
+}
+
+// BenchmarkParseSmaps measures offline parse throughput (MB/s) on ~40 MB of
+// smaps. Memory per op is the answer (the mappings) plus fixed buffers.
+func BenchmarkParseSmaps(b *testing.B) {
+	in := bigSmaps(b, 40<<20)
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	var n int
+	for i := 0; i < b.N; i++ {
+		ms, err := ParseSmaps(bytes.NewReader(in), "big")
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(ms)
+	}
+	b.ReportMetric(float64(n), "mappings/op")
+}
+
+// BenchmarkDecodeSmaps is the streaming path: one Mapping reused, so memory
+// stays flat whatever the input size.
+func BenchmarkDecodeSmaps(b *testing.B) {
+	in := bigSmaps(b, 40<<20)
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d := NewDecoder(bytes.NewReader(in), "big")
+		var m Mapping
+		for d.Decode(&m) == nil {
+		}
+	}
+}
+
+func BenchmarkClassify(b *testing.B) {
+	ms, err := ParseSmaps(bytes.NewReader(bigSmaps(b, 40<<20)), "big")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		Classify(ms, Hints{})
+	}
+}
