@@ -144,18 +144,18 @@ func mapBytes(m *pmap.Mapping, f pmap.Field) string {
 // pmapDoc is the JSON document; its field set is pinned by a test and
 // described in docs/json.md.
 type pmapDoc struct {
-	Schema        string        `json:"schema"`
-	Source        string        `json:"source"`
-	PID           int           `json:"pid,omitempty"`
-	Command       string        `json:"command,omitempty"`
-	Totals        sumsJSON      `json:"totals"`
-	Classes       []classJSON   `json:"classes"`
-	MappingsShown int           `json:"mappings_shown"`
-	Matched       int           `json:"mappings_matched"`
-	Sort          string        `json:"sort"`
-	Check         *checkJSON    `json:"rss_check,omitempty"`
-	Warnings      []string      `json:"warnings"`
-	Notes         []string      `json:"notes"`
+	Schema        string      `json:"schema"`
+	Source        string      `json:"source"`
+	PID           int         `json:"pid,omitempty"`
+	Command       string      `json:"command,omitempty"`
+	Totals        sumsJSON    `json:"totals"`
+	Classes       []classJSON `json:"classes"`
+	MappingsShown int         `json:"mappings_shown"`
+	Matched       int         `json:"mappings_matched"`
+	Sort          string      `json:"sort"`
+	Check         *checkJSON  `json:"rss_check,omitempty"`
+	Warnings      []string    `json:"warnings"`
+	Notes         []string    `json:"notes"`
 	// Mappings are streamed after the rest by writePmapJSON, one per line.
 	Mappings []*pmap.Mapping `json:"-"`
 }
