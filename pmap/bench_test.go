@@ -21,10 +21,7 @@ func bigSmaps(tb testing.TB, size int) []byte {
 		tb.Fatal(err)
 	}
 	// Split the capture into blocks, each starting at its header line.
-	var blocks [][]byte
-	for _, b := range bytes.SplitAfter(raw, []byte("VmFlags:")) {
-		blocks = append(blocks, b)
-	}
+	blocks := bytes.SplitAfter(raw, []byte("VmFlags:"))
 	var out bytes.Buffer
 	addr := uint64(0x10000000)
 	for out.Len() < size {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"strings"
 )
 
@@ -85,30 +86,79 @@ type Mapping struct {
 	Class  Class
 	Reason string
 
-	values  [numFields]uint64
-	present uint32
+	// Counters are stored sparsely: most are zero in most mappings, and a
+	// process may have tens of thousands of mappings.
+	present uint32   // bit f: the kernel wrote field f
+	nonzero uint32   // bit f: field f is present and not zero
+	nz      []uint64 // values of the nonzero fields, in Field order
 }
 
 // Value returns the counter f and whether the kernel wrote it. Absent is not
 // zero: older kernels omit fields such as Pss_Dirty or KSM.
 func (m *Mapping) Value(f Field) (uint64, bool) {
-	if f >= numFields || m.present&(1<<f) == 0 {
+	if !m.Has(f) {
 		return 0, false
 	}
-	return m.values[f], true
+	return m.Bytes(f), true
 }
 
 // Bytes returns the counter f, or 0 when absent. Use it for sums; use Value
 // where absence must show.
-func (m *Mapping) Bytes(f Field) uint64 { return m.values[f] }
+func (m *Mapping) Bytes(f Field) uint64 {
+	bit := uint32(1) << f
+	if f >= numFields || m.nonzero&bit == 0 {
+		return 0
+	}
+	return m.nz[bits.OnesCount32(m.nonzero&(bit-1))]
+}
 
 // Has reports whether the kernel wrote the counter f for this mapping.
 func (m *Mapping) Has(f Field) bool { return f < numFields && m.present&(1<<f) != 0 }
 
 // Set records the counter f; for fields in kB, v is in bytes.
 func (m *Mapping) Set(f Field, v uint64) {
-	m.values[f] = v
+	if f >= numFields {
+		return
+	}
+	var vals [numFields]uint64
+	m.each(func(g Field, x uint64) { vals[g] = x })
+	vals[f] = v
 	m.present |= 1 << f
+	m.setAll(&vals, m.present, nil)
+}
+
+// setAll stores vals for the fields in present. The nonzero values go to a
+// new slice, or into slab when it has room; it returns the rest of slab.
+func (m *Mapping) setAll(vals *[numFields]uint64, present uint32, slab []uint64) []uint64 {
+	m.present, m.nonzero = present, 0
+	n := 0
+	for p := present; p != 0; p &= p - 1 {
+		if vals[bits.TrailingZeros32(p)] != 0 {
+			n++
+		}
+	}
+	if n > len(slab) {
+		slab = make([]uint64, n)
+	}
+	// Capped so that a later Set copies instead of writing into a neighbour.
+	m.nz = slab[:0:n]
+	for p := present; p != 0; p &= p - 1 {
+		f := bits.TrailingZeros32(p)
+		if vals[f] != 0 {
+			m.nonzero |= 1 << f
+			m.nz = append(m.nz, vals[f])
+		}
+	}
+	return slab[n:]
+}
+
+// each calls fn for every nonzero counter, in Field order.
+func (m *Mapping) each(fn func(Field, uint64)) {
+	i := 0
+	for p := m.nonzero; p != 0; p &= p - 1 {
+		fn(Field(bits.TrailingZeros32(p)), m.nz[i])
+		i++
+	}
 }
 
 // Len is the mapping's length in bytes, End − Start.
@@ -201,7 +251,15 @@ type Decoder struct {
 	// intern shares the strings that repeat across mappings (perms, dev,
 	// library names, VmFlags), so memory grows with distinct values only.
 	intern map[string]string
+
+	// The current block's counters, stored into the Mapping at its end;
+	// slab is where the nonzero ones go, a few thousand mappings at a time.
+	vals    [numFields]uint64
+	present uint32
+	slab    []uint64
 }
+
+const slabLen = 16 << 10
 
 // NewDecoder returns a Decoder reading r; name labels errors.
 func NewDecoder(r io.Reader, name string) *Decoder {
@@ -263,6 +321,7 @@ func (d *Decoder) Decode(m *Mapping) error {
 		header, headerAt = line, d.line
 	}
 	*m = Mapping{}
+	d.present = 0
 	if err := d.parseHeader(header, m); err != nil {
 		return d.fail(headerAt, ErrMalformed, "%v", err)
 	}
@@ -306,6 +365,10 @@ func (d *Decoder) Decode(m *Mapping) error {
 		if string(key) == "VmFlags" {
 			m.VmFlags = d.str(bytes.TrimSpace(value))
 			d.mode = modeSmaps
+			if len(d.slab) < int(numFields) {
+				d.slab = make([]uint64, slabLen)
+			}
+			d.slab = m.setAll(&d.vals, d.present, d.slab)
 			return nil
 		}
 		if err := d.parseField(key, value, m); err != nil {
@@ -423,10 +486,11 @@ func (d *Decoder) parseField(key, value []byte, m *Mapping) error {
 	} else if len(rest) != 0 {
 		return fmt.Errorf("%s: expected a plain number, got %s", f, quote(value))
 	}
-	if m.Has(f) {
+	if d.present&(1<<f) != 0 {
 		return fmt.Errorf("%s appears twice in one mapping", f)
 	}
-	m.Set(f, v)
+	d.vals[f] = v
+	d.present |= 1 << f
 	return nil
 }
 

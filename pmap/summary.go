@@ -17,9 +17,7 @@ func (s *Sums) Add(m *Mapping) {
 	s.Mappings++
 	s.SizeBytes += m.Len()
 	s.present |= m.present & summableMask
-	for f := Field(0); f < numFields; f++ {
-		s.values[f] += m.values[f]
-	}
+	m.each(func(f Field, v uint64) { s.values[f] += v })
 }
 
 // summableMask has the bits of the fields Sums adds up.

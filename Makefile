@@ -1,0 +1,10 @@
+# Thin wrappers; the scripts do the work.
+.PHONY: test check bench fuzz
+test:
+	go test ./...
+check:
+	scripts/check
+bench:
+	bench/pmap.sh
+fuzz:
+	scripts/fuzz
