@@ -36,7 +36,8 @@ func (g *globalOptions) format() (report.Format, error) {
 // runners replaces commands' run functions in tests of flag parsing; a nil
 // field runs the real command.
 type runners struct {
-	pmap func(*PmapOptions) error
+	pmap       func(*PmapOptions) error
+	mallocinfo func(*MallocInfoOptions) error
 }
 
 // NewRootCmd builds the memdiag command tree.
@@ -73,6 +74,7 @@ mmap traces, and explains a process's RSS with the evidence for each figure.`,
 	pf.BoolVar(&g.noColor, "no-color", false, "never colour the output (also when NO_COLOR is set)")
 
 	root.AddCommand(NewCmdPmap(d, g, r.pmap))
+	root.AddCommand(NewCmdMallocInfo(d, g, r.mallocinfo))
 	return root
 }
 

@@ -6,22 +6,13 @@ package report
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/memdiag/memdiag/internal/humanize"
 )
 
-// Bytes formats n with binary units for a human: "0 B", "512 B", "4.0 KiB",
-// "1.5 MiB", "12.9 GiB". Exact figures belong in JSON, not here.
-func Bytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatUint(n, 10) + " B"
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// Bytes formats n with binary units for a human: "0 B", "4.0 KiB",
+// "12.9 GiB". Exact figures belong in JSON, not here.
+func Bytes(n uint64) string { return humanize.Bytes(n) }
 
 // Percent formats part/whole as "12.3 %", or "-" when whole is 0.
 func Percent(part, whole uint64) string {

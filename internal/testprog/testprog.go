@@ -77,8 +77,8 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 		if line == "ready" {
 			return p
 		}
-		kind, addr, ok := strings.Cut(line, " ")
-		if v, err := strconv.ParseUint(strings.TrimPrefix(addr, "0x"), 16, 64); ok && err == nil {
+		kind, addr, ok := strings.Cut(line, " 0x")
+		if v, err := strconv.ParseUint(addr, 16, 64); ok && err == nil {
 			p.Addrs[kind] = append(p.Addrs[kind], v)
 		} else {
 			p.Lines = append(p.Lines, line)

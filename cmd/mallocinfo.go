@@ -1,0 +1,158 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/mallocinfo"
+	"github.com/memdiag/memdiag/report"
+)
+
+// MallocInfoOptions is `memdiag mallocinfo` after flag parsing.
+type MallocInfoOptions struct {
+	Streams  *Streams
+	ProcRoot string
+
+	File       string // a malloc_info document or log; "-" for stdin
+	PID        int    // capture live instead (0: read File)
+	Format     report.Format
+	Color      bool
+	Thresholds mallocinfo.Thresholds
+	AllArenas  bool
+	Timeout    time.Duration
+}
+
+// NewCmdMallocInfo builds `memdiag mallocinfo`.
+func NewCmdMallocInfo(d *Deps, g *globalOptions, runF func(*MallocInfoOptions) error) *cobra.Command {
+	o := &MallocInfoOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	defaults := mallocinfo.DefaultThresholds(runtime.NumCPU())
+	var minRetained string
+	c := &cobra.Command{
+		Use:   "mallocinfo FILE | --pid PID",
+		Short: "glibc arenas: memory in use, memory parked in free lists, over time",
+		Long: `Explain glibc malloc_info(3) XML: per arena, what is in use, what sits in
+free lists (fast bins, the rest) and the top chunk, and how much free memory
+is retained where automatic trimming cannot return it (free − top).
+
+FILE holds one <malloc> document, or a log with many (written at intervals
+among other lines): every document is read, in order, and the arenas are
+followed across them. "-" reads standard input.
+
+--pid PID captures malloc_info live: gdb attaches, calls malloc_info into a
+private temporary file and detaches. The process is paused while gdb is
+attached — typically well under a second, longer for thousands of arenas.
+malloc_info takes each arena's lock: memdiag interrupts the call after
+--timeout and gdb unwinds it. Needs gdb, a glibc-linked target, and ptrace
+permission (same uid and kernel.yama.ptrace_scope ≤ 1, or CAP_SYS_PTRACE).`,
+		Example: `  memdiag mallocinfo malloc_info.xml
+  memdiag mallocinfo app.log -o json | jq '.findings'
+  memdiag mallocinfo --pid 1234`,
+		Args: func(c *cobra.Command, args []string) error {
+			switch {
+			case o.PID != 0 && len(args) > 0:
+				return usage(errors.New("give a FILE or --pid, not both"))
+			case o.PID == 0 && len(args) != 1:
+				return usage(fmt.Errorf("mallocinfo needs one FILE (or - or --pid PID), got %d arguments", len(args)))
+			case o.PID < 0:
+				return usage(fmt.Errorf("--pid %d is not a process id", o.PID))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.File = args[0]
+			}
+			var err error
+			if o.Format, err = g.format(); err != nil {
+				return err
+			}
+			o.Color = d.Streams.colorEnabled(g.noColor)
+			if o.Thresholds.RetainedMinBytes, err = parseSize(minRetained); err != nil {
+				return usage(fmt.Errorf("--min-retained: %w", err))
+			}
+			if o.Thresholds.RetainedShare <= 0 || o.Thresholds.RetainedShare > 1 {
+				return usage(fmt.Errorf("--retained-share must be in (0, 1], got %v", o.Thresholds.RetainedShare))
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return runMallocInfo(o)
+		},
+	}
+	f := c.Flags()
+	f.IntVar(&o.PID, "pid", 0, "capture malloc_info from this live process with gdb (pauses it briefly)")
+	f.Float64Var(&o.Thresholds.RetainedShare, "retained-share", defaults.RetainedShare, "report arena retention at this share of arena memory retained free")
+	f.StringVar(&minRetained, "min-retained", "16MiB", "…and at least this much")
+	f.Float64Var(&o.Thresholds.MostlyFreeShare, "mostly-free", defaults.MostlyFreeShare, "name arenas at least this share free")
+	f.IntVar(&o.Thresholds.Cores, "cores", defaults.Cores, "cores of the process's host (glibc allows 8 arenas per core); default: this host's")
+	f.IntVar(&o.Thresholds.ArenaMax, "arena-max", 0, "MALLOC_ARENA_MAX of the process, when set")
+	f.BoolVar(&o.AllArenas, "all-arenas", false, "list every arena (default: the 20 retaining most)")
+	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "with --pid: interrupt the capture after this long")
+	return c
+}
+
+func runMallocInfo(o *MallocInfoOptions) error {
+	v := &report.MallocInfoView{ArenaLimit: 20}
+	if o.AllArenas {
+		v.ArenaLimit = 0
+	}
+	series := mallocinfo.NewSeries()
+	add := func(info *mallocinfo.Info) error {
+		s := mallocinfo.Analyze(info)
+		// Only the last snapshot keeps its histogram: memory stays one
+		// document plus the series, however long the log.
+		if n := len(v.Snapshots); n > 0 {
+			for i := range v.Snapshots[n-1].Arenas {
+				v.Snapshots[n-1].Arenas[i].Bins = nil
+			}
+		}
+		v.Snapshots = append(v.Snapshots, s)
+		series.Add(s)
+		return nil
+	}
+	if o.PID != 0 {
+		v.PID = o.PID
+		v.Source = fmt.Sprintf("malloc_info of process %d (via gdb)", o.PID)
+		fmt.Fprintf(o.Streams.ErrOut, "memdiag: attaching gdb to process %d to call malloc_info (it pauses while attached)\n", o.PID)
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		info, err := mallocinfo.Capturer{ProcRoot: o.ProcRoot, Timeout: o.Timeout}.Capture(ctx, o.PID)
+		if err != nil {
+			return err
+		}
+		if err := add(info); err != nil {
+			return err
+		}
+	} else {
+		v.Source = o.File
+		var r io.Reader = o.Streams.In
+		if o.File != "-" {
+			f, err := os.Open(o.File)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			r = f
+		}
+		if err := mallocinfo.Scan(r, o.File, add); err != nil {
+			return err
+		}
+	}
+	last := v.Snapshots[len(v.Snapshots)-1]
+	v.Findings = mallocinfo.Findings(last, o.Thresholds, v.Source)
+	if len(v.Snapshots) > 1 {
+		v.Series = series
+		v.Findings = append(v.Findings, series.Findings(o.Thresholds, v.Source)...)
+		finding.Sort(v.Findings)
+	}
+	return report.WriteMallocInfo(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+}

@@ -1,0 +1,38 @@
+package cmd
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// parseSize reads a byte count: "1048576", "64MiB", "1.5GiB", "512k". Units
+// are binary (k = KiB); a bare number is bytes.
+func parseSize(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := t, ""
+	if i >= 0 {
+		num, unit = t[:i], strings.TrimSpace(t[i:])
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 64MiB, 1.5GiB, 4096)", s)
+	}
+	var mult float64
+	switch strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(unit, "B"), "b")) {
+	case "":
+		mult = 1
+	case "k", "ki":
+		mult = 1 << 10
+	case "m", "mi":
+		mult = 1 << 20
+	case "g", "gi":
+		mult = 1 << 30
+	case "t", "ti":
+		mult = 1 << 40
+	default:
+		return 0, fmt.Errorf("%q: unknown unit %q (use B, KiB, MiB, GiB, TiB)", s, unit)
+	}
+	return uint64(v * mult), nil
+}

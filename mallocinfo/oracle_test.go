@@ -1,0 +1,249 @@
+package mallocinfo_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/memdiag/memdiag/internal/testprog"
+	"github.com/memdiag/memdiag/mallocinfo"
+)
+
+// mallinfo2 is the oracle line mallocdemo prints: key=value pairs.
+func mallinfo2(t *testing.T, lines []string) map[string]uint64 {
+	t.Helper()
+	m := map[string]uint64{}
+	for _, line := range lines {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		switch fields[0] {
+		case "mallinfo2":
+			for _, kv := range fields[1:] {
+				k, v, _ := strings.Cut(kv, "=")
+				n, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					t.Fatalf("bad mallinfo2 field %q", kv)
+				}
+				m[k] = n
+			}
+		case "freed":
+			n, _ := strconv.ParseUint(fields[1], 10, 64)
+			m["freed"] = n
+		}
+	}
+	if _, ok := m["arena"]; !ok {
+		t.Fatalf("no mallinfo2 line in %q", lines)
+	}
+	return m
+}
+
+func lastSnapshot(t *testing.T, path string) (*mallocinfo.Snapshot, int) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var last *mallocinfo.Info
+	n := 0
+	if err := mallocinfo.Scan(f, path, func(i *mallocinfo.Info) error { last = i; n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return mallocinfo.Analyze(last), n
+}
+
+// checkOracle compares memdiag's totals with mallinfo2() taken at the same
+// instant: arena = Σ current, fordblks = Σ free, uordblks = Σ in use,
+// hblkhd = mmapped bytes, keepcost = the main arena's top chunk.
+func checkOracle(t *testing.T, s *mallocinfo.Snapshot, mi map[string]uint64) {
+	t.Helper()
+	tot := s.Totals
+	var mainTop uint64
+	for _, a := range s.Arenas {
+		if a.Main {
+			mainTop = a.TopBytes
+		}
+	}
+	for _, c := range []struct {
+		name      string
+		got, want uint64
+	}{
+		{"Σ system current vs arena", tot.SystemCurrentBytes, mi["arena"]},
+		{"Σ free vs fordblks", tot.FreeBytes, mi["fordblks"]},
+		{"Σ in use vs uordblks", tot.InUseBytes, mi["uordblks"]},
+		{"mmap bytes vs hblkhd", tot.MmapBytes, mi["hblkhd"]},
+		{"mmap count vs hblks", tot.MmapCount, mi["hblks"]},
+		{"main top vs keepcost", mainTop, mi["keepcost"]},
+	} {
+		// malloc_info counts a free chunk with its PREV_INUSE bit (sizes are
+		// odd), mallinfo2 without: allow one byte per free chunk.
+		slack := uint64(0)
+		if strings.Contains(c.name, "free") || strings.Contains(c.name, "in use") {
+			slack = 4096
+		}
+		if diff(c.got, c.want) > slack {
+			t.Errorf("%s: memdiag %d, mallinfo2 %d", c.name, c.got, c.want)
+		}
+	}
+}
+
+func diff(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+// TestFixturesAgreeWithMallinfo2 checks every captured document in
+// fixtures/mallocinfo against the mallinfo2() line captured with it.
+func TestFixturesAgreeWithMallinfo2(t *testing.T) {
+	files, _ := filepath.Glob("../fixtures/mallocinfo/*.mallinfo2")
+	if len(files) < 5 {
+		t.Fatalf("expected the mallocdemo captures in fixtures/mallocinfo, found %d", len(files))
+	}
+	for _, oracle := range files {
+		name := strings.TrimSuffix(oracle, ".mallinfo2")
+		t.Run(filepath.Base(name), func(t *testing.T) {
+			b, err := os.ReadFile(oracle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc := name + ".xml"
+			if _, err := os.Stat(doc); err != nil {
+				doc = name + ".log"
+			}
+			s, n := lastSnapshot(t, doc)
+			mi := mallinfo2(t, strings.Split(string(b), "\n"))
+			checkOracle(t, s, mi)
+			if freed, ok := mi["freed"]; ok {
+				// The story-1 shape: what the other thread freed is retained.
+				if d := diff(s.Totals.RetainedFreeBytes, freed); float64(d) > 0.02*float64(freed) {
+					t.Errorf("retained %d B, program freed %d B: more than 2 %% apart", s.Totals.RetainedFreeBytes, freed)
+				}
+			}
+			if filepath.Base(name) == "arenas" && s.Totals.Arenas < 60 {
+				t.Errorf("arenas fixture lists %d arenas, want 60+", s.Totals.Arenas)
+			}
+			if filepath.Base(name) == "rounds" && n != 5 {
+				t.Errorf("rounds log holds %d documents, want 5", n)
+			}
+		})
+	}
+}
+
+func TestFindingsOnRealShapes(t *testing.T) {
+	th := mallocinfo.DefaultThresholds(2)
+	story, _ := lastSnapshot(t, "../fixtures/mallocinfo/story1.xml")
+	fs := mallocinfo.Findings(story, th, "story1.xml")
+	if len(fs) == 0 || fs[0].ID != "arena-retention" || fs[0].Severity != "high" {
+		t.Fatalf("story 1: findings %+v, want arena-retention (high) first", fs)
+	}
+	if !strings.Contains(fs[0].Summary, "arena 2 ≥90 % free") {
+		t.Errorf("summary %q does not name the retaining arena", fs[0].Summary)
+	}
+	churn, _ := lastSnapshot(t, "../fixtures/mallocinfo/churn.xml")
+	if fs := mallocinfo.Findings(churn, th, "churn.xml"); len(fs) != 0 {
+		t.Errorf("healthy churn: findings %+v, want none", fs)
+	}
+	many, _ := lastSnapshot(t, "../fixtures/mallocinfo/arenas.xml")
+	fs = mallocinfo.Findings(many, th, "arenas.xml")
+	if len(fs) != 1 || fs[0].ID != "arena-count" {
+		t.Errorf("65 arenas on 2 cores: findings %+v, want arena-count", fs)
+	}
+}
+
+func TestSeriesOnRoundsLog(t *testing.T) {
+	f, err := os.Open("../fixtures/mallocinfo/rounds.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	se := mallocinfo.NewSeries()
+	if err := mallocinfo.Scan(f, "rounds.log", func(i *mallocinfo.Info) error { se.Add(mallocinfo.Analyze(i)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range se.Steps[1:4] {
+		if len(st.NewArenas) != 2 || st.GrewMost < 0 || st.GrewMostBytes < 32<<20 {
+			t.Errorf("round %d: new arenas %v, grew most arena %d by %d; want 2 new, one grown by 32 MiB", i+1, st.NewArenas, st.GrewMost, st.GrewMostBytes)
+		}
+	}
+	fs := se.Findings(mallocinfo.DefaultThresholds(2), "rounds.log")
+	if len(fs) != 1 || fs[0].ID != "arena-steps" || !strings.Contains(fs[0].Summary, "arenas 2, 4 and 6") {
+		t.Errorf("findings %+v, want arena-steps naming arenas 2, 4 and 6", fs)
+	}
+}
+
+// TestCaptureLive runs the story-1 reproduction and captures malloc_info
+// with gdb: the retaining arena and bytes must come out, the process must
+// be left running, and no file may be left behind.
+func TestCaptureLive(t *testing.T) {
+	if _, err := exec.LookPath("gdb"); err != nil {
+		t.Skipf("gdb not found (%v); .ci/run installs it", err)
+	}
+	bin := testprog.Build(t, "mallocdemo")
+	proc := testprog.Start(t, bin, "story1", filepath.Join(t.TempDir(), "self.xml"))
+	mi := mallinfo2(t, proc.Lines)
+
+	before, _ := filepath.Glob("/tmp/memdiag-malloc-info-*")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	info, err := mallocinfo.Capturer{}.Capture(ctx, proc.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mallocinfo.Analyze(info)
+	if d := diff(s.Totals.RetainedFreeBytes, mi["freed"]); float64(d) > 0.02*float64(mi["freed"]) {
+		t.Errorf("retained %d B, program freed %d B", s.Totals.RetainedFreeBytes, mi["freed"])
+	}
+	// gdb's own calls (fopen's FILE, its strings) land in the main arena;
+	// the other arenas must match exactly.
+	if s.Totals.MmapBytes != mi["hblkhd"] {
+		t.Errorf("mmap bytes %d, mallinfo2 hblkhd %d", s.Totals.MmapBytes, mi["hblkhd"])
+	}
+	fs := mallocinfo.Findings(s, mallocinfo.DefaultThresholds(2), "live")
+	if len(fs) == 0 || fs[0].ID != "arena-retention" {
+		t.Errorf("findings %+v, want arena-retention", fs)
+	}
+	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", proc.PID()))
+	if i := strings.LastIndexByte(string(stat), ')'); i < 0 || stat[i+2] == 't' || stat[i+2] == 'T' {
+		t.Errorf("target left stopped: %s", stat)
+	}
+	after, _ := filepath.Glob("/tmp/memdiag-malloc-info-*")
+	if len(after) > len(before) {
+		t.Errorf("temporary files left behind: %v", after)
+	}
+}
+
+func TestCaptureErrors(t *testing.T) {
+	ctx := context.Background()
+	t.Run("no such process", func(t *testing.T) {
+		_, err := mallocinfo.Capturer{}.Capture(ctx, 1<<30)
+		if err == nil || !strings.Contains(err.Error(), "no such process") {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("gdb missing", func(t *testing.T) {
+		proc := testprog.Start(t, testprog.Build(t, "mallocdemo"), "single", filepath.Join(t.TempDir(), "x.xml"))
+		t.Setenv("PATH", t.TempDir())
+		_, err := mallocinfo.Capturer{}.Capture(ctx, proc.PID())
+		if err == nil || !strings.Contains(err.Error(), "gdb not found") || !strings.Contains(err.Error(), "apt-get install gdb") {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("statically linked", func(t *testing.T) {
+		bin := testprog.Build(t, "mallocdemo", "-static")
+		proc := testprog.Start(t, bin, "single", filepath.Join(t.TempDir(), "x.xml"))
+		_, err := mallocinfo.Capturer{}.Capture(ctx, proc.PID())
+		if err == nil || !strings.Contains(err.Error(), "statically linked") {
+			t.Errorf("got %v", err)
+		}
+	})
+}

@@ -1,0 +1,394 @@
+// Package mallocinfo reads glibc's malloc_info(3) XML — one document, or
+// every document in a log that holds many — and explains it: per arena, the
+// bytes in use, the bytes parked in free lists, and what could be returned.
+//
+// The format is written by __malloc_info in glibc's malloc/malloc.c; see
+// https://man7.org/linux/man-pages/man3/malloc_info.3.html.
+package mallocinfo
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Sentinel errors wrapped by *ParseError.
+var (
+	// ErrMalformed means the XML is broken or not malloc_info's.
+	ErrMalformed = errors.New("malformed malloc_info")
+	// ErrTruncated means a document started but did not end.
+	ErrTruncated = errors.New("truncated malloc_info")
+	// ErrNoDocument means the input holds no <malloc> document.
+	ErrNoDocument = errors.New("no malloc_info document")
+)
+
+// ParseError locates a failure: the input's name and its 1-based line.
+type ParseError struct {
+	Name string
+	Line int
+	Msg  string
+	Err  error
+}
+
+func (e *ParseError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.Name, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Name, e.Msg)
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// Bin is one <size> (or <unsorted>) entry: free chunks of sizes From…To,
+// Count of them, Total bytes.
+type Bin struct {
+	From, To, Total, Count uint64
+}
+
+// Total is a <total type="…" count size/> entry: Count chunks of Size bytes.
+type Total struct {
+	Count, Size uint64
+}
+
+// Arena is one <heap nr="N"> element: an arena (nr 0 is the main arena).
+type Arena struct {
+	Nr int
+	// Bins lists the <size> entries: fast bins, then regular bins.
+	Bins []Bin
+	// Unsorted is the unsorted bin, when malloc_info listed it.
+	Unsorted *Bin
+	// Fast and Rest are the free chunks in fast bins and elsewhere; Rest
+	// includes the top chunk.
+	Fast, Rest                  Total
+	SystemCurrent, SystemMax    uint64
+	AspaceTotal, AspaceMprotect uint64
+	Subheaps                    uint64 // non-main arenas only
+	HasSubheaps                 bool
+}
+
+// Info is one <malloc> document.
+type Info struct {
+	Version string
+	Arenas  []Arena
+	// Process-wide totals, as malloc_info printed them.
+	Fast, Rest, Mmap            Total
+	SystemCurrent, SystemMax    uint64
+	AspaceTotal, AspaceMprotect uint64
+	// Line is where the document starts in its input (1-based).
+	Line int
+	// Label is the log line before the document (or the text before
+	// <malloc on its own line), trimmed; "" when there is none.
+	Label string
+	// Warnings note what the parser tolerated: another version, unknown elements.
+	Warnings []string
+}
+
+// Parse reads the first malloc_info document of r. Text around it (a log)
+// is ignored. name labels errors.
+func Parse(r io.Reader, name string) (*Info, error) {
+	var first *Info
+	err := Scan(r, name, func(info *Info) error {
+		first = info
+		return errStop
+	})
+	if err != nil && err != errStop {
+		return nil, err
+	}
+	if first == nil {
+		return nil, &ParseError{Name: name, Msg: "no <malloc> document found", Err: ErrNoDocument}
+	}
+	return first, nil
+}
+
+var errStop = errors.New("stop")
+
+// maxDocumentBytes bounds one document. malloc_info of 1,000 arenas with
+// full histograms is a few MB; anything far larger is not malloc_info.
+const maxDocumentBytes = 256 << 20
+
+// Scan calls fn with every <malloc> document in r, in order: a single
+// document, or a log in which an application wrote malloc_info at intervals
+// between other lines. Memory holds one document at a time. fn's error
+// stops the scan and is returned.
+func Scan(r io.Reader, name string, fn func(*Info) error) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var (
+		doc      bytes.Buffer
+		inDoc    bool
+		docLine  int
+		label    string
+		lastText string
+		lineNo   int
+		found    int
+	)
+	var long []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// Lines longer than the buffer are gathered whole, up to the
+			// size of a document.
+			long = append(long[:0], line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
+				if len(long) > maxDocumentBytes {
+					return &ParseError{Name: name, Line: lineNo + 1, Msg: fmt.Sprintf("line longer than %d MiB", maxDocumentBytes>>20), Err: ErrMalformed}
+				}
+			}
+			line = long
+		}
+		if len(line) > 0 {
+			lineNo++
+		}
+		if err != nil && err != io.EOF {
+			return &ParseError{Name: name, Line: lineNo, Msg: "read failed: " + err.Error(), Err: err}
+		}
+		rest := line
+		for len(rest) > 0 {
+			if !inDoc {
+				i := bytes.Index(rest, []byte("<malloc"))
+				if i < 0 || !isMallocStart(rest[i+len("<malloc"):]) {
+					if t := strings.TrimSpace(string(rest)); t != "" {
+						lastText = t
+					}
+					break
+				}
+				prefix := strings.TrimSpace(string(rest[:i]))
+				label = lastText
+				if prefix != "" {
+					label = prefix
+				}
+				inDoc, docLine = true, lineNo
+				doc.Reset()
+				rest = rest[i:]
+			}
+			end := bytes.Index(rest, []byte("</malloc>"))
+			if end < 0 {
+				if doc.Len()+len(rest) > maxDocumentBytes {
+					return &ParseError{Name: name, Line: docLine, Msg: fmt.Sprintf("document larger than %d MiB: not malloc_info", maxDocumentBytes>>20), Err: ErrMalformed}
+				}
+				doc.Write(rest)
+				break
+			}
+			doc.Write(rest[:end+len("</malloc>")])
+			rest = rest[end+len("</malloc>"):]
+			inDoc = false
+			info, perr := parseDocument(doc.Bytes(), name, docLine)
+			if perr != nil {
+				return perr
+			}
+			info.Label = trimLabel(label)
+			found++
+			if err := fn(info); err != nil {
+				return err
+			}
+			lastText = ""
+		}
+		if err == io.EOF {
+			break
+		}
+	}
+	if inDoc {
+		return &ParseError{Name: name, Line: docLine, Msg: fmt.Sprintf("<malloc> document starting here is not closed by line %d: truncated", lineNo), Err: ErrTruncated}
+	}
+	if found == 0 {
+		return &ParseError{Name: name, Msg: "no <malloc> document found", Err: ErrNoDocument}
+	}
+	return nil
+}
+
+// isMallocStart tells "<malloc version=…>" and "<malloc>" from "<malloc_info…".
+func isMallocStart(after []byte) bool {
+	return len(after) == 0 || after[0] == ' ' || after[0] == '>' || after[0] == '\t' || after[0] == '\n' || after[0] == '\r'
+}
+
+func trimLabel(s string) string {
+	const max = 200
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return s
+}
+
+// parseDocument decodes one <malloc>…</malloc>; startLine is its first line
+// in the input, for error positions.
+func parseDocument(b []byte, name string, startLine int) (*Info, error) {
+	d := xml.NewDecoder(bytes.NewReader(b))
+	info := &Info{Line: startLine}
+	fail := func(format string, args ...any) error {
+		line, _ := d.InputPos()
+		return &ParseError{Name: name, Line: startLine + line - 1, Msg: fmt.Sprintf(format, args...), Err: ErrMalformed}
+	}
+	var (
+		path    []string // open elements
+		arena   *Arena
+		unknown = map[string]bool{}
+	)
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var se *xml.SyntaxError
+			if errors.As(err, &se) {
+				return nil, &ParseError{Name: name, Line: startLine + se.Line - 1, Msg: "XML: " + se.Msg, Err: ErrMalformed}
+			}
+			return nil, fail("XML: %v", err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			parent := ""
+			if len(path) > 0 {
+				parent = path[len(path)-1]
+			}
+			el := t.Name.Local
+			path = append(path, el)
+			a := attrs(t.Attr)
+			switch {
+			case el == "malloc" && parent == "":
+				info.Version = a["version"]
+				if info.Version != "1" {
+					info.Warnings = append(info.Warnings, fmt.Sprintf("malloc_info version %q: this reader knows version 1; figures may be misread", info.Version))
+				}
+			case parent == "":
+				return nil, fail("expected <malloc>, got <%s>", el)
+			case el == "heap" && parent == "malloc":
+				nr, err := strconv.Atoi(a["nr"])
+				if err != nil {
+					return nil, fail("<heap> nr %q is not a number", a["nr"])
+				}
+				info.Arenas = append(info.Arenas, Arena{Nr: nr})
+				arena = &info.Arenas[len(info.Arenas)-1]
+			case (el == "size" || el == "unsorted") && parent == "sizes" && arena != nil:
+				bin, err := parseBin(a)
+				if err != nil {
+					return nil, fail("<%s>: %v", el, err)
+				}
+				if el == "unsorted" {
+					arena.Unsorted = &bin
+				} else {
+					arena.Bins = append(arena.Bins, bin)
+				}
+			case el == "sizes" && parent == "heap":
+			case el == "total" && (parent == "heap" || parent == "malloc"):
+				count, err1 := num(a, "count")
+				size, err2 := num(a, "size")
+				if err := errors.Join(err1, err2); err != nil {
+					return nil, fail("<total type=%q>: %v", a["type"], err)
+				}
+				tot := Total{Count: count, Size: size}
+				var dst *Total
+				switch {
+				case parent == "heap" && a["type"] == "fast":
+					dst = &arena.Fast
+				case parent == "heap" && a["type"] == "rest":
+					dst = &arena.Rest
+				case parent == "malloc" && a["type"] == "fast":
+					dst = &info.Fast
+				case parent == "malloc" && a["type"] == "rest":
+					dst = &info.Rest
+				case parent == "malloc" && a["type"] == "mmap":
+					dst = &info.Mmap
+				default:
+					unknown[fmt.Sprintf("<total type=%q> in <%s>", a["type"], parent)] = true
+					continue
+				}
+				*dst = tot
+			case (el == "system" || el == "aspace") && (parent == "heap" || parent == "malloc"):
+				size, err := num(a, "size")
+				if err != nil {
+					return nil, fail("<%s type=%q>: %v", el, a["type"], err)
+				}
+				key := el + "/" + a["type"]
+				if parent == "heap" {
+					switch key {
+					case "system/current":
+						arena.SystemCurrent = size
+					case "system/max":
+						arena.SystemMax = size
+					case "aspace/total":
+						arena.AspaceTotal = size
+					case "aspace/mprotect":
+						arena.AspaceMprotect = size
+					case "aspace/subheaps":
+						arena.Subheaps, arena.HasSubheaps = size, true
+					default:
+						unknown[fmt.Sprintf("<%s type=%q>", el, a["type"])] = true
+					}
+				} else {
+					switch key {
+					case "system/current":
+						info.SystemCurrent = size
+					case "system/max":
+						info.SystemMax = size
+					case "aspace/total":
+						info.AspaceTotal = size
+					case "aspace/mprotect":
+						info.AspaceMprotect = size
+					default:
+						unknown[fmt.Sprintf("<%s type=%q>", el, a["type"])] = true
+					}
+				}
+			default:
+				unknown["<"+el+"> in <"+parent+">"] = true
+			}
+		case xml.EndElement:
+			if len(path) > 0 {
+				if path[len(path)-1] == "heap" {
+					arena = nil
+				}
+				path = path[:len(path)-1]
+			}
+		}
+	}
+	if info.Version == "" && len(info.Arenas) == 0 {
+		return nil, fail("no <malloc> element")
+	}
+	for u := range unknown {
+		info.Warnings = append(info.Warnings, "ignored unknown element "+u)
+	}
+	sort.Strings(info.Warnings)
+	return info, nil
+}
+
+func attrs(as []xml.Attr) map[string]string {
+	m := make(map[string]string, len(as))
+	for _, a := range as {
+		m[a.Name.Local] = a.Value
+	}
+	return m
+}
+
+func num(a map[string]string, key string) (uint64, error) {
+	s, ok := a[key]
+	if !ok {
+		return 0, fmt.Errorf("attribute %s missing", key)
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("attribute %s=%q is not a byte count", key, s)
+	}
+	return v, nil
+}
+
+func parseBin(a map[string]string) (Bin, error) {
+	var b Bin
+	var errs []error
+	var err error
+	b.From, err = num(a, "from")
+	errs = append(errs, err)
+	b.To, err = num(a, "to")
+	errs = append(errs, err)
+	b.Total, err = num(a, "total")
+	errs = append(errs, err)
+	b.Count, err = num(a, "count")
+	errs = append(errs, err)
+	return b, errors.Join(errs...)
+}

@@ -1,0 +1,100 @@
+package report
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
+
+	"github.com/memdiag/memdiag/finding"
+)
+
+// findingJSON is a finding in every memdiag JSON document.
+type findingJSON struct {
+	ID       string   `json:"id"`
+	Severity string   `json:"severity"`
+	Summary  string   `json:"summary"`
+	Bytes    uint64   `json:"bytes"`
+	Evidence []string `json:"evidence"`
+	Advice   []string `json:"advice"`
+}
+
+func findingsJSON(fs []finding.Finding) []findingJSON {
+	out := make([]findingJSON, len(fs))
+	for i, f := range fs {
+		out[i] = findingJSON{
+			ID: f.ID, Severity: string(f.Severity), Summary: f.Summary, Bytes: f.Bytes,
+			Evidence: append([]string{}, f.Evidence...), Advice: append([]string{}, f.Advice...),
+		}
+	}
+	return out
+}
+
+// writeFindingsText renders findings for a person: severity and summary,
+// then the evidence and what to try, numbered.
+func writeFindingsText(w io.Writer, fs []finding.Finding, s Style) error {
+	bw := bufio.NewWriter(w)
+	title := "findings"
+	if len(fs) == 0 {
+		title = "findings: none"
+	}
+	p := newPainter(w, s)
+	bw.WriteString(p.paint(title, "75") + "\n")
+	for _, f := range fs {
+		sev := fmt.Sprintf("[%s]", f.Severity)
+		switch f.Severity {
+		case finding.High:
+			sev = p.paint(sev, "196")
+		case finding.Medium:
+			sev = p.paint(sev, "214")
+		}
+		fmt.Fprintf(bw, "%s %s: %s\n", sev, f.ID, Sanitize(f.Summary))
+		for _, e := range f.Evidence {
+			fmt.Fprintf(bw, "    evidence: %s\n", Sanitize(e))
+		}
+		for i, a := range f.Advice {
+			fmt.Fprintf(bw, "    try %d: %s\n", i+1, Sanitize(a))
+		}
+	}
+	return bw.Flush()
+}
+
+func writeFindingsMarkdown(w io.Writer, fs []finding.Finding) error {
+	bw := bufio.NewWriter(w)
+	bw.WriteString("### findings\n\n")
+	if len(fs) == 0 {
+		bw.WriteString("none\n\n")
+	}
+	for _, f := range fs {
+		fmt.Fprintf(bw, "- **%s** `%s`: %s\n", f.Severity, f.ID, markdownCell(f.Summary))
+		for _, e := range f.Evidence {
+			fmt.Fprintf(bw, "  - evidence: %s\n", markdownCell(e))
+		}
+		for i, a := range f.Advice {
+			fmt.Fprintf(bw, "  - try %d: %s\n", i+1, markdownCell(a))
+		}
+	}
+	bw.WriteString("\n")
+	return bw.Flush()
+}
+
+// painter colours bold text with lipgloss when colour is on.
+type painter struct {
+	r     *lipgloss.Renderer
+	color bool
+}
+
+func newPainter(w io.Writer, s Style) painter {
+	r := lipgloss.NewRenderer(w)
+	r.SetColorProfile(termenv.ANSI256)
+	return painter{r: r, color: s.Color}
+}
+
+func (p painter) paint(text, color string) string {
+	if !p.color {
+		return text
+	}
+	return p.r.NewStyle().Bold(true).Foreground(lipgloss.Color(color)).Render(text)
+}
