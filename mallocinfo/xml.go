@@ -231,8 +231,13 @@ func parseDocument(b []byte, name string, startLine int) (*Info, error) {
 		unknown = map[string]bool{}
 	)
 	for {
-		tok, err := d.Token()
+		// RawToken skips namespace handling, a third of Token's cost; the
+		// nesting check it also skips is done below.
+		tok, err := d.RawToken()
 		if err == io.EOF {
+			if len(path) > 0 {
+				return nil, fail("XML: <%s> is not closed", path[len(path)-1])
+			}
 			break
 		}
 		if err != nil {
@@ -251,22 +256,28 @@ func parseDocument(b []byte, name string, startLine int) (*Info, error) {
 			el := t.Name.Local
 			path = append(path, el)
 			a := attrs(t.Attr)
+			typ, _ := a.get("type")
+			// Where the element sits decides what it means: in an arena's
+			// <heap>, or directly in <malloc> for the process totals.
+			inArena := parent == "heap" && arena != nil && len(path) == 3
+			atTop := parent == "malloc" && len(path) == 2
 			switch {
 			case el == "malloc" && parent == "":
-				info.Version = a["version"]
+				info.Version, _ = a.get("version")
 				if info.Version != "1" {
 					info.Warnings = append(info.Warnings, fmt.Sprintf("malloc_info version %q: this reader knows version 1; figures may be misread", info.Version))
 				}
 			case parent == "":
 				return nil, fail("expected <malloc>, got <%s>", el)
-			case el == "heap" && parent == "malloc":
-				nr, err := strconv.Atoi(a["nr"])
+			case el == "heap" && parent == "malloc" && len(path) == 2:
+				nrText, _ := a.get("nr")
+				nr, err := strconv.Atoi(nrText)
 				if err != nil {
-					return nil, fail("<heap> nr %q is not a number", a["nr"])
+					return nil, fail("<heap> nr %q is not a number", nrText)
 				}
 				info.Arenas = append(info.Arenas, Arena{Nr: nr})
 				arena = &info.Arenas[len(info.Arenas)-1]
-			case (el == "size" || el == "unsorted") && parent == "sizes" && arena != nil:
+			case (el == "size" || el == "unsorted") && parent == "sizes" && arena != nil && len(path) == 4:
 				bin, err := parseBin(a)
 				if err != nil {
 					return nil, fail("<%s>: %v", el, err)
@@ -276,38 +287,38 @@ func parseDocument(b []byte, name string, startLine int) (*Info, error) {
 				} else {
 					arena.Bins = append(arena.Bins, bin)
 				}
-			case el == "sizes" && parent == "heap":
-			case el == "total" && (parent == "heap" || parent == "malloc"):
+			case el == "sizes" && inArena:
+			case el == "total" && (inArena || atTop):
 				count, err1 := num(a, "count")
 				size, err2 := num(a, "size")
 				if err := errors.Join(err1, err2); err != nil {
-					return nil, fail("<total type=%q>: %v", a["type"], err)
+					return nil, fail("<total type=%q>: %v", typ, err)
 				}
 				tot := Total{Count: count, Size: size}
 				var dst *Total
 				switch {
-				case parent == "heap" && a["type"] == "fast":
+				case inArena && typ == "fast":
 					dst = &arena.Fast
-				case parent == "heap" && a["type"] == "rest":
+				case inArena && typ == "rest":
 					dst = &arena.Rest
-				case parent == "malloc" && a["type"] == "fast":
+				case atTop && typ == "fast":
 					dst = &info.Fast
-				case parent == "malloc" && a["type"] == "rest":
+				case atTop && typ == "rest":
 					dst = &info.Rest
-				case parent == "malloc" && a["type"] == "mmap":
+				case atTop && typ == "mmap":
 					dst = &info.Mmap
 				default:
-					unknown[fmt.Sprintf("<total type=%q> in <%s>", a["type"], parent)] = true
+					unknown[fmt.Sprintf("<total type=%q> in <%s>", typ, parent)] = true
 					continue
 				}
 				*dst = tot
-			case (el == "system" || el == "aspace") && (parent == "heap" || parent == "malloc"):
+			case (el == "system" || el == "aspace") && (inArena || atTop):
 				size, err := num(a, "size")
 				if err != nil {
-					return nil, fail("<%s type=%q>: %v", el, a["type"], err)
+					return nil, fail("<%s type=%q>: %v", el, typ, err)
 				}
-				key := el + "/" + a["type"]
-				if parent == "heap" {
+				key := el + "/" + typ
+				if inArena {
 					switch key {
 					case "system/current":
 						arena.SystemCurrent = size
@@ -320,7 +331,7 @@ func parseDocument(b []byte, name string, startLine int) (*Info, error) {
 					case "aspace/subheaps":
 						arena.Subheaps, arena.HasSubheaps = size, true
 					default:
-						unknown[fmt.Sprintf("<%s type=%q>", el, a["type"])] = true
+						unknown[fmt.Sprintf("<%s type=%q>", el, typ)] = true
 					}
 				} else {
 					switch key {
@@ -333,13 +344,20 @@ func parseDocument(b []byte, name string, startLine int) (*Info, error) {
 					case "aspace/mprotect":
 						info.AspaceMprotect = size
 					default:
-						unknown[fmt.Sprintf("<%s type=%q>", el, a["type"])] = true
+						unknown[fmt.Sprintf("<%s type=%q>", el, typ)] = true
 					}
 				}
 			default:
 				unknown["<"+el+"> in <"+parent+">"] = true
 			}
 		case xml.EndElement:
+			if len(path) == 0 || path[len(path)-1] != t.Name.Local {
+				open := "nothing"
+				if len(path) > 0 {
+					open = "<" + path[len(path)-1] + ">"
+				}
+				return nil, fail("XML: %s closed by </%s>", open, t.Name.Local)
+			}
 			if len(path) > 0 {
 				if path[len(path)-1] == "heap" {
 					arena = nil
@@ -358,16 +376,21 @@ func parseDocument(b []byte, name string, startLine int) (*Info, error) {
 	return info, nil
 }
 
-func attrs(as []xml.Attr) map[string]string {
-	m := make(map[string]string, len(as))
+// attrs looks attributes up by name; elements have at most four, so a
+// scan beats building a map for each.
+type attrs []xml.Attr
+
+func (as attrs) get(key string) (string, bool) {
 	for _, a := range as {
-		m[a.Name.Local] = a.Value
+		if a.Name.Local == key {
+			return a.Value, true
+		}
 	}
-	return m
+	return "", false
 }
 
-func num(a map[string]string, key string) (uint64, error) {
-	s, ok := a[key]
+func num(a attrs, key string) (uint64, error) {
+	s, ok := a.get(key)
 	if !ok {
 		return 0, fmt.Errorf("attribute %s missing", key)
 	}
@@ -378,7 +401,7 @@ func num(a map[string]string, key string) (uint64, error) {
 	return v, nil
 }
 
-func parseBin(a map[string]string) (Bin, error) {
+func parseBin(a attrs) (Bin, error) {
 	var b Bin
 	var errs []error
 	var err error

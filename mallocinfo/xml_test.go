@@ -113,7 +113,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad number", strings.Replace(oneArena, `size="135168"/>`, `size="lots"/>`, 1), ErrMalformed, `in:9: <system type="current">: attribute size="lots" is not a byte count`},
 		{"missing attribute", strings.Replace(oneArena, ` count="93"/>`, `/>`, 1), ErrMalformed, "in:4: <size>: attribute count missing"},
 		{"bad heap nr", strings.Replace(oneArena, `nr="0"`, `nr="x"`, 1), ErrMalformed, `in:2: <heap> nr "x" is not a number`},
-		{"broken XML", strings.Replace(oneArena, "</sizes>", "</sizez>", 1), ErrMalformed, "in:6: XML: element <sizes> closed by </sizez>"},
+		{"broken XML", strings.Replace(oneArena, "</sizes>", "</sizez>", 1), ErrMalformed, "in:6: XML: <sizes> closed by </sizez>"},
 		{"wrong root", "<malloc version=\"1\"></malloc>\n", ErrMalformed, ""},
 	}
 	for _, tt := range tests {
