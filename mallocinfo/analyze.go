@@ -259,13 +259,17 @@ func arenaCountFinding(s *Snapshot, t Thresholds, source string) (finding.Findin
 		}
 	}
 	sev := finding.Info
+	summary := fmt.Sprintf("%d arenas, %.0f %% of glibc's limit of %d (%s): many threads allocate, each arena strands its own free memory", n, 100*float64(n)/float64(limit), limit, limitWhy)
 	if n >= limit {
 		sev = finding.Medium
+	}
+	if n > limit {
+		summary = fmt.Sprintf("%d arenas, more than glibc's limit of %d (%s): the limit was raised (MALLOC_ARENA_MAX or glibc.malloc.arena_max); each arena strands its own free memory", n, limit, limitWhy)
 	}
 	return finding.Finding{
 		ID:       "arena-count",
 		Severity: sev,
-		Summary:  fmt.Sprintf("%d arenas, %.0f %% of glibc's limit of %d (%s): many threads allocate, each arena strands its own free memory", n, 100*float64(n)/float64(limit), limit, limitWhy),
+		Summary:  summary,
 		Bytes:    nonMain,
 		Evidence: []string{fmt.Sprintf("%s: %d <heap> elements; non-main arenas hold %d B", source, n, nonMain)},
 		Advice: []string{
