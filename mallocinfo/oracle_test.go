@@ -247,3 +247,31 @@ func TestCaptureErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestProgramsAgreeWithMallinfo2 compiles mallocdemo now and checks each of
+// its shapes on this machine's glibc, not only the captured fixtures.
+func TestProgramsAgreeWithMallinfo2(t *testing.T) {
+	bin := testprog.Build(t, "mallocdemo")
+	for _, mode := range []string{"story1", "churn", "single", "fastbins", "rounds", "arenas"} {
+		t.Run(mode, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), mode+".xml")
+			cmd := exec.Command(bin, mode, out)
+			if mode == "arenas" {
+				cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=128")
+			}
+			cmd.Stdin = strings.NewReader("")
+			stdout, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("mallocdemo %s: %v", mode, err)
+			}
+			s, _ := lastSnapshot(t, out)
+			mi := mallinfo2(t, strings.Split(string(stdout), "\n"))
+			checkOracle(t, s, mi)
+			if freed, ok := mi["freed"]; ok {
+				if d := diff(s.Totals.RetainedFreeBytes, freed); float64(d) > 0.02*float64(freed) {
+					t.Errorf("retained %d B, program freed %d B", s.Totals.RetainedFreeBytes, freed)
+				}
+			}
+		})
+	}
+}
