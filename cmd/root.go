@@ -38,6 +38,7 @@ func (g *globalOptions) format() (report.Format, error) {
 type runners struct {
 	pmap       func(*PmapOptions) error
 	mallocinfo func(*MallocInfoOptions) error
+	trace      func(*TraceOptions) error
 }
 
 // NewRootCmd builds the memdiag command tree.
@@ -75,6 +76,7 @@ mmap traces, and explains a process's RSS with the evidence for each figure.`,
 
 	root.AddCommand(NewCmdPmap(d, g, r.pmap))
 	root.AddCommand(NewCmdMallocInfo(d, g, r.mallocinfo))
+	root.AddCommand(NewCmdTrace(d, g, r.trace))
 	return root
 }
 

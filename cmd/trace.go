@@ -1,0 +1,251 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/pmap"
+	"github.com/memdiag/memdiag/report"
+	"github.com/memdiag/memdiag/syscalltrace"
+)
+
+// TraceOptions is `memdiag trace` after flag parsing.
+type TraceOptions struct {
+	Streams  *Streams
+	ProcRoot string
+
+	Paths      []string // files or directories (strace -ff); "-" for stdin
+	Format     report.Format
+	Color      bool
+	Trace      syscalltrace.Format
+	GroupBy    syscalltrace.GroupBy
+	At         float64
+	HasAt      bool
+	PprofPath  string
+	SmapsPath  string
+	PID        int
+	PerProcess bool
+	Top        int
+}
+
+// NewCmdTrace builds `memdiag trace`.
+func NewCmdTrace(d *Deps, g *globalOptions, runF func(*TraceOptions) error) *cobra.Command {
+	o := &TraceOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	var format, groupBy, at string
+	c := &cobra.Command{
+		Use:   "trace FILE... ",
+		Short: "Mappings made and never released, by whom, from a syscall trace",
+		Long: `Replay mmap, munmap, mremap, brk and madvise from a trace into the process's
+address space and report what was mapped and never unmapped — still mapped at
+the end, or alive when the process exited — grouped by call stack when the
+trace has stacks (strace -k, perf trace --call-graph), else by size.
+
+FILE is strace output (-f, -ff files or their directory, -o or stderr forms,
+any of -t/-tt/-ttt/-r and -T, -k) or perf trace output; gzip and zstd are
+read directly; "-" reads standard input. The format is detected by content.
+
+Capture, for example:
+  strace -f -k -tt -e trace=memory,clone,clone3,execve -o app.strace -p PID
+  perf trace -e mmap,munmap,mremap,brk,madvise --call-graph dwarf -p PID 2> app.perf
+
+Tasks share one address space (one process and its threads) unless the trace
+shows a fork or exec; --per-process gives every task its own.`,
+		Example: `  memdiag trace app.strace
+  memdiag trace app.strace --pprof leaks.pb.gz && go tool pprof -top leaks.pb.gz
+  memdiag trace traces/ --pid 1234 --group-by leaf`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usage(errors.New("trace needs a FILE (or a directory of strace -ff files, or -)"))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			o.Paths = args
+			var err error
+			if o.Format, err = g.format(); err != nil {
+				return err
+			}
+			o.Color = d.Streams.colorEnabled(g.noColor)
+			switch syscalltrace.Format(format) {
+			case syscalltrace.FormatAuto, syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace:
+				o.Trace = syscalltrace.Format(format)
+			default:
+				return usage(fmt.Errorf("--format %q: want strace or perf-trace", format))
+			}
+			switch gb := syscalltrace.GroupBy(groupBy); gb {
+			case syscalltrace.GroupAuto, syscalltrace.GroupStack, syscalltrace.GroupLeaf, syscalltrace.GroupSize, syscalltrace.GroupThread, syscalltrace.GroupFlags:
+				o.GroupBy = gb
+			default:
+				return usage(fmt.Errorf("--group-by %q: want stack, leaf, size, thread or flags", groupBy))
+			}
+			if at != "" {
+				v, ok := parseTraceTime(at)
+				if !ok {
+					return usage(fmt.Errorf("--at %q: want seconds (12.5, 1700000000.25) or HH:MM:SS[.frac] as the trace prints them", at))
+				}
+				o.At, o.HasAt = v, true
+			}
+			if o.PID != 0 && o.SmapsPath != "" {
+				return usage(errors.New("--pid and --smaps both give the smaps to join: give one"))
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return runTrace(o)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&format, "format", "", "trace format: strace or perf-trace (default: detected)")
+	f.StringVar(&groupBy, "group-by", "", "group outstanding mappings by stack, leaf, size, thread or flags (default: stack if the trace has stacks, else size)")
+	f.StringVar(&at, "at", "", "replay only up to this time (as the trace prints it)")
+	f.StringVar(&o.PprofPath, "pprof", "", "write outstanding mappings by stack as a gzipped pprof profile")
+	f.StringVar(&o.SmapsPath, "smaps", "", "join with this smaps capture: weigh each mapping by its resident bytes")
+	f.IntVar(&o.PID, "pid", 0, "join with the live smaps of this process")
+	f.BoolVar(&o.PerProcess, "per-process", false, "give every task its own address space")
+	f.IntVar(&o.Top, "top", 20, "groups to list in tables")
+	return c
+}
+
+func parseTraceTime(s string) (float64, bool) {
+	if strings.Count(s, ":") == 2 || strings.Contains(s, ".") {
+		return parseClock(s)
+	}
+	var v float64
+	_, err := fmt.Sscanf(s, "%g", &v)
+	return v, err == nil
+}
+
+func parseClock(s string) (float64, bool) {
+	var h, m int
+	var sec float64
+	if strings.Count(s, ":") == 2 {
+		if _, err := fmt.Sscanf(s, "%d:%d:%g", &h, &m, &sec); err != nil {
+			return 0, false
+		}
+		return float64(h*3600+m*60) + sec, true
+	}
+	_, err := fmt.Sscanf(s, "%g", &sec)
+	return sec, err == nil
+}
+
+func runTrace(o *TraceOptions) error {
+	var inputs []*syscalltrace.Input
+	defer func() {
+		for _, in := range inputs {
+			in.Close()
+		}
+	}()
+	var files []string
+	pids := map[string]int{}
+	if len(o.Paths) == 1 && o.Paths[0] == "-" {
+		in, err := syscalltrace.OpenFile("-", o.Streams.In, o.Trace, 0)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, in)
+	} else {
+		var err error
+		if files, pids, err = syscalltrace.Expand(o.Paths); err != nil {
+			return err
+		}
+		for _, path := range files {
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			in, err := syscalltrace.OpenFile(path, f, o.Trace, pids[path])
+			if err != nil {
+				return err
+			}
+			inputs = append(inputs, in)
+		}
+	}
+	replay := syscalltrace.NewReplay(!o.PerProcess)
+	replay.Until, replay.HasUntil = o.At, o.HasAt
+	var src syscalltrace.Reader = inputs[0]
+	if len(inputs) > 1 {
+		src = syscalltrace.NewMerge(inputs)
+	}
+	for {
+		e, err := src.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		replay.Apply(e)
+	}
+	v := &report.TraceView{Source: strings.Join(o.Paths, " "), Format: string(inputs[0].Format), Replay: replay, GroupLimit: o.Top}
+	if replay.Stats.Events == 0 {
+		return fmt.Errorf("%s: no memory system calls in the trace (was it captured with -e trace=memory, or perf trace -e mmap,munmap…?)", v.Source)
+	}
+	for _, in := range inputs {
+		if n := in.Lost(); n > 0 {
+			v.Notes = append(v.Notes, fmt.Sprintf("warning: %s: the tracer lost %d events; mappings made or released by them are missing from the replay (raise perf's buffer with -m)", in.Name, n))
+		}
+		if n, first := in.Foreign(); n > 0 {
+			v.Notes = append(v.Notes, fmt.Sprintf("%s: skipped %d lines that are not %s output (first at line %d: the program's own output?)", in.Name, n, in.Format, first))
+		}
+	}
+	v.Outstanding = replay.Outstanding()
+	if o.SmapsPath != "" || o.PID != 0 {
+		vmas, err := joinSmaps(o)
+		if err != nil {
+			return err
+		}
+		v.Resident = syscalltrace.JoinSmaps(v.Outstanding, vmas)
+	}
+	v.GroupBy = o.GroupBy.Resolve(v.Outstanding)
+	v.Groups = syscalltrace.Groups(v.Outstanding, v.GroupBy, v.Resident)
+	v.Findings = syscalltrace.Findings(v.Outstanding, v.Groups, &replay.Stats, v.Source)
+	if o.PprofPath != "" {
+		if err := writeAtomically(o.PprofPath, func(w io.Writer) error {
+			return syscalltrace.WriteProfile(w, v.Outstanding, v.Resident)
+		}); err != nil {
+			return fmt.Errorf("writing %s: %w", o.PprofPath, err)
+		}
+		v.Notes = append(v.Notes, fmt.Sprintf("profile written: go tool pprof -sample_index=outstanding -top %s", o.PprofPath))
+	}
+	return report.WriteTrace(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+}
+
+func joinSmaps(o *TraceOptions) ([]pmap.Mapping, error) {
+	if o.PID != 0 {
+		fsys, err := pmap.NewFS(o.ProcRoot)
+		if err != nil {
+			return nil, err
+		}
+		p, err := fsys.ReadPID(o.PID)
+		if err != nil {
+			return nil, err
+		}
+		return p.Mappings, nil
+	}
+	return readSmapsFile(o.SmapsPath, o.Streams.In)
+}
+
+// writeAtomically writes path through a temporary file in the same
+// directory and renames it into place: a failure never leaves half a file.
+func writeAtomically(path string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,235 @@
+// Package syscalltrace reads the memory system calls of a process from the
+// traces people already capture — strace, perf trace — and replays them into
+// the process's address space, to say which mappings were made and never
+// released, by whom and, when the trace has stacks, from which call stack.
+package syscalltrace
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Call is a system call (or process event) that changes an address space.
+type Call uint8
+
+// The calls the replay understands; every other call is skipped.
+const (
+	CallOther Call = iota
+	CallMmap
+	CallMunmap
+	CallMremap
+	CallBrk
+	CallMadvise
+	CallShmat
+	CallShmdt
+	CallClone // clone, clone3, fork, vfork: Ret is the child
+	CallExec
+	CallExit // the task exited (or was killed)
+)
+
+var callNames = map[string]Call{
+	"mmap": CallMmap, "mmap2": CallMmap, "munmap": CallMunmap, "mremap": CallMremap,
+	"brk": CallBrk, "madvise": CallMadvise, "shmat": CallShmat, "shmdt": CallShmdt,
+	"clone": CallClone, "clone3": CallClone, "fork": CallClone, "vfork": CallClone,
+	"execve": CallExec, "execveat": CallExec,
+}
+
+func lookupCall(name string) Call { return callNames[name] }
+
+func (c Call) String() string {
+	switch c {
+	case CallMmap:
+		return "mmap"
+	case CallMunmap:
+		return "munmap"
+	case CallMremap:
+		return "mremap"
+	case CallBrk:
+		return "brk"
+	case CallMadvise:
+		return "madvise"
+	case CallShmat:
+		return "shmat"
+	case CallShmdt:
+		return "shmdt"
+	case CallClone:
+		return "clone"
+	case CallExec:
+		return "execve"
+	case CallExit:
+		return "exit"
+	}
+	return "other"
+}
+
+// Flag bits of mmap, mremap and clone that the replay needs, whatever the
+// tracer's spelling (MAP_FIXED, FIXED, 0x10).
+const (
+	FlagFixed          uint32 = 1 << iota // MAP_FIXED / MREMAP_FIXED
+	FlagFixedNoReplace                    // MAP_FIXED_NOREPLACE
+	FlagAnonymous                         // MAP_ANONYMOUS
+	FlagShared                            // MAP_SHARED / MAP_SHARED_VALIDATE
+	FlagMayMove                           // MREMAP_MAYMOVE
+	FlagDontUnmap                         // MREMAP_DONTUNMAP
+	FlagCloneVM                           // clone(CLONE_VM): the child shares the address space
+	FlagCloneThread                       // CLONE_THREAD
+)
+
+// Frame is one stack frame, innermost first.
+type Frame struct {
+	Func   string // symbol, "" when the tracer had none
+	Module string // shared object or executable path
+	Addr   uint64 // address (strace -k: offset in the module)
+}
+
+func (f Frame) String() string {
+	name := f.Func
+	if name == "" {
+		name = fmt.Sprintf("%#x", f.Addr)
+	}
+	if f.Module != "" {
+		return name + " (" + f.Module + ")"
+	}
+	return name
+}
+
+// Event is one system call as a tracer printed it, arguments decoded.
+type Event struct {
+	Line    int     // input line (of the call's first part when split)
+	TID     int     // the task that made the call
+	PID     int     // its process (thread group), 0 when the format does not say
+	Comm    string  // command name, when the format gives it
+	Time    float64 // seconds, as printed (absolute or relative); see HasTime
+	HasTime bool
+	Call    Call
+	Name    string // the call's name as printed
+
+	Addr, Len  uint64 // mmap, munmap, madvise; mremap old address and length
+	NewLen     uint64 // mremap
+	NewAddr    uint64 // mremap with MREMAP_FIXED
+	Offset     uint64 // mmap file offset
+	FD         int64  // mmap file descriptor, -1 for anonymous
+	Path       string // the file behind FD, when the tracer decoded it (strace -y)
+	Prot       string // "READ|WRITE", without the PROT_ prefix
+	Flags      uint32 // Flag… bits
+	FlagsText  string // the flags as printed, without MAP_ prefixes
+	Advice     string // madvise: "DONTNEED", "FREE", …
+	Ret        uint64 // the return value (an address for mmap/mremap/brk)
+	Failed     bool   // the call returned an error; it changed nothing
+	Errno      string // "ENOMEM"
+	ExitStatus string // CallExit: "exited with 0", "killed by SIGKILL"
+	Frames     []Frame
+
+	// EnterKey and DoneKey order the call's entry and completion among all
+	// tasks' calls (line numbers of one strace file; times for perf and
+	// merged files). A call that was in flight while another completed
+	// cannot have acted on what that other call made.
+	EnterKey, DoneKey float64
+	// Duration is the call's time in the kernel when the tracer printed it
+	// (strace -T), in seconds.
+	Duration float64
+}
+
+// Errors of trace reading, for errors.Is.
+var (
+	// ErrUnrecognized means no reader recognises the input's format.
+	ErrUnrecognized = errors.New("unrecognized trace format")
+	// ErrMalformed means a line of a recognised format could not be read.
+	ErrMalformed = errors.New("malformed trace line")
+)
+
+// ParseError locates a failure in a trace.
+type ParseError struct {
+	Name string
+	Line int
+	Msg  string
+	Err  error
+}
+
+func (e *ParseError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.Name, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Name, e.Msg)
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// parseFlags maps a flag expression ("MAP_PRIVATE|MAP_ANONYMOUS",
+// "PRIVATE|ANONYMOUS", "0x22") to Flag bits, and returns it without prefixes.
+func parseFlags(s string) (uint32, string) {
+	var bits uint32
+	var names []string
+	for _, f := range strings.Split(s, "|") {
+		f = strings.TrimSpace(f)
+		name := strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(f, "MAP_"), "MREMAP_"), "CLONE_")
+		switch name {
+		case "FIXED":
+			bits |= FlagFixed
+		case "FIXED_NOREPLACE":
+			bits |= FlagFixedNoReplace
+		case "ANONYMOUS", "ANON":
+			bits |= FlagAnonymous
+		case "SHARED", "SHARED_VALIDATE":
+			bits |= FlagShared
+		case "MAYMOVE":
+			bits |= FlagMayMove
+		case "DONTUNMAP":
+			bits |= FlagDontUnmap
+		case "VM":
+			bits |= FlagCloneVM
+		case "THREAD":
+			bits |= FlagCloneThread
+		}
+		if name != "" {
+			names = append(names, name)
+		}
+	}
+	return bits, strings.Join(names, "|")
+}
+
+// mmapNumericFlags decodes Linux mmap flag numbers (sysdig, bpftrace).
+func mmapNumericFlags(v uint64) (uint32, string) {
+	var bits uint32
+	var names []string
+	if v&0x01 != 0 {
+		bits |= FlagShared
+		names = append(names, "SHARED")
+	}
+	if v&0x02 != 0 {
+		names = append(names, "PRIVATE")
+	}
+	if v&0x10 != 0 {
+		bits |= FlagFixed
+		names = append(names, "FIXED")
+	}
+	if v&0x20 != 0 {
+		bits |= FlagAnonymous
+		names = append(names, "ANONYMOUS")
+	}
+	if v&0x100000 != 0 {
+		bits |= FlagFixedNoReplace
+		names = append(names, "FIXED_NOREPLACE")
+	}
+	return bits, strings.Join(names, "|")
+}
+
+// mremapNumericFlags decodes mremap flag numbers.
+func mremapNumericFlags(v uint64) (uint32, string) {
+	var bits uint32
+	var names []string
+	if v&1 != 0 {
+		bits |= FlagMayMove
+		names = append(names, "MAYMOVE")
+	}
+	if v&2 != 0 {
+		bits |= FlagFixed
+		names = append(names, "FIXED")
+	}
+	if v&4 != 0 {
+		bits |= FlagDontUnmap
+		names = append(names, "DONTUNMAP")
+	}
+	return bits, strings.Join(names, "|")
+}

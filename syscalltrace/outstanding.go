@@ -1,0 +1,299 @@
+package syscalltrace
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/google/pprof/profile"
+
+	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/internal/humanize"
+	"github.com/memdiag/memdiag/pmap"
+)
+
+// GroupBy chooses how outstanding mappings are grouped.
+type GroupBy string
+
+// The groupings; GroupAuto is the stack when the trace has stacks, else the size.
+const (
+	GroupAuto   GroupBy = ""
+	GroupStack  GroupBy = "stack"
+	GroupLeaf   GroupBy = "leaf"
+	GroupSize   GroupBy = "size"
+	GroupThread GroupBy = "thread"
+	GroupFlags  GroupBy = "flags"
+)
+
+// Group is outstanding mappings sharing a key.
+type Group struct {
+	Key           string
+	Count         int
+	Bytes         uint64
+	ResidentBytes uint64 // with a smaps join
+	Frames        []Frame
+	Mappings      []*Mapping
+}
+
+// HasStacks reports whether any mapping carries a call stack.
+func HasStacks(ms []*Mapping) bool {
+	for _, m := range ms {
+		if len(m.Frames) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Resolve picks GroupStack when there are stacks, else GroupSize.
+func (g GroupBy) Resolve(ms []*Mapping) GroupBy {
+	if g != GroupAuto {
+		return g
+	}
+	if HasStacks(ms) {
+		return GroupStack
+	}
+	return GroupSize
+}
+
+// Groups groups mappings, largest bytes first. resident maps a mapping to
+// its resident bytes (nil without a smaps join).
+func Groups(ms []*Mapping, by GroupBy, resident map[*Mapping]uint64) []Group {
+	by = by.Resolve(ms)
+	index := map[string]int{}
+	var gs []Group
+	for _, m := range ms {
+		key := groupKey(m, by)
+		i, ok := index[key]
+		if !ok {
+			i = len(gs)
+			index[key] = i
+			g := Group{Key: key}
+			if by == GroupStack || by == GroupLeaf {
+				g.Frames = m.Frames
+				if by == GroupLeaf && len(g.Frames) > 1 {
+					g.Frames = g.Frames[:1]
+				}
+			}
+			gs = append(gs, g)
+		}
+		g := &gs[i]
+		g.Count++
+		g.Bytes += m.Len()
+		g.ResidentBytes += resident[m]
+		g.Mappings = append(g.Mappings, m)
+	}
+	sort.SliceStable(gs, func(i, j int) bool {
+		if gs[i].Bytes != gs[j].Bytes {
+			return gs[i].Bytes > gs[j].Bytes
+		}
+		return gs[i].Key < gs[j].Key
+	})
+	return gs
+}
+
+// frameSkip tells libc's own wrappers from the caller that asked: the
+// first frame outside them names the code responsible.
+func frameSkip(f Frame) bool {
+	n := f.Func
+	return n == "" || strings.Contains(n, "mmap") || strings.Contains(n, "mremap") || strings.HasPrefix(n, "__GI_") ||
+		strings.HasPrefix(n, "syscall") || n == "unexpected_backtracing_error"
+}
+
+// Culprit is the innermost frame that is not a system call wrapper.
+func Culprit(frames []Frame) (Frame, bool) {
+	for _, f := range frames {
+		if !frameSkip(f) {
+			return f, true
+		}
+	}
+	if len(frames) > 0 {
+		return frames[0], true
+	}
+	return Frame{}, false
+}
+
+func groupKey(m *Mapping, by GroupBy) string {
+	switch by {
+	case GroupStack:
+		if len(m.Frames) == 0 {
+			return "(no stack)"
+		}
+		parts := make([]string, len(m.Frames))
+		for i, f := range m.Frames {
+			parts[i] = f.String()
+		}
+		return strings.Join(parts, " ← ")
+	case GroupLeaf:
+		if f, ok := Culprit(m.Frames); ok {
+			return f.String()
+		}
+		return "(no stack)"
+	case GroupThread:
+		if m.Comm != "" {
+			return fmt.Sprintf("%s/%d", m.Comm, m.TID)
+		}
+		return fmt.Sprintf("task %d", m.TID)
+	case GroupFlags:
+		kind := "file"
+		if m.Anonymous {
+			kind = "anon"
+		}
+		return fmt.Sprintf("%s %s %s", kind, m.Prot, m.FlagsText)
+	}
+	return fmt.Sprintf("%d bytes", m.Len())
+}
+
+// JoinSmaps weighs each outstanding mapping by the resident bytes smaps
+// shows in its range. smaps counts per VMA, and the kernel merges adjacent
+// mappings into one VMA, so a VMA's Rss is shared out in proportion to
+// overlap. ms must belong to the process smaps came from.
+func JoinSmaps(ms []*Mapping, vmas []pmap.Mapping) map[*Mapping]uint64 {
+	out := make(map[*Mapping]uint64, len(ms))
+	sorted := append([]*Mapping(nil), ms...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
+	j := 0
+	for _, m := range sorted {
+		for j > 0 && vmas[j-1].End > m.Start {
+			j--
+		}
+		for j < len(vmas) && vmas[j].End <= m.Start {
+			j++
+		}
+		var res float64
+		for k := j; k < len(vmas) && vmas[k].Start < m.End; k++ {
+			v := &vmas[k]
+			lo, hi := max(v.Start, m.Start), min(v.End, m.End)
+			if hi > lo && v.Len() > 0 {
+				res += float64(v.Bytes(pmap.FieldRss)) * float64(hi-lo) / float64(v.Len())
+			}
+		}
+		out[m] = uint64(res)
+	}
+	return out
+}
+
+// WriteProfile writes outstanding mappings as a gzipped pprof profile:
+// samples {outstanding_mappings,count} and {outstanding,bytes} (and
+// {resident,bytes} with a smaps join) at each mapping's stack, leaf first.
+// Open with: go tool pprof -sample_index=outstanding FILE
+func WriteProfile(w io.Writer, ms []*Mapping, resident map[*Mapping]uint64) error {
+	p := &profile.Profile{
+		SampleType: []*profile.ValueType{{Type: "outstanding_mappings", Unit: "count"}, {Type: "outstanding", Unit: "bytes"}},
+		PeriodType: &profile.ValueType{Type: "outstanding", Unit: "bytes"},
+		Period:     1,
+	}
+	if resident != nil {
+		p.SampleType = append(p.SampleType, &profile.ValueType{Type: "resident", Unit: "bytes"})
+	}
+	p.DefaultSampleType = "outstanding"
+	mappings := map[string]*profile.Mapping{}
+	functions := map[string]*profile.Function{}
+	locations := map[string]*profile.Location{}
+	mappingOf := func(module string) *profile.Mapping {
+		if module == "" {
+			return nil
+		}
+		if m, ok := mappings[module]; ok {
+			return m
+		}
+		m := &profile.Mapping{ID: uint64(len(p.Mapping) + 1), File: module, HasFunctions: true}
+		mappings[module] = m
+		p.Mapping = append(p.Mapping, m)
+		return m
+	}
+	functionOf := func(f Frame) *profile.Function {
+		name := f.Func
+		if name == "" {
+			name = fmt.Sprintf("%#x", f.Addr)
+		}
+		key := name + "\x00" + f.Module
+		if fn, ok := functions[key]; ok {
+			return fn
+		}
+		fn := &profile.Function{ID: uint64(len(p.Function) + 1), Name: name, SystemName: name, Filename: f.Module}
+		functions[key] = fn
+		p.Function = append(p.Function, fn)
+		return fn
+	}
+	locationOf := func(f Frame) *profile.Location {
+		key := fmt.Sprintf("%s\x00%s\x00%x", f.Func, f.Module, f.Addr)
+		if l, ok := locations[key]; ok {
+			return l
+		}
+		l := &profile.Location{ID: uint64(len(p.Location) + 1), Address: f.Addr, Mapping: mappingOf(f.Module),
+			Line: []profile.Line{{Function: functionOf(f)}}}
+		locations[key] = l
+		p.Location = append(p.Location, l)
+		return l
+	}
+	for _, m := range ms {
+		frames := m.Frames
+		if len(frames) == 0 {
+			frames = []Frame{{Func: "(no stack)"}}
+		}
+		s := &profile.Sample{Value: []int64{1, int64(m.Len())}, NumLabel: map[string][]int64{"tid": {int64(m.TID)}}}
+		if resident != nil {
+			s.Value = append(s.Value, int64(resident[m]))
+		}
+		for _, f := range frames {
+			s.Location = append(s.Location, locationOf(f))
+		}
+		p.Sample = append(p.Sample, s)
+	}
+	if err := p.CheckValid(); err != nil {
+		return fmt.Errorf("building the profile: %w", err)
+	}
+	return p.Write(w)
+}
+
+// Findings summarises what the trace proves: anonymous memory made and
+// never unmapped, and by whom.
+func Findings(ms []*Mapping, groups []Group, st *Stats, source string) []finding.Finding {
+	var anon uint64
+	n := 0
+	for _, m := range ms {
+		if m.Anonymous {
+			anon += m.Len()
+			n++
+		}
+	}
+	if n == 0 || len(groups) == 0 {
+		return nil
+	}
+	top := groups[0]
+	who := "came from " + top.Key
+	if len(top.Frames) > 0 {
+		if f, ok := Culprit(top.Frames); ok {
+			who = "came from " + f.String()
+		}
+	} else {
+		who = "grouped by " + top.Key
+	}
+	sev := finding.Info
+	if st.MappedBytes > 0 && float64(anon) >= 0.25*float64(st.MappedBytes) && anon >= 64<<20 {
+		sev = finding.Medium
+	}
+	ev := []string{fmt.Sprintf("%s: %d memory calls replayed; %d B mapped and %d B unmapped over the trace; %d anonymous mappings (%d B) never unmapped",
+		source, st.Events, st.MappedBytes, st.UnmappedBytes, n, anon)}
+	for i, g := range groups {
+		if i == 3 {
+			break
+		}
+		ev = append(ev, fmt.Sprintf("%d mappings, %d B: %s", g.Count, g.Bytes, g.Key))
+	}
+	return []finding.Finding{{
+		ID:       "leaked-mappings",
+		Severity: sev,
+		Summary: fmt.Sprintf("%d anonymous mappings (%s) were made during the trace and never unmapped; the largest group, %d mappings (%s), %s",
+			n, humanize.Bytes(anon), top.Count, humanize.Bytes(top.Bytes), who),
+		Bytes:    anon,
+		Evidence: ev,
+		Advice: []string{
+			"Open the stacks: memdiag trace FILE --pprof leaks.pb.gz, then go tool pprof -sample_index=outstanding -top leaks.pb.gz (or -http=:).",
+			"Weigh by what is resident now: add --pid PID (or --smaps FILE) to join the outstanding set with smaps.",
+			"Startup mappings (libraries, thread stacks, arenas) are outstanding too: compare two traces of steady state, or use --at to cut the trace before shutdown.",
+		},
+	}}
+}

@@ -1,0 +1,418 @@
+package syscalltrace
+
+import (
+	"sort"
+
+	"github.com/google/btree"
+)
+
+const pageSize = 4096
+
+func pageUp(n uint64) uint64 { return (n + pageSize - 1) &^ (pageSize - 1) }
+
+// Mapping is a range the trace saw mapped and not (yet) released.
+type Mapping struct {
+	Start, End uint64
+	Space      int // the address space (process) it belongs to
+	TID        int // the task that made it
+	Comm       string
+	Prot       string
+	FlagsText  string
+	Anonymous  bool
+	FD         int64
+	Path       string  // the mapped file, when the trace decoded it
+	madeKey    float64 // the making call's completion (Event.DoneKey)
+	Time       float64 // when it was made, as printed
+	HasTime    bool
+	Line       int     // the call's line in the trace
+	Frames     []Frame // the call stack that made it, innermost first
+	// ReleasedBytes were given back with madvise(DONTNEED/FREE/REMOVE): the
+	// mapping stays, its pages need not be resident.
+	ReleasedBytes uint64
+	// Grown is set when mremap moved or resized it; Frames stay the maker's.
+	Grown bool
+	// EndedBy is "exit" or "exec" when the address space ended with the
+	// mapping still there: the program never unmapped it.
+	EndedBy string
+}
+
+// Len is End − Start.
+func (m *Mapping) Len() uint64 { return m.End - m.Start }
+
+func lessMapping(a, b *Mapping) bool { return a.Start < b.Start }
+
+// space is one address space: the mappings the trace made in it.
+type space struct {
+	id       int
+	tree     *btree.BTreeG[*Mapping]
+	brkStart uint64
+	brkEnd   uint64
+	leader   int // the task whose exit ends the space
+}
+
+// Point is one sample of the mapped-bytes timeline.
+type Point struct {
+	Event int     // events replayed so far
+	Time  float64 // the event's time, when the trace has times
+	Bytes uint64  // bytes mapped by traced calls, all spaces
+}
+
+// Stats count what the replay saw.
+type Stats struct {
+	Events           int
+	Calls            map[string]int
+	Failed           int
+	MappedBytes      uint64 // Σ lengths of successful mmap and mremap growth
+	UnmappedBytes    uint64 // Σ bytes released by munmap, mremap shrink and moves
+	PreexistingOps   int    // munmap/mremap/madvise of ranges never seen mapped
+	PreexistingBytes uint64
+	PeakBytes        uint64
+	PeakTime         float64
+	PeakEvent        int
+	BrkBytes         uint64 // the heap's extent at the end, Σ over spaces
+	ShmatCalls       int
+	Unpaired         int // tasks whose exits ended nothing (threads)
+}
+
+// Replay rebuilds the address spaces from a stream of events.
+type Replay struct {
+	// SharedSpace puts every task into one address space unless the trace
+	// shows a fork (clone without CLONE_VM) or exec: right for one traced
+	// process and its threads, which strace -e trace=memory cannot tell apart.
+	SharedSpace bool
+	// Until stops applying events after this time (--at); 0: no limit.
+	Until    float64
+	HasUntil bool
+
+	spaces   map[int]*space
+	taskOf   map[int]int // task → space id
+	ended    []*Mapping  // mappings alive when their space ended
+	mapped   uint64
+	Stats    Stats
+	timeline []Point
+	stride   int
+	stopped  bool
+}
+
+// NewReplay returns an empty replay.
+func NewReplay(sharedSpace bool) *Replay {
+	return &Replay{SharedSpace: sharedSpace, spaces: map[int]*space{}, taskOf: map[int]int{}, stride: 1,
+		Stats: Stats{Calls: map[string]int{}}}
+}
+
+const maxTimeline = 512
+
+func (r *Replay) spaceOf(tid int) *space {
+	id, ok := r.taskOf[tid]
+	if !ok {
+		id = tid
+		if r.SharedSpace && len(r.spaces) > 0 {
+			id = r.firstSpace()
+		}
+		r.taskOf[tid] = id
+	}
+	s := r.spaces[id]
+	if s == nil {
+		s = &space{id: id, tree: btree.NewG(16, lessMapping), leader: tid}
+		r.spaces[id] = s
+	}
+	return s
+}
+
+func (r *Replay) firstSpace() int {
+	first := -1
+	for id := range r.spaces {
+		if first < 0 || id < first {
+			first = id
+		}
+	}
+	return first
+}
+
+// Apply replays one event. Failed calls change nothing.
+func (r *Replay) Apply(e *Event) {
+	if r.stopped {
+		return
+	}
+	if r.HasUntil && e.HasTime && e.Time > r.Until {
+		r.stopped = true
+		return
+	}
+	r.Stats.Events++
+	r.Stats.Calls[e.Call.String()]++
+	if e.Failed {
+		r.Stats.Failed++
+		r.sample(e)
+		return
+	}
+	s := r.spaceOf(e.TID)
+	switch e.Call {
+	case CallMmap:
+		start := e.Ret
+		n := pageUp(e.Len)
+		r.remove(s, start, start+n, e.EnterKey)
+		m := &Mapping{Start: start, End: start + n, Space: s.id, TID: e.TID, Comm: e.Comm, Prot: e.Prot, FlagsText: e.FlagsText,
+			madeKey: e.DoneKey, Anonymous: e.Flags&FlagAnonymous != 0 || e.FD < 0, FD: e.FD, Path: e.Path, Time: e.Time, HasTime: e.HasTime, Line: e.Line, Frames: e.Frames}
+		r.insert(s, m, e)
+		r.Stats.MappedBytes += n
+	case CallMunmap:
+		n := pageUp(e.Len)
+		got, newer := r.remove(s, e.Addr, e.Addr+n, e.EnterKey)
+		r.Stats.UnmappedBytes += got
+		if got+newer < n {
+			r.Stats.PreexistingOps++
+			r.Stats.PreexistingBytes += n - got - newer
+		}
+	case CallMremap:
+		r.mremap(s, e)
+	case CallBrk:
+		r.brk(s, e)
+	case CallMadvise:
+		switch e.Advice {
+		case "DONTNEED", "FREE", "REMOVE":
+			r.release(s, e.Addr, e.Addr+pageUp(e.Len), e.EnterKey)
+		}
+	case CallShmat:
+		// The segment's size is not in the call; it is counted, not mapped.
+		r.Stats.ShmatCalls++
+	case CallShmdt:
+		r.Stats.ShmatCalls++
+	case CallClone:
+		child := int(e.Ret)
+		if child > 0 {
+			if e.Flags&FlagCloneVM != 0 || r.SharedSpace && e.FlagsText == "" {
+				r.taskOf[child] = s.id
+			} else {
+				// A new process: a copy of the parent's space the trace
+				// did not see made; it starts empty ("pre-existing").
+				r.taskOf[child] = child
+				delete(r.spaces, child)
+				r.spaceOf(child).leader = child
+			}
+		}
+	case CallExec:
+		r.end(s, "exec")
+		delete(r.spaces, s.id)
+		r.taskOf[e.TID] = e.TID
+		if r.SharedSpace {
+			// later tasks join the new image
+			r.spaces[e.TID] = &space{id: e.TID, tree: btree.NewG(16, lessMapping), leader: e.TID}
+		}
+	case CallExit:
+		if e.TID == s.leader || e.TID == 0 && s.leader == 0 {
+			r.end(s, "exit")
+			delete(r.spaces, s.id)
+		}
+	}
+	r.sample(e)
+}
+
+func (r *Replay) insert(s *space, m *Mapping, e *Event) {
+	s.tree.ReplaceOrInsert(m)
+	r.mapped += m.Len()
+	if r.mapped > r.Stats.PeakBytes {
+		r.Stats.PeakBytes = r.mapped
+		r.Stats.PeakEvent = r.Stats.Events
+		r.Stats.PeakTime = e.Time
+	}
+}
+
+// overlapping returns the mappings intersecting [lo, hi), in address order.
+func overlapping(s *space, lo, hi uint64) []*Mapping {
+	var out []*Mapping
+	// The one starting before lo may reach into the range.
+	s.tree.DescendLessOrEqual(&Mapping{Start: lo}, func(m *Mapping) bool {
+		if m.End > lo {
+			out = append(out, m)
+		}
+		return false
+	})
+	s.tree.AscendRange(&Mapping{Start: lo + 1}, &Mapping{Start: hi}, func(m *Mapping) bool {
+		out = append(out, m)
+		return true
+	})
+	return out
+}
+
+// remove cuts [lo, hi) out of the space, splitting mappings that straddle
+// it, and returns how many bytes were mapped there.
+// Mappings made by calls that completed after enterKey are left alone: the
+// call was already in the kernel, so what it unmapped was there before them
+// (a thread's munmap frees a range that another thread's mmap, finishing
+// first in the trace, then reused).
+func (r *Replay) remove(s *space, lo, hi uint64, enterKey float64) (removed, newer uint64) {
+	for _, m := range overlapping(s, lo, hi) {
+		if m.madeKey > enterKey {
+			newer += min(m.End, hi) - max(m.Start, lo)
+			continue
+		}
+		s.tree.Delete(m)
+		cutLo, cutHi := max(m.Start, lo), min(m.End, hi)
+		removed += cutHi - cutLo
+		r.mapped -= m.Len()
+		if m.Start < lo {
+			left := *m
+			left.End = lo
+			left.ReleasedBytes = min(left.ReleasedBytes, left.Len())
+			s.tree.ReplaceOrInsert(&left)
+			r.mapped += left.Len()
+		}
+		if m.End > hi {
+			right := *m
+			right.Start = hi
+			right.ReleasedBytes = min(right.ReleasedBytes, right.Len())
+			s.tree.ReplaceOrInsert(&right)
+			r.mapped += right.Len()
+		}
+	}
+	return removed, newer
+}
+
+func (r *Replay) release(s *space, lo, hi uint64, enterKey float64) {
+	ms := overlapping(s, lo, hi)
+	var seen uint64
+	for _, m := range ms {
+		if m.madeKey > enterKey {
+			continue
+		}
+		n := min(m.End, hi) - max(m.Start, lo)
+		seen += n
+		m.ReleasedBytes = min(m.ReleasedBytes+n, m.Len())
+	}
+	if seen < hi-lo {
+		r.Stats.PreexistingOps++
+		r.Stats.PreexistingBytes += hi - lo - seen
+	}
+}
+
+func (r *Replay) mremap(s *space, e *Event) {
+	oldLo, oldHi := e.Addr, e.Addr+pageUp(e.Len)
+	newLo, newHi := e.Ret, e.Ret+pageUp(e.NewLen)
+	var origin *Mapping
+	for _, m := range overlapping(s, oldLo, oldHi) {
+		if m.Start <= oldLo && oldLo < m.End {
+			c := *m
+			origin = &c
+		}
+	}
+	if origin == nil {
+		r.Stats.PreexistingOps++
+		r.Stats.PreexistingBytes += oldHi - oldLo
+		origin = &Mapping{TID: e.TID, Comm: e.Comm, Anonymous: true, FD: -1, Time: e.Time, HasTime: e.HasTime, Line: e.Line, Frames: e.Frames}
+	}
+	if e.Flags&FlagDontUnmap == 0 {
+		got, _ := r.remove(s, oldLo, oldHi, e.EnterKey)
+		r.Stats.UnmappedBytes += got
+	}
+	r.remove(s, newLo, newHi, e.EnterKey)
+	m := *origin
+	m.Start, m.End, m.Space, m.Grown, m.madeKey = newLo, newHi, s.id, true, e.DoneKey
+	m.ReleasedBytes = 0
+	r.insert(s, &m, e)
+	r.Stats.MappedBytes += newHi - newLo
+}
+
+// brk tracks the heap's extent: brk(NULL) reports the start, a successful
+// brk(x) returns x; a failed one returns the old break.
+func (r *Replay) brk(s *space, e *Event) {
+	if e.Addr == 0 {
+		if s.brkStart == 0 {
+			s.brkStart, s.brkEnd = e.Ret, e.Ret
+		}
+		return
+	}
+	if e.Ret != e.Addr {
+		r.Stats.Failed++
+		return
+	}
+	if s.brkStart == 0 {
+		s.brkStart = e.Ret
+	}
+	s.brkEnd = e.Ret
+}
+
+// end closes a space: what is still mapped was never unmapped by the program.
+func (r *Replay) end(s *space, how string) {
+	s.tree.Ascend(func(m *Mapping) bool {
+		m.EndedBy = how
+		r.ended = append(r.ended, m)
+		r.mapped -= m.Len()
+		return true
+	})
+	if s.brkEnd > s.brkStart {
+		r.Stats.BrkBytes += s.brkEnd - s.brkStart
+	}
+}
+
+func (r *Replay) sample(e *Event) {
+	if r.Stats.Events%r.stride != 0 {
+		return
+	}
+	r.timeline = append(r.timeline, Point{Event: r.Stats.Events, Time: e.Time, Bytes: r.mapped})
+	if len(r.timeline) >= maxTimeline {
+		// Keep every other point and sample half as often: a bounded
+		// series whatever the trace's length.
+		kept := r.timeline[:0]
+		for i, p := range r.timeline {
+			if i%2 == 1 {
+				kept = append(kept, p)
+			}
+		}
+		r.timeline = kept
+		r.stride *= 2
+	}
+}
+
+// Outstanding returns every mapping made in the trace and never unmapped:
+// still mapped at the end, or alive when its process exited or exec'd. They
+// are in space, then address order.
+func (r *Replay) Outstanding() []*Mapping {
+	out := append([]*Mapping(nil), r.ended...)
+	ids := make([]int, 0, len(r.spaces))
+	for id := range r.spaces {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	for _, id := range ids {
+		s := r.spaces[id]
+		s.tree.Ascend(func(m *Mapping) bool {
+			out = append(out, m)
+			return true
+		})
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Space != out[j].Space {
+			return out[i].Space < out[j].Space
+		}
+		return out[i].Start < out[j].Start
+	})
+	return out
+}
+
+// LiveBrkBytes is the heap extent of spaces still alive at the end.
+func (r *Replay) LiveBrkBytes() uint64 {
+	var n uint64
+	for _, s := range r.spaces {
+		if s.brkEnd > s.brkStart {
+			n += s.brkEnd - s.brkStart
+		}
+	}
+	return n
+}
+
+// Timeline returns the mapped-bytes series, at most 512 points.
+func (r *Replay) Timeline() []Point { return r.timeline }
+
+// Spaces is how many address spaces the trace showed.
+func (r *Replay) Spaces() []int {
+	seen := map[int]bool{}
+	for _, id := range r.taskOf {
+		seen[id] = true
+	}
+	out := make([]int, 0, len(seen))
+	for id := range seen {
+		out = append(out, id)
+	}
+	sort.Ints(out)
+	return out
+}
