@@ -70,7 +70,7 @@ func isStraceLine(t string) bool {
 	for i := 0; i < len(fields) && i < 3; i++ {
 		f := fields[i]
 		if j := strings.IndexByte(f, '('); j > 0 && isIdent(f[:j]) {
-			return strings.Contains(t, ") = ") || strings.Contains(t, "<unfinished ...>") || strings.Contains(t, "resumed>")
+			return strings.Contains(t, " = ") || strings.Contains(t, "<unfinished ...>") || strings.Contains(t, "resumed>")
 		}
 		if !isDigits(f) {
 			if _, ok := parseStraceTime(f); !ok {

@@ -70,7 +70,19 @@ type StraceReader struct {
 	// stderr); FirstForeign is the first one's line number.
 	Foreign      int
 	FirstForeign int
+
+	// On stderr, strace writes the traced process's lines without a pid
+	// until a second task exists, then prefixes them all. Those early
+	// events wait in early until the first "[pid N]" of a task that was
+	// never announced as attached names the process; attached holds the
+	// announced ones.
+	early      []*Event
+	originDone bool
+	attached   map[int]bool
 }
+
+// maxEarly bounds the events held while the traced process's pid is unknown.
+const maxEarly = 10000
 
 type pendingCall struct {
 	name    string
@@ -92,8 +104,13 @@ func (s *StraceReader) Next() (*Event, error) {
 		line, err := s.lr.next()
 		if err == io.EOF {
 			if s.held != nil {
-				s.out = append(s.out, s.held)
+				s.queue(s.held)
 				s.held = nil
+			}
+			if len(s.early) > 0 {
+				s.setOrigin(s.defaultTID)
+			}
+			if len(s.out) > 0 {
 				break
 			}
 			return nil, io.EOF
@@ -117,9 +134,31 @@ var (
 
 func (s *StraceReader) emit(e *Event) {
 	if s.held != nil {
-		s.out = append(s.out, s.held)
+		s.queue(s.held)
 	}
 	s.held = e
+}
+
+func (s *StraceReader) queue(e *Event) {
+	if !s.originDone && s.defaultTID == 0 && e.TID == 0 {
+		s.early = append(s.early, e)
+		if len(s.early) >= maxEarly {
+			s.setOrigin(0)
+		}
+		return
+	}
+	s.out = append(s.out, e)
+}
+
+// setOrigin gives the held early events the traced process's pid.
+func (s *StraceReader) setOrigin(pid int) {
+	s.originDone = true
+	s.defaultTID = pid
+	for _, e := range s.early {
+		e.TID = pid
+	}
+	s.out = append(s.out, s.early...)
+	s.early = nil
 }
 
 func (s *StraceReader) handle(raw []byte) error {
@@ -149,6 +188,12 @@ func (s *StraceReader) handle(raw []byte) error {
 		if !strings.HasPrefix(word, " attached") && !strings.HasPrefix(word, " detached") {
 			break
 		}
+		if n, err := strconv.Atoi(rest[:j]); err == nil {
+			if s.attached == nil {
+				s.attached = map[int]bool{}
+			}
+			s.attached[n] = true
+		}
 		line = line[:i] + word[len(" attached"):]
 		interrupted = interrupted || i > 0
 	}
@@ -166,7 +211,7 @@ func (s *StraceReader) handle(raw []byte) error {
 	}
 
 	tid := s.defaultTID
-	rest := line
+	rest := strings.TrimLeft(line, " ")
 	// "[pid  N] " (stderr) or "N  " (-o with -f).
 	if strings.HasPrefix(rest, "[pid ") {
 		end := strings.IndexByte(rest, ']')
@@ -178,6 +223,13 @@ func (s *StraceReader) handle(raw []byte) error {
 			return s.malformed(lineNo, "bad pid", line)
 		}
 		tid, rest = n, strings.TrimLeft(rest[end+1:], " ")
+		if !s.originDone && s.defaultTID == 0 && !s.attached[n] {
+			if s.held != nil && s.held.TID == 0 {
+				s.queue(s.held)
+				s.held = nil
+			}
+			s.setOrigin(n)
+		}
 	} else if i := strings.IndexByte(rest, ' '); i > 0 && isDigits(rest[:i]) {
 		n, _ := strconv.Atoi(rest[:i])
 		tid, rest = n, strings.TrimLeft(rest[i:], " ")

@@ -1,0 +1,198 @@
+package syscalltrace
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+type span struct{ lo, hi uint64 }
+
+func replayString(t *testing.T, trace string, shared bool) *Replay {
+	t.Helper()
+	r := NewReplay(shared)
+	for _, e := range readAll(t, NewStraceReader(strings.NewReader(trace), "in", 0)) {
+		r.Apply(e)
+	}
+	return r
+}
+
+func spans(ms []*Mapping) []span {
+	out := make([]span, len(ms))
+	for i, m := range ms {
+		out[i] = span{m.Start, m.End}
+	}
+	return out
+}
+
+func TestReplay(t *testing.T) {
+	const A = 0x7f0000000000
+	tests := []struct {
+		name  string
+		trace string
+		want  []span
+		check func(t *testing.T, r *Replay)
+	}{
+		{
+			name:  "mmap then munmap: nothing outstanding",
+			trace: fmt.Sprintf("1 mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n1 munmap(%#x, 8192) = 0\n", A, A),
+		},
+		{
+			name:  "length rounds up to pages",
+			trace: fmt.Sprintf("1 mmap(NULL, 5000, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n", A),
+			want:  []span{{A, A + 8192}},
+		},
+		{
+			name: "munmap of the middle splits",
+			trace: fmt.Sprintf("1 mmap(NULL, 32768, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n1 munmap(%#x, 8192) = 0\n",
+				A, A+8192),
+			want: []span{{A, A + 8192}, {A + 16384, A + 32768}},
+		},
+		{
+			name: "munmap spanning several mappings, and beyond them",
+			trace: fmt.Sprintf("1 mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+				"1 mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+				"1 mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+				"1 munmap(%#x, 28672) = 0\n", A, A+8192, A+16384, A+4096),
+			want: []span{{A, A + 4096}},
+			check: func(t *testing.T, r *Replay) {
+				if r.Stats.PreexistingOps != 1 || r.Stats.PreexistingBytes != 8192 || r.Stats.UnmappedBytes != 20480 {
+					t.Errorf("pre-existing %d ops %d B, unmapped %d B", r.Stats.PreexistingOps, r.Stats.PreexistingBytes, r.Stats.UnmappedBytes)
+				}
+			},
+		},
+		{
+			name: "MAP_FIXED replaces what it covers",
+			trace: fmt.Sprintf("1 mmap(NULL, 16384, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+				"1 mmap(%#x, 8192, PROT_READ, MAP_PRIVATE|MAP_FIXED|MAP_ANONYMOUS, -1, 0) = %#x\n", A, A+4096, A+4096),
+			want: []span{{A, A + 4096}, {A + 4096, A + 12288}, {A + 12288, A + 16384}},
+		},
+		{
+			name: "mremap grows and moves; the maker is kept",
+			trace: fmt.Sprintf("1 mmap(NULL, 1048576, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+				"1 mremap(%#x, 1048576, 4194304, MREMAP_MAYMOVE) = %#x\n", A, A, A+0x1000000),
+			want: []span{{A + 0x1000000, A + 0x1000000 + 4194304}},
+			check: func(t *testing.T, r *Replay) {
+				m := r.Outstanding()[0]
+				if !m.Grown || m.Line != 1 {
+					t.Errorf("grown mapping: %+v", m)
+				}
+			},
+		},
+		{
+			name: "mremap shrinks in place",
+			trace: fmt.Sprintf("1 mmap(NULL, 16384, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+				"1 mremap(%#x, 16384, 4096, 0) = %#x\n", A, A, A),
+			want: []span{{A, A + 4096}},
+		},
+		{
+			name: "mremap with MREMAP_DONTUNMAP keeps the old range",
+			trace: fmt.Sprintf("1 mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+				"1 mremap(%#x, 8192, 8192, MREMAP_MAYMOVE|MREMAP_DONTUNMAP) = %#x\n", A, A, A+0x100000),
+			want: []span{{A, A + 8192}, {A + 0x100000, A + 0x100000 + 8192}},
+		},
+		{
+			name:  "failed calls change nothing",
+			trace: fmt.Sprintf("1 mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n1 munmap(%#x, 8192) = -1 EINVAL (Invalid argument)\n1 mmap(NULL, 1073741824, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = -1 ENOMEM (Cannot allocate memory)\n", A, A),
+			want:  []span{{A, A + 8192}},
+			check: func(t *testing.T, r *Replay) {
+				if r.Stats.Failed != 2 {
+					t.Errorf("failed %d, want 2", r.Stats.Failed)
+				}
+			},
+		},
+		{
+			name:  "munmap of a range never seen mapped is pre-existing",
+			trace: fmt.Sprintf("1 munmap(%#x, 8192) = 0\n", A),
+			check: func(t *testing.T, r *Replay) {
+				if r.Stats.PreexistingOps != 1 || r.Stats.PreexistingBytes != 8192 {
+					t.Errorf("pre-existing %d ops, %d B", r.Stats.PreexistingOps, r.Stats.PreexistingBytes)
+				}
+			},
+		},
+		{
+			name:  "madvise releases pages but keeps the mapping",
+			trace: fmt.Sprintf("1 mmap(NULL, 16384, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n1 madvise(%#x, 8192, MADV_DONTNEED) = 0\n", A, A),
+			want:  []span{{A, A + 16384}},
+			check: func(t *testing.T, r *Replay) {
+				if m := r.Outstanding()[0]; m.ReleasedBytes != 8192 {
+					t.Errorf("released %d", m.ReleasedBytes)
+				}
+			},
+		},
+		{
+			name:  "brk: failure returns the old break",
+			trace: "1 brk(NULL) = 0x1000000\n1 brk(0x1021000) = 0x1021000\n1 brk(0x5000000) = 0x1021000\n",
+			check: func(t *testing.T, r *Replay) {
+				if b := r.LiveBrkBytes(); b != 0x21000 {
+					t.Errorf("brk extent %#x, want 0x21000", b)
+				}
+			},
+		},
+		{
+			name:  "exit of the leader ends the space: its mappings stay outstanding, ended by exit",
+			trace: fmt.Sprintf("1 mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n2 +++ exited with 0 +++\n1 +++ exited with 0 +++\n", A),
+			want:  []span{{A, A + 8192}},
+			check: func(t *testing.T, r *Replay) {
+				if m := r.Outstanding()[0]; m.EndedBy != "exit" {
+					t.Errorf("ended by %q", m.EndedBy)
+				}
+			},
+		},
+		{
+			name: "a munmap in flight does not unmap what another thread made meanwhile",
+			trace: fmt.Sprintf("2 mmap(NULL, 65536, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+				"2 munmap(%#x, 65536 <unfinished ...>\n"+
+				"1 mmap(NULL, 16384, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+				"2 <... munmap resumed>) = 0\n", A, A, A+32768),
+			want: []span{{A + 32768, A + 49152}},
+			check: func(t *testing.T, r *Replay) {
+				if r.Stats.PreexistingOps != 0 {
+					t.Errorf("pre-existing %d", r.Stats.PreexistingOps)
+				}
+			},
+		},
+		{
+			name: "fork: the child gets its own space; exec ends the old image",
+			trace: fmt.Sprintf("1 mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+				"1 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD) = 9\n"+
+				"9 munmap(%#x, 8192) = 0\n"+
+				"9 execve(\"/bin/true\", [\"true\"], 0x7ffd /* 5 vars */) = 0\n", A, A),
+			want: []span{{A, A + 8192}},
+			check: func(t *testing.T, r *Replay) {
+				if r.Stats.PreexistingOps != 1 {
+					t.Errorf("the child's munmap of inherited memory: pre-existing %d, want 1", r.Stats.PreexistingOps)
+				}
+				if got := len(r.Spaces()); got != 2 {
+					t.Errorf("%d spaces, want 2", got)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := replayString(t, tt.trace, true)
+			got := spans(r.Outstanding())
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) && !(len(got) == 0 && len(tt.want) == 0) {
+				t.Errorf("outstanding %x, want %x", got, tt.want)
+			}
+			if tt.check != nil {
+				tt.check(t, r)
+			}
+		})
+	}
+}
+
+func TestTimelineIsBounded(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < 5000; i++ {
+		fmt.Fprintf(&b, "1 mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n", 0x10000000+i*8192)
+	}
+	r := replayString(t, b.String(), true)
+	if n := len(r.Timeline()); n == 0 || n >= maxTimeline {
+		t.Errorf("timeline has %d points, want 1..%d", n, maxTimeline-1)
+	}
+	if r.Stats.PeakBytes != 5000*4096 {
+		t.Errorf("peak %d", r.Stats.PeakBytes)
+	}
+}
