@@ -187,6 +187,9 @@ func runTrace(o *TraceOptions) error {
 	if replay.Stats.Events == 0 {
 		return fmt.Errorf("%s: no memory system calls in the trace (was it captured with -e trace=memory, or perf trace -e mmap,munmap…?)", v.Source)
 	}
+	if n := replay.Stats.Invalid; n > 0 {
+		v.Notes = append(v.Notes, fmt.Sprintf("warning: skipped %d calls whose ranges wrap past the top of the address space (a corrupt trace?)", n))
+	}
 	for _, in := range inputs {
 		if n := in.Lost(); n > 0 {
 			v.Notes = append(v.Notes, fmt.Sprintf("warning: %s: the tracer lost %d events; mappings made or released by them are missing from the replay (raise perf's buffer with -m)", in.Name, n))

@@ -168,8 +168,12 @@ func (p *PerfTraceReader) handle(line string) error {
 		p.emit(e)
 		return nil
 	}
-	name := strings.TrimSpace(rest[len(head)+1 : open])
-	if open < 0 || !isIdent(name) {
+	if open < 0 {
+		return p.malformed(lineNo, "expected a call after comm/TID", line)
+	}
+	before := rest[:open]
+	name := before[strings.LastIndexByte(before, ' ')+1:]
+	if !isIdent(name) {
 		return p.malformed(lineNo, "expected a call after comm/TID", line)
 	}
 	closeAt := matchingParen(rest[open+1:])

@@ -50,6 +50,21 @@ type space struct {
 	leader   int // the task whose exit ends the space
 }
 
+// validRanges rejects ranges that wrap around the top of the address space.
+func validRanges(e *Event) bool {
+	const maxLen = 1 << 62
+	fits := func(addr, n uint64) bool { return n < maxLen && addr+pageUp(n) >= addr }
+	switch e.Call {
+	case CallMmap:
+		return fits(e.Ret, e.Len)
+	case CallMunmap, CallMadvise:
+		return fits(e.Addr, e.Len)
+	case CallMremap:
+		return fits(e.Addr, e.Len) && fits(e.Ret, e.NewLen)
+	}
+	return true
+}
+
 // Point is one sample of the mapped-bytes timeline.
 type Point struct {
 	Event int     // events replayed so far
@@ -71,6 +86,7 @@ type Stats struct {
 	PeakEvent        int
 	BrkBytes         uint64 // the heap's extent at the end, Σ over spaces
 	ShmatCalls       int
+	Invalid          int // calls whose ranges wrap past the top of the address space: skipped
 	Unpaired         int // tasks whose exits ended nothing (threads)
 }
 
@@ -142,6 +158,12 @@ func (r *Replay) Apply(e *Event) {
 	r.Stats.Calls[e.Call.String()]++
 	if e.Failed {
 		r.Stats.Failed++
+		r.sample(e)
+		return
+	}
+	if !validRanges(e) {
+		// A range past the end of the address space: no kernel wrote it.
+		r.Stats.Invalid++
 		r.sample(e)
 		return
 	}

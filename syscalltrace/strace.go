@@ -255,7 +255,7 @@ func (s *StraceReader) handle(raw []byte) error {
 		return nil // signals, strace's own messages
 	case strings.HasPrefix(rest, "<... "):
 		end := strings.Index(rest, " resumed>")
-		if end < 0 {
+		if end < len("<... ") {
 			return s.malformed(lineNo, "expected \"<... NAME resumed>\"", line)
 		}
 		name := rest[len("<... "):end]
