@@ -267,3 +267,27 @@ func TestStraceLeakerLive(t *testing.T) {
 		t.Errorf("go tool pprof -top does not show 50 MiB under leak_buffer:\n%s", top)
 	}
 }
+
+// TestPerfTraceLeakerLive traces leaker with perf trace --call-graph where
+// the kernel allows it.
+func TestPerfTraceLeakerLive(t *testing.T) {
+	perfBin, err := exec.LookPath("perf")
+	if err != nil {
+		t.Skipf("perf not found (%v); .ci/run installs linux-perf", err)
+	}
+	if out, err := exec.Command(perfBin, "trace", "-e", "mmap", "true").CombinedOutput(); err != nil {
+		t.Skipf("perf trace is not permitted here (%v): %s", err, strings.TrimSpace(string(out)))
+	}
+	bin := testprog.Build(t, "leaker", "-g", "-fno-omit-frame-pointer")
+	trace := filepath.Join(t.TempDir(), "leaker.perf")
+	cmd := exec.Command(perfBin, "trace", "-m", "4096", "-e", "mmap,munmap,mremap,brk,madvise", "--call-graph", "dwarf", "-o", trace, bin, "50", "20")
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Skipf("perf trace failed here: %v", err)
+	}
+	r, inputs := replayPaths(t, trace)
+	if lost := inputs[0].Lost(); lost > 0 {
+		t.Skipf("perf lost %d events on this machine; an exact replay is impossible", lost)
+	}
+	checkOutstanding(t, r, readTruth(t, stdout), true)
+}
