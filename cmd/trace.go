@@ -173,6 +173,9 @@ func runTrace(o *TraceOptions) error {
 	if len(inputs) > 1 {
 		src = syscalltrace.NewMerge(inputs)
 	}
+	pipe := syscalltrace.NewPipe(src)
+	defer pipe.Close()
+	src = pipe
 	for {
 		e, err := src.Next()
 		if err == io.EOF {

@@ -108,6 +108,7 @@ type Replay struct {
 	timeline []Point
 	stride   int
 	stopped  bool
+	scratch  []*Mapping
 }
 
 // NewReplay returns an empty replay.
@@ -239,9 +240,11 @@ func (r *Replay) insert(s *space, m *Mapping, e *Event) {
 	}
 }
 
-// overlapping returns the mappings intersecting [lo, hi), in address order.
-func overlapping(s *space, lo, hi uint64) []*Mapping {
-	var out []*Mapping
+// overlapping returns the mappings intersecting [lo, hi), in address order,
+// in r's scratch slice (valid until the next call).
+func (r *Replay) overlapping(s *space, lo, hi uint64) []*Mapping {
+	out := r.scratch[:0]
+	defer func() { r.scratch = out[:0] }()
 	// The one starting before lo may reach into the range.
 	s.tree.DescendLessOrEqual(&Mapping{Start: lo}, func(m *Mapping) bool {
 		if m.End > lo {
@@ -263,7 +266,7 @@ func overlapping(s *space, lo, hi uint64) []*Mapping {
 // (a thread's munmap frees a range that another thread's mmap, finishing
 // first in the trace, then reused).
 func (r *Replay) remove(s *space, lo, hi uint64, enterKey float64) (removed, newer uint64) {
-	for _, m := range overlapping(s, lo, hi) {
+	for _, m := range r.overlapping(s, lo, hi) {
 		if m.madeKey > enterKey {
 			newer += min(m.End, hi) - max(m.Start, lo)
 			continue
@@ -291,7 +294,7 @@ func (r *Replay) remove(s *space, lo, hi uint64, enterKey float64) (removed, new
 }
 
 func (r *Replay) release(s *space, lo, hi uint64, enterKey float64) {
-	ms := overlapping(s, lo, hi)
+	ms := r.overlapping(s, lo, hi)
 	var seen uint64
 	for _, m := range ms {
 		if m.madeKey > enterKey {
@@ -311,7 +314,7 @@ func (r *Replay) mremap(s *space, e *Event) {
 	oldLo, oldHi := e.Addr, e.Addr+pageUp(e.Len)
 	newLo, newHi := e.Ret, e.Ret+pageUp(e.NewLen)
 	var origin *Mapping
-	for _, m := range overlapping(s, oldLo, oldHi) {
+	for _, m := range r.overlapping(s, oldLo, oldHi) {
 		if m.Start <= oldLo && oldLo < m.End {
 			c := *m
 			origin = &c

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // maxLine bounds one trace line; strace abbreviates long arguments, so a
@@ -60,7 +61,7 @@ type StraceReader struct {
 	// defaultTID is the task of lines without a pid prefix: the -ff file's
 	// pid, or 0 for the traced process itself in stderr output.
 	defaultTID int
-	pending    map[int]*pendingCall
+	pending    map[int]pendingCall
 	partial    []byte // a line cut by attach noise, waiting for its end
 	partialAt  int
 	held       *Event // the last event, held until its -k frames are read
@@ -79,6 +80,11 @@ type StraceReader struct {
 	early      []*Event
 	originDone bool
 	attached   map[int]bool
+
+	intern    map[string]string
+	protCache map[string]string
+	flagCache map[string]flagsValue
+	argv      [16]string
 }
 
 // maxEarly bounds the events held while the traced process's pid is unknown.
@@ -95,7 +101,8 @@ type pendingCall struct {
 // NewStraceReader reads strace output from r. defaultTID is the task of
 // lines without a pid prefix (the pid of a -ff file; 0 when unknown).
 func NewStraceReader(r io.Reader, name string, defaultTID int) *StraceReader {
-	return &StraceReader{lr: newLineReader(r, name), defaultTID: defaultTID, pending: map[int]*pendingCall{}}
+	return &StraceReader{lr: newLineReader(r, name), defaultTID: defaultTID, pending: map[int]pendingCall{},
+		intern: map[string]string{}, protCache: map[string]string{}, flagCache: map[string]flagsValue{}}
 }
 
 // Next returns the next memory-relevant event, or io.EOF.
@@ -166,11 +173,15 @@ func (s *StraceReader) handle(raw []byte) error {
 	// Frames of -k follow their call.
 	if t := bytes.TrimLeft(raw, " "); bytes.HasPrefix(t, []byte("> ")) {
 		if s.held != nil {
-			s.held.Frames = append(s.held.Frames, parseStraceFrame(string(t[2:])))
+			f := parseStraceFrame(unsafe.String(unsafe.SliceData(t[2:]), len(t)-2))
+			f.Func, f.Module = s.str(f.Func), s.str(f.Module)
+			s.held.Frames = append(s.held.Frames, f)
 		}
 		return nil
 	}
-	line := string(raw)
+	// A view of the read buffer, valid until the next line is read: what
+	// outlives the line is copied (interned) where it is kept.
+	line := unsafe.String(unsafe.SliceData(raw), len(raw))
 	// "strace: Process N attached" may land in the middle of another line,
 	// which then continues on the next line: cut the noise out and rejoin.
 	interrupted := false
@@ -248,7 +259,7 @@ func (s *StraceReader) handle(raw []byte) error {
 	case strings.HasPrefix(rest, "+++ "):
 		e := &Event{Line: lineNo, TID: tid, Time: ts, HasTime: hasTime, Call: CallExit, Name: "exit",
 			EnterKey: float64(lineNo), DoneKey: float64(lineNo),
-			ExitStatus: strings.TrimSuffix(strings.TrimPrefix(rest, "+++ "), " +++")}
+			ExitStatus: s.str(strings.TrimSuffix(strings.TrimPrefix(rest, "+++ "), " +++"))}
 		s.emit(e)
 		return nil
 	case strings.HasPrefix(rest, "--- "), strings.HasPrefix(rest, "strace: "), strings.HasPrefix(rest, "???"):
@@ -259,9 +270,9 @@ func (s *StraceReader) handle(raw []byte) error {
 			return s.malformed(lineNo, "expected \"<... NAME resumed>\"", line)
 		}
 		name := rest[len("<... "):end]
-		p := s.pending[tid]
+		p, ok := s.pending[tid]
 		delete(s.pending, tid)
-		if p == nil || p.name != name {
+		if !ok || p.name != name {
 			// The start was before the trace began (or in another file):
 			// nothing to rejoin.
 			return nil
@@ -281,7 +292,11 @@ func (s *StraceReader) handle(raw []byte) error {
 	}
 	name := rest[:open]
 	if strings.HasSuffix(rest, unfinished) {
-		s.pending[tid] = &pendingCall{name: name, args: strings.TrimSuffix(rest[open+1:], unfinished), line: lineNo, time: ts, hasTime: hasTime}
+		args := ""
+		if lookupCall(name) != CallOther {
+			args = strings.Clone(strings.TrimSuffix(rest[open+1:], unfinished))
+		}
+		s.pending[tid] = pendingCall{name: s.str(name), args: args, line: lineNo, time: ts, hasTime: hasTime}
 		return nil
 	}
 	return s.complete(lineNo, tid, ts, hasTime, name, rest[open+1:], line)
@@ -297,7 +312,7 @@ func (s *StraceReader) complete(lineNo, tid int, ts float64, hasTime bool, name,
 	if closeAt < 0 {
 		return s.malformed(lineNo, "unbalanced parentheses in the arguments", whole)
 	}
-	args := splitArgs(argsAndResult[:closeAt])
+	args := splitArgsInto(argsAndResult[:closeAt], s.argv[:0])
 	result := strings.TrimSpace(argsAndResult[closeAt+1:])
 	if !strings.HasPrefix(result, "=") {
 		return s.malformed(lineNo, "expected \" = result\" after the arguments", whole)
@@ -308,16 +323,63 @@ func (s *StraceReader) complete(lineNo, tid int, ts float64, hasTime bool, name,
 		dur, _ = strconv.ParseFloat(result[i+2:len(result)-1], 64) // -T
 		result = result[:i]
 	}
-	e := &Event{Line: lineNo, TID: tid, Time: ts, HasTime: hasTime, Call: call, Name: name, FD: -1,
+	e := &Event{Line: lineNo, TID: tid, Time: ts, HasTime: hasTime, Call: call, Name: s.str(name), FD: -1,
 		EnterKey: float64(lineNo), DoneKey: float64(s.lr.line), Duration: dur}
 	if err := decodeResult(e, result); err != nil {
 		return s.malformed(lineNo, err.Error(), whole)
 	}
-	if err := decodeStraceArgs(e, args); err != nil {
+	e.Errno = s.str(e.Errno)
+	if err := s.decodeStraceArgs(e, args); err != nil {
 		return s.malformed(lineNo, fmt.Sprintf("%s: %v", name, err), whole)
 	}
 	s.emit(e)
 	return nil
+}
+
+// str returns a kept copy of v, shared with every equal string seen before:
+// names, flags and frames repeat millions of times in a long trace.
+func (s *StraceReader) str(v string) string {
+	if v == "" {
+		return ""
+	}
+	if c, ok := s.intern[v]; ok {
+		return c
+	}
+	c := strings.Clone(v)
+	if len(s.intern) < maxIntern {
+		s.intern[c] = c
+	}
+	return c
+}
+
+// maxIntern bounds the interned strings; past it, copies are not shared.
+const maxIntern = 1 << 16
+
+func (s *StraceReader) prot(v string) string {
+	if c, ok := s.protCache[v]; ok {
+		return c
+	}
+	c := strings.ReplaceAll(v, "PROT_", "")
+	if len(s.protCache) < maxIntern {
+		s.protCache[strings.Clone(v)] = c
+	}
+	return c
+}
+
+type flagsValue struct {
+	bits uint32
+	text string
+}
+
+func (s *StraceReader) flags(v string) (uint32, string) {
+	if c, ok := s.flagCache[v]; ok {
+		return c.bits, c.text
+	}
+	bits, text := parseFlags(v)
+	if len(s.flagCache) < maxIntern {
+		s.flagCache[strings.Clone(v)] = flagsValue{bits, text}
+	}
+	return bits, text
 }
 
 func (s *StraceReader) malformed(line int, msg, text string) error {
@@ -346,7 +408,7 @@ func decodeResult(e *Event, r string) error {
 	return nil
 }
 
-func decodeStraceArgs(e *Event, args []string) error {
+func (s *StraceReader) decodeStraceArgs(e *Event, args []string) error {
 	arg := func(i int) string {
 		if i < len(args) {
 			return args[i]
@@ -368,11 +430,11 @@ func decodeStraceArgs(e *Event, args []string) error {
 		if e.Len, err = num(1); err != nil {
 			return err
 		}
-		e.Prot = strings.ReplaceAll(arg(2), "PROT_", "")
-		e.Flags, e.FlagsText = parseFlags(arg(3))
+		e.Prot = s.prot(arg(2))
+		e.Flags, e.FlagsText = s.flags(arg(3))
 		e.FD = parseFD(arg(4))
 		if i := strings.IndexByte(arg(4), '<'); i >= 0 && strings.HasSuffix(arg(4), ">") {
-			e.Path = arg(4)[i+1 : len(arg(4))-1]
+			e.Path = s.str(arg(4)[i+1 : len(arg(4))-1])
 		}
 		e.Offset, _ = parseNum(arg(5))
 	case CallMunmap:
@@ -390,7 +452,7 @@ func decodeStraceArgs(e *Event, args []string) error {
 		if e.NewLen, err = num(2); err != nil {
 			return err
 		}
-		e.Flags, e.FlagsText = parseFlags(arg(3))
+		e.Flags, e.FlagsText = s.flags(arg(3))
 		if len(args) > 4 {
 			e.NewAddr, _ = parseNum(args[4])
 		}
@@ -403,7 +465,7 @@ func decodeStraceArgs(e *Event, args []string) error {
 		if e.Len, err = num(1); err != nil {
 			return err
 		}
-		e.Advice = strings.TrimPrefix(arg(2), "MADV_")
+		e.Advice = s.str(strings.TrimPrefix(arg(2), "MADV_"))
 	case CallShmat:
 		e.Addr, _ = parseNum(arg(1))
 	case CallShmdt:
@@ -412,7 +474,7 @@ func decodeStraceArgs(e *Event, args []string) error {
 		for _, a := range args {
 			a = strings.TrimLeft(a, "{")
 			if v, ok := strings.CutPrefix(a, "flags="); ok {
-				e.Flags, e.FlagsText = parseFlags(strings.TrimRight(v, "}"))
+				e.Flags, e.FlagsText = s.flags(strings.TrimRight(v, "}"))
 			}
 		}
 	}
@@ -447,12 +509,11 @@ func parseStraceTime(s string) (float64, bool) {
 	if len(s) == 0 || s[0] < '0' || s[0] > '9' {
 		return 0, false
 	}
-	if strings.Count(s, ":") == 2 {
-		parts := strings.Split(s, ":")
-		h, err1 := strconv.Atoi(parts[0])
-		m, err2 := strconv.Atoi(parts[1])
-		sec, err3 := strconv.ParseFloat(parts[2], 64)
-		if err1 != nil || err2 != nil || err3 != nil {
+	if len(s) >= 8 && s[2] == ':' && s[5] == ':' {
+		h, err1 := strconv.Atoi(s[:2])
+		m, err2 := strconv.Atoi(s[3:5])
+		sec, ok := parseDecimal(s[6:])
+		if err1 != nil || err2 != nil || !ok {
 			return 0, false
 		}
 		return float64(h*3600+m*60) + sec, true
@@ -460,8 +521,35 @@ func parseStraceTime(s string) (float64, bool) {
 	if strings.IndexByte(s, '.') < 0 {
 		return 0, false
 	}
-	v, err := strconv.ParseFloat(s, 64)
-	return v, err == nil
+	return parseDecimal(s)
+}
+
+// parseDecimal reads "123.456789" exactly as strace prints seconds, faster
+// than ParseFloat; anything else falls back to it.
+func parseDecimal(s string) (float64, bool) {
+	var whole, frac, scale uint64 = 0, 0, 1
+	i := 0
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		whole = whole*10 + uint64(s[i]-'0')
+	}
+	if i == 0 || i > 12 {
+		v, err := strconv.ParseFloat(s, 64)
+		return v, err == nil
+	}
+	if i < len(s) {
+		if s[i] != '.' || len(s)-i > 10 {
+			v, err := strconv.ParseFloat(s, 64)
+			return v, err == nil
+		}
+		for i++; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return 0, false
+			}
+			frac = frac*10 + uint64(s[i]-'0')
+			scale *= 10
+		}
+	}
+	return float64(whole) + float64(frac)/float64(scale), true
 }
 
 // matchingParen finds the ')' closing an argument list that starts just
@@ -498,8 +586,10 @@ func matchingParen(s string) int {
 }
 
 // splitArgs splits at top-level commas.
-func splitArgs(s string) []string {
-	var out []string
+func splitArgs(s string) []string { return splitArgsInto(s, nil) }
+
+// splitArgsInto is splitArgs appending to out (a reused scratch slice).
+func splitArgsInto(s string, out []string) []string {
 	depth, start := 0, 0
 	inQuote := false
 	for i := 0; i < len(s); i++ {

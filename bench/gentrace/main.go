@@ -1,0 +1,117 @@
+// Command gentrace writes a synthetic but realistic strace -f -tt -T trace of
+// a threaded program's memory calls, for benchmarks: balanced mmap/munmap
+// churn across threads, a third of the calls split by other threads
+// (<unfinished ...> / <... resumed>), mremap growth, madvise, and a small
+// steady leak. It prints the number of leaked mappings on stderr.
+//
+// Usage: go run ./bench/gentrace -size 1G > big.strace
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"math/rand"
+	"os"
+	"strings"
+)
+
+func main() {
+	size := flag.String("size", "100M", "approximate output size (K, M, G suffixes)")
+	threads := flag.Int("threads", 8, "threads")
+	seed := flag.Int64("seed", 1, "random seed")
+	flag.Parse()
+	limit, err := parseSize(*size)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	w := bufio.NewWriterSize(os.Stdout, 1<<20)
+	defer w.Flush()
+	rng := rand.New(rand.NewSource(*seed))
+	type live struct{ addr, size uint64 }
+	perThread := make([][]live, *threads)
+	pending := make([]string, *threads) // a call split by another thread, waiting to resume
+	next := uint64(0x7f0000000000)
+	var written int64
+	var sec float64 = 3600
+	leaks := 0
+	write := func(s string) {
+		n, _ := w.WriteString(s)
+		written += int64(n)
+	}
+	for written < limit {
+		t := rng.Intn(*threads)
+		tid := 1000 + t
+		sec += 0.000013
+		stamp := fmt.Sprintf("%d  %02d:%02d:%09.6f ", tid, int(sec)/3600, int(sec)/60%60, sec-float64(int(sec)/60*60))
+		if pending[t] != "" {
+			write(stamp + pending[t])
+			pending[t] = ""
+			continue
+		}
+		split := rng.Intn(3) == 0
+		var call, result string
+		switch l := perThread[t]; {
+		case len(l) > 64 || len(l) > 0 && rng.Intn(2) == 0: // a bounded working set per thread
+			i := rng.Intn(len(l))
+			m := l[i]
+			perThread[t] = append(l[:i], l[i+1:]...)
+			if rng.Intn(20) == 0 {
+				newSize := m.size * 2
+				call = fmt.Sprintf("mremap(%#x, %d, %d, MREMAP_MAYMOVE", m.addr, m.size, newSize)
+				result = fmt.Sprintf(") = %#x <0.000011>\n", next)
+				perThread[t] = append(perThread[t], live{next, newSize})
+				next += newSize + 4096
+				break
+			}
+			call = fmt.Sprintf("munmap(%#x, %d", m.addr, m.size)
+			result = ") = 0 <0.000021>\n"
+		default:
+			sz := uint64(16+rng.Intn(240)) * 4096
+			addr := next
+			next += sz + 4096
+			call = fmt.Sprintf("mmap(NULL, %d, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0", sz)
+			result = fmt.Sprintf(") = %#x <0.000009>\n", addr)
+			if rng.Intn(5000) == 0 {
+				leaks++ // never tracked: never unmapped
+			} else {
+				perThread[t] = append(perThread[t], live{addr, sz})
+			}
+			if !split && rng.Intn(10) == 0 {
+				// released pages, mapping kept: after the mmap, same thread
+				result += stamp + fmt.Sprintf("madvise(%#x, %d, MADV_DONTNEED) = 0 <0.000030>\n", addr, sz/2)
+			}
+		}
+		if split {
+			write(stamp + call + " <unfinished ...>\n")
+			name := call[:strings.IndexByte(call, '(')]
+			pending[t] = "<... " + name + " resumed>" + result
+			continue
+		}
+		write(stamp + call + result)
+	}
+	for t := range pending {
+		if pending[t] != "" {
+			write(fmt.Sprintf("%d  01:00:00.000000 %s", 1000+t, pending[t]))
+		}
+	}
+	fmt.Fprintf(os.Stderr, "leaked mappings: %d (plus what each thread still held at the end)\n", leaks)
+}
+
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, strings.TrimSuffix(s, "G")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	}
+	var n int64
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		return 0, fmt.Errorf("bad -size %q", s)
+	}
+	return n * mult, nil
+}
