@@ -156,8 +156,14 @@ func (p *PerfTraceReader) handle(line string) error {
 		e := p.pending[tid]
 		delete(p.pending, tid)
 		tail := rest[cont+len(" ... [continued]: "):]
-		if e == nil {
-			return nil // its start came before the trace
+		if e == nil || !strings.HasPrefix(tail, e.Name+"(") {
+			// Its start came before the trace, or was lost: drop it, and
+			// the frames after it with it.
+			if p.held != nil {
+				p.out = append(p.out, p.held)
+				p.held = nil
+			}
+			return nil
 		}
 		e.DoneKey = e.EnterKey + dur
 		if i := strings.LastIndex(tail, " = "); i >= 0 {

@@ -50,6 +50,14 @@ type space struct {
 	leader   int // the task whose exit ends the space
 }
 
+// madeDuring reports whether m was made by another task while e was in
+// flight. A task's own calls are sequential whatever the clock says (perf's
+// microsecond times can make a call seem to start before the previous one
+// ended).
+func madeDuring(m *Mapping, e *Event) bool {
+	return m.madeKey > e.EnterKey && m.TID != e.TID
+}
+
 // validRanges rejects ranges that wrap around the top of the address space.
 func validRanges(e *Event) bool {
 	const maxLen = 1 << 62
@@ -173,14 +181,14 @@ func (r *Replay) Apply(e *Event) {
 	case CallMmap:
 		start := e.Ret
 		n := pageUp(e.Len)
-		r.remove(s, start, start+n, e.EnterKey)
+		r.remove(s, start, start+n, e)
 		m := &Mapping{Start: start, End: start + n, Space: s.id, TID: e.TID, Comm: e.Comm, Prot: e.Prot, FlagsText: e.FlagsText,
 			madeKey: e.DoneKey, Anonymous: e.Flags&FlagAnonymous != 0 || e.FD < 0, FD: e.FD, Path: e.Path, Time: e.Time, HasTime: e.HasTime, Line: e.Line, Frames: e.Frames}
 		r.insert(s, m, e)
 		r.Stats.MappedBytes += n
 	case CallMunmap:
 		n := pageUp(e.Len)
-		got, newer := r.remove(s, e.Addr, e.Addr+n, e.EnterKey)
+		got, newer := r.remove(s, e.Addr, e.Addr+n, e)
 		r.Stats.UnmappedBytes += got
 		if got+newer < n {
 			r.Stats.PreexistingOps++
@@ -193,7 +201,7 @@ func (r *Replay) Apply(e *Event) {
 	case CallMadvise:
 		switch e.Advice {
 		case "DONTNEED", "FREE", "REMOVE":
-			r.release(s, e.Addr, e.Addr+pageUp(e.Len), e.EnterKey)
+			r.release(s, e.Addr, e.Addr+pageUp(e.Len), e)
 		}
 	case CallShmat:
 		// The segment's size is not in the call; it is counted, not mapped.
@@ -265,9 +273,9 @@ func (r *Replay) overlapping(s *space, lo, hi uint64) []*Mapping {
 // call was already in the kernel, so what it unmapped was there before them
 // (a thread's munmap frees a range that another thread's mmap, finishing
 // first in the trace, then reused).
-func (r *Replay) remove(s *space, lo, hi uint64, enterKey float64) (removed, newer uint64) {
+func (r *Replay) remove(s *space, lo, hi uint64, e *Event) (removed, newer uint64) {
 	for _, m := range r.overlapping(s, lo, hi) {
-		if m.madeKey > enterKey {
+		if madeDuring(m, e) {
 			newer += min(m.End, hi) - max(m.Start, lo)
 			continue
 		}
@@ -293,11 +301,11 @@ func (r *Replay) remove(s *space, lo, hi uint64, enterKey float64) (removed, new
 	return removed, newer
 }
 
-func (r *Replay) release(s *space, lo, hi uint64, enterKey float64) {
+func (r *Replay) release(s *space, lo, hi uint64, e *Event) {
 	ms := r.overlapping(s, lo, hi)
 	var seen uint64
 	for _, m := range ms {
-		if m.madeKey > enterKey {
+		if madeDuring(m, e) {
 			continue
 		}
 		n := min(m.End, hi) - max(m.Start, lo)
@@ -326,10 +334,10 @@ func (r *Replay) mremap(s *space, e *Event) {
 		origin = &Mapping{TID: e.TID, Comm: e.Comm, Anonymous: true, FD: -1, Time: e.Time, HasTime: e.HasTime, Line: e.Line, Frames: e.Frames}
 	}
 	if e.Flags&FlagDontUnmap == 0 {
-		got, _ := r.remove(s, oldLo, oldHi, e.EnterKey)
+		got, _ := r.remove(s, oldLo, oldHi, e)
 		r.Stats.UnmappedBytes += got
 	}
-	r.remove(s, newLo, newHi, e.EnterKey)
+	r.remove(s, newLo, newHi, e)
 	m := *origin
 	m.Start, m.End, m.Space, m.Grown, m.madeKey = newLo, newHi, s.id, true, e.DoneKey
 	m.ReleasedBytes = 0
