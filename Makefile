@@ -6,5 +6,6 @@ check:
 	scripts/check
 bench:
 	bench/pmap.sh
+	bench/trace.sh
 fuzz:
 	scripts/fuzz

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Benchmarks `memdiag trace` on a large strace file, side by side in one run
+# with what an engineer would otherwise do:
+#   wc -l FILE                       the read floor
+#   awk -f bench/match.awk FILE      match mmap to munmap by address by hand
+#   memdiag trace FILE -o json       the replay
+# and prints each one's throughput and peak RSS, and what the awk matcher
+# gets wrong (it misses <unfinished ...> splits and mremap).
+#
+# Usage: bench/trace.sh [SIZE]   (default 1G; needs hyperfine-free GNU time)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size=${1:-1G}
+out=bench/out
+mkdir -p "$out"
+go build -o "$out/memdiag" .
+go build -o "$out/gentrace" ./bench/gentrace
+trace=$out/big.strace
+"$out/gentrace" -size "$size" > "$trace" 2> "$out/gentrace.txt"
+bytes=$(stat -c %s "$trace")
+echo "trace: $bytes bytes, $(wc -l < "$trace") lines; $(cat "$out/gentrace.txt")"
+
+measure() { # name command…
+	local name=$1; shift
+	/usr/bin/time -f "%e %M" -o "$out/time.txt" "$@" > "$out/$name.out"
+	read -r secs kib < "$out/time.txt"
+	awk -v n="$name" -v s="$secs" -v k="$kib" -v b="$bytes" \
+		'BEGIN { printf "%-10s %7.2f s  %8.1f MB/s  peak RSS %7.1f MiB\n", n, s, b / s / 1e6, k / 1024 }'
+}
+measure wc wc -l "$trace"
+measure awk awk -f bench/match.awk "$trace"
+measure memdiag "$out/memdiag" trace "$trace" -o json
+echo
+echo "awk says:     $(cat "$out/awk.out")"
+echo "memdiag says: $(jq -r '"\(.outstanding.count) outstanding, \(.churn.mmap_calls) mmaps, \(.churn.munmap_calls) munmaps, \(.churn.mremap_calls) mremaps"' "$out/memdiag.out" 2>/dev/null || grep -m1 '"count"' "$out/memdiag.out")"
