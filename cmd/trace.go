@@ -73,10 +73,10 @@ shows a fork or exec; --per-process gives every task its own.`,
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
 			switch syscalltrace.Format(format) {
-			case syscalltrace.FormatAuto, syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace:
+			case syscalltrace.FormatAuto, syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace, syscalltrace.FormatBpftrace:
 				o.Trace = syscalltrace.Format(format)
 			default:
-				return usage(fmt.Errorf("--format %q: want strace or perf-trace", format))
+				return usage(fmt.Errorf("--format %q: want strace, perf-trace or bpftrace", format))
 			}
 			switch gb := syscalltrace.GroupBy(groupBy); gb {
 			case syscalltrace.GroupAuto, syscalltrace.GroupStack, syscalltrace.GroupLeaf, syscalltrace.GroupSize, syscalltrace.GroupThread, syscalltrace.GroupFlags:
@@ -101,7 +101,7 @@ shows a fork or exec; --per-process gives every task its own.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&format, "format", "", "trace format: strace or perf-trace (default: detected)")
+	f.StringVar(&format, "format", "", "trace format: strace, perf-trace or bpftrace (default: detected)")
 	f.StringVar(&groupBy, "group-by", "", "group outstanding mappings by stack, leaf, size, thread or flags (default: stack if the trace has stacks, else size)")
 	f.StringVar(&at, "at", "", "replay only up to this time (as the trace prints it)")
 	f.StringVar(&o.PprofPath, "pprof", "", "write outstanding mappings by stack as a gzipped pprof profile")

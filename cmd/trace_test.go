@@ -63,7 +63,7 @@ func TestTraceFlags(t *testing.T) {
 // TestTraceGolden renders captured traces in every format. Regenerate:
 // go test ./cmd -update
 func TestTraceGolden(t *testing.T) {
-	for _, in := range []string{"leaker-k.strace", "leaker-f-tt-T.strace.gz", "leaker-cg.perf", "leaker-ff"} {
+	for _, in := range []string{"leaker-k.strace", "leaker-f-tt-T.strace.gz", "leaker-cg.perf", "leaker-ff", "leaker.bt"} {
 		for _, v := range []struct {
 			ext  string
 			args []string

@@ -70,3 +70,11 @@ func FuzzPerfTrace(f *testing.F) {
 		fuzzReplay(t, NewPerfTraceReader(bytes.NewReader(in), "fuzz"))
 	})
 }
+
+// FuzzBpftrace: go test ./syscalltrace -fuzz FuzzBpftrace -fuzzminimizetime 5s
+func FuzzBpftrace(f *testing.F) {
+	seedTraces(f, "*.bt")
+	f.Fuzz(func(t *testing.T, in []byte) {
+		fuzzReplay(t, NewBpftraceReader(bytes.NewReader(in), "fuzz"))
+	})
+}

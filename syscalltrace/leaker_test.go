@@ -164,6 +164,7 @@ func TestFixtureTraces(t *testing.T) {
 		{"leaker-ff", "leaker-ff.out", syscalltrace.FormatStrace, false},
 		{"leaker.perf", "leaker.perf.out", syscalltrace.FormatPerfTrace, false},
 		{"leaker-cg.perf", "leaker-cg.perf.out", syscalltrace.FormatPerfTrace, true},
+		{"leaker.bt", "leaker.bt.out", syscalltrace.FormatBpftrace, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.trace, func(t *testing.T) {

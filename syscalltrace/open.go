@@ -24,6 +24,7 @@ const (
 	FormatAuto      Format = ""
 	FormatStrace    Format = "strace"
 	FormatPerfTrace Format = "perf-trace"
+	FormatBpftrace  Format = "bpftrace" // the output of docs/memdiag-mmap.bt
 )
 
 // Reader yields events in trace order; io.EOF at the end.
@@ -41,13 +42,15 @@ func Detect(head []byte, name string) (Format, error) {
 		t := strings.TrimSpace(line)
 		switch {
 		case t == "":
+		case strings.HasPrefix(line, "memdiag call="):
+			return FormatBpftrace, nil
 		case isPerfTraceLine(line):
 			return FormatPerfTrace, nil
 		case isStraceLine(t):
 			return FormatStrace, nil
 		}
 	}
-	return "", &ParseError{Name: name, Msg: "not a trace memdiag reads (strace, perf trace): no line of either in the first 200; use --format to force one", Err: ErrUnrecognized}
+	return "", &ParseError{Name: name, Msg: "not a trace memdiag reads (strace, perf trace, docs/memdiag-mmap.bt): no line of either in the first 200; use --format to force one", Err: ErrUnrecognized}
 }
 
 func isPerfTraceLine(line string) bool {
@@ -136,13 +139,17 @@ func OpenFile(path string, r io.Reader, format Format, defaultTID int) (*Input, 
 		s := NewStraceReader(body, path, defaultTID)
 		in.reader, in.Foreign = s, func() (int, int) { return s.Foreign, s.FirstForeign }
 		in.Lost = func() int { return 0 }
+	case FormatBpftrace:
+		b := NewBpftraceReader(body, path)
+		in.reader, in.Foreign = b, func() (int, int) { return b.Foreign, b.FirstForeign }
+		in.Lost = func() int { return b.Lost }
 	case FormatPerfTrace:
 		p := NewPerfTraceReader(body, path)
 		in.reader, in.Foreign = p, func() (int, int) { return p.Foreign, p.FirstForeign }
 		in.Lost = func() int { return p.Lost }
 	default:
 		closeFn()
-		return nil, fmt.Errorf("unknown trace format %q: want strace or perf-trace", format)
+		return nil, fmt.Errorf("unknown trace format %q: want strace, perf-trace or bpftrace", format)
 	}
 	return in, nil
 }
