@@ -73,10 +73,11 @@ shows a fork or exec; --per-process gives every task its own.`,
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
 			switch syscalltrace.Format(format) {
-			case syscalltrace.FormatAuto, syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace, syscalltrace.FormatBpftrace:
+			case syscalltrace.FormatAuto, syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace, syscalltrace.FormatBpftrace,
+				syscalltrace.FormatSysdig, syscalltrace.FormatSysdigJSON:
 				o.Trace = syscalltrace.Format(format)
 			default:
-				return usage(fmt.Errorf("--format %q: want strace, perf-trace or bpftrace", format))
+				return usage(fmt.Errorf("--format %q: want strace, perf-trace, sysdig, sysdig-json or bpftrace", format))
 			}
 			switch gb := syscalltrace.GroupBy(groupBy); gb {
 			case syscalltrace.GroupAuto, syscalltrace.GroupStack, syscalltrace.GroupLeaf, syscalltrace.GroupSize, syscalltrace.GroupThread, syscalltrace.GroupFlags:
@@ -101,7 +102,7 @@ shows a fork or exec; --per-process gives every task its own.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&format, "format", "", "trace format: strace, perf-trace or bpftrace (default: detected)")
+	f.StringVar(&format, "format", "", "trace format: strace, perf-trace, sysdig, sysdig-json or bpftrace (default: detected)")
 	f.StringVar(&groupBy, "group-by", "", "group outstanding mappings by stack, leaf, size, thread or flags (default: stack if the trace has stacks, else size)")
 	f.StringVar(&at, "at", "", "replay only up to this time (as the trace prints it)")
 	f.StringVar(&o.PprofPath, "pprof", "", "write outstanding mappings by stack as a gzipped pprof profile")

@@ -78,3 +78,12 @@ func FuzzBpftrace(f *testing.F) {
 		fuzzReplay(t, NewBpftraceReader(bytes.NewReader(in), "fuzz"))
 	})
 }
+
+// FuzzSysdig: go test ./syscalltrace -fuzz FuzzSysdig -fuzzminimizetime 5s
+func FuzzSysdig(f *testing.F) {
+	seedTraces(f, "constructed-sysdig.*")
+	f.Fuzz(func(t *testing.T, in []byte) {
+		fuzzReplay(t, NewSysdigReader(bytes.NewReader(in), "fuzz"))
+		fuzzReplay(t, NewSysdigJSONReader(bytes.NewReader(in), "fuzz"))
+	})
+}

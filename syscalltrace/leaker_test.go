@@ -45,7 +45,7 @@ func readTruth(t *testing.T, out []byte) truth {
 			tr.pieces[addr] = size
 		}
 	}
-	if len(tr.leaks) == 0 || len(tr.pieces) != 6 {
+	if len(tr.leaks) == 0 || len(tr.pieces) != 6 && len(tr.pieces) != 5 {
 		t.Fatalf("leaker output has %d leaks and %d pieces, want some and 6:\n%s", len(tr.leaks), len(tr.pieces), out)
 	}
 	return tr
@@ -156,15 +156,20 @@ func TestFixtureTraces(t *testing.T) {
 		trace, out string
 		format     syscalltrace.Format
 		stacks     bool
+		noMremap   bool // the tracer has no mremap events (sysdig)
 	}{
-		{"leaker-f-tt-T.strace", "leaker-f-tt-T.out", syscalltrace.FormatStrace, false},
-		{"leaker-f-tt-T.strace.gz", "leaker-f-tt-T.strace.gz.out", syscalltrace.FormatStrace, false},
-		{"leaker-k.strace", "leaker-k.out", syscalltrace.FormatStrace, true},
-		{"leaker-stderr.strace", "leaker-stderr.out", syscalltrace.FormatStrace, false},
-		{"leaker-ff", "leaker-ff.out", syscalltrace.FormatStrace, false},
-		{"leaker.perf", "leaker.perf.out", syscalltrace.FormatPerfTrace, false},
-		{"leaker-cg.perf", "leaker-cg.perf.out", syscalltrace.FormatPerfTrace, true},
-		{"leaker.bt", "leaker.bt.out", syscalltrace.FormatBpftrace, true},
+		{"leaker-f-tt-T.strace", "leaker-f-tt-T.out", syscalltrace.FormatStrace, false, false},
+		{"leaker-f-tt-T.strace.gz", "leaker-f-tt-T.strace.gz.out", syscalltrace.FormatStrace, false, false},
+		{"leaker-k.strace", "leaker-k.out", syscalltrace.FormatStrace, true, false},
+		{"leaker-stderr.strace", "leaker-stderr.out", syscalltrace.FormatStrace, false, false},
+		{"leaker-ff", "leaker-ff.out", syscalltrace.FormatStrace, false, false},
+		{"leaker.perf", "leaker.perf.out", syscalltrace.FormatPerfTrace, false, false},
+		{"leaker-cg.perf", "leaker-cg.perf.out", syscalltrace.FormatPerfTrace, true, false},
+		{"leaker.bt", "leaker.bt.out", syscalltrace.FormatBpftrace, true, false},
+		// Constructed from the strace capture in sysdig's documented formats
+		// (fixtures/construct-sysdig.py): sysdig cannot run here.
+		{"constructed-sysdig.txt", "leaker-f-tt-T.out", syscalltrace.FormatSysdig, false, true},
+		{"constructed-sysdig.json", "leaker-f-tt-T.out", syscalltrace.FormatSysdigJSON, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.trace, func(t *testing.T) {
@@ -179,7 +184,17 @@ func TestFixtureTraces(t *testing.T) {
 			if lost := inputs[0].Lost(); lost > 0 {
 				t.Skipf("this capture lost %d events; its replay cannot be exact", lost)
 			}
-			checkOutstanding(t, r, readTruth(t, out), tt.stacks)
+			tr := readTruth(t, out)
+			if tt.noMremap {
+				// Without mremap events the grown buffer stays where it was
+				// first mapped: check the rest.
+				for a, size := range tr.pieces {
+					if size == 4<<20 {
+						delete(tr.pieces, a)
+					}
+				}
+			}
+			checkOutstanding(t, r, tr, tt.stacks)
 		})
 	}
 }

@@ -21,10 +21,12 @@ type Format string
 
 // The formats memdiag reads.
 const (
-	FormatAuto      Format = ""
-	FormatStrace    Format = "strace"
-	FormatPerfTrace Format = "perf-trace"
-	FormatBpftrace  Format = "bpftrace" // the output of docs/memdiag-mmap.bt
+	FormatAuto       Format = ""
+	FormatStrace     Format = "strace"
+	FormatPerfTrace  Format = "perf-trace"
+	FormatBpftrace   Format = "bpftrace" // the output of docs/memdiag-mmap.bt
+	FormatSysdig     Format = "sysdig"
+	FormatSysdigJSON Format = "sysdig-json"
 )
 
 // Reader yields events in trace order; io.EOF at the end.
@@ -44,13 +46,22 @@ func Detect(head []byte, name string) (Format, error) {
 		case t == "":
 		case strings.HasPrefix(line, "memdiag call="):
 			return FormatBpftrace, nil
+		case strings.HasPrefix(t, "{") && strings.Contains(t, `"evt.type"`):
+			return FormatSysdigJSON, nil
+		case isSysdigLine(line):
+			return FormatSysdig, nil
 		case isPerfTraceLine(line):
 			return FormatPerfTrace, nil
 		case isStraceLine(t):
 			return FormatStrace, nil
 		}
 	}
-	return "", &ParseError{Name: name, Msg: "not a trace memdiag reads (strace, perf trace, docs/memdiag-mmap.bt): no line of either in the first 200; use --format to force one", Err: ErrUnrecognized}
+	return "", &ParseError{Name: name, Msg: "not a trace memdiag reads (strace, perf trace, sysdig, docs/memdiag-mmap.bt): no line of either in the first 200; use --format to force one", Err: ErrUnrecognized}
+}
+
+func isSysdigLine(line string) bool {
+	f, ok := parseSysdigText(line)
+	return ok && (f.typ != "" && strings.Contains(f.info, "=") || f.dir == '>')
 }
 
 func isPerfTraceLine(line string) bool {
@@ -139,6 +150,11 @@ func OpenFile(path string, r io.Reader, format Format, defaultTID int) (*Input, 
 		s := NewStraceReader(body, path, defaultTID)
 		in.reader, in.Foreign = s, func() (int, int) { return s.Foreign, s.FirstForeign }
 		in.Lost = func() int { return 0 }
+	case FormatSysdig, FormatSysdigJSON:
+		sd := NewSysdigReader(body, path)
+		sd.json = format == FormatSysdigJSON
+		in.reader, in.Foreign = sd, func() (int, int) { return sd.Foreign, sd.FirstForeign }
+		in.Lost = func() int { return 0 }
 	case FormatBpftrace:
 		b := NewBpftraceReader(body, path)
 		in.reader, in.Foreign = b, func() (int, int) { return b.Foreign, b.FirstForeign }
@@ -149,7 +165,7 @@ func OpenFile(path string, r io.Reader, format Format, defaultTID int) (*Input, 
 		in.Lost = func() int { return p.Lost }
 	default:
 		closeFn()
-		return nil, fmt.Errorf("unknown trace format %q: want strace, perf-trace or bpftrace", format)
+		return nil, fmt.Errorf("unknown trace format %q: want strace, perf-trace, sysdig, sysdig-json or bpftrace", format)
 	}
 	return in, nil
 }

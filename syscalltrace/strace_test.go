@@ -157,6 +157,9 @@ func TestDetect(t *testing.T) {
 		"[pid  5384] munmap(0x7faddc600000, 60817408 <unfinished ...>\n":                                                                 FormatStrace,
 		"strace: Process 5383 attached\n":                                                                                                FormatStrace,
 		"     0.000 ( 0.024 ms): mmapdemo/6006 brk()                                                                 = 0x55782a6d3000\n": FormatPerfTrace,
+		"2 01:18:08.432201234 0 my app (5189) < mmap res=139893049651200 addr=0 length=1048576\n":                                        FormatSysdig,
+		`{"evt.cpu":0,"evt.dir":"<","evt.info":"res=0 addr=7F3B10677000 length=4096","evt.type":"munmap","thread.tid":9}` + "\n":         FormatSysdigJSON,
+		"memdiag call=mmap pid=1 tid=1 enter=1 exit=2 addr=0x0 len=8192 prot=3 flags=34 fd=-1 off=0 ret=139880895221760\n":               FormatBpftrace,
 	}
 	for in, want := range tests {
 		got, err := Detect([]byte(in), "in")
