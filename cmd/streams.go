@@ -15,6 +15,8 @@ type Streams struct {
 	ErrOut io.Writer
 	// OutIsTTY is true when Out is a terminal: colour and borders then.
 	OutIsTTY bool
+	// ErrIsTTY is true when ErrOut is a terminal: progress is shown then.
+	ErrIsTTY bool
 	// Getenv reads the environment (NO_COLOR).
 	Getenv func(string) string
 }
@@ -26,6 +28,7 @@ func SystemStreams() *Streams {
 		Out:      os.Stdout,
 		ErrOut:   os.Stderr,
 		OutIsTTY: term.IsTerminal(int(os.Stdout.Fd())),
+		ErrIsTTY: term.IsTerminal(int(os.Stderr.Fd())),
 		Getenv:   os.Getenv,
 	}
 }

@@ -155,13 +155,28 @@ func runTrace(o *TraceOptions) error {
 		if files, pids, err = syscalltrace.Expand(o.Paths); err != nil {
 			return err
 		}
+		var total int64
+		for _, path := range files {
+			if fi, err := os.Stat(path); err == nil {
+				total += fi.Size()
+			}
+		}
+		var prog *progress
+		if o.Streams.ErrIsTTY && total >= progressMinBytes {
+			prog = startProgress(o.Streams.ErrOut, "reading "+strings.Join(o.Paths, " "), total)
+			defer prog.stop()
+		}
 		for _, path := range files {
 			f, err := os.Open(path)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			in, err := syscalltrace.OpenFile(path, f, o.Trace, pids[path])
+			var r io.Reader = f
+			if prog != nil {
+				r = prog.wrap(f)
+			}
+			in, err := syscalltrace.OpenFile(path, r, o.Trace, pids[path])
 			if err != nil {
 				return err
 			}
