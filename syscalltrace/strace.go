@@ -320,7 +320,7 @@ func (s *StraceReader) complete(lineNo, tid int, ts float64, hasTime bool, name,
 	result = strings.TrimSpace(result[1:])
 	var dur float64
 	if i := strings.LastIndex(result, " <"); i >= 0 && strings.HasSuffix(result, ">") {
-		dur, _ = strconv.ParseFloat(result[i+2:len(result)-1], 64) // -T
+		dur, _ = parseDecimal(result[i+2 : len(result)-1]) // -T
 		result = result[:i]
 	}
 	e := &Event{Line: lineNo, TID: tid, Time: ts, HasTime: hasTime, Call: call, Name: s.str(name), FD: -1,
