@@ -3,7 +3,6 @@ package cmd
 import (
 	"encoding/json"
 	"math"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -41,22 +40,11 @@ func TestMallocInfoFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			s, _, _ := testStreams("", false, nil)
 			var got *MallocInfoOptions
-			root := newRootCmd(&Deps{Streams: s, ProcRoot: "/proc"}, runners{mallocinfo: func(o *MallocInfoOptions) error { got = o; return nil }})
-			root.SetArgs(tt.args)
-			err := root.Execute()
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || exitCode(err) != ExitUsage {
-					t.Fatalf("error %v (exit %d), want usage error containing %q", err, exitCode(err), tt.wantErr)
+			if parseOnly(t, runners{mallocinfo: func(o *MallocInfoOptions) error { got = o; return nil }}, tt.args, tt.wantErr) {
+				if msg := tt.check(got); msg != "" {
+					t.Errorf("%s: %+v", msg, got)
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if msg := tt.check(got); msg != "" {
-				t.Errorf("%s: %+v", msg, got)
 			}
 		})
 	}
@@ -66,30 +54,10 @@ func TestMallocInfoFlags(t *testing.T) {
 // every format. Regenerate: go test ./cmd -update
 func TestMallocInfoGolden(t *testing.T) {
 	for _, in := range []string{"story1.xml", "rounds.log", "fastbins.xml", "arenas.xml", "churn.xml"} {
-		for _, v := range []struct {
-			ext  string
-			args []string
-		}{{"txt", nil}, {"md", []string{"-o", "md"}}, {"json", []string{"-o", "json"}}} {
+		for _, v := range goldenFormats {
 			t.Run(in+"."+v.ext, func(t *testing.T) {
-				s, out, errOut := testStreams("", false, nil)
-				args := append([]string{"mallocinfo", "../fixtures/mallocinfo/" + in, "--cores", "2"}, v.args...)
-				if code := run(t, s, args...); code != 0 {
-					t.Fatalf("exit %d: %s", code, errOut)
-				}
-				golden := filepath.Join("..", "fixtures", "golden", "mallocinfo", strings.TrimSuffix(in, filepath.Ext(in))+"."+v.ext)
-				if *update {
-					os.MkdirAll(filepath.Dir(golden), 0o755)
-					if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-				want, err := os.ReadFile(golden)
-				if err != nil {
-					t.Fatalf("%v (run go test ./cmd -update)", err)
-				}
-				if diff := cmp.Diff(string(want), out.String()); diff != "" {
-					t.Errorf("%s differs (-want +got):\n%s", golden, diff)
-				}
+				name := strings.TrimSuffix(in, filepath.Ext(in)) + "." + v.ext
+				checkGolden(t, "mallocinfo", name, append([]string{"mallocinfo", "../fixtures/mallocinfo/" + in, "--cores", "2"}, v.args...)...)
 			})
 		}
 	}

@@ -60,23 +60,9 @@ func TestPmapFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			s, _, _ := testStreams("", false, nil)
-			d := &Deps{Streams: s, ProcRoot: "/proc"}
 			var got *PmapOptions
-			root := newRootCmd(d, runners{pmap: func(o *PmapOptions) error { got = o; return nil }})
-			root.SetArgs(tt.args)
-			err := root.Execute()
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
-				}
-				if code := exitCode(err); code != ExitUsage {
-					t.Errorf("exit code %d, want %d (usage)", code, ExitUsage)
-				}
+			if !parseOnly(t, runners{pmap: func(o *PmapOptions) error { got = o; return nil }}, tt.args, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			got.Streams, got.ProcRoot = nil, ""
 			if diff := cmp.Diff(&tt.want, got); diff != "" {
@@ -95,35 +81,13 @@ func TestPmapGolden(t *testing.T) {
 	}
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".smaps")
-		for _, v := range []struct {
-			ext  string
-			args []string
-		}{
-			{"txt", []string{"--why"}},
-			{"md", []string{"-o", "markdown"}},
-			{"json", []string{"-o", "json"}},
-		} {
+		for _, v := range goldenFormats {
 			t.Run(name+"."+v.ext, func(t *testing.T) {
-				s, out, errOut := testStreams("", false, nil)
-				if code := run(t, s, append([]string{"pmap", in}, v.args...)...); code != 0 {
-					t.Fatalf("exit %d: %s", code, errOut)
+				args := v.args
+				if v.ext == "txt" {
+					args = []string{"--why"}
 				}
-				golden := filepath.Join("..", "fixtures", "golden", "pmap", name+"."+v.ext)
-				if *update {
-					if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-				want, err := os.ReadFile(golden)
-				if err != nil {
-					t.Fatalf("%v (run go test ./cmd -update)", err)
-				}
-				if diff := cmp.Diff(string(want), out.String()); diff != "" {
-					t.Errorf("%s differs (-want +got); if intended, go test ./cmd -update:\n%s", golden, diff)
-				}
+				checkGolden(t, "pmap", name+"."+v.ext, append([]string{"pmap", in}, args...)...)
 			})
 		}
 	}

@@ -142,8 +142,6 @@ func runTrace(o *TraceOptions) error {
 			in.Close()
 		}
 	}()
-	var files []string
-	pids := map[string]int{}
 	if len(o.Paths) == 1 && o.Paths[0] == "-" {
 		in, err := syscalltrace.OpenFile("-", o.Streams.In, o.Trace, 0)
 		if err != nil {
@@ -151,8 +149,8 @@ func runTrace(o *TraceOptions) error {
 		}
 		inputs = append(inputs, in)
 	} else {
-		var err error
-		if files, pids, err = syscalltrace.Expand(o.Paths); err != nil {
+		files, pids, err := syscalltrace.Expand(o.Paths)
+		if err != nil {
 			return err
 		}
 		var total int64

@@ -39,22 +39,11 @@ func TestTraceFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			s, _, _ := testStreams("", false, nil)
 			var got *TraceOptions
-			root := newRootCmd(&Deps{Streams: s, ProcRoot: "/proc"}, runners{trace: func(o *TraceOptions) error { got = o; return nil }})
-			root.SetArgs(tt.args)
-			err := root.Execute()
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || exitCode(err) != ExitUsage {
-					t.Fatalf("error %v (exit %d), want usage error containing %q", err, exitCode(err), tt.wantErr)
+			if parseOnly(t, runners{trace: func(o *TraceOptions) error { got = o; return nil }}, tt.args, tt.wantErr) {
+				if msg := tt.check(got); msg != "" {
+					t.Errorf("%s: %+v", msg, got)
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if msg := tt.check(got); msg != "" {
-				t.Errorf("%s: %+v", msg, got)
 			}
 		})
 	}
@@ -64,30 +53,9 @@ func TestTraceFlags(t *testing.T) {
 // go test ./cmd -update
 func TestTraceGolden(t *testing.T) {
 	for _, in := range []string{"leaker-k.strace", "leaker-f-tt-T.strace.gz", "leaker-cg.perf", "leaker-ff", "leaker.bt"} {
-		for _, v := range []struct {
-			ext  string
-			args []string
-		}{{"txt", nil}, {"md", []string{"-o", "md"}}, {"json", []string{"-o", "json"}}} {
+		for _, v := range goldenFormats {
 			t.Run(in+"."+v.ext, func(t *testing.T) {
-				s, out, errOut := testStreams("", false, nil)
-				args := append([]string{"trace", "../fixtures/traces/" + in}, v.args...)
-				if code := run(t, s, args...); code != 0 {
-					t.Fatalf("exit %d: %s", code, errOut)
-				}
-				golden := filepath.Join("..", "fixtures", "golden", "trace", in+"."+v.ext)
-				if *update {
-					os.MkdirAll(filepath.Dir(golden), 0o755)
-					if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-				want, err := os.ReadFile(golden)
-				if err != nil {
-					t.Fatalf("%v (run go test ./cmd -update)", err)
-				}
-				if diff := cmp.Diff(string(want), out.String()); diff != "" {
-					t.Errorf("%s differs (-want +got):\n%s", golden, diff)
-				}
+				checkGolden(t, "trace", in+"."+v.ext, append([]string{"trace", "../fixtures/traces/" + in}, v.args...)...)
 			})
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/memdiag/memdiag/internal/parseerr"
 )
 
 // Sentinel errors wrapped by *ParseError.
@@ -28,22 +30,9 @@ var (
 	ErrNoDocument = errors.New("no malloc_info document")
 )
 
-// ParseError locates a failure: the input's name and its 1-based line.
-type ParseError struct {
-	Name string
-	Line int
-	Msg  string
-	Err  error
-}
-
-func (e *ParseError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.Name, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.Name, e.Msg)
-}
-
-func (e *ParseError) Unwrap() error { return e.Err }
+// ParseError locates a failure: the input's name, its 1-based line, what
+// was wrong, and the sentinel (ErrMalformed, …) it wraps.
+type ParseError = parseerr.Error
 
 // Bin is one <size> (or <unsorted>) entry: free chunks of sizes From…To,
 // Count of them, Total bytes.

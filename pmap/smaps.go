@@ -16,6 +16,8 @@ import (
 	"math"
 	"math/bits"
 	"strings"
+
+	"github.com/memdiag/memdiag/internal/parseerr"
 )
 
 // maxLineBytes bounds one smaps line. The kernel's longest lines are mapping
@@ -35,29 +37,7 @@ var (
 // ParseError locates a parse failure: the input's name, the 1-based line and
 // what was wrong there. It wraps ErrMalformed, ErrTruncated or ErrEmpty, or
 // the reader's own error.
-type ParseError struct {
-	Name string // file name, "/proc/<pid>/smaps" or "-" for standard input
-	Line int    // 1-based; 0 when the failure is not tied to a line
-	Msg  string // what was expected or found
-	Err  error
-}
-
-func (e *ParseError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.Name)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	b.WriteString(": ")
-	b.WriteString(e.Msg)
-	if e.Err != nil && e.Err != ErrMalformed && e.Err != ErrTruncated && e.Err != ErrEmpty {
-		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
-	}
-	return b.String()
-}
-
-func (e *ParseError) Unwrap() error { return e.Err }
+type ParseError = parseerr.Error
 
 // ExtraField is a key the parser does not know, kept as the kernel wrote it.
 type ExtraField struct {
@@ -299,7 +279,7 @@ func (d *Decoder) readLine() ([]byte, error) {
 		return nil, io.EOF
 	default:
 		d.done = true
-		return nil, &ParseError{Name: d.name, Line: d.line + 1, Msg: "read failed", Err: err}
+		return nil, &ParseError{Name: d.name, Line: d.line + 1, Msg: "read failed: " + err.Error(), Err: err}
 	}
 }
 

@@ -24,12 +24,12 @@ type BpftraceReader struct {
 	FirstForeign int
 	// Lost counts events bpftrace reported lost.
 	Lost   int
-	intern map[string]string
+	intern interner
 }
 
 // NewBpftraceReader reads docs/memdiag-mmap.bt output from r.
 func NewBpftraceReader(r io.Reader, name string) *BpftraceReader {
-	return &BpftraceReader{lr: newLineReader(r, name), intern: map[string]string{}}
+	return &BpftraceReader{lr: newLineReader(r, name), intern: interner{}}
 }
 
 // Next returns the next event in order of entry, or io.EOF.
@@ -63,15 +63,7 @@ func (b *BpftraceReader) flush() {
 	}
 }
 
-func (b *BpftraceReader) str(v string) string {
-	if c, ok := b.intern[v]; ok {
-		return c
-	}
-	if len(b.intern) < maxIntern {
-		b.intern[v] = v
-	}
-	return v
-}
+func (b *BpftraceReader) str(v string) string { return b.intern.str(v) }
 
 func (b *BpftraceReader) handle(line string) error {
 	lineNo := b.lr.line

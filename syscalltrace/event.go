@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/memdiag/memdiag/internal/parseerr"
 )
 
 // Call is a system call (or process event) that changes an address space.
@@ -139,22 +141,9 @@ var (
 	ErrMalformed = errors.New("malformed trace line")
 )
 
-// ParseError locates a failure in a trace.
-type ParseError struct {
-	Name string
-	Line int
-	Msg  string
-	Err  error
-}
-
-func (e *ParseError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.Name, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.Name, e.Msg)
-}
-
-func (e *ParseError) Unwrap() error { return e.Err }
+// ParseError locates a failure: the input's name, its 1-based line, what
+// was wrong, and the sentinel (ErrMalformed, …) it wraps.
+type ParseError = parseerr.Error
 
 // parseFlags maps a flag expression ("MAP_PRIVATE|MAP_ANONYMOUS",
 // "PRIVATE|ANONYMOUS", "0x22") to Flag bits, and returns it without prefixes.

@@ -222,7 +222,6 @@ type Merge struct {
 	h       eventHeap
 	inputs  []*Input
 	started bool
-	timed   bool
 }
 
 // NewMerge merges inputs.

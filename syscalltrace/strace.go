@@ -81,7 +81,7 @@ type StraceReader struct {
 	originDone bool
 	attached   map[int]bool
 
-	intern    map[string]string
+	intern    interner
 	protCache map[string]string
 	flagCache map[string]flagsValue
 	argv      [16]string
@@ -102,7 +102,7 @@ type pendingCall struct {
 // lines without a pid prefix (the pid of a -ff file; 0 when unknown).
 func NewStraceReader(r io.Reader, name string, defaultTID int) *StraceReader {
 	return &StraceReader{lr: newLineReader(r, name), defaultTID: defaultTID, pending: map[int]pendingCall{},
-		intern: map[string]string{}, protCache: map[string]string{}, flagCache: map[string]flagsValue{}}
+		intern: interner{}, protCache: map[string]string{}, flagCache: map[string]flagsValue{}}
 }
 
 // Next returns the next memory-relevant event, or io.EOF.
@@ -336,24 +336,30 @@ func (s *StraceReader) complete(lineNo, tid int, ts float64, hasTime bool, name,
 	return nil
 }
 
-// str returns a kept copy of v, shared with every equal string seen before:
-// names, flags and frames repeat millions of times in a long trace.
-func (s *StraceReader) str(v string) string {
+// maxIntern bounds the interned strings; past it, copies are not shared.
+const maxIntern = 1 << 16
+
+// interner keeps one copy of each string that repeats across a trace:
+// call names, flags, errnos and stack frames repeat millions of times.
+type interner map[string]string
+
+// str returns a kept copy of v (which may view a read buffer), shared with
+// every equal string seen before.
+func (in interner) str(v string) string {
 	if v == "" {
 		return ""
 	}
-	if c, ok := s.intern[v]; ok {
+	if c, ok := in[v]; ok {
 		return c
 	}
 	c := strings.Clone(v)
-	if len(s.intern) < maxIntern {
-		s.intern[c] = c
+	if len(in) < maxIntern {
+		in[c] = c
 	}
 	return c
 }
 
-// maxIntern bounds the interned strings; past it, copies are not shared.
-const maxIntern = 1 << 16
+func (s *StraceReader) str(v string) string { return s.intern.str(v) }
 
 func (s *StraceReader) prot(v string) string {
 	if c, ok := s.protCache[v]; ok {

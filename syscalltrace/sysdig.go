@@ -24,12 +24,12 @@ type SysdigReader struct {
 	Foreign int
 	// FirstForeign is the line of the first line not read as an event.
 	FirstForeign int
-	intern       map[string]string
+	intern       interner
 }
 
 // NewSysdigReader reads sysdig text output; NewSysdigJSONReader reads -j.
 func NewSysdigReader(r io.Reader, name string) *SysdigReader {
-	return &SysdigReader{lr: newLineReader(r, name), enter: map[int]map[string]string{}, intern: map[string]string{}}
+	return &SysdigReader{lr: newLineReader(r, name), enter: map[int]map[string]string{}, intern: interner{}}
 }
 
 // NewSysdigJSONReader reads `sysdig -j` output: one JSON object per line.
@@ -292,12 +292,4 @@ func mmapResult(res string) uint64 {
 	return h
 }
 
-func (s *SysdigReader) str(v string) string {
-	if c, ok := s.intern[v]; ok {
-		return c
-	}
-	if len(s.intern) < maxIntern {
-		s.intern[v] = v
-	}
-	return v
-}
+func (s *SysdigReader) str(v string) string { return s.intern.str(v) }
