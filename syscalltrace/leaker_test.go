@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/pprof/profile"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/memdiag/memdiag/internal/testprog"
 	"github.com/memdiag/memdiag/syscalltrace"
@@ -317,4 +318,32 @@ func TestPerfTraceLeakerLive(t *testing.T) {
 		t.Skipf("perf lost %d events on this machine; an exact replay is impossible", lost)
 	}
 	checkOutstanding(t, r, readTruth(t, stdout), true)
+}
+
+// TestCompressedInputs reads the same capture gzip- and zstd-compressed.
+func TestCompressedInputs(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "fixtures", "traces", "leaker-f-tt-T.strace"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	zpath := filepath.Join(dir, "trace.zst")
+	f, err := os.Create(zpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw, err := zstd.NewWriter(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(raw)
+	zw.Close()
+	f.Close()
+	plain, _ := replayPaths(t, filepath.Join("..", "fixtures", "traces", "leaker-f-tt-T.strace"))
+	for _, p := range []string{zpath, filepath.Join("..", "fixtures", "traces", "leaker-f-tt-T.strace.gz")} {
+		r, inputs := replayPaths(t, p)
+		if inputs[0].Format != syscalltrace.FormatStrace || r.Stats.Events != plain.Stats.Events || len(r.Outstanding()) != len(plain.Outstanding()) {
+			t.Errorf("%s: %s, %d events, %d outstanding; plain: %d, %d", p, inputs[0].Format, r.Stats.Events, len(r.Outstanding()), plain.Stats.Events, len(plain.Outstanding()))
+		}
+	}
 }
