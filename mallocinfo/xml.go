@@ -54,11 +54,17 @@ type Arena struct {
 	Unsorted *Bin
 	// Fast and Rest are the free chunks in fast bins and elsewhere; Rest
 	// includes the top chunk.
-	Fast, Rest                  Total
-	SystemCurrent, SystemMax    uint64
-	AspaceTotal, AspaceMprotect uint64
-	Subheaps                    uint64 // non-main arenas only
-	HasSubheaps                 bool
+	Fast, Rest Total
+	SystemSizes
+	Subheaps    uint64 // non-main arenas only
+	HasSubheaps bool
+}
+
+// SystemSizes are the <system> and <aspace> sizes, of an arena or of the
+// whole process.
+type SystemSizes struct {
+	SystemCurrent, SystemMax    uint64 // memory held from the system, now and at most
+	AspaceTotal, AspaceMprotect uint64 // address space reserved, and made accessible
 }
 
 // Info is one <malloc> document.
@@ -66,9 +72,8 @@ type Info struct {
 	Version string
 	Arenas  []Arena
 	// Process-wide totals, as malloc_info printed them.
-	Fast, Rest, Mmap            Total
-	SystemCurrent, SystemMax    uint64
-	AspaceTotal, AspaceMprotect uint64
+	Fast, Rest, Mmap Total
+	SystemSizes
 	// Line is where the document starts in its input (1-based).
 	Line int
 	// Label is the log line before the document (or the text before
@@ -306,35 +311,23 @@ func parseDocument(b []byte, name string, startLine int) (*Info, error) {
 				if err != nil {
 					return nil, fail("<%s type=%q>: %v", el, typ, err)
 				}
-				key := el + "/" + typ
+				sizes := &info.SystemSizes
 				if inArena {
-					switch key {
-					case "system/current":
-						arena.SystemCurrent = size
-					case "system/max":
-						arena.SystemMax = size
-					case "aspace/total":
-						arena.AspaceTotal = size
-					case "aspace/mprotect":
-						arena.AspaceMprotect = size
-					case "aspace/subheaps":
-						arena.Subheaps, arena.HasSubheaps = size, true
-					default:
-						unknown[fmt.Sprintf("<%s type=%q>", el, typ)] = true
-					}
-				} else {
-					switch key {
-					case "system/current":
-						info.SystemCurrent = size
-					case "system/max":
-						info.SystemMax = size
-					case "aspace/total":
-						info.AspaceTotal = size
-					case "aspace/mprotect":
-						info.AspaceMprotect = size
-					default:
-						unknown[fmt.Sprintf("<%s type=%q>", el, typ)] = true
-					}
+					sizes = &arena.SystemSizes
+				}
+				switch key := el + "/" + typ; {
+				case key == "system/current":
+					sizes.SystemCurrent = size
+				case key == "system/max":
+					sizes.SystemMax = size
+				case key == "aspace/total":
+					sizes.AspaceTotal = size
+				case key == "aspace/mprotect":
+					sizes.AspaceMprotect = size
+				case key == "aspace/subheaps" && inArena:
+					arena.Subheaps, arena.HasSubheaps = size, true
+				default:
+					unknown[fmt.Sprintf("<%s type=%q>", el, typ)] = true
 				}
 			default:
 				unknown["<"+el+"> in <"+parent+">"] = true

@@ -43,11 +43,11 @@ func TestParseOneDocument(t *testing.T) {
 			Bins:     []Bin{{From: 17, To: 32, Total: 2976, Count: 93}},
 			Unsorted: &Bin{From: 5009, To: 5009, Total: 5009, Count: 1},
 			Fast:     Total{Count: 93, Size: 2976}, Rest: Total{Count: 2, Size: 123409},
-			SystemCurrent: 135168, SystemMax: 135168, AspaceTotal: 135168, AspaceMprotect: 135168,
+			SystemSizes: SystemSizes{SystemCurrent: 135168, SystemMax: 135168, AspaceTotal: 135168, AspaceMprotect: 135168},
 		}},
 		Fast: Total{93, 2976}, Rest: Total{2, 123409}, Mmap: Total{1, 135168},
-		SystemCurrent: 135168, SystemMax: 135168, AspaceTotal: 135168, AspaceMprotect: 135168,
-		Line: 1,
+		SystemSizes: SystemSizes{SystemCurrent: 135168, SystemMax: 135168, AspaceTotal: 135168, AspaceMprotect: 135168},
+		Line:        1,
 	}
 	if diff := cmp.Diff(want, info); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)

@@ -178,47 +178,37 @@ func parseFlags(s string) (uint32, string) {
 	return bits, strings.Join(names, "|")
 }
 
-// mmapNumericFlags decodes Linux mmap flag numbers (sysdig, bpftrace).
-func mmapNumericFlags(v uint64) (uint32, string) {
+// numericFlag is one bit of a flag word as the kernel numbers it.
+type numericFlag struct {
+	value uint64
+	bit   uint32 // the Flag… bit it sets, 0 for none
+	name  string
+}
+
+var mmapFlagBits = []numericFlag{
+	{0x01, FlagShared, "SHARED"}, {0x02, 0, "PRIVATE"}, {0x10, FlagFixed, "FIXED"},
+	{0x20, FlagAnonymous, "ANONYMOUS"}, {0x100000, FlagFixedNoReplace, "FIXED_NOREPLACE"},
+}
+
+var mremapFlagBits = []numericFlag{
+	{1, FlagMayMove, "MAYMOVE"}, {2, FlagFixed, "FIXED"}, {4, FlagDontUnmap, "DONTUNMAP"},
+}
+
+// numericFlags decodes a flag number (sysdig, bpftrace) with a table.
+func numericFlags(v uint64, table []numericFlag) (uint32, string) {
 	var bits uint32
 	var names []string
-	if v&0x01 != 0 {
-		bits |= FlagShared
-		names = append(names, "SHARED")
-	}
-	if v&0x02 != 0 {
-		names = append(names, "PRIVATE")
-	}
-	if v&0x10 != 0 {
-		bits |= FlagFixed
-		names = append(names, "FIXED")
-	}
-	if v&0x20 != 0 {
-		bits |= FlagAnonymous
-		names = append(names, "ANONYMOUS")
-	}
-	if v&0x100000 != 0 {
-		bits |= FlagFixedNoReplace
-		names = append(names, "FIXED_NOREPLACE")
+	for _, f := range table {
+		if v&f.value != 0 {
+			bits |= f.bit
+			names = append(names, f.name)
+		}
 	}
 	return bits, strings.Join(names, "|")
 }
 
+// mmapNumericFlags decodes Linux mmap flag numbers.
+func mmapNumericFlags(v uint64) (uint32, string) { return numericFlags(v, mmapFlagBits) }
+
 // mremapNumericFlags decodes mremap flag numbers.
-func mremapNumericFlags(v uint64) (uint32, string) {
-	var bits uint32
-	var names []string
-	if v&1 != 0 {
-		bits |= FlagMayMove
-		names = append(names, "MAYMOVE")
-	}
-	if v&2 != 0 {
-		bits |= FlagFixed
-		names = append(names, "FIXED")
-	}
-	if v&4 != 0 {
-		bits |= FlagDontUnmap
-		names = append(names, "DONTUNMAP")
-	}
-	return bits, strings.Join(names, "|")
-}
+func mremapNumericFlags(v uint64) (uint32, string) { return numericFlags(v, mremapFlagBits) }

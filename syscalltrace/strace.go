@@ -308,11 +308,10 @@ func (s *StraceReader) complete(lineNo, tid int, ts float64, hasTime bool, name,
 	if call == CallOther {
 		return nil
 	}
-	closeAt := matchingParen(argsAndResult)
+	args, closeAt := scanArgs(argsAndResult, s.argv[:0], true)
 	if closeAt < 0 {
 		return s.malformed(lineNo, "unbalanced parentheses in the arguments", whole)
 	}
-	args := splitArgsInto(argsAndResult[:closeAt], s.argv[:0])
 	result := strings.TrimSpace(argsAndResult[closeAt+1:])
 	if !strings.HasPrefix(result, "=") {
 		return s.malformed(lineNo, "expected \" = result\" after the arguments", whole)
@@ -558,10 +557,12 @@ func parseDecimal(s string) (float64, bool) {
 	return float64(whole) + float64(frac)/float64(scale), true
 }
 
-// matchingParen finds the ')' closing an argument list that starts just
-// before s, skipping nested (), [], {} and quoted strings.
-func matchingParen(s string) int {
-	depth := 0
+// scanArgs walks an argument list, skipping nested (), [], {} and quoted
+// strings, and appends each top-level argument to out. With call set it
+// stops at the ')' that closes the list and returns its index (−1 when it
+// is missing); otherwise it reads all of s.
+func scanArgs(s string, out []string, call bool) ([]string, int) {
+	depth, start := 0, 0
 	inQuote := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -582,39 +583,12 @@ func matchingParen(s string) int {
 		case ']', '}':
 			depth--
 		case ')':
-			if depth == 0 {
-				return i
+			if depth == 0 && call {
+				if t := strings.TrimSpace(s[start:i]); t != "" || len(out) > 0 {
+					out = append(out, t)
+				}
+				return out, i
 			}
-			depth--
-		}
-	}
-	return -1
-}
-
-// splitArgs splits at top-level commas.
-func splitArgs(s string) []string { return splitArgsInto(s, nil) }
-
-// splitArgsInto is splitArgs appending to out (a reused scratch slice).
-func splitArgsInto(s string, out []string) []string {
-	depth, start := 0, 0
-	inQuote := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if inQuote {
-			switch c {
-			case '\\':
-				i++
-			case '"':
-				inQuote = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inQuote = true
-		case '(', '[', '{':
-			depth++
-		case ')', ']', '}':
 			depth--
 		case ',':
 			if depth == 0 {
@@ -623,9 +597,25 @@ func splitArgsInto(s string, out []string) []string {
 			}
 		}
 	}
+	if call {
+		return out, -1
+	}
 	if t := strings.TrimSpace(s[start:]); t != "" || len(out) > 0 {
 		out = append(out, t)
 	}
+	return out, len(s)
+}
+
+// matchingParen finds the ')' closing an argument list that starts just
+// before s.
+func matchingParen(s string) int {
+	_, i := scanArgs(s, nil, true)
+	return i
+}
+
+// splitArgs splits at top-level commas.
+func splitArgs(s string) []string {
+	out, _ := scanArgs(s, nil, false)
 	return out
 }
 
