@@ -180,13 +180,8 @@ func readSmapsFile(path string, stdin io.Reader) ([]pmap.Mapping, error) {
 	return pmap.ParseSmaps(f, path)
 }
 
-var allClasses = []pmap.Class{
-	pmap.ClassHeap, pmap.ClassStack, pmap.ClassThreadStack, pmap.ClassGlibcArena, pmap.ClassGuard,
-	pmap.ClassFileCode, pmap.ClassFileData, pmap.ClassShmem, pmap.ClassKernel, pmap.ClassAnon,
-}
-
 func knownClass(c pmap.Class) bool {
-	for _, k := range allClasses {
+	for _, k := range pmap.Classes() {
 		if k == c {
 			return true
 		}
@@ -195,9 +190,9 @@ func knownClass(c pmap.Class) bool {
 }
 
 func classList() string {
-	s := make([]string, len(allClasses))
-	for i, c := range allClasses {
-		s[i] = string(c)
+	var s []string
+	for _, c := range pmap.Classes() {
+		s = append(s, string(c))
 	}
 	return strings.Join(s, ", ")
 }

@@ -25,6 +25,13 @@ const (
 	ClassAnon        Class = "anon"         // any other anonymous memory: mmapped malloc chunks, runtimes' heaps
 )
 
+// Classes lists the classes Classify assigns, in the order of the table in
+// docs/pmap.md.
+func Classes() []Class {
+	return []Class{ClassHeap, ClassStack, ClassThreadStack, ClassGlibcArena, ClassGuard,
+		ClassFileCode, ClassFileData, ClassShmem, ClassKernel, ClassAnon}
+}
+
 // Glibc's HEAP_MAX_SIZE on 64-bit: each non-main arena heap is reserved at
 // this size and alignment (2 × DEFAULT_MMAP_THRESHOLD_MAX).
 const arenaHeapBytes = 64 << 20
