@@ -87,3 +87,30 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 	t.Fatalf("%s exited before printing ready (scan error: %v)", bin, sc.Err())
 	return nil
 }
+
+// BuildJava compiles fixtures/programs/NAME.java into a temporary class
+// directory and returns it. It skips the test when javac is absent.
+func BuildJava(t testing.TB, name string) string {
+	t.Helper()
+	javac, err := exec.LookPath("javac")
+	if err != nil {
+		t.Skipf("javac not found (%v): cannot build the %s test program; .ci/run installs openjdk-17-jdk-headless", err, name)
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command(javac, "-d", dir, filepath.Join(Dir(), name+".java")).CombinedOutput(); err != nil {
+		t.Fatalf("javac %s: %v\n%s", name, err, out)
+	}
+	return dir
+}
+
+// Values reads the "key number" lines a program printed before "ready".
+func (p *Proc) Values() map[string]int64 {
+	out := map[string]int64{}
+	for _, l := range p.Lines {
+		k, v, ok := strings.Cut(l, " ")
+		if n, err := strconv.ParseInt(v, 10, 64); ok && err == nil {
+			out[k] = n
+		}
+	}
+	return out
+}

@@ -1,0 +1,233 @@
+// Package jmx reads what a JVM accounts for — heap, non-heap pools, buffer
+// pools, Native Memory Tracking — from the places an operator has it: the
+// JVM's own hsperfdata file, the HotSpot attach mechanism (what jcmd uses),
+// and saved jcmd output.
+package jmx
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/memdiag/memdiag/internal/parseerr"
+)
+
+// ParseError locates a parse failure in jcmd output.
+type ParseError = parseerr.Error
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrMalformed means the text is not the jcmd output expected.
+	ErrMalformed = errors.New("malformed jcmd output")
+	// ErrNMTDisabled means the JVM runs without -XX:NativeMemoryTracking.
+	ErrNMTDisabled = errors.New("native memory tracking is not enabled")
+)
+
+// NMTCategory is one "- Name (reserved=…KB, committed=…KB)" block of
+// `jcmd PID VM.native_memory summary`.
+type NMTCategory struct {
+	Name           string
+	ReservedBytes  uint64
+	CommittedBytes uint64
+	// Parts as NMT reports them, when present.
+	MallocBytes         uint64
+	MallocCount         uint64
+	MmapReservedBytes   uint64
+	MmapCommittedBytes  uint64
+	StackReservedBytes  uint64
+	StackCommittedBytes uint64
+	ArenaBytes          uint64
+}
+
+// NMT is a VM.native_memory summary.
+type NMT struct {
+	ReservedBytes  uint64
+	CommittedBytes uint64
+	MallocBytes    uint64 // total malloc, when the JDK prints it
+	Categories     []NMTCategory
+}
+
+// Category returns the named category (names vary by JDK: "Java Heap",
+// "Class", "Thread", "Code", "GC", "Other", …).
+func (n *NMT) Category(name string) (NMTCategory, bool) {
+	for _, c := range n.Categories {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return NMTCategory{}, false
+}
+
+var (
+	nmtTotal    = regexp.MustCompile(`^Total: reserved=(\d+)KB, committed=(\d+)KB`)
+	nmtCategory = regexp.MustCompile(`^-\s+(.+?) \(reserved=(\d+)KB, committed=(\d+)KB\)`)
+	nmtMalloc   = regexp.MustCompile(`\(malloc=(\d+)KB(?: #(\d+))?`)
+	nmtMmap     = regexp.MustCompile(`\(mmap: reserved=(\d+)KB, committed=(\d+)KB\)`)
+	nmtStack    = regexp.MustCompile(`\(stack: reserved=(\d+)KB, committed=(\d+)KB\)`)
+	nmtArena    = regexp.MustCompile(`\(arena=(\d+)KB`)
+	nmtTotalMal = regexp.MustCompile(`^\s+malloc: (\d+)KB`)
+)
+
+func kb(s string) uint64 {
+	v, _ := strconv.ParseUint(s, 10, 64)
+	return v * 1024
+}
+
+// ParseNMT reads the text of `jcmd PID VM.native_memory summary`, with or
+// without the "PID:" line jcmd prints first. name labels errors.
+func ParseNMT(r io.Reader, name string) (*NMT, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	n := &NMT{}
+	var cur *NMTCategory
+	line, sawTotal := 0, false
+	for sc.Scan() {
+		line++
+		text := strings.TrimRight(sc.Text(), " ")
+		if strings.Contains(text, "Native memory tracking is not enabled") {
+			return nil, &ParseError{Name: name, Line: line, Msg: "native memory tracking is not enabled: start the JVM with -XX:NativeMemoryTracking=summary", Err: ErrNMTDisabled}
+		}
+		if m := nmtTotal.FindStringSubmatch(text); m != nil {
+			n.ReservedBytes, n.CommittedBytes, sawTotal = kb(m[1]), kb(m[2]), true
+			continue
+		}
+		if m := nmtTotalMal.FindStringSubmatch(text); m != nil && cur == nil {
+			n.MallocBytes = kb(m[1])
+			continue
+		}
+		if m := nmtCategory.FindStringSubmatch(strings.TrimLeft(text, " ")); m != nil {
+			n.Categories = append(n.Categories, NMTCategory{Name: m[1], ReservedBytes: kb(m[2]), CommittedBytes: kb(m[3])})
+			cur = &n.Categories[len(n.Categories)-1]
+			continue
+		}
+		if cur == nil {
+			continue
+		}
+		if m := nmtMalloc.FindStringSubmatch(text); m != nil {
+			cur.MallocBytes = kb(m[1])
+			cur.MallocCount, _ = strconv.ParseUint(m[2], 10, 64)
+		}
+		if m := nmtMmap.FindStringSubmatch(text); m != nil {
+			cur.MmapReservedBytes, cur.MmapCommittedBytes = kb(m[1]), kb(m[2])
+		}
+		if m := nmtStack.FindStringSubmatch(text); m != nil {
+			cur.StackReservedBytes, cur.StackCommittedBytes = kb(m[1]), kb(m[2])
+		}
+		if m := nmtArena.FindStringSubmatch(text); m != nil {
+			cur.ArenaBytes = kb(m[1])
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, &ParseError{Name: name, Line: line + 1, Msg: "read failed: " + err.Error(), Err: err}
+	}
+	if !sawTotal {
+		return nil, &ParseError{Name: name, Msg: `no "Total: reserved=…KB, committed=…KB" line: not VM.native_memory summary output`, Err: ErrMalformed}
+	}
+	return n, nil
+}
+
+// HeapInfo is `jcmd PID GC.heap_info`.
+type HeapInfo struct {
+	GC             string // "G1", "Parallel", "Serial", "ZGC", "Shenandoah"
+	CommittedBytes uint64
+	UsedBytes      uint64
+	// MaxBytes is known for ZGC and Shenandoah only.
+	MaxBytes uint64
+	// Start and End bound the reserved Java heap, when printed (all but ZGC).
+	Start, End uint64
+	// Metaspace and its class space, as printed after the heap.
+	MetaspaceUsedBytes, MetaspaceCommittedBytes, MetaspaceReservedBytes    uint64
+	ClassSpaceUsedBytes, ClassSpaceCommittedBytes, ClassSpaceReservedBytes uint64
+}
+
+var (
+	hiG1        = regexp.MustCompile(`garbage-first heap\s+total (\d+)K, used (\d+)K \[(0x[0-9a-f]+), (0x[0-9a-f]+)\)`)
+	hiGen       = regexp.MustCompile(`^\s*(PSYoungGen|ParOldGen|def new generation|tenured generation)\s+total (\d+)K, used (\d+)K \[(0x[0-9a-f]+), (0x[0-9a-f]+), (0x[0-9a-f]+)\)`)
+	hiZ         = regexp.MustCompile(`ZHeap\s+used (\d+)M, capacity (\d+)M, max capacity (\d+)M`)
+	hiShen      = regexp.MustCompile(`(\d+)([KMG]) max, .*?(\d+)([KMG]) committed, (\d+)([KMG]) used`)
+	hiShenRange = regexp.MustCompile(`^\s*- \[(0x[0-9a-f]+), (0x[0-9a-f]+)\)`)
+	hiMeta      = regexp.MustCompile(`^\s*Metaspace\s+used (\d+)K, committed (\d+)K, reserved (\d+)K`)
+	hiClass     = regexp.MustCompile(`^\s*class space\s+used (\d+)K, committed (\d+)K, reserved (\d+)K`)
+)
+
+func hexAddr(s string) uint64 {
+	v, _ := strconv.ParseUint(strings.TrimPrefix(s, "0x"), 16, 64)
+	return v
+}
+
+func unitBytes(n, unit string) uint64 {
+	v, _ := strconv.ParseUint(n, 10, 64)
+	switch unit {
+	case "K":
+		return v << 10
+	case "M":
+		return v << 20
+	case "G":
+		return v << 30
+	}
+	return v
+}
+
+// ParseHeapInfo reads `jcmd PID GC.heap_info` for G1, Parallel, Serial,
+// ZGC and Shenandoah.
+func ParseHeapInfo(r io.Reader, name string) (*HeapInfo, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	h := &HeapInfo{}
+	line := 0
+	shenandoah := false
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		switch {
+		case hiG1.MatchString(text):
+			m := hiG1.FindStringSubmatch(text)
+			h.GC, h.CommittedBytes, h.UsedBytes, h.Start, h.End = "G1", kb(m[1]), kb(m[2]), hexAddr(m[3]), hexAddr(m[4])
+		case hiGen.MatchString(text):
+			m := hiGen.FindStringSubmatch(text)
+			if strings.HasPrefix(strings.TrimSpace(m[1]), "PS") || strings.HasPrefix(m[1], "Par") {
+				h.GC = "Parallel"
+			} else {
+				h.GC = "Serial"
+			}
+			h.CommittedBytes += kb(m[2])
+			h.UsedBytes += kb(m[3])
+			start, end := hexAddr(m[4]), hexAddr(m[6])
+			if h.Start == 0 || start < h.Start {
+				h.Start = start
+			}
+			h.End = max(h.End, end)
+		case hiZ.MatchString(text):
+			m := hiZ.FindStringSubmatch(text)
+			h.GC, h.UsedBytes, h.CommittedBytes, h.MaxBytes = "ZGC", unitBytes(m[1], "M"), unitBytes(m[2], "M"), unitBytes(m[3], "M")
+		case strings.HasPrefix(strings.TrimSpace(text), "Shenandoah Heap"):
+			h.GC, shenandoah = "Shenandoah", true
+		case shenandoah && hiShen.MatchString(text) && h.CommittedBytes == 0:
+			m := hiShen.FindStringSubmatch(text)
+			h.MaxBytes, h.CommittedBytes, h.UsedBytes = unitBytes(m[1], m[2]), unitBytes(m[3], m[4]), unitBytes(m[5], m[6])
+		case shenandoah && hiShenRange.MatchString(text) && h.Start == 0:
+			m := hiShenRange.FindStringSubmatch(text)
+			h.Start, h.End = hexAddr(m[1]), hexAddr(m[2])
+		case hiMeta.MatchString(text):
+			m := hiMeta.FindStringSubmatch(text)
+			h.MetaspaceUsedBytes, h.MetaspaceCommittedBytes, h.MetaspaceReservedBytes = kb(m[1]), kb(m[2]), kb(m[3])
+		case hiClass.MatchString(text):
+			m := hiClass.FindStringSubmatch(text)
+			h.ClassSpaceUsedBytes, h.ClassSpaceCommittedBytes, h.ClassSpaceReservedBytes = kb(m[1]), kb(m[2]), kb(m[3])
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, &ParseError{Name: name, Line: line + 1, Msg: "read failed: " + err.Error(), Err: err}
+	}
+	if h.GC == "" {
+		return nil, &ParseError{Name: name, Msg: "no heap line of G1, Parallel, Serial, ZGC or Shenandoah: not GC.heap_info output", Err: ErrMalformed}
+	}
+	if h.Start != 0 && h.End <= h.Start {
+		return nil, &ParseError{Name: name, Msg: fmt.Sprintf("heap range [%#x, %#x) is empty", h.Start, h.End), Err: ErrMalformed}
+	}
+	return h, nil
+}

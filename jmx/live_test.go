@@ -1,0 +1,101 @@
+package jmx_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/memdiag/memdiag/internal/testprog"
+	"github.com/memdiag/memdiag/jmx"
+)
+
+// startJVM runs Alloc with 64 MiB of heap arrays, 32 MiB of direct buffers
+// and a 16 MiB mapped file.
+func startJVM(t *testing.T, flags ...string) *testprog.Proc {
+	t.Helper()
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Skipf("java not found (%v); .ci/run installs openjdk-17-jdk-headless", err)
+	}
+	classes := testprog.BuildJava(t, "Alloc")
+	args := append([]string{"-Xmx256m", "-XX:+UsePerfData"}, flags...)
+	args = append(args, "-cp", classes, "Alloc", "64", "32", "16", filepath.Join(t.TempDir(), "mapped.bin"))
+	return testprog.Start(t, java, args...)
+}
+
+func near(a, b uint64, frac float64) bool {
+	return math.Abs(float64(a)-float64(b)) <= frac*float64(max(a, b))
+}
+
+func TestReadPIDG1WithNMT(t *testing.T) {
+	p := startJVM(t, "-XX:+UseG1GC", "-XX:NativeMemoryTracking=summary")
+	truth := p.Values()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := jmx.ReadPID(ctx, p.PID(), jmx.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.GC != "G1" || m.HeapRange == nil || m.NMT == nil {
+		t.Fatalf("GC %q, heap range %v, NMT %v; notes %v", m.GC, m.HeapRange, m.NMT != nil, m.Notes)
+	}
+	if !near(m.Heap.CommittedBytes, uint64(truth["heap_committed"]), 0.05) {
+		t.Errorf("heap committed %d, the JVM's MXBean says %d", m.Heap.CommittedBytes, truth["heap_committed"])
+	}
+	if m.HeapRange.End-m.HeapRange.Start != uint64(truth["heap_max"]) {
+		t.Errorf("heap range %#x-%#x is %d B, -Xmx/MXBean max %d", m.HeapRange.Start, m.HeapRange.End, m.HeapRange.End-m.HeapRange.Start, truth["heap_max"])
+	}
+	jh, ok := m.NMT.Category("Java Heap")
+	if !ok || !near(jh.CommittedBytes, m.Heap.CommittedBytes, 0.05) {
+		t.Errorf("NMT Java Heap %+v vs heap committed %d", jh, m.Heap.CommittedBytes)
+	}
+	other, ok := m.NMT.Category("Other")
+	if direct := uint64(truth["pool_direct_used"]); !ok || other.CommittedBytes < direct {
+		t.Errorf("NMT Other %d B should hold the %d B of direct buffers", other.CommittedBytes, direct)
+	}
+	if !strings.Contains(strings.Join(m.Sources, " "), "hsperfdata") {
+		t.Errorf("sources %v lack hsperfdata", m.Sources)
+	}
+	if !strings.Contains(m.Version, "OpenJDK") && !strings.Contains(m.Version, "VM") {
+		t.Errorf("version %q", m.Version)
+	}
+}
+
+func TestReadPIDSerialWithoutNMTOrAttach(t *testing.T) {
+	p := startJVM(t, "-XX:+UseSerialGC")
+	ctx := context.Background()
+	m, err := jmx.ReadPID(ctx, p.PID(), jmx.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.GC != "Serial" || m.NMT != nil || !strings.Contains(strings.Join(m.Notes, " "), "-XX:NativeMemoryTracking=summary") {
+		t.Errorf("GC %q, NMT %v, notes %v", m.GC, m.NMT, m.Notes)
+	}
+	// hsperfdata alone: the heap as of the last collection, no range.
+	m2, err := jmx.ReadPID(ctx, p.PID(), jmx.ReadOptions{NoAttach: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m2.Heap.Known || m2.Heap.Source != "hsperfdata" || m2.HeapRange != nil || m2.Heap.CommittedBytes == 0 {
+		t.Errorf("hsperfdata-only read: %+v", m2.Heap)
+	}
+	// hsperfdata's generation capacities add up to -Xmx; the MXBean's max
+	// leaves out one survivor space, which never holds objects at rest.
+	truth := p.Values()
+	if m2.Heap.MaxBytes == nil || *m2.Heap.MaxBytes != 256<<20 || *m2.Heap.MaxBytes < uint64(truth["heap_max"]) {
+		t.Errorf("hsperfdata max %v, want -Xmx256m (MXBean max %d)", m2.Heap.MaxBytes, truth["heap_max"])
+	}
+}
+
+func TestAttachRefusesNonJVM(t *testing.T) {
+	_, err := jmx.Attacher{}.Run(context.Background(), os.Getpid(), "VM.version")
+	if !errors.Is(err, jmx.ErrNotJVM) {
+		t.Errorf("attaching to a Go test binary: %v, want ErrNotJVM (and no SIGQUIT sent)", err)
+	}
+}

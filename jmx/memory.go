@@ -1,0 +1,150 @@
+package jmx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Usage is a memory figure as the JVM reports it: MemoryUsage's used,
+// committed, and max when defined.
+type Usage struct {
+	UsedBytes      uint64
+	CommittedBytes uint64
+	MaxBytes       *uint64 // nil: undefined (-1 in JMX) or unknown
+	Source         string  // where the figures came from
+	Known          bool
+}
+
+// Pool is a memory pool: "G1 Old Gen", "Metaspace", "CodeHeap 'profiled nmethods'".
+type Pool struct {
+	Name           string
+	Type           string // "heap" or "non-heap"
+	UsedBytes      uint64
+	CommittedBytes uint64
+	MaxBytes       *uint64
+	Source         string
+}
+
+// BufferPool is a java.nio buffer pool: "direct", "mapped".
+type BufferPool struct {
+	Name          string
+	Count         uint64
+	UsedBytes     uint64
+	CapacityBytes uint64
+	Source        string
+}
+
+// Range is an address range [Start, End).
+type Range struct{ Start, End uint64 }
+
+// JVMMemory is everything the JVM accounts for, from every source read.
+type JVMMemory struct {
+	PID         int
+	Version     string
+	GC          string
+	Sources     []string
+	Heap        Usage
+	NonHeap     Usage
+	Pools       []Pool
+	BufferPools []BufferPool
+	NMT         *NMT
+	HeapInfo    *HeapInfo
+	// HeapRange is the reserved Java heap, from GC.heap_info.
+	HeapRange *Range
+	// Notes say what could not be read and how to get it.
+	Notes []string
+}
+
+// ReadOptions choose the sources of a live read.
+type ReadOptions struct {
+	ProcRoot string
+	// NoAttach forbids the attach mechanism: hsperfdata only.
+	NoAttach bool
+	Timeout  time.Duration
+}
+
+// ReadPID reads a live HotSpot JVM: its hsperfdata file first (no
+// disturbance at all), then — unless forbidden — GC.heap_info,
+// VM.native_memory summary and VM.version through the attach socket.
+func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
+	root := o.ProcRoot
+	if root == "" {
+		root = "/proc"
+	}
+	jvm, err := IsJVM(root, pid)
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	if !jvm {
+		return nil, fmt.Errorf("process %d: %w (no libjvm.so mapped)", pid, ErrNotJVM)
+	}
+	m := &JVMMemory{PID: pid}
+	_, _, nspid, err := taskIDs(filepath.Join(root, strconv.Itoa(pid)), pid)
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	if path, err := hsperfPath(root, pid, nspid); err != nil {
+		m.Notes = append(m.Notes, "hsperfdata: "+err.Error())
+	} else if counters, err := readHsperf(path); err != nil {
+		m.Notes = append(m.Notes, "hsperfdata: "+err.Error())
+	} else {
+		hsperfMemory(counters, m)
+		m.Sources = append(m.Sources, "hsperfdata "+path)
+	}
+	if o.NoAttach {
+		m.Notes = append(m.Notes, "attach forbidden (--no-attach): no heap range, no NMT")
+		return m, nil
+	}
+	a := Attacher{ProcRoot: o.ProcRoot, Timeout: o.Timeout}
+	if out, err := a.Run(ctx, pid, "GC.heap_info"); err != nil {
+		m.Notes = append(m.Notes, "attach: "+err.Error())
+		return m, nil // the rest would fail the same way
+	} else if hi, err := ParseHeapInfo(strings.NewReader(out), fmt.Sprintf("GC.heap_info of %d", pid)); err != nil {
+		m.Notes = append(m.Notes, err.Error())
+	} else {
+		m.applyHeapInfo(hi, "attach GC.heap_info")
+	}
+	if out, err := a.Run(ctx, pid, "VM.native_memory summary"); err != nil {
+		m.Notes = append(m.Notes, "attach: "+err.Error())
+	} else if n, err := ParseNMT(strings.NewReader(out), fmt.Sprintf("VM.native_memory of %d", pid)); err != nil {
+		if errors.Is(err, ErrNMTDisabled) {
+			m.Notes = append(m.Notes, "NMT is off: restart the JVM with -XX:NativeMemoryTracking=summary (≈ 1–2 % overhead) to see its native memory by category")
+		} else {
+			m.Notes = append(m.Notes, err.Error())
+		}
+	} else {
+		m.NMT = n
+		m.Sources = append(m.Sources, "attach VM.native_memory summary")
+	}
+	if out, err := a.Run(ctx, pid, "VM.version"); err == nil {
+		if first, _, _ := strings.Cut(strings.TrimSpace(out), "\n"); first != "" {
+			m.Version = first
+		}
+	}
+	return m, nil
+}
+
+// applyHeapInfo takes GC.heap_info's figures: fresher than hsperfdata's,
+// which are updated at collections.
+func (m *JVMMemory) applyHeapInfo(hi *HeapInfo, source string) {
+	m.HeapInfo = hi
+	m.GC = hi.GC
+	m.Heap.UsedBytes, m.Heap.CommittedBytes, m.Heap.Source, m.Heap.Known = hi.UsedBytes, hi.CommittedBytes, source, true
+	if hi.MaxBytes > 0 {
+		v := hi.MaxBytes
+		m.Heap.MaxBytes = &v
+	}
+	if hi.End > hi.Start {
+		m.HeapRange = &Range{hi.Start, hi.End}
+		if m.Heap.MaxBytes == nil {
+			v := hi.End - hi.Start
+			m.Heap.MaxBytes = &v
+		}
+	}
+	m.Sources = append(m.Sources, source)
+}
