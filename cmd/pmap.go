@@ -1,15 +1,18 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 )
@@ -31,6 +34,8 @@ type PmapOptions struct {
 	// Limit is how many mappings to list; 0 lists all.
 	Limit int
 	Why   bool
+	// NoAttach forbids attaching to a JVM for its heap range.
+	NoAttach bool
 }
 
 // NewCmdPmap builds `memdiag pmap`. runF replaces the run function in tests
@@ -108,6 +113,7 @@ Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 	f.StringVar(&sortKey, "sort", string(pmap.SortRSS), "order mappings by rss, pss, size, swap, private-dirty or address")
 	f.StringSliceVar(&classes, "class", nil, "list only mappings of these classes (repeat or comma-separate)")
 	f.BoolVar(&o.Why, "why", false, "show why each mapping got its class")
+	f.BoolVar(&o.NoAttach, "no-attach", false, "never attach to a JVM (its heap mapping is then not told apart)")
 	return c
 }
 
@@ -142,6 +148,21 @@ func runPmap(o *PmapOptions) error {
 		}
 		ms, hints = p.Mappings, p.Hints
 		v.PID, v.Command = p.PID, p.Command
+		if jvm, _ := jmx.IsJVM(o.ProcRoot, pid); jvm {
+			// The Java heap is anonymous memory like any other; the JVM
+			// says where it is.
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			m, err := jmx.ReadPID(ctx, pid, jmx.ReadOptions{ProcRoot: o.ProcRoot, NoAttach: o.NoAttach})
+			cancel()
+			if err != nil {
+				v.Notes = append(v.Notes, "JVM: "+err.Error())
+			} else {
+				hints.Regions = append(hints.Regions, m.Regions()...)
+				if m.HeapRange == nil {
+					v.Notes = append(v.Notes, "JVM: heap range unknown, its mapping is classed anon: "+strings.Join(m.Notes, "; "))
+				}
+			}
+		}
 		v.Source = fmt.Sprintf("%s/%d/smaps", o.ProcRoot, pid)
 		v.Check = &p.Check
 		v.Notes = p.Notes
@@ -181,7 +202,7 @@ func readSmapsFile(path string, stdin io.Reader) ([]pmap.Mapping, error) {
 }
 
 func knownClass(c pmap.Class) bool {
-	for _, k := range pmap.Classes() {
+	for _, k := range append(pmap.Classes(), jmx.ClassJVMHeap) {
 		if k == c {
 			return true
 		}
@@ -191,7 +212,7 @@ func knownClass(c pmap.Class) bool {
 
 func classList() string {
 	var s []string
-	for _, c := range pmap.Classes() {
+	for _, c := range append(pmap.Classes(), jmx.ClassJVMHeap) {
 		s = append(s, string(c))
 	}
 	return strings.Join(s, ", ")

@@ -39,6 +39,7 @@ type runners struct {
 	pmap       func(*PmapOptions) error
 	mallocinfo func(*MallocInfoOptions) error
 	trace      func(*TraceOptions) error
+	jmx        func(*JMXOptions) error
 }
 
 // NewRootCmd builds the memdiag command tree.
@@ -77,6 +78,7 @@ mmap traces, and explains a process's RSS with the evidence for each figure.`,
 	root.AddCommand(NewCmdPmap(d, g, r.pmap))
 	root.AddCommand(NewCmdMallocInfo(d, g, r.mallocinfo))
 	root.AddCommand(NewCmdTrace(d, g, r.trace))
+	root.AddCommand(NewCmdJMX(d, g, r.jmx))
 	return root
 }
 

@@ -44,6 +44,10 @@ func ParseHsperf(b []byte, name string) (map[string]PerfCounter, error) {
 		used = len(b)
 	}
 	off, n := i32(24), i32(28)
+	// An entry takes at least 20 bytes: a count beyond that is corrupt.
+	if n < 0 || n > used/20 {
+		return nil, &ParseError{Name: name, Msg: fmt.Sprintf("%d entries cannot fit in %d bytes", n, used), Err: ErrNotHsperf}
+	}
 	out := make(map[string]PerfCounter, n)
 	for k := 0; k < n; k++ {
 		if off < 0 || off+20 > used {

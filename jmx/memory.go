@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/memdiag/memdiag/pmap"
 )
 
 // Usage is a memory figure as the JVM reports it: MemoryUsage's used,
@@ -107,7 +109,7 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 	} else if hi, err := ParseHeapInfo(strings.NewReader(out), fmt.Sprintf("GC.heap_info of %d", pid)); err != nil {
 		m.Notes = append(m.Notes, err.Error())
 	} else {
-		m.applyHeapInfo(hi, "attach GC.heap_info")
+		m.ApplyHeapInfo(hi, "attach GC.heap_info")
 	}
 	if out, err := a.Run(ctx, pid, "VM.native_memory summary"); err != nil {
 		m.Notes = append(m.Notes, "attach: "+err.Error())
@@ -129,15 +131,19 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 	return m, nil
 }
 
-// applyHeapInfo takes GC.heap_info's figures: fresher than hsperfdata's,
+// ApplyHeapInfo takes GC.heap_info's figures: fresher than hsperfdata's,
 // which are updated at collections.
-func (m *JVMMemory) applyHeapInfo(hi *HeapInfo, source string) {
+func (m *JVMMemory) ApplyHeapInfo(hi *HeapInfo, source string) {
 	m.HeapInfo = hi
 	m.GC = hi.GC
 	m.Heap.UsedBytes, m.Heap.CommittedBytes, m.Heap.Source, m.Heap.Known = hi.UsedBytes, hi.CommittedBytes, source, true
 	if hi.MaxBytes > 0 {
 		v := hi.MaxBytes
 		m.Heap.MaxBytes = &v
+	}
+	if !m.NonHeap.Known && hi.MetaspaceCommittedBytes > 0 {
+		m.NonHeap = Usage{UsedBytes: hi.MetaspaceUsedBytes, CommittedBytes: hi.MetaspaceCommittedBytes,
+			Source: source + " (metaspace only)", Known: true}
 	}
 	if hi.End > hi.Start {
 		m.HeapRange = &Range{hi.Start, hi.End}
@@ -147,4 +153,19 @@ func (m *JVMMemory) applyHeapInfo(hi *HeapInfo, source string) {
 		}
 	}
 	m.Sources = append(m.Sources, source)
+}
+
+// ClassJVMHeap is the pmap class of the mapping(s) holding the Java heap.
+const ClassJVMHeap pmap.Class = "jvm-heap"
+
+// Regions returns the address ranges this evidence identifies, for
+// pmap.Classify: the reserved Java heap from GC.heap_info.
+func (m *JVMMemory) Regions() []pmap.Region {
+	if m == nil || m.HeapRange == nil {
+		return nil
+	}
+	return []pmap.Region{{
+		Start: m.HeapRange.Start, End: m.HeapRange.End, Class: ClassJVMHeap,
+		Reason: fmt.Sprintf("inside the Java heap [%#x, %#x) that GC.heap_info reports (%s)", m.HeapRange.Start, m.HeapRange.End, m.GC),
+	}}
 }

@@ -1,0 +1,115 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/jmx"
+	"github.com/memdiag/memdiag/report"
+)
+
+// JMXOptions is `memdiag jmx` after flag parsing.
+type JMXOptions struct {
+	Streams  *Streams
+	ProcRoot string
+
+	PID          int
+	NoAttach     bool
+	NMTFile      string
+	HeapInfoFile string
+	Timeout      time.Duration
+	Format       report.Format
+	Color        bool
+}
+
+// NewCmdJMX builds `memdiag jmx`.
+func NewCmdJMX(d *Deps, g *globalOptions, runF func(*JMXOptions) error) *cobra.Command {
+	o := &JMXOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	c := &cobra.Command{
+		Use:   "jmx (--pid PID | --nmt FILE | --heap-info FILE)",
+		Short: "What the JVM accounts for: heap, pools, native memory tracking",
+		Long: `Read what a HotSpot JVM accounts for: heap and non-heap usage, memory pools,
+Native Memory Tracking by category, the Java heap's address range.
+
+--pid PID reads the JVM's hsperfdata file (no disturbance at all), then asks
+the JVM itself through the attach socket jcmd uses — GC.heap_info,
+VM.native_memory summary, VM.version — with no JDK tools on the host. It
+never signals a process that has no libjvm.so mapped. --no-attach keeps to
+hsperfdata (figures as of the last collection, no heap range, no NMT).
+
+--nmt FILE and --heap-info FILE read saved jcmd output (with or without the
+"PID:" line), for evidence sent from elsewhere.`,
+		Example: `  memdiag jmx --pid 1234
+  memdiag jmx --pid 1234 -o json | jq '.nmt.categories[] | select(.name=="Other")'
+  memdiag jmx --nmt nmt.txt --heap-info heap.txt`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usage(fmt.Errorf("jmx takes flags, not arguments (got %q)", args[0]))
+			}
+			if o.PID == 0 && o.NMTFile == "" && o.HeapInfoFile == "" {
+				return usage(errors.New("jmx needs --pid PID, or --nmt FILE / --heap-info FILE"))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			var err error
+			if o.Format, err = g.format(); err != nil {
+				return err
+			}
+			o.Color = d.Streams.colorEnabled(g.noColor)
+			if runF != nil {
+				return runF(o)
+			}
+			return runJMX(o)
+		},
+	}
+	f := c.Flags()
+	f.IntVar(&o.PID, "pid", 0, "read this live JVM")
+	f.BoolVar(&o.NoAttach, "no-attach", false, "with --pid: read hsperfdata only, never attach")
+	f.StringVar(&o.NMTFile, "nmt", "", "saved output of jcmd PID VM.native_memory summary")
+	f.StringVar(&o.HeapInfoFile, "heap-info", "", "saved output of jcmd PID GC.heap_info")
+	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "with --pid: give up on the JVM's attach listener after this long")
+	return c
+}
+
+func runJMX(o *JMXOptions) error {
+	m := &jmx.JVMMemory{}
+	if o.PID != 0 {
+		var err error
+		m, err = jmx.ReadPID(context.Background(), o.PID, jmx.ReadOptions{ProcRoot: o.ProcRoot, NoAttach: o.NoAttach, Timeout: o.Timeout})
+		if err != nil {
+			return err
+		}
+	}
+	if o.HeapInfoFile != "" {
+		f, err := os.Open(o.HeapInfoFile)
+		if err != nil {
+			return err
+		}
+		hi, err := jmx.ParseHeapInfo(f, o.HeapInfoFile)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		m.ApplyHeapInfo(hi, o.HeapInfoFile)
+	}
+	if o.NMTFile != "" {
+		f, err := os.Open(o.NMTFile)
+		if err != nil {
+			return err
+		}
+		n, err := jmx.ParseNMT(f, o.NMTFile)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		m.NMT = n
+		m.Sources = append(m.Sources, o.NMTFile)
+	}
+	return report.WriteJMX(o.Streams.Out, o.Format, m, report.Style{Color: o.Color})
+}
