@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,6 +23,8 @@ type JMXOptions struct {
 	NoAttach     bool
 	NMTFile      string
 	HeapInfoFile string
+	Jolokia      jmx.Jolokia
+	Prometheus   string
 	Timeout      time.Duration
 	Format       report.Format
 	Color        bool
@@ -30,6 +33,7 @@ type JMXOptions struct {
 // NewCmdJMX builds `memdiag jmx`.
 func NewCmdJMX(d *Deps, g *globalOptions, runF func(*JMXOptions) error) *cobra.Command {
 	o := &JMXOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	var credFile string
 	c := &cobra.Command{
 		Use:   "jmx (--pid PID | --nmt FILE | --heap-info FILE)",
 		Short: "What the JVM accounts for: heap, pools, native memory tracking",
@@ -51,8 +55,8 @@ hsperfdata (figures as of the last collection, no heap range, no NMT).
 			if len(args) > 0 {
 				return usage(fmt.Errorf("jmx takes flags, not arguments (got %q)", args[0]))
 			}
-			if o.PID == 0 && o.NMTFile == "" && o.HeapInfoFile == "" {
-				return usage(errors.New("jmx needs --pid PID, or --nmt FILE / --heap-info FILE"))
+			if o.PID == 0 && o.NMTFile == "" && o.HeapInfoFile == "" && o.Jolokia.URL == "" && o.Prometheus == "" {
+				return usage(errors.New("jmx needs --pid PID, --jolokia URL, --prometheus URL|FILE, or --nmt FILE / --heap-info FILE"))
 			}
 			return nil
 		},
@@ -62,6 +66,12 @@ hsperfdata (figures as of the last collection, no heap range, no NMT).
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			if o.Jolokia.URL != "" {
+				if err := jolokiaCredentials(&o.Jolokia, credFile, d.Streams.Getenv); err != nil {
+					return err
+				}
+				o.Jolokia.Timeout = o.Timeout
+			}
 			if runF != nil {
 				return runF(o)
 			}
@@ -73,7 +83,12 @@ hsperfdata (figures as of the last collection, no heap range, no NMT).
 	f.BoolVar(&o.NoAttach, "no-attach", false, "with --pid: read hsperfdata only, never attach")
 	f.StringVar(&o.NMTFile, "nmt", "", "saved output of jcmd PID VM.native_memory summary")
 	f.StringVar(&o.HeapInfoFile, "heap-info", "", "saved output of jcmd PID GC.heap_info")
-	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "with --pid: give up on the JVM's attach listener after this long")
+	f.DurationVar(&o.Timeout, "timeout", 10*time.Second, "give up on the JVM's attach listener, Jolokia or Prometheus after this long")
+	f.StringVar(&o.Jolokia.URL, "jolokia", "", "read the memory MBeans through this Jolokia endpoint (e.g. http://host:8778/jolokia/)")
+	f.StringVar(&credFile, "jolokia-credentials", "", "file whose first line is USER:PASSWORD (else MEMDIAG_JOLOKIA_USER/MEMDIAG_JOLOKIA_PASSWORD)")
+	f.StringVar(&o.Jolokia.CAFile, "jolokia-ca", "", "trust this PEM bundle for an https Jolokia")
+	f.BoolVar(&o.Jolokia.Insecure, "jolokia-insecure", false, "do not verify the Jolokia endpoint's TLS certificate")
+	f.StringVar(&o.Prometheus, "prometheus", "", "read jvm_memory_*/jvm_buffer_* metrics from this URL or file (jmx_exporter, client_java, Micrometer)")
 	return c
 }
 
@@ -85,6 +100,23 @@ func runJMX(o *JMXOptions) error {
 		if err != nil {
 			return err
 		}
+	}
+	ctx := context.Background()
+	if o.Jolokia.URL != "" {
+		j, err := o.Jolokia.Read(ctx)
+		if err != nil {
+			return err
+		}
+		m.Merge(j)
+	}
+	if o.Prometheus != "" {
+		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		p, err := jmx.ReadPrometheus(ctx, o.Prometheus)
+		cancel()
+		if err != nil {
+			return err
+		}
+		m.Merge(p)
 	}
 	if o.HeapInfoFile != "" {
 		f, err := os.Open(o.HeapInfoFile)
@@ -112,4 +144,26 @@ func runJMX(o *JMXOptions) error {
 		m.Sources = append(m.Sources, o.NMTFile)
 	}
 	return report.WriteJMX(o.Streams.Out, o.Format, m, report.Style{Color: o.Color})
+}
+
+// jolokiaCredentials reads USER:PASSWORD from a file, or from the
+// environment: a password never has to appear in argv, where ps shows it.
+func jolokiaCredentials(j *jmx.Jolokia, file string, getenv func(string) string) error {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		user, pass, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			return usage(fmt.Errorf("--jolokia-credentials %s: the first line must be USER:PASSWORD", file))
+		}
+		j.User, j.Password = user, pass
+		return nil
+	}
+	if getenv != nil {
+		j.User, j.Password = getenv("MEMDIAG_JOLOKIA_USER"), getenv("MEMDIAG_JOLOKIA_PASSWORD")
+	}
+	return nil
 }

@@ -169,3 +169,43 @@ func (m *JVMMemory) Regions() []pmap.Region {
 		Reason: fmt.Sprintf("inside the Java heap [%#x, %#x) that GC.heap_info reports (%s)", m.HeapRange.Start, m.HeapRange.End, m.GC),
 	}}
 }
+
+// Merge adds what another source read: figures this one lacks, and every
+// pool and buffer pool with its source.
+func (m *JVMMemory) Merge(o *JVMMemory) {
+	if o == nil {
+		return
+	}
+	m.Sources = append(m.Sources, o.Sources...)
+	if !m.Heap.Known {
+		m.Heap = o.Heap
+	}
+	if !m.NonHeap.Known {
+		m.NonHeap = o.NonHeap
+	}
+	m.Pools = append(m.Pools, o.Pools...)
+	m.BufferPools = append(m.BufferPools, o.BufferPools...)
+	if m.NMT == nil {
+		m.NMT = o.NMT
+	}
+	if m.HeapInfo == nil {
+		m.HeapInfo, m.HeapRange = o.HeapInfo, o.HeapRange
+	}
+	if m.Version == "" {
+		m.Version = o.Version
+	}
+	if m.GC == "" {
+		m.GC = o.GC
+	}
+	m.Notes = append(m.Notes, o.Notes...)
+}
+
+// BufferPool returns the named buffer pool ("direct", "mapped").
+func (m *JVMMemory) BufferPool(name string) (BufferPool, bool) {
+	for _, b := range m.BufferPools {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return BufferPool{}, false
+}

@@ -114,3 +114,17 @@ func (p *Proc) Values() map[string]int64 {
 	}
 	return out
 }
+
+// BuildJavaCP is BuildJava with a class path for the compiler.
+func BuildJavaCP(t testing.TB, name, classPath string) string {
+	t.Helper()
+	javac, err := exec.LookPath("javac")
+	if err != nil {
+		t.Skipf("javac not found (%v): cannot build the %s test program; .ci/run installs openjdk-17-jdk-headless", err, name)
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command(javac, "-cp", classPath, "-d", dir, filepath.Join(Dir(), name+".java")).CombinedOutput(); err != nil {
+		t.Fatalf("javac %s: %v\n%s", name, err, out)
+	}
+	return dir
+}
