@@ -62,6 +62,9 @@ func TestReadPIDG1WithNMT(t *testing.T) {
 	if !strings.Contains(strings.Join(m.Sources, " "), "hsperfdata") {
 		t.Errorf("sources %v lack hsperfdata", m.Sources)
 	}
+	if m.Flags["MaxHeapSize"] != "268435456" || m.Flags["UseG1GC"] != "true" {
+		t.Errorf("VM.flags: MaxHeapSize %q UseG1GC %q", m.Flags["MaxHeapSize"], m.Flags["UseG1GC"])
+	}
 	if !strings.Contains(m.Version, "OpenJDK") && !strings.Contains(m.Version, "VM") {
 		t.Errorf("version %q", m.Version)
 	}

@@ -58,6 +58,9 @@ type JVMMemory struct {
 	HeapInfo    *HeapInfo
 	// HeapRange is the reserved Java heap, from GC.heap_info.
 	HeapRange *Range
+	// Flags are the JVM's non-default flags from VM.flags ("MaxHeapSize",
+	// "MaxDirectMemorySize", …), values as printed.
+	Flags map[string]string
 	// Notes say what could not be read and how to get it.
 	Notes []string
 }
@@ -122,6 +125,9 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 	} else {
 		m.NMT = n
 		m.Sources = append(m.Sources, "attach VM.native_memory summary")
+	}
+	if out, err := a.Run(ctx, pid, "VM.flags"); err == nil {
+		m.Flags = ParseVMFlags(out)
 	}
 	if out, err := a.Run(ctx, pid, "VM.version"); err == nil {
 		if first, _, _ := strings.Cut(strings.TrimSpace(out), "\n"); first != "" {
@@ -208,4 +214,27 @@ func (m *JVMMemory) BufferPool(name string) (BufferPool, bool) {
 		}
 	}
 	return BufferPool{}, false
+}
+
+// ParseVMFlags reads `jcmd PID VM.flags`: "-XX:Name=value" and "-XX:+Name"
+// words, after jcmd's "PID:" line.
+func ParseVMFlags(out string) map[string]string {
+	flags := map[string]string{}
+	for _, w := range strings.Fields(out) {
+		w, ok := strings.CutPrefix(w, "-XX:")
+		if !ok {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(w, "+"):
+			flags[w[1:]] = "true"
+		case strings.HasPrefix(w, "-"):
+			flags[w[1:]] = "false"
+		default:
+			if k, v, ok := strings.Cut(w, "="); ok {
+				flags[k] = v
+			}
+		}
+	}
+	return flags
 }

@@ -76,6 +76,9 @@ func jmxTables(m *jmx.JVMMemory) []*Table {
 	if m.HeapRange != nil {
 		mem.Notes = append(mem.Notes, fmt.Sprintf("Java heap reserved at [%#x, %#x)", m.HeapRange.Start, m.HeapRange.End))
 	}
+	if v, ok := m.Flags["MaxDirectMemorySize"]; ok {
+		mem.Notes = append(mem.Notes, "MaxDirectMemorySize="+v)
+	}
 	for _, n := range m.Notes {
 		mem.Notes = append(mem.Notes, "note: "+n)
 	}
@@ -142,18 +145,19 @@ type rangeJSON struct {
 }
 
 type jmxDoc struct {
-	Schema      string           `json:"schema"`
-	PID         int              `json:"pid,omitempty"`
-	Version     string           `json:"version,omitempty"`
-	GC          string           `json:"gc,omitempty"`
-	Sources     []string         `json:"sources"`
-	Heap        *usageJSON       `json:"heap,omitempty"`
-	NonHeap     *usageJSON       `json:"non_heap,omitempty"`
-	Pools       []poolJSON       `json:"pools"`
-	BufferPools []bufferPoolJSON `json:"buffer_pools"`
-	NMT         *nmtJSON         `json:"nmt,omitempty"`
-	HeapRange   *rangeJSON       `json:"heap_range,omitempty"`
-	Notes       []string         `json:"notes"`
+	Schema      string            `json:"schema"`
+	PID         int               `json:"pid,omitempty"`
+	Version     string            `json:"version,omitempty"`
+	GC          string            `json:"gc,omitempty"`
+	Sources     []string          `json:"sources"`
+	Heap        *usageJSON        `json:"heap,omitempty"`
+	NonHeap     *usageJSON        `json:"non_heap,omitempty"`
+	Pools       []poolJSON        `json:"pools"`
+	BufferPools []bufferPoolJSON  `json:"buffer_pools"`
+	NMT         *nmtJSON          `json:"nmt,omitempty"`
+	HeapRange   *rangeJSON        `json:"heap_range,omitempty"`
+	Flags       map[string]string `json:"flags,omitempty"`
+	Notes       []string          `json:"notes"`
 }
 
 func usageDoc(u jmx.Usage) *usageJSON {
@@ -166,7 +170,7 @@ func usageDoc(u jmx.Usage) *usageJSON {
 func jmxDocument(m *jmx.JVMMemory) *jmxDoc {
 	d := &jmxDoc{Schema: JMXSchema, PID: m.PID, Version: m.Version, GC: m.GC, Sources: append([]string{}, m.Sources...),
 		Heap: usageDoc(m.Heap), NonHeap: usageDoc(m.NonHeap), Pools: []poolJSON{}, BufferPools: []bufferPoolJSON{},
-		Notes: append([]string{}, m.Notes...)}
+		Flags: m.Flags, Notes: append([]string{}, m.Notes...)}
 	for _, p := range m.Pools {
 		d.Pools = append(d.Pools, poolJSON{p.Name, p.Type, p.UsedBytes, p.CommittedBytes, p.MaxBytes, p.Source})
 	}
