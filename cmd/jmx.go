@@ -143,6 +143,7 @@ func runJMX(o *JMXOptions) error {
 		m.NMT = n
 		m.Sources = append(m.Sources, o.NMTFile)
 	}
+	m.AddNMTDirect()
 	return report.WriteJMX(o.Streams.Out, o.Format, m, report.Style{Color: o.Color})
 }
 

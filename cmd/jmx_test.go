@@ -35,6 +35,17 @@ func TestJMXFlags(t *testing.T) {
 	}
 }
 
+// TestJMXPrometheusGolden renders the three exporters' naming schemes.
+func TestJMXPrometheusGolden(t *testing.T) {
+	for _, name := range []string{"simpleclient", "clientjava", "micrometer"} {
+		for _, v := range goldenFormats {
+			t.Run(name+"."+v.ext, func(t *testing.T) {
+				checkGolden(t, "jmx", "prometheus-"+name+"."+v.ext, append([]string{"jmx", "--prometheus", "../fixtures/prometheus/" + name + ".prom"}, v.args...)...)
+			})
+		}
+	}
+}
+
 // TestJMXGolden renders captured jcmd output of real JVMs.
 func TestJMXGolden(t *testing.T) {
 	for _, gc := range []string{"g1", "z"} {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,4 +102,52 @@ func TestAttachRefusesNonJVM(t *testing.T) {
 	if !errors.Is(err, jmx.ErrNotJVM) {
 		t.Errorf("attaching to a Go test binary: %v, want ErrNotJVM (and no SIGQUIT sent)", err)
 	}
+}
+
+// TestDoneBar is the bar: a JVM holding 200 MiB of direct buffers
+// and 64 MiB of live heap; memdiag reports both within 5 % through NMT and
+// attach, without any JDK tool.
+func TestDoneBar(t *testing.T) {
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Skipf("java not found (%v)", err)
+	}
+	classes := testprog.BuildJava(t, "Alloc")
+	p := testprog.Start(t, java, "-Xmx512m", "-XX:+UseG1GC", "-XX:NativeMemoryTracking=summary", "-cp", classes, "Alloc", "64", "200", "0", filepath.Join(t.TempDir(), "m.bin"))
+	m, err := jmx.ReadPID(context.Background(), p.PID(), jmx.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := m.BufferPool("direct")
+	if !ok || !near(d.UsedBytes, 200<<20, 0.05) {
+		t.Errorf("direct %+v, want 200 MiB ± 5 %%; notes %v", d, m.Notes)
+	}
+	if !near(m.Heap.UsedBytes, 64<<20, 0.05) {
+		t.Errorf("heap used %d, want 64 MiB ± 5 %% (the JVM says %d)", m.Heap.UsedBytes, p.Values()["heap_used"])
+	}
+}
+
+func TestAttachRefusals(t *testing.T) {
+	ctx := context.Background()
+	t.Run("dead pid", func(t *testing.T) {
+		_, err := jmx.Attacher{}.Run(ctx, 1<<30, "VM.version")
+		if err == nil || !strings.Contains(err.Error(), "no such file") {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("attach disabled", func(t *testing.T) {
+		p := startJVM(t, "-XX:+DisableAttachMechanism")
+		_, err := jmx.Attacher{Timeout: 2 * time.Second}.Run(ctx, p.PID(), "VM.version")
+		if !errors.Is(err, jmx.ErrAttach) || !strings.Contains(err.Error(), "DisableAttachMechanism") {
+			t.Errorf("got %v", err)
+		}
+		// The trigger file is gone, and hsperfdata still answers.
+		if left, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(p.PID()), "cwd", ".attach_pid*")); len(left) > 0 {
+			t.Errorf("trigger file left behind: %v", left)
+		}
+		m, err := jmx.ReadPID(ctx, p.PID(), jmx.ReadOptions{Timeout: 2 * time.Second})
+		if err != nil || !m.Heap.Known || m.HeapRange != nil {
+			t.Errorf("with attach disabled: %v, heap %+v", err, m.Heap)
+		}
+	})
 }

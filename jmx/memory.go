@@ -125,6 +125,7 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 	} else {
 		m.NMT = n
 		m.Sources = append(m.Sources, "attach VM.native_memory summary")
+		m.AddNMTDirect()
 	}
 	if out, err := a.Run(ctx, pid, "VM.flags"); err == nil {
 		m.Flags = ParseVMFlags(out)
@@ -237,4 +238,18 @@ func ParseVMFlags(out string) map[string]string {
 		}
 	}
 	return flags
+}
+
+// AddNMTDirect estimates the direct buffers from NMT when no JMX source gave
+// the buffer pools: direct ByteBuffers are malloc'd by Unsafe.allocateMemory,
+// which NMT counts under "Other" — with any other Unsafe allocation, so it is
+// an upper bound.
+func (m *JVMMemory) AddNMTDirect() {
+	if _, ok := m.BufferPool("direct"); ok || m.NMT == nil {
+		return
+	}
+	if other, ok := m.NMT.Category("Other"); ok {
+		m.BufferPools = append(m.BufferPools, BufferPool{Name: "direct", Count: other.MallocCount, UsedBytes: other.MallocBytes, CapacityBytes: other.MallocBytes,
+			Source: "NMT Other (Unsafe.allocateMemory: direct buffers and any other Unsafe allocation)"})
+	}
 }

@@ -55,8 +55,7 @@ func ReadPrometheus(ctx context.Context, target string) (*JVMMemory, error) {
 //
 // A max of −1 means undefined and is left out.
 func ParsePrometheus(r io.Reader, source string) (*JVMMemory, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := p.TextToMetricFamilies(r)
+	families, err := textToFamilies(r)
 	if err != nil {
 		return nil, &ParseError{Name: source, Msg: "Prometheus text exposition: " + err.Error(), Err: ErrMalformed}
 	}
@@ -199,6 +198,19 @@ func ParsePrometheus(r io.Reader, source string) (*JVMMemory, error) {
 	}
 	sortPools(m)
 	return m, nil
+}
+
+// textToFamilies runs expfmt's parser, turning a panic inside it (its text
+// parser dereferences nil on some malformed input, e.g. "{}") into an error:
+// the exposition comes from the network and must never crash memdiag.
+func textToFamilies(r io.Reader) (families map[string]*dto.MetricFamily, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			families, err = nil, fmt.Errorf("the parser failed on malformed input (%v)", p)
+		}
+	}()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(r)
 }
 
 func value(mt *dto.Metric) float64 {

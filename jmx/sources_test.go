@@ -158,3 +158,16 @@ func TestJolokiaErrors(t *testing.T) {
 		t.Errorf("not Jolokia: %v", err)
 	}
 }
+
+// FuzzPrometheus: the exposition comes from a network endpoint.
+func FuzzPrometheus(f *testing.F) {
+	for _, n := range []string{"simpleclient", "clientjava", "micrometer"} {
+		if b, err := os.ReadFile(filepath.Join("..", "fixtures", "prometheus", n+".prom")); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = jmx.ParsePrometheus(strings.NewReader(string(b)), "fuzz")
+		_, _ = jmx.ParseJolokia(b, "fuzz")
+	})
+}
