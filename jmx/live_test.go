@@ -3,6 +3,7 @@ package jmx_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -150,4 +151,20 @@ func TestAttachRefusals(t *testing.T) {
 			t.Errorf("with attach disabled: %v, heap %+v", err, m.Heap)
 		}
 	})
+}
+
+// TestAttachAnotherUsersJVM attaches, as nobody, to a JVM root runs: it
+// must fail saying what privilege is missing, and send no signal.
+func TestAttachAnotherUsersJVM(t *testing.T) {
+	if pid := os.Getenv("MEMDIAG_ATTACH_PID"); pid != "" {
+		n, _ := strconv.Atoi(pid)
+		_, err := jmx.Attacher{Timeout: 2 * time.Second}.Run(context.Background(), n, "VM.version")
+		fmt.Printf("error: %v\n", err)
+		return
+	}
+	p := startJVM(t)
+	out := string(testprog.RunTestAsNobody(t, "TestAttachAnotherUsersJVM", "MEMDIAG_ATTACH_PID="+strconv.Itoa(p.PID())))
+	if !strings.Contains(out, "error: ") || !strings.Contains(out, "permission denied") {
+		t.Errorf("attaching as another user: %s", out)
+	}
 }

@@ -342,34 +342,8 @@ func TestReadPIDPermissionDenied(t *testing.T) {
 		fmt.Printf("errors.Is(ErrPermission)=%v\n%v\n", errors.Is(err, pmap.ErrPermission), err)
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a reader under another uid; run as root (CI does)")
-	}
 	proc := testprog.Start(t, testprog.Build(t, "mapper"), t.TempDir())
-	// The test binary lives in a private directory nobody cannot enter.
-	dir, err := os.MkdirTemp("", "memdiag-nobody-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.ReadFile("/proc/self/exe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "pmap.test")
-	if err := os.WriteFile(bin, self, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-test.run=^TestReadPIDPermissionDenied$")
-	cmd.Env = append(os.Environ(), "MEMDIAG_READ_PID="+strconv.Itoa(proc.PID()))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("helper as nobody: %v\n%s", err, out)
-	}
+	out := testprog.RunTestAsNobody(t, "TestReadPIDPermissionDenied", "MEMDIAG_READ_PID="+strconv.Itoa(proc.PID()))
 	for _, want := range []string{"errors.Is(ErrPermission)=true", "permission denied", "same uid", "CAP_SYS_PTRACE", "runs as uid 0"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

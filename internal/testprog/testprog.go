@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -127,4 +128,39 @@ func BuildJavaCP(t testing.TB, name, classPath string) string {
 		t.Fatalf("javac %s: %v\n%s", name, err, out)
 	}
 	return dir
+}
+
+// RunTestAsNobody re-runs the current test binary's test named testName as
+// uid/gid 65534 with env added, and returns its combined output. It skips
+// unless the test runs as root, the only way to act as another user.
+func RunTestAsNobody(t testing.TB, testName string, env ...string) []byte {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a helper under another uid; run as root (CI does)")
+	}
+	// The test binary lives in a private directory nobody cannot enter.
+	dir, err := os.MkdirTemp("", "memdiag-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "helper.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^"+testName+"$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper as nobody: %v\n%s", err, out)
+	}
+	return out
 }
