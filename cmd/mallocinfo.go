@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/report"
 )
@@ -76,7 +77,7 @@ permission (same uid and kernel.yama.ptrace_scope ≤ 1, or CAP_SYS_PTRACE).`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
-			if o.Thresholds.RetainedMinBytes, err = parseSize(minRetained); err != nil {
+			if o.Thresholds.RetainedMinBytes, err = humanize.ParseBytes(minRetained); err != nil {
 				return usage(fmt.Errorf("--min-retained: %w", err))
 			}
 			if o.Thresholds.RetainedShare <= 0 || o.Thresholds.RetainedShare > 1 {

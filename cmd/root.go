@@ -25,7 +25,15 @@ type globalOptions struct {
 	noColor bool
 }
 
-func (g *globalOptions) format() (report.Format, error) {
+func (g *globalOptions) format() (report.Format, error) { return g.formatWith() }
+
+// formatWith accepts the common formats and the extra ones a command offers.
+func (g *globalOptions) formatWith(extra ...report.Format) (report.Format, error) {
+	for _, e := range extra {
+		if strings.EqualFold(g.output, string(e)) {
+			return e, nil
+		}
+	}
 	f, err := report.ParseFormat(g.output)
 	if err != nil {
 		return "", usage(err)
@@ -40,6 +48,9 @@ type runners struct {
 	mallocinfo func(*MallocInfoOptions) error
 	trace      func(*TraceOptions) error
 	jmx        func(*JMXOptions) error
+	explain    func(*ExplainOptions) error
+	snapshot   func(*SnapshotOptions) error
+	diff       func(*DiffOptions) error
 }
 
 // NewRootCmd builds the memdiag command tree.
@@ -79,6 +90,9 @@ mmap traces, and explains a process's RSS with the evidence for each figure.`,
 	root.AddCommand(NewCmdMallocInfo(d, g, r.mallocinfo))
 	root.AddCommand(NewCmdTrace(d, g, r.trace))
 	root.AddCommand(NewCmdJMX(d, g, r.jmx))
+	root.AddCommand(NewCmdExplain(d, g, r.explain))
+	root.AddCommand(NewCmdSnapshot(d, g, r.snapshot))
+	root.AddCommand(NewCmdDiff(d, g, r.diff))
 	return root
 }
 

@@ -6,6 +6,7 @@ package humanize
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Bytes formats n with binary units: "0 B", "512 B", "4.0 KiB", "1.5 MiB",
@@ -21,4 +22,35 @@ func Bytes(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// ParseBytes reads a byte count as people write it: "1048576", "64MiB",
+// "1.5GiB", "512k". Units are binary (k = KiB); a bare number is bytes.
+func ParseBytes(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := t, ""
+	if i >= 0 {
+		num, unit = t[:i], strings.TrimSpace(t[i:])
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 64MiB, 1.5GiB, 4096)", s)
+	}
+	var mult float64
+	switch strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(unit, "B"), "b")) {
+	case "":
+		mult = 1
+	case "k", "ki":
+		mult = 1 << 10
+	case "m", "mi":
+		mult = 1 << 20
+	case "g", "gi":
+		mult = 1 << 30
+	case "t", "ti":
+		mult = 1 << 40
+	default:
+		return 0, fmt.Errorf("%q: unknown unit %q (use B, KiB, MiB, GiB, TiB)", s, unit)
+	}
+	return uint64(v * mult), nil
 }

@@ -1,0 +1,104 @@
+package cmd
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/report"
+)
+
+// DiffOptions is `memdiag diff` after flag parsing.
+type DiffOptions struct {
+	Streams  *Streams
+	Old, New string
+	Rules    []explain.Rule
+	All      bool
+	Format   report.Format
+	Color    bool
+}
+
+// NewCmdDiff builds `memdiag diff`.
+func NewCmdDiff(d *Deps, g *globalOptions, runF func(*DiffOptions) error) *cobra.Command {
+	o := &DiffOptions{Streams: d.Streams}
+	var rules []string
+	c := &cobra.Command{
+		Use:   "diff OLD NEW [--fail-on RULE]…",
+		Short: "Compare two snapshots; exit 3 when a --fail-on rule trips",
+		Long: `Compare two snapshots per attribution category, mapping class, malloc arena,
+JVM memory pool and buffer pool. Each --fail-on RULE is NAME:+AMOUNT (growth)
+or NAME:-AMOUNT (shrinkage), AMOUNT a percentage or a size:
+
+  rss:+10%   malloc-free-retained:+256MiB   jvm-heap:+20%   class:glibc-arena:+1GiB
+
+NAME is rss, a category, or KIND:NAME of any row (kinds: category, class,
+arena, pool, buffer-pool). When a rule trips, the exit code is 3 (see
+docs/exit-codes.md) — for CI, with -o markdown for a pull-request comment.`,
+		Example: `  memdiag diff before.json after.json
+  memdiag diff before.json after.json --fail-on rss:+10% --fail-on malloc-free-retained:+256MiB -o markdown`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return usage(fmt.Errorf("diff needs OLD and NEW snapshots, got %d arguments", len(args)))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			o.Old, o.New = args[0], args[1]
+			var err error
+			if o.Format, err = g.format(); err != nil {
+				return err
+			}
+			o.Color = d.Streams.colorEnabled(g.noColor)
+			for _, r := range rules {
+				rule, err := explain.ParseRule(r)
+				if err != nil {
+					return usage(err)
+				}
+				o.Rules = append(o.Rules, rule)
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return runDiff(o)
+		},
+	}
+	c.Flags().StringArrayVar(&rules, "fail-on", nil, "exit 3 when this rule trips (repeatable)")
+	c.Flags().BoolVar(&o.All, "all", false, "list unchanged rows too")
+	return c
+}
+
+func runDiff(o *DiffOptions) error {
+	old, err := explain.ReadSnapshotFile(o.Old)
+	if err != nil {
+		return err
+	}
+	new, err := explain.ReadSnapshotFile(o.New)
+	if err != nil {
+		return err
+	}
+	changes := explain.Diff(old, new)
+	var tripped []string
+	for _, r := range o.Rules {
+		for _, c := range r.Trips(changes) {
+			tripped = append(tripped, fmt.Sprintf("%s: %s %s → %s (%s, %+.1f %%)", r.Text, c.Name,
+				report.Bytes(c.Old), report.Bytes(c.New), signedDelta(c.Delta()), c.Percent()))
+		}
+	}
+	v := &report.DiffView{Old: old, New: new, Changes: changes, Tripped: tripped, All: o.All}
+	if err := report.WriteDiff(o.Streams.Out, o.Format, v, report.Style{Color: o.Color}); err != nil {
+		return err
+	}
+	if len(tripped) > 0 {
+		return &ThresholdError{Msg: fmt.Sprintf("%d rule(s) tripped: %s", len(tripped), strings.Join(tripped, "; "))}
+	}
+	return nil
+}
+
+func signedDelta(d int64) string {
+	if d < 0 {
+		return "-" + report.Bytes(uint64(-d))
+	}
+	return "+" + report.Bytes(uint64(d))
+}

@@ -1,0 +1,170 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/report"
+)
+
+// ExplainOptions is `memdiag explain` after flag parsing.
+type ExplainOptions struct {
+	Streams  *Streams
+	ProcRoot string
+	Gather   GatherOptions
+	// Snapshot explains a saved snapshot instead of gathering.
+	Snapshot string
+	Format   report.Format
+	Color    bool
+}
+
+// NewCmdExplain builds `memdiag explain`.
+func NewCmdExplain(d *Deps, g *globalOptions, runF func(*ExplainOptions) error) *cobra.Command {
+	o := &ExplainOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	c := &cobra.Command{
+		Use:   "explain (--pid PID | --smaps FILE | --snapshot FILE) [evidence…]",
+		Short: "Where the RSS went: one attribution, with the evidence for every figure",
+		Long: `Attribute a process's RSS to jvm-heap, jvm-non-heap, direct-buffers,
+malloc-in-use, malloc-free-retained, leaked-mappings, thread-stacks,
+file-backed, shmem, other and unexplained. The categories sum to RSS exactly;
+each says where its figure comes from and how sure it is
+(docs/attribution.md). Findings follow, ranked by bytes.
+
+--pid PID gathers what it can without being asked: smaps, and for a HotSpot
+JVM its hsperfdata and (unless --no-attach) GC.heap_info and NMT. Add
+--capture-malloc-info (gdb) or --malloc-info FILE, --trace FILE, --jolokia
+URL, --prometheus URL|FILE. Offline: --smaps FILE with the same evidence
+files — what an engineer attaches to a ticket — or --snapshot FILE.`,
+		Example: `  memdiag explain --pid 1234 --capture-malloc-info
+  memdiag explain --smaps smaps.txt --malloc-info malloc.xml --nmt nmt.txt
+  memdiag explain --pid 1234 -o openmetrics > /var/lib/node_exporter/memdiag.prom`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usage(fmt.Errorf("explain takes flags, not arguments (got %q)", args[0]))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			var err error
+			if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
+				return err
+			}
+			o.Color = d.Streams.colorEnabled(g.noColor)
+			if o.Snapshot == "" {
+				if err := o.Gather.validate(d.Streams.Getenv); err != nil {
+					return err
+				}
+			} else if o.Gather.PID != 0 || o.Gather.SmapsFile != "" {
+				return usage(errors.New("--snapshot explains a saved snapshot: give it alone"))
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return runExplain(o)
+		},
+	}
+	o.Gather.register(c.Flags())
+	c.Flags().StringVar(&o.Snapshot, "snapshot", "", "explain a snapshot written by memdiag snapshot")
+	return c
+}
+
+func runExplain(o *ExplainOptions) error {
+	var in *explain.Inputs
+	if o.Snapshot != "" {
+		s, err := explain.ReadSnapshotFile(o.Snapshot)
+		if err != nil {
+			return err
+		}
+		in = &s.Inputs
+	} else {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		var err error
+		if in, err = gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut); err != nil {
+			return err
+		}
+	}
+	r := explain.Attribute(in)
+	return report.WriteExplain(o.Streams.Out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{Color: o.Color})
+}
+
+// SnapshotOptions is `memdiag snapshot` after flag parsing.
+type SnapshotOptions struct {
+	Streams  *Streams
+	ProcRoot string
+	Gather   GatherOptions
+	File     string // "" or "-": standard output
+	Format   report.Format
+	Now      func() time.Time
+}
+
+// NewCmdSnapshot builds `memdiag snapshot`.
+func NewCmdSnapshot(d *Deps, g *globalOptions, runF func(*SnapshotOptions) error) *cobra.Command {
+	o := &SnapshotOptions{Streams: d.Streams, ProcRoot: d.ProcRoot, Now: time.Now}
+	c := &cobra.Command{
+		Use:   "snapshot (--pid PID | --smaps FILE) [evidence…] [FILE|-]",
+		Short: "Record an explanation in one self-contained JSON file, for diff and later reading",
+		Long: `Gather the same evidence as explain and write one JSON file holding the
+attribution, the evidence needed to explain and diff it again offline, the
+host's name, kernel and glibc, and the time. The file is written through a
+temporary file and renamed: it is never left half-written or clobbered by a
+failure. Without FILE (or with -) the snapshot goes to standard output.
+With -o openmetrics and a FILE, standard output gets the metrics too.`,
+		Example: `  memdiag snapshot --pid 1234 before.json
+  memdiag snapshot --pid 1234 --capture-malloc-info after.json && memdiag diff before.json after.json`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usage(fmt.Errorf("snapshot takes at most one FILE, got %d arguments", len(args)))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.File = args[0]
+			}
+			var err error
+			if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
+				return err
+			}
+			if err := o.Gather.validate(d.Streams.Getenv); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return runSnapshot(o)
+		},
+	}
+	o.Gather.register(c.Flags())
+	return c
+}
+
+func runSnapshot(o *SnapshotOptions) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	in, err := gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut)
+	if err != nil {
+		return err
+	}
+	r := explain.Attribute(in)
+	s := explain.NewSnapshot(in, r, o.Now(), explain.ThisHost())
+	var out io.Writer = o.Streams.Out
+	if o.File != "" && o.File != "-" {
+		if err := s.WriteFile(o.File); err != nil {
+			return fmt.Errorf("writing %s: %w", o.File, err)
+		}
+		if o.Format != report.FormatOpenMetrics {
+			return nil
+		}
+		return report.WriteExplain(out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{})
+	}
+	return s.Write(out)
+}

@@ -1,0 +1,255 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/jmx"
+	"github.com/memdiag/memdiag/mallocinfo"
+	"github.com/memdiag/memdiag/pmap"
+	"github.com/memdiag/memdiag/syscalltrace"
+)
+
+// GatherOptions say where explain and snapshot find their evidence.
+type GatherOptions struct {
+	PID               int
+	SmapsFile         string
+	MallocInfoFile    string
+	CaptureMallocInfo bool
+	TraceFiles        []string
+	NMTFile           string
+	HeapInfoFile      string
+	Prometheus        string
+	NoAttach          bool
+	Timeout           time.Duration
+	Jolokia           jmx.Jolokia
+	jolokiaCredFile   string
+	Cores             int
+}
+
+func (o *GatherOptions) register(f *pflag.FlagSet) {
+	f.IntVar(&o.PID, "pid", 0, "explain this live process (smaps, and for a JVM its hsperfdata and attach)")
+	f.StringVar(&o.SmapsFile, "smaps", "", "offline: a saved /proc/PID/smaps")
+	f.StringVar(&o.MallocInfoFile, "malloc-info", "", "glibc malloc_info XML (a document or a log; the last document is used)")
+	f.BoolVar(&o.CaptureMallocInfo, "capture-malloc-info", false, "with --pid: capture malloc_info live with gdb (pauses the process briefly)")
+	f.StringSliceVar(&o.TraceFiles, "trace", nil, "a syscall trace of the process (strace, perf trace, sysdig, bpftrace): its never-unmapped mappings")
+	f.StringVar(&o.NMTFile, "nmt", "", "saved jcmd VM.native_memory summary")
+	f.StringVar(&o.HeapInfoFile, "heap-info", "", "saved jcmd GC.heap_info")
+	f.StringVar(&o.Prometheus, "prometheus", "", "JVM memory metrics from this URL or file")
+	f.StringVar(&o.Jolokia.URL, "jolokia", "", "JVM memory MBeans from this Jolokia endpoint")
+	f.StringVar(&o.jolokiaCredFile, "jolokia-credentials", "", "file whose first line is USER:PASSWORD (else MEMDIAG_JOLOKIA_USER/MEMDIAG_JOLOKIA_PASSWORD)")
+	f.BoolVar(&o.NoAttach, "no-attach", false, "never attach to a JVM (no heap range, no NMT)")
+	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "bound for each live capture (attach, gdb, Jolokia)")
+	f.IntVar(&o.Cores, "cores", 0, "cores of the process's host, for the arena limit (default: this host's)")
+}
+
+func (o *GatherOptions) validate(getenv func(string) string) error {
+	if o.PID == 0 && o.SmapsFile == "" {
+		return usage(fmt.Errorf("give --pid PID, or --smaps FILE with the other evidence you have"))
+	}
+	if o.PID != 0 && o.SmapsFile != "" {
+		return usage(fmt.Errorf("--pid and --smaps both give smaps: give one"))
+	}
+	if o.CaptureMallocInfo && (o.PID == 0 || o.MallocInfoFile != "") {
+		return usage(fmt.Errorf("--capture-malloc-info needs --pid and no --malloc-info"))
+	}
+	if o.Jolokia.URL != "" {
+		if err := jolokiaCredentials(&o.Jolokia, o.jolokiaCredFile, getenv); err != nil {
+			return err
+		}
+		o.Jolokia.Timeout = o.Timeout
+	}
+	return nil
+}
+
+// gather reads every source given and returns the inputs of an
+// attribution. Sources that fail after smaps is read are noted, not fatal:
+// the attribution then says what it could not see.
+func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Writer) (*explain.Inputs, error) {
+	in := &explain.Inputs{Notes: []string{}}
+	var ms []pmap.Mapping
+	var hints pmap.Hints
+	if o.PID != 0 {
+		fsys, err := pmap.NewFS(procRoot)
+		if err != nil {
+			return nil, err
+		}
+		p, err := fsys.ReadPID(o.PID)
+		if err != nil {
+			return nil, err
+		}
+		ms, hints = p.Mappings, p.Hints
+		in.PID, in.Command, in.Source = p.PID, p.Command, fmt.Sprintf("%s/%d/smaps", procRoot, o.PID)
+		if p.Check.Available {
+			ok := p.Check.Consistent
+			in.RSSConsistent = &ok
+		}
+		in.Notes = append(in.Notes, p.Notes...)
+	} else {
+		var err error
+		if ms, err = readSmapsFile(o.SmapsFile, nil); err != nil {
+			return nil, err
+		}
+		in.Source = o.SmapsFile
+	}
+
+	// The JVM's accounting, from every source given.
+	var jvm *jmx.JVMMemory
+	merge := func(m *jmx.JVMMemory) {
+		if jvm == nil {
+			jvm = m
+		} else {
+			jvm.Merge(m)
+		}
+	}
+	if o.PID != 0 {
+		if isJVM, _ := jmx.IsJVM(procRoot, o.PID); isJVM {
+			m, err := jmx.ReadPID(ctx, o.PID, jmx.ReadOptions{ProcRoot: procRoot, NoAttach: o.NoAttach, Timeout: o.Timeout})
+			if err != nil {
+				in.Notes = append(in.Notes, "JVM: "+err.Error())
+			} else {
+				merge(m)
+			}
+		}
+	}
+	if o.Jolokia.URL != "" {
+		if m, err := o.Jolokia.Read(ctx); err != nil {
+			in.Notes = append(in.Notes, err.Error())
+		} else {
+			merge(m)
+		}
+	}
+	if o.Prometheus != "" {
+		if m, err := jmx.ReadPrometheus(ctx, o.Prometheus); err != nil {
+			in.Notes = append(in.Notes, err.Error())
+		} else {
+			merge(m)
+		}
+	}
+	if o.HeapInfoFile != "" || o.NMTFile != "" {
+		m := &jmx.JVMMemory{}
+		if o.HeapInfoFile != "" {
+			hi, err := readWith(o.HeapInfoFile, jmx.ParseHeapInfo)
+			if err != nil {
+				return nil, err
+			}
+			m.ApplyHeapInfo(hi, o.HeapInfoFile)
+		}
+		if o.NMTFile != "" {
+			n, err := readWith(o.NMTFile, jmx.ParseNMT)
+			if err != nil {
+				return nil, err
+			}
+			m.NMT, m.Sources = n, append(m.Sources, o.NMTFile)
+		}
+		merge(m)
+	}
+	if jvm != nil {
+		jvm.AddNMTDirect()
+		hints.Regions = append(hints.Regions, jvm.Regions()...)
+		in.FromJVM(jvm)
+		in.Notes = append(in.Notes, jvm.Notes...)
+	}
+	pmap.Classify(ms, hints)
+	in.FromMappings(ms)
+
+	// malloc_info: a file, or a live capture.
+	var info *mallocinfo.Info
+	source := o.MallocInfoFile
+	switch {
+	case o.MallocInfoFile != "":
+		f, err := os.Open(o.MallocInfoFile)
+		if err != nil {
+			return nil, err
+		}
+		err = mallocinfo.Scan(f, o.MallocInfoFile, func(i *mallocinfo.Info) error { info = i; return nil })
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+	case o.CaptureMallocInfo:
+		fmt.Fprintf(stderr, "memdiag: attaching gdb to process %d to call malloc_info (it pauses while attached)\n", o.PID)
+		var err error
+		if info, err = (mallocinfo.Capturer{ProcRoot: procRoot, Timeout: o.Timeout}).Capture(ctx, o.PID); err != nil {
+			in.Notes = append(in.Notes, "malloc_info: "+err.Error())
+		}
+		source = fmt.Sprintf("malloc_info of process %d (via gdb)", o.PID)
+	}
+	if info != nil {
+		s := mallocinfo.Analyze(info)
+		cores := o.Cores
+		if cores == 0 {
+			cores = runtime.NumCPU()
+		}
+		fs := mallocinfo.Findings(s, mallocinfo.DefaultThresholds(cores), source)
+		in.FromMalloc(s, source, explain.FindingsJSON(fs))
+	}
+
+	// A syscall trace: what was mapped and never unmapped, weighed by smaps.
+	if len(o.TraceFiles) > 0 {
+		if err := gatherTrace(o, in, ms); err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+func gatherTrace(o *GatherOptions, in *explain.Inputs, ms []pmap.Mapping) error {
+	files, pids, err := syscalltrace.Expand(o.TraceFiles)
+	if err != nil {
+		return err
+	}
+	var inputs []*syscalltrace.Input
+	for _, path := range files {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		tin, err := syscalltrace.OpenFile(path, f, syscalltrace.FormatAuto, pids[path])
+		if err != nil {
+			return err
+		}
+		defer tin.Close()
+		inputs = append(inputs, tin)
+	}
+	var src syscalltrace.Reader = inputs[0]
+	if len(inputs) > 1 {
+		src = syscalltrace.NewMerge(inputs)
+	}
+	replay := syscalltrace.NewReplay(true)
+	for {
+		e, err := src.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		replay.Apply(e)
+	}
+	out := replay.Outstanding()
+	resident := syscalltrace.JoinSmaps(out, ms)
+	groups := syscalltrace.Groups(out, syscalltrace.GroupAuto, resident)
+	source := strings.Join(o.TraceFiles, " ")
+	in.FromTrace(source, out, resident, groups, explain.FindingsJSON(syscalltrace.Findings(out, groups, &replay.Stats, source)))
+	return nil
+}
+
+func readWith[T any](path string, parse func(io.Reader, string) (T, error)) (T, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer f.Close()
+	return parse(f, path)
+}

@@ -1,0 +1,248 @@
+package explain
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/internal/humanize"
+)
+
+// Category names one part of RSS. Together they partition it exactly.
+type Category string
+
+// The categories, in the order Attribute assigns them.
+const (
+	CatFileBacked   Category = "file-backed"
+	CatShmem        Category = "shmem"
+	CatThreadStacks Category = "thread-stacks"
+	CatJVMHeap      Category = "jvm-heap"
+	CatLeaked       Category = "leaked-mappings"
+	CatMallocFree   Category = "malloc-free-retained"
+	CatDirect       Category = "direct-buffers"
+	CatJVMNonHeap   Category = "jvm-non-heap"
+	CatMallocInUse  Category = "malloc-in-use"
+	CatOther        Category = "other"
+	CatUnexplained  Category = "unexplained"
+)
+
+// Categories lists every category in output order.
+func Categories() []Category {
+	return []Category{CatJVMHeap, CatJVMNonHeap, CatDirect, CatMallocInUse, CatMallocFree, CatLeaked,
+		CatThreadStacks, CatFileBacked, CatShmem, CatOther, CatUnexplained}
+}
+
+// Entry is one category's share of RSS and where it comes from.
+type Entry struct {
+	Category   Category `json:"category"`
+	Bytes      uint64   `json:"bytes"`
+	Source     string   `json:"source"`
+	Evidence   []string `json:"evidence"`
+	Confidence string   `json:"confidence"` // high, medium, low
+}
+
+// Result is an attribution of RSS.
+type Result struct {
+	RSSBytes    uint64            `json:"rss_bytes"`
+	Attribution []Entry           `json:"attribution"`
+	Findings    []finding.Finding `json:"-"`
+}
+
+// Bytes returns the bytes attributed to c.
+func (r *Result) Bytes(c Category) uint64 {
+	for _, e := range r.Attribution {
+		if e.Category == c {
+			return e.Bytes
+		}
+	}
+	return 0
+}
+
+// pool is resident memory not yet attributed: a claim takes at most what is left.
+type pool struct {
+	name string
+	left uint64
+}
+
+func (p *pool) take(n uint64) uint64 {
+	t := min(n, p.left)
+	p.left -= t
+	return t
+}
+
+// Attribute partitions RSS (Σ Rss over smaps mappings) into categories. The
+// algorithm, each category's source and its confidence are described in
+// docs/attribution.md. Every claim is capped by what is left of the pool it
+// draws on, so no category is negative and they sum to RSS exactly.
+func Attribute(in *Inputs) *Result {
+	r := &Result{RSSBytes: in.totalRSS()}
+	entries := map[Category]*Entry{}
+	add := func(c Category, n uint64, source, confidence string, evidence ...string) {
+		e := entries[c]
+		if e == nil {
+			e = &Entry{Category: c, Source: source, Confidence: confidence}
+			entries[c] = e
+		} else if source != "" && !strings.Contains(e.Source, source) {
+			e.Source += "; " + source
+		}
+		e.Bytes += n
+		e.Evidence = append(e.Evidence, evidence...)
+	}
+
+	// 1. What the mappings themselves say.
+	add(CatFileBacked, in.classRSS("file-code", "file-data"), "smaps", "high",
+		fmt.Sprintf("Rss of file-code and file-data mappings: %d B", in.classRSS("file-code", "file-data")))
+	add(CatShmem, in.classRSS("shmem"), "smaps", "high", fmt.Sprintf("Rss of shmem mappings: %d B", in.classRSS("shmem")))
+	stacks := in.classRSS("stack", "thread-stack")
+	add(CatThreadStacks, stacks, "smaps", "high",
+		fmt.Sprintf("Rss of [stack] and %d thread-stack mappings: %d B", in.classMappings("thread-stack"), stacks))
+	add(CatOther, in.classRSS("kernel", "guard"), "smaps", "high", "Rss of [vdso]/[vvar] and guard mappings")
+
+	// 2. Anonymous memory: malloc, the JVM's native memory, leaks.
+	anon := &pool{name: "anonymous", left: in.classRSS("heap", "glibc-arena", "anon", "jvm-heap")}
+	arenaRSS := in.classRSS("heap", "glibc-arena")
+
+	if jh := in.classRSS("jvm-heap"); jh > 0 {
+		add(CatJVMHeap, anon.take(jh), "smaps ∩ GC.heap_info", "high",
+			fmt.Sprintf("Rss of the mappings inside the Java heap range: %d B", jh))
+	} else if j := in.JVM; j != nil && j.HeapCommittedBytes > 0 {
+		got := anon.take(j.HeapCommittedBytes)
+		add(CatJVMHeap, got, j.HeapUsageFromSource, "medium",
+			fmt.Sprintf("heap committed %d B (%s); its mappings are not located, so its pages are assumed resident", j.HeapCommittedBytes, j.HeapUsageFromSource))
+	}
+
+	if t := in.Trace; t != nil {
+		add(CatLeaked, anon.take(t.AnonResidentByte), t.Source+" joined with smaps", "high",
+			fmt.Sprintf("%d anonymous mappings made in the trace and never unmapped, %d B of them resident now", t.Count, t.AnonResidentByte))
+	}
+
+	// malloc's footprint: arena heaps (retained free + in use) and mmapped chunks.
+	var inUse pool
+	if m := in.Malloc; m != nil {
+		retained := min(m.RetainedFreeBytes, arenaRSS)
+		add(CatMallocFree, anon.take(retained), m.Source, "medium",
+			fmt.Sprintf("Σ arena free − top chunks = %d B retained in free lists (capped by the %d B resident in arena and [heap] mappings)", m.RetainedFreeBytes, arenaRSS))
+		inUse = pool{name: "malloc in use", left: m.InUseBytes + m.MmapBytes}
+	}
+	jvmNative := func(c Category, n uint64, source string, evidence string) {
+		// JVM native memory that malloc holds is carved out of malloc's
+		// in-use bytes, so it is not counted twice.
+		if in.Malloc != nil {
+			n = inUse.take(n)
+		}
+		add(c, anon.take(n), source, "medium", evidence)
+	}
+	if j := in.JVM; j != nil {
+		if j.DirectUsedBytes != nil {
+			jvmNative(CatDirect, *j.DirectUsedBytes, j.DirectSource, fmt.Sprintf("direct buffer pool: %d B (%s), malloc'd", *j.DirectUsedBytes, j.DirectSource))
+		}
+		if j.HasNMT {
+			var mallocPart, mmapPart uint64
+			for _, c := range j.NMT {
+				switch c.Name {
+				case "Java Heap", "Other", "Shared class space":
+					// the heap is counted above; Other holds the direct
+					// buffers; the CDS archive is file-backed
+					continue
+				}
+				mallocPart += c.MallocBytes + c.ArenaBytes
+				mmapPart += c.MmapCommittedBytes
+			}
+			jvmNative(CatJVMNonHeap, mallocPart, "NMT", fmt.Sprintf("NMT malloc and arena of non-heap categories: %d B", mallocPart))
+			add(CatJVMNonHeap, anon.take(mmapPart), "NMT", "medium", fmt.Sprintf("NMT mmap committed of non-heap categories (metaspace, code cache, GC…): %d B", mmapPart))
+		} else if j.NonHeapCommitted > 0 {
+			add(CatJVMNonHeap, anon.take(j.NonHeapCommitted), strings.Join(j.Sources, ", "), "low",
+				fmt.Sprintf("non-heap committed %d B (metaspace, code cache); NMT is off, so GC and thread structures are not counted", j.NonHeapCommitted))
+		}
+	}
+	if m := in.Malloc; m != nil {
+		add(CatMallocInUse, anon.take(inUse.left), m.Source, "medium",
+			fmt.Sprintf("Σ arena in use %d B + mmapped chunks %d B, less what the JVM accounts for inside malloc", m.InUseBytes, m.MmapBytes))
+	}
+	unexplained := []string{fmt.Sprintf("anonymous resident memory no source accounts for: %d B", anon.left)}
+	if anon.left > 0 {
+		unexplained = append(unexplained, fmt.Sprintf("where it lies: %d B in glibc arena heaps and [heap], %d B in other anonymous mappings (Rss by pmap class)",
+			arenaRSS, in.classRSS("anon")))
+		if in.Malloc == nil && arenaRSS > 0 {
+			unexplained = append(unexplained, "malloc_info would split the arena part into in use and retained free: add --capture-malloc-info or --malloc-info FILE")
+		}
+	}
+	add(CatUnexplained, anon.left, "RSS − everything above", "high", unexplained...)
+
+	for _, c := range Categories() {
+		if e := entries[c]; e != nil {
+			if e.Evidence == nil {
+				e.Evidence = []string{}
+			}
+			r.Attribution = append(r.Attribution, *e)
+		} else {
+			r.Attribution = append(r.Attribution, Entry{Category: c, Source: "no source given", Confidence: "none", Evidence: []string{}})
+		}
+	}
+	r.Findings = findings(in, r)
+	return r
+}
+
+func findings(in *Inputs, r *Result) []finding.Finding {
+	var fs []finding.Finding
+	fromJSON := func(js []FindingJSON) {
+		for _, f := range js {
+			fs = append(fs, finding.Finding{ID: f.ID, Severity: finding.Severity(f.Severity), Summary: f.Summary, Bytes: f.Bytes, Evidence: f.Evidence, Advice: f.Advice})
+		}
+	}
+	if in.Malloc != nil {
+		fromJSON(in.Malloc.Findings)
+	}
+	if in.Trace != nil {
+		fromJSON(in.Trace.Findings)
+	}
+	un := r.Bytes(CatUnexplained)
+	share := func(n uint64) float64 { return float64(n) / float64(max(r.RSSBytes, 1)) }
+	if j := in.JVM; j != nil && un >= 64<<20 && share(un) >= 0.10 {
+		sev := finding.Medium
+		if share(un) >= 0.3 {
+			sev = finding.High
+		}
+		advice := []string{
+			"Native memory outside every JVM bean: zlib (never-closed GZIPInputStream/Inflater/Deflater), JNI libraries, RocksDB, glibc arenas. Capture malloc_info (--capture-malloc-info) to see whether it is malloc'd, and trace mmap (memdiag trace) to see who maps it.",
+		}
+		if !j.HasNMT {
+			advice = append(advice, "Restart with -XX:NativeMemoryTracking=summary to split what the JVM itself allocates natively.")
+		}
+		fs = append(fs, finding.Finding{ID: "untracked-native", Severity: sev, Bytes: un,
+			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is native memory the JVM does not account for", humanize.Bytes(un), 100*share(un)),
+			Evidence: []string{fmt.Sprintf("RSS %d B − JVM heap %d B − JVM non-heap %d B − direct buffers %d B − other categories = %d B unexplained", r.RSSBytes, r.Bytes(CatJVMHeap), r.Bytes(CatJVMNonHeap), r.Bytes(CatDirect), un)},
+			Advice:   advice})
+	}
+	if j := in.JVM; j != nil && j.DirectUsedBytes != nil && j.MaxDirectBytes != nil && *j.MaxDirectBytes > 0 &&
+		float64(*j.DirectUsedBytes) >= 0.9*float64(*j.MaxDirectBytes) {
+		fs = append(fs, finding.Finding{ID: "direct-buffers-near-max", Severity: finding.High, Bytes: *j.DirectUsedBytes,
+			Summary:  fmt.Sprintf("direct buffers use %s of MaxDirectMemorySize %s", humanize.Bytes(*j.DirectUsedBytes), humanize.Bytes(*j.MaxDirectBytes)),
+			Evidence: []string{j.DirectSource},
+			Advice:   []string{"Find who allocates them (heap dump: java.nio.DirectByteBuffer referents); raise -XX:MaxDirectMemorySize only once the growth is understood."}})
+	}
+	if j := in.JVM; j != nil && j.HeapMaxBytes != nil && *j.HeapMaxBytes > 0 && float64(j.HeapUsedBytes) >= 0.9*float64(*j.HeapMaxBytes) {
+		fs = append(fs, finding.Finding{ID: "heap-near-max", Severity: finding.High, Bytes: j.HeapUsedBytes,
+			Summary:  fmt.Sprintf("the Java heap uses %s of its %s maximum", humanize.Bytes(j.HeapUsedBytes), humanize.Bytes(*j.HeapMaxBytes)),
+			Evidence: []string{j.HeapUsageFromSource},
+			Advice:   []string{"Compare snapshots over time (memdiag diff) to tell a leak from a working set; a heap dump names the structure that grows."}})
+	}
+	if n := in.classMappings("thread-stack"); n >= 500 {
+		fs = append(fs, finding.Finding{ID: "many-threads", Severity: finding.Info, Bytes: r.Bytes(CatThreadStacks),
+			Summary:  fmt.Sprintf("%d thread stacks (%s resident)", n, humanize.Bytes(r.Bytes(CatThreadStacks))),
+			Evidence: []string{"smaps: thread-stack mappings"},
+			Advice:   []string{"Each thread reserves a stack (8 MiB by default) and may bring its own malloc arena: pool threads, or lower -Xss/ulimit -s."}})
+	}
+	var thp uint64
+	for _, c := range in.Classes {
+		thp += c.AnonHugeBytes
+	}
+	if thp >= 256<<20 && share(thp) >= 0.25 {
+		fs = append(fs, finding.Finding{ID: "thp", Severity: finding.Info, Bytes: thp,
+			Summary:  fmt.Sprintf("%s of RSS is in transparent huge pages", humanize.Bytes(thp)),
+			Evidence: []string{"smaps: AnonHugePages"},
+			Advice:   []string{"THP can inflate RSS of sparse heaps and arenas: check /sys/kernel/mm/transparent_hugepage/enabled (madvise is the safer setting)."}})
+	}
+	finding.Sort(fs)
+	return fs
+}

@@ -1,0 +1,267 @@
+// Package explain joins what memdiag's readers found — smaps, malloc_info,
+// the JVM's accounting, a syscall trace — into one attribution of a
+// process's RSS, with the evidence for every figure, and compares two of
+// them. Attribute is a pure function of Inputs, so a saved snapshot
+// explains and diffs exactly as the live process did.
+package explain
+
+import (
+	"sort"
+
+	"github.com/memdiag/memdiag/jmx"
+	"github.com/memdiag/memdiag/mallocinfo"
+	"github.com/memdiag/memdiag/pmap"
+	"github.com/memdiag/memdiag/syscalltrace"
+)
+
+// Inputs is the evidence an attribution rests on, in the compact form a
+// snapshot stores. Every byte count is what its source reported.
+type Inputs struct {
+	Source  string `json:"source"`
+	PID     int    `json:"pid,omitempty"`
+	Command string `json:"command,omitempty"`
+	// Classes are the smaps mapping classes with their summed counters.
+	Classes []ClassSum `json:"classes"`
+	// RSSCheck is smaps_rollup/VmRSS agreement, live only.
+	RSSConsistent *bool `json:"rss_consistent,omitempty"`
+
+	Malloc *MallocEvidence `json:"malloc,omitempty"`
+	JVM    *JVMEvidence    `json:"jvm,omitempty"`
+	Trace  *TraceEvidence  `json:"trace,omitempty"`
+	Notes  []string        `json:"notes"`
+}
+
+// ClassSum is one pmap class.
+type ClassSum struct {
+	Class         string `json:"class"`
+	Mappings      int    `json:"mappings"`
+	SizeBytes     uint64 `json:"size_bytes"`
+	RSSBytes      uint64 `json:"rss_bytes"`
+	SwapBytes     uint64 `json:"swap_bytes"`
+	AnonHugeBytes uint64 `json:"anon_huge_pages_bytes"`
+}
+
+// MallocEvidence is one malloc_info snapshot, summed, with its arenas.
+type MallocEvidence struct {
+	Source             string        `json:"source"`
+	SystemCurrentBytes uint64        `json:"system_current_bytes"`
+	FreeBytes          uint64        `json:"free_bytes"`
+	RetainedFreeBytes  uint64        `json:"retained_free_bytes"`
+	InUseBytes         uint64        `json:"in_use_bytes"`
+	MmapBytes          uint64        `json:"mmap_bytes"`
+	MmapCount          uint64        `json:"mmap_count"`
+	Arenas             []ArenaBrief  `json:"arenas"`
+	Findings           []FindingJSON `json:"findings"`
+}
+
+// ArenaBrief is one arena in a snapshot.
+type ArenaBrief struct {
+	Nr                 int    `json:"nr"`
+	SystemCurrentBytes uint64 `json:"system_current_bytes"`
+	RetainedFreeBytes  uint64 `json:"retained_free_bytes"`
+	InUseBytes         uint64 `json:"in_use_bytes"`
+}
+
+// JVMEvidence is what the JVM accounts for.
+type JVMEvidence struct {
+	Sources             []string         `json:"sources"`
+	GC                  string           `json:"gc,omitempty"`
+	Version             string           `json:"version,omitempty"`
+	HeapUsedBytes       uint64           `json:"heap_used_bytes"`
+	HeapCommittedBytes  uint64           `json:"heap_committed_bytes"`
+	HeapMaxBytes        *uint64          `json:"heap_max_bytes,omitempty"`
+	HeapRangeKnown      bool             `json:"heap_range_known"`
+	NonHeapCommitted    uint64           `json:"non_heap_committed_bytes"`
+	DirectUsedBytes     *uint64          `json:"direct_used_bytes,omitempty"`
+	DirectSource        string           `json:"direct_source,omitempty"`
+	MaxDirectBytes      *uint64          `json:"max_direct_bytes,omitempty"`
+	NMT                 []NMTBrief       `json:"nmt,omitempty"`
+	Pools               []PoolBrief      `json:"pools"`
+	BufferPools         []BufferPoolJSON `json:"buffer_pools"`
+	NMTCommittedBytes   uint64           `json:"nmt_committed_bytes"`
+	NMTReservedBytes    uint64           `json:"nmt_reserved_bytes"`
+	HasNMT              bool             `json:"has_nmt"`
+	HeapUsageFromSource string           `json:"heap_source"`
+}
+
+// NMTBrief is one NMT category.
+type NMTBrief struct {
+	Name                string `json:"name"`
+	CommittedBytes      uint64 `json:"committed_bytes"`
+	MallocBytes         uint64 `json:"malloc_bytes"`
+	MmapCommittedBytes  uint64 `json:"mmap_committed_bytes"`
+	StackCommittedBytes uint64 `json:"stack_committed_bytes"`
+	ArenaBytes          uint64 `json:"arena_bytes"`
+}
+
+// PoolBrief is one memory pool.
+type PoolBrief struct {
+	Name           string `json:"name"`
+	Type           string `json:"type"`
+	UsedBytes      uint64 `json:"used_bytes"`
+	CommittedBytes uint64 `json:"committed_bytes"`
+}
+
+// BufferPoolJSON is one buffer pool.
+type BufferPoolJSON struct {
+	Name      string `json:"name"`
+	Count     uint64 `json:"count"`
+	UsedBytes uint64 `json:"used_bytes"`
+	Source    string `json:"source"`
+}
+
+// TraceEvidence is the outstanding set of a syscall trace, weighed by smaps.
+type TraceEvidence struct {
+	Source           string        `json:"source"`
+	Count            int           `json:"count"`
+	AnonBytes        uint64        `json:"anon_bytes"`
+	AnonResidentByte uint64        `json:"anon_resident_bytes"`
+	Groups           []LeakGroup   `json:"groups"`
+	Findings         []FindingJSON `json:"findings"`
+}
+
+// LeakGroup is one group of outstanding mappings.
+type LeakGroup struct {
+	Key           string `json:"key"`
+	Count         int    `json:"count"`
+	Bytes         uint64 `json:"bytes"`
+	ResidentBytes uint64 `json:"resident_bytes"`
+}
+
+// FindingJSON is a finding as snapshots keep it.
+type FindingJSON struct {
+	ID       string   `json:"id"`
+	Severity string   `json:"severity"`
+	Summary  string   `json:"summary"`
+	Bytes    uint64   `json:"bytes"`
+	Evidence []string `json:"evidence"`
+	Advice   []string `json:"advice"`
+}
+
+// FromMappings fills the class sums from classified mappings.
+func (in *Inputs) FromMappings(ms []pmap.Mapping) {
+	sum := pmap.Summarize(ms)
+	in.Classes = nil
+	for _, c := range sum.Classes {
+		in.Classes = append(in.Classes, ClassSum{
+			Class: string(c.Class), Mappings: c.Mappings, SizeBytes: c.SizeBytes,
+			RSSBytes: c.Bytes(pmap.FieldRss), SwapBytes: c.Bytes(pmap.FieldSwap), AnonHugeBytes: c.Bytes(pmap.FieldAnonHugePages),
+		})
+	}
+}
+
+// FromMalloc fills the malloc evidence from an analysed malloc_info.
+func (in *Inputs) FromMalloc(s *mallocinfo.Snapshot, source string, findings []FindingJSON) {
+	t := s.Totals
+	e := &MallocEvidence{Source: source, SystemCurrentBytes: t.SystemCurrentBytes, FreeBytes: t.FreeBytes,
+		RetainedFreeBytes: t.RetainedFreeBytes, InUseBytes: t.InUseBytes, MmapBytes: t.MmapBytes, MmapCount: t.MmapCount,
+		Findings: findings}
+	for _, a := range s.Arenas {
+		e.Arenas = append(e.Arenas, ArenaBrief{a.Nr, a.SystemCurrentBytes, a.RetainedFreeBytes, a.InUseBytes})
+	}
+	in.Malloc = e
+}
+
+// FromJVM fills the JVM evidence.
+func (in *Inputs) FromJVM(m *jmx.JVMMemory) {
+	e := &JVMEvidence{Sources: append([]string{}, m.Sources...), GC: m.GC, Version: m.Version,
+		HeapUsedBytes: m.Heap.UsedBytes, HeapCommittedBytes: m.Heap.CommittedBytes, HeapMaxBytes: m.Heap.MaxBytes,
+		HeapRangeKnown: m.HeapRange != nil, NonHeapCommitted: m.NonHeap.CommittedBytes, HeapUsageFromSource: m.Heap.Source,
+		Pools: []PoolBrief{}, BufferPools: []BufferPoolJSON{}}
+	if d, ok := m.BufferPool("direct"); ok {
+		v := d.UsedBytes
+		e.DirectUsedBytes, e.DirectSource = &v, d.Source
+	}
+	if v, ok := m.Flags["MaxDirectMemorySize"]; ok {
+		if n, ok := parseUint(v); ok && n > 0 {
+			e.MaxDirectBytes = &n
+		}
+	}
+	if e.MaxDirectBytes == nil && m.Heap.MaxBytes != nil {
+		// HotSpot's default MaxDirectMemorySize is the maximum heap size.
+		v := *m.Heap.MaxBytes
+		e.MaxDirectBytes = &v
+	}
+	if m.NMT != nil {
+		e.HasNMT = true
+		e.NMTCommittedBytes, e.NMTReservedBytes = m.NMT.CommittedBytes, m.NMT.ReservedBytes
+		for _, c := range m.NMT.Categories {
+			e.NMT = append(e.NMT, NMTBrief{c.Name, c.CommittedBytes, c.MallocBytes, c.MmapCommittedBytes, c.StackCommittedBytes, c.ArenaBytes})
+		}
+	}
+	for _, p := range m.Pools {
+		e.Pools = append(e.Pools, PoolBrief{p.Name, p.Type, p.UsedBytes, p.CommittedBytes})
+	}
+	for _, b := range m.BufferPools {
+		e.BufferPools = append(e.BufferPools, BufferPoolJSON{b.Name, b.Count, b.UsedBytes, b.Source})
+	}
+	in.JVM = e
+}
+
+// FromTrace fills the trace evidence from outstanding mappings joined with
+// the current smaps.
+func (in *Inputs) FromTrace(source string, out []*syscalltrace.Mapping, resident map[*syscalltrace.Mapping]uint64, groups []syscalltrace.Group, findings []FindingJSON) {
+	e := &TraceEvidence{Source: source, Findings: findings}
+	for _, m := range out {
+		if !m.Anonymous || m.EndedBy != "" {
+			continue
+		}
+		e.Count++
+		e.AnonBytes += m.Len()
+		e.AnonResidentByte += resident[m]
+	}
+	for i, g := range groups {
+		if i == 10 {
+			break
+		}
+		e.Groups = append(e.Groups, LeakGroup{g.Key, g.Count, g.Bytes, g.ResidentBytes})
+	}
+	in.Trace = e
+}
+
+func (in *Inputs) classRSS(classes ...string) uint64 {
+	var n uint64
+	for _, c := range in.Classes {
+		for _, want := range classes {
+			if c.Class == want {
+				n += c.RSSBytes
+			}
+		}
+	}
+	return n
+}
+
+func (in *Inputs) classMappings(class string) int {
+	for _, c := range in.Classes {
+		if c.Class == class {
+			return c.Mappings
+		}
+	}
+	return 0
+}
+
+func (in *Inputs) totalRSS() uint64 {
+	var n uint64
+	for _, c := range in.Classes {
+		n += c.RSSBytes
+	}
+	return n
+}
+
+func (in *Inputs) sortClasses() {
+	sort.Slice(in.Classes, func(i, j int) bool { return in.Classes[i].RSSBytes > in.Classes[j].RSSBytes })
+}
+
+func parseUint(s string) (uint64, bool) {
+	var n uint64
+	if s == "" {
+		return 0, false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
+}

@@ -1,0 +1,121 @@
+package explain
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/memdiag/memdiag/finding"
+)
+
+// SnapshotSchema versions snapshot files.
+const SnapshotSchema = "memdiag.snapshot/v1"
+
+// Snapshot is a self-contained record of one explanation: the inputs it
+// rests on (enough to explain and diff again offline), the result, and
+// where and when it was taken.
+type Snapshot struct {
+	Schema   string        `json:"schema"`
+	Taken    time.Time     `json:"taken"`
+	Host     Host          `json:"host"`
+	Inputs   Inputs        `json:"inputs"`
+	RSSBytes uint64        `json:"rss_bytes"`
+	Entries  []Entry       `json:"attribution"`
+	Findings []FindingJSON `json:"findings"`
+}
+
+// Host says where a snapshot was taken.
+type Host struct {
+	Hostname string `json:"hostname"`
+	Kernel   string `json:"kernel"`
+	Glibc    string `json:"glibc,omitempty"`
+}
+
+// ThisHost describes the machine memdiag runs on.
+func ThisHost() Host {
+	h := Host{}
+	h.Hostname, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		h.Kernel = strings.TrimSpace(string(b))
+	}
+	if libs, _ := filepath.Glob("/usr/lib/*-linux-gnu/libc.so.6"); len(libs) > 0 {
+		if target, err := filepath.EvalSymlinks(libs[0]); err == nil {
+			h.Glibc = filepath.Base(target)
+		}
+	}
+	return h
+}
+
+// NewSnapshot records an attribution.
+func NewSnapshot(in *Inputs, r *Result, taken time.Time, host Host) *Snapshot {
+	s := &Snapshot{Schema: SnapshotSchema, Taken: taken.UTC(), Host: host, Inputs: *in, RSSBytes: r.RSSBytes, Entries: r.Attribution}
+	s.Findings = FindingsJSON(r.Findings)
+	return s
+}
+
+// FindingsJSON converts findings for a snapshot.
+func FindingsJSON(fs []finding.Finding) []FindingJSON {
+	out := []FindingJSON{}
+	for _, f := range fs {
+		out = append(out, FindingJSON{ID: f.ID, Severity: string(f.Severity), Summary: f.Summary, Bytes: f.Bytes,
+			Evidence: append([]string{}, f.Evidence...), Advice: append([]string{}, f.Advice...)})
+	}
+	return out
+}
+
+// Write encodes the snapshot.
+func (s *Snapshot) Write(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(s)
+}
+
+// WriteFile writes the snapshot atomically: a temporary file in the same
+// directory, synced, then renamed over path. A failure leaves path as it was.
+func (s *Snapshot) WriteFile(path string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := s.Write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// ReadSnapshot decodes a snapshot, checking its schema.
+func ReadSnapshot(r io.Reader, name string) (*Snapshot, error) {
+	var s Snapshot
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("%s: not a memdiag snapshot: %w", name, err)
+	}
+	if s.Schema != SnapshotSchema {
+		return nil, fmt.Errorf("%s: schema %q, want %q (a file from another memdiag version, or not a snapshot)", name, s.Schema, SnapshotSchema)
+	}
+	return &s, nil
+}
+
+// ReadSnapshotFile opens and decodes a snapshot file.
+func ReadSnapshotFile(path string) (*Snapshot, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadSnapshot(f, path)
+}
