@@ -185,6 +185,7 @@ func Attribute(in *Inputs) *Result {
 
 func findings(in *Inputs, r *Result) []finding.Finding {
 	var fs []finding.Finding
+	share := func(n uint64) float64 { return float64(n) / float64(max(r.RSSBytes, 1)) }
 	fromJSON := func(js []FindingJSON) {
 		for _, f := range js {
 			fs = append(fs, finding.Finding{ID: f.ID, Severity: finding.Severity(f.Severity), Summary: f.Summary, Bytes: f.Bytes, Evidence: f.Evidence, Advice: f.Advice})
@@ -193,11 +194,31 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 	if in.Malloc != nil {
 		fromJSON(in.Malloc.Findings)
 	}
-	if in.Trace != nil {
-		fromJSON(in.Trace.Findings)
+	if t := in.Trace; t != nil && t.Count > 0 {
+		// The trace's own finding counts address space; joined with smaps,
+		// what matters is what is resident now.
+		res := r.Bytes(CatLeaked)
+		ev := []string{fmt.Sprintf("%s: %d anonymous mappings (%d B) made and never unmapped; %d B of them resident now (smaps)", t.Source, t.Count, t.AnonBytes, res)}
+		for i, g := range t.Groups {
+			if i == 5 {
+				break
+			}
+			ev = append(ev, fmt.Sprintf("%d mappings, %d B mapped, %d B resident: %s", g.Count, g.Bytes, g.ResidentBytes, g.Key))
+		}
+		sev := finding.Info
+		if res >= 64<<20 || share(res) >= 0.25 {
+			sev = finding.Medium
+		}
+		top := ""
+		if len(t.Groups) > 0 {
+			top = fmt.Sprintf("; the largest group: %d mappings from %s", t.Groups[0].Count, t.Groups[0].Key)
+		}
+		fs = append(fs, finding.Finding{ID: "leaked-mappings", Severity: sev, Bytes: res,
+			Summary:  fmt.Sprintf("%s resident in %d mappings made during the trace and never unmapped (%s mapped)%s", humanize.Bytes(res), t.Count, humanize.Bytes(t.AnonBytes), top),
+			Evidence: ev,
+			Advice:   []string{"memdiag trace FILE --pprof leaks.pb.gz; go tool pprof -sample_index=resident -top leaks.pb.gz (with --pid PID) names the stacks."}})
 	}
 	un := r.Bytes(CatUnexplained)
-	share := func(n uint64) float64 { return float64(n) / float64(max(r.RSSBytes, 1)) }
 	if j := in.JVM; j != nil && un >= 64<<20 && share(un) >= 0.10 {
 		sev := finding.Medium
 		if share(un) >= 0.3 {

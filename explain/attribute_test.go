@@ -1,0 +1,102 @@
+package explain
+
+import (
+	"testing"
+)
+
+func u64(v uint64) *uint64 { return &v }
+
+func sum(r *Result) uint64 {
+	var n uint64
+	for _, e := range r.Attribution {
+		n += e.Bytes
+	}
+	return n
+}
+
+// TestAttributePartitionsRSS: whatever the evidence claims — even more
+// than is resident — the categories sum to RSS exactly and none is negative.
+func TestAttributePartitionsRSS(t *testing.T) {
+	classes := []ClassSum{
+		{Class: "file-code", RSSBytes: 10 << 20}, {Class: "file-data", RSSBytes: 5 << 20}, {Class: "shmem", RSSBytes: 1 << 20},
+		{Class: "thread-stack", RSSBytes: 2 << 20}, {Class: "stack", RSSBytes: 1 << 16}, {Class: "glibc-arena", RSSBytes: 300 << 20},
+		{Class: "heap", RSSBytes: 4 << 20}, {Class: "anon", RSSBytes: 200 << 20}, {Class: "jvm-heap", RSSBytes: 100 << 20},
+		{Class: "kernel", RSSBytes: 4096},
+	}
+	tests := []struct {
+		name  string
+		in    Inputs
+		check func(t *testing.T, r *Result)
+	}{
+		{"smaps only", Inputs{Classes: classes}, func(t *testing.T, r *Result) {
+			if r.Bytes(CatUnexplained) != (300+4+200+100)<<20-(100<<20) {
+				t.Errorf("unexplained %d", r.Bytes(CatUnexplained))
+			}
+		}},
+		{"story 1: malloc retention", Inputs{Classes: classes, Malloc: &MallocEvidence{Source: "m", RetainedFreeBytes: 250 << 20, InUseBytes: 40 << 20, MmapBytes: 10 << 20}},
+			func(t *testing.T, r *Result) {
+				if r.Bytes(CatMallocFree) != 250<<20 || r.Bytes(CatMallocInUse) != 50<<20 {
+					t.Errorf("free %d in use %d", r.Bytes(CatMallocFree), r.Bytes(CatMallocInUse))
+				}
+			}},
+		{"claims beyond what is resident are capped", Inputs{Classes: classes,
+			Malloc: &MallocEvidence{Source: "m", RetainedFreeBytes: 10 << 30, InUseBytes: 10 << 30},
+			Trace:  &TraceEvidence{Source: "t", Count: 3, AnonResidentByte: 10 << 30},
+			JVM:    &JVMEvidence{DirectUsedBytes: u64(10 << 30), HasNMT: true, NMT: []NMTBrief{{Name: "Class", MallocBytes: 10 << 30, MmapCommittedBytes: 10 << 30}}}},
+			func(t *testing.T, r *Result) {
+				if r.Bytes(CatUnexplained) != 0 {
+					t.Errorf("unexplained %d after claims of everything", r.Bytes(CatUnexplained))
+				}
+			}},
+		{"JVM native inside malloc is not counted twice", Inputs{Classes: classes,
+			Malloc: &MallocEvidence{Source: "m", InUseBytes: 100 << 20},
+			JVM:    &JVMEvidence{DirectUsedBytes: u64(60 << 20), DirectSource: "jolokia", HasNMT: true, NMT: []NMTBrief{{Name: "GC", MallocBytes: 30 << 20, MmapCommittedBytes: 20 << 20}, {Name: "Other", MallocBytes: 60 << 20}}}},
+			func(t *testing.T, r *Result) {
+				// direct 60 + NMT malloc 30 fill 90 of malloc's 100 in use.
+				if r.Bytes(CatDirect) != 60<<20 || r.Bytes(CatJVMNonHeap) != 50<<20 || r.Bytes(CatMallocInUse) != 10<<20 {
+					t.Errorf("direct %d, non-heap %d, malloc in use %d", r.Bytes(CatDirect), r.Bytes(CatJVMNonHeap), r.Bytes(CatMallocInUse))
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Attribute(&tt.in)
+			if got := sum(r); got != r.RSSBytes {
+				t.Errorf("categories sum to %d, RSS is %d", got, r.RSSBytes)
+			}
+			if len(r.Attribution) != len(Categories()) {
+				t.Errorf("%d categories, want all %d", len(r.Attribution), len(Categories()))
+			}
+			if r.Bytes(CatFileBacked) != 15<<20 || r.Bytes(CatJVMHeap) != 100<<20 || r.Bytes(CatThreadStacks) != 2<<20+1<<16 {
+				t.Errorf("file %d, jvm-heap %d, stacks %d", r.Bytes(CatFileBacked), r.Bytes(CatJVMHeap), r.Bytes(CatThreadStacks))
+			}
+			tt.check(t, r)
+		})
+	}
+}
+
+func TestRules(t *testing.T) {
+	cs := []Change{{Kind: "rss", Name: "rss", Old: 100, New: 115}, {Kind: "category", Name: "malloc-free-retained", Old: 0, New: 300 << 20},
+		{Kind: "class", Name: "glibc-arena", Old: 10, New: 5}}
+	tests := []struct {
+		rule  string
+		trips int
+	}{
+		{"rss:+10%", 1}, {"rss:+20%", 0}, {"malloc-free-retained:+256MiB", 1}, {"malloc-free-retained:+1GiB", 0},
+		{"class:glibc-arena:-40%", 1}, {"class:glibc-arena:+1%", 0}, {"category:malloc-free-retained:+1%", 1},
+	}
+	for _, tt := range tests {
+		r, err := ParseRule(tt.rule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(r.Trips(cs)); got != tt.trips {
+			t.Errorf("%s trips %d, want %d", tt.rule, got, tt.trips)
+		}
+	}
+	for _, bad := range []string{"rss", "rss:10%", "rss:+ten%", ":+1%", "rss:+5parsecs"} {
+		if _, err := ParseRule(bad); err == nil {
+			t.Errorf("ParseRule(%q) accepted", bad)
+		}
+	}
+}
