@@ -180,7 +180,7 @@ func TestSnapshotAndDiff(t *testing.T) {
 		t.Errorf("explain --snapshot lost the malloc evidence: %+v", e.Attribution)
 	}
 	// A failed write leaves nothing behind and the old file untouched.
-	s, _, errOut = testStreams("", false, nil)
+	s, _, _ = testStreams("", false, nil)
 	if code := run(t, s, "snapshot", "--smaps", "../fixtures/smaps/missing", old); code != ExitError {
 		t.Errorf("snapshot of a missing file: exit %d", code)
 	}

@@ -6,8 +6,6 @@
 package explain
 
 import (
-	"sort"
-
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/pmap"
@@ -246,10 +244,6 @@ func (in *Inputs) totalRSS() uint64 {
 		n += c.RSSBytes
 	}
 	return n
-}
-
-func (in *Inputs) sortClasses() {
-	sort.Slice(in.Classes, func(i, j int) bool { return in.Classes[i].RSSBytes > in.Classes[j].RSSBytes })
 }
 
 func parseUint(s string) (uint64, bool) {
