@@ -2,6 +2,7 @@
 package main
 
 import (
+	_ "embed"
 	"os"
 	"runtime/debug"
 
@@ -11,6 +12,12 @@ import (
 // version is set at release time with -ldflags "-X main.version=…".
 var version = ""
 
+// demoSnapshot is what `memdiag explain` shows when given nothing to
+// explain: the story-1 reproduction, captured live (fixtures/capture-demo.sh).
+//
+//go:embed fixtures/demo/story1.snapshot.json
+var demoSnapshot []byte
+
 func main() {
 	// memdiag is short-lived and its heap is mostly the answer, built once:
 	// collecting less often keeps the GC off the critical path of a large read.
@@ -19,6 +26,7 @@ func main() {
 		Streams:  cmd.SystemStreams(),
 		ProcRoot: "/proc",
 		Version:  buildVersion(),
+		Demo:     demoSnapshot,
 	}))
 }
 

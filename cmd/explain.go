@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,15 +23,17 @@ type ExplainOptions struct {
 	Gather   GatherOptions
 	// Snapshot explains a saved snapshot instead of gathering.
 	Snapshot string
-	Format   report.Format
-	Color    bool
+	// Demo is explained when no source is given at all.
+	Demo   []byte
+	Format report.Format
+	Color  bool
 }
 
 // NewCmdExplain builds `memdiag explain`.
 func NewCmdExplain(d *Deps, g *globalOptions, runF func(*ExplainOptions) error) *cobra.Command {
 	o := &ExplainOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
 	c := &cobra.Command{
-		Use:   "explain (--pid PID | --smaps FILE | --snapshot FILE) [evidence…]",
+		Use:   "explain [--pid PID | --smaps FILE | --snapshot FILE] [evidence…]",
 		Short: "Where the RSS went: one attribution, with the evidence for every figure",
 		Long: `Attribute a process's RSS to jvm-heap, jvm-non-heap, direct-buffers,
 malloc-in-use, malloc-free-retained, leaked-mappings, thread-stacks,
@@ -42,7 +45,10 @@ each says where its figure comes from and how sure it is
 JVM its hsperfdata and (unless --no-attach) GC.heap_info and NMT. Add
 --capture-malloc-info (gdb) or --malloc-info FILE, --trace FILE, --jolokia
 URL, --prometheus URL|FILE. Offline: --smaps FILE with the same evidence
-files — what an engineer attaches to a ticket — or --snapshot FILE.`,
+files — what an engineer attaches to a ticket — or --snapshot FILE.
+
+With none of these, explain shows a bundled capture of story 1 (glibc arena
+retention, reproduced live), as an example of what it finds.`,
 		Example: `  memdiag explain --pid 1234 --capture-malloc-info
   memdiag explain --smaps smaps.txt --malloc-info malloc.xml --nmt nmt.txt
   memdiag explain --pid 1234 -o openmetrics > /var/lib/node_exporter/memdiag.prom`,
@@ -58,11 +64,14 @@ files — what an engineer attaches to a ticket — or --snapshot FILE.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
-			if o.Snapshot == "" {
+			switch {
+			case o.Snapshot == "" && o.Gather.PID == 0 && o.Gather.SmapsFile == "" && len(d.Demo) > 0:
+				o.Demo = d.Demo
+			case o.Snapshot == "":
 				if err := o.Gather.validate(d.Streams.Getenv); err != nil {
 					return err
 				}
-			} else if o.Gather.PID != 0 || o.Gather.SmapsFile != "" {
+			case o.Gather.PID != 0 || o.Gather.SmapsFile != "":
 				return usage(errors.New("--snapshot explains a saved snapshot: give it alone"))
 			}
 			if runF != nil {
@@ -78,7 +87,14 @@ files — what an engineer attaches to a ticket — or --snapshot FILE.`,
 
 func runExplain(o *ExplainOptions) error {
 	var in *explain.Inputs
-	if o.Snapshot != "" {
+	if o.Demo != nil {
+		s, err := explain.ReadSnapshot(bytes.NewReader(o.Demo), "the bundled demo")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Streams.ErrOut, "memdiag: no --pid given: explaining a bundled capture of story 1 (glibc arena retention, %s); run memdiag explain --pid PID for your own process\n", s.Taken.Format("2006-01-02"))
+		in = &s.Inputs
+	} else if o.Snapshot != "" {
 		s, err := explain.ReadSnapshotFile(o.Snapshot)
 		if err != nil {
 			return err

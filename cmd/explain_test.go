@@ -220,3 +220,19 @@ func TestExplainGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainDemo: with nothing to explain, the README's first command
+// shows the bundled story-1 capture and says so.
+func TestExplainDemo(t *testing.T) {
+	demo, err := os.ReadFile("../fixtures/demo/story1.snapshot.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, out, errOut := testStreams("", false, nil)
+	if code := Main([]string{"explain"}, &Deps{Streams: s, ProcRoot: "/proc", Demo: demo}); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut.String(), "bundled capture of story 1") || !strings.Contains(out.String(), "arena-retention") {
+		t.Errorf("stdout %q\nstderr %q", out, errOut)
+	}
+}

@@ -17,6 +17,8 @@ type Deps struct {
 	// ProcRoot is the proc filesystem, "/proc" outside tests.
 	ProcRoot string
 	Version  string
+	// Demo is a snapshot explain shows when given no process or files.
+	Demo []byte
 }
 
 // globalOptions are the root's persistent flags, shared by every command.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -42,10 +43,9 @@ func ThisHost() Host {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		h.Kernel = strings.TrimSpace(string(b))
 	}
-	if libs, _ := filepath.Glob("/usr/lib/*-linux-gnu/libc.so.6"); len(libs) > 0 {
-		if target, err := filepath.EvalSymlinks(libs[0]); err == nil {
-			h.Glibc = filepath.Base(target)
-		}
+	// glibc's own answer; absent on hosts without glibc.
+	if out, err := exec.Command("getconf", "GNU_LIBC_VERSION").Output(); err == nil {
+		h.Glibc = strings.TrimSpace(string(out))
 	}
 	return h
 }
@@ -88,6 +88,11 @@ func (s *Snapshot) WriteFile(path string) error {
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	// CreateTemp makes the file private; a snapshot is an ordinary file.
+	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
 		return err
 	}
