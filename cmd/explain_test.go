@@ -236,3 +236,45 @@ func TestExplainDemo(t *testing.T) {
 		t.Errorf("stdout %q\nstderr %q", out, errOut)
 	}
 }
+
+// TestDiffOfAGrowingProcess: two snapshots of a process that keeps mapping
+// memory trip an RSS rule with exit 3.
+func TestDiffOfAGrowingProcess(t *testing.T) {
+	p := testprog.Start(t, testprog.Build(t, "grower"), "400")
+	dir := t.TempDir()
+	pid := strconv.Itoa(p.PID())
+	for _, name := range []string{"a.json", "b.json"} {
+		s, _, errOut := testStreams("", false, nil)
+		if code := run(t, s, "snapshot", "--pid", pid, filepath.Join(dir, name)); code != 0 {
+			t.Fatalf("snapshot: %d %s", code, errOut)
+		}
+		time.Sleep(500 * time.Millisecond) // 25 MiB more
+	}
+	s, out, errOut := testStreams("", false, nil)
+	code := run(t, s, "diff", filepath.Join(dir, "a.json"), filepath.Join(dir, "b.json"), "--fail-on", "rss:+8MiB", "--fail-on", "unexplained:+8MiB")
+	if code != ExitThreshold || !strings.Contains(out.String(), "TRIPPED rss:+8MiB") || !strings.Contains(out.String(), "TRIPPED unexplained:+8MiB") {
+		t.Errorf("exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestExplainJSONContract pins the fields docs/json.md promises.
+func TestExplainJSONContract(t *testing.T) {
+	s, out, errOut := testStreams("", false, nil)
+	if code := run(t, s, "explain", "--smaps", "../fixtures/smaps/arenas.smaps", "--malloc-info", "../fixtures/mallocinfo/story1.xml", "-o", "json"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmpKeys([]string{"attribution", "findings", "inputs", "rss_bytes", "schema", "source"}, doc); diff != "" {
+		t.Errorf("top-level keys (-want +got):\n%s", diff)
+	}
+	for _, a := range doc["attribution"].([]any) {
+		for _, k := range []string{"category", "bytes", "source", "evidence", "confidence"} {
+			if _, ok := a.(map[string]any)[k]; !ok {
+				t.Errorf("attribution entry lacks %s", k)
+			}
+		}
+	}
+}

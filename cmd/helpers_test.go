@@ -61,3 +61,6 @@ func checkGolden(t *testing.T, dir, name string, args ...string) {
 		t.Errorf("%s differs (-want +got); if intended, go test ./cmd -update:\n%s", golden, diff)
 	}
 }
+
+// cmpKeys diffs a JSON object's keys against want.
+func cmpKeys(want []string, doc map[string]any) string { return cmp.Diff(want, keys(doc)) }

@@ -53,6 +53,7 @@ type runners struct {
 	explain    func(*ExplainOptions) error
 	snapshot   func(*SnapshotOptions) error
 	diff       func(*DiffOptions) error
+	watch      func(*WatchOptions) error
 }
 
 // NewRootCmd builds the memdiag command tree.
@@ -95,6 +96,7 @@ mmap traces, and explains a process's RSS with the evidence for each figure.`,
 	root.AddCommand(NewCmdExplain(d, g, r.explain))
 	root.AddCommand(NewCmdSnapshot(d, g, r.snapshot))
 	root.AddCommand(NewCmdDiff(d, g, r.diff))
+	root.AddCommand(NewCmdWatch(d, g, r.watch))
 	return root
 }
 

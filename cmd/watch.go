@@ -1,0 +1,169 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/report"
+)
+
+// WatchOptions is `memdiag watch` after flag parsing.
+type WatchOptions struct {
+	Streams  *Streams
+	ProcRoot string
+	Gather   GatherOptions
+	Interval time.Duration
+	Count    int // 0: until interrupted
+	Format   report.Format
+}
+
+// NewCmdWatch builds `memdiag watch`.
+func NewCmdWatch(d *Deps, g *globalOptions, runF func(*WatchOptions) error) *cobra.Command {
+	o := &WatchOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	c := &cobra.Command{
+		Use:   "watch --pid PID [--interval 10s] [--count N] [evidence…]",
+		Short: "Re-explain a process at intervals and show each category's growth rate",
+		Long: `Sample the attribution of a live process every --interval and show, for each
+category, its bytes, the change since the first sample and the rate per minute —
+which part of RSS is growing. Stops after --count samples, or cleanly on Ctrl-C
+(SIGINT/SIGTERM) with a last summary. -o json writes one JSON object per sample
+(memdiag.watch/v1), a line each, for pipes.
+
+--capture-malloc-info pauses the process at every sample; use it with a long
+interval.`,
+		Example: `  memdiag watch --pid 1234 --interval 30s
+  memdiag watch --pid 1234 --interval 1m -o json | jq -c '{t: .elapsed_seconds, rss: .rss_bytes}'`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usage(fmt.Errorf("watch takes flags, not arguments (got %q)", args[0]))
+			}
+			if o.Gather.PID == 0 {
+				return usage(errors.New("watch needs --pid PID"))
+			}
+			if o.Interval < 100*time.Millisecond {
+				return usage(fmt.Errorf("--interval %v is too short: at least 100ms", o.Interval))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			var err error
+			if o.Format, err = g.format(); err != nil {
+				return err
+			}
+			if err := o.Gather.validate(d.Streams.Getenv); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, sigterm)
+			defer stop()
+			return runWatch(ctx, o)
+		},
+	}
+	o.Gather.register(c.Flags())
+	c.Flags().DurationVar(&o.Interval, "interval", 10*time.Second, "time between samples")
+	c.Flags().IntVar(&o.Count, "count", 0, "stop after this many samples (0: until interrupted)")
+	return c
+}
+
+type watchSample struct {
+	Schema         string          `json:"schema"`
+	Time           time.Time       `json:"time"`
+	ElapsedSeconds float64         `json:"elapsed_seconds"`
+	RSSBytes       uint64          `json:"rss_bytes"`
+	Categories     []watchCategory `json:"categories"`
+}
+
+type watchCategory struct {
+	Category        string  `json:"category"`
+	Bytes           uint64  `json:"bytes"`
+	DeltaBytes      int64   `json:"delta_bytes"`
+	RateBytesPerMin float64 `json:"rate_bytes_per_minute"`
+}
+
+func runWatch(ctx context.Context, o *WatchOptions) error {
+	var first *explain.Result
+	var start time.Time
+	var last *watchSample
+	tick := time.NewTicker(o.Interval)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		in, err := gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return err
+		}
+		r := explain.Attribute(in)
+		now := time.Now()
+		if first == nil {
+			first, start = r, now
+		}
+		s := &watchSample{Schema: "memdiag.watch/v1", Time: now.UTC(), ElapsedSeconds: now.Sub(start).Seconds(), RSSBytes: r.RSSBytes}
+		for _, e := range r.Attribution {
+			d := int64(e.Bytes) - int64(first.Bytes(e.Category))
+			rate := 0.0
+			if s.ElapsedSeconds > 0 {
+				rate = float64(d) / s.ElapsedSeconds * 60
+			}
+			s.Categories = append(s.Categories, watchCategory{string(e.Category), e.Bytes, d, rate})
+		}
+		if err := writeWatchSample(o, s); err != nil {
+			return err
+		}
+		last = s
+		if o.Count > 0 && n >= o.Count {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			continue
+		}
+		break
+	}
+	if last != nil && o.Format != report.FormatJSON {
+		fmt.Fprintf(o.Streams.Out, "stopped after %.0f s; RSS %s → %s\n", last.ElapsedSeconds,
+			report.Bytes(first.RSSBytes), report.Bytes(last.RSSBytes))
+	}
+	return nil
+}
+
+func writeWatchSample(o *WatchOptions, s *watchSample) error {
+	if o.Format == report.FormatJSON {
+		b, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(o.Streams.Out, "%s\n", b)
+		return err
+	}
+	t := &report.Table{
+		Title:   fmt.Sprintf("%s  +%.0f s  RSS %s", s.Time.Local().Format("15:04:05"), s.ElapsedSeconds, report.Bytes(s.RSSBytes)),
+		Columns: []report.Column{{Header: "CATEGORY"}, {Header: "BYTES", Align: report.Right}, {Header: "CHANGE", Align: report.Right}, {Header: "PER MINUTE", Align: report.Right}},
+	}
+	for _, c := range s.Categories {
+		if c.Bytes == 0 && c.DeltaBytes == 0 {
+			continue
+		}
+		t.AddRow(c.Category, report.Bytes(c.Bytes), signedDelta(c.DeltaBytes), signedDelta(int64(c.RateBytesPerMin))+"/min")
+	}
+	if o.Format == report.FormatMarkdown {
+		return t.WriteMarkdown(o.Streams.Out)
+	}
+	if err := t.WriteText(o.Streams.Out, report.Style{}); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(o.Streams.Out)
+	return err
+}
