@@ -5,6 +5,7 @@ package humanize
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -52,5 +53,8 @@ func ParseBytes(s string) (uint64, error) {
 	default:
 		return 0, fmt.Errorf("%q: unknown unit %q (use B, KiB, MiB, GiB, TiB)", s, unit)
 	}
-	return uint64(v * mult), nil
+	if b := v * mult; b < float64(math.MaxUint64) {
+		return uint64(b), nil
+	}
+	return 0, fmt.Errorf("%q is larger than 16 EiB", s)
 }
