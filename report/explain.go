@@ -33,23 +33,17 @@ func WriteExplain(w io.Writer, f Format, v *ExplainView, s Style) error {
 		return WriteJSON(w, explainDocument(v))
 	case FormatOpenMetrics:
 		return writeOpenMetrics(w, v)
-	case FormatMarkdown:
-		if err := explainTable(v).WriteMarkdown(w); err != nil {
-			return err
-		}
-		return writeFindingsMarkdown(w, v.Result.Findings)
 	}
-	if s.Color {
-		if err := writeWaterfall(w, v); err != nil {
-			return err
-		}
-	} else if err := explainTable(v).WriteText(w, s); err != nil {
+	var err error
+	if f == FormatTable && s.Color {
+		err = writeWaterfall(w, v)
+	} else {
+		err = writeTables(w, f, []*Table{explainTable(v)}, s)
+	}
+	if err != nil {
 		return err
 	}
-	if _, err := io.WriteString(w, "\n"); err != nil {
-		return err
-	}
-	return writeFindingsText(w, v.Result.Findings, s)
+	return writeFindings(w, f, v.Result.Findings, s)
 }
 
 func explainTitle(v *ExplainView) string {

@@ -32,6 +32,18 @@ func findingsJSON(fs []finding.Finding) []findingJSON {
 	return out
 }
 
+// writeFindings renders findings after a report's tables: in markdown as
+// a list, in text after a blank line.
+func writeFindings(w io.Writer, f Format, fs []finding.Finding, s Style) error {
+	if f == FormatMarkdown {
+		return writeFindingsMarkdown(w, fs)
+	}
+	if _, err := io.WriteString(w, "\n"); err != nil {
+		return err
+	}
+	return writeFindingsText(w, fs, s)
+}
+
 // writeFindingsText renders findings for a person: severity and summary,
 // then the evidence and what to try, numbered.
 func writeFindingsText(w io.Writer, fs []finding.Finding, s Style) error {

@@ -16,25 +16,8 @@ func WriteJMX(w io.Writer, f Format, m *jmx.JVMMemory, s Style) error {
 	switch f {
 	case FormatJSON:
 		return WriteJSON(w, jmxDocument(m))
-	case FormatMarkdown:
-		for _, t := range jmxTables(m) {
-			if err := t.WriteMarkdown(w); err != nil {
-				return err
-			}
-		}
-		return nil
 	}
-	for i, t := range jmxTables(m) {
-		if i > 0 {
-			if _, err := io.WriteString(w, "\n"); err != nil {
-				return err
-			}
-		}
-		if err := t.WriteText(w, s); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeTables(w, f, jmxTables(m), s)
 }
 
 func optMax(p *uint64) string {

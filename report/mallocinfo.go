@@ -30,23 +30,11 @@ func WriteMallocInfo(w io.Writer, f Format, v *MallocInfoView, s Style) error {
 	switch f {
 	case FormatJSON:
 		return WriteJSON(w, mallocInfoDocument(v))
-	case FormatMarkdown:
-		for _, t := range mallocInfoTables(v) {
-			if err := t.WriteMarkdown(w); err != nil {
-				return err
-			}
-		}
-		return writeFindingsMarkdown(w, v.Findings)
 	}
-	for _, t := range mallocInfoTables(v) {
-		if err := t.WriteText(w, s); err != nil {
-			return err
-		}
-		if _, err := io.WriteString(w, "\n"); err != nil {
-			return err
-		}
+	if err := writeTables(w, f, mallocInfoTables(v), s); err != nil {
+		return err
 	}
-	return writeFindingsText(w, v.Findings, s)
+	return writeFindings(w, f, v.Findings, s)
 }
 
 func mallocInfoTables(v *MallocInfoView) []*Table {

@@ -39,25 +39,8 @@ func WritePmap(w io.Writer, f Format, v *PmapView, s Style) error {
 	switch f {
 	case FormatJSON:
 		return writePmapJSON(w, v)
-	case FormatMarkdown:
-		for _, t := range pmapTables(v) {
-			if err := t.WriteMarkdown(w); err != nil {
-				return err
-			}
-		}
-		return nil
 	}
-	for i, t := range pmapTables(v) {
-		if i > 0 {
-			if _, err := io.WriteString(w, "\n"); err != nil {
-				return err
-			}
-		}
-		if err := t.WriteText(w, s); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeTables(w, f, pmapTables(v), s)
 }
 
 func optBytes(s *pmap.Sums, f pmap.Field) string {

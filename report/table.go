@@ -238,3 +238,25 @@ func Sanitize(s string) string {
 	}
 	return b.String()
 }
+
+// writeTables renders ts in order: in markdown each as its own table, in
+// text separated by a blank line.
+func writeTables(w io.Writer, f Format, ts []*Table, s Style) error {
+	for i, t := range ts {
+		if f == FormatMarkdown {
+			if err := t.WriteMarkdown(w); err != nil {
+				return err
+			}
+			continue
+		}
+		if i > 0 {
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return err
+			}
+		}
+		if err := t.WriteText(w, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}

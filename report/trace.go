@@ -35,23 +35,11 @@ func WriteTrace(w io.Writer, f Format, v *TraceView, s Style) error {
 	switch f {
 	case FormatJSON:
 		return WriteJSON(w, traceDocument(v))
-	case FormatMarkdown:
-		for _, t := range traceTables(v, s) {
-			if err := t.WriteMarkdown(w); err != nil {
-				return err
-			}
-		}
-		return writeFindingsMarkdown(w, v.Findings)
 	}
-	for _, t := range traceTables(v, s) {
-		if err := t.WriteText(w, s); err != nil {
-			return err
-		}
-		if _, err := io.WriteString(w, "\n"); err != nil {
-			return err
-		}
+	if err := writeTables(w, f, traceTables(v, s), s); err != nil {
+		return err
 	}
-	return writeFindingsText(w, v.Findings, s)
+	return writeFindings(w, f, v.Findings, s)
 }
 
 // TraceTotals sums outstanding mappings.
