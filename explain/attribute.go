@@ -112,8 +112,8 @@ func Attribute(in *Inputs) *Result {
 	}
 
 	if t := in.Trace; t != nil {
-		add(CatLeaked, anon.take(t.AnonResidentByte), t.Source+" joined with smaps", "high",
-			fmt.Sprintf("%d anonymous mappings made in the trace and never unmapped, %d B of them resident now", t.Count, t.AnonResidentByte))
+		add(CatLeaked, anon.take(t.AnonResidentBytes), t.Source+" joined with smaps", "high",
+			fmt.Sprintf("%d anonymous mappings made in the trace and never unmapped, %d B of them resident now", t.Count, t.AnonResidentBytes))
 	}
 
 	// malloc's footprint: arena heaps (retained free + in use) and mmapped chunks.

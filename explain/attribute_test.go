@@ -41,7 +41,7 @@ func TestAttributePartitionsRSS(t *testing.T) {
 			}},
 		{"claims beyond what is resident are capped", Inputs{Classes: classes,
 			Malloc: &MallocEvidence{Source: "m", RetainedFreeBytes: 10 << 30, InUseBytes: 10 << 30},
-			Trace:  &TraceEvidence{Source: "t", Count: 3, AnonResidentByte: 10 << 30},
+			Trace:  &TraceEvidence{Source: "t", Count: 3, AnonResidentBytes: 10 << 30},
 			JVM:    &JVMEvidence{DirectUsedBytes: u64(10 << 30), HasNMT: true, NMT: []NMTBrief{{Name: "Class", MallocBytes: 10 << 30, MmapCommittedBytes: 10 << 30}}}},
 			func(t *testing.T, r *Result) {
 				if r.Bytes(CatUnexplained) != 0 {

@@ -110,12 +110,12 @@ type BufferPoolJSON struct {
 
 // TraceEvidence is the outstanding set of a syscall trace, weighed by smaps.
 type TraceEvidence struct {
-	Source           string        `json:"source"`
-	Count            int           `json:"count"`
-	AnonBytes        uint64        `json:"anon_bytes"`
-	AnonResidentByte uint64        `json:"anon_resident_bytes"`
-	Groups           []LeakGroup   `json:"groups"`
-	Findings         []FindingJSON `json:"findings"`
+	Source            string        `json:"source"`
+	Count             int           `json:"count"`
+	AnonBytes         uint64        `json:"anon_bytes"`
+	AnonResidentBytes uint64        `json:"anon_resident_bytes"`
+	Groups            []LeakGroup   `json:"groups"`
+	Findings          []FindingJSON `json:"findings"`
 }
 
 // LeakGroup is one group of outstanding mappings.
@@ -206,7 +206,7 @@ func (in *Inputs) FromTrace(source string, out []*syscalltrace.Mapping, resident
 		}
 		e.Count++
 		e.AnonBytes += m.Len()
-		e.AnonResidentByte += resident[m]
+		e.AnonResidentBytes += resident[m]
 	}
 	for i, g := range groups {
 		if i == 10 {
