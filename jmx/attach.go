@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/memdiag/memdiag/internal/procstatus"
 )
 
 // Errors of the attach mechanism, for errors.Is.
@@ -61,31 +63,6 @@ func IsJVM(procRoot string, pid int) (bool, error) {
 	return false, sc.Err()
 }
 
-// taskIDs returns the process's uid, gid and its pid in its own namespace
-// (the last NSpid field: a JVM in a container names its files by it).
-func taskIDs(proc string, pid int) (uid, gid, nspid int, err error) {
-	b, err := os.ReadFile(filepath.Join(proc, "status"))
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	uid, gid, nspid = -1, -1, pid
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		switch f[0] {
-		case "Uid:":
-			uid, _ = strconv.Atoi(f[1])
-		case "Gid:":
-			gid, _ = strconv.Atoi(f[1])
-		case "NSpid:":
-			nspid, _ = strconv.Atoi(f[len(f)-1])
-		}
-	}
-	return uid, gid, nspid, nil
-}
-
 // Run sends one jcmd command ("GC.heap_info", "VM.native_memory summary")
 // and returns its output. It starts the JVM's attach listener if needed
 // (an attach file, then SIGQUIT), and checks the socket belongs to the
@@ -99,10 +76,11 @@ func (a Attacher) Run(ctx context.Context, pid int, command string) (string, err
 	if !jvm {
 		return "", fmt.Errorf("process %d: %w (no libjvm.so mapped)", pid, ErrNotJVM)
 	}
-	uid, gid, nspid, err := taskIDs(proc, pid)
+	ids, err := procstatus.Read(proc, pid)
 	if err != nil {
 		return "", fmt.Errorf("process %d: %w", pid, err)
 	}
+	uid, gid, nspid := ids.UID, ids.GID, ids.NSPID
 	timeout := a.Timeout
 	if timeout == 0 {
 		timeout = 10 * time.Second

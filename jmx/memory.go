@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/memdiag/memdiag/internal/procstatus"
 	"github.com/memdiag/memdiag/pmap"
 )
 
@@ -89,11 +90,11 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 		return nil, fmt.Errorf("process %d: %w (no libjvm.so mapped)", pid, ErrNotJVM)
 	}
 	m := &JVMMemory{PID: pid}
-	_, _, nspid, err := taskIDs(filepath.Join(root, strconv.Itoa(pid)), pid)
+	ids, err := procstatus.Read(filepath.Join(root, strconv.Itoa(pid)), pid)
 	if err != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, err)
 	}
-	if path, err := hsperfPath(root, pid, nspid); err != nil {
+	if path, err := hsperfPath(root, pid, ids.NSPID); err != nil {
 		m.Notes = append(m.Notes, "hsperfdata: "+err.Error())
 	} else if counters, err := readHsperf(path); err != nil {
 		m.Notes = append(m.Notes, "hsperfdata: "+err.Error())

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/memdiag/memdiag/internal/procstatus"
 )
 
 // Errors of a live capture, for errors.Is.
@@ -61,7 +63,13 @@ func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 		}
 		gdb = p
 	}
-	uid, gid := owner(proc)
+	// The owner is asked now so a process that has gone fails here, with
+	// its pid, rather than in gdb.
+	ids, err := procstatus.Read(proc, pid)
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	uid, gid := ids.UID, ids.GID
 
 	// The file is written by the target, so its path must exist in the
 	// target's mount namespace: its /tmp, reached through /proc/PID/root.
@@ -207,28 +215,6 @@ func checkGlibc(proc string, pid int) error {
 		return fmt.Errorf("process %d: %w: it uses musl libc, which has no malloc_info", pid, ErrNotGlibc)
 	}
 	return fmt.Errorf("process %d: %w: no libc.so.6 mapped (statically linked, or another libc): malloc_info unavailable", pid, ErrNotGlibc)
-}
-
-// owner returns the real uid and gid of the process, -1 when unknown.
-func owner(proc string) (int, int) {
-	b, err := os.ReadFile(filepath.Join(proc, "status"))
-	if err != nil {
-		return -1, -1
-	}
-	uid, gid := -1, -1
-	for _, line := range strings.Split(string(b), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 2 {
-			continue
-		}
-		switch fields[0] {
-		case "Uid:":
-			uid, _ = strconv.Atoi(fields[1])
-		case "Gid:":
-			gid, _ = strconv.Atoi(fields[1])
-		}
-	}
-	return uid, gid
 }
 
 func lastLines(s string, n int) string {
