@@ -16,6 +16,7 @@ import (
 type BpftraceReader struct {
 	lr     *lineReader
 	held   *Event
+	err    error // io.EOF or the first error, returned once the window is drained
 	window eventHeap
 	seq    int
 	// Foreign counts lines that are not the script's (the traced command's
@@ -38,20 +39,20 @@ func (b *BpftraceReader) Next() (*Event, error) {
 		if b.window.Len() > reorderWindow {
 			return heap.Pop(&b.window).(headEvent).e, nil
 		}
-		line, err := b.lr.next()
-		if err == io.EOF {
+		if b.err != nil {
+			// The end, or a bad line: what was read before it is
+			// delivered first.
 			b.flush()
 			if b.window.Len() > 0 {
 				return heap.Pop(&b.window).(headEvent).e, nil
 			}
-			return nil, io.EOF
+			return nil, b.err
 		}
-		if err != nil {
-			return nil, err
+		line, err := b.lr.next()
+		if err == nil {
+			err = b.handle(string(line))
 		}
-		if err := b.handle(string(line)); err != nil {
-			return nil, err
-		}
+		b.err = err
 	}
 }
 

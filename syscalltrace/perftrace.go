@@ -21,6 +21,7 @@ type PerfTraceReader struct {
 	pending map[int]*Event // split calls by task
 	held    *Event
 	out     []*Event
+	err     error // io.EOF or the first error, returned once out and the window are drained
 	// perf writes each CPU's buffer in turn, so times step backwards at
 	// buffer boundaries; a bounded window puts events back in time order.
 	window eventHeap
@@ -54,8 +55,9 @@ func (p *PerfTraceReader) Next() (*Event, error) {
 		if p.window.Len() > reorderWindow {
 			return heap.Pop(&p.window).(headEvent).e, nil
 		}
-		line, err := p.lr.next()
-		if err == io.EOF {
+		if p.err != nil {
+			// The end, or a bad line: what was read before it is
+			// delivered first.
 			if p.held != nil {
 				p.out = append(p.out, p.held)
 				p.held = nil
@@ -64,14 +66,13 @@ func (p *PerfTraceReader) Next() (*Event, error) {
 			if p.window.Len() > 0 {
 				return heap.Pop(&p.window).(headEvent).e, nil
 			}
-			return nil, io.EOF
+			return nil, p.err
 		}
-		if err != nil {
-			return nil, err
+		line, err := p.lr.next()
+		if err == nil {
+			err = p.handle(string(line))
 		}
-		if err := p.handle(string(line)); err != nil {
-			return nil, err
-		}
+		p.err = err
 	}
 }
 

@@ -66,6 +66,7 @@ type StraceReader struct {
 	partialAt  int
 	held       *Event // the last event, held until its -k frames are read
 	out        []*Event
+	err        error // io.EOF or the first error, returned once out is drained
 
 	// Foreign counts lines that are not strace's (the traced program's own
 	// stderr); FirstForeign is the first one's line number.
@@ -108,8 +109,17 @@ func NewStraceReader(r io.Reader, name string, defaultTID int) *StraceReader {
 // Next returns the next memory-relevant event, or io.EOF.
 func (s *StraceReader) Next() (*Event, error) {
 	for len(s.out) == 0 {
+		if s.err != nil {
+			return nil, s.err
+		}
 		line, err := s.lr.next()
-		if err == io.EOF {
+		if err == nil {
+			err = s.handle(line)
+		}
+		if err != nil {
+			// The events read before the end or the bad line are still
+			// delivered, then the end or the error, for good.
+			s.err = err
 			if s.held != nil {
 				s.queue(s.held)
 				s.held = nil
@@ -117,16 +127,6 @@ func (s *StraceReader) Next() (*Event, error) {
 			if len(s.early) > 0 {
 				s.setOrigin(s.defaultTID)
 			}
-			if len(s.out) > 0 {
-				break
-			}
-			return nil, io.EOF
-		}
-		if err != nil {
-			return nil, err
-		}
-		if err := s.handle(line); err != nil {
-			return nil, err
 		}
 	}
 	e := s.out[0]

@@ -21,6 +21,7 @@ type SysdigReader struct {
 	enter   map[int]map[string]string
 	window  eventHeap
 	seq     int
+	err     error // io.EOF or the first error, returned once the window is drained
 	Foreign int
 	// FirstForeign is the line of the first line not read as an event.
 	FirstForeign int
@@ -45,42 +46,50 @@ func (s *SysdigReader) Next() (*Event, error) {
 		if s.window.Len() > reorderWindow {
 			return heap.Pop(&s.window).(headEvent).e, nil
 		}
-		line, err := s.lr.next()
-		if err == io.EOF {
+		if s.err != nil {
+			// The end, or a bad line: what was read before it is
+			// delivered first.
 			if s.window.Len() > 0 {
 				return heap.Pop(&s.window).(headEvent).e, nil
 			}
-			return nil, io.EOF
+			return nil, s.err
 		}
-		if err != nil {
-			return nil, err
-		}
-		var f sysdigFields
-		var ok bool
-		if s.json {
-			f, ok, err = s.parseJSON(line)
-		} else {
-			f, ok = parseSysdigText(string(line))
-		}
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			s.Foreign++
-			if s.FirstForeign == 0 {
-				s.FirstForeign = s.lr.line
-			}
-			continue
-		}
-		e, err := s.event(f)
-		if err != nil {
-			return nil, err
-		}
-		if e != nil {
-			heap.Push(&s.window, headEvent{e: e, src: s.seq})
-			s.seq++
-		}
+		s.err = s.readEvent()
 	}
+}
+
+// readEvent reads one line into the window.
+func (s *SysdigReader) readEvent() error {
+	line, err := s.lr.next()
+	if err != nil {
+		return err
+	}
+	var f sysdigFields
+	var ok bool
+	if s.json {
+		f, ok, err = s.parseJSON(line)
+	} else {
+		f, ok = parseSysdigText(string(line))
+	}
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s.Foreign++
+		if s.FirstForeign == 0 {
+			s.FirstForeign = s.lr.line
+		}
+		return nil
+	}
+	e, err := s.event(f)
+	if err != nil {
+		return err
+	}
+	if e != nil {
+		heap.Push(&s.window, headEvent{e: e, src: s.seq})
+		s.seq++
+	}
+	return nil
 }
 
 type sysdigFields struct {
