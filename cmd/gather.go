@@ -226,15 +226,8 @@ func gatherTrace(o *GatherOptions, in *explain.Inputs, ms []pmap.Mapping) error 
 		src = syscalltrace.NewMerge(inputs)
 	}
 	replay := syscalltrace.NewReplay(true)
-	for {
-		e, err := src.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		replay.Apply(e)
+	if err := replay.ApplyAll(src); err != nil {
+		return err
 	}
 	out := replay.Outstanding()
 	resident := syscalltrace.JoinSmaps(out, ms)

@@ -190,15 +190,8 @@ func runTrace(o *TraceOptions) error {
 	pipe := syscalltrace.NewPipe(src)
 	defer pipe.Close()
 	src = pipe
-	for {
-		e, err := src.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		replay.Apply(e)
+	if err := replay.ApplyAll(src); err != nil {
+		return err
 	}
 	v := &report.TraceView{Source: strings.Join(o.Paths, " "), Format: string(inputs[0].Format), Replay: replay, GroupLimit: o.Top}
 	if replay.Stats.Events == 0 {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,15 +76,8 @@ func replayPaths(t *testing.T, paths ...string) (*syscalltrace.Replay, []*syscal
 		src = syscalltrace.NewMerge(inputs)
 	}
 	r := syscalltrace.NewReplay(true)
-	for {
-		e, err := src.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Apply(e)
+	if err := r.ApplyAll(src); err != nil {
+		t.Fatal(err)
 	}
 	return r, inputs
 }

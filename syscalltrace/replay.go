@@ -1,6 +1,7 @@
 package syscalltrace
 
 import (
+	"io"
 	"sort"
 
 	"github.com/google/btree"
@@ -152,6 +153,21 @@ func (r *Replay) firstSpace() int {
 		}
 	}
 	return first
+}
+
+// ApplyAll replays every event src yields, to its io.EOF; it stops at the
+// first read error and returns it.
+func (r *Replay) ApplyAll(src Reader) error {
+	for {
+		e, err := src.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r.Apply(e)
+	}
 }
 
 // Apply replays one event. Failed calls change nothing.
