@@ -190,7 +190,7 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 			cores = runtime.NumCPU()
 		}
 		fs := mallocinfo.Findings(s, mallocinfo.DefaultThresholds(cores), source)
-		in.FromMalloc(s, source, explain.FindingsJSON(fs))
+		in.FromMalloc(s, source, fs)
 	}
 
 	// A syscall trace: what was mapped and never unmapped, weighed by smaps.
@@ -233,7 +233,7 @@ func gatherTrace(o *GatherOptions, in *explain.Inputs, ms []pmap.Mapping) error 
 	resident := syscalltrace.JoinSmaps(out, ms)
 	groups := syscalltrace.Groups(out, syscalltrace.GroupAuto, resident)
 	source := strings.Join(o.TraceFiles, " ")
-	in.FromTrace(source, out, resident, groups, explain.FindingsJSON(syscalltrace.Findings(out, groups, &replay.Stats, source)))
+	in.FromTrace(source, out, resident, groups, syscalltrace.Findings(out, groups, &replay.Stats, source))
 	return nil
 }
 

@@ -186,13 +186,8 @@ func Attribute(in *Inputs) *Result {
 func findings(in *Inputs, r *Result) []finding.Finding {
 	var fs []finding.Finding
 	share := func(n uint64) float64 { return float64(n) / float64(max(r.RSSBytes, 1)) }
-	fromJSON := func(js []FindingJSON) {
-		for _, f := range js {
-			fs = append(fs, finding.Finding{ID: f.ID, Severity: finding.Severity(f.Severity), Summary: f.Summary, Bytes: f.Bytes, Evidence: f.Evidence, Advice: f.Advice})
-		}
-	}
 	if in.Malloc != nil {
-		fromJSON(in.Malloc.Findings)
+		fs = append(fs, in.Malloc.Findings...)
 	}
 	if t := in.Trace; t != nil && t.Count > 0 {
 		// The trace's own finding counts address space; joined with smaps,

@@ -6,6 +6,7 @@
 package explain
 
 import (
+	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/pmap"
@@ -41,15 +42,15 @@ type ClassSum struct {
 
 // MallocEvidence is one malloc_info snapshot, summed, with its arenas.
 type MallocEvidence struct {
-	Source             string        `json:"source"`
-	SystemCurrentBytes uint64        `json:"system_current_bytes"`
-	FreeBytes          uint64        `json:"free_bytes"`
-	RetainedFreeBytes  uint64        `json:"retained_free_bytes"`
-	InUseBytes         uint64        `json:"in_use_bytes"`
-	MmapBytes          uint64        `json:"mmap_bytes"`
-	MmapCount          uint64        `json:"mmap_count"`
-	Arenas             []ArenaBrief  `json:"arenas"`
-	Findings           []FindingJSON `json:"findings"`
+	Source             string            `json:"source"`
+	SystemCurrentBytes uint64            `json:"system_current_bytes"`
+	FreeBytes          uint64            `json:"free_bytes"`
+	RetainedFreeBytes  uint64            `json:"retained_free_bytes"`
+	InUseBytes         uint64            `json:"in_use_bytes"`
+	MmapBytes          uint64            `json:"mmap_bytes"`
+	MmapCount          uint64            `json:"mmap_count"`
+	Arenas             []ArenaBrief      `json:"arenas"`
+	Findings           []finding.Finding `json:"findings"`
 }
 
 // ArenaBrief is one arena in a snapshot.
@@ -110,12 +111,12 @@ type BufferPoolJSON struct {
 
 // TraceEvidence is the outstanding set of a syscall trace, weighed by smaps.
 type TraceEvidence struct {
-	Source            string        `json:"source"`
-	Count             int           `json:"count"`
-	AnonBytes         uint64        `json:"anon_bytes"`
-	AnonResidentBytes uint64        `json:"anon_resident_bytes"`
-	Groups            []LeakGroup   `json:"groups"`
-	Findings          []FindingJSON `json:"findings"`
+	Source            string            `json:"source"`
+	Count             int               `json:"count"`
+	AnonBytes         uint64            `json:"anon_bytes"`
+	AnonResidentBytes uint64            `json:"anon_resident_bytes"`
+	Groups            []LeakGroup       `json:"groups"`
+	Findings          []finding.Finding `json:"findings"`
 }
 
 // LeakGroup is one group of outstanding mappings.
@@ -124,16 +125,6 @@ type LeakGroup struct {
 	Count         int    `json:"count"`
 	Bytes         uint64 `json:"bytes"`
 	ResidentBytes uint64 `json:"resident_bytes"`
-}
-
-// FindingJSON is a finding as snapshots keep it.
-type FindingJSON struct {
-	ID       string   `json:"id"`
-	Severity string   `json:"severity"`
-	Summary  string   `json:"summary"`
-	Bytes    uint64   `json:"bytes"`
-	Evidence []string `json:"evidence"`
-	Advice   []string `json:"advice"`
 }
 
 // FromMappings fills the class sums from classified mappings.
@@ -149,11 +140,11 @@ func (in *Inputs) FromMappings(ms []pmap.Mapping) {
 }
 
 // FromMalloc fills the malloc evidence from an analysed malloc_info.
-func (in *Inputs) FromMalloc(s *mallocinfo.Snapshot, source string, findings []FindingJSON) {
+func (in *Inputs) FromMalloc(s *mallocinfo.Snapshot, source string, findings []finding.Finding) {
 	t := s.Totals
 	e := &MallocEvidence{Source: source, SystemCurrentBytes: t.SystemCurrentBytes, FreeBytes: t.FreeBytes,
 		RetainedFreeBytes: t.RetainedFreeBytes, InUseBytes: t.InUseBytes, MmapBytes: t.MmapBytes, MmapCount: t.MmapCount,
-		Findings: findings}
+		Findings: append([]finding.Finding{}, findings...)}
 	for _, a := range s.Arenas {
 		e.Arenas = append(e.Arenas, ArenaBrief{a.Nr, a.SystemCurrentBytes, a.RetainedFreeBytes, a.InUseBytes})
 	}
@@ -198,8 +189,8 @@ func (in *Inputs) FromJVM(m *jmx.JVMMemory) {
 
 // FromTrace fills the trace evidence from outstanding mappings joined with
 // the current smaps.
-func (in *Inputs) FromTrace(source string, out []*syscalltrace.Mapping, resident map[*syscalltrace.Mapping]uint64, groups []syscalltrace.Group, findings []FindingJSON) {
-	e := &TraceEvidence{Source: source, Findings: findings}
+func (in *Inputs) FromTrace(source string, out []*syscalltrace.Mapping, resident map[*syscalltrace.Mapping]uint64, groups []syscalltrace.Group, findings []finding.Finding) {
+	e := &TraceEvidence{Source: source, Findings: append([]finding.Finding{}, findings...)}
 	for _, m := range out {
 		if !m.Anonymous || m.EndedBy != "" {
 			continue

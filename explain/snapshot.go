@@ -20,13 +20,13 @@ const SnapshotSchema = "memdiag.snapshot/v1"
 // rests on (enough to explain and diff again offline), the result, and
 // where and when it was taken.
 type Snapshot struct {
-	Schema   string        `json:"schema"`
-	Taken    time.Time     `json:"taken"`
-	Host     Host          `json:"host"`
-	Inputs   Inputs        `json:"inputs"`
-	RSSBytes uint64        `json:"rss_bytes"`
-	Entries  []Entry       `json:"attribution"`
-	Findings []FindingJSON `json:"findings"`
+	Schema   string            `json:"schema"`
+	Taken    time.Time         `json:"taken"`
+	Host     Host              `json:"host"`
+	Inputs   Inputs            `json:"inputs"`
+	RSSBytes uint64            `json:"rss_bytes"`
+	Entries  []Entry           `json:"attribution"`
+	Findings []finding.Finding `json:"findings"`
 }
 
 // Host says where a snapshot was taken.
@@ -53,18 +53,8 @@ func ThisHost() Host {
 // NewSnapshot records an attribution.
 func NewSnapshot(in *Inputs, r *Result, taken time.Time, host Host) *Snapshot {
 	s := &Snapshot{Schema: SnapshotSchema, Taken: taken.UTC(), Host: host, Inputs: *in, RSSBytes: r.RSSBytes, Entries: r.Attribution}
-	s.Findings = FindingsJSON(r.Findings)
+	s.Findings = append([]finding.Finding{}, r.Findings...)
 	return s
-}
-
-// FindingsJSON converts findings for a snapshot.
-func FindingsJSON(fs []finding.Finding) []FindingJSON {
-	out := []FindingJSON{}
-	for _, f := range fs {
-		out = append(out, FindingJSON{ID: f.ID, Severity: string(f.Severity), Summary: f.Summary, Bytes: f.Bytes,
-			Evidence: append([]string{}, f.Evidence...), Advice: append([]string{}, f.Advice...)})
-	}
-	return out
 }
 
 // Write encodes the snapshot.

@@ -2,7 +2,11 @@
 // statement about a process's memory, with what to try about it.
 package finding
 
-import "sort"
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+)
 
 // Severity ranks a finding.
 type Severity string
@@ -26,13 +30,35 @@ func (s Severity) rank() int {
 
 // Finding is one conclusion. Its figures come from Evidence, which names
 // each input they were read from.
+// Its JSON form is the same in every memdiag document and snapshot.
 type Finding struct {
-	ID       string   // stable identifier, e.g. "arena-retention"
-	Severity Severity // how urgent
-	Summary  string   // one sentence with the numbers
-	Bytes    uint64   // the memory the finding is about
-	Evidence []string // where the figures come from
-	Advice   []string // what to try, in order, with the cost of each
+	ID       string   `json:"id"`       // stable identifier, e.g. "arena-retention"
+	Severity Severity `json:"severity"` // how urgent
+	Summary  string   `json:"summary"`  // one sentence with the numbers
+	Bytes    uint64   `json:"bytes"`    // the memory the finding is about
+	Evidence []string `json:"evidence"` // where the figures come from
+	Advice   []string `json:"advice"`   // what to try, in order, with the cost of each
+}
+
+// MarshalJSON writes absent evidence and advice as [], never null, so a
+// consumer can iterate without a check. Text is not HTML-escaped here:
+// that is the enclosing encoder's choice (memdiag's documents do not).
+func (f Finding) MarshalJSON() ([]byte, error) {
+	type plain Finding
+	p := plain(f)
+	if p.Evidence == nil {
+		p.Evidence = []string{}
+	}
+	if p.Advice == nil {
+		p.Advice = []string{}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(p); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
 // Sort orders findings by severity, then bytes (largest first), then ID.

@@ -120,14 +120,14 @@ func writeWaterfall(w io.Writer, v *ExplainView) error {
 }
 
 type explainDoc struct {
-	Schema      string          `json:"schema"`
-	PID         int             `json:"pid,omitempty"`
-	Command     string          `json:"command,omitempty"`
-	Source      string          `json:"source"`
-	RSSBytes    uint64          `json:"rss_bytes"`
-	Attribution []explain.Entry `json:"attribution"`
-	Findings    []findingJSON   `json:"findings"`
-	Inputs      *explain.Inputs `json:"inputs"`
+	Schema      string            `json:"schema"`
+	PID         int               `json:"pid,omitempty"`
+	Command     string            `json:"command,omitempty"`
+	Source      string            `json:"source"`
+	RSSBytes    uint64            `json:"rss_bytes"`
+	Attribution []explain.Entry   `json:"attribution"`
+	Findings    []finding.Finding `json:"findings"`
+	Inputs      *explain.Inputs   `json:"inputs"`
 }
 
 func explainDocument(v *ExplainView) *explainDoc {

@@ -11,25 +11,13 @@ import (
 	"github.com/memdiag/memdiag/finding"
 )
 
-// findingJSON is a finding in every memdiag JSON document.
-type findingJSON struct {
-	ID       string   `json:"id"`
-	Severity string   `json:"severity"`
-	Summary  string   `json:"summary"`
-	Bytes    uint64   `json:"bytes"`
-	Evidence []string `json:"evidence"`
-	Advice   []string `json:"advice"`
-}
-
-func findingsJSON(fs []finding.Finding) []findingJSON {
-	out := make([]findingJSON, len(fs))
-	for i, f := range fs {
-		out[i] = findingJSON{
-			ID: f.ID, Severity: string(f.Severity), Summary: f.Summary, Bytes: f.Bytes,
-			Evidence: append([]string{}, f.Evidence...), Advice: append([]string{}, f.Advice...),
-		}
+// findingsJSON is findings as every memdiag JSON document lists them: an
+// array, never null.
+func findingsJSON(fs []finding.Finding) []finding.Finding {
+	if fs == nil {
+		return []finding.Finding{}
 	}
-	return out
+	return fs
 }
 
 // writeFindings renders findings after a report's tables: in markdown as

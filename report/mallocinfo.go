@@ -126,12 +126,12 @@ func joinInts(ns []int) string {
 }
 
 type mallocInfoDoc struct {
-	Schema    string         `json:"schema"`
-	Source    string         `json:"source"`
-	PID       int            `json:"pid,omitempty"`
-	Snapshots []snapshotJSON `json:"snapshots"`
-	Series    *seriesJSON    `json:"series,omitempty"`
-	Findings  []findingJSON  `json:"findings"`
+	Schema    string            `json:"schema"`
+	Source    string            `json:"source"`
+	PID       int               `json:"pid,omitempty"`
+	Snapshots []snapshotJSON    `json:"snapshots"`
+	Series    *seriesJSON       `json:"series,omitempty"`
+	Findings  []finding.Finding `json:"findings"`
 }
 
 type snapshotJSON struct {

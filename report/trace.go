@@ -165,24 +165,24 @@ func sparkline(ps []syscalltrace.Point) string {
 }
 
 type traceDoc struct {
-	Schema      string          `json:"schema"`
-	Source      string          `json:"source"`
-	Format      string          `json:"format"`
-	Events      int             `json:"events"`
-	Processes   []int           `json:"processes"`
-	Outstanding outstandingJSON `json:"outstanding"`
-	PeakBytes   uint64          `json:"peak_bytes"`
-	PeakTime    *float64        `json:"peak_time,omitempty"`
-	Churn       churnJSON       `json:"churn"`
-	Preexisting preexistJSON    `json:"preexisting"`
-	FailedCalls int             `json:"failed_calls"`
-	BrkBytes    uint64          `json:"brk_bytes"`
-	GroupBy     string          `json:"group_by"`
-	Groups      []groupJSON     `json:"groups"`
-	Timeline    []pointJSON     `json:"timeline"`
-	Mappings    []traceMapJSON  `json:"mappings"`
-	Findings    []findingJSON   `json:"findings"`
-	Notes       []string        `json:"notes"`
+	Schema      string            `json:"schema"`
+	Source      string            `json:"source"`
+	Format      string            `json:"format"`
+	Events      int               `json:"events"`
+	Processes   []int             `json:"processes"`
+	Outstanding outstandingJSON   `json:"outstanding"`
+	PeakBytes   uint64            `json:"peak_bytes"`
+	PeakTime    *float64          `json:"peak_time,omitempty"`
+	Churn       churnJSON         `json:"churn"`
+	Preexisting preexistJSON      `json:"preexisting"`
+	FailedCalls int               `json:"failed_calls"`
+	BrkBytes    uint64            `json:"brk_bytes"`
+	GroupBy     string            `json:"group_by"`
+	Groups      []groupJSON       `json:"groups"`
+	Timeline    []pointJSON       `json:"timeline"`
+	Mappings    []traceMapJSON    `json:"mappings"`
+	Findings    []finding.Finding `json:"findings"`
+	Notes       []string          `json:"notes"`
 }
 
 type outstandingJSON struct {
