@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -43,12 +44,25 @@ type NMTCategory struct {
 	ArenaBytes          uint64
 }
 
-// NMT is a VM.native_memory summary.
+// NMT is a VM.native_memory summary, or the summary part of a detail
+// report with its virtual memory map.
 type NMT struct {
 	ReservedBytes  uint64
 	CommittedBytes uint64
 	MallocBytes    uint64 // total malloc, when the JDK prints it
 	Categories     []NMTCategory
+	// Regions are the committed ranges of the virtual memory map, in
+	// address order; only `VM.native_memory detail` prints them. They let
+	// smaps say how much of what NMT calls committed is resident.
+	Regions []NMTRegion
+}
+
+// NMTRegion is one committed range of the detail report's virtual memory
+// map and the category that reserved it, named as in the summary ("GC",
+// "Code", "Thread" for thread stacks).
+type NMTRegion struct {
+	Category   string
+	Start, End uint64 // [Start, End)
 }
 
 // Category returns the named category (names vary by JDK: "Java Heap",
@@ -70,26 +84,95 @@ var (
 	nmtStack    = regexp.MustCompile(`\(stack: reserved=(\d+)KB, committed=(\d+)KB\)`)
 	nmtArena    = regexp.MustCompile(`\(arena=(\d+)KB`)
 	nmtTotalMal = regexp.MustCompile(`^\s+malloc: (\d+)KB`)
+	// The detail report's virtual memory map: a reservation at the left
+	// margin, then its committed ranges indented.
+	nmtReserved  = regexp.MustCompile(`^\[0x([0-9a-f]+) - 0x([0-9a-f]+)\] reserved( and committed)? \d+KB for (.+?)(?: from)?$`)
+	nmtCommitted = regexp.MustCompile(`^\s+\[0x([0-9a-f]+) - 0x([0-9a-f]+)\] committed \d+KB`)
 )
+
+// nmtMapCategory names a virtual memory map category as the summary does.
+func nmtMapCategory(name string) string {
+	if name == "Thread Stack" {
+		return "Thread"
+	}
+	return name
+}
 
 func kb(s string) uint64 {
 	v, _ := strconv.ParseUint(s, 10, 64)
 	return v * 1024
 }
 
-// ParseNMT reads the text of `jcmd PID VM.native_memory summary`, with or
-// without the "PID:" line jcmd prints first. name labels errors.
+func nmtRange(start, end, name string, line int, text string) (NMTRegion, error) {
+	r := NMTRegion{Start: hexAddr(start), End: hexAddr(end)}
+	if r.End <= r.Start {
+		return r, &ParseError{Name: name, Line: line, Msg: "range ends before it starts: " + strconv.Quote(text), Err: ErrMalformed}
+	}
+	return r, nil
+}
+
+// ParseNMT reads the text of `jcmd PID VM.native_memory summary` or
+// `… detail`, with or without the "PID:" line jcmd prints first. name
+// labels errors.
 func ParseNMT(r io.Reader, name string) (*NMT, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	n := &NMT{}
 	var cur *NMTCategory
 	line, sawTotal := 0, false
+	// The detail report follows the summary with the virtual memory map,
+	// then per-call-site details (nothing the summary lacks).
+	const (
+		summary = iota
+		vmMap
+		details
+	)
+	section, reservedFor := summary, ""
+	// A reservation "reserved and committed" whole may list no committed
+	// ranges of its own: it then counts whole, unless ranges follow.
+	var whole *NMTRegion
+	flushWhole := func() {
+		if whole != nil {
+			n.Regions = append(n.Regions, *whole)
+			whole = nil
+		}
+	}
 	for sc.Scan() {
 		line++
 		text := strings.TrimRight(sc.Text(), " ")
 		if strings.Contains(text, "Native memory tracking is not enabled") {
 			return nil, &ParseError{Name: name, Line: line, Msg: "native memory tracking is not enabled: start the JVM with -XX:NativeMemoryTracking=summary", Err: ErrNMTDisabled}
+		}
+		switch {
+		case text == "Virtual memory map:":
+			section = vmMap
+			continue
+		case text == "Details:":
+			flushWhole()
+			section = details
+			continue
+		case section == details:
+			continue
+		case section == vmMap:
+			if m := nmtReserved.FindStringSubmatch(text); m != nil {
+				flushWhole()
+				reservedFor = nmtMapCategory(m[4])
+				if m[3] != "" {
+					r, err := nmtRange(m[1], m[2], name, line, text)
+					if err != nil {
+						return nil, err
+					}
+					r.Category, whole = reservedFor, &r
+				}
+			} else if m := nmtCommitted.FindStringSubmatch(text); m != nil && reservedFor != "" {
+				r, err := nmtRange(m[1], m[2], name, line, text)
+				if err != nil {
+					return nil, err
+				}
+				r.Category, whole = reservedFor, nil
+				n.Regions = append(n.Regions, r)
+			}
+			continue
 		}
 		if m := nmtTotal.FindStringSubmatch(text); m != nil {
 			n.ReservedBytes, n.CommittedBytes, sawTotal = kb(m[1]), kb(m[2]), true
@@ -124,9 +207,11 @@ func ParseNMT(r io.Reader, name string) (*NMT, error) {
 	if err := sc.Err(); err != nil {
 		return nil, &ParseError{Name: name, Line: line + 1, Msg: "read failed: " + err.Error(), Err: err}
 	}
+	flushWhole()
 	if !sawTotal {
 		return nil, &ParseError{Name: name, Msg: `no "Total: reserved=…KB, committed=…KB" line: not VM.native_memory summary output`, Err: ErrMalformed}
 	}
+	sort.Slice(n.Regions, func(i, j int) bool { return n.Regions[i].Start < n.Regions[j].Start })
 	return n, nil
 }
 

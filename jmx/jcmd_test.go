@@ -98,6 +98,43 @@ func TestNMTCaptures(t *testing.T) {
 	}
 }
 
+// The detail report: its summary reads as the summary does (the per-site
+// details after it change nothing), and its committed ranges add up, per
+// category, to what the summary says is mmap- or stack-committed.
+func TestNMTDetailCapture(t *testing.T) {
+	n, err := ParseNMT(open(t, "g1-detail.nmt"), "g1-detail.nmt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum uint64
+	for _, c := range n.Categories {
+		sum += c.CommittedBytes
+	}
+	if d := int64(sum) - int64(n.CommittedBytes); d < -int64(len(n.Categories))*1024 || d > int64(len(n.Categories))*1024 {
+		t.Errorf("categories add up to %d, total committed %d", sum, n.CommittedBytes)
+	}
+	if len(n.Regions) < 20 {
+		t.Fatalf("%d committed regions", len(n.Regions))
+	}
+	byCat := map[string]uint64{}
+	for i, r := range n.Regions {
+		if i > 0 && r.Start < n.Regions[i-1].Start {
+			t.Errorf("regions out of order at %d", i)
+		}
+		byCat[r.Category] += r.End - r.Start
+	}
+	for _, c := range n.Categories {
+		want := c.MmapCommittedBytes + c.StackCommittedBytes
+		if got := byCat[c.Name]; got/1024 != want/1024 {
+			t.Errorf("%s: regions hold %d B, the summary says %d B committed", c.Name, got, want)
+		}
+		delete(byCat, c.Name)
+	}
+	if len(byCat) > 0 {
+		t.Errorf("regions of categories the summary lacks: %v", byCat)
+	}
+}
+
 func TestJcmdErrors(t *testing.T) {
 	if _, err := ParseNMT(strings.NewReader("hello\n"), "x"); !errors.Is(err, ErrMalformed) {
 		t.Errorf("ParseNMT(garbage) = %v", err)
