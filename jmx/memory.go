@@ -115,9 +115,17 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 	} else {
 		m.ApplyHeapInfo(hi, "attach GC.heap_info")
 	}
-	if out, err := a.Run(ctx, pid, "VM.native_memory summary"); err != nil {
+	// Detail, when the JVM tracks at that level, adds where each committed
+	// range lies, which smaps turns into resident bytes.
+	nmtCommand := "VM.native_memory detail"
+	out, err := a.Run(ctx, pid, nmtCommand)
+	if err == nil && strings.Contains(out, "Detail tracking is not enabled") {
+		nmtCommand = "VM.native_memory summary"
+		out, err = a.Run(ctx, pid, nmtCommand)
+	}
+	if err != nil {
 		m.Notes = append(m.Notes, "attach: "+err.Error())
-	} else if n, err := ParseNMT(strings.NewReader(out), fmt.Sprintf("VM.native_memory of %d", pid)); err != nil {
+	} else if n, err := ParseNMT(strings.NewReader(out), fmt.Sprintf("%s of %d", nmtCommand, pid)); err != nil {
 		if errors.Is(err, ErrNMTDisabled) {
 			m.Notes = append(m.Notes, "NMT is off: restart the JVM with -XX:NativeMemoryTracking=summary (≈ 1–2 % overhead) to see its native memory by category")
 		} else {
@@ -125,7 +133,7 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 		}
 	} else {
 		m.NMT = n
-		m.Sources = append(m.Sources, "attach VM.native_memory summary")
+		m.Sources = append(m.Sources, "attach "+nmtCommand)
 		m.AddNMTDirect()
 	}
 	if out, err := a.Run(ctx, pid, "VM.flags"); err == nil {
