@@ -156,6 +156,9 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 		jvm.AddNMTDirect()
 		hints.Regions = append(hints.Regions, jvm.Regions()...)
 		in.FromJVM(jvm)
+		if jvm.NMT != nil && len(jvm.NMT.Regions) > 0 {
+			weighNMT(in, jvm.NMT.Regions, ms, o.PID, procRoot)
+		}
 		in.Notes = append(in.Notes, jvm.Notes...)
 	}
 	pmap.Classify(ms, hints)
@@ -245,4 +248,29 @@ func readWith[T any](path string, parse func(io.Reader, string) (T, error)) (T, 
 	}
 	defer f.Close()
 	return parse(f, path)
+}
+
+// weighNMT reads how much of each NMT category's committed memory is
+// resident: exactly from a live process's pagemap, else shared out from
+// smaps.
+func weighNMT(in *explain.Inputs, regions []jmx.NMTRegion, ms []pmap.Mapping, pid int, procRoot string) {
+	if pid != 0 {
+		pm, err := openPageMap(procRoot, pid)
+		if err == nil {
+			defer pm.Close()
+			if err = in.WeighNMT(regions, ms, pm.ResidentBytes); err == nil {
+				return
+			}
+		}
+		in.Notes = append(in.Notes, fmt.Sprintf("NMT regions weighed from smaps, not pagemap (%v): a region that shares a mapping with resident neighbours may be over-counted", err))
+	}
+	_ = in.WeighNMT(regions, ms, nil) // without a reader it cannot fail
+}
+
+func openPageMap(procRoot string, pid int) (*pmap.PageMap, error) {
+	fsys, err := pmap.NewFS(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	return fsys.OpenPageMap(pid)
 }

@@ -137,7 +137,8 @@ func Attribute(in *Inputs) *Result {
 			jvmNative(CatDirect, *j.DirectUsedBytes, j.DirectSource, fmt.Sprintf("direct buffer pool: %d B (%s), malloc'd", *j.DirectUsedBytes, j.DirectSource))
 		}
 		if j.HasNMT {
-			var mallocPart, mmapPart uint64
+			var mallocPart, mmapPart, committed uint64
+			weighed := false
 			for _, c := range j.NMT {
 				switch c.Name {
 				case "Java Heap", "Other", "Shared class space":
@@ -146,10 +147,26 @@ func Attribute(in *Inputs) *Result {
 					continue
 				}
 				mallocPart += c.MallocBytes + c.ArenaBytes
-				mmapPart += c.MmapCommittedBytes
+				committed += c.MmapCommittedBytes
+				if c.MmapResidentBytes != nil {
+					mmapPart += *c.MmapResidentBytes
+					weighed = true
+				} else {
+					mmapPart += c.MmapCommittedBytes
+				}
 			}
 			jvmNative(CatJVMNonHeap, mallocPart, "NMT", fmt.Sprintf("NMT malloc and arena of non-heap categories: %d B", mallocPart))
-			add(CatJVMNonHeap, anon.take(mmapPart), "NMT", "medium", fmt.Sprintf("NMT mmap committed of non-heap categories (metaspace, code cache, GC…): %d B", mmapPart))
+			if weighed {
+				confidence := "medium"
+				if j.NMTResidentSource == "pagemap" {
+					confidence = "high"
+				}
+				add(CatJVMNonHeap, anon.take(mmapPart), "NMT detail ∩ "+j.NMTResidentSource, confidence,
+					fmt.Sprintf("resident bytes (%s) of the committed regions of non-heap categories (metaspace, code cache, GC…): %d B of the %d B NMT calls committed", j.NMTResidentSource, mmapPart, committed))
+			} else {
+				add(CatJVMNonHeap, anon.take(mmapPart), "NMT", "medium",
+					fmt.Sprintf("NMT mmap committed of non-heap categories (metaspace, code cache, GC…): %d B, assumed resident (NativeMemoryTracking=detail lets smaps say)", mmapPart))
+			}
 		} else if j.NonHeapCommitted > 0 {
 			add(CatJVMNonHeap, anon.take(j.NonHeapCommitted), strings.Join(j.Sources, ", "), "low",
 				fmt.Sprintf("non-heap committed %d B (metaspace, code cache); NMT is off, so GC and thread structures are not counted", j.NonHeapCommitted))
@@ -166,6 +183,11 @@ func Attribute(in *Inputs) *Result {
 		if in.Malloc == nil && arenaRSS > 0 {
 			unexplained = append(unexplained, "malloc_info would split the arena part into in use and retained free: add --capture-malloc-info or --malloc-info FILE")
 		}
+	}
+	known := in.classRSS("file-code", "file-data", "shmem", "stack", "thread-stack", "kernel", "guard", "heap", "glibc-arena", "anon", "jvm-heap")
+	if unknown := r.RSSBytes - known; unknown > 0 {
+		unexplained = append(unexplained, fmt.Sprintf("Rss of mappings in classes this memdiag does not know: %d B", unknown))
+		anon.left += unknown
 	}
 	add(CatUnexplained, anon.left, "RSS − everything above", "high", unexplained...)
 

@@ -6,6 +6,8 @@
 package explain
 
 import (
+	"math/bits"
+
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/mallocinfo"
@@ -63,24 +65,28 @@ type ArenaBrief struct {
 
 // JVMEvidence is what the JVM accounts for.
 type JVMEvidence struct {
-	Sources             []string         `json:"sources"`
-	GC                  string           `json:"gc,omitempty"`
-	Version             string           `json:"version,omitempty"`
-	HeapUsedBytes       uint64           `json:"heap_used_bytes"`
-	HeapCommittedBytes  uint64           `json:"heap_committed_bytes"`
-	HeapMaxBytes        *uint64          `json:"heap_max_bytes,omitempty"`
-	HeapRangeKnown      bool             `json:"heap_range_known"`
-	NonHeapCommitted    uint64           `json:"non_heap_committed_bytes"`
-	DirectUsedBytes     *uint64          `json:"direct_used_bytes,omitempty"`
-	DirectSource        string           `json:"direct_source,omitempty"`
-	MaxDirectBytes      *uint64          `json:"max_direct_bytes,omitempty"`
-	NMT                 []NMTBrief       `json:"nmt,omitempty"`
-	Pools               []PoolBrief      `json:"pools"`
-	BufferPools         []BufferPoolJSON `json:"buffer_pools"`
-	NMTCommittedBytes   uint64           `json:"nmt_committed_bytes"`
-	NMTReservedBytes    uint64           `json:"nmt_reserved_bytes"`
-	HasNMT              bool             `json:"has_nmt"`
-	HeapUsageFromSource string           `json:"heap_source"`
+	Sources            []string         `json:"sources"`
+	GC                 string           `json:"gc,omitempty"`
+	Version            string           `json:"version,omitempty"`
+	HeapUsedBytes      uint64           `json:"heap_used_bytes"`
+	HeapCommittedBytes uint64           `json:"heap_committed_bytes"`
+	HeapMaxBytes       *uint64          `json:"heap_max_bytes,omitempty"`
+	HeapRangeKnown     bool             `json:"heap_range_known"`
+	NonHeapCommitted   uint64           `json:"non_heap_committed_bytes"`
+	DirectUsedBytes    *uint64          `json:"direct_used_bytes,omitempty"`
+	DirectSource       string           `json:"direct_source,omitempty"`
+	MaxDirectBytes     *uint64          `json:"max_direct_bytes,omitempty"`
+	NMT                []NMTBrief       `json:"nmt,omitempty"`
+	Pools              []PoolBrief      `json:"pools"`
+	BufferPools        []BufferPoolJSON `json:"buffer_pools"`
+	NMTCommittedBytes  uint64           `json:"nmt_committed_bytes"`
+	NMTReservedBytes   uint64           `json:"nmt_reserved_bytes"`
+	HasNMT             bool             `json:"has_nmt"`
+	// NMTResidentSource says how the NMT categories' resident bytes were
+	// read: "pagemap" (exact) or "smaps, shared by overlap"; empty when
+	// NMT gave no committed regions (summary level).
+	NMTResidentSource   string `json:"nmt_resident_source,omitempty"`
+	HeapUsageFromSource string `json:"heap_source"`
 }
 
 // NMTBrief is one NMT category.
@@ -91,6 +97,9 @@ type NMTBrief struct {
 	MmapCommittedBytes  uint64 `json:"mmap_committed_bytes"`
 	StackCommittedBytes uint64 `json:"stack_committed_bytes"`
 	ArenaBytes          uint64 `json:"arena_bytes"`
+	// MmapResidentBytes is the Rss of the category's committed regions,
+	// known when NMT ran at detail level and smaps was read with it.
+	MmapResidentBytes *uint64 `json:"mmap_resident_bytes,omitempty"`
 }
 
 // PoolBrief is one memory pool.
@@ -175,7 +184,8 @@ func (in *Inputs) FromJVM(m *jmx.JVMMemory) {
 		e.HasNMT = true
 		e.NMTCommittedBytes, e.NMTReservedBytes = m.NMT.CommittedBytes, m.NMT.ReservedBytes
 		for _, c := range m.NMT.Categories {
-			e.NMT = append(e.NMT, NMTBrief{c.Name, c.CommittedBytes, c.MallocBytes, c.MmapCommittedBytes, c.StackCommittedBytes, c.ArenaBytes})
+			e.NMT = append(e.NMT, NMTBrief{Name: c.Name, CommittedBytes: c.CommittedBytes, MallocBytes: c.MallocBytes,
+				MmapCommittedBytes: c.MmapCommittedBytes, StackCommittedBytes: c.StackCommittedBytes, ArenaBytes: c.ArenaBytes})
 		}
 	}
 	for _, p := range m.Pools {
@@ -185,6 +195,57 @@ func (in *Inputs) FromJVM(m *jmx.JVMMemory) {
 		e.BufferPools = append(e.BufferPools, BufferPoolJSON{b.Name, b.Count, b.UsedBytes, b.Source})
 	}
 	in.JVM = e
+}
+
+// WeighNMT sets each NMT category's resident bytes from the committed
+// regions of a detail report. resident, when not nil, reads the exact
+// resident bytes of a range (the live process's pagemap). Without it the
+// mappings' Rss is shared out (ms in address order, as smaps lists them):
+// the kernel merges adjacent anonymous mappings of one protection, so a
+// range lends its mapping's Rss in proportion to its overlap — an estimate
+// that a resident neighbour can inflate.
+func (in *Inputs) WeighNMT(regions []jmx.NMTRegion, ms []pmap.Mapping, resident func(start, end uint64) (uint64, error)) error {
+	if in.JVM == nil || len(regions) == 0 {
+		return nil
+	}
+	byCategory := map[string]uint64{}
+	j := 0
+	for _, r := range regions {
+		for j < len(ms) && ms[j].End <= r.Start {
+			j++
+		}
+		for k := j; k < len(ms) && ms[k].Start < r.End; k++ {
+			lo, hi := max(r.Start, ms[k].Start), min(r.End, ms[k].End)
+			if hi <= lo {
+				continue
+			}
+			if resident == nil {
+				byCategory[r.Category] += proportion(ms[k].Bytes(pmap.FieldRss), hi-lo, ms[k].End-ms[k].Start)
+				continue
+			}
+			n, err := resident(lo, hi)
+			if err != nil {
+				return err
+			}
+			byCategory[r.Category] += n
+		}
+	}
+	in.JVM.NMTResidentSource = "smaps, shared by overlap"
+	if resident != nil {
+		in.JVM.NMTResidentSource = "pagemap"
+	}
+	for i := range in.JVM.NMT {
+		v := byCategory[in.JVM.NMT[i].Name]
+		in.JVM.NMT[i].MmapResidentBytes = &v
+	}
+	return nil
+}
+
+// proportion is n × part / whole without overflow; part ≤ whole.
+func proportion(n, part, whole uint64) uint64 {
+	hi, lo := bits.Mul64(n, part)
+	q, _ := bits.Div64(hi, lo, whole)
+	return q
 }
 
 // FromTrace fills the trace evidence from outstanding mappings joined with

@@ -43,8 +43,9 @@ type Proc struct {
 	// Addrs holds the "KIND 0xADDR" lines the program printed before "ready".
 	Addrs map[string][]uint64
 	// Lines holds every other line printed before "ready".
-	Lines []string
-	stdin io.WriteCloser
+	Lines  []string
+	stdin  io.WriteCloser
+	stdout *bufio.Scanner
 }
 
 // PID is the program's process id.
@@ -67,16 +68,32 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &Proc{Cmd: cmd, Addrs: map[string][]uint64{}, stdin: stdin}
+	p := &Proc{Cmd: cmd, Addrs: map[string][]uint64{}, stdin: stdin, stdout: bufio.NewScanner(stdout)}
 	t.Cleanup(func() {
 		stdin.Close()
 		_ = cmd.Wait()
 	})
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		line := sc.Text()
+	p.waitReady(t)
+	return p
+}
+
+// Step tells a program that waits for a line on standard input to take
+// its next step, and waits for its next "ready". What it prints on the
+// way joins Addrs and Lines.
+func (p *Proc) Step(t testing.TB) {
+	t.Helper()
+	if _, err := io.WriteString(p.stdin, "\n"); err != nil {
+		t.Fatalf("%s: telling it to step: %v", p.Cmd.Path, err)
+	}
+	p.waitReady(t)
+}
+
+func (p *Proc) waitReady(t testing.TB) {
+	t.Helper()
+	for p.stdout.Scan() {
+		line := p.stdout.Text()
 		if line == "ready" {
-			return p
+			return
 		}
 		kind, addr, ok := strings.Cut(line, " 0x")
 		if v, err := strconv.ParseUint(addr, 16, 64); ok && err == nil {
@@ -85,8 +102,7 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 			p.Lines = append(p.Lines, line)
 		}
 	}
-	t.Fatalf("%s exited before printing ready (scan error: %v)", bin, sc.Err())
-	return nil
+	t.Fatalf("%s exited before printing ready (scan error: %v)", p.Cmd.Path, p.stdout.Err())
 }
 
 // BuildJava compiles fixtures/programs/NAME.java into a temporary class
