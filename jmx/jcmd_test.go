@@ -190,8 +190,20 @@ func FuzzJcmd(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	if b, err := os.ReadFile(filepath.Join("..", "fixtures", "jvm", "g1-detail.nmt")); err == nil {
+		// The summary, the first reservations of the map and the start of
+		// the details: every section, small enough to mutate quickly.
+		lines := strings.SplitAfter(string(b), "\n")
+		f.Add([]byte(strings.Join(lines[:130], "") + "Details:\n" + strings.Join(lines[525:540], "")))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = ParseNMT(strings.NewReader(string(b)), "fuzz")
+		if n, err := ParseNMT(strings.NewReader(string(b)), "fuzz"); err == nil {
+			for i, r := range n.Regions {
+				if r.End <= r.Start || (i > 0 && r.Start < n.Regions[i-1].Start) || r.Category == "" {
+					t.Fatalf("region %d %+v: empty, unnamed or out of order", i, r)
+				}
+			}
+		}
 		_, _ = ParseHeapInfo(strings.NewReader(string(b)), "fuzz")
 	})
 }
