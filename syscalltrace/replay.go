@@ -118,6 +118,7 @@ type Replay struct {
 	stride   int
 	stopped  bool
 	scratch  []*Mapping
+	pivots   [3]Mapping // search keys for overlapping
 }
 
 // NewReplay returns an empty replay.
@@ -268,18 +269,22 @@ func (r *Replay) insert(s *space, m *Mapping, e *Event) {
 // in r's scratch slice (valid until the next call).
 func (r *Replay) overlapping(s *space, lo, hi uint64) []*Mapping {
 	out := r.scratch[:0]
-	defer func() { r.scratch = out[:0] }()
+	// The pivots are fields, not literals: a literal escapes to the heap
+	// on every call, and this runs for every munmap, mremap and madvise.
+	from, after, to := &r.pivots[0], &r.pivots[1], &r.pivots[2]
+	from.Start, after.Start, to.Start = lo, lo+1, hi
 	// The one starting before lo may reach into the range.
-	s.tree.DescendLessOrEqual(&Mapping{Start: lo}, func(m *Mapping) bool {
+	s.tree.DescendLessOrEqual(from, func(m *Mapping) bool {
 		if m.End > lo {
 			out = append(out, m)
 		}
 		return false
 	})
-	s.tree.AscendRange(&Mapping{Start: lo + 1}, &Mapping{Start: hi}, func(m *Mapping) bool {
+	s.tree.AscendRange(after, to, func(m *Mapping) bool {
 		out = append(out, m)
 		return true
 	})
+	r.scratch = out[:0]
 	return out
 }
 

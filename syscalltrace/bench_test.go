@@ -1,0 +1,37 @@
+package syscalltrace
+
+import (
+	"bytes"
+	"os/exec"
+	"testing"
+)
+
+// benchTrace generates 64 MiB of strace -f -tt -T output with bench/gentrace:
+// balanced churn across threads, split calls, mremap and partial munmaps.
+func benchTrace(b *testing.B) []byte {
+	b.Helper()
+	out, err := exec.Command("go", "run", "../bench/gentrace", "-size", "64M").Output()
+	if err != nil {
+		b.Fatalf("bench/gentrace: %v", err)
+	}
+	return out
+}
+
+// BenchmarkStraceReplay is `memdiag trace FILE` without the rendering: read,
+// parse and replay. bench/trace.sh sets it beside awk and wc on 1 GB.
+func BenchmarkStraceReplay(b *testing.B) {
+	trace := benchTrace(b)
+	b.SetBytes(int64(len(trace)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := NewReplay(true)
+		if err := r.ApplyAll(NewStraceReader(bytes.NewReader(trace), "bench", 0)); err != nil {
+			b.Fatal(err)
+		}
+		if len(r.Outstanding()) == 0 {
+			b.Fatal("no outstanding mappings: the generator changed")
+		}
+	}
+}
+
