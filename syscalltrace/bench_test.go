@@ -34,4 +34,3 @@ func BenchmarkStraceReplay(b *testing.B) {
 		}
 	}
 }
-
