@@ -211,6 +211,30 @@ func TestSnapshotAndDiff(t *testing.T) {
 	}
 }
 
+// TestExplainNMTDetailOffline: a saved detail report beside its smaps
+// locates the heap without GC.heap_info, and takes only what is resident of
+// NMT's committed regions (G1's untouched 32 MiB one is not).
+func TestExplainNMTDetailOffline(t *testing.T) {
+	e := runExplainJSON(t, "--smaps", "../fixtures/jvm/g1-detail.smaps", "--nmt", "../fixtures/jvm/g1-detail.nmt")
+	if got := e.bytes("jvm-heap"); got != 256<<20 {
+		t.Errorf("jvm-heap %.0f B, want the 256 MiB pre-touched heap", got)
+	}
+	for _, a := range e.Attribution {
+		switch a.Category {
+		case "jvm-heap":
+			if a.Source != "smaps ∩ VM.native_memory detail" {
+				t.Errorf("jvm-heap source %q", a.Source)
+			}
+		case "jvm-non-heap":
+			// NMT says 51.7 MB mmap-committed outside the heap; 17.4 MB of
+			// it is resident, plus 7.2 MB malloc'd.
+			if a.Bytes > 30<<20 || !strings.Contains(a.Source, "NMT detail ∩ smaps, shared by overlap") {
+				t.Errorf("jvm-non-heap %.0f B from %q: want < 30 MiB, weighed by smaps", a.Bytes, a.Source)
+			}
+		}
+	}
+}
+
 func TestExplainOpenMetrics(t *testing.T) {
 	s, out, errOut := testStreams("", false, nil)
 	if code := run(t, s, "explain", "--smaps", "../fixtures/smaps/arenas.smaps", "--malloc-info", "../fixtures/mallocinfo/rounds.log", "-o", "openmetrics"); code != 0 {

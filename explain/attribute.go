@@ -103,8 +103,12 @@ func Attribute(in *Inputs) *Result {
 	arenaRSS := in.classRSS("heap", "glibc-arena")
 
 	if jh := in.classRSS("jvm-heap"); jh > 0 {
-		add(CatJVMHeap, anon.take(jh), "smaps ∩ GC.heap_info", "high",
-			fmt.Sprintf("Rss of the mappings inside the Java heap range: %d B", jh))
+		located := "GC.heap_info" // what snapshots before heap_range_source used
+		if in.JVM != nil && in.JVM.HeapRangeSource != "" {
+			located = in.JVM.HeapRangeSource
+		}
+		add(CatJVMHeap, anon.take(jh), "smaps ∩ "+located, "high",
+			fmt.Sprintf("Rss of the mappings inside the Java heap range (from %s): %d B", located, jh))
 	} else if j := in.JVM; j != nil && j.HeapCommittedBytes > 0 {
 		got := anon.take(j.HeapCommittedBytes)
 		add(CatJVMHeap, got, j.HeapUsageFromSource, "medium",

@@ -65,23 +65,26 @@ type ArenaBrief struct {
 
 // JVMEvidence is what the JVM accounts for.
 type JVMEvidence struct {
-	Sources            []string         `json:"sources"`
-	GC                 string           `json:"gc,omitempty"`
-	Version            string           `json:"version,omitempty"`
-	HeapUsedBytes      uint64           `json:"heap_used_bytes"`
-	HeapCommittedBytes uint64           `json:"heap_committed_bytes"`
-	HeapMaxBytes       *uint64          `json:"heap_max_bytes,omitempty"`
-	HeapRangeKnown     bool             `json:"heap_range_known"`
-	NonHeapCommitted   uint64           `json:"non_heap_committed_bytes"`
-	DirectUsedBytes    *uint64          `json:"direct_used_bytes,omitempty"`
-	DirectSource       string           `json:"direct_source,omitempty"`
-	MaxDirectBytes     *uint64          `json:"max_direct_bytes,omitempty"`
-	NMT                []NMTBrief       `json:"nmt,omitempty"`
-	Pools              []PoolBrief      `json:"pools"`
-	BufferPools        []BufferPoolJSON `json:"buffer_pools"`
-	NMTCommittedBytes  uint64           `json:"nmt_committed_bytes"`
-	NMTReservedBytes   uint64           `json:"nmt_reserved_bytes"`
-	HasNMT             bool             `json:"has_nmt"`
+	Sources            []string `json:"sources"`
+	GC                 string   `json:"gc,omitempty"`
+	Version            string   `json:"version,omitempty"`
+	HeapUsedBytes      uint64   `json:"heap_used_bytes"`
+	HeapCommittedBytes uint64   `json:"heap_committed_bytes"`
+	HeapMaxBytes       *uint64  `json:"heap_max_bytes,omitempty"`
+	HeapRangeKnown     bool     `json:"heap_range_known"`
+	// HeapRangeSource names what located the heap: "GC.heap_info", or
+	// "VM.native_memory detail" (its committed heap ranges).
+	HeapRangeSource   string           `json:"heap_range_source,omitempty"`
+	NonHeapCommitted  uint64           `json:"non_heap_committed_bytes"`
+	DirectUsedBytes   *uint64          `json:"direct_used_bytes,omitempty"`
+	DirectSource      string           `json:"direct_source,omitempty"`
+	MaxDirectBytes    *uint64          `json:"max_direct_bytes,omitempty"`
+	NMT               []NMTBrief       `json:"nmt,omitempty"`
+	Pools             []PoolBrief      `json:"pools"`
+	BufferPools       []BufferPoolJSON `json:"buffer_pools"`
+	NMTCommittedBytes uint64           `json:"nmt_committed_bytes"`
+	NMTReservedBytes  uint64           `json:"nmt_reserved_bytes"`
+	HasNMT            bool             `json:"has_nmt"`
 	// NMTResidentSource says how the NMT categories' resident bytes were
 	// read: "pagemap" (exact) or "smaps, shared by overlap"; empty when
 	// NMT gave no committed regions (summary level).
@@ -164,8 +167,14 @@ func (in *Inputs) FromMalloc(s *mallocinfo.Snapshot, source string, findings []f
 func (in *Inputs) FromJVM(m *jmx.JVMMemory) {
 	e := &JVMEvidence{Sources: append([]string{}, m.Sources...), GC: m.GC, Version: m.Version,
 		HeapUsedBytes: m.Heap.UsedBytes, HeapCommittedBytes: m.Heap.CommittedBytes, HeapMaxBytes: m.Heap.MaxBytes,
-		HeapRangeKnown: m.HeapRange != nil, NonHeapCommitted: m.NonHeap.CommittedBytes, HeapUsageFromSource: m.Heap.Source,
+		HeapRangeKnown: len(m.Regions()) > 0, NonHeapCommitted: m.NonHeap.CommittedBytes, HeapUsageFromSource: m.Heap.Source,
 		Pools: []PoolBrief{}, BufferPools: []BufferPoolJSON{}}
+	switch {
+	case m.HeapRange != nil:
+		e.HeapRangeSource = "GC.heap_info"
+	case e.HeapRangeKnown:
+		e.HeapRangeSource = "VM.native_memory detail"
+	}
 	if d, ok := m.BufferPool("direct"); ok {
 		v := d.UsedBytes
 		e.DirectUsedBytes, e.DirectSource = &v, d.Source

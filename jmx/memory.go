@@ -175,15 +175,29 @@ func (m *JVMMemory) ApplyHeapInfo(hi *HeapInfo, source string) {
 const ClassJVMHeap pmap.Class = "jvm-heap"
 
 // Regions returns the address ranges this evidence identifies, for
-// pmap.Classify: the reserved Java heap from GC.heap_info.
+// pmap.Classify: the reserved Java heap from GC.heap_info, else the
+// committed heap ranges of an NMT detail report.
 func (m *JVMMemory) Regions() []pmap.Region {
-	if m == nil || m.HeapRange == nil {
+	switch {
+	case m == nil:
 		return nil
+	case m.HeapRange != nil:
+		return []pmap.Region{{
+			Start: m.HeapRange.Start, End: m.HeapRange.End, Class: ClassJVMHeap,
+			Reason: fmt.Sprintf("inside the Java heap [%#x, %#x) that GC.heap_info reports (%s)", m.HeapRange.Start, m.HeapRange.End, m.GC),
+		}}
+	case m.NMT != nil:
+		// Without GC.heap_info, a detail report's committed heap ranges.
+		var rs []pmap.Region
+		for _, r := range m.NMT.Regions {
+			if r.Category == "Java Heap" {
+				rs = append(rs, pmap.Region{Start: r.Start, End: r.End, Class: ClassJVMHeap,
+					Reason: fmt.Sprintf("committed to the Java heap [%#x, %#x) in VM.native_memory detail", r.Start, r.End)})
+			}
+		}
+		return rs
 	}
-	return []pmap.Region{{
-		Start: m.HeapRange.Start, End: m.HeapRange.End, Class: ClassJVMHeap,
-		Reason: fmt.Sprintf("inside the Java heap [%#x, %#x) that GC.heap_info reports (%s)", m.HeapRange.Start, m.HeapRange.End, m.GC),
-	}}
+	return nil
 }
 
 // Merge adds what another source read: figures this one lacks, and every
