@@ -151,3 +151,47 @@ func TestJMXAndPmapOnALiveJVM(t *testing.T) {
 		t.Errorf("%d jvm-heap mappings holding %d B resident; the JVM keeps 64 MiB of arrays", len(pm.Mappings), rss)
 	}
 }
+
+// TestPmapClassesNMTRegions: on a JVM tracking native memory at detail
+// level, `memdiag pmap` classes the code cache, metaspace and GC mappings
+// jvm-native, each with the NMT category that committed it.
+func TestPmapClassesNMTRegions(t *testing.T) {
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Skipf("java not found (%v); .ci/run installs openjdk-17-jdk-headless", err)
+	}
+	classes := testprog.BuildJava(t, "Alloc")
+	p := testprog.Start(t, java, "-Xmx256m", "-XX:+UseG1GC", "-XX:NativeMemoryTracking=detail", "-cp", classes, "Alloc", "16", "8", "4", filepath.Join(t.TempDir(), "m.bin"))
+	s, out, errOut := testStreams("", false, nil)
+	if code := run(t, s, "pmap", strconv.Itoa(p.PID()), "-o", "json", "--class", "jvm-native,jvm-heap"); code != 0 {
+		t.Fatalf("pmap exit %d: %s", code, errOut)
+	}
+	var pm struct {
+		Mappings []struct {
+			Class  string `json:"class"`
+			Reason string `json:"reason"`
+		} `json:"mappings"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &pm); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, m := range pm.Mappings {
+		for _, cat := range []string{"Code", "GC", "Class", "Metaspace", "Thread"} {
+			if m.Class == "jvm-native" && strings.HasPrefix(m.Reason, "committed to "+cat+" [") {
+				seen[cat] = true
+			}
+		}
+		if m.Class == "jvm-heap" {
+			seen["heap"] = true
+		}
+	}
+	for _, want := range []string{"heap", "Code", "GC"} {
+		if !seen[want] {
+			t.Errorf("no mapping classed from NMT %s; got %+v", want, pm.Mappings)
+		}
+	}
+	if seen["Thread"] {
+		t.Error("a thread stack classed jvm-native: pmap finds stacks itself")
+	}
+}

@@ -202,7 +202,7 @@ func readSmapsFile(path string, stdin io.Reader) ([]pmap.Mapping, error) {
 }
 
 func knownClass(c pmap.Class) bool {
-	for _, k := range append(pmap.Classes(), jmx.ClassJVMHeap) {
+	for _, k := range append(pmap.Classes(), jmx.ClassJVMHeap, jmx.ClassJVMNative) {
 		if k == c {
 			return true
 		}
@@ -212,7 +212,7 @@ func knownClass(c pmap.Class) bool {
 
 func classList() string {
 	var s []string
-	for _, c := range append(pmap.Classes(), jmx.ClassJVMHeap) {
+	for _, c := range append(pmap.Classes(), jmx.ClassJVMHeap, jmx.ClassJVMNative) {
 		s = append(s, string(c))
 	}
 	return strings.Join(s, ", ")

@@ -99,7 +99,9 @@ func Attribute(in *Inputs) *Result {
 	add(CatOther, in.classRSS("kernel", "guard"), "smaps", "high", "Rss of [vdso]/[vvar] and guard mappings")
 
 	// 2. Anonymous memory: malloc, the JVM's native memory, leaks.
-	anon := &pool{name: "anonymous", left: in.classRSS("heap", "glibc-arena", "anon", "jvm-heap")}
+	// jvm-native mappings are what NMT's committed regions cover: their Rss
+	// is claimed below through NMT, so it joins the anonymous pool.
+	anon := &pool{name: "anonymous", left: in.classRSS("heap", "glibc-arena", "anon", "jvm-heap", "jvm-native")}
 	arenaRSS := in.classRSS("heap", "glibc-arena")
 
 	if jh := in.classRSS("jvm-heap"); jh > 0 {
@@ -188,7 +190,7 @@ func Attribute(in *Inputs) *Result {
 			unexplained = append(unexplained, "malloc_info would split the arena part into in use and retained free: add --capture-malloc-info or --malloc-info FILE")
 		}
 	}
-	known := in.classRSS("file-code", "file-data", "shmem", "stack", "thread-stack", "kernel", "guard", "heap", "glibc-arena", "anon", "jvm-heap")
+	known := in.classRSS("file-code", "file-data", "shmem", "stack", "thread-stack", "kernel", "guard", "heap", "glibc-arena", "anon", "jvm-heap", "jvm-native")
 	if unknown := r.RSSBytes - known; unknown > 0 {
 		unexplained = append(unexplained, fmt.Sprintf("Rss of mappings in classes this memdiag does not know: %d B", unknown))
 		anon.left += unknown

@@ -171,33 +171,48 @@ func (m *JVMMemory) ApplyHeapInfo(hi *HeapInfo, source string) {
 	m.Sources = append(m.Sources, source)
 }
 
-// ClassJVMHeap is the pmap class of the mapping(s) holding the Java heap.
-const ClassJVMHeap pmap.Class = "jvm-heap"
+// The pmap classes of JVM memory, known from the JVM's own accounting.
+const (
+	// ClassJVMHeap holds the Java heap.
+	ClassJVMHeap pmap.Class = "jvm-heap"
+	// ClassJVMNative is anonymous memory NMT says the JVM committed
+	// outside the heap: code cache, metaspace, class space, GC structures.
+	ClassJVMNative pmap.Class = "jvm-native"
+)
 
 // Regions returns the address ranges this evidence identifies, for
 // pmap.Classify: the reserved Java heap from GC.heap_info, else the
-// committed heap ranges of an NMT detail report.
+// committed heap ranges of an NMT detail report; and the detail report's
+// other committed ranges, except thread stacks (pmap finds those itself)
+// and the CDS archive (file-backed).
 func (m *JVMMemory) Regions() []pmap.Region {
-	switch {
-	case m == nil:
+	if m == nil {
 		return nil
-	case m.HeapRange != nil:
-		return []pmap.Region{{
+	}
+	var rs []pmap.Region
+	if m.HeapRange != nil {
+		rs = append(rs, pmap.Region{
 			Start: m.HeapRange.Start, End: m.HeapRange.End, Class: ClassJVMHeap,
 			Reason: fmt.Sprintf("inside the Java heap [%#x, %#x) that GC.heap_info reports (%s)", m.HeapRange.Start, m.HeapRange.End, m.GC),
-		}}
-	case m.NMT != nil:
-		// Without GC.heap_info, a detail report's committed heap ranges.
-		var rs []pmap.Region
-		for _, r := range m.NMT.Regions {
-			if r.Category == "Java Heap" {
+		})
+	}
+	if m.NMT == nil {
+		return rs
+	}
+	for _, r := range m.NMT.Regions {
+		switch r.Category {
+		case "Java Heap":
+			if m.HeapRange == nil {
 				rs = append(rs, pmap.Region{Start: r.Start, End: r.End, Class: ClassJVMHeap,
 					Reason: fmt.Sprintf("committed to the Java heap [%#x, %#x) in VM.native_memory detail", r.Start, r.End)})
 			}
+		case "Thread", "Shared class space":
+		default:
+			rs = append(rs, pmap.Region{Start: r.Start, End: r.End, Class: ClassJVMNative,
+				Reason: fmt.Sprintf("committed to %s [%#x, %#x) in VM.native_memory detail", r.Category, r.Start, r.End)})
 		}
-		return rs
 	}
-	return nil
+	return rs
 }
 
 // Merge adds what another source read: figures this one lacks, and every
