@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,6 +102,19 @@ func ReadSnapshot(r io.Reader, name string) (*Snapshot, error) {
 	}
 	if s.Schema != SnapshotSchema {
 		return nil, fmt.Errorf("%s: schema %q, want %q (a file from another memdiag version, or not a snapshot)", name, s.Schema, SnapshotSchema)
+	}
+	// explain and diff recompute from the inputs: they must add up to the
+	// RSS the snapshot recorded, or every figure drawn from them is wrong.
+	var sum uint64
+	for _, c := range s.Inputs.Classes {
+		next, carry := bits.Add64(sum, c.RSSBytes, 0)
+		if carry != 0 {
+			return nil, fmt.Errorf("%s: inputs.classes rss_bytes overflow 64 bits: the file is damaged", name)
+		}
+		sum = next
+	}
+	if sum != s.RSSBytes {
+		return nil, fmt.Errorf("%s: inputs.classes rss_bytes add up to %d, but rss_bytes is %d: the file was edited or damaged", name, sum, s.RSSBytes)
 	}
 	return &s, nil
 }
