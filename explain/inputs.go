@@ -165,16 +165,12 @@ func (in *Inputs) FromMalloc(s *mallocinfo.Snapshot, source string, findings []f
 
 // FromJVM fills the JVM evidence.
 func (in *Inputs) FromJVM(m *jmx.JVMMemory) {
+	heapRange := m.HeapRangeSource()
 	e := &JVMEvidence{Sources: append([]string{}, m.Sources...), GC: m.GC, Version: m.Version,
 		HeapUsedBytes: m.Heap.UsedBytes, HeapCommittedBytes: m.Heap.CommittedBytes, HeapMaxBytes: m.Heap.MaxBytes,
-		HeapRangeKnown: len(m.Regions()) > 0, NonHeapCommitted: m.NonHeap.CommittedBytes, HeapUsageFromSource: m.Heap.Source,
+		HeapRangeKnown: heapRange != "", HeapRangeSource: heapRange,
+		NonHeapCommitted: m.NonHeap.CommittedBytes, HeapUsageFromSource: m.Heap.Source,
 		Pools: []PoolBrief{}, BufferPools: []BufferPoolJSON{}}
-	switch {
-	case m.HeapRange != nil:
-		e.HeapRangeSource = "GC.heap_info"
-	case e.HeapRangeKnown:
-		e.HeapRangeSource = "VM.native_memory detail"
-	}
 	if d, ok := m.BufferPool("direct"); ok {
 		v := d.UsedBytes
 		e.DirectUsedBytes, e.DirectSource = &v, d.Source

@@ -72,3 +72,12 @@ func TestProportion(t *testing.T) {
 		}
 	}
 }
+
+// Ranges that class mappings jvm-native do not make the heap range known.
+func TestFromJVMHeapRangeNeedsHeapRanges(t *testing.T) {
+	in := &Inputs{}
+	in.FromJVM(&jmx.JVMMemory{NMT: &jmx.NMT{Regions: []jmx.NMTRegion{{Category: "Code", Start: 0x1000, End: 0x9000}}}})
+	if in.JVM.HeapRangeKnown || in.JVM.HeapRangeSource != "" {
+		t.Errorf("heap range known %v from %q, with only a Code range", in.JVM.HeapRangeKnown, in.JVM.HeapRangeSource)
+	}
+}

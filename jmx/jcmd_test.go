@@ -135,6 +135,31 @@ func TestNMTDetailCapture(t *testing.T) {
 	}
 }
 
+// A detail report's ranges class mappings, but only its "Java Heap" ones
+// locate the heap: GC regions alone say nothing of where the heap is.
+func TestHeapRangeSource(t *testing.T) {
+	gc := NMTRegion{Category: "GC", Start: 0x1000, End: 0x2000}
+	heap := NMTRegion{Category: "Java Heap", Start: 0x10000, End: 0x20000}
+	for _, tc := range []struct {
+		name    string
+		m       *JVMMemory
+		want    string
+		regions int
+	}{
+		{"nothing", &JVMMemory{}, "", 0},
+		{"NMT detail without heap ranges", &JVMMemory{NMT: &NMT{Regions: []NMTRegion{gc}}}, "", 1},
+		{"NMT detail", &JVMMemory{NMT: &NMT{Regions: []NMTRegion{gc, heap}}}, "VM.native_memory detail", 2},
+		{"GC.heap_info first", &JVMMemory{HeapRange: &Range{Start: 0x10000, End: 0x40000}, NMT: &NMT{Regions: []NMTRegion{gc, heap}}}, "GC.heap_info", 2},
+	} {
+		if got := tc.m.HeapRangeSource(); got != tc.want {
+			t.Errorf("%s: HeapRangeSource %q, want %q", tc.name, got, tc.want)
+		}
+		if got := len(tc.m.Regions()); got != tc.regions {
+			t.Errorf("%s: %d regions, want %d", tc.name, got, tc.regions)
+		}
+	}
+}
+
 func TestJcmdErrors(t *testing.T) {
 	if _, err := ParseNMT(strings.NewReader("hello\n"), "x"); !errors.Is(err, ErrMalformed) {
 		t.Errorf("ParseNMT(garbage) = %v", err)

@@ -180,6 +180,26 @@ const (
 	ClassJVMNative pmap.Class = "jvm-native"
 )
 
+// HeapRangeSource names what locates the Java heap's addresses:
+// "GC.heap_info", "VM.native_memory detail" (its committed heap ranges), or
+// "" when nothing does.
+func (m *JVMMemory) HeapRangeSource() string {
+	if m == nil {
+		return ""
+	}
+	if m.HeapRange != nil {
+		return "GC.heap_info"
+	}
+	if m.NMT != nil {
+		for _, r := range m.NMT.Regions {
+			if r.Category == "Java Heap" {
+				return "VM.native_memory detail"
+			}
+		}
+	}
+	return ""
+}
+
 // Regions returns the address ranges this evidence identifies, for
 // pmap.Classify: the reserved Java heap from GC.heap_info, else the
 // committed heap ranges of an NMT detail report; and the detail report's
