@@ -77,9 +77,10 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	in := &explain.Inputs{Notes: []string{}}
 	var ms []pmap.Mapping
 	var hints pmap.Hints
+	var fsys pmap.FS // the live process's, kept for its pagemap
 	if o.PID != 0 {
-		fsys, err := pmap.NewFS(procRoot)
-		if err != nil {
+		var err error
+		if fsys, err = pmap.NewFS(procRoot); err != nil {
 			return nil, err
 		}
 		p, err := fsys.ReadPID(o.PID)
@@ -157,7 +158,7 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 		hints.Regions = append(hints.Regions, jvm.Regions()...)
 		in.FromJVM(jvm)
 		if jvm.NMT != nil && len(jvm.NMT.Regions) > 0 {
-			weighNMT(in, jvm.NMT.Regions, ms, o.PID, procRoot)
+			weighNMT(in, jvm.NMT.Regions, ms, fsys, o.PID)
 		}
 		in.Notes = append(in.Notes, jvm.Notes...)
 	}
@@ -253,9 +254,9 @@ func readWith[T any](path string, parse func(io.Reader, string) (T, error)) (T, 
 // weighNMT reads how much of each NMT category's committed memory is
 // resident: exactly from a live process's pagemap, else shared out from
 // smaps.
-func weighNMT(in *explain.Inputs, regions []jmx.NMTRegion, ms []pmap.Mapping, pid int, procRoot string) {
+func weighNMT(in *explain.Inputs, regions []jmx.NMTRegion, ms []pmap.Mapping, fsys pmap.FS, pid int) {
 	if pid != 0 {
-		pm, err := openPageMap(procRoot, pid)
+		pm, err := fsys.OpenPageMap(pid)
 		if err == nil {
 			defer pm.Close()
 			if err = in.WeighNMT(regions, ms, pm.ResidentBytes); err == nil {
@@ -265,12 +266,4 @@ func weighNMT(in *explain.Inputs, regions []jmx.NMTRegion, ms []pmap.Mapping, pi
 		in.Notes = append(in.Notes, fmt.Sprintf("NMT regions weighed from smaps, not pagemap (%v): a region that shares a mapping with resident neighbours may be over-counted", err))
 	}
 	_ = in.WeighNMT(regions, ms, nil) // without a reader it cannot fail
-}
-
-func openPageMap(procRoot string, pid int) (*pmap.PageMap, error) {
-	fsys, err := pmap.NewFS(procRoot)
-	if err != nil {
-		return nil, err
-	}
-	return fsys.OpenPageMap(pid)
 }
