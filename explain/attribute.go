@@ -90,18 +90,19 @@ func Attribute(in *Inputs) *Result {
 	}
 
 	// 1. What the mappings themselves say.
-	add(CatFileBacked, in.classRSS("file-code", "file-data"), "smaps", "high",
-		fmt.Sprintf("Rss of file-code and file-data mappings: %d B", in.classRSS("file-code", "file-data")))
-	add(CatShmem, in.classRSS("shmem"), "smaps", "high", fmt.Sprintf("Rss of shmem mappings: %d B", in.classRSS("shmem")))
-	stacks := in.classRSS("stack", "thread-stack")
+	file, shmem := in.classRSS("file-code", "file-data"), in.classRSS("shmem")
+	stacks, kernel := in.classRSS("stack", "thread-stack"), in.classRSS("kernel", "guard")
+	add(CatFileBacked, file, "smaps", "high", fmt.Sprintf("Rss of file-code and file-data mappings: %d B", file))
+	add(CatShmem, shmem, "smaps", "high", fmt.Sprintf("Rss of shmem mappings: %d B", shmem))
 	add(CatThreadStacks, stacks, "smaps", "high",
 		fmt.Sprintf("Rss of [stack] and %d thread-stack mappings: %d B", in.classMappings("thread-stack"), stacks))
-	add(CatOther, in.classRSS("kernel", "guard"), "smaps", "high", "Rss of [vdso]/[vvar] and guard mappings")
+	add(CatOther, kernel, "smaps", "high", "Rss of [vdso]/[vvar] and guard mappings")
 
 	// 2. Anonymous memory: malloc, the JVM's native memory, leaks.
 	// jvm-native mappings are what NMT's committed regions cover: their Rss
 	// is claimed below through NMT, so it joins the anonymous pool.
-	anon := &pool{name: "anonymous", left: in.classRSS("heap", "glibc-arena", "anon", "jvm-heap", "jvm-native")}
+	anonRSS := in.classRSS("heap", "glibc-arena", "anon", "jvm-heap", "jvm-native")
+	anon := &pool{name: "anonymous", left: anonRSS}
 	arenaRSS := in.classRSS("heap", "glibc-arena")
 
 	if jh := in.classRSS("jvm-heap"); jh > 0 {
@@ -190,8 +191,7 @@ func Attribute(in *Inputs) *Result {
 			unexplained = append(unexplained, "malloc_info would split the arena part into in use and retained free: add --capture-malloc-info or --malloc-info FILE")
 		}
 	}
-	known := in.classRSS("file-code", "file-data", "shmem", "stack", "thread-stack", "kernel", "guard", "heap", "glibc-arena", "anon", "jvm-heap", "jvm-native")
-	if unknown := r.RSSBytes - known; unknown > 0 {
+	if unknown := r.RSSBytes - (file + shmem + stacks + kernel + anonRSS); unknown > 0 {
 		unexplained = append(unexplained, fmt.Sprintf("Rss of mappings in classes this memdiag does not know: %d B", unknown))
 		anon.left += unknown
 	}
