@@ -18,7 +18,6 @@ import (
 // bit is given to unprivileged readers, only page frame numbers are not.
 type PageMap struct {
 	f        *os.File
-	pid      int
 	pageSize uint64
 	buf      []byte
 }
@@ -33,7 +32,7 @@ func (fsys FS) OpenPageMap(pid int) (*PageMap, error) {
 	if err != nil {
 		return nil, fsys.openError(pid, path, -1, err)
 	}
-	return &PageMap{f: f, pid: pid, pageSize: uint64(os.Getpagesize()), buf: make([]byte, 64<<10)}, nil
+	return &PageMap{f: f, pageSize: uint64(os.Getpagesize()), buf: make([]byte, 64<<10)}, nil
 }
 
 // ResidentBytes returns how many bytes of [start, end) are in RAM.
