@@ -81,8 +81,8 @@ func traceTables(v *TraceView, s Style) []*Table {
 	if v.Resident != nil {
 		summary.AddRow("  resident now (smaps)", "", Bytes(tot.Resident))
 	}
-	summary.AddRow("mapped over the trace", strconv.Itoa(st.Calls["mmap"]+st.Calls["mremap"]), Bytes(st.MappedBytes))
-	summary.AddRow("unmapped over the trace", strconv.Itoa(st.Calls["munmap"]), Bytes(st.UnmappedBytes))
+	summary.AddRow("mapped over the trace", strconv.Itoa(st.Calls[syscalltrace.CallMmap]+st.Calls[syscalltrace.CallMremap]), Bytes(st.MappedBytes))
+	summary.AddRow("unmapped over the trace", strconv.Itoa(st.Calls[syscalltrace.CallMunmap]), Bytes(st.UnmappedBytes))
 	summary.AddRow("peak mapped by traced calls", "", Bytes(st.PeakBytes))
 	summary.AddRow("pre-existing ranges released", strconv.Itoa(st.PreexistingOps), Bytes(st.PreexistingBytes))
 	summary.AddRow("failed calls (changed nothing)", strconv.Itoa(st.Failed), "")
@@ -262,7 +262,7 @@ func traceDocument(v *TraceView) *traceDoc {
 		Outstanding: outstandingJSON{Count: tot.Count, Bytes: tot.Bytes, AnonBytes: tot.AnonBytes, FileBytes: tot.FileBytes,
 			ReleasedBytes: tot.ReleasedBytes},
 		PeakBytes:   st.PeakBytes,
-		Churn:       churnJSON{st.MappedBytes, st.UnmappedBytes, st.Calls["mmap"], st.Calls["munmap"], st.Calls["mremap"]},
+		Churn:       churnJSON{st.MappedBytes, st.UnmappedBytes, st.Calls[syscalltrace.CallMmap], st.Calls[syscalltrace.CallMunmap], st.Calls[syscalltrace.CallMremap]},
 		Preexisting: preexistJSON{st.PreexistingOps, st.PreexistingBytes},
 		FailedCalls: st.Failed,
 		BrkBytes:    st.BrkBytes + v.Replay.LiveBrkBytes(),

@@ -34,3 +34,31 @@ func BenchmarkStraceReplay(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReplay is the replay alone, over the events of the generated
+// trace decoded beforehand.
+func BenchmarkReplay(b *testing.B) {
+	trace := benchTrace(b)
+	var events []*Event
+	s := NewStraceReader(bytes.NewReader(trace), "bench", 0)
+	for {
+		e, err := s.Next()
+		if err != nil {
+			break
+		}
+		c := *e
+		events = append(events, &c)
+	}
+	b.SetBytes(int64(len(trace)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := NewReplay(true)
+		for _, e := range events {
+			r.Apply(e)
+		}
+		if len(r.Outstanding()) == 0 {
+			b.Fatal("no outstanding mappings: the generator changed")
+		}
+	}
+}

@@ -215,8 +215,8 @@ func TestStraceLeakerLive(t *testing.T) {
 	}
 	r, _ := replayPaths(t, trace)
 	checkOutstanding(t, r, tr, true)
-	if r.Stats.Calls["munmap"] < 2000 {
-		t.Errorf("%d munmaps replayed, want the 2,000 balanced pairs", r.Stats.Calls["munmap"])
+	if r.Stats.Calls[syscalltrace.CallMunmap] < 2000 {
+		t.Errorf("%d munmaps replayed, want the 2,000 balanced pairs", r.Stats.Calls[syscalltrace.CallMunmap])
 	}
 
 	out := r.Outstanding()

@@ -4,7 +4,7 @@ import (
 	"io"
 	"sort"
 
-	"github.com/google/btree"
+	"github.com/tidwall/btree"
 )
 
 const pageSize = 4096
@@ -40,12 +40,17 @@ type Mapping struct {
 // Len is End − Start.
 func (m *Mapping) Len() uint64 { return m.End - m.Start }
 
-func lessMapping(a, b *Mapping) bool { return a.Start < b.Start }
+// tree holds an address space's mappings by start address. The key is
+// inline in the nodes, so that a search compares numbers instead of loading
+// every mapping it passes: the replay's cost is mostly these searches.
+type tree = btree.Map[uint64, *Mapping]
+
+func newTree() *tree { return new(tree) }
 
 // space is one address space: the mappings the trace made in it.
 type space struct {
 	id       int
-	tree     *btree.BTreeG[*Mapping]
+	tree     *tree
 	brkStart uint64
 	brkEnd   uint64
 	leader   int // the task whose exit ends the space
@@ -84,7 +89,7 @@ type Point struct {
 // Stats count what the replay saw.
 type Stats struct {
 	Events           int
-	Calls            map[string]int
+	Calls            [CallExit + 1]int // events by call
 	Failed           int
 	MappedBytes      uint64 // Σ lengths of successful mmap and mremap growth
 	UnmappedBytes    uint64 // Σ bytes released by munmap, mremap shrink and moves
@@ -118,18 +123,22 @@ type Replay struct {
 	stride   int
 	stopped  bool
 	scratch  []*Mapping
-	pivots   [3]Mapping // search keys for overlapping
+	// The last task's space: consecutive calls mostly come from one task.
+	lastTID   int
+	lastSpace *space
 }
 
 // NewReplay returns an empty replay.
 func NewReplay(sharedSpace bool) *Replay {
-	return &Replay{SharedSpace: sharedSpace, spaces: map[int]*space{}, taskOf: map[int]int{}, stride: 1,
-		Stats: Stats{Calls: map[string]int{}}}
+	return &Replay{SharedSpace: sharedSpace, spaces: map[int]*space{}, taskOf: map[int]int{}, stride: 1}
 }
 
 const maxTimeline = 512
 
 func (r *Replay) spaceOf(tid int) *space {
+	if r.lastSpace != nil && tid == r.lastTID {
+		return r.lastSpace
+	}
 	id, ok := r.taskOf[tid]
 	if !ok {
 		id = tid
@@ -140,9 +149,10 @@ func (r *Replay) spaceOf(tid int) *space {
 	}
 	s := r.spaces[id]
 	if s == nil {
-		s = &space{id: id, tree: btree.NewG(16, lessMapping), leader: tid}
+		s = &space{id: id, tree: newTree(), leader: tid}
 		r.spaces[id] = s
 	}
+	r.lastTID, r.lastSpace = tid, s
 	return s
 }
 
@@ -181,7 +191,7 @@ func (r *Replay) Apply(e *Event) {
 		return
 	}
 	r.Stats.Events++
-	r.Stats.Calls[e.Call.String()]++
+	r.Stats.Calls[e.Call]++
 	if e.Failed {
 		r.Stats.Failed++
 		r.sample(e)
@@ -226,6 +236,7 @@ func (r *Replay) Apply(e *Event) {
 	case CallShmdt:
 		r.Stats.ShmatCalls++
 	case CallClone:
+		r.lastSpace = nil // tasks and spaces change
 		child := int(e.Ret)
 		if child > 0 {
 			if e.Flags&FlagCloneVM != 0 || r.SharedSpace && e.FlagsText == "" {
@@ -239,15 +250,17 @@ func (r *Replay) Apply(e *Event) {
 			}
 		}
 	case CallExec:
+		r.lastSpace = nil
 		r.end(s, "exec")
 		delete(r.spaces, s.id)
 		r.taskOf[e.TID] = e.TID
 		if r.SharedSpace {
 			// later tasks join the new image
-			r.spaces[e.TID] = &space{id: e.TID, tree: btree.NewG(16, lessMapping), leader: e.TID}
+			r.spaces[e.TID] = &space{id: e.TID, tree: newTree(), leader: e.TID}
 		}
 	case CallExit:
 		if e.TID == s.leader || e.TID == 0 && s.leader == 0 {
+			r.lastSpace = nil
 			r.end(s, "exit")
 			delete(r.spaces, s.id)
 		}
@@ -256,7 +269,7 @@ func (r *Replay) Apply(e *Event) {
 }
 
 func (r *Replay) insert(s *space, m *Mapping, e *Event) {
-	s.tree.ReplaceOrInsert(m)
+	s.tree.Set(m.Start, m)
 	r.mapped += m.Len()
 	if r.mapped > r.Stats.PeakBytes {
 		r.Stats.PeakBytes = r.mapped
@@ -269,21 +282,22 @@ func (r *Replay) insert(s *space, m *Mapping, e *Event) {
 // in r's scratch slice (valid until the next call).
 func (r *Replay) overlapping(s *space, lo, hi uint64) []*Mapping {
 	out := r.scratch[:0]
-	// The pivots are fields, not literals: a literal escapes to the heap
-	// on every call, and this runs for every munmap, mremap and madvise.
-	from, after, to := &r.pivots[0], &r.pivots[1], &r.pivots[2]
-	from.Start, after.Start, to.Start = lo, lo+1, hi
-	// The one starting before lo may reach into the range.
-	s.tree.DescendLessOrEqual(from, func(m *Mapping) bool {
+	// The one starting at or before lo may reach into the range.
+	s.tree.Descend(lo, func(_ uint64, m *Mapping) bool {
 		if m.End > lo {
 			out = append(out, m)
 		}
 		return false
 	})
-	s.tree.AscendRange(after, to, func(m *Mapping) bool {
-		out = append(out, m)
-		return true
-	})
+	if lo+1 < hi {
+		s.tree.Ascend(lo+1, func(start uint64, m *Mapping) bool {
+			if start >= hi {
+				return false
+			}
+			out = append(out, m)
+			return true
+		})
+	}
 	r.scratch = out[:0]
 	return out
 }
@@ -300,7 +314,7 @@ func (r *Replay) remove(s *space, lo, hi uint64, e *Event) (removed, newer uint6
 			newer += min(m.End, hi) - max(m.Start, lo)
 			continue
 		}
-		s.tree.Delete(m)
+		s.tree.Delete(m.Start)
 		cutLo, cutHi := max(m.Start, lo), min(m.End, hi)
 		removed += cutHi - cutLo
 		r.mapped -= m.Len()
@@ -308,14 +322,14 @@ func (r *Replay) remove(s *space, lo, hi uint64, e *Event) (removed, newer uint6
 			left := *m
 			left.End = lo
 			left.ReleasedBytes = min(left.ReleasedBytes, left.Len())
-			s.tree.ReplaceOrInsert(&left)
+			s.tree.Set(left.Start, &left)
 			r.mapped += left.Len()
 		}
 		if m.End > hi {
 			right := *m
 			right.Start = hi
 			right.ReleasedBytes = min(right.ReleasedBytes, right.Len())
-			s.tree.ReplaceOrInsert(&right)
+			s.tree.Set(right.Start, &right)
 			r.mapped += right.Len()
 		}
 	}
@@ -387,7 +401,7 @@ func (r *Replay) brk(s *space, e *Event) {
 
 // end closes a space: what is still mapped was never unmapped by the program.
 func (r *Replay) end(s *space, how string) {
-	s.tree.Ascend(func(m *Mapping) bool {
+	s.tree.Scan(func(_ uint64, m *Mapping) bool {
 		m.EndedBy = how
 		r.ended = append(r.ended, m)
 		r.mapped -= m.Len()
@@ -429,7 +443,7 @@ func (r *Replay) Outstanding() []*Mapping {
 	sort.Ints(ids)
 	for _, id := range ids {
 		s := r.spaces[id]
-		s.tree.Ascend(func(m *Mapping) bool {
+		s.tree.Scan(func(_ uint64, m *Mapping) bool {
 			out = append(out, m)
 			return true
 		})
