@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -187,9 +188,13 @@ func runTrace(o *TraceOptions) error {
 	if len(inputs) > 1 {
 		src = syscalltrace.NewMerge(inputs)
 	}
-	pipe := syscalltrace.NewPipe(src)
-	defer pipe.Close()
-	src = pipe
+	// One strace file decodes on every core; otherwise reading runs beside
+	// the replay on its own goroutine.
+	if len(inputs) > 1 || !inputs[0].Parallel(runtime.GOMAXPROCS(0)) {
+		pipe := syscalltrace.NewPipe(src)
+		defer pipe.Close()
+		src = pipe
+	}
 	if err := replay.ApplyAll(src); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package syscalltrace
 import (
 	"bytes"
 	"os/exec"
+	"runtime"
 	"testing"
 )
 
@@ -56,6 +57,26 @@ func BenchmarkReplay(b *testing.B) {
 		r := NewReplay(true)
 		for _, e := range events {
 			r.Apply(e)
+		}
+		if len(r.Outstanding()) == 0 {
+			b.Fatal("no outstanding mappings: the generator changed")
+		}
+	}
+}
+
+// BenchmarkStraceReplayParallel is BenchmarkStraceReplay with the decoding
+// on every core, as `memdiag trace FILE` runs it.
+func BenchmarkStraceReplayParallel(b *testing.B) {
+	trace := benchTrace(b)
+	b.SetBytes(int64(len(trace)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := NewReplay(true)
+		s := NewStraceReader(bytes.NewReader(trace), "bench", 0)
+		s.Workers = runtime.GOMAXPROCS(0)
+		if err := r.ApplyAll(s); err != nil {
+			b.Fatal(err)
 		}
 		if len(r.Outstanding()) == 0 {
 			b.Fatal("no outstanding mappings: the generator changed")

@@ -30,14 +30,31 @@ const (
 	CallExit // the task exited (or was killed)
 )
 
-var callNames = map[string]Call{
-	"mmap": CallMmap, "mmap2": CallMmap, "munmap": CallMunmap, "mremap": CallMremap,
-	"brk": CallBrk, "madvise": CallMadvise, "shmat": CallShmat, "shmdt": CallShmdt,
-	"clone": CallClone, "clone3": CallClone, "fork": CallClone, "vfork": CallClone,
-	"execve": CallExec, "execveat": CallExec,
+// lookupCall names the call a tracer printed; a switch, not a map: it runs
+// for every line.
+func lookupCall(name string) Call {
+	switch name {
+	case "mmap", "mmap2":
+		return CallMmap
+	case "munmap":
+		return CallMunmap
+	case "mremap":
+		return CallMremap
+	case "brk":
+		return CallBrk
+	case "madvise":
+		return CallMadvise
+	case "shmat":
+		return CallShmat
+	case "shmdt":
+		return CallShmdt
+	case "clone", "clone3", "fork", "vfork":
+		return CallClone
+	case "execve", "execveat":
+		return CallExec
+	}
+	return CallOther
 }
-
-func lookupCall(name string) Call { return callNames[name] }
 
 func (c Call) String() string {
 	switch c {

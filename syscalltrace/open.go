@@ -29,7 +29,9 @@ const (
 	FormatSysdigJSON Format = "sysdig-json"
 )
 
-// Reader yields events in trace order; io.EOF at the end.
+// Reader yields events in trace order; io.EOF at the end. An event is
+// valid until the reader's next call: readers reuse them, so whoever keeps
+// one copies it.
 type Reader interface {
 	Next() (*Event, error)
 }
@@ -125,6 +127,19 @@ type Input struct {
 	Foreign func() (count, first int)
 	// Lost reports events the tracer said it lost.
 	Lost func() int
+
+	strace *StraceReader
+}
+
+// Parallel has the input decode on workers goroutines, where its format
+// allows it (strace), and reports whether it will. Call it before the first
+// Next; Close stops them.
+func (in *Input) Parallel(workers int) bool {
+	if in.strace == nil || workers < 1 {
+		return false
+	}
+	in.strace.Workers = workers
+	return true
 }
 
 // OpenFile opens a trace, decompressing gzip/zstd and detecting its format
@@ -150,6 +165,9 @@ func OpenFile(path string, r io.Reader, format Format, defaultTID int) (*Input, 
 		s := NewStraceReader(body, path, defaultTID)
 		in.reader, in.Foreign = s, func() (int, int) { return s.Foreign, s.FirstForeign }
 		in.Lost = func() int { return 0 }
+		in.strace = s
+		// Decoding stops before the decompressor closes.
+		in.close = func() { s.Close(); closeFn() }
 	case FormatSysdig, FormatSysdigJSON:
 		sd := NewSysdigReader(body, path)
 		sd.json = format == FormatSysdigJSON
@@ -222,6 +240,7 @@ type Merge struct {
 	h       eventHeap
 	inputs  []*Input
 	started bool
+	cur     Event // the event returned last: the input's own is reused
 }
 
 // NewMerge merges inputs.
@@ -269,9 +288,10 @@ func (m *Merge) Next() (*Event, error) {
 		return nil, io.EOF
 	}
 	top := heap.Pop(&m.h).(headEvent)
+	m.cur = *top.e
 	// Line numbers of different files do not compare: order by time, and
 	// with -T the completion is known too.
-	top.e.EnterKey, top.e.DoneKey = top.e.Time, top.e.Time+top.e.Duration
+	m.cur.EnterKey, m.cur.DoneKey = m.cur.Time, m.cur.Time+m.cur.Duration
 	e, err := m.inputs[top.src].Next()
 	switch {
 	case err == nil:
@@ -279,5 +299,5 @@ func (m *Merge) Next() (*Event, error) {
 	case err != io.EOF:
 		return nil, err
 	}
-	return top.e, nil
+	return &m.cur, nil
 }

@@ -1,7 +1,6 @@
 package syscalltrace
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -11,86 +10,53 @@ import (
 	"unsafe"
 )
 
-// maxLine bounds one trace line; strace abbreviates long arguments, so a
-// longer line is not strace's.
-const maxLine = 1 << 20
-
-// lineReader yields lines without their newline, counting them.
-type lineReader struct {
-	r    *bufio.Reader
-	name string
-	line int
-	long []byte
-}
-
-func newLineReader(r io.Reader, name string) *lineReader {
-	return &lineReader{r: bufio.NewReaderSize(r, 256<<10), name: name}
-}
-
-// next returns the next line (valid until the following call) or io.EOF.
-func (lr *lineReader) next() ([]byte, error) {
-	line, err := lr.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		lr.long = append(lr.long[:0], line...)
-		for errors.Is(err, bufio.ErrBufferFull) {
-			line, err = lr.r.ReadSlice('\n')
-			lr.long = append(lr.long, line...)
-			if len(lr.long) > maxLine {
-				return nil, &ParseError{Name: lr.name, Line: lr.line + 1, Msg: fmt.Sprintf("line longer than %d KiB", maxLine>>10), Err: ErrMalformed}
-			}
-		}
-		line = lr.long
-	}
-	if err != nil && err != io.EOF {
-		return nil, &ParseError{Name: lr.name, Line: lr.line + 1, Msg: "read failed: " + err.Error(), Err: err}
-	}
-	if len(line) == 0 {
-		return nil, io.EOF
-	}
-	lr.line++
-	line = bytes.TrimSuffix(line, []byte{'\n'})
-	return bytes.TrimSuffix(line, []byte{'\r'}), nil
-}
-
 // StraceReader reads strace output: -f with -o (“PID  call…”) or on stderr
 // (“[pid N] call…”), one -ff file, with or without -t/-tt/-ttt/-r and -T,
 // -k stack frames, split calls (<unfinished ...> / <... resumed>), and
 // "Process N attached" noise anywhere in a line.
+//
+// The input is cut into chunks of whole lines that decode independently —
+// on Workers goroutines when set — and are stitched together in order: a
+// call split across two chunks is rejoined here, and so is what the first
+// "[pid N]" line says about the lines before it.
 type StraceReader struct {
-	lr *lineReader
-	// defaultTID is the task of lines without a pid prefix: the -ff file's
-	// pid, or 0 for the traced process itself in stderr output.
-	defaultTID int
-	pending    map[int]pendingCall
-	partial    []byte // a line cut by attach noise, waiting for its end
-	partialAt  int
-	held       *Event // the last event, held until its -k frames are read
-	out        []*Event
-	err        error // io.EOF or the first error, returned once out is drained
+	// Workers, when more than zero before the first Next, decodes that many
+	// chunks at once on their own goroutines; Close stops them.
+	Workers int
 
 	// Foreign counts lines that are not strace's (the traced program's own
 	// stderr); FirstForeign is the first one's line number.
 	Foreign      int
 	FirstForeign int
 
+	r    io.Reader
+	name string
+	// defaultTID is the task of lines without a pid prefix: the -ff file's
+	// pid, or, in stderr output, the traced process once it is known.
+	defaultTID int
+	chunkSize  int
+	src        chunkSource
+	dec        *straceDecoder // rejoins calls split across chunks
+	pending    map[int]pendingCall
+	base       int // lines in the chunks before cur
+	cur        *straceChunk
+	out        []*Event
+	err        error // io.EOF or the first error, returned once out is drained
+
 	// On stderr, strace writes the traced process's lines without a pid
 	// until a second task exists, then prefixes them all. Those early
 	// events wait in early until the first "[pid N]" of a task that was
 	// never announced as attached names the process; attached holds the
 	// announced ones.
-	early      []*Event
+	early      []Event
 	originDone bool
 	attached   map[int]bool
-
-	intern    interner
-	protCache map[string]string
-	flagCache map[string]flagsValue
-	argv      [16]string
 }
 
 // maxEarly bounds the events held while the traced process's pid is unknown.
 const maxEarly = 10000
 
+// pendingCall is the first part of a call split across chunks.
 type pendingCall struct {
 	name    string
 	args    string
@@ -102,57 +68,167 @@ type pendingCall struct {
 // NewStraceReader reads strace output from r. defaultTID is the task of
 // lines without a pid prefix (the pid of a -ff file; 0 when unknown).
 func NewStraceReader(r io.Reader, name string, defaultTID int) *StraceReader {
-	return &StraceReader{lr: newLineReader(r, name), defaultTID: defaultTID, pending: map[int]pendingCall{},
-		intern: interner{}, protCache: map[string]string{}, flagCache: map[string]flagsValue{}}
+	return &StraceReader{r: r, name: name, defaultTID: defaultTID, chunkSize: defaultChunkSize,
+		pending: map[int]pendingCall{}, dec: newStraceDecoder(name, defaultTID)}
 }
 
-// Next returns the next memory-relevant event, or io.EOF.
+// Next returns the next memory-relevant event, or io.EOF. The event is
+// valid until the following call.
 func (s *StraceReader) Next() (*Event, error) {
 	for len(s.out) == 0 {
 		if s.err != nil {
 			return nil, s.err
 		}
-		line, err := s.lr.next()
-		if err == nil {
-			err = s.handle(line)
-		}
-		if err != nil {
-			// The events read before the end or the bad line are still
-			// delivered, then the end or the error, for good.
-			s.err = err
-			if s.held != nil {
-				s.queue(s.held)
-				s.held = nil
-			}
-			if len(s.early) > 0 {
-				s.setOrigin(s.defaultTID)
-			}
-		}
+		s.advance()
 	}
 	e := s.out[0]
 	s.out = s.out[1:]
 	return e, nil
 }
 
-var (
-	attachedNoise = []byte("strace: Process ")
-	unfinished    = " <unfinished ...>"
-)
-
-func (s *StraceReader) emit(e *Event) {
-	if s.held != nil {
-		s.queue(s.held)
+// Close stops the decoding goroutines, if any.
+func (s *StraceReader) Close() {
+	if s.src != nil {
+		s.src.close()
 	}
-	s.held = e
 }
 
-func (s *StraceReader) queue(e *Event) {
-	if !s.originDone && s.defaultTID == 0 && e.TID == 0 {
-		s.early = append(s.early, e)
-		if len(s.early) >= maxEarly {
-			s.setOrigin(0)
+// advance assembles the next chunk into out, or sets err at the end.
+func (s *StraceReader) advance() {
+	if s.src == nil {
+		sp := &splitter{r: s.r, size: s.chunkSize}
+		if s.Workers > 0 {
+			name, tid := s.name, s.defaultTID // the workers' own copies
+			s.src = startParallel(sp, s.Workers, func() *straceDecoder { return newStraceDecoder(name, tid) })
+		} else {
+			s.src = &sequentialSource{sp: sp, dec: s.dec}
 		}
+	}
+	if s.cur != nil {
+		s.src.release(s.cur)
+		s.cur = nil
+	}
+	c := s.src.next()
+	if c == nil {
+		s.finish(io.EOF)
 		return
+	}
+	s.cur = c
+	if err := s.assemble(c); err != nil {
+		s.finish(err)
+		return
+	}
+	s.Foreign += c.foreign
+	if s.FirstForeign == 0 && c.firstForeign > 0 {
+		s.FirstForeign = s.base + c.firstForeign
+	}
+	s.base += c.lines
+	if c.last {
+		err := c.readErr
+		if err == nil {
+			err = io.EOF
+		} else {
+			err = &ParseError{Name: s.name, Line: s.base + 1, Msg: "read failed: " + err.Error(), Err: err}
+		}
+		s.finish(err)
+	}
+}
+
+// finish ends the stream: the events read before the end or the bad line are
+// still delivered, then err, for good.
+func (s *StraceReader) finish(err error) {
+	s.err = err
+	if len(s.early) > 0 {
+		s.setOrigin(s.defaultTID)
+	}
+	if s.src != nil {
+		s.src.close()
+	}
+}
+
+// assemble takes a decoded chunk's records in order into out: events get
+// absolute line numbers and the task of unprefixed lines, and calls split
+// across chunks are rejoined.
+func (s *StraceReader) assemble(c *straceChunk) error {
+	for _, rec := range c.recs {
+		switch rec.kind {
+		case recEvent:
+			e := &c.events[rec.ev]
+			e.Line += s.base
+			e.EnterKey += float64(s.base)
+			e.DoneKey += float64(s.base)
+			s.deliver(e)
+		case recUnfinished:
+			sp := &c.splits[rec.aux]
+			tid := s.tidOf(sp.tid)
+			if sp.joined {
+				// Its end is in this chunk: what was pending is replaced,
+				// then taken.
+				delete(s.pending, tid)
+				continue
+			}
+			s.pending[tid] = pendingCall{name: sp.name, args: strings.Clone(sp.text), line: s.base + sp.line, time: sp.time, hasTime: sp.hasTime}
+		case recResumed:
+			sp := &c.splits[rec.aux]
+			tid := s.tidOf(sp.tid)
+			p, ok := s.pending[tid]
+			delete(s.pending, tid)
+			if !ok || p.name != sp.name || rec.ev < 0 {
+				// The start was before the trace began (or in another file),
+				// or the call is not one the replay needs: nothing to rejoin.
+				continue
+			}
+			e := &c.events[rec.ev]
+			emitted, err := s.dec.complete(e, p.line, s.base+sp.line, sp.tid, p.time, p.hasTime, sp.name, p.args+sp.text, sp.whole)
+			if err != nil {
+				return err // its lines are the input's already
+			}
+			if emitted {
+				s.deliver(e)
+			}
+		case recPid:
+			if !s.originDone && s.defaultTID == 0 && !s.attached[rec.aux] {
+				s.setOrigin(rec.aux)
+			}
+		case recAttached:
+			if s.attached == nil {
+				s.attached = map[int]bool{}
+			}
+			s.attached[rec.aux] = true
+		}
+	}
+	if c.err != nil {
+		// At the chunk's line: make it the input's.
+		var pe *ParseError
+		if errors.As(c.err, &pe) {
+			at := *pe
+			at.Line += s.base
+			return &at
+		}
+		return c.err
+	}
+	return nil
+}
+
+// tidOf is the task of a line: its prefix, or for unprefixed lines the
+// traced process once known.
+func (s *StraceReader) tidOf(tid int) int {
+	if tid == 0 {
+		return s.defaultTID
+	}
+	return tid
+}
+
+func (s *StraceReader) deliver(e *Event) {
+	if e.TID == 0 {
+		if !s.originDone && s.defaultTID == 0 {
+			s.early = append(s.early, *e)
+			if len(s.early) >= maxEarly {
+				s.setOrigin(0)
+			}
+			return
+		}
+		e.TID = s.defaultTID
 	}
 	s.out = append(s.out, e)
 }
@@ -161,26 +237,114 @@ func (s *StraceReader) queue(e *Event) {
 func (s *StraceReader) setOrigin(pid int) {
 	s.originDone = true
 	s.defaultTID = pid
-	for _, e := range s.early {
-		e.TID = pid
+	for i := range s.early {
+		s.early[i].TID = pid
+		s.out = append(s.out, &s.early[i])
 	}
-	s.out = append(s.out, s.early...)
 	s.early = nil
 }
 
-func (s *StraceReader) handle(raw []byte) error {
-	lineNo := s.lr.line
+var (
+	attachedNoise = []byte("strace: Process ")
+	unfinished    = " <unfinished ...>"
+)
+
+// straceDecoder decodes the lines of a chunk. Each worker has its own: it
+// keeps the caches that make repeated strings cheap.
+type straceDecoder struct {
+	name string
+	// knownTID is the task of unprefixed lines when the caller knew it (the
+	// pid of a -ff file); 0 leaves them to the reader's stitching.
+	knownTID  int
+	intern    interner
+	protCache map[string]string
+	flagCache map[string]flagsValue
+	argv      [16]string
+	join      []byte // a split call's parts, joined
+
+	// The chunk being decoded.
+	c    *straceChunk
+	line int         // its lines so far
+	open map[int]int // task → its unfinished call in c.splits
+	pids map[int]bool
+	// target is the event in c.events that "> " frame lines attach to:
+	// the call on the line before them; −1 for none.
+	target    int
+	partial   []byte // a line cut by attach noise, waiting for its end
+	partialAt int
+}
+
+func newStraceDecoder(name string, knownTID int) *straceDecoder {
+	return &straceDecoder{name: name, knownTID: knownTID, intern: interner{}, protCache: map[string]string{},
+		flagCache: map[string]flagsValue{}, open: map[int]int{}, pids: map[int]bool{}}
+}
+
+// decodeChunk decodes c's lines into its records; it stops at the first
+// malformed line, setting c.err.
+func (d *straceDecoder) decodeChunk(c *straceChunk) {
+	c.reset()
+	d.c, d.line, d.target, d.partial = c, 0, -1, nil
+	clear(d.open)
+	clear(d.pids)
+	buf := c.buf
+	for len(buf) > 0 {
+		raw := buf
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			raw, buf = buf[:i], buf[i+1:]
+		} else {
+			buf = nil
+		}
+		d.line++
+		if len(raw) > maxLine {
+			c.err = &ParseError{Name: d.name, Line: d.line, Msg: fmt.Sprintf("line longer than %d KiB", maxLine>>10), Err: ErrMalformed}
+			break
+		}
+		if err := d.handle(bytes.TrimSuffix(raw, []byte{'\r'})); err != nil {
+			c.err = err
+			break
+		}
+	}
+	if d.partial != nil && c.err == nil {
+		// The chunk ended inside a line cut by attach noise (the splitter
+		// found no better place): its two parts are counted, not joined.
+		d.foreign(d.partialAt)
+	}
+	c.lines = d.line
+	d.c = nil
+}
+
+func (d *straceDecoder) foreign(line int) {
+	d.c.foreign++
+	if d.c.firstForeign == 0 {
+		d.c.firstForeign = line
+	}
+}
+
+// newEvent adds an event to the chunk and returns its index.
+func (d *straceDecoder) newEvent() int {
+	d.c.events = append(d.c.events, Event{})
+	return len(d.c.events) - 1
+}
+
+func (d *straceDecoder) record(kind recKind, ev, aux int) {
+	d.c.recs = append(d.c.recs, straceRec{kind: kind, ev: int32(ev), aux: aux})
+}
+
+func (d *straceDecoder) handle(raw []byte) error {
+	lineNo := d.line
 	// Frames of -k follow their call.
 	if t := bytes.TrimLeft(raw, " "); bytes.HasPrefix(t, []byte("> ")) {
-		if s.held != nil {
+		if d.target >= 0 {
 			f := parseStraceFrame(unsafe.String(unsafe.SliceData(t[2:]), len(t)-2))
-			f.Func, f.Module = s.str(f.Func), s.str(f.Module)
-			s.held.Frames = append(s.held.Frames, f)
+			f.Func, f.Module = d.str(f.Func), d.str(f.Module)
+			e := &d.c.events[d.target]
+			e.Frames = append(e.Frames, f)
 		}
 		return nil
 	}
-	// A view of the read buffer, valid until the next line is read: what
-	// outlives the line is copied (interned) where it is kept.
+	d.target = -1
+	// A view of the chunk, valid until the reader is done with it: what
+	// outlives the chunk is copied (interned) where it is kept.
 	line := unsafe.String(unsafe.SliceData(raw), len(raw))
 	// "strace: Process N attached" may land in the middle of another line,
 	// which then continues on the next line: cut the noise out and rejoin.
@@ -200,50 +364,45 @@ func (s *StraceReader) handle(raw []byte) error {
 			break
 		}
 		if n, err := strconv.Atoi(rest[:j]); err == nil {
-			if s.attached == nil {
-				s.attached = map[int]bool{}
-			}
-			s.attached[n] = true
+			d.record(recAttached, -1, n)
 		}
 		line = line[:i] + word[len(" attached"):]
 		interrupted = interrupted || i > 0
 	}
-	if s.partial != nil {
-		line = string(s.partial) + line
-		lineNo = s.partialAt
-		s.partial = nil
+	if d.partial != nil {
+		line = string(d.partial) + line
+		lineNo = d.partialAt
+		d.partial = nil
 	}
 	if interrupted {
-		s.partial, s.partialAt = []byte(line), lineNo
+		d.partial, d.partialAt = []byte(line), lineNo
 		return nil
 	}
 	if strings.TrimSpace(line) == "" {
 		return nil
 	}
 
-	tid := s.defaultTID
+	tid := d.knownTID
 	rest := strings.TrimLeft(line, " ")
 	// "[pid  N] " (stderr) or "N  " (-o with -f).
 	if strings.HasPrefix(rest, "[pid ") {
 		end := strings.IndexByte(rest, ']')
 		if end < 0 {
-			return s.malformed(lineNo, "unclosed [pid", line)
+			return d.malformed(lineNo, "unclosed [pid", line)
 		}
-		n, err := strconv.Atoi(strings.TrimSpace(rest[5:end]))
-		if err != nil {
-			return s.malformed(lineNo, "bad pid", line)
+		n, ok := atoi(strings.TrimSpace(rest[5:end]))
+		if !ok {
+			return d.malformed(lineNo, "bad pid", line)
 		}
 		tid, rest = n, strings.TrimLeft(rest[end+1:], " ")
-		if !s.originDone && s.defaultTID == 0 && !s.attached[n] {
-			if s.held != nil && s.held.TID == 0 {
-				s.queue(s.held)
-				s.held = nil
-			}
-			s.setOrigin(n)
+		if d.knownTID == 0 && !d.pids[n] {
+			d.pids[n] = true
+			d.record(recPid, -1, n)
 		}
-	} else if i := strings.IndexByte(rest, ' '); i > 0 && isDigits(rest[:i]) {
-		n, _ := strconv.Atoi(rest[:i])
-		tid, rest = n, strings.TrimLeft(rest[i:], " ")
+	} else if i := strings.IndexByte(rest, ' '); i > 0 {
+		if n, ok := atoi(rest[:i]); ok {
+			tid, rest = n, strings.TrimLeft(rest[i:], " ")
+		}
 	}
 	// Timestamps: -t 12:34:56, -tt 12:34:56.123456, -ttt 1700000000.123456,
 	// -r 0.000123 (relative).
@@ -257,64 +416,93 @@ func (s *StraceReader) handle(raw []byte) error {
 
 	switch {
 	case strings.HasPrefix(rest, "+++ "):
-		e := &Event{Line: lineNo, TID: tid, Time: ts, HasTime: hasTime, Call: CallExit, Name: "exit",
+		ev := d.newEvent()
+		d.c.events[ev] = Event{Line: lineNo, TID: tid, Time: ts, HasTime: hasTime, Call: CallExit, Name: "exit",
 			EnterKey: float64(lineNo), DoneKey: float64(lineNo),
-			ExitStatus: s.str(strings.TrimSuffix(strings.TrimPrefix(rest, "+++ "), " +++"))}
-		s.emit(e)
+			ExitStatus: d.str(strings.TrimSuffix(strings.TrimPrefix(rest, "+++ "), " +++"))}
+		d.record(recEvent, ev, 0)
 		return nil
 	case strings.HasPrefix(rest, "--- "), strings.HasPrefix(rest, "strace: "), strings.HasPrefix(rest, "???"):
 		return nil // signals, strace's own messages
 	case strings.HasPrefix(rest, "<... "):
 		end := strings.Index(rest, " resumed>")
 		if end < len("<... ") {
-			return s.malformed(lineNo, "expected \"<... NAME resumed>\"", line)
+			return d.malformed(lineNo, "expected \"<... NAME resumed>\"", line)
 		}
 		name := rest[len("<... "):end]
-		p, ok := s.pending[tid]
-		delete(s.pending, tid)
-		if !ok || p.name != name {
-			// The start was before the trace began (or in another file):
-			// nothing to rejoin.
-			return nil
-		}
 		tail := strings.TrimLeft(rest[end+len(" resumed>"):], " ")
-		return s.complete(p.line, tid, p.time, p.hasTime, name, p.args+tail, line)
+		if i, ok := d.open[tid]; ok {
+			delete(d.open, tid)
+			sp := &d.c.splits[i]
+			sp.joined = true
+			if sp.name != name {
+				return nil // not its end: nothing to rejoin
+			}
+			d.join = append(append(d.join[:0], sp.text...), tail...)
+			ev := d.newEvent()
+			emitted, err := d.complete(&d.c.events[ev], sp.line, lineNo, tid, sp.time, sp.hasTime, name, unsafe.String(unsafe.SliceData(d.join), len(d.join)), line)
+			return d.emitted(ev, emitted, err)
+		}
+		// Its start is in an earlier chunk: the reader rejoins them. The
+		// event holds the frames that follow.
+		ev := -1
+		if lookupCall(name) != CallOther {
+			ev = d.newEvent()
+			d.target = ev
+		}
+		d.c.splits = append(d.c.splits, splitCall{tid: tid, name: d.str(name), text: tail, whole: line, line: lineNo})
+		d.record(recResumed, ev, len(d.c.splits)-1)
+		return nil
 	}
 	open := strings.IndexByte(rest, '(')
 	if open <= 0 || !isIdent(rest[:open]) {
 		// strace on stderr shares it with the program: its own lines are
 		// counted and skipped, not taken for calls.
-		s.Foreign++
-		if s.FirstForeign == 0 {
-			s.FirstForeign = lineNo
-		}
+		d.foreign(lineNo)
 		return nil
 	}
 	name := rest[:open]
 	if strings.HasSuffix(rest, unfinished) {
 		args := ""
 		if lookupCall(name) != CallOther {
-			args = strings.Clone(strings.TrimSuffix(rest[open+1:], unfinished))
+			args = strings.TrimSuffix(rest[open+1:], unfinished)
 		}
-		s.pending[tid] = pendingCall{name: s.str(name), args: args, line: lineNo, time: ts, hasTime: hasTime}
+		d.c.splits = append(d.c.splits, splitCall{tid: tid, name: d.str(name), text: args, whole: line, line: lineNo, time: ts, hasTime: hasTime})
+		d.open[tid] = len(d.c.splits) - 1
+		d.record(recUnfinished, -1, len(d.c.splits)-1)
 		return nil
 	}
-	return s.complete(lineNo, tid, ts, hasTime, name, rest[open+1:], line)
+	ev := d.newEvent()
+	emitted, err := d.complete(&d.c.events[ev], lineNo, lineNo, tid, ts, hasTime, name, rest[open+1:], line)
+	return d.emitted(ev, emitted, err)
 }
 
-// complete decodes "args) = result [<dur>]" of a whole call.
-func (s *StraceReader) complete(lineNo, tid int, ts float64, hasTime bool, name, argsAndResult, whole string) error {
+// emitted records the event complete decoded into slot ev, or gives the
+// slot back when the call is not one the replay needs.
+func (d *straceDecoder) emitted(ev int, emitted bool, err error) error {
+	if err != nil || !emitted {
+		d.c.events = d.c.events[:ev]
+		return err
+	}
+	d.record(recEvent, ev, 0)
+	d.target = ev
+	return nil
+}
+
+// complete decodes "args) = result [<dur>]" of a whole call into e, keeping
+// the frames e already has. It reports false for calls the replay skips.
+func (d *straceDecoder) complete(e *Event, enterLine, doneLine, tid int, ts float64, hasTime bool, name, argsAndResult, whole string) (bool, error) {
 	call := lookupCall(name)
 	if call == CallOther {
-		return nil
+		return false, nil
 	}
-	args, closeAt := scanArgs(argsAndResult, s.argv[:0], true)
+	args, closeAt := scanArgs(argsAndResult, d.argv[:0], true)
 	if closeAt < 0 {
-		return s.malformed(lineNo, "unbalanced parentheses in the arguments", whole)
+		return false, d.malformed(enterLine, "unbalanced parentheses in the arguments", whole)
 	}
 	result := strings.TrimSpace(argsAndResult[closeAt+1:])
 	if !strings.HasPrefix(result, "=") {
-		return s.malformed(lineNo, "expected \" = result\" after the arguments", whole)
+		return false, d.malformed(enterLine, "expected \" = result\" after the arguments", whole)
 	}
 	result = strings.TrimSpace(result[1:])
 	var dur float64
@@ -322,17 +510,16 @@ func (s *StraceReader) complete(lineNo, tid int, ts float64, hasTime bool, name,
 		dur, _ = parseDecimal(result[i+2 : len(result)-1]) // -T
 		result = result[:i]
 	}
-	e := &Event{Line: lineNo, TID: tid, Time: ts, HasTime: hasTime, Call: call, Name: s.str(name), FD: -1,
-		EnterKey: float64(lineNo), DoneKey: float64(s.lr.line), Duration: dur}
+	*e = Event{Line: enterLine, TID: tid, Time: ts, HasTime: hasTime, Call: call, Name: d.str(name), FD: -1,
+		EnterKey: float64(enterLine), DoneKey: float64(doneLine), Duration: dur, Frames: e.Frames}
 	if err := decodeResult(e, result); err != nil {
-		return s.malformed(lineNo, err.Error(), whole)
+		return false, d.malformed(enterLine, err.Error(), whole)
 	}
-	e.Errno = s.str(e.Errno)
-	if err := s.decodeStraceArgs(e, args); err != nil {
-		return s.malformed(lineNo, fmt.Sprintf("%s: %v", name, err), whole)
+	e.Errno = d.str(e.Errno)
+	if err := d.decodeStraceArgs(e, args); err != nil {
+		return false, d.malformed(enterLine, fmt.Sprintf("%s: %v", name, err), whole)
 	}
-	s.emit(e)
-	return nil
+	return true, nil
 }
 
 // maxIntern bounds the interned strings; past it, copies are not shared.
@@ -358,15 +545,17 @@ func (in interner) str(v string) string {
 	return c
 }
 
-func (s *StraceReader) str(v string) string { return s.intern.str(v) }
+func (d *straceDecoder) str(v string) string { return d.intern.str(v) }
 
-func (s *StraceReader) prot(v string) string {
-	if c, ok := s.protCache[v]; ok {
+func (d *straceDecoder) prot(v string) string {
+	if c, ok := d.protCache[v]; ok {
 		return c
 	}
-	c := strings.ReplaceAll(v, "PROT_", "")
-	if len(s.protCache) < maxIntern {
-		s.protCache[strings.Clone(v)] = c
+	// Copied: without a prefix to drop, ReplaceAll returns v, a view of
+	// the chunk.
+	c := strings.Clone(strings.ReplaceAll(v, "PROT_", ""))
+	if len(d.protCache) < maxIntern {
+		d.protCache[strings.Clone(v)] = c
 	}
 	return c
 }
@@ -376,22 +565,23 @@ type flagsValue struct {
 	text string
 }
 
-func (s *StraceReader) flags(v string) (uint32, string) {
-	if c, ok := s.flagCache[v]; ok {
+func (d *straceDecoder) flags(v string) (uint32, string) {
+	if c, ok := d.flagCache[v]; ok {
 		return c.bits, c.text
 	}
 	bits, text := parseFlags(v)
-	if len(s.flagCache) < maxIntern {
-		s.flagCache[strings.Clone(v)] = flagsValue{bits, text}
+	text = strings.Clone(text) // one flag's text is a view of v
+	if len(d.flagCache) < maxIntern {
+		d.flagCache[strings.Clone(v)] = flagsValue{bits, text}
 	}
 	return bits, text
 }
 
-func (s *StraceReader) malformed(line int, msg, text string) error {
+func (d *straceDecoder) malformed(line int, msg, text string) error {
 	if len(text) > 120 {
 		text = text[:120] + "…"
 	}
-	return &ParseError{Name: s.lr.name, Line: line, Msg: fmt.Sprintf("%s: %q", msg, text), Err: ErrMalformed}
+	return &ParseError{Name: d.name, Line: line, Msg: fmt.Sprintf("%s: %q", msg, text), Err: ErrMalformed}
 }
 
 // decodeResult reads "0x7f…", "0", "-1 ENOMEM (Cannot allocate memory)", "?".
@@ -413,7 +603,7 @@ func decodeResult(e *Event, r string) error {
 	return nil
 }
 
-func (s *StraceReader) decodeStraceArgs(e *Event, args []string) error {
+func (d *straceDecoder) decodeStraceArgs(e *Event, args []string) error {
 	arg := func(i int) string {
 		if i < len(args) {
 			return args[i]
@@ -435,11 +625,11 @@ func (s *StraceReader) decodeStraceArgs(e *Event, args []string) error {
 		if e.Len, err = num(1); err != nil {
 			return err
 		}
-		e.Prot = s.prot(arg(2))
-		e.Flags, e.FlagsText = s.flags(arg(3))
+		e.Prot = d.prot(arg(2))
+		e.Flags, e.FlagsText = d.flags(arg(3))
 		e.FD = parseFD(arg(4))
 		if i := strings.IndexByte(arg(4), '<'); i >= 0 && strings.HasSuffix(arg(4), ">") {
-			e.Path = s.str(arg(4)[i+1 : len(arg(4))-1])
+			e.Path = d.str(arg(4)[i+1 : len(arg(4))-1])
 		}
 		e.Offset, _ = parseNum(arg(5))
 	case CallMunmap:
@@ -457,7 +647,7 @@ func (s *StraceReader) decodeStraceArgs(e *Event, args []string) error {
 		if e.NewLen, err = num(2); err != nil {
 			return err
 		}
-		e.Flags, e.FlagsText = s.flags(arg(3))
+		e.Flags, e.FlagsText = d.flags(arg(3))
 		if len(args) > 4 {
 			e.NewAddr, _ = parseNum(args[4])
 		}
@@ -470,7 +660,7 @@ func (s *StraceReader) decodeStraceArgs(e *Event, args []string) error {
 		if e.Len, err = num(1); err != nil {
 			return err
 		}
-		e.Advice = s.str(strings.TrimPrefix(arg(2), "MADV_"))
+		e.Advice = d.str(strings.TrimPrefix(arg(2), "MADV_"))
 	case CallShmat:
 		e.Addr, _ = parseNum(arg(1))
 	case CallShmdt:
@@ -479,7 +669,7 @@ func (s *StraceReader) decodeStraceArgs(e *Event, args []string) error {
 		for _, a := range args {
 			a = strings.TrimLeft(a, "{")
 			if v, ok := strings.CutPrefix(a, "flags="); ok {
-				e.Flags, e.FlagsText = s.flags(strings.TrimRight(v, "}"))
+				e.Flags, e.FlagsText = d.flags(strings.TrimRight(v, "}"))
 			}
 		}
 	}
@@ -641,6 +831,21 @@ func parseFD(s string) int64 {
 		return -1
 	}
 	return v
+}
+
+// atoi reads a decimal task id.
+func atoi(s string) (int, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	return n, true
 }
 
 func isDigits(s string) bool {

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
+// readAll copies every event r yields: each is valid only until the next.
 func readAll(t *testing.T, r Reader) []*Event {
 	t.Helper()
 	var out []*Event
@@ -21,7 +22,8 @@ func readAll(t *testing.T, r Reader) []*Event {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, e)
+		c := *e
+		out = append(out, &c)
 	}
 }
 
