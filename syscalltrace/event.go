@@ -30,6 +30,21 @@ const (
 	CallExit // the task exited (or was killed)
 )
 
+// callNames are the spellings of the calls the replay understands, to give
+// events a name without copying or interning the tracer's.
+var callNames = [...]string{"mmap", "mmap2", "munmap", "mremap", "brk", "madvise", "shmat", "shmdt",
+	"clone", "clone3", "fork", "vfork", "execve", "execveat"}
+
+// knownName returns name as a constant when it is one of callNames.
+func knownName(name string) (string, bool) {
+	for _, n := range callNames {
+		if n == name {
+			return n, true
+		}
+	}
+	return "", false
+}
+
 // lookupCall names the call a tracer printed; a switch, not a map: it runs
 // for every line.
 func lookupCall(name string) Call {

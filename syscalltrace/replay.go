@@ -45,12 +45,17 @@ func (m *Mapping) Len() uint64 { return m.End - m.Start }
 // every mapping it passes: the replay's cost is mostly these searches.
 type tree = btree.Map[uint64, *Mapping]
 
-func newTree() *tree { return new(tree) }
+func newSpace(id, leader int) *space {
+	s := &space{id: id, tree: new(tree), leader: leader}
+	s.iter = s.tree.Iter()
+	return s
+}
 
 // space is one address space: the mappings the trace made in it.
 type space struct {
 	id       int
 	tree     *tree
+	iter     btree.MapIter[uint64, *Mapping] // reused by overlapping
 	brkStart uint64
 	brkEnd   uint64
 	leader   int // the task whose exit ends the space
@@ -149,7 +154,7 @@ func (r *Replay) spaceOf(tid int) *space {
 	}
 	s := r.spaces[id]
 	if s == nil {
-		s = &space{id: id, tree: newTree(), leader: tid}
+		s = newSpace(id, tid)
 		r.spaces[id] = s
 	}
 	r.lastTID, r.lastSpace = tid, s
@@ -256,7 +261,7 @@ func (r *Replay) Apply(e *Event) {
 		r.taskOf[e.TID] = e.TID
 		if r.SharedSpace {
 			// later tasks join the new image
-			r.spaces[e.TID] = &space{id: e.TID, tree: newTree(), leader: e.TID}
+			r.spaces[e.TID] = newSpace(e.TID, e.TID)
 		}
 	case CallExit:
 		if e.TID == s.leader || e.TID == 0 && s.leader == 0 {
@@ -279,24 +284,35 @@ func (r *Replay) insert(s *space, m *Mapping, e *Event) {
 }
 
 // overlapping returns the mappings intersecting [lo, hi), in address order,
-// in r's scratch slice (valid until the next call).
+// in r's scratch slice (valid until the next call). One descent of the tree
+// finds them: this runs for every mmap, munmap, mremap and madvise.
 func (r *Replay) overlapping(s *space, lo, hi uint64) []*Mapping {
 	out := r.scratch[:0]
-	// The one starting at or before lo may reach into the range.
-	s.tree.Descend(lo, func(_ uint64, m *Mapping) bool {
-		if m.End > lo {
+	it := &s.iter
+	if !it.Seek(lo) {
+		// Nothing starts at or after lo: the last mapping may reach into
+		// the range.
+		if _, m, ok := s.tree.Max(); ok && m.End > lo {
 			out = append(out, m)
 		}
-		return false
-	})
-	if lo+1 < hi {
-		s.tree.Ascend(lo+1, func(start uint64, m *Mapping) bool {
-			if start >= hi {
-				return false
+		r.scratch = out[:0]
+		return out
+	}
+	first := it.Value()
+	if first.Start > lo {
+		// The one before may reach into the range; none can when first
+		// starts at lo, as mappings do not overlap.
+		if it.Prev() {
+			if m := it.Value(); m.End > lo {
+				out = append(out, m)
 			}
-			out = append(out, m)
-			return true
-		})
+			it.Next()
+		} else {
+			it.Seek(lo)
+		}
+	}
+	for ok := true; ok && it.Key() < hi; ok = it.Next() {
+		out = append(out, it.Value())
 	}
 	r.scratch = out[:0]
 	return out

@@ -2,6 +2,8 @@ package syscalltrace
 
 import (
 	"fmt"
+	"math/rand"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -194,5 +196,47 @@ func TestTimelineIsBounded(t *testing.T) {
 	}
 	if r.Stats.PeakBytes != 5000*4096 {
 		t.Errorf("peak %d", r.Stats.PeakBytes)
+	}
+}
+
+// overlapping's one descent must find what a scan of every mapping finds,
+// whatever the tree's shape: before the first mapping, after the last,
+// inside one, across many.
+func TestOverlappingMatchesScan(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	r := NewReplay(true)
+	s := r.spaceOf(1)
+	var all []*Mapping
+	for len(all) < 3000 {
+		start := uint64(rng.Intn(1<<20)) * pageSize
+		m := &Mapping{Start: start, End: start + uint64(1+rng.Intn(8))*pageSize}
+		if len(r.overlapping(s, m.Start, m.End)) > 0 {
+			continue // the tree holds disjoint ranges
+		}
+		s.tree.Set(m.Start, m)
+		all = append(all, m)
+	}
+	for i := 0; i < 20000; i++ {
+		lo := uint64(rng.Intn(1<<20+16)) * pageSize
+		if i%3 == 0 {
+			lo += uint64(rng.Intn(pageSize)) // not page aligned
+		}
+		hi := lo + uint64(1+rng.Intn(64))*pageSize
+		var want []*Mapping
+		for _, m := range all {
+			if m.Start < hi && m.End > lo {
+				want = append(want, m)
+			}
+		}
+		sort.Slice(want, func(i, j int) bool { return want[i].Start < want[j].Start })
+		got := r.overlapping(s, lo, hi)
+		if len(got) != len(want) {
+			t.Fatalf("[%#x, %#x): %d mappings, a scan finds %d", lo, hi, len(got), len(want))
+		}
+		for j := range got {
+			if got[j] != want[j] {
+				t.Fatalf("[%#x, %#x): mapping %d is %#x, a scan finds %#x", lo, hi, j, got[j].Start, want[j].Start)
+			}
+		}
 	}
 }

@@ -40,7 +40,8 @@ type StraceReader struct {
 	pending    map[int]pendingCall
 	base       int // lines in the chunks before cur
 	cur        *straceChunk
-	out        []*Event
+	out        []*Event // the events of cur, delivered from outAt on
+	outAt      int
 	err        error // io.EOF or the first error, returned once out is drained
 
 	// On stderr, strace writes the traced process's lines without a pid
@@ -75,14 +76,15 @@ func NewStraceReader(r io.Reader, name string, defaultTID int) *StraceReader {
 // Next returns the next memory-relevant event, or io.EOF. The event is
 // valid until the following call.
 func (s *StraceReader) Next() (*Event, error) {
-	for len(s.out) == 0 {
+	for s.outAt == len(s.out) {
 		if s.err != nil {
 			return nil, s.err
 		}
+		s.out, s.outAt = s.out[:0], 0
 		s.advance()
 	}
-	e := s.out[0]
-	s.out = s.out[1:]
+	e := s.out[s.outAt]
+	s.outAt++
 	return e, nil
 }
 
@@ -257,8 +259,10 @@ type straceDecoder struct {
 	// pid of a -ff file); 0 leaves them to the reader's stitching.
 	knownTID  int
 	intern    interner
-	protCache map[string]string
-	flagCache map[string]flagsValue
+	protCache map[string]word
+	flagCache map[string]word
+	lastProt  word
+	lastFlags word
 	argv      [16]string
 	join      []byte // a split call's parts, joined
 
@@ -275,8 +279,8 @@ type straceDecoder struct {
 }
 
 func newStraceDecoder(name string, knownTID int) *straceDecoder {
-	return &straceDecoder{name: name, knownTID: knownTID, intern: interner{}, protCache: map[string]string{},
-		flagCache: map[string]flagsValue{}, open: map[int]int{}, pids: map[int]bool{}}
+	return &straceDecoder{name: name, knownTID: knownTID, intern: interner{}, protCache: map[string]word{},
+		flagCache: map[string]word{}, open: map[int]int{}, pids: map[int]bool{}}
 }
 
 // decodeChunk decodes c's lines into its records; it stops at the first
@@ -496,6 +500,14 @@ func (d *straceDecoder) complete(e *Event, enterLine, doneLine, tid int, ts floa
 	if call == CallOther {
 		return false, nil
 	}
+	known, _ := knownName(name)
+	head := Event{Line: enterLine, TID: tid, Time: ts, HasTime: hasTime, Call: call, Name: known, FD: -1,
+		EnterKey: float64(enterLine), DoneKey: float64(doneLine), Frames: e.Frames}
+	*e = head
+	if d.decodeFast(e, argsAndResult) {
+		return true, nil
+	}
+	*e = head
 	args, closeAt := scanArgs(argsAndResult, d.argv[:0], true)
 	if closeAt < 0 {
 		return false, d.malformed(enterLine, "unbalanced parentheses in the arguments", whole)
@@ -510,8 +522,7 @@ func (d *straceDecoder) complete(e *Event, enterLine, doneLine, tid int, ts floa
 		dur, _ = parseDecimal(result[i+2 : len(result)-1]) // -T
 		result = result[:i]
 	}
-	*e = Event{Line: enterLine, TID: tid, Time: ts, HasTime: hasTime, Call: call, Name: d.str(name), FD: -1,
-		EnterKey: float64(enterLine), DoneKey: float64(doneLine), Duration: dur, Frames: e.Frames}
+	e.Duration = dur
 	if err := decodeResult(e, result); err != nil {
 		return false, d.malformed(enterLine, err.Error(), whole)
 	}
@@ -548,33 +559,44 @@ func (in interner) str(v string) string {
 func (d *straceDecoder) str(v string) string { return d.intern.str(v) }
 
 func (d *straceDecoder) prot(v string) string {
-	if c, ok := d.protCache[v]; ok {
-		return c
+	// Most calls repeat the previous one's words: a compare beats hashing.
+	if v == d.lastProt.key {
+		return d.lastProt.text
 	}
-	// Copied: without a prefix to drop, ReplaceAll returns v, a view of
-	// the chunk.
-	c := strings.Clone(strings.ReplaceAll(v, "PROT_", ""))
-	if len(d.protCache) < maxIntern {
-		d.protCache[strings.Clone(v)] = c
+	w, ok := d.protCache[v]
+	if !ok {
+		// Copied: without a prefix to drop, ReplaceAll returns v, a view
+		// of the chunk.
+		w = word{key: strings.Clone(v), text: strings.Clone(strings.ReplaceAll(v, "PROT_", ""))}
+		if len(d.protCache) < maxIntern {
+			d.protCache[w.key] = w
+		}
 	}
-	return c
+	d.lastProt = w
+	return w.text
 }
 
-type flagsValue struct {
-	bits uint32
-	text string
+// word is a flag word as printed (key, a copy) and decoded.
+type word struct {
+	key, text string
+	bits      uint32
 }
 
 func (d *straceDecoder) flags(v string) (uint32, string) {
-	if c, ok := d.flagCache[v]; ok {
-		return c.bits, c.text
+	if v == d.lastFlags.key {
+		return d.lastFlags.bits, d.lastFlags.text
 	}
-	bits, text := parseFlags(v)
-	text = strings.Clone(text) // one flag's text is a view of v
-	if len(d.flagCache) < maxIntern {
-		d.flagCache[strings.Clone(v)] = flagsValue{bits, text}
+	w, ok := d.flagCache[v]
+	if !ok {
+		bits, text := parseFlags(v)
+		// One flag's text is a view of v.
+		w = word{key: strings.Clone(v), text: strings.Clone(text), bits: bits}
+		if len(d.flagCache) < maxIntern {
+			d.flagCache[w.key] = w
+		}
 	}
-	return bits, text
+	d.lastFlags = w
+	return w.bits, w.text
 }
 
 func (d *straceDecoder) malformed(line int, msg, text string) error {
@@ -705,10 +727,10 @@ func parseStraceTime(s string) (float64, bool) {
 		return 0, false
 	}
 	if len(s) >= 8 && s[2] == ':' && s[5] == ':' {
-		h, err1 := strconv.Atoi(s[:2])
-		m, err2 := strconv.Atoi(s[3:5])
+		h, ok1 := atoi(s[:2])
+		m, ok2 := atoi(s[3:5])
 		sec, ok := parseDecimal(s[6:])
-		if err1 != nil || err2 != nil || !ok {
+		if !ok1 || !ok2 || !ok {
 			return 0, false
 		}
 		return float64(h*3600+m*60) + sec, true

@@ -9,7 +9,7 @@ import (
 // defaultChunkSize is how much of a trace one decoding step takes: large
 // enough that handing chunks between goroutines costs nothing, small
 // enough that the chunks in flight stay a few MiB.
-const defaultChunkSize = 512 << 10
+const defaultChunkSize = 256 << 10
 
 // maxCutShift bounds how far a chunk's end moves to keep a call with its
 // "> " frame lines, or a line cut by attach noise with its end. Past it the

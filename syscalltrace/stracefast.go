@@ -1,0 +1,182 @@
+package syscalltrace
+
+import "strings"
+
+// decodeFast decodes the shapes of the calls a trace is mostly made of —
+// mmap, munmap, madvise, mremap and brk with plain numbers and flag words,
+// then " = number" and an optional -T " <seconds>" — in one pass, without
+// splitting the argument list. It reports false for anything else (quoted
+// or nested arguments, -y paths, failed calls, odd spacing), leaving e's
+// argument fields in any state: complete's general path decodes those.
+// s is the text after the call's '('.
+func (d *straceDecoder) decodeFast(e *Event, s string) bool {
+	var ok bool
+	switch e.Call {
+	case CallMmap:
+		if e.Addr, s, ok = fastArg(s); !ok {
+			return false
+		}
+		if e.Len, s, ok = fastArg(s); !ok {
+			return false
+		}
+		var prot, flags string
+		if prot, s, ok = fastWord(s); !ok {
+			return false
+		}
+		if flags, s, ok = fastWord(s); !ok {
+			return false
+		}
+		if e.FD, s, ok = fastFD(s); !ok {
+			return false
+		}
+		if e.Offset, s, ok = fastNum(s); !ok || !strings.HasPrefix(s, ")") {
+			return false
+		}
+		e.Prot = d.prot(prot)
+		e.Flags, e.FlagsText = d.flags(flags)
+	case CallMunmap:
+		if e.Addr, s, ok = fastArg(s); !ok {
+			return false
+		}
+		if e.Len, s, ok = fastNum(s); !ok || !strings.HasPrefix(s, ")") {
+			return false
+		}
+	case CallMadvise:
+		if e.Addr, s, ok = fastArg(s); !ok {
+			return false
+		}
+		if e.Len, s, ok = fastArg(s); !ok {
+			return false
+		}
+		var advice string
+		if advice, s, ok = fastWord(s); !ok || !strings.HasPrefix(s, ")") {
+			return false
+		}
+		e.Advice = d.str(strings.TrimPrefix(advice, "MADV_"))
+	case CallMremap:
+		if e.Addr, s, ok = fastArg(s); !ok {
+			return false
+		}
+		if e.Len, s, ok = fastArg(s); !ok {
+			return false
+		}
+		if e.NewLen, s, ok = fastArg(s); !ok {
+			return false
+		}
+		var flags string
+		if flags, s, ok = fastWord(s); !ok {
+			return false
+		}
+		if strings.HasPrefix(s, ", ") {
+			if e.NewAddr, s, ok = fastNum(s[2:]); !ok {
+				return false
+			}
+		}
+		if !strings.HasPrefix(s, ")") {
+			return false
+		}
+		e.Flags, e.FlagsText = d.flags(flags)
+	case CallBrk:
+		if e.Addr, s, ok = fastNum(s); !ok || !strings.HasPrefix(s, ")") {
+			return false
+		}
+	default:
+		return false
+	}
+	return fastResult(e, s[1:])
+}
+
+// fastResult reads " = 0x7f…" and an optional " <0.000012>" after the
+// arguments' ')'.
+func fastResult(e *Event, s string) bool {
+	s = strings.TrimLeft(s, " ")
+	if !strings.HasPrefix(s, "= ") {
+		return false
+	}
+	var ok bool
+	if e.Ret, s, ok = fastNum(s[2:]); !ok {
+		return false
+	}
+	if s == "" {
+		return true
+	}
+	if !strings.HasPrefix(s, " <") || !strings.HasSuffix(s, ">") {
+		return false
+	}
+	e.Duration, ok = parseDecimal(s[2 : len(s)-1])
+	return ok
+}
+
+// fastArg reads a number and the ", " after it.
+func fastArg(s string) (uint64, string, bool) {
+	v, rest, ok := fastNum(s)
+	if !ok || !strings.HasPrefix(rest, ", ") {
+		return 0, s, false
+	}
+	return v, rest[2:], true
+}
+
+// fastNum reads "NULL", hex "0x…" (at most 16 digits) or decimal (at most
+// 19 digits) at the start of s; longer numbers go the general way, which
+// says whether they overflow.
+func fastNum(s string) (uint64, string, bool) {
+	if strings.HasPrefix(s, "NULL") {
+		return 0, s[4:], true
+	}
+	var v uint64
+	i := 0
+	if strings.HasPrefix(s, "0x") {
+		for i = 2; i < len(s); i++ {
+			c := s[i]
+			switch {
+			case c >= '0' && c <= '9':
+				v = v<<4 | uint64(c-'0')
+			case c >= 'a' && c <= 'f':
+				v = v<<4 | uint64(c-'a'+10)
+			case c >= 'A' && c <= 'F':
+				v = v<<4 | uint64(c-'A'+10)
+			default:
+				return v, s[i:], i > 2 && i <= 18
+			}
+		}
+		return v, "", i > 2 && i <= 18
+	}
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		v = v*10 + uint64(s[i]-'0')
+	}
+	return v, s[i:], i > 0 && i <= 19
+}
+
+// fastWord reads a flag word ("PROT_READ|PROT_WRITE", "MADV_DONTNEED") up
+// to the ", " or ')' after it; ", " is consumed.
+func fastWord(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '_' || c == '|' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z':
+		case c == ')' && i > 0:
+			return s[:i], s[i:], true
+		case c == ',' && i > 0 && strings.HasPrefix(s[i:], ", "):
+			return s[:i], s[i+2:], true
+		default:
+			return "", s, false
+		}
+	}
+	return "", s, false
+}
+
+// fastFD reads "-1" or a plain descriptor and the ", " after it; -y's
+// "3</path>" goes the general way.
+func fastFD(s string) (int64, string, bool) {
+	if strings.HasPrefix(s, "-1, ") {
+		return -1, s[4:], true
+	}
+	i := 0
+	var v int64
+	for ; i < len(s) && i < 10 && s[i] >= '0' && s[i] <= '9'; i++ {
+		v = v*10 + int64(s[i]-'0')
+	}
+	if i == 0 || !strings.HasPrefix(s[i:], ", ") {
+		return 0, s, false
+	}
+	return v, s[i+2:], true
+}
