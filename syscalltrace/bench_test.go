@@ -83,3 +83,25 @@ func BenchmarkStraceReplayParallel(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStraceDecode is the strace reader alone, on one goroutine.
+func BenchmarkStraceDecode(b *testing.B) {
+	trace := benchTrace(b)
+	b.SetBytes(int64(len(trace)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s := NewStraceReader(bytes.NewReader(trace), "bench", 0)
+		n := 0
+		for {
+			_, err := s.Next()
+			if err != nil {
+				break
+			}
+			n++
+		}
+		if n == 0 {
+			b.Fatal("no events")
+		}
+	}
+}

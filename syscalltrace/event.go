@@ -30,45 +30,47 @@ const (
 	CallExit // the task exited (or was killed)
 )
 
-// callNames are the spellings of the calls the replay understands, to give
-// events a name without copying or interning the tracer's.
-var callNames = [...]string{"mmap", "mmap2", "munmap", "mremap", "brk", "madvise", "shmat", "shmdt",
-	"clone", "clone3", "fork", "vfork", "execve", "execveat"}
-
-// knownName returns name as a constant when it is one of callNames.
-func knownName(name string) (string, bool) {
-	for _, n := range callNames {
-		if n == name {
-			return n, true
-		}
-	}
-	return "", false
-}
-
 // lookupCall names the call a tracer printed; a switch, not a map: it runs
 // for every line.
 func lookupCall(name string) Call {
+	c, _ := callOf(name)
+	return c
+}
+
+// callOf is lookupCall that also returns the name as a constant, so that
+// events name their call without copying or interning the tracer's text.
+func callOf(name string) (Call, string) {
 	switch name {
-	case "mmap", "mmap2":
-		return CallMmap
+	case "mmap":
+		return CallMmap, "mmap"
 	case "munmap":
-		return CallMunmap
-	case "mremap":
-		return CallMremap
-	case "brk":
-		return CallBrk
+		return CallMunmap, "munmap"
 	case "madvise":
-		return CallMadvise
+		return CallMadvise, "madvise"
+	case "mremap":
+		return CallMremap, "mremap"
+	case "brk":
+		return CallBrk, "brk"
+	case "mmap2":
+		return CallMmap, "mmap2"
 	case "shmat":
-		return CallShmat
+		return CallShmat, "shmat"
 	case "shmdt":
-		return CallShmdt
-	case "clone", "clone3", "fork", "vfork":
-		return CallClone
-	case "execve", "execveat":
-		return CallExec
+		return CallShmdt, "shmdt"
+	case "clone":
+		return CallClone, "clone"
+	case "clone3":
+		return CallClone, "clone3"
+	case "fork":
+		return CallClone, "fork"
+	case "vfork":
+		return CallClone, "vfork"
+	case "execve":
+		return CallExec, "execve"
+	case "execveat":
+		return CallExec, "execveat"
 	}
-	return CallOther
+	return CallOther, ""
 }
 
 func (c Call) String() string {

@@ -2,6 +2,7 @@ package syscalltrace
 
 import (
 	"bytes"
+	"github.com/google/go-cmp/cmp"
 	"io"
 	"os"
 	"path/filepath"
@@ -60,6 +61,56 @@ func FuzzStrace(f *testing.F) {
 	f.Add([]byte("1 mmap(NULL, 4096, PROT_READ, MAP_FIXED, -1, 0) = 0xfffffffffffff000\n1 munmap(0xffffffffffffffff, 18446744073709551615) = 0\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		fuzzReplay(t, NewStraceReader(bytes.NewReader(in), "fuzz", 0))
+	})
+}
+
+// FuzzStraceChunks: cut anywhere and decoded on workers, a trace must read
+// exactly as in one piece.
+// go test ./syscalltrace -fuzz FuzzStraceChunks -fuzzminimizetime 5s
+func FuzzStraceChunks(f *testing.F) {
+	seedTraces(f, "*.strace")
+	f.Fuzz(func(t *testing.T, in []byte) {
+		want := readStrace(in, len(in)+1, 0)
+		for _, size := range []int{1, 37} {
+			got := readStrace(in, size, 2)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("chunks of %d bytes differ from one chunk (-want +got):\n%s", size, diff)
+			}
+		}
+	})
+}
+
+// FuzzStraceFastPath: what decodeFast accepts, the general path reads the
+// same way.
+// go test ./syscalltrace -fuzz FuzzStraceFastPath -fuzzminimizetime 5s
+func FuzzStraceFastPath(f *testing.F) {
+	for _, s := range []string{
+		"NULL, 749568, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000 <0.000009>",
+		"0x7f0000000000, 4096, PROT_NONE, MAP_PRIVATE|MAP_FIXED|MAP_ANONYMOUS, 3, 0x1000) = 0x7f0000000000",
+		"0x7f0000000000, 749568) = 0 <0.000021>",
+		"0x7f0000000000, 4096, MADV_DONTNEED) = 0",
+		"0x7f2e8b9b6000, 4096, 8192, MREMAP_MAYMOVE|MREMAP_FIXED, 0x7f0000000000) = 0x7f0000000000",
+		"0x7f2e8b9b6000, 4096, 8192, MREMAP_MAYMOVE) = 0x7f0000000000 <0.000011>",
+		"NULL) = 0x55d4c0f1e000",
+		"0x0, 18446744073709551615, PROT_READ, 0x22, -1, 0)   = 0xffffffffffffffff",
+	} {
+		for _, call := range []string{"mmap", "munmap", "madvise", "mremap", "brk"} {
+			f.Add(call, s)
+		}
+	}
+	f.Fuzz(func(t *testing.T, name, args string) {
+		d := newStraceDecoder("fuzz", 1)
+		fast := Event{Call: lookupCall(name), FD: -1}
+		general := fast
+		if !d.decodeFast(&fast, args) {
+			return
+		}
+		if err := d.decodeGeneral(&general, name, args, 1, args); err != nil {
+			t.Fatalf("decodeFast read %s(%s; the general path says %v", name, args, err)
+		}
+		if diff := cmp.Diff(general, fast); diff != "" {
+			t.Fatalf("%s(%s: fast and general differ (-general +fast):\n%s", name, args, diff)
+		}
 	})
 }
 

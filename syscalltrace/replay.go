@@ -128,9 +128,14 @@ type Replay struct {
 	stride   int
 	stopped  bool
 	scratch  []*Mapping
-	// The last task's space: consecutive calls mostly come from one task.
-	lastTID   int
-	lastSpace *space
+	// Tasks' spaces, direct-mapped by task id: two map lookups per call
+	// otherwise. Cleared when tasks or spaces change.
+	spaceCache [64]cachedSpace
+}
+
+type cachedSpace struct {
+	tid int
+	s   *space
 }
 
 // NewReplay returns an empty replay.
@@ -141,8 +146,9 @@ func NewReplay(sharedSpace bool) *Replay {
 const maxTimeline = 512
 
 func (r *Replay) spaceOf(tid int) *space {
-	if r.lastSpace != nil && tid == r.lastTID {
-		return r.lastSpace
+	slot := &r.spaceCache[uint(tid)%uint(len(r.spaceCache))]
+	if slot.s != nil && slot.tid == tid {
+		return slot.s
 	}
 	id, ok := r.taskOf[tid]
 	if !ok {
@@ -157,7 +163,7 @@ func (r *Replay) spaceOf(tid int) *space {
 		s = newSpace(id, tid)
 		r.spaces[id] = s
 	}
-	r.lastTID, r.lastSpace = tid, s
+	*slot = cachedSpace{tid, s}
 	return s
 }
 
@@ -241,7 +247,7 @@ func (r *Replay) Apply(e *Event) {
 	case CallShmdt:
 		r.Stats.ShmatCalls++
 	case CallClone:
-		r.lastSpace = nil // tasks and spaces change
+		clear(r.spaceCache[:]) // tasks and spaces change
 		child := int(e.Ret)
 		if child > 0 {
 			if e.Flags&FlagCloneVM != 0 || r.SharedSpace && e.FlagsText == "" {
@@ -255,7 +261,7 @@ func (r *Replay) Apply(e *Event) {
 			}
 		}
 	case CallExec:
-		r.lastSpace = nil
+		clear(r.spaceCache[:])
 		r.end(s, "exec")
 		delete(r.spaces, s.id)
 		r.taskOf[e.TID] = e.TID
@@ -265,7 +271,7 @@ func (r *Replay) Apply(e *Event) {
 		}
 	case CallExit:
 		if e.TID == s.leader || e.TID == 0 && s.leader == 0 {
-			r.lastSpace = nil
+			clear(r.spaceCache[:])
 			r.end(s, "exit")
 			delete(r.spaces, s.id)
 		}

@@ -116,13 +116,13 @@ func (s *StraceReader) advance() {
 		return
 	}
 	s.cur = c
-	if err := s.assemble(c); err != nil {
-		s.finish(err)
-		return
-	}
 	s.Foreign += c.foreign
 	if s.FirstForeign == 0 && c.firstForeign > 0 {
 		s.FirstForeign = s.base + c.firstForeign
+	}
+	if err := s.assemble(c); err != nil {
+		s.finish(err)
+		return
 	}
 	s.base += c.lines
 	if c.last {
@@ -303,7 +303,10 @@ func (d *straceDecoder) decodeChunk(c *straceChunk) {
 			c.err = &ParseError{Name: d.name, Line: d.line, Msg: fmt.Sprintf("line longer than %d KiB", maxLine>>10), Err: ErrMalformed}
 			break
 		}
-		if err := d.handle(bytes.TrimSuffix(raw, []byte{'\r'})); err != nil {
+		if n := len(raw); n > 0 && raw[n-1] == '\r' {
+			raw = raw[:n-1]
+		}
+		if err := d.handle(raw); err != nil {
 			c.err = err
 			break
 		}
@@ -337,7 +340,7 @@ func (d *straceDecoder) record(kind recKind, ev, aux int) {
 func (d *straceDecoder) handle(raw []byte) error {
 	lineNo := d.line
 	// Frames of -k follow their call.
-	if t := bytes.TrimLeft(raw, " "); bytes.HasPrefix(t, []byte("> ")) {
+	if t := bytes.TrimLeft(raw, " "); len(t) >= 2 && t[0] == '>' && t[1] == ' ' {
 		if d.target >= 0 {
 			f := parseStraceFrame(unsafe.String(unsafe.SliceData(t[2:]), len(t)-2))
 			f.Func, f.Module = d.str(f.Func), d.str(f.Module)
@@ -352,8 +355,9 @@ func (d *straceDecoder) handle(raw []byte) error {
 	line := unsafe.String(unsafe.SliceData(raw), len(raw))
 	// "strace: Process N attached" may land in the middle of another line,
 	// which then continues on the next line: cut the noise out and rejoin.
+	// The noise ends its line, which spares searching every line for it.
 	interrupted := false
-	for {
+	for strings.HasSuffix(line, "tached") {
 		i := strings.Index(line, string(attachedNoise))
 		if i < 0 {
 			break
@@ -468,10 +472,13 @@ func (d *straceDecoder) handle(raw []byte) error {
 	name := rest[:open]
 	if strings.HasSuffix(rest, unfinished) {
 		args := ""
-		if lookupCall(name) != CallOther {
+		call, known := callOf(name)
+		if call != CallOther {
 			args = strings.TrimSuffix(rest[open+1:], unfinished)
+		} else {
+			known = d.str(name) // to match its end by name
 		}
-		d.c.splits = append(d.c.splits, splitCall{tid: tid, name: d.str(name), text: args, whole: line, line: lineNo, time: ts, hasTime: hasTime})
+		d.c.splits = append(d.c.splits, splitCall{tid: tid, name: known, text: args, whole: line, line: lineNo, time: ts, hasTime: hasTime})
 		d.open[tid] = len(d.c.splits) - 1
 		d.record(recUnfinished, -1, len(d.c.splits)-1)
 		return nil
@@ -496,25 +503,34 @@ func (d *straceDecoder) emitted(ev int, emitted bool, err error) error {
 // complete decodes "args) = result [<dur>]" of a whole call into e, keeping
 // the frames e already has. It reports false for calls the replay skips.
 func (d *straceDecoder) complete(e *Event, enterLine, doneLine, tid int, ts float64, hasTime bool, name, argsAndResult, whole string) (bool, error) {
-	call := lookupCall(name)
+	call, known := callOf(name)
 	if call == CallOther {
 		return false, nil
 	}
-	known, _ := knownName(name)
-	head := Event{Line: enterLine, TID: tid, Time: ts, HasTime: hasTime, Call: call, Name: known, FD: -1,
-		EnterKey: float64(enterLine), DoneKey: float64(doneLine), Frames: e.Frames}
-	*e = head
+	// e is a fresh slot, or one with only frames: fill in place.
+	e.Line, e.TID, e.Time, e.HasTime, e.Call, e.Name, e.FD = enterLine, tid, ts, hasTime, call, known, -1
+	e.EnterKey, e.DoneKey = float64(enterLine), float64(doneLine)
 	if d.decodeFast(e, argsAndResult) {
 		return true, nil
 	}
-	*e = head
+	*e = Event{Line: enterLine, TID: tid, Time: ts, HasTime: hasTime, Call: call, Name: known, FD: -1,
+		EnterKey: float64(enterLine), DoneKey: float64(doneLine), Frames: e.Frames}
+	if err := d.decodeGeneral(e, name, argsAndResult, enterLine, whole); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// decodeGeneral decodes any argument list and result of e.Call: nested and
+// quoted arguments, -y paths, errors.
+func (d *straceDecoder) decodeGeneral(e *Event, name, argsAndResult string, enterLine int, whole string) error {
 	args, closeAt := scanArgs(argsAndResult, d.argv[:0], true)
 	if closeAt < 0 {
-		return false, d.malformed(enterLine, "unbalanced parentheses in the arguments", whole)
+		return d.malformed(enterLine, "unbalanced parentheses in the arguments", whole)
 	}
 	result := strings.TrimSpace(argsAndResult[closeAt+1:])
 	if !strings.HasPrefix(result, "=") {
-		return false, d.malformed(enterLine, "expected \" = result\" after the arguments", whole)
+		return d.malformed(enterLine, "expected \" = result\" after the arguments", whole)
 	}
 	result = strings.TrimSpace(result[1:])
 	var dur float64
@@ -524,13 +540,13 @@ func (d *straceDecoder) complete(e *Event, enterLine, doneLine, tid int, ts floa
 	}
 	e.Duration = dur
 	if err := decodeResult(e, result); err != nil {
-		return false, d.malformed(enterLine, err.Error(), whole)
+		return d.malformed(enterLine, err.Error(), whole)
 	}
 	e.Errno = d.str(e.Errno)
 	if err := d.decodeStraceArgs(e, args); err != nil {
-		return false, d.malformed(enterLine, fmt.Sprintf("%s: %v", name, err), whole)
+		return d.malformed(enterLine, fmt.Sprintf("%s: %v", name, err), whole)
 	}
-	return true, nil
+	return nil
 }
 
 // maxIntern bounds the interned strings; past it, copies are not shared.
@@ -729,11 +745,10 @@ func parseStraceTime(s string) (float64, bool) {
 	if len(s) >= 8 && s[2] == ':' && s[5] == ':' {
 		h, ok1 := atoi(s[:2])
 		m, ok2 := atoi(s[3:5])
-		sec, ok := parseDecimal(s[6:])
-		if !ok1 || !ok2 || !ok {
+		if !ok1 || !ok2 {
 			return 0, false
 		}
-		return float64(h*3600+m*60) + sec, true
+		return parseDecimalPlus(s[6:], uint64(h*3600+m*60))
 	}
 	if strings.IndexByte(s, '.') < 0 {
 		return 0, false
@@ -741,32 +756,62 @@ func parseStraceTime(s string) (float64, bool) {
 	return parseDecimal(s)
 }
 
-// parseDecimal reads "123.456789" exactly as strace prints seconds, faster
-// than ParseFloat; anything else falls back to it.
+// parseDecimal reads "123.456789" as strace prints seconds, faster than
+// ParseFloat and as exactly: one division of two exact integers rounds
+// once. Anything else falls back to ParseFloat.
 func parseDecimal(s string) (float64, bool) {
-	var whole, frac, scale uint64 = 0, 0, 1
+	var n, scale uint64 = 0, 1
 	i := 0
 	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		whole = whole*10 + uint64(s[i]-'0')
+		n = n*10 + uint64(s[i]-'0')
 	}
 	if i == 0 || i > 12 {
-		v, err := strconv.ParseFloat(s, 64)
-		return v, err == nil
+		return parseFloat(s)
 	}
 	if i < len(s) {
 		if s[i] != '.' || len(s)-i > 10 {
-			v, err := strconv.ParseFloat(s, 64)
-			return v, err == nil
+			return parseFloat(s)
 		}
 		for i++; i < len(s); i++ {
 			if s[i] < '0' || s[i] > '9' {
 				return 0, false
 			}
-			frac = frac*10 + uint64(s[i]-'0')
+			n = n*10 + uint64(s[i]-'0')
 			scale *= 10
 		}
 	}
-	return float64(whole) + float64(frac)/float64(scale), true
+	if n >= 1<<53 {
+		return parseFloat(s) // not exact as a float64
+	}
+	return float64(n) / float64(scale), true
+}
+
+// parseDecimalPlus is parseDecimal of s plus whole seconds, rounded once.
+func parseDecimalPlus(s string, plus uint64) (float64, bool) {
+	var n, scale uint64 = 0, 1
+	i := 0
+	for ; i < len(s) && i < 3 && s[i] >= '0' && s[i] <= '9'; i++ {
+		n = n*10 + uint64(s[i]-'0')
+	}
+	if i == 0 || i < len(s) && (s[i] != '.' || len(s)-i > 10) {
+		return 0, false
+	}
+	n += plus
+	if i < len(s) {
+		for i++; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return 0, false
+			}
+			n = n*10 + uint64(s[i]-'0')
+			scale *= 10
+		}
+	}
+	return float64(n) / float64(scale), true
+}
+
+func parseFloat(s string) (float64, bool) {
+	v, err := strconv.ParseFloat(s, 64)
+	return v, err == nil
 }
 
 // scanArgs walks an argument list, skipping nested (), [], {} and quoted

@@ -34,8 +34,8 @@ type straceChunk struct {
 }
 
 func (c *straceChunk) reset() {
-	// Frames are not reused: mappings keep them.
-	clear(c.events)
+	// Each event is zeroed as it is added (its frames are not reused:
+	// mappings keep them).
 	c.events, c.recs, c.splits = c.events[:0], c.recs[:0], c.splits[:0]
 	c.lines, c.foreign, c.firstForeign, c.err = 0, 0, 0, nil
 }
@@ -93,13 +93,15 @@ func (sp *splitter) fill(c *straceChunk) {
 	}
 }
 
-// read reads into buf until it holds want bytes or the input ends.
+// read reads into buf until it holds want bytes or the input ends. It
+// reads little past want: what follows the cut is copied to the next chunk.
 func (sp *splitter) read(buf []byte, want int) []byte {
 	for len(buf) < want && sp.err == nil {
-		if cap(buf)-len(buf) < 64<<10 {
-			buf = append(buf, make([]byte, max(want-len(buf), 64<<10))...)[:len(buf)]
+		end := max(want, len(buf)+sp.ahead())
+		if cap(buf) < end {
+			buf = append(buf[:cap(buf)], make([]byte, end-cap(buf))...)[:len(buf)]
 		}
-		n, err := sp.r.Read(buf[len(buf):cap(buf)])
+		n, err := sp.r.Read(buf[len(buf):end])
 		buf = buf[:len(buf)+n]
 		if err != nil {
 			sp.err = err
@@ -107,6 +109,15 @@ func (sp *splitter) read(buf []byte, want int) []byte {
 	}
 	return buf
 }
+
+// readAhead is what the splitter reads at least, once a chunk is full, to
+// find its end.
+const readAhead = 16 << 10
+
+// ahead is readAhead for chunks of a sixteenth of it or more: what is read
+// past a cut is copied to the next chunk, and small chunks (tests) would
+// copy it over and over.
+func (sp *splitter) ahead() int { return max(frameLookahead, min(readAhead, sp.size*16)) }
 
 // frameLookahead is enough of a line's start to tell a "> " frame line.
 const frameLookahead = 64
@@ -123,11 +134,12 @@ func (sp *splitter) cut(buf *[]byte) int {
 			if sp.err != nil || len(b) > sp.size+maxCutShift+maxLine {
 				return len(b) // the last line, or one too long: the decoder says so
 			}
-			*buf = sp.read(b, len(b)+64<<10)
+			*buf = sp.read(b, len(b)+sp.ahead())
 			continue
 		}
 		p := from + i + 1
 		if len(b) < p+frameLookahead && sp.err == nil {
+			// Enough to see the next line's start.
 			*buf = sp.read(b, p+frameLookahead)
 			continue
 		}

@@ -107,6 +107,31 @@ func fastResult(e *Event, s string) bool {
 	return ok
 }
 
+// wordByte says which bytes make up flag words: letters, digits, '_', '|'.
+var wordByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c == '_' || c == '|' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+	}
+	return t
+}()
+
+const notHex = 0xff
+
+// hexValue maps a byte to its value as a hex digit, or notHex: a lookup
+// instead of three range tests per digit.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = notHex
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c], t[c-'a'+'A'] = byte(c-'a'+10), byte(c-'a'+10)
+	}
+	return t
+}()
+
 // fastArg reads a number and the ", " after it.
 func fastArg(s string) (uint64, string, bool) {
 	v, rest, ok := fastNum(s)
@@ -127,17 +152,11 @@ func fastNum(s string) (uint64, string, bool) {
 	i := 0
 	if strings.HasPrefix(s, "0x") {
 		for i = 2; i < len(s); i++ {
-			c := s[i]
-			switch {
-			case c >= '0' && c <= '9':
-				v = v<<4 | uint64(c-'0')
-			case c >= 'a' && c <= 'f':
-				v = v<<4 | uint64(c-'a'+10)
-			case c >= 'A' && c <= 'F':
-				v = v<<4 | uint64(c-'A'+10)
-			default:
+			h := hexValue[s[i]]
+			if h == notHex {
 				return v, s[i:], i > 2 && i <= 18
 			}
+			v = v<<4 | uint64(h)
 		}
 		return v, "", i > 2 && i <= 18
 	}
@@ -152,7 +171,7 @@ func fastNum(s string) (uint64, string, bool) {
 func fastWord(s string) (string, string, bool) {
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
-		case c == '_' || c == '|' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z':
+		case wordByte[c]:
 		case c == ')' && i > 0:
 			return s[:i], s[i:], true
 		case c == ',' && i > 0 && strings.HasPrefix(s[i:], ", "):
