@@ -225,10 +225,8 @@ func gatherTrace(o *GatherOptions, in *explain.Inputs, ms []pmap.Mapping) error 
 		defer tin.Close()
 		inputs = append(inputs, tin)
 	}
-	var src syscalltrace.Reader = inputs[0]
-	if len(inputs) > 1 {
-		src = syscalltrace.NewMerge(inputs)
-	}
+	src, stop := syscalltrace.Combine(inputs, runtime.GOMAXPROCS(0))
+	defer stop()
 	replay := syscalltrace.NewReplay(true)
 	if err := replay.ApplyAll(src); err != nil {
 		return err

@@ -184,17 +184,8 @@ func runTrace(o *TraceOptions) error {
 	}
 	replay := syscalltrace.NewReplay(!o.PerProcess)
 	replay.Until, replay.HasUntil = o.At, o.HasAt
-	var src syscalltrace.Reader = inputs[0]
-	if len(inputs) > 1 {
-		src = syscalltrace.NewMerge(inputs)
-	}
-	// One strace file decodes on every core; otherwise reading runs beside
-	// the replay on its own goroutine.
-	if len(inputs) > 1 || !inputs[0].Parallel(runtime.GOMAXPROCS(0)) {
-		pipe := syscalltrace.NewPipe(src)
-		defer pipe.Close()
-		src = pipe
-	}
+	src, stop := syscalltrace.Combine(inputs, runtime.GOMAXPROCS(0))
+	defer stop()
 	if err := replay.ApplyAll(src); err != nil {
 		return err
 	}

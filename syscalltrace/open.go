@@ -233,6 +233,22 @@ func Expand(paths []string) ([]string, map[string]int, error) {
 	return files, pids, nil
 }
 
+// Combine reads opened inputs as one: merged by time when there are
+// several; a single strace input decodes on workers goroutines; otherwise
+// reading runs on its own goroutine beside the caller's replay. stop ends
+// what Combine started; the inputs stay the caller's to close.
+func Combine(inputs []*Input, workers int) (r Reader, stop func()) {
+	if len(inputs) == 1 && inputs[0].Parallel(workers) {
+		return inputs[0], func() {}
+	}
+	var src Reader = inputs[0]
+	if len(inputs) > 1 {
+		src = NewMerge(inputs)
+	}
+	p := NewPipe(src)
+	return p, p.Close
+}
+
 // Merge interleaves several inputs (strace -ff files) by time, so that the
 // calls of threads sharing an address space replay in the order they ran.
 // Without times the inputs are read one after the other.
