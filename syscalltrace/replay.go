@@ -3,8 +3,6 @@ package syscalltrace
 import (
 	"io"
 	"sort"
-
-	"github.com/tidwall/btree"
 )
 
 const pageSize = 4096
@@ -40,22 +38,14 @@ type Mapping struct {
 // Len is End − Start.
 func (m *Mapping) Len() uint64 { return m.End - m.Start }
 
-// tree holds an address space's mappings by start address. The key is
-// inline in the nodes, so that a search compares numbers instead of loading
-// every mapping it passes: the replay's cost is mostly these searches.
-type tree = btree.Map[uint64, *Mapping]
-
 func newSpace(id, leader int) *space {
-	s := &space{id: id, tree: new(tree), leader: leader}
-	s.iter = s.tree.Iter()
-	return s
+	return &space{id: id, tree: &addrTree{}, leader: leader}
 }
 
 // space is one address space: the mappings the trace made in it.
 type space struct {
 	id       int
-	tree     *tree
-	iter     btree.MapIter[uint64, *Mapping] // reused by overlapping
+	tree     *addrTree
 	brkStart uint64
 	brkEnd   uint64
 	leader   int // the task whose exit ends the space
@@ -280,7 +270,7 @@ func (r *Replay) Apply(e *Event) {
 }
 
 func (r *Replay) insert(s *space, m *Mapping, e *Event) {
-	s.tree.Set(m.Start, m)
+	s.tree.set(m.Start, m)
 	r.mapped += m.Len()
 	if r.mapped > r.Stats.PeakBytes {
 		r.Stats.PeakBytes = r.mapped
@@ -294,31 +284,17 @@ func (r *Replay) insert(s *space, m *Mapping, e *Event) {
 // finds them: this runs for every mmap, munmap, mremap and madvise.
 func (r *Replay) overlapping(s *space, lo, hi uint64) []*Mapping {
 	out := r.scratch[:0]
-	it := &s.iter
-	if !it.Seek(lo) {
-		// Nothing starts at or after lo: the last mapping may reach into
-		// the range.
-		if _, m, ok := s.tree.Max(); ok && m.End > lo {
+	c := s.tree.seek(lo)
+	at := c // before valid moves c on from the end of its leaf
+	// The one before may reach into the range; none can when a mapping
+	// starts at lo, as mappings do not overlap.
+	if !c.valid() || c.key() > lo {
+		if m, ok := at.before(); ok && m.End > lo {
 			out = append(out, m)
 		}
-		r.scratch = out[:0]
-		return out
 	}
-	first := it.Value()
-	if first.Start > lo {
-		// The one before may reach into the range; none can when first
-		// starts at lo, as mappings do not overlap.
-		if it.Prev() {
-			if m := it.Value(); m.End > lo {
-				out = append(out, m)
-			}
-			it.Next()
-		} else {
-			it.Seek(lo)
-		}
-	}
-	for ok := true; ok && it.Key() < hi; ok = it.Next() {
-		out = append(out, it.Value())
+	for ok := c.valid(); ok && c.key() < hi; ok = c.next() {
+		out = append(out, c.value())
 	}
 	r.scratch = out[:0]
 	return out
@@ -336,7 +312,7 @@ func (r *Replay) remove(s *space, lo, hi uint64, e *Event) (removed, newer uint6
 			newer += min(m.End, hi) - max(m.Start, lo)
 			continue
 		}
-		s.tree.Delete(m.Start)
+		s.tree.delete(m.Start)
 		cutLo, cutHi := max(m.Start, lo), min(m.End, hi)
 		removed += cutHi - cutLo
 		r.mapped -= m.Len()
@@ -344,14 +320,14 @@ func (r *Replay) remove(s *space, lo, hi uint64, e *Event) (removed, newer uint6
 			left := *m
 			left.End = lo
 			left.ReleasedBytes = min(left.ReleasedBytes, left.Len())
-			s.tree.Set(left.Start, &left)
+			s.tree.set(left.Start, &left)
 			r.mapped += left.Len()
 		}
 		if m.End > hi {
 			right := *m
 			right.Start = hi
 			right.ReleasedBytes = min(right.ReleasedBytes, right.Len())
-			s.tree.Set(right.Start, &right)
+			s.tree.set(right.Start, &right)
 			r.mapped += right.Len()
 		}
 	}
@@ -423,11 +399,10 @@ func (r *Replay) brk(s *space, e *Event) {
 
 // end closes a space: what is still mapped was never unmapped by the program.
 func (r *Replay) end(s *space, how string) {
-	s.tree.Scan(func(_ uint64, m *Mapping) bool {
+	s.tree.scan(func(m *Mapping) {
 		m.EndedBy = how
 		r.ended = append(r.ended, m)
 		r.mapped -= m.Len()
-		return true
 	})
 	if s.brkEnd > s.brkStart {
 		r.Stats.BrkBytes += s.brkEnd - s.brkStart
@@ -465,10 +440,7 @@ func (r *Replay) Outstanding() []*Mapping {
 	sort.Ints(ids)
 	for _, id := range ids {
 		s := r.spaces[id]
-		s.tree.Scan(func(_ uint64, m *Mapping) bool {
-			out = append(out, m)
-			return true
-		})
+		s.tree.scan(func(m *Mapping) { out = append(out, m) })
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Space != out[j].Space {

@@ -213,7 +213,7 @@ func TestOverlappingMatchesScan(t *testing.T) {
 		if len(r.overlapping(s, m.Start, m.End)) > 0 {
 			continue // the tree holds disjoint ranges
 		}
-		s.tree.Set(m.Start, m)
+		s.tree.set(m.Start, m)
 		all = append(all, m)
 	}
 	for i := 0; i < 20000; i++ {
