@@ -20,8 +20,11 @@ var demoSnapshot []byte
 
 func main() {
 	// memdiag is short-lived and its heap is mostly the answer, built once:
-	// collecting less often keeps the GC off the critical path of a large read.
-	debug.SetGCPercent(400)
+	// collecting less often keeps the GC off the critical path of a large
+	// read. GOGC, when set, is the user's choice.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(400)
+	}
 	os.Exit(cmd.Main(os.Args[1:], &cmd.Deps{
 		Streams:  cmd.SystemStreams(),
 		ProcRoot: "/proc",

@@ -22,7 +22,7 @@ echo "trace: $bytes bytes, $(wc -l < "$trace") lines; $(cat "$out/gentrace.txt")
 
 measure() { # name command…
 	local name=$1; shift
-	/usr/bin/time -f "%e %M" -o "$out/time.txt" "$@" > "$out/$name.out"
+	/usr/bin/time -f "%e %M" -o "$out/time.txt" "$@" > "$out/${name//\//_}.out"
 	read -r secs kib < "$out/time.txt"
 	awk -v n="$name" -v s="$secs" -v k="$kib" -v b="$bytes" \
 		'BEGIN { printf "%-10s %7.2f s  %8.1f MB/s  peak RSS %7.1f MiB\n", n, s, b / s / 1e6, k / 1024 }'
@@ -30,6 +30,12 @@ measure() { # name command…
 measure wc wc -l "$trace"
 measure awk awk -f bench/match.awk "$trace"
 measure memdiag "$out/memdiag" trace "$trace" -o json
+# Peak RSS must not grow with the input: the same trace, a quarter of it.
+lines=$(wc -l < "$trace")
+head -n $((lines / 4)) "$trace" > "$out/quarter.strace"
+bytes=$(stat -c %s "$out/quarter.strace")
+measure memdiag/4 "$out/memdiag" trace "$out/quarter.strace" -o json
+rm -f "$out/quarter.strace"
 echo
 echo "awk says:     $(cat "$out/awk.out")"
 echo "memdiag says: $(jq -r '"\(.outstanding.count) outstanding, \(.churn.mmap_calls) mmaps, \(.churn.munmap_calls) munmaps, \(.churn.mremap_calls) mremaps"' "$out/memdiag.out" 2>/dev/null || grep -m1 '"count"' "$out/memdiag.out")"
