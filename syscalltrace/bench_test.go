@@ -2,71 +2,36 @@ package syscalltrace
 
 import (
 	"bytes"
+	"io"
 	"os/exec"
 	"runtime"
+	"sync"
 	"testing"
 )
 
-// benchTrace generates 64 MiB of strace -f -tt -T output with bench/gentrace:
-// balanced churn across threads, split calls, mremap and partial munmaps.
+var (
+	benchOnce  sync.Once
+	benchBytes []byte
+	benchErr   error
+)
+
+// benchTrace generates 64 MiB of strace -f -tt -T output with bench/gentrace,
+// once per test binary: balanced churn across threads, split calls, mremap
+// and partial munmaps.
 func benchTrace(b *testing.B) []byte {
 	b.Helper()
-	out, err := exec.Command("go", "run", "../bench/gentrace", "-size", "64M").Output()
-	if err != nil {
-		b.Fatalf("bench/gentrace: %v", err)
+	benchOnce.Do(func() {
+		benchBytes, benchErr = exec.Command("go", "run", "../bench/gentrace", "-size", "64M").Output()
+	})
+	if benchErr != nil {
+		b.Fatalf("bench/gentrace: %v", benchErr)
 	}
-	return out
+	return benchBytes
 }
 
-// BenchmarkStraceReplay is `memdiag trace FILE` without the rendering: read,
-// parse and replay. bench/trace.sh sets it beside awk and wc on 1 GB.
-func BenchmarkStraceReplay(b *testing.B) {
-	trace := benchTrace(b)
-	b.SetBytes(int64(len(trace)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		r := NewReplay(true)
-		if err := r.ApplyAll(NewStraceReader(bytes.NewReader(trace), "bench", 0)); err != nil {
-			b.Fatal(err)
-		}
-		if len(r.Outstanding()) == 0 {
-			b.Fatal("no outstanding mappings: the generator changed")
-		}
-	}
-}
-
-// BenchmarkReplay is the replay alone, over the events of the generated
-// trace decoded beforehand.
-func BenchmarkReplay(b *testing.B) {
-	trace := benchTrace(b)
-	var events []*Event
-	s := NewStraceReader(bytes.NewReader(trace), "bench", 0)
-	for {
-		e, err := s.Next()
-		if err != nil {
-			break
-		}
-		c := *e
-		events = append(events, &c)
-	}
-	b.SetBytes(int64(len(trace)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		r := NewReplay(true)
-		for _, e := range events {
-			r.Apply(e)
-		}
-		if len(r.Outstanding()) == 0 {
-			b.Fatal("no outstanding mappings: the generator changed")
-		}
-	}
-}
-
-// BenchmarkStraceReplayParallel is BenchmarkStraceReplay with the decoding
-// on every core, as `memdiag trace FILE` runs it.
-func BenchmarkStraceReplayParallel(b *testing.B) {
+// benchReplay reads, parses and replays the generated trace, decoding on
+// workers goroutines (0: the replay's own).
+func benchReplay(b *testing.B, workers int) {
 	trace := benchTrace(b)
 	b.SetBytes(int64(len(trace)))
 	b.ReportAllocs()
@@ -74,13 +39,37 @@ func BenchmarkStraceReplayParallel(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		r := NewReplay(true)
 		s := NewStraceReader(bytes.NewReader(trace), "bench", 0)
-		s.Workers = runtime.GOMAXPROCS(0)
+		s.Workers = workers
 		if err := r.ApplyAll(s); err != nil {
 			b.Fatal(err)
 		}
 		if len(r.Outstanding()) == 0 {
 			b.Fatal("no outstanding mappings: the generator changed")
 		}
+	}
+}
+
+// BenchmarkStraceReplay is `memdiag trace FILE` without the rendering, on
+// one goroutine. bench/trace.sh sets the command beside awk and wc on 1 GB.
+func BenchmarkStraceReplay(b *testing.B) { benchReplay(b, 0) }
+
+// BenchmarkStraceReplayParallel decodes on every core, as `memdiag trace
+// FILE` does.
+func BenchmarkStraceReplayParallel(b *testing.B) { benchReplay(b, runtime.GOMAXPROCS(0)) }
+
+// readEvents decodes every event of trace on one goroutine, copying each.
+func readEvents(b *testing.B, trace []byte) []Event {
+	var events []Event
+	s := NewStraceReader(bytes.NewReader(trace), "bench", 0)
+	for {
+		e, err := s.Next()
+		if err == io.EOF {
+			return events
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		events = append(events, *e)
 	}
 }
 
@@ -95,13 +84,35 @@ func BenchmarkStraceDecode(b *testing.B) {
 		n := 0
 		for {
 			_, err := s.Next()
-			if err != nil {
+			if err == io.EOF {
 				break
+			}
+			if err != nil {
+				b.Fatal(err)
 			}
 			n++
 		}
 		if n == 0 {
 			b.Fatal("no events")
+		}
+	}
+}
+
+// BenchmarkReplay is the replay alone, over the generated trace's events
+// decoded beforehand.
+func BenchmarkReplay(b *testing.B) {
+	trace := benchTrace(b)
+	events := readEvents(b, trace)
+	b.SetBytes(int64(len(trace)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := NewReplay(true)
+		for j := range events {
+			r.Apply(&events[j])
+		}
+		if len(r.Outstanding()) == 0 {
+			b.Fatal("no outstanding mappings: the generator changed")
 		}
 	}
 }
