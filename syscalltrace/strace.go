@@ -13,7 +13,7 @@ import (
 // StraceReader reads strace output: -f with -o (“PID  call…”) or on stderr
 // (“[pid N] call…”), one -ff file, with or without -t/-tt/-ttt/-r and -T,
 // -k stack frames, split calls (<unfinished ...> / <... resumed>), and
-// "Process N attached" noise anywhere in a line.
+// "Process N attached" noise cutting into a line.
 //
 // The input is cut into chunks of whole lines that decode independently —
 // on Workers goroutines when set — and are stitched together in order: a
