@@ -167,10 +167,11 @@ func (r *Replay) firstSpace() int {
 	return first
 }
 
-// ApplyAll replays every event src yields, to its io.EOF; it stops at the
-// first read error and returns it.
+// ApplyAll replays every event src yields, to its io.EOF or, with Until,
+// to the first event after it (the rest is not read); it stops at the first
+// read error and returns it.
 func (r *Replay) ApplyAll(src Reader) error {
-	for {
+	for !r.stopped {
 		e, err := src.Next()
 		if err == io.EOF {
 			return nil
@@ -180,6 +181,7 @@ func (r *Replay) ApplyAll(src Reader) error {
 		}
 		r.Apply(e)
 	}
+	return nil
 }
 
 // Apply replays one event. Failed calls change nothing.

@@ -240,3 +240,43 @@ func TestOverlappingMatchesScan(t *testing.T) {
 		}
 	}
 }
+
+// countingReader counts the events taken from r.
+type countingReader struct {
+	r Reader
+	n int
+}
+
+func (c *countingReader) Next() (*Event, error) {
+	e, err := c.r.Next()
+	if err == nil {
+		c.n++
+	}
+	return e, err
+}
+
+// --at: the replay ends with the last event at or before the time, and
+// reading stops at the first one after it.
+func TestReplayUntilStopsReading(t *testing.T) {
+	var lines []string
+	for i := 1; i <= 100; i++ {
+		lines = append(lines, fmt.Sprintf("7 %d.000000 mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x", i, 0x7f0000000000+i*0x10000))
+	}
+	for _, workers := range []int{0, 2} {
+		s := NewStraceReader(strings.NewReader(strings.Join(lines, "\n")+"\n"), "in", 0)
+		s.Workers = workers
+		src := &countingReader{r: s}
+		r := NewReplay(true)
+		r.Until, r.HasUntil = 40.5, true
+		if err := r.ApplyAll(src); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if got := len(r.Outstanding()); got != 40 {
+			t.Errorf("workers %d: %d outstanding, want the 40 mapped by 40.5 s", workers, got)
+		}
+		if src.n != 41 {
+			t.Errorf("workers %d: %d events read, want 41: up to the first after --at", workers, src.n)
+		}
+	}
+}
