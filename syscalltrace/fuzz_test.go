@@ -111,6 +111,15 @@ func FuzzStraceFastPath(f *testing.F) {
 		if diff := cmp.Diff(general, fast); diff != "" {
 			t.Fatalf("%s(%s: fast and general differ (-general +fast):\n%s", name, args, diff)
 		}
+		// Again, now that the decoder has seen these words: they are
+		// matched whole the second time.
+		again := Event{Call: fast.Call, FD: -1}
+		if !d.decodeFast(&again, args) {
+			t.Fatalf("decodeFast read %s(%s once, not twice", name, args)
+		}
+		if diff := cmp.Diff(general, again); diff != "" {
+			t.Fatalf("%s(%s: read again, fast and general differ (-general +fast):\n%s", name, args, diff)
+		}
 	})
 }
 

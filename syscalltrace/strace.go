@@ -583,7 +583,7 @@ func (d *straceDecoder) prot(v string) string {
 	if !ok {
 		// Copied: without a prefix to drop, ReplaceAll returns v, a view
 		// of the chunk.
-		w = word{key: strings.Clone(v), text: strings.Clone(strings.ReplaceAll(v, "PROT_", ""))}
+		w = word{key: strings.Clone(v), text: strings.Clone(strings.ReplaceAll(v, "PROT_", "")), plain: isWord(v)}
 		if len(d.protCache) < maxIntern {
 			d.protCache[w.key] = w
 		}
@@ -596,6 +596,7 @@ func (d *straceDecoder) prot(v string) string {
 type word struct {
 	key, text string
 	bits      uint32
+	plain     bool // key is all flag-word bytes: decodeFast may match it whole
 }
 
 func (d *straceDecoder) flags(v string) (uint32, string) {
@@ -606,7 +607,7 @@ func (d *straceDecoder) flags(v string) (uint32, string) {
 	if !ok {
 		bits, text := parseFlags(v)
 		// One flag's text is a view of v.
-		w = word{key: strings.Clone(v), text: strings.Clone(text), bits: bits}
+		w = word{key: strings.Clone(v), text: strings.Clone(text), bits: bits, plain: isWord(v)}
 		if len(d.flagCache) < maxIntern {
 			d.flagCache[w.key] = w
 		}

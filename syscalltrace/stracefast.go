@@ -20,10 +20,10 @@ func (d *straceDecoder) decodeFast(e *Event, s string) bool {
 			return false
 		}
 		var prot, flags string
-		if prot, s, ok = fastWord(s); !ok {
+		if prot, s, ok = repeatedWord(s, d.lastProt); !ok {
 			return false
 		}
-		if flags, s, ok = fastWord(s); !ok {
+		if flags, s, ok = repeatedWord(s, d.lastFlags); !ok {
 			return false
 		}
 		if e.FD, s, ok = fastFD(s); !ok {
@@ -166,6 +166,16 @@ func fastNum(s string) (uint64, string, bool) {
 	return v, s[i:], i > 0 && i <= 19
 }
 
+// isWord reports whether s is made of flag-word bytes only.
+func isWord(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !wordByte[s[i]] {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // fastWord reads a flag word ("PROT_READ|PROT_WRITE", "MADV_DONTNEED") up
 // to the ", " or ')' after it; ", " is consumed.
 func fastWord(s string) (string, string, bool) {
@@ -181,6 +191,21 @@ func fastWord(s string) (string, string, bool) {
 		}
 	}
 	return "", s, false
+}
+
+// repeatedWord is fastWord, checking first whether s starts with the word
+// the previous call had there: one compare instead of a scan, most of the
+// time.
+func repeatedWord(s string, last word) (string, string, bool) {
+	if n := len(last.key); last.plain && len(s) > n && s[:n] == last.key {
+		switch {
+		case s[n] == ')':
+			return s[:n], s[n:], true
+		case s[n] == ',' && strings.HasPrefix(s[n:], ", "):
+			return s[:n], s[n+2:], true
+		}
+	}
+	return fastWord(s)
 }
 
 // fastFD reads "-1" or a plain descriptor and the ", " after it; -y's
