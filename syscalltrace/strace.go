@@ -446,6 +446,9 @@ func (d *straceDecoder) handle(raw []byte) error {
 			if sp.name != name {
 				return nil // not its end: nothing to rejoin
 			}
+			if lookupCall(name) == CallOther {
+				return nil
+			}
 			d.join = append(append(d.join[:0], sp.text...), tail...)
 			ev := d.newEvent()
 			emitted, err := d.complete(&d.c.events[ev], sp.line, lineNo, tid, sp.time, sp.hasTime, name, unsafe.String(unsafe.SliceData(d.join), len(d.join)), line)
@@ -482,6 +485,9 @@ func (d *straceDecoder) handle(raw []byte) error {
 		d.open[tid] = len(d.c.splits) - 1
 		d.record(recUnfinished, -1, len(d.c.splits)-1)
 		return nil
+	}
+	if lookupCall(name) == CallOther {
+		return nil // most lines of a trace not limited to memory calls
 	}
 	ev := d.newEvent()
 	emitted, err := d.complete(&d.c.events[ev], lineNo, lineNo, tid, ts, hasTime, name, rest[open+1:], line)
