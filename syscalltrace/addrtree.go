@@ -7,8 +7,8 @@ package syscalltrace
 // leaf, so that the removal or insertion after it needs no second descent:
 // that halves the replay's cost against a general ordered map.
 //
-// Leaves that empty are unlinked; nodes are not merged otherwise, so the
-// height is that of the largest the tree has been.
+// Nodes left under a quarter full merge with a neighbour that has room, so
+// the tree's size follows its entries.
 type addrTree struct {
 	root  *treeNode
 	first *treeNode // the leftmost leaf
@@ -148,7 +148,7 @@ func (t *addrTree) set(k uint64, m *Mapping) {
 		t.root = &treeNode{}
 		t.first = t.root
 	}
-	if f := &t.finger; t.fingerVersion == t.version && t.fingerKey == k && f.leaf.n < treeFanout &&
+	if f := &t.finger; f.leaf != nil && t.fingerVersion == t.version && t.fingerKey == k && f.leaf.n < treeFanout &&
 		(f.i == f.leaf.n || f.leaf.keys[f.i] != k) {
 		// Where the last seek for k ended, with room: no descent.
 		f.leaf.insert(f.i, k, m)
@@ -232,8 +232,9 @@ func (t *addrTree) insertInto(nd *treeNode, k uint64, m *Mapping) (uint64, *tree
 
 // delete removes the entry at k, if any.
 func (t *addrTree) delete(k uint64) {
-	if f := &t.finger; t.fingerVersion == t.version && f.leaf != nil && f.i < f.leaf.n && f.leaf.keys[f.i] == k && f.leaf.n > 1 {
-		// Found by the last seek, and its leaf stays non-empty: no descent.
+	if f := &t.finger; t.fingerVersion == t.version && f.leaf != nil && f.i < f.leaf.n && f.leaf.keys[f.i] == k && f.leaf.n > treeFanout/4 {
+		// Found by the last seek, and its leaf stays a quarter full: no
+		// descent.
 		f.leaf.remove(f.i)
 		t.n--
 		t.version++
@@ -263,8 +264,10 @@ func (nd *treeNode) remove(i int) {
 	nd.vals[nd.n] = nil
 }
 
-// deleteFrom removes k under nd and reports whether it was there; kids left
-// empty are dropped, and emptied leaves unlinked.
+// deleteFrom removes k under nd and reports whether it was there. A kid
+// left empty is dropped; one left under a quarter full is merged with a
+// neighbour when the two fit in one node, so that the tree stays within a
+// small factor of its entries however they were deleted.
 func (t *addrTree) deleteFrom(nd *treeNode, k uint64) bool {
 	if nd.leaf() {
 		i := nd.lowerBound(k)
@@ -279,10 +282,64 @@ func (t *addrTree) deleteFrom(nd *treeNode, k uint64) bool {
 	if !t.deleteFrom(kid, k) {
 		return false
 	}
-	if kid.leaf() && kid.n > 0 || !kid.leaf() && len(kid.kids) > 0 {
-		return true
+	switch size := kid.size(); {
+	case size == 0:
+		t.drop(nd, i)
+	case size < treeFanout/4:
+		if i > 0 && t.merge(nd, i-1) {
+			break
+		}
+		t.merge(nd, i)
 	}
-	if kid.leaf() {
+	return true
+}
+
+// size is a node's entries: keys of a leaf, kids of an internal node.
+func (nd *treeNode) size() int {
+	if nd.leaf() {
+		return nd.n
+	}
+	return len(nd.kids)
+}
+
+// merge moves nd's kid j+1 into kid j when they fit in one node, and
+// reports whether it did.
+func (t *addrTree) merge(nd *treeNode, j int) bool {
+	if j+1 >= len(nd.kids) {
+		return false
+	}
+	left, right := nd.kids[j], nd.kids[j+1]
+	if left.leaf() {
+		if left.n+right.n > treeFanout {
+			return false
+		}
+		copy(left.keys[left.n:], right.keys[:right.n])
+		copy(left.vals[left.n:], right.vals[:right.n])
+		left.n += right.n
+		left.next = right.next
+		if right.next != nil {
+			right.next.prev = left
+		}
+	} else {
+		if left.n+1+right.n > treeFanout {
+			return false
+		}
+		// The separator between them comes down between their keys.
+		left.keys[left.n] = nd.keys[j]
+		copy(left.keys[left.n+1:], right.keys[:right.n])
+		left.n += 1 + right.n
+		left.kids = append(left.kids, right.kids...)
+	}
+	copy(nd.keys[j:nd.n-1], nd.keys[j+1:nd.n])
+	nd.n--
+	nd.kids = append(nd.kids[:j+1], nd.kids[j+2:]...)
+	return true
+}
+
+// drop removes nd's empty kid i and a separator beside it: the neighbour
+// takes its range.
+func (t *addrTree) drop(nd *treeNode, i int) {
+	if kid := nd.kids[i]; kid.leaf() {
 		if kid.prev != nil {
 			kid.prev.next = kid.next
 		} else {
@@ -292,12 +349,10 @@ func (t *addrTree) deleteFrom(nd *treeNode, k uint64) bool {
 			kid.next.prev = kid.prev
 		}
 	}
-	// Drop kid and a separator beside it: the neighbour takes its range.
-	sep := max(i-1, 0)
 	if nd.n > 0 {
+		sep := max(i-1, 0)
 		copy(nd.keys[sep:nd.n-1], nd.keys[sep+1:nd.n])
 		nd.n--
 	}
 	nd.kids = append(nd.kids[:i], nd.kids[i+1:]...)
-	return true
 }

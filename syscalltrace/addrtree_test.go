@@ -14,6 +14,7 @@ func TestAddrTreeMatchesReference(t *testing.T) {
 	for round, keySpace := range []int{50, 5000, 200000} {
 		var tr addrTree
 		ref := map[uint64]*Mapping{}
+		grow := true // then drain
 		check := func(step int) {
 			keys := make([]uint64, 0, len(ref))
 			for k := range ref {
@@ -29,6 +30,9 @@ func TestAddrTreeMatchesReference(t *testing.T) {
 				if got[i] != keys[i] {
 					t.Fatalf("round %d step %d: entry %d is %d, want %d", round, step, i, got[i], keys[i])
 				}
+			}
+			if nodes := countNodes(tr.root); !grow && nodes > len(keys)/8+8 {
+				t.Fatalf("round %d step %d: %d nodes for %d entries: deletes left the tree sparse", round, step, nodes, len(keys))
 			}
 			if m, ok := tr.last(); ok != (len(keys) > 0) || ok && m.Start != keys[len(keys)-1] {
 				t.Fatalf("round %d step %d: last %v %v", round, step, m, ok)
@@ -52,7 +56,7 @@ func TestAddrTreeMatchesReference(t *testing.T) {
 		steps := keySpace * 4
 		for step := 0; step < steps; step++ {
 			k := uint64(rng.Intn(keySpace))
-			grow := step < steps/2 // then drain
+			grow = step < steps/2
 			if rng.Intn(3) == 0 {
 				tr.seek(k) // the finger, for the next set or delete
 			}
@@ -77,5 +81,36 @@ func TestAddrTreeMatchesReference(t *testing.T) {
 		if tr.first == nil || tr.first != tr.root || !tr.root.leaf() {
 			t.Errorf("round %d: an emptied tree is not one empty leaf", round)
 		}
+	}
+}
+
+func countNodes(nd *treeNode) int {
+	if nd == nil {
+		return 0
+	}
+	n := 1
+	for _, kid := range nd.kids {
+		n += countNodes(kid)
+	}
+	return n
+}
+
+// Deleting all but a scattered few — the leaks among churn — leaves a tree
+// the size of the few, not of what it once held.
+func TestAddrTreeShrinks(t *testing.T) {
+	var tr addrTree
+	for k := uint64(0); k < 100000; k++ {
+		tr.seek(k)
+		tr.set(k, &Mapping{Start: k})
+	}
+	peak := countNodes(tr.root)
+	for k := uint64(0); k < 100000; k++ {
+		if k%997 != 0 {
+			tr.seek(k)
+			tr.delete(k)
+		}
+	}
+	if n, nodes := tr.len(), countNodes(tr.root); n != 101 || nodes > 8 {
+		t.Errorf("%d entries in %d nodes (%d at the peak), want 101 in a few", n, nodes, peak)
 	}
 }
