@@ -69,12 +69,13 @@ func replayPaths(t *testing.T, paths ...string) (*syscalltrace.Replay, []*syscal
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(in.Close)
 		inputs = append(inputs, in)
 	}
-	var src syscalltrace.Reader = inputs[0]
-	if len(inputs) > 1 {
-		src = syscalltrace.NewMerge(inputs)
-	}
+	// As the commands read them: one strace file on two workers, several
+	// merged, other formats on a pipe.
+	src, stop := syscalltrace.Combine(inputs, 2)
+	t.Cleanup(stop)
 	r := syscalltrace.NewReplay(true)
 	if err := r.ApplyAll(src); err != nil {
 		t.Fatal(err)
