@@ -96,15 +96,22 @@ func (sp *splitter) fill(c *straceChunk) {
 // read reads into buf until it holds want bytes or the input ends. It
 // reads little past want: what follows the cut is copied to the next chunk.
 func (sp *splitter) read(buf []byte, want int) []byte {
-	for len(buf) < want && sp.err == nil {
+	for empty := 0; len(buf) < want && sp.err == nil; {
 		end := max(want, len(buf)+sp.ahead())
 		if cap(buf) < end {
 			buf = append(buf[:cap(buf)], make([]byte, end-cap(buf))...)[:len(buf)]
 		}
 		n, err := sp.r.Read(buf[len(buf):end])
 		buf = buf[:len(buf)+n]
-		if err != nil {
+		switch {
+		case err != nil:
 			sp.err = err
+		case n > 0:
+			empty = 0
+		default:
+			if empty++; empty == 100 {
+				sp.err = io.ErrNoProgress // as bufio says of a reader that returns nothing
+			}
 		}
 	}
 	return buf
@@ -134,6 +141,7 @@ func (sp *splitter) cut(buf *[]byte) int {
 			if sp.err != nil || len(b) > sp.size+maxCutShift+maxLine {
 				return len(b) // the last line, or one too long: the decoder says so
 			}
+			from = len(b) // no newline before: search only what comes
 			*buf = sp.read(b, len(b)+sp.ahead())
 			continue
 		}

@@ -172,3 +172,34 @@ func TestStraceReadErrorAfterEvents(t *testing.T) {
 		s.Close()
 	}
 }
+
+// stalledReader returns nothing, and no error, for ever.
+type stalledReader struct{}
+
+func (stalledReader) Read([]byte) (int, error) { return 0, nil }
+
+func TestStraceStalledReaderEnds(t *testing.T) {
+	for _, workers := range []int{0, 2} {
+		s := NewStraceReader(io.MultiReader(strings.NewReader("1 brk(NULL) = 0x5000\n"), stalledReader{}), "in", 0)
+		s.Workers = workers
+		if _, err := s.Next(); err != nil {
+			t.Fatalf("workers %d: first event: %v", workers, err)
+		}
+		if _, err := s.Next(); !errors.Is(err, io.ErrNoProgress) {
+			t.Errorf("workers %d: then %v, want io.ErrNoProgress", workers, err)
+		}
+		s.Close()
+	}
+}
+
+// A line longer than any strace writes is an error at its line, wherever
+// the chunks fall — not a chunk that grows with it.
+func TestStraceLongLine(t *testing.T) {
+	in := "1 brk(NULL) = 0x5000\n1 mmap(" + strings.Repeat("x", 3<<20) + "\n1 brk(NULL) = 0x5000\n"
+	for _, workers := range []int{0, 2} {
+		res := readStrace([]byte(in), defaultChunkSize, workers)
+		if len(res.Events) != 1 || !strings.Contains(res.Err, "in:2: line longer than 1024 KiB") {
+			t.Errorf("workers %d: %d events then %q; want 1, then the long line at in:2", workers, len(res.Events), res.Err)
+		}
+	}
+}
