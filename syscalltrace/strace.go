@@ -269,7 +269,7 @@ type straceDecoder struct {
 	// The chunk being decoded.
 	c    *straceChunk
 	line int         // its lines so far
-	open map[int]int // task → its unfinished call in c.splits
+	open openCalls // task → its unfinished call in c.splits
 	pids map[int]bool
 	// target is the event in c.events that "> " frame lines attach to:
 	// the call on the line before them; −1 for none.
@@ -278,9 +278,69 @@ type straceDecoder struct {
 	partialAt int
 }
 
+// openCalls maps a task to its unfinished call. Few tasks have one at a
+// time, and every split call puts, finds and deletes: a short list beats a
+// map's hashing until it grows long, and then a map takes over.
+type openCalls struct {
+	list []openCall
+	many map[int]int
+}
+
+type openCall struct{ tid, split int }
+
+const maxOpenList = 32
+
+func (o *openCalls) reset() {
+	o.list = o.list[:0]
+	clear(o.many)
+}
+
+func (o *openCalls) put(tid, split int) {
+	if o.many != nil && len(o.many) > 0 {
+		o.many[tid] = split
+		return
+	}
+	for i := range o.list {
+		if o.list[i].tid == tid {
+			o.list[i].split = split
+			return
+		}
+	}
+	if len(o.list) < maxOpenList {
+		o.list = append(o.list, openCall{tid, split})
+		return
+	}
+	if o.many == nil {
+		o.many = map[int]int{}
+	}
+	for _, c := range o.list {
+		o.many[c.tid] = c.split
+	}
+	o.list = o.list[:0]
+	o.many[tid] = split
+}
+
+// take removes tid's unfinished call and returns it.
+func (o *openCalls) take(tid int) (int, bool) {
+	if len(o.many) > 0 {
+		split, ok := o.many[tid]
+		delete(o.many, tid)
+		return split, ok
+	}
+	for i, c := range o.list {
+		if c.tid == tid {
+			last := len(o.list) - 1
+			o.list[i] = o.list[last]
+			o.list = o.list[:last]
+			return c.split, true
+		}
+	}
+	return 0, false
+}
+
 func newStraceDecoder(name string, knownTID int) *straceDecoder {
 	return &straceDecoder{name: name, knownTID: knownTID, intern: interner{}, protCache: map[string]word{},
-		flagCache: map[string]word{}, open: map[int]int{}, pids: map[int]bool{}}
+		flagCache: map[string]word{}, pids: map[int]bool{}}
 }
 
 // decodeChunk decodes c's lines into its records; it stops at the first
@@ -288,7 +348,7 @@ func newStraceDecoder(name string, knownTID int) *straceDecoder {
 func (d *straceDecoder) decodeChunk(c *straceChunk) {
 	c.reset()
 	d.c, d.line, d.target, d.partial = c, 0, -1, nil
-	clear(d.open)
+	d.open.reset()
 	clear(d.pids)
 	buf := c.buf
 	for len(buf) > 0 {
@@ -439,8 +499,7 @@ func (d *straceDecoder) handle(raw []byte) error {
 		}
 		name := rest[len("<... "):end]
 		tail := strings.TrimLeft(rest[end+len(" resumed>"):], " ")
-		if i, ok := d.open[tid]; ok {
-			delete(d.open, tid)
+		if i, ok := d.open.take(tid); ok {
 			sp := &d.c.splits[i]
 			sp.joined = true
 			if sp.name != name {
@@ -482,7 +541,7 @@ func (d *straceDecoder) handle(raw []byte) error {
 			known = d.str(name) // to match its end by name
 		}
 		d.c.splits = append(d.c.splits, splitCall{tid: tid, name: known, text: args, whole: line, line: lineNo, time: ts, hasTime: hasTime})
-		d.open[tid] = len(d.c.splits) - 1
+		d.open.put(tid, len(d.c.splits)-1)
 		d.record(recUnfinished, -1, len(d.c.splits)-1)
 		return nil
 	}

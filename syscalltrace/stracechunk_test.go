@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,6 +201,32 @@ func TestStraceLongLine(t *testing.T) {
 		res := readStrace([]byte(in), defaultChunkSize, workers)
 		if len(res.Events) != 1 || !strings.Contains(res.Err, "in:2: line longer than 1024 KiB") {
 			t.Errorf("workers %d: %d events then %q; want 1, then the long line at in:2", workers, len(res.Events), res.Err)
+		}
+	}
+}
+
+// openCalls against a map, through the switch from its list to its map and
+// back, with as many as 200 tasks in a call at once.
+func TestOpenCallsMatchesMap(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	var o openCalls
+	ref := map[int]int{}
+	for step := 0; step < 100000; step++ {
+		tid := rng.Intn(200)
+		if step%20000 == 0 {
+			o.reset()
+			clear(ref)
+		}
+		if rng.Intn(2) == 0 {
+			o.put(tid, step)
+			ref[tid] = step
+			continue
+		}
+		got, ok := o.take(tid)
+		want, wantOK := ref[tid]
+		delete(ref, tid)
+		if ok != wantOK || got != want {
+			t.Fatalf("step %d: take(%d) = %d, %v; want %d, %v", step, tid, got, ok, want, wantOK)
 		}
 	}
 }
