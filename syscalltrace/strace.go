@@ -268,7 +268,7 @@ type straceDecoder struct {
 
 	// The chunk being decoded.
 	c    *straceChunk
-	line int         // its lines so far
+	line int       // its lines so far
 	open openCalls // task → its unfinished call in c.splits
 	pids map[int]bool
 	// target is the event in c.events that "> " frame lines attach to:

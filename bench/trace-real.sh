@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Benchmarks `memdiag trace` on a real strace capture beside the awk matcher:
+# fixtures/programs/leaker.c with 100,000 balanced pairs per worker and 200
+# leaks, traced with strace -f -tt -T (about 120 MB, most calls split by the
+# four threads' output). Prints each one's time, throughput and peak RSS and
+# what each says is outstanding; leaker's own list is the truth.
+#
+# Usage: bench/trace-real.sh [ROUNDS]   (needs gcc, strace, GNU time; jq optional)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-100000}
+out=bench/out
+mkdir -p "$out"
+go build -o "$out/memdiag" .
+gcc -O1 -g -pthread -fno-omit-frame-pointer -o "$out/leaker" fixtures/programs/leaker.c
+trace=$out/real.strace
+strace -f -tt -T -e trace=memory,clone,clone3,execve -o "$trace" "$out/leaker" "$rounds" 200 > "$out/leaker.txt"
+bytes=$(stat -c %s "$trace")
+echo "trace: $bytes bytes, $(wc -l < "$trace") lines, $(grep -c 'unfinished ...>$' "$trace") calls split"
+
+measure() { # name command…
+	local name=$1; shift
+	/usr/bin/time -f "%e %M" -o "$out/time.txt" "$@" > "$out/$name.out"
+	read -r secs kib < "$out/time.txt"
+	awk -v n="$name" -v s="$secs" -v k="$kib" -v b="$bytes" \
+		'BEGIN { printf "%-10s %7.2f s  %8.1f MB/s  peak RSS %7.1f MiB\n", n, s, b / s / 1e6, k / 1024 }'
+}
+measure wc wc -l "$trace"
+measure awk awk -f bench/match.awk "$trace"
+measure memdiag "$out/memdiag" trace "$trace" -o json
+echo
+echo "leaker says:  $(grep -c '^leak ' "$out/leaker.txt") leaks, $(grep -c -E '^(grown|partial|fixed) ' "$out/leaker.txt") pieces it left mapped"
+echo "awk says:     $(cat "$out/awk.out")"
+echo "memdiag says: $(jq -r '"\(.outstanding.count) outstanding (startup mappings included), \(.churn.mmap_calls) mmaps, \(.churn.munmap_calls) munmaps"' "$out/memdiag.out" 2>/dev/null || grep -m1 '"count"' "$out/memdiag.out")"
