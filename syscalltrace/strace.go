@@ -296,7 +296,7 @@ func (o *openCalls) reset() {
 }
 
 func (o *openCalls) put(tid, split int) {
-	if o.many != nil && len(o.many) > 0 {
+	if len(o.many) > 0 {
 		o.many[tid] = split
 		return
 	}
