@@ -21,7 +21,8 @@ import (
 // "[pid N]" line says about the lines before it.
 type StraceReader struct {
 	// Workers, when more than zero before the first Next, decodes that many
-	// chunks at once on their own goroutines; Close stops them.
+	// chunks at once on their own goroutines (at most maxWorkers); Close
+	// stops them.
 	Workers int
 
 	// Foreign counts lines that are not strace's (the traced program's own
@@ -53,6 +54,11 @@ type StraceReader struct {
 	originDone bool
 	attached   map[int]bool
 }
+
+// maxWorkers bounds the decoding goroutines: each decodes ~450 MB/s and the
+// replay, which must take events in order on one goroutine, ~750 MB/s, so
+// more would only hold more chunks in memory.
+const maxWorkers = 4
 
 // maxEarly bounds the events held while the traced process's pid is unknown.
 const maxEarly = 10000
@@ -101,7 +107,7 @@ func (s *StraceReader) advance() {
 		sp := &splitter{r: s.r, size: s.chunkSize}
 		if s.Workers > 0 {
 			name, tid := s.name, s.defaultTID // the workers' own copies
-			s.src = startParallel(sp, s.Workers, func() *straceDecoder { return newStraceDecoder(name, tid) })
+			s.src = startParallel(sp, min(s.Workers, maxWorkers), func() *straceDecoder { return newStraceDecoder(name, tid) })
 		} else {
 			s.src = &sequentialSource{sp: sp, dec: s.dec}
 		}
