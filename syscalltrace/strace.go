@@ -844,12 +844,9 @@ func parseDecimal(s string) (float64, bool) {
 		if s[i] != '.' || len(s)-i > 10 {
 			return parseFloat(s)
 		}
-		for i++; i < len(s); i++ {
-			if s[i] < '0' || s[i] > '9' {
-				return 0, false
-			}
-			n = n*10 + uint64(s[i]-'0')
-			scale *= 10
+		var ok bool
+		if n, scale, ok = appendFraction(n, s[i+1:]); !ok {
+			return 0, false
 		}
 	}
 	if n >= 1<<53 {
@@ -870,15 +867,27 @@ func parseDecimalPlus(s string, plus uint64) (float64, bool) {
 	}
 	n += plus
 	if i < len(s) {
-		for i++; i < len(s); i++ {
-			if s[i] < '0' || s[i] > '9' {
-				return 0, false
-			}
-			n = n*10 + uint64(s[i]-'0')
-			scale *= 10
+		var ok bool
+		if n, scale, ok = appendFraction(n, s[i+1:]); !ok {
+			return 0, false
 		}
 	}
 	return float64(n) / float64(scale), true
+}
+
+// appendFraction appends the digits of a fraction to the integer n and
+// returns it with the power of ten that now divides it; ok is false for a
+// byte that is not a digit.
+func appendFraction(n uint64, frac string) (_, scale uint64, ok bool) {
+	scale = 1
+	for i := 0; i < len(frac); i++ {
+		if frac[i] < '0' || frac[i] > '9' {
+			return 0, 0, false
+		}
+		n = n*10 + uint64(frac[i]-'0')
+		scale *= 10
+	}
+	return n, scale, true
 }
 
 func parseFloat(s string) (float64, bool) {
