@@ -91,6 +91,17 @@ func ParsePrometheus(r io.Reader, source string) (*JVMMemory, error) {
 			*dst = &u
 		}
 	}
+	// set stores a used, committed or max reading where it belongs.
+	set := func(what string, v float64, used, committed *uint64, max **uint64) {
+		switch what {
+		case "used":
+			*used = uint64(v)
+		case "committed":
+			*committed = uint64(v)
+		case "max":
+			setMax(max, v)
+		}
+	}
 	for name, fam := range families {
 		for _, mt := range fam.GetMetric() {
 			labels := map[string]string{}
@@ -112,14 +123,7 @@ func ParsePrometheus(r io.Reader, source string) (*JVMMemory, error) {
 				if id, ok := labels["id"]; ok {
 					// Micrometer: one series per pool; the areas are their sums.
 					p := pool(id, area)
-					switch what {
-					case "used":
-						p.UsedBytes = uint64(v)
-					case "committed":
-						p.CommittedBytes = uint64(v)
-					case "max":
-						setMax(&p.MaxBytes, v)
-					}
+					set(what, v, &p.UsedBytes, &p.CommittedBytes, &p.MaxBytes)
 					continue
 				}
 				a := areas[area]
@@ -128,14 +132,7 @@ func ParsePrometheus(r io.Reader, source string) (*JVMMemory, error) {
 					areas[area] = a
 				}
 				a.seen = true
-				switch what {
-				case "used":
-					a.used = uint64(v)
-				case "committed":
-					a.committed = uint64(v)
-				case "max":
-					setMax(&a.max, v)
-				}
+				set(what, v, &a.used, &a.committed, &a.max)
 				continue
 			}
 			switch name {
