@@ -18,13 +18,7 @@ strace -f -tt -T -e trace=memory,clone,clone3,execve -o "$trace" "$out/leaker" "
 bytes=$(stat -c %s "$trace")
 echo "trace: $bytes bytes, $(wc -l < "$trace") lines, $(grep -c 'unfinished ...>$' "$trace") calls split"
 
-measure() { # name command…
-	local name=$1; shift
-	/usr/bin/time -f "%e %M" -o "$out/time.txt" "$@" > "$out/$name.out"
-	read -r secs kib < "$out/time.txt"
-	awk -v n="$name" -v s="$secs" -v k="$kib" -v b="$bytes" \
-		'BEGIN { printf "%-10s %7.2f s  %8.1f MB/s  peak RSS %7.1f MiB\n", n, s, b / s / 1e6, k / 1024 }'
-}
+. bench/measure.sh
 measure wc wc -l "$trace"
 measure awk awk -f bench/match.awk "$trace"
 measure memdiag "$out/memdiag" trace "$trace" -o json

@@ -20,13 +20,7 @@ trace=$out/big.strace
 bytes=$(stat -c %s "$trace")
 echo "trace: $bytes bytes, $(wc -l < "$trace") lines; $(cat "$out/gentrace.txt")"
 
-measure() { # name command…
-	local name=$1; shift
-	/usr/bin/time -f "%e %M" -o "$out/time.txt" "$@" > "$out/${name//\//_}.out"
-	read -r secs kib < "$out/time.txt"
-	awk -v n="$name" -v s="$secs" -v k="$kib" -v b="$bytes" \
-		'BEGIN { printf "%-10s %7.2f s  %8.1f MB/s  peak RSS %7.1f MiB\n", n, s, b / s / 1e6, k / 1024 }'
-}
+. bench/measure.sh
 measure wc wc -l "$trace"
 measure awk awk -f bench/match.awk "$trace"
 measure memdiag "$out/memdiag" trace "$trace" -o json
