@@ -187,13 +187,11 @@ func (s *StraceReader) assemble(c *straceChunk) error {
 				continue
 			}
 			e := &c.events[rec.ev]
-			emitted, err := s.dec.complete(e, p.line, s.base+sp.line, sp.tid, p.time, p.hasTime, sp.name, p.args+sp.text, sp.whole)
-			if err != nil {
+			call, known := callOf(sp.name)
+			if err := s.dec.complete(e, call, known, p.line, s.base+sp.line, sp.tid, p.time, p.hasTime, p.args+sp.text, sp.whole); err != nil {
 				return err // its lines are the input's already
 			}
-			if emitted {
-				s.deliver(e)
-			}
+			s.deliver(e)
 		case recPid:
 			if !s.originDone && s.defaultTID == 0 && !s.attached[rec.aux] {
 				s.setOrigin(rec.aux)
@@ -511,13 +509,13 @@ func (d *straceDecoder) handle(raw []byte) error {
 			if sp.name != name {
 				return nil // not its end: nothing to rejoin
 			}
-			if lookupCall(name) == CallOther {
+			call, known := callOf(name)
+			if call == CallOther {
 				return nil
 			}
 			d.join = append(append(d.join[:0], sp.text...), tail...)
 			ev := d.newEvent()
-			emitted, err := d.complete(&d.c.events[ev], sp.line, lineNo, tid, sp.time, sp.hasTime, name, unsafe.String(unsafe.SliceData(d.join), len(d.join)), line)
-			return d.emitted(ev, emitted, err)
+			return d.emitted(ev, d.complete(&d.c.events[ev], call, known, sp.line, lineNo, tid, sp.time, sp.hasTime, unsafe.String(unsafe.SliceData(d.join), len(d.join)), line))
 		}
 		// Its start is in an earlier chunk: the reader rejoins them. The
 		// event holds the frames that follow.
@@ -551,18 +549,18 @@ func (d *straceDecoder) handle(raw []byte) error {
 		d.record(recUnfinished, -1, len(d.c.splits)-1)
 		return nil
 	}
-	if lookupCall(name) == CallOther {
+	call, known := callOf(name)
+	if call == CallOther {
 		return nil // most lines of a trace not limited to memory calls
 	}
 	ev := d.newEvent()
-	emitted, err := d.complete(&d.c.events[ev], lineNo, lineNo, tid, ts, hasTime, name, rest[open+1:], line)
-	return d.emitted(ev, emitted, err)
+	return d.emitted(ev, d.complete(&d.c.events[ev], call, known, lineNo, lineNo, tid, ts, hasTime, rest[open+1:], line))
 }
 
 // emitted records the event complete decoded into slot ev, or gives the
-// slot back when the call is not one the replay needs.
-func (d *straceDecoder) emitted(ev int, emitted bool, err error) error {
-	if err != nil || !emitted {
+// slot back when decoding failed.
+func (d *straceDecoder) emitted(ev int, err error) error {
+	if err != nil {
 		d.c.events = d.c.events[:ev]
 		return err
 	}
@@ -571,25 +569,18 @@ func (d *straceDecoder) emitted(ev int, emitted bool, err error) error {
 	return nil
 }
 
-// complete decodes "args) = result [<dur>]" of a whole call into e, keeping
-// the frames e already has. It reports false for calls the replay skips.
-func (d *straceDecoder) complete(e *Event, enterLine, doneLine, tid int, ts float64, hasTime bool, name, argsAndResult, whole string) (bool, error) {
-	call, known := callOf(name)
-	if call == CallOther {
-		return false, nil
-	}
+// complete decodes "args) = result [<dur>]" of a call the replay needs
+// (call and its name from callOf) into e, keeping the frames e already has.
+func (d *straceDecoder) complete(e *Event, call Call, name string, enterLine, doneLine, tid int, ts float64, hasTime bool, argsAndResult, whole string) error {
 	// e is a fresh slot, or one with only frames: fill in place.
-	e.Line, e.TID, e.Time, e.HasTime, e.Call, e.Name, e.FD = enterLine, tid, ts, hasTime, call, known, -1
+	e.Line, e.TID, e.Time, e.HasTime, e.Call, e.Name, e.FD = enterLine, tid, ts, hasTime, call, name, -1
 	e.EnterKey, e.DoneKey = float64(enterLine), float64(doneLine)
 	if d.decodeFast(e, argsAndResult) {
-		return true, nil
+		return nil
 	}
-	*e = Event{Line: enterLine, TID: tid, Time: ts, HasTime: hasTime, Call: call, Name: known, FD: -1,
+	*e = Event{Line: enterLine, TID: tid, Time: ts, HasTime: hasTime, Call: call, Name: name, FD: -1,
 		EnterKey: float64(enterLine), DoneKey: float64(doneLine), Frames: e.Frames}
-	if err := d.decodeGeneral(e, name, argsAndResult, enterLine, whole); err != nil {
-		return false, err
-	}
-	return true, nil
+	return d.decodeGeneral(e, name, argsAndResult, enterLine, whole)
 }
 
 // decodeGeneral decodes any argument list and result of e.Call: nested and
