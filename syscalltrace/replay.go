@@ -38,10 +38,6 @@ type Mapping struct {
 // Len is End − Start.
 func (m *Mapping) Len() uint64 { return m.End - m.Start }
 
-func newSpace(id, leader int) *space {
-	return &space{id: id, tree: &addrTree{}, leader: leader}
-}
-
 // space is one address space: the mappings the trace made in it.
 type space struct {
 	id       int
@@ -49,6 +45,10 @@ type space struct {
 	brkStart uint64
 	brkEnd   uint64
 	leader   int // the task whose exit ends the space
+}
+
+func newSpace(id, leader int) *space {
+	return &space{id: id, tree: &addrTree{}, leader: leader}
 }
 
 // madeDuring reports whether m was made by another task while e was in
