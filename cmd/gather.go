@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/pmap"
@@ -170,7 +170,7 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	source := o.MallocInfoFile
 	switch {
 	case o.MallocInfoFile != "":
-		f, err := os.Open(o.MallocInfoFile)
+		f, err := input.Open(o.MallocInfoFile)
 		if err != nil {
 			return nil, err
 		}
@@ -213,7 +213,7 @@ func gatherTrace(o *GatherOptions, in *explain.Inputs, ms []pmap.Mapping) error 
 	}
 	var inputs []*syscalltrace.Input
 	for _, path := range files {
-		f, err := os.Open(path)
+		f, err := input.Open(path)
 		if err != nil {
 			return err
 		}
@@ -240,7 +240,7 @@ func gatherTrace(o *GatherOptions, in *explain.Inputs, ms []pmap.Mapping) error 
 }
 
 func readWith[T any](path string, parse func(io.Reader, string) (T, error)) (T, error) {
-	f, err := os.Open(path)
+	f, err := input.Open(path)
 	if err != nil {
 		var zero T
 		return zero, err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/humanize"
+	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/report"
 )
@@ -137,7 +138,7 @@ func runMallocInfo(o *MallocInfoOptions) error {
 		v.Source = o.File
 		var r io.Reader = o.Streams.In
 		if o.File != "-" {
-			f, err := os.Open(o.File)
+			f, err := input.Open(o.File)
 			if err != nil {
 				return err
 			}

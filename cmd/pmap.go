@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
@@ -190,14 +191,14 @@ func readSmapsFile(path string, stdin io.Reader) ([]pmap.Mapping, error) {
 	if path == "-" {
 		return pmap.ParseSmaps(stdin, "-")
 	}
-	f, err := os.Open(path)
+	f, err := input.Open(path)
+	if errors.Is(err, input.ErrDirectory) {
+		return nil, fmt.Errorf("%w: give a smaps file, a PID or -", err)
+	}
 	if err != nil {
-		return nil, err // *PathError names the file and the cause
+		return nil, err // it names the file and the cause
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("%s is a directory: give a smaps file, a PID or -", path)
-	}
 	return pmap.ParseSmaps(f, path)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 	"github.com/memdiag/memdiag/syscalltrace"
@@ -166,7 +167,7 @@ func runTrace(o *TraceOptions) error {
 			defer prog.stop()
 		}
 		for _, path := range files {
-			f, err := os.Open(path)
+			f, err := input.Open(path)
 			if err != nil {
 				return err
 			}
