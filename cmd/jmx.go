@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/report"
 )
@@ -119,7 +119,7 @@ func runJMX(o *JMXOptions) error {
 		m.Merge(p)
 	}
 	if o.HeapInfoFile != "" {
-		f, err := os.Open(o.HeapInfoFile)
+		f, err := input.Open(o.HeapInfoFile)
 		if err != nil {
 			return err
 		}
@@ -131,7 +131,7 @@ func runJMX(o *JMXOptions) error {
 		m.ApplyHeapInfo(hi, o.HeapInfoFile)
 	}
 	if o.NMTFile != "" {
-		f, err := os.Open(o.NMTFile)
+		f, err := input.Open(o.NMTFile)
 		if err != nil {
 			return err
 		}
@@ -151,7 +151,12 @@ func runJMX(o *JMXOptions) error {
 // environment: a password never has to appear in argv, where ps shows it.
 func jolokiaCredentials(j *jmx.Jolokia, file string, getenv func(string) string) error {
 	if file != "" {
-		b, err := os.ReadFile(file)
+		f, err := input.Open(file)
+		if err != nil {
+			return err
+		}
+		b, err := input.ReadAll(f, 64<<10, file) // one line of USER:PASSWORD
+		f.Close()
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package explain
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/bits"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/internal/input"
 )
 
 // SnapshotSchema versions snapshot files.
@@ -93,11 +95,21 @@ func (s *Snapshot) WriteFile(path string) error {
 	return os.Rename(tmp.Name(), path)
 }
 
+// MaxSnapshotBytes bounds a snapshot file. A snapshot holds summaries —
+// per class, arena, pool and trace group — not mappings: the bundled
+// story-1 capture is 9 KiB, one of a JVM with NMT and a trace tens of KiB.
+// The JSON decoder holds the whole document, so the bound is also the
+// memory a hostile file can claim.
+const MaxSnapshotBytes = 64 << 20
+
 // ReadSnapshot decodes a snapshot, checking its schema.
 func ReadSnapshot(r io.Reader, name string) (*Snapshot, error) {
 	var s Snapshot
-	dec := json.NewDecoder(r)
+	dec := json.NewDecoder(input.LimitReader(r, MaxSnapshotBytes, name))
 	if err := dec.Decode(&s); err != nil {
+		if errors.Is(err, input.ErrTooLarge) {
+			return nil, fmt.Errorf("%w: not a memdiag snapshot", err)
+		}
 		return nil, fmt.Errorf("%s: not a memdiag snapshot: %w", name, err)
 	}
 	if s.Schema != SnapshotSchema {
@@ -121,7 +133,7 @@ func ReadSnapshot(r io.Reader, name string) (*Snapshot, error) {
 
 // ReadSnapshotFile opens and decodes a snapshot file.
 func ReadSnapshotFile(path string) (*Snapshot, error) {
-	f, err := os.Open(path)
+	f, err := input.Open(path)
 	if err != nil {
 		return nil, err
 	}

@@ -8,12 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/memdiag/memdiag/internal/input"
 )
 
 // ErrJolokia means the Jolokia endpoint answered with an error.
@@ -31,6 +31,13 @@ type Jolokia struct {
 	Insecure bool
 	Timeout  time.Duration
 }
+
+// Bounds on what Read takes in: the answer to its three reads is a few KiB,
+// and a CA bundle (all of a distribution's roots) about 200 KiB.
+const (
+	maxJolokiaBytes = 1 << 20
+	maxCABytes      = 4 << 20
+)
 
 var jolokiaRequest = []map[string]any{
 	{"type": "read", "mbean": "java.lang:type=Memory", "attribute": []string{"HeapMemoryUsage", "NonHeapMemoryUsage"}},
@@ -55,7 +62,12 @@ func (j Jolokia) client() (*http.Client, error) {
 	if j.CAFile != "" || j.Insecure {
 		cfg := &tls.Config{InsecureSkipVerify: j.Insecure} // #nosec: only with --jolokia-insecure
 		if j.CAFile != "" {
-			pem, err := os.ReadFile(j.CAFile)
+			f, err := input.Open(j.CAFile)
+			if err != nil {
+				return nil, err
+			}
+			pem, err := input.ReadAll(f, maxCABytes, j.CAFile)
+			f.Close()
 			if err != nil {
 				return nil, err
 			}
@@ -94,7 +106,10 @@ func (j Jolokia) Read(ctx context.Context) (*JVMMemory, error) {
 		return nil, fmt.Errorf("jolokia %s: %w", j.URL, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	raw, err := input.ReadAll(resp.Body, maxJolokiaBytes, "jolokia "+j.URL)
+	if errors.Is(err, input.ErrTooLarge) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("jolokia %s: reading the answer: %w", j.URL, err)
 	}

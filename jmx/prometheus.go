@@ -2,16 +2,26 @@ package jmx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"os"
 	"strings"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/memdiag/memdiag/internal/input"
+)
+
+// Bounds on a Prometheus exposition: a JVM's memory metrics are a few KiB,
+// a whole application's exposition rarely a few MiB; the text parser gathers
+// each token whole, so a line is bounded too.
+const (
+	maxPrometheusBytes = 64 << 20
+	maxPrometheusLine  = 1 << 20
 )
 
 // ReadPrometheus fetches (http/https URL) or opens (a file) a Prometheus
@@ -32,15 +42,16 @@ func ReadPrometheus(ctx context.Context, target string) (*JVMMemory, error) {
 		if resp.StatusCode != http.StatusOK {
 			return nil, fmt.Errorf("prometheus %s: HTTP %d", target, resp.StatusCode)
 		}
-		r = io.LimitReader(resp.Body, 64<<20)
+		r = resp.Body
 	} else {
-		f, err := os.Open(target)
+		f, err := input.Open(target)
 		if err != nil {
 			return nil, err
 		}
 		defer f.Close()
 		r = f
 	}
+	r = input.LineLimitReader(input.LimitReader(r, maxPrometheusBytes, target), maxPrometheusLine, target)
 	return ParsePrometheus(r, target)
 }
 
@@ -56,6 +67,9 @@ func ReadPrometheus(ctx context.Context, target string) (*JVMMemory, error) {
 // A max of −1 means undefined and is left out.
 func ParsePrometheus(r io.Reader, source string) (*JVMMemory, error) {
 	families, err := textToFamilies(r)
+	if errors.Is(err, input.ErrTooLarge) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, &ParseError{Name: source, Msg: "Prometheus text exposition: " + err.Error(), Err: ErrMalformed}
 	}
