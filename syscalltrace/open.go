@@ -195,8 +195,9 @@ func (in *Input) Close() { in.close() }
 func (in *Input) Next() (*Event, error) { return in.reader.Next() }
 
 // Expand turns the paths given on the command line into files: a
-// directory means every regular file in it (strace -ff output). The pid of
-// a strace -ff file ("trace.1234") is returned for its lines.
+// directory means every regular file in it (strace -ff output), and one
+// without any is an error. The pid of a strace -ff file ("trace.1234") is
+// returned for its lines.
 func Expand(paths []string) ([]string, map[string]int, error) {
 	var files []string
 	pids := map[string]int{}
@@ -210,10 +211,14 @@ func Expand(paths []string) ([]string, map[string]int, error) {
 			if err != nil {
 				return nil, nil, err
 			}
+			n := len(files)
 			for _, e := range entries {
 				if e.Type().IsRegular() {
 					files = append(files, filepath.Join(p, e.Name()))
 				}
+			}
+			if len(files) == n {
+				return nil, nil, fmt.Errorf("%s: a directory without a regular file in it: give trace files, or the directory strace -ff wrote them into", p)
 			}
 			continue
 		}
@@ -238,6 +243,9 @@ func Expand(paths []string) ([]string, map[string]int, error) {
 // reading runs on its own goroutine beside the caller's replay. stop ends
 // what Combine started; the inputs stay the caller's to close.
 func Combine(inputs []*Input, workers int) (r Reader, stop func()) {
+	if len(inputs) == 0 {
+		return noEvents{}, func() {}
+	}
 	if len(inputs) == 1 && inputs[0].Parallel(workers) {
 		return inputs[0], func() {}
 	}
@@ -248,6 +256,11 @@ func Combine(inputs []*Input, workers int) (r Reader, stop func()) {
 	p := NewPipe(src)
 	return p, p.Close
 }
+
+// noEvents is the trace of no input.
+type noEvents struct{}
+
+func (noEvents) Next() (*Event, error) { return nil, io.EOF }
 
 // Merge interleaves several inputs (strace -ff files) by time, so that the
 // calls of threads sharing an address space replay in the order they ran.

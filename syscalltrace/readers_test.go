@@ -3,7 +3,9 @@ package syscalltrace
 import (
 	"errors"
 	"io"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -60,5 +62,26 @@ func TestApplyAllStopsAtReadError(t *testing.T) {
 	}
 	if got := len(r.Outstanding()); got != 1 {
 		t.Errorf("%d outstanding mappings, want the 1 read before the error", got)
+	}
+}
+
+// TestExpandEmptyDirectory: a directory with no trace file in it (empty, or
+// only a FIFO) is an error naming it, not an empty list for Combine.
+func TestExpandEmptyDirectory(t *testing.T) {
+	empty := t.TempDir()
+	fifoOnly := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(fifoOnly, "trace.1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{empty, fifoOnly} {
+		files, _, err := Expand([]string{dir})
+		if err == nil || !strings.Contains(err.Error(), dir) {
+			t.Errorf("Expand(%s) = %v, %v; want an error naming it", dir, files, err)
+		}
+	}
+	src, stop := Combine(nil, 2)
+	defer stop()
+	if e, err := src.Next(); err != io.EOF {
+		t.Errorf("Combine(no inputs).Next() = %v, %v; want io.EOF", e, err)
 	}
 }
