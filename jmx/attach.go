@@ -1,11 +1,11 @@
 package jmx
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,7 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/memdiag/memdiag/internal/procmaps"
 	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/targetfs"
 )
 
 // Errors of the attach mechanism, for errors.Is.
@@ -24,15 +28,41 @@ var (
 	ErrNotJVM = errors.New("not a HotSpot JVM")
 	// ErrAttach means the JVM did not open its attach socket, or refused.
 	ErrAttach = errors.New("attach failed")
+	// errNoListener means no JVM listens on the attach socket yet.
+	errNoListener = errors.New("no attach listener")
+	// ErrAttachDisabled means the JVM cannot be attached to, so memdiag
+	// sends it no signal. It is an ErrAttach.
+	ErrAttachDisabled = fmt.Errorf("%w: the JVM cannot be attached to", ErrAttach)
 )
+
+// MaxReply bounds a jcmd answer read from the attach socket. The largest
+// real one memdiag asks for, VM.native_memory detail of a large JVM, is a
+// few MiB.
+const MaxReply = 32 << 20
+
+// maxCmdline bounds the read of /proc/PID/cmdline (ARG_MAX is 2 MiB).
+const maxCmdline = 4 << 20
 
 // Attacher runs jcmd commands in a HotSpot JVM through its attach socket,
 // the protocol jcmd and jattach speak: no JDK tools needed on the host.
+//
+// Run as root against another user's JVM, everything in the JVM's working
+// directory and /tmp is that user's to change. The Attacher therefore
+// resolves paths inside the JVM's root (openat2 RESOLVE_IN_ROOT), creates
+// the trigger file and connects with the JVM user's filesystem
+// credentials, connects to the socket inode it checked (never a name it
+// looked at before), checks the listener's pid with SO_PEERCRED, and
+// bounds the reply. It signals a JVM only when the JVM can attach and
+// catches SIGQUIT.
 type Attacher struct {
 	// ProcRoot is the proc filesystem, "/proc" when empty.
 	ProcRoot string
 	// Timeout bounds waiting for the JVM's attach listener and its answer.
+	// 0 means 10 s.
 	Timeout time.Duration
+	// Notify, when set, is told of a wait that may last more than a second,
+	// in words for the user.
+	Notify func(msg string)
 }
 
 func (a Attacher) proc(pid int) string {
@@ -45,130 +75,228 @@ func (a Attacher) proc(pid int) string {
 
 // IsJVM reports whether libjvm.so is mapped in the process.
 func IsJVM(procRoot string, pid int) (bool, error) {
-	if procRoot == "" {
-		procRoot = "/proc"
-	}
-	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "maps"))
+	return procmaps.HasLibrary(procRoot, pid, "libjvm.so")
+}
+
+// jvmTarget is what the attach needs to know of the JVM.
+type jvmTarget struct {
+	pid  int
+	proc string
+	ids  procstatus.IDs
+}
+
+func (a Attacher) target(pid int) (jvmTarget, error) {
+	jvm, err := IsJVM(a.ProcRoot, pid)
 	if err != nil {
-		return false, err
+		return jvmTarget{}, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 64<<10)
-	for sc.Scan() {
-		if strings.HasSuffix(sc.Text(), "/libjvm.so") {
-			return true, nil
-		}
+	if !jvm {
+		return jvmTarget{}, fmt.Errorf("process %d: %w (no libjvm.so mapped)", pid, ErrNotJVM)
 	}
-	return false, sc.Err()
+	t := jvmTarget{pid: pid, proc: a.proc(pid)}
+	if t.ids, err = procstatus.Read(t.proc, pid); err != nil {
+		return jvmTarget{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return t, nil
+}
+
+func (t jvmTarget) cred() targetfs.Cred {
+	return targetfs.Cred{UID: t.ids.UID, GID: t.ids.GID, Groups: t.ids.Groups}
 }
 
 // Run sends one jcmd command ("GC.heap_info", "VM.native_memory summary")
 // and returns its output. It starts the JVM's attach listener if needed
-// (an attach file, then SIGQUIT), and checks the socket belongs to the
-// JVM's user before connecting.
+// (an attach file, then SIGQUIT) when the JVM can attach.
 func (a Attacher) Run(ctx context.Context, pid int, command string) (string, error) {
-	proc := a.proc(pid)
-	jvm, err := IsJVM(a.ProcRoot, pid)
+	t, err := a.target(pid)
 	if err != nil {
-		return "", fmt.Errorf("process %d: %w", pid, err)
+		return "", err
 	}
-	if !jvm {
-		return "", fmt.Errorf("process %d: %w (no libjvm.so mapped)", pid, ErrNotJVM)
-	}
-	ids, err := procstatus.Read(proc, pid)
-	if err != nil {
-		return "", fmt.Errorf("process %d: %w", pid, err)
-	}
-	uid, gid, nspid := ids.UID, ids.GID, ids.NSPID
 	timeout := a.Timeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tmp := filepath.Join(proc, "root", "tmp")
-	sock := filepath.Join(tmp, ".java_pid"+strconv.Itoa(nspid))
-	if err := checkSocket(sock, uid); err != nil {
-		if err := a.startListener(ctx, proc, pid, nspid, uid, gid, tmp, sock); err != nil {
-			return "", err
-		}
+	conn, err := a.connect(ctx, t, timeout)
+	if err != nil {
+		return "", err
 	}
-	return request(ctx, sock, command)
+	defer conn.Close()
+	return request(ctx, conn, command)
 }
 
-// checkSocket accepts only a socket (not a symlink) owned by the JVM's uid.
-func checkSocket(path string, uid int) error {
-	fi, err := os.Lstat(path)
+// connect returns a connection to the JVM's attach listener, starting it
+// if it is not up.
+func (a Attacher) connect(ctx context.Context, t jvmTarget, timeout time.Duration) (net.Conn, error) {
+	root, err := targetfs.OpenRoot(t.proc)
 	if err != nil {
-		return err
+		return nil, procError(t.pid, "reaching its files", err)
 	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("%s is not a socket", path)
+	defer root.Close()
+	// The working directory is tried first, as the JVM does; a JVM whose
+	// cwd is gone still reads its /tmp.
+	cwd, _ := targetfs.OpenCwd(t.proc)
+	if cwd != nil {
+		defer cwd.Close()
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != uid {
-		return fmt.Errorf("%s belongs to uid %d, not the JVM's uid %d: refusing it", path, st.Uid, uid)
+	sockName := ".java_pid" + strconv.Itoa(t.ids.NSPID)
+	var conn net.Conn
+	err = targetfs.AsUser(t.cred(), func() error {
+		tmp, err := targetfs.OpenIn(root, "tmp", unix.O_PATH|unix.O_DIRECTORY)
+		if err != nil {
+			return fmt.Errorf("process %d: %w: its /tmp: %v", t.pid, ErrAttach, err)
+		}
+		defer tmp.Close()
+		if conn, err = dialListener(ctx, tmp, sockName, t); !errors.Is(err, errNoListener) {
+			return err
+		}
+		if err := t.attachable(root); err != nil {
+			return err
+		}
+		return a.startListener(ctx, t, cwd, tmp, timeout, func() error {
+			conn, err = dialListener(ctx, tmp, sockName, t)
+			return err
+		})
+	})
+	return conn, err
+}
+
+// dialListener connects to the socket name in tmp, if it is a socket owned
+// by the JVM's user and its listener is the JVM. A missing socket, or one
+// nobody listens on (left by an earlier JVM of this pid), is errNoListener.
+func dialListener(ctx context.Context, tmp *os.File, name string, t jvmTarget) (net.Conn, error) {
+	sock, err := targetfs.OpenAt(tmp, name, unix.O_PATH, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errNoListener
+		}
+		return nil, fmt.Errorf("process %d: %w: %v", t.pid, ErrAttach, err)
+	}
+	defer sock.Close()
+	if _, err := targetfs.Check(sock, targetfs.Socket, t.ids.UID); err != nil {
+		return nil, fmt.Errorf("process %d: %w: %v", t.pid, ErrAttach, err)
+	}
+	conn, peer, err := targetfs.DialUnix(ctx, sock)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, errNoListener // the JVM replaces it when it starts listening
+		}
+		return nil, fmt.Errorf("process %d: %w: %v", t.pid, ErrAttach, err)
+	}
+	// The kernel names the listener in this pid namespace; 0 means it is
+	// in none memdiag can see, and then its uid must do.
+	if (peer.PID != 0 && peer.PID != t.pid) || peer.UID != t.ids.UID {
+		conn.Close()
+		return nil, fmt.Errorf("process %d: %w: %s is served by process %d (uid %d), not by the JVM: refusing it", t.pid, ErrAttach, sock.Name(), peer.PID, peer.UID)
+	}
+	return conn, nil
+}
+
+// attachable refuses a JVM that cannot open its attach listener, before
+// any signal: one that does not catch SIGQUIT (-Xrs) would die of it, and
+// one started with -XX:+DisableAttachMechanism would only write a thread
+// dump into its log.
+func (t jvmTarget) attachable(root *os.File) error {
+	if !t.ids.Catches(int(syscall.SIGQUIT)) {
+		return fmt.Errorf("process %d: %w: it does not catch SIGQUIT (started with -Xrs or -XX:+ReduceSignalUsage?), so the signal that starts the attach listener would end it; memdiag sent none", t.pid, ErrAttachDisabled)
+	}
+	if args, err := readCmdline(t.proc); err == nil {
+		for _, arg := range args {
+			if arg == "-XX:+DisableAttachMechanism" || arg == "-XX:+ReduceSignalUsage" {
+				return fmt.Errorf("process %d: %w: started with %s; memdiag sent no signal (hsperfdata is still read)", t.pid, ErrAttachDisabled, arg)
+			}
+		}
+	}
+	if counters, _, err := readHsperfOf(root, t.ids); err == nil {
+		// Character 0 is AttachListener::is_attach_supported(): false
+		// under DisableAttachMechanism, however it was set (a flags file,
+		// JAVA_TOOL_OPTIONS).
+		if c, ok := counters["sun.rt.jvmCapabilities"]; ok && c.IsText && strings.HasPrefix(c.String, "0") {
+			return fmt.Errorf("process %d: %w: its hsperfdata says attach is not supported (-XX:+DisableAttachMechanism); memdiag sent no signal", t.pid, ErrAttachDisabled)
+		}
 	}
 	return nil
 }
 
+func readCmdline(proc string) ([]string, error) {
+	f, err := os.Open(filepath.Join(proc, "cmdline"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := targetfs.ReadAll(f, maxCmdline, f.Name())
+	if err != nil {
+		return nil, err
+	}
+	return strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00"), nil
+}
+
 // startListener asks the JVM to open its attach socket: an
-// .attach_pid<NSPID> file in its working directory (or /tmp), then SIGQUIT.
-func (a Attacher) startListener(ctx context.Context, proc string, pid, nspid, uid, gid int, tmp, sock string) error {
-	name := ".attach_pid" + strconv.Itoa(nspid)
-	var trigger string
-	for _, dir := range []string{filepath.Join(proc, "cwd"), tmp} {
-		path := filepath.Join(dir, name)
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+// .attach_pid<NSPID> file in its working directory (or /tmp), then SIGQUIT;
+// then dial is tried until it connects or ctx ends. It runs with the JVM
+// user's filesystem credentials, so the file is the user's own.
+func (a Attacher) startListener(ctx context.Context, t jvmTarget, cwd, tmp *os.File, timeout time.Duration, dial func() error) error {
+	name := ".attach_pid" + strconv.Itoa(t.ids.NSPID)
+	var dir *os.File
+	var createErr error
+	for _, d := range []*os.File{cwd, tmp} {
+		if d == nil {
+			continue
+		}
+		f, err := targetfs.OpenAt(d, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
 		if err != nil {
+			createErr = err
 			continue
 		}
 		f.Close()
-		if os.Geteuid() == 0 && uid >= 0 {
-			_ = os.Chown(path, uid, gid)
-		}
-		trigger = path
+		dir = d
 		break
 	}
-	if trigger == "" {
-		return fmt.Errorf("process %d: %w: cannot create %s in its working directory or /tmp", pid, ErrAttach, name)
+	if dir == nil {
+		return fmt.Errorf("process %d: %w: cannot create %s in its working directory or /tmp as its user: %v", t.pid, ErrAttach, name, createErr)
 	}
-	defer os.Remove(trigger)
-	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
-		return fmt.Errorf("process %d: signalling the JVM: %w (needs the same uid or CAP_KILL)", pid, err)
+	// Removed through the same directory, as the same user: whatever
+	// stands under the name by then, it is the user's own to lose.
+	defer unix.Unlinkat(int(dir.Fd()), name, 0)
+	if err := syscall.Kill(t.pid, syscall.SIGQUIT); err != nil {
+		return fmt.Errorf("process %d: signalling the JVM: %w (needs its uid or CAP_KILL)", t.pid, err)
 	}
+	start := time.Now()
+	told := false
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if err := checkSocket(sock, uid); err == nil {
+		err := dial()
+		if err == nil {
 			return nil
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("process %d: %w: %v", pid, ErrAttach, err)
+		}
+		if !errors.Is(err, errNoListener) {
+			return err
+		}
+		if !told && a.Notify != nil && time.Since(start) > time.Second {
+			a.Notify(fmt.Sprintf("waiting for the attach listener of JVM %d (up to %v)", t.pid, timeout.Round(time.Second)))
+			told = true
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("process %d: %w: no attach socket %s after the SIGQUIT (started with -XX:+DisableAttachMechanism, or -Xrs?)", pid, ErrAttach, sock)
+			return fmt.Errorf("process %d: %w: no attach socket /tmp/.java_pid%d %v after the SIGQUIT (started with -XX:+DisableAttachMechanism, or too busy to answer?)", t.pid, ErrAttach, t.ids.NSPID, time.Since(start).Round(time.Second))
 		case <-tick.C:
 		}
 	}
 }
 
 // request speaks protocol 1: "1\0jcmd\0<command>\0\0\0", answered by a
-// status line (0 is success) and the command's output.
-func request(ctx context.Context, sock, command string) (string, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", sock)
-	if err != nil {
-		return "", fmt.Errorf("%w: connecting to %s: %v (the client must run as the JVM's user or root)", ErrAttach, sock, err)
-	}
-	defer conn.Close()
+// status line (0 is success) and the command's output, at most MaxReply
+// bytes.
+func request(ctx context.Context, conn net.Conn, command string) (string, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	if _, err := io.WriteString(conn, "1\x00jcmd\x00"+command+"\x00\x00\x00"); err != nil {
+	if _, err := conn.Write([]byte("1\x00jcmd\x00" + command + "\x00\x00\x00")); err != nil {
 		return "", fmt.Errorf("%w: sending %q: %v", ErrAttach, command, err)
 	}
-	body, err := io.ReadAll(conn)
+	body, err := targetfs.ReadAll(conn, MaxReply, "the answer to "+strconv.Quote(command))
 	if err != nil {
 		return "", fmt.Errorf("%w: reading the answer to %q: %v", ErrAttach, command, err)
 	}
@@ -177,4 +305,15 @@ func request(ctx context.Context, sock, command string) (string, error) {
 		return "", fmt.Errorf("%w: %q answered status %s: %s", ErrAttach, command, strings.TrimSpace(status), strings.TrimSpace(out))
 	}
 	return out, nil
+}
+
+// procError words a failure to open a /proc entry of process pid.
+func procError(pid int, doing string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("process %d: %w", pid, procmaps.ErrNoProcess)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("process %d: %s: permission denied: needs its uid or CAP_SYS_PTRACE (run as root or as the JVM's user)", pid, doing)
+	}
+	return fmt.Errorf("process %d: %s: %w", pid, doing, err)
 }

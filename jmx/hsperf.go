@@ -5,10 +5,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/targetfs"
 )
 
 // ErrNotHsperf means the bytes are not a HotSpot performance data file.
@@ -82,31 +87,76 @@ func ParseHsperf(b []byte, name string) (map[string]PerfCounter, error) {
 	return out, nil
 }
 
-// hsperfPath finds the performance data file of process pid, in its own
-// mount namespace: /proc/PID/root/tmp/hsperfdata_<user>/<nspid>.
-func hsperfPath(procRoot string, pid, nspid int) (string, error) {
-	pattern := filepath.Join(procRoot, strconv.Itoa(pid), "root", "tmp", "hsperfdata_*", strconv.Itoa(nspid))
-	matches, err := filepath.Glob(pattern)
-	if err != nil || len(matches) == 0 {
-		return "", fmt.Errorf("no %s (the JVM runs with -XX:-UsePerfData, or its /tmp is not reachable)", pattern)
+// MaxHsperf bounds an hsperfdata file. HotSpot's is PerfDataMemorySize,
+// 64 KiB by default; a larger file is refused unread.
+const MaxHsperf = 16 << 20
+
+// maxTmpEntries bounds the names of the JVM's /tmp looked through for its
+// hsperfdata_<user> directory.
+const maxTmpEntries = 1 << 20
+
+// readHsperfOf reads the performance data file of the JVM with ids, in its
+// own mount namespace: <its root>/tmp/hsperfdata_<user>/<nspid>. A
+// directory or file not owned by the JVM's uid, a symlink, anything but a
+// regular file of at most MaxHsperf bytes, is passed over: another user
+// can make /tmp/hsperfdata_<anyone>/<pid>, only the JVM's own is its. It
+// returns the counters and the path read, in the process's terms.
+func readHsperfOf(root *os.File, ids procstatus.IDs) (map[string]PerfCounter, string, error) {
+	tmp, err := targetfs.OpenIn(root, "tmp", unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, "", fmt.Errorf("the JVM's /tmp: %w", err)
 	}
-	return matches[0], nil
+	defer tmp.Close()
+	file := strconv.Itoa(ids.NSPID)
+	var refused []string
+	seen := 0
+	for seen < maxTmpEntries {
+		names, err := tmp.Readdirnames(1024)
+		seen += len(names)
+		for _, name := range names {
+			if !strings.HasPrefix(name, "hsperfdata_") {
+				continue
+			}
+			b, err := readOwned(tmp, name, file, ids.UID)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			path := "/tmp/" + name + "/" + file
+			if err != nil {
+				refused = append(refused, fmt.Sprintf("%s: %v", path, err))
+				continue
+			}
+			c, err := ParseHsperf(b, path)
+			return c, path, err
+		}
+		if err != nil {
+			break // io.EOF, or a directory that went away
+		}
+	}
+	if len(refused) > 0 {
+		return nil, "", fmt.Errorf("no hsperfdata of process %d owned by its uid %d: %s", ids.NSPID, ids.UID, strings.Join(refused, "; "))
+	}
+	return nil, "", fmt.Errorf("no /tmp/hsperfdata_*/%s in the JVM's root (it runs with -XX:-UsePerfData, or -XX:+PerfDisableSharedMem)", file)
 }
 
-// readHsperf reads and parses the file, refusing anything but a regular file.
-func readHsperf(path string) (map[string]PerfCounter, error) {
-	fi, err := os.Lstat(path)
+// readOwned reads dirName/file in tmp when both are owned by uid.
+func readOwned(tmp *os.File, dirName, file string, uid int) ([]byte, error) {
+	dir, err := targetfs.OpenAt(tmp, dirName, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
+		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			return nil, fs.ErrNotExist // a file or symlink by that name: not a JVM's
+		}
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
+	defer dir.Close()
+	if _, err := targetfs.Check(dir, targetfs.Directory, uid); err != nil {
+		var st unix.Stat_t
+		if unix.Fstatat(int(dir.Fd()), file, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+			return nil, fs.ErrNotExist // another user's directory, without this pid's file
+		}
 		return nil, err
 	}
-	return ParseHsperf(b, path)
+	return targetfs.ReadRegular(dir, file, uid, MaxHsperf)
 }
 
 // hsperfMemory sums the GC counters into heap and non-heap figures.

@@ -132,7 +132,7 @@ func TestAttachRefusals(t *testing.T) {
 	ctx := context.Background()
 	t.Run("dead pid", func(t *testing.T) {
 		_, err := jmx.Attacher{}.Run(ctx, 1<<30, "VM.version")
-		if err == nil || !strings.Contains(err.Error(), "no such file") {
+		if err == nil || !strings.Contains(err.Error(), "no such process") {
 			t.Errorf("got %v", err)
 		}
 	})

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/targetfs"
 	"github.com/memdiag/memdiag/pmap"
 )
 
@@ -72,31 +70,27 @@ type ReadOptions struct {
 	// NoAttach forbids the attach mechanism: hsperfdata only.
 	NoAttach bool
 	Timeout  time.Duration
+	// Notify, when set, is told of waits longer than a second.
+	Notify func(msg string)
 }
 
 // ReadPID reads a live HotSpot JVM: its hsperfdata file first (no
 // disturbance at all), then — unless forbidden — GC.heap_info,
 // VM.native_memory summary and VM.version through the attach socket.
 func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
-	root := o.ProcRoot
-	if root == "" {
-		root = "/proc"
-	}
-	jvm, err := IsJVM(root, pid)
+	a := Attacher{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: o.Notify}
+	t, err := a.target(pid)
 	if err != nil {
-		return nil, fmt.Errorf("process %d: %w", pid, err)
-	}
-	if !jvm {
-		return nil, fmt.Errorf("process %d: %w (no libjvm.so mapped)", pid, ErrNotJVM)
+		return nil, err
 	}
 	m := &JVMMemory{PID: pid}
-	ids, err := procstatus.Read(filepath.Join(root, strconv.Itoa(pid)), pid)
+	root, err := targetfs.OpenRoot(t.proc)
 	if err != nil {
-		return nil, fmt.Errorf("process %d: %w", pid, err)
+		return nil, procError(pid, "reaching its files", err)
 	}
-	if path, err := hsperfPath(root, pid, ids.NSPID); err != nil {
-		m.Notes = append(m.Notes, "hsperfdata: "+err.Error())
-	} else if counters, err := readHsperf(path); err != nil {
+	counters, path, err := readHsperfOf(root, t.ids)
+	root.Close()
+	if err != nil {
 		m.Notes = append(m.Notes, "hsperfdata: "+err.Error())
 	} else {
 		hsperfMemory(counters, m)
@@ -106,7 +100,6 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 		m.Notes = append(m.Notes, "attach forbidden (--no-attach): no heap range, no NMT")
 		return m, nil
 	}
-	a := Attacher{ProcRoot: o.ProcRoot, Timeout: o.Timeout}
 	if out, err := a.Run(ctx, pid, "GC.heap_info"); err != nil {
 		m.Notes = append(m.Notes, "attach: "+err.Error())
 		return m, nil // the rest would fail the same way

@@ -1,6 +1,6 @@
-// Package procstatus reads the identity fields of /proc/<pid>/status that
-// memdiag's live capturers act on: whose process it is, and its pid inside
-// its own pid namespace.
+// Package procstatus reads the fields of /proc/<pid>/status that memdiag's
+// live capturers act on: whose process it is, its pid inside its own pid
+// namespace, who traces it and which signals it catches.
 package procstatus
 
 import (
@@ -11,46 +11,107 @@ import (
 	"strings"
 )
 
+// maxStatus bounds the read: a real status file is about 1.5 KiB.
+const maxStatus = 64 << 10
+
 // IDs is who a process runs as and what it calls itself.
 type IDs struct {
+	// Name is the command name (comm), at most 15 bytes.
+	Name string
 	// UID and GID are the real ids, -1 when the file does not say: a
 	// caller that checks ownership against them then matches nothing
 	// rather than root.
 	UID, GID int
+	// Groups are the supplementary groups.
+	Groups []int
 	// NSPID is the pid in the innermost pid namespace (the last NSpid
 	// field): what a containerised JVM names its files by. It is the pid
 	// the caller asked about when the kernel predates NSpid (4.1).
 	NSPID int
+	// TracerPID is the process ptrace-attached to this one, 0 for none.
+	TracerPID int
+	// SigCgt is the mask of signals the process catches: bit n-1 is
+	// signal n.
+	SigCgt uint64
+}
+
+// Catches reports whether the process has a handler for signal sig.
+func (ids IDs) Catches(sig int) bool {
+	return sig >= 1 && sig <= 64 && ids.SigCgt&(1<<(sig-1)) != 0
 }
 
 // Read parses procDir/status ("/proc/1234").
 func Read(procDir string, pid int) (IDs, error) {
 	path := filepath.Join(procDir, "status")
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return IDs{}, err
 	}
+	defer f.Close()
+	b := make([]byte, maxStatus)
+	n, err := f.Read(b) // procfs hands the whole file to one read
+	if err != nil {
+		return IDs{}, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return parse(string(b[:n]), path, pid)
+}
+
+func parse(text, path string, pid int) (IDs, error) {
 	ids := IDs{UID: -1, GID: -1, NSPID: pid}
-	for i, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
+	for i, line := range strings.Split(text, "\n") {
+		key, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		bad := func(v string) error {
+			return fmt.Errorf("%s:%d: %s: wants a number, got %q", path, i+1, key, v)
+		}
+		switch key {
+		case "Name":
+			ids.Name = strings.TrimSpace(rest)
+			continue
+		case "Groups":
+			ids.Groups = make([]int, 0, len(f))
+			for _, v := range f {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 0 {
+					return IDs{}, bad(v)
+				}
+				ids.Groups = append(ids.Groups, n)
+			}
+			continue
+		case "SigCgt":
+			if len(f) == 0 {
+				continue
+			}
+			n, err := strconv.ParseUint(f[0], 16, 64)
+			if err != nil {
+				return IDs{}, bad(f[0])
+			}
+			ids.SigCgt = n
 			continue
 		}
 		var field *int
-		value := f[1]
-		switch f[0] {
-		case "Uid:":
+		switch key {
+		case "Uid":
 			field = &ids.UID
-		case "Gid:":
+		case "Gid":
 			field = &ids.GID
-		case "NSpid:":
-			field, value = &ids.NSPID, f[len(f)-1]
+		case "TracerPid":
+			field = &ids.TracerPID
+		case "NSpid":
+			field = &ids.NSPID
+			f = f[len(f)-min(len(f), 1):]
 		default:
 			continue
 		}
-		n, err := strconv.Atoi(value)
+		if len(f) == 0 {
+			continue
+		}
+		n, err := strconv.Atoi(f[0])
 		if err != nil || n < 0 {
-			return IDs{}, fmt.Errorf("%s:%d: %s wants a number, got %q", path, i+1, f[0], value)
+			return IDs{}, bad(f[0])
 		}
 		*field = n
 	}

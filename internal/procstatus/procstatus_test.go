@@ -3,6 +3,7 @@ package procstatus
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -26,10 +27,12 @@ func TestReadFiles(t *testing.T) {
 		want         IDs
 		err          string
 	}{
-		{"container", "Name:\tjava\nUid:\t1000\t1000\t1000\t1000\nGid:\t50\t50\t50\t50\nNSpid:\t4242\t7\n", IDs{1000, 50, 7}, ""},
-		{"old kernel", "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n", IDs{0, 0, 99}, ""},
-		{"no ids", "Name:\tx\n", IDs{-1, -1, 99}, ""},
+		{"container", "Name:\tjava\nUid:\t1000\t1000\t1000\t1000\nGid:\t50\t50\t50\t50\nGroups:\t50 60 \nTracerPid:\t17\nNSpid:\t4242\t7\nSigCgt:\t0000000181005ccf\n",
+			IDs{Name: "java", UID: 1000, GID: 50, Groups: []int{50, 60}, NSPID: 7, TracerPID: 17, SigCgt: 0x181005ccf}, ""},
+		{"old kernel", "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\n", IDs{UID: 0, GID: 0, Groups: []int{}, NSPID: 99}, ""},
+		{"no ids", "Name:\tx\n", IDs{Name: "x", UID: -1, GID: -1, NSPID: 99}, ""},
 		{"garbage", "Uid:\troot\n", IDs{}, "status:1: Uid: wants a number"},
+		{"bad mask", "SigCgt:\tzz\n", IDs{}, "status:1: SigCgt: wants a number"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -43,12 +46,27 @@ func TestReadFiles(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tc.want {
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
 	}
 	if _, err := Read(t.TempDir(), 1); !os.IsNotExist(err) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestCatches(t *testing.T) {
+	ids := IDs{SigCgt: 0x4} // SIGQUIT only
+	if !ids.Catches(3) || ids.Catches(2) || ids.Catches(0) || ids.Catches(65) {
+		t.Errorf("Catches wrong for mask %#x", ids.SigCgt)
+	}
+	self, err := Read("/proc/self", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Go runtime installs a handler for SIGQUIT in every program.
+	if !self.Catches(3) {
+		t.Errorf("this test process does not catch SIGQUIT by its status (SigCgt %#x)", self.SigCgt)
 	}
 }
