@@ -2,12 +2,10 @@ package cmd
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -101,12 +99,14 @@ func runExplain(o *ExplainOptions) error {
 		}
 		in = &s.Inputs
 	} else {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		ctx, stop := interruptible()
 		defer stop()
+		var failed []string
 		var err error
-		if in, err = gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut); err != nil {
+		if in, failed, err = gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut); err != nil {
 			return err
 		}
+		warnFailed(o.Streams.ErrOut, failed)
 	}
 	r := explain.Attribute(in)
 	return report.WriteExplain(o.Streams.Out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{Color: o.Color})
@@ -120,6 +120,10 @@ type SnapshotOptions struct {
 	File     string // "" or "-": standard output
 	Format   report.Format
 	Now      func() time.Time
+	// BestEffort writes the snapshot even when a source asked for could
+	// not be read; by default that is an error, for a CI gate must not
+	// compare what it did not measure.
+	BestEffort bool
 }
 
 // NewCmdSnapshot builds `memdiag snapshot`.
@@ -160,15 +164,30 @@ With -o openmetrics and a FILE, standard output gets the metrics too.`,
 		},
 	}
 	o.Gather.register(c.Flags())
+	c.Flags().BoolVar(&o.BestEffort, "best-effort", false, "write the snapshot even if a source asked for (--capture-malloc-info, --jolokia, --prometheus) fails; it is then noted inside")
 	return c
 }
 
+// warnFailed says on w which sources asked for could not be read: the
+// report goes on without them, and says so in its notes too.
+func warnFailed(w io.Writer, failed []string) {
+	for _, f := range failed {
+		fmt.Fprintf(w, "memdiag: warning: %s\n", f)
+	}
+}
+
 func runSnapshot(o *SnapshotOptions) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := interruptible()
 	defer stop()
-	in, err := gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut)
+	in, failed, err := gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut)
 	if err != nil {
 		return err
+	}
+	if len(failed) > 0 {
+		if !o.BestEffort {
+			return fmt.Errorf("%s (pass --best-effort to write the snapshot without it)", strings.Join(failed, "; "))
+		}
+		warnFailed(o.Streams.ErrOut, failed)
 	}
 	r := explain.Attribute(in)
 	s := explain.NewSnapshot(in, r, o.Now(), explain.ThisHost())

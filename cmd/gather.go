@@ -72,20 +72,23 @@ func (o *GatherOptions) validate(getenv func(string) string) error {
 
 // gather reads every source given and returns the inputs of an
 // attribution. Sources that fail after smaps is read are noted, not fatal:
-// the attribution then says what it could not see.
-func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Writer) (*explain.Inputs, error) {
-	in := &explain.Inputs{Notes: []string{}}
+// the attribution then says what it could not see. failed lists the
+// sources the user asked for by a flag (a live malloc_info capture,
+// Jolokia, Prometheus) that could not be read, for the caller to warn of
+// or refuse.
+func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Writer) (in *explain.Inputs, failed []string, err error) {
+	in = &explain.Inputs{Notes: []string{}}
 	var ms []pmap.Mapping
 	var hints pmap.Hints
 	var fsys pmap.FS // the live process's, kept for its pagemap
 	if o.PID != 0 {
 		var err error
 		if fsys, err = pmap.NewFS(procRoot); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		p, err := fsys.ReadPID(o.PID)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ms, hints = p.Mappings, p.Hints
 		in.PID, in.Command, in.Source = p.PID, p.Command, fmt.Sprintf("%s/%d/smaps", procRoot, o.PID)
@@ -97,7 +100,7 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	} else {
 		var err error
 		if ms, err = readSmapsFile(o.SmapsFile, nil); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		in.Source = o.SmapsFile
 	}
@@ -113,7 +116,7 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	}
 	if o.PID != 0 {
 		if isJVM, _ := jmx.IsJVM(procRoot, o.PID); isJVM {
-			m, err := jmx.ReadPID(ctx, o.PID, jmx.ReadOptions{ProcRoot: procRoot, NoAttach: o.NoAttach, Timeout: o.Timeout})
+			m, err := jmx.ReadPID(ctx, o.PID, jmx.ReadOptions{ProcRoot: procRoot, NoAttach: o.NoAttach, Timeout: o.Timeout, Notify: notifier(stderr)})
 			if err != nil {
 				in.Notes = append(in.Notes, "JVM: "+err.Error())
 			} else {
@@ -124,6 +127,7 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	if o.Jolokia.URL != "" {
 		if m, err := o.Jolokia.Read(ctx); err != nil {
 			in.Notes = append(in.Notes, err.Error())
+			failed = append(failed, err.Error())
 		} else {
 			merge(m)
 		}
@@ -131,6 +135,7 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	if o.Prometheus != "" {
 		if m, err := jmx.ReadPrometheus(ctx, o.Prometheus); err != nil {
 			in.Notes = append(in.Notes, err.Error())
+			failed = append(failed, err.Error())
 		} else {
 			merge(m)
 		}
@@ -140,14 +145,14 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 		if o.HeapInfoFile != "" {
 			hi, err := readWith(o.HeapInfoFile, jmx.ParseHeapInfo)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			m.ApplyHeapInfo(hi, o.HeapInfoFile)
 		}
 		if o.NMTFile != "" {
 			n, err := readWith(o.NMTFile, jmx.ParseNMT)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			m.NMT, m.Sources = n, append(m.Sources, o.NMTFile)
 		}
@@ -172,18 +177,18 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	case o.MallocInfoFile != "":
 		f, err := input.Open(o.MallocInfoFile)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		err = mallocinfo.Scan(f, o.MallocInfoFile, func(i *mallocinfo.Info) error { info = i; return nil })
 		f.Close()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	case o.CaptureMallocInfo:
-		fmt.Fprintf(stderr, "memdiag: attaching gdb to process %d to call malloc_info (it pauses while attached)\n", o.PID)
 		var err error
-		if info, err = (mallocinfo.Capturer{ProcRoot: procRoot, Timeout: o.Timeout}).Capture(ctx, o.PID); err != nil {
+		if info, err = (mallocinfo.Capturer{ProcRoot: procRoot, Timeout: o.Timeout, Notify: notifier(stderr)}).Capture(ctx, o.PID); err != nil {
 			in.Notes = append(in.Notes, "malloc_info: "+err.Error())
+			failed = append(failed, "malloc_info: "+err.Error())
 		}
 		source = fmt.Sprintf("malloc_info of process %d (via gdb)", o.PID)
 	}
@@ -200,10 +205,10 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	// A syscall trace: what was mapped and never unmapped, weighed by smaps.
 	if len(o.TraceFiles) > 0 {
 		if err := gatherTrace(o, in, ms); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return in, nil
+	return in, failed, nil
 }
 
 func gatherTrace(o *GatherOptions, in *explain.Inputs, ms []pmap.Mapping) error {

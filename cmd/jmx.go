@@ -96,7 +96,9 @@ func runJMX(o *JMXOptions) error {
 	m := &jmx.JVMMemory{}
 	if o.PID != 0 {
 		var err error
-		m, err = jmx.ReadPID(context.Background(), o.PID, jmx.ReadOptions{ProcRoot: o.ProcRoot, NoAttach: o.NoAttach, Timeout: o.Timeout})
+		ctx, stop := interruptible()
+		m, err = jmx.ReadPID(ctx, o.PID, jmx.ReadOptions{ProcRoot: o.ProcRoot, NoAttach: o.NoAttach, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)})
+		stop()
 		if err != nil {
 			return err
 		}

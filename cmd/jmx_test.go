@@ -127,7 +127,7 @@ func TestJMXAndPmapOnALiveJVM(t *testing.T) {
 	}
 
 	s, out, errOut = testStreams("", false, nil)
-	if code := run(t, s, "pmap", pid, "-o", "json", "--class", "jvm-heap"); code != 0 {
+	if code := run(t, s, "pmap", pid, "--attach", "-o", "json", "--class", "jvm-heap"); code != 0 {
 		t.Fatalf("pmap exit %d: %s", code, errOut)
 	}
 	var pm struct {
@@ -163,7 +163,7 @@ func TestPmapClassesNMTRegions(t *testing.T) {
 	classes := testprog.BuildJava(t, "Alloc")
 	p := testprog.Start(t, java, "-Xmx256m", "-XX:+UseG1GC", "-XX:NativeMemoryTracking=detail", "-cp", classes, "Alloc", "16", "8", "4", filepath.Join(t.TempDir(), "m.bin"))
 	s, out, errOut := testStreams("", false, nil)
-	if code := run(t, s, "pmap", strconv.Itoa(p.PID()), "-o", "json", "--class", "jvm-native,jvm-heap"); code != 0 {
+	if code := run(t, s, "pmap", strconv.Itoa(p.PID()), "--attach", "-o", "json", "--class", "jvm-native,jvm-heap"); code != 0 {
 		t.Fatalf("pmap exit %d: %s", code, errOut)
 	}
 	var pm struct {

@@ -1,12 +1,9 @@
 package cmd
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"runtime"
 	"time"
 
@@ -124,10 +121,9 @@ func runMallocInfo(o *MallocInfoOptions) error {
 	if o.PID != 0 {
 		v.PID = o.PID
 		v.Source = fmt.Sprintf("malloc_info of process %d (via gdb)", o.PID)
-		fmt.Fprintf(o.Streams.ErrOut, "memdiag: attaching gdb to process %d to call malloc_info (it pauses while attached)\n", o.PID)
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		ctx, stop := interruptible()
 		defer stop()
-		info, err := mallocinfo.Capturer{ProcRoot: o.ProcRoot, Timeout: o.Timeout}.Capture(ctx, o.PID)
+		info, err := mallocinfo.Capturer{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)}.Capture(ctx, o.PID)
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -35,8 +34,9 @@ type PmapOptions struct {
 	// Limit is how many mappings to list; 0 lists all.
 	Limit int
 	Why   bool
-	// NoAttach forbids attaching to a JVM for its heap range.
-	NoAttach bool
+	// Attach allows attaching to a JVM for its heap range. pmap does not
+	// by default: like pmap(1) it only reads.
+	Attach bool
 }
 
 // NewCmdPmap builds `memdiag pmap`. runF replaces the run function in tests
@@ -114,7 +114,10 @@ Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 	f.StringVar(&sortKey, "sort", string(pmap.SortRSS), "order mappings by rss, pss, size, swap, private-dirty or address")
 	f.StringSliceVar(&classes, "class", nil, "list only mappings of these classes (repeat or comma-separate)")
 	f.BoolVar(&o.Why, "why", false, "show why each mapping got its class")
-	f.BoolVar(&o.NoAttach, "no-attach", false, "never attach to a JVM (its heap mapping is then not told apart)")
+	f.BoolVar(&o.Attach, "attach", false, "attach to a JVM for its heap range (GC.heap_info over its attach socket): tells the Java heap's mapping apart")
+	var noAttach bool
+	f.BoolVar(&noAttach, "no-attach", false, "never attach (the default; kept for old scripts)")
+	_ = f.MarkHidden("no-attach")
 	return c
 }
 
@@ -152,9 +155,9 @@ func runPmap(o *PmapOptions) error {
 		if jvm, _ := jmx.IsJVM(o.ProcRoot, pid); jvm {
 			// The Java heap is anonymous memory like any other; the JVM
 			// says where it is.
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			m, err := jmx.ReadPID(ctx, pid, jmx.ReadOptions{ProcRoot: o.ProcRoot, NoAttach: o.NoAttach})
-			cancel()
+			ctx, stop := interruptible()
+			m, err := jmx.ReadPID(ctx, pid, jmx.ReadOptions{ProcRoot: o.ProcRoot, NoAttach: !o.Attach, Timeout: 15 * time.Second, Notify: notifier(o.Streams.ErrOut)})
+			stop()
 			if err != nil {
 				v.Notes = append(v.Notes, "JVM: "+err.Error())
 			} else {

@@ -3,8 +3,13 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -118,4 +123,16 @@ func Main(args []string, d *Deps) int {
 		fmt.Fprintf(d.Streams.ErrOut, "memdiag: %v\n", err)
 	}
 	return exitCode(err)
+}
+
+// interruptible returns a context ended by SIGINT, SIGTERM or SIGHUP, so
+// that a live capture cut short unwinds, detaches and removes what it made
+// instead of dying mid-way. Its error then says "interrupted".
+func interruptible() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+}
+
+// notifier tells the user, on w, of a step that pauses a process or waits.
+func notifier(w io.Writer) func(string) {
+	return func(msg string) { fmt.Fprintf(w, "memdiag: %s\n", msg) }
 }

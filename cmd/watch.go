@@ -97,12 +97,15 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	tick := time.NewTicker(o.Interval)
 	defer tick.Stop()
 	for n := 1; ; n++ {
-		in, err := gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut)
+		in, failed, err := gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
 			return err
+		}
+		if n == 1 {
+			warnFailed(o.Streams.ErrOut, failed)
 		}
 		r := explain.Attribute(in)
 		now := time.Now()

@@ -280,6 +280,9 @@ func (a Attacher) startListener(ctx context.Context, t jvmTarget, cwd, tmp *os.F
 		}
 		select {
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return fmt.Errorf("process %d: %w: interrupted while waiting for its attach listener", t.pid, ErrAttach)
+			}
 			return fmt.Errorf("process %d: %w: no attach socket /tmp/.java_pid%d %v after the SIGQUIT (started with -XX:+DisableAttachMechanism, or too busy to answer?)", t.pid, ErrAttach, t.ids.NSPID, time.Since(start).Round(time.Second))
 		case <-tick.C:
 		}
