@@ -301,7 +301,7 @@ func request(ctx context.Context, conn net.Conn, command string) (string, error)
 	}
 	body, err := targetfs.ReadAll(conn, MaxReply, "the answer to "+strconv.Quote(command))
 	if err != nil {
-		return "", fmt.Errorf("%w: reading the answer to %q: %v", ErrAttach, command, err)
+		return "", fmt.Errorf("%w: reading the answer to %q: %w", ErrAttach, command, err)
 	}
 	status, out, _ := strings.Cut(string(body), "\n")
 	if strings.TrimSpace(status) != "0" {

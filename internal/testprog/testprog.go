@@ -25,11 +25,23 @@ func Dir() string {
 // returns the binary's path. It skips the test when gcc is absent.
 func Build(t testing.TB, name string, extraFlags ...string) string {
 	t.Helper()
+	return buildInto(t, t.TempDir(), name, extraFlags...)
+}
+
+// BuildPublic is Build into a directory every user can read (PublicDir),
+// for a program that runs as another user.
+func BuildPublic(t testing.TB, name string, extraFlags ...string) string {
+	t.Helper()
+	return buildInto(t, PublicDir(t), name, extraFlags...)
+}
+
+func buildInto(t testing.TB, dir, name string, extraFlags ...string) string {
+	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
 		t.Skipf("gcc not found (%v): cannot build the %s test program; .ci/run installs it", err, name)
 	}
-	bin := filepath.Join(t.TempDir(), name)
+	bin := filepath.Join(dir, name)
 	args := append([]string{"-O1", "-Wall", "-pthread", "-o", bin, filepath.Join(Dir(), name+".c")}, extraFlags...)
 	if out, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
 		t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -55,8 +67,30 @@ func (p *Proc) PID() int { return p.Cmd.Process.Pid }
 // told to exit (stdin closed) and reaped when the test ends.
 func Start(t testing.TB, bin string, args ...string) *Proc {
 	t.Helper()
+	return StartWith(t, Options{}, bin, args...)
+}
+
+// Options change how StartWith runs a program.
+type Options struct {
+	// AsNobody runs it as uid/gid 65534 (the test must run as root).
+	AsNobody bool
+	// Dir is its working directory; "" is the test's.
+	Dir string
+}
+
+// Nobody is the uid and gid of the unprivileged user tests act as.
+const Nobody = 65534
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options, bin string, args ...string) *Proc {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
+	cmd.Dir = o.Dir
+	if o.AsNobody {
+		NeedRoot(t)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: Nobody, Gid: Nobody}}
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +109,97 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 	})
 	p.waitReady(t)
 	return p
+}
+
+// Finish tells the program to exit (stdin closed) and returns what it
+// printed after its last "ready": a JVM's thread dump, for instance.
+func (p *Proc) Finish(t testing.TB) string {
+	t.Helper()
+	p.stdin.Close()
+	var rest strings.Builder
+	for p.stdout.Scan() {
+		rest.WriteString(p.stdout.Text())
+		rest.WriteByte('\n')
+	}
+	return rest.String()
+}
+
+// NeedRoot skips the test unless it runs as root, the only way to act as
+// another user.
+func NeedRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a process as another user; run as root (CI does)")
+	}
+}
+
+// PublicDir returns a new directory every user may enter and read, for
+// programs and classes a process of another user must load. It is removed
+// when the test ends.
+func PublicDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "memdiag-public-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// NobodysDir returns a new directory owned by nobody: the working
+// directory of a target whose user is the attacker. It is removed when
+// the test ends.
+func NobodysDir(t testing.TB) string {
+	t.Helper()
+	dir := PublicDir(t)
+	if err := os.Chown(dir, Nobody, Nobody); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// StartTestAsNobody runs the current test binary's test testName as nobody
+// in the background, with env added: an attacker beside the code under
+// test. The returned stop kills it and returns its combined output.
+func StartTestAsNobody(t testing.TB, testName string, env ...string) (stop func() string) {
+	t.Helper()
+	bin := publicCopyOfSelf(t)
+	cmd := exec.Command(bin, "-test.run=^"+testName+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: Nobody, Gid: Nobody}, Setpgid: true}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	stop = func() string {
+		if !done {
+			done = true
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+		return out.String()
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func publicCopyOfSelf(t testing.TB) string {
+	t.Helper()
+	NeedRoot(t)
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(PublicDir(t), "helper.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
 
 // Step tells a program that waits for a line on standard input to take
@@ -109,11 +234,21 @@ func (p *Proc) waitReady(t testing.TB) {
 // directory and returns it. It skips the test when javac is absent.
 func BuildJava(t testing.TB, name string) string {
 	t.Helper()
+	return buildJavaInto(t, t.TempDir(), name)
+}
+
+// BuildJavaPublic is BuildJava into a directory every user can read.
+func BuildJavaPublic(t testing.TB, name string) string {
+	t.Helper()
+	return buildJavaInto(t, PublicDir(t), name)
+}
+
+func buildJavaInto(t testing.TB, dir, name string) string {
+	t.Helper()
 	javac, err := exec.LookPath("javac")
 	if err != nil {
 		t.Skipf("javac not found (%v): cannot build the %s test program; .ci/run installs openjdk-17-jdk-headless", err, name)
 	}
-	dir := t.TempDir()
 	if out, err := exec.Command(javac, "-d", dir, filepath.Join(Dir(), name+".java")).CombinedOutput(); err != nil {
 		t.Fatalf("javac %s: %v\n%s", name, err, out)
 	}
@@ -151,29 +286,10 @@ func BuildJavaCP(t testing.TB, name, classPath string) string {
 // unless the test runs as root, the only way to act as another user.
 func RunTestAsNobody(t testing.TB, testName string, env ...string) []byte {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a helper under another uid; run as root (CI does)")
-	}
-	// The test binary lives in a private directory nobody cannot enter.
-	dir, err := os.MkdirTemp("", "memdiag-nobody-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.ReadFile("/proc/self/exe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "helper.test")
-	if err := os.WriteFile(bin, self, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := publicCopyOfSelf(t)
 	cmd := exec.Command(bin, "-test.run=^"+testName+"$")
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: Nobody, Gid: Nobody}}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("helper as nobody: %v\n%s", err, out)
