@@ -56,19 +56,21 @@ func openPath(path string) (*os.File, error) {
 }
 
 // OpenIn opens path inside root as the kernel would for a process whose
-// root it is: ".." stops at root, absolute symlinks start from root, magic
-// links (/proc/*/fd/*) are refused and the final component is not followed.
-// flags are open(2) flags; O_CLOEXEC and O_NOFOLLOW are always added.
+// root it is: ".." stops at root, absolute symlinks start from root, and
+// magic links (/proc/*/fd/*) are refused. Symlinks are followed inside
+// root (a container's /tmp may be one), the final one too unless flags
+// hold O_NOFOLLOW. flags are open(2) flags; O_CLOEXEC is always added.
 func OpenIn(root *os.File, path string, flags int) (*os.File, error) {
 	how := unix.OpenHow{
-		Flags:   uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
+		Flags:   uint64(flags | unix.O_CLOEXEC),
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	}
 	name := root.Name() + "/" + strings.TrimPrefix(path, "/")
 	fd, err := unix.Openat2(int(root.Fd()), path, &how)
 	if errors.Is(err, unix.ENOSYS) {
 		// Before Linux 5.6: walk one component at a time and refuse
-		// every symlink, which is stricter than RESOLVE_IN_ROOT.
+		// every symlink, which is stricter than RESOLVE_IN_ROOT (a
+		// container whose /tmp is a symlink is then out of reach).
 		return walkNoSymlinks(root, path, flags)
 	}
 	if err != nil {

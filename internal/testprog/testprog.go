@@ -76,6 +76,9 @@ type Options struct {
 	AsNobody bool
 	// Dir is its working directory; "" is the test's.
 	Dir string
+	// Chroot, when set, is the directory it runs jailed in (bin and Dir
+	// are then inside it).
+	Chroot string
 }
 
 // Nobody is the uid and gid of the unprivileged user tests act as.
@@ -87,9 +90,10 @@ func StartWith(t testing.TB, o Options, bin string, args ...string) *Proc {
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	cmd.Dir = o.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: o.Chroot}
 	if o.AsNobody {
 		NeedRoot(t)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: Nobody, Gid: Nobody}}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: Nobody, Gid: Nobody}
 	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
