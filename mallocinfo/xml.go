@@ -102,79 +102,79 @@ func Parse(r io.Reader, name string) (*Info, error) {
 
 var errStop = errors.New("stop")
 
-// maxDocumentBytes bounds one document. malloc_info of 1,000 arenas with
-// full histograms is a few MB; anything far larger is not malloc_info.
-const maxDocumentBytes = 256 << 20
+// Bounds on what Scan reads, so that no input — a 100 MB line, /dev/zero
+// behind a pipe, XML nested a million deep — costs more than a few MiB.
+const (
+	// maxLineBytes bounds one line, in a document or around it. glibc writes
+	// one element per line, under 100 bytes; a longer log line is refused
+	// rather than gathered.
+	maxLineBytes = 1 << 20
+	// maxDocumentBytes bounds one document. malloc_info of 1,000 arenas
+	// with every one of glibc's 138 bins in use is about 9 MB.
+	maxDocumentBytes = 32 << 20
+	// maxDepth bounds element nesting: malloc_info nests 4 deep
+	// (<malloc><heap><sizes><size>).
+	maxDepth = 8
+	// maxUnknown bounds the distinct unknown elements a document's
+	// warnings list.
+	maxUnknown = 32
+)
 
 // Scan calls fn with every <malloc> document in r, in order: a single
 // document, or a log in which an application wrote malloc_info at intervals
-// between other lines. Memory holds one document at a time. fn's error
-// stops the scan and is returned.
+// between other lines. A document is decoded as it is read: memory holds
+// one document's figures, never its text. fn's error stops the scan and is
+// returned.
 func Scan(r io.Reader, name string, fn func(*Info) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var (
-		doc      bytes.Buffer
-		inDoc    bool
-		docLine  int
 		label    string
 		lastText string
 		lineNo   int
 		found    int
+		long     []byte
+		carry    []byte // the rest of a line a document ended in, read already
+		midLine  bool   // the next read continues a line a document ended in
 	)
-	var long []byte
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// Lines longer than the buffer are gathered whole, up to the
-			// size of a document.
-			long = append(long[:0], line...)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				line, err = br.ReadSlice('\n')
-				long = append(long, line...)
-				if len(long) > maxDocumentBytes {
-					return &ParseError{Name: name, Line: lineNo + 1, Msg: fmt.Sprintf("line longer than %d MiB", maxDocumentBytes>>20), Err: ErrMalformed}
-				}
+		var line []byte
+		var err error
+		if carry != nil {
+			line, carry = carry, nil
+		} else {
+			line, err = readLine(br, &long)
+			if errors.Is(err, errLineTooLong) {
+				return &ParseError{Name: name, Line: lineNo + 1, Msg: fmt.Sprintf("line longer than %d KiB: not malloc_info", maxLineBytes>>10), Err: ErrMalformed}
 			}
-			line = long
-		}
-		if len(line) > 0 {
-			lineNo++
-		}
-		if err != nil && err != io.EOF {
-			return &ParseError{Name: name, Line: lineNo, Msg: "read failed: " + err.Error(), Err: err}
-		}
-		rest := line
-		for len(rest) > 0 {
-			if !inDoc {
-				i := bytes.Index(rest, []byte("<malloc"))
-				if i < 0 || !isMallocStart(rest[i+len("<malloc"):]) {
-					if t := strings.TrimSpace(string(rest)); t != "" {
-						lastText = t
-					}
-					break
-				}
-				prefix := strings.TrimSpace(string(rest[:i]))
-				label = lastText
-				if prefix != "" {
-					label = prefix
-				}
-				inDoc, docLine = true, lineNo
-				doc.Reset()
-				rest = rest[i:]
+			if len(line) > 0 && !midLine {
+				lineNo++
 			}
-			end := bytes.Index(rest, []byte("</malloc>"))
-			if end < 0 {
-				if doc.Len()+len(rest) > maxDocumentBytes {
-					return &ParseError{Name: name, Line: docLine, Msg: fmt.Sprintf("document larger than %d MiB: not malloc_info", maxDocumentBytes>>20), Err: ErrMalformed}
-				}
-				doc.Write(rest)
-				break
+			midLine = false
+			if err != nil && err != io.EOF {
+				return &ParseError{Name: name, Line: lineNo, Msg: "read failed: " + err.Error(), Err: err}
 			}
-			doc.Write(rest[:end+len("</malloc>")])
-			rest = rest[end+len("</malloc>"):]
-			inDoc = false
-			info, perr := parseDocument(doc.Bytes(), name, docLine)
-			if perr != nil {
+		}
+		i := bytes.Index(line, []byte("<malloc"))
+		if i < 0 || !isMallocStart(line[i+len("<malloc"):]) {
+			if t := strings.TrimSpace(string(line)); t != "" {
+				lastText = t
+			}
+		} else {
+			prefix := strings.TrimSpace(string(line[:i]))
+			label = lastText
+			if prefix != "" {
+				label = prefix
+			}
+			// The document's first line is in br's buffer, which reading on
+			// reuses: the reader keeps a copy.
+			d := &docReader{pending: bytes.Clone(line[i:]), br: br, lineLen: i}
+			info, perr := parseDocument(d, name, lineNo)
+			switch {
+			case d.err != nil:
+				return &ParseError{Name: name, Line: lineNo + d.newlines, Msg: d.err.Error(), Err: ErrMalformed}
+			case d.eof:
+				return &ParseError{Name: name, Line: lineNo, Msg: fmt.Sprintf("<malloc> document starting here is not closed by line %d: truncated", lineNo+d.newlines), Err: ErrTruncated}
+			case perr != nil:
 				return perr
 			}
 			info.Label = trimLabel(label)
@@ -183,18 +183,119 @@ func Scan(r io.Reader, name string, fn func(*Info) error) error {
 				return err
 			}
 			lastText = ""
+			lineNo += d.newlines
+			if d.pos < len(d.pending) {
+				carry = d.pending[d.pos:]
+			} else {
+				midLine = true
+			}
+			continue
 		}
 		if err == io.EOF {
 			break
 		}
 	}
-	if inDoc {
-		return &ParseError{Name: name, Line: docLine, Msg: fmt.Sprintf("<malloc> document starting here is not closed by line %d: truncated", lineNo), Err: ErrTruncated}
-	}
 	if found == 0 {
 		return &ParseError{Name: name, Msg: "no <malloc> document found", Err: ErrNoDocument}
 	}
 	return nil
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readLine returns the next line with its newline, gathering one longer
+// than br's buffer into *long, up to maxLineBytes.
+func readLine(br *bufio.Reader, long *[]byte) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return line, err
+	}
+	*long = append((*long)[:0], line...)
+	for errors.Is(err, bufio.ErrBufferFull) {
+		line, err = br.ReadSlice('\n')
+		*long = append(*long, line...)
+		if len(*long) > maxLineBytes {
+			return nil, errLineTooLong
+		}
+	}
+	return *long, err
+}
+
+// docReader hands the XML decoder one document byte by byte — the decoder
+// reads an io.ByteReader without buffering ahead — from its first line's
+// copy, then from the input, and ends it after "</malloc>", leaving the
+// rest of that line unread. It bounds the document's lines and size.
+type docReader struct {
+	pending []byte // the document's first line from "<malloc"
+	pos     int    // next byte of pending
+	br      *bufio.Reader
+	matched int  // bytes of "</malloc>" just read
+	ended   bool // "</malloc>" read: the document is whole
+	eof     bool // the input ended first: the document is truncated
+
+	newlines, lineLen, size int
+	err                     error // a bound crossed
+}
+
+var endTag = []byte("</malloc>")
+
+func (d *docReader) ReadByte() (byte, error) {
+	if d.ended || d.eof || d.err != nil {
+		if d.err != nil {
+			return 0, d.err
+		}
+		return 0, io.EOF
+	}
+	var c byte
+	if d.pos < len(d.pending) {
+		c = d.pending[d.pos]
+		d.pos++
+	} else {
+		var err error
+		if c, err = d.br.ReadByte(); err != nil {
+			if err == io.EOF {
+				d.eof = true
+			} else {
+				d.err = fmt.Errorf("read failed: %w", err)
+			}
+			return 0, err
+		}
+	}
+	d.size++
+	if c == '\n' {
+		d.newlines++
+		d.lineLen = 0
+	} else if d.lineLen++; d.lineLen > maxLineBytes {
+		d.err = fmt.Errorf("line longer than %d KiB: not malloc_info", maxLineBytes>>10)
+		return 0, d.err
+	}
+	if d.size > maxDocumentBytes {
+		d.err = fmt.Errorf("document larger than %d MiB: not malloc_info", maxDocumentBytes>>20)
+		return 0, d.err
+	}
+	switch {
+	case c == endTag[d.matched]:
+		if d.matched++; d.matched == len(endTag) {
+			d.ended = true
+		}
+	case c == '<':
+		d.matched = 1
+	default:
+		d.matched = 0
+	}
+	return c, nil
+}
+
+// Read serves the decoder should it want a plain io.Reader.
+func (d *docReader) Read(p []byte) (int, error) {
+	for i := range p {
+		c, err := d.ReadByte()
+		if err != nil {
+			return i, err
+		}
+		p[i] = c
+	}
+	return len(p), nil
 }
 
 // isMallocStart tells "<malloc version=…>" and "<malloc>" from "<malloc_info…".
@@ -210,10 +311,10 @@ func trimLabel(s string) string {
 	return s
 }
 
-// parseDocument decodes one <malloc>…</malloc>; startLine is its first line
-// in the input, for error positions.
-func parseDocument(b []byte, name string, startLine int) (*Info, error) {
-	d := xml.NewDecoder(bytes.NewReader(b))
+// parseDocument decodes one <malloc>…</malloc> from r; startLine is its
+// first line in the input, for error positions.
+func parseDocument(r io.Reader, name string, startLine int) (*Info, error) {
+	d := xml.NewDecoder(r)
 	info := &Info{Line: startLine}
 	fail := func(format string, args ...any) error {
 		line, _ := d.InputPos()
@@ -223,7 +324,17 @@ func parseDocument(b []byte, name string, startLine int) (*Info, error) {
 		path    []string // open elements
 		arena   *Arena
 		unknown = map[string]bool{}
+		// Past maxUnknown names, more are only counted as "more".
+		moreUnknown bool
 	)
+	noteUnknown := func(key string) {
+		key = trimLabel(key)
+		if len(unknown) < maxUnknown || unknown[key] {
+			unknown[key] = true
+		} else {
+			moreUnknown = true
+		}
+	}
 	for {
 		// RawToken skips namespace handling, a third of Token's cost; the
 		// nesting check it also skips is done below.
@@ -248,6 +359,9 @@ func parseDocument(b []byte, name string, startLine int) (*Info, error) {
 				parent = path[len(path)-1]
 			}
 			el := t.Name.Local
+			if len(path) == maxDepth {
+				return nil, fail("<%s> nests %d elements deep: malloc_info nests 4 deep", el, len(path)+1)
+			}
 			path = append(path, el)
 			a := attrs(t.Attr)
 			typ, _ := a.get("type")
@@ -302,7 +416,7 @@ func parseDocument(b []byte, name string, startLine int) (*Info, error) {
 				case atTop && typ == "mmap":
 					dst = &info.Mmap
 				default:
-					unknown[fmt.Sprintf("<total type=%q> in <%s>", typ, parent)] = true
+					noteUnknown(fmt.Sprintf("<total type=%q> in <%s>", typ, parent))
 					continue
 				}
 				*dst = tot
@@ -327,10 +441,10 @@ func parseDocument(b []byte, name string, startLine int) (*Info, error) {
 				case key == "aspace/subheaps" && inArena:
 					arena.Subheaps, arena.HasSubheaps = size, true
 				default:
-					unknown[fmt.Sprintf("<%s type=%q>", el, typ)] = true
+					noteUnknown(fmt.Sprintf("<%s type=%q>", el, typ))
 				}
 			default:
-				unknown["<"+el+"> in <"+parent+">"] = true
+				noteUnknown("<" + el + "> in <" + parent + ">")
 			}
 		case xml.EndElement:
 			if len(path) == 0 || path[len(path)-1] != t.Name.Local {
@@ -353,6 +467,9 @@ func parseDocument(b []byte, name string, startLine int) (*Info, error) {
 	}
 	for u := range unknown {
 		info.Warnings = append(info.Warnings, "ignored unknown element "+u)
+	}
+	if moreUnknown {
+		info.Warnings = append(info.Warnings, fmt.Sprintf("ignored more unknown elements than the %d listed", maxUnknown))
 	}
 	sort.Strings(info.Warnings)
 	return info, nil

@@ -2,6 +2,7 @@ package mallocinfo
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -85,6 +86,51 @@ func TestScanLog(t *testing.T) {
 	}
 }
 
+// TestScanDocumentsMidLine: documents that end, or begin, mid-line — a
+// whole document on one line, two on a line, text after one — are each
+// read, with the lines after them counted right.
+func TestScanDocumentsMidLine(t *testing.T) {
+	flat := strings.ReplaceAll(oneArena, "\n", "")
+	log := "a " + flat + " b " + flat + " after\nnext line\n" + oneArena[:len(oneArena)-1] + " tail\nlast\n" + oneArena
+	var got []*Info
+	err := Scan(strings.NewReader(log), "in", func(i *Info) error { got = append(got, i); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []int
+	var labels []string
+	for _, i := range got {
+		lines, labels = append(lines, i.Line), append(labels, i.Label)
+		if len(i.Arenas) != 1 || i.Mmap.Size != 135168 {
+			t.Errorf("document at line %d: %+v", i.Line, i)
+		}
+	}
+	if diff := cmp.Diff([]int{1, 1, 3, 25}, lines); diff != "" {
+		t.Errorf("lines (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"a", "b", "next line", "last"}, labels); diff != "" {
+		t.Errorf("labels (-want +got):\n%s", diff)
+	}
+}
+
+// TestParseBoundsUnknown: a document of many distinct unknown elements
+// keeps maxUnknown warnings, not one each.
+func TestParseBoundsUnknown(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("<malloc version=\"1\">\n")
+	for i := 0; i < 10000; i++ {
+		fmt.Fprintf(&b, "<x%d/>\n", i)
+	}
+	b.WriteString("</malloc>\n")
+	info, err := Parse(strings.NewReader(b.String()), "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Warnings) != maxUnknown+1 || !strings.Contains(info.Warnings[0], "more unknown elements") {
+		t.Errorf("%d warnings, first %q", len(info.Warnings), info.Warnings[0])
+	}
+}
+
 func TestParseTolerates(t *testing.T) {
 	in := strings.Replace(oneArena, `<malloc version="1">`, `<malloc version="2">`, 1)
 	in = strings.Replace(in, "</heap>", `<future type="x" size="1"/></heap>`, 1)
@@ -115,6 +161,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad heap nr", strings.Replace(oneArena, `nr="0"`, `nr="x"`, 1), ErrMalformed, `in:2: <heap> nr "x" is not a number`},
 		{"broken XML", strings.Replace(oneArena, "</sizes>", "</sizez>", 1), ErrMalformed, "in:6: XML: <sizes> closed by </sizez>"},
 		{"wrong root", "<malloc version=\"1\"></malloc>\n", ErrMalformed, ""},
+		{"long line", "log\n" + strings.Repeat("x", maxLineBytes+1) + "\n", ErrMalformed, "in:2: line longer than 1024 KiB: not malloc_info"},
+		{"long line in a document", "<malloc version=\"1\">\n<heap nr=\"0\" x=\"" + strings.Repeat("x", maxLineBytes) + "\"/>\n</malloc>\n", ErrMalformed, "in:2: line longer than 1024 KiB: not malloc_info"},
+		{"deep nesting", "<malloc version=\"1\">\n" + strings.Repeat("<a>\n", 100000) + strings.Repeat("</a>\n", 100000) + "</malloc>\n", ErrMalformed, "in:9: <a> nests 9 elements deep: malloc_info nests 4 deep"},
+		{"truncated in a tag", oneArena[:40], ErrTruncated, "in:1: <malloc> document starting here is not closed by line 3: truncated"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
