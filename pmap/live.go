@@ -35,6 +35,11 @@ type AccessError struct {
 }
 
 func (e *AccessError) Error() string {
+	if e.UID >= 0 && e.UID == os.Geteuid() {
+		// Same uid and still refused: naming the uid would not help.
+		return fmt.Sprintf("reading %s: permission denied although memdiag runs as process %d's own uid %d: the process is not dumpable (setuid, or prctl PR_SET_DUMPABLE 0), memdiag lacks CAP_SYS_PTRACE in its namespace (a container without SYS_PTRACE), or a security module (Yama ptrace_scope 3, SELinux, AppArmor) forbids it",
+			e.Path, e.PID, e.UID)
+	}
 	owner := ""
 	if e.UID >= 0 {
 		owner = fmt.Sprintf(" (it runs as uid %d, you are uid %d)", e.UID, os.Geteuid())

@@ -350,3 +350,17 @@ func TestReadPIDPermissionDenied(t *testing.T) {
 		}
 	}
 }
+
+// TestAccessErrorSameUID: refused although memdiag has the process's uid,
+// the message names the real causes instead of "you are uid N" twice.
+func TestAccessErrorSameUID(t *testing.T) {
+	msg := (&pmap.AccessError{PID: 7, Path: "/proc/7/smaps", UID: os.Geteuid(), Err: os.ErrPermission}).Error()
+	for _, want := range []string{"own uid", "not dumpable", "CAP_SYS_PTRACE", "security module"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "you are uid") {
+		t.Errorf("message compares a uid with itself: %s", msg)
+	}
+}
