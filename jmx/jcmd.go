@@ -26,7 +26,29 @@ var (
 	ErrMalformed = errors.New("malformed jcmd output")
 	// ErrNMTDisabled means the JVM runs without -XX:NativeMemoryTracking.
 	ErrNMTDisabled = errors.New("native memory tracking is not enabled")
+	// ErrTruncated means the output stops before its end: a copy cut short.
+	ErrTruncated = errors.New("truncated jcmd output")
 )
+
+// maxJcmdLine bounds one line of saved jcmd output; the longest real lines
+// (a call site's frame in a detail report) are a few hundred bytes.
+const maxJcmdLine = 1 << 20
+
+// nmtSlackKB is how far the categories of a summary may fall short of its
+// Total line and the summary still be whole: each of HotSpot's memory types
+// (under 32 in every JDK to date) loses less than 1 KB to rounding, or is
+// omitted for weighing less than 1 KB. A cut that drops only such
+// categories is below what the summary can show.
+const nmtSlackKB = 32
+
+// scanErr describes a failed read of jcmd output: a line past maxJcmdLine,
+// or the reader's own error.
+func scanErr(err error, name string, line int) error {
+	if errors.Is(err, bufio.ErrTooLong) {
+		return &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("line longer than %d KiB: not jcmd output", maxJcmdLine>>10), Err: ErrMalformed}
+	}
+	return &ParseError{Name: name, Line: line, Msg: "read failed: " + err.Error(), Err: err}
+}
 
 // NMTCategory is one "- Name (reserved=…KB, committed=…KB)" block of
 // `jcmd PID VM.native_memory summary`.
@@ -116,10 +138,10 @@ func nmtRange(start, end, name string, line int, text string) (NMTRegion, error)
 // labels errors.
 func ParseNMT(r io.Reader, name string) (*NMT, error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Buffer(make([]byte, 64<<10), maxJcmdLine)
 	n := &NMT{}
 	var cur *NMTCategory
-	line, sawTotal := 0, false
+	line, totalLine, lastCategoryLine := 0, 0, 0
 	// The detail report follows the summary with the virtual memory map,
 	// then per-call-site details (nothing the summary lacks).
 	const (
@@ -175,7 +197,7 @@ func ParseNMT(r io.Reader, name string) (*NMT, error) {
 			continue
 		}
 		if m := nmtTotal.FindStringSubmatch(text); m != nil {
-			n.ReservedBytes, n.CommittedBytes, sawTotal = kb(m[1]), kb(m[2]), true
+			n.ReservedBytes, n.CommittedBytes, totalLine = kb(m[1]), kb(m[2]), line
 			continue
 		}
 		if m := nmtTotalMal.FindStringSubmatch(text); m != nil && cur == nil {
@@ -185,6 +207,7 @@ func ParseNMT(r io.Reader, name string) (*NMT, error) {
 		if m := nmtCategory.FindStringSubmatch(strings.TrimLeft(text, " ")); m != nil {
 			n.Categories = append(n.Categories, NMTCategory{Name: m[1], ReservedBytes: kb(m[2]), CommittedBytes: kb(m[3])})
 			cur = &n.Categories[len(n.Categories)-1]
+			lastCategoryLine = line
 			continue
 		}
 		if cur == nil {
@@ -205,14 +228,44 @@ func ParseNMT(r io.Reader, name string) (*NMT, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, &ParseError{Name: name, Line: line + 1, Msg: "read failed: " + err.Error(), Err: err}
+		return nil, scanErr(err, name, line+1)
 	}
 	flushWhole()
-	if !sawTotal {
+	if totalLine == 0 {
 		return nil, &ParseError{Name: name, Msg: `no "Total: reserved=…KB, committed=…KB" line: not VM.native_memory summary output`, Err: ErrMalformed}
+	}
+	if err := n.checkTotal(name, line, totalLine, lastCategoryLine); err != nil {
+		return nil, err
 	}
 	sort.Slice(n.Regions, func(i, j int) bool { return n.Regions[i].Start < n.Regions[j].Start })
 	return n, nil
+}
+
+// checkTotal holds a summary to its Total line: the categories add up to
+// it, within rounding. Fewer means the copy was cut (a file written while
+// jcmd ran, a paste cut short); more, two summaries in one file.
+func (n *NMT) checkTotal(name string, lines, totalLine, lastCategoryLine int) error {
+	var reserved, committed uint64
+	for _, c := range n.Categories {
+		reserved += c.ReservedBytes
+		committed += c.CommittedBytes
+	}
+	const slack = nmtSlackKB << 10
+	if len(n.Categories) == 0 {
+		return &ParseError{Name: name, Line: lines, Msg: fmt.Sprintf("no category after the Total line (line %d): truncated", totalLine), Err: ErrTruncated}
+	}
+	if reserved+slack < n.ReservedBytes || committed+slack < n.CommittedBytes {
+		last := n.Categories[len(n.Categories)-1].Name
+		return &ParseError{Name: name, Line: lines, Msg: fmt.Sprintf(
+			"the categories add up to reserved=%dKB, committed=%dKB, short of the Total line's reserved=%dKB, committed=%dKB (line %d): truncated after category %q (line %d)",
+			reserved>>10, committed>>10, n.ReservedBytes>>10, n.CommittedBytes>>10, totalLine, last, lastCategoryLine), Err: ErrTruncated}
+	}
+	if reserved > n.ReservedBytes+slack || committed > n.CommittedBytes+slack {
+		return &ParseError{Name: name, Line: totalLine, Msg: fmt.Sprintf(
+			"the categories add up to reserved=%dKB, committed=%dKB, more than this Total line's reserved=%dKB, committed=%dKB: more than one summary in the file?",
+			reserved>>10, committed>>10, n.ReservedBytes>>10, n.CommittedBytes>>10), Err: ErrMalformed}
+	}
+	return nil
 }
 
 // HeapInfo is `jcmd PID GC.heap_info`.
@@ -235,8 +288,9 @@ var (
 	hiZ         = regexp.MustCompile(`ZHeap\s+used (\d+)M, capacity (\d+)M, max capacity (\d+)M`)
 	hiShen      = regexp.MustCompile(`(\d+)([KMG]) max, .*?(\d+)([KMG]) committed, (\d+)([KMG]) used`)
 	hiShenRange = regexp.MustCompile(`^\s*- \[(0x[0-9a-f]+), (0x[0-9a-f]+)\)`)
-	hiMeta      = regexp.MustCompile(`^\s*Metaspace\s+used (\d+)K, committed (\d+)K, reserved (\d+)K`)
-	hiClass     = regexp.MustCompile(`^\s*class space\s+used (\d+)K, committed (\d+)K, reserved (\d+)K`)
+	// JDK 11 prints a capacity between used and committed.
+	hiMeta  = regexp.MustCompile(`^\s*Metaspace\s+used (\d+)K,(?: capacity \d+K,)? committed (\d+)K, reserved (\d+)K`)
+	hiClass = regexp.MustCompile(`^\s*class space\s+used (\d+)K,(?: capacity \d+K,)? committed (\d+)K, reserved (\d+)K`)
 )
 
 func hexAddr(s string) uint64 {
@@ -261,10 +315,10 @@ func unitBytes(n, unit string) uint64 {
 // ZGC and Shenandoah.
 func ParseHeapInfo(r io.Reader, name string) (*HeapInfo, error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Buffer(make([]byte, 64<<10), maxJcmdLine)
 	h := &HeapInfo{}
 	line := 0
-	shenandoah := false
+	shenandoah, metaspace := false, false
 	for sc.Scan() {
 		line++
 		text := sc.Text()
@@ -297,7 +351,10 @@ func ParseHeapInfo(r io.Reader, name string) (*HeapInfo, error) {
 		case shenandoah && hiShenRange.MatchString(text) && h.Start == 0:
 			m := hiShenRange.FindStringSubmatch(text)
 			h.Start, h.End = hexAddr(m[1]), hexAddr(m[2])
+		case strings.HasPrefix(strings.TrimSpace(text), "Metaspace ") && !hiMeta.MatchString(text):
+			metaspace = true // a JDK whose figures this reader does not know
 		case hiMeta.MatchString(text):
+			metaspace = true
 			m := hiMeta.FindStringSubmatch(text)
 			h.MetaspaceUsedBytes, h.MetaspaceCommittedBytes, h.MetaspaceReservedBytes = kb(m[1]), kb(m[2]), kb(m[3])
 		case hiClass.MatchString(text):
@@ -306,10 +363,14 @@ func ParseHeapInfo(r io.Reader, name string) (*HeapInfo, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, &ParseError{Name: name, Line: line + 1, Msg: "read failed: " + err.Error(), Err: err}
+		return nil, scanErr(err, name, line+1)
 	}
 	if h.GC == "" {
 		return nil, &ParseError{Name: name, Msg: "no heap line of G1, Parallel, Serial, ZGC or Shenandoah: not GC.heap_info output", Err: ErrMalformed}
+	}
+	if !metaspace {
+		// Every collector's GC.heap_info ends with Metaspace (JDK 9 on).
+		return nil, &ParseError{Name: name, Line: line, Msg: `no "Metaspace used …" line, which GC.heap_info prints after the heap: truncated`, Err: ErrTruncated}
 	}
 	if h.Start != 0 && h.End <= h.Start {
 		return nil, &ParseError{Name: name, Msg: fmt.Sprintf("heap range [%#x, %#x) is empty", h.Start, h.End), Err: ErrMalformed}

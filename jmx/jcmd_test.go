@@ -232,3 +232,106 @@ func FuzzJcmd(f *testing.F) {
 		_, _ = ParseHeapInfo(strings.NewReader(string(b)), "fuzz")
 	})
 }
+
+// TestNMTTruncated cuts each real summary at every byte: a cut that loses more than rounding can hide (nmtSlackKB)
+// is ErrTruncated, naming the file; a cut that loses less is accepted.
+func TestNMTTruncated(t *testing.T) {
+	for _, file := range []string{"g1.nmt", "parallel.nmt", "shenandoah.nmt", "z.nmt", "g1-detail.nmt"} {
+		b, err := os.ReadFile(filepath.Join("..", "fixtures", "jvm", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole, err := ParseNMT(strings.NewReader(string(b)), file)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		text := string(b)
+		if i := strings.Index(text, "Virtual memory map:"); i >= 0 {
+			text = text[:i]
+		}
+		detected := 0
+		totalAt := strings.Index(text, "Total:")
+		totalEnd := totalAt + strings.IndexByte(text[totalAt:], '\n')
+		for cut := totalAt; cut < len(text); cut++ {
+			n, err := ParseNMT(strings.NewReader(text[:cut]), file)
+			// What the cut lost: the whole's categories it lacks or cuts short.
+			var lostReserved, lostCommitted uint64
+			for i, c := range whole.Categories {
+				// Only the header's figures are checked against the Total:
+				// a cut among a block's breakdown lines drops them unseen.
+				if n == nil || i >= len(n.Categories) || n.Categories[i].ReservedBytes != c.ReservedBytes || n.Categories[i].CommittedBytes != c.CommittedBytes {
+					lostReserved += c.ReservedBytes
+					lostCommitted += c.CommittedBytes
+				}
+			}
+			lost := max(lostReserved, lostCommitted)
+			switch {
+			case cut < totalEnd:
+				// Cut inside the Total line itself: not a summary, or nothing after it.
+				if err == nil {
+					t.Fatalf("%s cut at byte %d, in the Total line: accepted", file, cut)
+				}
+				continue
+			case lost > nmtSlackKB<<10:
+				if !errors.Is(err, ErrTruncated) || !strings.HasPrefix(err.Error(), file+":") {
+					t.Fatalf("%s cut at byte %d (%d KB lost): %v; want ErrTruncated", file, cut, lost>>10, err)
+				}
+				detected++
+			case err != nil:
+				t.Fatalf("%s cut at byte %d (%d KB lost, within rounding): %v", file, cut, lost>>10, err)
+			}
+		}
+		if detected == 0 {
+			t.Errorf("%s: no cut detected", file)
+		}
+	}
+	if _, err := ParseNMT(strings.NewReader("Total: reserved=1745195KB, committed=347763KB\n"), "t"); !errors.Is(err, ErrTruncated) {
+		t.Errorf("a Total line alone: %v", err)
+	}
+}
+
+func TestNMTTwoSummaries(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "fixtures", "jvm", "g1.nmt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ParseNMT(strings.NewReader(string(b)+string(b)), "twice.nmt")
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "more than one summary") {
+		t.Errorf("two summaries in one file: %v", err)
+	}
+}
+
+func TestHeapInfoTruncated(t *testing.T) {
+	for _, gc := range []string{"g1", "parallel", "serial", "shenandoah", "z"} {
+		b, err := os.ReadFile(filepath.Join("..", "fixtures", "jvm", gc+".heap_info"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		cut := text[:strings.Index(text, " Metaspace")]
+		if _, err := ParseHeapInfo(strings.NewReader(cut), gc); !errors.Is(err, ErrTruncated) {
+			t.Errorf("%s cut before Metaspace: %v, want ErrTruncated", gc, err)
+		}
+	}
+	// JDK 11 prints a capacity too.
+	jdk11 := " garbage-first heap   total 262144K, used 2048K [0x00000000f0000000, 0x0000000100000000)\n" +
+		"  region size 1024K, 3 young (3072K), 0 survivors (0K)\n" +
+		" Metaspace       used 6453K, capacity 6568K, committed 6784K, reserved 1056768K\n" +
+		"  class space    used 570K, capacity 608K, committed 640K, reserved 1048576K\n"
+	h, err := ParseHeapInfo(strings.NewReader(jdk11), "jdk11")
+	if err != nil || h.MetaspaceCommittedBytes != 6784<<10 || h.ClassSpaceReservedBytes != 1048576<<10 {
+		t.Errorf("JDK 11 heap_info: %+v, %v", h, err)
+	}
+}
+
+func TestJcmdLongLine(t *testing.T) {
+	in := "Total: reserved=1KB, committed=1KB\n" + strings.Repeat("x", maxJcmdLine+1) + "\n"
+	for _, parse := range []func() error{
+		func() error { _, err := ParseNMT(strings.NewReader(in), "long"); return err },
+		func() error { _, err := ParseHeapInfo(strings.NewReader(in), "long"); return err },
+	} {
+		if err := parse(); !errors.Is(err, ErrMalformed) || err.Error() != "long:2: line longer than 1024 KiB: not jcmd output" {
+			t.Errorf("long line: %v", err)
+		}
+	}
+}
