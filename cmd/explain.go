@@ -63,13 +63,16 @@ retention, reproduced live), as an example of what it finds.`,
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
 			switch {
-			case o.Snapshot == "" && o.Gather.PID == 0 && o.Gather.SmapsFile == "" && len(d.Demo) > 0:
+			// The demo only when nothing at all was given: evidence without
+			// smaps is the user's, and explaining the demo instead would
+			// answer another question.
+			case o.Snapshot == "" && o.Gather.PID == 0 && o.Gather.SmapsFile == "" && o.Gather.evidence() == "" && len(d.Demo) > 0:
 				o.Demo = d.Demo
 			case o.Snapshot == "":
 				if err := o.Gather.validate(d.Streams.Getenv); err != nil {
 					return err
 				}
-			case o.Gather.PID != 0 || o.Gather.SmapsFile != "":
+			case o.Gather.PID != 0 || o.Gather.SmapsFile != "" || o.Gather.evidence() != "":
 				return usage(errors.New("--snapshot explains a saved snapshot: give it alone"))
 			}
 			if runF != nil {

@@ -283,6 +283,32 @@ func TestExplainDemo(t *testing.T) {
 	}
 }
 
+// TestExplainEvidenceWithoutMappings: evidence given without --pid or
+// --smaps is a usage error that says what is missing — never the demo in
+// place of the user's file. snapshot says the same.
+func TestExplainEvidenceWithoutMappings(t *testing.T) {
+	demo, err := os.ReadFile("../fixtures/demo/story1.snapshot.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"explain", "--malloc-info", "../fixtures/mallocinfo/story1.xml"}, "--malloc-info needs --pid PID or --smaps FILE: the mappings are what it explains"},
+		{[]string{"explain", "--trace", "../fixtures/traces/leaker-k.strace"}, "--trace needs --pid PID or --smaps FILE"},
+		{[]string{"explain", "--nmt", "../fixtures/jvm/g1.nmt", "--heap-info", "../fixtures/jvm/g1.heap_info"}, "--nmt needs --pid PID or --smaps FILE"},
+		{[]string{"snapshot", "--malloc-info", "../fixtures/mallocinfo/story1.xml"}, "--malloc-info needs --pid PID or --smaps FILE"},
+		{[]string{"explain", "--snapshot", "../fixtures/demo/story1.snapshot.json", "--trace", "../fixtures/traces/leaker-k.strace"}, "--snapshot explains a saved snapshot: give it alone"},
+	} {
+		s, out, errOut := testStreams("", false, nil)
+		code := Main(tc.args, &Deps{Streams: s, ProcRoot: "/proc", Demo: demo})
+		if code != ExitUsage || !strings.Contains(errOut.String(), tc.want) || out.Len() > 0 {
+			t.Errorf("%v: exit %d\nstdout %q\nstderr %q\nwant exit 2 saying %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+}
+
 // TestDiffOfAGrowingProcess: two snapshots of a process that keeps mapping
 // memory trip an RSS rule with exit 3.
 func TestDiffOfAGrowingProcess(t *testing.T) {

@@ -51,8 +51,32 @@ func (o *GatherOptions) register(f *pflag.FlagSet) {
 	f.IntVar(&o.Cores, "cores", 0, "cores of the process's host, for the arena limit (default: this host's)")
 }
 
+// evidence names the first evidence flag given beside smaps, or "".
+func (o *GatherOptions) evidence() string {
+	switch {
+	case o.MallocInfoFile != "":
+		return "--malloc-info"
+	case o.CaptureMallocInfo:
+		return "--capture-malloc-info"
+	case len(o.TraceFiles) > 0:
+		return "--trace"
+	case o.NMTFile != "":
+		return "--nmt"
+	case o.HeapInfoFile != "":
+		return "--heap-info"
+	case o.Prometheus != "":
+		return "--prometheus"
+	case o.Jolokia.URL != "":
+		return "--jolokia"
+	}
+	return ""
+}
+
 func (o *GatherOptions) validate(getenv func(string) string) error {
 	if o.PID == 0 && o.SmapsFile == "" {
+		if e := o.evidence(); e != "" {
+			return usage(fmt.Errorf("%s needs --pid PID or --smaps FILE: the mappings are what it explains", e))
+		}
 		return usage(fmt.Errorf("give --pid PID, or --smaps FILE with the other evidence you have"))
 	}
 	if o.PID != 0 && o.SmapsFile != "" {
