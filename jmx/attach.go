@@ -49,10 +49,10 @@ const maxCmdline = 4 << 20
 // Run as root against another user's JVM, everything in the JVM's working
 // directory and /tmp is that user's to change. The Attacher therefore
 // resolves paths inside the JVM's root (openat2 RESOLVE_IN_ROOT), creates
-// the trigger file and connects with the JVM user's filesystem
-// credentials, connects to the socket inode it checked (never a name it
-// looked at before), checks the listener's pid with SO_PEERCRED, and
-// bounds the reply. It signals a JVM only when the JVM can attach and
+// the trigger file, signals and connects on a thread that has the JVM
+// user's credentials (targetfs.AsUser), connects to the socket inode it
+// checked (never a name it looked at before), checks the listener's pid
+// with SO_PEERCRED, and bounds the reply. It signals a JVM only when the JVM can attach and
 // catches SIGQUIT.
 type Attacher struct {
 	// ProcRoot is the proc filesystem, "/proc" when empty.
@@ -235,7 +235,7 @@ func readCmdline(proc string) ([]string, error) {
 // startListener asks the JVM to open its attach socket: an
 // .attach_pid<NSPID> file in its working directory (or /tmp), then SIGQUIT;
 // then dial is tried until it connects or ctx ends. It runs with the JVM
-// user's filesystem credentials, so the file is the user's own.
+// user's credentials, so the file is the user's own.
 func (a Attacher) startListener(ctx context.Context, t jvmTarget, cwd, tmp *os.File, timeout time.Duration, dial func() error) error {
 	name := ".attach_pid" + strconv.Itoa(t.ids.NSPID)
 	var dir *os.File
@@ -297,17 +297,29 @@ func request(ctx context.Context, conn net.Conn, command string) (string, error)
 		_ = conn.SetDeadline(dl)
 	}
 	if _, err := conn.Write([]byte("1\x00jcmd\x00" + command + "\x00\x00\x00")); err != nil {
-		return "", fmt.Errorf("%w: sending %q: %v", ErrAttach, command, err)
+		return "", fmt.Errorf("%w: sending %q: %v%s", ErrAttach, command, err, refusedHint(err))
 	}
 	body, err := targetfs.ReadAll(conn, MaxReply, "the answer to "+strconv.Quote(command))
 	if err != nil {
-		return "", fmt.Errorf("%w: reading the answer to %q: %w", ErrAttach, command, err)
+		return "", fmt.Errorf("%w: reading the answer to %q: %w%s", ErrAttach, command, err, refusedHint(err))
+	}
+	if len(body) == 0 {
+		return "", fmt.Errorf("%w: the JVM closed the connection without answering %q%s", ErrAttach, command, refusedHint(syscall.EPIPE))
 	}
 	status, out, _ := strings.Cut(string(body), "\n")
 	if strings.TrimSpace(status) != "0" {
 		return "", fmt.Errorf("%w: %q answered status %s: %s", ErrAttach, command, strings.TrimSpace(status), strings.TrimSpace(out))
 	}
 	return out, nil
+}
+
+// refusedHint explains a connection the JVM dropped: it serves only its
+// own effective uid and gid, or root.
+func refusedHint(err error) string {
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		return " (the JVM accepts only its own user and root)"
+	}
+	return ""
 }
 
 // procError words a failure to open a /proc entry of process pid.

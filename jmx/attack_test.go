@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/memdiag/memdiag/internal/testprog"
 	"github.com/memdiag/memdiag/jmx"
 )
@@ -317,5 +319,27 @@ func TestAttachNobodysJVM(t *testing.T) {
 	}
 	if max := m.Heap.MaxBytes; max == nil || *max != 64<<20 {
 		t.Errorf("heap max %v, want -Xmx64m", max)
+	}
+}
+
+// TestAttachWithCapabilitiesOnly: docs/security.md's least privilege —
+// not root, only CAP_SYS_PTRACE, CAP_KILL, CAP_SETUID and CAP_SETGID —
+// attaches to another user's JVM, starting its listener.
+func TestAttachWithCapabilitiesOnly(t *testing.T) {
+	if pid := os.Getenv("MEMDIAG_CAPS_PID"); pid != "" {
+		n, _ := strconv.Atoi(pid)
+		m, err := jmx.ReadPID(context.Background(), n, jmx.ReadOptions{Timeout: 10 * time.Second})
+		if err != nil {
+			fmt.Printf("error: %v\n", err)
+			return
+		}
+		fmt.Printf("heap range %v, hsperfdata %v, notes %q\n", m.HeapRange != nil, strings.Contains(strings.Join(m.Sources, " "), "hsperfdata"), m.Notes)
+		return
+	}
+	p, _ := startNobodysJVM(t)
+	caps := []uintptr{unix.CAP_SYS_PTRACE, unix.CAP_KILL, unix.CAP_SETUID, unix.CAP_SETGID}
+	out := string(testprog.RunTestAs(t, 1, caps, "TestAttachWithCapabilitiesOnly", "MEMDIAG_CAPS_PID="+strconv.Itoa(p.PID())))
+	if !strings.Contains(out, "heap range true, hsperfdata true") {
+		t.Errorf("as uid 1 with %d capabilities: %s", len(caps), out)
 	}
 }

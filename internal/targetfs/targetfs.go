@@ -8,7 +8,7 @@
 //     onto the host, and the final component is never followed;
 //   - each opened file is checked on its descriptor (kind, owner, size),
 //     never by a path looked at before opening it;
-//   - steps that create or connect there run with the user's filesystem
+//   - steps that create, signal or connect there run with the user's
 //     credentials (AsUser), so a race can reach only what that user
 //     could reach already;
 //   - every read is bounded (ReadAll).
@@ -21,6 +21,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -203,17 +204,20 @@ type Cred struct {
 	Groups []int
 }
 
-// AsUser runs fn on an OS thread of its own whose filesystem uid and gid
-// and supplementary groups are c's. Path lookups, file creation (owned by
-// c.UID) and connecting to a unix socket then get exactly the access c
-// has: a file a race swaps in is reached only if c could reach it. Root's
-// file capabilities (CAP_DAC_OVERRIDE, CAP_FOWNER, …) leave the thread's
-// effective set with its filesystem uid. The thread is discarded after
-// fn: Go ends a thread whose goroutine exits while locked to it.
+// AsUser runs fn on an OS thread of its own whose real, effective, saved
+// and filesystem uid and gid and supplementary groups are c's: for the
+// kernel that thread is c's process, as a child run as c would be, and
+// its capabilities are gone. Path lookups, file creation (owned by
+// c.UID), signals and unix-socket connections (whose peer credentials
+// name c) then get exactly the access c has: a file a race swaps in is
+// reached only if c could reach it. The thread is discarded after fn: Go
+// ends a thread whose goroutine exits while locked to it, and starts its
+// other threads from a clean template, never from this one.
 //
-// When memdiag is not root, or c is root, fn runs as it is.
+// When c.UID is memdiag's own effective uid, fn runs as it is. Otherwise
+// taking c's credentials needs CAP_SETUID and CAP_SETGID (root has them).
 func AsUser(c Cred, fn func() error) error {
-	if os.Geteuid() != 0 || c.UID == 0 {
+	if c.UID >= 0 && c.UID == os.Geteuid() {
 		return fn()
 	}
 	if c.UID < 0 || c.GID < 0 {
@@ -223,7 +227,7 @@ func AsUser(c Cred, fn func() error) error {
 	go func() {
 		runtime.LockOSThread()
 		// No UnlockOSThread: this thread must never run anything else.
-		if err := dropTo(c); err != nil {
+		if err := becomeThread(c); err != nil {
 			done <- err
 			return
 		}
@@ -232,28 +236,29 @@ func AsUser(c Cred, fn func() error) error {
 	return <-done
 }
 
-// dropTo sets the calling thread's filesystem credentials. These system
-// calls act on one thread, unlike syscall.Setuid and friends.
-func dropTo(c Cred) error {
+// becomeThread gives the calling thread c's credentials. The raw system
+// calls act on one thread; syscall.Setresuid and unix.Setresuid act on
+// every thread of the process.
+func becomeThread(c Cred) error {
 	groups := c.Groups
 	if groups == nil {
 		groups = []int{}
 	}
-	if err := unix.Setgroups(groups); err != nil {
-		return fmt.Errorf("setting the groups of uid %d: %w", c.UID, err)
+	if err := unix.Setgroups(groups); err != nil { // per thread: a raw setgroups
+		return fmt.Errorf("taking the groups of uid %d: %w (needs CAP_SETGID)", c.UID, err)
 	}
-	if err := unix.Setfsgid(c.GID); err != nil {
-		return fmt.Errorf("setting filesystem gid %d: %w", c.GID, err)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(c.GID), uintptr(c.GID), uintptr(c.GID)); e != 0 {
+		return fmt.Errorf("taking gid %d: %w (needs CAP_SETGID)", c.GID, e)
 	}
-	if err := unix.Setfsuid(c.UID); err != nil {
-		return fmt.Errorf("setting filesystem uid %d: %w", c.UID, err)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(c.UID), uintptr(c.UID), uintptr(c.UID)); e != 0 {
+		return fmt.Errorf("taking uid %d: %w (needs CAP_SETUID)", c.UID, e)
 	}
-	// setfsuid reports failure only through the previous value: ask again.
-	if now, _ := unix.SetfsuidRetUid(-1); now != c.UID {
-		return fmt.Errorf("setting filesystem uid %d: still %d", c.UID, now)
+	var r, e, s int32
+	if _, _, errno := unix.RawSyscall(unix.SYS_GETRESUID, uintptr(unsafe.Pointer(&r)), uintptr(unsafe.Pointer(&e)), uintptr(unsafe.Pointer(&s))); errno != 0 || int(r) != c.UID || int(e) != c.UID || int(s) != c.UID {
+		return fmt.Errorf("taking uid %d: the thread still has %d/%d/%d", c.UID, r, e, s)
 	}
-	if now, _ := unix.SetfsgidRetGid(-1); now != c.GID {
-		return fmt.Errorf("setting filesystem gid %d: still %d", c.GID, now)
+	if fsuid, _ := unix.SetfsuidRetUid(-1); fsuid != c.UID {
+		return fmt.Errorf("taking uid %d: filesystem uid still %d", c.UID, fsuid)
 	}
 	return nil
 }

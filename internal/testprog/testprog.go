@@ -290,13 +290,22 @@ func BuildJavaCP(t testing.TB, name, classPath string) string {
 // unless the test runs as root, the only way to act as another user.
 func RunTestAsNobody(t testing.TB, testName string, env ...string) []byte {
 	t.Helper()
+	return RunTestAs(t, Nobody, nil, testName, env...)
+}
+
+// RunTestAs re-runs the current test binary's test testName as uid (and
+// the gid of the same number) holding the ambient capabilities caps (such
+// as unix.CAP_SYS_PTRACE), with env added, and returns its combined
+// output. It skips unless the test runs as root.
+func RunTestAs(t testing.TB, uid int, caps []uintptr, testName string, env ...string) []byte {
+	t.Helper()
 	bin := publicCopyOfSelf(t)
-	cmd := exec.Command(bin, "-test.run=^"+testName+"$")
+	cmd := exec.Command(bin, "-test.run=^"+testName+"$", "-test.v")
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: Nobody, Gid: Nobody}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}, AmbientCaps: caps}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("helper as nobody: %v\n%s", err, out)
+		t.Fatalf("helper as uid %d: %v\n%s", uid, err, out)
 	}
 	return out
 }
