@@ -99,6 +99,10 @@ func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 	}
 
 	text := string(res.log)
+	if errors.Is(runErr, context.Canceled) {
+		// The user asked to stop: whatever gdb got to, say so.
+		return nil, fmt.Errorf("%w on process %d: interrupted; gdb unwound any call in progress and detached", ErrCaptureRun, pid)
+	}
 	switch {
 	case strings.Contains(text, "ptrace: Operation not permitted"):
 		return nil, fmt.Errorf("attaching gdb to process %d: %w: needs the same uid and kernel.yama.ptrace_scope ≤ 1 (see /proc/sys/kernel/yama/ptrace_scope), or CAP_SYS_PTRACE (e.g. sudo); in a container, the capability SYS_PTRACE", pid, ErrNoPtrace)
@@ -109,9 +113,6 @@ func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 	case strings.Contains(text, "memdiag: mmap failed"), strings.Contains(text, "memdiag: fmemopen failed"):
 		return nil, fmt.Errorf("%w: process %d could not make a %d MiB buffer for the document (out of memory or address space?)", ErrCaptureRun, pid, MaxCapture>>20)
 	case !strings.Contains(text, "memdiag: malloc_info returned 0"):
-		if errors.Is(runErr, context.Canceled) {
-			return nil, fmt.Errorf("%w on process %d: interrupted; gdb unwound the call and detached", ErrCaptureRun, pid)
-		}
 		return nil, fmt.Errorf("%w on process %d (%v); gdb said: %s", ErrCaptureRun, pid, runErr, lastLines(text, 4))
 	case res.err != nil:
 		return nil, fmt.Errorf("%w: reading the document of process %d: %v", ErrCaptureRun, pid, res.err)

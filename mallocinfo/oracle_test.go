@@ -278,6 +278,26 @@ func TestCaptureErrors(t *testing.T) {
 			t.Errorf("got %v, want %q", err, want)
 		}
 	})
+	t.Run("interrupted", func(t *testing.T) {
+		if _, err := exec.LookPath("gdb"); err != nil {
+			t.Skipf("gdb not found (%v)", err)
+		}
+		proc := testprog.Start(t, testprog.Build(t, "mallocdemo"), "single", filepath.Join(t.TempDir(), "x.xml"))
+		ctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(150*time.Millisecond, cancel) // as Ctrl-C would, while gdb works
+		_, err := mallocinfo.Capturer{}.Capture(ctx, proc.PID())
+		if err == nil {
+			t.Skip("the capture finished within 150 ms: nothing to interrupt")
+		}
+		if !strings.Contains(err.Error(), "interrupted") || strings.Contains(err.Error(), "timed out") {
+			t.Errorf("got %v, want it to say interrupted", err)
+		}
+		for _, field := range []string{"State:\tS", "TracerPid:\t0"} {
+			if st := readStatus(t, proc.PID()); !strings.Contains(st, field) {
+				t.Errorf("after the interrupted capture the target's status lacks %q:\n%s", field, st)
+			}
+		}
+	})
 	t.Run("statically linked", func(t *testing.T) {
 		bin := testprog.Build(t, "mallocdemo", "-static")
 		proc := testprog.Start(t, bin, "single", filepath.Join(t.TempDir(), "x.xml"))
