@@ -116,7 +116,7 @@ func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 		return nil, fmt.Errorf("%w on process %d (%v); gdb said: %s", ErrCaptureRun, pid, runErr, lastLines(text, 4))
 	case res.err != nil:
 		return nil, fmt.Errorf("%w: reading the document of process %d: %v", ErrCaptureRun, pid, res.err)
-	case len(res.doc) >= MaxCapture-captureSlack:
+	case len(res.doc) >= MaxCapture-captureSlack-1: // full (fmemopen may keep a byte for its NUL)
 		return nil, fmt.Errorf("%w: the malloc_info document of process %d fills the %d MiB buffer: too large to read whole", ErrCaptureRun, pid, MaxCapture>>20)
 	}
 	return Parse(bytes.NewReader(res.doc), fmt.Sprintf("malloc_info of process %d", pid))
@@ -127,7 +127,9 @@ func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 const captureSlack = 4096
 
 // captureScript is fed to gdb on a pipe; %[1]d is the buffer size, %[2]d
-// the size fmemopen may fill. The buffer is anonymous memory of the
+// the size fmemopen may fill, and the most gdb copies whatever ftell in
+// the target says (gdb reads the whole range into its own memory first).
+// The buffer is anonymous memory of the
 // target's own (no malloc, so the arenas measured are not disturbed beyond
 // the FILE that fmemopen allocates), untouched pages are never resident,
 // and the document goes to memdiag's pipe on gdb's descriptor 3. Every
@@ -150,7 +152,7 @@ else
     set $memdiag_rc = (int) malloc_info(0, $memdiag_fp)
     set $memdiag_len = (long) ftell($memdiag_fp)
     set $memdiag_closed = (int) fclose($memdiag_fp)
-    if $memdiag_len > 0
+    if $memdiag_len > 0 && $memdiag_len <= %[2]d
       dump binary memory /dev/fd/3 $memdiag_buf $memdiag_buf + $memdiag_len
     end
     printf "memdiag: malloc_info returned %%d, %%ld bytes, fclose %%d\n", $memdiag_rc, $memdiag_len, $memdiag_closed
