@@ -26,41 +26,50 @@ func TestCaptureAttacker(t *testing.T) {
 	if os.Getenv("MEMDIAG_ATTACK") == "" {
 		t.Skip("the attacker of TestAttackCapture; runs only as its helper")
 	}
-	dirs := strings.Split(os.Getenv("MEMDIAG_ATTACK_DIRS"), ":")
+	cwd, tmp := os.Getenv("MEMDIAG_ATTACK_CWD"), os.Getenv("MEMDIAG_ATTACK_TMP")
 	marker, secret := os.Getenv("MEMDIAG_ATTACK_MARKER"), os.Getenv("MEMDIAG_ATTACK_TARGET")
 	var seen, swaps atomic.Int64
+	var first atomic.Value
 	go func() {
 		for range time.Tick(50 * time.Millisecond) {
-			fmt.Printf("attacker: saw %d entries of memdiag's, swapped %d\n", seen.Load(), swaps.Load())
+			fmt.Printf("attacker: saw %d entries of memdiag's (first %v), swapped %d\n", seen.Load(), first.Load(), swaps.Load())
 		}
 	}()
-	evil := filepath.Join(dirs[0], "evil.gdb")
+	evil := filepath.Join(cwd, "evil.gdb")
 	_ = os.WriteFile(evil, []byte("shell touch "+marker+"\n"), 0o644)
+	ours := map[string]bool{"self.xml": true, "evil.gdb": true}
 	for {
-		for _, d := range dirs {
-			entries, _ := os.ReadDir(d)
-			for _, e := range entries {
-				name := e.Name()
-				if strings.HasPrefix(name, "memdiag-public-") || // the tests' own
-					!strings.Contains(name, "memdiag") && !strings.Contains(name, "malloc") {
-					continue
-				}
-				seen.Add(1)
-				p := filepath.Join(d, e.Name())
-				sub, _ := os.ReadDir(p)
-				for _, s := range sub {
-					q := filepath.Join(p, s.Name())
-					switch {
-					case strings.HasSuffix(s.Name(), ".gdb"):
-						_ = exec.Command("cp", evil, q+".x").Run()
-						if os.Rename(q+".x", q) == nil {
-							swaps.Add(1)
-						}
-					case strings.HasSuffix(s.Name(), ".xml"):
-						_ = os.Remove(q)
-						if os.Symlink(secret, q) == nil {
-							swaps.Add(1)
-						}
+		// In the target's cwd anything but its own files is memdiag's; in
+		// the shared /tmp, what the old capture made.
+		var found []string
+		entries, _ := os.ReadDir(cwd)
+		for _, e := range entries {
+			if !ours[e.Name()] {
+				found = append(found, filepath.Join(cwd, e.Name()))
+			}
+		}
+		entries, _ = os.ReadDir(tmp)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "memdiag-malloc-info") {
+				found = append(found, filepath.Join(tmp, e.Name()))
+			}
+		}
+		for _, p := range found {
+			seen.Add(1)
+			first.CompareAndSwap(nil, p)
+			sub, _ := os.ReadDir(p)
+			for _, s := range sub {
+				q := filepath.Join(p, s.Name())
+				switch {
+				case strings.HasSuffix(s.Name(), ".gdb"):
+					_ = exec.Command("cp", evil, q+".x").Run()
+					if os.Rename(q+".x", q) == nil {
+						swaps.Add(1)
+					}
+				case strings.HasSuffix(s.Name(), ".xml"):
+					_ = os.Remove(q)
+					if os.Symlink(secret, q) == nil {
+						swaps.Add(1)
 					}
 				}
 			}
@@ -90,7 +99,7 @@ func TestAttackCapture(t *testing.T) {
 	}
 	marker := filepath.Join(cwd, "pwned")
 	stop := testprog.StartTestAsNobody(t, "TestCaptureAttacker", "MEMDIAG_ATTACK=capture",
-		"MEMDIAG_ATTACK_DIRS="+cwd+":/proc/"+strconv.Itoa(proc.PID())+"/root/tmp",
+		"MEMDIAG_ATTACK_CWD="+cwd, "MEMDIAG_ATTACK_TMP=/proc/"+strconv.Itoa(proc.PID())+"/root/tmp",
 		"MEMDIAG_ATTACK_MARKER="+marker, "MEMDIAG_ATTACK_TARGET="+secret)
 	time.Sleep(200 * time.Millisecond)
 	for i := 0; i < 3; i++ {
