@@ -96,11 +96,12 @@ func (s *Snapshot) WriteFile(path string) error {
 }
 
 // MaxSnapshotBytes bounds a snapshot file. A snapshot holds summaries —
-// per class, arena, pool and trace group — not mappings: the bundled
-// story-1 capture is 9 KiB, one of a JVM with NMT and a trace tens of KiB.
-// The JSON decoder holds the whole document, so the bound is also the
-// memory a hostile file can claim.
-const MaxSnapshotBytes = 64 << 20
+// per class, arena, pool and the top trace groups — not mappings: the
+// bundled story-1 capture is 9 KiB, one of a JVM with NMT, a trace and
+// malloc_info 29 KiB, and 8,192 arenas (glibc's default cap on 1,024
+// cores) add about 1.4 MiB. The JSON decoder holds the whole document: a
+// hostile file at the bound costs 30-50 MB to explain or diff.
+const MaxSnapshotBytes = 4 << 20
 
 // ReadSnapshot decodes a snapshot, checking its schema.
 func ReadSnapshot(r io.Reader, name string) (*Snapshot, error) {
@@ -113,7 +114,11 @@ func ReadSnapshot(r io.Reader, name string) (*Snapshot, error) {
 		return nil, fmt.Errorf("%s: not a memdiag snapshot: %w", name, err)
 	}
 	if s.Schema != SnapshotSchema {
-		return nil, fmt.Errorf("%s: schema %q, want %q (a file from another memdiag version, or not a snapshot)", name, s.Schema, SnapshotSchema)
+		schema := s.Schema
+		if len(schema) > 64 {
+			schema = schema[:64] + "…"
+		}
+		return nil, fmt.Errorf("%s: schema %q, want %q (a file from another memdiag version, or not a snapshot)", name, schema, SnapshotSchema)
 	}
 	// explain and diff recompute from the inputs: they must add up to the
 	// RSS the snapshot recorded, or every figure drawn from them is wrong.
