@@ -303,6 +303,16 @@ func isMallocStart(after []byte) bool {
 	return len(after) == 0 || after[0] == ' ' || after[0] == '>' || after[0] == '\t' || after[0] == '\n' || after[0] == '\r'
 }
 
+// clip shortens a name or value from the input for a message: a message
+// quotes what it found, not a megabyte of it.
+func clip(s string) string {
+	const max = 64
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
+
 func trimLabel(s string) string {
 	const max = 200
 	if len(s) > max {
@@ -318,6 +328,11 @@ func parseDocument(r io.Reader, name string, startLine int) (*Info, error) {
 	info := &Info{Line: startLine}
 	fail := func(format string, args ...any) error {
 		line, _ := d.InputPos()
+		for i, a := range args {
+			if s, ok := a.(string); ok {
+				args[i] = clip(s)
+			}
+		}
 		return &ParseError{Name: name, Line: startLine + line - 1, Msg: fmt.Sprintf(format, args...), Err: ErrMalformed}
 	}
 	var (
@@ -348,7 +363,7 @@ func parseDocument(r io.Reader, name string, startLine int) (*Info, error) {
 		if err != nil {
 			var se *xml.SyntaxError
 			if errors.As(err, &se) {
-				return nil, &ParseError{Name: name, Line: startLine + se.Line - 1, Msg: "XML: " + se.Msg, Err: ErrMalformed}
+				return nil, &ParseError{Name: name, Line: startLine + se.Line - 1, Msg: "XML: " + trimLabel(se.Msg), Err: ErrMalformed}
 			}
 			return nil, fail("XML: %v", err)
 		}
@@ -373,7 +388,7 @@ func parseDocument(r io.Reader, name string, startLine int) (*Info, error) {
 			case el == "malloc" && parent == "":
 				info.Version, _ = a.get("version")
 				if info.Version != "1" {
-					info.Warnings = append(info.Warnings, fmt.Sprintf("malloc_info version %q: this reader knows version 1; figures may be misread", info.Version))
+					info.Warnings = append(info.Warnings, fmt.Sprintf("malloc_info version %q: this reader knows version 1; figures may be misread", clip(info.Version)))
 				}
 			case parent == "":
 				return nil, fail("expected <malloc>, got <%s>", el)
@@ -495,7 +510,7 @@ func num(a attrs, key string) (uint64, error) {
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("attribute %s=%q is not a byte count", key, s)
+		return 0, fmt.Errorf("attribute %s=%q is not a byte count", key, clip(s))
 	}
 	return v, nil
 }

@@ -200,3 +200,19 @@ func TestAnalyzeFlagsInconsistency(t *testing.T) {
 		t.Errorf("bins larger than free: top %d, warnings %v", s.Arenas[0].TopBytes, s.Warnings)
 	}
 }
+
+// TestErrorsClipWhatTheyQuote: a message quotes a bad value or name, not a
+// megabyte of it.
+func TestErrorsClipWhatTheyQuote(t *testing.T) {
+	long := strings.Repeat("9", 500000) + "x"
+	for _, in := range []string{
+		strings.Replace(oneArena, `nr="0"`, `nr="`+long+`"`, 1),
+		strings.Replace(oneArena, `size="135168"/>`, `size="`+long+`"/>`, 1),
+		strings.Replace(oneArena, "</sizes>", "</"+strings.Repeat("s", 500000)+">", 1),
+	} {
+		_, err := Parse(strings.NewReader(in), "in")
+		if err == nil || len(err.Error()) > 300 {
+			t.Errorf("error of %d bytes: %.300v", len(fmt.Sprint(err)), err)
+		}
+	}
+}
