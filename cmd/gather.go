@@ -158,6 +158,11 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	}
 	if o.Prometheus != "" {
 		if m, err := jmx.ReadPrometheus(ctx, o.Prometheus); err != nil {
+			// An endpoint may be down a while; a file is evidence the user
+			// gave, as --nmt is, and a bad one is an error.
+			if !strings.HasPrefix(o.Prometheus, "http://") && !strings.HasPrefix(o.Prometheus, "https://") {
+				return nil, nil, err
+			}
 			in.Notes = append(in.Notes, err.Error())
 			failed = append(failed, err.Error())
 		} else {
