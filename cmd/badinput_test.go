@@ -36,6 +36,9 @@ var badInputCommands = []badInputCommand{
 	{"mallocinfo", []string{"mallocinfo", "BAD"}, "mallocinfo/arenas.xml"},
 	{"trace", []string{"trace", "BAD"}, "traces/leaker-f-tt-T.strace.gz"},
 	{"trace-text", []string{"trace", "BAD"}, "traces/leaker-k.strace"},
+	// Forced, the strace reader decodes on workers (every other kind is
+	// refused by format detection first).
+	{"trace--format-strace", []string{"trace", "--format", "strace", "BAD"}, "traces/leaker-k.strace"},
 	{"trace--smaps", []string{"trace", "../fixtures/traces/leaker-k.strace", "--smaps", "BAD"}, "smaps/arenas.smaps"},
 	{"jmx--nmt", []string{"jmx", "--nmt", "BAD"}, "jvm/g1.nmt"},
 	{"jmx--heap-info", []string{"jmx", "--heap-info", "BAD"}, "jvm/g1.heap_info"},
