@@ -209,6 +209,7 @@ func TestAttackHsperfForged(t *testing.T) {
 	}
 	for _, d := range []string{"hsperfdata_aaaa", "hsperfdata_zzzz"} {
 		dir := filepath.Join("/tmp", d)
+		_ = os.RemoveAll(dir) // left by a run that was killed
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
