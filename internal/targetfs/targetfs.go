@@ -204,15 +204,20 @@ type Cred struct {
 	Groups []int
 }
 
-// AsUser runs fn on an OS thread of its own whose real, effective, saved
-// and filesystem uid and gid and supplementary groups are c's: for the
-// kernel that thread is c's process, as a child run as c would be, and
-// its capabilities are gone. Path lookups, file creation (owned by
+// AsUser runs fn on an OS thread of its own whose effective and
+// filesystem uid and gid and supplementary groups are c's, and whose
+// effective capabilities are gone. Path lookups, file creation (owned by
 // c.UID), signals and unix-socket connections (whose peer credentials
-// name c) then get exactly the access c has: a file a race swaps in is
-// reached only if c could reach it. The thread is discarded after fn: Go
-// ends a thread whose goroutine exits while locked to it, and starts its
-// other threads from a clean template, never from this one.
+// name c's effective ids) then get exactly the access c has: a file a race
+// swaps in is reached only if c could reach it.
+//
+// The thread keeps memdiag's real and saved uid and gid, so that c cannot
+// act on it in return: signalling a task (kill, tgkill), changing its
+// limits (prlimit) or tracing it needs the caller's uid to match its real
+// or saved uid, not only its effective one. The thread is discarded after
+// fn: Go ends a thread whose goroutine exits while locked to it (the main
+// thread it parks for good), and starts its other threads from a clean
+// template, never from this one.
 //
 // When c.UID is memdiag's own effective uid, fn runs as it is. Otherwise
 // taking c's credentials needs CAP_SETUID and CAP_SETGID (root has them).
@@ -236,9 +241,9 @@ func AsUser(c Cred, fn func() error) error {
 	return <-done
 }
 
-// becomeThread gives the calling thread c's credentials. The raw system
-// calls act on one thread; syscall.Setresuid and unix.Setresuid act on
-// every thread of the process.
+// becomeThread gives the calling thread c's effective credentials. The
+// raw system calls act on one thread; syscall.Setresuid and
+// unix.Setresuid act on every thread of the process.
 func becomeThread(c Cred) error {
 	groups := c.Groups
 	if groups == nil {
@@ -247,15 +252,17 @@ func becomeThread(c Cred) error {
 	if err := unix.Setgroups(groups); err != nil { // per thread: a raw setgroups
 		return fmt.Errorf("taking the groups of uid %d: %w (needs CAP_SETGID)", c.UID, err)
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(c.GID), uintptr(c.GID), uintptr(c.GID)); e != 0 {
+	// -1 keeps the real and saved ids: see AsUser.
+	keep := ^uintptr(0)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, keep, uintptr(c.GID), keep); e != 0 {
 		return fmt.Errorf("taking gid %d: %w (needs CAP_SETGID)", c.GID, e)
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(c.UID), uintptr(c.UID), uintptr(c.UID)); e != 0 {
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, keep, uintptr(c.UID), keep); e != 0 {
 		return fmt.Errorf("taking uid %d: %w (needs CAP_SETUID)", c.UID, e)
 	}
 	var r, e, s int32
-	if _, _, errno := unix.RawSyscall(unix.SYS_GETRESUID, uintptr(unsafe.Pointer(&r)), uintptr(unsafe.Pointer(&e)), uintptr(unsafe.Pointer(&s))); errno != 0 || int(r) != c.UID || int(e) != c.UID || int(s) != c.UID {
-		return fmt.Errorf("taking uid %d: the thread still has %d/%d/%d", c.UID, r, e, s)
+	if _, _, errno := unix.RawSyscall(unix.SYS_GETRESUID, uintptr(unsafe.Pointer(&r)), uintptr(unsafe.Pointer(&e)), uintptr(unsafe.Pointer(&s))); errno != 0 || int(e) != c.UID {
+		return fmt.Errorf("taking uid %d: the thread's effective uid is still %d", c.UID, e)
 	}
 	if fsuid, _ := unix.SetfsuidRetUid(-1); fsuid != c.UID {
 		return fmt.Errorf("taking uid %d: filesystem uid still %d", c.UID, fsuid)

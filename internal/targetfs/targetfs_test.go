@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -231,5 +232,37 @@ func TestDialUnixPeer(t *testing.T) {
 	b, _ := io.ReadAll(conn)
 	if string(b) != "hello" || peer.PID != os.Getpid() || peer.UID != os.Geteuid() {
 		t.Errorf("read %q from peer %+v; want hello from pid %d", b, peer, os.Getpid())
+	}
+}
+
+// TestAsUserThreadUntouchable: the thread that acts as the user keeps
+// memdiag's real and saved uid, so that user cannot signal it (a SIGSTOP
+// would stop all of memdiag), change its limits or trace it.
+func TestAsUserThreadUntouchable(t *testing.T) {
+	if target := os.Getenv("MEMDIAG_TOUCH"); target != "" {
+		var pid, tid int
+		fmt.Sscanf(target, "%d:%d", &pid, &tid)
+		fmt.Printf("tgkill: %v\n", unix.Tgkill(pid, tid, 0))
+		fmt.Printf("prlimit: %v\n", unix.Prlimit(tid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 3, Max: 3}, nil))
+		fmt.Printf("ptrace: %v\n", unix.PtraceSeize(tid))
+		return
+	}
+	testprog.NeedRoot(t)
+	tids := make(chan int)
+	done := make(chan struct{})
+	go func() {
+		_ = targetfs.AsUser(nobody, func() error {
+			tids <- unix.Gettid()
+			<-done
+			return nil
+		})
+	}()
+	tid := <-tids
+	out := string(testprog.RunTestAsNobody(t, "TestAsUserThreadUntouchable", fmt.Sprintf("MEMDIAG_TOUCH=%d:%d", os.Getpid(), tid)))
+	close(done)
+	for _, want := range []string{"tgkill: operation not permitted", "prlimit: operation not permitted", "ptrace: operation not permitted"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nobody acting on the thread: want %q in\n%s", want, out)
+		}
 	}
 }
