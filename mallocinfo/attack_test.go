@@ -129,3 +129,38 @@ func TestAttackCapture(t *testing.T) {
 		t.Errorf("the attacker's command ran: %s exists", marker)
 	}
 }
+
+// TestAttackExecSetuid: the target execs a setuid-root program the moment
+// gdb appears with its pid. A root gdb used to attach to that root process,
+// call into it and report its heap under the target's name. Now gdb runs as
+// the target's user (the kernel refuses it the setuid process, or ignores
+// the setuid bit of an exec while it traces), and a target that changed is
+// never reported.
+func TestAttackExecSetuid(t *testing.T) {
+	testprog.NeedRoot(t)
+	if _, err := exec.LookPath("gdb"); err != nil {
+		t.Skipf("gdb not found (%v); .ci/run installs it", err)
+	}
+	const suid = "/usr/bin/passwd"
+	if fi, err := os.Stat(suid); err != nil || fi.Mode()&os.ModeSetuid == 0 {
+		t.Skipf("no setuid %s to exec (%v)", suid, err)
+	}
+	bin := testprog.BuildPublic(t, "execsuid")
+	for i := 0; i < 3; i++ {
+		proc := testprog.StartWith(t, testprog.Options{AsNobody: true, Dir: testprog.NobodysDir(t)}, bin, suid)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		info, err := mallocinfo.Capturer{Timeout: 10 * time.Second}.Capture(ctx, proc.PID())
+		cancel()
+		if err == nil {
+			t.Fatalf("round %d: a capture of process %d, which exec'd %s, was reported as its own (%d arenas)", i, proc.PID(), suid, len(info.Arenas))
+		}
+		t.Logf("round %d: %v", i, err)
+		status := readStatus(t, proc.PID())
+		if !strings.Contains(status, "TracerPid:\t0") {
+			t.Errorf("round %d: the target is left traced:\n%s", i, status)
+		}
+		if strings.Contains(status, "Uid:\t65534\t0") {
+			t.Logf("round %d: the exec raised its euid to 0 (it was not traced when it exec'd)", i)
+		}
+	}
+}

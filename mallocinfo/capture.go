@@ -3,13 +3,14 @@ package mallocinfo
 import (
 	"bytes"
 	"context"
-	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -67,7 +68,8 @@ func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 	if err := checkNotGo(proc, pid); err != nil {
 		return nil, err
 	}
-	if err := checkGlibc(c.procRoot(), pid); err != nil {
+	libc, err := checkGlibc(c.procRoot(), pid)
+	if err != nil {
 		return nil, err
 	}
 	ids, err := procstatus.Read(proc, pid)
@@ -89,13 +91,25 @@ func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
+	before, err := readIdentity(proc)
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
+	}
 	if c.Notify != nil {
 		c.Notify(fmt.Sprintf("attaching gdb to process %d (%s) to call malloc_info; it pauses while attached (at most %v)", pid, ids.Name, timeout))
 	}
 	wasStopped := isStopped(proc)
-	res, runErr := runGDB(ctx, gdb, pid, captureScript, timeout)
+	script := captureScript(filepath.Base(libc))
+	res, runErr := runGDBAs(ctx, gdb, proc, pid, script, timeout, ids, before)
 	if !wasStopped {
 		ensureRunning(proc, pid)
+	}
+	// The pid checked is not always the process gdb reached: between the
+	// checks and the attach it may have exec'd another program (a setuid
+	// one, say) or exited and had its pid reused. Its figures are then
+	// not the target's.
+	if after, err := readIdentity(proc); err == nil && after != before {
+		return nil, fmt.Errorf("%w: process %d changed while it was captured (%s): the result is discarded", ErrCaptureRun, pid, before.change(after))
 	}
 
 	text := string(res.log)
@@ -126,19 +140,22 @@ func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 // mode string lives there.
 const captureSlack = 4096
 
-// captureScript is fed to gdb on a pipe; %[1]d is the buffer size, %[2]d
-// the size fmemopen may fill, and the most gdb copies whatever ftell in
-// the target says (gdb reads the whole range into its own memory first).
-// The buffer is anonymous memory of the
+// captureScript is what gdb runs: libc is the base name of the process's
+// glibc (libc.so.6), so that only that library's symbols are loaded and no
+// other library whose name merely contains "libc.so" is. The buffer is
+// MaxCapture bytes; fmemopen may fill all but captureSlack, and gdb copies
+// at most that much whatever ftell in the target says (gdb reads the whole
+// range into its own memory first). The buffer is anonymous memory of the
 // target's own (no malloc, so the arenas measured are not disturbed beyond
 // the FILE that fmemopen allocates), untouched pages are never resident,
 // and the document goes to memdiag's pipe on gdb's descriptor 3. Every
 // call's result is checked: malloc_info(0, NULL) would crash the target.
-var captureScript = fmt.Sprintf(`set confirm off
+func captureScript(libc string) string {
+	return fmt.Sprintf(`set confirm off
 set pagination off
 set unwindonsignal on
 set language c
-sharedlibrary libc\.so
+sharedlibrary /%[3]s$
 set $memdiag_buf = (char *) mmap(0, %[1]d, 3, 0x22, -1, 0)
 if $memdiag_buf == (char *) -1 || $memdiag_buf == 0
   printf "memdiag: mmap failed\n"
@@ -159,7 +176,21 @@ else
   end
   set $memdiag_unmapped = (int) munmap($memdiag_buf, %[1]d)
 end
-`, MaxCapture, MaxCapture-captureSlack)
+`, MaxCapture, MaxCapture-captureSlack, libcPattern(libc))
+}
+
+// libcPattern escapes libc's base name for gdb's (POSIX basic) regular
+// expressions; a name with anything but letters, digits, dots and dashes
+// is not glibc's, and gets the name glibc has had since 2.34.
+func libcPattern(libc string) string {
+	for _, r := range libc {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-') {
+			libc = "libc.so.6"
+			break
+		}
+	}
+	return strings.ReplaceAll(libc, ".", `\.`)
+}
 
 type gdbResult struct {
 	log []byte // gdb's stdout and stderr
@@ -177,10 +208,19 @@ type gdbResult struct {
 // deadline (or ctx's end) gdb gets SIGINT, which interrupts the injected
 // call (unwound, see unwindonsignal); if gdb has not exited 10 s later it
 // is killed.
-func runGDB(ctx context.Context, gdb string, pid int, script string, timeout time.Duration) (gdbResult, error) {
+func runGDB(ctx context.Context, gdb string, pid int, script string, timeout time.Duration, cred *syscall.Credential) (gdbResult, error) {
 	docR, docW, err := os.Pipe()
 	if err != nil {
 		return gdbResult{}, err
+	}
+	if cred != nil {
+		// gdb reopens its descriptor 3 by name (/dev/fd/3): the pipe
+		// must be its user's to open.
+		if err := docW.Chown(int(cred.Uid), int(cred.Gid)); err != nil {
+			docR.Close()
+			docW.Close()
+			return gdbResult{}, fmt.Errorf("handing the capture's pipe to uid %d: %w", cred.Uid, err)
+		}
 	}
 	// gdb seeks in its command files, so the script is a memfd, not a pipe.
 	scriptFile, err := scriptMemfd(script)
@@ -194,11 +234,11 @@ func runGDB(ctx context.Context, gdb string, pid int, script string, timeout tim
 		"-iex", "set auto-load off", "-iex", "set debuginfod enabled off",
 		"-iex", "set auto-solib-add off", "-iex", "set history save off",
 		"-p", strconv.Itoa(pid), "-x", "/dev/fd/4", "-ex", "detach", "-ex", "quit")
-	var out bytes.Buffer
+	var out cappedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.ExtraFiles = []*os.File{docW, scriptFile}
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C", "HOME=/nonexistent"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // our Ctrl-C is not gdb's
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred} // our Ctrl-C is not gdb's
 	err = cmd.Start()
 	docW.Close()
 	if err != nil {
@@ -242,10 +282,125 @@ func runGDB(ctx context.Context, gdb string, pid int, script string, timeout tim
 	}
 }
 
+// runGDBAs runs gdb as the target's own user, without capabilities,
+// when memdiag is root: the kernel then lets gdb reach only what that user
+// could — not a setuid program the target exec'd a moment before (it is
+// not dumpable), and never with elevated credentials one it execs while
+// traced (the tracer lacks CAP_SYS_PTRACE) — and gdb parses the target's
+// files (its executable, its libc) without root's privileges.
+//
+// If the kernel refuses that, gdb runs as root only where the reason is
+// the host's policy, Yama's kernel.yama.ptrace_scope ≥ 1, which forbids a
+// user to trace its own processes, and the target is still the same,
+// dumpable process; Capture's identity check then discards a capture
+// during which it changed.
+func runGDBAs(ctx context.Context, gdb, proc string, pid int, script string, timeout time.Duration, ids procstatus.IDs, before identity) (gdbResult, error) {
+	if os.Geteuid() != 0 || ids.UID == 0 {
+		return runGDB(ctx, gdb, pid, script, timeout, nil)
+	}
+	if ids.GID < 0 {
+		return gdbResult{}, fmt.Errorf("process %d: %w: its gid is unknown", pid, ErrNoPtrace)
+	}
+	groups := make([]uint32, len(ids.Groups))
+	for i, g := range ids.Groups {
+		groups[i] = uint32(g)
+	}
+	cred := &syscall.Credential{Uid: uint32(ids.UID), Gid: uint32(ids.GID), Groups: groups}
+	res, err := runGDB(ctx, gdb, pid, script, timeout, cred)
+	if !bytes.Contains(res.log, []byte("ptrace: Operation not permitted")) {
+		return res, err
+	}
+	now, idErr := readIdentity(proc)
+	switch {
+	case idErr != nil:
+		return res, err
+	case now != before:
+		return gdbResult{}, fmt.Errorf("%w: process %d changed before gdb could attach (%s): memdiag will not trace it as root", ErrCaptureRun, pid, before.change(now))
+	case !now.dumpable:
+		return gdbResult{}, fmt.Errorf("process %d: %w: it is not dumpable (it set PR_SET_DUMPABLE 0, or runs a setuid program), so its own user cannot trace it, and memdiag will not trace it as root", pid, ErrNoPtrace)
+	case yamaScope() < 1:
+		return res, err
+	}
+	return runGDB(ctx, gdb, pid, script, timeout, nil)
+}
+
+// yamaScope is kernel.yama.ptrace_scope, 0 where Yama is absent.
+func yamaScope() int {
+	b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// identity is what tells a process from another that has its pid, or from
+// itself after an exec: its start time, its executable's inode and its
+// uids.
+type identity struct {
+	start              string
+	exeDev, exeIno     uint64
+	uids, comm, exeErr string
+	// dumpable is false when the kernel hands the process's /proc files to
+	// root: it set PR_SET_DUMPABLE 0, or changed credentials (setuid).
+	dumpable bool
+}
+
+func readIdentity(proc string) (identity, error) {
+	var id identity
+	stat, err := os.ReadFile(filepath.Join(proc, "stat"))
+	if err != nil {
+		return id, err
+	}
+	if i := bytes.LastIndexByte(stat, ')'); i > 0 {
+		if f := strings.Fields(string(stat[i+1:])); len(f) > 19 {
+			id.start = f[19] // field 22, after pid and comm
+		}
+	}
+	ids, err := procstatus.Read(proc, 0)
+	if err != nil {
+		return id, err
+	}
+	id.comm = ids.Name
+	status, err := os.ReadFile(filepath.Join(proc, "status"))
+	if err != nil {
+		return id, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "Uid:") {
+			id.uids = strings.Join(strings.Fields(line)[1:], " ")
+		}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(proc, &st); err != nil {
+		return id, err
+	}
+	id.dumpable = st.Uid != 0 || ids.UID == 0
+	if err := syscall.Stat(filepath.Join(proc, "exe"), &st); err != nil {
+		id.exeErr = err.Error()
+	} else {
+		id.exeDev, id.exeIno = st.Dev, st.Ino
+	}
+	return id, nil
+}
+
+// change says in words how after differs from id.
+func (id identity) change(after identity) string {
+	switch {
+	case after.start != id.start:
+		return "it exited and its pid was reused"
+	case after.exeDev != id.exeDev || after.exeIno != id.exeIno || after.exeErr != id.exeErr:
+		return fmt.Sprintf("it exec'd another program, now %s", after.comm)
+	case after.uids != id.uids:
+		return fmt.Sprintf("its uids changed from %s to %s", id.uids, after.uids)
+	}
+	return "it changed"
+}
+
 // scriptMemfd returns an anonymous in-memory file holding script: it has
 // no name in any directory, so nobody can swap it.
 func scriptMemfd(script string) (*os.File, error) {
-	fd, err := unix.MemfdCreate("memdiag-gdb-script", unix.MFD_CLOEXEC)
+	fd, err := unix.MemfdCreate("memdiag-gdb-script", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("creating gdb's script: %w", err)
 	}
@@ -254,7 +409,28 @@ func scriptMemfd(script string) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("writing gdb's script: %w", err)
 	}
+	// Sealed: whoever reaches gdb's descriptor (its user, when gdb runs
+	// as the target's user) cannot change a line of it.
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sealing gdb's script: %w", err)
+	}
 	return f, nil
+}
+
+// cappedBuffer keeps the first maxLog bytes written to it: gdb's output
+// grows with what the target holds (a line per thread), which the target
+// decides.
+type cappedBuffer struct{ bytes.Buffer }
+
+const maxLog = 1 << 20
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := maxLog - b.Len(); room > 0 {
+		b.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }
 
 // isStopped reports whether the process is in the stopped state (T).
@@ -286,24 +462,25 @@ func commName(procRoot string, pid int) string {
 	return ids.Name
 }
 
-// checkGlibc looks for glibc's libc.so among the process's mappings.
-func checkGlibc(procRoot string, pid int) error {
+// checkGlibc looks for glibc's libc.so among the process's mappings and
+// returns its path.
+func checkGlibc(procRoot string, pid int) (string, error) {
 	path, err := procmaps.Find(procRoot, pid, func(p string) bool {
 		return strings.HasSuffix(p, "/libc.so.6") || strings.Contains(p, "/libc-2.") || strings.Contains(p, "/ld-musl")
 	})
 	switch {
 	case errors.Is(err, procmaps.ErrNoProcess):
-		return fmt.Errorf("process %d: %w", pid, ErrNoProcess)
+		return "", fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 	case errors.Is(err, procmaps.ErrPermission):
-		return fmt.Errorf("process %d: %w: reading its maps needs the same uid or CAP_SYS_PTRACE", pid, ErrNoPtrace)
+		return "", fmt.Errorf("process %d: %w: reading its maps needs the same uid or CAP_SYS_PTRACE", pid, ErrNoPtrace)
 	case err != nil:
-		return err
+		return "", err
 	case strings.Contains(path, "/ld-musl"):
-		return fmt.Errorf("process %d: %w: it uses musl libc, which has no malloc_info", pid, ErrNotGlibc)
+		return "", fmt.Errorf("process %d: %w: it uses musl libc, which has no malloc_info", pid, ErrNotGlibc)
 	case path == "":
-		return fmt.Errorf("process %d: %w: no libc.so.6 mapped (statically linked, or another libc): malloc_info unavailable", pid, ErrNotGlibc)
+		return "", fmt.Errorf("process %d: %w: no libc.so.6 mapped (statically linked, or another libc): malloc_info unavailable", pid, ErrNotGlibc)
 	}
-	return nil
+	return path, nil
 }
 
 // ErrGoProgram means the process is a Go program: gdb's injected call
@@ -313,21 +490,68 @@ func checkGlibc(procRoot string, pid int) error {
 var ErrGoProgram = errors.New("process is a Go program")
 
 // checkNotGo refuses a Go executable (one with a .go.buildinfo section).
-func checkNotGo(proc string, pid int) (err error) {
-	f, err := elf.Open(filepath.Join(proc, "exe"))
+func checkNotGo(proc string, pid int) error {
+	f, err := os.Open(filepath.Join(proc, "exe"))
 	if err != nil {
-		return nil // unreadable or not ELF: gdb will say what it finds
+		return nil // unreadable: gdb will say what it finds
 	}
 	defer f.Close()
-	defer func() {
-		if recover() != nil { // a malformed ELF: not a Go build either
-			err = nil
-		}
-	}()
-	if f.Section(".go.buildinfo") != nil {
+	if names, err := sectionNames(f); err == nil && slices.Contains(names, ".go.buildinfo") {
 		return fmt.Errorf("process %d: %w: calling malloc_info inside it could overflow a goroutine's stack, so memdiag will not; Go's heap is in its runtime metrics (runtime/metrics, /debug/pprof/heap, GODEBUG=gctrace=1), and cgo's C allocations in a malloc_info the program logs itself", pid, ErrGoProgram)
 	}
 	return nil
+}
+
+// Bounds of sectionNames: the executable is the target user's file, and
+// debug/elf would read a section-name table of any size it claims.
+const (
+	maxSections    = 1 << 12
+	maxSectionText = 1 << 20
+)
+
+// sectionNames returns the section names of a 64-bit little-endian ELF
+// file, reading only its header, section headers and name table, each
+// bounded.
+func sectionNames(r io.ReaderAt) ([]string, error) {
+	var hdr [64]byte
+	if _, err := r.ReadAt(hdr[:], 0); err != nil {
+		return nil, err
+	}
+	if string(hdr[:4]) != "\x7fELF" || hdr[4] != 2 || hdr[5] != 1 {
+		return nil, errors.New("not a 64-bit little-endian ELF file")
+	}
+	le := binary.LittleEndian
+	shoff, shentsize := le.Uint64(hdr[0x28:]), int(le.Uint16(hdr[0x3a:]))
+	shnum, shstrndx := int(le.Uint16(hdr[0x3c:])), int(le.Uint16(hdr[0x3e:]))
+	if shentsize != 64 || shnum > maxSections || shstrndx >= shnum || shoff > 1<<40 {
+		return nil, errors.New("section headers out of bounds")
+	}
+	headers := make([]byte, shnum*64)
+	if _, err := r.ReadAt(headers, int64(shoff)); err != nil {
+		return nil, err
+	}
+	strtab := headers[shstrndx*64:]
+	off, size := le.Uint64(strtab[0x18:]), le.Uint64(strtab[0x20:])
+	if size > maxSectionText || off > 1<<40 {
+		return nil, errors.New("section name table out of bounds")
+	}
+	text := make([]byte, size)
+	if _, err := r.ReadAt(text, int64(off)); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, shnum)
+	for i := 0; i < shnum; i++ {
+		at := int(le.Uint32(headers[i*64:]))
+		if at >= len(text) {
+			continue
+		}
+		name := text[at:]
+		if z := bytes.IndexByte(name, 0); z >= 0 {
+			name = name[:z]
+		}
+		names = append(names, string(name))
+	}
+	return names, nil
 }
 
 func lastLines(s string, n int) string {
