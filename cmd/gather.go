@@ -297,5 +297,7 @@ func weighNMT(in *explain.Inputs, regions []jmx.NMTRegion, ms []pmap.Mapping, fs
 		}
 		in.Notes = append(in.Notes, fmt.Sprintf("NMT regions weighed from smaps, not pagemap (%v): a region that shares a mapping with resident neighbours may be over-counted", err))
 	}
-	_ = in.WeighNMT(regions, ms, nil) // without a reader it cannot fail
+	if err := in.WeighNMT(regions, ms, nil); err != nil {
+		in.Notes = append(in.Notes, fmt.Sprintf("NMT regions not weighed (%v): NMT's mmap'd memory is not claimed", err))
+	}
 }

@@ -1,7 +1,11 @@
 package explain
 
 import (
+	"errors"
 	"testing"
+
+	"github.com/memdiag/memdiag/jmx"
+	"github.com/memdiag/memdiag/pmap"
 )
 
 func u64(v uint64) *uint64 { return &v }
@@ -109,5 +113,23 @@ func TestRules(t *testing.T) {
 		if _, err := ParseRule(bad); err == nil {
 			t.Errorf("ParseRule(%q) accepted", bad)
 		}
+	}
+}
+
+// TestWeighNMTBounded: a JVM's NMT detail lists its committed regions, and
+// a hostile one can list a thousand that each cover a terabyte. Weighing
+// them must stop with ErrNMTTooMuch, not read pagemap for days.
+func TestWeighNMTBounded(t *testing.T) {
+	in := &Inputs{JVM: &JVMEvidence{}}
+	ms := []pmap.Mapping{{Start: 0x7f0000000000, End: 0x7f0000000000 + 1<<40}}
+	ms[0].Set(pmap.FieldRss, 64<<20)
+	regions := make([]jmx.NMTRegion, 1000)
+	for i := range regions {
+		regions[i] = jmx.NMTRegion{Category: "Other", Start: ms[0].Start, End: ms[0].End}
+	}
+	reads := 0
+	err := in.WeighNMT(regions, ms, func(start, end uint64) (uint64, error) { reads++; return 0, nil })
+	if !errors.Is(err, ErrNMTTooMuch) || reads > 0 {
+		t.Errorf("got %v after %d pagemap reads, want ErrNMTTooMuch before any", err, reads)
 	}
 }

@@ -6,6 +6,8 @@
 package explain
 
 import (
+	"errors"
+	"fmt"
 	"math/bits"
 
 	"github.com/memdiag/memdiag/finding"
@@ -202,6 +204,14 @@ func (in *Inputs) FromJVM(m *jmx.JVMMemory) {
 	in.JVM = e
 }
 
+// ErrNMTTooMuch means NMT's regions would take more work to weigh than
+// the process's memory can justify: overlapping or absurd ranges.
+var ErrNMTTooMuch = errors.New("NMT regions overlap beyond what the mappings hold")
+
+// weighBudget is the work WeighNMT allows beyond four times the resident
+// pages: a real detail report weighs each resident page about once.
+const weighBudget = 1 << 20
+
 // WeighNMT sets each NMT category's resident bytes from the committed
 // regions of a detail report. resident, when not nil, reads the exact
 // resident bytes of a range (the live process's pagemap). Without it the
@@ -209,25 +219,43 @@ func (in *Inputs) FromJVM(m *jmx.JVMMemory) {
 // the kernel merges adjacent anonymous mappings of one protection, so a
 // range lends its mapping's Rss in proportion to its overlap — an estimate
 // that a resident neighbour can inflate.
+//
+// The regions come from the JVM, which the process's user controls: the
+// work is bounded (ErrNMTTooMuch past weighBudget overlaps or pages read),
+// and mappings with nothing resident are never read.
 func (in *Inputs) WeighNMT(regions []jmx.NMTRegion, ms []pmap.Mapping, resident func(start, end uint64) (uint64, error)) error {
 	if in.JVM == nil || len(regions) == 0 {
 		return nil
 	}
 	byCategory := map[string]uint64{}
+	var residentPages uint64
+	for i := range ms {
+		residentPages += ms[i].Bytes(pmap.FieldRss) / 4096
+	}
+	budget := weighBudget + 4*residentPages // pagemap entries and overlaps
 	j := 0
 	for _, r := range regions {
 		for j < len(ms) && ms[j].End <= r.Start {
 			j++
 		}
 		for k := j; k < len(ms) && ms[k].Start < r.End; k++ {
+			if budget == 0 {
+				return fmt.Errorf("%w: %d regions", ErrNMTTooMuch, len(regions))
+			}
+			budget--
 			lo, hi := max(r.Start, ms[k].Start), min(r.End, ms[k].End)
-			if hi <= lo {
+			if hi <= lo || ms[k].Bytes(pmap.FieldRss) == 0 {
 				continue
 			}
 			if resident == nil {
 				byCategory[r.Category] += proportion(ms[k].Bytes(pmap.FieldRss), hi-lo, ms[k].End-ms[k].Start)
 				continue
 			}
+			pages := (hi - lo) / 4096
+			if pages > budget {
+				return fmt.Errorf("%w: %d regions", ErrNMTTooMuch, len(regions))
+			}
+			budget -= pages
 			n, err := resident(lo, hi)
 			if err != nil {
 				return err

@@ -37,8 +37,20 @@ var (
 
 // MaxReply bounds a jcmd answer read from the attach socket. The largest
 // real one memdiag asks for, VM.native_memory detail of a large JVM, is a
-// few MiB.
-const MaxReply = 32 << 20
+// few MiB; the others are bounded tighter (replyLimit).
+const MaxReply = 16 << 20
+
+// replyLimit is the most memdiag reads of the answer to command: a few KiB
+// to a few hundred KiB in practice, MaxReply for NMT's detail.
+func replyLimit(command string) int64 {
+	switch {
+	case command == "VM.version":
+		return 64 << 10
+	case command == "VM.native_memory detail", !strings.HasPrefix(command, "GC.") && !strings.HasPrefix(command, "VM."):
+		return MaxReply
+	}
+	return 1 << 20 // GC.heap_info, VM.flags, VM.native_memory summary
+}
 
 // maxCmdline bounds the read of /proc/PID/cmdline (ARG_MAX is 2 MiB).
 const maxCmdline = 4 << 20
@@ -290,8 +302,8 @@ func (a Attacher) startListener(ctx context.Context, t jvmTarget, cwd, tmp *os.F
 }
 
 // request speaks protocol 1: "1\0jcmd\0<command>\0\0\0", answered by a
-// status line (0 is success) and the command's output, at most MaxReply
-// bytes.
+// status line (0 is success) and the command's output, at most
+// replyLimit(command) bytes.
 func request(ctx context.Context, conn net.Conn, command string) (string, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
@@ -299,7 +311,7 @@ func request(ctx context.Context, conn net.Conn, command string) (string, error)
 	if _, err := conn.Write([]byte("1\x00jcmd\x00" + command + "\x00\x00\x00")); err != nil {
 		return "", fmt.Errorf("%w: sending %q: %v%s", ErrAttach, command, err, refusedHint(err))
 	}
-	body, err := targetfs.ReadAll(conn, MaxReply, "the answer to "+strconv.Quote(command))
+	body, err := targetfs.ReadAll(conn, replyLimit(command), "the answer to "+strconv.Quote(command))
 	if err != nil {
 		return "", fmt.Errorf("%w: reading the answer to %q: %w%s", ErrAttach, command, err, refusedHint(err))
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 // TestRequestBoundsReply: a listener that streams without end drove
-// memdiag to 1.29 GB; the reply is now cut at MaxReply with an error.
+// memdiag to 1.29 GB; the reply is now cut at its bound with an error.
 func TestRequestBoundsReply(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()

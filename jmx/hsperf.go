@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
 
@@ -92,15 +93,20 @@ func ParseHsperf(b []byte, name string) (map[string]PerfCounter, error) {
 const MaxHsperf = 16 << 20
 
 // maxTmpEntries bounds the names of the JVM's /tmp looked through for its
-// hsperfdata_<user> directory.
-const maxTmpEntries = 1 << 20
+// hsperfdata_<user> directory, and maxCandidates the hsperfdata_*
+// directories opened: the JVM's user can make millions of them.
+const (
+	maxTmpEntries = 1 << 20
+	maxCandidates = 64
+)
 
 // readHsperfOf reads the performance data file of the JVM with ids, in its
 // own mount namespace: <its root>/tmp/hsperfdata_<user>/<nspid>. A
 // directory or file not owned by the JVM's uid, a symlink, anything but a
 // regular file of at most MaxHsperf bytes, is passed over: another user
-// can make /tmp/hsperfdata_<anyone>/<pid>, only the JVM's own is its. It
-// returns the counters and the path read, in the process's terms.
+// can make /tmp/hsperfdata_<anyone>/<pid>, only the JVM's own is its.
+// hsperfdata_<the uid's name on this host> is tried first. It returns the
+// counters and the path read, in the process's terms.
 func readHsperfOf(root *os.File, ids procstatus.IDs) (map[string]PerfCounter, string, error) {
 	tmp, err := targetfs.OpenIn(root, "tmp", unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
@@ -108,33 +114,55 @@ func readHsperfOf(root *os.File, ids procstatus.IDs) (map[string]PerfCounter, st
 	}
 	defer tmp.Close()
 	file := strconv.Itoa(ids.NSPID)
-	var refused []string
-	seen := 0
-	for seen < maxTmpEntries {
+	var refused []string // the first few reasons
+	tried, nRefused := 0, 0
+	try := func(name string) (map[string]PerfCounter, string, bool, error) {
+		tried++
+		b, err := readOwned(tmp, name, file, ids.UID)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, "", false, nil
+		}
+		path := "/tmp/" + name + "/" + file
+		if err != nil {
+			nRefused++
+			if len(refused) < 3 {
+				refused = append(refused, fmt.Sprintf("%s: %v", path, err))
+			}
+			return nil, "", false, nil
+		}
+		c, err := ParseHsperf(b, path)
+		return c, path, true, err
+	}
+	first := ""
+	if u, err := user.LookupId(strconv.Itoa(ids.UID)); err == nil {
+		first = "hsperfdata_" + u.Username
+		if c, path, ok, err := try(first); ok {
+			return c, path, err
+		}
+	}
+	for seen := 0; seen < maxTmpEntries && tried < maxCandidates; {
 		names, err := tmp.Readdirnames(1024)
 		seen += len(names)
 		for _, name := range names {
-			if !strings.HasPrefix(name, "hsperfdata_") {
+			if !strings.HasPrefix(name, "hsperfdata_") || name == first {
 				continue
 			}
-			b, err := readOwned(tmp, name, file, ids.UID)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
+			if tried >= maxCandidates {
+				break
 			}
-			path := "/tmp/" + name + "/" + file
-			if err != nil {
-				refused = append(refused, fmt.Sprintf("%s: %v", path, err))
-				continue
+			if c, path, ok, err := try(name); ok {
+				return c, path, err
 			}
-			c, err := ParseHsperf(b, path)
-			return c, path, err
 		}
 		if err != nil {
 			break // io.EOF, or a directory that went away
 		}
 	}
-	if len(refused) > 0 {
-		return nil, "", fmt.Errorf("no hsperfdata of process %d owned by its uid %d: %s", ids.NSPID, ids.UID, strings.Join(refused, "; "))
+	switch {
+	case len(refused) > 0:
+		return nil, "", fmt.Errorf("no hsperfdata of process %d owned by its uid %d (%d refused, such as %s)", ids.NSPID, ids.UID, nRefused, strings.Join(refused, "; "))
+	case tried >= maxCandidates:
+		return nil, "", fmt.Errorf("no hsperfdata of process %d among the first %d hsperfdata_* directories of its /tmp", ids.NSPID, maxCandidates)
 	}
 	return nil, "", fmt.Errorf("no /tmp/hsperfdata_*/%s in the JVM's root (it runs with -XX:-UsePerfData, or -XX:+PerfDisableSharedMem)", file)
 }

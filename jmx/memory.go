@@ -79,6 +79,12 @@ type ReadOptions struct {
 // VM.native_memory summary and VM.version through the attach socket.
 func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 	a := Attacher{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: o.Notify}
+	if o.Timeout > 0 {
+		// One deadline for the whole read, not one per command.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+	}
 	t, err := a.target(pid)
 	if err != nil {
 		return nil, err
