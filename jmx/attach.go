@@ -124,6 +124,11 @@ func (a Attacher) Run(ctx context.Context, pid int, command string) (string, err
 	if err != nil {
 		return "", err
 	}
+	return a.run(ctx, t, command)
+}
+
+// run is Run on a JVM already identified.
+func (a Attacher) run(ctx context.Context, t jvmTarget, command string) (string, error) {
 	timeout := a.Timeout
 	if timeout == 0 {
 		timeout = 10 * time.Second

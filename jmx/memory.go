@@ -112,7 +112,7 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 		m.Notes = append(m.Notes, "attach forbidden (--no-attach): no heap range, no NMT")
 		return m, nil
 	}
-	if out, err := a.Run(ctx, pid, "GC.heap_info"); err != nil {
+	if out, err := a.run(ctx, t, "GC.heap_info"); err != nil {
 		m.Notes = append(m.Notes, "attach: "+err.Error())
 		return m, nil // the rest would fail the same way
 	} else if hi, err := ParseHeapInfo(strings.NewReader(out), fmt.Sprintf("GC.heap_info of %d", pid)); err != nil {
@@ -123,10 +123,10 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 	// Detail, when the JVM tracks at that level, adds where each committed
 	// range lies, which smaps turns into resident bytes.
 	nmtCommand := "VM.native_memory detail"
-	out, err := a.Run(ctx, pid, nmtCommand)
+	out, err := a.run(ctx, t, nmtCommand)
 	if err == nil && strings.Contains(out, "Detail tracking is not enabled") {
 		nmtCommand = "VM.native_memory summary"
-		out, err = a.Run(ctx, pid, nmtCommand)
+		out, err = a.run(ctx, t, nmtCommand)
 	}
 	if err != nil {
 		m.Notes = append(m.Notes, "attach: "+err.Error())
@@ -141,10 +141,10 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 		m.Sources = append(m.Sources, "attach "+nmtCommand)
 		m.AddNMTDirect()
 	}
-	if out, err := a.Run(ctx, pid, "VM.flags"); err == nil {
+	if out, err := a.run(ctx, t, "VM.flags"); err == nil {
 		m.Flags = ParseVMFlags(out)
 	}
-	if out, err := a.Run(ctx, pid, "VM.version"); err == nil {
+	if out, err := a.run(ctx, t, "VM.version"); err == nil {
 		if first, _, _ := strings.Cut(strings.TrimSpace(out), "\n"); first != "" {
 			m.Version = first
 		}
