@@ -112,28 +112,38 @@ func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 		return nil, fmt.Errorf("%w: process %d changed while it was captured (%s): the result is discarded", ErrCaptureRun, pid, before.change(after))
 	}
 
-	text := string(res.log)
-	if errors.Is(runErr, context.Canceled) {
-		// The user asked to stop: whatever gdb got to, say so.
-		return nil, fmt.Errorf("%w on process %d: interrupted; gdb unwound any call in progress and detached", ErrCaptureRun, pid)
-	}
-	switch {
-	case strings.Contains(text, "ptrace: Operation not permitted"):
-		return nil, fmt.Errorf("attaching gdb to process %d: %w: needs the same uid and kernel.yama.ptrace_scope ≤ 1 (see /proc/sys/kernel/yama/ptrace_scope), or CAP_SYS_PTRACE (e.g. sudo); in a container, the capability SYS_PTRACE", pid, ErrNoPtrace)
-	case strings.Contains(text, "No such process"):
-		return nil, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
-	case strings.Contains(text, `No symbol "malloc_info"`), strings.Contains(text, `No symbol "fmemopen"`):
-		return nil, fmt.Errorf("process %d: %w: gdb finds no malloc_info symbol", pid, ErrNotGlibc)
-	case strings.Contains(text, "memdiag: mmap failed"), strings.Contains(text, "memdiag: fmemopen failed"):
-		return nil, fmt.Errorf("%w: process %d could not make a %d MiB buffer for the document (out of memory or address space?)", ErrCaptureRun, pid, MaxCapture>>20)
-	case !strings.Contains(text, "memdiag: malloc_info returned 0"):
-		return nil, fmt.Errorf("%w on process %d (%v); gdb said: %s", ErrCaptureRun, pid, runErr, lastLines(text, 4))
-	case res.err != nil:
-		return nil, fmt.Errorf("%w: reading the document of process %d: %v", ErrCaptureRun, pid, res.err)
-	case len(res.doc) >= MaxCapture-captureSlack-1: // full (fmemopen may keep a byte for its NUL)
-		return nil, fmt.Errorf("%w: the malloc_info document of process %d fills the %d MiB buffer: too large to read whole", ErrCaptureRun, pid, MaxCapture>>20)
+	if err := gdbFailure(pid, res, runErr); err != nil {
+		return nil, err
 	}
 	return Parse(bytes.NewReader(res.doc), fmt.Sprintf("malloc_info of process %d", pid))
+}
+
+// gdbFailure reads what gdb said and did, and returns why the capture
+// failed, or nil when res holds the whole document.
+func gdbFailure(pid int, res gdbResult, runErr error) error {
+	text := string(res.log)
+	switch {
+	case errors.Is(runErr, context.Canceled):
+		// The user asked to stop: whatever gdb got to, say so.
+		return fmt.Errorf("%w on process %d: interrupted; gdb unwound any call in progress and detached", ErrCaptureRun, pid)
+	case text == "" && runErr != nil:
+		return runErr // refused before gdb ran
+	case strings.Contains(text, "ptrace: Operation not permitted"):
+		return fmt.Errorf("attaching gdb to process %d: %w: needs the same uid and kernel.yama.ptrace_scope ≤ 1 (see /proc/sys/kernel/yama/ptrace_scope), or CAP_SYS_PTRACE (e.g. sudo); in a container, the capability SYS_PTRACE", pid, ErrNoPtrace)
+	case strings.Contains(text, "No such process"):
+		return fmt.Errorf("process %d: %w", pid, ErrNoProcess)
+	case strings.Contains(text, `No symbol "malloc_info"`), strings.Contains(text, `No symbol "fmemopen"`):
+		return fmt.Errorf("process %d: %w: gdb finds no malloc_info symbol", pid, ErrNotGlibc)
+	case strings.Contains(text, "memdiag: mmap failed"), strings.Contains(text, "memdiag: fmemopen failed"):
+		return fmt.Errorf("%w: process %d could not make a %d MiB buffer for the document (out of memory or address space?)", ErrCaptureRun, pid, MaxCapture>>20)
+	case !strings.Contains(text, "memdiag: malloc_info returned 0"):
+		return fmt.Errorf("%w on process %d (%v); gdb said: %s", ErrCaptureRun, pid, runErr, lastLines(text, 4))
+	case res.err != nil:
+		return fmt.Errorf("%w: reading the document of process %d: %v", ErrCaptureRun, pid, res.err)
+	case len(res.doc) >= MaxCapture-captureSlack-1: // full (fmemopen may keep a byte for its NUL)
+		return fmt.Errorf("%w: the malloc_info document of process %d fills the %d MiB buffer: too large to read whole", ErrCaptureRun, pid, MaxCapture>>20)
+	}
+	return nil
 }
 
 // captureSlack is the end of the buffer kept out of fmemopen's reach: the
