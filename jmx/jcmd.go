@@ -34,6 +34,12 @@ var (
 // (a call site's frame in a detail report) are a few hundred bytes.
 const maxJcmdLine = 1 << 20
 
+// MaxNMTRegions bounds the committed regions a detail report may list. A
+// process has at most vm.max_map_count mappings (65530 by default), and a
+// JVM's committed regions are fewer still; the report comes from the JVM,
+// which its user controls.
+const MaxNMTRegions = 1 << 17
+
 // nmtSlackKB is how far the categories of a summary may fall short of its
 // Total line and the summary still be whole: each of HotSpot's memory types
 // (under 32 in every JDK to date) loses less than 1 KB to rounding, or is
@@ -153,11 +159,20 @@ func ParseNMT(r io.Reader, name string) (*NMT, error) {
 	// A reservation "reserved and committed" whole may list no committed
 	// ranges of its own: it then counts whole, unless ranges follow.
 	var whole *NMTRegion
-	flushWhole := func() {
-		if whole != nil {
-			n.Regions = append(n.Regions, *whole)
-			whole = nil
+	addRegion := func(r NMTRegion) error {
+		if len(n.Regions) == MaxNMTRegions {
+			return &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("more than %d committed regions: more than a process can map (vm.max_map_count is 65530 by default)", MaxNMTRegions)}
 		}
+		n.Regions = append(n.Regions, r)
+		return nil
+	}
+	flushWhole := func() error {
+		if whole == nil {
+			return nil
+		}
+		r := *whole
+		whole = nil
+		return addRegion(r)
 	}
 	for sc.Scan() {
 		line++
@@ -170,14 +185,18 @@ func ParseNMT(r io.Reader, name string) (*NMT, error) {
 			section = vmMap
 			continue
 		case text == "Details:":
-			flushWhole()
+			if err := flushWhole(); err != nil {
+				return nil, err
+			}
 			section = details
 			continue
 		case section == details:
 			continue
 		case section == vmMap:
 			if m := nmtReserved.FindStringSubmatch(text); m != nil {
-				flushWhole()
+				if err := flushWhole(); err != nil {
+					return nil, err
+				}
 				reservedFor = nmtMapCategory(m[4])
 				if m[3] != "" {
 					r, err := nmtRange(m[1], m[2], name, line, text)
@@ -192,7 +211,9 @@ func ParseNMT(r io.Reader, name string) (*NMT, error) {
 					return nil, err
 				}
 				r.Category, whole = reservedFor, nil
-				n.Regions = append(n.Regions, r)
+				if err := addRegion(r); err != nil {
+					return nil, err
+				}
 			}
 			continue
 		}
@@ -230,7 +251,9 @@ func ParseNMT(r io.Reader, name string) (*NMT, error) {
 	if err := sc.Err(); err != nil {
 		return nil, scanErr(err, name, line+1)
 	}
-	flushWhole()
+	if err := flushWhole(); err != nil {
+		return nil, err
+	}
 	if totalLine == 0 {
 		return nil, &ParseError{Name: name, Msg: `no "Total: reserved=…KB, committed=…KB" line: not VM.native_memory summary output`, Err: ErrMalformed}
 	}

@@ -2,6 +2,7 @@ package jmx
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -333,5 +334,21 @@ func TestJcmdLongLine(t *testing.T) {
 		if err := parse(); !errors.Is(err, ErrMalformed) || err.Error() != "long:2: line longer than 1024 KiB: not jcmd output" {
 			t.Errorf("long line: %v", err)
 		}
+	}
+}
+
+// TestParseNMTRegionsBounded: a detail report that lists more committed
+// regions than a process can map is refused, not held (the red team's fake
+// JVM listed 480,000 and cost 280 MB).
+func TestParseNMTRegionsBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("Native Memory Tracking:\n\nTotal: reserved=1KB, committed=1KB\n\nVirtual memory map:\n\n")
+	b.WriteString("[0x0000000000001000 - 0x0000100000001000] reserved 1KB for Other from\n")
+	for i := 0; i <= MaxNMTRegions; i++ {
+		fmt.Fprintf(&b, "\t[0x%x - 0x%x] committed 4KB from\n", 0x1000+i*0x1000, 0x2000+i*0x1000)
+	}
+	_, err := ParseNMT(strings.NewReader(b.String()), "huge")
+	if err == nil || !strings.Contains(err.Error(), "more than a process can map") {
+		t.Errorf("got %v", err)
 	}
 }
