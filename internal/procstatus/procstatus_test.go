@@ -70,3 +70,24 @@ func TestCatches(t *testing.T) {
 		t.Errorf("this test process does not catch SIGQUIT by its status (SigCgt %#x)", self.SigCgt)
 	}
 }
+
+// FuzzParse: status is the kernel's, but its Name is the process's own
+// choice (comm); any text gives ids or an error naming the line.
+func FuzzParse(f *testing.F) {
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		f.Add(string(b))
+	}
+	f.Add("Name:\tx\nUid:\t1\t1\t1\t1\nNSpid:\t1\t2\nSigCgt:\tffffffffffffffff\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		ids, err := parse(text, "status", 7)
+		if err != nil {
+			if !strings.Contains(err.Error(), "status:") {
+				t.Fatalf("error without the file and line: %v", err)
+			}
+			return
+		}
+		if ids.UID < -1 || ids.GID < -1 || ids.NSPID < 0 || ids.TracerPID < 0 {
+			t.Fatalf("negative id in %+v", ids)
+		}
+	})
+}
