@@ -187,12 +187,25 @@ func readOwned(tmp *os.File, dirName, file string, uid int) ([]byte, error) {
 	return targetfs.ReadRegular(dir, file, uid, MaxHsperf)
 }
 
+// G1 sizes its heap in regions of at least 1 MiB, and reports a few bytes
+// (8) where a space has no size of its own.
+const (
+	g1RegionAlign = 1 << 20
+	g1Placeholder = 8
+)
+
 // hsperfMemory sums the GC counters into heap and non-heap figures.
 func hsperfMemory(c map[string]PerfCounter, m *JVMMemory) {
 	get := func(k string) (int64, bool) {
 		v, ok := c[k]
 		return v.Value, ok && !v.IsText
 	}
+	// Serial and Parallel split the heap into generations whose maxima add
+	// up to MaxHeapSize; ZGC and Shenandoah report one. G1's young and old
+	// generations may each grow to the whole heap, so each reports its
+	// maximum as the whole heap (plus a few bytes of G1's placeholder
+	// sizes): there the heap's maximum is the larger, not the sum.
+	g1 := strings.TrimSpace(c["sun.gc.policy.name"].String) == "GarbageFirst"
 	var used, committed, maxc uint64
 	gens := 0
 	for g := 0; g < 4; g++ {
@@ -203,7 +216,11 @@ func hsperfMemory(c map[string]PerfCounter, m *JVMMemory) {
 		gens++
 		committed += uint64(capacity)
 		if mx, ok := get(fmt.Sprintf("sun.gc.generation.%d.maxCapacity", g)); ok {
-			maxc += uint64(mx)
+			if g1 {
+				maxc = max(maxc, uint64(mx)&^(g1RegionAlign-1))
+			} else {
+				maxc += uint64(mx)
+			}
 		}
 		for s := 0; s < 8; s++ {
 			u, ok := get(fmt.Sprintf("sun.gc.generation.%d.space.%d.used", g, s))
@@ -213,6 +230,9 @@ func hsperfMemory(c map[string]PerfCounter, m *JVMMemory) {
 			used += uint64(u)
 			spaceName := c[fmt.Sprintf("sun.gc.generation.%d.space.%d.name", g, s)].String
 			spaceCap, _ := get(fmt.Sprintf("sun.gc.generation.%d.space.%d.capacity", g, s))
+			if g1 && u == 0 && spaceCap <= g1Placeholder {
+				continue // G1's unused survivor space: sizes of 8 B that mean nothing
+			}
 			pool := Pool{Name: spaceName, Type: "heap", UsedBytes: uint64(u), CommittedBytes: uint64(spaceCap), Source: "hsperfdata"}
 			if mx, ok := get(fmt.Sprintf("sun.gc.generation.%d.space.%d.maxCapacity", g, s)); ok {
 				v := uint64(mx)

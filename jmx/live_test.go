@@ -168,3 +168,35 @@ func TestAttachAnotherUsersJVM(t *testing.T) {
 		t.Errorf("attaching as another user: %s", out)
 	}
 }
+
+// TestHeapMaxEveryCollector: the heap's maximum from hsperfdata alone is
+// -Xmx under every collector. G1 reports each generation's maximum as the
+// whole heap, so adding them up (right for Serial and Parallel) doubled it.
+func TestHeapMaxEveryCollector(t *testing.T) {
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Skipf("java not found (%v); .ci/run installs openjdk-17-jdk-headless", err)
+	}
+	for _, gc := range []string{"G1", "Parallel", "Serial", "Z", "Shenandoah"} {
+		t.Run(gc, func(t *testing.T) {
+			flag := "-XX:+Use" + gc + "GC"
+			if out, err := exec.Command(java, flag, "-version").CombinedOutput(); err != nil {
+				t.Skipf("this JDK has no %s collector: %s", gc, strings.TrimSpace(string(out)))
+			}
+			p := startJVM(t, flag)
+			m, err := jmx.ReadPID(context.Background(), p.PID(), jmx.ReadOptions{NoAttach: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const xmx = 256 << 20
+			if m.Heap.MaxBytes == nil || !near(*m.Heap.MaxBytes, xmx, 0.01) {
+				t.Errorf("heap max %v from %s, want -Xmx256m within 1 %%; notes %v", m.Heap.MaxBytes, m.Heap.Source, m.Notes)
+			}
+			for _, pool := range m.Pools {
+				if pool.Type == "heap" && pool.CommittedBytes > 0 && pool.CommittedBytes < 4096 {
+					t.Errorf("pool %s reports %d B committed: a placeholder, not a size", pool.Name, pool.CommittedBytes)
+				}
+			}
+		})
+	}
+}
