@@ -350,3 +350,31 @@ func TestExplainJSONContract(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainArenasWithoutMallocInfo: a process whose RSS sits in glibc
+// arenas, explained without malloc_info, used to say "unexplained 99 %,
+// confidence high, findings: none", the hint to capture malloc_info left
+// in the JSON. The hint is the first finding in every format, and
+// unexplained claims no confidence.
+func TestExplainArenasWithoutMallocInfo(t *testing.T) {
+	for _, format := range []string{"table", "json", "markdown"} {
+		s, out, errOut := testStreams("", false, nil)
+		if code := run(t, s, "explain", "--smaps", "../fixtures/smaps/arenas.smaps", "-o", format); code != 0 {
+			t.Fatalf("%s: exit %d: %s", format, code, errOut)
+		}
+		text := out.String()
+		if !strings.Contains(text, "malloc-unmeasured") || !strings.Contains(text, "--capture-malloc-info") {
+			t.Errorf("%s: no malloc-unmeasured finding with its advice:\n%s", format, text)
+		}
+		if format == "table" {
+			if i := strings.Index(text, "findings\n"); i < 0 || !strings.HasPrefix(text[i+len("findings\n"):], "[high] malloc-unmeasured") {
+				t.Errorf("table: malloc-unmeasured does not lead the findings:\n%s", text)
+			}
+			for _, line := range strings.Split(text, "\n") {
+				if strings.HasPrefix(line, "unexplained") && strings.Contains(line, "high") {
+					t.Errorf("table: %q", line)
+				}
+			}
+		}
+	}
+}

@@ -195,7 +195,9 @@ func Attribute(in *Inputs) *Result {
 		unexplained = append(unexplained, fmt.Sprintf("Rss of mappings in classes this memdiag does not know: %d B", unknown))
 		anon.left += unknown
 	}
-	add(CatUnexplained, anon.left, "RSS − everything above", "high", unexplained...)
+	// The remainder is exact arithmetic, but nothing explains it: it has
+	// no confidence to give.
+	add(CatUnexplained, anon.left, "RSS − everything above", "none", unexplained...)
 
 	for _, c := range Categories() {
 		if e := entries[c]; e != nil {
@@ -242,6 +244,20 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 			Advice:   []string{"memdiag trace FILE --pprof leaks.pb.gz; go tool pprof -sample_index=resident -top leaks.pb.gz (with --pid PID) names the stacks."}})
 	}
 	un := r.Bytes(CatUnexplained)
+	if arenas := in.classRSS("heap", "glibc-arena"); in.Malloc == nil && un > 0 && arenas >= 16<<20 && share(arenas) >= 0.10 {
+		// Without malloc_info the arenas' memory is unexplained; where it
+		// is most of RSS, the next step is to look inside them.
+		sev := finding.Medium
+		if share(arenas) >= 0.5 {
+			sev = finding.High
+		}
+		fs = append(fs, finding.Finding{ID: "malloc-unmeasured", Severity: sev, Bytes: min(arenas, un),
+			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) lies in glibc malloc arenas, which no malloc_info explains: memory in use, or freed and kept by glibc", humanize.Bytes(arenas), 100*share(arenas)),
+			Evidence: []string{fmt.Sprintf("smaps: Rss of [heap] and glibc arena heaps %d B; unexplained %d B", arenas, un)},
+			Advice: []string{
+				"memdiag explain --pid PID --capture-malloc-info (gdb pauses the process briefly), or --malloc-info FILE with a saved malloc_info: it splits this into memory in use and free memory glibc retains.",
+			}})
+	}
 	if j := in.JVM; j != nil && un >= 64<<20 && share(un) >= 0.10 {
 		sev := finding.Medium
 		if share(un) >= 0.3 {
