@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,5 +76,35 @@ func TestRequestedCaptureFails(t *testing.T) {
 	}
 	if strings.Contains(errOut.String(), "attaching gdb") {
 		t.Errorf("explain announced gdb although the target was refused: %s", errOut)
+	}
+}
+
+// TestHeapNearMaxOnG1: G1 is the default collector (and Kafka's). A heap
+// at 92 % of -Xmx must lead the findings, from hsperfdata alone and with
+// attach; when hsperfdata's G1 maximum was doubled it never fired.
+func TestHeapNearMaxOnG1(t *testing.T) {
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Skipf("java not found (%v); .ci/run installs openjdk-17-jdk-headless", err)
+	}
+	classes := testprog.BuildJava(t, "Alloc")
+	p := testprog.Start(t, java, "-XX:+UseG1GC", "-Xmx256m", "-cp", classes, "Alloc", "236", "1", "1", filepath.Join(t.TempDir(), "m.bin"))
+	truth := p.Values()
+	for _, mode := range []string{"--no-attach", "--timeout=20s"} {
+		s, out, errOut := testStreams("", false, nil)
+		if code := run(t, s, "explain", "--pid", strconv.Itoa(p.PID()), mode, "-o", "json"); code != 0 {
+			t.Fatalf("%s: exit %d: %s", mode, code, errOut)
+		}
+		var doc struct {
+			Findings []struct {
+				ID, Summary string
+			} `json:"findings"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if len(doc.Findings) == 0 || doc.Findings[0].ID != "heap-near-max" || !strings.Contains(doc.Findings[0].Summary, "of its 256.0 MiB maximum") {
+			t.Errorf("%s: findings %+v; the JVM says heap used %d of max %d", mode, doc.Findings, truth["heap_used"], truth["heap_max"])
+		}
 	}
 }
