@@ -53,6 +53,9 @@ docs/exit-codes.md) — for CI, with -o markdown for a pull-request comment.`,
 			o.Color = d.Streams.colorEnabled(g.noColor)
 			for _, r := range rules {
 				rule, err := explain.ParseRule(r)
+				if err == nil {
+					err = rule.CheckName()
+				}
 				if err != nil {
 					return usage(err)
 				}
@@ -79,21 +82,42 @@ func runDiff(o *DiffOptions) error {
 		return err
 	}
 	changes := explain.Diff(old, new)
-	var tripped []string
+	v := &report.DiffView{Old: old, New: new, Changes: changes, All: o.All}
 	for _, r := range o.Rules {
-		for _, c := range r.Trips(changes) {
-			tripped = append(tripped, fmt.Sprintf("%s: %s %s → %s (%s, %+.1f %%)", r.Text, c.Name,
+		e := r.Evaluate(changes)
+		if !e.Matched {
+			return usage(fmt.Errorf("rule %q names no row of %s or %s (see memdiag diff %s %s --all)", r.Text, o.Old, o.New, o.Old, o.New))
+		}
+		for _, c := range e.Tripped {
+			v.Tripped = append(v.Tripped, fmt.Sprintf("%s: %s %s → %s (%s, %+.1f %%)", r.Text, c.Name,
 				report.Bytes(c.Old), report.Bytes(c.New), signedDelta(c.Delta()), c.Percent()))
 		}
+		for _, c := range e.Unmeasured {
+			v.Unevaluated = append(v.Unevaluated, fmt.Sprintf("%s: %s %s was not measured in %s", r.Text, c.Kind, c.Name, sideName(c.Unmeasured, o)))
+		}
 	}
-	v := &report.DiffView{Old: old, New: new, Changes: changes, Tripped: tripped, All: o.All}
 	if err := report.WriteDiff(o.Streams.Out, o.Format, v, report.Style{Color: o.Color}); err != nil {
 		return err
 	}
-	if len(tripped) > 0 {
-		return &ThresholdError{Msg: fmt.Sprintf("%d rule(s) tripped: %s", len(tripped), strings.Join(tripped, "; "))}
+	if len(v.Tripped) > 0 {
+		return &ThresholdError{Msg: fmt.Sprintf("%d rule(s) tripped: %s", len(v.Tripped), strings.Join(v.Tripped, "; "))}
+	}
+	if len(v.Unevaluated) > 0 {
+		// A gate that could not look must not pass.
+		return fmt.Errorf("%d rule(s) could not be evaluated: %s", len(v.Unevaluated), strings.Join(v.Unevaluated, "; "))
 	}
 	return nil
+}
+
+// sideName names the snapshot(s) behind a Change's Unmeasured.
+func sideName(side string, o *DiffOptions) string {
+	switch side {
+	case "old":
+		return o.Old
+	case "new":
+		return o.New
+	}
+	return "either snapshot"
 }
 
 func signedDelta(d int64) string {

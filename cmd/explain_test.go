@@ -188,13 +188,33 @@ func TestSnapshotAndDiff(t *testing.T) {
 		t.Errorf("files beside the snapshots: %v", entries)
 	}
 	s, out, errOut := testStreams("", false, nil)
+	// OLD has no malloc_info: its malloc-free-retained is not a
+	// measurement, so that rule neither trips nor passes.
 	code := run(t, s, "diff", old, new, "--fail-on", "rss:+10%", "--fail-on", "malloc-free-retained:+64MiB", "-o", "markdown")
-	if code != ExitThreshold || !strings.Contains(errOut.String(), "2 rule(s) tripped") || !strings.Contains(out.String(), "TRIPPED rss:+10%") {
+	if code != ExitThreshold || !strings.Contains(errOut.String(), "1 rule(s) tripped") || !strings.Contains(out.String(), "TRIPPED rss:+10%") ||
+		!strings.Contains(out.String(), "NOT EVALUATED malloc-free-retained:+64MiB: category malloc-free-retained was not measured in "+old) {
 		t.Errorf("diff exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	s, _, errOut = testStreams("", false, nil)
+	if code := run(t, s, "diff", old, new, "--fail-on", "malloc-free-retained:+64MiB"); code != ExitError || !strings.Contains(errOut.String(), "could not be evaluated") {
+		t.Errorf("a rule on a figure OLD did not measure: exit %d, %s", code, errOut)
 	}
 	s, _, _ = testStreams("", false, nil)
 	if code := run(t, s, "diff", old, new, "--fail-on", "rss:+100000%"); code != ExitOK {
 		t.Errorf("a rule that does not trip: exit %d", code)
+	}
+	for _, bad := range []string{"malloc-free-retaind:+1MiB", "glibc-arena:+1%", "klass:anon:+1%", "pool:no such pool:+1%"} {
+		s, _, errOut = testStreams("", false, nil)
+		if code := run(t, s, "diff", old, new, "--fail-on", bad); code != ExitUsage {
+			t.Errorf("--fail-on %s: exit %d, want %d (usage): %s", bad, code, ExitUsage, errOut)
+		}
+	}
+	// A plain name is the category; the mapping class of the same name is
+	// class:NAME. Each trips once.
+	s, out, _ = testStreams("", false, nil)
+	run(t, s, "diff", old, new, "--fail-on", "class:glibc-arena:+1%", "--fail-on", "unexplained:+1%")
+	if n := strings.Count(out.String(), "TRIPPED"); n != 2 {
+		t.Errorf("%d TRIPPED lines, want one per rule:\n%s", n, out)
 	}
 	// explain reads the snapshot back to the same answer.
 	e := runExplainJSON(t, "--snapshot", new)

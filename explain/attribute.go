@@ -206,12 +206,15 @@ func Attribute(in *Inputs) *Result {
 			}
 			r.Attribution = append(r.Attribution, *e)
 		} else {
-			r.Attribution = append(r.Attribution, Entry{Category: c, Source: "no source given", Confidence: "none", Evidence: []string{}})
+			r.Attribution = append(r.Attribution, Entry{Category: c, Source: noSource, Confidence: "none", Evidence: []string{}})
 		}
 	}
 	r.Findings = findings(in, r)
 	return r
 }
+
+// noSource is the source of a category no input measured.
+const noSource = "no source given"
 
 func findings(in *Inputs, r *Result) []finding.Finding {
 	var fs []finding.Finding

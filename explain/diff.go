@@ -2,6 +2,7 @@ package explain
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,7 +16,17 @@ type Change struct {
 	Name string `json:"name"`
 	Old  uint64 `json:"old_bytes"`
 	New  uint64 `json:"new_bytes"`
+	// Unmeasured names the side(s) whose snapshot had no source for this
+	// figure ("old", "new" or "both"): its 0 is not a measurement, and the
+	// change is not comparable.
+	Unmeasured string `json:"unmeasured,omitempty"`
 }
+
+// Comparable reports whether both snapshots measured the figure.
+func (c Change) Comparable() bool { return c.Unmeasured == "" }
+
+// Kinds are the kinds of rows Diff compares, for KIND:NAME rules.
+var kinds = []string{"rss", "category", "class", "arena", "pool", "buffer-pool"}
 
 // Delta is New − Old.
 func (c Change) Delta() int64 { return int64(c.New) - int64(c.Old) }
@@ -36,12 +47,19 @@ func (c Change) Percent() float64 {
 func Diff(old, new *Snapshot) []Change {
 	var cs []Change
 	cs = append(cs, Change{Kind: "rss", Name: "rss", Old: old.RSSBytes, New: new.RSSBytes})
-	pair := func(kind string, o, n map[string]uint64) {
+	// figures maps a row's name to its bytes; a name absent from a side
+	// whose source was given is 0 bytes, measured.
+	type figures struct {
+		bytes      map[string]uint64
+		unmeasured map[string]bool // names the side had no source for
+		none       bool            // the side had no source for the kind at all
+	}
+	pair := func(kind string, o, n figures) {
 		names := map[string]bool{}
-		for k := range o {
+		for k := range o.bytes {
 			names[k] = true
 		}
-		for k := range n {
+		for k := range n.bytes {
 			names[k] = true
 		}
 		var sorted []string
@@ -50,52 +68,63 @@ func Diff(old, new *Snapshot) []Change {
 		}
 		sort.Strings(sorted)
 		for _, k := range sorted {
-			cs = append(cs, Change{Kind: kind, Name: k, Old: o[k], New: n[k]})
+			c := Change{Kind: kind, Name: k, Old: o.bytes[k], New: n.bytes[k]}
+			oldMissing, newMissing := o.none || o.unmeasured[k], n.none || n.unmeasured[k]
+			switch {
+			case oldMissing && newMissing:
+				c.Unmeasured = "both"
+			case oldMissing:
+				c.Unmeasured = "old"
+			case newMissing:
+				c.Unmeasured = "new"
+			}
+			cs = append(cs, c)
 		}
 	}
-	cats := func(s *Snapshot) map[string]uint64 {
-		m := map[string]uint64{}
+	cats := func(s *Snapshot) figures {
+		f := figures{bytes: map[string]uint64{}, unmeasured: map[string]bool{}}
 		for _, e := range s.Entries {
-			m[string(e.Category)] = e.Bytes
+			f.bytes[string(e.Category)] = e.Bytes
+			f.unmeasured[string(e.Category)] = e.Source == noSource
 		}
-		return m
+		return f
 	}
-	classes := func(s *Snapshot) map[string]uint64 {
-		m := map[string]uint64{}
+	classes := func(s *Snapshot) figures {
+		f := figures{bytes: map[string]uint64{}}
 		for _, c := range s.Inputs.Classes {
-			m[c.Class] = c.RSSBytes
+			f.bytes[c.Class] = c.RSSBytes
 		}
-		return m
+		return f
 	}
-	arenas := func(s *Snapshot) map[string]uint64 {
-		m := map[string]uint64{}
+	arenas := func(s *Snapshot) figures {
+		f := figures{bytes: map[string]uint64{}, none: s.Inputs.Malloc == nil}
 		if s.Inputs.Malloc != nil {
 			for _, a := range s.Inputs.Malloc.Arenas {
-				m[fmt.Sprintf("arena %d current", a.Nr)] = a.SystemCurrentBytes
-				m[fmt.Sprintf("arena %d retained free", a.Nr)] = a.RetainedFreeBytes
+				f.bytes[fmt.Sprintf("arena %d current", a.Nr)] = a.SystemCurrentBytes
+				f.bytes[fmt.Sprintf("arena %d retained free", a.Nr)] = a.RetainedFreeBytes
 			}
 		}
-		return m
+		return f
 	}
-	pools := func(s *Snapshot) map[string]uint64 {
-		m := map[string]uint64{}
+	pools := func(s *Snapshot) figures {
+		f := figures{bytes: map[string]uint64{}, none: s.Inputs.JVM == nil}
 		if j := s.Inputs.JVM; j != nil {
-			m["heap used"] = j.HeapUsedBytes
-			m["heap committed"] = j.HeapCommittedBytes
+			f.bytes["heap used"] = j.HeapUsedBytes
+			f.bytes["heap committed"] = j.HeapCommittedBytes
 			for _, p := range j.Pools {
-				m[p.Name+" used"] = p.UsedBytes
+				f.bytes[p.Name+" used"] = p.UsedBytes
 			}
 		}
-		return m
+		return f
 	}
-	buffers := func(s *Snapshot) map[string]uint64 {
-		m := map[string]uint64{}
+	buffers := func(s *Snapshot) figures {
+		f := figures{bytes: map[string]uint64{}, none: s.Inputs.JVM == nil || len(s.Inputs.JVM.BufferPools) == 0}
 		if j := s.Inputs.JVM; j != nil {
 			for _, b := range j.BufferPools {
-				m[b.Name] = b.UsedBytes
+				f.bytes[b.Name] = b.UsedBytes
 			}
 		}
-		return m
+		return f
 	}
 	pair("category", cats(old), cats(new))
 	pair("class", classes(old), classes(new))
@@ -147,31 +176,86 @@ func ParseRule(s string) (Rule, error) {
 	return r, nil
 }
 
-// Trips reports the changes the rule matches and exceeds.
-func (r Rule) Trips(cs []Change) []Change {
-	var out []Change
-	for _, c := range cs {
-		if r.Name != c.Name && r.Name != c.Kind+":"+c.Name {
-			continue
-		}
-		d := float64(c.Delta())
-		if r.Shrink {
-			d = -d
-		}
-		if d <= 0 {
-			continue
-		}
-		if r.Percent {
-			pct := c.Percent()
-			if r.Shrink {
-				pct = -pct
-			}
-			if pct > r.Amount {
-				out = append(out, c)
-			}
-		} else if d > r.Amount {
-			out = append(out, c)
+// CheckName refuses a rule whose name cannot match any row: a plain name
+// must be rss or a category, a KIND:NAME a known kind (and, for
+// categories, a known category). A typo would otherwise pass every gate.
+func (r Rule) CheckName() error {
+	kind, name, qualified := strings.Cut(r.Name, ":")
+	if !qualified {
+		kind, name = "category", r.Name
+		if name == "rss" {
+			return nil
 		}
 	}
-	return out
+	if !slices.Contains(kinds, kind) {
+		return fmt.Errorf("rule %q: no kind %q (kinds: %s)", r.Text, kind, strings.Join(kinds, ", "))
+	}
+	if kind == "category" && !slices.Contains(Categories(), Category(name)) {
+		var names []string
+		for _, c := range Categories() {
+			names = append(names, string(c))
+		}
+		return fmt.Errorf("rule %q: no category %q (rss, %s; or KIND:NAME of another row)", r.Text, name, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// matches reports whether the rule names c: a plain name means rss or a
+// category (a mapping class of the same name needs class:NAME).
+func (r Rule) matches(c Change) bool {
+	if r.Name == c.Kind+":"+c.Name {
+		return true
+	}
+	return r.Name == c.Name && (c.Kind == "rss" || c.Kind == "category")
+}
+
+// Evaluation is what a rule found in a diff.
+type Evaluation struct {
+	// Matched is false when the rule names no row of either snapshot.
+	Matched bool
+	// Tripped are the comparable changes past the rule's amount.
+	Tripped []Change
+	// Unmeasured are the changes it names that a snapshot did not measure:
+	// the rule can neither trip nor pass on them.
+	Unmeasured []Change
+}
+
+// Evaluate applies the rule to the changes.
+func (r Rule) Evaluate(cs []Change) Evaluation {
+	var e Evaluation
+	for _, c := range cs {
+		if !r.matches(c) {
+			continue
+		}
+		e.Matched = true
+		if !c.Comparable() {
+			e.Unmeasured = append(e.Unmeasured, c)
+			continue
+		}
+		if r.exceeded(c) {
+			e.Tripped = append(e.Tripped, c)
+		}
+	}
+	return e
+}
+
+// Trips reports the comparable changes the rule matches and exceeds.
+func (r Rule) Trips(cs []Change) []Change { return r.Evaluate(cs).Tripped }
+
+func (r Rule) exceeded(c Change) bool {
+	d := float64(c.Delta())
+	if r.Shrink {
+		d = -d
+	}
+	if d <= 0 {
+		return false
+	}
+	if r.Percent {
+		pct := c.Percent()
+		if r.Shrink {
+			pct = -pct
+		}
+		return pct > r.Amount
+	}
+	return d > r.Amount
 }

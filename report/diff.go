@@ -3,19 +3,57 @@ package report
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/memdiag/memdiag/explain"
 )
 
 // DiffSchema versions the JSON of `memdiag diff`.
-const DiffSchema = "memdiag.diff/v1"
+const DiffSchema = "memdiag.diff/v2"
 
 // DiffView is two snapshots compared.
 type DiffView struct {
 	Old, New *explain.Snapshot
 	Changes  []explain.Change
-	Tripped  []string
-	All      bool
+	// Tripped and Unevaluated are the --fail-on rules that tripped, and
+	// those that named a figure a snapshot did not measure, in words.
+	Tripped, Unevaluated []string
+	All                  bool
+}
+
+// minutes is the time between the snapshots, 0 when unknown, negative or
+// under a minute: a rate over seconds extrapolates noise.
+func (v *DiffView) minutes() float64 {
+	if v.Old.Taken.IsZero() || v.New.Taken.IsZero() {
+		return 0
+	}
+	if m := v.New.Taken.Sub(v.Old.Taken).Minutes(); m >= 1 {
+		return m
+	}
+	return 0
+}
+
+// who names a snapshot's process.
+func who(s *explain.Snapshot) string {
+	switch {
+	case s.Inputs.PID != 0:
+		return fmt.Sprintf("process %d (%s)", s.Inputs.PID, s.Inputs.Command)
+	case s.Inputs.Source != "":
+		return s.Inputs.Source
+	}
+	return "?"
+}
+
+// warnings says what makes the comparison doubtful.
+func (v *DiffView) warnings() []string {
+	var w []string
+	if o, n := v.Old.Inputs.Command, v.New.Inputs.Command; o != "" && n != "" && o != n {
+		w = append(w, fmt.Sprintf("the snapshots are of different programs (%s, %s): compare with care", o, n))
+	}
+	if v.New.Taken.Before(v.Old.Taken) {
+		w = append(w, "NEW was taken before OLD: the changes run backwards in time")
+	}
+	return w
 }
 
 // WriteDiff renders v in format f.
@@ -23,21 +61,38 @@ func WriteDiff(w io.Writer, f Format, v *DiffView, s Style) error {
 	if f == FormatJSON {
 		return WriteJSON(w, diffDocument(v))
 	}
+	minutes := v.minutes()
 	t := &Table{
-		Title: fmt.Sprintf("memdiag diff: %s → %s", v.Old.Taken.Format("2006-01-02 15:04:05Z"), v.New.Taken.Format("2006-01-02 15:04:05Z")),
+		Title: fmt.Sprintf("memdiag diff: %s at %s → %s at %s (%s apart)", who(v.Old), v.Old.Taken.Format("2006-01-02 15:04:05Z"),
+			who(v.New), v.New.Taken.Format("2006-01-02 15:04:05Z"), v.New.Taken.Sub(v.Old.Taken).Round(time.Second)),
 		Columns: []Column{{Header: "KIND"}, {Header: "NAME"}, {Header: "OLD", Align: Right}, {Header: "NEW", Align: Right},
-			{Header: "CHANGE", Align: Right}, {Header: "%", Align: Right}},
+			{Header: "CHANGE", Align: Right}, {Header: "%", Align: Right}, {Header: "PER MIN", Align: Right}},
 	}
+	t.Notes = append(t.Notes, v.warnings()...)
 	for _, c := range v.Changes {
-		if c.Delta() == 0 && !v.All && c.Kind != "rss" {
+		if c.Delta() == 0 && !v.All && c.Kind != "rss" && c.Comparable() {
 			continue
 		}
-		t.AddRow(c.Kind, c.Name, Bytes(c.Old), Bytes(c.New), signedBytes(c.Delta()), fmt.Sprintf("%+.1f %%", c.Percent()))
+		if !c.Comparable() {
+			if !v.All && c.Delta() == 0 {
+				continue
+			}
+			t.AddRow(c.Kind, c.Name, unmeasuredBytes(c.Old, c.Unmeasured, "old"), unmeasuredBytes(c.New, c.Unmeasured, "new"), "not comparable", "-", "-")
+			continue
+		}
+		rate := "-"
+		if minutes > 0 {
+			rate = signedBytes(int64(float64(c.Delta()) / minutes))
+		}
+		t.AddRow(c.Kind, c.Name, Bytes(c.Old), Bytes(c.New), signedBytes(c.Delta()), fmt.Sprintf("%+.1f %%", c.Percent()), rate)
 	}
 	for _, tr := range v.Tripped {
 		t.Notes = append(t.Notes, "TRIPPED "+tr)
 	}
-	if len(v.Tripped) == 0 {
+	for _, u := range v.Unevaluated {
+		t.Notes = append(t.Notes, "NOT EVALUATED "+u)
+	}
+	if len(v.Tripped) == 0 && len(v.Unevaluated) == 0 {
 		t.Notes = append(t.Notes, "no --fail-on rule tripped")
 	}
 	if f == FormatMarkdown {
@@ -46,12 +101,30 @@ func WriteDiff(w io.Writer, f Format, v *DiffView, s Style) error {
 	return t.WriteText(w, s)
 }
 
+// unmeasuredBytes shows a figure, or "not measured" for the side that had
+// no source for it.
+func unmeasuredBytes(n uint64, unmeasured, side string) string {
+	if unmeasured == side || unmeasured == "both" {
+		return "not measured"
+	}
+	return Bytes(n)
+}
+
 type diffDoc struct {
-	Schema  string           `json:"schema"`
-	Old     string           `json:"old_taken"`
-	New     string           `json:"new_taken"`
-	Changes []diffChangeJSON `json:"changes"`
-	Tripped []string         `json:"tripped"`
+	Schema      string           `json:"schema"`
+	Old         diffSideJSON     `json:"old"`
+	New         diffSideJSON     `json:"new"`
+	Minutes     float64          `json:"minutes"`
+	Warnings    []string         `json:"warnings"`
+	Changes     []diffChangeJSON `json:"changes"`
+	Tripped     []string         `json:"tripped"`
+	Unevaluated []string         `json:"not_evaluated"`
+}
+
+type diffSideJSON struct {
+	Taken   string `json:"taken"`
+	PID     int    `json:"pid,omitempty"`
+	Command string `json:"command,omitempty"`
 }
 
 type diffChangeJSON struct {
@@ -61,13 +134,29 @@ type diffChangeJSON struct {
 	NewBytes   uint64  `json:"new_bytes"`
 	DeltaBytes int64   `json:"delta_bytes"`
 	Percent    float64 `json:"percent"`
+	// RateBytesPerMinute is the change over the time between snapshots;
+	// absent when they are under a minute apart.
+	RateBytesPerMinute *float64 `json:"rate_bytes_per_minute,omitempty"`
+	// Unmeasured is "old", "new" or "both" for a figure a snapshot had no
+	// source for: its bytes there are 0 and not a measurement.
+	Unmeasured string `json:"unmeasured,omitempty"`
 }
 
 func diffDocument(v *DiffView) *diffDoc {
-	d := &diffDoc{Schema: DiffSchema, Old: v.Old.Taken.Format("2006-01-02T15:04:05Z"), New: v.New.Taken.Format("2006-01-02T15:04:05Z"),
-		Changes: []diffChangeJSON{}, Tripped: append([]string{}, v.Tripped...)}
+	side := func(s *explain.Snapshot) diffSideJSON {
+		return diffSideJSON{s.Taken.Format("2006-01-02T15:04:05Z"), s.Inputs.PID, s.Inputs.Command}
+	}
+	minutes := v.minutes()
+	d := &diffDoc{Schema: DiffSchema, Old: side(v.Old), New: side(v.New), Minutes: minutes,
+		Warnings: append([]string{}, v.warnings()...), Changes: []diffChangeJSON{},
+		Tripped: append([]string{}, v.Tripped...), Unevaluated: append([]string{}, v.Unevaluated...)}
 	for _, c := range v.Changes {
-		d.Changes = append(d.Changes, diffChangeJSON{c.Kind, c.Name, c.Old, c.New, c.Delta(), c.Percent()})
+		j := diffChangeJSON{Kind: c.Kind, Name: c.Name, OldBytes: c.Old, NewBytes: c.New, DeltaBytes: c.Delta(), Percent: c.Percent(), Unmeasured: c.Unmeasured}
+		if minutes > 0 && c.Comparable() {
+			rate := float64(c.Delta()) / minutes
+			j.RateBytesPerMinute = &rate
+		}
+		d.Changes = append(d.Changes, j)
 	}
 	return d
 }
