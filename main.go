@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"github.com/memdiag/memdiag/cmd"
 )
@@ -33,12 +34,39 @@ func main() {
 	}))
 }
 
+// buildVersion says which build this is: the release version, or the
+// module version, with the commit, its time and the Go version from the
+// build information.
 func buildVersion() string {
-	if version != "" {
-		return version
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		if version != "" {
+			return version
+		}
+		return "devel"
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
+	v := version
+	if v == "" {
+		v = strings.Trim(bi.Main.Version, "()") // "(devel)" from a source build
 	}
-	return "devel"
+	if v == "" {
+		v = "devel"
+	}
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	var details []string
+	if rev := settings["vcs.revision"]; rev != "" {
+		commit := "commit " + rev[:min(len(rev), 12)]
+		if settings["vcs.modified"] == "true" {
+			commit += "+modified"
+		}
+		details = append(details, commit)
+	}
+	if t := settings["vcs.time"]; t != "" {
+		details = append(details, t)
+	}
+	details = append(details, bi.GoVersion)
+	return v + " (" + strings.Join(details, ", ") + ")"
 }

@@ -45,8 +45,9 @@ JVM its hsperfdata and (unless --no-attach) GC.heap_info and NMT. Add
 URL, --prometheus URL|FILE. Offline: --smaps FILE with the same evidence
 files — what an engineer attaches to a ticket — or --snapshot FILE.
 
-With none of these, explain shows a bundled capture of story 1 (glibc arena
-retention, reproduced live), as an example of what it finds.`,
+With none of these, explain shows a bundled example, captured live from a
+process whose glibc arenas kept the memory it freed, as a sample of what it
+finds; its output says it is the example.`,
 		Example: `  memdiag explain --pid 1234 --capture-malloc-info
   memdiag explain --smaps smaps.txt --malloc-info malloc.xml --nmt nmt.txt
   memdiag explain --pid 1234 -o openmetrics > /var/lib/node_exporter/memdiag.prom`,
@@ -93,8 +94,10 @@ func runExplain(o *ExplainOptions) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(o.Streams.ErrOut, "memdiag: no --pid given: explaining a bundled capture of story 1 (glibc arena retention, %s); run memdiag explain --pid PID for your own process\n", s.Taken.Format("2006-01-02"))
+		fmt.Fprintf(o.Streams.ErrOut, "memdiag: no --pid given: explaining a bundled example (a process whose glibc arenas kept what it freed, captured %s); run memdiag explain --pid PID for your own process\n", s.Taken.Format("2006-01-02"))
 		in = &s.Inputs
+		// Said in the output too: piped, it would pass for a process here.
+		in.Notes = append([]string{"a bundled example, not a process of this host: run memdiag explain --pid PID for yours"}, in.Notes...)
 	} else if o.Snapshot != "" {
 		s, err := explain.ReadSnapshotFile(o.Snapshot)
 		if err != nil {

@@ -90,7 +90,7 @@ permission (same uid and kernel.yama.ptrace_scope ≤ 1, or CAP_SYS_PTRACE).`,
 	f := c.Flags()
 	f.IntVar(&o.PID, "pid", 0, "capture malloc_info from this live process with gdb (pauses it briefly)")
 	f.Float64Var(&o.Thresholds.RetainedShare, "retained-share", defaults.RetainedShare, "report arena retention at this share of arena memory retained free")
-	f.StringVar(&minRetained, "min-retained", "16MiB", "…and at least this much")
+	f.StringVar(&minRetained, "min-retained", "16MiB", "report arena retention only when at least this much is retained free (with --retained-share)")
 	f.Float64Var(&o.Thresholds.MostlyFreeShare, "mostly-free", defaults.MostlyFreeShare, "name arenas at least this share free")
 	f.IntVar(&o.Thresholds.Cores, "cores", defaults.Cores, "cores of the process's host (glibc allows 8 arenas per core); default: this host's")
 	f.IntVar(&o.Thresholds.ArenaMax, "arena-max", 0, "MALLOC_ARENA_MAX of the process, when set")

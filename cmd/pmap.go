@@ -109,7 +109,7 @@ Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 		},
 	}
 	f := c.Flags()
-	f.IntVar(&top, "top", defaultTop, "list the N largest mappings (default 20 in tables, all in JSON)")
+	f.IntVar(&top, "top", 0, fmt.Sprintf("list the N largest mappings (default %d in tables, all in JSON)", defaultTop))
 	f.BoolVar(&all, "all", false, "list every mapping")
 	f.StringVar(&sortKey, "sort", string(pmap.SortRSS), "order mappings by rss, pss, size, swap, private-dirty or address")
 	f.StringSliceVar(&classes, "class", nil, "list only mappings of these classes (repeat or comma-separate)")

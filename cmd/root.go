@@ -91,7 +91,7 @@ mmap traces, and explains a process's RSS with the evidence for each figure.`,
 		return usage(fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
 	})
 	pf := root.PersistentFlags()
-	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats())
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats()+" (explain and snapshot: also openmetrics)")
 	pf.BoolVar(&g.noColor, "no-color", false, "never colour the output (also when NO_COLOR is set)")
 
 	root.AddCommand(NewCmdPmap(d, g, r.pmap))

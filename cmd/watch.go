@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,6 +46,9 @@ interval.`,
 			if o.Gather.PID == 0 {
 				return usage(errors.New("watch needs --pid PID"))
 			}
+			if o.Gather.SmapsFile != "" {
+				return usage(errors.New("watch samples a live process: --smaps FILE would not change between samples (use explain --smaps)"))
+			}
 			if o.Interval < 100*time.Millisecond {
 				return usage(fmt.Errorf("--interval %v is too short: at least 100ms", o.Interval))
 			}
@@ -64,12 +65,14 @@ interval.`,
 			if runF != nil {
 				return runF(o)
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, sigterm)
+			ctx, stop := interruptible()
 			defer stop()
 			return runWatch(ctx, o)
 		},
 	}
 	o.Gather.register(c.Flags())
+	// A saved smaps does not change between samples: watch is live only.
+	_ = c.Flags().MarkHidden("smaps")
 	c.Flags().DurationVar(&o.Interval, "interval", 10*time.Second, "time between samples")
 	c.Flags().IntVar(&o.Count, "count", 0, "stop after this many samples (0: until interrupted)")
 	return c

@@ -239,7 +239,7 @@ var retentionAdvice = []string{
 	"malloc_trim(0) returns free pages inside every arena to the system (madvise); for a JVM: jcmd PID System.trim_native_heap (JDK 18+, and backports), or -XX:TrimNativeHeapInterval=ms on newer JDKs. Cost: a pause while it walks the arenas; trimmed pages fault back in when reused. It also proves the diagnosis: RSS drops by about the retained bytes.",
 	"MALLOC_ARENA_MAX=2 (or 4) in the environment: fewer arenas, so memory freed by one thread is reused by others instead of stranded. Cost: more lock contention in malloc-heavy threads; measure throughput.",
 	"GLIBC_TUNABLES=glibc.malloc.trim_threshold=… and glibc.malloc.mmap_threshold=…: a lower mmap threshold keeps large blocks out of the arenas, where they cannot strand. Cost: more mmap/munmap system calls; trim_threshold alone only trims the top of a heap, not holes below live blocks.",
-	"jemalloc or tcmalloc via LD_PRELOAD (e.g. LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2): allocators that return freed memory in the background; the fix in story 1. Cost: a different allocator in production — test for regressions and watch its own statistics.",
+	"jemalloc or tcmalloc via LD_PRELOAD (e.g. LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2): allocators that return freed memory in the background; the usual cure when freed memory strands in glibc arenas. Cost: a different allocator in production — test for regressions and watch its own statistics.",
 }
 
 func arenaCountFinding(s *Snapshot, t Thresholds, source string) (finding.Finding, bool) {
@@ -274,7 +274,7 @@ func arenaCountFinding(s *Snapshot, t Thresholds, source string) (finding.Findin
 		Evidence: []string{fmt.Sprintf("%s: %d <heap> elements; non-main arenas hold %d B", source, n, nonMain)},
 		Advice: []string{
 			"MALLOC_ARENA_MAX=2…4 caps the arenas. Cost: lock contention between threads that allocate at once.",
-			"Reuse threads (one shared pool) instead of creating pools per task: each new thread may get a new arena (story 1).",
+			"Reuse threads (one shared pool) instead of creating pools per task: each new thread may get a new arena, which then keeps what it freed.",
 		},
 	}, true
 }
