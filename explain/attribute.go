@@ -171,8 +171,21 @@ func Attribute(in *Inputs) *Result {
 				add(CatJVMNonHeap, anon.take(mmapPart), "NMT detail ∩ "+j.NMTResidentSource, confidence,
 					fmt.Sprintf("resident bytes (%s) of the committed regions of non-heap categories (metaspace, code cache, GC…): %d B of the %d B NMT calls committed", j.NMTResidentSource, mmapPart, committed))
 			} else {
-				add(CatJVMNonHeap, anon.take(mmapPart), "NMT", "medium",
-					fmt.Sprintf("NMT mmap committed of non-heap categories (metaspace, code cache, GC…): %d B, assumed resident (NativeMemoryTracking=detail lets smaps say)", mmapPart))
+				// Committed is not resident, and NMT's mmap'd memory lives
+				// in mappings of its own, never in malloc's arenas nor in
+				// its mmapped chunks: the claim is capped by what those
+				// mappings hold.
+				outside := in.classRSS("anon", "jvm-native")
+				if m := in.Malloc; m != nil {
+					outside -= min(outside, m.MmapBytes)
+				} else if j.DirectUsedBytes != nil {
+					// Without malloc_info, the direct buffers stand for
+					// malloc's mmapped chunks: large ones are.
+					outside -= min(outside, *j.DirectUsedBytes)
+				}
+				claim := min(mmapPart, outside)
+				add(CatJVMNonHeap, anon.take(claim), "NMT", "medium",
+					fmt.Sprintf("NMT mmap committed of non-heap categories (metaspace, code cache, GC…): %d B, taken as resident up to the %d B resident in anonymous mappings outside malloc (its arenas and mmapped chunks): %d B (NativeMemoryTracking=detail lets smaps say exactly)", mmapPart, outside, claim))
 			}
 		} else if j.NonHeapCommitted > 0 {
 			add(CatJVMNonHeap, anon.take(j.NonHeapCommitted), strings.Join(j.Sources, ", "), "low",
@@ -213,6 +226,35 @@ func Attribute(in *Inputs) *Result {
 	return r
 }
 
+// mallocOutsideJVM is the finding of a JVM whose malloc'd memory in use
+// exceeds what the JVM accounts for: malloc-in-use is what is left of
+// malloc_info's in-use bytes once NMT's malloc and the direct buffers are
+// carved out.
+func mallocOutsideJVM(in *Inputs, bytes uint64, share float64) finding.Finding {
+	sev := finding.Medium
+	if share >= 0.25 {
+		sev = finding.High
+	}
+	var nmtMalloc uint64
+	for _, c := range in.JVM.NMT {
+		nmtMalloc += c.MallocBytes
+	}
+	accounted := fmt.Sprintf("the JVM's own malloc per NMT, direct buffers included: %s", humanize.Bytes(nmtMalloc))
+	if !in.JVM.HasNMT {
+		accounted = "NMT is off, so this includes the JVM's own malloc, typically tens of MiB"
+		if in.JVM.DirectUsedBytes == nil {
+			accounted += ", and its direct buffers, which no source gave"
+		}
+	}
+	return finding.Finding{ID: "malloc-outside-jvm", Severity: sev, Bytes: bytes,
+		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) of malloc'd memory is in use outside everything the JVM accounts for (%s)", humanize.Bytes(bytes), 100*share, accounted),
+		Evidence: []string{fmt.Sprintf("%s: in use %d B + mmapped chunks %d B, less the JVM's own malloc (NMT) and direct buffers = %d B", in.Malloc.Source, in.Malloc.InUseBytes, in.Malloc.MmapBytes, bytes)},
+		Advice: []string{
+			"Native libraries allocate it: zlib under never-closed GZIPInputStream/Inflater/Deflater (jmap -histo:live PID | grep -i -e inflater -e deflater counts them), RocksDB's block cache, Netty's native allocators, any JNI library.",
+			"Watch whether it grows (memdiag watch --pid PID --capture-malloc-info --interval 5m); to name the code, trace the arenas' growth (memdiag trace) or run the JVM with jemalloc's profiling (LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=prof:true) and read jeprof.",
+		}}
+}
+
 // noSource is the source of a category no input measured.
 const noSource = "no source given"
 
@@ -247,7 +289,9 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 			Advice:   []string{"memdiag trace FILE --pprof leaks.pb.gz; go tool pprof -sample_index=resident -top leaks.pb.gz (with --pid PID) names the stacks."}})
 	}
 	un := r.Bytes(CatUnexplained)
-	if arenas := in.classRSS("heap", "glibc-arena"); in.Malloc == nil && un > 0 && arenas >= 16<<20 && share(arenas) >= 0.10 {
+	untracked := in.JVM != nil && un >= 64<<20 && share(un) >= 0.10
+	// For a JVM, untracked-native says the same and more.
+	if arenas := in.classRSS("heap", "glibc-arena"); in.Malloc == nil && !untracked && un > 0 && arenas >= 16<<20 && share(arenas) >= 0.10 {
 		// Without malloc_info the arenas' memory is unexplained; where it
 		// is most of RSS, the next step is to look inside them.
 		sev := finding.Medium
@@ -261,7 +305,11 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 				"memdiag explain --pid PID --capture-malloc-info (gdb pauses the process briefly), or --malloc-info FILE with a saved malloc_info: it splits this into memory in use and free memory glibc retains.",
 			}})
 	}
-	if j := in.JVM; j != nil && un >= 64<<20 && share(un) >= 0.10 {
+	if mu := r.Bytes(CatMallocInUse); in.JVM != nil && in.Malloc != nil && mu >= 64<<20 && share(mu) >= 0.10 {
+		fs = append(fs, mallocOutsideJVM(in, mu, share(mu)))
+	}
+	if untracked {
+		j := in.JVM
 		sev := finding.Medium
 		if share(un) >= 0.3 {
 			sev = finding.High

@@ -252,10 +252,11 @@ func arenaCountFinding(s *Snapshot, t Thresholds, source string) (finding.Findin
 	if limit <= 0 || n < 8 || float64(n) < 0.75*float64(limit) {
 		return finding.Finding{}, false
 	}
-	var nonMain uint64
+	var nonMain, stranded uint64
 	for _, a := range s.Arenas {
 		if !a.Main {
 			nonMain += a.SystemCurrentBytes
+			stranded += a.RetainedFreeBytes
 		}
 	}
 	sev := finding.Info
@@ -266,12 +267,18 @@ func arenaCountFinding(s *Snapshot, t Thresholds, source string) (finding.Findin
 	if n > limit {
 		summary = fmt.Sprintf("%d arenas, more than glibc's limit of %d (%s): the limit was raised (MALLOC_ARENA_MAX or glibc.malloc.arena_max); each arena strands its own free memory", n, limit, limitWhy)
 	}
+	// Arenas that are mostly in use strand little: fewer of them would
+	// hold the same live memory, so capping them is not the lead.
+	if nonMain > 0 && float64(stranded) < 0.25*float64(nonMain) {
+		sev = finding.Info
+		summary += fmt.Sprintf("; but they are %.0f %% in use, so capping them would return little", 100*(1-float64(stranded)/float64(nonMain)))
+	}
 	return finding.Finding{
 		ID:       "arena-count",
 		Severity: sev,
 		Summary:  summary,
-		Bytes:    nonMain,
-		Evidence: []string{fmt.Sprintf("%s: %d <heap> elements; non-main arenas hold %d B", source, n, nonMain)},
+		Bytes:    stranded,
+		Evidence: []string{fmt.Sprintf("%s: %d <heap> elements; non-main arenas hold %d B, %d B of it retained free", source, n, nonMain, stranded)},
 		Advice: []string{
 			"MALLOC_ARENA_MAX=2…4 caps the arenas. Cost: lock contention between threads that allocate at once.",
 			"Reuse threads (one shared pool) instead of creating pools per task: each new thread may get a new arena, which then keeps what it freed.",
