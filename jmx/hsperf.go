@@ -187,6 +187,22 @@ func readOwned(tmp *os.File, dirName, file string, uid int) ([]byte, error) {
 	return targetfs.ReadRegular(dir, file, uid, MaxHsperf)
 }
 
+// codePoolName names hsperfdata's compiled code (sun.ci.nmethodCodeSize).
+const codePoolName = "code cache (compiled methods)"
+
+// addCompiledCode adds hsperfdata's compiled code to a non-heap figure
+// read from metaspace alone.
+func (m *JVMMemory) addCompiledCode() {
+	for _, p := range m.Pools {
+		if p.Name == codePoolName && p.Source == "hsperfdata" {
+			m.NonHeap.UsedBytes += p.UsedBytes
+			m.NonHeap.CommittedBytes += p.CommittedBytes
+			m.NonHeap.Source = strings.Replace(m.NonHeap.Source, "(metaspace only)", "(metaspace, and compiled code from hsperfdata)", 1)
+			return
+		}
+	}
+}
+
 // G1 sizes its heap in regions of at least 1 MiB, and reports a few bytes
 // (8) where a space has no size of its own.
 const (
@@ -265,8 +281,14 @@ func hsperfMemory(c map[string]PerfCounter, m *JVMMemory) {
 			nhUsed, nhCommitted = nhUsed+uint64(u), nhCommitted+uint64(capacity)
 		}
 	}
+	// The code cache's committed size is not published; the compiled
+	// code in it is: a lower bound, and the part that grows.
+	if code, ok := get("sun.ci.nmethodCodeSize"); ok && code > 0 {
+		m.Pools = append(m.Pools, Pool{Name: codePoolName, Type: "non-heap", UsedBytes: uint64(code), CommittedBytes: uint64(code), Source: "hsperfdata"})
+	}
 	if nhCommitted > 0 {
 		m.NonHeap = Usage{UsedBytes: nhUsed, CommittedBytes: nhCommitted, Source: "hsperfdata (metaspace only)", Known: true}
+		m.addCompiledCode()
 	}
 	if v, ok := c["java.property.java.vm.version"]; ok && v.IsText && m.Version == "" {
 		m.Version = v.String

@@ -82,6 +82,18 @@ func TestReadPIDSerialWithoutNMTOrAttach(t *testing.T) {
 	if m.GC != "Serial" || m.NMT != nil || !strings.Contains(strings.Join(m.Notes, " "), "-XX:NativeMemoryTracking=summary") {
 		t.Errorf("GC %q, NMT %v, notes %v", m.GC, m.NMT, m.Notes)
 	}
+	// Non-heap: GC.heap_info's metaspace (read now, not hsperfdata's as of
+	// the last collection) and the compiled code hsperfdata publishes.
+	var code uint64
+	for _, p := range m.Pools {
+		if p.Name == "code cache (compiled methods)" {
+			code = p.UsedBytes
+		}
+	}
+	if !strings.Contains(m.NonHeap.Source, "GC.heap_info") || !strings.Contains(m.NonHeap.Source, "compiled code") ||
+		code == 0 || m.NonHeap.UsedBytes <= code || m.NonHeap.UsedBytes <= m.HeapInfo.MetaspaceUsedBytes {
+		t.Errorf("non-heap %+v, compiled code %d B, heap_info metaspace %d B", m.NonHeap, code, m.HeapInfo.MetaspaceUsedBytes)
+	}
 	// hsperfdata alone: the heap as of the last collection, no range.
 	m2, err := jmx.ReadPID(ctx, p.PID(), jmx.ReadOptions{NoAttach: true})
 	if err != nil {

@@ -162,9 +162,12 @@ func (m *JVMMemory) ApplyHeapInfo(hi *HeapInfo, source string) {
 		v := hi.MaxBytes
 		m.Heap.MaxBytes = &v
 	}
-	if !m.NonHeap.Known && hi.MetaspaceCommittedBytes > 0 {
+	// GC.heap_info is read now; hsperfdata's metaspace is as of the last
+	// collection: the fresher figure wins over it (not over a JMX source).
+	if hi.MetaspaceCommittedBytes > 0 && (!m.NonHeap.Known || strings.HasPrefix(m.NonHeap.Source, "hsperfdata")) {
 		m.NonHeap = Usage{UsedBytes: hi.MetaspaceUsedBytes, CommittedBytes: hi.MetaspaceCommittedBytes,
 			Source: source + " (metaspace only)", Known: true}
+		m.addCompiledCode()
 	}
 	if hi.End > hi.Start {
 		m.HeapRange = &Range{hi.Start, hi.End}
