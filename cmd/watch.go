@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 )
 
@@ -84,6 +85,15 @@ type watchSample struct {
 	ElapsedSeconds float64         `json:"elapsed_seconds"`
 	RSSBytes       uint64          `json:"rss_bytes"`
 	Categories     []watchCategory `json:"categories"`
+	// Lead is the sample's first finding, if any: what to look at, or
+	// what evidence to add (malloc-unmeasured says to capture malloc_info).
+	Lead *watchLead `json:"lead_finding,omitempty"`
+}
+
+type watchLead struct {
+	ID       string `json:"id"`
+	Severity string `json:"severity"`
+	Summary  string `json:"summary"`
 }
 
 type watchCategory struct {
@@ -97,12 +107,18 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	var first *explain.Result
 	var start time.Time
 	var last *watchSample
+	exited := false
 	tick := time.NewTicker(o.Interval)
 	defer tick.Stop()
 	for n := 1; ; n++ {
 		in, failed, err := gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut)
 		if err != nil {
 			if ctx.Err() != nil {
+				break
+			}
+			if last != nil && processGone(err) {
+				// The end of what there was to watch, not a failure.
+				exited = true
 				break
 			}
 			return err
@@ -116,6 +132,10 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 			first, start = r, now
 		}
 		s := &watchSample{Schema: "memdiag.watch/v1", Time: now.UTC(), ElapsedSeconds: now.Sub(start).Seconds(), RSSBytes: r.RSSBytes}
+		if len(r.Findings) > 0 {
+			f := r.Findings[0]
+			s.Lead = &watchLead{f.ID, string(f.Severity), f.Summary}
+		}
 		for _, e := range r.Attribution {
 			d := int64(e.Bytes) - int64(first.Bytes(e.Category))
 			rate := 0.0
@@ -138,11 +158,42 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 		}
 		break
 	}
-	if last != nil && o.Format != report.FormatJSON {
-		fmt.Fprintf(o.Streams.Out, "stopped after %.0f s; RSS %s → %s\n", last.ElapsedSeconds,
-			report.Bytes(first.RSSBytes), report.Bytes(last.RSSBytes))
+	if last == nil {
+		return nil
 	}
+	why := "stopped"
+	if exited {
+		why = fmt.Sprintf("process %d exited", o.Gather.PID)
+	}
+	summary := fmt.Sprintf("%s after %.0f s; RSS %s → %s%s", why, last.ElapsedSeconds,
+		report.Bytes(first.RSSBytes), report.Bytes(last.RSSBytes), grewMost(last))
+	if o.Format == report.FormatJSON {
+		// Standard output is one sample per line; the summary is for people.
+		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", summary)
+		return nil
+	}
+	fmt.Fprintln(o.Streams.Out, summary)
 	return nil
+}
+
+// grewMost names the category that grew most since the first sample, with
+// its rate: where the growth went.
+func grewMost(s *watchSample) string {
+	var top *watchCategory
+	for i := range s.Categories {
+		if c := &s.Categories[i]; c.DeltaBytes > 0 && (top == nil || c.DeltaBytes > top.DeltaBytes) {
+			top = c
+		}
+	}
+	if top == nil {
+		return ""
+	}
+	return fmt.Sprintf("; %s grew most: %s (%s/min)", top.Category, signedDelta(top.DeltaBytes), signedDelta(int64(top.RateBytesPerMin)))
+}
+
+// processGone reports whether err says the watched process is no more.
+func processGone(err error) bool {
+	return errors.Is(err, pmap.ErrNoProcess) || errors.Is(err, pmap.ErrExited) || errors.Is(err, pmap.ErrNoAddressSpace)
 }
 
 func writeWatchSample(o *WatchOptions, s *watchSample) error {
@@ -163,6 +214,9 @@ func writeWatchSample(o *WatchOptions, s *watchSample) error {
 			continue
 		}
 		t.AddRow(c.Category, report.Bytes(c.Bytes), signedDelta(c.DeltaBytes), signedDelta(int64(c.RateBytesPerMin))+"/min")
+	}
+	if s.Lead != nil {
+		t.Notes = append(t.Notes, fmt.Sprintf("lead: [%s] %s: %s", s.Lead.Severity, s.Lead.ID, s.Lead.Summary))
 	}
 	if o.Format == report.FormatMarkdown {
 		return t.WriteMarkdown(o.Streams.Out)

@@ -65,3 +65,30 @@ func TestWatchStopsOnInterrupt(t *testing.T) {
 		t.Fatal("watch did not stop on interrupt")
 	}
 }
+
+// TestWatchTargetExits: the process ending is the end of the watch, not a
+// failure: exit 0, with a summary of what it saw. Each sample names its
+// lead finding.
+func TestWatchTargetExits(t *testing.T) {
+	p := testprog.Start(t, testprog.Build(t, "grower"), "100")
+	s, out, errOut := testStreams("", false, nil)
+	o := &WatchOptions{Streams: s, ProcRoot: "/proc", Interval: 200 * time.Millisecond, Format: report.FormatTable}
+	o.Gather.PID = p.PID()
+	done := make(chan error, 1)
+	go func() { done <- runWatch(context.Background(), o) }()
+	time.Sleep(700 * time.Millisecond)
+	p.Finish(t) // closes its stdin: it exits
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("watch of a process that exited: %v (stderr %s)", err, errOut)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch did not notice the process exit")
+	}
+	text := out.String()
+	want := "process " + strconv.Itoa(p.PID()) + " exited after"
+	if !strings.Contains(text, want) || !strings.Contains(text, "unexplained grew most") || !strings.Contains(text, "lead: [") {
+		t.Errorf("output lacks %q, the category that grew, or a lead finding:\n%s", want, text)
+	}
+}

@@ -308,6 +308,21 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 	if mu := r.Bytes(CatMallocInUse); in.JVM != nil && in.Malloc != nil && mu >= 64<<20 && share(mu) >= 0.10 {
 		fs = append(fs, mallocOutsideJVM(in, mu, share(mu)))
 	}
+	if plain := min(un, in.classRSS("anon")); in.JVM == nil && plain >= 16<<20 && share(plain) >= 0.10 {
+		// Outside malloc's arenas, and no trace says who mapped it.
+		sev := finding.Medium
+		if share(plain) >= 0.5 {
+			sev = finding.High
+		}
+		advice := []string{"Trace who maps it: strace -f -k -e trace=memory -p PID -o t.strace, then memdiag trace t.strace --pid PID names the stacks of what stays mapped (or perf trace, bpftrace: see docs/trace.md)."}
+		if in.Malloc == nil {
+			advice = append(advice, "malloc's large blocks are mmapped too: --capture-malloc-info tells them apart (its mmapped chunks).")
+		}
+		fs = append(fs, finding.Finding{ID: "anon-unexplained", Severity: sev, Bytes: plain,
+			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) of anonymous memory outside malloc's arenas is unexplained: mapped directly, or large malloc blocks", humanize.Bytes(plain), 100*share(plain)),
+			Evidence: []string{fmt.Sprintf("smaps: Rss of anonymous mappings outside arenas and [heap] %d B; unexplained %d B", in.classRSS("anon"), un)},
+			Advice:   advice})
+	}
 	if untracked {
 		j := in.JVM
 		sev := finding.Medium
