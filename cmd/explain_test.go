@@ -410,18 +410,13 @@ func TestExplainArenasWithoutMallocInfo(t *testing.T) {
 // untracked-native. With NMT off nothing tells the JVM's own malloc and
 // its direct buffers apart, so there the figure must only cover the leak.
 func TestExplainJVMNativeLeakVerdict(t *testing.T) {
-	java, err := exec.LookPath("java")
-	if err != nil {
-		t.Skipf("java not found (%v)", err)
-	}
 	if _, err := exec.LookPath("gdb"); err != nil {
 		t.Skipf("gdb not found (%v)", err)
 	}
-	classes := testprog.BuildJava(t, "ZipLeak")
 	for _, nmt := range []string{"summary", "detail", "off"} {
 		t.Run(nmt, func(t *testing.T) {
-			p := testprog.Start(t, java, "-Xms256m", "-Xmx256m", "-XX:+AlwaysPreTouch", "-XX:NativeMemoryTracking="+nmt,
-				"-cp", classes, "ZipLeak", "6000", "100")
+			p := testprog.StartJVM(t, testprog.JVM{Class: "ZipLeak", Flags: []string{"-Xms256m", "-Xmx256m", "-XX:+AlwaysPreTouch", "-XX:NativeMemoryTracking=" + nmt},
+				Args: []string{"6000", "100"}})
 			p.Step(t)
 			v := p.Values()
 			leak := float64(v["rss_after_streams"] - v["rss_before_streams"])

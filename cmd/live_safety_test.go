@@ -3,7 +3,6 @@ package cmd
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,13 +16,9 @@ import (
 // without --attach it starts no attach listener (no socket appears, no
 // trigger is made) and says how to class the heap.
 func TestPmapNeverAttaches(t *testing.T) {
-	java, err := exec.LookPath("java")
-	if err != nil {
-		t.Skipf("java not found (%v); .ci/run installs openjdk-17-jdk-headless", err)
-	}
-	classes := testprog.BuildJava(t, "Alloc")
 	cwd := t.TempDir()
-	p := testprog.StartWith(t, testprog.Options{Dir: cwd}, java, "-Xmx64m", "-cp", classes, "Alloc", "8", "1", "1", filepath.Join(cwd, "m.bin"))
+	p := testprog.StartJVM(t, testprog.JVM{Class: "Alloc", Flags: []string{"-Xmx64m"}, Args: []string{"8", "1", "1", filepath.Join(cwd, "m.bin")},
+		Options: testprog.Options{Dir: cwd}})
 	pid := strconv.Itoa(p.PID())
 	start := time.Now()
 	s, _, errOut := testStreams("", false, nil)
@@ -83,12 +78,8 @@ func TestRequestedCaptureFails(t *testing.T) {
 // at 92 % of -Xmx must lead the findings, from hsperfdata alone and with
 // attach; when hsperfdata's G1 maximum was doubled it never fired.
 func TestHeapNearMaxOnG1(t *testing.T) {
-	java, err := exec.LookPath("java")
-	if err != nil {
-		t.Skipf("java not found (%v); .ci/run installs openjdk-17-jdk-headless", err)
-	}
-	classes := testprog.BuildJava(t, "Alloc")
-	p := testprog.Start(t, java, "-XX:+UseG1GC", "-Xmx256m", "-cp", classes, "Alloc", "236", "1", "1", filepath.Join(t.TempDir(), "m.bin"))
+	p := testprog.StartJVM(t, testprog.JVM{Class: "Alloc", Flags: []string{"-XX:+UseG1GC", "-Xmx256m"},
+		Args: []string{"236", "1", "1", filepath.Join(t.TempDir(), "m.bin")}})
 	truth := p.Values()
 	for _, mode := range []string{"--no-attach", "--timeout=20s"} {
 		s, out, errOut := testStreams("", false, nil)

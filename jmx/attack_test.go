@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,15 +31,9 @@ import (
 func startNobodysJVM(t *testing.T, flags ...string) (*testprog.Proc, string) {
 	t.Helper()
 	testprog.NeedRoot(t)
-	java, err := exec.LookPath("java")
-	if err != nil {
-		t.Skipf("java not found (%v); .ci/run installs openjdk-17-jdk-headless", err)
-	}
-	classes := testprog.BuildJavaPublic(t, "Alloc")
 	cwd := testprog.NobodysDir(t)
-	args := append([]string{"-Xmx64m", "-XX:+UseSerialGC"}, flags...)
-	args = append(args, "-cp", classes, "Alloc", "8", "1", "1", filepath.Join(cwd, "mapped.bin"))
-	return testprog.StartWith(t, testprog.Options{AsNobody: true, Dir: cwd}, java, args...), cwd
+	return testprog.StartJVM(t, testprog.JVM{Class: "Alloc", Flags: append([]string{"-Xmx64m", "-XX:+UseSerialGC"}, flags...),
+		Args: []string{"8", "1", "1", filepath.Join(cwd, "mapped.bin")}, Options: testprog.Options{AsNobody: true, Dir: cwd}}), cwd
 }
 
 // TestAttacker is the attacker's loop when MEMDIAG_ATTACK names one; run

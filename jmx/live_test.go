@@ -21,14 +21,8 @@ import (
 // and a 16 MiB mapped file.
 func startJVM(t *testing.T, flags ...string) *testprog.Proc {
 	t.Helper()
-	java, err := exec.LookPath("java")
-	if err != nil {
-		t.Skipf("java not found (%v); .ci/run installs openjdk-17-jdk-headless", err)
-	}
-	classes := testprog.BuildJava(t, "Alloc")
-	args := append([]string{"-Xmx256m", "-XX:+UsePerfData"}, flags...)
-	args = append(args, "-cp", classes, "Alloc", "64", "32", "16", filepath.Join(t.TempDir(), "mapped.bin"))
-	return testprog.Start(t, java, args...)
+	return testprog.StartJVM(t, testprog.JVM{Class: "Alloc", Flags: append([]string{"-Xmx256m", "-XX:+UsePerfData"}, flags...),
+		Args: []string{"64", "32", "16", filepath.Join(t.TempDir(), "mapped.bin")}})
 }
 
 func near(a, b uint64, frac float64) bool {
@@ -121,12 +115,8 @@ func TestAttachRefusesNonJVM(t *testing.T) {
 // and 64 MiB of live heap; memdiag reports both within 5 % through NMT and
 // attach, without any JDK tool.
 func TestDoneBar(t *testing.T) {
-	java, err := exec.LookPath("java")
-	if err != nil {
-		t.Skipf("java not found (%v)", err)
-	}
-	classes := testprog.BuildJava(t, "Alloc")
-	p := testprog.Start(t, java, "-Xmx512m", "-XX:+UseG1GC", "-XX:NativeMemoryTracking=summary", "-cp", classes, "Alloc", "64", "200", "0", filepath.Join(t.TempDir(), "m.bin"))
+	p := testprog.StartJVM(t, testprog.JVM{Class: "Alloc", Flags: []string{"-Xmx512m", "-XX:+UseG1GC", "-XX:NativeMemoryTracking=summary"},
+		Args: []string{"64", "200", "0", filepath.Join(t.TempDir(), "m.bin")}})
 	m, err := jmx.ReadPID(context.Background(), p.PID(), jmx.ReadOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -309,3 +309,32 @@ func RunTestAs(t testing.TB, uid int, caps []uintptr, testName string, env ...st
 	}
 	return out
 }
+
+// JVM is a Java test program to run: fixtures/programs/Class.java.
+type JVM struct {
+	Class string
+	// Flags are the JVM's options, before -cp.
+	Flags []string
+	// Args are the program's own arguments.
+	Args []string
+	// Options say how to run it (as nobody, where).
+	Options Options
+}
+
+// StartJVM compiles j's class (where its user can read it) and runs it
+// like Start. It skips the test when java or javac is absent.
+func StartJVM(t testing.TB, j JVM) *Proc {
+	t.Helper()
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Skipf("java not found (%v); .ci/run installs openjdk-17-jdk-headless", err)
+	}
+	var classes string
+	if j.Options.AsNobody {
+		classes = BuildJavaPublic(t, j.Class)
+	} else {
+		classes = BuildJava(t, j.Class)
+	}
+	args := append(append(append([]string{}, j.Flags...), "-cp", classes, j.Class), j.Args...)
+	return StartWith(t, j.Options, java, args...)
+}
