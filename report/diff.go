@@ -44,6 +44,25 @@ func who(s *explain.Snapshot) string {
 	return "?"
 }
 
+// heapOutlook says, for a JVM whose heap used grew between the snapshots,
+// how fast and when at that pace it reaches its maximum: the time left
+// before heap-near-max becomes an OutOfMemoryError.
+func (v *DiffView) heapOutlook() string {
+	o, n := v.Old.Inputs.JVM, v.New.Inputs.JVM
+	minutes := v.minutes()
+	if o == nil || n == nil || n.HeapMaxBytes == nil || minutes == 0 || n.HeapUsedBytes <= o.HeapUsedBytes {
+		return ""
+	}
+	rate := float64(n.HeapUsedBytes-o.HeapUsedBytes) / minutes
+	left := float64(*n.HeapMaxBytes) - float64(n.HeapUsedBytes)
+	if left <= 0 {
+		return fmt.Sprintf("Java heap used grows %s/min and has reached its %s maximum", Bytes(uint64(rate)), Bytes(*n.HeapMaxBytes))
+	}
+	eta := time.Duration(left / rate * float64(time.Minute)).Round(time.Minute)
+	return fmt.Sprintf("Java heap used grows %s/min (%s → %s): at that pace it reaches its %s maximum in about %s — a heap that a collection does not bring down is a leak",
+		Bytes(uint64(rate)), Bytes(o.HeapUsedBytes), Bytes(n.HeapUsedBytes), Bytes(*n.HeapMaxBytes), eta)
+}
+
 // warnings says what makes the comparison doubtful.
 func (v *DiffView) warnings() []string {
 	var w []string
@@ -69,6 +88,9 @@ func WriteDiff(w io.Writer, f Format, v *DiffView, s Style) error {
 			{Header: "CHANGE", Align: Right}, {Header: "%", Align: Right}, {Header: "PER MIN", Align: Right}},
 	}
 	t.Notes = append(t.Notes, v.warnings()...)
+	if h := v.heapOutlook(); h != "" {
+		t.Notes = append(t.Notes, h)
+	}
 	for _, c := range v.Changes {
 		if c.Delta() == 0 && !v.All && c.Kind != "rss" && c.Comparable() {
 			continue
@@ -116,6 +138,7 @@ type diffDoc struct {
 	New         diffSideJSON     `json:"new"`
 	Minutes     float64          `json:"minutes"`
 	Warnings    []string         `json:"warnings"`
+	HeapOutlook string           `json:"heap_outlook,omitempty"`
 	Changes     []diffChangeJSON `json:"changes"`
 	Tripped     []string         `json:"tripped"`
 	Unevaluated []string         `json:"not_evaluated"`
@@ -148,7 +171,7 @@ func diffDocument(v *DiffView) *diffDoc {
 	}
 	minutes := v.minutes()
 	d := &diffDoc{Schema: DiffSchema, Old: side(v.Old), New: side(v.New), Minutes: minutes,
-		Warnings: append([]string{}, v.warnings()...), Changes: []diffChangeJSON{},
+		Warnings: append([]string{}, v.warnings()...), HeapOutlook: v.heapOutlook(), Changes: []diffChangeJSON{},
 		Tripped: append([]string{}, v.Tripped...), Unevaluated: append([]string{}, v.Unevaluated...)}
 	for _, c := range v.Changes {
 		j := diffChangeJSON{Kind: c.Kind, Name: c.Name, OldBytes: c.Old, NewBytes: c.New, DeltaBytes: c.Delta(), Percent: c.Percent(), Unmeasured: c.Unmeasured}

@@ -57,3 +57,21 @@ func TestDiffRatesAndWarnings(t *testing.T) {
 		}
 	}
 }
+
+// TestDiffHeapOutlook: a heap that grew between snapshots gets a rate and
+// the time left before its maximum at that pace.
+func TestDiffHeapOutlook(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	max := uint64(1 << 30)
+	old := &explain.Snapshot{Taken: t0, Inputs: explain.Inputs{JVM: &explain.JVMEvidence{HeapUsedBytes: 512 << 20, HeapMaxBytes: &max}}}
+	new := &explain.Snapshot{Taken: t0.Add(10 * time.Minute), Inputs: explain.Inputs{JVM: &explain.JVMEvidence{HeapUsedBytes: 768 << 20, HeapMaxBytes: &max}}}
+	got := (&DiffView{Old: old, New: new}).heapOutlook()
+	for _, want := range []string{"grows 25.6 MiB/min", "in about 10m0s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("outlook %q lacks %q", got, want)
+		}
+	}
+	if (&DiffView{Old: new, New: old}).heapOutlook() != "" {
+		t.Error("a heap that shrank has an outlook")
+	}
+}
