@@ -107,6 +107,7 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	var first *explain.Result
 	var start time.Time
 	var last *watchSample
+	var firstIn, lastIn *explain.Snapshot // the JVM's heap, for its outlook
 	exited := false
 	tick := time.NewTicker(o.Interval)
 	defer tick.Stop()
@@ -130,7 +131,9 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 		now := time.Now()
 		if first == nil {
 			first, start = r, now
+			firstIn = &explain.Snapshot{Taken: now, Inputs: *in}
 		}
+		lastIn = &explain.Snapshot{Taken: now, Inputs: *in}
 		s := &watchSample{Schema: "memdiag.watch/v1", Time: now.UTC(), ElapsedSeconds: now.Sub(start).Seconds(), RSSBytes: r.RSSBytes}
 		if len(r.Findings) > 0 {
 			f := r.Findings[0]
@@ -167,6 +170,9 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	}
 	summary := fmt.Sprintf("%s after %.0f s; RSS %s → %s%s", why, last.ElapsedSeconds,
 		report.Bytes(first.RSSBytes), report.Bytes(last.RSSBytes), grewMost(last))
+	if h := report.HeapOutlook(firstIn, lastIn); h != "" {
+		summary += "; " + h
+	}
 	if o.Format == report.FormatJSON {
 		// Standard output is one sample per line; the summary is for people.
 		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", summary)

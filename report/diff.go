@@ -44,12 +44,15 @@ func who(s *explain.Snapshot) string {
 	return "?"
 }
 
-// heapOutlook says, for a JVM whose heap used grew between the snapshots,
-// how fast and when at that pace it reaches its maximum: the time left
-// before heap-near-max becomes an OutOfMemoryError.
-func (v *DiffView) heapOutlook() string {
-	o, n := v.Old.Inputs.JVM, v.New.Inputs.JVM
-	minutes := v.minutes()
+func (v *DiffView) heapOutlook() string { return HeapOutlook(v.Old, v.New) }
+
+// HeapOutlook says, for a JVM whose heap used grew between two snapshots a
+// minute or more apart, how fast and when at that pace it reaches its
+// maximum: the time left before heap-near-max becomes an OutOfMemoryError.
+// It is "" otherwise.
+func HeapOutlook(old, new *explain.Snapshot) string {
+	o, n := old.Inputs.JVM, new.Inputs.JVM
+	minutes := (&DiffView{Old: old, New: new}).minutes()
 	if o == nil || n == nil || n.HeapMaxBytes == nil || minutes == 0 || n.HeapUsedBytes <= o.HeapUsedBytes {
 		return ""
 	}
