@@ -1,0 +1,44 @@
+package procmaps
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestFindSelf(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := HasLibrary("", os.Getpid(), filepath.Base(exe))
+	if err != nil || !ok {
+		t.Errorf("this test binary %s not found among its own mappings: %v, %v", exe, ok, err)
+	}
+	ok, err = HasLibrary("", os.Getpid(), "libjvm.so")
+	if err != nil || ok {
+		t.Errorf("libjvm.so in a Go test binary: %v, %v", ok, err)
+	}
+}
+
+func TestFindErrors(t *testing.T) {
+	if _, err := Find("", 1<<30, func(string) bool { return true }); !errors.Is(err, ErrNoProcess) {
+		t.Errorf("no such pid: %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "7"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A line longer than any real maps line is an error, not a hang.
+	long := make([]byte, 2*maxLine)
+	for i := range long {
+		long[i] = 'a'
+	}
+	if err := os.WriteFile(filepath.Join(dir, "7", "maps"), long, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Find(dir, 7, func(string) bool { return false }); err == nil {
+		t.Error("a 16 KiB line was accepted")
+	}
+}
