@@ -778,7 +778,10 @@ func (d *straceDecoder) decodeStraceArgs(e *Event, args []string) error {
 }
 
 // parseStraceFrame reads " > /lib/x.so(sym+0x13) [0x1019b3]",
-// " > /path() [0xoff]" and " > unexpected_backtracing_error [0x…]".
+// " > /path() [0xoff]" and " > unexpected_backtracing_error [0x…]". A
+// C++ symbol has parentheses of its own
+// ("libjvm.so(os::pd_reserve_memory(unsigned long, bool)+0x2a)"): the
+// module ends at the parenthesis that matches the last one.
 func parseStraceFrame(s string) Frame {
 	var f Frame
 	if i := strings.LastIndex(s, " ["); i >= 0 && strings.HasSuffix(s, "]") {
@@ -786,7 +789,7 @@ func parseStraceFrame(s string) Frame {
 		s = s[:i]
 	}
 	if strings.HasSuffix(s, ")") {
-		if i := strings.LastIndexByte(s, '('); i >= 0 {
+		if i := matchingOpen(s); i >= 0 {
 			f.Module = s[:i]
 			sym := s[i+1 : len(s)-1]
 			if j := strings.LastIndex(sym, "+0x"); j >= 0 {
@@ -798,6 +801,23 @@ func parseStraceFrame(s string) Frame {
 	}
 	f.Func = s
 	return f
+}
+
+// matchingOpen returns the index of the '(' that matches s's final ')',
+// or -1.
+func matchingOpen(s string) int {
+	depth := 0
+	for i := len(s) - 1; i >= 0; i-- {
+		switch s[i] {
+		case ')':
+			depth++
+		case '(':
+			if depth--; depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // parseStraceTime reads -t, -tt, -ttt and -r stamps as seconds.

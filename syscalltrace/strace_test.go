@@ -219,3 +219,22 @@ func TestPerfTraceForms(t *testing.T) {
 		t.Errorf("lost %d, want 3", r.Lost)
 	}
 }
+
+// TestParseStraceFrameCPlusPlus: a C++ symbol's own parentheses do not
+// split the frame (issue 12: func "unsigned long, bool)", module
+// "…libjvm.so(os::pd_reserve_memory").
+func TestParseStraceFrameCPlusPlus(t *testing.T) {
+	for _, tc := range []struct{ in, module, fn string }{
+		{" > /usr/lib/jvm/lib/server/libjvm.so(os::pd_reserve_memory(unsigned long, bool)+0x2a) [0xd5c3ea]",
+			"/usr/lib/jvm/lib/server/libjvm.so", "os::pd_reserve_memory(unsigned long, bool)"},
+		{" > /usr/lib/x86_64-linux-gnu/libc.so.6(mmap64+0x13) [0x1019b3]", "/usr/lib/x86_64-linux-gnu/libc.so.6", "mmap64"},
+		{" > /tmp/leaker() [0x1234]", "/tmp/leaker", ""},
+		{" > /lib/libz.so.1(inflateInit2_+0x9c) [0x4ac]", "/lib/libz.so.1", "inflateInit2_"},
+		{" > unexpected_backtracing_error [0x7f]", "", "unexpected_backtracing_error"},
+	} {
+		f := parseStraceFrame(strings.TrimPrefix(tc.in, " > "))
+		if f.Module != tc.module || f.Func != tc.fn {
+			t.Errorf("%q: module %q func %q, want %q %q", tc.in, f.Module, f.Func, tc.module, tc.fn)
+		}
+	}
+}
