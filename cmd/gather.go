@@ -269,7 +269,7 @@ func gatherTrace(o *GatherOptions, in *explain.Inputs, ms []pmap.Mapping) error 
 	resident := syscalltrace.JoinSmaps(out, ms)
 	groups := syscalltrace.Groups(out, syscalltrace.GroupAuto, resident)
 	source := strings.Join(o.TraceFiles, " ")
-	in.FromTrace(source, out, resident, groups, syscalltrace.Findings(out, groups, &replay.Stats, source))
+	in.FromTrace(source, out, resident, groups, syscalltrace.Findings(out, groups, &replay.Stats, source, true))
 	return nil
 }
 

@@ -215,7 +215,7 @@ func runTrace(o *TraceOptions) error {
 	}
 	v.GroupBy = o.GroupBy.Resolve(v.Outstanding)
 	v.Groups = syscalltrace.Groups(v.Outstanding, v.GroupBy, v.Resident)
-	v.Findings = syscalltrace.Findings(v.Outstanding, v.Groups, &replay.Stats, v.Source)
+	v.Findings = syscalltrace.Findings(v.Outstanding, v.Groups, &replay.Stats, v.Source, v.Resident != nil)
 	if o.PprofPath != "" {
 		if err := writeAtomically(o.PprofPath, func(w io.Writer) error {
 			return syscalltrace.WriteProfile(w, v.Outstanding, v.Resident)

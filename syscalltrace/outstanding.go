@@ -32,7 +32,11 @@ type Group struct {
 	Count         int
 	Bytes         uint64
 	ResidentBytes uint64 // with a smaps join
-	Frames        []Frame
+	// WritableAnonBytes are the bytes of its anonymous mappings made
+	// writable: memory it can fill, unlike a PROT_NONE reservation (glibc's
+	// 64 MiB arena heaps, a JVM's heap and code cache before commit).
+	WritableAnonBytes uint64
+	Frames            []Frame
 	Mappings      []*Mapping
 }
 
@@ -82,9 +86,23 @@ func Groups(ms []*Mapping, by GroupBy, resident map[*Mapping]uint64) []Group {
 		g.Count++
 		g.Bytes += m.Len()
 		g.ResidentBytes += resident[m]
+		if m.Anonymous && strings.Contains(m.Prot, "WRITE") {
+			g.WritableAnonBytes += m.Len()
+		}
 		g.Mappings = append(g.Mappings, m)
 	}
+	// What is resident is what costs RSS; without a smaps join, what could
+	// be: writable anonymous memory, not reservations mapped PROT_NONE.
+	weight := func(g *Group) uint64 {
+		if resident != nil {
+			return g.ResidentBytes
+		}
+		return g.WritableAnonBytes
+	}
 	sort.SliceStable(gs, func(i, j int) bool {
+		if wi, wj := weight(&gs[i]), weight(&gs[j]); wi != wj {
+			return wi > wj
+		}
 		if gs[i].Bytes != gs[j].Bytes {
 			return gs[i].Bytes > gs[j].Bytes
 		}
@@ -93,12 +111,28 @@ func Groups(ms []*Mapping, by GroupBy, resident map[*Mapping]uint64) []Group {
 	return gs
 }
 
-// frameSkip tells libc's own wrappers from the caller that asked: the
-// first frame outside them names the code responsible.
+// frameSkip tells the allocator's and the runtime's plumbing from the
+// caller that asked: the first frame outside them names the code
+// responsible. A stripped libc symbolises its internals to the nearest
+// exported name ("timer_settime ← __default_morecore ← malloc"), so libc,
+// the dynamic loader and the allocators are known by their module, as
+// pprof's drop-frames knows them by name.
 func frameSkip(f Frame) bool {
 	n := f.Func
-	return n == "" || strings.Contains(n, "mmap") || strings.Contains(n, "mremap") || strings.HasPrefix(n, "__GI_") ||
-		strings.HasPrefix(n, "syscall") || n == "unexpected_backtracing_error"
+	if n == "" || strings.Contains(n, "mmap") || strings.Contains(n, "mremap") || strings.HasPrefix(n, "__GI_") ||
+		strings.HasPrefix(n, "syscall") || n == "unexpected_backtracing_error" {
+		return true
+	}
+	if f.Module == "" || strings.HasPrefix(n, "pthread_create") {
+		return false // a thread's stack: the kind of mapping is the lead
+	}
+	base := f.Module[strings.LastIndexByte(f.Module, '/')+1:]
+	for _, plumbing := range []string{"libc.so", "libc-", "ld-linux", "ld-musl", "libpthread", "libjemalloc", "libtcmalloc", "libstdc++"} {
+		if strings.HasPrefix(base, plumbing) {
+			return true
+		}
+	}
+	return false
 }
 
 // Culprit is the innermost frame that is not a system call wrapper.
@@ -250,7 +284,9 @@ func WriteProfile(w io.Writer, ms []*Mapping, resident map[*Mapping]uint64) erro
 
 // Findings summarises what the trace proves: anonymous memory made and
 // never unmapped, and by whom.
-func Findings(ms []*Mapping, groups []Group, st *Stats, source string) []finding.Finding {
+//
+// weighed says whether groups carry resident bytes from a smaps join.
+func Findings(ms []*Mapping, groups []Group, st *Stats, source string, weighed bool) []finding.Finding {
 	var anon uint64
 	n := 0
 	for _, m := range ms {
@@ -281,19 +317,39 @@ func Findings(ms []*Mapping, groups []Group, st *Stats, source string) []finding
 		if i == 3 {
 			break
 		}
-		ev = append(ev, fmt.Sprintf("%d mappings, %d B: %s", g.Count, g.Bytes, g.Key))
+		if weighed {
+			ev = append(ev, fmt.Sprintf("%d %s, %d B mapped, %d B resident: %s", g.Count, plural(g.Count, "mapping", "mappings"), g.Bytes, g.ResidentBytes, g.Key))
+		} else {
+			ev = append(ev, fmt.Sprintf("%d %s, %d B: %s", g.Count, plural(g.Count, "mapping", "mappings"), g.Bytes, g.Key))
+		}
 	}
+	advice := []string{"Open the stacks: memdiag trace FILE --pprof leaks.pb.gz, then go tool pprof -sample_index=outstanding -top leaks.pb.gz (or -http=:)."}
+	if !weighed {
+		advice = append(advice, "Weigh by what is resident now: add --pid PID (or --smaps FILE) to join the outstanding set with smaps.")
+	}
+	advice = append(advice, "Startup mappings (libraries, thread stacks, arenas) are outstanding too: compare two traces of steady state, or use --at to cut the trace before shutdown.")
 	return []finding.Finding{{
 		ID:       "leaked-mappings",
 		Severity: sev,
-		Summary: fmt.Sprintf("%d anonymous mappings (%s) were made during the trace and never unmapped; the largest group, %d mappings (%s), %s",
-			n, humanize.Bytes(anon), top.Count, humanize.Bytes(top.Bytes), who),
+		Summary: fmt.Sprintf("%d anonymous %s (%s) were made during the trace and never unmapped; the leading group, %d %s (%s), %s",
+			n, plural(n, "mapping", "mappings"), humanize.Bytes(anon), top.Count, plural(top.Count, "mapping", "mappings"), groupWeight(top, weighed), who),
 		Bytes:    anon,
 		Evidence: ev,
-		Advice: []string{
-			"Open the stacks: memdiag trace FILE --pprof leaks.pb.gz, then go tool pprof -sample_index=outstanding -top leaks.pb.gz (or -http=:).",
-			"Weigh by what is resident now: add --pid PID (or --smaps FILE) to join the outstanding set with smaps.",
-			"Startup mappings (libraries, thread stacks, arenas) are outstanding too: compare two traces of steady state, or use --at to cut the trace before shutdown.",
-		},
+		Advice:   advice,
 	}}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// groupWeight words what ranked a group: resident bytes when known.
+func groupWeight(g Group, weighed bool) string {
+	if weighed {
+		return fmt.Sprintf("%s resident of %s mapped", humanize.Bytes(g.ResidentBytes), humanize.Bytes(g.Bytes))
+	}
+	return fmt.Sprintf("%s mapped, %s of it writable", humanize.Bytes(g.Bytes), humanize.Bytes(g.WritableAnonBytes))
 }
