@@ -37,7 +37,7 @@ type Group struct {
 	// 64 MiB arena heaps, a JVM's heap and code cache before commit).
 	WritableAnonBytes uint64
 	Frames            []Frame
-	Mappings      []*Mapping
+	Mappings          []*Mapping
 }
 
 // HasStacks reports whether any mapping carries a call stack.
