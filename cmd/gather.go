@@ -48,7 +48,7 @@ func (o *GatherOptions) register(f *pflag.FlagSet) {
 	f.StringVar(&o.jolokiaCredFile, "jolokia-credentials", "", "file whose first line is USER:PASSWORD (else MEMDIAG_JOLOKIA_USER/MEMDIAG_JOLOKIA_PASSWORD)")
 	f.BoolVar(&o.NoAttach, "no-attach", false, "never attach to a JVM (no heap range, no NMT)")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "bound for each live capture (attach, gdb, Jolokia)")
-	f.IntVar(&o.Cores, "cores", 0, "cores of the process's host, for the arena limit (default: this host's)")
+	f.IntVar(&o.Cores, "cores", 0, "cores of the process's host, for glibc's arena limit (default: this host's with --capture-malloc-info, unknown for a file)")
 }
 
 // evidence names the first evidence flag given beside smaps, or "".
@@ -223,8 +223,10 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	}
 	if info != nil {
 		s := mallocinfo.Analyze(info)
+		// Only a live capture knows the cores behind glibc's arena limit;
+		// a saved document may come from another machine.
 		cores := o.Cores
-		if cores == 0 {
+		if cores == 0 && o.CaptureMallocInfo {
 			cores = runtime.NumCPU()
 		}
 		fs := mallocinfo.Findings(s, mallocinfo.DefaultThresholds(cores), source)

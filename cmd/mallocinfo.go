@@ -81,6 +81,11 @@ permission (same uid and kernel.yama.ptrace_scope ≤ 1, or CAP_SYS_PTRACE).`,
 			if o.Thresholds.RetainedShare <= 0 || o.Thresholds.RetainedShare > 1 {
 				return usage(fmt.Errorf("--retained-share must be in (0, 1], got %v", o.Thresholds.RetainedShare))
 			}
+			if o.PID == 0 && !c.Flags().Changed("cores") {
+				// A saved document may come from another machine: only a
+				// live capture knows the cores behind glibc's arena limit.
+				o.Thresholds.Cores = 0
+			}
 			if runF != nil {
 				return runF(o)
 			}
@@ -92,7 +97,7 @@ permission (same uid and kernel.yama.ptrace_scope ≤ 1, or CAP_SYS_PTRACE).`,
 	f.Float64Var(&o.Thresholds.RetainedShare, "retained-share", defaults.RetainedShare, "report arena retention at this share of arena memory retained free")
 	f.StringVar(&minRetained, "min-retained", "16MiB", "report arena retention only when at least this much is retained free (with --retained-share)")
 	f.Float64Var(&o.Thresholds.MostlyFreeShare, "mostly-free", defaults.MostlyFreeShare, "name arenas at least this share free")
-	f.IntVar(&o.Thresholds.Cores, "cores", defaults.Cores, "cores of the process's host (glibc allows 8 arenas per core); default: this host's")
+	f.IntVar(&o.Thresholds.Cores, "cores", defaults.Cores, "cores of the process's host (glibc allows 8 arenas per core); default: this host's for --pid, unknown for a file")
 	f.IntVar(&o.Thresholds.ArenaMax, "arena-max", 0, "MALLOC_ARENA_MAX of the process, when set")
 	f.BoolVar(&o.AllArenas, "all-arenas", false, "list every arena (default: the 20 retaining most)")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "with --pid: interrupt the capture after this long")

@@ -156,3 +156,16 @@ func TestMallocInfoLiveStory1(t *testing.T) {
 		t.Errorf("stderr %q does not say the process is paused", errOut)
 	}
 }
+
+// TestMallocInfoFileCoresUnknown: a saved document may come from another
+// machine, so without --cores its arena count is not judged against this
+// host's cores.
+func TestMallocInfoFileCoresUnknown(t *testing.T) {
+	s, out, errOut := testStreams("", false, nil)
+	if code := run(t, s, "mallocinfo", "../fixtures/mallocinfo/arenas.xml"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if text := out.String(); !strings.Contains(text, "65 arenas; whether that is glibc's limit") || strings.Contains(text, "cores):") {
+		t.Errorf("arena-count of a file without --cores:\n%s", text)
+	}
+}

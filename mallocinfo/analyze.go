@@ -249,6 +249,14 @@ func arenaCountFinding(s *Snapshot, t Thresholds, source string) (finding.Findin
 		limit, limitWhy = t.ArenaMax, "MALLOC_ARENA_MAX"
 	}
 	n := s.Totals.Arenas
+	if limit <= 0 && n >= 16 {
+		// A saved document from a host whose cores are not known: the
+		// count is a fact, the limit is not.
+		return finding.Finding{ID: "arena-count", Severity: finding.Info,
+			Summary:  fmt.Sprintf("%d arenas; whether that is glibc's limit (8 × the cores of the host the document came from) is unknown: give --cores", n),
+			Evidence: []string{fmt.Sprintf("%s: %d <heap> elements", source, n)},
+			Advice:   []string{"memdiag mallocinfo FILE --cores N (the cores of the process's host), or capture live with --pid, which knows them."}}, true
+	}
 	if limit <= 0 || n < 8 || float64(n) < 0.75*float64(limit) {
 		return finding.Finding{}, false
 	}
