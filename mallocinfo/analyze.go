@@ -73,6 +73,11 @@ type Snapshot struct {
 	Warnings []string
 }
 
+// heapMaxSize is glibc's HEAP_MAX_SIZE on 64-bit: 2 × the default
+// mmap threshold maximum, 64 MiB. No heap of a non-main arena, and so no
+// top chunk, is larger.
+const heapMaxSize = 64 << 20
+
 // Analyze explains one document. Arenas are listed in malloc_info's order.
 func Analyze(info *Info) *Snapshot {
 	s := &Snapshot{Line: info.Line, Label: info.Label, Warnings: append([]string(nil), info.Warnings...)}
@@ -102,6 +107,19 @@ func Analyze(info *Info) *Snapshot {
 			binned = free
 		}
 		st.TopBytes = free - binned
+		// A non-main arena's top chunk lies in its newest heap, which
+		// glibc never grows past HEAP_MAX_SIZE: a larger "top" means the
+		// histogram does not cover the free chunks (elided, as published
+		// documents often are, or cut).
+		if !st.Main && st.TopBytes > heapMaxSize {
+			what := "does not cover"
+			if len(a.Bins) == 0 && a.Unsorted == nil {
+				what = "is missing, so it cannot say where"
+			}
+			s.Warnings = append(s.Warnings, fmt.Sprintf("arena %d: the size histogram %s its %d B free in %d chunks; its top chunk cannot exceed glibc's %d MiB heap size, so at least %d B of it is retained free (top taken as %d MiB at most)",
+				a.Nr, what, free, a.Rest.Count+a.Fast.Count, heapMaxSize>>20, free-heapMaxSize, heapMaxSize>>20))
+			st.TopBytes = heapMaxSize
+		}
 		st.RetainedFreeBytes = free - st.TopBytes
 		if free > a.SystemCurrent {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("arena %d: free %d B exceeds system current %d B: in use taken as 0", a.Nr, free, a.SystemCurrent))

@@ -344,3 +344,57 @@ func readStatus(t *testing.T, pid int) string {
 	}
 	return string(b)
 }
+
+// TestElidedHistogramStory1 reads story 1's third-round document in the
+// shape it was published: per-arena totals, size histograms elided.
+// Without the histograms every free byte looked like top chunk (6 GiB of
+// "top", findings: none). glibc's invariant — a non-main arena's top lies
+// in one heap of at most 64 MiB — bounds top, so arenas 15 and 27 are found
+// almost all free, and the missing histogram is said.
+func TestElidedHistogramStory1(t *testing.T) {
+	arena := func(nr int, current, fast, rest, restCount uint64) string {
+		return fmt.Sprintf(`<heap nr="%d">
+<sizes>
+</sizes>
+<total type="fast" count="0" size="%d"/>
+<total type="rest" count="%d" size="%d"/>
+<system type="current" size="%d"/>
+<system type="max" size="%d"/>
+<aspace type="total" size="%d"/>
+<aspace type="mprotect" size="%d"/>
+</heap>
+`, nr, fast, restCount, rest, current, current, current, current)
+	}
+	doc := `<malloc version="1">
+` + arena(6, 6_400_000_000, 6_000_000, 22_000_000, 812) +
+		arena(15, 6_450_000_000, 6_000_000, 6_430_000_000, 57_568) +
+		arena(27, 6_450_000_000, 6_000_000, 6_430_000_000, 57_568) + `<total type="fast" count="0" size="18000000"/>
+<total type="rest" count="115948" size="12882000000"/>
+<total type="mmap" count="0" size="0"/>
+<system type="current" size="19300000000"/>
+<system type="max" size="19300000000"/>
+<aspace type="total" size="19300000000"/>
+<aspace type="mprotect" size="19300000000"/>
+</malloc>
+`
+	info, err := mallocinfo.Parse(strings.NewReader(doc), "story 1, round 3 as published")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mallocinfo.Analyze(info)
+	for _, a := range s.Arenas {
+		if !a.Main && a.TopBytes > 64<<20 {
+			t.Errorf("arena %d: top %d B, more than a heap can hold", a.Nr, a.TopBytes)
+		}
+		if (a.Nr == 15 || a.Nr == 27) && a.RetainedFreeBytes < 6_350_000_000 {
+			t.Errorf("arena %d: retained %d B of its %d B free", a.Nr, a.RetainedFreeBytes, a.FreeBytes())
+		}
+	}
+	if w := strings.Join(s.Warnings, "\n"); !strings.Contains(w, "arena 15: the size histogram is missing") || !strings.Contains(w, "arena 27") {
+		t.Errorf("warnings %q do not say the histogram is missing", w)
+	}
+	fs := mallocinfo.Findings(s, mallocinfo.DefaultThresholds(0), "round 3")
+	if len(fs) == 0 || fs[0].ID != "arena-retention" || !strings.Contains(fs[0].Summary, "arenas 15 and 27") {
+		t.Errorf("findings %+v, want arena-retention naming arenas 15 and 27", fs)
+	}
+}
