@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/internal/atomicfile"
 	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/mallocinfo"
@@ -28,6 +30,8 @@ type MallocInfoOptions struct {
 	Thresholds mallocinfo.Thresholds
 	AllArenas  bool
 	Timeout    time.Duration
+	// Save, with PID, keeps the captured document as the process wrote it.
+	Save string
 }
 
 // NewCmdMallocInfo builds `memdiag mallocinfo`.
@@ -81,6 +85,9 @@ permission (same uid and kernel.yama.ptrace_scope ≤ 1, or CAP_SYS_PTRACE).`,
 			if o.Thresholds.RetainedShare <= 0 || o.Thresholds.RetainedShare > 1 {
 				return usage(fmt.Errorf("--retained-share must be in (0, 1], got %v", o.Thresholds.RetainedShare))
 			}
+			if o.Save != "" && o.PID == 0 {
+				return usage(errors.New("--save keeps a live capture: it needs --pid"))
+			}
 			if o.PID == 0 && !c.Flags().Changed("cores") {
 				// A saved document may come from another machine: only a
 				// live capture knows the cores behind glibc's arena limit.
@@ -101,6 +108,7 @@ permission (same uid and kernel.yama.ptrace_scope ≤ 1, or CAP_SYS_PTRACE).`,
 	f.IntVar(&o.Thresholds.ArenaMax, "arena-max", 0, "MALLOC_ARENA_MAX of the process, when set")
 	f.BoolVar(&o.AllArenas, "all-arenas", false, "list every arena (default: the 20 retaining most)")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "with --pid: interrupt the capture after this long")
+	f.StringVar(&o.Save, "save", "", "with --pid: also write the captured malloc_info XML to this file, as the process wrote it")
 	return c
 }
 
@@ -128,7 +136,18 @@ func runMallocInfo(o *MallocInfoOptions) error {
 		v.Source = fmt.Sprintf("malloc_info of process %d (via gdb)", o.PID)
 		ctx, stop := interruptible()
 		defer stop()
-		info, err := mallocinfo.Capturer{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)}.Capture(ctx, o.PID)
+		doc, err := mallocinfo.Capturer{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)}.CaptureDocument(ctx, o.PID)
+		if err != nil {
+			return err
+		}
+		if o.Save != "" {
+			// Kept before it is read: a document memdiag cannot parse is
+			// the one worth keeping.
+			if err := atomicfile.Write(o.Save, 0o644, func(w io.Writer) error { _, err := w.Write(doc); return err }); err != nil {
+				return fmt.Errorf("saving the document to %s: %w", o.Save, err)
+			}
+		}
+		info, err := mallocinfo.Parse(bytes.NewReader(doc), v.Source)
 		if err != nil {
 			return err
 		}

@@ -35,6 +35,7 @@ func TestMallocInfoFlags(t *testing.T) {
 		}},
 		{args: []string{"mallocinfo"}, wantErr: "needs one FILE"},
 		{args: []string{"mallocinfo", "f.xml", "--pid", "3"}, wantErr: "not both"},
+		{args: []string{"mallocinfo", "f.xml", "--save", "out.xml"}, wantErr: "--save keeps a live capture"},
 		{args: []string{"mallocinfo", "f.xml", "--min-retained", "lots"}, wantErr: `"lots" is not a size`},
 		{args: []string{"mallocinfo", "f.xml", "--retained-share", "2"}, wantErr: "--retained-share must be in (0, 1]"},
 	}
@@ -128,9 +129,16 @@ func TestMallocInfoLiveStory1(t *testing.T) {
 			freed, _ = strconv.ParseFloat(v, 64)
 		}
 	}
+	saved := filepath.Join(t.TempDir(), "captured.xml")
 	s, out, errOut := testStreams("", false, nil)
-	if code := run(t, s, "mallocinfo", "--pid", strconv.Itoa(proc.PID()), "-o", "json"); code != 0 {
+	if code := run(t, s, "mallocinfo", "--pid", strconv.Itoa(proc.PID()), "--save", saved, "-o", "json"); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	// What was kept is the document itself: reading it back gives the
+	// same verdict.
+	s2, out2, errOut2 := testStreams("", false, nil)
+	if code := run(t, s2, "mallocinfo", saved, "--cores", "2", "-o", "json"); code != 0 || !strings.Contains(out2.String(), `"arena-retention"`) {
+		t.Errorf("the saved capture: exit %d, %s\n%s", code, errOut2, out2)
 	}
 	var doc struct {
 		Findings []struct {

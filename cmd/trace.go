@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/internal/atomicfile"
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
@@ -217,7 +217,7 @@ func runTrace(o *TraceOptions) error {
 	v.Groups = syscalltrace.Groups(v.Outstanding, v.GroupBy, v.Resident)
 	v.Findings = syscalltrace.Findings(v.Outstanding, v.Groups, &replay.Stats, v.Source, v.Resident != nil)
 	if o.PprofPath != "" {
-		if err := writeAtomically(o.PprofPath, func(w io.Writer) error {
+		if err := atomicfile.Write(o.PprofPath, 0o644, func(w io.Writer) error {
 			return syscalltrace.WriteProfile(w, v.Outstanding, v.Resident)
 		}); err != nil {
 			return fmt.Errorf("writing %s: %w", o.PprofPath, err)
@@ -240,22 +240,4 @@ func joinSmaps(o *TraceOptions) ([]pmap.Mapping, error) {
 		return p.Mappings, nil
 	}
 	return readSmapsFile(o.SmapsPath, o.Streams.In)
-}
-
-// writeAtomically writes path through a temporary file in the same
-// directory and renames it into place: a failure never leaves half a file.
-func writeAtomically(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -8,11 +8,11 @@ import (
 	"math/bits"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/internal/atomicfile"
 	"github.com/memdiag/memdiag/internal/input"
 )
 
@@ -71,28 +71,7 @@ func (s *Snapshot) Write(w io.Writer) error {
 // WriteFile writes the snapshot atomically: a temporary file in the same
 // directory, synced, then renamed over path. A failure leaves path as it was.
 func (s *Snapshot) WriteFile(path string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := s.Write(tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	// CreateTemp makes the file private; a snapshot is an ordinary file.
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, 0o644, s.Write)
 }
 
 // MaxSnapshotBytes bounds a snapshot file. A snapshot holds summaries —

@@ -62,8 +62,18 @@ func (c Capturer) procRoot() string {
 	return c.ProcRoot
 }
 
-// Capture returns the malloc_info document of process pid.
+// Capture returns the malloc_info document of process pid, parsed.
 func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
+	doc, err := c.CaptureDocument(ctx, pid)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(bytes.NewReader(doc), fmt.Sprintf("malloc_info of process %d", pid))
+}
+
+// CaptureDocument returns the malloc_info document of process pid as the
+// process wrote it, at most MaxCapture bytes: what a user keeps (--save).
+func (c Capturer) CaptureDocument(ctx context.Context, pid int) ([]byte, error) {
 	proc := filepath.Join(c.procRoot(), strconv.Itoa(pid))
 	if err := checkNotGo(proc, pid); err != nil {
 		return nil, err
@@ -115,7 +125,7 @@ func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 	if err := gdbFailure(pid, res, runErr); err != nil {
 		return nil, err
 	}
-	return Parse(bytes.NewReader(res.doc), fmt.Sprintf("malloc_info of process %d", pid))
+	return res.doc, nil
 }
 
 // gdbFailure reads what gdb said and did, and returns why the capture
