@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -116,25 +118,27 @@ shows a fork or exec; --per-process gives every task its own.`,
 }
 
 func parseTraceTime(s string) (float64, bool) {
-	if strings.Count(s, ":") == 2 || strings.Contains(s, ".") {
+	if strings.Contains(s, ":") {
 		return parseClock(s)
 	}
-	var v float64
-	_, err := fmt.Sscanf(s, "%g", &v)
-	return v, err == nil
+	v, err := strconv.ParseFloat(s, 64)
+	return v, err == nil && v >= 0 && !math.IsInf(v, 0) && !math.IsNaN(v)
 }
 
+// parseClock reads HH:MM:SS[.frac] as strace -t/-tt prints it: a time of
+// day, so 99:99 or 12:75:00 is a typo, not a time.
 func parseClock(s string) (float64, bool) {
-	var h, m int
-	var sec float64
-	if strings.Count(s, ":") == 2 {
-		if _, err := fmt.Sscanf(s, "%d:%d:%g", &h, &m, &sec); err != nil {
-			return 0, false
-		}
-		return float64(h*3600+m*60) + sec, true
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return 0, false
 	}
-	_, err := fmt.Sscanf(s, "%g", &sec)
-	return sec, err == nil
+	h, err1 := strconv.Atoi(parts[0])
+	m, err2 := strconv.Atoi(parts[1])
+	sec, err3 := strconv.ParseFloat(parts[2], 64)
+	if err1 != nil || err2 != nil || err3 != nil || h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec >= 60 {
+		return 0, false
+	}
+	return float64(h*3600+m*60) + sec, true
 }
 
 func runTrace(o *TraceOptions) error {

@@ -35,6 +35,9 @@ func TestTraceFlags(t *testing.T) {
 		{args: []string{"trace", "x", "--format", "ltrace"}, wantErr: `--format "ltrace"`},
 		{args: []string{"trace", "x", "--group-by", "color"}, wantErr: `--group-by "color"`},
 		{args: []string{"trace", "x", "--at", "yesterday"}, wantErr: `--at "yesterday"`},
+		{args: []string{"trace", "x", "--at", "99:99"}, wantErr: `--at "99:99"`},
+		{args: []string{"trace", "x", "--at", "12:75:00"}, wantErr: `--at "12:75:00"`},
+		{args: []string{"trace", "x", "--at", "5s"}, wantErr: `--at "5s"`},
 		{args: []string{"trace", "x", "--pid", "1", "--smaps", "f"}, wantErr: "give one"},
 	}
 	for _, tt := range tests {

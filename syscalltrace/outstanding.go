@@ -323,7 +323,12 @@ func Findings(ms []*Mapping, groups []Group, st *Stats, source string, weighed b
 			ev = append(ev, fmt.Sprintf("%d %s, %d B: %s", g.Count, plural(g.Count, "mapping", "mappings"), g.Bytes, g.Key))
 		}
 	}
-	advice := []string{"Open the stacks: memdiag trace FILE --pprof leaks.pb.gz, then go tool pprof -sample_index=outstanding -top leaks.pb.gz (or -http=:)."}
+	var advice []string
+	if HasStacks(ms) {
+		advice = append(advice, "Open the stacks: memdiag trace FILE --pprof leaks.pb.gz, then go tool pprof -sample_index=outstanding -top leaks.pb.gz (or -http=:).")
+	} else {
+		advice = append(advice, "Name the code: capture the trace with stacks (strace -f -k -e trace=memory, perf trace --call-graph dwarf, or the bpftrace script in docs/) and replay it again.")
+	}
 	if !weighed {
 		advice = append(advice, "Weigh by what is resident now: add --pid PID (or --smaps FILE) to join the outstanding set with smaps.")
 	}
