@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -495,5 +496,42 @@ func TestExplainJNILibraryCache(t *testing.T) {
 	}
 	if len(e.Findings) == 0 || e.Findings[0].ID != "arena-retention" {
 		t.Errorf("findings %+v, want arena-retention first", e.Findings)
+	}
+}
+
+// TestExplainTraceOfAJVM: a JVM traced from launch (strace -f -k). Its own
+// mappings — the heap it commits, metaspace, code cache, made from
+// libjvm.so — are accounted for by its heap range and NMT, so they are
+// not leaked mappings: jvm-heap and jvm-non-heap keep their bytes.
+func TestExplainTraceOfAJVM(t *testing.T) {
+	straceBin, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skipf("strace not found (%v)", err)
+	}
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Skipf("java not found (%v)", err)
+	}
+	classes := testprog.BuildJava(t, "ZipLeak")
+	trace := filepath.Join(t.TempDir(), "jvm.strace")
+	p := testprog.Start(t, straceBin, "-f", "-k", "-qq", "-e", "trace=memory", "-o", trace,
+		java, "-Xms128m", "-Xmx128m", "-XX:+AlwaysPreTouch", "-XX:NativeMemoryTracking=summary", "-cp", classes, "ZipLeak", "0", "0")
+	// The JVM is strace's child: find it by its parent.
+	var jvm int
+	for deadline := time.Now().Add(10 * time.Second); jvm == 0 && time.Now().Before(deadline); {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.PID(), p.PID()))
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			jvm, _ = strconv.Atoi(f[0])
+		}
+	}
+	if jvm == 0 {
+		t.Fatal("no JVM under strace")
+	}
+	e := runExplainJSON(t, "--pid", strconv.Itoa(jvm), "--trace", trace)
+	if leaked := e.bytes("leaked-mappings"); leaked > 8<<20 {
+		t.Errorf("leaked-mappings %.0f B: the JVM's own mappings counted as leaked", leaked)
+	}
+	if heap, nonHeap := e.bytes("jvm-heap"), e.bytes("jvm-non-heap"); heap < 0.9*(128<<20) || nonHeap == 0 {
+		t.Errorf("jvm-heap %.0f B (pre-touched 128 MiB), jvm-non-heap %.0f B", heap, nonHeap)
 	}
 }

@@ -267,12 +267,37 @@ func gatherTrace(o *GatherOptions, in *explain.Inputs, ms []pmap.Mapping) error 
 	if err := replay.ApplyAll(src); err != nil {
 		return err
 	}
-	out := replay.Outstanding()
-	resident := syscalltrace.JoinSmaps(out, ms)
+	out := leakCandidates(replay.Outstanding(), in.JVM != nil)
+	// Only plain anonymous memory can be a leak: what smaps classes as a
+	// glibc arena, a thread stack or the JVM's heap and native memory is
+	// claimed by the categories that account for it.
+	var plain []pmap.Mapping
+	for _, m := range ms {
+		if m.Class == pmap.ClassAnon {
+			plain = append(plain, m)
+		}
+	}
+	resident := syscalltrace.JoinSmaps(out, plain)
 	groups := syscalltrace.Groups(out, syscalltrace.GroupAuto, resident)
 	source := strings.Join(o.TraceFiles, " ")
 	in.FromTrace(source, out, resident, groups, syscalltrace.Findings(out, groups, &replay.Stats, source, true))
 	return nil
+}
+
+// leakCandidates drops, in a JVM, the mappings the JVM made itself (a
+// libjvm.so frame on their stack: its heap, metaspace and code cache
+// reservations and commits), which its heap range and NMT account for.
+func leakCandidates(out []*syscalltrace.Mapping, jvm bool) []*syscalltrace.Mapping {
+	if !jvm {
+		return out
+	}
+	kept := out[:0:0]
+	for _, m := range out {
+		if !m.MadeBy("libjvm.so") {
+			kept = append(kept, m)
+		}
+	}
+	return kept
 }
 
 func readWith[T any](path string, parse func(io.Reader, string) (T, error)) (T, error) {

@@ -281,7 +281,7 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 		}
 		top := ""
 		if len(t.Groups) > 0 {
-			top = fmt.Sprintf("; the largest group: %d mappings from %s", t.Groups[0].Count, t.Groups[0].Key)
+			top = fmt.Sprintf("; the leading group: %d from %s", t.Groups[0].Count, t.Groups[0].Key)
 		}
 		fs = append(fs, finding.Finding{ID: "leaked-mappings", Severity: sev, Bytes: res,
 			Summary:  fmt.Sprintf("%s resident in %d mappings made during the trace and never unmapped (%s mapped)%s", humanize.Bytes(res), t.Count, humanize.Bytes(t.AnonBytes), top),

@@ -297,7 +297,11 @@ func (in *Inputs) FromTrace(source string, out []*syscalltrace.Mapping, resident
 		if i == 10 {
 			break
 		}
-		e.Groups = append(e.Groups, LeakGroup{g.Key, g.Count, g.Bytes, g.ResidentBytes})
+		label := g.Key
+		if len(g.Frames) > 0 {
+			label = syscalltrace.StackLabel(g.Frames) // the whole stack is in --pprof
+		}
+		e.Groups = append(e.Groups, LeakGroup{label, g.Count, g.Bytes, g.ResidentBytes})
 	}
 	in.Trace = e
 }

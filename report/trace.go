@@ -109,7 +109,7 @@ func traceTables(v *TraceView, s Style) []*Table {
 	for _, g := range shown {
 		key := g.Key
 		if v.GroupBy == syscalltrace.GroupStack && len(g.Frames) > 0 {
-			key = stackLabel(g.Frames)
+			key = syscalltrace.StackLabel(g.Frames)
 		}
 		row := []string{strconv.Itoa(g.Count), Bytes(g.Bytes)}
 		if v.Resident != nil {
@@ -121,28 +121,6 @@ func traceTables(v *TraceView, s Style) []*Table {
 		groups.Notes = append(groups.Notes, fmt.Sprintf("showing %d of %d groups; -o json lists all", len(shown), len(v.Groups)))
 	}
 	return []*Table{summary, groups}
-}
-
-// stackLabel names a stack by the code that asked for the mapping, with
-// the path that led there.
-func stackLabel(frames []syscalltrace.Frame) string {
-	culprit, _ := syscalltrace.Culprit(frames)
-	var callers []string
-	seen := false
-	for _, f := range frames {
-		if f == culprit {
-			seen = true
-			continue
-		}
-		if seen && f.Func != "" && len(callers) < 3 {
-			callers = append(callers, f.Func)
-		}
-	}
-	label := culprit.String()
-	if len(callers) > 0 {
-		label += " ← " + strings.Join(callers, " ← ")
-	}
-	return label
 }
 
 func sparkline(ps []syscalltrace.Point) string {

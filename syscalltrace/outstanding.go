@@ -40,6 +40,17 @@ type Group struct {
 	Mappings          []*Mapping
 }
 
+// MadeBy reports whether a frame of the stack that made m lies in a module
+// whose file name is module ("libjvm.so").
+func (m *Mapping) MadeBy(module string) bool {
+	for _, f := range m.Frames {
+		if strings.HasSuffix(f.Module, "/"+module) || f.Module == module {
+			return true
+		}
+	}
+	return false
+}
+
 // HasStacks reports whether any mapping carries a call stack.
 func HasStacks(ms []*Mapping) bool {
 	for _, m := range ms {
@@ -146,6 +157,28 @@ func Culprit(frames []Frame) (Frame, bool) {
 		return frames[0], true
 	}
 	return Frame{}, false
+}
+
+// StackLabel names a stack by the code that asked for the mapping (its
+// Culprit), then up to three of its callers.
+func StackLabel(frames []Frame) string {
+	culprit, _ := Culprit(frames)
+	var callers []string
+	seen := false
+	for _, f := range frames {
+		if f == culprit {
+			seen = true
+			continue
+		}
+		if seen && f.Func != "" && len(callers) < 3 {
+			callers = append(callers, f.Func)
+		}
+	}
+	label := culprit.String()
+	if len(callers) > 0 {
+		label += " ← " + strings.Join(callers, " ← ")
+	}
+	return label
 }
 
 func groupKey(m *Mapping, by GroupBy) string {
