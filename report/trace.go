@@ -101,7 +101,7 @@ func traceTables(v *TraceView, s Style) []*Table {
 	if v.Resident != nil {
 		groups.Columns = append(groups.Columns, Column{Header: "RESIDENT", Align: Right})
 	}
-	groups.Columns = append(groups.Columns, Column{Header: strings.ToUpper(string(v.GroupBy))})
+	groups.Columns = append(groups.Columns, Column{Header: "KIND"}, Column{Header: strings.ToUpper(string(v.GroupBy))})
 	shown := v.Groups
 	if v.GroupLimit > 0 && len(shown) > v.GroupLimit {
 		shown = shown[:v.GroupLimit]
@@ -115,7 +115,11 @@ func traceTables(v *TraceView, s Style) []*Table {
 		if v.Resident != nil {
 			row = append(row, Bytes(g.ResidentBytes))
 		}
-		groups.AddRow(append(row, key)...)
+		kind := g.Kind
+		if kind == "" {
+			kind = "-"
+		}
+		groups.AddRow(append(row, kind, key)...)
 	}
 	if len(shown) < len(v.Groups) {
 		groups.Notes = append(groups.Notes, fmt.Sprintf("showing %d of %d groups; -o json lists all", len(shown), len(v.Groups)))
@@ -193,6 +197,7 @@ type frameJSON struct {
 
 type groupJSON struct {
 	Key           string      `json:"key"`
+	Kind          string      `json:"kind,omitempty"`
 	Count         int         `json:"count"`
 	Bytes         uint64      `json:"bytes"`
 	ResidentBytes *uint64     `json:"resident_bytes,omitempty"`
@@ -260,7 +265,7 @@ func traceDocument(v *TraceView) *traceDoc {
 		d.PeakTime = &t
 	}
 	for _, g := range v.Groups {
-		gj := groupJSON{Key: g.Key, Count: g.Count, Bytes: g.Bytes, Frames: framesJSON(g.Frames)}
+		gj := groupJSON{Key: g.Key, Kind: g.Kind, Count: g.Count, Bytes: g.Bytes, Frames: framesJSON(g.Frames)}
 		if v.Resident != nil {
 			r := g.ResidentBytes
 			gj.ResidentBytes = &r

@@ -36,8 +36,10 @@ type Group struct {
 	// writable: memory it can fill, unlike a PROT_NONE reservation (glibc's
 	// 64 MiB arena heaps, a JVM's heap and code cache before commit).
 	WritableAnonBytes uint64
-	Frames            []Frame
-	Mappings          []*Mapping
+	// Kind is its first mapping's Kind: "" for what may be a leak.
+	Kind     string
+	Frames   []Frame
+	Mappings []*Mapping
 }
 
 // MadeBy reports whether a frame of the stack that made m lies in a module
@@ -49,6 +51,34 @@ func (m *Mapping) MadeBy(module string) bool {
 		}
 	}
 	return false
+}
+
+// Kinds of outstanding mappings that are not leaks, whatever their size.
+const (
+	KindArenaHeap   = "arena-heap"   // a glibc arena's 64 MiB heap reservation
+	KindThreadStack = "thread-stack" // a thread's stack, made by pthread_create
+	KindJVM         = "jvm"          // the JVM's own: heap, metaspace, code cache
+)
+
+// Kind says what m is when its maker or its shape tell: KindJVM (made from
+// libjvm.so), KindThreadStack (pthread_create, MAP_STACK), KindArenaHeap
+// (PROT_NONE, MAP_NORESERVE, a multiple of glibc's 64 MiB HEAP_MAX_SIZE),
+// or "" for memory that may be a leak.
+func (m *Mapping) Kind() string {
+	switch {
+	case m.MadeBy("libjvm.so"):
+		return KindJVM
+	case strings.Contains(m.FlagsText, "STACK"):
+		return KindThreadStack
+	case m.Prot == "NONE" && strings.Contains(m.FlagsText, "NORESERVE") && m.Len() > 0 && m.Len()%(64<<20) == 0:
+		return KindArenaHeap
+	}
+	for _, f := range m.Frames {
+		if strings.HasPrefix(f.Func, "pthread_create") {
+			return KindThreadStack
+		}
+	}
+	return ""
 }
 
 // HasStacks reports whether any mapping carries a call stack.
@@ -84,7 +114,7 @@ func Groups(ms []*Mapping, by GroupBy, resident map[*Mapping]uint64) []Group {
 		if !ok {
 			i = len(gs)
 			index[key] = i
-			g := Group{Key: key}
+			g := Group{Key: key, Kind: m.Kind()}
 			if by == GroupStack || by == GroupLeaf {
 				g.Frames = m.Frames
 				if by == GroupLeaf && len(g.Frames) > 1 {
@@ -331,7 +361,15 @@ func Findings(ms []*Mapping, groups []Group, st *Stats, source string, weighed b
 	if n == 0 || len(groups) == 0 {
 		return nil
 	}
+	// The lead is the first group that may be a leak: arena heaps, thread
+	// stacks and the JVM's own mappings are what they are.
 	top := groups[0]
+	for _, g := range groups {
+		if g.Kind == "" {
+			top = g
+			break
+		}
+	}
 	who := "came from " + top.Key
 	if len(top.Frames) > 0 {
 		if f, ok := Culprit(top.Frames); ok {

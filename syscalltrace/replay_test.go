@@ -280,3 +280,36 @@ func TestReplayUntilStopsReading(t *testing.T) {
 		}
 	}
 }
+
+// TestKindsDoNotLead: six 64 MiB arena heap reservations (2.4 MiB of them
+// resident) beside forty 1 MiB leaked buffers (40 MiB resident). The
+// arenas are named as what they are, and the lead — group and finding —
+// is the leaking function, with or without resident bytes.
+func TestKindsDoNotLead(t *testing.T) {
+	libc := "/usr/lib/x86_64-linux-gnu/libc.so.6"
+	arenaStack := []Frame{{Func: "__mmap", Module: libc}, {Func: "timer_settime", Module: libc}, {Func: "__default_morecore", Module: libc}, {Func: "malloc", Module: libc}, {Func: "worker", Module: "/opt/app"}}
+	leakStack := []Frame{{Func: "__mmap", Module: libc}, {Func: "leak_buffer", Module: "/opt/app"}, {Func: "main", Module: "/opt/app"}}
+	var ms []*Mapping
+	resident := map[*Mapping]uint64{}
+	for i := 0; i < 6; i++ {
+		m := &Mapping{Start: uint64(i+1) << 30, End: uint64(i+1)<<30 + 64<<20, Prot: "NONE", FlagsText: "PRIVATE|ANONYMOUS|NORESERVE", Anonymous: true, Frames: arenaStack}
+		ms, resident[m] = append(ms, m), 400<<10
+	}
+	for i := 0; i < 40; i++ {
+		m := &Mapping{Start: 0x7f0000000000 + uint64(i)<<21, End: 0x7f0000000000 + uint64(i)<<21 + 1<<20, Prot: "READ|WRITE", FlagsText: "PRIVATE|ANONYMOUS", Anonymous: true, Frames: leakStack}
+		ms, resident[m] = append(ms, m), 1<<20
+	}
+	for _, res := range []map[*Mapping]uint64{resident, nil} {
+		gs := Groups(ms, GroupStack, res)
+		if gs[0].Kind != "" || !strings.Contains(StackLabel(gs[0].Frames), "leak_buffer") {
+			t.Errorf("resident %v: lead group %q (%s)", res != nil, StackLabel(gs[0].Frames), gs[0].Kind)
+		}
+		if gs[1].Kind != KindArenaHeap || !strings.HasPrefix(StackLabel(gs[1].Frames), "worker") {
+			t.Errorf("resident %v: arena group kind %q, label %q (libc's frames should be skipped)", res != nil, gs[1].Kind, StackLabel(gs[1].Frames))
+		}
+		fs := Findings(ms, gs, &Stats{MappedBytes: 6 * 64 << 20}, "t", res != nil)
+		if len(fs) != 1 || !strings.Contains(fs[0].Summary, "leak_buffer") || !strings.Contains(fs[0].Summary, "40 mappings") {
+			t.Errorf("resident %v: finding %+v", res != nil, fs)
+		}
+	}
+}
