@@ -195,6 +195,9 @@ func runTrace(o *TraceOptions) error {
 		return err
 	}
 	v := &report.TraceView{Source: strings.Join(o.Paths, " "), Format: string(inputs[0].Format), Replay: replay, GroupLimit: o.Top}
+	if replay.Stats.Events == 0 && replay.HasStoppedAt {
+		return fmt.Errorf("%s: no memory system call at or before --at %g s; the first is at %g s as the trace prints time (seconds since midnight for HH:MM:SS stamps)", v.Source, o.At, replay.StoppedAt)
+	}
 	if replay.Stats.Events == 0 {
 		return fmt.Errorf("%s: no memory system calls in the trace (was it captured with -e trace=memory, or perf trace -e mmap,munmap…?)", v.Source)
 	}

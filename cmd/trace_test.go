@@ -136,3 +136,16 @@ func TestTraceBadInput(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestTraceAtBeforeFirstCall: --at 5 on a trace stamped HH:MM:SS cuts
+// before the first call; the error says where the calls start, not that
+// the trace has none.
+func TestTraceAtBeforeFirstCall(t *testing.T) {
+	s, _, errOut := testStreams("", false, nil)
+	if code := run(t, s, "trace", "../fixtures/traces/leaker-f-tt-T.strace", "--at", "5"); code != ExitError {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if msg := errOut.String(); !strings.Contains(msg, "no memory system call at or before --at 5 s; the first is at") || strings.Contains(msg, "was it captured") {
+		t.Errorf("message %q", msg)
+	}
+}

@@ -108,6 +108,10 @@ type Replay struct {
 	// Until stops applying events after this time (--at); 0: no limit.
 	Until    float64
 	HasUntil bool
+	// StoppedAt is the time of the first event past Until, which ended
+	// the replay.
+	StoppedAt    float64
+	HasStoppedAt bool
 
 	spaces   map[int]*space
 	taskOf   map[int]int // task → space id
@@ -191,6 +195,7 @@ func (r *Replay) Apply(e *Event) {
 	}
 	if r.HasUntil && e.HasTime && e.Time > r.Until {
 		r.stopped = true
+		r.StoppedAt, r.HasStoppedAt = e.Time, true
 		return
 	}
 	r.Stats.Events++
