@@ -381,16 +381,7 @@ func readIdentity(proc string) (identity, error) {
 	if err != nil {
 		return id, err
 	}
-	id.comm = ids.Name
-	status, err := os.ReadFile(filepath.Join(proc, "status"))
-	if err != nil {
-		return id, err
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if strings.HasPrefix(line, "Uid:") {
-			id.uids = strings.Join(strings.Fields(line)[1:], " ")
-		}
-	}
+	id.comm, id.uids = ids.Name, ids.UIDs
 	var st syscall.Stat_t
 	if err := syscall.Stat(proc, &st); err != nil {
 		return id, err

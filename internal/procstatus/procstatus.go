@@ -22,6 +22,9 @@ type IDs struct {
 	// caller that checks ownership against them then matches nothing
 	// rather than root.
 	UID, GID int
+	// UIDs are the real, effective, saved and filesystem uids as the
+	// line prints them: an exec of a setuid program changes them.
+	UIDs string
 	// Groups are the supplementary groups.
 	Groups []int
 	// NSPID is the pid in the innermost pid namespace (the last NSpid
@@ -81,6 +84,8 @@ func parse(text, path string, pid int) (IDs, error) {
 				ids.Groups = append(ids.Groups, n)
 			}
 			continue
+		case "Uid":
+			ids.UIDs = strings.Join(f, " ")
 		case "SigCgt":
 			if len(f) == 0 {
 				continue

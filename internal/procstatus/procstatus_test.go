@@ -28,8 +28,8 @@ func TestReadFiles(t *testing.T) {
 		err          string
 	}{
 		{"container", "Name:\tjava\nUid:\t1000\t1000\t1000\t1000\nGid:\t50\t50\t50\t50\nGroups:\t50 60 \nTracerPid:\t17\nNSpid:\t4242\t7\nSigCgt:\t0000000181005ccf\n",
-			IDs{Name: "java", UID: 1000, GID: 50, Groups: []int{50, 60}, NSPID: 7, TracerPID: 17, SigCgt: 0x181005ccf}, ""},
-		{"old kernel", "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\n", IDs{UID: 0, GID: 0, Groups: []int{}, NSPID: 99}, ""},
+			IDs{Name: "java", UID: 1000, UIDs: "1000 1000 1000 1000", GID: 50, Groups: []int{50, 60}, NSPID: 7, TracerPID: 17, SigCgt: 0x181005ccf}, ""},
+		{"old kernel", "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\n", IDs{UID: 0, UIDs: "0 0 0 0", GID: 0, Groups: []int{}, NSPID: 99}, ""},
 		{"no ids", "Name:\tx\n", IDs{Name: "x", UID: -1, GID: -1, NSPID: 99}, ""},
 		{"garbage", "Uid:\troot\n", IDs{}, "status:1: Uid: wants a number"},
 		{"bad mask", "SigCgt:\tzz\n", IDs{}, "status:1: SigCgt: wants a number"},
