@@ -150,33 +150,54 @@ func (a Attacher) connect(ctx context.Context, t jvmTarget, timeout time.Duratio
 	if err != nil {
 		return nil, procError(t.pid, "reaching its files", err)
 	}
-	defer root.Close()
 	// The working directory is tried first, as the JVM does; a JVM whose
 	// cwd is gone still reads its /tmp.
 	cwd, _ := targetfs.OpenCwd(t.proc)
-	if cwd != nil {
-		defer cwd.Close()
+	release := func() {
+		root.Close()
+		if cwd != nil {
+			cwd.Close()
+		}
 	}
 	sockName := ".java_pid" + strconv.Itoa(t.ids.NSPID)
 	var conn net.Conn
-	err = targetfs.AsUser(t.cred(), func() error {
-		tmp, err := targetfs.OpenIn(root, "tmp", unix.O_PATH|unix.O_DIRECTORY)
-		if err != nil {
-			return fmt.Errorf("process %d: %w: its /tmp: %v", t.pid, ErrAttach, err)
+	err = targetfs.AsUserContext(ctx, t.cred(), func() error {
+		err := a.connectAsUser(ctx, t, root, cwd, sockName, timeout, &conn)
+		if err == nil && ctx.Err() != nil {
+			// Connected after the caller stopped waiting: nobody will
+			// use it.
+			conn.Close()
+			return ctx.Err()
 		}
-		defer tmp.Close()
-		if conn, err = dialListener(ctx, tmp, sockName, t); !errors.Is(err, errNoListener) {
-			return err
-		}
-		if err := t.attachable(root); err != nil {
-			return err
-		}
-		return a.startListener(ctx, t, cwd, tmp, timeout, func() error {
-			conn, err = dialListener(ctx, tmp, sockName, t)
-			return err
-		})
+		return err
+	}, release)
+	if errors.Is(err, targetfs.ErrNoAnswer) {
+		return nil, fmt.Errorf("process %d: %w: %v", t.pid, ErrAttach, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
+
+// connectAsUser is connect's work in the JVM user's credentials; it sets
+// *conn.
+func (a Attacher) connectAsUser(ctx context.Context, t jvmTarget, root, cwd *os.File, sockName string, timeout time.Duration, conn *net.Conn) error {
+	tmp, err := targetfs.OpenIn(root, "tmp", unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("process %d: %w: its /tmp: %v", t.pid, ErrAttach, err)
+	}
+	defer tmp.Close()
+	if *conn, err = dialListener(ctx, tmp, sockName, t); !errors.Is(err, errNoListener) {
+		return err
+	}
+	if err := t.attachable(root); err != nil {
+		return err
+	}
+	return a.startListener(ctx, t, cwd, tmp, timeout, func() error {
+		*conn, err = dialListener(ctx, tmp, sockName, t)
+		return err
 	})
-	return conn, err
 }
 
 // dialListener connects to the socket name in tmp, if it is a socket owned

@@ -97,11 +97,10 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 	var counters map[string]PerfCounter
 	var path string
 	// Read as the JVM's user: what it cannot read is not its own.
-	err = targetfs.AsUser(t.cred(), func() (err error) {
+	err = targetfs.AsUserContext(ctx, t.cred(), func() (err error) {
 		counters, path, err = readHsperfOf(root, t.ids)
 		return err
-	})
-	root.Close()
+	}, func() { root.Close() })
 	if err != nil {
 		m.Notes = append(m.Notes, "hsperfdata: "+err.Error())
 	} else {

@@ -15,6 +15,7 @@
 package targetfs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,8 @@ var (
 	ErrTooLarge = errors.New("larger than the limit")
 	// ErrUntrusted means a file is not of the kind or owner required.
 	ErrUntrusted = errors.New("refused")
+	// ErrNoAnswer means AsUserContext stopped waiting.
+	ErrNoAnswer = errors.New("no answer from the process's filesystem in time")
 )
 
 // OpenRoot opens procDir/root ("/proc/1234/root") as a path-only
@@ -239,6 +242,28 @@ func AsUser(c Cred, fn func() error) error {
 		done <- fn()
 	}()
 	return <-done
+}
+
+// AsUserContext is AsUser that stops waiting when ctx ends: a step in
+// the process's filesystem can block without end (a FUSE mount its user
+// serves, say). fn then finishes alone on its thread, so what it uses must
+// outlive the wait: release, when not nil, frees it once fn has returned
+// (or could not run), whether or not anyone still waits.
+func AsUserContext(ctx context.Context, c Cred, fn func() error, release func()) error {
+	done := make(chan error, 1)
+	go func() {
+		err := AsUser(c, fn)
+		if release != nil {
+			release()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w (a FUSE mount its user serves?): %w", ErrNoAnswer, ctx.Err())
+	}
 }
 
 // becomeThread gives the calling thread c's effective credentials. The

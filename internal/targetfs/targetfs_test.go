@@ -266,3 +266,30 @@ func TestAsUserThreadUntouchable(t *testing.T) {
 		}
 	}
 }
+
+// TestAsUserContextStopsWaiting: a step that blocks (a FUSE mount the
+// process's user serves) costs the caller its deadline, not forever; what
+// the step uses is released only when it has returned.
+func TestAsUserContextStopsWaiting(t *testing.T) {
+	me := targetfs.Cred{UID: os.Geteuid(), GID: os.Getegid()}
+	unblock := make(chan struct{})
+	released := make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := targetfs.AsUserContext(ctx, me, func() error { <-unblock; return nil }, func() { close(released) })
+	if !errors.Is(err, targetfs.ErrNoAnswer) || time.Since(start) > 2*time.Second {
+		t.Fatalf("got %v after %v", err, time.Since(start))
+	}
+	select {
+	case <-released:
+		t.Fatal("released while the step still ran")
+	default:
+	}
+	close(unblock)
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("never released after the step returned")
+	}
+}
