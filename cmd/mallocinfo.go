@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,6 +19,9 @@ import (
 	"github.com/memdiag/memdiag/report"
 )
 
+// mallocInfoMemoryLimit is the soft memory limit of `memdiag mallocinfo`.
+const mallocInfoMemoryLimit = 40 << 20
+
 // MallocInfoOptions is `memdiag mallocinfo` after flag parsing.
 type MallocInfoOptions struct {
 	Streams  *Streams
@@ -29,7 +33,9 @@ type MallocInfoOptions struct {
 	Color      bool
 	Thresholds mallocinfo.Thresholds
 	AllArenas  bool
-	Timeout    time.Duration
+	// AllSteps lists every snapshot of a series, not a summary.
+	AllSteps bool
+	Timeout  time.Duration
 	// Save, with PID, keeps the captured document as the process wrote it.
 	Save string
 }
@@ -107,33 +113,41 @@ permission (same uid and kernel.yama.ptrace_scope ≤ 1, or CAP_SYS_PTRACE).`,
 	f.IntVar(&o.Thresholds.Cores, "cores", defaults.Cores, "cores of the process's host (glibc allows 8 arenas per core); default: this host's for --pid, unknown for a file")
 	f.IntVar(&o.Thresholds.ArenaMax, "arena-max", 0, "MALLOC_ARENA_MAX of the process, when set")
 	f.BoolVar(&o.AllArenas, "all-arenas", false, "list every arena (default: the 20 retaining most)")
+	f.BoolVar(&o.AllSteps, "all", false, "over time: list every snapshot of a log (default: a summary of the telling ones when there are more than 20)")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "with --pid: interrupt the capture after this long")
 	f.StringVar(&o.Save, "save", "", "with --pid: also write the captured malloc_info XML to this file, as the process wrote it")
 	return c
 }
 
 func runMallocInfo(o *MallocInfoOptions) error {
-	v := &report.MallocInfoView{ArenaLimit: 20}
+	// What is live is a few documents and the series, however long the
+	// log; garbage is every document decoded. A soft limit keeps the
+	// garbage from growing the heap past it (GOGC=400 otherwise lets it
+	// reach five times what is live). GOMEMLIMIT, when set, is the user's.
+	if o.Streams.Getenv == nil || o.Streams.Getenv("GOMEMLIMIT") == "" {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(mallocInfoMemoryLimit))
+	}
+	v := &report.MallocInfoView{ArenaLimit: 20, AllSteps: o.AllSteps}
 	if o.AllArenas {
 		v.ArenaLimit = 0
-	}
-	series := mallocinfo.NewSeries()
-	add := func(info *mallocinfo.Info) error {
-		s := mallocinfo.Analyze(info)
-		// Only the last snapshot keeps its histogram: memory stays one
-		// document plus the series, however long the log.
-		if n := len(v.Snapshots); n > 0 {
-			for i := range v.Snapshots[n-1].Arenas {
-				v.Snapshots[n-1].Arenas[i].Bins = nil
-			}
-		}
-		v.Snapshots = append(v.Snapshots, s)
-		series.Add(s)
-		return nil
 	}
 	if o.PID != 0 {
 		v.PID = o.PID
 		v.Source = fmt.Sprintf("malloc_info of process %d (via gdb)", o.PID)
+	} else {
+		v.Source = o.File
+	}
+	out := report.NewMallocInfoWriter(o.Streams.Out, o.Format, report.Style{Color: o.Color}, v.Source, v.PID)
+	series := mallocinfo.NewSeries()
+	// Each snapshot goes to the writer as it is read: memory holds one
+	// document and the series, however long the log.
+	add := func(s *mallocinfo.Snapshot) error {
+		v.Last = s
+		v.Snapshots++
+		series.Add(s)
+		return out.Add(s)
+	}
+	if o.PID != 0 {
 		ctx, stop := interruptible()
 		defer stop()
 		doc, err := mallocinfo.Capturer{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)}.CaptureDocument(ctx, o.PID)
@@ -151,11 +165,10 @@ func runMallocInfo(o *MallocInfoOptions) error {
 		if err != nil {
 			return err
 		}
-		if err := add(info); err != nil {
+		if err := add(mallocinfo.Analyze(info)); err != nil {
 			return err
 		}
 	} else {
-		v.Source = o.File
 		var r io.Reader = o.Streams.In
 		if o.File != "-" {
 			f, err := input.Open(o.File)
@@ -165,16 +178,15 @@ func runMallocInfo(o *MallocInfoOptions) error {
 			defer f.Close()
 			r = f
 		}
-		if err := mallocinfo.Scan(r, o.File, add); err != nil {
+		if err := mallocinfo.ScanSnapshots(r, o.File, add); err != nil {
 			return err
 		}
 	}
-	last := v.Snapshots[len(v.Snapshots)-1]
-	v.Findings = mallocinfo.Findings(last, o.Thresholds, v.Source)
-	if len(v.Snapshots) > 1 {
+	v.Findings = mallocinfo.Findings(v.Last, o.Thresholds, v.Source)
+	if v.Snapshots > 1 {
 		v.Series = series
 		v.Findings = append(v.Findings, series.Findings(o.Thresholds, v.Source)...)
 		finding.Sort(v.Findings)
 	}
-	return report.WriteMallocInfo(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	return out.Finish(v)
 }

@@ -2,7 +2,9 @@ package cmd
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -175,5 +177,82 @@ func TestMallocInfoFileCoresUnknown(t *testing.T) {
 	}
 	if text := out.String(); !strings.Contains(text, "65 arenas; whether that is glibc's limit") || strings.Contains(text, "cores):") {
 		t.Errorf("arena-count of a file without --cores:\n%s", text)
+	}
+}
+
+// TestMallocInfoLongSeries: a log of 200 documents is summarised by the
+// snapshots that tell (first, peak, last, those that brought arenas);
+// --all lists every one; JSON streams all 200, bins in the last only.
+func TestMallocInfoLongSeries(t *testing.T) {
+	rounds, err := os.ReadFile("../fixtures/mallocinfo/rounds.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	arenas, err := os.ReadFile("../fixtures/mallocinfo/arenas.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := strings.Repeat(string(rounds), 39) + "arenas dump\n" + string(arenas) + string(rounds)[:strings.Index(string(rounds), "</malloc>")+len("</malloc>\n")]
+	const docs = 39*5 + 2
+
+	s, out, errOut := testStreams(log, false, nil)
+	if code := run(t, s, "mallocinfo", "-"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	series := out.String()[strings.Index(out.String(), "over time"):]
+	series = series[:strings.Index(series, "\n\n")]
+	lines := strings.Split(series, "\n")
+	if !strings.HasPrefix(lines[0], "over time: ") || !strings.Contains(lines[0], fmt.Sprintf("of %d snapshots", docs)) || !strings.Contains(lines[0], "--all") {
+		t.Errorf("title %q", lines[0])
+	}
+	for _, why := range []string{"first ", "last ", "peak", "new arenas", "largest rise", "largest fall"} {
+		if !strings.Contains(series, "\n"+why) && !strings.Contains(series, ", "+strings.TrimSpace(why)) {
+			t.Errorf("no %q row in:\n%s", why, series)
+		}
+	}
+	if rows := len(lines) - 3; rows > 15 {
+		t.Errorf("summary of %d rows:\n%s", rows, series)
+	}
+	if !strings.Contains(series, fmt.Sprintf("#%d", 4)) {
+		t.Errorf("the peak (snapshot 4, 97 MiB) is not named:\n%s", series)
+	}
+
+	s, out, errOut = testStreams(log, false, nil)
+	if code := run(t, s, "mallocinfo", "-", "--all"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	all := out.String()[strings.Index(out.String(), "over time"):]
+	if n := strings.Count(strings.TrimSpace(all[:strings.Index(all, "\n\n")]), "\n") - 1; n != docs {
+		t.Errorf("--all lists %d rows, want %d", n, docs)
+	}
+
+	s, out, errOut = testStreams(log, false, nil)
+	if code := run(t, s, "mallocinfo", "-", "-o", "json"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var doc struct {
+		Snapshots []struct {
+			Line   int
+			Arenas []struct {
+				Bins []any `json:"bins"`
+			}
+		}
+		Series struct{ Steps []any }
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatalf("%v in %.300s", err, out)
+	}
+	if len(doc.Snapshots) != docs || len(doc.Series.Steps) != docs {
+		t.Fatalf("%d snapshots, %d steps; want %d", len(doc.Snapshots), len(doc.Series.Steps), docs)
+	}
+	for i, sn := range doc.Snapshots {
+		for _, a := range sn.Arenas {
+			if len(a.Bins) > 0 && i != docs-1 {
+				t.Errorf("snapshot %d (line %d) has bins: only the last keeps them", i+1, sn.Line)
+			}
+		}
+	}
+	if got := strings.Count(out.String(), "\n"); got < docs {
+		t.Errorf("%d lines: snapshots are written one per line", got)
 	}
 }

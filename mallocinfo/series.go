@@ -37,6 +37,7 @@ type ArenaHistory struct {
 	LastRetained    uint64
 	LastFreeShare   float64
 	PresentAtTheEnd bool
+	lastStep        int // the last step that listed it
 }
 
 // Series follows arenas across many snapshots (an application that logs
@@ -46,11 +47,12 @@ type Series struct {
 	Steps   []Step
 	history map[int]*ArenaHistory
 	prev    map[int]uint64 // arena → current of the previous step
+	cur     map[int]uint64 // this step's, reused
 }
 
 // NewSeries returns an empty series.
 func NewSeries() *Series {
-	return &Series{history: map[int]*ArenaHistory{}, prev: map[int]uint64{}}
+	return &Series{history: map[int]*ArenaHistory{}, prev: map[int]uint64{}, cur: map[int]uint64{}}
 }
 
 // Add appends a snapshot.
@@ -64,10 +66,8 @@ func (se *Series) Add(s *Snapshot) {
 	if idx > 0 {
 		st.DeltaBytes = int64(s.Totals.SystemCurrentBytes) - int64(se.Steps[idx-1].SystemCurrentBytes)
 	}
-	cur := make(map[int]uint64, len(s.Arenas))
-	for h := range se.history {
-		se.history[h].PresentAtTheEnd = false
-	}
+	cur := se.cur
+	clear(cur)
 	for i := range s.Arenas {
 		a := &s.Arenas[i]
 		cur[a.Nr] = a.SystemCurrentBytes
@@ -83,7 +83,7 @@ func (se *Series) Add(s *Snapshot) {
 		h.MaxBytes = max(h.MaxBytes, a.SystemCurrentBytes)
 		h.LastRetained = a.RetainedFreeBytes
 		h.LastFreeShare = a.FreeShare()
-		h.PresentAtTheEnd = true
+		h.lastStep = idx
 		if idx > 0 {
 			grew := int64(a.SystemCurrentBytes) - int64(se.prev[a.Nr])
 			if grew > 0 && grew > st.GrewMostBytes {
@@ -91,7 +91,7 @@ func (se *Series) Add(s *Snapshot) {
 			}
 		}
 	}
-	se.prev = cur
+	se.prev, se.cur = cur, se.prev
 	se.Steps = append(se.Steps, st)
 }
 
@@ -99,7 +99,9 @@ func (se *Series) Add(s *Snapshot) {
 func (se *Series) Arenas() []ArenaHistory {
 	out := make([]ArenaHistory, 0, len(se.history))
 	for _, h := range se.history {
-		out = append(out, *h)
+		a := *h
+		a.PresentAtTheEnd = a.lastStep == len(se.Steps)-1
+		out = append(out, a)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Nr < out[j].Nr })
 	return out

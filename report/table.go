@@ -31,9 +31,13 @@ type Column struct {
 // Table is a titled grid of cells, rendered as text or markdown. The last
 // row is styled as a total when HasTotal is set.
 type Table struct {
-	Title    string
-	Columns  []Column
-	Rows     [][]string
+	Title   string
+	Columns []Column
+	Rows    [][]string
+	// Row, when set, makes row i of RowCount on demand instead of Rows: a
+	// table of tens of thousands of rows is written without being held.
+	Row      func(i int) []string
+	RowCount int
 	HasTotal bool
 	// Notes follow the table: truncation, warnings.
 	Notes []string
@@ -41,6 +45,20 @@ type Table struct {
 
 // AddRow appends one row; cells beyond the columns are an error in the caller.
 func (t *Table) AddRow(cells ...string) { t.Rows = append(t.Rows, cells) }
+
+func (t *Table) numRows() int {
+	if t.Row != nil {
+		return t.RowCount
+	}
+	return len(t.Rows)
+}
+
+func (t *Table) row(i int) []string {
+	if t.Row != nil {
+		return t.Row(i)
+	}
+	return t.Rows[i]
+}
 
 // Style says how text output looks.
 type Style struct {
@@ -72,7 +90,8 @@ func (t *Table) writePlain(w io.Writer) error {
 	for i, c := range t.Columns {
 		widths[i] = utf8.RuneCountInString(c.Header)
 	}
-	for _, row := range t.Rows {
+	for r := range t.numRows() {
+		row := t.row(r)
 		for i := range t.Columns {
 			widths[i] = max(widths[i], lipgloss.Width(t.cells(row, i)))
 		}
@@ -100,7 +119,8 @@ func (t *Table) writePlain(w io.Writer) error {
 		bw.WriteString(Sanitize(t.Title) + "\n")
 	}
 	writeRow(func(i int) string { return t.Columns[i].Header })
-	for _, row := range t.Rows {
+	for r := range t.numRows() {
+		row := t.row(r)
 		writeRow(func(i int) string { return t.cells(row, i) })
 	}
 	for _, n := range t.Notes {
@@ -122,8 +142,9 @@ func (t *Table) writeStyled(w io.Writer) error {
 	for i, c := range t.Columns {
 		headers[i] = c.Header
 	}
-	rows := make([][]string, len(t.Rows))
-	for i, row := range t.Rows {
+	rows := make([][]string, t.numRows())
+	for i := range rows {
+		row := t.row(i)
 		rows[i] = make([]string, len(t.Columns))
 		for j := range t.Columns {
 			rows[i][j] = t.cells(row, j)
@@ -139,7 +160,7 @@ func (t *Table) writeStyled(w io.Writer) error {
 			switch {
 			case row == table.HeaderRow:
 				s = header
-			case t.HasTotal && row == len(t.Rows)-1:
+			case t.HasTotal && row == len(rows)-1:
 				s = total
 			default:
 				s = cell
@@ -181,11 +202,12 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 		}
 	}
 	bw.WriteString("\n")
-	for ri, row := range t.Rows {
+	for ri := range t.numRows() {
+		row := t.row(ri)
 		bw.WriteString("|")
 		for i := range t.Columns {
 			text := markdownCell(t.cells(row, i))
-			if t.HasTotal && ri == len(t.Rows)-1 && text != "" {
+			if t.HasTotal && ri == t.numRows()-1 && text != "" {
 				text = "**" + text + "**"
 			}
 			bw.WriteString(" " + text + " |")
@@ -201,9 +223,10 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 
 // markdownCell escapes what would break a table cell or start markup.
 func markdownCell(s string) string {
-	r := strings.NewReplacer("|", `\|`, "\n", " ", "`", "\\`", "*", `\*`, "_", `\_`, "<", "&lt;")
-	return r.Replace(Sanitize(s))
+	return markdownEscaper.Replace(Sanitize(s))
 }
+
+var markdownEscaper = strings.NewReplacer("|", `\|`, "\n", " ", "`", "\\`", "*", `\*`, "_", `\_`, "<", "&lt;")
 
 // Sanitize makes untrusted text safe for a terminal: control characters
 // (an ESC in a file name could rewrite the screen) are shown as \xNN.
