@@ -80,7 +80,8 @@ const heapMaxSize = 64 << 20
 
 // Analyze explains one document. Arenas are listed in malloc_info's order.
 func Analyze(info *Info) *Snapshot {
-	s := &Snapshot{Line: info.Line, Label: info.Label, Warnings: append([]string(nil), info.Warnings...)}
+	s := &Snapshot{Line: info.Line, Label: info.Label, Warnings: append([]string(nil), info.Warnings...),
+		Arenas: make([]ArenaStats, 0, len(info.Arenas))}
 	for i := range info.Arenas {
 		a := &info.Arenas[i]
 		st := ArenaStats{
@@ -89,17 +90,17 @@ func Analyze(info *Info) *Snapshot {
 			SystemCurrentBytes: a.SystemCurrent,
 			SystemMaxBytes:     a.SystemMax,
 			FreeFastBytes:      a.Fast.Size,
-			FreeRestBytes:      a.Rest.Size,
+			FreeRestBytes:      a.Rest.Size - min(binnedChunks(a.Rest), a.Rest.Size),
 			Subheaps:           a.Subheaps,
 			Bins:               a.Bins,
 		}
 		var binned uint64
 		for _, b := range a.Bins {
-			binned += b.Total
+			binned += b.Bytes()
 		}
 		if a.Unsorted != nil {
-			st.UnsortedBytes = a.Unsorted.Total
-			binned += a.Unsorted.Total
+			st.UnsortedBytes = a.Unsorted.Bytes()
+			binned += st.UnsortedBytes
 		}
 		free := st.FreeBytes()
 		if binned > free {
@@ -144,10 +145,19 @@ func Analyze(info *Info) *Snapshot {
 	if info.SystemCurrent != s.Totals.SystemCurrentBytes {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("document total system current %d B ≠ Σ arenas %d B (the process allocated while malloc_info ran?)", info.SystemCurrent, s.Totals.SystemCurrentBytes))
 	}
-	if tf := info.Fast.Size + info.Rest.Size; tf != s.Totals.FreeBytes {
+	if tf := info.Fast.Size + info.Rest.Size - min(info.Rest.Count-min(info.Rest.Count, uint64(len(info.Arenas))), info.Rest.Size); tf != s.Totals.FreeBytes {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("document total free %d B ≠ Σ arenas %d B", tf, s.Totals.FreeBytes))
 	}
 	return s
+}
+
+// binnedChunks is how many chunks a <total type="rest"> counts in bins:
+// all but the top chunk, which glibc counts first.
+func binnedChunks(rest Total) uint64 {
+	if rest.Count == 0 {
+		return 0
+	}
+	return rest.Count - 1
 }
 
 // ByRetained returns the arenas ordered by retained free bytes, largest
