@@ -83,6 +83,12 @@ func traceTables(v *TraceView, s Style) []*Table {
 	}
 	summary.AddRow("mapped over the trace", strconv.Itoa(st.Calls[syscalltrace.CallMmap]+st.Calls[syscalltrace.CallMremap]), Bytes(st.MappedBytes))
 	summary.AddRow("unmapped over the trace", strconv.Itoa(st.Calls[syscalltrace.CallMunmap]), Bytes(st.UnmappedBytes))
+	if st.CommittedBytes > 0 {
+		summary.AddRow("committed in earlier reservations (mprotect)", "", Bytes(st.CommittedBytes))
+	}
+	if st.DecommittedBytes > 0 {
+		summary.AddRow("  given back (mprotect PROT_NONE)", "", Bytes(st.DecommittedBytes))
+	}
 	summary.AddRow("peak mapped by traced calls", "", Bytes(st.PeakBytes))
 	summary.AddRow("pre-existing ranges released", strconv.Itoa(st.PreexistingOps), Bytes(st.PreexistingBytes))
 	summary.AddRow("failed calls (changed nothing)", strconv.Itoa(st.Failed), "")
@@ -182,6 +188,10 @@ type churnJSON struct {
 	Mmap          int    `json:"mmap_calls"`
 	Munmap        int    `json:"munmap_calls"`
 	Mremap        int    `json:"mremap_calls"`
+	Mprotect      int    `json:"mprotect_calls"`
+	// Committed in reservations made before the trace, and given back.
+	CommittedBytes   uint64 `json:"committed_bytes"`
+	DecommittedBytes uint64 `json:"decommitted_bytes"`
 }
 
 type preexistJSON struct {
@@ -197,6 +207,7 @@ type frameJSON struct {
 
 type groupJSON struct {
 	Key           string      `json:"key"`
+	Label         string      `json:"label"`
 	Kind          string      `json:"kind,omitempty"`
 	Count         int         `json:"count"`
 	Bytes         uint64      `json:"bytes"`
@@ -225,6 +236,7 @@ type traceMapJSON struct {
 	EndedBy       string      `json:"ended_by,omitempty"`
 	ReleasedBytes uint64      `json:"released_bytes"`
 	ResidentBytes *uint64     `json:"resident_bytes,omitempty"`
+	Committed     bool        `json:"committed,omitempty"`
 	Frames        []frameJSON `json:"frames"`
 }
 
@@ -244,8 +256,9 @@ func traceDocument(v *TraceView) *traceDoc {
 		Processes: append([]int{}, v.Replay.Spaces()...),
 		Outstanding: outstandingJSON{Count: tot.Count, Bytes: tot.Bytes, AnonBytes: tot.AnonBytes, FileBytes: tot.FileBytes,
 			ReleasedBytes: tot.ReleasedBytes},
-		PeakBytes:   st.PeakBytes,
-		Churn:       churnJSON{st.MappedBytes, st.UnmappedBytes, st.Calls[syscalltrace.CallMmap], st.Calls[syscalltrace.CallMunmap], st.Calls[syscalltrace.CallMremap]},
+		PeakBytes: st.PeakBytes,
+		Churn: churnJSON{st.MappedBytes, st.UnmappedBytes, st.Calls[syscalltrace.CallMmap], st.Calls[syscalltrace.CallMunmap], st.Calls[syscalltrace.CallMremap],
+			st.Calls[syscalltrace.CallMprotect], st.CommittedBytes, st.DecommittedBytes},
 		Preexisting: preexistJSON{st.PreexistingOps, st.PreexistingBytes},
 		FailedCalls: st.Failed,
 		BrkBytes:    st.BrkBytes + v.Replay.LiveBrkBytes(),
@@ -265,7 +278,10 @@ func traceDocument(v *TraceView) *traceDoc {
 		d.PeakTime = &t
 	}
 	for _, g := range v.Groups {
-		gj := groupJSON{Key: g.Key, Kind: g.Kind, Count: g.Count, Bytes: g.Bytes, Frames: framesJSON(g.Frames)}
+		gj := groupJSON{Key: g.Key, Label: g.Key, Kind: g.Kind, Count: g.Count, Bytes: g.Bytes, Frames: framesJSON(g.Frames)}
+		if v.GroupBy == syscalltrace.GroupStack && len(g.Frames) > 0 {
+			gj.Label = syscalltrace.StackLabel(g.Frames)
+		}
 		if v.Resident != nil {
 			r := g.ResidentBytes
 			gj.ResidentBytes = &r
@@ -282,7 +298,7 @@ func traceDocument(v *TraceView) *traceDoc {
 		}
 		mj := traceMapJSON{PID: m.Space, TID: m.TID, Start: Hex(m.Start), End: Hex(m.End), SizeBytes: m.Len(), Prot: m.Prot,
 			Flags: m.FlagsText, Name: name, Anonymous: m.Anonymous, Line: m.Line, EndedBy: m.EndedBy,
-			ReleasedBytes: m.ReleasedBytes, Frames: framesJSON(m.Frames)}
+			ReleasedBytes: m.ReleasedBytes, Committed: m.Committed, Frames: framesJSON(m.Frames)}
 		if m.HasTime {
 			t := m.Time
 			mj.Time = &t

@@ -23,6 +23,7 @@ const (
 	CallMremap
 	CallBrk
 	CallMadvise
+	CallMprotect
 	CallShmat
 	CallShmdt
 	CallClone // clone, clone3, fork, vfork: Ret is the child
@@ -47,6 +48,10 @@ func callOf(name string) (Call, string) {
 		return CallMunmap, "munmap"
 	case "madvise":
 		return CallMadvise, "madvise"
+	case "mprotect":
+		return CallMprotect, "mprotect"
+	case "pkey_mprotect":
+		return CallMprotect, "pkey_mprotect"
 	case "mremap":
 		return CallMremap, "mremap"
 	case "brk":
@@ -85,6 +90,8 @@ func (c Call) String() string {
 		return "brk"
 	case CallMadvise:
 		return "madvise"
+	case CallMprotect:
+		return "mprotect"
 	case CallShmat:
 		return "shmat"
 	case CallShmdt:
@@ -141,13 +148,13 @@ type Event struct {
 	Call    Call
 	Name    string // the call's name as printed
 
-	Addr, Len  uint64 // mmap, munmap, madvise; mremap old address and length
+	Addr, Len  uint64 // mmap, munmap, madvise, mprotect; mremap old address and length
 	NewLen     uint64 // mremap
 	NewAddr    uint64 // mremap with MREMAP_FIXED
 	Offset     uint64 // mmap file offset
 	FD         int64  // mmap file descriptor, -1 for anonymous
 	Path       string // the file behind FD, when the tracer decoded it (strace -y)
-	Prot       string // "READ|WRITE", without the PROT_ prefix
+	Prot       string // mmap, mprotect: "READ|WRITE", without the PROT_ prefix
 	Flags      uint32 // Flag… bits
 	FlagsText  string // the flags as printed, without MAP_ prefixes
 	Advice     string // madvise: "DONTNEED", "FREE", …

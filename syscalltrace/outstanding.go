@@ -28,8 +28,11 @@ const (
 
 // Group is outstanding mappings sharing a key.
 type Group struct {
-	Key           string
-	Count         int
+	Key   string
+	Count int
+	// Commits counts its members that are growth inside older reservations
+	// (Mapping.Committed), not mappings of their own.
+	Commits       int
 	Bytes         uint64
 	ResidentBytes uint64 // with a smaps join
 	// WritableAnonBytes are the bytes of its anonymous mappings made
@@ -125,6 +128,9 @@ func Groups(ms []*Mapping, by GroupBy, resident map[*Mapping]uint64) []Group {
 		}
 		g := &gs[i]
 		g.Count++
+		if m.Committed {
+			g.Commits++
+		}
 		g.Bytes += m.Len()
 		g.ResidentBytes += resident[m]
 		if m.Anonymous && strings.Contains(m.Prot, "WRITE") {
@@ -350,15 +356,19 @@ func WriteProfile(w io.Writer, ms []*Mapping, resident map[*Mapping]uint64) erro
 //
 // weighed says whether groups carry resident bytes from a smaps join.
 func Findings(ms []*Mapping, groups []Group, st *Stats, source string, weighed bool) []finding.Finding {
-	var anon uint64
-	n := 0
+	var anon, committed uint64
+	n, commits := 0, 0
 	for _, m := range ms {
-		if m.Anonymous {
+		switch {
+		case m.Committed:
+			committed += m.Len()
+			commits++
+		case m.Anonymous:
 			anon += m.Len()
 			n++
 		}
 	}
-	if n == 0 || len(groups) == 0 {
+	if n+commits == 0 || len(groups) == 0 {
 		return nil
 	}
 	// The lead is the first group that may be a leak: arena heaps, thread
@@ -379,19 +389,22 @@ func Findings(ms []*Mapping, groups []Group, st *Stats, source string, weighed b
 		who = "grouped by " + top.Key
 	}
 	sev := finding.Info
-	if st.MappedBytes > 0 && float64(anon) >= 0.25*float64(st.MappedBytes) && anon >= 64<<20 {
+	if made := st.MappedBytes + st.CommittedBytes; made > 0 && float64(anon+committed) >= 0.25*float64(made) && anon+committed >= 64<<20 {
 		sev = finding.Medium
 	}
 	ev := []string{fmt.Sprintf("%s: %d memory calls replayed; %d B mapped and %d B unmapped over the trace; %d anonymous mappings (%d B) never unmapped",
 		source, st.Events, st.MappedBytes, st.UnmappedBytes, n, anon)}
+	if commits > 0 {
+		ev = append(ev, fmt.Sprintf("%d B made writable by mprotect inside reservations older than the trace (heaps growing: glibc's grow_heap, a runtime's commit), %d B of it still so", st.CommittedBytes, committed))
+	}
 	for i, g := range groups {
 		if i == 3 {
 			break
 		}
 		if weighed {
-			ev = append(ev, fmt.Sprintf("%d %s, %d B mapped, %d B resident: %s", g.Count, plural(g.Count, "mapping", "mappings"), g.Bytes, g.ResidentBytes, g.Key))
+			ev = append(ev, fmt.Sprintf("%s, %d B mapped, %d B resident: %s", members(g), g.Bytes, g.ResidentBytes, g.Key))
 		} else {
-			ev = append(ev, fmt.Sprintf("%d %s, %d B: %s", g.Count, plural(g.Count, "mapping", "mappings"), g.Bytes, g.Key))
+			ev = append(ev, fmt.Sprintf("%s, %d B: %s", members(g), g.Bytes, g.Key))
 		}
 	}
 	var advice []string
@@ -407,12 +420,37 @@ func Findings(ms []*Mapping, groups []Group, st *Stats, source string, weighed b
 	return []finding.Finding{{
 		ID:       "leaked-mappings",
 		Severity: sev,
-		Summary: fmt.Sprintf("%d anonymous %s (%s) were made during the trace and never unmapped; the leading group, %d %s (%s), %s",
-			n, plural(n, "mapping", "mappings"), humanize.Bytes(anon), top.Count, plural(top.Count, "mapping", "mappings"), groupWeight(top, weighed), who),
-		Bytes:    anon,
+		Summary: fmt.Sprintf("%s during the trace and never released; the leading group, %s (%s), %s",
+			madeWords(n, anon, commits, committed), members(top), groupWeight(top, weighed), who),
+		Bytes:    anon + committed,
 		Evidence: ev,
 		Advice:   advice,
 	}}
+}
+
+// madeWords says what the trace left: mappings, growth of older heaps.
+func madeWords(n int, anon uint64, commits int, committed uint64) string {
+	maps := fmt.Sprintf("%d anonymous %s (%s) were made", n, plural(n, "mapping", "mappings"), humanize.Bytes(anon))
+	grew := fmt.Sprintf("%s was committed in heaps reserved before it (%d %s)", humanize.Bytes(committed), commits, plural(commits, "growth", "growths"))
+	switch {
+	case commits == 0:
+		return maps
+	case n == 0:
+		return grew
+	}
+	return maps + " and " + grew
+}
+
+// members counts a group's members by what they are.
+func members(g Group) string {
+	maps := g.Count - g.Commits
+	switch {
+	case g.Commits == 0:
+		return fmt.Sprintf("%d %s", maps, plural(maps, "mapping", "mappings"))
+	case maps == 0:
+		return fmt.Sprintf("%d %s of older heaps", g.Commits, plural(g.Commits, "growth", "growths"))
+	}
+	return fmt.Sprintf("%d %s and %d %s of older heaps", maps, plural(maps, "mapping", "mappings"), g.Commits, plural(g.Commits, "growth", "growths"))
 }
 
 func plural(n int, one, many string) string {

@@ -2,7 +2,9 @@ package syscalltrace
 
 import (
 	"io"
+	"slices"
 	"sort"
+	"strings"
 )
 
 const pageSize = 4096
@@ -30,6 +32,11 @@ type Mapping struct {
 	ReleasedBytes uint64
 	// Grown is set when mremap moved or resized it; Frames stay the maker's.
 	Grown bool
+	// Committed is set for memory made writable by mprotect inside a range
+	// the trace never saw mapped: reserved before the trace began, put to
+	// use during it — glibc growing an arena heap (grow_heap), a runtime
+	// committing its reservation. Frames are the mprotect's.
+	Committed bool
 	// EndedBy is "exit" or "exec" when the address space ended with the
 	// mapping still there: the program never unmapped it.
 	EndedBy string
@@ -66,7 +73,7 @@ func validRanges(e *Event) bool {
 	switch e.Call {
 	case CallMmap:
 		return fits(e.Ret, e.Len)
-	case CallMunmap, CallMadvise:
+	case CallMunmap, CallMadvise, CallMprotect:
 		return fits(e.Addr, e.Len)
 	case CallMremap:
 		return fits(e.Addr, e.Len) && fits(e.Ret, e.NewLen)
@@ -90,13 +97,17 @@ type Stats struct {
 	UnmappedBytes    uint64 // Σ bytes released by munmap, mremap shrink and moves
 	PreexistingOps   int    // munmap/mremap/madvise of ranges never seen mapped
 	PreexistingBytes uint64
-	PeakBytes        uint64
-	PeakTime         float64
-	PeakEvent        int
-	BrkBytes         uint64 // the heap's extent at the end, Σ over spaces
-	ShmatCalls       int
-	Invalid          int // calls whose ranges wrap past the top of the address space: skipped
-	Unpaired         int // tasks whose exits ended nothing (threads)
+	// CommittedBytes were made writable by mprotect in ranges reserved
+	// before the trace (see Mapping.Committed); DecommittedBytes of them
+	// made inaccessible again.
+	CommittedBytes, DecommittedBytes uint64
+	PeakBytes                        uint64
+	PeakTime                         float64
+	PeakEvent                        int
+	BrkBytes                         uint64 // the heap's extent at the end, Σ over spaces
+	ShmatCalls                       int
+	Invalid                          int // calls whose ranges wrap past the top of the address space: skipped
+	Unpaired                         int // tasks whose exits ended nothing (threads)
 }
 
 // Replay rebuilds the address spaces from a stream of events.
@@ -233,6 +244,8 @@ func (r *Replay) Apply(e *Event) {
 		r.mremap(s, e)
 	case CallBrk:
 		r.brk(s, e)
+	case CallMprotect:
+		r.protect(s, e)
 	case CallMadvise:
 		switch e.Advice {
 		case "DONTNEED", "FREE", "REMOVE":
@@ -383,6 +396,57 @@ func (r *Replay) mremap(s *space, e *Event) {
 	m.ReleasedBytes = 0
 	r.insert(s, &m, e)
 	r.Stats.MappedBytes += newHi - newLo
+}
+
+// protect replays mprotect. Made writable, the parts of the range no
+// traced mapping covers were reserved before the trace and are committed
+// now: they become mappings of their own, made by the mprotect's stack.
+// Made inaccessible, committed memory is given back. Other changes of
+// protection (guard pages, RELRO, code made executable) move nothing.
+func (r *Replay) protect(s *space, e *Event) {
+	lo, hi := e.Addr, e.Addr+pageUp(e.Len)
+	switch {
+	case strings.Contains(e.Prot, "WRITE"):
+		var gaps [][2]uint64
+		at := lo
+		for _, m := range r.overlapping(s, lo, hi) {
+			if m.Start > at {
+				gaps = append(gaps, [2]uint64{at, m.Start})
+			}
+			at = max(at, m.End)
+		}
+		if at < hi {
+			gaps = append(gaps, [2]uint64{at, hi})
+		}
+		for _, g := range gaps {
+			r.Stats.CommittedBytes += g[1] - g[0]
+			// A heap grows page by page: the commit that continues the
+			// previous one by the same stack extends it.
+			if prev := r.overlapping(s, g[0]-1, g[0]); len(prev) == 1 && prev[0].Committed && prev[0].End == g[0] &&
+				prev[0].TID == e.TID && slices.Equal(prev[0].Frames, e.Frames) {
+				p := prev[0]
+				s.tree.delete(p.Start)
+				r.mapped -= p.Len()
+				p.End = g[1]
+				r.insert(s, p, e)
+				continue
+			}
+			m := &Mapping{Start: g[0], End: g[1], Space: s.id, TID: e.TID, Comm: e.Comm, Prot: e.Prot, FlagsText: "(mprotect)",
+				madeKey: e.DoneKey, Anonymous: true, FD: -1, Time: e.Time, HasTime: e.HasTime, Line: e.Line, Frames: e.Frames, Committed: true}
+			r.insert(s, m, e)
+		}
+	case e.Prot == "NONE" || e.Prot == "0":
+		var committed [][2]uint64
+		for _, m := range r.overlapping(s, lo, hi) {
+			if m.Committed && !madeDuring(m, e) {
+				committed = append(committed, [2]uint64{max(m.Start, lo), min(m.End, hi)})
+			}
+		}
+		for _, c := range committed {
+			got, _ := r.remove(s, c[0], c[1], e)
+			r.Stats.DecommittedBytes += got
+		}
+	}
 }
 
 // brk tracks the heap's extent: brk(NULL) reports the start, a successful

@@ -313,3 +313,47 @@ func TestKindsDoNotLead(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayCommits: mprotect making writable part of a range reserved
+// before the trace (glibc growing an arena heap) makes that part
+// outstanding, with the mprotect's stack; PROT_NONE gives it back; what
+// the trace mapped itself, and other protections, are left alone.
+func TestReplayCommits(t *testing.T) {
+	const A = 0x7f0000000000
+	trace := fmt.Sprintf(""+
+		"1 mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+		// writable over the known mapping and 3 pages past it: only those commit
+		"1 mprotect(%#x, 20480, PROT_READ|PROT_WRITE) = 0\n"+
+		" > /usr/lib/x86_64-linux-gnu/libc.so.6(__mprotect+0xb) [0x1]\n"+
+		" > /usr/lib/x86_64-linux-gnu/libz.so.1(inflateInit2_+0x20) [0x2]\n"+
+		// read-only (RELRO) and a guard page: nothing moves
+		"1 mprotect(%#x, 4096, PROT_READ) = 0\n"+
+		"1 mprotect(%#x, 4096, PROT_NONE) = 0\n"+
+		// a second commit, then given back in part
+		"1 mprotect(%#x, 16384, PROT_READ|PROT_WRITE) = 0\n"+
+		"1 mprotect(%#x, 8192, PROT_NONE) = 0\n"+
+		// a failed one changes nothing
+		"1 mprotect(%#x, 4096, PROT_READ|PROT_WRITE) = -1 ENOMEM (Cannot allocate memory)\n",
+		A, A, A+1<<20, A, A+1<<21, A+1<<21+8192, A+1<<22)
+	r := replayString(t, trace, true)
+	var got []span
+	var committed uint64
+	for _, m := range r.Outstanding() {
+		got = append(got, span{m.Start, m.End})
+		if m.Committed {
+			committed += m.Len()
+		}
+	}
+	want := []span{{A, A + 8192}, {A + 8192, A + 20480}, {A + 1<<21, A + 1<<21 + 8192}}
+	if fmt.Sprint(want) != fmt.Sprint(got) {
+		t.Errorf("outstanding %x, want %x", got, want)
+	}
+	if committed != 12288+8192 || r.Stats.CommittedBytes != 12288+16384 || r.Stats.DecommittedBytes != 8192 {
+		t.Errorf("committed outstanding %d, stats committed %d decommitted %d", committed, r.Stats.CommittedBytes, r.Stats.DecommittedBytes)
+	}
+	for _, m := range r.Outstanding() {
+		if m.Start == A+8192 && (!m.Committed || len(m.Frames) != 2 || StackLabel(m.Frames) == "" || m.Kind() != "") {
+			t.Errorf("commit %+v (label %q, kind %q): want the mprotect's stack, no kind", m, StackLabel(m.Frames), m.Kind())
+		}
+	}
+}

@@ -754,6 +754,14 @@ func (d *straceDecoder) decodeStraceArgs(e *Event, args []string) error {
 		}
 	case CallBrk:
 		e.Addr, err = num(0)
+	case CallMprotect:
+		if e.Addr, err = num(0); err != nil {
+			return err
+		}
+		if e.Len, err = num(1); err != nil {
+			return err
+		}
+		e.Prot = d.prot(arg(2))
 	case CallMadvise:
 		if e.Addr, err = num(0); err != nil {
 			return err

@@ -84,12 +84,17 @@ func TestStraceSplitCallsNoiseAndFrames(t *testing.T) {
 	}, "\n") + "\n"
 	r := NewStraceReader(strings.NewReader(in), "in", 0)
 	es := readAll(t, r)
-	if len(es) != 9 {
+	if len(es) != 10 {
 		for _, e := range es {
 			t.Logf("%+v", e)
 		}
-		t.Fatalf("%d events, want 9", len(es))
+		t.Fatalf("%d events, want 10", len(es))
 	}
+	// Events come in order of completion: the mprotect of line 2 first.
+	if e := es[0]; e.Call != CallMprotect || e.TID != 5382 || e.Addr != 0x7faddbe00000 || e.Len != 8388608 || e.Prot != "READ|WRITE" {
+		t.Errorf("mprotect: %+v", e)
+	}
+	es = es[1:]
 	if e := es[0]; e.Call != CallMunmap || e.TID != 5383 || e.Len != 60817408 || e.Line != 1 || e.EnterKey != 1 || e.DoneKey != 3 {
 		t.Errorf("split munmap: %+v", e)
 	}

@@ -274,6 +274,9 @@ func (s *SysdigReader) event(f sysdigFields) (*Event, error) {
 		}
 	case CallMunmap:
 		e.Addr, e.Len = hex("addr"), dec("length")
+	case CallMprotect:
+		e.Addr, e.Len = hex("addr"), dec("length")
+		e.Prot = s.str(strings.ReplaceAll(symbolic("prot"), "PROT_", ""))
 	case CallBrk:
 		e.Addr = hex("addr")
 		if !e.Failed {
