@@ -74,9 +74,12 @@ func TestTraceJSONContract(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"brk_bytes", "churn", "events", "failed_calls", "findings", "format", "group_by", "groups", "mappings", "notes", "outstanding", "peak_bytes", "peak_time", "preexisting", "processes", "schema", "source", "timeline"}
+	want := []string{"brk_bytes", "churn", "events", "failed_calls", "findings", "format", "group_by", "groups", "mappings", "notes", "outstanding", "peak_bytes", "peak_time", "preexisting", "processes", "schema", "source", "spaces_are", "timeline"}
 	if diff := cmp.Diff(want, keys(doc)); diff != "" {
 		t.Errorf("top-level keys (-want +got):\n%s", diff)
+	}
+	if doc["spaces_are"] != "processes" {
+		t.Errorf("spaces_are %v, want processes (tasks share one space by default)", doc["spaces_are"])
 	}
 	o := doc["outstanding"].(map[string]any)
 	for _, k := range []string{"count", "bytes", "anon_bytes", "file_bytes", "resident_bytes"} {

@@ -153,11 +153,15 @@ func sparkline(ps []syscalltrace.Point) string {
 }
 
 type traceDoc struct {
-	Schema      string            `json:"schema"`
-	Source      string            `json:"source"`
-	Format      string            `json:"format"`
-	Events      int               `json:"events"`
-	Processes   []int             `json:"processes"`
+	Schema    string `json:"schema"`
+	Source    string `json:"source"`
+	Format    string `json:"format"`
+	Events    int    `json:"events"`
+	Processes []int  `json:"processes"`
+	// SpacesAre says what the ids of processes (and each mapping's pid)
+	// are: "processes" when tasks share their process's address space,
+	// "tasks" with --per-process, where every thread counts alone.
+	SpacesAre   string            `json:"spaces_are"`
 	Outstanding outstandingJSON   `json:"outstanding"`
 	PeakBytes   uint64            `json:"peak_bytes"`
 	PeakTime    *float64          `json:"peak_time,omitempty"`
@@ -254,6 +258,7 @@ func traceDocument(v *TraceView) *traceDoc {
 	d := &traceDoc{
 		Schema: TraceSchema, Source: v.Source, Format: v.Format, Events: st.Events,
 		Processes: append([]int{}, v.Replay.Spaces()...),
+		SpacesAre: map[bool]string{true: "processes", false: "tasks"}[v.Replay.SharedSpace],
 		Outstanding: outstandingJSON{Count: tot.Count, Bytes: tot.Bytes, AnonBytes: tot.AnonBytes, FileBytes: tot.FileBytes,
 			ReleasedBytes: tot.ReleasedBytes},
 		PeakBytes: st.PeakBytes,
