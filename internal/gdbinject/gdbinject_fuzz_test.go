@@ -1,4 +1,4 @@
-package mallocinfo
+package gdbinject
 
 import (
 	"bytes"

@@ -1,0 +1,522 @@
+// Package gdbinject calls functions inside a live process with gdb, as
+// safely as that can be done from root against a process of another user:
+// gdb runs as the target's own user without capabilities where the kernel
+// allows it, reads its commands from a sealed memfd and hands its output
+// back over a pipe — no file is made or read in the target's reach — reads
+// no init files and loads only the symbols of the libraries named; the
+// target's identity (start time, executable, uids) is compared before and
+// after, and a call into a Go program is refused. The process is paused
+// while gdb is attached; a call still running at the deadline is unwound.
+package gdbinject
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/memdiag/memdiag/internal/procstatus"
+)
+
+// Errors of an injection, for errors.Is.
+var (
+	ErrNoGDB     = errors.New("gdb not found")
+	ErrNoPtrace  = errors.New("ptrace not permitted")
+	ErrNoProcess = errors.New("no such process")
+	ErrRun       = errors.New("the call in the process failed")
+	// ErrGoProgram means the process is a Go program: gdb's injected call
+	// would run on whatever stack the stopped thread is on, which in Go may
+	// be a goroutine's stack of a few KiB — the call could overflow it and
+	// crash the program.
+	ErrGoProgram = errors.New("process is a Go program")
+)
+
+// Injector runs gdb scripts inside live processes.
+type Injector struct {
+	// GDB is the gdb binary; "" looks it up in PATH.
+	GDB string
+	// ProcRoot is the proc filesystem, "/proc" when empty.
+	ProcRoot string
+	// Timeout bounds the whole run. On expiry gdb is interrupted; with
+	// unwindonsignal it unwinds the injected call and detaches. 0 means 30 s.
+	Timeout time.Duration
+	// Notify, when set, is told just before gdb attaches (every check that
+	// can refuse has passed), in words for the user.
+	Notify func(msg string)
+}
+
+// Job is what to run in the process.
+type Job struct {
+	// What names the call for messages: "malloc_info", "malloc_trim(0)".
+	What string
+	// Libraries are the base names of the shared libraries whose symbols
+	// gdb loads (libc.so.6, libjemalloc.so.2); the executable's are always
+	// loaded.
+	Libraries []string
+	// Script is the gdb commands run once attached. They write what is
+	// wanted to /dev/fd/3 (dump binary memory) and say how it went with
+	// printf on gdb's standard output, which Result.Log holds.
+	Script string
+	// MaxOutput bounds what is read from descriptor 3.
+	MaxOutput int
+}
+
+// Result is what a run produced.
+type Result struct {
+	Log    []byte        // gdb's output, at most 1 MiB
+	Output []byte        // what came on descriptor 3
+	Paused time.Duration // from gdb's start to its exit: the longest the process was stopped
+}
+
+func (in Injector) procRoot() string {
+	if in.ProcRoot == "" {
+		return "/proc"
+	}
+	return in.ProcRoot
+}
+
+// Run runs job in process pid. The error is one of the sentinels above,
+// wrapped with what happened, or nil: then Result.Log says whether the
+// script's calls succeeded, which only the caller can judge.
+func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
+	proc := filepath.Join(in.procRoot(), strconv.Itoa(pid))
+	if err := in.CheckNotGo(pid, job.What); err != nil {
+		return Result{}, err
+	}
+	ids, err := procstatus.Read(proc, pid)
+	if err != nil {
+		return Result{}, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
+	}
+	if ids.TracerPID != 0 {
+		return Result{}, fmt.Errorf("process %d: %w: it is already traced by process %d (%s); a process has one tracer at a time — detach that debugger first", pid, ErrNoPtrace, ids.TracerPID, commName(in.procRoot(), ids.TracerPID))
+	}
+	gdb := in.GDB
+	if gdb == "" {
+		p, err := exec.LookPath("gdb")
+		if err != nil {
+			return Result{}, fmt.Errorf("%w in PATH: calling %s in a live process needs it (apt-get install gdb)", ErrNoGDB, job.What)
+		}
+		gdb = p
+	}
+	timeout := in.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	before, err := readIdentity(proc)
+	if err != nil {
+		return Result{}, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
+	}
+	if in.Notify != nil {
+		in.Notify(fmt.Sprintf("attaching gdb to process %d (%s) to call %s; it pauses while attached (at most %v)", pid, ids.Name, job.What, timeout))
+	}
+	wasStopped := isStopped(proc)
+	script := preamble(job.Libraries) + job.Script
+	maxOut := job.MaxOutput
+	if maxOut <= 0 {
+		maxOut = 1 << 20
+	}
+	started := time.Now()
+	res, runErr := runGDBAs(ctx, gdb, proc, pid, script, timeout, maxOut, ids, before)
+	paused := time.Since(started)
+	if !wasStopped {
+		ensureRunning(proc, pid)
+	}
+	// The pid checked is not always the process gdb reached: between the
+	// checks and the attach it may have exec'd another program (a setuid
+	// one, say) or exited and had its pid reused. What it did is then not
+	// the target's.
+	if after, err := readIdentity(proc); err == nil && after != before {
+		return Result{}, fmt.Errorf("%w: process %d changed while gdb was attached (%s): the result is discarded", ErrRun, pid, before.change(after))
+	}
+	out := Result{Log: res.log, Output: res.doc, Paused: paused}
+	text := string(res.log)
+	switch {
+	case errors.Is(runErr, context.Canceled):
+		// The user asked to stop: whatever gdb got to, say so.
+		return out, fmt.Errorf("%w on process %d: interrupted; gdb unwound any call in progress and detached", ErrRun, pid)
+	case text == "" && runErr != nil:
+		return out, runErr // refused before gdb ran
+	case strings.Contains(text, "ptrace: Operation not permitted"):
+		return out, fmt.Errorf("attaching gdb to process %d: %w: needs the same uid and kernel.yama.ptrace_scope ≤ 1 (see /proc/sys/kernel/yama/ptrace_scope), or CAP_SYS_PTRACE (e.g. sudo); in a container, the capability SYS_PTRACE", pid, ErrNoPtrace)
+	case strings.Contains(text, "No such process"):
+		return out, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
+	case res.err != nil:
+		return out, fmt.Errorf("%w: reading what %s wrote in process %d: %v", ErrRun, job.What, pid, res.err)
+	case runErr != nil:
+		return out, fmt.Errorf("%w on process %d (%v); gdb said: %s", ErrRun, pid, runErr, LastLines(text, 4))
+	}
+	return out, nil
+}
+
+// preamble sets gdb up: no questions, C, calls unwound on a signal, and
+// only the named libraries' symbols loaded — by exact base name, so that
+// no other library whose name merely contains it is.
+func preamble(libs []string) string {
+	var b strings.Builder
+	b.WriteString("set confirm off\nset pagination off\nset unwindonsignal on\nset language c\n")
+	for _, l := range libs {
+		fmt.Fprintf(&b, "sharedlibrary /%s$\n", libraryPattern(l))
+	}
+	return b.String()
+}
+
+// libraryPattern escapes a library's base name for gdb's (POSIX basic)
+// regular expressions; a name with anything but letters, digits, dots,
+// dashes, underscores and pluses is refused as no library's, and matches
+// nothing.
+func libraryPattern(lib string) string {
+	for _, r := range lib {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_' || r == '+') {
+			return "memdiag-refused-library-name"
+		}
+	}
+	return strings.NewReplacer(".", `\.`, "+", `\+`).Replace(lib)
+}
+
+type gdbResult struct {
+	log []byte // gdb's stdout and stderr
+	doc []byte // what came on descriptor 3
+	err error  // reading descriptor 3
+}
+
+// runGDB runs script against pid. The script reaches gdb as a memfd (as
+// -x /dev/fd/4), never through a named file, and gdb's descriptor 3 is a pipe
+// read here, at most maxOutput bytes. gdb reads no init files and loads
+// no auto-load scripts, no debuginfod downloads and only libc's symbols:
+// the target's files are the target user's, and the process is paused
+// from attach to detach. detach and quit follow the script as separate
+// commands, so they run even if the script stops at an error. At the
+// deadline (or ctx's end) gdb gets SIGINT, which interrupts the injected
+// call (unwound, see unwindonsignal); if gdb has not exited 10 s later it
+// is killed.
+func runGDB(ctx context.Context, gdb string, pid int, script string, timeout time.Duration, maxOutput int, cred *syscall.Credential) (gdbResult, error) {
+	docR, docW, err := os.Pipe()
+	if err != nil {
+		return gdbResult{}, err
+	}
+	if cred != nil {
+		// gdb reopens its descriptor 3 by name (/dev/fd/3): the pipe
+		// must be its user's to open.
+		if err := docW.Chown(int(cred.Uid), int(cred.Gid)); err != nil {
+			docR.Close()
+			docW.Close()
+			return gdbResult{}, fmt.Errorf("handing the capture's pipe to uid %d: %w", cred.Uid, err)
+		}
+	}
+	// gdb seeks in its command files, so the script is a memfd, not a pipe.
+	scriptFile, err := scriptMemfd(script)
+	if err != nil {
+		docR.Close()
+		docW.Close()
+		return gdbResult{}, err
+	}
+	defer scriptFile.Close()
+	cmd := exec.Command(gdb, "-nx", "-batch",
+		"-iex", "set auto-load off", "-iex", "set debuginfod enabled off",
+		"-iex", "set auto-solib-add off", "-iex", "set history save off",
+		"-p", strconv.Itoa(pid), "-x", "/dev/fd/4", "-ex", "detach", "-ex", "quit")
+	var out cappedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.ExtraFiles = []*os.File{docW, scriptFile}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C", "HOME=/nonexistent"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred} // our Ctrl-C is not gdb's
+	err = cmd.Start()
+	docW.Close()
+	if err != nil {
+		docR.Close()
+		return gdbResult{}, fmt.Errorf("starting gdb: %w", err)
+	}
+	docDone := make(chan gdbResult, 1)
+	go func() {
+		var r gdbResult
+		r.doc, r.err = io.ReadAll(io.LimitReader(docR, int64(maxOutput)))
+		_, _ = io.Copy(io.Discard, docR) // never block gdb
+		docR.Close()
+		docDone <- r
+	}()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	finish := func(err error) (gdbResult, error) {
+		r := <-docDone
+		r.log = out.Bytes()
+		return r, err
+	}
+	var why error
+	select {
+	case err := <-done:
+		return finish(err)
+	case <-ctx.Done():
+		why = ctx.Err()
+	case <-timer.C:
+		why = fmt.Errorf("timed out after %v", timeout)
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-done:
+		return finish(fmt.Errorf("%w: gdb interrupted (%v)", why, err))
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		return finish(fmt.Errorf("%w: gdb killed", why))
+	}
+}
+
+// runGDBAs runs gdb as the target's own user, without capabilities,
+// when memdiag is root: the kernel then lets gdb reach only what that user
+// could — not a setuid program the target exec'd a moment before (it is
+// not dumpable), and never with elevated credentials one it execs while
+// traced (the tracer lacks CAP_SYS_PTRACE) — and gdb parses the target's
+// files (its executable, its libc) without root's privileges.
+//
+// If the kernel refuses that, gdb runs as root only where the reason is
+// the host's policy, Yama's kernel.yama.ptrace_scope ≥ 1, which forbids a
+// user to trace its own processes, and the target is still the same,
+// dumpable process; Capture's identity check then discards a capture
+// during which it changed.
+func runGDBAs(ctx context.Context, gdb, proc string, pid int, script string, timeout time.Duration, maxOutput int, ids procstatus.IDs, before identity) (gdbResult, error) {
+	if os.Geteuid() != 0 || ids.UID == 0 {
+		return runGDB(ctx, gdb, pid, script, timeout, maxOutput, nil)
+	}
+	if ids.GID < 0 {
+		return gdbResult{}, fmt.Errorf("process %d: %w: its gid is unknown", pid, ErrNoPtrace)
+	}
+	groups := make([]uint32, len(ids.Groups))
+	for i, g := range ids.Groups {
+		groups[i] = uint32(g)
+	}
+	cred := &syscall.Credential{Uid: uint32(ids.UID), Gid: uint32(ids.GID), Groups: groups}
+	res, err := runGDB(ctx, gdb, pid, script, timeout, maxOutput, cred)
+	if !bytes.Contains(res.log, []byte("ptrace: Operation not permitted")) {
+		return res, err
+	}
+	now, idErr := readIdentity(proc)
+	switch {
+	case idErr != nil:
+		return res, err
+	case now != before:
+		return gdbResult{}, fmt.Errorf("%w: process %d changed before gdb could attach (%s): memdiag will not trace it as root", ErrRun, pid, before.change(now))
+	case !now.dumpable:
+		return gdbResult{}, fmt.Errorf("process %d: %w: it is not dumpable (it set PR_SET_DUMPABLE 0, or runs a setuid program), so its own user cannot trace it, and memdiag will not trace it as root", pid, ErrNoPtrace)
+	case yamaScope() < 1:
+		return res, err
+	}
+	return runGDB(ctx, gdb, pid, script, timeout, maxOutput, nil)
+}
+
+// yamaScope is kernel.yama.ptrace_scope, 0 where Yama is absent.
+func yamaScope() int {
+	b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// identity is what tells a process from another that has its pid, or from
+// itself after an exec: its start time, its executable's inode and its
+// uids.
+type identity struct {
+	start              string
+	exeDev, exeIno     uint64
+	uids, comm, exeErr string
+	// dumpable is false when the kernel hands the process's /proc files to
+	// root: it set PR_SET_DUMPABLE 0, or changed credentials (setuid).
+	dumpable bool
+}
+
+func readIdentity(proc string) (identity, error) {
+	var id identity
+	stat, err := os.ReadFile(filepath.Join(proc, "stat"))
+	if err != nil {
+		return id, err
+	}
+	if i := bytes.LastIndexByte(stat, ')'); i > 0 {
+		if f := strings.Fields(string(stat[i+1:])); len(f) > 19 {
+			id.start = f[19] // field 22, after pid and comm
+		}
+	}
+	ids, err := procstatus.Read(proc, 0)
+	if err != nil {
+		return id, err
+	}
+	id.comm, id.uids = ids.Name, ids.UIDs
+	var st syscall.Stat_t
+	if err := syscall.Stat(proc, &st); err != nil {
+		return id, err
+	}
+	id.dumpable = st.Uid != 0 || ids.UID == 0
+	if err := syscall.Stat(filepath.Join(proc, "exe"), &st); err != nil {
+		id.exeErr = err.Error()
+	} else {
+		id.exeDev, id.exeIno = st.Dev, st.Ino
+	}
+	return id, nil
+}
+
+// change says in words how after differs from id.
+func (id identity) change(after identity) string {
+	switch {
+	case after.start != id.start:
+		return "it exited and its pid was reused"
+	case after.exeDev != id.exeDev || after.exeIno != id.exeIno || after.exeErr != id.exeErr:
+		return fmt.Sprintf("it exec'd another program, now %s", after.comm)
+	case after.uids != id.uids:
+		return fmt.Sprintf("its uids changed from %s to %s", id.uids, after.uids)
+	}
+	return "it changed"
+}
+
+// scriptMemfd returns an anonymous in-memory file holding script: it has
+// no name in any directory, so nobody can swap it.
+func scriptMemfd(script string) (*os.File, error) {
+	fd, err := unix.MemfdCreate("memdiag-gdb-script", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("creating gdb's script: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "gdb script")
+	if _, err := io.WriteString(f, script); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("writing gdb's script: %w", err)
+	}
+	// Sealed: whoever reaches gdb's descriptor (its user, when gdb runs
+	// as the target's user) cannot change a line of it.
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sealing gdb's script: %w", err)
+	}
+	return f, nil
+}
+
+// cappedBuffer keeps the first maxLog bytes written to it: gdb's output
+// grows with what the target holds (a line per thread), which the target
+// decides.
+type cappedBuffer struct{ bytes.Buffer }
+
+const maxLog = 1 << 20
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := maxLog - b.Len(); room > 0 {
+		b.Buffer.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+// isStopped reports whether the process is in the stopped state (T).
+func isStopped(proc string) bool {
+	b, err := os.ReadFile(filepath.Join(proc, "stat"))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && i+2 < len(b) && b[i+2] == 'T'
+}
+
+// ensureRunning resumes a target that gdb left stopped (a gdb killed
+// mid-attach can leave its SIGSTOP pending). It is called only for a
+// process that was running before the capture: one a user stopped stays
+// stopped.
+func ensureRunning(proc string, pid int) {
+	if isStopped(proc) {
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+	}
+}
+
+// commName is the command name of pid, or "unknown".
+func commName(procRoot string, pid int) string {
+	ids, err := procstatus.Read(filepath.Join(procRoot, strconv.Itoa(pid)), pid)
+	if err != nil || ids.Name == "" {
+		return "unknown"
+	}
+	return ids.Name
+}
+
+// CheckNotGo refuses a Go executable (one with a .go.buildinfo section),
+// before other checks that would say less: Run makes it first.
+func (in Injector) CheckNotGo(pid int, what string) error {
+	f, err := os.Open(filepath.Join(in.procRoot(), strconv.Itoa(pid), "exe"))
+	if err != nil {
+		return nil // unreadable: gdb will say what it finds
+	}
+	defer f.Close()
+	if names, err := sectionNames(f); err == nil && slices.Contains(names, ".go.buildinfo") {
+		return fmt.Errorf("process %d: %w: calling %s inside it could overflow a goroutine's stack, so memdiag will not; Go's heap is in its runtime metrics (runtime/metrics, /debug/pprof/heap, GODEBUG=gctrace=1), and cgo's C allocations in a malloc_info the program logs itself", pid, ErrGoProgram, what)
+	}
+	return nil
+}
+
+// Bounds of sectionNames: the executable is the target user's file, and
+// debug/elf would read a section-name table of any size it claims.
+const (
+	maxSections    = 1 << 12
+	maxSectionText = 1 << 20
+)
+
+// sectionNames returns the section names of a 64-bit little-endian ELF
+// file, reading only its header, section headers and name table, each
+// bounded.
+func sectionNames(r io.ReaderAt) ([]string, error) {
+	var hdr [64]byte
+	if _, err := r.ReadAt(hdr[:], 0); err != nil {
+		return nil, err
+	}
+	if string(hdr[:4]) != "\x7fELF" || hdr[4] != 2 || hdr[5] != 1 {
+		return nil, errors.New("not a 64-bit little-endian ELF file")
+	}
+	le := binary.LittleEndian
+	shoff, shentsize := le.Uint64(hdr[0x28:]), int(le.Uint16(hdr[0x3a:]))
+	shnum, shstrndx := int(le.Uint16(hdr[0x3c:])), int(le.Uint16(hdr[0x3e:]))
+	if shentsize != 64 || shnum > maxSections || shstrndx >= shnum || shoff > 1<<40 {
+		return nil, errors.New("section headers out of bounds")
+	}
+	headers := make([]byte, shnum*64)
+	if _, err := r.ReadAt(headers, int64(shoff)); err != nil {
+		return nil, err
+	}
+	strtab := headers[shstrndx*64:]
+	off, size := le.Uint64(strtab[0x18:]), le.Uint64(strtab[0x20:])
+	if size > maxSectionText || off > 1<<40 {
+		return nil, errors.New("section name table out of bounds")
+	}
+	text := make([]byte, size)
+	if _, err := r.ReadAt(text, int64(off)); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, shnum)
+	for i := 0; i < shnum; i++ {
+		at := int(le.Uint32(headers[i*64:]))
+		if at >= len(text) {
+			continue
+		}
+		name := text[at:]
+		if z := bytes.IndexByte(name, 0); z >= 0 {
+			name = name[:z]
+		}
+		names = append(names, string(name))
+	}
+	return names, nil
+}
+
+// LastLines joins the last n lines of s, for a message.
+func LastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
