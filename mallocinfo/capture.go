@@ -159,4 +159,3 @@ func checkGlibc(procRoot string, pid int) (string, error) {
 	}
 	return path, nil
 }
-
