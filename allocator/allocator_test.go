@@ -1,0 +1,198 @@
+package allocator
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// truth reads the "name value" lines allocfree.c printed.
+func truth(t *testing.T, path string) map[string]uint64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(l, " ")
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+			out[k] = n
+		}
+	}
+	return out
+}
+
+func within(got, want uint64, share float64) bool {
+	d := float64(got) - float64(want)
+	return d <= share*float64(want) && -d <= share*float64(want)
+}
+
+// TestJemallocFixtures reads what jemalloc printed at exit for allocfree.c
+// (fixtures/capture-allocators.sh), JSON and text: in use within 5 % of the
+// program's own stats.allocated, in use plus what jemalloc keeps within
+// 5 % of jemalloc's resident, and the freed blocks found as dirty pages.
+func TestJemallocFixtures(t *testing.T) {
+	tr := truth(t, "../fixtures/allocators/jemalloc.truth")
+	for _, file := range []string{"jemalloc-stats.json", "jemalloc-stats.txt"} {
+		t.Run(file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join("../fixtures/allocators", file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			br := NewSniffer(f)
+			if got := Sniff(br); got != FormatJemalloc {
+				t.Fatalf("sniffed %q", got)
+			}
+			s, err := ParseJemalloc(br, file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Allocator != Jemalloc || !strings.HasPrefix(s.Version, "5.") {
+				t.Errorf("allocator %q version %q", s.Allocator, s.Version)
+			}
+			if !within(s.InUseBytes, tr["allocated"], 0.05) {
+				t.Errorf("in use %d, the program's stats.allocated %d", s.InUseBytes, tr["allocated"])
+			}
+			if sum := s.InUseBytes + s.RetainedBytes(); !within(sum, s.ResidentBytes, 0.05) {
+				t.Errorf("in use + kept %d, jemalloc's resident %d (parts %+v)", sum, s.ResidentBytes, s.Parts)
+			}
+			dirty, _ := s.Part("dirty_pages")
+			if dirty.Bytes < 80<<20 || s.Parts[0].Name != "dirty_pages" {
+				t.Errorf("dirty pages %d B, parts %+v: the ~90 MiB freed should lead", dirty.Bytes, s.Parts)
+			}
+			if v, _ := s.Setting("dirty_decay_ms"); v != "-1" {
+				t.Errorf("dirty_decay_ms %q, want -1", v)
+			}
+			fs := Findings(s)
+			if len(fs) != 1 || fs[0].ID != "allocator-retention" || !strings.Contains(fs[0].Summary, "dirty pages") ||
+				!strings.Contains(strings.Join(fs[0].Advice, "\n"), "dirty_decay_ms is -1") {
+				t.Errorf("findings %+v", fs)
+			}
+		})
+	}
+}
+
+func TestTcmallocFixture(t *testing.T) {
+	tr := truth(t, "../fixtures/allocators/tcmalloc.truth")
+	f, err := os.Open("../fixtures/allocators/tcmalloc-stats.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	br := NewSniffer(f)
+	if got := Sniff(br); got != FormatTcmalloc {
+		t.Fatalf("sniffed %q", got)
+	}
+	s, err := ParseTcmalloc(br, "tcmalloc-stats.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !within(s.InUseBytes, tr["allocated"], 0.05) {
+		t.Errorf("in use %d, the program's generic.current_allocated_bytes %d", s.InUseBytes, tr["allocated"])
+	}
+	if s.InUseBytes+s.RetainedBytes() != s.ResidentBytes || len(s.Warnings) != 0 {
+		t.Errorf("in use %d + kept %d ≠ actual %d; warnings %v", s.InUseBytes, s.RetainedBytes(), s.ResidentBytes, s.Warnings)
+	}
+	if s.Parts[0].Name != "page_heap_free" {
+		t.Errorf("parts %+v: the page heap's free pages should lead", s.Parts)
+	}
+	if fs := Findings(s); len(fs) != 1 || !strings.Contains(fs[0].Summary, "page heap") {
+		t.Errorf("findings %+v", fs)
+	}
+}
+
+// TestPeerSamples reads the captures in ../shared/samples, made by others
+// with the same Debian packages, when they are there.
+func TestPeerSamples(t *testing.T) {
+	dir := "../../shared/samples/allocators"
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("no peer samples here (%v)", err)
+	}
+	for _, file := range []string{"jemalloc-5.3-stats.json", "jemalloc-5.3-stats.txt", "tcmalloc-2.10-stats.txt"} {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := NewSniffer(bytes.NewReader(b))
+		var s *Stats
+		switch Sniff(br) {
+		case FormatJemalloc:
+			s, err = ParseJemalloc(br, file)
+		case FormatTcmalloc:
+			s, err = ParseTcmalloc(br, file)
+		default:
+			t.Fatalf("%s: not sniffed", file)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if sum := s.InUseBytes + s.RetainedBytes(); !within(sum, s.ResidentBytes, 0.05) {
+			t.Errorf("%s: in use + kept %d, resident %d", file, sum, s.ResidentBytes)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name, in string
+		tc       bool
+		want     error
+		msg      string
+	}{
+		{"empty", "", false, ErrMalformed, "empty"},
+		{"cut JSON", `{"jemalloc": {"stats": {"allocated": 1`, false, ErrMalformed, "JSON"},
+		{"JSON without stats", `{"jemalloc": {}}`, false, ErrMalformed, `no "jemalloc"."stats"`},
+		{"JSON without resident", `{"jemalloc": {"stats": {"allocated": 1, "active": 2}}}`, false, ErrMalformed, `lacks "resident"`},
+		{"text without totals", "___ Begin jemalloc statistics ___\nVersion: \"5\"\n", false, ErrUnrecognized, "no \"Allocated"},
+		{"bad totals", "Allocated: lots, active: 1, resident: 2\n", false, ErrMalformed, `Allocated "lots" is not a byte count`},
+		{"bad decay line", "Allocated: 1, active: 1, resident: 1\narenas[0]:\n   dirty: 10000 many\n", false, ErrMalformed, `"many" is not a number`},
+		{"tcmalloc without totals", "MALLOC: 5 (0.0 MiB) Bytes in page heap freelist\n", true, ErrUnrecognized, "not tcmalloc"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			if tt.tc {
+				_, err = ParseTcmalloc(strings.NewReader(tt.in), "in")
+			} else {
+				_, err = ParseJemalloc(strings.NewReader(tt.in), "in")
+			}
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) || !strings.HasPrefix(err.Error(), "in") {
+				t.Errorf("got %v, want %v with %q", err, tt.want, tt.msg)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, file := range []string{"jemalloc-stats.json", "jemalloc-stats.txt", "tcmalloc-stats.txt"} {
+		b, err := os.ReadFile(filepath.Join("../fixtures/allocators", file))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b[:min(len(b), 8192)])
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		for _, parse := range []func() (*Stats, error){
+			func() (*Stats, error) { return ParseJemalloc(bytes.NewReader(in), "fuzz") },
+			func() (*Stats, error) { return ParseTcmalloc(bytes.NewReader(in), "fuzz") },
+		} {
+			s, err := parse()
+			if err != nil {
+				if err.Error() == "" {
+					t.Fatal("empty error")
+				}
+				continue
+			}
+			_ = Findings(s)
+			_ = s.RetainedBytes()
+		}
+		_ = Sniff(bufio.NewReader(bytes.NewReader(in)))
+	})
+}

@@ -1,0 +1,358 @@
+package allocator
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/internal/humanize"
+)
+
+// maxStatsBytes bounds what a parser reads: jemalloc's JSON with every
+// size class of 256 arenas is a few MiB.
+const maxStatsBytes = 32 << 20
+
+// JemallocFigures are jemalloc's totals (stats.*) and what decides what it
+// keeps: the figures a live capture reads through mallctl, and that
+// malloc_stats_print prints.
+type JemallocFigures struct {
+	Version                                                 string
+	Allocated, Active, Metadata, Resident, Mapped, Retained uint64
+	// DirtyPages and MuzzyPages are summed over the arenas; Page is the
+	// page size they count in.
+	DirtyPages, MuzzyPages, Page uint64
+	Arenas                       int
+	// Options, as reported: dirty_decay_ms, muzzy_decay_ms, narenas,
+	// background_thread.
+	Options map[string]string
+}
+
+// FromJemalloc brings jemalloc's figures to the common model.
+func FromJemalloc(f *JemallocFigures, source string) *Stats {
+	page := f.Page
+	if page == 0 {
+		page = 4096
+	}
+	s := &Stats{Allocator: Jemalloc, Version: f.Version, Source: source, InUseBytes: f.Allocated,
+		ResidentBytes: f.Resident, MappedBytes: f.Mapped, ReleasedBytes: f.Retained, Arenas: f.Arenas}
+	var frag uint64
+	if f.Active >= f.Allocated {
+		frag = f.Active - f.Allocated
+	} else {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("allocated %d B exceeds active %d B: fragmentation taken as 0", f.Allocated, f.Active))
+	}
+	s.Parts = []Part{
+		{Name: "dirty_pages", Bytes: f.DirtyPages * page, Resident: true,
+			What: "pages freed by the application and not yet purged: jemalloc returns them after dirty_decay_ms"},
+		{Name: "fragmentation", Bytes: frag, Resident: true,
+			What: "free space inside pages that hold live allocations (active − allocated: partly used slabs, size-class rounding)"},
+		{Name: "metadata", Bytes: f.Metadata, Resident: true, What: "jemalloc's own structures (stats.metadata)"},
+		{Name: "muzzy_pages", Bytes: f.MuzzyPages * page, Resident: true,
+			What: "pages released with MADV_FREE: in RSS until the kernel needs the memory, then gone; purged for good after muzzy_decay_ms"},
+	}
+	sort.SliceStable(s.Parts, func(i, j int) bool { return s.Parts[i].Bytes > s.Parts[j].Bytes })
+	for _, k := range []string{"dirty_decay_ms", "muzzy_decay_ms", "narenas", "background_thread"} {
+		if v, ok := f.Options[k]; ok {
+			s.Settings = append(s.Settings, Setting{k, v})
+		}
+	}
+	if s.ResidentBytes > 0 {
+		sum := s.InUseBytes + s.RetainedBytes()
+		if d := int64(sum) - int64(s.ResidentBytes); d > int64(s.ResidentBytes)/10 || -d > int64(s.ResidentBytes)/10 {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("allocated + kept = %d B differs from jemalloc's resident %d B by more than 10 %%", sum, s.ResidentBytes))
+		}
+	}
+	return s
+}
+
+// ParseJemalloc reads malloc_stats_print's output, JSON ("J" option) or
+// text, told apart by its first byte.
+func ParseJemalloc(r io.Reader, name string) (*Stats, error) {
+	br := bufio.NewReader(io.LimitReader(r, maxStatsBytes+1))
+	first, err := firstByte(br)
+	if err != nil {
+		return nil, &ParseError{Name: name, Msg: "empty: no jemalloc statistics", Err: ErrMalformed}
+	}
+	var f *JemallocFigures
+	if first == '{' {
+		f, err = parseJemallocJSON(br, name)
+	} else {
+		f, err = parseJemallocText(br, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return FromJemalloc(f, name), nil
+}
+
+func firstByte(br *bufio.Reader) (byte, error) {
+	for {
+		c, err := br.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		if c != ' ' && c != '\n' && c != '\t' && c != '\r' {
+			return c, br.UnreadByte()
+		}
+	}
+}
+
+type jemallocJSON struct {
+	Jemalloc *struct {
+		Version string                     `json:"version"`
+		Opt     map[string]json.RawMessage `json:"opt"`
+		Arenas  struct {
+			Narenas int    `json:"narenas"`
+			Page    uint64 `json:"page"`
+		} `json:"arenas"`
+		Stats *struct {
+			Allocated, Active, Metadata, Resident, Mapped, Retained *uint64
+		} `json:"stats"`
+		StatsArenas map[string]struct {
+			Pdirty uint64 `json:"pdirty"`
+			Pmuzzy uint64 `json:"pmuzzy"`
+		} `json:"stats.arenas"`
+	} `json:"jemalloc"`
+}
+
+func parseJemallocJSON(r io.Reader, name string) (*JemallocFigures, error) {
+	var doc jemallocJSON
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&doc); err != nil {
+		return nil, &ParseError{Name: name, Msg: "JSON: " + err.Error(), Err: ErrMalformed}
+	}
+	j := doc.Jemalloc
+	if j == nil || j.Stats == nil {
+		return nil, &ParseError{Name: name, Msg: `no "jemalloc"."stats" object: not malloc_stats_print JSON`, Err: ErrMalformed}
+	}
+	st := j.Stats
+	for _, f := range []struct {
+		p    *uint64
+		name string
+	}{{st.Allocated, "allocated"}, {st.Active, "active"}, {st.Resident, "resident"}} {
+		if f.p == nil {
+			return nil, &ParseError{Name: name, Msg: fmt.Sprintf(`"jemalloc"."stats" lacks %q`, f.name), Err: ErrMalformed}
+		}
+	}
+	f := &JemallocFigures{Version: j.Version, Allocated: *st.Allocated, Active: *st.Active, Resident: *st.Resident,
+		Metadata: deref(st.Metadata), Mapped: deref(st.Mapped), Retained: deref(st.Retained),
+		Page: j.Arenas.Page, Arenas: j.Arenas.Narenas, Options: map[string]string{}}
+	if m, ok := j.StatsArenas["merged"]; ok {
+		f.DirtyPages, f.MuzzyPages = m.Pdirty, m.Pmuzzy
+	} else {
+		for k, a := range j.StatsArenas {
+			if _, err := strconv.Atoi(k); err == nil {
+				f.DirtyPages += a.Pdirty
+				f.MuzzyPages += a.Pmuzzy
+			}
+		}
+	}
+	for _, k := range []string{"dirty_decay_ms", "muzzy_decay_ms", "narenas", "background_thread"} {
+		if v, ok := j.Opt[k]; ok {
+			f.Options[k] = strings.Trim(string(v), `"`)
+		}
+	}
+	return f, nil
+}
+
+func deref(p *uint64) uint64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// parseJemallocText reads the text form: the totals line
+// "Allocated: N, active: N, metadata: N (n_thp N), resident: N, mapped: N,
+// retained: N", the page size, the options, and each arena's (or the
+// merged) "dirty:" and "muzzy:" decay lines.
+func parseJemallocText(r io.Reader, name string) (*JemallocFigures, error) {
+	f := &JemallocFigures{Options: map[string]string{}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	section := ""
+	dirty, muzzy := map[string]uint64{}, map[string]uint64{}
+	sawTotals := false
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		t := strings.TrimSpace(text)
+		switch {
+		case strings.HasPrefix(t, "Version: "):
+			f.Version = strings.Trim(strings.TrimPrefix(t, "Version: "), `"`)
+		case strings.HasPrefix(t, "Arenas: "):
+			f.Arenas, _ = strconv.Atoi(strings.TrimPrefix(t, "Arenas: "))
+		case strings.HasPrefix(t, "Page size: "):
+			f.Page, _ = strconv.ParseUint(strings.TrimPrefix(t, "Page size: "), 10, 64)
+		case strings.HasPrefix(t, "Allocated: "):
+			if err := parseTotalsLine(t, f); err != nil {
+				return nil, &ParseError{Name: name, Line: line, Msg: err.Error(), Err: ErrMalformed}
+			}
+			sawTotals = true
+		case strings.HasPrefix(t, "opt."):
+			k, v, ok := strings.Cut(strings.TrimPrefix(t, "opt."), ": ")
+			if ok {
+				if i := strings.Index(v, " ("); i >= 0 {
+					v = v[:i]
+				}
+				f.Options[k] = strings.Trim(v, `"`)
+			}
+		case strings.HasPrefix(t, "Merged arenas stats:"):
+			section = "merged"
+		case strings.HasPrefix(t, "arenas[") && strings.HasSuffix(t, "]:"):
+			section = t
+		case strings.HasPrefix(t, "dirty:") || strings.HasPrefix(t, "muzzy:"):
+			fields := strings.Fields(t)
+			if len(fields) < 3 {
+				return nil, &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("expected %q with a decay time and a page count, got %q", fields[0], clip(t)), Err: ErrMalformed}
+			}
+			n, err := strconv.ParseUint(fields[2], 10, 64)
+			if err != nil {
+				return nil, &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("page count %q is not a number", clip(fields[2])), Err: ErrMalformed}
+			}
+			if fields[0] == "dirty:" {
+				dirty[section] += n
+			} else {
+				muzzy[section] += n
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, &ParseError{Name: name, Line: line + 1, Msg: "reading: " + err.Error(), Err: ErrMalformed}
+	}
+	if !sawTotals {
+		return nil, &ParseError{Name: name, Msg: `no "Allocated: …, active: …, resident: …" line: not jemalloc's statistics`, Err: ErrUnrecognized}
+	}
+	if _, ok := dirty["merged"]; ok {
+		f.DirtyPages, f.MuzzyPages = dirty["merged"], muzzy["merged"]
+	} else {
+		for k, n := range dirty {
+			if k != "" {
+				f.DirtyPages += n
+			}
+		}
+		for k, n := range muzzy {
+			if k != "" {
+				f.MuzzyPages += n
+			}
+		}
+	}
+	return f, nil
+}
+
+func parseTotalsLine(t string, f *JemallocFigures) error {
+	seen := 0
+	for _, field := range strings.Split(t, ", ") {
+		k, v, ok := strings.Cut(field, ": ")
+		if !ok {
+			continue
+		}
+		if i := strings.IndexByte(v, ' '); i >= 0 {
+			v = v[:i] // "3265648 (n_thp 0)"
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s %q is not a byte count", k, clip(v))
+		}
+		switch strings.ToLower(k) {
+		case "allocated":
+			f.Allocated = n
+		case "active":
+			f.Active = n
+		case "metadata":
+			f.Metadata = n
+		case "resident":
+			f.Resident = n
+		case "mapped":
+			f.Mapped = n
+		case "retained":
+			f.Retained = n
+		default:
+			continue
+		}
+		seen++
+	}
+	if seen < 3 {
+		return fmt.Errorf("expected allocated, active and resident in %q", clip(t))
+	}
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+func jemallocFindings(s *Stats) []finding.Finding {
+	kept := s.RetainedBytes()
+	if kept < 16<<20 || kept < s.InUseBytes/4 {
+		return nil
+	}
+	dirty, _ := s.Part("dirty_pages")
+	muzzy, _ := s.Part("muzzy_pages")
+	frag, _ := s.Part("fragmentation")
+	decay, _ := s.Setting("dirty_decay_ms")
+	bg, _ := s.Setting("background_thread")
+	sev := finding.Medium
+	if kept >= s.InUseBytes {
+		sev = finding.High
+	}
+	ev := []string{fmt.Sprintf("%s: allocated %d B; dirty pages %d B, muzzy %d B, fragmentation (active − allocated) %d B, metadata; resident %d B",
+		s.Source, s.InUseBytes, dirty.Bytes, muzzy.Bytes, frag.Bytes, s.ResidentBytes)}
+	if len(s.Settings) > 0 {
+		var kv []string
+		for _, st := range s.Settings {
+			kv = append(kv, st.Name+"="+st.Value)
+		}
+		ev = append(ev, "settings: "+strings.Join(kv, ", "))
+	}
+	var advice []string
+	lead := "dirty pages"
+	if frag.Bytes > dirty.Bytes+muzzy.Bytes {
+		lead = "fragmentation inside active pages"
+		advice = append(advice, "Fragmentation: live allocations scattered over many pages. Fewer arenas (MALLOC_CONF=narenas:N) pack them tighter, at some contention; memory freed in bursts by other threads than the allocating ones is the usual cause.")
+	}
+	switch decay {
+	case "-1":
+		advice = append(advice, "dirty_decay_ms is -1: freed pages are never returned. Set MALLOC_CONF=dirty_decay_ms:10000 (the default) or lower; the cost is a little CPU to purge, and page faults when memory is reused.")
+	default:
+		advice = append(advice, fmt.Sprintf("Lower dirty_decay_ms (now %s) to return freed pages sooner: MALLOC_CONF=dirty_decay_ms:1000; the cost is purge work and page faults when the memory is reused.", orUnknown(decay)))
+	}
+	if bg != "true" {
+		advice = append(advice, "Turn on background_thread (MALLOC_CONF=background_thread:true): without it, decay runs only when the application calls malloc or free, so an idle process keeps its dirty pages.")
+	}
+	advice = append(advice, "Return them now: memdiag trim --pid PID (purges every arena through mallctl; the process pauses while gdb is attached).")
+	return []finding.Finding{{
+		ID:       "allocator-retention",
+		Severity: sev,
+		Summary: fmt.Sprintf("jemalloc keeps %s beyond the %s the application holds (%.0f %% of its resident %s), mostly %s",
+			humanize.Bytes(kept), humanize.Bytes(s.InUseBytes), pct(kept, s.ResidentBytes), humanize.Bytes(s.ResidentBytes), lead),
+		Bytes:    kept,
+		Evidence: ev,
+		Advice:   advice,
+	}}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// looksLikeJemalloc reports whether b starts like malloc_stats_print's
+// output.
+func looksLikeJemalloc(b []byte) bool {
+	t := bytes.TrimLeft(b, " \t\r\n")
+	return bytes.HasPrefix(t, []byte("___ Begin jemalloc statistics")) || bytes.HasPrefix(t, []byte(`{"jemalloc"`)) ||
+		bytes.HasPrefix(t, []byte("{\n")) && bytes.Contains(b, []byte(`"jemalloc"`))
+}
