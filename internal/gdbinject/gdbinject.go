@@ -161,13 +161,16 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 }
 
 // preamble sets gdb up: no questions, C, calls unwound on a signal, and
-// only the named libraries' symbols loaded — by exact base name, so that
-// no other library whose name merely contains it is.
+// only the named libraries' symbols loaded — by base name, anchored at
+// the path's last slash and allowing only version numbers after it
+// (libtcmalloc_minimal.so matches …/libtcmalloc_minimal.so.4, the name the
+// loader has, and the .so.4.5.10 it resolves to), so that no other library
+// whose name merely contains it is.
 func preamble(libs []string) string {
 	var b strings.Builder
 	b.WriteString("set confirm off\nset pagination off\nset unwindonsignal on\nset language c\n")
 	for _, l := range libs {
-		fmt.Fprintf(&b, "sharedlibrary /%s$\n", libraryPattern(l))
+		fmt.Fprintf(&b, "sharedlibrary /%s[.0-9]*$\n", libraryPattern(l))
 	}
 	return b.String()
 }

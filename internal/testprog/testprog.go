@@ -79,6 +79,8 @@ type Options struct {
 	// Chroot, when set, is the directory it runs jailed in (bin and Dir
 	// are then inside it).
 	Chroot string
+	// Env is added to the test's environment (LD_PRELOAD=…, MALLOC_CONF=…).
+	Env []string
 }
 
 // Nobody is the uid and gid of the unprivileged user tests act as.
@@ -90,6 +92,9 @@ func StartWith(t testing.TB, o Options, bin string, args ...string) *Proc {
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	cmd.Dir = o.Dir
+	if len(o.Env) > 0 {
+		cmd.Env = append(os.Environ(), o.Env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: o.Chroot}
 	if o.AsNobody {
 		NeedRoot(t)
