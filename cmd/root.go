@@ -59,6 +59,7 @@ type runners struct {
 	snapshot   func(*SnapshotOptions) error
 	diff       func(*DiffOptions) error
 	watch      func(*WatchOptions) error
+	trim       func(*TrimOptions) error
 }
 
 // NewRootCmd builds the memdiag command tree.
@@ -102,6 +103,7 @@ mmap traces, and explains a process's RSS with the evidence for each figure.`,
 	root.AddCommand(NewCmdSnapshot(d, g, r.snapshot))
 	root.AddCommand(NewCmdDiff(d, g, r.diff))
 	root.AddCommand(NewCmdWatch(d, g, r.watch))
+	root.AddCommand(NewCmdTrim(d, g, r.trim))
 	return root
 }
 

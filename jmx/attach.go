@@ -44,7 +44,7 @@ const MaxReply = 16 << 20
 // to a few hundred KiB in practice, MaxReply for NMT's detail.
 func replyLimit(command string) int64 {
 	switch {
-	case command == "VM.version":
+	case command == "VM.version", strings.HasPrefix(command, "System."):
 		return 64 << 10
 	case command == "VM.native_memory detail", !strings.HasPrefix(command, "GC.") && !strings.HasPrefix(command, "VM."):
 		return MaxReply

@@ -1,6 +1,7 @@
 // Package procstatus reads the fields of /proc/<pid>/status that memdiag's
 // live capturers act on: whose process it is, its pid inside its own pid
-// namespace, who traces it and which signals it catches.
+// namespace, who traces it and which signals it catches — and its resident
+// memory, which a trim measures.
 package procstatus
 
 import (
@@ -36,6 +37,9 @@ type IDs struct {
 	// SigCgt is the mask of signals the process catches: bit n-1 is
 	// signal n.
 	SigCgt uint64
+	// RSSBytes and RSSAnonBytes are VmRSS and RssAnon (0 for a kernel
+	// thread or a zombie).
+	RSSBytes, RSSAnonBytes uint64
 }
 
 // Catches reports whether the process has a handler for signal sig.
@@ -86,6 +90,19 @@ func parse(text, path string, pid int) (IDs, error) {
 			continue
 		case "Uid":
 			ids.UIDs = strings.Join(f, " ")
+		case "VmRSS", "RssAnon":
+			if len(f) == 2 && f[1] == "kB" {
+				n, err := strconv.ParseUint(f[0], 10, 64)
+				if err != nil || n > 1<<50 {
+					return IDs{}, bad(f[0])
+				}
+				if key == "VmRSS" {
+					ids.RSSBytes = n << 10
+				} else {
+					ids.RSSAnonBytes = n << 10
+				}
+			}
+			continue
 		case "SigCgt":
 			if len(f) == 0 {
 				continue

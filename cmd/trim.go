@@ -1,0 +1,209 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/allocator"
+	"github.com/memdiag/memdiag/internal/gdbinject"
+	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/jmx"
+	"github.com/memdiag/memdiag/mallocinfo"
+	"github.com/memdiag/memdiag/report"
+)
+
+// TrimOptions is `memdiag trim` after flag parsing.
+type TrimOptions struct {
+	Streams  *Streams
+	ProcRoot string
+
+	PID     int
+	DryRun  bool
+	NoJVM   bool // trim a JVM's allocator through gdb, not its attach socket
+	Timeout time.Duration
+	Format  report.Format
+	Color   bool
+}
+
+// NewCmdTrim builds `memdiag trim`.
+func NewCmdTrim(d *Deps, g *globalOptions, runF func(*TrimOptions) error) *cobra.Command {
+	o := &TrimOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	c := &cobra.Command{
+		Use:   "trim --pid PID",
+		Short: "Make a process's allocator give its free memory back, and measure what came back",
+		Long: `Make the allocator of a live process return the free memory it holds to the
+OS, and measure it: RSS and anonymous RSS before and after, beside what the
+allocator (and explain) said it kept.
+
+What is called:
+  glibc      malloc_trim(0)                       through gdb
+  jemalloc   mallctl("arena.4096.purge")          through gdb (every arena)
+  tcmalloc   MallocExtension_ReleaseFreeMemory()  through gdb
+  a JVM      jcmd System.trim_native_heap         through its attach socket: no ptrace
+             (JDK 17.0.8 and later; --no-jvm uses gdb instead)
+
+Through gdb the process is paused while gdb is attached — said before, and
+measured; gdb runs as the process's own user, with the checks of
+'memdiag mallocinfo --pid' (see docs/security.md). Nothing happens without
+this command: no other memdiag command trims. --dry-run says what it would
+call, and how, and does nothing.`,
+		Example: `  memdiag trim --pid 1234 --dry-run
+  memdiag trim --pid 1234
+  memdiag trim --pid 1234 -o json | jq '.rss_before_bytes - .rss_after_bytes'`,
+		Args: func(c *cobra.Command, args []string) error {
+			switch {
+			case len(args) > 0:
+				return usage(fmt.Errorf("trim takes --pid PID, not arguments (got %q)", args[0]))
+			case o.PID <= 0:
+				return usage(errors.New("trim needs --pid PID"))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			var err error
+			if o.Format, err = g.format(); err != nil {
+				return err
+			}
+			o.Color = d.Streams.colorEnabled(g.noColor)
+			if runF != nil {
+				return runF(o)
+			}
+			return runTrim(o)
+		},
+	}
+	f := c.Flags()
+	f.IntVar(&o.PID, "pid", 0, "the process to trim")
+	f.BoolVar(&o.DryRun, "dry-run", false, "say what would be called, and how, and do nothing")
+	f.BoolVar(&o.NoJVM, "no-jvm", false, "for a JVM: call its allocator through gdb, not System.trim_native_heap")
+	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "interrupt a call that has not returned after this long")
+	return c
+}
+
+func readStatus(procRoot string, pid int) (procstatus.IDs, error) {
+	ids, err := procstatus.Read(filepath.Join(procRoot, strconv.Itoa(pid)), pid)
+	if err != nil {
+		return ids, fmt.Errorf("process %d: %w", pid, gdbinject.ErrNoProcess)
+	}
+	return ids, nil
+}
+
+func runTrim(o *TrimOptions) error {
+	procRoot := o.ProcRoot
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	before, err := readStatus(procRoot, o.PID)
+	if err != nil {
+		return err
+	}
+	det, err := allocator.Detect(procRoot, o.PID)
+	if err != nil {
+		return err
+	}
+	isJVM, _ := jmx.IsJVM(procRoot, o.PID)
+	v := &report.TrimView{PID: o.PID, Command: before.Name, Allocator: string(det.Kind), DryRun: o.DryRun,
+		RSSBefore: before.RSSBytes, AnonBefore: before.RSSAnonBytes}
+	useJVM := isJVM && !o.NoJVM && det.Kind == allocator.Glibc
+	if useJVM {
+		v.Call, v.How = "System.trim_native_heap", "the JVM's attach socket (no ptrace; the JVM calls malloc_trim itself)"
+	} else {
+		call, ok := allocator.TrimCall(det.Kind)
+		if !ok {
+			return fmt.Errorf("process %d: %w: no glibc, jemalloc or tcmalloc library is mapped (a static binary, musl, or another allocator)", o.PID, allocator.ErrUnsupported)
+		}
+		v.Call, v.How = call, "gdb (the process pauses while attached)"
+	}
+	if o.DryRun {
+		v.Notes = append(v.Notes, "nothing was called: --dry-run")
+		return report.WriteTrim(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	}
+	ctx, stop := interruptible()
+	defer stop()
+	notify := notifier(o.Streams.ErrOut)
+	inj := gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notify}
+	live := allocator.Live{Injector: inj}
+
+	// What the allocator says it keeps, before; a JVM is not ptraced.
+	var keptBefore func() (uint64, error)
+	switch {
+	case useJVM:
+	case det.Kind == allocator.Glibc:
+		info, err := mallocinfo.Capturer{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notify}.Capture(ctx, o.PID)
+		if err != nil {
+			return fmt.Errorf("before the trim: %w", err)
+		}
+		s := mallocinfo.Analyze(info)
+		ret := s.Totals.RetainedFreeBytes
+		v.RetainedBefore = &ret
+		v.Notes = append(v.Notes, fmt.Sprintf("malloc_info before: %s free in %d arenas, %s of it retained below live chunks, %s in top chunks",
+			report.Bytes(s.Totals.FreeBytes), s.Totals.Arenas, report.Bytes(ret), report.Bytes(s.Totals.TopBytes)))
+	default:
+		keptBefore = func() (uint64, error) {
+			s, err := live.Capture(ctx, o.PID, det)
+			if err != nil {
+				return 0, err
+			}
+			return trimmable(s), nil
+		}
+		n, err := keptBefore()
+		if err != nil {
+			return fmt.Errorf("before the trim: %w", err)
+		}
+		v.KeptBefore = &n
+		v.KeptWhat = map[allocator.Kind]string{allocator.Jemalloc: "dirty + muzzy pages", allocator.Tcmalloc: "page heap free"}[det.Kind]
+	}
+	if now, err := readStatus(procRoot, o.PID); err == nil {
+		v.RSSBefore, v.AnonBefore = now.RSSBytes, now.RSSAnonBytes
+	}
+
+	if useJVM {
+		reply, err := jmx.Attacher{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notify}.Run(ctx, o.PID, "System.trim_native_heap")
+		if err != nil {
+			return err
+		}
+		reply = strings.TrimSpace(reply)
+		if strings.Contains(reply, "Unknown diagnostic command") || strings.Contains(reply, "not available") {
+			return fmt.Errorf("process %d: the JVM has no System.trim_native_heap (JDK 17.0.8 and later): %s; --no-jvm calls malloc_trim through gdb instead", o.PID, reply)
+		}
+		v.Notes = append(v.Notes, "the JVM said: "+reply)
+	} else {
+		paused, err := live.Trim(ctx, o.PID, det)
+		v.Paused = paused
+		if err != nil {
+			return err
+		}
+	}
+	after, err := readStatus(procRoot, o.PID)
+	if err != nil {
+		return err
+	}
+	v.RSSAfter, v.AnonAfter = after.RSSBytes, after.RSSAnonBytes
+	if keptBefore != nil {
+		n, err := keptBefore()
+		if err != nil {
+			v.Notes = append(v.Notes, "after the trim, the allocator could not be asked: "+err.Error())
+		} else {
+			v.KeptAfter = &n
+		}
+	}
+	return report.WriteTrim(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+}
+
+// trimmable is the free memory a trim can return, by the allocator's
+// figures: jemalloc's dirty and muzzy pages, tcmalloc's page heap.
+func trimmable(s *allocator.Stats) uint64 {
+	var n uint64
+	for _, name := range []string{"dirty_pages", "muzzy_pages", "page_heap_free"} {
+		if p, ok := s.Part(name); ok {
+			n += p.Bytes
+		}
+	}
+	return n
+}
+
