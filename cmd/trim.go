@@ -206,4 +206,3 @@ func trimmable(s *allocator.Stats) uint64 {
 	}
 	return n
 }
-
