@@ -11,7 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/atomicfile"
 	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/internal/input"
@@ -38,6 +40,9 @@ type MallocInfoOptions struct {
 	Timeout  time.Duration
 	// Save, with PID, keeps the captured document as the process wrote it.
 	Save string
+
+	sniffed   io.Reader    // File, opened and sniffed
+	closeFile func() error // closes File when it was opened
 }
 
 // NewCmdMallocInfo builds `memdiag mallocinfo`.
@@ -127,6 +132,13 @@ func runMallocInfo(o *MallocInfoOptions) error {
 	if o.Streams.Getenv == nil || o.Streams.Getenv("GOMEMLIMIT") == "" {
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(mallocInfoMemoryLimit))
 	}
+	done, err := otherAllocator(o)
+	if o.closeFile != nil {
+		defer o.closeFile()
+	}
+	if done || err != nil {
+		return err
+	}
 	v := &report.MallocInfoView{ArenaLimit: 20, AllSteps: o.AllSteps}
 	if o.AllArenas {
 		v.ArenaLimit = 0
@@ -169,16 +181,7 @@ func runMallocInfo(o *MallocInfoOptions) error {
 			return err
 		}
 	} else {
-		var r io.Reader = o.Streams.In
-		if o.File != "-" {
-			f, err := input.Open(o.File)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			r = f
-		}
-		if err := mallocinfo.ScanSnapshots(r, o.File, add); err != nil {
+		if err := mallocinfo.ScanSnapshots(o.sniffed, o.File, add); err != nil {
 			return err
 		}
 	}
@@ -189,4 +192,53 @@ func runMallocInfo(o *MallocInfoOptions) error {
 		finding.Sort(v.Findings)
 	}
 	return out.Finish(v)
+}
+
+// otherAllocator handles statistics of jemalloc and tcmalloc: a file in
+// their formats, or a live process that uses one. done is false for glibc's
+// malloc_info, which runMallocInfo reads on; o.sniffed is then the file.
+func otherAllocator(o *MallocInfoOptions) (done bool, err error) {
+	var s *allocator.Stats
+	if o.PID != 0 {
+		d, err := allocator.Detect(o.ProcRoot, o.PID)
+		if err != nil {
+			return true, err
+		}
+		if d.Kind != allocator.Jemalloc && d.Kind != allocator.Tcmalloc {
+			return false, nil
+		}
+		if o.Save != "" {
+			return true, usage(fmt.Errorf("--save keeps glibc's malloc_info document; process %d uses %s, whose statistics memdiag reads value by value (for a file: MALLOC_CONF=stats_print:true for jemalloc, MALLOCSTATS=1 for tcmalloc, printed at exit)", o.PID, d.Kind))
+		}
+		ctx, stop := interruptible()
+		defer stop()
+		live := allocator.Live{Injector: gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)}}
+		if s, err = live.Capture(ctx, o.PID, d); err != nil {
+			return true, err
+		}
+	} else {
+		var r io.Reader = o.Streams.In
+		if o.File != "-" {
+			f, err := input.Open(o.File)
+			if err != nil {
+				return true, err
+			}
+			r = f
+			o.closeFile = f.Close
+		}
+		br := allocator.NewSniffer(r)
+		o.sniffed = br
+		switch allocator.Sniff(br) {
+		case allocator.FormatJemalloc:
+			s, err = allocator.ParseJemalloc(br, o.File)
+		case allocator.FormatTcmalloc:
+			s, err = allocator.ParseTcmalloc(br, o.File)
+		default:
+			return false, nil
+		}
+		if err != nil {
+			return true, err
+		}
+	}
+	return true, report.WriteAllocator(o.Streams.Out, o.Format, s, allocator.Findings(s), report.Style{Color: o.Color})
 }

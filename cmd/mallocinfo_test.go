@@ -256,3 +256,48 @@ func TestMallocInfoLongSeries(t *testing.T) {
 		t.Errorf("%d lines: snapshots are written one per line", got)
 	}
 }
+
+// TestMallocInfoOtherAllocators: jemalloc's and tcmalloc's statistics, as
+// files (sniffed) and live (--pid of a process running under jemalloc):
+// the allocator is named, and the retention found with what to try.
+func TestMallocInfoOtherAllocators(t *testing.T) {
+	for _, tc := range []struct{ file, allocator, part string }{
+		{"jemalloc-stats.json", "jemalloc", "dirty_pages"},
+		{"jemalloc-stats.txt", "jemalloc", "dirty_pages"},
+		{"tcmalloc-stats.txt", "tcmalloc", "page_heap_free"},
+	} {
+		s, out, errOut := testStreams("", false, nil)
+		if code := run(t, s, "mallocinfo", "../fixtures/allocators/"+tc.file, "-o", "json"); code != 0 {
+			t.Fatalf("%s: exit %d: %s", tc.file, code, errOut)
+		}
+		var doc struct {
+			Schema, Allocator string
+			Parts             []struct{ Name string }
+			Findings          []struct{ ID string }
+		}
+		if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc.Schema != report.AllocatorSchema || doc.Allocator != tc.allocator || doc.Parts[0].Name != tc.part ||
+			len(doc.Findings) != 1 || doc.Findings[0].ID != "allocator-retention" {
+			t.Errorf("%s: %+v", tc.file, doc)
+		}
+	}
+	if _, err := exec.LookPath("gdb"); err != nil {
+		t.Skipf("gdb not found (%v)", err)
+	}
+	lib := "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+	if _, err := os.Stat(lib); err != nil {
+		t.Skipf("%s not installed (%v); .ci/run installs libjemalloc2", lib, err)
+	}
+	p := testprog.StartWith(t, testprog.Options{Env: []string{"LD_PRELOAD=" + lib, "MALLOC_CONF=dirty_decay_ms:-1"}}, testprog.Build(t, "allocfree", "-ldl"))
+	s, out, errOut := testStreams("", false, nil)
+	if code := run(t, s, "mallocinfo", "--pid", strconv.Itoa(p.PID())); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"jemalloc", "dirty_pages", "allocator-retention", "dirty_decay_ms is -1", "memdiag trim --pid"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("live jemalloc: no %q in\n%s", want, out)
+		}
+	}
+}
