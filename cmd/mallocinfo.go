@@ -13,8 +13,8 @@ import (
 
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/finding"
-	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/atomicfile"
+	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/mallocinfo"
