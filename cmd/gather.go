@@ -3,6 +3,8 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"github.com/memdiag/memdiag/allocator"
+	"github.com/memdiag/memdiag/internal/gdbinject"
 	"io"
 	"runtime"
 	"strings"
@@ -38,8 +40,8 @@ type GatherOptions struct {
 func (o *GatherOptions) register(f *pflag.FlagSet) {
 	f.IntVar(&o.PID, "pid", 0, "explain this live process (smaps, and for a JVM its hsperfdata and attach)")
 	f.StringVar(&o.SmapsFile, "smaps", "", "offline: a saved /proc/PID/smaps")
-	f.StringVar(&o.MallocInfoFile, "malloc-info", "", "glibc malloc_info XML (a document or a log; the last document is used)")
-	f.BoolVar(&o.CaptureMallocInfo, "capture-malloc-info", false, "with --pid: capture malloc_info live with gdb (pauses the process briefly)")
+	f.StringVar(&o.MallocInfoFile, "malloc-info", "", "the allocator's statistics: glibc malloc_info XML (a document or a log; the last document is used), jemalloc's malloc_stats_print (JSON or text) or tcmalloc's GetStats")
+	f.BoolVar(&o.CaptureMallocInfo, "capture-malloc-info", false, "with --pid: capture the statistics of whichever allocator the process uses (glibc, jemalloc, tcmalloc) live with gdb (pauses the process briefly)")
 	f.StringSliceVar(&o.TraceFiles, "trace", nil, "a syscall trace of the process (strace, perf trace, sysdig, bpftrace): its never-unmapped mappings")
 	f.StringVar(&o.NMTFile, "nmt", "", "saved jcmd VM.native_memory summary")
 	f.StringVar(&o.HeapInfoFile, "heap-info", "", "saved jcmd GC.heap_info")
@@ -199,8 +201,11 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	pmap.Classify(ms, hints)
 	in.FromMappings(ms)
 
-	// malloc_info: a file, or a live capture.
+	// The allocator's statistics: a file (glibc's malloc_info, jemalloc's
+	// or tcmalloc's, sniffed), or a live capture of whichever allocator
+	// the process uses.
 	var info *mallocinfo.Info
+	var other *allocator.Stats
 	source := o.MallocInfoFile
 	switch {
 	case o.MallocInfoFile != "":
@@ -208,18 +213,40 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 		if err != nil {
 			return nil, nil, err
 		}
-		err = mallocinfo.Scan(f, o.MallocInfoFile, func(i *mallocinfo.Info) error { info = i; return nil })
+		br := allocator.NewSniffer(f)
+		switch allocator.Sniff(br) {
+		case allocator.FormatJemalloc:
+			other, err = allocator.ParseJemalloc(br, o.MallocInfoFile)
+		case allocator.FormatTcmalloc:
+			other, err = allocator.ParseTcmalloc(br, o.MallocInfoFile)
+		default:
+			err = mallocinfo.Scan(br, o.MallocInfoFile, func(i *mallocinfo.Info) error { info = i; return nil })
+		}
 		f.Close()
 		if err != nil {
 			return nil, nil, err
 		}
 	case o.CaptureMallocInfo:
-		var err error
+		det, err := allocator.Detect(procRoot, o.PID)
+		if err == nil && det.Kind != allocator.Unknown {
+			in.Notes = append(in.Notes, allocatorNote(det))
+		}
+		if err == nil && (det.Kind == allocator.Jemalloc || det.Kind == allocator.Tcmalloc) {
+			live := allocator.Live{Injector: gdbinject.Injector{ProcRoot: procRoot, Timeout: o.Timeout, Notify: notifier(stderr)}}
+			if other, err = live.Capture(ctx, o.PID, det); err != nil {
+				in.Notes = append(in.Notes, string(det.Kind)+": "+err.Error())
+				failed = append(failed, string(det.Kind)+": "+err.Error())
+			}
+			break
+		}
 		if info, err = (mallocinfo.Capturer{ProcRoot: procRoot, Timeout: o.Timeout, Notify: notifier(stderr)}).Capture(ctx, o.PID); err != nil {
 			in.Notes = append(in.Notes, "malloc_info: "+err.Error())
 			failed = append(failed, "malloc_info: "+err.Error())
 		}
 		source = fmt.Sprintf("malloc_info of process %d (via gdb)", o.PID)
+	}
+	if other != nil {
+		in.FromAllocator(other, allocator.Findings(other))
 	}
 	if info != nil {
 		s := mallocinfo.Analyze(info)

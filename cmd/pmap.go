@@ -3,6 +3,7 @@ package cmd
 import (
 	"errors"
 	"fmt"
+	"github.com/memdiag/memdiag/allocator"
 	"io"
 	"os"
 	"strconv"
@@ -169,7 +170,12 @@ func runPmap(o *PmapOptions) error {
 		}
 		v.Source = fmt.Sprintf("%s/%d/smaps", o.ProcRoot, pid)
 		v.Check = &p.Check
-		v.Notes = p.Notes
+		// The reader's notes first; those above (the JVM's) were dropped
+		// here once.
+		v.Notes = append(append([]string{}, p.Notes...), v.Notes...)
+		if d, err := allocator.Detect(o.ProcRoot, pid); err == nil && d.Kind != allocator.Unknown {
+			v.Notes = append(v.Notes, allocatorNote(d))
+		}
 		if p.Check.Available && !p.Check.Consistent {
 			v.Warnings = append(v.Warnings, fmt.Sprintf(
 				"Σ smaps Rss %d B and smaps_rollup %d B differ from VmRSS (%d → %d B) by more than the %d B the process moved: treat figures as approximate",
@@ -220,4 +226,12 @@ func classList() string {
 		s = append(s, string(c))
 	}
 	return strings.Join(s, ", ")
+}
+
+// allocatorNote says which malloc a process uses, and how memdiag reads it.
+func allocatorNote(d allocator.Detection) string {
+	if d.Kind == allocator.Glibc {
+		return "allocator: glibc malloc (" + d.Library + "): memdiag mallocinfo --pid reads its arenas"
+	}
+	return fmt.Sprintf("allocator: %s (%s): memdiag mallocinfo --pid reads its statistics", d.Kind, d.Library)
 }

@@ -125,11 +125,13 @@ func Attribute(in *Inputs) *Result {
 
 	// malloc's footprint: arena heaps (retained free + in use) and mmapped chunks.
 	var inUse pool
-	if m := in.Malloc; m != nil {
+	if m := in.Malloc; m != nil && m.Glibc() {
 		retained := min(m.RetainedFreeBytes, arenaRSS)
 		add(CatMallocFree, anon.take(retained), m.Source, "medium",
 			fmt.Sprintf("Σ arena free − top chunks = %d B retained in free lists (capped by the %d B resident in arena and [heap] mappings)", m.RetainedFreeBytes, arenaRSS))
 		inUse = pool{name: "malloc in use", left: m.InUseBytes + m.MmapBytes}
+	} else if m != nil {
+		inUse = pool{name: "malloc in use", left: m.InUseBytes}
 	}
 	jvmNative := func(c Category, n uint64, source string, evidence string) {
 		// JVM native memory that malloc holds is carved out of malloc's
@@ -192,9 +194,23 @@ func Attribute(in *Inputs) *Result {
 				fmt.Sprintf("non-heap committed %d B (metaspace, code cache); NMT is off, so GC and thread structures are not counted", j.NonHeapCommitted))
 		}
 	}
-	if m := in.Malloc; m != nil {
+	if m := in.Malloc; m != nil && m.Glibc() {
 		add(CatMallocInUse, anon.take(inUse.left), m.Source, "medium",
 			fmt.Sprintf("Σ arena in use %d B + mmapped chunks %d B, less what the JVM accounts for inside malloc", m.InUseBytes, m.MmapBytes))
+	} else if m != nil {
+		add(CatMallocInUse, anon.take(inUse.left), m.Source, "medium",
+			fmt.Sprintf("%s: %d B allocated by the application, less what the JVM accounts for inside malloc", m.Allocator, m.InUseBytes))
+		// jemalloc and tcmalloc map their memory as plain anonymous
+		// mappings, and their resident figure is a bound (pages of a size
+		// class never written count as dirty once freed): what they keep
+		// is what anonymous RSS leaves after what is in use.
+		var parts []string
+		for _, p := range m.Parts {
+			parts = append(parts, fmt.Sprintf("%s %d B", p.Name, p.Bytes))
+		}
+		kept := anon.take(m.RetainedFreeBytes)
+		add(CatMallocFree, kept, m.Source, "medium",
+			fmt.Sprintf("%s keeps %d B beside what is in use: %s (its resident figure, an upper bound: %d B); %d B of it fit in the anonymous RSS left", m.Allocator, m.RetainedFreeBytes, strings.Join(parts, ", "), m.SystemCurrentBytes, kept))
 	}
 	unexplained := []string{fmt.Sprintf("anonymous resident memory no source accounts for: %d B", anon.left)}
 	if anon.left > 0 {

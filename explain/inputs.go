@@ -8,6 +8,7 @@ package explain
 import (
 	"errors"
 	"fmt"
+	"github.com/memdiag/memdiag/allocator"
 	"math/bits"
 
 	"github.com/memdiag/memdiag/finding"
@@ -44,9 +45,16 @@ type ClassSum struct {
 	AnonHugeBytes uint64 `json:"anon_huge_pages_bytes"`
 }
 
-// MallocEvidence is one malloc_info snapshot, summed, with its arenas.
+// MallocEvidence is what the allocator says of its memory: one glibc
+// malloc_info snapshot, summed, with its arenas; or jemalloc's or
+// tcmalloc's statistics, with the parts of what they keep.
 type MallocEvidence struct {
-	Source             string            `json:"source"`
+	Source string `json:"source"`
+	// Allocator is "glibc" (also when empty: snapshots before it was
+	// recorded), "jemalloc" or "tcmalloc".
+	Allocator string `json:"allocator,omitempty"`
+	// Parts are what a jemalloc or tcmalloc keeps beside what is in use.
+	Parts              []PartBrief       `json:"parts,omitempty"`
 	SystemCurrentBytes uint64            `json:"system_current_bytes"`
 	FreeBytes          uint64            `json:"free_bytes"`
 	RetainedFreeBytes  uint64            `json:"retained_free_bytes"`
@@ -56,6 +64,15 @@ type MallocEvidence struct {
 	Arenas             []ArenaBrief      `json:"arenas"`
 	Findings           []finding.Finding `json:"findings"`
 }
+
+// PartBrief is one part of what an allocator keeps.
+type PartBrief struct {
+	Name  string `json:"name"`
+	Bytes uint64 `json:"bytes"`
+}
+
+// Glibc reports whether the evidence is glibc's malloc_info.
+func (m *MallocEvidence) Glibc() bool { return m.Allocator == "" || m.Allocator == "glibc" }
 
 // ArenaBrief is one arena in a snapshot.
 type ArenaBrief struct {
@@ -161,6 +178,21 @@ func (in *Inputs) FromMalloc(s *mallocinfo.Snapshot, source string, findings []f
 		Findings: append([]finding.Finding{}, findings...)}
 	for _, a := range s.Arenas {
 		e.Arenas = append(e.Arenas, ArenaBrief{a.Nr, a.SystemCurrentBytes, a.RetainedFreeBytes, a.InUseBytes})
+	}
+	in.Malloc = e
+}
+
+// FromAllocator fills the malloc evidence from a jemalloc's or tcmalloc's
+// statistics: in use is what the application holds, retained what the
+// allocator keeps resident beside it, current its resident figure.
+func (in *Inputs) FromAllocator(s *allocator.Stats, findings []finding.Finding) {
+	e := &MallocEvidence{Source: s.Source, Allocator: string(s.Allocator), SystemCurrentBytes: s.ResidentBytes,
+		FreeBytes: s.RetainedBytes(), RetainedFreeBytes: s.RetainedBytes(), InUseBytes: s.InUseBytes,
+		Findings: append([]finding.Finding{}, findings...)}
+	for _, p := range s.Parts {
+		if p.Resident {
+			e.Parts = append(e.Parts, PartBrief{p.Name, p.Bytes})
+		}
 	}
 	in.Malloc = e
 }
