@@ -7,5 +7,6 @@ check:
 bench:
 	bench/pmap.sh
 	bench/trace.sh
+	bench/mallocinfo.sh
 fuzz:
 	scripts/fuzz

@@ -73,8 +73,9 @@ func jemallocScript() string {
 		b.WriteString("  set $memdiag_rc = (int) mallctl($memdiag_buf + 256, $memdiag_buf, $memdiag_buf + 8, 0, 0)\n")
 		switch {
 		case v.name == "version":
-			// a const char *: copy the string out, bounded
-			b.WriteString("  if $memdiag_rc == 0\n    printf \"memdiag: je version %d %.64s\\n\", $memdiag_rc, *(char **)($memdiag_buf)\n  end\n")
+			// a const char * of the process's: printed only when it ends
+			// within 64 bytes, so that gdb never reads on through its memory
+			b.WriteString("  if $memdiag_rc == 0 && *(char **)($memdiag_buf) != 0 && (long) strnlen(*(char **)($memdiag_buf), 64) < 64\n    printf \"memdiag: je version %d %s\\n\", $memdiag_rc, *(char **)($memdiag_buf)\n  end\n")
 		case v.signed:
 			fmt.Fprintf(&b, "  printf \"memdiag: je %s %%d %%ld\\n\", $memdiag_rc, *(long *)($memdiag_buf)\n", v.name)
 		case v.size == 4:
