@@ -60,6 +60,7 @@ type runners struct {
 	diff       func(*DiffOptions) error
 	watch      func(*WatchOptions) error
 	trim       func(*TrimOptions) error
+	top        func(*TopOptions) error
 }
 
 // NewRootCmd builds the memdiag command tree.
@@ -104,6 +105,7 @@ mmap traces, and explains a process's RSS with the evidence for each figure.`,
 	root.AddCommand(NewCmdDiff(d, g, r.diff))
 	root.AddCommand(NewCmdWatch(d, g, r.watch))
 	root.AddCommand(NewCmdTrim(d, g, r.trim))
+	root.AddCommand(NewCmdTop(d, g, r.top))
 	return root
 }
 

@@ -449,6 +449,20 @@ func commName(procRoot string, pid int) string {
 	return ids.Name
 }
 
+// IsGoExecutable reports whether the file at path is a Go program (it has
+// a .go.buildinfo section), reading only its bounded section table. Go's
+// heap arenas are reserved 64 MiB-aligned, the geometry of glibc's arena
+// heaps: a caller counting those asks this first.
+func IsGoExecutable(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, err := sectionNames(f)
+	return err == nil && slices.Contains(names, ".go.buildinfo")
+}
+
 // CheckNotGo refuses a Go executable (one with a .go.buildinfo section),
 // before other checks that would say less: Run makes it first.
 func (in Injector) CheckNotGo(pid int, what string) error {

@@ -1,0 +1,88 @@
+package proctop
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/memdiag/memdiag/internal/testprog"
+)
+
+// TestHostOfProcesses is issue 14's bar for top: 200 processes, three with
+// known glibc arenas (arenas.c: 3 threads × 8 MiB, one 64 MiB heap each)
+// and a JVM. Every one is listed with its RSS (within a page of statm read
+// just after), the arenas counted from the maps' geometry, the JVM tagged.
+func TestHostOfProcesses(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skipf("no sleep(1): %v", err)
+	}
+	var sleepers []int
+	for i := 0; i < 200; i++ {
+		c := exec.Command(sleep, "600")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sleepers = append(sleepers, c.Process.Pid)
+		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	}
+	bin := testprog.Build(t, "arenas")
+	var arenaPIDs []int
+	for i := 0; i < 3; i++ {
+		arenaPIDs = append(arenaPIDs, testprog.Start(t, bin, "3", "8").PID())
+	}
+	jvm := 0
+	if _, err := exec.LookPath("java"); err == nil {
+		jvm = testprog.StartJVM(t, testprog.JVM{Class: "Alloc", Flags: []string{"-Xmx64m"}, Args: []string{"8", "0", "0", filepath.Join(t.TempDir(), "m")}}).PID()
+	} else {
+		t.Logf("java not found (%v): the JVM tag is not checked", err)
+	}
+
+	s, err := Read(Options{Top: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[int]*Process{}
+	for _, p := range s.Processes {
+		by[p.PID] = p
+	}
+	for _, pid := range sleepers {
+		p := by[pid]
+		if p == nil {
+			t.Fatalf("sleeper %d not listed (%d processes, %d exited)", pid, len(s.Processes), s.Exited)
+		}
+		statm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(statm))
+		pages, _ := strconv.ParseUint(f[1], 10, 64)
+		if d := int64(p.RSSBytes) - int64(pages*4096); d > 4096 || d < -4096 {
+			t.Errorf("sleeper %d: RSS %d, statm %d pages", pid, p.RSSBytes, pages)
+		}
+		if p.Rollup == nil || p.Rollup.PSS == 0 || p.Rollup.USS > p.RSSBytes || p.Diagnosis == nil || p.Diagnosis.ArenaHeaps != 0 || p.Diagnosis.JVM {
+			t.Errorf("sleeper %d: %+v rollup %+v diagnosis %+v", pid, p, p.Rollup, p.Diagnosis)
+		}
+	}
+	for _, pid := range arenaPIDs {
+		if d := by[pid].Diagnosis; d == nil || d.ArenaHeaps != 3 || d.ArenaCommittedBytes < 3*8<<20 || d.Allocator != "glibc" {
+			t.Errorf("arenas %d: diagnosis %+v, want 3 heaps with ≥ 24 MiB committed", pid, d)
+		}
+	}
+	if jvm != 0 {
+		if d := by[jvm].Diagnosis; d == nil || !d.JVM {
+			t.Errorf("JVM %d: diagnosis %+v", jvm, d)
+		}
+	}
+	// Over the cap, smaps_rollup is not read, and the row says why.
+	s, err = Read(Options{RSSCap: 1, Top: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := s.Processes[0]; p.Rollup != nil || !strings.Contains(p.Skipped, "RSS") || !strings.Contains(p.Skipped, "--deep") || s.RollupSkipped < 200 {
+		t.Errorf("over the cap: %+v (skipped %d)", p, s.RollupSkipped)
+	}
+}

@@ -1,0 +1,242 @@
+package report
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/memdiag/memdiag/proctop"
+)
+
+// TopSchema versions the JSON of `memdiag top`.
+const TopSchema = "memdiag.top/v1"
+
+// TopView is what `memdiag top` shows.
+type TopView struct {
+	Scan    *proctop.Scan
+	Elapsed time.Duration // the scan's own time
+	Limit   int           // rows shown (0: all)
+	// Growth, with --interval: per process, from the first scan to Scan.
+	Growth   map[int]*proctop.Growth
+	Interval time.Duration
+}
+
+// WriteTop renders v in format f.
+func WriteTop(w io.Writer, f Format, v *TopView, s Style) error {
+	switch f {
+	case FormatJSON:
+		return WriteJSON(w, topDocument(v))
+	case FormatOpenMetrics:
+		return writeTopOpenMetrics(w, v)
+	}
+	return writeTables(w, f, []*Table{topTable(v)}, s)
+}
+
+func (v *TopView) shown() []*proctop.Process {
+	ps := v.Scan.Processes
+	if v.Limit > 0 && len(ps) > v.Limit {
+		ps = ps[:v.Limit]
+	}
+	return ps
+}
+
+func topTable(v *TopView) *Table {
+	sc := v.Scan
+	t := &Table{
+		Title: fmt.Sprintf("memdiag top: %d processes by %s, read in %v", len(sc.Processes), sortWords(sc.Sort), v.Elapsed.Round(time.Millisecond)),
+		Columns: []Column{{Header: "PID", Align: Right}, {Header: "COMMAND"}, {Header: "RSS+SWAP", Align: Right}, {Header: "RSS", Align: Right},
+			{Header: "ANON", Align: Right}, {Header: "FILE", Align: Right}, {Header: "SHMEM", Align: Right}, {Header: "SWAP", Align: Right},
+			{Header: "PSS", Align: Right}, {Header: "USS", Align: Right}, {Header: "THR", Align: Right}},
+	}
+	if v.Growth != nil {
+		t.Columns = append(t.Columns, Column{Header: "GROWTH", Align: Right}, Column{Header: "GREW"})
+	}
+	t.Columns = append(t.Columns, Column{Header: "WHAT IT IS"})
+	for _, p := range v.shown() {
+		pss, uss := "-", "-"
+		if p.Rollup != nil {
+			pss, uss = Bytes(p.Rollup.PSS), Bytes(p.Rollup.USS)
+		}
+		row := []string{strconv.Itoa(p.PID), p.Command, Bytes(p.ActualBytes()), Bytes(p.RSSBytes), Bytes(p.AnonBytes), Bytes(p.FileBytes),
+			Bytes(p.ShmemBytes), Bytes(p.SwapBytes), pss, uss, strconv.Itoa(p.Threads)}
+		if v.Growth != nil {
+			if g := v.Growth[p.PID]; g != nil {
+				row = append(row, fmt.Sprintf("%+.2f MiB/s", g.BytesPerSecond/(1<<20)), g.Grew)
+			} else {
+				row = append(row, "new", "")
+			}
+		}
+		t.AddRow(append(row, whatItIs(p))...)
+	}
+	if len(v.shown()) < len(sc.Processes) {
+		t.Notes = append(t.Notes, fmt.Sprintf("showing %d of %d processes; --top N shows more, -o json lists all", len(v.shown()), len(sc.Processes)))
+	}
+	t.Notes = append(t.Notes, fmt.Sprintf("RSS, swap and threads of every process from /proc/PID/status; PSS and USS from smaps_rollup under the RSS cap (%d over it skipped: --deep reads them, a page-table walk that stalls a large process); the top %d diagnosed from /proc/PID/maps",
+		sc.RollupSkipped, diagnosed(sc)))
+	if sc.Exited > 0 || sc.Denied > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("%d processes exited while read; %d unreadable", sc.Exited, sc.Denied))
+	}
+	if v.Growth != nil {
+		t.Notes = append(t.Notes, fmt.Sprintf("GROWTH: change of RSS+swap per second over %v; GREW: the kind that grew most (anon, file, shmem, swap)", v.Interval))
+	}
+	return t
+}
+
+func diagnosed(sc *proctop.Scan) int {
+	n := 0
+	for _, p := range sc.Processes {
+		if p.Diagnosis != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func sortWords(k proctop.SortKey) string {
+	if k == proctop.SortActual || k == "" {
+		return "RSS + swap"
+	}
+	return strings.ToUpper(string(k))
+}
+
+// whatItIs says what the cheap diagnoses found, or why a tier was skipped.
+func whatItIs(p *proctop.Process) string {
+	var parts []string
+	if d := p.Diagnosis; d != nil {
+		if d.JVM {
+			parts = append(parts, "JVM")
+		}
+		if d.Go {
+			parts = append(parts, "Go")
+		}
+		if d.Allocator != "" && d.Allocator != "glibc" {
+			parts = append(parts, d.Allocator)
+		}
+		if d.ArenaHeaps > 0 {
+			parts = append(parts, fmt.Sprintf("%d glibc arena %s (%s committed)", d.ArenaHeaps, plural(d.ArenaHeaps, "heap", "heaps"), Bytes(d.ArenaCommittedBytes)))
+		}
+	}
+	if p.Skipped != "" {
+		parts = append(parts, p.Skipped)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+type topDoc struct {
+	Schema          string        `json:"schema"`
+	Sort            string        `json:"sort"`
+	ElapsedSeconds  float64       `json:"elapsed_seconds"`
+	IntervalSeconds float64       `json:"interval_seconds,omitempty"`
+	Exited          int           `json:"exited"`
+	Kernel          int           `json:"kernel_threads"`
+	Denied          int           `json:"unreadable"`
+	RollupSkipped   int           `json:"rollup_skipped"`
+	Processes       []topProcJSON `json:"processes"`
+}
+
+type topProcJSON struct {
+	PID          int                `json:"pid"`
+	PPID         int                `json:"ppid"`
+	UID          int                `json:"uid"`
+	Command      string             `json:"command"`
+	Threads      int                `json:"threads"`
+	ActualBytes  uint64             `json:"actual_bytes"`
+	RSSBytes     uint64             `json:"rss_bytes"`
+	AnonBytes    uint64             `json:"anon_bytes"`
+	FileBytes    uint64             `json:"file_bytes"`
+	ShmemBytes   uint64             `json:"shmem_bytes"`
+	SwapBytes    uint64             `json:"swap_bytes"`
+	Rollup       *rollupJSON        `json:"rollup,omitempty"`
+	Skipped      string             `json:"skipped,omitempty"`
+	Diagnosis    *proctop.Diagnosis `json:"diagnosis,omitempty"`
+	GrowthPerSec *float64           `json:"growth_bytes_per_second,omitempty"`
+	Grew         string             `json:"grew,omitempty"`
+}
+
+type rollupJSON struct {
+	PSSBytes      uint64 `json:"pss_bytes"`
+	PSSAnonBytes  uint64 `json:"pss_anon_bytes"`
+	PSSFileBytes  uint64 `json:"pss_file_bytes"`
+	PSSShmemBytes uint64 `json:"pss_shmem_bytes"`
+	SwapPSSBytes  uint64 `json:"swap_pss_bytes"`
+	USSBytes      uint64 `json:"uss_bytes"`
+}
+
+func topDocument(v *TopView) *topDoc {
+	sc := v.Scan
+	d := &topDoc{Schema: TopSchema, Sort: string(sc.Sort), ElapsedSeconds: v.Elapsed.Seconds(), IntervalSeconds: v.Interval.Seconds(),
+		Exited: sc.Exited, Kernel: sc.Kernel, Denied: sc.Denied, RollupSkipped: sc.RollupSkipped, Processes: []topProcJSON{}}
+	for _, p := range sc.Processes {
+		j := topProcJSON{PID: p.PID, PPID: p.PPID, UID: p.UID, Command: p.Command, Threads: p.Threads, ActualBytes: p.ActualBytes(),
+			RSSBytes: p.RSSBytes, AnonBytes: p.AnonBytes, FileBytes: p.FileBytes, ShmemBytes: p.ShmemBytes, SwapBytes: p.SwapBytes,
+			Skipped: p.Skipped, Diagnosis: p.Diagnosis}
+		if r := p.Rollup; r != nil {
+			j.Rollup = &rollupJSON{r.PSS, r.PSSAnon, r.PSSFile, r.PSSShmem, r.SwapPSS, r.USS}
+		}
+		if g := v.Growth[p.PID]; g != nil {
+			rate := g.BytesPerSecond
+			j.GrowthPerSec, j.Grew = &rate, g.Grew
+		}
+		d.Processes = append(d.Processes, j)
+	}
+	return d
+}
+
+// writeTopOpenMetrics writes every process's figures for a textfile
+// collector: memdiag_process_* gauges labelled by pid and command.
+func writeTopOpenMetrics(w io.Writer, v *TopView) error {
+	bw := bufio.NewWriter(w)
+	type metric struct {
+		name, help string
+		value      func(p *proctop.Process) (uint64, bool)
+	}
+	ms := []metric{
+		{"memdiag_process_resident_bytes", "VmRSS.", func(p *proctop.Process) (uint64, bool) { return p.RSSBytes, true }},
+		{"memdiag_process_resident_anon_bytes", "RssAnon.", func(p *proctop.Process) (uint64, bool) { return p.AnonBytes, true }},
+		{"memdiag_process_resident_file_bytes", "RssFile.", func(p *proctop.Process) (uint64, bool) { return p.FileBytes, true }},
+		{"memdiag_process_resident_shmem_bytes", "RssShmem.", func(p *proctop.Process) (uint64, bool) { return p.ShmemBytes, true }},
+		{"memdiag_process_swap_bytes", "VmSwap.", func(p *proctop.Process) (uint64, bool) { return p.SwapBytes, true }},
+		{"memdiag_process_pss_bytes", "Pss from smaps_rollup (absent over the RSS cap).", func(p *proctop.Process) (uint64, bool) {
+			if p.Rollup == nil {
+				return 0, false
+			}
+			return p.Rollup.PSS, true
+		}},
+		{"memdiag_process_uss_bytes", "Private_Clean + Private_Dirty from smaps_rollup (absent over the RSS cap).", func(p *proctop.Process) (uint64, bool) {
+			if p.Rollup == nil {
+				return 0, false
+			}
+			return p.Rollup.USS, true
+		}},
+		{"memdiag_process_glibc_arena_heaps", "glibc arena heaps from the 64 MiB geometry of /proc/PID/maps (diagnosed processes only).", func(p *proctop.Process) (uint64, bool) {
+			if p.Diagnosis == nil {
+				return 0, false
+			}
+			return uint64(p.Diagnosis.ArenaHeaps), true
+		}},
+	}
+	for _, m := range ms {
+		unit := ""
+		if strings.HasSuffix(m.name, "_bytes") {
+			unit = "# UNIT " + m.name + " bytes\n"
+		}
+		fmt.Fprintf(bw, "# TYPE %s gauge\n%s# HELP %s %s\n", m.name, unit, m.name, m.help)
+		for _, p := range v.Scan.Processes {
+			if val, ok := m.value(p); ok {
+				fmt.Fprintf(bw, "%s{pid=\"%d\",command=\"%s\"} %d\n", m.name, p.PID, escapeLabel(p.Command), val)
+			}
+		}
+	}
+	bw.WriteString("# EOF\n")
+	return bw.Flush()
+}
