@@ -390,7 +390,6 @@ func Diagnose(procRoot string, pid int) (*Diagnosis, error) {
 	return d, nil
 }
 
-
 // Growth is how a process changed between two scans.
 type Growth struct {
 	// BytesPerSecond is the change of RSS + swap per second (negative
