@@ -8,5 +8,6 @@ bench:
 	bench/pmap.sh
 	bench/trace.sh
 	bench/mallocinfo.sh
+	bench/top.sh
 fuzz:
 	scripts/fuzz
