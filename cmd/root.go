@@ -61,6 +61,8 @@ type runners struct {
 	watch      func(*WatchOptions) error
 	trim       func(*TrimOptions) error
 	top        func(*TopOptions) error
+	cgroup     func(*CgroupOptions) error
+	oom        func(*OOMOptions) error
 }
 
 // NewRootCmd builds the memdiag command tree.
@@ -106,6 +108,8 @@ mmap traces, and explains a process's RSS with the evidence for each figure.`,
 	root.AddCommand(NewCmdWatch(d, g, r.watch))
 	root.AddCommand(NewCmdTrim(d, g, r.trim))
 	root.AddCommand(NewCmdTop(d, g, r.top))
+	root.AddCommand(NewCmdCgroup(d, g, r.cgroup))
+	root.AddCommand(NewCmdOOM(d, g, r.oom))
 	return root
 }
 

@@ -1,0 +1,175 @@
+package cmd
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/memcg"
+	"github.com/memdiag/memdiag/report"
+)
+
+// CgroupOptions is `memdiag cgroup` after flag parsing.
+type CgroupOptions struct {
+	Streams  *Streams
+	ProcRoot string
+	SysRoot  string // where cgroup filesystems are mounted
+
+	Target string // a pid, or a cgroup directory
+	Format report.Format
+	Color  bool
+}
+
+// NewCmdCgroup builds `memdiag cgroup`.
+func NewCmdCgroup(d *Deps, g *globalOptions, runF func(*CgroupOptions) error) *cobra.Command {
+	o := &CgroupOptions{Streams: d.Streams, ProcRoot: d.ProcRoot, SysRoot: "/sys/fs/cgroup"}
+	c := &cobra.Command{
+		Use:   "cgroup PID|DIR",
+		Short: "What the OOM killer sees: a memory cgroup's usage, broken down",
+		Long: `Read the memory cgroup of process PID (or the cgroup directory DIR), v1 or v2,
+and break its usage down into parts that sum to it exactly — anonymous memory,
+shmem, page cache, kernel memory, and the gap the statistics do not split —
+beside the limit, the working set as cAdvisor and kubectl top compute it
+(usage − inactive file), what is reclaimable, the OOM kills counted, and the
+processes in it. Findings: OOM kills, near the limit, shmem that no process
+maps (files in /dev/shm count against the limit but show in no RSS), a working
+set inflated by reclaimable cache, memory pressure (PSI).`,
+		Example: `  memdiag cgroup 1234
+  memdiag cgroup /sys/fs/cgroup/memory/kubepods/burstable/pod-x/app -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			o.Target = args[0]
+			var err error
+			if o.Format, err = g.format(); err != nil {
+				return err
+			}
+			o.Color = d.Streams.colorEnabled(g.noColor)
+			if runF != nil {
+				return runF(o)
+			}
+			return runCgroup(o)
+		},
+	}
+	return c
+}
+
+func runCgroup(o *CgroupOptions) error {
+	dir, path := o.Target, ""
+	procRoot := o.ProcRoot
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	if pid, err := strconv.Atoi(o.Target); err == nil && pid > 0 {
+		var err error
+		if dir, path, _, err = memcg.Locate(procRoot, o.SysRoot, pid); err != nil {
+			return err
+		}
+	}
+	g, err := memcg.Read(dir)
+	if err != nil {
+		return err
+	}
+	if path != "" {
+		g.Path = path
+	}
+	members := g.Members(procRoot)
+	v := &report.CgroupView{Title: fmt.Sprintf("memdiag cgroup: %s (cgroup v%d)", dir, g.Version), Source: dir, Group: g, Members: members,
+		Findings: g.Findings(members, dir)}
+	return report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+}
+
+// OOMOptions is `memdiag oom` after flag parsing.
+type OOMOptions struct {
+	Streams *Streams
+	File    string // "" runs dmesg
+	All     bool
+	Format  report.Format
+	Color   bool
+}
+
+// NewCmdOOM builds `memdiag oom`.
+func NewCmdOOM(d *Deps, g *globalOptions, runF func(*OOMOptions) error) *cobra.Command {
+	o := &OOMOptions{Streams: d.Streams}
+	c := &cobra.Command{
+		Use:   "oom [FILE]",
+		Short: "After the pod is gone: the kernel's report of an OOM kill, broken down",
+		Long: `Read the kernel's report of an OOM kill — from FILE (a saved dmesg or
+journalctl -k), "-" for standard input, or, with no FILE, from dmesg — and show
+the last one (--all: every one) as memdiag cgroup would have shown the cgroup at
+that moment: the breakdown of its usage, the processes with their RSS, the
+victim, and the findings.`,
+		Example: `  memdiag oom
+  journalctl -k --since today | memdiag oom -
+  memdiag oom node-dmesg.txt -o json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.File = args[0]
+			}
+			var err error
+			if o.Format, err = g.format(); err != nil {
+				return err
+			}
+			o.Color = d.Streams.colorEnabled(g.noColor)
+			if runF != nil {
+				return runF(o)
+			}
+			return runOOM(o)
+		},
+	}
+	c.Flags().BoolVar(&o.All, "all", false, "show every report, not only the last")
+	return c
+}
+
+func runOOM(o *OOMOptions) error {
+	var r io.Reader
+	name := o.File
+	switch o.File {
+	case "":
+		out, err := exec.Command("dmesg").Output()
+		if err != nil {
+			return fmt.Errorf("reading the kernel log with dmesg: %w (it needs root, or kernel.dmesg_restrict = 0; or give a saved FILE)", err)
+		}
+		r, name = bytesReader(out), "dmesg"
+	case "-":
+		r = o.Streams.In
+	default:
+		f, err := input.Open(o.File)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	reports, err := memcg.ParseOOM(r, name)
+	if err != nil {
+		return err
+	}
+	if !o.All {
+		reports = reports[len(reports)-1:]
+	}
+	for _, rep := range reports {
+		g := rep.Group()
+		members := rep.Members()
+		where := rep.Cgroup
+		if where == "" {
+			where = "the whole host (no memory cgroup named)"
+		}
+		v := &report.CgroupView{
+			Title:  fmt.Sprintf("memdiag oom: %s killed %d (%s) at %s s, in %s (cgroup v%d)", name, rep.Victim.PID, rep.Victim.Name, rep.Time, where, g.Version),
+			Source: fmt.Sprintf("%s:%d", name, rep.Line), Group: g, Members: members, OOM: rep,
+			Findings: g.Findings(members, fmt.Sprintf("%s:%d", name, rep.Line)),
+		}
+		if err := report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

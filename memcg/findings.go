@@ -1,0 +1,155 @@
+package memcg
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/internal/humanize"
+	"github.com/memdiag/memdiag/internal/procstatus"
+)
+
+// Member is a process of the cgroup, with what it maps.
+type Member struct {
+	PID                                int
+	Command                            string
+	RSSBytes, AnonBytes, ShmemMapBytes uint64
+}
+
+// Members reads the processes listed in the cgroup's cgroup.procs, with
+// their RSS from /proc/PID/status; processes that exit meanwhile are left
+// out.
+func (g *Group) Members(procRoot string) []Member {
+	b, err := readSmall(filepath.Join(g.Dir, "cgroup.procs"))
+	if err != nil {
+		return nil
+	}
+	var out []Member
+	for _, f := range strings.Fields(string(b)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		m := Member{PID: pid}
+		if st, err := readStatusMem(procRoot, pid); err == nil {
+			m.Command, m.RSSBytes, m.AnonBytes, m.ShmemMapBytes = st.name, st.rss, st.anon, st.shmem
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+type statusMem struct {
+	name             string
+	rss, anon, shmem uint64
+}
+
+func readStatusMem(procRoot string, pid int) (statusMem, error) {
+	dir := filepath.Join(procRoot, strconv.Itoa(pid))
+	ids, err := procstatus.Read(dir, pid)
+	if err != nil {
+		return statusMem{}, err
+	}
+	s := statusMem{name: ids.Name, rss: ids.RSSBytes, anon: ids.RSSAnonBytes}
+	b, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "RssShmem:"); ok {
+				f := strings.Fields(v)
+				if len(f) > 0 {
+					n, _ := strconv.ParseUint(f[0], 10, 64)
+					s.shmem = n << 10
+				}
+			}
+		}
+	}
+	return s, nil
+}
+
+// Findings draws conclusions: OOM kills, the distance to the limit, shmem
+// that no process maps, a working set inflated by reclaimable cache,
+// pressure stalls. members may be nil (an OOM report's cgroup is gone).
+func (g *Group) Findings(members []Member, source string) []finding.Finding {
+	var fs []finding.Finding
+	if n := g.Events["oom_kill"]; n > 0 {
+		fs = append(fs, finding.Finding{
+			// An event, not memory: the finding that says what filled the
+			// cgroup ranks before it.
+			ID: "oom-kills", Severity: finding.High,
+			Summary:  fmt.Sprintf("the OOM killer killed %d %s in this cgroup at its %s limit", n, plural(int(n), "process", "processes"), humanize.Bytes(g.LimitBytes)),
+			Evidence: []string{fmt.Sprintf("%s: oom_kill %d, failcnt %d (times the limit was hit)", source, n, g.Failcnt)},
+			Advice: []string{
+				"Read the kernel's report of the kill: memdiag oom (from dmesg) shows what the cgroup held at that moment, and the victim.",
+				"A JVM killed with no OutOfMemoryError: its heap max + non-heap + direct limit exceeds the container's limit; size -Xmx (or MaxRAMPercentage) below the limit less native memory.",
+			},
+		})
+	}
+	if g.LimitBytes > 0 && g.UsageBytes*10 >= g.LimitBytes*9 {
+		fs = append(fs, finding.Finding{
+			ID: "near-limit", Severity: finding.Medium, Bytes: g.UsageBytes,
+			Summary:  fmt.Sprintf("usage %s is %.0f %% of the %s limit; the working set is %s", humanize.Bytes(g.UsageBytes), 100*float64(g.UsageBytes)/float64(g.LimitBytes), humanize.Bytes(g.LimitBytes), humanize.Bytes(g.WorkingSetBytes())),
+			Evidence: []string{fmt.Sprintf("%s: usage %d B, limit %d B, reclaimable %d B", source, g.UsageBytes, g.LimitBytes, g.ReclaimableBytes())},
+			Advice:   []string{"Only what is not reclaimable brings the OOM killer: compare the working set and the reclaimable bytes above; anonymous memory and shmem are what must fit."},
+		})
+	}
+	if shmem := g.Stat["shmem"]; shmem >= 16<<20 && members != nil {
+		var mapped uint64
+		for _, m := range members {
+			mapped += m.ShmemMapBytes
+		}
+		if unmapped := shmem - min(mapped, shmem); unmapped >= 16<<20 {
+			sev := finding.Medium
+			if g.Events["oom_kill"] > 0 || g.LimitBytes > 0 && unmapped*10 >= g.LimitBytes {
+				sev = finding.High // it is what the limit was spent on
+			}
+			fs = append(fs, finding.Finding{
+				ID: "shmem-unmapped", Severity: sev, Bytes: unmapped,
+				Summary: fmt.Sprintf("%s of shmem is charged to the cgroup but mapped by none of its %d processes: files in /dev/shm or another tmpfs, or memfds kept open", humanize.Bytes(unmapped), len(members)),
+				Evidence: []string{fmt.Sprintf("%s: memory.stat shmem %d B; Σ RssShmem of the cgroup's processes %d B", source, shmem, mapped)},
+				Advice: []string{
+					"Find the files: find /dev/shm /run -xdev -type f -size +1M (in the container's mount namespace: nsenter -t PID -m); deleting them gives the memory back.",
+					"No process's RSS shows this memory, so per-process tools (ps, top, memdiag explain) cannot find it: it counts against the limit all the same.",
+				},
+			})
+		}
+	}
+	if g.LimitBytes > 0 {
+		if reclaim := g.ReclaimableBytes(); reclaim >= g.LimitBytes/10 && g.WorkingSetBytes() > g.UsageBytes-min(reclaim, g.UsageBytes) {
+			inflated := g.WorkingSetBytes() - (g.UsageBytes - min(reclaim, g.UsageBytes))
+			if inflated >= g.LimitBytes/10 {
+				fs = append(fs, finding.Finding{
+					ID: "working-set-inflated", Severity: finding.Info, Bytes: inflated,
+					Summary:  fmt.Sprintf("the working set (%s, what kubectl top shows) counts %s of page cache and slab the kernel would reclaim before an OOM kill", humanize.Bytes(g.WorkingSetBytes()), humanize.Bytes(inflated)),
+					Evidence: []string{fmt.Sprintf("%s: working set = usage %d − inactive_file %d; reclaimable %d B", source, g.UsageBytes, g.Stat["inactive_file"], reclaim)},
+					Advice:   []string{"Alert on anonymous memory + shmem against the limit, not on the working set alone."},
+				})
+			}
+		}
+	}
+	for _, l := range g.Pressure {
+		if strings.HasPrefix(l, "full ") {
+			if f := strings.Fields(l); len(f) > 1 {
+				if v, ok := strings.CutPrefix(f[1], "avg10="); ok {
+					if x, err := strconv.ParseFloat(v, 64); err == nil && x >= 5 {
+						fs = append(fs, finding.Finding{ID: "memory-pressure", Severity: finding.Medium,
+							Summary:  fmt.Sprintf("every task of the cgroup stalled on memory %.1f %% of the last 10 s (PSI full)", x),
+							Evidence: []string{source + ": memory.pressure " + l},
+							Advice:   []string{"The cgroup is reclaiming hard near its limit: raise the limit or shrink the working set."}})
+					}
+				}
+			}
+		}
+	}
+	finding.Sort(fs)
+	return fs
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
