@@ -107,7 +107,7 @@ func (g *Group) Findings(members []Member, source string) []finding.Finding {
 			}
 			fs = append(fs, finding.Finding{
 				ID: "shmem-unmapped", Severity: sev, Bytes: unmapped,
-				Summary: fmt.Sprintf("%s of shmem is charged to the cgroup but mapped by none of its %d processes: files in /dev/shm or another tmpfs, or memfds kept open", humanize.Bytes(unmapped), len(members)),
+				Summary:  fmt.Sprintf("%s of shmem is charged to the cgroup but mapped by none of its %d processes: files in /dev/shm or another tmpfs, or memfds kept open", humanize.Bytes(unmapped), len(members)),
 				Evidence: []string{fmt.Sprintf("%s: memory.stat shmem %d B; Σ RssShmem of the cgroup's processes %d B", source, shmem, mapped)},
 				Advice: []string{
 					"Find the files: find /dev/shm /run -xdev -type f -size +1M (in the container's mount namespace: nsenter -t PID -m); deleting them gives the memory back.",
