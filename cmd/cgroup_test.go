@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestOOMFromAFile reads the kernel's report of a real OOM kill
@@ -58,5 +60,52 @@ func TestCgroupErrors(t *testing.T) {
 		if code == 0 && !strings.Contains(out.String(), "usage") {
 			t.Errorf("own cgroup: %s", out)
 		}
+	}
+}
+
+// TestExplainShowsTheCgroupLimit: a process in a memory cgroup with a limit
+// is explained with its cgroup's usage and limit in the header and JSON.
+func TestExplainShowsTheCgroupLimit(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a memory cgroup needs root")
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Skip(err)
+	}
+	parent := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && f[1] == "memory" {
+			parent = "/sys/fs/cgroup/memory" + f[2]
+		}
+	}
+	if _, err := os.Stat(parent + "/memory.limit_in_bytes"); parent == "" || err != nil {
+		t.Skipf("no cgroup v1 memory controller here (%q)", parent)
+	}
+	cg := fmt.Sprintf("%s/memdiag-explain-%d", parent, os.Getpid())
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Skipf("cannot create a child memory cgroup: %v", err)
+	}
+	defer os.Remove(cg)
+	if err := os.WriteFile(cg+"/memory.limit_in_bytes", []byte(fmt.Sprint(256<<20)), 0); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command("sh", "-c", `echo $$ > "$0/cgroup.procs" && exec sleep 60`, cg)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Process.Kill(); _ = c.Wait() }()
+	for i := 0; i < 100; i++ { // until the shell has joined and exec'd
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c.Process.Pid)); strings.TrimSpace(string(b)) == "sleep" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s, out, errOut := testStreams("", false, nil)
+	if code := run(t, s, "explain", "--pid", fmt.Sprint(c.Process.Pid)); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if first := strings.SplitN(out.String(), "\n", 2)[0]; !strings.Contains(first, "of a 256.0 MiB limit") {
+		t.Errorf("header %q lacks the cgroup's limit", first)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/internal/gdbinject"
+	"github.com/memdiag/memdiag/memcg"
 	"io"
 	"runtime"
 	"strings"
@@ -118,6 +119,11 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 		}
 		ms, hints = p.Mappings, p.Hints
 		in.PID, in.Command, in.Source = p.PID, p.Command, fmt.Sprintf("%s/%d/smaps", procRoot, o.PID)
+		if dir, path, _, err := memcg.Locate(procRoot, "/sys/fs/cgroup", o.PID); err == nil {
+			if g, err := memcg.Read(dir); err == nil {
+				in.Cgroup = &explain.CgroupBrief{Path: path, Version: g.Version, UsageBytes: g.UsageBytes, LimitBytes: g.LimitBytes, WorkingSetBytes: g.WorkingSetBytes()}
+			}
+		}
 		if p.Check.Available {
 			ok := p.Check.Consistent
 			in.RSSConsistent = &ok

@@ -29,10 +29,23 @@ type Inputs struct {
 	// RSSCheck is smaps_rollup/VmRSS agreement, live only.
 	RSSConsistent *bool `json:"rss_consistent,omitempty"`
 
+	// Cgroup is the process's memory cgroup, live only.
+	Cgroup *CgroupBrief `json:"cgroup,omitempty"`
+
 	Malloc *MallocEvidence `json:"malloc,omitempty"`
 	JVM    *JVMEvidence    `json:"jvm,omitempty"`
 	Trace  *TraceEvidence  `json:"trace,omitempty"`
 	Notes  []string        `json:"notes"`
+}
+
+// CgroupBrief is what the OOM killer weighs the process against: its
+// memory cgroup's usage and limit (0: none).
+type CgroupBrief struct {
+	Path            string `json:"path"`
+	Version         int    `json:"version"`
+	UsageBytes      uint64 `json:"usage_bytes"`
+	LimitBytes      uint64 `json:"limit_bytes"`
+	WorkingSetBytes uint64 `json:"working_set_bytes"`
 }
 
 // ClassSum is one pmap class.

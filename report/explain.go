@@ -51,7 +51,11 @@ func explainTitle(v *ExplainView) string {
 	if v.Inputs.PID != 0 {
 		title = fmt.Sprintf("memdiag explain: process %d (%s)", v.Inputs.PID, v.Inputs.Command)
 	}
-	return fmt.Sprintf("%s — RSS %s", title, Bytes(v.Result.RSSBytes))
+	title = fmt.Sprintf("%s — RSS %s", title, Bytes(v.Result.RSSBytes))
+	if c := v.Inputs.Cgroup; c != nil && c.LimitBytes > 0 {
+		title += fmt.Sprintf("; its cgroup uses %s of a %s limit", Bytes(c.UsageBytes), Bytes(c.LimitBytes))
+	}
+	return title
 }
 
 func explainTable(v *ExplainView) *Table {
