@@ -6,6 +6,7 @@ import (
 	"io"
 	"os/exec"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +24,9 @@ type CgroupOptions struct {
 	Target string // a pid, or a cgroup directory
 	Format report.Format
 	Color  bool
+	// Textfile keeps DIR/memdiag_cgroup.prom current, every Interval.
+	Textfile string
+	Interval time.Duration
 }
 
 // NewCmdCgroup builds `memdiag cgroup`.
@@ -45,7 +49,7 @@ set inflated by reclaimable cache, memory pressure (PSI).`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Target = args[0]
 			var err error
-			if o.Format, err = g.format(); err != nil {
+			if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
@@ -55,10 +59,31 @@ set inflated by reclaimable cache, memory pressure (PSI).`,
 			return runCgroup(o)
 		},
 	}
+	c.Flags().StringVar(&o.Textfile, "textfile", "", "keep DIR/memdiag_cgroup.prom current for node_exporter's textfile collector, rewritten atomically every --interval, until stopped")
+	c.Flags().DurationVar(&o.Interval, "interval", 60*time.Second, "with --textfile: how often")
 	return c
 }
 
 func runCgroup(o *CgroupOptions) error {
+	if o.Textfile != "" {
+		ctx, stop := interruptible()
+		defer stop()
+		return textfileLoop(ctx, o.Textfile, "memdiag_cgroup.prom", o.Interval, o.Streams.ErrOut, func(w io.Writer) error {
+			v, err := readCgroupView(o)
+			if err != nil {
+				return err
+			}
+			return report.WriteCgroup(w, report.FormatOpenMetrics, v, report.Style{})
+		})
+	}
+	v, err := readCgroupView(o)
+	if err != nil {
+		return err
+	}
+	return report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+}
+
+func readCgroupView(o *CgroupOptions) (*report.CgroupView, error) {
 	dir, path := o.Target, ""
 	procRoot := o.ProcRoot
 	if procRoot == "" {
@@ -67,20 +92,20 @@ func runCgroup(o *CgroupOptions) error {
 	if pid, err := strconv.Atoi(o.Target); err == nil && pid > 0 {
 		var err error
 		if dir, path, _, err = memcg.Locate(procRoot, o.SysRoot, pid); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	g, err := memcg.Read(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if path != "" {
-		g.Path = path
+	if path == "" {
+		path = dir
 	}
+	g.Path = path
 	members := g.Members(procRoot)
-	v := &report.CgroupView{Title: fmt.Sprintf("memdiag cgroup: %s (cgroup v%d)", dir, g.Version), Source: dir, Group: g, Members: members,
-		Findings: g.Findings(members, dir)}
-	return report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	return &report.CgroupView{Title: fmt.Sprintf("memdiag cgroup: %s (cgroup v%d)", dir, g.Version), Source: dir, Group: g, Members: members,
+		Findings: g.Findings(members, dir)}, nil
 }
 
 // OOMOptions is `memdiag oom` after flag parsing.

@@ -3,6 +3,7 @@ package cmd
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,8 @@ type TopOptions struct {
 	Options  proctop.Options
 	Limit    int
 	Interval time.Duration
+	// Textfile keeps DIR/memdiag_top.prom current, every Interval.
+	Textfile string
 	Format   report.Format
 	Color    bool
 }
@@ -81,11 +84,28 @@ and the kind of memory that grew. Processes that exit meanwhile are counted.`,
 	f.IntVar(&o.Options.Top, "top", 5, "processes given the maps diagnoses (arenas, JVM, allocator)")
 	f.StringVar(&rssCap, "cap", "8GiB", "read smaps_rollup only for processes with less RSS than this")
 	f.BoolVar(&o.Options.Deep, "deep", false, "read smaps_rollup of every process, whatever its RSS")
-	f.DurationVar(&o.Interval, "interval", 0, "read twice this far apart and show each process's growth")
+	f.DurationVar(&o.Interval, "interval", 0, "read twice this far apart and show each process's growth; with --textfile, the cycle (default 60s)")
+	f.StringVar(&o.Textfile, "textfile", "", "keep DIR/memdiag_top.prom current for node_exporter's textfile collector, rewritten atomically every --interval, until stopped")
 	return c
 }
 
 func runTop(o *TopOptions) error {
+	if o.Textfile != "" {
+		interval := o.Interval
+		if interval == 0 {
+			interval = 60 * time.Second
+		}
+		ctx, stop := interruptible()
+		defer stop()
+		return textfileLoop(ctx, o.Textfile, "memdiag_top.prom", interval, o.Streams.ErrOut, func(w io.Writer) error {
+			start := time.Now()
+			s, err := proctop.Read(o.Options)
+			if err != nil {
+				return err
+			}
+			return report.WriteTop(w, report.FormatOpenMetrics, &report.TopView{Scan: s, Elapsed: time.Since(start)}, report.Style{})
+		})
+	}
 	start := time.Now()
 	s, err := proctop.Read(o.Options)
 	if err != nil {

@@ -1,10 +1,12 @@
 package report
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/memcg"
@@ -26,8 +28,11 @@ type CgroupView struct {
 
 // WriteCgroup renders v.
 func WriteCgroup(w io.Writer, f Format, v *CgroupView, s Style) error {
-	if f == FormatJSON {
+	switch f {
+	case FormatJSON:
 		return WriteJSON(w, cgroupDocument(v))
+	case FormatOpenMetrics:
+		return writeCgroupOpenMetrics(w, v)
 	}
 	g := v.Group
 	t := &Table{Title: v.Title, Columns: []Column{{Header: "PART"}, {Header: "BYTES", Align: Right}, {Header: "%USAGE", Align: Right}, {Header: "WHAT"}}, HasTotal: true}
@@ -128,4 +133,37 @@ func cgroupDocument(v *CgroupView) *cgroupDoc {
 		d.Killed = &memberJSON{k.PID, k.Name, k.RSSBytes, k.AnonBytes, k.ShmemRSSBytes}
 	}
 	return d
+}
+
+// writeCgroupOpenMetrics writes the cgroup for a textfile collector: the
+// names cAdvisor uses (labelled id, the cgroup's path, as cAdvisor does)
+// beside memdiag's own.
+func writeCgroupOpenMetrics(w io.Writer, v *CgroupView) error {
+	g := v.Group
+	bw := bufio.NewWriter(w)
+	id := "id=\"" + escapeLabel(g.Path) + "\""
+	gauge := func(name, help string, val uint64) {
+		unit := ""
+		if strings.HasSuffix(name, "_bytes") {
+			unit = "# UNIT " + name + " bytes\n"
+		}
+		fmt.Fprintf(bw, "# TYPE %s gauge\n%s# HELP %s %s\n%s{%s} %d\n", name, unit, name, help, name, id, val)
+	}
+	gauge("container_memory_usage_bytes", "Usage as cAdvisor reports it (memory.usage_in_bytes / memory.current).", g.UsageBytes)
+	gauge("container_memory_working_set_bytes", "Usage − inactive file, as cAdvisor and kubectl top compute it.", g.WorkingSetBytes())
+	gauge("container_memory_rss", "Anonymous memory (cAdvisor's rss).", g.Stat["rss"]+g.Stat["anon"])
+	gauge("container_memory_cache", "Page cache including shmem (cAdvisor's cache).", g.Stat["cache"]+g.Stat["file"])
+	gauge("container_spec_memory_limit_bytes", "The limit; 0 for none.", g.LimitBytes)
+	gauge("memdiag_cgroup_reclaimable_bytes", "Clean page cache and reclaimable slab: what the kernel reclaims before an OOM kill.", g.ReclaimableBytes())
+	bw.WriteString("# TYPE memdiag_cgroup_part_bytes gauge\n# UNIT memdiag_cgroup_part_bytes bytes\n# HELP memdiag_cgroup_part_bytes Usage broken down; the parts sum to container_memory_usage_bytes.\n")
+	for _, p := range g.Breakdown() {
+		fmt.Fprintf(bw, "memdiag_cgroup_part_bytes{%s,part=\"%s\"} %d\n", id, p.Name, p.Bytes)
+	}
+	fmt.Fprintf(bw, "# TYPE memdiag_cgroup_oom_kills counter\n# HELP memdiag_cgroup_oom_kills OOM kills in the cgroup (memory.events oom_kill, v1 oom_control).\nmemdiag_cgroup_oom_kills_total{%s} %d\n", id, g.Events["oom_kill"])
+	bw.WriteString("# TYPE memdiag_cgroup_finding_bytes gauge\n# UNIT memdiag_cgroup_finding_bytes bytes\n# HELP memdiag_cgroup_finding_bytes Bytes each finding is about.\n")
+	for _, f := range v.Findings {
+		fmt.Fprintf(bw, "memdiag_cgroup_finding_bytes{%s,id=\"%s\",severity=\"%s\"} %d\n", id, escapeLabel(f.ID), f.Severity, f.Bytes)
+	}
+	bw.WriteString("# EOF\n")
+	return bw.Flush()
 }
