@@ -1,13 +1,17 @@
 package cmd
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/memdiag/memdiag/internal/testprog"
 )
 
 // TestOOMFromAFile reads the kernel's report of a real OOM kill
@@ -107,5 +111,62 @@ func TestExplainShowsTheCgroupLimit(t *testing.T) {
 	}
 	if first := strings.SplitN(out.String(), "\n", 2)[0]; !strings.Contains(first, "of a 256.0 MiB limit") {
 		t.Errorf("header %q lacks the cgroup's limit", first)
+	}
+}
+
+// TestCgroupJVMOverLimit: a JVM whose maximum heap alone exceeds its
+// cgroup's limit (-Xmx256m in 192 MiB) is named first — the OOM kill with
+// no OutOfMemoryError — from hsperfdata alone.
+func TestCgroupJVMOverLimit(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a memory cgroup needs root")
+	}
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Skipf("java not found (%v)", err)
+	}
+	b, _ := os.ReadFile("/proc/self/cgroup")
+	parent := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && f[1] == "memory" {
+			parent = "/sys/fs/cgroup/memory" + f[2]
+		}
+	}
+	if _, err := os.Stat(parent + "/memory.limit_in_bytes"); parent == "" || err != nil {
+		t.Skipf("no cgroup v1 memory controller here (%q)", parent)
+	}
+	cg := fmt.Sprintf("%s/memdiag-jvm-%d", parent, os.Getpid())
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Skipf("cannot create a child memory cgroup: %v", err)
+	}
+	defer os.Remove(cg)
+	if err := os.WriteFile(cg+"/memory.limit_in_bytes", []byte(fmt.Sprint(192<<20)), 0); err != nil {
+		t.Fatal(err)
+	}
+	classes := testprog.BuildJava(t, "Alloc")
+	c := exec.Command("sh", "-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, cg, java, "-Xms16m", "-Xmx256m", "-XX:MaxDirectMemorySize=32m",
+		"-cp", classes, "Alloc", "8", "0", "0", filepath.Join(t.TempDir(), "m"))
+	stdin, _ := c.StdinPipe()
+	stdout, _ := c.StdoutPipe()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); _ = c.Process.Kill(); _ = c.Wait() }()
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && sc.Text() != "ready" {
+	}
+	s, out, errOut := testStreams("", false, nil)
+	if code := run(t, s, "cgroup", cg, "-o", "json"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var doc struct {
+		Findings []struct{ ID, Summary string }
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Findings) == 0 || doc.Findings[0].ID != "jvm-max-over-limit" || !strings.Contains(doc.Findings[0].Summary, "heap max 256.0 MiB") ||
+		!strings.Contains(doc.Findings[0].Summary, "direct buffers up to 32.0 MiB") {
+		t.Errorf("findings %+v", doc.Findings)
 	}
 }
