@@ -18,8 +18,17 @@ import (
 // (fixtures/capture-cgroup.sh): the victim, the breakdown summing to the
 // usage at the kill, and the shmem nobody mapped as the first finding.
 func TestOOMFromAFile(t *testing.T) {
+	for _, tc := range []struct {
+		file    string
+		version int
+	}{{"oom-v1.dmesg", 1}, {"oom-v2-constructed.dmesg", 2}} {
+		t.Run(tc.file, func(t *testing.T) { checkOOMFile(t, tc.file, tc.version) })
+	}
+}
+
+func checkOOMFile(t *testing.T, file string, version int) {
 	s, out, errOut := testStreams("", false, nil)
-	if code := run(t, s, "oom", "../fixtures/cgroup/oom-v1.dmesg", "-o", "json"); code != 0 {
+	if code := run(t, s, "oom", "../fixtures/cgroup/"+file, "-o", "json"); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	var doc struct {
@@ -38,7 +47,7 @@ func TestOOMFromAFile(t *testing.T) {
 	for _, p := range doc.Breakdown {
 		sum += p.Bytes
 	}
-	if doc.Version != 1 || doc.LimitBytes != 64<<20 || sum != doc.UsageBytes || doc.Killed == nil || doc.Killed.Command != "hog" {
+	if doc.Version != version || doc.LimitBytes != 64<<20 || sum != doc.UsageBytes || doc.Killed == nil || doc.Killed.Command != "hog" {
 		t.Errorf("%+v (Σ %d)", doc, sum)
 	}
 	if len(doc.Findings) == 0 || doc.Findings[0].ID != "shmem-unmapped" {
