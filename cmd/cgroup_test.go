@@ -79,31 +79,8 @@ func TestCgroupErrors(t *testing.T) {
 // TestExplainShowsTheCgroupLimit: a process in a memory cgroup with a limit
 // is explained with its cgroup's usage and limit in the header and JSON.
 func TestExplainShowsTheCgroupLimit(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("creating a memory cgroup needs root")
-	}
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Skip(err)
-	}
-	parent := ""
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.SplitN(l, ":", 3); len(f) == 3 && f[1] == "memory" {
-			parent = "/sys/fs/cgroup/memory" + f[2]
-		}
-	}
-	if _, err := os.Stat(parent + "/memory.limit_in_bytes"); parent == "" || err != nil {
-		t.Skipf("no cgroup v1 memory controller here (%q)", parent)
-	}
-	cg := fmt.Sprintf("%s/memdiag-explain-%d", parent, os.Getpid())
-	if err := os.Mkdir(cg, 0o755); err != nil {
-		t.Skipf("cannot create a child memory cgroup: %v", err)
-	}
-	defer os.Remove(cg)
-	if err := os.WriteFile(cg+"/memory.limit_in_bytes", []byte(fmt.Sprint(256<<20)), 0); err != nil {
-		t.Fatal(err)
-	}
-	c := exec.Command("sh", "-c", `echo $$ > "$0/cgroup.procs" && exec sleep 60`, cg)
+	cg := testprog.MemoryCgroup(t, 256<<20)
+	c := testprog.InCgroup(cg, "sleep", "60")
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -127,33 +104,13 @@ func TestExplainShowsTheCgroupLimit(t *testing.T) {
 // cgroup's limit (-Xmx256m in 192 MiB) is named first — the OOM kill with
 // no OutOfMemoryError — from hsperfdata alone.
 func TestCgroupJVMOverLimit(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("creating a memory cgroup needs root")
-	}
 	java, err := exec.LookPath("java")
 	if err != nil {
 		t.Skipf("java not found (%v)", err)
 	}
-	b, _ := os.ReadFile("/proc/self/cgroup")
-	parent := ""
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.SplitN(l, ":", 3); len(f) == 3 && f[1] == "memory" {
-			parent = "/sys/fs/cgroup/memory" + f[2]
-		}
-	}
-	if _, err := os.Stat(parent + "/memory.limit_in_bytes"); parent == "" || err != nil {
-		t.Skipf("no cgroup v1 memory controller here (%q)", parent)
-	}
-	cg := fmt.Sprintf("%s/memdiag-jvm-%d", parent, os.Getpid())
-	if err := os.Mkdir(cg, 0o755); err != nil {
-		t.Skipf("cannot create a child memory cgroup: %v", err)
-	}
-	defer os.Remove(cg)
-	if err := os.WriteFile(cg+"/memory.limit_in_bytes", []byte(fmt.Sprint(192<<20)), 0); err != nil {
-		t.Fatal(err)
-	}
+	cg := testprog.MemoryCgroup(t, 192<<20)
 	classes := testprog.BuildJava(t, "Alloc")
-	c := exec.Command("sh", "-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, cg, java, "-Xms16m", "-Xmx256m", "-XX:MaxDirectMemorySize=32m",
+	c := testprog.InCgroup(cg, java, "-Xms16m", "-Xmx256m", "-XX:MaxDirectMemorySize=32m",
 		"-cp", classes, "Alloc", "8", "0", "0", filepath.Join(t.TempDir(), "m"))
 	stdin, _ := c.StdinPipe()
 	stdout, _ := c.StdoutPipe()

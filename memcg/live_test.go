@@ -11,46 +11,6 @@ import (
 	"github.com/memdiag/memdiag/internal/testprog"
 )
 
-// testCgroup makes a v1 memory cgroup with limit under the one the test
-// runs in, and removes it when the test ends. It skips where that cannot
-// be done, and says why.
-func testCgroup(t *testing.T, limit int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("creating a memory cgroup needs root")
-	}
-	dir, _, version, err := Locate("/proc", "/sys/fs/cgroup", os.Getpid())
-	if err != nil || version != 1 {
-		t.Skipf("no cgroup v1 memory controller here (%v, v%d): v2 is tested from fixtures", err, version)
-	}
-	cg := filepath.Join(dir, fmt.Sprintf("memdiag-test-%d", os.Getpid()))
-	if err := os.Mkdir(cg, 0o755); err != nil {
-		t.Skipf("cannot create a child memory cgroup: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(cg, "memory.limit_in_bytes"), []byte(fmt.Sprint(limit)), 0); err != nil {
-		os.Remove(cg)
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Whatever is left inside goes back to the parent, then the
-		// cgroup is removed.
-		if b, err := os.ReadFile(filepath.Join(cg, "cgroup.procs")); err == nil {
-			for _, pid := range strings.Fields(string(b)) {
-				_ = os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(pid), 0)
-			}
-		}
-		if err := os.Remove(cg); err != nil {
-			t.Errorf("removing %s: %v", cg, err)
-		}
-	})
-	return cg
-}
-
-// inCgroup runs argv inside cg: the shell joins it, then execs.
-func inCgroup(cg string, argv ...string) *exec.Cmd {
-	return exec.Command("sh", append([]string{"-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, cg}, argv...)...)
-}
-
 // TestLiveCgroupV1 is issue 14's bar for cgroup and oom on this machine's
 // cgroup v1: a 64 MiB cgroup, 20 MiB written to /dev/shm from inside it (no
 // process maps it afterwards), a process left idle in it, and one that
@@ -58,18 +18,18 @@ func inCgroup(cg string, argv ...string) *exec.Cmd {
 // the shmem nobody maps is found, the kill is counted — and memdiag oom
 // reads the kernel's report of that very kill.
 func TestLiveCgroupV1(t *testing.T) {
-	cg := testCgroup(t, 64<<20)
+	cg := testprog.MemoryCgroup(t, 64<<20)
 	shm := fmt.Sprintf("/dev/shm/memdiag-test-%d", os.Getpid())
 	t.Cleanup(func() { os.Remove(shm) })
-	if out, err := inCgroup(cg, "dd", "if=/dev/zero", "of="+shm, "bs=1M", "count=20").CombinedOutput(); err != nil {
+	if out, err := testprog.InCgroup(cg, "dd", "if=/dev/zero", "of="+shm, "bs=1M", "count=20").CombinedOutput(); err != nil {
 		t.Fatalf("dd: %v\n%s", err, out)
 	}
-	idle := inCgroup(cg, "sleep", "120")
+	idle := testprog.InCgroup(cg, "sleep", "120")
 	if err := idle.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = idle.Process.Kill(); _ = idle.Wait() })
-	hog := inCgroup(cg, testprog.Build(t, "hog"), "200")
+	hog := testprog.InCgroup(cg, testprog.Build(t, "hog"), "200")
 	out, err := hog.Output()
 	if err == nil || !strings.Contains(err.Error(), "killed") {
 		t.Fatalf("hog was not killed: %v (%d lines)", err, strings.Count(string(out), "\n"))

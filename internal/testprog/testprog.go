@@ -4,6 +4,7 @@ package testprog
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Dir is fixtures/programs, found from this source file.
@@ -342,4 +344,53 @@ func StartJVM(t testing.TB, j JVM) *Proc {
 	}
 	args := append(append(append([]string{}, j.Flags...), "-cp", classes, j.Class), j.Args...)
 	return StartWith(t, j.Options, java, args...)
+}
+
+// MemoryCgroup makes a cgroup v1 memory cgroup with limit bytes under the
+// one the test runs in, and returns its directory; when the test ends,
+// what is left in it goes back to the parent and it is removed. It skips
+// the test where that cannot be done (not root, no v1 memory controller),
+// saying why.
+func MemoryCgroup(t testing.TB, limit int64) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("creating a memory cgroup needs root")
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Skipf("no /proc/self/cgroup: %v", err)
+	}
+	parent := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && f[1] == "memory" {
+			parent = filepath.Join("/sys/fs/cgroup/memory", f[2])
+		}
+	}
+	if _, err := os.Stat(filepath.Join(parent, "memory.limit_in_bytes")); parent == "" || err != nil {
+		t.Skipf("no cgroup v1 memory controller here (%q): cgroup v2 is tested from fixtures", parent)
+	}
+	cg := filepath.Join(parent, fmt.Sprintf("memdiag-test-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Skipf("cannot create a child memory cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join(cg, "cgroup.procs")); err == nil {
+			for _, pid := range strings.Fields(string(b)) {
+				_ = os.WriteFile(filepath.Join(parent, "cgroup.procs"), []byte(pid), 0)
+			}
+		}
+		if err := os.Remove(cg); err != nil {
+			t.Errorf("removing %s: %v", cg, err)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(cg, "memory.limit_in_bytes"), []byte(strconv.FormatInt(limit, 10)), 0); err != nil {
+		t.Fatal(err)
+	}
+	return cg
+}
+
+// InCgroup is a command that runs argv inside cgroup directory cg: a
+// shell joins it, then execs argv.
+func InCgroup(cg string, argv ...string) *exec.Cmd {
+	return exec.Command("sh", append([]string{"-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, cg}, argv...)...)
 }
