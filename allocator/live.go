@@ -36,7 +36,7 @@ var jemallocValues = []struct {
 	{"stats.arenas.4096.pdirty", 8, false}, {"stats.arenas.4096.pmuzzy", 8, false}, // 4096: MALLCTL_ARENAS_ALL, merged
 	{"arenas.page", 8, false}, {"arenas.narenas", 4, false},
 	{"opt.narenas", 4, false}, {"opt.dirty_decay_ms", 8, true}, {"opt.muzzy_decay_ms", 8, true},
-	{"opt.background_thread", 1, false}, {"version", 8, false},
+	{"opt.background_thread", 1, false},
 }
 
 // withBuffer wraps script in the mapping and unmapping of a zeroed
@@ -72,10 +72,6 @@ func jemallocScript() string {
 		fmt.Fprintf(&b, "  set *(unsigned long *)($memdiag_buf + 8) = %d\n", v.size)
 		b.WriteString("  set $memdiag_rc = (int) mallctl($memdiag_buf + 256, $memdiag_buf, $memdiag_buf + 8, 0, 0)\n")
 		switch {
-		case v.name == "version":
-			// a const char * of the process's: printed only when it ends
-			// within 64 bytes, so that gdb never reads on through its memory
-			b.WriteString("  if $memdiag_rc == 0 && *(char **)($memdiag_buf) != 0 && (long) strnlen(*(char **)($memdiag_buf), 64) < 64\n    printf \"memdiag: je version %d %s\\n\", $memdiag_rc, *(char **)($memdiag_buf)\n  end\n")
 		case v.signed:
 			fmt.Fprintf(&b, "  printf \"memdiag: je %s %%d %%ld\\n\", $memdiag_rc, *(long *)($memdiag_buf)\n", v.name)
 		case v.size == 4:
@@ -94,7 +90,7 @@ func jemallocScript() string {
 func tcmallocScript() string {
 	return withBuffer(fmt.Sprintf(`  call (void) MallocExtension_GetStats($memdiag_buf, %[1]d)
   set $memdiag_len = (long) strnlen($memdiag_buf, %[1]d)
-  if $memdiag_len > 0
+  if $memdiag_len > 0 && $memdiag_len <= %[1]d
     dump binary memory /dev/fd/3 $memdiag_buf $memdiag_buf + $memdiag_len
   end
   printf "memdiag: GetStats %%ld bytes\n", $memdiag_len
@@ -170,7 +166,9 @@ func jemallocFromLog(log string, pid int) (*JemallocFigures, error) {
 			return nil, fmt.Errorf("%w on process %d: mallctl(%q) failed (a jemalloc built without statistics?)", gdbinject.ErrRun, pid, k)
 		}
 	}
-	f.Version = got["version"]
+	// The version is not read live: it is a string in the process's
+	// memory, and reading it bounded would mean calling the process's own
+	// string functions, which it may have replaced.
 	f.Allocated, f.Active, f.Metadata = u("stats.allocated"), u("stats.active"), u("stats.metadata")
 	f.Resident, f.Mapped, f.Retained = u("stats.resident"), u("stats.mapped"), u("stats.retained")
 	f.DirtyPages, f.MuzzyPages, f.Page = u("stats.arenas.4096.pdirty"), u("stats.arenas.4096.pmuzzy"), u("arenas.page")

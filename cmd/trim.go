@@ -1,8 +1,10 @@
 package cmd
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -102,6 +104,10 @@ func runTrim(o *TrimOptions) error {
 	if err != nil {
 		return err
 	}
+	started, err := startTime(procRoot, o.PID)
+	if err != nil {
+		return err
+	}
 	det, err := allocator.Detect(procRoot, o.PID)
 	if err != nil {
 		return err
@@ -183,6 +189,11 @@ func runTrim(o *TrimOptions) error {
 	if err != nil {
 		return err
 	}
+	// The figures after are the same process's only if its pid was not
+	// reused meanwhile.
+	if now, err := startTime(procRoot, o.PID); err != nil || now != started {
+		return fmt.Errorf("process %d exited during the trim (its pid is another process's now): nothing to measure", o.PID)
+	}
 	v.RSSAfter, v.AnonAfter = after.RSSBytes, after.RSSAnonBytes
 	if keptBefore != nil {
 		n, err := keptBefore()
@@ -193,6 +204,21 @@ func runTrim(o *TrimOptions) error {
 		}
 	}
 	return report.WriteTrim(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+}
+
+// startTime is field 22 of /proc/PID/stat: with the pid, it tells a
+// process from a later one given the same pid.
+func startTime(procRoot string, pid int) (string, error) {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return "", fmt.Errorf("process %d: %w", pid, gdbinject.ErrNoProcess)
+	}
+	if i := bytes.LastIndexByte(b, ')'); i > 0 {
+		if f := strings.Fields(string(b[i+1:])); len(f) > 19 {
+			return f[19], nil
+		}
+	}
+	return "", fmt.Errorf("process %d: unexpected stat format", pid)
 }
 
 // trimmable is the free memory a trim can return, by the allocator's

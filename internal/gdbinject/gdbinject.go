@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -130,15 +131,15 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	started := time.Now()
 	res, runErr := runGDBAs(ctx, gdb, proc, pid, script, timeout, maxOut, ids, before)
 	paused := time.Since(started)
-	if !wasStopped {
-		ensureRunning(proc, pid)
-	}
 	// The pid checked is not always the process gdb reached: between the
 	// checks and the attach it may have exec'd another program (a setuid
 	// one, say) or exited and had its pid reused. What it did is then not
-	// the target's.
+	// the target's — and a pid reused is not ours to signal either.
 	if after, err := readIdentity(proc); err == nil && after != before {
 		return Result{}, fmt.Errorf("%w: process %d changed while gdb was attached (%s): the result is discarded", ErrRun, pid, before.change(after))
+	}
+	if !wasStopped {
+		ensureRunning(proc, pid)
 	}
 	out := Result{Log: res.log, Output: res.doc, Paused: paused}
 	text := string(res.log)
@@ -234,8 +235,14 @@ func runGDB(ctx context.Context, gdb string, pid int, script string, timeout tim
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.ExtraFiles = []*os.File{docW, scriptFile}
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C", "HOME=/nonexistent"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred} // our Ctrl-C is not gdb's
-	err = cmd.Start()
+	// A session of its own: gdb runs as the target's user, who may ptrace
+	// it, so it must hold nothing of ours — no controlling terminal to push
+	// keystrokes into (TIOCSTI) or read from, no job of our session to
+	// continue. Our Ctrl-C is not gdb's either.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
+	// Output pipes another process holds open do not keep Wait waiting.
+	cmd.WaitDelay = 2 * time.Second
+	err = startIsolated(cmd)
 	docW.Close()
 	if err != nil {
 		docR.Close()
@@ -253,8 +260,16 @@ func runGDB(ctx context.Context, gdb string, pid int, script string, timeout tim
 	go func() { done <- cmd.Wait() }()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	// gdb has exited: its end of the pipe is closed, and the rest comes at
+	// once — unless another process holds it open. The target's user can:
+	// the write end is theirs (/proc/GDB/fd/3). So the read gets a
+	// deadline, never an end-of-file to wait for.
 	finish := func(err error) (gdbResult, error) {
+		_ = docR.SetReadDeadline(time.Now().Add(2 * time.Second))
 		r := <-docDone
+		if errors.Is(r.err, os.ErrDeadlineExceeded) {
+			r.err = errors.New("another process held the output pipe open after gdb exited (the target's user can reach it): the output is discarded")
+		}
 		r.log = out.Bytes()
 		return r, err
 	}
@@ -276,6 +291,25 @@ func runGDB(ctx context.Context, gdb string, pid int, script string, timeout tim
 		<-done
 		return finish(fmt.Errorf("%w: gdb killed", why))
 	}
+}
+
+// startIsolated starts cmd from a thread that has joined a new, empty
+// session keyring, so that gdb — run as the target's user, who may ptrace
+// it — possesses none of our keys (a session keyring's keys are readable by
+// whoever possesses the keyring). The thread is never unlocked: it ends
+// with its goroutine, and its keyring with it. Without keyrings in the
+// kernel there is nothing to keep apart.
+func startIsolated(cmd *exec.Cmd) error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if _, _, e := unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); e != 0 && e != unix.ENOSYS {
+			started <- fmt.Errorf("giving gdb a session keyring of its own: %w", e)
+			return
+		}
+		started <- cmd.Start()
+	}()
+	return <-started
 }
 
 // runGDBAs runs gdb as the target's own user, without capabilities,
