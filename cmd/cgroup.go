@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/memcg"
+	"github.com/memdiag/memdiag/pmap"
+	"github.com/memdiag/memdiag/proctop"
 	"github.com/memdiag/memdiag/report"
 )
 
@@ -113,7 +116,60 @@ func readCgroupView(o *CgroupOptions) (*report.CgroupView, error) {
 	fs := append(g.Findings(members, dir), jvmOverLimit(o.ProcRoot, g, members)...)
 	finding.Sort(fs)
 	return &report.CgroupView{Title: fmt.Sprintf("memdiag cgroup: %s (cgroup v%d)", dir, g.Version), Source: dir, Group: g, Members: members,
-		Findings: fs}, nil
+		Findings: fs, AnonByKind: anonByKind(o.ProcRoot, members)}, nil
+}
+
+// anonByKind splits the anonymous memory of the cgroup's largest
+// processes by what pmap makes of their smaps: glibc arenas, the brk heap,
+// other anonymous memory (large malloc chunks, runtimes' heaps), stacks. A
+// smaps read walks page tables, so it is done for the five largest only,
+// and not for one over 8 GiB of RSS.
+func anonByKind(procRoot string, members []memcg.Member) []report.MemberAnon {
+	const most, rssCap = 5, 8 << 30
+	ms := append([]memcg.Member{}, members...)
+	sort.Slice(ms, func(i, j int) bool { return ms[i].AnonBytes > ms[j].AnonBytes })
+	fsys, err := pmap.NewFS(procRoot)
+	if err != nil {
+		return nil
+	}
+	root := procRoot
+	if root == "" {
+		root = "/proc"
+	}
+	var out []report.MemberAnon
+	for _, m := range ms[:min(most, len(ms))] {
+		a := report.MemberAnon{PID: m.PID, Command: m.Command, AnonBytes: m.AnonBytes, ByKind: map[string]uint64{}}
+		if m.RSSBytes > rssCap {
+			a.Skipped = "RSS over 8 GiB: smaps not read"
+			out = append(out, a)
+			continue
+		}
+		p, err := fsys.ReadPID(m.PID)
+		if err != nil {
+			a.Skipped = err.Error()
+			out = append(out, a)
+			continue
+		}
+		pmap.Classify(p.Mappings, p.Hints)
+		goProgram := false
+		if d, err := proctop.Diagnose(root, m.PID); err == nil {
+			goProgram = d.Go
+		}
+		for _, c := range pmap.Summarize(p.Mappings).Classes {
+			kind := string(c.Class)
+			if goProgram && c.Class == pmap.ClassGlibcArena {
+				kind = string(pmap.ClassAnon) // Go's heap arenas have glibc's geometry
+			}
+			if c.Class == pmap.ClassStack {
+				kind = string(pmap.ClassThreadStack)
+			}
+			if n := c.Bytes(pmap.FieldAnonymous); n > 0 {
+				a.ByKind[kind] += n
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // jvmOverLimit finds the JVMs of the cgroup whose maximum heap, non-heap

@@ -136,3 +136,36 @@ func TestCgroupJVMOverLimit(t *testing.T) {
 		t.Errorf("findings %+v", doc.Findings)
 	}
 }
+
+// TestCgroupAnonByKind: the anonymous memory of a cgroup's process is split
+// by kind from its smaps — arenas.c's three 8 MiB glibc arenas show as
+// glibc arenas.
+func TestCgroupAnonByKind(t *testing.T) {
+	cg := testprog.MemoryCgroup(t, 512<<20)
+	c := testprog.InCgroup(cg, testprog.Build(t, "arenas"), "3", "8")
+	stdin, _ := c.StdinPipe()
+	stdout, _ := c.StdoutPipe()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); _ = c.Wait() }()
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && sc.Text() != "ready" {
+	}
+	s, out, errOut := testStreams("", false, nil)
+	if code := run(t, s, "cgroup", cg, "-o", "json"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var doc struct {
+		AnonByKind []struct {
+			PID    int               `json:"pid"`
+			ByKind map[string]uint64 `json:"by_kind"`
+		} `json:"anon_by_kind"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.AnonByKind) != 1 || doc.AnonByKind[0].PID != c.Process.Pid || doc.AnonByKind[0].ByKind["glibc-arena"] < 24<<20 {
+		t.Errorf("anon by kind %+v, want process %d with ≥ 24 MiB in glibc arenas", doc.AnonByKind, c.Process.Pid)
+	}
+}

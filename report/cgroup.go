@@ -24,6 +24,18 @@ type CgroupView struct {
 	Findings []finding.Finding
 	// OOM is the kernel's report, for `memdiag oom`.
 	OOM *memcg.OOMReport
+	// AnonByKind splits the anonymous memory of the largest processes.
+	AnonByKind []MemberAnon
+}
+
+// MemberAnon is one process's anonymous memory by pmap class
+// (glibc-arena, heap, anon, thread-stack), from its smaps.
+type MemberAnon struct {
+	PID       int               `json:"pid"`
+	Command   string            `json:"command"`
+	AnonBytes uint64            `json:"anon_bytes"`
+	ByKind    map[string]uint64 `json:"by_kind"`
+	Skipped   string            `json:"skipped,omitempty"`
 }
 
 // WriteCgroup renders v.
@@ -73,6 +85,25 @@ func WriteCgroup(w io.Writer, f Format, v *CgroupView, s Style) error {
 		}
 		tables = append(tables, mt)
 	}
+	if len(v.AnonByKind) > 0 {
+		at := &Table{Title: "anonymous memory of the largest processes, by kind (smaps)",
+			Columns: []Column{{Header: "PID", Align: Right}, {Header: "COMMAND"}, {Header: "ANON", Align: Right}, {Header: "GLIBC ARENAS", Align: Right},
+				{Header: "[HEAP]", Align: Right}, {Header: "OTHER ANON", Align: Right}, {Header: "STACKS", Align: Right}, {Header: "NOTE"}}}
+		var sum uint64
+		for _, a := range v.AnonByKind {
+			sum += a.AnonBytes
+			at.AddRow(strconv.Itoa(a.PID), a.Command, Bytes(a.AnonBytes), Bytes(a.ByKind["glibc-arena"]), Bytes(a.ByKind["heap"]),
+				Bytes(a.ByKind["anon"]+a.ByKind["jvm-heap"]), Bytes(a.ByKind["thread-stack"]), a.Skipped)
+		}
+		cgAnon := g.Stat["rss"] + g.Stat["anon"]
+		if sum > cgAnon {
+			at.Notes = append(at.Notes, fmt.Sprintf("these processes' anonymous RSS (%s) exceeds the cgroup's anonymous memory (%s): a page shared after fork counts once per process, and pages charged before a process moved in count in its former cgroup", Bytes(sum), Bytes(cgAnon)))
+		} else {
+			at.Notes = append(at.Notes, fmt.Sprintf("these processes hold %s of the cgroup's %s anonymous memory; the rest is its other processes'", Bytes(sum), Bytes(cgAnon)))
+		}
+		at.Notes = append(at.Notes, "memdiag explain --pid PID --capture-malloc-info splits one process further: malloc in use and retained, the JVM's heap and non-heap, leaks")
+		tables = append(tables, at)
+	}
 	if err := writeTables(w, f, tables, s); err != nil {
 		return err
 	}
@@ -100,6 +131,7 @@ type cgroupDoc struct {
 	Events           map[string]uint64 `json:"events"`
 	Processes        []memberJSON      `json:"processes"`
 	Killed           *memberJSON       `json:"killed,omitempty"`
+	AnonByKind       []MemberAnon      `json:"anon_by_kind"`
 	Findings         []finding.Finding `json:"findings"`
 }
 
@@ -121,7 +153,7 @@ func cgroupDocument(v *CgroupView) *cgroupDoc {
 	g := v.Group
 	d := &cgroupDoc{Schema: CgroupSchema, Source: v.Source, Path: g.Path, Version: g.Version, UsageBytes: g.UsageBytes, LimitBytes: g.LimitBytes,
 		WorkingSetBytes: g.WorkingSetBytes(), ReclaimableBytes: g.ReclaimableBytes(), Stat: g.Stat, Events: g.Events,
-		Processes: []memberJSON{}, Findings: findingsJSON(v.Findings)}
+		Processes: []memberJSON{}, AnonByKind: append([]MemberAnon{}, v.AnonByKind...), Findings: findingsJSON(v.Findings)}
 	for _, p := range g.Breakdown() {
 		d.Breakdown = append(d.Breakdown, cgroupPartJSON{p.Name, p.Bytes, p.What})
 	}
