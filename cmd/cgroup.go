@@ -20,7 +20,6 @@ import (
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/memcg"
 	"github.com/memdiag/memdiag/pmap"
-	"github.com/memdiag/memdiag/proctop"
 	"github.com/memdiag/memdiag/report"
 )
 
@@ -132,10 +131,6 @@ func anonByKind(procRoot string, members []memcg.Member) []report.MemberAnon {
 	if err != nil {
 		return nil
 	}
-	root := procRoot
-	if root == "" {
-		root = "/proc"
-	}
 	var out []report.MemberAnon
 	for _, m := range ms[:min(most, len(ms))] {
 		a := report.MemberAnon{PID: m.PID, Command: m.Command, AnonBytes: m.AnonBytes, ByKind: map[string]uint64{}}
@@ -151,15 +146,8 @@ func anonByKind(procRoot string, members []memcg.Member) []report.MemberAnon {
 			continue
 		}
 		pmap.Classify(p.Mappings, p.Hints)
-		goProgram := false
-		if d, err := proctop.Diagnose(root, m.PID); err == nil {
-			goProgram = d.Go
-		}
 		for _, c := range pmap.Summarize(p.Mappings).Classes {
 			kind := string(c.Class)
-			if goProgram && c.Class == pmap.ClassGlibcArena {
-				kind = string(pmap.ClassAnon) // Go's heap arenas have glibc's geometry
-			}
 			if c.Class == pmap.ClassStack {
 				kind = string(pmap.ClassThreadStack)
 			}

@@ -56,6 +56,10 @@ type Hints struct {
 	MainTID int
 	// Regions are known ranges; they win over every rule here.
 	Regions []Region
+	// GoProgram says the process is a Go program: its heap arenas are
+	// reserved 64 MiB-aligned, glibc's arena geometry, so that rule is
+	// not applied (they are anon).
+	GoProgram bool
 }
 
 // Classify sets Class and Reason on every mapping. ms must be in address
@@ -86,7 +90,9 @@ func Classify(ms []Mapping, h Hints) {
 	for i := range ms {
 		ms[i].Class, ms[i].Reason = "", ""
 	}
-	markArenas(ms)
+	if !h.GoProgram {
+		markArenas(ms)
+	}
 	for i := range ms {
 		m := &ms[i]
 		if r, ok := findRegion(regions, m); ok {

@@ -53,6 +53,12 @@ func TestClassify(t *testing.T) {
 			want: []Class{ClassGlibcArena, ClassGlibcArena, ClassGlibcArena},
 		},
 		{
+			name:  "a Go program's heap arena has glibc's geometry but is not glibc's",
+			ms:    []Mapping{anon(base, 4*mib, "rw-p"), anon(base+4*mib, 60*mib, "---p")},
+			hints: Hints{GoProgram: true},
+			want:  []Class{ClassAnon, ClassGuard},
+		},
+		{
 			name: "a lone aligned 64 MiB anonymous mapping is not called an arena",
 			ms:   []Mapping{anon(base, 64*mib, "rw-p")},
 			want: []Class{ClassAnon},

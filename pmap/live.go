@@ -10,8 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/procfs"
+
+	"github.com/memdiag/memdiag/internal/elfinfo"
 )
 
 // Errors of live reads, for errors.Is.
@@ -149,6 +152,7 @@ func (fsys FS) ReadPID(pid int) (*Process, error) {
 	p.Mappings = ms
 
 	p.Hints.MainTID = pid
+	p.Hints.GoProgram = elfinfo.IsGoFile(filepath.Join(fsys.root, strconv.Itoa(pid), "exe"), 500*time.Millisecond)
 	sps, note := fsys.stackPointers(pid)
 	p.Hints.StackPointers = sps
 	if note != "" {

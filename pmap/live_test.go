@@ -364,3 +364,25 @@ func TestAccessErrorSameUID(t *testing.T) {
 		t.Errorf("message compares a uid with itself: %s", msg)
 	}
 }
+
+// TestGoProgramIsKnown: reading a Go program (this test) says so, so that
+// its 64 MiB-aligned heap arenas are not taken for glibc's.
+func TestGoProgramIsKnown(t *testing.T) {
+	fsys, err := pmap.NewFS("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := fsys.ReadPID(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Hints.GoProgram {
+		t.Fatal("this Go test binary is not known as a Go program")
+	}
+	pmap.Classify(p.Mappings, p.Hints)
+	for _, m := range p.Mappings {
+		if m.Class == pmap.ClassGlibcArena {
+			t.Errorf("%#x-%#x classed glibc-arena in a Go program: %s", m.Start, m.End, m.Reason)
+		}
+	}
+}

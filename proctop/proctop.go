@@ -27,7 +27,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/memdiag/memdiag/internal/gdbinject"
+	"github.com/memdiag/memdiag/internal/elfinfo"
 	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/pmap"
 )
@@ -362,7 +362,7 @@ func Diagnose(procRoot string, pid int) (*Diagnosis, error) {
 		return nil, err
 	}
 	pmap.Classify(ms, pmap.Hints{})
-	d := &Diagnosis{Go: isGo(filepath.Join(procRoot, strconv.Itoa(pid), "exe"))}
+	d := &Diagnosis{Go: elfinfo.IsGoFile(filepath.Join(procRoot, strconv.Itoa(pid), "exe"), 500*time.Millisecond)}
 	const heap = 64 << 20
 	for i := range ms {
 		m := &ms[i]
@@ -388,21 +388,6 @@ func Diagnose(procRoot string, pid int) (*Diagnosis, error) {
 		d.ArenaHeaps += int((end - m.Start + heap - 1) / heap)
 	}
 	return d, nil
-}
-
-// isGo asks gdbinject.IsGoExecutable, but waits at most half a second:
-// the executable is the process owner's file, and on a FUSE mount that
-// user serves, opening or reading it can block for good. Past the wait
-// the answer is "not Go" and the read is abandoned.
-func isGo(exe string) bool {
-	answer := make(chan bool, 1)
-	go func() { answer <- gdbinject.IsGoExecutable(exe) }()
-	select {
-	case g := <-answer:
-		return g
-	case <-time.After(500 * time.Millisecond):
-		return false
-	}
 }
 
 // Growth is how a process changed between two scans.

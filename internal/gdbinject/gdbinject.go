@@ -12,7 +12,6 @@ package gdbinject
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +26,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/memdiag/memdiag/internal/elfinfo"
 	"github.com/memdiag/memdiag/internal/procstatus"
 )
 
@@ -483,20 +482,6 @@ func commName(procRoot string, pid int) string {
 	return ids.Name
 }
 
-// IsGoExecutable reports whether the file at path is a Go program (it has
-// a .go.buildinfo section), reading only its bounded section table. Go's
-// heap arenas are reserved 64 MiB-aligned, the geometry of glibc's arena
-// heaps: a caller counting those asks this first.
-func IsGoExecutable(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	names, err := sectionNames(f)
-	return err == nil && slices.Contains(names, ".go.buildinfo")
-}
-
 // CheckNotGo refuses a Go executable (one with a .go.buildinfo section),
 // before other checks that would say less: Run makes it first.
 func (in Injector) CheckNotGo(pid int, what string) error {
@@ -505,62 +490,10 @@ func (in Injector) CheckNotGo(pid int, what string) error {
 		return nil // unreadable: gdb will say what it finds
 	}
 	defer f.Close()
-	if names, err := sectionNames(f); err == nil && slices.Contains(names, ".go.buildinfo") {
+	if elfinfo.IsGo(f) {
 		return fmt.Errorf("process %d: %w: calling %s inside it could overflow a goroutine's stack, so memdiag will not; Go's heap is in its runtime metrics (runtime/metrics, /debug/pprof/heap, GODEBUG=gctrace=1), and cgo's C allocations in a malloc_info the program logs itself", pid, ErrGoProgram, what)
 	}
 	return nil
-}
-
-// Bounds of sectionNames: the executable is the target user's file, and
-// debug/elf would read a section-name table of any size it claims.
-const (
-	maxSections    = 1 << 12
-	maxSectionText = 1 << 20
-)
-
-// sectionNames returns the section names of a 64-bit little-endian ELF
-// file, reading only its header, section headers and name table, each
-// bounded.
-func sectionNames(r io.ReaderAt) ([]string, error) {
-	var hdr [64]byte
-	if _, err := r.ReadAt(hdr[:], 0); err != nil {
-		return nil, err
-	}
-	if string(hdr[:4]) != "\x7fELF" || hdr[4] != 2 || hdr[5] != 1 {
-		return nil, errors.New("not a 64-bit little-endian ELF file")
-	}
-	le := binary.LittleEndian
-	shoff, shentsize := le.Uint64(hdr[0x28:]), int(le.Uint16(hdr[0x3a:]))
-	shnum, shstrndx := int(le.Uint16(hdr[0x3c:])), int(le.Uint16(hdr[0x3e:]))
-	if shentsize != 64 || shnum > maxSections || shstrndx >= shnum || shoff > 1<<40 {
-		return nil, errors.New("section headers out of bounds")
-	}
-	headers := make([]byte, shnum*64)
-	if _, err := r.ReadAt(headers, int64(shoff)); err != nil {
-		return nil, err
-	}
-	strtab := headers[shstrndx*64:]
-	off, size := le.Uint64(strtab[0x18:]), le.Uint64(strtab[0x20:])
-	if size > maxSectionText || off > 1<<40 {
-		return nil, errors.New("section name table out of bounds")
-	}
-	text := make([]byte, size)
-	if _, err := r.ReadAt(text, int64(off)); err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, shnum)
-	for i := 0; i < shnum; i++ {
-		at := int(le.Uint32(headers[i*64:]))
-		if at >= len(text) {
-			continue
-		}
-		name := text[at:]
-		if z := bytes.IndexByte(name, 0); z >= 0 {
-			name = name[:z]
-		}
-		names = append(names, string(name))
-	}
-	return names, nil
 }
 
 // LastLines joins the last n lines of s, for a message.

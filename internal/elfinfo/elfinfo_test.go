@@ -1,4 +1,4 @@
-package gdbinject
+package elfinfo
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ func FuzzSectionNames(f *testing.F) {
 	}
 	f.Add([]byte("\x7fELF\x02\x01\x01"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		names, err := sectionNames(bytes.NewReader(b))
+		names, err := SectionNames(bytes.NewReader(b))
 		if err == nil && len(names) > maxSections {
 			t.Fatalf("%d names, more than the %d sections allowed", len(names), maxSections)
 		}
@@ -28,7 +28,7 @@ func TestSectionNamesOfThisBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	names, err := sectionNames(f)
+	names, err := SectionNames(f)
 	if err != nil {
 		t.Fatal(err)
 	}
