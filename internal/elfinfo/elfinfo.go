@@ -73,25 +73,39 @@ func IsGo(r io.ReaderAt) bool {
 	return err == nil && slices.Contains(names, ".go.buildinfo")
 }
 
+// ErrSlow means the executable could not be read within the wait.
+var ErrSlow = errors.New("the executable did not answer in time")
+
 // IsGoFile is IsGo of the file at path (a /proc/PID/exe), but waits at
 // most wait: the file is its owner's, and on a FUSE mount that user serves,
-// opening or reading it can block for good. Past the wait the answer is
-// false and the read is abandoned.
+// opening or reading it can block for good. Past the wait the read is
+// abandoned and the answer is false.
 func IsGoFile(path string, wait time.Duration) bool {
-	answer := make(chan bool, 1)
+	g, _ := CheckGoFile(path, wait)
+	return g
+}
+
+// CheckGoFile is IsGoFile that says why it could not tell: the file could
+// not be opened, or did not answer within wait (ErrSlow).
+func CheckGoFile(path string, wait time.Duration) (bool, error) {
+	type result struct {
+		isGo bool
+		err  error
+	}
+	answer := make(chan result, 1)
 	go func() {
 		f, err := os.Open(path)
 		if err != nil {
-			answer <- false
+			answer <- result{false, err}
 			return
 		}
 		defer f.Close()
-		answer <- IsGo(f)
+		answer <- result{IsGo(f), nil}
 	}()
 	select {
-	case g := <-answer:
-		return g
+	case r := <-answer:
+		return r.isGo, r.err
 	case <-time.After(wait):
-		return false
+		return false, ErrSlow
 	}
 }

@@ -485,12 +485,15 @@ func commName(procRoot string, pid int) string {
 // CheckNotGo refuses a Go executable (one with a .go.buildinfo section),
 // before other checks that would say less: Run makes it first.
 func (in Injector) CheckNotGo(pid int, what string) error {
-	f, err := os.Open(filepath.Join(in.procRoot(), strconv.Itoa(pid), "exe"))
-	if err != nil {
+	isGo, err := elfinfo.CheckGoFile(filepath.Join(in.procRoot(), strconv.Itoa(pid), "exe"), 2*time.Second)
+	switch {
+	case errors.Is(err, elfinfo.ErrSlow):
+		// gdb would read the same file, as the same user, and stall too.
+		return fmt.Errorf("%w on process %d: its executable did not answer within 2 s (a file on a FUSE mount its user serves?): memdiag will not attach", ErrRun, pid)
+	case err != nil:
 		return nil // unreadable: gdb will say what it finds
 	}
-	defer f.Close()
-	if elfinfo.IsGo(f) {
+	if isGo {
 		return fmt.Errorf("process %d: %w: calling %s inside it could overflow a goroutine's stack, so memdiag will not; Go's heap is in its runtime metrics (runtime/metrics, /debug/pprof/heap, GODEBUG=gctrace=1), and cgo's C allocations in a malloc_info the program logs itself", pid, ErrGoProgram, what)
 	}
 	return nil
