@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/memdiag/memdiag/internal/parseerr"
 )
 
@@ -256,13 +258,24 @@ func Read(dir string) (*Group, error) {
 	return g, nil
 }
 
-// readSmall reads a cgroup file, at most 1 MiB.
+// readSmall reads a cgroup (or /proc) file, at most 1 MiB. A directory
+// given to `memdiag cgroup DIR` may be anyone's: the file is opened without
+// blocking and without following a symbolic link, and must be a regular
+// file (a FIFO once hung memdiag for good, deaf to SIGTERM).
 func readSmall(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w: not a regular file (%v)", path, ErrMalformed, st.Mode().Type())
+	}
 	return io.ReadAll(io.LimitReader(f, 1<<20))
 }
 

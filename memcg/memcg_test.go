@@ -3,7 +3,9 @@ package memcg
 import (
 	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestOOMReportPeer reads the kernel's report in ../shared/samples (a v1
@@ -110,5 +112,63 @@ func TestReadErrors(t *testing.T) {
 	os.WriteFile(dir+"/memory.current", []byte("lots\n"), 0o644)
 	if _, err := Read(dir); err == nil || !strings.Contains(err.Error(), `expected a byte count, got "lots"`) {
 		t.Errorf("bad number: %v", err)
+	}
+}
+
+// TestReadRefusesNonFiles: a directory given as DIR may be anyone's; a FIFO
+// where a cgroup file should be is refused at once, not waited on, and so is
+// a symbolic link.
+func TestReadRefusesNonFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(dir+"/memory.usage_in_bytes", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Read(dir); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("FIFO: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read waited on a FIFO")
+	}
+	dir2 := t.TempDir()
+	os.Symlink("/proc/self/status", dir2+"/memory.current")
+	if _, err := Read(dir2); err == nil || !strings.Contains(err.Error(), "symbolic link") && !strings.Contains(err.Error(), "too many levels") {
+		t.Errorf("symlink: %v", err)
+	}
+}
+
+// TestOOMHostileLogs: a task named with a space is kept whole (it could
+// hide the largest process), a line over 1 MiB and a report cut short do
+// not hide the reports after them.
+func TestOOMHostileLogs(t *testing.T) {
+	real, err := os.ReadFile("../fixtures/cgroup/oom-v1.dmesg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spaced := strings.Replace(string(real), " hog\n", " Web Content\n", 1)
+	cut := "[ 1.0] x invoked oom-killer: gfp_mask=0\n" + strings.Repeat("[ 1.0] noise\n", 200001)
+	for name, in := range map[string]string{
+		"a name with a space": spaced,
+		"a 2 MB line first":   strings.Repeat("x", 2<<20) + "\n" + string(real),
+		"a report cut short":  cut + string(real),
+	} {
+		rs, err := ParseOOM(strings.NewReader(in), "k.log")
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		r := rs[len(rs)-1]
+		if r.Victim.Name != "hog" || len(r.Tasks) == 0 {
+			t.Errorf("%s: victim %+v, tasks %+v", name, r.Victim, r.Tasks)
+		}
+		if name == "a name with a space" && r.Tasks[len(r.Tasks)-1].Name != "Web Content" {
+			t.Errorf("task %+v: the name should be whole", r.Tasks[len(r.Tasks)-1])
+		}
+		if name == "a report cut short" && (len(rs) != 2 || !rs[0].Truncated) {
+			t.Errorf("cut report: %d reports, first truncated %v", len(rs), rs[0].Truncated)
+		}
 	}
 }

@@ -2,7 +2,7 @@ package memcg
 
 import (
 	"bufio"
-	"fmt"
+	"bytes"
 	"io"
 	"regexp"
 	"strconv"
@@ -24,6 +24,35 @@ type OOMReport struct {
 	Tasks []OOMTask
 	// Victim is the process killed.
 	Victim OOMTask
+	// Truncated: no "Killed process" line came within 200,000 lines (the
+	// kernel found nothing to kill, or the log was cut); what was read is
+	// kept.
+	Truncated bool
+}
+
+// skipLongLines splits lines like bufio.ScanLines, but drops a line longer
+// than max instead of failing the scan: a kernel log line is short, and one
+// garbage line must not hide the reports after it.
+func skipLongLines(max int) bufio.SplitFunc {
+	skipping := false
+	return func(data []byte, atEOF bool) (int, []byte, error) {
+		i := bytes.IndexByte(data, '\n')
+		switch {
+		case i >= 0 && skipping:
+			skipping = false
+			return i + 1, nil, nil // the end of a dropped line: no token
+		case i >= 0:
+			return i + 1, bytes.TrimSuffix(data[:i], []byte{'\r'}), nil
+		case len(data) >= max:
+			skipping = true
+			return len(data), nil, nil
+		case atEOF && len(data) > 0 && !skipping:
+			return len(data), data, nil
+		case atEOF:
+			return len(data), nil, nil
+		}
+		return 0, nil, nil
+	}
 }
 
 // OOMTask is one row of the report's task table, or the victim.
@@ -46,10 +75,14 @@ const maxReportLines = 200000
 
 // ParseOOM reads every OOM report in r (kernel log text: dmesg,
 // journalctl -k, a saved file), in order. Lines of other messages are
-// skipped. A file with no report is an error naming it.
+// skipped, and so are lines over 1 MiB (no kernel line is that long). A
+// report cut short — no "Killed process" line within 200,000 lines — ends
+// there, and the reports after it are still read. A file with no report
+// is an error naming it.
 func ParseOOM(r io.Reader, name string) ([]*OOMReport, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Split(skipLongLines(1 << 20))
 	var out []*OOMReport
 	var cur *OOMReport
 	inStats, inTasks := false, false
@@ -75,7 +108,9 @@ func ParseOOM(r io.Reader, name string) ([]*OOMReport, error) {
 			continue
 		}
 		if lineNo-cur.Line > maxReportLines {
-			return nil, &ParseError{Name: name, Line: cur.Line, Msg: fmt.Sprintf("OOM report longer than %d lines", maxReportLines), Err: ErrMalformed}
+			cur.Truncated = true
+			cur, inStats, inTasks = nil, false, false
+			continue
 		}
 		switch {
 		case usageRe.MatchString(text):
@@ -130,21 +165,34 @@ func ParseOOM(r io.Reader, name string) ([]*OOMReport, error) {
 }
 
 // parseTaskRow reads "[  19175]     0 19175    55342     7649 …  python3"
-// by the header's column names; memory columns are in pages.
+// by the header's column names; memory columns are in pages. The name is
+// the rest of the line: the kernel prints it raw, spaces and all ("Web
+// Content"), and a process may name itself to hide in the table.
 func parseTaskRow(text string, cols []string) (OOMTask, bool) {
 	end := strings.IndexByte(text, ']')
-	if end < 0 {
+	if end < 0 || len(cols) == 0 {
 		return OOMTask{}, false
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(text[1:end]))
 	if err != nil {
 		return OOMTask{}, false
 	}
-	f := strings.Fields(text[end+1:])
-	if len(f) != len(cols) || len(cols) == 0 {
+	rest := text[end+1:]
+	f := make([]string, 0, len(cols))
+	for len(f) < len(cols)-1 {
+		rest = strings.TrimLeft(rest, " ")
+		i := strings.IndexByte(rest, ' ')
+		if i <= 0 {
+			return OOMTask{}, false
+		}
+		f, rest = append(f, rest[:i]), rest[i:]
+	}
+	name := strings.TrimLeft(rest, " ")
+	if name == "" {
 		return OOMTask{}, false
 	}
-	t := OOMTask{PID: pid, Name: f[len(f)-1]}
+	f = append(f, name)
+	t := OOMTask{PID: pid, Name: name}
 	for i, c := range cols[:len(cols)-1] {
 		n, err := strconv.ParseUint(f[i], 10, 64)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestBytes(t *testing.T) {
@@ -95,5 +96,24 @@ func TestTableMarkdownEscapes(t *testing.T) {
 	want := "### t\n\n| NAME | N |\n| --- | ---: |\n| a\\|b | 1 |\n| **total** | **2** |\n\n"
 	if b.String() != want {
 		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+}
+
+// TestLabelsAndCellsOfHostileNames: a process names itself; its name must
+// not break the exposition (invalid UTF-8 made a parser drop every metric
+// of the file) nor the terminal (a right-to-left override reverses text).
+func TestLabelsAndCellsOfHostileNames(t *testing.T) {
+	for _, tc := range []struct{ in, label, cell string }{
+		{"\xffevil", `\\xffevil`, `\xffevil`},
+		{"a\"b\\c\nd", `a\"b\\c\\x0ad`, `a"b\c\x0ad`},
+		{"\u202elogo", `\\u202elogo`, `\u202elogo`},
+		{"ok-name", "ok-name", "ok-name"},
+	} {
+		if got := escapeLabel(tc.in); got != tc.label || !utf8.ValidString(got) {
+			t.Errorf("escapeLabel(%q) = %q, want %q", tc.in, got, tc.label)
+		}
+		if got := Sanitize(tc.in); got != tc.cell {
+			t.Errorf("Sanitize(%q) = %q, want %q", tc.in, got, tc.cell)
+		}
 	}
 }

@@ -221,6 +221,11 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 	return bw.Flush()
 }
 
+// unsafeRune is a character Sanitize writes as an escape.
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError
+}
+
 // markdownCell escapes what would break a table cell or start markup.
 func markdownCell(s string) string {
 	return markdownEscaper.Replace(Sanitize(s))
@@ -229,12 +234,14 @@ func markdownCell(s string) string {
 var markdownEscaper = strings.NewReplacer("|", `\|`, "\n", " ", "`", "\\`", "*", `\*`, "_", `\_`, "<", "&lt;")
 
 // Sanitize makes untrusted text safe for a terminal: control characters
-// (an ESC in a file name could rewrite the screen) are shown as \xNN.
+// (an ESC in a file name could rewrite the screen), format characters (a
+// right-to-left override reverses what follows) and invalid UTF-8 are
+// shown as \xNN or \uNNNN.
 // Mapping names come from the process being diagnosed; trust none of them.
 func Sanitize(s string) string {
 	clean := true
 	for _, r := range s {
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		if unsafeRune(r) {
 			clean = false
 			break
 		}
@@ -248,7 +255,7 @@ func Sanitize(s string) string {
 		switch {
 		case r == utf8.RuneError && size <= 1:
 			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case unicode.IsControl(r):
+		case unsafeRune(r):
 			if r < 0x100 {
 				fmt.Fprintf(&b, `\x%02x`, r)
 			} else {
