@@ -168,7 +168,8 @@ func writeOpenMetrics(w io.Writer, v *ExplainView) error {
 	return bw.Flush()
 }
 
-// Label values come from processes (their names) and must be valid UTF-8,
+// escapeLabel escapes s for an OpenMetrics label value. Label values come
+// from processes (their names) and must be valid UTF-8,
 // or a parser drops the whole exposition — every other process's metrics
 // with it: invalid bytes and control characters are written as \xNN text
 // first (Sanitize).
