@@ -52,7 +52,7 @@ func NewCmdMallocInfo(d *Deps, g *globalOptions, runF func(*MallocInfoOptions) e
 	var minRetained string
 	c := &cobra.Command{
 		Use:   "mallocinfo FILE | --pid PID",
-		Short: "glibc arenas: memory in use, memory parked in free lists, over time",
+		Short: "The allocator's account (glibc arenas, jemalloc, tcmalloc): in use, kept free, over time",
 		Long: `Explain glibc malloc_info(3) XML: per arena, what is in use, what sits in
 free lists (fast bins, the rest) and the top chunk, and how much free memory
 is retained where automatic trimming cannot return it (free − top).
@@ -61,14 +61,20 @@ FILE holds one <malloc> document, or a log with many (written at intervals
 among other lines): every document is read, in order, and the arenas are
 followed across them. "-" reads standard input.
 
---pid PID captures malloc_info live: gdb attaches, calls malloc_info into a
-private temporary file and detaches. The process is paused while gdb is
-attached — typically well under a second, longer for thousands of arenas.
+FILE may also hold jemalloc's malloc_stats_print output (JSON or text) or
+tcmalloc's GetStats text: the format is sniffed.
+
+--pid PID asks the process's own allocator live: gdb attaches, has
+malloc_info (glibc), mallctl (jemalloc) or GetStats (tcmalloc) write into a
+buffer it maps in the process, copies that out over a pipe and detaches —
+no file is made anywhere. The process is paused while gdb is attached —
+typically well under a second, longer for thousands of arenas.
 malloc_info takes each arena's lock: memdiag interrupts the call after
---timeout and gdb unwinds it. Needs gdb, a glibc-linked target, and ptrace
+--timeout and gdb unwinds it. Needs gdb, a dynamically linked target, and ptrace
 permission (same uid and kernel.yama.ptrace_scope ≤ 1, or CAP_SYS_PTRACE).`,
 		Example: `  memdiag mallocinfo malloc_info.xml
   memdiag mallocinfo app.log -o json | jq '.findings'
+  memdiag mallocinfo jemalloc-stats.json
   memdiag mallocinfo --pid 1234`,
 		Args: func(c *cobra.Command, args []string) error {
 			switch {

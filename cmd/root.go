@@ -73,8 +73,10 @@ func newRootCmd(d *Deps, r runners) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "memdiag",
 		Short: "Explain where a Linux process's memory went",
-		Long: `memdiag reads /proc/<pid>/smaps, glibc malloc_info, JVM memory beans and
-mmap traces, and explains a process's RSS with the evidence for each figure.`,
+		Long: `memdiag reads /proc/<pid>/smaps, the allocator's own statistics (glibc
+malloc_info, jemalloc, tcmalloc), JVM memory beans, mmap traces and memory
+cgroups, and explains a process's RSS — or a host's, or a container's — with
+the evidence for each figure.`,
 		Version:       d.Version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -95,7 +97,7 @@ mmap traces, and explains a process's RSS with the evidence for each figure.`,
 		return usage(fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
 	})
 	pf := root.PersistentFlags()
-	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats()+" (explain and snapshot: also openmetrics)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats()+" (explain, snapshot, top and cgroup: also openmetrics)")
 	pf.BoolVar(&g.noColor, "no-color", false, "never colour the output (also when NO_COLOR is set)")
 
 	root.AddCommand(NewCmdPmap(d, g, r.pmap))
