@@ -12,6 +12,7 @@ import (
 
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/humanize"
+	"github.com/memdiag/memdiag/internal/parseerr"
 )
 
 // maxStatsBytes bounds what a parser reads: jemalloc's JSON with every
@@ -211,11 +212,11 @@ func parseJemallocText(r io.Reader, name string) (*JemallocFigures, error) {
 		case strings.HasPrefix(t, "dirty:") || strings.HasPrefix(t, "muzzy:"):
 			fields := strings.Fields(t)
 			if len(fields) < 3 {
-				return nil, &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("expected %q with a decay time and a page count, got %q", fields[0], clip(t)), Err: ErrMalformed}
+				return nil, &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("expected %q with a decay time and a page count, got %q", fields[0], parseerr.Clip(t)), Err: ErrMalformed}
 			}
 			n, err := strconv.ParseUint(fields[2], 10, 64)
 			if err != nil {
-				return nil, &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("page count %q is not a number", clip(fields[2])), Err: ErrMalformed}
+				return nil, &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("page count %q is not a number", parseerr.Clip(fields[2])), Err: ErrMalformed}
 			}
 			if fields[0] == "dirty:" {
 				dirty[section] += n
@@ -259,7 +260,7 @@ func parseTotalsLine(t string, f *JemallocFigures) error {
 		}
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return fmt.Errorf("%s %q is not a byte count", k, clip(v))
+			return fmt.Errorf("%s %q is not a byte count", k, parseerr.Clip(v))
 		}
 		switch strings.ToLower(k) {
 		case "allocated":
@@ -280,16 +281,9 @@ func parseTotalsLine(t string, f *JemallocFigures) error {
 		seen++
 	}
 	if seen < 3 {
-		return fmt.Errorf("expected allocated, active and resident in %q", clip(t))
+		return fmt.Errorf("expected allocated, active and resident in %q", parseerr.Clip(t))
 	}
 	return nil
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }
 
 func jemallocFindings(s *Stats) []finding.Finding {

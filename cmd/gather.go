@@ -3,9 +3,6 @@ package cmd
 import (
 	"context"
 	"fmt"
-	"github.com/memdiag/memdiag/allocator"
-	"github.com/memdiag/memdiag/internal/gdbinject"
-	"github.com/memdiag/memdiag/memcg"
 	"io"
 	"runtime"
 	"strings"
@@ -13,10 +10,13 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/mallocinfo"
+	"github.com/memdiag/memdiag/memcg"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/syscalltrace"
 )

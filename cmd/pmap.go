@@ -3,7 +3,6 @@ package cmd
 import (
 	"errors"
 	"fmt"
-	"github.com/memdiag/memdiag/allocator"
 	"io"
 	"os"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/pmap"

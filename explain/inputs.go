@@ -8,9 +8,9 @@ package explain
 import (
 	"errors"
 	"fmt"
-	"github.com/memdiag/memdiag/allocator"
 	"math/bits"
 
+	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/mallocinfo"

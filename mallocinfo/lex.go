@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+
+	"github.com/memdiag/memdiag/internal/parseerr"
 )
 
 // docParser decodes one <malloc> document from the lines that hold it,
@@ -79,7 +81,7 @@ func (p *docParser) reset(start int) {
 func (p *docParser) errorf(line int, format string, args ...any) error {
 	for i, a := range args {
 		if s, ok := a.(string); ok {
-			args[i] = clip(s)
+			args[i] = parseerr.Clip(s)
 		}
 	}
 	return &ParseError{Name: p.name, Line: line, Msg: fmt.Sprintf(format, args...), Err: ErrMalformed}
@@ -378,7 +380,7 @@ func unescape(v []byte) ([]byte, error) {
 				err = errors.New("unknown")
 			}
 			if err != nil || r == 0 || r > 0x10FFFF || (r >= 0xD800 && r < 0xE000) {
-				return nil, fmt.Errorf("unknown entity &%s;", clip(ent))
+				return nil, fmt.Errorf("unknown entity &%s;", parseerr.Clip(ent))
 			}
 			out = fmt.Appendf(out, "%c", rune(r))
 		}
@@ -403,7 +405,7 @@ func (p *docParser) num(key string) (uint64, error) {
 	}
 	n, ok := parseUint(v)
 	if !ok {
-		return 0, fmt.Errorf("attribute %s=%q is not a byte count", key, clip(string(v)))
+		return 0, fmt.Errorf("attribute %s=%q is not a byte count", key, parseerr.Clip(string(v)))
 	}
 	return n, nil
 }
@@ -508,7 +510,7 @@ func (p *docParser) start(name []byte, line int) error {
 		v, _ := p.attr("version")
 		info.Version = string(v)
 		if info.Version != "1" {
-			info.Warnings = append(info.Warnings, fmt.Sprintf("malloc_info version %q: this reader knows version 1; figures may be misread", clip(info.Version)))
+			info.Warnings = append(info.Warnings, fmt.Sprintf("malloc_info version %q: this reader knows version 1; figures may be misread", parseerr.Clip(info.Version)))
 		}
 	case parent == "":
 		return p.errorf(line, "expected <malloc>, got <%s>", el)
@@ -554,7 +556,7 @@ func (p *docParser) start(name []byte, line int) error {
 		case atTop && t == "mmap":
 			dst = &info.Mmap
 		default:
-			p.noteUnknown(fmt.Sprintf("<total type=%q> in <%s>", clip(t), parent))
+			p.noteUnknown(fmt.Sprintf("<total type=%q> in <%s>", parseerr.Clip(t), parent))
 			return nil
 		}
 		*dst = Total{Count: count, Size: size}
@@ -579,7 +581,7 @@ func (p *docParser) start(name []byte, line int) error {
 		case el == "aspace" && t == "subheaps" && inArena:
 			arena.Subheaps, arena.HasSubheaps = size, true
 		default:
-			p.noteUnknown(fmt.Sprintf("<%s type=%q>", el, clip(t)))
+			p.noteUnknown(fmt.Sprintf("<%s type=%q>", el, parseerr.Clip(t)))
 		}
 	default:
 		p.noteUnknown("<" + el + "> in <" + parent + ">")

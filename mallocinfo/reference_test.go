@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/memdiag/memdiag/internal/parseerr"
 )
 
 // FuzzParseMatchesEncodingXML checks the hand-written decoder against
@@ -70,7 +72,7 @@ func referenceParse(r io.Reader, name string, startLine int) (*Info, error) {
 		line, _ := d.InputPos()
 		for i, a := range args {
 			if s, ok := a.(string); ok {
-				args[i] = clip(s)
+				args[i] = parseerr.Clip(s)
 			}
 		}
 		return &ParseError{Name: name, Line: startLine + line - 1, Msg: fmt.Sprintf(format, args...), Err: ErrMalformed}
@@ -128,7 +130,7 @@ func referenceParse(r io.Reader, name string, startLine int) (*Info, error) {
 			case el == "malloc" && parent == "":
 				info.Version, _ = a.get("version")
 				if info.Version != "1" {
-					info.Warnings = append(info.Warnings, fmt.Sprintf("malloc_info version %q: this reader knows version 1; figures may be misread", clip(info.Version)))
+					info.Warnings = append(info.Warnings, fmt.Sprintf("malloc_info version %q: this reader knows version 1; figures may be misread", parseerr.Clip(info.Version)))
 				}
 			case parent == "":
 				return nil, fail("expected <malloc>, got <%s>", el)
@@ -254,7 +256,7 @@ func num(a attrs, key string) (uint64, error) {
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("attribute %s=%q is not a byte count", key, clip(s))
+		return 0, fmt.Errorf("attribute %s=%q is not a byte count", key, parseerr.Clip(s))
 	}
 	return v, nil
 }

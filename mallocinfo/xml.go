@@ -291,16 +291,6 @@ func isMallocStart(after []byte) bool {
 	return len(after) == 0 || after[0] == ' ' || after[0] == '>' || after[0] == '\t' || after[0] == '\n' || after[0] == '\r'
 }
 
-// clip shortens a name or value from the input for a message: a message
-// quotes what it found, not a megabyte of it.
-func clip(s string) string {
-	const max = 64
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
-}
-
 func trimLabel(s string) string {
 	const max = 200
 	if len(s) > max {

@@ -198,7 +198,7 @@ func Read(dir string) (*Group, error) {
 		}
 		n, err := strconv.ParseUint(t, 10, 64)
 		if err != nil {
-			return 0, false, &ParseError{Name: filepath.Join(dir, name), Line: 1, Msg: fmt.Sprintf("expected a byte count, got %q", clip(t)), Err: ErrMalformed}
+			return 0, false, &ParseError{Name: filepath.Join(dir, name), Line: 1, Msg: fmt.Sprintf("expected a byte count, got %q", parseerr.Clip(t)), Err: ErrMalformed}
 		}
 		return n, true, nil
 	}
@@ -298,20 +298,13 @@ func parseKV(r io.Reader, name string, fn func(string, uint64)) error {
 			continue
 		}
 		if len(f) != 2 {
-			return &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("expected \"key value\", got %q", clip(sc.Text())), Err: ErrMalformed}
+			return &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("expected \"key value\", got %q", parseerr.Clip(sc.Text())), Err: ErrMalformed}
 		}
 		v, err := strconv.ParseUint(f[1], 10, 64)
 		if err != nil {
-			return &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("%s: %q is not a number", f[0], clip(f[1])), Err: ErrMalformed}
+			return &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("%s: %q is not a number", f[0], parseerr.Clip(f[1])), Err: ErrMalformed}
 		}
 		fn(f[0], v)
 	}
 	return sc.Err()
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }

@@ -2,11 +2,12 @@ package syscalltrace
 
 import (
 	"bytes"
-	"github.com/google/go-cmp/cmp"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func seedTraces(f *testing.F, pattern string) {

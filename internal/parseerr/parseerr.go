@@ -23,3 +23,13 @@ func (e *Error) Error() string {
 
 // Unwrap returns the sentinel or cause.
 func (e *Error) Unwrap() error { return e.Err }
+
+// Clip shortens a name or value from the input for a message: a message
+// quotes what it found, not a megabyte of it.
+func Clip(s string) string {
+	const max = 64
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
