@@ -2,7 +2,6 @@ package memcg
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -33,40 +32,11 @@ func (g *Group) Members(procRoot string) []Member {
 		if err != nil {
 			continue
 		}
-		m := Member{PID: pid}
-		if st, err := readStatusMem(procRoot, pid); err == nil {
-			m.Command, m.RSSBytes, m.AnonBytes, m.ShmemMapBytes = st.name, st.rss, st.anon, st.shmem
-			out = append(out, m)
+		if st, err := procstatus.Read(filepath.Join(procRoot, strconv.Itoa(pid)), pid); err == nil {
+			out = append(out, Member{PID: pid, Command: st.Name, RSSBytes: st.RSSBytes, AnonBytes: st.RSSAnonBytes, ShmemMapBytes: st.RSSShmemBytes})
 		}
 	}
 	return out
-}
-
-type statusMem struct {
-	name             string
-	rss, anon, shmem uint64
-}
-
-func readStatusMem(procRoot string, pid int) (statusMem, error) {
-	dir := filepath.Join(procRoot, strconv.Itoa(pid))
-	ids, err := procstatus.Read(dir, pid)
-	if err != nil {
-		return statusMem{}, err
-	}
-	s := statusMem{name: ids.Name, rss: ids.RSSBytes, anon: ids.RSSAnonBytes}
-	b, err := os.ReadFile(filepath.Join(dir, "status"))
-	if err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "RssShmem:"); ok {
-				f := strings.Fields(v)
-				if len(f) > 0 {
-					n, _ := strconv.ParseUint(f[0], 10, 64)
-					s.shmem = n << 10
-				}
-			}
-		}
-	}
-	return s, nil
 }
 
 // Findings draws conclusions: OOM kills, the distance to the limit, shmem

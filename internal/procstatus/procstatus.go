@@ -37,9 +37,9 @@ type IDs struct {
 	// SigCgt is the mask of signals the process catches: bit n-1 is
 	// signal n.
 	SigCgt uint64
-	// RSSBytes and RSSAnonBytes are VmRSS and RssAnon (0 for a kernel
-	// thread or a zombie).
-	RSSBytes, RSSAnonBytes uint64
+	// RSSBytes, RSSAnonBytes and RSSShmemBytes are VmRSS, RssAnon and
+	// RssShmem (0 for a kernel thread or a zombie).
+	RSSBytes, RSSAnonBytes, RSSShmemBytes uint64
 }
 
 // Catches reports whether the process has a handler for signal sig.
@@ -90,16 +90,19 @@ func parse(text, path string, pid int) (IDs, error) {
 			continue
 		case "Uid":
 			ids.UIDs = strings.Join(f, " ")
-		case "VmRSS", "RssAnon":
+		case "VmRSS", "RssAnon", "RssShmem":
 			if len(f) == 2 && f[1] == "kB" {
 				n, err := strconv.ParseUint(f[0], 10, 64)
 				if err != nil || n > 1<<50 {
 					return IDs{}, bad(f[0])
 				}
-				if key == "VmRSS" {
+				switch key {
+				case "VmRSS":
 					ids.RSSBytes = n << 10
-				} else {
+				case "RssAnon":
 					ids.RSSAnonBytes = n << 10
+				default:
+					ids.RSSShmemBytes = n << 10
 				}
 			}
 			continue

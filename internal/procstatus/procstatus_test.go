@@ -31,6 +31,8 @@ func TestReadFiles(t *testing.T) {
 			IDs{Name: "java", UID: 1000, UIDs: "1000 1000 1000 1000", GID: 50, Groups: []int{50, 60}, NSPID: 7, TracerPID: 17, SigCgt: 0x181005ccf}, ""},
 		{"old kernel", "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\n", IDs{UID: 0, UIDs: "0 0 0 0", GID: 0, Groups: []int{}, NSPID: 99}, ""},
 		{"no ids", "Name:\tx\n", IDs{Name: "x", UID: -1, GID: -1, NSPID: 99}, ""},
+		{"memory", "Name:\tx\nVmRSS:\t  300 kB\nRssAnon:\t  100 kB\nRssFile:\t  150 kB\nRssShmem:\t   50 kB\n",
+			IDs{Name: "x", UID: -1, GID: -1, NSPID: 99, RSSBytes: 300 << 10, RSSAnonBytes: 100 << 10, RSSShmemBytes: 50 << 10}, ""},
 		{"garbage", "Uid:\troot\n", IDs{}, "status:1: Uid: wants a number"},
 		{"bad mask", "SigCgt:\tzz\n", IDs{}, "status:1: SigCgt: wants a number"},
 	} {
