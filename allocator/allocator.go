@@ -11,7 +11,6 @@ package allocator
 
 import (
 	"errors"
-	"fmt"
 	"path"
 	"strings"
 
@@ -136,27 +135,32 @@ type Detection struct {
 func Detect(procRoot string, pid int) (Detection, error) {
 	var d Detection
 	_, err := procmaps.Find(procRoot, pid, func(p string) bool {
-		switch base := path.Base(p); {
-		case strings.HasPrefix(base, "libjemalloc.so"):
-			d = Detection{Jemalloc, p}
+		switch k := OfLibrary(p); {
+		case k == Jemalloc || k == Tcmalloc:
+			d = Detection{k, p}
 			return true
-		case strings.HasPrefix(base, "libtcmalloc") && strings.Contains(base, ".so"):
-			d = Detection{Tcmalloc, p}
-			return true
-		case base == "libc.so.6" && d.Kind == Unknown:
+		case k == Glibc && d.Kind == Unknown:
 			d = Detection{Glibc, p}
 		}
 		return false
 	})
-	switch {
-	case errors.Is(err, procmaps.ErrNoProcess):
-		return d, fmt.Errorf("process %d: %w", pid, err)
-	case errors.Is(err, procmaps.ErrPermission):
-		return d, fmt.Errorf("process %d: reading its maps needs the same uid or CAP_SYS_PTRACE: %w", pid, err)
-	case err != nil:
-		return d, err
+	// procmaps's errors name the process and the privilege needed.
+	return d, err
+}
+
+// OfLibrary says which allocator a mapped library is: libjemalloc.so*,
+// libtcmalloc*.so*, glibc's libc.so.6, or Unknown. A process that maps
+// jemalloc or tcmalloc uses it, whatever else it maps.
+func OfLibrary(p string) Kind {
+	switch base := path.Base(p); {
+	case strings.HasPrefix(base, "libjemalloc.so"):
+		return Jemalloc
+	case strings.HasPrefix(base, "libtcmalloc") && strings.Contains(base, ".so"):
+		return Tcmalloc
+	case base == "libc.so.6":
+		return Glibc
 	}
-	return d, nil
+	return Unknown
 }
 
 // Findings draws conclusions from s: what keeps the memory, and what to

@@ -23,10 +23,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/internal/elfinfo"
 	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/pmap"
@@ -366,16 +366,14 @@ func Diagnose(procRoot string, pid int) (*Diagnosis, error) {
 	const heap = 64 << 20
 	for i := range ms {
 		m := &ms[i]
-		base := filepath.Base(m.Name)
-		switch {
-		case base == "libjvm.so":
+		if filepath.Base(m.Name) == "libjvm.so" {
 			d.JVM = true
-		case strings.HasPrefix(base, "libjemalloc.so"):
-			d.Allocator = "jemalloc"
-		case strings.HasPrefix(base, "libtcmalloc") && strings.Contains(base, ".so"):
-			d.Allocator = "tcmalloc"
-		case base == "libc.so.6" && d.Allocator == "":
-			d.Allocator = "glibc"
+		}
+		switch k := allocator.OfLibrary(m.Name); {
+		case k == allocator.Jemalloc || k == allocator.Tcmalloc:
+			d.Allocator = string(k)
+		case k == allocator.Glibc && d.Allocator == "":
+			d.Allocator = string(k)
 		}
 		if d.Go || m.Class != pmap.ClassGlibcArena || m.Perms != "rw-p" {
 			continue
