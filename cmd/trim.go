@@ -1,10 +1,8 @@
 package cmd
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -209,16 +207,11 @@ func runTrim(o *TrimOptions) error {
 // startTime is field 22 of /proc/PID/stat: with the pid, it tells a
 // process from a later one given the same pid.
 func startTime(procRoot string, pid int) (string, error) {
-	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	start, _, err := procstatus.StartTime(filepath.Join(procRoot, strconv.Itoa(pid)))
 	if err != nil {
 		return "", fmt.Errorf("process %d: %w", pid, gdbinject.ErrNoProcess)
 	}
-	if i := bytes.LastIndexByte(b, ')'); i > 0 {
-		if f := strings.Fields(string(b[i+1:])); len(f) > 19 {
-			return f[19], nil
-		}
-	}
-	return "", fmt.Errorf("process %d: unexpected stat format", pid)
+	return start, nil
 }
 
 // trimmable is the free memory a trim can return, by the allocator's

@@ -1,7 +1,6 @@
 package pmap
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +14,7 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/memdiag/memdiag/internal/elfinfo"
+	"github.com/memdiag/memdiag/internal/procstatus"
 )
 
 // Errors of live reads, for errors.Is.
@@ -187,27 +187,16 @@ func newRSSCheck(ms []Mapping, rollupRSS, vmRSSBefore, vmRSSAfter uint64) RSSChe
 // startTime returns the process's start time from /proc/<pid>/stat, which
 // tells the same process from a later one that reused its id.
 func (fsys FS) startTime(pid int) (string, error) {
-	b, err := os.ReadFile(filepath.Join(fsys.root, strconv.Itoa(pid), "stat"))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
-			return "", fmt.Errorf("process %d: %w", pid, ErrNoProcess)
-		}
+	start, state, err := procstatus.StartTime(filepath.Join(fsys.root, strconv.Itoa(pid)))
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH):
+		return "", fmt.Errorf("process %d: %w", pid, ErrNoProcess)
+	case err != nil:
 		return "", fmt.Errorf("process %d: %w", pid, err)
-	}
-	// comm may hold spaces and parentheses: fields start after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return "", fmt.Errorf("process %d: unexpected stat format", pid)
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	const startTimeField = 22 - 3 // stat(5) field 22; fields here start at field 3
-	if len(fields) <= startTimeField {
-		return "", fmt.Errorf("process %d: stat has %d fields, expected more than %d", pid, len(fields)+2, startTimeField+2)
-	}
-	if fields[0] == "Z" || fields[0] == "X" {
+	case state == "Z" || state == "X":
 		return "", fmt.Errorf("process %d: %w: it is a zombie", pid, ErrNoAddressSpace)
 	}
-	return fields[startTimeField], nil
+	return start, nil
 }
 
 func (fsys FS) openError(pid int, path string, uid int, err error) error {

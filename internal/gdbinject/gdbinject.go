@@ -377,15 +377,11 @@ type identity struct {
 
 func readIdentity(proc string) (identity, error) {
 	var id identity
-	stat, err := os.ReadFile(filepath.Join(proc, "stat"))
+	start, _, err := procstatus.StartTime(proc)
 	if err != nil {
 		return id, err
 	}
-	if i := bytes.LastIndexByte(stat, ')'); i > 0 {
-		if f := strings.Fields(string(stat[i+1:])); len(f) > 19 {
-			id.start = f[19] // field 22, after pid and comm
-		}
-	}
+	id.start = start
 	ids, err := procstatus.Read(proc, 0)
 	if err != nil {
 		return id, err

@@ -5,6 +5,7 @@
 package procstatus
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -141,4 +142,28 @@ func parse(text, path string, pid int) (IDs, error) {
 		*field = n
 	}
 	return ids, nil
+}
+
+// StartTime reads procDir/stat ("/proc/1234/stat") for the process's start
+// time (field 22, clock ticks since boot) and its state (field 3: "Z" for a
+// zombie). With the pid, the start time tells a process from a later one
+// given the same pid. A read error is returned as it is, for the caller to
+// name (fs.ErrNotExist: no such process).
+func StartTime(procDir string) (start, state string, err error) {
+	path := filepath.Join(procDir, "stat")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", err
+	}
+	// comm may hold spaces and parentheses: fields start after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return "", "", fmt.Errorf("%s: no ')' after the command name", path)
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	const startTimeField = 22 - 3 // stat(5) field 22; fields here start at field 3
+	if len(fields) <= startTimeField {
+		return "", "", fmt.Errorf("%s: %d fields, expected more than %d", path, len(fields)+2, startTimeField+2)
+	}
+	return fields[startTimeField], fields[0], nil
 }

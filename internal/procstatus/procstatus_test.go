@@ -93,3 +93,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestStartTime reads field 22 after the last ')': a command name may hold
+// spaces and parentheses.
+func TestStartTime(t *testing.T) {
+	dir := t.TempDir()
+	stat := "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10\n"
+	if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start, state, err := StartTime(dir)
+	if err != nil || start != "123456" || state != "S" {
+		t.Errorf("got %q %q %v, want 123456 S", start, state, err)
+	}
+	os.WriteFile(filepath.Join(dir, "stat"), []byte("4242 (x) S 1\n"), 0o644)
+	if _, _, err := StartTime(dir); err == nil || !strings.Contains(err.Error(), "fields") {
+		t.Errorf("short stat: %v", err)
+	}
+	if s, _, err := StartTime("/proc/self"); err != nil || s == "" {
+		t.Errorf("own stat: %q %v", s, err)
+	}
+}
