@@ -7,12 +7,15 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/memdiag/memdiag/internal/parseerr"
 )
 
 // Errors of Find, for errors.Is.
@@ -72,4 +75,92 @@ func HasLibrary(procRoot string, pid int, base string) (bool, error) {
 		return name == base || strings.HasPrefix(name, base+".")
 	})
 	return path != "", err
+}
+
+// Mapping is one line of /proc/PID/maps.
+type Mapping struct {
+	Start, End uint64
+	// Perms is the permission field as the kernel prints it: "rw-p".
+	Perms string
+	// Offset is the offset in the mapped file.
+	Offset uint64
+	// Inode is the mapped file's inode, 0 for anonymous memory.
+	Inode uint64
+	// Path is the file or pseudo-name ("[heap]"), "" for anonymous memory.
+	Path string
+}
+
+// Size is the mapping's length in bytes.
+func (m Mapping) Size() uint64 { return m.End - m.Start }
+
+// Readable reports whether the mapping may be read.
+func (m Mapping) Readable() bool { return len(m.Perms) > 0 && m.Perms[0] == 'r' }
+
+// Writable reports whether the mapping may be written.
+func (m Mapping) Writable() bool { return len(m.Perms) > 1 && m.Perms[1] == 'w' }
+
+// Executable reports whether the mapping may be executed.
+func (m Mapping) Executable() bool { return len(m.Perms) > 2 && m.Perms[2] == 'x' }
+
+// MaxMappings bounds Parse: a process maps at most vm.max_map_count
+// regions, 65,530 by default; the kernel's ceiling for the setting is far
+// above any real process, so the bound is a generous multiple.
+const MaxMappings = 1 << 20
+
+// Parse reads /proc/PID/maps from r; name is used in errors. A line that
+// is not in the kernel's shape is an error naming its line number.
+func Parse(r io.Reader, name string) ([]Mapping, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, maxLine), maxLine)
+	var maps []Mapping
+	for line := 1; sc.Scan(); line++ {
+		if len(maps) == MaxMappings {
+			return nil, fmt.Errorf("%s: more than %d mappings", name, MaxMappings)
+		}
+		m, err := parseLine(sc.Text())
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
+		}
+		maps = append(maps, m)
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return nil, fmt.Errorf("%s: %w (it exited while being read)", name, ErrNoProcess)
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return maps, nil
+}
+
+// parseLine parses "START-END PERMS OFFSET DEV INODE [PATH]"; the path
+// keeps its spaces.
+func parseLine(line string) (Mapping, error) {
+	var m Mapping
+	fields := strings.Fields(line)
+	if len(fields) < 5 {
+		return m, fmt.Errorf("want START-END PERMS OFFSET DEV INODE [PATH], got %q", parseerr.Clip(line))
+	}
+	lo, hi, ok := strings.Cut(fields[0], "-")
+	var err1, err2, err3, err4 error
+	m.Start, err1 = strconv.ParseUint(lo, 16, 64)
+	m.End, err2 = strconv.ParseUint(hi, 16, 64)
+	m.Offset, err3 = strconv.ParseUint(fields[2], 16, 64)
+	m.Inode, err4 = strconv.ParseUint(fields[4], 10, 64)
+	if !ok || err1 != nil || err2 != nil || m.End < m.Start || err3 != nil || err4 != nil || len(fields[1]) != 4 {
+		return m, fmt.Errorf("want START-END PERMS OFFSET DEV INODE [PATH], got %q", parseerr.Clip(line))
+	}
+	m.Perms = fields[1]
+	// The path starts after the inode field and its padding.
+	rest := line
+	for i := 0; i < 5; i++ {
+		rest = strings.TrimLeft(rest, " ")
+		j := strings.IndexByte(rest, ' ')
+		if j < 0 {
+			rest = ""
+			break
+		}
+		rest = rest[j:]
+	}
+	m.Path = strings.TrimLeft(rest, " ")
+	return m, nil
 }

@@ -1,0 +1,99 @@
+package glibcheap_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/memdiag/memdiag/glibcheap"
+	"github.com/memdiag/memdiag/internal/testprog"
+)
+
+// mallinfo2Line parses the "mallinfo2 k=v …" line a test program prints.
+func mallinfo2Line(t *testing.T, lines []string) glibcheap.Mallinfo2 {
+	t.Helper()
+	for _, line := range lines {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || fields[0] != "mallinfo2" {
+			continue
+		}
+		v := map[string]uint64{}
+		for _, kv := range fields[1:] {
+			k, s, _ := strings.Cut(kv, "=")
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				t.Fatalf("bad mallinfo2 field %q", kv)
+			}
+			v[k] = n
+		}
+		return glibcheap.Mallinfo2{
+			Arena: v["arena"], Ordblks: v["ordblks"], Smblks: v["smblks"], Hblks: v["hblks"], Hblkhd: v["hblkhd"],
+			Fsmblks: v["fsmblks"], Uordblks: v["uordblks"], Fordblks: v["fordblks"], Keepcost: v["keepcost"],
+		}
+	}
+	t.Fatalf("no mallinfo2 line in %q", lines)
+	return glibcheap.Mallinfo2{}
+}
+
+// TestMatchesTheProcessOwnAccounting reads the heaps of real programs, in
+// every shape mallocdemo makes, and compares them with what the program's
+// own glibc said at the same instant: the malloc_info document byte for
+// byte, and mallinfo2() field for field.
+func TestMatchesTheProcessOwnAccounting(t *testing.T) {
+	bin := testprog.Build(t, "mallocdemo")
+	for _, c := range []struct {
+		mode string
+		env  []string
+		// arenas is the fewest arenas the shape must have.
+		arenas int
+	}{
+		{mode: "single", arenas: 1},
+		{mode: "fastbins", arenas: 1},
+		{mode: "story1", arenas: 2},
+		{mode: "churn", arenas: 2},
+		{mode: "histogram", arenas: 2},
+		{mode: "arenas", env: []string{"MALLOC_ARENA_MAX=128"}, arenas: 60},
+		{mode: "story1", env: []string{"GLIBC_TUNABLES=glibc.malloc.tcache_count=0"}, arenas: 2},
+	} {
+		name := c.mode
+		if len(c.env) > 0 {
+			name += "/" + strings.SplitN(c.env[0], "=", 2)[0]
+		}
+		t.Run(name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "malloc_info.xml")
+			p := testprog.StartWith(t, testprog.Options{Env: c.env}, bin, c.mode, out)
+			want, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, symbols := range []bool{true, false} {
+				h, err := glibcheap.Reader{NoSymbols: !symbols}.Read(p.PID())
+				if err != nil {
+					t.Fatalf("symbols %v: %v", symbols, err)
+				}
+				if len(h.Arenas) < c.arenas {
+					t.Errorf("symbols %v: %d arenas, want at least %d", symbols, len(h.Arenas), c.arenas)
+				}
+				var got bytes.Buffer
+				if err := h.WriteMallocInfo(&got); err != nil {
+					t.Fatal(err)
+				}
+				if d := cmp.Diff(string(want), got.String()); d != "" {
+					t.Errorf("symbols %v: the document differs from the process's own malloc_info (-process +memdiag):\n%s", symbols, d)
+				}
+				if d := cmp.Diff(mallinfo2Line(t, p.Lines), h.Mallinfo2()); d != "" {
+					t.Errorf("symbols %v: mallinfo2 differs (-process +memdiag):\n%s", symbols, d)
+				}
+				if !h.Stopped || h.Pause.Threads < 1 {
+					t.Errorf("symbols %v: stopped %v, %d threads: want every thread stopped", symbols, h.Stopped, h.Pause.Threads)
+				}
+				t.Logf("symbols %v: %s; %d arenas, paused %v (%d threads), %d reads, %d bytes", symbols, h.Found, len(h.Arenas), h.Pause.Duration, h.Pause.Threads, h.Reads, h.ReadBytes)
+			}
+		})
+	}
+}

@@ -1,0 +1,278 @@
+package glibcheap
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/memdiag/memdiag/internal/procmaps"
+)
+
+// Errors of locating glibc's state, for errors.Is.
+var (
+	// ErrNotGlibc means the process maps no glibc: static, musl, or
+	// another libc.
+	ErrNotGlibc = errors.New("process is not dynamically linked with glibc")
+	// ErrNotFound means glibc is mapped but its malloc state could not be
+	// told from the rest of its data.
+	ErrNotFound = errors.New("glibc's malloc state not found")
+)
+
+// libc is the process's glibc as mapped.
+type libc struct {
+	path     string
+	base     uint64             // where its first byte (file offset 0) is mapped
+	maps     []procmaps.Mapping // its mappings
+	data     []procmaps.Mapping // its writable data and the bss right after
+	version  Version
+	buildID  string
+	symbolic bool // main_arena and mp_ came from a debug file
+}
+
+var libcName = regexp.MustCompile(`/libc(\.so\.6|-2\.[0-9]+\.so)$`)
+
+// findLibc picks glibc's mappings out of the process's.
+func findLibc(maps []procmaps.Mapping) (*libc, error) {
+	var lc *libc
+	for i, m := range maps {
+		switch {
+		case strings.Contains(m.Path, "/ld-musl"):
+			return nil, fmt.Errorf("%w: it uses musl libc, which keeps no glibc arenas", ErrNotGlibc)
+		case lc == nil && libcName.MatchString(m.Path) && m.Offset == 0:
+			lc = &libc{path: m.Path, base: m.Start}
+		}
+		if lc == nil || m.Path != lc.path || m.Inode == 0 {
+			continue
+		}
+		lc.maps = append(lc.maps, m)
+		if m.Writable() {
+			lc.data = append(lc.data, m)
+			// The bss follows the file's data as anonymous memory.
+			if i+1 < len(maps) && maps[i+1].Start == m.End && maps[i+1].Inode == 0 && maps[i+1].Path == "" && maps[i+1].Writable() {
+				lc.data = append(lc.data, maps[i+1])
+			}
+		}
+	}
+	if lc == nil {
+		return nil, fmt.Errorf("%w: no libc.so.6 mapped (statically linked, or another libc)", ErrNotGlibc)
+	}
+	if len(lc.data) == 0 {
+		return nil, fmt.Errorf("%w: %s has no writable data mapped", ErrNotFound, lc.path)
+	}
+	return lc, nil
+}
+
+// maxLibcRead bounds what of libc is read to find its version and build-id.
+const maxLibcRead = 16 << 20
+
+var banner = regexp.MustCompile(`GNU C Library [^\n\x00]{0,200}?release version (\d+)\.(\d+)`)
+
+// readVersion finds glibc's banner ("… release version 2.36.") in its
+// read-only data, or takes the version from a file name libc-2.31.so.
+func (lc *libc) readVersion(r *reader) error {
+	if m := regexp.MustCompile(`libc-(\d+)\.(\d+)\.so$`).FindStringSubmatch(lc.path); m != nil {
+		lc.version = parseVersion(m[1], m[2])
+		return nil
+	}
+	read := uint64(0)
+	for _, m := range lc.maps {
+		if m.Writable() || m.Executable() || !m.Readable() || m.Offset == 0 {
+			continue
+		}
+		if read += m.Size(); read > maxLibcRead {
+			break
+		}
+		b, err := r.bulk(m.Start, m.Size())
+		if err != nil {
+			return fmt.Errorf("reading %s's read-only data: %w", lc.path, err)
+		}
+		if v := banner.FindSubmatch(b); v != nil {
+			lc.version = parseVersion(string(v[1]), string(v[2]))
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s holds no \"GNU C Library … release version\" banner: is it glibc?", ErrNotFound, lc.path)
+}
+
+func parseVersion(major, minor string) Version {
+	a, _ := strconv.Atoi(major)
+	b, _ := strconv.Atoi(minor)
+	return Version{a, b}
+}
+
+// readBuildID reads the GNU build-id note from libc's ELF headers as
+// mapped (its first page holds the program headers and notes).
+func (lc *libc) readBuildID(r *reader) {
+	hdr := make([]byte, 64)
+	if r.read(hdr, lc.base) != nil || !bytes.HasPrefix(hdr, []byte("\x7fELF\x02\x01")) {
+		return
+	}
+	phoff, phnum := binary.LittleEndian.Uint64(hdr[32:]), int(binary.LittleEndian.Uint16(hdr[56:]))
+	if phnum > 64 || phoff > pageSize {
+		return
+	}
+	ph := make([]byte, 56*phnum)
+	if r.read(ph, lc.base+phoff) != nil {
+		return
+	}
+	for i := range phnum {
+		p := ph[56*i:]
+		if elf.ProgType(binary.LittleEndian.Uint32(p)) != elf.PT_NOTE {
+			continue
+		}
+		vaddr, size := binary.LittleEndian.Uint64(p[16:]), binary.LittleEndian.Uint64(p[32:])
+		if size > pageSize {
+			continue
+		}
+		notes := make([]byte, size)
+		if r.read(notes, lc.base+vaddr) != nil {
+			continue
+		}
+		if id := gnuBuildID(notes); id != "" {
+			lc.buildID = id
+			return
+		}
+	}
+}
+
+// gnuBuildID finds an NT_GNU_BUILD_ID note among notes.
+func gnuBuildID(notes []byte) string {
+	for len(notes) >= 12 {
+		namesz, descsz, typ := binary.LittleEndian.Uint32(notes), binary.LittleEndian.Uint32(notes[4:]), binary.LittleEndian.Uint32(notes[8:])
+		name, desc := 12+align4(namesz), 12+align4(namesz)+align4(descsz)
+		if uint64(desc) > uint64(len(notes)) || namesz > 64 || descsz > 64 {
+			return ""
+		}
+		if typ == 3 && namesz == 4 && string(notes[12:15]) == "GNU" {
+			return hex.EncodeToString(notes[name : name+descsz])
+		}
+		notes = notes[desc:]
+	}
+	return ""
+}
+
+func align4(n uint32) uint32 { return (n + 3) &^ 3 }
+
+// DebugDir is where a host keeps debug files by build-id (Debian's
+// libc6-dbg installs /usr/lib/debug/.build-id/xx/yyyy.debug).
+const DebugDir = "/usr/lib/debug"
+
+// maxDebugFile bounds the debug file read for symbols.
+const maxDebugFile = 256 << 20
+
+// symbols looks main_arena and mp_ up in the host's debug file for libc's
+// build-id. The file must be a regular file owned by root and writable by
+// nobody else: it is the host's, never the target's.
+func (lc *libc) symbols(debugDir string) (mainArena, mp uint64, ok bool) {
+	if lc.buildID == "" || len(lc.buildID) < 3 || debugDir == "" {
+		return 0, 0, false
+	}
+	path := filepath.Join(debugDir, ".build-id", lc.buildID[:2], lc.buildID[2:]+".debug")
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, 0, false
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != 0 || st.Mode&0o022 != 0 || st.Size > maxDebugFile {
+		return 0, 0, false
+	}
+	ef, err := elf.NewFile(f)
+	if err != nil {
+		return 0, 0, false
+	}
+	syms, err := ef.Symbols()
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, s := range syms {
+		switch s.Name {
+		case "main_arena":
+			mainArena = lc.base + s.Value
+		case "mp_":
+			mp = lc.base + s.Value
+		}
+	}
+	return mainArena, mp, mainArena != 0 && mp != 0
+}
+
+// findMainArena finds main_arena in libc's data by the shape of its bins:
+// an empty bin's fd and bk both point at the bin itself (bin_at(i), 16
+// bytes before the pair), and most of a live process's 127 bins are empty.
+// The candidate must also have a top chunk and a ring of arenas that check
+// out (tried by ok).
+func findMainArena(data []byte, base uint64, l layout, ok func(addr uint64) bool) (uint64, bool) {
+	words := len(data) / 8
+	selfPointing := func(k int) bool {
+		return k+1 < words && le64(data, 8*k) == base+uint64(8*k)-16 && le64(data, 8*k+8) == le64(data, 8*k)
+	}
+	binsLen := (nBins - 1) * 2 // words
+	best, bestHits := uint64(0), 0
+	for k := 0; k < words; k++ {
+		if !selfPointing(k) {
+			continue
+		}
+		// k is bin i's slot for some i: the arena starts binsLen words
+		// before at most.
+		for i := 1; i < nBins; i++ {
+			start := k - 2*(i-1) - l.bins/8
+			if start < 0 {
+				break
+			}
+			if start+l.stateSize/8 > words {
+				continue
+			}
+			hits := 0
+			for j := 0; j < binsLen; j += 2 {
+				if selfPointing(start + l.bins/8 + j) {
+					hits++
+				}
+			}
+			addr := base + uint64(8*start)
+			if hits > bestHits && ok(addr) {
+				best, bestHits = addr, hits
+			}
+		}
+		k += binsLen // the rest of this arena's bins
+	}
+	// A live process's main arena has most of its bins empty; a handful
+	// of coincidences do not make one.
+	return best, bestHits >= 16
+}
+
+// findParams finds mp_ in libc's data: its sbrk_base is where the main
+// arena's brk heap starts, and its other fields are in range.
+func findParams(data []byte, base uint64, l layout, sbrkBase uint64) (uint64, bool) {
+	for off := l.mpSbrkBase; off+l.mpSize-l.mpSbrkBase <= len(data); off += 8 {
+		if le64(data, off) != sbrkBase {
+			continue
+		}
+		start := off - l.mpSbrkBase
+		if paramsPlausible(data[start:start+l.mpSize], l) {
+			return base + uint64(start), true
+		}
+	}
+	return 0, false
+}
+
+// paramsPlausible checks an mp_ candidate's fields against glibc's bounds.
+func paramsPlausible(mp []byte, l layout) bool {
+	nMmaps, nMax, maxN := le32(mp, l.mpNMmaps), le32(mp, l.mpNMmapsMax), le32(mp, l.mpMaxNMmaps)
+	mem, maxMem := le64(mp, l.mpMmappedMem), le64(mp, l.mpMaxMmappedMem)
+	mmapThreshold := le64(mp, l.mpMmapThreshold)
+	return nMmaps >= 0 && nMax >= 0 && maxN >= nMmaps &&
+		mem <= maxMem && mem%pageSize == 0 && (nMmaps == 0) == (mem == 0) &&
+		mmapThreshold <= heapMaxSize/2 &&
+		le64(mp, l.mpTcacheBins) <= 1<<10 && le64(mp, l.mpTcacheCount) <= 1<<16
+}

@@ -1,0 +1,119 @@
+package glibcheap
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/memdiag/memdiag/internal/procmaps"
+)
+
+// Memory is a process's address space: /proc/PID/mem, or an image of it in
+// tests. ReadAt reads at a virtual address.
+type Memory interface {
+	ReadAt(b []byte, addr int64) (int, error)
+}
+
+const (
+	pageSize = 4096
+	// maxCachedPages bounds the page cache: 32 MiB of the target's memory
+	// at most, whatever the heap holds.
+	maxCachedPages = 8192
+)
+
+// reader reads the target's memory a page at a time, keeping the pages it
+// read (chunk headers in one page cost one read), and only where the
+// process has readable memory: an address outside every mapping is
+// refused before any read, as a pointer that does not add up.
+type reader struct {
+	mem   Memory
+	maps  []procmaps.Mapping // sorted by start
+	pages map[uint64][]byte
+	reads int
+	bytes uint64
+}
+
+func newReader(mem Memory, maps []procmaps.Mapping) *reader {
+	sorted := append([]procmaps.Mapping(nil), maps...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
+	return &reader{mem: mem, maps: sorted, pages: map[uint64][]byte{}}
+}
+
+// mapping returns the readable mapping holding addr.
+func (r *reader) mapping(addr uint64) (procmaps.Mapping, bool) {
+	i := sort.Search(len(r.maps), func(i int) bool { return r.maps[i].End > addr })
+	if i == len(r.maps) || r.maps[i].Start > addr || !r.maps[i].Readable() {
+		return procmaps.Mapping{}, false
+	}
+	return r.maps[i], true
+}
+
+// errBadPointer marks an address the heap names that the process has no
+// readable memory at.
+var errBadPointer = errors.New("no readable memory there")
+
+// page returns the page at base (page-aligned).
+func (r *reader) page(base uint64) ([]byte, error) {
+	if p, ok := r.pages[base]; ok {
+		return p, nil
+	}
+	if _, ok := r.mapping(base); !ok {
+		return nil, fmt.Errorf("%#x: %w", base, errBadPointer)
+	}
+	if len(r.pages) >= maxCachedPages {
+		clear(r.pages)
+	}
+	p := make([]byte, pageSize)
+	n, err := r.mem.ReadAt(p, int64(base))
+	r.reads++
+	r.bytes += uint64(n)
+	if err != nil {
+		return nil, err
+	}
+	r.pages[base] = p
+	return p, nil
+}
+
+// read fills b from addr.
+func (r *reader) read(b []byte, addr uint64) error {
+	for len(b) > 0 {
+		if addr+uint64(len(b)) < addr {
+			return fmt.Errorf("%#x: %w", addr, errBadPointer)
+		}
+		base := addr &^ (pageSize - 1)
+		p, err := r.page(base)
+		if err != nil {
+			return err
+		}
+		n := copy(b, p[addr-base:])
+		b, addr = b[n:], addr+uint64(n)
+	}
+	return nil
+}
+
+// u64 reads the 8-byte little-endian word at addr.
+func (r *reader) u64(addr uint64) (uint64, error) {
+	var b [8]byte
+	if err := r.read(b[:], addr); err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(b[:]), nil
+}
+
+// bulk reads a whole range without caching it: libc's data, searched
+// once.
+func (r *reader) bulk(addr, size uint64) ([]byte, error) {
+	b := make([]byte, size)
+	n, err := r.mem.ReadAt(b, int64(addr))
+	r.reads++
+	r.bytes += uint64(n)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func le64(b []byte, off int) uint64 { return binary.LittleEndian.Uint64(b[off:]) }
+
+func le32(b []byte, off int) int32 { return int32(binary.LittleEndian.Uint32(b[off:])) }

@@ -1,0 +1,249 @@
+package glibcheap
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/procmem"
+)
+
+// Reader reads glibc's heap out of live processes.
+type Reader struct {
+	// ProcRoot is the proc filesystem, "/proc" when empty.
+	ProcRoot string
+	// DebugDir is where the host keeps debug files by build-id; DebugDir
+	// (the package constant) when empty. With NoSymbols none is read.
+	DebugDir  string
+	NoSymbols bool
+	// NoStop reads while the process runs: no thread is stopped, and the
+	// figures may be torn by a malloc or free made during the read.
+	NoStop bool
+	// StopTimeout bounds the wait for every thread to stop; 2 s when 0.
+	StopTimeout time.Duration
+}
+
+// attempts is how many reads are tried when an arena's lock is held at
+// the instant of the read (a thread inside malloc or free: its lists may
+// be mid-update); the threads run briefly between tries.
+const attempts = 4
+
+// Read reads process pid's heap.
+func (rd Reader) Read(pid int) (*Heap, error) {
+	p, err := procmem.Open(rd.ProcRoot, pid)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	maps, err := p.Maps()
+	if err != nil {
+		return nil, err
+	}
+	lc, err := findLibc(maps)
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	r := newReader(p, maps)
+	if err := lc.readVersion(r); err != nil {
+		return nil, rd.gone(p, fmt.Errorf("process %d: %w", pid, err))
+	}
+	l, err := layoutFor(lc.version)
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	lc.readBuildID(r)
+	var h *Heap
+	var paused procmem.Pause
+	read := func() error {
+		var err error
+		h, err = rd.readOnce(p, lc, l)
+		return err
+	}
+	for try := 1; ; try++ {
+		var pause procmem.Pause
+		if rd.NoStop {
+			err = read()
+		} else {
+			timeout := rd.StopTimeout
+			if timeout == 0 {
+				timeout = 2 * time.Second
+			}
+			pause, err = p.Freeze(timeout, read)
+		}
+		if err != nil && (!errors.Is(err, ErrCorrupt) || try == attempts) {
+			return nil, rd.gone(p, err)
+		}
+		paused.Threads = pause.Threads
+		paused.Duration += pause.Duration
+		if err == nil {
+			h.PID, h.Stopped, h.Pause = pid, !rd.NoStop, paused
+			if locked := h.lockedArenas(); len(locked) == 0 || try == attempts {
+				if len(locked) > 0 {
+					h.Notes = append(h.Notes, fmt.Sprintf("arena %v was locked by a thread inside malloc or free at each of %d reads: its figures may be off by that one call", locked, attempts))
+				}
+				break
+			}
+		}
+		// Let the threads run: whoever holds a lock, or was caught mid-list
+		// while the process ran, finishes its call.
+		time.Sleep(time.Duration(try*try) * time.Millisecond)
+	}
+	if err := p.Alive(); err != nil {
+		return nil, err
+	}
+	if rd.NoStop {
+		h.Notes = append(h.Notes, "read while the process ran (--no-stop): a malloc or free during the read may tear the figures")
+	}
+	return h, nil
+}
+
+// gone prefers, to an error of the walk, the news that the process exited.
+func (rd Reader) gone(p *procmem.Process, err error) error {
+	if alive := p.Alive(); alive != nil {
+		return fmt.Errorf("%w (while its heap was being read)", alive)
+	}
+	return err
+}
+
+// readOnce reads the mappings and the heap once. Under Freeze it runs
+// with every thread stopped.
+func (rd Reader) readOnce(p *procmem.Process, lc *libc, l layout) (*Heap, error) {
+	started := time.Now()
+	maps, err := p.Maps()
+	if err != nil {
+		return nil, err
+	}
+	h, r, err := rd.walk(p, maps, lc, l)
+	if err != nil {
+		return nil, err
+	}
+	h.ReadTime, h.Reads, h.ReadBytes = time.Since(started), r.reads, r.bytes
+	return h, nil
+}
+
+// walk finds main_arena and mp_ and reads every arena.
+func (rd Reader) walk(mem Memory, maps []procmaps.Mapping, lc *libc, l layout) (*Heap, *reader, error) {
+	r := newReader(mem, maps)
+	w := &walker{r: r, l: l, heapMax: heapMaxSize}
+	mainArena, mp, err := rd.locate(r, lc, l, w)
+	if err != nil {
+		return nil, r, err
+	}
+	w.mainArena = mainArena
+	params := make([]byte, l.mpSize)
+	if err := r.read(params, mp); err != nil {
+		return nil, r, fmt.Errorf("%w: reading mp_ at %#x: %v", ErrNotFound, mp, err)
+	}
+	if l.mpHugePageSize >= 0 {
+		if hp := le64(params, l.mpHugePageSize); hp != 0 {
+			if hp&(hp-1) != 0 || hp > 1<<30 {
+				return nil, r, fmt.Errorf("%w: mp_.hp_pagesize is %d, not a huge page size", ErrCorrupt, hp)
+			}
+			w.heapMax = 4 * hp
+		}
+	}
+	arenas, err := w.arenas()
+	if err != nil {
+		return nil, r, err
+	}
+	h := &Heap{
+		Version: lc.version, Library: lc.path, Arenas: arenas,
+		MmappedChunks: int(le32(params, l.mpNMmaps)), MmappedBytes: le64(params, l.mpMmappedMem),
+		Found: lc.found(mainArena, mp),
+	}
+	return h, r, nil
+}
+
+// locate returns the addresses of main_arena and mp_: from the host's
+// debug symbols when they check out, else by their shape in libc's data.
+func (rd Reader) locate(r *reader, lc *libc, l layout, w *walker) (mainArena, mp uint64, err error) {
+	arenaOK := func(addr uint64) bool { return w.plausibleMain(addr) }
+	lc.symbolic = false
+	if !rd.NoSymbols {
+		dir := rd.DebugDir
+		if dir == "" {
+			dir = DebugDir
+		}
+		if a, m, ok := lc.symbols(dir); ok && arenaOK(a) {
+			lc.symbolic = true
+			return a, m, nil
+		}
+	}
+	for _, d := range lc.data {
+		if d.Size() > maxLibcRead {
+			continue
+		}
+		data, err := r.bulk(d.Start, d.Size())
+		if err != nil {
+			return 0, 0, fmt.Errorf("reading %s's data: %w", lc.path, err)
+		}
+		if a, ok := findMainArena(data, d.Start, l, arenaOK); ok {
+			mainArena = a
+			break
+		}
+	}
+	if mainArena == 0 {
+		return 0, 0, fmt.Errorf("%w: no malloc_state in %s's data has the shape of main_arena (glibc %s)", ErrNotFound, lc.path, lc.version)
+	}
+	// mp_.sbrk_base is the start of the brk heap: the mapping that holds
+	// the main arena's top chunk.
+	top, _ := r.u64(mainArena + uint64(l.top))
+	heap, ok := r.mapping(top)
+	if !ok {
+		return 0, 0, fmt.Errorf("%w: the main arena's top chunk %#x is in no mapping", ErrNotFound, top)
+	}
+	for _, d := range lc.data {
+		data, err := r.bulk(d.Start, d.Size())
+		if err != nil {
+			return 0, 0, fmt.Errorf("reading %s's data: %w", lc.path, err)
+		}
+		if m, ok := findParams(data, d.Start, l, heap.Start); ok {
+			return mainArena, m, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("%w: no mp_ in %s's data has sbrk_base %#x, the start of the heap holding the main arena's top chunk", ErrNotFound, lc.path, heap.Start)
+}
+
+// plausibleMain checks a main_arena candidate: a top chunk in readable,
+// writable memory, a next arena that is itself or at the start of a heap,
+// and sizes in order.
+func (w *walker) plausibleMain(addr uint64) bool {
+	l := w.l
+	state := make([]byte, l.stateSize)
+	if w.r.read(state, addr) != nil {
+		return false
+	}
+	top, next := le64(state, l.top), le64(state, l.next)
+	sys, maxSys := le64(state, l.systemMem), le64(state, l.maxSystemMem)
+	m, ok := w.r.mapping(top)
+	if !ok || !m.Writable() || top%malignment != 0 || sys > maxSys {
+		return false
+	}
+	if next == addr {
+		return true
+	}
+	if _, ok := w.r.mapping(next); !ok {
+		return false
+	}
+	return (next-uint64(l.heapInfoSize))%w.heapMax == 0 || (next-uint64(l.heapInfoSize))%heapMaxSize == 0
+}
+
+func (lc *libc) found(mainArena, mp uint64) string {
+	how := "by the shape of their fields in libc's data"
+	if lc.symbolic {
+		how = fmt.Sprintf("from the debug symbols for libc's build-id %s", lc.buildID)
+	}
+	return fmt.Sprintf("main_arena at %#x and mp_ at %#x in %s (glibc %s), %s", mainArena, mp, lc.path, lc.version, how)
+}
+
+// lockedArenas lists the arenas whose lock was held at the read.
+func (h *Heap) lockedArenas() []int {
+	var locked []int
+	for _, a := range h.Arenas {
+		if a.Locked {
+			locked = append(locked, a.Index)
+		}
+	}
+	return locked
+}
