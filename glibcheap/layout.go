@@ -29,10 +29,10 @@ type layout struct {
 	version Version
 
 	// struct malloc_state
-	fastbins int // offset of fastbinsY[NFASTBINS]; -1 where there are none
-	top      int
-	bins     int // bins[NBINS*2-2]
-	next     int
+	fastbins                int // offset of fastbinsY[NFASTBINS]; -1 where there are none
+	top                     int
+	bins                    int // bins[NBINS*2-2]
+	next                    int
 	systemMem, maxSystemMem int
 	stateSize               int
 
