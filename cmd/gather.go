@@ -27,6 +27,10 @@ type GatherOptions struct {
 	SmapsFile         string
 	MallocInfoFile    string
 	CaptureMallocInfo bool
+	// UseGDB and NoStop choose how glibc's statistics are captured: see
+	// mallocinfo.Capturer.
+	UseGDB            bool
+	NoStop            bool
 	TraceFiles        []string
 	NMTFile           string
 	HeapInfoFile      string
@@ -42,7 +46,9 @@ func (o *GatherOptions) register(f *pflag.FlagSet) {
 	f.IntVar(&o.PID, "pid", 0, "explain this live process (smaps, and for a JVM its hsperfdata and attach)")
 	f.StringVar(&o.SmapsFile, "smaps", "", "offline: a saved /proc/PID/smaps")
 	f.StringVar(&o.MallocInfoFile, "malloc-info", "", "the allocator's statistics: glibc malloc_info XML (a document or a log; the last document is used), jemalloc's malloc_stats_print (JSON or text) or tcmalloc's GetStats")
-	f.BoolVar(&o.CaptureMallocInfo, "capture-malloc-info", false, "with --pid: capture the statistics of whichever allocator the process uses (glibc, jemalloc, tcmalloc) live with gdb (pauses the process briefly)")
+	f.BoolVar(&o.CaptureMallocInfo, "capture-malloc-info", false, "with --pid: capture the statistics of whichever allocator the process uses: glibc's arenas read from its memory (its threads stop for milliseconds, no code runs in it), jemalloc's and tcmalloc's through gdb")
+	f.BoolVar(&o.UseGDB, "gdb", false, "with --capture-malloc-info: ask glibc's own malloc_info through gdb instead of reading the process's memory (runs code in the process)")
+	f.BoolVar(&o.NoStop, "no-stop", false, "with --capture-malloc-info: read glibc's arenas without stopping the process (the figures may be torn)")
 	f.StringSliceVar(&o.TraceFiles, "trace", nil, "a syscall trace of the process (strace, perf trace, sysdig, bpftrace): its never-unmapped mappings")
 	f.StringVar(&o.NMTFile, "nmt", "", "saved jcmd VM.native_memory summary")
 	f.StringVar(&o.HeapInfoFile, "heap-info", "", "saved jcmd GC.heap_info")
@@ -87,6 +93,12 @@ func (o *GatherOptions) validate(getenv func(string) string) error {
 	}
 	if o.CaptureMallocInfo && (o.PID == 0 || o.MallocInfoFile != "") {
 		return usage(fmt.Errorf("--capture-malloc-info needs --pid and no --malloc-info"))
+	}
+	if (o.UseGDB || o.NoStop) && !o.CaptureMallocInfo {
+		return usage(fmt.Errorf("--gdb and --no-stop say how --capture-malloc-info reads glibc's arenas: give it too"))
+	}
+	if o.UseGDB && o.NoStop {
+		return usage(fmt.Errorf("--no-stop reads the process's memory; --gdb asks the process itself: give one"))
 	}
 	if o.Jolokia.URL != "" {
 		if err := jolokiaCredentials(&o.Jolokia, o.jolokiaCredFile, getenv); err != nil {
@@ -245,11 +257,12 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 			}
 			break
 		}
-		if info, err = (mallocinfo.Capturer{ProcRoot: procRoot, Timeout: o.Timeout, Notify: notifier(stderr)}).Capture(ctx, o.PID); err != nil {
+		capturer := mallocinfo.Capturer{UseGDB: o.UseGDB, NoStop: o.NoStop, ProcRoot: procRoot, Timeout: o.Timeout, Notify: notifier(stderr)}
+		if info, err = capturer.Capture(ctx, o.PID); err != nil {
 			in.Notes = append(in.Notes, "malloc_info: "+err.Error())
 			failed = append(failed, "malloc_info: "+err.Error())
 		}
-		source = fmt.Sprintf("malloc_info of process %d (via gdb)", o.PID)
+		source = capturer.Source(o.PID)
 	}
 	if other != nil {
 		in.FromAllocator(other, allocator.Findings(other))

@@ -40,6 +40,9 @@ type MallocInfoOptions struct {
 	Timeout  time.Duration
 	// Save, with PID, keeps the captured document as the process wrote it.
 	Save string
+	// UseGDB and NoStop choose how glibc's malloc_info is captured: see
+	// mallocinfo.Capturer.
+	UseGDB, NoStop bool
 
 	sniffed   io.Reader    // File, opened and sniffed
 	closeFile func() error // closes File when it was opened
@@ -64,14 +67,17 @@ followed across them. "-" reads standard input.
 FILE may also hold jemalloc's malloc_stats_print output (JSON or text) or
 tcmalloc's GetStats text: the format is sniffed.
 
---pid PID asks the process's own allocator live: gdb attaches, has
-malloc_info (glibc), mallctl (jemalloc) or GetStats (tcmalloc) write into a
-buffer it maps in the process, copies that out over a pipe and detaches —
-no file is made anywhere. The process is paused while gdb is attached —
-typically well under a second, longer for thousands of arenas.
-malloc_info takes each arena's lock: memdiag interrupts the call after
---timeout and gdb unwinds it. Needs gdb, a dynamically linked target, and ptrace
-permission (same uid and kernel.yama.ptrace_scope ≤ 1, or CAP_SYS_PTRACE).`,
+--pid PID reads a live process. For glibc nothing runs in the process:
+memdiag stops its threads (PTRACE_SEIZE and PTRACE_INTERRUPT, no signal, no
+register touched), reads its arenas from its memory and resumes it — a few
+milliseconds, printed on stderr — and shows what its malloc_info would have
+said at that instant. --no-stop reads without stopping it (the figures may
+be torn); --gdb asks the process's own malloc_info through gdb instead.
+jemalloc (mallctl) and tcmalloc (GetStats) are asked through gdb, which
+writes into a buffer it maps in the process, copies it out over a pipe and
+detaches; the process is paused while gdb is attached, and --timeout
+interrupts the call. Needs ptrace permission: the same uid with
+kernel.yama.ptrace_scope 0, or CAP_SYS_PTRACE (root).`,
 		Example: `  memdiag mallocinfo malloc_info.xml
   memdiag mallocinfo app.log -o json | jq '.findings'
   memdiag mallocinfo jemalloc-stats.json
@@ -102,6 +108,12 @@ permission (same uid and kernel.yama.ptrace_scope ≤ 1, or CAP_SYS_PTRACE).`,
 			if o.Thresholds.RetainedShare <= 0 || o.Thresholds.RetainedShare > 1 {
 				return usage(fmt.Errorf("--retained-share must be in (0, 1], got %v", o.Thresholds.RetainedShare))
 			}
+			if (o.UseGDB || o.NoStop) && o.PID == 0 {
+				return usage(errors.New("--gdb and --no-stop say how --pid is read: they need --pid"))
+			}
+			if o.UseGDB && o.NoStop {
+				return usage(errors.New("--no-stop reads the process's memory; --gdb asks the process itself: give one"))
+			}
 			if o.Save != "" && o.PID == 0 {
 				return usage(errors.New("--save keeps a live capture: it needs --pid"))
 			}
@@ -117,7 +129,9 @@ permission (same uid and kernel.yama.ptrace_scope ≤ 1, or CAP_SYS_PTRACE).`,
 		},
 	}
 	f := c.Flags()
-	f.IntVar(&o.PID, "pid", 0, "capture malloc_info from this live process with gdb (pauses it briefly)")
+	f.IntVar(&o.PID, "pid", 0, "read the allocator's statistics of this live process (glibc: from its memory, its threads stopped for milliseconds)")
+	f.BoolVar(&o.UseGDB, "gdb", false, "with --pid: ask glibc's own malloc_info through gdb instead of reading the process's memory (runs code in the process)")
+	f.BoolVar(&o.NoStop, "no-stop", false, "with --pid: read glibc's arenas without stopping the process (the figures may be torn)")
 	f.Float64Var(&o.Thresholds.RetainedShare, "retained-share", defaults.RetainedShare, "report arena retention at this share of arena memory retained free")
 	f.StringVar(&minRetained, "min-retained", "16MiB", "report arena retention only when at least this much is retained free (with --retained-share)")
 	f.Float64Var(&o.Thresholds.MostlyFreeShare, "mostly-free", defaults.MostlyFreeShare, "name arenas at least this share free")
@@ -151,7 +165,7 @@ func runMallocInfo(o *MallocInfoOptions) error {
 	}
 	if o.PID != 0 {
 		v.PID = o.PID
-		v.Source = fmt.Sprintf("malloc_info of process %d (via gdb)", o.PID)
+		v.Source = o.capturer().Source(o.PID)
 	} else {
 		v.Source = o.File
 	}
@@ -168,7 +182,7 @@ func runMallocInfo(o *MallocInfoOptions) error {
 	if o.PID != 0 {
 		ctx, stop := interruptible()
 		defer stop()
-		doc, err := mallocinfo.Capturer{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)}.CaptureDocument(ctx, o.PID)
+		doc, err := o.capturer().CaptureDocument(ctx, o.PID)
 		if err != nil {
 			return err
 		}
@@ -198,6 +212,11 @@ func runMallocInfo(o *MallocInfoOptions) error {
 		finding.Sort(v.Findings)
 	}
 	return out.Finish(v)
+}
+
+// capturer is how --pid is captured for glibc.
+func (o *MallocInfoOptions) capturer() mallocinfo.Capturer {
+	return mallocinfo.Capturer{UseGDB: o.UseGDB, NoStop: o.NoStop, ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)}
 }
 
 // otherAllocator handles statistics of jemalloc and tcmalloc: a file in

@@ -102,10 +102,11 @@ func TestAttackCapture(t *testing.T) {
 		"MEMDIAG_ATTACK_CWD="+cwd, "MEMDIAG_ATTACK_TMP=/proc/"+strconv.Itoa(proc.PID())+"/root/tmp",
 		"MEMDIAG_ATTACK_MARKER="+marker, "MEMDIAG_ATTACK_TARGET="+secret)
 	time.Sleep(200 * time.Millisecond)
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 4; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		start := time.Now()
-		info, err := mallocinfo.Capturer{}.Capture(ctx, proc.PID())
+		// Three through gdb, the route with most to attack, and one read.
+		info, err := mallocinfo.Capturer{UseGDB: i < 3}.Capture(ctx, proc.PID())
 		cancel()
 		t.Logf("capture %d under attack took %v", i, time.Since(start).Round(time.Millisecond))
 		if err != nil {
@@ -149,7 +150,7 @@ func TestAttackExecSetuid(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		proc := testprog.StartWith(t, testprog.Options{AsNobody: true, Dir: testprog.NobodysDir(t)}, bin, suid)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		info, err := mallocinfo.Capturer{Timeout: 10 * time.Second}.Capture(ctx, proc.PID())
+		info, err := mallocinfo.Capturer{UseGDB: true, Timeout: 10 * time.Second}.Capture(ctx, proc.PID())
 		cancel()
 		if err == nil {
 			t.Fatalf("round %d: a capture of process %d, which exec'd %s, was reported as its own (%d arenas)", i, proc.PID(), suid, len(info.Arenas))

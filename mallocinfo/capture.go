@@ -9,14 +9,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/memdiag/memdiag/glibcheap"
 	"github.com/memdiag/memdiag/internal/gdbinject"
+	"github.com/memdiag/memdiag/internal/humanize"
+	"github.com/memdiag/memdiag/internal/procmem"
 	"github.com/memdiag/memdiag/internal/procmaps"
 )
 
 // Errors of a live capture, for errors.Is.
 var (
 	ErrNoGDB      = gdbinject.ErrNoGDB
-	ErrNotGlibc   = errors.New("process is not dynamically linked with glibc")
+	ErrNotGlibc   = glibcheap.ErrNotGlibc
 	ErrNoPtrace   = gdbinject.ErrNoPtrace
 	ErrNoProcess  = gdbinject.ErrNoProcess
 	ErrCaptureRun = gdbinject.ErrRun
@@ -29,14 +32,26 @@ var (
 // about 3 KiB per arena.
 const MaxCapture = 16 << 20
 
-// Capturer takes malloc_info from a live process: gdb attaches, maps a
-// private buffer in the process, has malloc_info write into it through
-// fmemopen, copies it out into memdiag over a pipe, unmaps it and
-// detaches. Nothing is written to any file, so nothing in the target's
-// reach (its /tmp, its root) is trusted or left behind. The process is
-// paused for that time — usually well under a second. How gdb is run, and
-// what is checked before and after, is gdbinject's.
+// Capturer takes malloc_info from a live process.
+//
+// By default it runs nothing in the process: glibc's heap is read from the
+// process's memory (package glibcheap) with every thread stopped for the
+// read — a few milliseconds — and the document written is the one the
+// process's own malloc_info would have written at that instant.
+//
+// With UseGDB it asks the process itself, as before that reader existed:
+// gdb attaches, maps a private buffer in the process, has malloc_info
+// write into it through fmemopen, copies it out over a pipe, unmaps it and
+// detaches. That runs code in the process, which some hosts' gdb cannot do
+// without harming it; how gdb is run, and what is checked before and
+// after, is gdbinject's.
 type Capturer struct {
+	// UseGDB calls the process's own malloc_info through gdb instead of
+	// reading its memory.
+	UseGDB bool
+	// NoStop reads the memory while the process runs (figures may be
+	// torn); no thread is stopped.
+	NoStop bool
 	// GDB is the gdb binary; "" looks it up in PATH.
 	GDB string
 	// ProcRoot is the proc filesystem, "/proc" when empty.
@@ -44,8 +59,8 @@ type Capturer struct {
 	// Timeout bounds the whole capture. On expiry gdb is interrupted; with
 	// unwindonsignal it unwinds the injected call and detaches. 0 means 30 s.
 	Timeout time.Duration
-	// Notify, when set, is told just before gdb attaches (every check that
-	// can refuse has passed), in words for the user.
+	// Notify, when set, is told what the capture does to the process: just
+	// before gdb attaches, or after a read, how long its threads paused.
 	Notify func(msg string)
 }
 
@@ -60,18 +75,29 @@ func (c Capturer) injector() gdbinject.Injector {
 	return gdbinject.Injector{GDB: c.GDB, ProcRoot: c.ProcRoot, Timeout: c.Timeout, Notify: c.Notify}
 }
 
+// Source names where a capture of process pid comes from, for evidence.
+func (c Capturer) Source(pid int) string {
+	if c.UseGDB {
+		return fmt.Sprintf("malloc_info of process %d (via gdb)", pid)
+	}
+	return fmt.Sprintf("malloc_info of process %d (read from its memory)", pid)
+}
+
 // Capture returns the malloc_info document of process pid, parsed.
 func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 	doc, err := c.CaptureDocument(ctx, pid)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(bytes.NewReader(doc), fmt.Sprintf("malloc_info of process %d", pid))
+	return Parse(bytes.NewReader(doc), c.Source(pid))
 }
 
-// CaptureDocument returns the malloc_info document of process pid as the
-// process wrote it, at most MaxCapture bytes: what a user keeps (--save).
+// CaptureDocument returns the malloc_info document of process pid, at
+// most MaxCapture bytes: what a user keeps (--save).
 func (c Capturer) CaptureDocument(ctx context.Context, pid int) ([]byte, error) {
+	if !c.UseGDB {
+		return c.readDocument(ctx, pid)
+	}
 	if err := c.injector().CheckNotGo(pid, "malloc_info"); err != nil {
 		return nil, err
 	}
@@ -100,6 +126,46 @@ func (c Capturer) CaptureDocument(ctx context.Context, pid int) ([]byte, error) 
 		return nil, fmt.Errorf("%w: the malloc_info document of process %d fills the %d MiB buffer: too large to read whole", ErrCaptureRun, pid, MaxCapture>>20)
 	}
 	return res.Output, nil
+}
+
+// readDocument reads the heap from the process's memory and writes the
+// document its malloc_info would have.
+func (c Capturer) readDocument(ctx context.Context, pid int) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	h, err := glibcheap.Reader{ProcRoot: c.ProcRoot, NoStop: c.NoStop}.Read(pid)
+	switch {
+	case errors.Is(err, procmem.ErrNoProcess), errors.Is(err, procmem.ErrZombie):
+		return nil, fmt.Errorf("%w: %w", ErrNoProcess, err)
+	case errors.Is(err, procmem.ErrPermission):
+		return nil, fmt.Errorf("%w: %w", ErrNoPtrace, err)
+	case err != nil:
+		return nil, err
+	}
+	var doc bytes.Buffer
+	if err := h.WriteMallocInfo(&doc); err != nil {
+		return nil, err
+	}
+	if c.Notify != nil {
+		c.Notify(ReadSummary(h))
+	}
+	return doc.Bytes(), nil
+}
+
+// ReadSummary says in words what reading h cost the process.
+func ReadSummary(h *glibcheap.Heap) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "read the glibc %s heap of process %d from its memory (%d arenas, %s read)", h.Version, h.PID, len(h.Arenas), humanize.Bytes(h.ReadBytes))
+	if h.Stopped {
+		fmt.Fprintf(&b, "; its %d threads were stopped for %v", h.Pause.Threads, h.Pause.Duration.Round(10*time.Microsecond))
+	}
+	b.WriteString("; no code ran in it")
+	for _, n := range h.Notes {
+		b.WriteString("; ")
+		b.WriteString(n)
+	}
+	return b.String()
 }
 
 // captureSlack is the end of the buffer kept out of fmemopen's reach: the

@@ -179,43 +179,51 @@ func TestSeriesOnRoundsLog(t *testing.T) {
 }
 
 // TestCaptureLive runs the story-1 reproduction and captures malloc_info
-// with gdb: the retaining arena and bytes must come out, the process must
-// be left running, with no mapping of the capture's left behind. (The
+// both ways — read from the process's memory, and asked of the process
+// through gdb: the retaining arena and bytes must come out, the process
+// must be left running, with no mapping of the capture's left behind. (The
 // capture names no file at all: see the attacker's tests in cmd.)
 func TestCaptureLive(t *testing.T) {
-	if _, err := exec.LookPath("gdb"); err != nil {
-		t.Skipf("gdb not found (%v); .ci/run installs it", err)
-	}
 	bin := testprog.Build(t, "mallocdemo")
-	proc := testprog.Start(t, bin, "story1", filepath.Join(t.TempDir(), "self.xml"))
-	mi := mallinfo2(t, proc.Lines)
-
-	mapsBefore := countMaps(t, proc.PID())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	info, err := mallocinfo.Capturer{}.Capture(ctx, proc.PID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := mallocinfo.Analyze(info)
-	if d := diff(s.Totals.RetainedFreeBytes, mi["freed"]); float64(d) > 0.02*float64(mi["freed"]) {
-		t.Errorf("retained %d B, program freed %d B", s.Totals.RetainedFreeBytes, mi["freed"])
-	}
-	// gdb's own calls (fopen's FILE, its strings) land in the main arena;
-	// the other arenas must match exactly.
-	if s.Totals.MmapBytes != mi["hblkhd"] {
-		t.Errorf("mmap bytes %d, mallinfo2 hblkhd %d", s.Totals.MmapBytes, mi["hblkhd"])
-	}
-	fs := mallocinfo.Findings(s, mallocinfo.DefaultThresholds(2), "live")
-	if len(fs) == 0 || fs[0].ID != "arena-retention" {
-		t.Errorf("findings %+v, want arena-retention", fs)
-	}
-	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", proc.PID()))
-	if i := strings.LastIndexByte(string(stat), ')'); i < 0 || stat[i+2] == 't' || stat[i+2] == 'T' {
-		t.Errorf("target left stopped: %s", stat)
-	}
-	if after := countMaps(t, proc.PID()); after != mapsBefore {
-		t.Errorf("%d mappings before the capture, %d after: its buffer was not unmapped", mapsBefore, after)
+	for name, c := range map[string]mallocinfo.Capturer{"memory": {}, "memory-no-stop": {NoStop: true}, "gdb": {UseGDB: true}} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := exec.LookPath("gdb"); err != nil && c.UseGDB {
+				t.Skipf("gdb not found (%v); .ci/run installs it", err)
+			}
+			proc := testprog.Start(t, bin, "story1", filepath.Join(t.TempDir(), "self.xml"))
+			mi := mallinfo2(t, proc.Lines)
+			mapsBefore := countMaps(t, proc.PID())
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			info, err := c.Capture(ctx, proc.PID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := mallocinfo.Analyze(info)
+			if d := diff(s.Totals.RetainedFreeBytes, mi["freed"]); float64(d) > 0.02*float64(mi["freed"]) {
+				t.Errorf("retained %d B, program freed %d B", s.Totals.RetainedFreeBytes, mi["freed"])
+			}
+			// gdb's own calls (fopen's FILE, its strings) land in the main
+			// arena; a read of the memory changes nothing, so there the
+			// totals are mallinfo2's to the byte.
+			if s.Totals.MmapBytes != mi["hblkhd"] {
+				t.Errorf("mmap bytes %d, mallinfo2 hblkhd %d", s.Totals.MmapBytes, mi["hblkhd"])
+			}
+			if !c.UseGDB && (s.Totals.SystemCurrentBytes != mi["arena"] || s.Totals.FreeBytes != mi["fordblks"]) {
+				t.Errorf("read from memory: system %d free %d, mallinfo2 arena %d fordblks %d", s.Totals.SystemCurrentBytes, s.Totals.FreeBytes, mi["arena"], mi["fordblks"])
+			}
+			fs := mallocinfo.Findings(s, mallocinfo.DefaultThresholds(2), "live")
+			if len(fs) == 0 || fs[0].ID != "arena-retention" {
+				t.Errorf("findings %+v, want arena-retention", fs)
+			}
+			stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", proc.PID()))
+			if i := strings.LastIndexByte(string(stat), ')'); i < 0 || stat[i+2] == 't' || stat[i+2] == 'T' {
+				t.Errorf("target left stopped: %s", stat)
+			}
+			if after := countMaps(t, proc.PID()); after != mapsBefore {
+				t.Errorf("%d mappings before the capture, %d after: its buffer was not unmapped", mapsBefore, after)
+			}
+		})
 	}
 }
 
@@ -231,21 +239,26 @@ func countMaps(t *testing.T, pid int) int {
 func TestCaptureErrors(t *testing.T) {
 	ctx := context.Background()
 	t.Run("no such process", func(t *testing.T) {
-		_, err := mallocinfo.Capturer{}.Capture(ctx, 1<<30)
-		if err == nil || !strings.Contains(err.Error(), "no such process") {
-			t.Errorf("got %v", err)
+		for _, c := range []mallocinfo.Capturer{{}, {UseGDB: true}} {
+			_, err := c.Capture(ctx, 1<<30)
+			if !errors.Is(err, mallocinfo.ErrNoProcess) || !strings.Contains(err.Error(), "no such process") {
+				t.Errorf("%s: got %v", c.Source(1<<30), err)
+			}
 		}
 	})
 	t.Run("gdb missing", func(t *testing.T) {
 		proc := testprog.Start(t, testprog.Build(t, "mallocdemo"), "single", filepath.Join(t.TempDir(), "x.xml"))
 		t.Setenv("PATH", t.TempDir())
-		_, err := mallocinfo.Capturer{}.Capture(ctx, proc.PID())
+		if _, err := (mallocinfo.Capturer{}).Capture(ctx, proc.PID()); err != nil {
+			t.Errorf("reading the memory needs no gdb, got %v", err)
+		}
+		_, err := mallocinfo.Capturer{UseGDB: true}.Capture(ctx, proc.PID())
 		if err == nil || !strings.Contains(err.Error(), "gdb not found") || !strings.Contains(err.Error(), "apt-get install gdb") {
 			t.Errorf("got %v", err)
 		}
 	})
 	t.Run("a Go program", func(t *testing.T) {
-		_, err := mallocinfo.Capturer{}.Capture(ctx, os.Getpid())
+		_, err := mallocinfo.Capturer{UseGDB: true}.Capture(ctx, os.Getpid())
 		if !errors.Is(err, mallocinfo.ErrGoProgram) || !strings.Contains(err.Error(), "goroutine's stack") {
 			t.Errorf("got %v", err)
 		}
@@ -268,10 +281,12 @@ func TestCaptureErrors(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		_, err = mallocinfo.Capturer{}.Capture(ctx, proc.PID())
 		want := fmt.Sprintf("already traced by process %d (strace)", tracer.Process.Pid)
-		if !errors.Is(err, mallocinfo.ErrNoPtrace) || !strings.Contains(err.Error(), want) {
-			t.Errorf("got %v, want %q", err, want)
+		for _, c := range []mallocinfo.Capturer{{}, {UseGDB: true}} {
+			_, err = c.Capture(ctx, proc.PID())
+			if !errors.Is(err, mallocinfo.ErrNoPtrace) || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: got %v, want %q", c.Source(proc.PID()), err, want)
+			}
 		}
 	})
 	t.Run("interrupted", func(t *testing.T) {
@@ -281,7 +296,7 @@ func TestCaptureErrors(t *testing.T) {
 		proc := testprog.Start(t, testprog.Build(t, "mallocdemo"), "single", filepath.Join(t.TempDir(), "x.xml"))
 		ctx, cancel := context.WithCancel(ctx)
 		time.AfterFunc(150*time.Millisecond, cancel) // as Ctrl-C would, while gdb works
-		_, err := mallocinfo.Capturer{}.Capture(ctx, proc.PID())
+		_, err := mallocinfo.Capturer{UseGDB: true}.Capture(ctx, proc.PID())
 		if err == nil {
 			t.Skip("the capture finished within 150 ms: nothing to interrupt")
 		}
@@ -297,9 +312,11 @@ func TestCaptureErrors(t *testing.T) {
 	t.Run("statically linked", func(t *testing.T) {
 		bin := testprog.Build(t, "mallocdemo", "-static")
 		proc := testprog.Start(t, bin, "single", filepath.Join(t.TempDir(), "x.xml"))
-		_, err := mallocinfo.Capturer{}.Capture(ctx, proc.PID())
-		if err == nil || !strings.Contains(err.Error(), "statically linked") {
-			t.Errorf("got %v", err)
+		for _, c := range []mallocinfo.Capturer{{}, {UseGDB: true}} {
+			_, err := c.Capture(ctx, proc.PID())
+			if !errors.Is(err, mallocinfo.ErrNotGlibc) || !strings.Contains(err.Error(), "statically linked") {
+				t.Errorf("%s: got %v", c.Source(proc.PID()), err)
+			}
 		}
 	})
 }

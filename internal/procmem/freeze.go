@@ -122,7 +122,10 @@ func (p *Process) seizeAll() ([]*tracee, error) {
 					continue // the thread exited
 				}
 				if errnoIs(err, unix.EPERM) {
-					return attached, fmt.Errorf("process %d: %w: stopping thread %d: %s (or another debugger already traces it)", p.PID, ErrPermission, tid, needs)
+					if by := p.tracer(); by != "" {
+						return attached, fmt.Errorf("process %d: %w: it is already traced by %s; a process has one tracer at a time — detach that debugger first, or read with --no-stop", p.PID, ErrPermission, by)
+					}
+					return attached, fmt.Errorf("process %d: %w: stopping thread %d: %s", p.PID, ErrPermission, tid, needs)
 				}
 				return attached, fmt.Errorf("process %d: stopping thread %d: %w", p.PID, tid, err)
 			}

@@ -46,6 +46,7 @@ const needs = "reading a process's memory needs its uid with kernel.yama.ptrace_
 // with the same pid is never reached.
 type Process struct {
 	PID   int
+	root  string   // the proc filesystem
 	dir   *os.File // /proc/PID
 	mem   *os.File // /proc/PID/mem
 	start string   // start time, field 22 of stat
@@ -63,7 +64,7 @@ func Open(procRoot string, pid int) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 	}
-	p := &Process{PID: pid, dir: dir}
+	p := &Process{PID: pid, root: procRoot, dir: dir}
 	start, state, err := p.stat()
 	if err != nil {
 		dir.Close()
@@ -191,6 +192,32 @@ func (p *Process) openAt(name string) (*os.File, error) {
 		return nil, &os.PathError{Op: "open", Path: fmt.Sprintf("/proc/%d/%s", p.PID, name), Err: err}
 	}
 	return os.NewFile(uintptr(fd), fmt.Sprintf("/proc/%d/%s", p.PID, name)), nil
+}
+
+// tracer names the process that ptrace-attached to this one, "" if none.
+func (p *Process) tracer() string {
+	f, err := p.openAt("status")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b := make([]byte, 64<<10)
+	n, _ := f.Read(b)
+	_, rest, ok := bytes.Cut(b[:n], []byte("\nTracerPid:"))
+	if !ok {
+		return ""
+	}
+	line, _, _ := bytes.Cut(rest, []byte("\n"))
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(line)))
+	if err != nil || pid == 0 {
+		return ""
+	}
+	comm, err := os.ReadFile(filepath.Join(p.root, strconv.Itoa(pid), "comm"))
+	name := string(bytes.TrimSpace(comm))
+	if err != nil || name == "" {
+		name = "unknown"
+	}
+	return fmt.Sprintf("process %d (%s)", pid, name)
 }
 
 // tasks lists the process's thread ids.
