@@ -29,17 +29,17 @@ type GatherOptions struct {
 	CaptureMallocInfo bool
 	// UseGDB and NoStop choose how glibc's statistics are captured: see
 	// mallocinfo.Capturer.
-	UseGDB            bool
-	NoStop            bool
-	TraceFiles        []string
-	NMTFile           string
-	HeapInfoFile      string
-	Prometheus        string
-	NoAttach          bool
-	Timeout           time.Duration
-	Jolokia           jmx.Jolokia
-	jolokiaCredFile   string
-	Cores             int
+	UseGDB          bool
+	NoStop          bool
+	TraceFiles      []string
+	NMTFile         string
+	HeapInfoFile    string
+	Prometheus      string
+	NoAttach        bool
+	Timeout         time.Duration
+	Jolokia         jmx.Jolokia
+	jolokiaCredFile string
+	Cores           int
 }
 
 func (o *GatherOptions) register(f *pflag.FlagSet) {

@@ -12,8 +12,8 @@ import (
 	"github.com/memdiag/memdiag/glibcheap"
 	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/humanize"
-	"github.com/memdiag/memdiag/internal/procmem"
 	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/procmem"
 )
 
 // Errors of a live capture, for errors.Is.
