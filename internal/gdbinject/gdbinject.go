@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -110,6 +109,11 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 		}
 		gdb = p
 	}
+	// gdb starts in /, so a relative name is made absolute here, where it
+	// was meant.
+	if abs, err := filepath.Abs(gdb); err == nil {
+		gdb = abs
+	}
 	timeout := in.Timeout
 	if timeout == 0 {
 		timeout = 30 * time.Second
@@ -128,7 +132,8 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 		maxOut = 1 << 20
 	}
 	started := time.Now()
-	res, runErr := runGDBAs(ctx, gdb, proc, pid, script, timeout, maxOut, ids, before)
+	run := gdbRun{gdb: gdb, pid: pid, script: script, timeout: timeout, maxOutput: maxOut, notify: in.Notify}
+	res, runErr := runGDBAs(ctx, run, proc, ids, before)
 	paused := time.Since(started)
 	// The pid checked is not always the process gdb reached: between the
 	// checks and the attach it may have exec'd another program (a setuid
@@ -188,6 +193,15 @@ func libraryPattern(lib string) string {
 	return strings.NewReplacer(".", `\.`, "+", `\+`).Replace(lib)
 }
 
+// gdbRun is one run of gdb.
+type gdbRun struct {
+	gdb, script string
+	pid         int
+	timeout     time.Duration
+	maxOutput   int
+	notify      func(string) // told what of the target's gdb could not be given
+}
+
 type gdbResult struct {
 	log []byte // gdb's stdout and stderr
 	doc []byte // what came on descriptor 3
@@ -204,7 +218,11 @@ type gdbResult struct {
 // deadline (or ctx's end) gdb gets SIGINT, which interrupts the injected
 // call (unwound, see unwindonsignal); if gdb has not exited 10 s later it
 // is killed.
-func runGDB(ctx context.Context, gdb string, pid int, script string, timeout time.Duration, maxOutput int, cred *syscall.Credential) (gdbResult, error) {
+//
+// With cred, gdb runs as that user, with what of the target's place holds
+// (see startIsolated).
+func runGDB(ctx context.Context, r gdbRun, cred *syscall.Credential, place *placement) (gdbResult, error) {
+	timeout, maxOutput := r.timeout, r.maxOutput
 	docR, docW, err := os.Pipe()
 	if err != nil {
 		return gdbResult{}, err
@@ -219,17 +237,17 @@ func runGDB(ctx context.Context, gdb string, pid int, script string, timeout tim
 		}
 	}
 	// gdb seeks in its command files, so the script is a memfd, not a pipe.
-	scriptFile, err := scriptMemfd(script)
+	scriptFile, err := scriptMemfd(r.script)
 	if err != nil {
 		docR.Close()
 		docW.Close()
 		return gdbResult{}, err
 	}
 	defer scriptFile.Close()
-	cmd := exec.Command(gdb, "-nx", "-batch",
+	cmd := exec.Command(r.gdb, "-nx", "-batch",
 		"-iex", "set auto-load off", "-iex", "set debuginfod enabled off",
 		"-iex", "set auto-solib-add off", "-iex", "set history save off",
-		"-p", strconv.Itoa(pid), "-x", "/dev/fd/4", "-ex", "detach", "-ex", "quit")
+		"-p", strconv.Itoa(r.pid), "-x", "/dev/fd/4", "-ex", "detach", "-ex", "quit")
 	var out cappedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.ExtraFiles = []*os.File{docW, scriptFile}
@@ -241,7 +259,7 @@ func runGDB(ctx context.Context, gdb string, pid int, script string, timeout tim
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
 	// Output pipes another process holds open do not keep Wait waiting.
 	cmd.WaitDelay = 2 * time.Second
-	err = startIsolated(cmd)
+	err = startIsolated(cmd, place, r.notify)
 	docW.Close()
 	if err != nil {
 		docR.Close()
@@ -292,25 +310,6 @@ func runGDB(ctx context.Context, gdb string, pid int, script string, timeout tim
 	}
 }
 
-// startIsolated starts cmd from a thread that has joined a new, empty
-// session keyring, so that gdb — run as the target's user, who may ptrace
-// it — possesses none of our keys (a session keyring's keys are readable by
-// whoever possesses the keyring). The thread is never unlocked: it ends
-// with its goroutine, and its keyring with it. Without keyrings in the
-// kernel there is nothing to keep apart.
-func startIsolated(cmd *exec.Cmd) error {
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if _, _, e := unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); e != 0 && e != unix.ENOSYS {
-			started <- fmt.Errorf("giving gdb a session keyring of its own: %w", e)
-			return
-		}
-		started <- cmd.Start()
-	}()
-	return <-started
-}
-
 // runGDBAs runs gdb as the target's own user, without capabilities,
 // when memdiag is root: the kernel then lets gdb reach only what that user
 // could — not a setuid program the target exec'd a moment before (it is
@@ -323,9 +322,10 @@ func startIsolated(cmd *exec.Cmd) error {
 // user to trace its own processes, and the target is still the same,
 // dumpable process; Capture's identity check then discards a capture
 // during which it changed.
-func runGDBAs(ctx context.Context, gdb, proc string, pid int, script string, timeout time.Duration, maxOutput int, ids procstatus.IDs, before identity) (gdbResult, error) {
+func runGDBAs(ctx context.Context, r gdbRun, proc string, ids procstatus.IDs, before identity) (gdbResult, error) {
+	pid := r.pid
 	if os.Geteuid() != 0 || ids.UID == 0 {
-		return runGDB(ctx, gdb, pid, script, timeout, maxOutput, nil)
+		return runGDB(ctx, r, nil, nil)
 	}
 	if ids.GID < 0 {
 		return gdbResult{}, fmt.Errorf("process %d: %w: its gid is unknown", pid, ErrNoPtrace)
@@ -335,7 +335,9 @@ func runGDBAs(ctx context.Context, gdb, proc string, pid int, script string, tim
 		groups[i] = uint32(g)
 	}
 	cred := &syscall.Credential{Uid: uint32(ids.UID), Gid: uint32(ids.GID), Groups: groups}
-	res, err := runGDB(ctx, gdb, pid, script, timeout, maxOutput, cred)
+	place := readPlacement(proc, pid)
+	res, err := runGDB(ctx, r, cred, place)
+	place.close()
 	if !bytes.Contains(res.log, []byte("ptrace: Operation not permitted")) {
 		return res, err
 	}
@@ -350,7 +352,7 @@ func runGDBAs(ctx context.Context, gdb, proc string, pid int, script string, tim
 	case yamaScope() < 1:
 		return res, err
 	}
-	return runGDB(ctx, gdb, pid, script, timeout, maxOutput, nil)
+	return runGDB(ctx, r, nil, nil)
 }
 
 // yamaScope is kernel.yama.ptrace_scope, 0 where Yama is absent.
