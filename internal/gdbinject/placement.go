@@ -365,10 +365,11 @@ func readHardLimits(proc string) (map[int]uint64, error) {
 	return out, nil
 }
 
-// lowerLimits lowers the child's limits to the target's hard limits
-// (targetHard), and its core size to 0: a crashing gdb leaves no core.
-// Limits are only lowered, never raised. Changing another user's
-// process's limits needs CAP_SYS_RESOURCE.
+// lowerLimits lowers the child's hard limits to the target's
+// (targetHard), and its soft core size to 0: a crashing gdb leaves no
+// core. Limits are only lowered, never raised, and a limit already low
+// enough is not set again. Changing another user's process's limits needs
+// CAP_SYS_RESOURCE.
 func lowerLimits(child int, targetHard map[int]uint64) error {
 	have, err := readLimits(filepath.Join("/proc", strconv.Itoa(child)))
 	if err != nil {
@@ -377,10 +378,10 @@ func lowerLimits(child int, targetHard map[int]uint64) error {
 	for res, cur := range have {
 		want := cur
 		want.Max = min(cur.Max, targetHard[res])
-		if res == unix.RLIMIT_CORE {
-			want.Max = 0
-		}
 		want.Cur = min(cur.Cur, want.Max)
+		if res == unix.RLIMIT_CORE {
+			want.Cur = 0
+		}
 		if want == cur {
 			continue
 		}
