@@ -18,8 +18,9 @@ import (
 // follows each one's /proc/PID/cwd — a magic link that skips the
 // permission checks of the directories above — and /proc/PID/fd/*: it
 // lists the directory, reads the file named file there and every regular
-// file an fd leads to, and says whether any of that held secret. Every
-// process is described once, in a "snoop: saw …" line, and a "snoop:
+// file an fd leads to, and says whether any of that held secret. Each
+// process is described in a "snoop: saw …" line, again whenever what is
+// described changes, and a "snoop:
 // looked at …" line sums up every 50 ms; what reached secret is named in
 // "snoop: REACHED …" lines (each once). It never returns.
 func Snoop(file, secret string) {
@@ -40,9 +41,9 @@ func Snoop(file, secret string) {
 					fmt.Println(what)
 				}
 			}
-			if key := strconv.Itoa(pid) + "/" + comm(proc); !described[key] {
-				described[key] = true
-				fmt.Println(describe(pid, proc))
+			if d := describe(pid, proc); !described[d] {
+				described[d] = true
+				fmt.Println(d)
 			}
 		}
 		if time.Since(last) > 50*time.Millisecond {
@@ -135,6 +136,26 @@ func statusFields(status []byte, key string) []string {
 		}
 	}
 	return nil
+}
+
+// RootOnlyWorkDir makes DIR/secret (0700, root's) holding work (0755)
+// holding notes.txt (0644): a directory only root can reach by its path,
+// whose contents anyone could read through a magic link to it
+// (/proc/PID/cwd). It returns work and what notes.txt says, for Snoop.
+func RootOnlyWorkDir(t testing.TB) (work, secret string) {
+	t.Helper()
+	work = filepath.Join(t.TempDir(), "secret", "work")
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secret = "root-only-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := os.WriteFile(filepath.Join(work, "notes.txt"), []byte(secret+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return work, secret
 }
 
 // MemoryCgroupLine is the line of /proc/PID/cgroup (pid 0: this process)
