@@ -2,10 +2,12 @@ package gdbinject
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -189,5 +191,68 @@ func TestPlacementSaysWhatFailed(t *testing.T) {
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("notices (-want +got):\n%s", d)
+	}
+}
+
+// TestJoinCgroup moves a process into a new cgroup through the same steps
+// as a placement (mount found in mountinfo, path opened step by step,
+// cgroup.procs written), in each memory-capable hierarchy this host
+// mounts: cgroup v2's and, on a v1 or hybrid host, v1's memory hierarchy.
+func TestJoinCgroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("making a cgroup needs root")
+	}
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tried := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		v2 := f[0] == "0" && f[1] == ""
+		if len(f) != 3 || !v2 && !hasOption(f[1], "memory") {
+			continue
+		}
+		t.Run(map[bool]string{true: "v2", false: "v1 memory"}[v2], func(t *testing.T) {
+			mp, rel, err := cgroupMount(string(mi), v2, f[2])
+			if err != nil {
+				t.Skipf("not mounted here: %v", err)
+			}
+			name := fmt.Sprintf("memdiag-join-test-%d", os.Getpid())
+			dir := filepath.Join(mp, rel, name)
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Skipf("cannot make a cgroup below ours (%v)", err)
+			}
+			defer os.Remove(dir)
+			tried++
+			c := exec.Command("sleep", "60")
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = c.Process.Kill(); _ = c.Wait() }()
+			cg, err := openCgroupDir(mp, filepath.Join(rel, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cg.Close()
+			if err := joinCgroup(cg, c.Process.Pid); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(c.Process.Pid), "cgroup"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := f[0] + ":" + f[1] + ":" + filepath.Join(f[2], name)
+			if !strings.Contains(string(b), want+"\n") {
+				t.Errorf("after joining, the process's cgroups are\n%s\nwant the line %s", b, want)
+			}
+		})
+	}
+	if tried == 0 {
+		t.Logf("no memory cgroup hierarchy here could take a new cgroup:\n%s", self)
 	}
 }
