@@ -1,6 +1,7 @@
 package gdbinject
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -68,6 +69,11 @@ func startFromThisThread(cmd *exec.Cmd, place *placement, notify func(string)) e
 	}
 	cmd.SysProcAttr.Ptrace = true
 	if err := cmd.Start(); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			// PTRACE_TRACEME refused (Yama's ptrace_scope 3 forbids every
+			// trace, gdb's of the target too), or the change of user.
+			return fmt.Errorf("%w: the kernel refused to start gdb as the target's user, traced by memdiag (kernel.yama.ptrace_scope 3 forbids all tracing; changing user needs CAP_SETUID and CAP_SETGID): %w", ErrNoPtrace, err)
+		}
 		return err
 	}
 	if err := holdAtExec(cmd.Process.Pid, func(pid int) {
