@@ -70,7 +70,7 @@ func TestAttackCaptureCwd(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		var notes []string
-		info, err := mallocinfo.Capturer{Notify: func(m string) { notes = append(notes, m) }}.Capture(ctx, proc.PID())
+		info, err := mallocinfo.Capturer{UseGDB: true, Notify: func(m string) { notes = append(notes, m) }}.Capture(ctx, proc.PID())
 		cancel()
 		if err != nil {
 			t.Fatalf("capture %d: %v", i, err)
