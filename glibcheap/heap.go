@@ -75,6 +75,23 @@ type Arena struct {
 	Heaps                        int
 	HeapBytes, HeapMprotectBytes uint64
 	heapRanges                   [][2]uint64
+	// walkErr is why the arena's lists did not add up at this read.
+	walkErr error
+	// earlier marks a read kept from an earlier stop than the heap's.
+	earlier bool
+}
+
+// quality ranks reads of an arena: one that added up with its lock free
+// beats one taken while a thread held it, which beats one that did not
+// add up.
+func (a *Arena) quality() int {
+	switch {
+	case a.walkErr != nil:
+		return 0
+	case a.Locked:
+		return 1
+	}
+	return 2
 }
 
 // FastBin is one fast bin's free chunks.

@@ -24,10 +24,11 @@ type Reader struct {
 	StopTimeout time.Duration
 }
 
-// attempts is how many reads are tried when an arena's lock is held at
-// the instant of the read (a thread inside malloc or free: its lists may
-// be mid-update); the threads run briefly between tries.
-const attempts = 4
+// attempts bounds the reads of one capture. An arena whose lock a thread
+// held at the instant of the read (inside malloc or free) may have a list
+// mid-update; it is read again at the next stop, after the threads ran
+// briefly, until every arena has been read with its lock free.
+const attempts = 8
 
 // Read reads process pid's heap.
 func (rd Reader) Read(pid int) (*Heap, error) {
@@ -53,49 +54,103 @@ func (rd Reader) Read(pid int) (*Heap, error) {
 		return nil, fmt.Errorf("process %d: %w", pid, err)
 	}
 	lc.readBuildID(r)
-	var h *Heap
-	var paused procmem.Pause
-	read := func() error {
-		var err error
-		h, err = rd.readOnce(p, lc, l)
-		return err
-	}
-	for try := 1; ; try++ {
-		var pause procmem.Pause
-		if rd.NoStop {
-			err = read()
-		} else {
-			timeout := rd.StopTimeout
-			if timeout == 0 {
-				timeout = 2 * time.Second
-			}
-			pause, err = p.Freeze(timeout, read)
-		}
-		if err != nil && (!errors.Is(err, ErrCorrupt) || try == attempts) {
-			return nil, rd.gone(p, err)
-		}
-		paused.Threads = pause.Threads
-		paused.Duration += pause.Duration
-		if err == nil {
-			h.PID, h.Stopped, h.Pause = pid, !rd.NoStop, paused
-			if locked := h.lockedArenas(); len(locked) == 0 || try == attempts {
-				if len(locked) > 0 {
-					h.Notes = append(h.Notes, fmt.Sprintf("arena %v was locked by a thread inside malloc or free at each of %d reads: its figures may be off by that one call", locked, attempts))
-				}
-				break
-			}
-		}
-		// Let the threads run: whoever holds a lock, or was caught mid-list
-		// while the process ran, finishes its call.
-		time.Sleep(time.Duration(try*try) * time.Millisecond)
+	h, err := rd.readSettled(p, lc, l)
+	if err != nil {
+		return nil, rd.gone(p, err)
 	}
 	if err := p.Alive(); err != nil {
 		return nil, err
 	}
+	h.PID = pid
 	if rd.NoStop {
 		h.Notes = append(h.Notes, "read while the process ran (--no-stop): a malloc or free during the read may tear the figures")
 	}
 	return h, nil
+}
+
+// readSettled reads until every arena has been read with its lock free,
+// at most attempts times, keeping each arena's best read.
+func (rd Reader) readSettled(p *procmem.Process, lc *libc, l layout) (*Heap, error) {
+	best := map[uint64]Arena{}
+	var paused procmem.Pause
+	var h *Heap
+	var err error
+	for try := 1; ; try++ {
+		var pause procmem.Pause
+		read := func() error {
+			h, err = rd.readOnce(p, lc, l)
+			return err
+		}
+		if rd.NoStop {
+			err = read()
+		} else {
+			pause, err = p.Freeze(rd.stopTimeout(), read)
+		}
+		paused.Threads = pause.Threads
+		paused.Duration += pause.Duration
+		if err != nil && (!errors.Is(err, ErrCorrupt) || try == attempts) {
+			return nil, err
+		}
+		if err == nil && keepBest(h, best) || try == attempts {
+			break
+		}
+		// Let the threads run: whoever holds a lock, or was caught
+		// mid-list while the process ran, finishes its call.
+		time.Sleep(time.Duration(try) * time.Millisecond)
+	}
+	if h == nil {
+		return nil, err
+	}
+	h.Stopped, h.Pause = !rd.NoStop, paused
+	return h, h.settle()
+}
+
+func (rd Reader) stopTimeout() time.Duration {
+	if rd.StopTimeout == 0 {
+		return 2 * time.Second
+	}
+	return rd.StopTimeout
+}
+
+// keepBest puts into h, arena by arena, the best read of each so far, and
+// reports whether every arena has now been read with its lock free.
+func keepBest(h *Heap, best map[uint64]Arena) (settled bool) {
+	settled = true
+	for i := range h.Arenas {
+		a := &h.Arenas[i]
+		if b, ok := best[a.Address]; ok && b.quality() > a.quality() {
+			b.Index, b.earlier = a.Index, true
+			*a = b
+		} else {
+			best[a.Address] = *a
+		}
+		settled = settled && a.quality() == 2
+	}
+	return settled
+}
+
+// settle turns what the reads left unsettled into an error or notes.
+func (h *Heap) settle() error {
+	var locked, earlier []int
+	for i := range h.Arenas {
+		a := &h.Arenas[i]
+		if a.walkErr != nil {
+			return a.walkErr
+		}
+		if a.Locked {
+			locked = append(locked, a.Index)
+		}
+		if a.earlier {
+			earlier = append(earlier, a.Index)
+		}
+	}
+	if len(earlier) > 0 {
+		h.Notes = append(h.Notes, fmt.Sprintf("arenas %v are from an earlier stop than the rest: a thread was inside malloc or free in them at the later one", earlier))
+	}
+	if len(locked) > 0 {
+		h.Notes = append(h.Notes, fmt.Sprintf("arenas %v were locked by a thread inside malloc or free at every read: their figures may be off by that one call", locked))
+	}
+	return nil
 }
 
 // gone prefers, to an error of the walk, the news that the process exited.
@@ -237,13 +292,3 @@ func (lc *libc) found(mainArena, mp uint64) string {
 	return fmt.Sprintf("main_arena at %#x and mp_ at %#x in %s (glibc %s), %s", mainArena, mp, lc.path, lc.version, how)
 }
 
-// lockedArenas lists the arenas whose lock was held at the read.
-func (h *Heap) lockedArenas() []int {
-	var locked []int
-	for _, a := range h.Arenas {
-		if a.Locked {
-			locked = append(locked, a.Index)
-		}
-	}
-	return locked
-}

@@ -58,7 +58,9 @@ func (w *walker) arenas() ([]Arena, error) {
 }
 
 // arena reads the malloc_state at addr and walks its bins and heaps; next
-// is the following arena in the ring.
+// is the following arena in the ring. An error in its lists is the
+// arena's own (Arena.walkErr): the ring can still be followed, and the
+// caller may read that arena again.
 func (w *walker) arena(index int, addr uint64) (a Arena, next uint64, err error) {
 	l := w.l
 	a = Arena{Index: index, Address: addr, Main: addr == w.mainArena}
@@ -73,44 +75,48 @@ func (w *walker) arena(index int, addr uint64) (a Arena, next uint64, err error)
 	if err := w.r.read(state, addr); err != nil {
 		return a, 0, fmt.Errorf("%w: arena %d: reading its malloc_state at %#x: %v", ErrCorrupt, index, addr, err)
 	}
+	a.walkErr = w.contents(&a, state)
+	return a, le64(state, l.next), nil
+}
+
+// contents reads an arena's sizes, heaps, top chunk and lists from its
+// malloc_state.
+func (w *walker) contents(a *Arena, state []byte) error {
+	l := w.l
 	a.Locked = le32(state, 0) != 0
 	a.SystemBytes = le64(state, l.systemMem)
 	a.MaxSystemBytes = le64(state, l.maxSystemMem)
-	next = le64(state, l.next)
 	top := le64(state, l.top)
 	if a.SystemBytes > a.MaxSystemBytes {
-		return a, 0, w.corrupt(&a, "system_mem %d exceeds max_system_mem %d", a.SystemBytes, a.MaxSystemBytes)
+		return w.corrupt(a, "system_mem %d exceeds max_system_mem %d", a.SystemBytes, a.MaxSystemBytes)
 	}
 	if !a.Main {
-		if err := w.heaps(&a, top); err != nil {
-			return a, 0, err
+		if err := w.heaps(a, top); err != nil {
+			return err
 		}
 	}
-	topSize, err := w.chunkSize(&a, top, "the top chunk")
+	topSize, err := w.chunkSize(a, top, "the top chunk")
 	if err != nil {
-		return a, 0, err
+		return err
 	}
 	a.TopBytes = topSize &^ chunkFlags
-	if a.TopBytes > a.SystemBytes {
-		return a, 0, w.corrupt(&a, "the top chunk's %d bytes exceed the arena's %d", a.TopBytes, a.SystemBytes)
-	}
 	if l.fastbins >= 0 {
 		for i := range nFastbins {
-			if err := w.fastbin(&a, i, le64(state, l.fastbins+8*i)); err != nil {
-				return a, 0, err
+			if err := w.fastbin(a, i, le64(state, l.fastbins+8*i)); err != nil {
+				return err
 			}
 		}
 	}
 	for i := 1; i < nBins; i++ {
 		slot := l.bins + (i-1)*16
-		if err := w.bin(&a, i, le64(state, slot), le64(state, slot+8)); err != nil {
-			return a, 0, err
+		if err := w.bin(a, i, le64(state, slot), le64(state, slot+8)); err != nil {
+			return err
 		}
 	}
 	if free := a.FreeBytes(); free > a.SystemBytes {
-		return a, 0, w.corrupt(&a, "its free chunks add up to %d bytes, more than the %d it holds", free, a.SystemBytes)
+		return w.corrupt(a, "its free chunks add up to %d bytes, more than the %d it holds", free, a.SystemBytes)
 	}
-	return a, next, nil
+	return nil
 }
 
 // maxChunks bounds one list: no arena holds more chunks than its memory
