@@ -291,4 +291,3 @@ func (lc *libc) found(mainArena, mp uint64) string {
 	}
 	return fmt.Sprintf("main_arena at %#x and mp_ at %#x in %s (glibc %s), %s", mainArena, mp, lc.path, lc.version, how)
 }
-
