@@ -20,7 +20,8 @@ type Reader struct {
 	// NoStop reads while the process runs: no thread is stopped, and the
 	// figures may be torn by a malloc or free made during the read.
 	NoStop bool
-	// StopTimeout bounds the wait for every thread to stop; 2 s when 0.
+	// StopTimeout bounds the wait for every thread to stop;
+	// procmem.DefaultStopTimeout when 0.
 	StopTimeout time.Duration
 }
 
@@ -84,7 +85,7 @@ func (rd Reader) readSettled(p *procmem.Process, lc *libc, l layout) (*Heap, err
 		if rd.NoStop {
 			err = read()
 		} else {
-			pause, err = p.Freeze(rd.stopTimeout(), read)
+			pause, err = p.Freeze(rd.StopTimeout, read)
 		}
 		paused.Threads = pause.Threads
 		paused.Duration += pause.Duration
@@ -103,13 +104,6 @@ func (rd Reader) readSettled(p *procmem.Process, lc *libc, l layout) (*Heap, err
 	}
 	h.Stopped, h.Pause = !rd.NoStop, paused
 	return h, h.settle()
-}
-
-func (rd Reader) stopTimeout() time.Duration {
-	if rd.StopTimeout == 0 {
-		return 2 * time.Second
-	}
-	return rd.StopTimeout
 }
 
 // keepBest puts into h, arena by arena, the best read of each so far, and
