@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/memdiag/memdiag/internal/procmaps"
 )
@@ -30,6 +31,9 @@ type reader struct {
 	mem   Memory
 	maps  []procmaps.Mapping // sorted by start
 	pages map[uint64][]byte
+	slab  []byte            // where the next cached page is cut from
+	slabs []*[slabSize]byte // every slab taken, for release
+	used  int               // slabs cut from since the cache was last emptied
 	reads int
 	bytes uint64
 }
@@ -62,9 +66,21 @@ func (r *reader) page(base uint64) ([]byte, error) {
 		return nil, fmt.Errorf("%#x: %w", base, errBadPointer)
 	}
 	if len(r.pages) >= maxCachedPages {
+		// Full: start again, cutting pages from the same slabs.
 		clear(r.pages)
+		r.slab, r.used = nil, 0
 	}
-	p := make([]byte, pageSize)
+	// Pages are cut from slabs of 64, kept from one read to the next:
+	// memory the kernel need not fault in again for every read.
+	if len(r.slab) == 0 {
+		if r.used == len(r.slabs) {
+			r.slabs = append(r.slabs, slabPool.Get().(*[slabSize]byte))
+		}
+		r.slab = r.slabs[r.used][:]
+		r.used++
+	}
+	p := r.slab[:pageSize:pageSize]
+	r.slab = r.slab[pageSize:]
 	n, err := r.mem.ReadAt(p, int64(base))
 	r.reads++
 	r.bytes += uint64(n)
@@ -73,6 +89,24 @@ func (r *reader) page(base uint64) ([]byte, error) {
 	}
 	r.pages[base] = p
 	return p, nil
+}
+
+const slabSize = 64 * pageSize
+
+var slabPool = sync.Pool{New: func() any { return new([slabSize]byte) }}
+
+// fork returns a reader of the same memory with a cache of its own, for
+// another goroutine.
+func (r *reader) fork() *reader {
+	return &reader{mem: r.mem, maps: r.maps, pages: map[uint64][]byte{}}
+}
+
+// release hands the reader's cached pages back; it must not be used after.
+func (r *reader) release() {
+	for _, s := range r.slabs {
+		slabPool.Put(s)
+	}
+	r.slabs, r.slab, r.pages = nil, nil, nil
 }
 
 // read fills b from addr.
