@@ -8,6 +8,7 @@ bench:
 	bench/pmap.sh
 	bench/trace.sh
 	bench/mallocinfo.sh
+	bench/heapread.sh
 	bench/top.sh
 fuzz:
 	scripts/fuzz
