@@ -87,7 +87,7 @@ func captureImage(t *testing.T, pid int, doc []byte) *image {
 		if err != nil {
 			return err
 		}
-		if err := lc.readVersion(newReader(p, maps)); err != nil {
+		if err := lc.readVersion(newReader(p, maps), p.Dir()); err != nil {
 			return err
 		}
 		im.Version, im.Maps = lc.version, maps

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/targetfs"
 )
 
 // Errors of locating glibc's state, for errors.Is.
@@ -79,7 +80,14 @@ var banner = regexp.MustCompile(`GNU C Library [^\n\x00]{0,200}?release version 
 
 // readVersion finds glibc's banner ("… release version 2.36.") in its
 // read-only data, or takes the version from a file name libc-2.31.so.
-func (lc *libc) readVersion(r *reader) error {
+//
+// The banner is read from libc's file, not from the process: a read of the
+// process's memory would fault pages it never touched into it, and grow
+// its RSS by what memdiag looked at. The file is the one mapped — opened
+// through /proc/PID/map_files, which the kernel resolves, or by its path
+// inside the process's root, checked to be the mapped inode — and the
+// process's memory is read only where neither can be opened.
+func (lc *libc) readVersion(r *reader, procDir string) error {
 	if m := regexp.MustCompile(`libc-(\d+)\.(\d+)\.so$`).FindStringSubmatch(lc.path); m != nil {
 		lc.version = parseVersion(m[1], m[2])
 		return nil
@@ -92,9 +100,11 @@ func (lc *libc) readVersion(r *reader) error {
 		if read += m.Size(); read > maxLibcRead {
 			break
 		}
-		b, err := r.bulk(m.Start, m.Size())
+		b, err := lc.readSegment(procDir, m)
 		if err != nil {
-			return fmt.Errorf("reading %s's read-only data: %w", lc.path, err)
+			if b, err = r.bulk(m.Start, m.Size()); err != nil {
+				return fmt.Errorf("reading %s's read-only data: %w", lc.path, err)
+			}
 		}
 		if v := banner.FindSubmatch(b); v != nil {
 			lc.version = parseVersion(string(v[1]), string(v[2]))
@@ -102,6 +112,39 @@ func (lc *libc) readVersion(r *reader) error {
 		}
 	}
 	return fmt.Errorf("%w: %s holds no \"GNU C Library … release version\" banner: is it glibc?", ErrNotFound, lc.path)
+}
+
+// readSegment reads what mapping m maps of libc's file.
+func (lc *libc) readSegment(procDir string, m procmaps.Mapping) ([]byte, error) {
+	if procDir == "" {
+		return nil, errors.New("no process to open the file through")
+	}
+	f, err := os.OpenFile(fmt.Sprintf("%s/map_files/%x-%x", procDir, m.Start, m.End), os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		// map_files needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE);
+		// without it, the path inside the process's root.
+		root, rerr := targetfs.OpenRoot(procDir)
+		if rerr != nil {
+			return nil, err
+		}
+		defer root.Close()
+		if f, err = targetfs.OpenIn(root, m.Path, unix.O_RDONLY|unix.O_NONBLOCK); err != nil {
+			return nil, err
+		}
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != m.Inode || uint64(st.Size) < m.Offset {
+		return nil, fmt.Errorf("%s is not the file mapped at %#x", f.Name(), m.Start)
+	}
+	b := make([]byte, min(m.Size(), uint64(st.Size)-m.Offset))
+	if _, err := f.ReadAt(b, int64(m.Offset)); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func parseVersion(major, minor string) Version {

@@ -47,7 +47,7 @@ func (rd Reader) Read(pid int) (*Heap, error) {
 		return nil, fmt.Errorf("process %d: %w", pid, err)
 	}
 	r := newReader(p, maps)
-	if err := lc.readVersion(r); err != nil {
+	if err := lc.readVersion(r, p.Dir()); err != nil {
 		return nil, rd.gone(p, fmt.Errorf("process %d: %w", pid, err))
 	}
 	l, err := layoutFor(lc.version)

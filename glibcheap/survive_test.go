@@ -154,3 +154,35 @@ func isZombie(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
+
+// TestReadLeavesRSSAlone: reading a process must not fault into it pages
+// it never touched (libc's banner is read from the file, not the
+// process): its RSS is what it was.
+func TestReadLeavesRSSAlone(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skipf("no sleep(1) here: %v", err)
+	}
+	cmd := exec.Command(sleep, "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	time.Sleep(100 * time.Millisecond)
+	statm := func() string {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "statm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Fields(string(b))[1] // resident pages
+	}
+	before := statm()
+	for range 3 {
+		if _, err := (glibcheap.Reader{}).Read(cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := statm(); after != before {
+		t.Errorf("sleep's resident pages went from %s to %s over three reads", before, after)
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/memdiag/memdiag/allocator"
+	"github.com/memdiag/memdiag/glibcheap"
 	"github.com/memdiag/memdiag/internal/elfinfo"
 	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/pmap"
@@ -63,15 +64,22 @@ type Diagnosis struct {
 	// ArenaHeaps counts glibc's 64 MiB arena heaps (reserved, from their
 	// geometry: an arena may own several); ArenaCommittedBytes is what of
 	// them was made read-write (grown), resident or not.
-	ArenaHeaps          int
-	ArenaCommittedBytes uint64
+	ArenaHeaps          int    `json:"arena_heaps"`
+	ArenaCommittedBytes uint64 `json:"arena_committed_bytes"`
 	// Go is a Go program: its heap arenas have glibc's geometry, so none
 	// are counted.
-	Go  bool
-	JVM bool
+	Go  bool `json:"go"`
+	JVM bool `json:"jvm"`
 	// Allocator is "jemalloc" or "tcmalloc" when one is mapped, "glibc"
 	// when libc.so.6 is, "" otherwise.
-	Allocator string
+	Allocator string `json:"allocator"`
+	// MallocFreeBytes is what glibc's arenas hold free (mallinfo2's
+	// fordblks), read from the process's memory without stopping it
+	// (glibcheap, no pause: the figure may be torn by a concurrent malloc);
+	// nil when it could not be read. MallocArenaBytes is the arenas'
+	// memory (mallinfo2's arena).
+	MallocFreeBytes  *uint64 `json:"malloc_free_bytes,omitempty"`
+	MallocArenaBytes *uint64 `json:"malloc_arena_bytes,omitempty"`
 }
 
 // SortKey orders processes.
@@ -384,6 +392,14 @@ func Diagnose(procRoot string, pid int) (*Diagnosis, error) {
 			end = ms[i+1].End
 		}
 		d.ArenaHeaps += int((end - m.Start + heap - 1) / heap)
+	}
+	if d.Allocator == "glibc" {
+		// Without stopping it: top looks at many processes, and pauses
+		// none of them.
+		if h, err := (glibcheap.Reader{ProcRoot: procRoot, NoStop: true}).Read(pid); err == nil {
+			m := h.Mallinfo2()
+			d.MallocFreeBytes, d.MallocArenaBytes = &m.Fordblks, &m.Arena
+		}
 	}
 	return d, nil
 }

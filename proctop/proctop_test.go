@@ -68,8 +68,9 @@ func TestHostOfProcesses(t *testing.T) {
 		}
 	}
 	for _, pid := range arenaPIDs {
-		if d := by[pid].Diagnosis; d == nil || d.ArenaHeaps != 3 || d.ArenaCommittedBytes < 3*8<<20 || d.Allocator != "glibc" {
-			t.Errorf("arenas %d: diagnosis %+v, want 3 heaps with ≥ 24 MiB committed", pid, d)
+		if d := by[pid].Diagnosis; d == nil || d.ArenaHeaps != 3 || d.ArenaCommittedBytes < 3*8<<20 || d.Allocator != "glibc" ||
+			d.MallocArenaBytes == nil || *d.MallocArenaBytes < 3*8<<20 || d.MallocFreeBytes == nil || *d.MallocFreeBytes > *d.MallocArenaBytes {
+			t.Errorf("arenas %d: diagnosis %+v, want 3 heaps with ≥ 24 MiB committed, read from its memory too", pid, d)
 		}
 	}
 	if jvm != 0 {

@@ -74,7 +74,7 @@ func topTable(v *TopView) *Table {
 	if len(v.shown()) < len(sc.Processes) {
 		t.Notes = append(t.Notes, fmt.Sprintf("showing %d of %d processes; --top N shows more, -o json lists all", len(v.shown()), len(sc.Processes)))
 	}
-	t.Notes = append(t.Notes, fmt.Sprintf("RSS, swap and threads of every process from /proc/PID/status; PSS and USS from smaps_rollup under the RSS cap (%d over it skipped: --deep reads them, a page-table walk that stalls a large process); the top %d diagnosed from /proc/PID/maps",
+	t.Notes = append(t.Notes, fmt.Sprintf("RSS, swap and threads of every process from /proc/PID/status; PSS and USS from smaps_rollup under the RSS cap (%d over it skipped: --deep reads them, a page-table walk that stalls a large process); the top %d diagnosed from /proc/PID/maps (and glibc's free bytes read from their memory, unpaused)",
 		sc.RollupSkipped, diagnosed(sc)))
 	if sc.Exited > 0 || sc.Denied > 0 {
 		t.Notes = append(t.Notes, fmt.Sprintf("%d processes exited while read; %d unreadable", sc.Exited, sc.Denied))
@@ -117,6 +117,9 @@ func whatItIs(p *proctop.Process) string {
 		}
 		if d.ArenaHeaps > 0 {
 			parts = append(parts, fmt.Sprintf("%d glibc arena %s (%s committed)", d.ArenaHeaps, plural(d.ArenaHeaps, "heap", "heaps"), Bytes(d.ArenaCommittedBytes)))
+		}
+		if d.MallocFreeBytes != nil && *d.MallocFreeBytes >= 1<<20 {
+			parts = append(parts, fmt.Sprintf("malloc holds %s free of %s", Bytes(*d.MallocFreeBytes), Bytes(*d.MallocArenaBytes)))
 		}
 	}
 	if p.Skipped != "" {

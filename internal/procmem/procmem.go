@@ -87,6 +87,9 @@ func Open(procRoot string, pid int) (*Process, error) {
 	return p, nil
 }
 
+// Dir is the process's directory under the proc filesystem, "/proc/PID".
+func (p *Process) Dir() string { return p.dir.Name() }
+
 // Close releases the process's descriptors.
 func (p *Process) Close() error {
 	err := p.mem.Close()
