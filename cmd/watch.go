@@ -36,8 +36,10 @@ which part of RSS is growing. Stops after --count samples, or cleanly on Ctrl-C
 (SIGINT/SIGTERM) with a last summary. -o json writes one JSON object per sample
 (memdiag.watch/v1), a line each, for pipes.
 
---capture-malloc-info pauses the process at every sample; use it with a long
-interval.`,
+--capture-malloc-info reads glibc's arenas from the process's memory at every
+sample, its threads stopped for a few milliseconds each time (--no-stop: not
+at all); jemalloc's and tcmalloc's statistics go through gdb, which pauses
+the process longer: use a long interval there.`,
 		Example: `  memdiag watch --pid 1234 --interval 30s
   memdiag watch --pid 1234 --interval 1m -o json | jq -c '{t: .elapsed_seconds, rss: .rss_bytes}'`,
 		Args: func(c *cobra.Command, args []string) error {

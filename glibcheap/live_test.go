@@ -2,6 +2,9 @@ package glibcheap_test
 
 import (
 	"bytes"
+	"debug/elf"
+	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -89,6 +92,9 @@ func TestMatchesTheProcessOwnAccounting(t *testing.T) {
 				if d := cmp.Diff(mallinfo2Line(t, p.Lines), h.Mallinfo2()); d != "" {
 					t.Errorf("symbols %v: mallinfo2 differs (-process +memdiag):\n%s", symbols, d)
 				}
+				if bySymbols := strings.Contains(h.Found, "debug symbols"); bySymbols != (symbols && debugFileFor(t, h.Library)) {
+					t.Errorf("symbols %v: found %s", symbols, h.Found)
+				}
 				if !h.Stopped || h.Pause.Threads < 1 {
 					t.Errorf("symbols %v: stopped %v, %d threads: want every thread stopped", symbols, h.Stopped, h.Pause.Threads)
 				}
@@ -96,4 +102,30 @@ func TestMatchesTheProcessOwnAccounting(t *testing.T) {
 			}
 		})
 	}
+}
+
+// debugFileFor reports whether the host has a debug file for lib's
+// build-id, as Debian's libc6-dbg installs.
+func debugFileFor(t *testing.T, lib string) bool {
+	t.Helper()
+	f, err := elf.Open(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_NOTE {
+			continue
+		}
+		b, err := io.ReadAll(p.Open())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(b, []byte("GNU\x00")); i >= 0 && len(b) >= i+4+20 && b[i-4] == 3 {
+			id := hex.EncodeToString(b[i+4 : i+24])
+			_, err := os.Stat(filepath.Join(glibcheap.DebugDir, ".build-id", id[:2], id[2:]+".debug"))
+			return err == nil
+		}
+	}
+	return false
 }
