@@ -1,0 +1,136 @@
+//go:build linux
+
+package ptracecall
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// procRoot is where the proc filesystem is mounted.
+const procRoot = "/proc"
+
+// maxStatus bounds a read of /proc/…/status or stat (a few KiB).
+const maxStatus = 64 << 10
+
+// statusFields reads the "Name:\tvalue" lines of a status file.
+func statusFields(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(io.LimitReader(f, maxStatus))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok {
+			out[k] = strings.TrimSpace(v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return out, nil
+}
+
+// sigsetHasSEGV reports whether a status file's hex signal mask (SigBlk,
+// SigIgn) holds SIGSEGV.
+func sigsetHasSEGV(hex string) (bool, error) {
+	v, err := strconv.ParseUint(hex, 16, 64)
+	if err != nil {
+		return false, fmt.Errorf("signal mask %q: %w", hex, err)
+	}
+	return v&sigsegvMask != 0, nil
+}
+
+// sigsegvMask is SIGSEGV's (11) bit in a signal mask.
+const sigsegvMask = 1 << (11 - 1)
+
+// checkTarget checks, before attaching, that tid is a live thread of
+// process pid and that the process does not ignore SIGSEGV: the trap
+// fault would reset an ignored SIGSEGV to its default action.
+func checkTarget(pid, tid int) error {
+	where := fmt.Sprintf("process %d thread %d", pid, tid)
+	if pid <= 0 || tid <= 0 {
+		return fmt.Errorf("%s: %w", where, ErrNoProcess)
+	}
+	task, err := statusFields(filepath.Join(procRoot, strconv.Itoa(pid), "task", strconv.Itoa(tid), "status"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", where, ErrNoProcess)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	if task["Tgid"] != strconv.Itoa(pid) {
+		return fmt.Errorf("%s: %w: the thread belongs to process %s", where, ErrNoProcess, task["Tgid"])
+	}
+	if s := task["State"]; strings.HasPrefix(s, "Z") || strings.HasPrefix(s, "X") {
+		return fmt.Errorf("%s: %w: it has exited (state %s)", where, ErrNoProcess, s)
+	}
+	ign, err := sigsetHasSEGV(task["SigIgn"])
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	if ign {
+		return fmt.Errorf("%s: %w: the process ignores SIGSEGV", where, ErrSignalBlocked)
+	}
+	return nil
+}
+
+// tracerNote names the process's tracer, if it has one, for an EPERM.
+func tracerNote(pid int) string {
+	st, err := statusFields(filepath.Join(procRoot, strconv.Itoa(pid), "status"))
+	if err != nil || st["TracerPid"] == "" || st["TracerPid"] == "0" {
+		return ""
+	}
+	return fmt.Sprintf(" (it is already traced by process %s; a process has one tracer at a time)", st["TracerPid"])
+}
+
+// maxThreads bounds the directory read of PickThread.
+const maxThreads = 1 << 16
+
+// PickThread chooses the thread of process pid to borrow: one asleep
+// (state S, most often blocked in a system call such as read, poll or
+// nanosleep, where it holds no allocator lock) and not blocking SIGSEGV,
+// the main thread first; failing that, the main thread. A sleeping
+// thread may still be waiting inside a lock's slow path — Call's timeout
+// covers that.
+func PickThread(pid int) (int, error) {
+	dir := filepath.Join(procRoot, strconv.Itoa(pid), "task")
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0, fmt.Errorf("process %d: %w: %w", pid, ErrNoProcess, err)
+	}
+	names, err := d.Readdirnames(maxThreads)
+	d.Close()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("process %d: listing threads: %w", pid, err)
+	}
+	tids := make([]int, 0, len(names))
+	for _, n := range names {
+		if tid, err := strconv.Atoi(n); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	slices.Sort(tids)
+	// The main thread first: its tid is the pid, the smallest.
+	for _, tid := range tids {
+		st, err := statusFields(filepath.Join(dir, strconv.Itoa(tid), "status"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		blocked, err := sigsetHasSEGV(st["SigBlk"])
+		if err == nil && !blocked && strings.HasPrefix(st["State"], "S") {
+			return tid, nil
+		}
+	}
+	return pid, nil
+}
