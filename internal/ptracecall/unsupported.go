@@ -33,3 +33,6 @@ func (c *Conn) Call(fn uint64, args []uint64, timeout time.Duration) (uint64, er
 func unsupported() error {
 	return fmt.Errorf("%w (this is %s/%s)", ErrUnsupported, runtime.GOOS, runtime.GOARCH)
 }
+
+// LookupFunc returns ErrUnsupported: only x86-64 Linux is supported.
+func LookupFunc(pid int, lib, name string) (uint64, error) { return 0, unsupported() }
