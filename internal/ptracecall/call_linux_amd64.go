@@ -81,6 +81,9 @@ type Conn struct {
 	// skipXStateRestore is for a test that proves the canary detects a
 	// restore of the general registers alone.
 	skipXStateRestore bool
+	// dropSyscall is for a test that proves the canary detects a restore
+	// that loses orig_rax (the interrupted system call).
+	dropSyscall bool
 }
 
 // heldSignal is a signal that arrived for the thread while it was
@@ -473,7 +476,11 @@ func (c *Conn) restoreAndDetach() error {
 }
 
 func (c *Conn) restore() error {
-	if err := unix.PtraceSetRegs(c.tid, &c.saved); err != nil {
+	regs := c.saved
+	if c.dropSyscall {
+		regs.Orig_rax = ^uint64(0)
+	}
+	if err := unix.PtraceSetRegs(c.tid, &regs); err != nil {
 		return fmt.Errorf("%s: %w: PTRACE_SETREGS: %w", c.where(), ErrRestore, err)
 	}
 	if !c.skipXStateRestore {
