@@ -99,11 +99,19 @@ type heldSignal struct {
 // stops; the process's others keep running. The error joins fn's with
 // any of the restore.
 //
+// tid 0 lets PickThread choose.
+//
 // fn runs on a goroutine locked to the OS thread that attached; it must
 // call the Conn's methods from that goroutine, not from others it starts.
 func Run(pid, tid int, opts Options, fn func(*Conn) error) error {
 	if opts.StopTimeout <= 0 {
 		opts.StopTimeout = defaultStopTimeout
+	}
+	if tid == 0 {
+		var err error
+		if tid, err = PickThread(pid); err != nil {
+			return err
+		}
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -122,7 +130,7 @@ func Run(pid, tid int, opts Options, fn func(*Conn) error) error {
 // Call stops thread tid of process pid, calls the function at address fn
 // in it with up to six integer arguments, and returns the function's rax
 // once it returned; the thread is then restored and detached. timeout
-// bounds the stop and the call. See Run and the package documentation for
+// bounds the stop and the call; tid 0 lets PickThread choose. See Run and the package documentation for
 // what is guaranteed.
 func Call(pid, tid int, fn uint64, args []uint64, timeout time.Duration) (uint64, error) {
 	var ret uint64
@@ -217,6 +225,9 @@ func (c *Conn) save() error {
 	}
 	if shadowStackEnabled(c.tid) {
 		return fmt.Errorf("%s: %w: it has a user shadow stack (CET), which this package does not extend", c.where(), ErrUnsupported)
+	}
+	if err := checkRseq(c.tid, c.saved.Rip); err != nil {
+		return fmt.Errorf("%s: %w", c.where(), err)
 	}
 	if err := checkSigmask(c.tid); err != nil {
 		return fmt.Errorf("%s: %w", c.where(), err)

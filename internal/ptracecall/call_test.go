@@ -431,19 +431,16 @@ func TestStoppedProcessRefused(t *testing.T) {
 	if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	for range 200 {
-		if st, _ := statusFields(filepath.Join("/proc", strconv.Itoa(pid), "status")); strings.HasPrefix(st["State"], "T") {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	if st := waitState(pid, "T"); st != "T" {
+		t.Fatalf("SIGSTOP did not stop the canary: state %s", st)
 	}
 	_, err := Call(pid, pid, lookup(t, p, "libc.so.6", "getpid"), nil, time.Second)
 	if !errors.Is(err, ErrStopped) {
 		t.Errorf("call in a stopped process: %v, want ErrStopped", err)
 	}
-	st, _ := statusFields(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if !strings.HasPrefix(st["State"], "T") {
-		t.Errorf("the process is no longer stopped: state %s", st["State"])
+	// Detaching wakes the thread, which rejoins the group stop at once.
+	if st := waitState(pid, "T"); st != "T" {
+		t.Errorf("the process is no longer stopped: state %s", st)
 	}
 	if err := unix.Kill(pid, unix.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -520,6 +517,132 @@ func TestXStateSize(t *testing.T) {
 	verdict(t, p.Lines, "1")
 }
 
+// TestXStateExactSize: the area read with a buffer that had to grow is
+// the same, and the kernel refuses to take back anything shorter — the
+// EFAULT ("Bad address") gdb 13 meets where the area outgrew its buffer.
+func TestXStateExactSize(t *testing.T) {
+	p := canary(t, "read")
+	err := Run(p.PID(), p.PID(), Options{}, func(c *Conn) error {
+		grown, err := readXStateFrom(c.tid, 64)
+		if err != nil {
+			return err
+		}
+		if firstDiff(grown, c.xstate) >= 0 {
+			t.Errorf("the area read from a 64-byte start (%d bytes) differs from the one saved (%d)", len(grown), len(c.xstate))
+		}
+		if err := setRegset(c.tid, ntX86XState, c.xstate[:len(c.xstate)-64]); !errors.Is(err, unix.EFAULT) {
+			t.Errorf("PTRACE_SETREGSET with 64 bytes less: %v, want EFAULT", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+}
+
+// TestGroupStopDuringCall: SIGSTOP sent to the process while the call
+// runs does not stop the call; the process is stopped once the thread is
+// restored, and SIGCONT resumes it intact.
+func TestGroupStopDuringCall(t *testing.T) {
+	p := canary(t, "read")
+	pid := p.PID()
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_ = unix.Kill(pid, unix.SIGSTOP)
+	}()
+	ret, err := Call(pid, pid, lookup(t, p, "canary", "canary_spin_ms"), []uint64{400}, 3*time.Second)
+	if err != nil || ret != 400 {
+		t.Fatalf("canary_spin_ms(400) = %d, %v", ret, err)
+	}
+	if st := waitState(pid, "T"); st != "T" {
+		t.Errorf("the SIGSTOP sent during the call did not stop the process: state %s", st)
+	}
+	if err := unix.Kill(pid, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+}
+
+// TestExitDuringCall: a function that ends the process is reported as
+// such; there is nothing left to restore.
+func TestExitDuringCall(t *testing.T) {
+	p := canary(t, "read")
+	_, err := Call(p.PID(), p.PID(), lookup(t, p, "libc.so.6", "_exit"), []uint64{3}, 2*time.Second)
+	if !errors.Is(err, ErrExited) {
+		t.Errorf("calling _exit(3): %v, want ErrExited", err)
+	}
+	t.Log(err)
+}
+
+// TestRseqRefused: a thread stopped inside a restartable sequence is
+// refused (the kernel could no longer abort the sequence), and the
+// process carries on.
+func TestRseqRefused(t *testing.T) {
+	p := canary(t, "rseq")
+	if contains(p.Lines, "rseq off") {
+		t.Skip("glibc registered no rseq area (glibc.pthread.rseq=0, or glibc before 2.35)")
+	}
+	worker := otherThread(t, p.PID())
+	fn := lookup(t, p, "libc.so.6", "getpid")
+	busy := 0
+	for range 10 {
+		ret, err := Call(p.PID(), worker, fn, nil, time.Second)
+		switch {
+		case errors.Is(err, ErrBusy):
+			busy++
+		case err != nil:
+			t.Fatal(err)
+		case int(ret) != p.PID():
+			t.Fatalf("getpid() = %d", ret)
+		}
+	}
+	t.Logf("%d of 10 calls refused", busy)
+	if busy == 0 {
+		t.Error("never refused a thread spinning inside a restartable sequence")
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+}
+
+// TestAltStackRefused: a thread stopped in a signal handler running on a
+// malloc'd alternate stack is refused, and both the handler and the
+// interrupted read carry on.
+func TestAltStackRefused(t *testing.T) {
+	p := canary(t, "altstack")
+	pid := p.PID()
+	if err := unix.Tgkill(pid, pid, unix.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	inHandler := false
+	for range 200 {
+		// /proc/PID/syscall: "NR ARGS… SP PC" while blocked.
+		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "syscall"))
+		f := strings.Fields(string(b))
+		if len(f) == 9 {
+			sp, _ := strconv.ParseUint(strings.TrimPrefix(f[7], "0x"), 16, 64)
+			if _, err := findStack(pid, sp); errors.Is(err, ErrNoStack) {
+				inHandler = true
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !inHandler {
+		t.Fatal("the canary's SIGUSR2 handler never blocked on its alternate stack")
+	}
+	_, err := Call(pid, pid, lookup(t, p, "libc.so.6", "getpid"), nil, time.Second)
+	if !errors.Is(err, ErrNoStack) {
+		t.Errorf("call on a thread in a handler on an alternate stack: %v, want ErrNoStack", err)
+	}
+	t.Log(err)
+	p.Step(t) // the handler's read
+	p.Step(t) // the restarted read
+	verdict(t, p.Lines, "1")
+}
+
 func TestNoSuchThread(t *testing.T) {
 	testprog.NeedRoot(t)
 	if _, err := Call(1<<22+12345, 1<<22+12345, 0x1000, nil, time.Second); !errors.Is(err, ErrNoProcess) {
@@ -556,4 +679,18 @@ func TestPickThread(t *testing.T) {
 	if tid != p.PID() {
 		t.Errorf("PickThread chose %d, want the main thread %d, asleep in read", tid, p.PID())
 	}
+}
+
+// waitState waits up to a second for the process's state letter to be
+// want, and returns the last one seen.
+func waitState(pid int, want string) string {
+	var st map[string]string
+	for range 200 {
+		st, _ = statusFields(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+		if strings.HasPrefix(st["State"], want) {
+			return want
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return st["State"]
 }

@@ -37,6 +37,10 @@ var (
 	// ErrAbandoned: a call on this Conn was abandoned; no further call is
 	// made on a thread in an unknown state.
 	ErrAbandoned = errors.New("an earlier call was abandoned")
+	// ErrBusy: the thread is where it must not be interrupted by a call
+	// (inside a restartable sequence); trying again a moment later may
+	// find it elsewhere.
+	ErrBusy = errors.New("thread busy, try again")
 	// ErrSymbol: a function could not be found, or its address could not
 	// be trusted.
 	ErrSymbol = errors.New("symbol not found")

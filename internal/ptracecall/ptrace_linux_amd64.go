@@ -131,8 +131,11 @@ const (
 // the buffer grows until then. No CPUID, no constant: the size is the
 // kernel's (fpu_user_cfg.max_size), which PTRACE_SETREGSET demands back
 // exactly — any other length is EFAULT, gdb 13's "Bad address".
-func readXState(tid int) ([]byte, error) {
-	for size := xstateFirst; size <= xstateMax; size *= 2 {
+func readXState(tid int) ([]byte, error) { return readXStateFrom(tid, xstateFirst) }
+
+// readXStateFrom is readXState with the first buffer's size.
+func readXStateFrom(tid, first int) ([]byte, error) {
+	for size := first; size <= xstateMax; size *= 2 {
 		buf := make([]byte, size)
 		n, err := getRegset(tid, ntX86XState, buf)
 		if err != nil {
@@ -197,6 +200,48 @@ func checkSigmask(tid int) error {
 	}
 	if mask&sigsegvMask != 0 {
 		return fmt.Errorf("%w: the thread blocks SIGSEGV", ErrSignalBlocked)
+	}
+	return nil
+}
+
+// rseqConfigSize is sizeof(struct ptrace_rseq_configuration).
+const rseqConfigSize = 24
+
+// checkRseq refuses a thread stopped inside a restartable sequence
+// (rseq(2), used by tcmalloc's per-CPU caches). The kernel aborts such a
+// sequence when the thread is preempted, but it decides by the rip it
+// finds on the way back to user space: resumed into our function it
+// would see the thread outside the sequence and clear the descriptor,
+// and the thread, restored into the middle of the sequence, would then
+// finish it un-aborted after having been away. Kernels before 5.13
+// cannot report the registration; the check is then skipped.
+func checkRseq(tid int, rip uint64) error {
+	var conf [rseqConfigSize]byte
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GET_RSEQ_CONFIGURATION, uintptr(tid), rseqConfigSize, uintptr(unsafe.Pointer(&conf)), 0, 0)
+	if e != 0 {
+		return nil
+	}
+	abi, size := nativeUint64(conf[0:]), nativeUint32(conf[8:])
+	if abi == 0 || size < 16 {
+		return nil // no rseq area registered
+	}
+	var ptr [8]byte
+	if _, err := unix.PtracePeekData(tid, uintptr(abi+8), ptr[:]); err != nil {
+		return fmt.Errorf("%w: reading its rseq area at %#x: %w", ErrBusy, abi, err)
+	}
+	cs := nativeUint64(ptr[:])
+	if cs == 0 {
+		return nil
+	}
+	// struct rseq_cs: version, flags (u32 each), start_ip,
+	// post_commit_offset, abort_ip (u64 each).
+	var desc [32]byte
+	if _, err := unix.PtracePeekData(tid, uintptr(cs), desc[:]); err != nil {
+		return fmt.Errorf("%w: reading its rseq critical-section descriptor at %#x: %w", ErrBusy, cs, err)
+	}
+	start, length := nativeUint64(desc[8:]), nativeUint64(desc[16:])
+	if rip >= start && rip-start < length {
+		return fmt.Errorf("%w: stopped at %#x inside a restartable sequence (%#x+%d)", ErrBusy, rip, start, length)
 	}
 	return nil
 }

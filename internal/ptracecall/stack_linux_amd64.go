@@ -21,6 +21,14 @@ type stackRoom struct {
 
 // findStack finds the mapping that holds rsp, and checks that nothing is
 // mapped at trapAddr.
+//
+// The function runs on the thread's own stack, so that stack must be one
+// a function can run on: the main thread's [stack], or an anonymous
+// mapping with a guard page (PROT_NONE) right below it, as glibc, musl
+// and the JVM make thread stacks. Anything else is refused: a thread
+// stopped in a signal handler on a small alternate stack (sigaltstack,
+// often malloc'd), or on a Go goroutine stack inside the Go heap, would
+// let the function overflow into live data.
 func findStack(pid int, rsp uint64) (stackRoom, error) {
 	name := filepath.Join(procRoot, strconv.Itoa(pid), "maps")
 	f, err := os.Open(name)
@@ -32,17 +40,23 @@ func findStack(pid int, rsp uint64) (stackRoom, error) {
 	if err != nil {
 		return stackRoom{}, err
 	}
-	var room stackRoom
 	for _, m := range maps {
 		if m.Start <= trapAddr && trapAddr < m.End {
 			return stackRoom{}, fmt.Errorf("%w: the trap address %#x is mapped (%#x-%#x %s)", ErrUnsupported, uint64(trapAddr), m.Start, m.End, m.Path)
 		}
-		if m.Start < rsp && rsp <= m.End && m.Writable() {
-			room = stackRoom{low: m.Start, high: m.End, grows: m.Path == "[stack]"}
+	}
+	for i, m := range maps {
+		if !(m.Start < rsp && rsp <= m.End) {
+			continue
 		}
+		if m.Path == "[stack]" && m.Writable() {
+			return stackRoom{low: m.Start, high: m.End, grows: true}, nil
+		}
+		guarded := i > 0 && maps[i-1].End == m.Start && maps[i-1].Perms[:3] == "---"
+		if m.Writable() && m.Inode == 0 && m.Path == "" && guarded {
+			return stackRoom{low: m.Start, high: m.End}, nil
+		}
+		return stackRoom{}, fmt.Errorf("%w: its stack pointer %#x is in %#x-%#x %s %q, not a thread stack (no guard page below it): a signal handler's alternate stack or a language runtime's small stack, which the function could overflow", ErrNoStack, rsp, m.Start, m.End, m.Perms, m.Path)
 	}
-	if room.high == 0 {
-		return stackRoom{}, fmt.Errorf("%w: its stack pointer %#x is in no writable mapping", ErrNoStack, rsp)
-	}
-	return room, nil
+	return stackRoom{}, fmt.Errorf("%w: its stack pointer %#x is in no mapping", ErrNoStack, rsp)
 }
