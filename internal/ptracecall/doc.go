@@ -63,8 +63,9 @@
 //     changed. The process may then deadlock or misbehave later. A
 //     timeout is the price of not stopping the other threads: the
 //     function may wait for a lock the borrowed thread itself holds (it
-//     was stopped inside malloc, say) and never get it. Pick a thread
-//     blocked in a system call (PickThread) to make that unlikely.
+//     was stopped inside malloc, say) and never get it. Borrow a thread
+//     blocked in a system call (PickThread, or tid 0) to make that
+//     unlikely.
 //   - What the function itself does — memory it changes, errno it sets in
 //     the thread's TLS, locks it takes and releases — is the function's.
 //     Only registers, the signal state above and the stack below the red
@@ -74,12 +75,23 @@
 //     faults at the trap address, killing the process with SIGSEGV.
 //     Callers should not leave SIGINT/SIGTERM at their default (process
 //     exit) during a call.
-//   - A thread with SIGSEGV blocked, or a process ignoring it, is refused
-//     (ErrSignalBlocked): the kernel would reset SIGSEGV's disposition
-//     when the trap fault hits. So is a thread with a user shadow stack
-//     enabled (CET; the return address would also have to go on the
-//     shadow stack), a 32-bit (compat) thread, and a process in group
-//     stop.
+//   - Stopping a thread at all — with or without a call, gdb or not —
+//     makes a few system calls fail with EINTR instead of restarting:
+//     epoll_wait, epoll_pwait, sigtimedwait, semop, io_getevents, sockets
+//     with SO_RCVTIMEO (signal(7)). A program that does not retry them
+//     sees the error. PickThread prefers threads blocked elsewhere.
+//   - Refused, the thread untouched: a thread blocking SIGSEGV, or a
+//     process ignoring it (ErrSignalBlocked: the kernel would reset
+//     SIGSEGV's disposition when the trap fault hits); a thread stopped
+//     inside a restartable sequence (ErrBusy: resumed elsewhere, the
+//     kernel would no longer abort the sequence — tcmalloc's per-CPU
+//     caches use them; on kernels before 5.13 this is not checked); a
+//     thread whose stack pointer is not on a thread stack with a guard
+//     page below it (ErrNoStack: a signal handler's alternate stack, a Go
+//     goroutine stack), or has less than 32 KiB left on it; a thread
+//     with a user shadow stack (CET: the return address would also have
+//     to go on the shadow stack); 32-bit (compat) code; a process in
+//     group stop (ErrStopped, left stopped).
 //   - The x87 register stack is not emptied for the call: a thread
 //     stopped in the middle of x87 arithmetic (not at a call or system
 //     call) would hand the function a non-empty x87 stack, as the ABI

@@ -97,12 +97,63 @@ func tracerNote(pid int) string {
 // maxThreads bounds the directory read of PickThread.
 const maxThreads = 1 << 16
 
-// PickThread chooses the thread of process pid to borrow: one asleep
-// (state S, most often blocked in a system call such as read, poll or
-// nanosleep, where it holds no allocator lock) and not blocking SIGSEGV,
-// the main thread first; failing that, the main thread. A sleeping
-// thread may still be waiting inside a lock's slow path — Call's timeout
-// covers that.
+// eintrSyscalls are the x86-64 system calls that fail with EINTR when a
+// ptrace stop interrupts them, instead of restarting: any stop, not just
+// a call (signal(7), "Interruption of system calls and library functions
+// by stop signals"). A program that does not retry them sees an error.
+var eintrSyscalls = map[int]string{
+	65:  "semop",
+	128: "rt_sigtimedwait",
+	208: "io_getevents",
+	220: "semtimedop",
+	232: "epoll_wait",
+	281: "epoll_pwait",
+	333: "io_pgetevents",
+	426: "io_uring_enter",
+	441: "epoll_pwait2",
+}
+
+// Ranks of threadRank, best first.
+const (
+	rankRestarts = iota // asleep in a system call that restarts
+	rankEINTR           // asleep in one that will return EINTR
+	rankRunning         // running, or asleep outside a system call
+	rankRefused         // blocks SIGSEGV, or unreadable
+)
+
+// threadRank ranks a thread for borrowing from its status fields and its
+// /proc/…/syscall line ("NR ARG… SP PC", "-1 SP PC" when blocked outside a
+// system call, "running").
+func threadRank(status map[string]string, syscallLine string) int {
+	blocked, err := sigsetHasSEGV(status["SigBlk"])
+	if err != nil || blocked {
+		return rankRefused
+	}
+	if !strings.HasPrefix(status["State"], "S") {
+		return rankRunning
+	}
+	f := strings.Fields(syscallLine)
+	if len(f) == 0 {
+		return rankRunning
+	}
+	nr, err := strconv.Atoi(f[0])
+	switch {
+	case err != nil || nr < 0:
+		return rankRunning
+	case eintrSyscalls[nr] != "":
+		return rankEINTR
+	}
+	return rankRestarts
+}
+
+// PickThread chooses the thread of process pid to borrow, the main
+// thread first among equals: best one asleep in a system call that
+// restarts after a stop (read, poll, nanosleep, futex…) — blocked in a
+// system call, it holds no allocator lock in the middle of malloc; then
+// one asleep in a system call that a stop makes fail with EINTR
+// (epoll_wait, sigtimedwait…); then any that does not block SIGSEGV;
+// failing all, the main thread. A sleeping thread may still be waiting
+// inside a lock's slow path — Call's timeout covers that.
 func PickThread(pid int) (int, error) {
 	dir := filepath.Join(procRoot, strconv.Itoa(pid), "task")
 	d, err := os.Open(dir)
@@ -120,17 +171,33 @@ func PickThread(pid int) (int, error) {
 			tids = append(tids, tid)
 		}
 	}
-	slices.Sort(tids)
 	// The main thread first: its tid is the pid, the smallest.
+	slices.Sort(tids)
+	best, bestRank := pid, rankRefused
 	for _, tid := range tids {
-		st, err := statusFields(filepath.Join(dir, strconv.Itoa(tid), "status"))
+		task := filepath.Join(dir, strconv.Itoa(tid))
+		st, err := statusFields(filepath.Join(task, "status"))
 		if err != nil {
 			continue // exited meanwhile
 		}
-		blocked, err := sigsetHasSEGV(st["SigBlk"])
-		if err == nil && !blocked && strings.HasPrefix(st["State"], "S") {
-			return tid, nil
+		sc, _ := readSmall(filepath.Join(task, "syscall"))
+		if r := threadRank(st, sc); r < bestRank {
+			best, bestRank = tid, r
+		}
+		if bestRank == rankRestarts {
+			break
 		}
 	}
-	return pid, nil
+	return best, nil
+}
+
+// readSmall reads a one-line proc file.
+func readSmall(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStatus))
+	return string(b), err
 }
