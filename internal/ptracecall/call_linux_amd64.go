@@ -28,6 +28,11 @@ const (
 	// vm.mmap_min_addr on every distribution; Run checks that nothing is
 	// mapped there anyway.
 	trapAddr = 0
+	// errRestartBlock is -ERESTART_RESTARTBLOCK: the system call resumes
+	// through restart_syscall and the thread's restart_block.
+	errRestartBlock = -516
+	// errEINTR is -EINTR.
+	errEINTR = -4
 	// eflags bits cleared for the call: the ABI requires the direction
 	// flag clear at a call, and a trace flag left set would single-step.
 	flagTF = 1 << 8
@@ -78,6 +83,10 @@ type Conn struct {
 	stuckTimeout time.Duration
 	// gone: the thread exited; there is nothing to restore or detach.
 	gone bool
+	// restartLost: a system call of the function was interrupted with
+	// -ERESTART_RESTARTBLOCK, which rewrote the thread's restart_block;
+	// the thread's own such system call can then not be restarted.
+	restartLost bool
 	// skipXStateRestore is for a test that proves the canary detects a
 	// restore of the general registers alone.
 	skipXStateRestore bool
@@ -326,6 +335,9 @@ func (c *Conn) Call(fn uint64, args []uint64, timeout time.Duration) (uint64, er
 	if err := c.usable(); err != nil {
 		return 0, err
 	}
+	if timeout <= 0 {
+		return 0, fmt.Errorf("%s: timeout %v: a call needs a positive timeout", c.where(), timeout)
+	}
 	if len(args) > maxArgs {
 		return 0, fmt.Errorf("%s: %d arguments: at most %d integer arguments are passed", c.where(), len(args), maxArgs)
 	}
@@ -404,6 +416,9 @@ func (c *Conn) awaitReturn(fn, sp uint64, timeout time.Duration) (uint64, error)
 		if err != nil {
 			return 0, err
 		}
+		if err := c.noteRestartBlock(); err != nil {
+			return 0, err
+		}
 		switch {
 		case st.interrupt() && interrupted:
 			c.abandoned = fmt.Errorf("the call of %#x did not return within %v", fn, timeout)
@@ -421,6 +436,24 @@ func (c *Conn) awaitReturn(fn, sp uint64, timeout time.Duration) (uint64, error)
 			return 0, fmt.Errorf("%s: PTRACE_CONT during the call: %w", c.where(), err)
 		}
 	}
+}
+
+// noteRestartBlock checks, at a stop during the call, whether the
+// function was stopped inside a system call that restarts through
+// restart_block (-ERESTART_RESTARTBLOCK: nanosleep, poll, futex with a
+// timeout). The kernel just stored that system call's restart there,
+// over the thread's own; only stops interrupt system calls, and the
+// tracer sees every stop, so this is where it can be seen.
+func (c *Conn) noteRestartBlock() error {
+	if int64(c.saved.Rax) != errRestartBlock || int64(c.saved.Orig_rax) < 0 || c.restartLost {
+		return nil // the thread's own system call does not need it
+	}
+	var r unix.PtraceRegs
+	if err := unix.PtraceGetRegs(c.tid, &r); err != nil {
+		return fmt.Errorf("%s: PTRACE_GETREGS during the call: %w", c.where(), err)
+	}
+	c.restartLost = int64(r.Orig_rax) >= 0 && int64(r.Rax) == errRestartBlock
+	return nil
 }
 
 // signalStop handles a signal-delivery-stop during a call: the return to
@@ -488,6 +521,16 @@ func (c *Conn) restoreAndDetach() error {
 
 func (c *Conn) restore() error {
 	regs := c.saved
+	var lost error
+	if c.restartLost {
+		// restart_syscall would now run the function's system call, with
+		// its arguments. Ending the thread's with EINTR is what a signal
+		// handler would have done; the remaining time of a relative sleep
+		// was written to its rem argument when it was stopped.
+		eintr := int64(errEINTR)
+		regs.Rax = uint64(eintr)
+		lost = fmt.Errorf("%s: %w: system call %d was stopped in a way only restart_block could continue, and the call's own interrupted system call overwrote it", c.where(), ErrSyscallInterrupted, int64(regs.Orig_rax))
+	}
 	if c.dropSyscall {
 		regs.Orig_rax = ^uint64(0)
 	}
@@ -499,17 +542,17 @@ func (c *Conn) restore() error {
 			return fmt.Errorf("%s: %w: %w", c.where(), ErrRestore, err)
 		}
 	}
-	return c.verify()
+	return errors.Join(lost, c.verify(regs))
 }
 
 // verify reads the registers back: what the thread resumes with must be
-// what it stopped with.
-func (c *Conn) verify() error {
+// want, what it stopped with (but for an EINTR restore forced).
+func (c *Conn) verify(want unix.PtraceRegs) error {
 	var r unix.PtraceRegs
 	if err := unix.PtraceGetRegs(c.tid, &r); err != nil {
 		return fmt.Errorf("%s: %w: reading back: %w", c.where(), ErrRestore, err)
 	}
-	if r != c.saved {
+	if r != want || c.dropSyscall {
 		return fmt.Errorf("%s: %w: general registers read back %+v, saved %+v", c.where(), ErrRestore, r, c.saved)
 	}
 	if c.skipXStateRestore {

@@ -55,6 +55,12 @@ func verdict(t *testing.T, lines []string, wantRet string) {
 	if got := value(t, lines, "ret"); got != wantRet {
 		t.Errorf("the canary's system call returned %s, want %s (-516 is ERESTART_RESTARTBLOCK leaking to user space, -514 ERESTARTNOHAND, -512 ERESTARTSYS, -4 EINTR)", got, wantRet)
 	}
+	verdictRegs(t, lines)
+}
+
+// verdictRegs checks that the canary found every register as it was.
+func verdictRegs(t *testing.T, lines []string) {
+	t.Helper()
 	for _, l := range lines {
 		if strings.HasPrefix(l, "bad ") || l == "corrupt" {
 			t.Errorf("canary: %s", l)
@@ -189,6 +195,29 @@ func TestCanaryDetectsLostRestart(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(p.Finish(t)), "\n")
 	if got := value(t, lines, "ret"); got != "-516" {
 		t.Errorf("the canary's sleep returned %s with orig_rax lost, want -516", got)
+	}
+}
+
+// TestAbandonedSleepInCall: the thread sleeps in clock_nanosleep, whose
+// restart lives in the thread's restart_block; the called function also
+// sleeps (usleep) and is abandoned mid-sleep, which overwrites that
+// restart_block with its own. Restarting the thread's sleep would now run
+// the function's; it must instead return EINTR.
+func TestAbandonedSleepInCall(t *testing.T) {
+	p := canary(t, "sleep", "2")
+	usleep := lookup(t, p, "libc.so.6", "usleep")
+	time.Sleep(200 * time.Millisecond)
+	_, err := Call(p.PID(), p.PID(), usleep, []uint64{700000}, 200*time.Millisecond)
+	if !errors.Is(err, ErrTimeout) {
+		t.Errorf("usleep(700 ms) with a 200 ms timeout: %v, want ErrTimeout", err)
+	}
+	if !errors.Is(err, ErrSyscallInterrupted) {
+		t.Errorf("abandoned usleep: %v, want ErrSyscallInterrupted too", err)
+	}
+	lines := strings.Split(strings.TrimSpace(p.Finish(t)), "\n")
+	verdictRegs(t, lines)
+	if got := value(t, lines, "ret"); got != "-4" {
+		t.Errorf("the canary's clock_nanosleep returned %s, want -4 (EINTR); 0 means it ran usleep's restart", got)
 	}
 }
 

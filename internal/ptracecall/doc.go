@@ -66,6 +66,17 @@
 //     was stopped inside malloc, say) and never get it. Borrow a thread
 //     blocked in a system call (PickThread, or tid 0) to make that
 //     unlikely.
+//   - A system call the thread was stopped in that continues only
+//     through its restart_block (-ERESTART_RESTARTBLOCK: a relative
+//     nanosleep, poll, a futex wait with a timeout) cannot be continued
+//     if a system call of the function was itself interrupted the same
+//     way (the function slept and was abandoned, or a held signal or a
+//     group stop came while it slept): the kernel keeps one
+//     restart_block per thread, and restarting would run the function's.
+//     The thread's system call then returns EINTR, as after a signal
+//     handler, and the error says so (ErrSyscallInterrupted). Such an
+//     interruption by io_uring task work or the cgroup freezer, which
+//     makes no ptrace stop, is not seen.
 //   - What the function itself does — memory it changes, errno it sets in
 //     the thread's TLS, locks it takes and releases — is the function's.
 //     Only registers, the signal state above and the stack below the red

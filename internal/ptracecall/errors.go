@@ -34,6 +34,12 @@ var (
 	// those saved. The thread was detached anyway; nothing else could be
 	// done for it.
 	ErrRestore = errors.New("registers not restored exactly")
+	// ErrSyscallInterrupted: the call's own system calls were interrupted
+	// in a way that overwrote the thread's restart_block, so the thread's
+	// interrupted system call (a relative nanosleep, poll, futex wait)
+	// could not be continued: it returns EINTR to the program instead, as
+	// after a signal handler. The call's result, if any, is valid.
+	ErrSyscallInterrupted = errors.New("the thread's interrupted system call returns EINTR")
 	// ErrAbandoned: a call on this Conn was abandoned; no further call is
 	// made on a thread in an unknown state.
 	ErrAbandoned = errors.New("an earlier call was abandoned")
