@@ -139,8 +139,8 @@ func Run(pid, tid int, opts Options, fn func(*Conn) error) error {
 // Call stops thread tid of process pid, calls the function at address fn
 // in it with up to six integer arguments, and returns the function's rax
 // once it returned; the thread is then restored and detached. timeout
-// bounds the stop and the call; tid 0 lets PickThread choose. See Run and the package documentation for
-// what is guaranteed.
+// bounds the stop and the call; tid 0 lets PickThread choose. See Run and
+// the package documentation for what is guaranteed.
 func Call(pid, tid int, fn uint64, args []uint64, timeout time.Duration) (uint64, error) {
 	var ret uint64
 	err := Run(pid, tid, Options{StopTimeout: timeout}, func(c *Conn) error {
@@ -199,7 +199,7 @@ func (c *Conn) attach(timeout time.Duration) error {
 				// Still running: PTRACE_DETACH would fail. Nothing was
 				// written; the kernel detaches it when this OS thread
 				// exits, cancelling the interrupt.
-				return fmt.Errorf("%s: waiting for it to stop: %w (uninterruptible sleep, state D?)", c.where(), err)
+				return errors.Join(fmt.Errorf("%s: waiting for it to stop: %w (uninterruptible sleep, state D?)", c.where(), err), c.resend(c.held))
 			}
 			return err
 		}
@@ -207,14 +207,12 @@ func (c *Conn) attach(timeout time.Duration) error {
 		case st.interrupt():
 			return nil
 		case st.groupStop():
-			c.detachQuietly()
-			return fmt.Errorf("%s: %w (by %v); it is left stopped", c.where(), ErrStopped, st.sig)
+			return errors.Join(fmt.Errorf("%s: %w (by %v); it is left stopped", c.where(), ErrStopped, st.sig), c.detach())
 		default:
 			// A signal was being delivered as the interrupt came: hold
 			// it; the interrupt's own stop follows on resuming.
 			if err := c.hold(st.sig); err != nil {
-				c.detachQuietly()
-				return err
+				return errors.Join(err, c.detach())
 			}
 			if err := unix.PtraceCont(c.tid, 0); err != nil {
 				return fmt.Errorf("%s: PTRACE_CONT: %w", c.where(), err)
@@ -591,11 +589,17 @@ func (c *Conn) detach() error {
 			sig, rest = int(rest[0].sig), rest[1:]
 		}
 	}
-	var errs []error
+	var err error
 	if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(c.tid), 0, uintptr(sig), 0, 0); e != 0 {
-		errs = append(errs, fmt.Errorf("%s: PTRACE_DETACH: %w", c.where(), e))
+		err = fmt.Errorf("%s: PTRACE_DETACH: %w", c.where(), e)
 	}
-	for _, h := range rest {
+	return errors.Join(err, c.resend(rest))
+}
+
+// resend sends held signals to the thread again with tgkill.
+func (c *Conn) resend(held []heldSignal) error {
+	var errs []error
+	for _, h := range held {
 		if err := unix.Tgkill(c.pid, c.tid, h.sig); err != nil {
 			errs = append(errs, fmt.Errorf("%s: re-sending %v held during the call: %w", c.where(), h.sig, err))
 		}
