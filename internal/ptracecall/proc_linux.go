@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,46 +52,6 @@ func sigsetHasSEGV(hex string) (bool, error) {
 
 // sigsegvMask is SIGSEGV's (11) bit in a signal mask.
 const sigsegvMask = 1 << (11 - 1)
-
-// checkTarget checks, before attaching, that tid is a live thread of
-// process pid and that the process does not ignore SIGSEGV: the trap
-// fault would reset an ignored SIGSEGV to its default action.
-func checkTarget(pid, tid int) error {
-	where := fmt.Sprintf("process %d thread %d", pid, tid)
-	if pid <= 0 || tid <= 0 {
-		return fmt.Errorf("%s: %w", where, ErrNoProcess)
-	}
-	task, err := statusFields(filepath.Join(procRoot, strconv.Itoa(pid), "task", strconv.Itoa(tid), "status"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s: %w", where, ErrNoProcess)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	if task["Tgid"] != strconv.Itoa(pid) {
-		return fmt.Errorf("%s: %w: the thread belongs to process %s", where, ErrNoProcess, task["Tgid"])
-	}
-	if s := task["State"]; strings.HasPrefix(s, "Z") || strings.HasPrefix(s, "X") {
-		return fmt.Errorf("%s: %w: it has exited (state %s)", where, ErrNoProcess, s)
-	}
-	ign, err := sigsetHasSEGV(task["SigIgn"])
-	if err != nil {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	if ign {
-		return fmt.Errorf("%s: %w: the process ignores SIGSEGV", where, ErrSignalBlocked)
-	}
-	return nil
-}
-
-// tracerNote names the process's tracer, if it has one, for an EPERM.
-func tracerNote(pid int) string {
-	st, err := statusFields(filepath.Join(procRoot, strconv.Itoa(pid), "status"))
-	if err != nil || st["TracerPid"] == "" || st["TracerPid"] == "0" {
-		return ""
-	}
-	return fmt.Sprintf(" (it is already traced by process %s; a process has one tracer at a time)", st["TracerPid"])
-}
 
 // maxThreads bounds the directory read of PickThread.
 const maxThreads = 1 << 16
