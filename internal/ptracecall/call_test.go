@@ -392,6 +392,61 @@ func TestTimeoutRestores(t *testing.T) {
 	verdict(t, p.Lines, "1")
 }
 
+// TestSelfDeadlockTimesOut is the case the timeout exists for: the
+// borrowed thread holds the lock the function needs (it was stopped with
+// canary_mutex held, as a thread stopped inside malloc holds an arena's).
+// The call waits for ever, is abandoned at the timeout, and the thread
+// resumes; having only waited, the abandoned call leaves the mutex
+// usable.
+func TestSelfDeadlockTimesOut(t *testing.T) {
+	p := canary(t, "lockheld")
+	_, err := Call(p.PID(), p.PID(), lookup(t, p, "canary", "canary_lock"), nil, 300*time.Millisecond)
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("canary_lock() on the thread holding the lock: %v, want ErrTimeout", err)
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+	if !contains(p.Lines, "relock ok") {
+		t.Errorf("the mutex is unusable after the abandoned call: %q", p.Lines)
+	}
+}
+
+// TestOtherThreadsRun: while the main thread is borrowed, the worker
+// keeps running.
+func TestOtherThreadsRun(t *testing.T) {
+	p := canary(t, "trim")
+	worker := otherThread(t, p.PID())
+	spin := lookup(t, p, "canary", "canary_spin_ms")
+	before := cpuTime(t, p.PID(), worker)
+	if ret, err := Call(p.PID(), p.PID(), spin, []uint64{300}, 3*time.Second); err != nil || ret != 300 {
+		t.Fatalf("canary_spin_ms(300) = %d, %v", ret, err)
+	}
+	if after := cpuTime(t, p.PID(), worker); after <= before {
+		t.Errorf("the worker did not run during the 300 ms call (utime+stime %d then %d ticks)", before, after)
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+}
+
+// TestAlreadyTraced: a thread has one tracer; a second is refused with
+// the first named.
+func TestAlreadyTraced(t *testing.T) {
+	p := canary(t, "read")
+	fn := lookup(t, p, "libc.so.6", "getpid")
+	err := Run(p.PID(), p.PID(), Options{}, func(c *Conn) error {
+		_, err := Call(p.PID(), p.PID(), fn, nil, time.Second)
+		if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "already traced by process "+strconv.Itoa(os.Getpid())) {
+			t.Errorf("second tracer: %v, want ErrPermission naming process %d", err, os.Getpid())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+}
+
 // TestFaultRestores: a function that dereferences a bad pointer is
 // abandoned; the SIGSEGV is not delivered (the canary would die of it) and
 // the thread resumes intact.

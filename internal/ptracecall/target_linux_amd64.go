@@ -96,10 +96,15 @@ func checkTarget(pid, tid int) error {
 }
 
 // tracerNote names the process's tracer, if it has one, for an EPERM.
+// TracerPid is the tracing thread; its process is that thread's Tgid.
 func tracerNote(pid int) string {
 	st, err := statusFields(filepath.Join(procRoot, strconv.Itoa(pid), "status"))
 	if err != nil || st["TracerPid"] == "" || st["TracerPid"] == "0" {
 		return ""
 	}
-	return fmt.Sprintf(" (it is already traced by process %s; a process has one tracer at a time)", st["TracerPid"])
+	who := st["TracerPid"]
+	if tr, err := statusFields(filepath.Join(procRoot, who, "status")); err == nil && tr["Tgid"] != "" {
+		who = fmt.Sprintf("%s (%s)", tr["Tgid"], tr["Name"])
+	}
+	return fmt.Sprintf(" (it is already traced by process %s; a process has one tracer at a time)", who)
 }
