@@ -52,7 +52,11 @@ func LookupFunc(pid int, lib, name string) (uint64, error) {
 		return 0, fmt.Errorf("%s: %w", where, err)
 	}
 	defer f.Close()
-	addr, err := resolve(f, segs, name)
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", where, err)
+	}
+	addr, err := resolve(f, fi.Size(), segs, name)
 	if err != nil {
 		return 0, fmt.Errorf("%s (%s): %w", where, segs[0].Path, err)
 	}
@@ -135,9 +139,10 @@ func openMapped(pid int, m procmaps.Mapping) (*os.File, error) {
 	return f, nil
 }
 
-// resolve finds name in f's dynamic symbols and places it in the
-// process by the mappings segs (segs[0] at file offset 0).
-func resolve(f *os.File, segs []procmaps.Mapping, name string) (addr uint64, err error) {
+// resolve finds name in the dynamic symbols of the ELF file r of size
+// bytes and places it in the process by the mappings segs (segs[0] at
+// file offset 0).
+func resolve(r io.ReaderAt, size int64, segs []procmaps.Mapping, name string) (addr uint64, err error) {
 	defer func() {
 		// debug/elf is fuzzed but meets a hostile file here: a panic is
 		// the file's fault, reported as such.
@@ -145,11 +150,7 @@ func resolve(f *os.File, segs []procmaps.Mapping, name string) (addr uint64, err
 			err = fmt.Errorf("%w: malformed ELF file (%v)", ErrSymbol, r)
 		}
 	}()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	ef, err := elf.NewFile(io.NewSectionReader(f, 0, fi.Size()))
+	ef, err := elf.NewFile(io.NewSectionReader(r, 0, size))
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrSymbol, err)
 	}
