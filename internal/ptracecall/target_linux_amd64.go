@@ -1,0 +1,110 @@
+//go:build linux && amd64
+
+package ptracecall
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/memdiag/memdiag/internal/procmaps"
+)
+
+// stackRoom is the mapping the thread's stack pointer lies in.
+type stackRoom struct {
+	low, high uint64
+	// grows: the main thread's [stack], which the kernel extends
+	// downwards when the thread itself touches below it.
+	grows bool
+}
+
+// findStack finds the mapping that holds rsp, and checks that nothing is
+// mapped at trapAddr.
+//
+// The function runs on the thread's own stack, so that stack must be one
+// a function can run on: the main thread's [stack], or an anonymous
+// mapping with a guard page (PROT_NONE) right below it, as glibc, musl
+// and the JVM make thread stacks. Anything else is refused: a thread
+// stopped in a signal handler on a small alternate stack (sigaltstack,
+// often malloc'd), or on a Go goroutine stack inside the Go heap, would
+// let the function overflow into live data.
+func findStack(pid int, rsp uint64) (stackRoom, error) {
+	name := filepath.Join(procRoot, strconv.Itoa(pid), "maps")
+	f, err := os.Open(name)
+	if err != nil {
+		return stackRoom{}, fmt.Errorf("reading its mappings: %w", err)
+	}
+	defer f.Close()
+	maps, err := procmaps.Parse(f, name)
+	if err != nil {
+		return stackRoom{}, err
+	}
+	for _, m := range maps {
+		if m.Start <= trapAddr && trapAddr < m.End {
+			return stackRoom{}, fmt.Errorf("%w: the trap address %#x is mapped (%#x-%#x %s)", ErrUnsupported, uint64(trapAddr), m.Start, m.End, m.Path)
+		}
+	}
+	for i, m := range maps {
+		if !(m.Start < rsp && rsp <= m.End) {
+			continue
+		}
+		if m.Path == "[stack]" && m.Writable() {
+			return stackRoom{low: m.Start, high: m.End, grows: true}, nil
+		}
+		guarded := i > 0 && maps[i-1].End == m.Start && maps[i-1].Perms[:3] == "---"
+		if m.Writable() && m.Inode == 0 && m.Path == "" && guarded {
+			return stackRoom{low: m.Start, high: m.End}, nil
+		}
+		return stackRoom{}, fmt.Errorf("%w: its stack pointer %#x is in %#x-%#x %s %q, not a thread stack (no guard page below it): a signal handler's alternate stack or a language runtime's small stack, which the function could overflow", ErrNoStack, rsp, m.Start, m.End, m.Perms, m.Path)
+	}
+	return stackRoom{}, fmt.Errorf("%w: its stack pointer %#x is in no mapping", ErrNoStack, rsp)
+}
+
+// checkTarget checks, before attaching, that tid is a live thread of
+// process pid and that the process does not ignore SIGSEGV: the trap
+// fault would reset an ignored SIGSEGV to its default action.
+func checkTarget(pid, tid int) error {
+	where := fmt.Sprintf("process %d thread %d", pid, tid)
+	if pid <= 0 || tid <= 0 {
+		return fmt.Errorf("%s: %w", where, ErrNoProcess)
+	}
+	task, err := statusFields(filepath.Join(procRoot, strconv.Itoa(pid), "task", strconv.Itoa(tid), "status"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", where, ErrNoProcess)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	if task["Tgid"] != strconv.Itoa(pid) {
+		return fmt.Errorf("%s: %w: the thread belongs to process %s", where, ErrNoProcess, task["Tgid"])
+	}
+	if s := task["State"]; strings.HasPrefix(s, "Z") || strings.HasPrefix(s, "X") {
+		return fmt.Errorf("%s: %w: it has exited (state %s)", where, ErrNoProcess, s)
+	}
+	ign, err := sigsetHasSEGV(task["SigIgn"])
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	if ign {
+		return fmt.Errorf("%s: %w: the process ignores SIGSEGV", where, ErrSignalBlocked)
+	}
+	return nil
+}
+
+// tracerNote names the process's tracer, if it has one, for an EPERM.
+// TracerPid is the tracing thread; its process is that thread's Tgid.
+func tracerNote(pid int) string {
+	st, err := statusFields(filepath.Join(procRoot, strconv.Itoa(pid), "status"))
+	if err != nil || st["TracerPid"] == "" || st["TracerPid"] == "0" {
+		return ""
+	}
+	who := st["TracerPid"]
+	if tr, err := statusFields(filepath.Join(procRoot, who, "status")); err == nil && tr["Tgid"] != "" {
+		who = fmt.Sprintf("%s (%s)", tr["Tgid"], tr["Name"])
+	}
+	return fmt.Sprintf(" (it is already traced by process %s; a process has one tracer at a time)", who)
+}
