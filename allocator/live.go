@@ -22,6 +22,12 @@ const bufferBytes = 1 << 20
 // the target's user, nothing written to files).
 type Live struct {
 	Injector gdbinject.Injector
+	// NoGDB makes the calls without gdb (package ptracecall), proven first
+	// on a canary; they are made so anyway where gdb is missing.
+	NoGDB bool
+	// Canary holds the verdict of that proof for the calls of one run;
+	// nil proves it at each call.
+	Canary *PtraceCanary
 }
 
 // jemallocValues are the mallctl names a capture reads, with their C size
@@ -103,17 +109,36 @@ func (l Live) Capture(ctx context.Context, pid int, d Detection) (*Stats, error)
 	source := fmt.Sprintf("%s statistics of process %d (via gdb)", d.Kind, pid)
 	switch d.Kind {
 	case Jemalloc:
-		res, err := l.Injector.Run(ctx, pid, gdbinject.Job{What: "jemalloc's mallctl", Libraries: []string{"libc.so.6", soName(d.Library)}, Script: jemallocScript()})
+		var log string
+		var err error
+		if !l.NoGDB {
+			var res gdbinject.Result
+			res, err = l.Injector.Run(ctx, pid, gdbinject.Job{What: "jemalloc's mallctl", Libraries: []string{"libc.so.6", soName(d.Library)}, Script: jemallocScript()})
+			log = string(res.Log)
+		}
+		if l.noGDB(err) {
+			source = fmt.Sprintf("%s statistics of process %d (called without gdb)", d.Kind, pid)
+			err = l.withoutGDB(pid, "jemalloc's mallctl", func() (e error) { log, e = jemallocByPtrace(pid, d); return e })
+		}
 		if err != nil {
 			return nil, err
 		}
-		f, err := jemallocFromLog(string(res.Log), pid)
+		f, err := jemallocFromLog(log, pid)
 		if err != nil {
 			return nil, err
 		}
 		return FromJemalloc(f, source), nil
 	case Tcmalloc:
-		res, err := l.Injector.Run(ctx, pid, gdbinject.Job{What: "tcmalloc's MallocExtension_GetStats", Libraries: []string{"libc.so.6", soName(d.Library)}, Script: tcmallocScript(), MaxOutput: bufferBytes})
+		var res gdbinject.Result
+		var err error
+		if !l.NoGDB {
+			res, err = l.Injector.Run(ctx, pid, gdbinject.Job{What: "tcmalloc's MallocExtension_GetStats", Libraries: []string{"libc.so.6", soName(d.Library)}, Script: tcmallocScript(), MaxOutput: bufferBytes})
+		}
+		if l.noGDB(err) {
+			source = fmt.Sprintf("%s statistics of process %d (called without gdb)", d.Kind, pid)
+			err = l.withoutGDB(pid, "tcmalloc's MallocExtension_GetStats", func() (e error) { res.Output, e = tcmallocByPtrace(pid, d); return e })
+			res.Log = []byte("memdiag: GetStats")
+		}
 		if err != nil {
 			return nil, err
 		}

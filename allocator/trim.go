@@ -52,7 +52,20 @@ func (l Live) Trim(ctx context.Context, pid int, d Detection) (time.Duration, er
 	if d.Kind != Glibc {
 		libs = append(libs, soName(d.Library))
 	}
-	res, err := l.Injector.Run(ctx, pid, gdbinject.Job{What: call, Libraries: libs, Script: trimScript(d.Kind)})
+	var res gdbinject.Result
+	var err error
+	if !l.NoGDB {
+		res, err = l.Injector.Run(ctx, pid, gdbinject.Job{What: call, Libraries: libs, Script: trimScript(d.Kind)})
+	}
+	if l.noGDB(err) {
+		started := time.Now()
+		var rc int
+		err = l.withoutGDB(pid, call, func() (e error) { rc, e = trimByPtrace(pid, d); return e })
+		if err == nil && d.Kind == Jemalloc && rc != 0 {
+			err = fmt.Errorf("%w on process %d: %s returned %d", gdbinject.ErrRun, pid, call, rc)
+		}
+		return time.Since(started), err
+	}
 	if err != nil {
 		return res.Paused, err
 	}

@@ -1,0 +1,103 @@
+package allocator
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/memdiag/memdiag/internal/testprog"
+)
+
+// TestLiveAllocatorsWithoutGDB is TestLiveAllocators' bar met with no gdb
+// at all: jemalloc's mallctl, tcmalloc's GetStats and each allocator's
+// trim called in one thread of the process by package ptracecall, after
+// the canary. The figures match the allocator's own, the trim gives back
+// what it held, and the process goes on answering.
+func TestLiveAllocatorsWithoutGDB(t *testing.T) {
+	testprog.NeedRoot(t)
+	bin := testprog.Build(t, "allocfree", "-ldl")
+	canary := &PtraceCanary{}
+	if err := canary.Prove(); err != nil {
+		t.Fatalf("the canary fails on this host: %v", err)
+	}
+	for _, tc := range []struct {
+		kind    Kind
+		lib     string
+		env     []string
+		freeKey string
+	}{
+		{Jemalloc, "libjemalloc.so.2", []string{"MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1"}, ""},
+		{Tcmalloc, "libtcmalloc_minimal.so.4", nil, "pageheap_free"},
+		{Glibc, "", nil, ""},
+	} {
+		t.Run(string(tc.kind), func(t *testing.T) {
+			env := tc.env
+			if tc.lib != "" {
+				lib := "/usr/lib/x86_64-linux-gnu/" + tc.lib
+				if _, err := os.Stat(lib); err != nil {
+					t.Skipf("%s not installed (%v); .ci/run installs it", tc.lib, err)
+				}
+				env = append(env, "LD_PRELOAD="+lib)
+			}
+			p := testprog.StartWith(t, testprog.Options{Env: env}, bin)
+			before := p.Values()
+			d, err := Detect("/proc", p.PID())
+			if err != nil || d.Kind != tc.kind {
+				t.Fatalf("detected %+v, %v; want %s", d, err, tc.kind)
+			}
+			var said []string
+			live := Live{NoGDB: true, Canary: canary}
+			live.Injector.Notify = func(m string) { said = append(said, m) }
+			if tc.kind != Glibc {
+				s, err := live.Capture(context.Background(), p.PID(), d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !within(s.InUseBytes, uint64(before["allocated"]), 0.05) || !strings.Contains(s.Source, "without gdb") {
+					t.Errorf("in use %d, the allocator's own %d (source %q)", s.InUseBytes, before["allocated"], s.Source)
+				}
+			}
+			held := before["resident"] - before["active"]
+			if tc.freeKey != "" {
+				held = before[tc.freeKey]
+			}
+			paused, err := live.Trim(context.Background(), p.PID(), d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Lines = nil
+			p.Step(t) // it still answers
+			after := p.Values()
+			back := before["vmrss"] - after["vmrss"]
+			t.Logf("%s: trim without gdb took %v, gave back %d B of VmRSS (held %d free); said %q", tc.kind, paused, back, held, said)
+			if tc.kind != Glibc && float64(back) < 0.8*float64(held) {
+				t.Errorf("the trim gave back %d B of VmRSS; the allocator held %d B free", back, held)
+			}
+			if tc.kind == Glibc && back == 0 {
+				t.Errorf("malloc_trim(0) gave nothing back")
+			}
+			if len(said) == 0 || !strings.Contains(said[0], "without gdb") {
+				t.Errorf("the user was not told of the call: %q", said)
+			}
+		})
+	}
+}
+
+// TestPtraceCanarySleepEndsOnTime: the canary's own check is what the
+// harm looks like: a sleep called into must still end at its time.
+func TestPtraceCanarySleepEndsOnTime(t *testing.T) {
+	testprog.NeedRoot(t)
+	if _, err := exec.LookPath("sleep"); err != nil {
+		t.Skipf("no sleep(1): %v", err)
+	}
+	start := time.Now()
+	if err := (&PtraceCanary{}).Prove(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 400*time.Millisecond || took > 5*time.Second {
+		t.Errorf("the canary took %v: it did not wait for its sleep to end", took)
+	}
+}
