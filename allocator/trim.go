@@ -58,13 +58,18 @@ func (l Live) Trim(ctx context.Context, pid int, d Detection) (time.Duration, er
 		res, err = l.Injector.Run(ctx, pid, gdbinject.Job{What: call, Libraries: libs, Script: trimScript(d.Kind)})
 	}
 	if l.noGDB(err) {
-		started := time.Now()
 		var rc int
-		err = l.withoutGDB(pid, call, func() (e error) { rc, e = trimByPtrace(pid, d); return e })
+		var paused time.Duration
+		err = l.withoutGDB(pid, call, func() (e error) {
+			started := time.Now()
+			rc, e = trimByPtrace(pid, d)
+			paused = time.Since(started)
+			return e
+		})
 		if err == nil && d.Kind == Jemalloc && rc != 0 {
 			err = fmt.Errorf("%w on process %d: %s returned %d", gdbinject.ErrRun, pid, call, rc)
 		}
-		return time.Since(started), err
+		return paused, err
 	}
 	if err != nil {
 		return res.Paused, err

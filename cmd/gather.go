@@ -250,7 +250,7 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 			in.Notes = append(in.Notes, allocatorNote(det))
 		}
 		if err == nil && (det.Kind == allocator.Jemalloc || det.Kind == allocator.Tcmalloc) {
-			live := allocator.Live{Injector: gdbinject.Injector{ProcRoot: procRoot, Timeout: o.Timeout, Notify: notifier(stderr)}}
+			live := allocator.Live{Injector: gdbinject.Injector{ProcRoot: procRoot, Timeout: o.Timeout, Notify: notifier(stderr)}, Canary: &allocator.PtraceCanary{}}
 			if other, err = live.Capture(ctx, o.PID, det); err != nil {
 				in.Notes = append(in.Notes, string(det.Kind)+": "+err.Error())
 				failed = append(failed, string(det.Kind)+": "+err.Error())

@@ -237,7 +237,7 @@ func otherAllocator(o *MallocInfoOptions) (done bool, err error) {
 		}
 		ctx, stop := interruptible()
 		defer stop()
-		live := allocator.Live{Injector: gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)}}
+		live := allocator.Live{Injector: gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)}, Canary: &allocator.PtraceCanary{}}
 		if s, err = live.Capture(ctx, o.PID, d); err != nil {
 			return true, err
 		}

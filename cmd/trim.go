@@ -23,9 +23,11 @@ type TrimOptions struct {
 	Streams  *Streams
 	ProcRoot string
 
-	PID     int
-	DryRun  bool
-	NoJVM   bool // trim a JVM's allocator through gdb, not its attach socket
+	PID    int
+	DryRun bool
+	NoJVM  bool // trim a JVM's allocator through gdb, not its attach socket
+	// NoGDB calls the allocator without gdb (ptrace, proven on a canary).
+	NoGDB   bool
 	Timeout time.Duration
 	Format  report.Format
 	Color   bool
@@ -81,6 +83,7 @@ call, and how, and does nothing.`,
 	f.IntVar(&o.PID, "pid", 0, "the process to trim")
 	f.BoolVar(&o.DryRun, "dry-run", false, "say what would be called, and how, and do nothing")
 	f.BoolVar(&o.NoJVM, "no-jvm", false, "for a JVM: call its allocator through gdb, not System.trim_native_heap")
+	f.BoolVar(&o.NoGDB, "no-gdb", false, "call the allocator in one thread of the process with ptrace, not through gdb (proven first on a process of memdiag's own; also used where gdb is missing)")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "interrupt a call that has not returned after this long")
 	return c
 }
@@ -122,6 +125,9 @@ func runTrim(o *TrimOptions) error {
 			return fmt.Errorf("process %d: %w: no glibc, jemalloc or tcmalloc library is mapped (a static binary, musl, or another allocator)", o.PID, allocator.ErrUnsupported)
 		}
 		v.Call, v.How = call, "gdb (the process pauses while attached)"
+		if o.NoGDB {
+			v.How = "ptrace, without gdb (one thread pauses for the call)"
+		}
 	}
 	if o.DryRun {
 		v.Notes = append(v.Notes, "nothing was called: --dry-run")
@@ -131,7 +137,7 @@ func runTrim(o *TrimOptions) error {
 	defer stop()
 	notify := notifier(o.Streams.ErrOut)
 	inj := gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notify}
-	live := allocator.Live{Injector: inj}
+	live := allocator.Live{Injector: inj, NoGDB: o.NoGDB, Canary: &allocator.PtraceCanary{}}
 
 	// What the allocator says it keeps, before; a JVM is not ptraced.
 	var keptBefore func() (uint64, error)

@@ -178,3 +178,35 @@ func TestExplainOtherAllocators(t *testing.T) {
 		})
 	}
 }
+
+// TestTrimWithoutGDB is story 1 trimmed with no gdb on the host at all
+// (PATH holds none): explain reads the arenas from the process's memory,
+// and trim --no-gdb calls malloc_trim(0) in one of its threads with
+// ptrace, after the canary; RSS falls by most of what was retained.
+func TestTrimWithoutGDB(t *testing.T) {
+	testprog.NeedRoot(t)
+	bin := testprog.Build(t, "mallocdemo")
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skipf("no sleep(1) for the canary: %v", err)
+	}
+	// A PATH with sleep(1), which the canary runs, and no gdb.
+	dir := t.TempDir()
+	if err := os.Symlink(sleep, filepath.Join(dir, "sleep")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	p := testprog.Start(t, bin, "story1", filepath.Join(t.TempDir(), "x.xml"))
+	pid := strconv.Itoa(p.PID())
+	e := runExplainJSON(t, "--pid", pid, "--capture-malloc-info")
+	retained := e.bytes("malloc-free-retained")
+	v := runTrimJSON(t, "--pid", pid, "--no-gdb")
+	back := v.RSSBeforeBytes - *v.RSSAfterBytes
+	t.Logf("explain: %.0f B retained; the trim without gdb gave back %.0f B in %.3f s", retained, back, v.PausedSeconds)
+	if v.Call != "malloc_trim(0)" || !strings.Contains(v.How, "without gdb") {
+		t.Errorf("trim %+v", v)
+	}
+	if retained < 60<<20 || back < 0.8*retained {
+		t.Errorf("the trim gave back %.0f B; explain called %.0f B retained", back, retained)
+	}
+}
