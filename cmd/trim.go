@@ -130,7 +130,9 @@ func runTrim(o *TrimOptions) error {
 	ctx, stop := interruptible()
 	defer stop()
 	notify := notifier(o.Streams.ErrOut)
-	inj := gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notify}
+	// One canary for the calls before, of and after the trim: gdb is
+	// proven once.
+	inj := gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notify, Canary: &gdbinject.Canary{}}
 	live := allocator.Live{Injector: inj}
 
 	// What the allocator says it keeps, before; a JVM is not ptraced.

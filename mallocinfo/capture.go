@@ -23,6 +23,8 @@ var (
 	ErrNoPtrace   = gdbinject.ErrNoPtrace
 	ErrNoProcess  = gdbinject.ErrNoProcess
 	ErrCaptureRun = gdbinject.ErrRun
+	// ErrUnsafeHost: see gdbinject.ErrUnsafeHost.
+	ErrUnsafeHost = gdbinject.ErrUnsafeHost
 	// ErrGoProgram: see gdbinject.ErrGoProgram.
 	ErrGoProgram = gdbinject.ErrGoProgram
 )
@@ -97,6 +99,10 @@ func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 func (c Capturer) CaptureDocument(ctx context.Context, pid int) ([]byte, error) {
 	if !c.UseGDB {
 		return c.readDocument(ctx, pid)
+	}
+	// A zombie's maps are empty: checkGlibc would call it not glibc's.
+	if err := gdbinject.CheckAlive(c.ProcRoot, pid); err != nil {
+		return nil, err
 	}
 	if err := c.injector().CheckNotGo(pid, "malloc_info"); err != nil {
 		return nil, err

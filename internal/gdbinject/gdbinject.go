@@ -55,6 +55,15 @@ type Injector struct {
 	// Notify, when set, is told just before gdb attaches (every check that
 	// can refuse has passed), in words for the user.
 	Notify func(msg string)
+	// Canary keeps the verdict of the canary run that proves, before any
+	// target is touched, that gdb's calls leave a process as it was on
+	// this host (see Canary); share one among a command's injectors. nil:
+	// every Run proves gdb anew.
+	Canary *Canary
+	// SkipCanary makes Run call into the target without proving gdb on a
+	// canary first. It is for tests whose GDB is a stand-in script that
+	// calls nothing; memdiag's commands never set it.
+	SkipCanary bool
 }
 
 // Job is what to run in the process.
@@ -92,6 +101,9 @@ func (in Injector) procRoot() string {
 // script's calls succeeded, which only the caller can judge.
 func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	proc := filepath.Join(in.procRoot(), strconv.Itoa(pid))
+	if err := CheckAlive(in.procRoot(), pid); err != nil {
+		return Result{}, err
+	}
 	if err := in.CheckNotGo(pid, job.What); err != nil {
 		return Result{}, err
 	}
@@ -114,6 +126,9 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
+	if err := in.proveGDB(ctx, gdb, pid, ids, timeout); err != nil {
+		return Result{}, err
+	}
 	before, err := readIdentity(proc)
 	if err != nil {
 		return Result{}, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
@@ -134,8 +149,8 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	// checks and the attach it may have exec'd another program (a setuid
 	// one, say) or exited and had its pid reused. What it did is then not
 	// the target's — and a pid reused is not ours to signal either.
-	if after, err := readIdentity(proc); err == nil && after != before {
-		return Result{}, fmt.Errorf("%w: process %d changed while gdb was attached (%s): the result is discarded", ErrRun, pid, before.change(after))
+	if err := fate(proc, pid, before, string(res.log)); err != nil {
+		return Result{}, err
 	}
 	if !wasStopped {
 		ensureRunning(proc, pid)
