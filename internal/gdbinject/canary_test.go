@@ -274,3 +274,32 @@ func TestNoCommandSkipsTheCanary(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCanaryCatchesABrokenRestart: this host's real gdb, made to break the
+// interrupted system call as gdb 13 does on hosts with AMX tiles (after
+// the script, orig_rax = -1 so that the kernel does not restart the call,
+// rax = -516: ERESTART_RESTARTBLOCK reaches the program), is refused on
+// the canary's own words — the register checks printed before the harm
+// pass — and the target is never handed to it.
+func TestCanaryCatchesABrokenRestart(t *testing.T) {
+	real, err := exec.LookPath("gdb")
+	if err != nil {
+		t.Skipf("gdb not found (%v); .ci/run installs it", err)
+	}
+	runs := filepath.Join(t.TempDir(), "runs")
+	gdb := fakeGDB(t, fmt.Sprintf(`for a; do [ "$prev" = -p ] && echo "$a" >> %s; prev=$a; done
+n=$#
+for a; do
+  if [ "$a" = detach ]; then set -- "$@" 'set $orig_rax = -1' -ex 'set $rax = -516' -ex detach; else set -- "$@" "$a"; fi
+done
+shift $n
+exec %s "$@"`, runs, real))
+	target := startSleep(t, nil)
+	_, err = Injector{GDB: gdb, Timeout: 30 * time.Second}.Run(context.Background(), target, Job{What: "a test", Script: "\n"})
+	if !errors.Is(err, ErrUnsafeHost) || !strings.Contains(err.Error(), "Unknown error 516") {
+		t.Errorf("got %v, want ErrUnsafeHost and the canary's words", err)
+	}
+	if b, _ := os.ReadFile(runs); strings.Contains(string(b), strconv.Itoa(target)) || len(strings.Fields(string(b))) != 1 {
+		t.Errorf("gdb ran against %q; the target is %d: only the canary may be reached", b, target)
+	}
+}
