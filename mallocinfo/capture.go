@@ -64,6 +64,9 @@ type Capturer struct {
 	// Notify, when set, is told what the capture does to the process: just
 	// before gdb attaches, or after a read, how long its threads paused.
 	Notify func(msg string)
+	// Canary, shared among captures, proves gdb once for them all (see
+	// gdbinject.Canary); nil proves it for every capture through gdb.
+	Canary *gdbinject.Canary
 }
 
 func (c Capturer) procRoot() string {
@@ -74,7 +77,7 @@ func (c Capturer) procRoot() string {
 }
 
 func (c Capturer) injector() gdbinject.Injector {
-	return gdbinject.Injector{GDB: c.GDB, ProcRoot: c.ProcRoot, Timeout: c.Timeout, Notify: c.Notify}
+	return gdbinject.Injector{GDB: c.GDB, ProcRoot: c.ProcRoot, Timeout: c.Timeout, Notify: c.Notify, Canary: c.Canary}
 }
 
 // Source names where a capture of process pid comes from, for evidence.
