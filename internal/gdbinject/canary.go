@@ -37,9 +37,10 @@ var ErrUnsafeHost = errors.New("gdb cannot call a function in a process on this 
 // credentials gdb runs with). It is safe for concurrent use: a second
 // caller waits for the first's verdict.
 //
-// A canary costs about one more gdb run: on the development host (AMD
-// EPYC, gdb 13.1) 0.5–0.6 s, of which gdb --version 0.05 s, the canary's
-// start under 10 ms, and gdb's attach, calls and detach the rest.
+// A canary costs about one more gdb run: on the development host (2-core
+// AMD EPYC, gdb 13.1) 0.38–0.41 s idle and 0.8–1.2 s with the cores busy
+// (TestCanaryRealGDB logs it), of which gdb --version is 0.05 s and the
+// cat's start a few ms; the rest is gdb's start, attach, calls and detach.
 type Canary struct {
 	mu     sync.Mutex
 	proven map[string]error

@@ -5,7 +5,9 @@
 // back over a pipe — no file is made or read in the target's reach — reads
 // no init files and loads only the symbols of the libraries named; the
 // target's identity (start time, executable, uids) is compared before and
-// after, and a call into a Go program is refused. The process is paused
+// after, and a call into a Go program is refused. Before any target is
+// touched, gdb is proven on a canary process of memdiag's own (canary.go):
+// where its calls harm a process, Run refuses. The process is paused
 // while gdb is attached; a call still running at the deadline is unwound.
 package gdbinject
 
@@ -96,8 +98,8 @@ func (in Injector) procRoot() string {
 	return in.ProcRoot
 }
 
-// Run runs job in process pid. The error is one of the sentinels above,
-// wrapped with what happened, or nil: then Result.Log says whether the
+// Run runs job in process pid, after the canary (unless SkipCanary). The
+// error is one of the sentinels above, wrapped with what happened, or nil: then Result.Log says whether the
 // script's calls succeeded, which only the caller can judge.
 func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	proc := filepath.Join(in.procRoot(), strconv.Itoa(pid))
