@@ -99,8 +99,9 @@ func (in Injector) procRoot() string {
 }
 
 // Run runs job in process pid, after the canary (unless SkipCanary). The
-// error is one of the sentinels above, wrapped with what happened, or nil: then Result.Log says whether the
-// script's calls succeeded, which only the caller can judge.
+// error is one of the sentinels above, wrapped with what happened, or nil:
+// then Result.Log says whether the script's calls succeeded, which only
+// the caller can judge.
 func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	proc := filepath.Join(in.procRoot(), strconv.Itoa(pid))
 	if err := CheckAlive(in.procRoot(), pid); err != nil {
