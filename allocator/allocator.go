@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/parseerr"
 	"github.com/memdiag/memdiag/internal/procmaps"
 )
@@ -134,6 +135,10 @@ type Detection struct {
 // glibc.
 func Detect(procRoot string, pid int) (Detection, error) {
 	var d Detection
+	// A zombie maps nothing: it would be called a static binary.
+	if err := gdbinject.CheckAlive(procRoot, pid); err != nil {
+		return d, err
+	}
 	_, err := procmaps.Find(procRoot, pid, func(p string) bool {
 		switch k := OfLibrary(p); {
 		case k == Jemalloc || k == Tcmalloc:

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"testing"
 
+	"github.com/memdiag/memdiag/internal/gdbtest"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
 
@@ -50,6 +51,9 @@ func TestLiveAllocators(t *testing.T) {
 			}
 			live := Live{}
 			s, err := live.Capture(context.Background(), p.PID(), d)
+			if gdbtest.Refused(t, err, p.PID()) {
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

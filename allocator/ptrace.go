@@ -98,8 +98,13 @@ func sleeping(pid int) bool {
 
 // withoutGDB runs call on process pid after the canary has passed, and
 // refuses a result from a process whose pid another took meanwhile.
-func (l Live) withoutGDB(pid int, what string, call func() error) error {
+// gdbErr is why gdb was not used: a refusal of the canary here keeps it,
+// so that both verdicts are told.
+func (l Live) withoutGDB(pid int, what string, gdbErr error, call func() error) error {
 	if err := l.canary().Prove(); err != nil {
+		if gdbErr != nil {
+			return fmt.Errorf("%w; without gdb, not calling %s either: %w", gdbErr, what, err)
+		}
 		return fmt.Errorf("process %d: not calling %s: %w", pid, what, err)
 	}
 	proc := "/proc/" + strconv.Itoa(pid)
@@ -127,10 +132,11 @@ func (l Live) canary() *PtraceCanary {
 	return &PtraceCanary{}
 }
 
-// noGDB reports whether a call goes without gdb: asked for, or gdb is
-// not there (refused before anything touched the process).
+// noGDB reports whether a call goes without gdb: asked for, gdb is not
+// there, or gdb failed its canary on this host — each refused before
+// anything touched the process.
 func (l Live) noGDB(gdbErr error) bool {
-	return l.NoGDB || errors.Is(gdbErr, gdbinject.ErrNoGDB)
+	return l.NoGDB || errors.Is(gdbErr, gdbinject.ErrNoGDB) || errors.Is(gdbErr, gdbinject.ErrUnsafeHost)
 }
 
 // ptraceSession is one borrowed thread of the target and the functions

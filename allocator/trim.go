@@ -60,7 +60,7 @@ func (l Live) Trim(ctx context.Context, pid int, d Detection) (time.Duration, er
 	if l.noGDB(err) {
 		var rc int
 		var paused time.Duration
-		err = l.withoutGDB(pid, call, func() (e error) {
+		err = l.withoutGDB(pid, call, err, func() (e error) {
 			started := time.Now()
 			rc, e = trimByPtrace(pid, d)
 			paused = time.Since(started)

@@ -27,6 +27,9 @@ type explainJSON struct {
 		ID    string  `json:"id"`
 		Bytes float64 `json:"bytes"`
 	} `json:"findings"`
+	Inputs struct {
+		Notes []string `json:"notes"`
+	} `json:"inputs"`
 }
 
 func (e *explainJSON) bytes(cat string) float64 {

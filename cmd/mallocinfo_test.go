@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/memdiag/memdiag/internal/gdbtest"
 	"github.com/memdiag/memdiag/internal/testprog"
 	"github.com/memdiag/memdiag/report"
 )
@@ -293,7 +294,11 @@ func TestMallocInfoOtherAllocators(t *testing.T) {
 	}
 	p := testprog.StartWith(t, testprog.Options{Env: []string{"LD_PRELOAD=" + lib, "MALLOC_CONF=dirty_decay_ms:-1"}}, testprog.Build(t, "allocfree", "-ldl"))
 	s, out, errOut := testStreams("", false, nil)
-	if code := run(t, s, "mallocinfo", "--pid", strconv.Itoa(p.PID())); code != 0 {
+	code := run(t, s, "mallocinfo", "--pid", strconv.Itoa(p.PID()))
+	if gdbtest.RefusedCommand(t, code, errOut.String(), p.PID()) {
+		return
+	}
+	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	for _, want := range []string{"jemalloc", "dirty_pages", "allocator-retention", "dirty_decay_ms is -1", "memdiag trim --pid"} {

@@ -136,7 +136,9 @@ func runTrim(o *TrimOptions) error {
 	ctx, stop := interruptible()
 	defer stop()
 	notify := notifier(o.Streams.ErrOut)
-	inj := gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notify}
+	// One canary for the calls before, of and after the trim: gdb (or the
+	// calls without it) is proven once.
+	inj := gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notify, Canary: &gdbinject.Canary{}}
 	live := allocator.Live{Injector: inj, NoGDB: o.NoGDB, Canary: &allocator.PtraceCanary{}}
 
 	// What the allocator says it keeps, before; a JVM is not ptraced.

@@ -23,6 +23,8 @@ var (
 	ErrNoPtrace   = gdbinject.ErrNoPtrace
 	ErrNoProcess  = gdbinject.ErrNoProcess
 	ErrCaptureRun = gdbinject.ErrRun
+	// ErrUnsafeHost: see gdbinject.ErrUnsafeHost.
+	ErrUnsafeHost = gdbinject.ErrUnsafeHost
 	// ErrGoProgram: see gdbinject.ErrGoProgram.
 	ErrGoProgram = gdbinject.ErrGoProgram
 )
@@ -62,6 +64,9 @@ type Capturer struct {
 	// Notify, when set, is told what the capture does to the process: just
 	// before gdb attaches, or after a read, how long its threads paused.
 	Notify func(msg string)
+	// Canary, shared among captures, proves gdb once for them all (see
+	// gdbinject.Canary); nil proves it for every capture through gdb.
+	Canary *gdbinject.Canary
 }
 
 func (c Capturer) procRoot() string {
@@ -72,7 +77,7 @@ func (c Capturer) procRoot() string {
 }
 
 func (c Capturer) injector() gdbinject.Injector {
-	return gdbinject.Injector{GDB: c.GDB, ProcRoot: c.ProcRoot, Timeout: c.Timeout, Notify: c.Notify}
+	return gdbinject.Injector{GDB: c.GDB, ProcRoot: c.ProcRoot, Timeout: c.Timeout, Notify: c.Notify, Canary: c.Canary}
 }
 
 // Source names where a capture of process pid comes from, for evidence.
@@ -97,6 +102,10 @@ func (c Capturer) Capture(ctx context.Context, pid int) (*Info, error) {
 func (c Capturer) CaptureDocument(ctx context.Context, pid int) ([]byte, error) {
 	if !c.UseGDB {
 		return c.readDocument(ctx, pid)
+	}
+	// A zombie's maps are empty: checkGlibc would call it not glibc's.
+	if err := gdbinject.CheckAlive(c.ProcRoot, pid); err != nil {
+		return nil, err
 	}
 	if err := c.injector().CheckNotGo(pid, "malloc_info"); err != nil {
 		return nil, err

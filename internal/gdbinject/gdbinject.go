@@ -5,7 +5,9 @@
 // back over a pipe — no file is made or read in the target's reach — reads
 // no init files and loads only the symbols of the libraries named; the
 // target's identity (start time, executable, uids) is compared before and
-// after, and a call into a Go program is refused. The process is paused
+// after, and a call into a Go program is refused. Before any target is
+// touched, gdb is proven on a canary process of memdiag's own (canary.go):
+// where its calls harm a process, Run refuses. The process is paused
 // while gdb is attached; a call still running at the deadline is unwound.
 package gdbinject
 
@@ -54,6 +56,15 @@ type Injector struct {
 	// Notify, when set, is told just before gdb attaches (every check that
 	// can refuse has passed), in words for the user.
 	Notify func(msg string)
+	// Canary keeps the verdict of the canary run that proves, before any
+	// target is touched, that gdb's calls leave a process as it was on
+	// this host (see Canary); share one among a command's injectors. nil:
+	// every Run proves gdb anew.
+	Canary *Canary
+	// SkipCanary makes Run call into the target without proving gdb on a
+	// canary first. It is for tests whose GDB is a stand-in script that
+	// calls nothing; memdiag's commands never set it.
+	SkipCanary bool
 }
 
 // Job is what to run in the process.
@@ -86,11 +97,15 @@ func (in Injector) procRoot() string {
 	return in.ProcRoot
 }
 
-// Run runs job in process pid. The error is one of the sentinels above,
-// wrapped with what happened, or nil: then Result.Log says whether the
-// script's calls succeeded, which only the caller can judge.
+// Run runs job in process pid, after the canary (unless SkipCanary). The
+// error is one of the sentinels above, wrapped with what happened, or nil:
+// then Result.Log says whether the script's calls succeeded, which only
+// the caller can judge.
 func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	proc := filepath.Join(in.procRoot(), strconv.Itoa(pid))
+	if err := CheckAlive(in.procRoot(), pid); err != nil {
+		return Result{}, err
+	}
 	if err := in.CheckNotGo(pid, job.What); err != nil {
 		return Result{}, err
 	}
@@ -118,6 +133,9 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
+	if err := in.proveGDB(ctx, gdb, pid, ids, timeout); err != nil {
+		return Result{}, err
+	}
 	before, err := readIdentity(proc)
 	if err != nil {
 		return Result{}, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
@@ -139,8 +157,8 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	// checks and the attach it may have exec'd another program (a setuid
 	// one, say) or exited and had its pid reused. What it did is then not
 	// the target's — and a pid reused is not ours to signal either.
-	if after, err := readIdentity(proc); err == nil && after != before {
-		return Result{}, fmt.Errorf("%w: process %d changed while gdb was attached (%s): the result is discarded", ErrRun, pid, before.change(after))
+	if err := fate(proc, pid, before, string(res.log)); err != nil {
+		return Result{}, err
 	}
 	if !wasStopped {
 		ensureRunning(proc, pid)
