@@ -365,7 +365,8 @@ func TestExplainJSONContract(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmpKeys([]string{"attribution", "findings", "inputs", "rss_bytes", "schema", "source"}, doc); diff != "" {
+	// unmeasured: this smaps and malloc_info give no trace.
+	if diff := cmpKeys([]string{"attribution", "findings", "inputs", "rss_bytes", "schema", "source", "unmeasured"}, doc); diff != "" {
 		t.Errorf("top-level keys (-want +got):\n%s", diff)
 	}
 	for _, a := range doc["attribution"].([]any) {
@@ -374,6 +375,12 @@ func TestExplainJSONContract(t *testing.T) {
 				t.Errorf("attribution entry lacks %s", k)
 			}
 		}
+		if a.(map[string]any)["source"] == "no source given" {
+			t.Errorf("an unmeasured category is written: %v", a)
+		}
+	}
+	if u := fmt.Sprint(doc["unmeasured"]); u != "[leaked-mappings]" {
+		t.Errorf("unmeasured %s, want [leaked-mappings]", u)
 	}
 }
 

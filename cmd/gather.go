@@ -12,6 +12,7 @@ import (
 
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/goruntime"
 	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/jmx"
@@ -35,6 +36,7 @@ type GatherOptions struct {
 	NMTFile         string
 	HeapInfoFile    string
 	Prometheus      string
+	Expvar          string // a Go program's /debug/vars, URL or file
 	NoAttach        bool
 	Timeout         time.Duration
 	Jolokia         jmx.Jolokia
@@ -53,6 +55,7 @@ func (o *GatherOptions) register(f *pflag.FlagSet) {
 	f.StringVar(&o.NMTFile, "nmt", "", "saved jcmd VM.native_memory summary")
 	f.StringVar(&o.HeapInfoFile, "heap-info", "", "saved jcmd GC.heap_info")
 	f.StringVar(&o.Prometheus, "prometheus", "", "JVM memory metrics from this URL or file")
+	f.StringVar(&o.Expvar, "expvar", "", "a Go program's runtime.MemStats from its expvar page (http://HOST:PORT/debug/vars) or a saved copy")
 	f.StringVar(&o.Jolokia.URL, "jolokia", "", "JVM memory MBeans from this Jolokia endpoint")
 	f.StringVar(&o.jolokiaCredFile, "jolokia-credentials", "", "file whose first line is USER:PASSWORD (else MEMDIAG_JOLOKIA_USER/MEMDIAG_JOLOKIA_PASSWORD)")
 	f.BoolVar(&o.NoAttach, "no-attach", false, "never attach to a JVM (no heap range, no NMT)")
@@ -75,6 +78,8 @@ func (o *GatherOptions) evidence() string {
 		return "--heap-info"
 	case o.Prometheus != "":
 		return "--prometheus"
+	case o.Expvar != "":
+		return "--expvar"
 	case o.Jolokia.URL != "":
 		return "--jolokia"
 	}
@@ -188,6 +193,20 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 		} else {
 			merge(m)
 		}
+	}
+	if o.Expvar != "" {
+		var gs *goruntime.MemStats
+		var err error
+		if strings.HasPrefix(o.Expvar, "http://") || strings.HasPrefix(o.Expvar, "https://") {
+			if gs, err = goruntime.Fetch(ctx, o.Expvar, o.Timeout); err != nil {
+				// An endpoint may be down a while: a note, as --prometheus.
+				in.Notes = append(in.Notes, err.Error())
+				failed = append(failed, err.Error())
+			}
+		} else if gs, err = readWith(o.Expvar, goruntime.ParseExpvar); err != nil {
+			return nil, nil, err
+		}
+		in.Go = gs
 	}
 	if o.HeapInfoFile != "" || o.NMTFile != "" {
 		m := &jmx.JVMMemory{}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/humanize"
+	"github.com/memdiag/memdiag/pmap"
 )
 
 // Category names one part of RSS. Together they partition it exactly.
@@ -17,6 +18,7 @@ const (
 	CatShmem        Category = "shmem"
 	CatThreadStacks Category = "thread-stacks"
 	CatJVMHeap      Category = "jvm-heap"
+	CatGoHeap       Category = "go-heap"
 	CatLeaked       Category = "leaked-mappings"
 	CatMallocFree   Category = "malloc-free-retained"
 	CatDirect       Category = "direct-buffers"
@@ -28,7 +30,7 @@ const (
 
 // Categories lists every category in output order.
 func Categories() []Category {
-	return []Category{CatJVMHeap, CatJVMNonHeap, CatDirect, CatMallocInUse, CatMallocFree, CatLeaked,
+	return []Category{CatJVMHeap, CatJVMNonHeap, CatDirect, CatGoHeap, CatMallocInUse, CatMallocFree, CatLeaked,
 		CatThreadStacks, CatFileBacked, CatShmem, CatOther, CatUnexplained}
 }
 
@@ -43,9 +45,13 @@ type Entry struct {
 
 // Result is an attribution of RSS.
 type Result struct {
-	RSSBytes    uint64            `json:"rss_bytes"`
-	Attribution []Entry           `json:"attribution"`
-	Findings    []finding.Finding `json:"-"`
+	RSSBytes    uint64  `json:"rss_bytes"`
+	Attribution []Entry `json:"attribution"`
+	// Unmeasured are the categories that apply to this process but that
+	// no source measured (malloc-in-use without malloc_info, the JVM's
+	// without its sources): absent from Attribution, never written as 0.
+	Unmeasured []Category        `json:"unmeasured,omitempty"`
+	Findings   []finding.Finding `json:"-"`
 }
 
 // Bytes returns the bytes attributed to c.
@@ -101,7 +107,7 @@ func Attribute(in *Inputs) *Result {
 	// 2. Anonymous memory: malloc, the JVM's native memory, leaks.
 	// jvm-native mappings are what NMT's committed regions cover: their Rss
 	// is claimed below through NMT, so it joins the anonymous pool.
-	anonRSS := in.classRSS("heap", "glibc-arena", "anon", "jvm-heap", "jvm-native")
+	anonRSS := in.classRSS("heap", "glibc-arena", "anon", "jvm-heap", "jvm-native", string(pmap.ClassGoHeap))
 	anon := &pool{name: "anonymous", left: anonRSS}
 	arenaRSS := in.classRSS("heap", "glibc-arena")
 
@@ -116,6 +122,14 @@ func Attribute(in *Inputs) *Result {
 		got := anon.take(j.HeapCommittedBytes)
 		add(CatJVMHeap, got, j.HeapUsageFromSource, "medium",
 			fmt.Sprintf("heap committed %d B (%s); its mappings are not located, so its pages are assumed resident", j.HeapCommittedBytes, j.HeapUsageFromSource))
+	}
+
+	if gh := in.classRSS(string(pmap.ClassGoHeap)); gh > 0 {
+		ev := []string{fmt.Sprintf("Rss of the Go runtime's heap arenas (64 MiB-aligned reservations of a Go program; goroutine stacks included): %d B", gh)}
+		if g := in.Go; g != nil {
+			ev = append(ev, fmt.Sprintf("%s: HeapInuse %d B, HeapIdle %d B of which HeapReleased %d B, StackSys %d B", g.Source, g.HeapInuseBytes, g.HeapIdleBytes, g.HeapReleasedBytes, g.StackSysBytes))
+		}
+		add(CatGoHeap, anon.take(gh), "smaps", "medium", ev...)
 	}
 
 	if t := in.Trace; t != nil {
@@ -234,8 +248,8 @@ func Attribute(in *Inputs) *Result {
 				e.Evidence = []string{}
 			}
 			r.Attribution = append(r.Attribution, *e)
-		} else {
-			r.Attribution = append(r.Attribution, Entry{Category: c, Source: noSource, Confidence: "none", Evidence: []string{}})
+		} else if in.applies(c) {
+			r.Unmeasured = append(r.Unmeasured, c)
 		}
 	}
 	r.Findings = findings(in, r)
@@ -271,6 +285,60 @@ func mallocOutsideJVM(in *Inputs, bytes uint64, share float64) finding.Finding {
 		}}
 }
 
+// applies reports whether category c can hold memory of this process, so
+// that leaving it unmeasured is worth saying: the JVM's for a JVM, malloc's
+// where an allocator's heap is mapped, the Go heap for a Go program, a
+// trace's leaked mappings for any process.
+func (in *Inputs) applies(c Category) bool {
+	switch c {
+	case CatJVMHeap, CatJVMNonHeap, CatDirect:
+		return in.JVM != nil
+	case CatMallocInUse, CatMallocFree:
+		return in.classRSS("heap", string(pmap.ClassGlibcArena)) > 0 || in.Malloc != nil
+	case CatGoHeap:
+		return in.classMappings(string(pmap.ClassGoHeap)) > 0
+	case CatLeaked:
+		return true
+	}
+	return false
+}
+
+// goHeapFinding says what the Go heap holds where it is a large part of
+// RSS: from the program's MemStats, how much is idle and not returned.
+func goHeapFinding(in *Inputs, resident uint64, share func(uint64) float64) (finding.Finding, bool) {
+	if resident < 16<<20 || share(resident) < 0.10 {
+		return finding.Finding{}, false
+	}
+	g := in.Go
+	if g == nil {
+		return finding.Finding{ID: "go-heap", Severity: finding.Medium, Bytes: resident,
+			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is the Go runtime's heap; how much of it is live and how much the runtime holds idle is in the program's own runtime.MemStats, which no source gave", humanize.Bytes(resident), 100*share(resident)),
+			Evidence: []string{fmt.Sprintf("smaps: Rss of the Go heap arenas %d B", resident)},
+			Advice: []string{
+				`Expose MemStats and pass it: import _ "expvar" (it serves /debug/vars on the program's http.DefaultServeMux), then memdiag explain --pid PID --expvar http://HOST:PORT/debug/vars.`,
+				"Or read it in the program: runtime.ReadMemStats (HeapInuse, HeapIdle, HeapReleased), runtime/metrics (/memory/classes/heap/...), or /debug/pprof/heap for what is live by allocation site.",
+			}}, true
+	}
+	idle := min(g.IdleNotReleasedBytes(), resident)
+	if idle >= resident/4 && idle >= 16<<20 {
+		sev := finding.Medium
+		if share(idle) >= 0.5 {
+			sev = finding.High
+		}
+		return finding.Finding{ID: "go-heap-idle", Severity: sev, Bytes: idle,
+			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is Go heap the runtime holds idle and has not yet returned to the system: freed by the garbage collector, kept for reuse", humanize.Bytes(idle), 100*share(idle)),
+			Evidence: []string{fmt.Sprintf("%s: HeapIdle %d B − HeapReleased %d B = %d B; HeapInuse %d B; Rss of the Go heap arenas %d B", g.Source, g.HeapIdleBytes, g.HeapReleasedBytes, g.IdleNotReleasedBytes(), g.HeapInuseBytes, resident)},
+			Advice: []string{
+				"The runtime's background scavenger returns idle memory above what the heap goal needs slowly (about 1 % of one CPU's time), so it can stay for minutes; nothing is leaking.",
+				"To return it at once, call debug.FreeOSMemory() in the program (after a burst, or from an admin endpoint); to bound it, set GOMEMLIMIT (the runtime then collects and returns memory as the process nears the limit) or lower GOGC.",
+			}}, true
+	}
+	return finding.Finding{ID: "go-heap-live", Severity: finding.Medium, Bytes: min(g.HeapInuseBytes, resident),
+		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is Go heap in use (HeapInuse): live objects, or garbage not yet collected", humanize.Bytes(min(g.HeapInuseBytes, resident)), 100*share(min(g.HeapInuseBytes, resident))),
+		Evidence: []string{fmt.Sprintf("%s: HeapInuse %d B, HeapAlloc %d B, next GC at %d B; idle not returned %d B", g.Source, g.HeapInuseBytes, g.HeapAllocBytes, g.NextGCBytes, g.IdleNotReleasedBytes())},
+		Advice:   []string{"What holds it, by allocation site: go tool pprof -sample_index=inuse_space http://HOST:PORT/debug/pprof/heap (import _ \"net/http/pprof\"); compare two snapshots over time (memdiag diff) to tell growth from a working set."}}, true
+}
+
 // noSource is the source of a category no input measured.
 const noSource = "no source given"
 
@@ -304,6 +372,9 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 			Evidence: ev,
 			Advice:   []string{"memdiag trace FILE --pprof leaks.pb.gz; go tool pprof -sample_index=resident -top leaks.pb.gz (with --pid PID) names the stacks."}})
 	}
+	if f, ok := goHeapFinding(in, r.Bytes(CatGoHeap), share); ok {
+		fs = append(fs, f)
+	}
 	un := r.Bytes(CatUnexplained)
 	untracked := in.JVM != nil && un >= 64<<20 && share(un) >= 0.10
 	// For a JVM, untracked-native says the same and more.
@@ -318,7 +389,7 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) lies in glibc malloc arenas, which no malloc_info explains: memory in use, or freed and kept by glibc", humanize.Bytes(arenas), 100*share(arenas)),
 			Evidence: []string{fmt.Sprintf("smaps: Rss of [heap] and glibc arena heaps %d B; unexplained %d B", arenas, un)},
 			Advice: []string{
-				"memdiag explain --pid PID --capture-malloc-info (gdb pauses the process briefly), or --malloc-info FILE with a saved malloc_info: it splits this into memory in use and free memory glibc retains.",
+				"memdiag explain --pid PID --capture-malloc-info (it reads the arenas from the process's memory, its threads stopped for milliseconds), or --malloc-info FILE with a saved malloc_info: it splits this into memory in use and free memory glibc retains.",
 			}})
 	}
 	if mu := r.Bytes(CatMallocInUse); in.JVM != nil && in.Malloc != nil && mu >= 64<<20 && share(mu) >= 0.10 {

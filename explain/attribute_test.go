@@ -79,8 +79,20 @@ func TestAttributePartitionsRSS(t *testing.T) {
 			if got := sum(r); got != r.RSSBytes {
 				t.Errorf("categories sum to %d, RSS is %d", got, r.RSSBytes)
 			}
-			if len(r.Attribution) != len(Categories()) {
-				t.Errorf("%d categories, want all %d", len(r.Attribution), len(Categories()))
+			// Every category is measured or said unmeasured where it
+			// applies; none measured by nothing is written as 0.
+			for _, e := range r.Attribution {
+				if e.Source == noSource || e.Confidence == "" {
+					t.Errorf("%s is written without a source: %+v", e.Category, e)
+				}
+			}
+			for _, c := range r.Unmeasured {
+				if r.Bytes(c) != 0 || !tt.in.applies(c) {
+					t.Errorf("%s said unmeasured with %d B (applies %v)", c, r.Bytes(c), tt.in.applies(c))
+				}
+			}
+			if len(r.Attribution)+len(r.Unmeasured) > len(Categories()) {
+				t.Errorf("%d categories and %d unmeasured, of %d", len(r.Attribution), len(r.Unmeasured), len(Categories()))
 			}
 			if r.Bytes(CatFileBacked) != 15<<20 || r.Bytes(CatJVMHeap) != 100<<20 || r.Bytes(CatThreadStacks) != 2<<20+1<<16 {
 				t.Errorf("file %d, jvm-heap %d, stacks %d", r.Bytes(CatFileBacked), r.Bytes(CatJVMHeap), r.Bytes(CatThreadStacks))

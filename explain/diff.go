@@ -83,6 +83,11 @@ func Diff(old, new *Snapshot) []Change {
 	}
 	cats := func(s *Snapshot) figures {
 		f := figures{bytes: map[string]uint64{}, unmeasured: map[string]bool{}}
+		// A category absent from a snapshot was not measured in it (those
+		// before 2026-12 wrote it as 0 with no source).
+		for _, c := range Categories() {
+			f.unmeasured[string(c)] = true
+		}
 		for _, e := range s.Entries {
 			f.bytes[string(e.Category)] = e.Bytes
 			f.unmeasured[string(e.Category)] = e.Source == noSource

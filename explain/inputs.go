@@ -12,6 +12,7 @@ import (
 
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/goruntime"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/pmap"
@@ -35,7 +36,9 @@ type Inputs struct {
 	Malloc *MallocEvidence `json:"malloc,omitempty"`
 	JVM    *JVMEvidence    `json:"jvm,omitempty"`
 	Trace  *TraceEvidence  `json:"trace,omitempty"`
-	Notes  []string        `json:"notes"`
+	// Go is a Go program's own account of its heap (runtime.MemStats).
+	Go    *goruntime.MemStats `json:"go,omitempty"`
+	Notes []string            `json:"notes"`
 }
 
 // CgroupBrief is what the OOM killer weighs the process against: its

@@ -17,6 +17,7 @@ const (
 	ClassStack       Class = "stack"        // the main thread's stack, [stack]
 	ClassThreadStack Class = "thread-stack" // another thread's stack
 	ClassGlibcArena  Class = "glibc-arena"  // a non-main glibc malloc arena heap, or its reserve
+	ClassGoHeap      Class = "go-heap"      // a Go program's heap arenas (its goroutines' stacks among them)
 	ClassGuard       Class = "guard"        // no access (---p): guard pages and reserved gaps
 	ClassFileCode    Class = "file-code"    // executable file mapping: program and library text
 	ClassFileData    Class = "file-data"    // other file mappings: rodata, data, mmapped files
@@ -28,7 +29,7 @@ const (
 // Classes lists the classes Classify assigns, in the order of the table in
 // docs/pmap.md.
 func Classes() []Class {
-	return []Class{ClassHeap, ClassStack, ClassThreadStack, ClassGlibcArena, ClassGuard,
+	return []Class{ClassHeap, ClassStack, ClassThreadStack, ClassGlibcArena, ClassGoHeap, ClassGuard,
 		ClassFileCode, ClassFileData, ClassShmem, ClassKernel, ClassAnon}
 }
 
@@ -57,8 +58,9 @@ type Hints struct {
 	// Regions are known ranges; they win over every rule here.
 	Regions []Region
 	// GoProgram says the process is a Go program: its heap arenas are
-	// reserved 64 MiB-aligned, glibc's arena geometry, so that rule is
-	// not applied (they are anon).
+	// reserved 64 MiB-aligned, glibc's arena geometry, and are go-heap;
+	// only where it maps glibc too (cgo) is a small heap with glibc's
+	// reserve, holding no stack pointer, taken for glibc's.
 	GoProgram bool
 }
 
@@ -90,7 +92,9 @@ func Classify(ms []Mapping, h Hints) {
 	for i := range ms {
 		ms[i].Class, ms[i].Reason = "", ""
 	}
-	if !h.GoProgram {
+	if h.GoProgram {
+		markGoHeap(ms, sps)
+	} else {
 		markArenas(ms)
 	}
 	for i := range ms {
@@ -99,7 +103,7 @@ func Classify(ms []Mapping, h Hints) {
 			m.Class, m.Reason = r.Class, r.Reason
 			continue
 		}
-		if m.Class == ClassGlibcArena {
+		if m.Class == ClassGlibcArena || m.Class == ClassGoHeap {
 			continue
 		}
 		m.Class, m.Reason = classifyAlone(ms, i, sps, h)
@@ -144,6 +148,63 @@ func markArenas(ms []Mapping) {
 			m.Reason = fmt.Sprintf("anonymous rw-p, 64 MiB-aligned, a multiple of 64 MiB (fully grown glibc arena heap%s; this process has reserved arena heaps too)", plural(heaps, " ×%d, merged"))
 		}
 	}
+}
+
+// markGoHeap finds a Go program's heap: Go reserves it in 64 MiB arenas,
+// aligned to 64 MiB, as PROT_NONE, and maps read-write what it uses
+// (runtime/malloc.go), so a run of adjacent anonymous mappings, rw-p and
+// ---p, from one 64 MiB boundary to another is its heap. Goroutine stacks
+// are carved from the same spans: a thread's stack pointer inside one does
+// not make it a stack. A cgo program also maps glibc arena heaps of that
+// geometry, which always start read-write at the boundary: a run that does,
+// no larger than one heap, with no stack pointer in it, is left to
+// markArenas' reading.
+func markGoHeap(ms []Mapping, sps []uint64) {
+	glibc := mapsGlibc(ms)
+	if glibc {
+		markArenas(ms)
+	}
+	for i := 0; i < len(ms); {
+		j := i
+		rw, sp := uint64(0), false
+		for ; j < len(ms) && isPlainAnon(&ms[j]) && (ms[j].Perms == "rw-p" || ms[j].Perms == "---p") && (j == i || ms[j].Start == ms[j-1].End); j++ {
+			if ms[j].Perms == "rw-p" {
+				rw += ms[j].Len()
+				sp = sp || holdsStackPointer(sps, &ms[j])
+			}
+		}
+		if j == i {
+			i++
+			continue
+		}
+		aligned := ms[i].Start%arenaHeapBytes == 0 && ms[j-1].End%arenaHeapBytes == 0
+		glibcShaped := glibc && ms[i].Perms == "rw-p" && rw <= arenaHeapBytes && !sp
+		if aligned && rw > 0 && !glibcShaped {
+			for k := i; k < j; k++ {
+				ms[k].Class, ms[k].Reason = ClassGoHeap, "anonymous rw-p in a Go program's 64 MiB-aligned reservation: the Go runtime's heap arenas (goroutine stacks included)"
+				if ms[k].Perms == "---p" {
+					ms[k].Reason = "---p in a Go program's 64 MiB-aligned reservation: Go heap arena space not yet in use"
+				}
+			}
+		}
+		i = j
+	}
+}
+
+// mapsGlibc reports whether glibc's libc.so.6 is among the mappings.
+func mapsGlibc(ms []Mapping) bool {
+	for i := range ms {
+		if strings.HasSuffix(ms[i].Name, "/libc.so.6") {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsStackPointer reports whether a thread's stack pointer lies in m.
+func holdsStackPointer(sps []uint64, m *Mapping) bool {
+	j := sort.Search(len(sps), func(j int) bool { return sps[j] >= m.Start })
+	return j < len(sps) && sps[j] < m.End
 }
 
 func plural(n uint64, format string) string {

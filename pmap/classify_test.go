@@ -56,7 +56,21 @@ func TestClassify(t *testing.T) {
 			name:  "a Go program's heap arena has glibc's geometry but is not glibc's",
 			ms:    []Mapping{anon(base, 4*mib, "rw-p"), anon(base+4*mib, 60*mib, "---p")},
 			hints: Hints{GoProgram: true},
-			want:  []Class{ClassAnon, ClassGuard},
+			want:  []Class{ClassGoHeap, ClassGoHeap},
+		},
+		{
+			name: "a Go heap used from mid-reservation, holding goroutine stacks, is go-heap, not a stack",
+			ms: []Mapping{anon(base, 20*mib, "---p"), anon(base+20*mib, 272*mib, "rw-p"), anon(base+292*mib, 92*mib, "---p"),
+				named(base+1024*mib, 2*mib, "r-xp", "/usr/lib/x86_64-linux-gnu/libc.so.6", 7)},
+			hints: Hints{GoProgram: true, StackPointers: map[uint64]int{base + 100*mib: 12}},
+			want:  []Class{ClassGoHeap, ClassGoHeap, ClassGoHeap, ClassFileCode},
+		},
+		{
+			name: "a cgo program's small glibc arena heaps stay glibc's",
+			ms: []Mapping{anon(base, 132*1024, "rw-p"), anon(base+132*1024, 64*mib-132*1024, "---p"),
+				named(base+1024*mib, 2*mib, "r-xp", "/usr/lib/x86_64-linux-gnu/libc.so.6", 7)},
+			hints: Hints{GoProgram: true},
+			want:  []Class{ClassGlibcArena, ClassGlibcArena, ClassFileCode},
 		},
 		{
 			name: "a lone aligned 64 MiB anonymous mapping is not called an arena",

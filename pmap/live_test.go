@@ -366,7 +366,9 @@ func TestAccessErrorSameUID(t *testing.T) {
 }
 
 // TestGoProgramIsKnown: reading a Go program (this test) says so, so that
-// its 64 MiB-aligned heap arenas are not taken for glibc's.
+// its 64 MiB-aligned heap arenas are its go-heap, not glibc's; only glibc's
+// own arena heaps (of cgo's threads: small, read-write from the boundary)
+// are glibc-arena.
 func TestGoProgramIsKnown(t *testing.T) {
 	fsys, err := pmap.NewFS("/proc")
 	if err != nil {
@@ -380,9 +382,19 @@ func TestGoProgramIsKnown(t *testing.T) {
 		t.Fatal("this Go test binary is not known as a Go program")
 	}
 	pmap.Classify(p.Mappings, p.Hints)
+	var goHeap uint64
 	for _, m := range p.Mappings {
-		if m.Class == pmap.ClassGlibcArena {
+		if m.Class == pmap.ClassGlibcArena && m.Perms == "rw-p" && m.Len() > 64<<20 {
 			t.Errorf("%#x-%#x classed glibc-arena in a Go program: %s", m.Start, m.End, m.Reason)
 		}
+		if m.Class == pmap.ClassGoHeap && m.Perms == "rw-p" {
+			goHeap += m.Len()
+		}
+		if m.Class == pmap.ClassThreadStack && m.Len() > 64<<20 {
+			t.Errorf("%#x-%#x classed thread-stack in a Go program: %s", m.Start, m.End, m.Reason)
+		}
+	}
+	if goHeap == 0 {
+		t.Error("no go-heap mapping in a Go program")
 	}
 }

@@ -75,6 +75,9 @@ func explainTable(v *ExplainView) *Table {
 
 func explainNotes(v *ExplainView) []string {
 	var notes []string
+	if u := v.Result.Unmeasured; len(u) > 0 {
+		notes = append(notes, "not measured: "+unmeasuredHow(u))
+	}
 	if c := v.Inputs.RSSConsistent; c != nil && !*c {
 		notes = append(notes, "warning: smaps, smaps_rollup and VmRSS disagree beyond what the process moved: figures are approximate")
 	}
@@ -84,10 +87,25 @@ func explainNotes(v *ExplainView) []string {
 	return notes
 }
 
+// unmeasuredHow names the categories no source measured, with the flag
+// that would.
+func unmeasuredHow(cs []explain.Category) string {
+	how := map[explain.Category]string{
+		explain.CatJVMHeap: "--jolokia, --prometheus or attach", explain.CatJVMNonHeap: "--jolokia, --prometheus or attach (NMT)",
+		explain.CatDirect: "--jolokia or --prometheus", explain.CatMallocInUse: "--capture-malloc-info",
+		explain.CatMallocFree: "--capture-malloc-info", explain.CatLeaked: "--trace", explain.CatGoHeap: "smaps",
+	}
+	var parts []string
+	for _, c := range cs {
+		parts = append(parts, fmt.Sprintf("%s (%s)", c, how[c]))
+	}
+	return strings.Join(parts, ", ")
+}
+
 var categoryColor = map[explain.Category]string{
 	explain.CatJVMHeap: "33", explain.CatJVMNonHeap: "39", explain.CatDirect: "45", explain.CatMallocInUse: "34",
 	explain.CatMallocFree: "214", explain.CatLeaked: "196", explain.CatThreadStacks: "141", explain.CatFileBacked: "244",
-	explain.CatShmem: "110", explain.CatOther: "240", explain.CatUnexplained: "160",
+	explain.CatShmem: "110", explain.CatOther: "240", explain.CatUnexplained: "160", explain.CatGoHeap: "80",
 }
 
 // writeWaterfall draws each category as a bar starting where the one
@@ -124,19 +142,20 @@ func writeWaterfall(w io.Writer, v *ExplainView) error {
 }
 
 type explainDoc struct {
-	Schema      string            `json:"schema"`
-	PID         int               `json:"pid,omitempty"`
-	Command     string            `json:"command,omitempty"`
-	Source      string            `json:"source"`
-	RSSBytes    uint64            `json:"rss_bytes"`
-	Attribution []explain.Entry   `json:"attribution"`
-	Findings    []finding.Finding `json:"findings"`
-	Inputs      *explain.Inputs   `json:"inputs"`
+	Schema      string             `json:"schema"`
+	PID         int                `json:"pid,omitempty"`
+	Command     string             `json:"command,omitempty"`
+	Source      string             `json:"source"`
+	RSSBytes    uint64             `json:"rss_bytes"`
+	Attribution []explain.Entry    `json:"attribution"`
+	Unmeasured  []explain.Category `json:"unmeasured,omitempty"`
+	Findings    []finding.Finding  `json:"findings"`
+	Inputs      *explain.Inputs    `json:"inputs"`
 }
 
 func explainDocument(v *ExplainView) *explainDoc {
 	return &explainDoc{Schema: ExplainSchema, PID: v.Inputs.PID, Command: v.Inputs.Command, Source: v.Inputs.Source,
-		RSSBytes: v.Result.RSSBytes, Attribution: v.Result.Attribution, Findings: findingsJSON(v.Result.Findings), Inputs: v.Inputs}
+		RSSBytes: v.Result.RSSBytes, Attribution: v.Result.Attribution, Unmeasured: v.Result.Unmeasured, Findings: findingsJSON(v.Result.Findings), Inputs: v.Inputs}
 }
 
 // writeOpenMetrics writes the attribution for a Prometheus textfile
