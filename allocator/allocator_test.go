@@ -196,3 +196,56 @@ func FuzzParse(f *testing.F) {
 		_ = Sniff(bufio.NewReader(bytes.NewReader(in)))
 	})
 }
+
+// TestJemallocAdviceFitsTheFigures is issue 20's Redis case: 85 % of its
+// keys deleted, jemalloc keeps 565 MB as fragmentation inside active pages
+// and 160 KiB dirty, with background threads on at run time though off as
+// a start-up option. The advice must say a purge cannot return
+// fragmentation and what can; none of decay, background_thread or trim.
+func TestJemallocAdviceFitsTheFigures(t *testing.T) {
+	f := &JemallocFigures{Allocated: 140 << 20, Active: 705 << 20, Resident: 723 << 20, Metadata: 18 << 20,
+		DirtyPages: 40, Page: 4096, Options: map[string]string{"background_thread": "false", runtimeBackgroundThread: "true", "dirty_decay_ms": "10000"}}
+	fs := Findings(FromJemalloc(f, "redis INFO"))
+	if len(fs) == 0 {
+		t.Fatal("no finding")
+	}
+	advice := strings.Join(fs[0].Advice, "\n")
+	for _, bad := range []string{"Turn on background_thread", "dirty_decay_ms", "purges every arena"} {
+		if strings.Contains(advice, bad) {
+			t.Errorf("advice says %q with 160 KiB dirty and background threads running:\n%s", bad, advice)
+		}
+	}
+	for _, good := range []string{"does not return it", "activedefrag", "narenas"} {
+		if !strings.Contains(advice, good) {
+			t.Errorf("advice lacks %q:\n%s", good, advice)
+		}
+	}
+	// With dirty pages to return and the threads off, the same advice is due.
+	f.DirtyPages, f.Options[runtimeBackgroundThread] = 100<<20/4096, "false"
+	advice = strings.Join(Findings(FromJemalloc(f, "x"))[0].Advice, "\n")
+	for _, want := range []string{"Turn on background_thread", "purges every arena"} {
+		if !strings.Contains(advice, want) {
+			t.Errorf("with 100 MiB dirty, advice lacks %q:\n%s", want, advice)
+		}
+	}
+}
+
+// TestJemallocTextRuntimeBackgroundThread: the text form's option line
+// gives the run-time value in parentheses.
+func TestJemallocTextRuntimeBackgroundThread(t *testing.T) {
+	b, err := os.ReadFile("../fixtures/allocators/jemalloc-stats.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), "opt.background_thread: false (background_thread: false)", "opt.background_thread: false (background_thread: true)", 1)
+	s, err := ParseJemalloc(strings.NewReader(text), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.Setting(runtimeBackgroundThread); v != "true" {
+		t.Errorf("run-time background_thread %q, want true", v)
+	}
+	if v, _ := s.Setting("background_thread"); v != "false" {
+		t.Errorf("opt.background_thread %q, want false", v)
+	}
+}

@@ -58,7 +58,7 @@ func FromJemalloc(f *JemallocFigures, source string) *Stats {
 			What: "pages released with MADV_FREE: in RSS until the kernel needs the memory, then gone; purged for good after muzzy_decay_ms"},
 	}
 	sort.SliceStable(s.Parts, func(i, j int) bool { return s.Parts[i].Bytes > s.Parts[j].Bytes })
-	for _, k := range []string{"dirty_decay_ms", "muzzy_decay_ms", "narenas", "background_thread"} {
+	for _, k := range []string{"dirty_decay_ms", "muzzy_decay_ms", "narenas", "background_thread", runtimeBackgroundThread} {
 		if v, ok := f.Options[k]; ok {
 			s.Settings = append(s.Settings, Setting{k, v})
 		}
@@ -114,6 +114,10 @@ type jemallocJSON struct {
 		} `json:"arenas"`
 		Stats *struct {
 			Allocated, Active, Metadata, Resident, Mapped, Retained *uint64
+			// BackgroundThread is the run-time state: threads running.
+			BackgroundThread *struct {
+				NumThreads uint64 `json:"num_threads"`
+			} `json:"background_thread"`
 		} `json:"stats"`
 		StatsArenas map[string]struct {
 			Pdirty uint64 `json:"pdirty"`
@@ -159,6 +163,11 @@ func parseJemallocJSON(r io.Reader, name string) (*JemallocFigures, error) {
 			f.Options[k] = strings.Trim(string(v), `"`)
 		}
 	}
+	// opt.background_thread is the start-up option; the process (Redis
+	// does) may have turned the threads on since.
+	if bt := st.BackgroundThread; bt != nil {
+		f.Options[runtimeBackgroundThread] = strconv.FormatBool(bt.NumThreads > 0)
+	}
 	return f, nil
 }
 
@@ -200,7 +209,13 @@ func parseJemallocText(r io.Reader, name string) (*JemallocFigures, error) {
 		case strings.HasPrefix(t, "opt."):
 			k, v, ok := strings.Cut(strings.TrimPrefix(t, "opt."), ": ")
 			if ok {
+				// "opt.background_thread: false (background_thread: true)":
+				// the option, then in parentheses the value now.
 				if i := strings.Index(v, " ("); i >= 0 {
+					now := strings.TrimSuffix(strings.TrimPrefix(v[i+2:], k+": "), ")")
+					if k == "background_thread" && (now == "true" || now == "false") {
+						f.Options[runtimeBackgroundThread] = now
+					}
 					v = v[:i]
 				}
 				f.Options[k] = strings.Trim(v, `"`)
@@ -295,7 +310,6 @@ func jemallocFindings(s *Stats) []finding.Finding {
 	muzzy, _ := s.Part("muzzy_pages")
 	frag, _ := s.Part("fragmentation")
 	decay, _ := s.Setting("dirty_decay_ms")
-	bg, _ := s.Setting("background_thread")
 	sev := finding.Medium
 	if kept >= s.InUseBytes {
 		sev = finding.High
@@ -309,11 +323,46 @@ func jemallocFindings(s *Stats) []finding.Finding {
 		}
 		ev = append(ev, "settings: "+strings.Join(kv, ", "))
 	}
-	var advice []string
-	lead := "dirty pages"
-	if frag.Bytes > dirty.Bytes+muzzy.Bytes {
+	advice, lead := jemallocAdvice(dirty.Bytes+muzzy.Bytes, frag.Bytes, kept, decay, backgroundThread(s))
+	return []finding.Finding{{
+		ID:       "allocator-retention",
+		Severity: sev,
+		Summary: fmt.Sprintf("jemalloc keeps %s beyond the %s the application holds (%.0f %% of its resident %s), mostly %s",
+			humanize.Bytes(kept), humanize.Bytes(s.InUseBytes), pct(kept, s.ResidentBytes), humanize.Bytes(s.ResidentBytes), lead),
+		Bytes:    kept,
+		Evidence: ev,
+		Advice:   advice,
+	}}
+}
+
+// runtimeBackgroundThread names the setting of whether jemalloc's
+// background threads run now (mallctl "background_thread"), beside the
+// start-up option.
+const runtimeBackgroundThread = "background_thread (now)"
+
+// backgroundThread is whether jemalloc's background threads run: the
+// value now where known, else the start-up option.
+func backgroundThread(s *Stats) string {
+	if v, ok := s.Setting(runtimeBackgroundThread); ok {
+		return v
+	}
+	v, _ := s.Setting("background_thread")
+	return v
+}
+
+// jemallocAdvice is what can return jemalloc's kept memory, checked
+// against the figures: decay, purge and trim act on dirty and muzzy pages
+// only; fragmentation inside active pages is returned by none of them.
+func jemallocAdvice(returnable, frag, kept uint64, decay, bg string) (advice []string, lead string) {
+	lead = "dirty pages"
+	if frag > returnable {
 		lead = "fragmentation inside active pages"
-		advice = append(advice, "Fragmentation: live allocations scattered over many pages. Fewer arenas (MALLOC_CONF=narenas:N) pack them tighter, at some contention; memory freed in bursts by other threads than the allocating ones is the usual cause.")
+		advice = append(advice, fmt.Sprintf("Fragmentation (%s): live allocations scattered over partly used pages. A purge, a shorter decay or memdiag trim does not return it: only the pages' last allocations being freed does. What helps: fewer arenas (MALLOC_CONF=narenas:N) pack allocations tighter; for Redis, activedefrag yes moves them; otherwise a restart.", humanize.Bytes(frag)))
+	}
+	// Advice on decay and purge only where there are pages to return: a
+	// tenth of what is kept, and at least 1 MiB.
+	if returnable < 1<<20 || returnable < kept/10 {
+		return advice, lead
 	}
 	switch decay {
 	case "-1":
@@ -324,16 +373,8 @@ func jemallocFindings(s *Stats) []finding.Finding {
 	if bg != "true" {
 		advice = append(advice, "Turn on background_thread (MALLOC_CONF=background_thread:true): without it, decay runs only when the application calls malloc or free, so an idle process keeps its dirty pages.")
 	}
-	advice = append(advice, "Return them now: memdiag trim --pid PID (purges every arena through mallctl; the process pauses while gdb is attached).")
-	return []finding.Finding{{
-		ID:       "allocator-retention",
-		Severity: sev,
-		Summary: fmt.Sprintf("jemalloc keeps %s beyond the %s the application holds (%.0f %% of its resident %s), mostly %s",
-			humanize.Bytes(kept), humanize.Bytes(s.InUseBytes), pct(kept, s.ResidentBytes), humanize.Bytes(s.ResidentBytes), lead),
-		Bytes:    kept,
-		Evidence: ev,
-		Advice:   advice,
-	}}
+	advice = append(advice, fmt.Sprintf("Return the %s of dirty and muzzy pages now: memdiag trim --pid PID (purges every arena through mallctl).", humanize.Bytes(returnable)))
+	return advice, lead
 }
 
 func orUnknown(s string) string {

@@ -42,7 +42,7 @@ var jemallocValues = []struct {
 	{"stats.arenas.4096.pdirty", 8, false}, {"stats.arenas.4096.pmuzzy", 8, false}, // 4096: MALLCTL_ARENAS_ALL, merged
 	{"arenas.page", 8, false}, {"arenas.narenas", 4, false},
 	{"opt.narenas", 4, false}, {"opt.dirty_decay_ms", 8, true}, {"opt.muzzy_decay_ms", 8, true},
-	{"opt.background_thread", 1, false},
+	{"opt.background_thread", 1, false}, {"background_thread", 1, false},
 }
 
 // withBuffer wraps script in the mapping and unmapping of a zeroed
@@ -205,6 +205,9 @@ func jemallocFromLog(log string, pid int) (*JemallocFigures, error) {
 	}
 	if v, ok := got["opt.background_thread"]; ok {
 		f.Options["background_thread"] = strconv.FormatBool(v != "0")
+	}
+	if v, ok := got["background_thread"]; ok {
+		f.Options[runtimeBackgroundThread] = strconv.FormatBool(v != "0")
 	}
 	return f, nil
 }
