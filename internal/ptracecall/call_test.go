@@ -344,11 +344,29 @@ func otherThread(t *testing.T, pid int) int {
 	}
 	for _, n := range names {
 		if tid, _ := strconv.Atoi(n.Name()); tid != pid && tid > 0 {
+			waitStarted(t, pid, tid)
 			return tid
 		}
 	}
 	t.Fatal("the canary has no second thread")
 	return 0
+}
+
+// waitStarted waits until a new thread runs with SIGSEGV unblocked: glibc
+// starts a thread with every signal blocked until its start routine, and
+// such a thread is refused (ErrSignalBlocked).
+func waitStarted(t *testing.T, pid, tid int) {
+	t.Helper()
+	for range 400 {
+		st, err := statusFields(filepath.Join("/proc", strconv.Itoa(pid), "task", strconv.Itoa(tid), "status"))
+		if err == nil {
+			if blocked, err := sigsetHasSEGV(st["SigBlk"]); err == nil && !blocked {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("thread %d of %d still blocks SIGSEGV", tid, pid)
 }
 
 // cpuTime is a thread's utime+stime in clock ticks.
