@@ -465,6 +465,40 @@ func TestAlreadyTraced(t *testing.T) {
 	verdict(t, p.Lines, "1")
 }
 
+// TestStuckThreadRestoredLater: the function sleeps where no ptrace stop
+// reaches it (a vfork parent waiting for its child, TASK_KILLABLE), so
+// the thread does not stop when the timed-out call is interrupted. Call
+// returns ErrTimeout anyway; the thread is restored and detached when it
+// finally stops, and the canary carries on intact.
+func TestStuckThreadRestoredLater(t *testing.T) {
+	p := canary(t, "read")
+	fn := lookup(t, p, "canary", "canary_vfork_wait")
+	start := time.Now()
+	_, err := Call(p.PID(), p.PID(), fn, []uint64{1500}, 200*time.Millisecond)
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "did not stop") {
+		t.Fatalf("call stuck in vfork: %v, want ErrTimeout for a thread that did not stop", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Call returned after %v, not at its timeouts", took)
+	}
+	t.Log(err)
+	for range 400 {
+		st, _ := statusFields(filepath.Join("/proc", strconv.Itoa(p.PID()), "status"))
+		if st["TracerPid"] == "0" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st, _ := statusFields(filepath.Join("/proc", strconv.Itoa(p.PID()), "status")); st["TracerPid"] != "0" {
+		t.Fatalf("still traced by %s 4 s after the child exited", st["TracerPid"])
+	}
+	if took := time.Since(start); took < 1400*time.Millisecond {
+		t.Errorf("detached after %v, before the vfork child exited", took)
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+}
+
 // TestFaultRestores: a function that dereferences a bad pointer is
 // abandoned; the SIGSEGV is not delivered (the canary would die of it) and
 // the thread resumes intact.
