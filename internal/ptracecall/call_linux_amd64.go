@@ -54,6 +54,12 @@ type Options struct {
 	// A thread in uninterruptible sleep (state D) stops only when it
 	// wakes. Zero means one second.
 	StopTimeout time.Duration
+	// StartTime, when set, is the start time (field 22 of
+	// /proc/PID/stat, as procstatus.StartTime reads it) of the process
+	// the caller resolved addresses in: a process that has it no longer
+	// — the pid was reused — is refused once its thread is stopped (and
+	// so can no longer change).
+	StartTime string
 }
 
 // Conn is a thread borrowed by Run. It is valid only during Run's
@@ -155,6 +161,13 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 	if err := checkTarget(c.pid, c.tid); err != nil {
 		return err
 	}
+	start, err := processStart(c.pid)
+	if err != nil {
+		return err
+	}
+	if opts.StartTime != "" && opts.StartTime != start {
+		return fmt.Errorf("%s: %w: pid %d now belongs to a process started at %s, not %s", c.where(), ErrNoProcess, c.pid, start, opts.StartTime)
+	}
 	if err := c.attach(opts.StopTimeout); err != nil {
 		return err
 	}
@@ -164,6 +177,11 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 		}
 		err = errors.Join(err, c.restoreAndDetach())
 	}()
+	// Checked again now that the thread is stopped: the process cannot
+	// exit and its pid cannot be reused while it is traced.
+	if again, err := processStart(c.pid); err != nil || again != start {
+		return errors.Join(fmt.Errorf("%s: %w: the process changed while being stopped (start time %s, then %s)", c.where(), ErrNoProcess, start, again), err)
+	}
 	if err := c.save(); err != nil {
 		return err
 	}

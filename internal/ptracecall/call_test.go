@@ -789,6 +789,33 @@ func TestNoSuchThread(t *testing.T) {
 	}
 }
 
+// TestStartTimeChecked: a caller that resolved addresses in one process
+// names its start time; another process with that pid is refused.
+func TestStartTimeChecked(t *testing.T) {
+	p := canary(t, "read")
+	fn := lookup(t, p, "libc.so.6", "getpid")
+	start, err := processStart(p.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Run(p.PID(), p.PID(), Options{StartTime: start + "1"}, func(*Conn) error {
+		t.Error("ran in a process of another start time")
+		return nil
+	})
+	if !errors.Is(err, ErrNoProcess) {
+		t.Errorf("wrong start time: %v, want ErrNoProcess", err)
+	}
+	err = Run(p.PID(), p.PID(), Options{StartTime: start}, func(c *Conn) error {
+		_, err := c.Call(fn, nil, time.Second)
+		return err
+	})
+	if err != nil {
+		t.Errorf("right start time: %v", err)
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+}
+
 func TestLookupFuncRefusals(t *testing.T) {
 	p := canary(t, "read")
 	for _, c := range []struct{ lib, name string }{

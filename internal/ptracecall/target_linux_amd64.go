@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/procstatus"
 )
 
 // stackRoom is the mapping the thread's stack pointer lies in.
@@ -107,4 +108,14 @@ func tracerNote(pid int) string {
 		who = fmt.Sprintf("%s (%s)", tr["Tgid"], tr["Name"])
 	}
 	return fmt.Sprintf(" (it is already traced by process %s; a process has one tracer at a time)", who)
+}
+
+// processStart reads the process's start time (stat field 22): with the
+// pid, it tells the process from a later one given the same pid.
+func processStart(pid int) (string, error) {
+	start, _, err := procstatus.StartTime(filepath.Join(procRoot, strconv.Itoa(pid)))
+	if err != nil {
+		return "", fmt.Errorf("process %d: %w: %w", pid, ErrNoProcess, err)
+	}
+	return start, nil
 }
