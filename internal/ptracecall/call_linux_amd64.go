@@ -71,6 +71,10 @@ type Conn struct {
 	saved    unix.PtraceRegs
 	xstate   []byte
 	stack    stackRoom
+	// code are the executable mappings when the thread stopped: a call
+	// must start in one (other threads may map and unmap meanwhile: a
+	// sanity check, not a guarantee).
+	code [][2]uint64
 	// next is the lowest scratch-stack address handed out so far.
 	next uint64
 	// modified is set once a register was written: from then on the
@@ -262,9 +266,14 @@ func (c *Conn) save() error {
 		return fmt.Errorf("%s: %w", c.where(), err)
 	}
 	c.xstate = x
-	if c.stack, err = findStack(c.pid, c.saved.Rsp); err != nil {
+	maps, err := readMaps(c.pid)
+	if err != nil {
 		return fmt.Errorf("%s: %w", c.where(), err)
 	}
+	if c.stack, err = findStack(maps, c.saved.Rsp); err != nil {
+		return fmt.Errorf("%s: %w", c.where(), err)
+	}
+	c.code = codeRanges(maps)
 	c.next = c.saved.Rsp - redZone
 	return nil
 }
@@ -329,6 +338,9 @@ func (c *Conn) usable() error {
 	if unix.Gettid() != c.osTID {
 		return fmt.Errorf("%s: Conn used from another OS thread than the tracer's (call it only from Run's callback goroutine)", c.where())
 	}
+	if c.gone {
+		return fmt.Errorf("%s: %w", c.where(), ErrExited)
+	}
 	if c.abandoned != nil {
 		return fmt.Errorf("%s: %w: %w", c.where(), ErrAbandoned, c.abandoned)
 	}
@@ -357,6 +369,9 @@ func (c *Conn) Call(fn uint64, args []uint64, timeout time.Duration) (uint64, er
 	if len(args) > maxArgs {
 		return 0, fmt.Errorf("%s: %d arguments: at most %d integer arguments are passed", c.where(), len(args), maxArgs)
 	}
+	if !c.isCode(fn) {
+		return 0, fmt.Errorf("%s: %w: %#x", c.where(), ErrNotCode, fn)
+	}
 	sp, err := c.scratchSP()
 	if err != nil {
 		return 0, err
@@ -376,6 +391,15 @@ func (c *Conn) Call(fn uint64, args []uint64, timeout time.Duration) (uint64, er
 	}
 	c.atSignal = false
 	return c.awaitReturn(fn, sp, timeout)
+}
+
+func (c *Conn) isCode(addr uint64) bool {
+	for _, r := range c.code {
+		if r[0] <= addr && addr < r[1] {
+			return true
+		}
+	}
+	return false
 }
 
 // scratchSP returns the stack pointer at the function's entry: below

@@ -513,13 +513,45 @@ func TestFaultRestores(t *testing.T) {
 	verdict(t, p.Lines, "1")
 }
 
-// TestCallAtTrapAddress: a "function" at the trap address itself faults
-// there too, but before any ret: the stack pointer tells it from a return.
-func TestCallAtTrapAddress(t *testing.T) {
+// TestNullCallIsAFault: a function calling a null pointer faults at rip
+// 0, the trap address, like a return there; the stack pointer, one word
+// lower, tells it from our return.
+func TestNullCallIsAFault(t *testing.T) {
 	p := canary(t, "read")
-	_, err := Call(p.PID(), p.PID(), trapAddr, nil, 2*time.Second)
+	_, err := Call(p.PID(), p.PID(), lookup(t, p, "canary", "canary_call_null"), nil, 2*time.Second)
 	if !errors.Is(err, ErrFault) {
-		t.Fatalf("call of address %#x: %v, want ErrFault", trapAddr, err)
+		t.Fatalf("a call through a null pointer: %v, want ErrFault", err)
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+}
+
+// lookupData returns an address in a writable, non-executable mapping of
+// the process: its [heap].
+func lookupData(t *testing.T, pid int) uint64 {
+	t.Helper()
+	maps, err := readMaps(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range maps {
+		if m.Path == "[heap]" && !m.Executable() {
+			return m.Start
+		}
+	}
+	t.Fatal("no [heap]")
+	return 0
+}
+
+// TestNotCodeRefused: an address in no executable mapping is refused
+// before anything is written.
+func TestNotCodeRefused(t *testing.T) {
+	p := canary(t, "read")
+	data := lookupData(t, p.PID())
+	for _, fn := range []uint64{trapAddr, 0x1000, data} {
+		if _, err := Call(p.PID(), p.PID(), fn, nil, time.Second); !errors.Is(err, ErrNotCode) {
+			t.Errorf("call of %#x: %v, want ErrNotCode", fn, err)
+		}
 	}
 	p.Step(t)
 	verdict(t, p.Lines, "1")
@@ -759,7 +791,11 @@ func TestAltStackRefused(t *testing.T) {
 		f := strings.Fields(string(b))
 		if len(f) == 9 {
 			sp, _ := strconv.ParseUint(strings.TrimPrefix(f[7], "0x"), 16, 64)
-			if _, err := findStack(pid, sp); errors.Is(err, ErrNoStack) {
+			maps, err := readMaps(pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := findStack(maps, sp); errors.Is(err, ErrNoStack) {
 				inHandler = true
 				break
 			}

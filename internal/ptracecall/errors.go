@@ -21,6 +21,9 @@ var (
 	// ErrNoStack: the memory below the thread's stack pointer cannot take
 	// the scratch stack.
 	ErrNoStack = errors.New("no room for a scratch stack")
+	// ErrNotCode: the function's address is in no executable mapping;
+	// nothing was called.
+	ErrNotCode = errors.New("no executable code at that address")
 	// ErrTimeout: the thread did not stop, or the function did not
 	// return, in time. A call that timed out was abandoned (see the
 	// package documentation for what that leaves behind).

@@ -23,6 +23,28 @@ type stackRoom struct {
 	grows bool
 }
 
+// readMaps reads the process's mappings.
+func readMaps(pid int) ([]procmaps.Mapping, error) {
+	name := filepath.Join(procRoot, strconv.Itoa(pid), "maps")
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("reading its mappings: %w", err)
+	}
+	defer f.Close()
+	return procmaps.Parse(f, name)
+}
+
+// codeRanges are the executable mappings, where a call may start.
+func codeRanges(maps []procmaps.Mapping) [][2]uint64 {
+	var code [][2]uint64
+	for _, m := range maps {
+		if m.Executable() {
+			code = append(code, [2]uint64{m.Start, m.End})
+		}
+	}
+	return code
+}
+
 // findStack finds the mapping that holds rsp, and checks that nothing is
 // mapped at trapAddr.
 //
@@ -33,17 +55,7 @@ type stackRoom struct {
 // stopped in a signal handler on a small alternate stack (sigaltstack,
 // often malloc'd), or on a Go goroutine stack inside the Go heap, would
 // let the function overflow into live data.
-func findStack(pid int, rsp uint64) (stackRoom, error) {
-	name := filepath.Join(procRoot, strconv.Itoa(pid), "maps")
-	f, err := os.Open(name)
-	if err != nil {
-		return stackRoom{}, fmt.Errorf("reading its mappings: %w", err)
-	}
-	defer f.Close()
-	maps, err := procmaps.Parse(f, name)
-	if err != nil {
-		return stackRoom{}, err
-	}
+func findStack(maps []procmaps.Mapping, rsp uint64) (stackRoom, error) {
 	for _, m := range maps {
 		if m.Start <= trapAddr && trapAddr < m.End {
 			return stackRoom{}, fmt.Errorf("%w: the trap address %#x is mapped (%#x-%#x %s)", ErrUnsupported, uint64(trapAddr), m.Start, m.End, m.Path)
