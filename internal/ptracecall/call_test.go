@@ -852,6 +852,13 @@ func TestStartTimeChecked(t *testing.T) {
 	verdict(t, p.Lines, "1")
 }
 
+func TestSelfTest(t *testing.T) {
+	testprog.NeedRoot(t)
+	if err := SelfTest(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestLookupFuncRefusals(t *testing.T) {
 	p := canary(t, "read")
 	for _, c := range []struct{ lib, name string }{

@@ -36,3 +36,6 @@ func unsupported() error {
 
 // LookupFunc returns ErrUnsupported: only x86-64 Linux is supported.
 func LookupFunc(pid int, lib, name string) (uint64, error) { return 0, unsupported() }
+
+// SelfTest returns ErrUnsupported: only x86-64 Linux is supported.
+func SelfTest(timeout time.Duration) error { return unsupported() }
