@@ -372,8 +372,17 @@ func (c *Conn) Call(fn uint64, args []uint64, timeout time.Duration) (uint64, er
 	if !c.isCode(fn) {
 		return 0, fmt.Errorf("%s: %w: %#x", c.where(), ErrNotCode, fn)
 	}
-	sp, err := c.scratchSP()
+	sp, err := c.start(fn, args)
 	if err != nil {
+		return 0, err
+	}
+	return c.awaitReturn(fn, sp, timeout)
+}
+
+// start sets the thread up to enter fn on the scratch stack and resumes
+// it; it returns the stack pointer at the function's entry.
+func (c *Conn) start(fn uint64, args []uint64) (sp uint64, err error) {
+	if sp, err = c.scratchSP(); err != nil {
 		return 0, err
 	}
 	var ret [8]byte
@@ -390,7 +399,7 @@ func (c *Conn) Call(fn uint64, args []uint64, timeout time.Duration) (uint64, er
 		return 0, fmt.Errorf("%s: PTRACE_CONT into the call: %w", c.where(), err)
 	}
 	c.atSignal = false
-	return c.awaitReturn(fn, sp, timeout)
+	return sp, nil
 }
 
 func (c *Conn) isCode(addr uint64) bool {
@@ -553,10 +562,31 @@ func (c *Conn) restoreAndDetach() error {
 	}
 	var errs []error
 	if c.modified {
+		if err := c.ensureStopped(); err != nil || c.gone {
+			return err
+		}
 		errs = append(errs, c.restore())
 	}
 	errs = append(errs, c.detach())
 	return errors.Join(errs...)
+}
+
+// ensureStopped makes sure the thread is in a ptrace-stop before its
+// registers are written back: after an unexpected error in the middle of
+// a call it may still be running the function, and detaching it then
+// would send it to trapAddr. A running thread is interrupted and left to
+// waitUnstuck (c.stuck), which restores it once it stops.
+func (c *Conn) ensureStopped() error {
+	var r unix.PtraceRegs
+	if err := unix.PtraceGetRegs(c.tid, &r); !errors.Is(err, unix.ESRCH) {
+		return nil // stopped: ESRCH is the only answer for a running tracee
+	}
+	if err := unix.PtraceInterrupt(c.tid); err != nil {
+		c.gone = errors.Is(err, unix.ESRCH)
+		return fmt.Errorf("%s: PTRACE_INTERRUPT to restore it: %w", c.where(), err)
+	}
+	c.stuck = true
+	return fmt.Errorf("%s: the thread was still running the call; it is restored and detached as soon as it stops", c.where())
 }
 
 func (c *Conn) restore() error {
@@ -658,8 +688,9 @@ func (c *Conn) detachQuietly() {
 // letting it go with the call's registers would send it to trapAddr.
 func (c *Conn) waitUnstuck() {
 	for {
-		st, err := c.wait(time.Now().Add(stuckPoll))
+		st, err := c.wait(time.Now())
 		if errors.Is(err, ErrTimeout) {
+			time.Sleep(stuckPoll)
 			continue
 		}
 		if err != nil {

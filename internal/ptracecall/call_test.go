@@ -499,6 +499,30 @@ func TestStuckThreadRestoredLater(t *testing.T) {
 	verdict(t, p.Lines, "1")
 }
 
+// TestRestoreWaitsForRunningThread: should Run end while the thread still
+// runs the function (an unexpected error between resuming it and its
+// return), the thread is interrupted and restored once it stops, never
+// detached running towards the trap address.
+func TestRestoreWaitsForRunningThread(t *testing.T) {
+	p := canary(t, "read")
+	spin := lookup(t, p, "canary", "canary_spin_ms")
+	err := Run(p.PID(), p.PID(), Options{}, func(c *Conn) error {
+		_, err := c.start(spin, []uint64{200})
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "still running") {
+		t.Errorf("Run left with the thread in the call: %v, want the still-running error", err)
+	}
+	for range 300 {
+		if st, _ := statusFields(filepath.Join("/proc", strconv.Itoa(p.PID()), "status")); st["TracerPid"] == "0" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+}
+
 // TestFaultRestores: a function that dereferences a bad pointer is
 // abandoned; the SIGSEGV is not delivered (the canary would die of it) and
 // the thread resumes intact.
