@@ -5,6 +5,7 @@ package ptracecall
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -679,6 +680,108 @@ func TestPushAndRead(t *testing.T) {
 		if s+5 < now || s > now+5 {
 			t.Errorf("clock_gettime in the target said %d s, now is %d", s, now)
 		}
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+}
+
+// preloaded runs the canary in read mode with the allocator lib
+// preloaded, skipping the test when the library is not installed.
+func preloaded(t *testing.T, lib string) *testprog.Proc {
+	t.Helper()
+	path := filepath.Join("/usr/lib/x86_64-linux-gnu", lib)
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("%s not installed (%v); .ci/run installs libjemalloc2 and libtcmalloc-minimal4", lib, err)
+	}
+	testprog.NeedRoot(t)
+	bin := testprog.Build(t, "canary", "-rdynamic")
+	p := testprog.StartWith(t, testprog.Options{Env: []string{"LD_PRELOAD=" + path}}, bin, "read")
+	waitSleeping(t, p.PID(), p.PID())
+	return p
+}
+
+// cString is s NUL-terminated.
+func cString(s string) []byte { return append([]byte(s), 0) }
+
+// TestJemallocMallctl is what memdiag asks jemalloc: mallctl("epoch")
+// to refresh the statistics, then mallctl("stats.allocated", &v, &len,
+// NULL, 0), its out-parameters on the scratch stack.
+func TestJemallocMallctl(t *testing.T) {
+	p := preloaded(t, "libjemalloc.so.2")
+	mallctl := lookup(t, p, "libjemalloc.so", "mallctl")
+	var allocated uint64
+	err := Run(p.PID(), p.PID(), Options{}, func(c *Conn) error {
+		epochName, err := c.Push(cString("epoch"))
+		if err != nil {
+			return err
+		}
+		epoch, err := c.Push(binary.LittleEndian.AppendUint64(nil, 1))
+		if err != nil {
+			return err
+		}
+		if ret, err := c.Call(mallctl, []uint64{epochName, 0, 0, epoch, 8}, 2*time.Second); err != nil || ret != 0 {
+			return errors.Join(err, errors.New("mallctl(epoch) failed"))
+		}
+		name, err := c.Push(cString("stats.allocated"))
+		if err != nil {
+			return err
+		}
+		out, err := c.Push(make([]byte, 8))
+		if err != nil {
+			return err
+		}
+		outLen, err := c.Push(binary.LittleEndian.AppendUint64(nil, 8))
+		if err != nil {
+			return err
+		}
+		if ret, err := c.Call(mallctl, []uint64{name, out, outLen, 0, 0}, 2*time.Second); err != nil || ret != 0 {
+			return errors.Join(err, fmt.Errorf("mallctl(stats.allocated) = %d", ret))
+		}
+		b, err := c.Read(out, 8)
+		if err != nil {
+			return err
+		}
+		allocated = binary.LittleEndian.Uint64(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allocated == 0 || allocated > 1<<30 {
+		t.Errorf("jemalloc's stats.allocated in the canary is %d bytes", allocated)
+	}
+	t.Logf("stats.allocated %d bytes", allocated)
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+}
+
+// TestTcmallocGetStats: MallocExtension_GetStats(buf, len) fills a
+// buffer on the scratch stack with tcmalloc's report.
+func TestTcmallocGetStats(t *testing.T) {
+	p := preloaded(t, "libtcmalloc_minimal.so.4")
+	getStats := lookup(t, p, "libtcmalloc_minimal.so", "MallocExtension_GetStats")
+	var report string
+	err := Run(p.PID(), p.PID(), Options{}, func(c *Conn) error {
+		const size = 8 << 10
+		buf, err := c.Push(make([]byte, size))
+		if err != nil {
+			return err
+		}
+		if _, err := c.Call(getStats, []uint64{buf, size}, 2*time.Second); err != nil {
+			return err
+		}
+		b, err := c.Read(buf, size)
+		if err != nil {
+			return err
+		}
+		report, _, _ = strings.Cut(string(b), "\x00")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(report, "MALLOC:") {
+		t.Errorf("GetStats wrote %q, no MALLOC: lines", report)
 	}
 	p.Step(t)
 	verdict(t, p.Lines, "1")
