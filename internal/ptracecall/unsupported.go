@@ -39,3 +39,6 @@ func LookupFunc(pid int, lib, name string) (uint64, error) { return 0, unsupport
 
 // SelfTest returns ErrUnsupported: only x86-64 Linux is supported.
 func SelfTest(timeout time.Duration) error { return unsupported() }
+
+// PickThread returns ErrUnsupported: only x86-64 Linux is supported.
+func PickThread(pid int) (int, error) { return 0, unsupported() }
