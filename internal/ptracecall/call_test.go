@@ -618,6 +618,28 @@ func TestSignalDuringCallIsHeld(t *testing.T) {
 	}
 }
 
+// TestSignalDuringTimedOutCall: a signal held during a call that is
+// then abandoned at its timeout (the thread detached from the interrupt's
+// stop, where no signal can be handed back) is sent again with tgkill,
+// and the canary's handler still runs once.
+func TestSignalDuringTimedOutCall(t *testing.T) {
+	p := canary(t, "read")
+	spin := lookup(t, p, "canary", "canary_spin")
+	pid := p.PID()
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_ = unix.Tgkill(pid, pid, unix.SIGUSR1)
+	}()
+	if _, err := Call(pid, pid, spin, nil, 400*time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("spinning call: %v, want ErrTimeout", err)
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+	if got := value(t, p.Lines, "signals"); got != "1" {
+		t.Errorf("the canary's SIGUSR1 handler ran %s times, want 1", got)
+	}
+}
+
 // TestStoppedProcessRefused: a process stopped by SIGSTOP is refused and
 // left stopped; after SIGCONT it carries on intact.
 func TestStoppedProcessRefused(t *testing.T) {
