@@ -54,6 +54,13 @@ type Options struct {
 	// A thread in uninterruptible sleep (state D) stops only when it
 	// wakes. Zero means one second.
 	StopTimeout time.Duration
+	// ErrnoLocation, when set, is the address of __errno_location in the
+	// target's libc (LookupFunc(pid, "libc.so.6", "__errno_location")):
+	// before the first call it is called to find the thread's errno, and
+	// at the end the errno the thread had is written back. Without it a
+	// function that sets errno leaves its value to a thread that may have
+	// been stopped between a failing system call and its errno check.
+	ErrnoLocation uint64
 	// StartTime, when set, is the start time (field 22 of
 	// /proc/PID/stat, as procstatus.StartTime reads it) of the process
 	// the caller resolved addresses in: a process that has it no longer
@@ -93,6 +100,11 @@ type Conn struct {
 	stuckTimeout time.Duration
 	// gone: the thread exited; there is nothing to restore or detach.
 	gone bool
+	// errnoFn is Options.ErrnoLocation; errnoAddr and errnoSaved are the
+	// thread's errno and its value, once read (errnoAddr != 0).
+	errnoFn    uint64
+	errnoAddr  uint64
+	errnoSaved []byte
 	// restartLost: a system call of the function was interrupted with
 	// -ERESTART_RESTARTBLOCK, which rewrote the thread's restart_block;
 	// the thread's own such system call can then not be restarted.
@@ -190,6 +202,7 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 		return err
 	}
 	c.stuckTimeout = opts.StopTimeout
+	c.errnoFn = opts.ErrnoLocation
 	return fn(c)
 }
 
@@ -356,7 +369,9 @@ func (c *Conn) poke(addr uint64, data []byte) error {
 }
 
 // Call calls the function at address fn in the thread with args (at most
-// six, in rdi, rsi, rdx, rcx, r8, r9) and returns its rax. timeout bounds
+// six, in rdi, rsi, rdx, rcx, r8, r9) and returns its rax — whole: for a
+// function returning int, only the low 32 bits are its result
+// (int32(ret)), the ABI leaving the rest undefined. timeout bounds
 // the call: a function still running then is interrupted and abandoned
 // (ErrTimeout), as is one that faults (ErrFault); later calls are refused.
 func (c *Conn) Call(fn uint64, args []uint64, timeout time.Duration) (uint64, error) {
@@ -372,11 +387,39 @@ func (c *Conn) Call(fn uint64, args []uint64, timeout time.Duration) (uint64, er
 	if !c.isCode(fn) {
 		return 0, fmt.Errorf("%s: %w: %#x", c.where(), ErrNotCode, fn)
 	}
+	if err := c.saveErrno(timeout); err != nil {
+		return 0, err
+	}
+	return c.call(fn, args, timeout)
+}
+
+func (c *Conn) call(fn uint64, args []uint64, timeout time.Duration) (uint64, error) {
 	sp, err := c.start(fn, args)
 	if err != nil {
 		return 0, err
 	}
 	return c.awaitReturn(fn, sp, timeout)
+}
+
+// saveErrno finds and reads the thread's errno before the first call,
+// when asked to (Options.ErrnoLocation).
+func (c *Conn) saveErrno(timeout time.Duration) error {
+	if c.errnoFn == 0 || c.errnoAddr != 0 {
+		return nil
+	}
+	if !c.isCode(c.errnoFn) {
+		return fmt.Errorf("%s: __errno_location: %w: %#x", c.where(), ErrNotCode, c.errnoFn)
+	}
+	addr, err := c.call(c.errnoFn, nil, timeout)
+	if err != nil {
+		return fmt.Errorf("__errno_location: %w", err)
+	}
+	v, err := c.Read(addr, 4)
+	if err != nil {
+		return fmt.Errorf("reading errno: %w", err)
+	}
+	c.errnoAddr, c.errnoSaved = addr, v
+	return nil
 }
 
 // start sets the thread up to enter fn on the scratch stack and resumes
@@ -564,6 +607,9 @@ func (c *Conn) restoreAndDetach() error {
 	if c.modified {
 		if err := c.ensureStopped(); err != nil || c.gone {
 			return err
+		}
+		if c.errnoAddr != 0 {
+			errs = append(errs, c.poke(c.errnoAddr, c.errnoSaved))
 		}
 		errs = append(errs, c.restore())
 	}

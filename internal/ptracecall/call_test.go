@@ -131,7 +131,7 @@ func TestCallGetpidInRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int(ret) != pid {
+	if int(int32(ret)) != pid {
 		t.Errorf("getpid() in the canary returned %d, want %d", ret, pid)
 	}
 	p.Step(t)
@@ -282,7 +282,7 @@ func TestSleepCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int(ret) != pid {
+	if int(int32(ret)) != pid {
 		t.Errorf("getpid() in sleep returned %d, want %d", ret, pid)
 	}
 	err = cmd.Wait()
@@ -306,8 +306,8 @@ func TestMallocTrim(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ret > 1 {
-			t.Errorf("malloc_trim(0) = %d, want 0 or 1", ret)
+		if r := int32(ret); r != 0 && r != 1 {
+			t.Errorf("malloc_trim(0) = %d, want 0 or 1", r)
 		}
 	}
 	p.Step(t)
@@ -326,7 +326,7 @@ func TestCallOnRunningThread(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if int(ret) != p.PID() {
+		if int(int32(ret)) != p.PID() {
 			t.Fatalf("getpid() = %d, want %d", ret, p.PID())
 		}
 	}
@@ -640,6 +640,39 @@ func TestSignalDuringTimedOutCall(t *testing.T) {
 	}
 }
 
+// TestErrnoPreserved: close(-1) sets errno to EBADF in the thread; with
+// Options.ErrnoLocation the canary's errno is still its own 4242 after,
+// without it EBADF (the control).
+func TestErrnoPreserved(t *testing.T) {
+	for _, preserve := range []bool{true, false} {
+		p := canary(t, "read")
+		closeFn := lookup(t, p, "libc.so.6", "close")
+		var opts Options
+		if preserve {
+			opts.ErrnoLocation = lookup(t, p, "libc.so.6", "__errno_location")
+		}
+		err := Run(p.PID(), p.PID(), opts, func(c *Conn) error {
+			ret, err := c.Call(closeFn, []uint64{^uint64(0)}, time.Second)
+			if err == nil && int32(ret) != -1 {
+				t.Errorf("close(-1) = %d", int32(ret))
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Step(t)
+		verdict(t, p.Lines, "1")
+		want := "4242"
+		if !preserve {
+			want = strconv.Itoa(int(unix.EBADF))
+		}
+		if got := value(t, p.Lines, "errno"); got != want {
+			t.Errorf("preserve %v: the canary's errno after close(-1) is %s, want %s", preserve, got, want)
+		}
+	}
+}
+
 // TestStoppedProcessRefused: a process stopped by SIGSTOP is refused and
 // left stopped; after SIGCONT it carries on intact.
 func TestStoppedProcessRefused(t *testing.T) {
@@ -914,7 +947,7 @@ func TestRseqRefused(t *testing.T) {
 			busy++
 		case err != nil:
 			t.Fatal(err)
-		case int(ret) != p.PID():
+		case int(int32(ret)) != p.PID():
 			t.Fatalf("getpid() = %d", ret)
 		}
 	}

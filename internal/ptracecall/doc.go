@@ -96,10 +96,11 @@
 //     well-defined point, but that point may still be inside the
 //     allocator (in mmap, brk, madvise or a futex wait); PickThread cannot
 //     tell, as that needs an unwind of the thread's stack.
-//   - What the function itself does — memory it changes, errno it sets in
-//     the thread's TLS, locks it takes and releases — is the function's.
-//     Only registers, the signal state above and the stack below the red
-//     zone are the package's to restore.
+//   - What the function itself does — memory it changes, locks it takes
+//     and releases — is the function's. Only registers, the signal state
+//     above, the stack below the red zone and, when asked
+//     (Options.ErrnoLocation), the thread's errno are the package's to
+//     restore.
 //   - If memdiag dies (SIGKILL) while a call runs, the kernel detaches the
 //     thread with the call's registers: it finishes the function and then
 //     faults at the trap address, killing the process with SIGSEGV.

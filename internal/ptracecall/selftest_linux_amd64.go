@@ -79,7 +79,7 @@ func callInSleep(pid int, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if int(ret) != pid {
+	if int(int32(ret)) != pid {
 		return fmt.Errorf("getpid() in sleep (pid %d) returned %d", pid, ret)
 	}
 	return nil
