@@ -294,7 +294,8 @@ func (c *Conn) save() error {
 // TID is the borrowed thread.
 func (c *Conn) TID() int { return c.tid }
 
-// Regs returns the thread's registers as saved when it stopped.
+// Regs returns the thread's registers as saved when it stopped (x86-64
+// Linux only, as the type is).
 func (c *Conn) Regs() unix.PtraceRegs { return c.saved }
 
 // XStateSize is the size of the thread's extended state (XSAVE area) as

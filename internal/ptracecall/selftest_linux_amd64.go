@@ -3,7 +3,6 @@
 package ptracecall
 
 import (
-	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -13,10 +12,6 @@ import (
 // selfTestSleep is how long the self-test's sleep runs: long enough to be
 // caught asleep and to show it ends at its time, not after.
 const selfTestSleep = 500 * time.Millisecond
-
-// ErrSelfTest: the call path failed on a process of memdiag's own; no
-// target should be touched on this host.
-var ErrSelfTest = errors.New("calling a function in a process failed on memdiag's own test process")
 
 // SelfTest proves the whole call path on this host before any target is
 // touched: it runs sleep(1) as a child, calls getpid in it while it
