@@ -637,7 +637,7 @@ func (c *Conn) ensureStopped() error {
 }
 
 func (c *Conn) restore() error {
-	regs := c.saved
+	want := c.saved
 	var lost error
 	if c.restartLost {
 		// restart_syscall would now run the function's system call, with
@@ -645,9 +645,10 @@ func (c *Conn) restore() error {
 		// handler would have done; the remaining time of a relative sleep
 		// was written to its rem argument when it was stopped.
 		eintr := int64(errEINTR)
-		regs.Rax = uint64(eintr)
-		lost = fmt.Errorf("%s: %w: system call %d was stopped in a way only restart_block could continue, and the call's own interrupted system call overwrote it", c.where(), ErrSyscallInterrupted, int64(regs.Orig_rax))
+		want.Rax = uint64(eintr)
+		lost = fmt.Errorf("%s: %w: system call %d was stopped in a way only restart_block could continue, and the call's own interrupted system call overwrote it", c.where(), ErrSyscallInterrupted, int64(want.Orig_rax))
 	}
+	regs := want
 	if c.dropSyscall {
 		regs.Orig_rax = ^uint64(0)
 	}
@@ -659,7 +660,7 @@ func (c *Conn) restore() error {
 			return fmt.Errorf("%s: %w: %w", c.where(), ErrRestore, err)
 		}
 	}
-	return errors.Join(lost, c.verify(regs))
+	return errors.Join(lost, c.verify(want))
 }
 
 // verify reads the registers back: what the thread resumes with must be
@@ -669,7 +670,7 @@ func (c *Conn) verify(want unix.PtraceRegs) error {
 	if err := unix.PtraceGetRegs(c.tid, &r); err != nil {
 		return fmt.Errorf("%s: %w: reading back: %w", c.where(), ErrRestore, err)
 	}
-	if r != want || c.dropSyscall {
+	if r != want {
 		return fmt.Errorf("%s: %w: general registers read back %+v, saved %+v", c.where(), ErrRestore, r, c.saved)
 	}
 	if c.skipXStateRestore {
