@@ -77,7 +77,10 @@ type Conn struct {
 	osTID    int // the tracer's OS thread
 	saved    unix.PtraceRegs
 	xstate   []byte
-	stack    stackRoom
+	// callXState is xstate with the x87 register stack emptied, written
+	// before each call when the thread's is not empty; nil otherwise.
+	callXState []byte
+	stack      stackRoom
 	// code are the executable mappings when the thread stopped: a call
 	// must start in one (other threads may map and unmap meanwhile: a
 	// sanity check, not a guarantee).
@@ -279,6 +282,7 @@ func (c *Conn) save() error {
 		return fmt.Errorf("%s: %w", c.where(), err)
 	}
 	c.xstate = x
+	c.callXState = emptyX87(x)
 	maps, err := readMaps(c.pid)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.where(), err)
@@ -438,6 +442,11 @@ func (c *Conn) start(fn uint64, args []uint64) (sp uint64, err error) {
 	c.modified = true
 	if err := unix.PtraceSetRegs(c.tid, &regs); err != nil {
 		return 0, fmt.Errorf("%s: PTRACE_SETREGS for the call: %w", c.where(), err)
+	}
+	if c.callXState != nil {
+		if err := writeXState(c.tid, c.callXState); err != nil {
+			return 0, fmt.Errorf("%s: emptying the x87 stack for the call: %w", c.where(), err)
+		}
 	}
 	if err := unix.PtraceCont(c.tid, 0); err != nil {
 		return 0, fmt.Errorf("%s: PTRACE_CONT into the call: %w", c.where(), err)

@@ -673,6 +673,30 @@ func TestErrnoPreserved(t *testing.T) {
 	}
 }
 
+// TestX87StackEmptiedForCall: a thread stopped in user space in the
+// middle of x87 arithmetic has values on its x87 register stack; the ABI
+// wants it empty at a call, so the function is entered with it empty, and
+// the thread gets its values back.
+func TestX87StackEmptiedForCall(t *testing.T) {
+	p := canary(t, "x87")
+	worker := otherThread(t, p.PID())
+	tags := lookup(t, p, "canary", "canary_x87_tags")
+	for range 5 {
+		ret, err := Call(p.PID(), worker, tags, nil, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ret != 0 {
+			t.Errorf("the function was entered with x87 tags %#x, want 0 (an empty register stack)", ret)
+		}
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+	if !contains(p.Lines, "x87 intact") {
+		t.Errorf("the worker's x87 register stack changed: %q", p.Lines)
+	}
+}
+
 // TestStoppedProcessRefused: a process stopped by SIGSTOP is refused and
 // left stopped; after SIGCONT it carries on intact.
 func TestStoppedProcessRefused(t *testing.T) {

@@ -22,7 +22,9 @@
 //     size — the kernel refuses any other with EFAULT, gdb 13's fault.
 //  3. For each call: write a return address on a scratch stack 16-byte
 //     aligned below the thread's stack pointer and its 128-byte red zone,
-//     set rip to the function and rdi…r9 to its arguments, orig_rax to -1
+//     set rip to the function and rdi…r9 to its arguments (and, for a
+//     thread stopped in the middle of x87 arithmetic, empty its x87
+//     register stack, as the ABI wants at a call), orig_rax to -1
 //     (so the kernel does not treat the call as the restart of the system
 //     call the thread was stopped in), and resume the thread. The return
 //     address is one no mapping covers: the function's final ret faults
@@ -125,10 +127,6 @@
 //     with a user shadow stack (CET: the return address would also have
 //     to go on the shadow stack); 32-bit (compat) code; a process in
 //     group stop (ErrStopped, left stopped).
-//   - The x87 register stack is not emptied for the call: a thread
-//     stopped in the middle of x87 arithmetic (not at a call or system
-//     call) would hand the function a non-empty x87 stack, as the ABI
-//     forbids. The thread's own state is restored regardless.
 //   - Only integer and pointer arguments (up to six) and an integer
 //     result (rax). Memory for out-parameters can be placed on the
 //     scratch stack with Conn.Push.
