@@ -42,6 +42,24 @@
 // never unlocked: when it ends, the thread ends, and the kernel detaches
 // anything it still traces.
 //
+// # Using it
+//
+// SelfTest first, once per host: it runs the whole path on a sleep of
+// memdiag's own and refuses (ErrSelfTest) where it fails. Then
+// LookupFunc finds the function in the library the target maps (with
+// procstatus.StartTime read at the same time, for Options.StartTime),
+// and Call makes one call on a thread PickThread chooses (tid 0). Run
+// keeps the thread for several calls, with Conn.Push and Conn.Read for
+// out-parameters (mallctl's oldp and oldlenp, GetStats' buffer) and
+// Options.ErrnoLocation to give the thread its errno back.
+//
+// The tests run it on fixtures/programs/canary.c, which waits in a raw
+// system call with every general, vector, mask and control register and
+// its red zone set to known values, and says afterwards what changed and
+// what the system call returned; two controls (a restore without the
+// extended state, one that loses orig_rax) show the canary catches what
+// gdb 13 breaks.
+//
 // # Guarantees
 //
 //   - Every failure after the thread stopped — a timeout, a fault in the
