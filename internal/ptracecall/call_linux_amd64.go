@@ -54,6 +54,19 @@ type Options struct {
 	// A thread in uninterruptible sleep (state D) stops only when it
 	// wakes. Zero means one second.
 	StopTimeout time.Duration
+	// ErrnoLocation, when set, is the address of __errno_location in the
+	// target's libc (LookupFunc(pid, "libc.so.6", "__errno_location")):
+	// before the first call it is called to find the thread's errno, and
+	// at the end the errno the thread had is written back. Without it a
+	// function that sets errno leaves its value to a thread that may have
+	// been stopped between a failing system call and its errno check.
+	ErrnoLocation uint64
+	// StartTime, when set, is the start time (field 22 of
+	// /proc/PID/stat, as procstatus.StartTime reads it) of the process
+	// the caller resolved addresses in: a process that has it no longer
+	// — the pid was reused — is refused once its thread is stopped (and
+	// so can no longer change).
+	StartTime string
 }
 
 // Conn is a thread borrowed by Run. It is valid only during Run's
@@ -64,7 +77,14 @@ type Conn struct {
 	osTID    int // the tracer's OS thread
 	saved    unix.PtraceRegs
 	xstate   []byte
-	stack    stackRoom
+	// callXState is xstate with the x87 register stack emptied, written
+	// before each call when the thread's is not empty; nil otherwise.
+	callXState []byte
+	stack      stackRoom
+	// code are the executable mappings when the thread stopped: a call
+	// must start in one (other threads may map and unmap meanwhile: a
+	// sanity check, not a guarantee).
+	code [][2]uint64
 	// next is the lowest scratch-stack address handed out so far.
 	next uint64
 	// modified is set once a register was written: from then on the
@@ -83,6 +103,11 @@ type Conn struct {
 	stuckTimeout time.Duration
 	// gone: the thread exited; there is nothing to restore or detach.
 	gone bool
+	// errnoFn is Options.ErrnoLocation; errnoAddr and errnoSaved are the
+	// thread's errno and its value, once read (errnoAddr != 0).
+	errnoFn    uint64
+	errnoAddr  uint64
+	errnoSaved []byte
 	// restartLost: a system call of the function was interrupted with
 	// -ERESTART_RESTARTBLOCK, which rewrote the thread's restart_block;
 	// the thread's own such system call can then not be restarted.
@@ -155,6 +180,13 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 	if err := checkTarget(c.pid, c.tid); err != nil {
 		return err
 	}
+	start, err := processStart(c.pid)
+	if err != nil {
+		return err
+	}
+	if opts.StartTime != "" && opts.StartTime != start {
+		return fmt.Errorf("%s: %w: pid %d now belongs to a process started at %s, not %s", c.where(), ErrNoProcess, c.pid, start, opts.StartTime)
+	}
 	if err := c.attach(opts.StopTimeout); err != nil {
 		return err
 	}
@@ -164,10 +196,16 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 		}
 		err = errors.Join(err, c.restoreAndDetach())
 	}()
+	// Checked again now that the thread is stopped: the process cannot
+	// exit and its pid cannot be reused while it is traced.
+	if again, err := processStart(c.pid); err != nil || again != start {
+		return errors.Join(fmt.Errorf("%s: %w: the process changed while being stopped (start time %s, then %s)", c.where(), ErrNoProcess, start, again), err)
+	}
 	if err := c.save(); err != nil {
 		return err
 	}
 	c.stuckTimeout = opts.StopTimeout
+	c.errnoFn = opts.ErrnoLocation
 	return fn(c)
 }
 
@@ -244,9 +282,15 @@ func (c *Conn) save() error {
 		return fmt.Errorf("%s: %w", c.where(), err)
 	}
 	c.xstate = x
-	if c.stack, err = findStack(c.pid, c.saved.Rsp); err != nil {
+	c.callXState = emptyX87(x)
+	maps, err := readMaps(c.pid)
+	if err != nil {
 		return fmt.Errorf("%s: %w", c.where(), err)
 	}
+	if c.stack, err = findStack(maps, c.saved.Rsp); err != nil {
+		return fmt.Errorf("%s: %w", c.where(), err)
+	}
+	c.code = codeRanges(maps)
 	c.next = c.saved.Rsp - redZone
 	return nil
 }
@@ -254,7 +298,8 @@ func (c *Conn) save() error {
 // TID is the borrowed thread.
 func (c *Conn) TID() int { return c.tid }
 
-// Regs returns the thread's registers as saved when it stopped.
+// Regs returns the thread's registers as saved when it stopped (x86-64
+// Linux only, as the type is).
 func (c *Conn) Regs() unix.PtraceRegs { return c.saved }
 
 // XStateSize is the size of the thread's extended state (XSAVE area) as
@@ -311,6 +356,9 @@ func (c *Conn) usable() error {
 	if unix.Gettid() != c.osTID {
 		return fmt.Errorf("%s: Conn used from another OS thread than the tracer's (call it only from Run's callback goroutine)", c.where())
 	}
+	if c.gone {
+		return fmt.Errorf("%s: %w", c.where(), ErrExited)
+	}
 	if c.abandoned != nil {
 		return fmt.Errorf("%s: %w: %w", c.where(), ErrAbandoned, c.abandoned)
 	}
@@ -326,7 +374,9 @@ func (c *Conn) poke(addr uint64, data []byte) error {
 }
 
 // Call calls the function at address fn in the thread with args (at most
-// six, in rdi, rsi, rdx, rcx, r8, r9) and returns its rax. timeout bounds
+// six, in rdi, rsi, rdx, rcx, r8, r9) and returns its rax — whole: for a
+// function returning int, only the low 32 bits are its result
+// (int32(ret)), the ABI leaving the rest undefined. timeout bounds
 // the call: a function still running then is interrupted and abandoned
 // (ErrTimeout), as is one that faults (ErrFault); later calls are refused.
 func (c *Conn) Call(fn uint64, args []uint64, timeout time.Duration) (uint64, error) {
@@ -339,8 +389,48 @@ func (c *Conn) Call(fn uint64, args []uint64, timeout time.Duration) (uint64, er
 	if len(args) > maxArgs {
 		return 0, fmt.Errorf("%s: %d arguments: at most %d integer arguments are passed", c.where(), len(args), maxArgs)
 	}
-	sp, err := c.scratchSP()
+	if !c.isCode(fn) {
+		return 0, fmt.Errorf("%s: %w: %#x", c.where(), ErrNotCode, fn)
+	}
+	if err := c.saveErrno(timeout); err != nil {
+		return 0, err
+	}
+	return c.call(fn, args, timeout)
+}
+
+func (c *Conn) call(fn uint64, args []uint64, timeout time.Duration) (uint64, error) {
+	sp, err := c.start(fn, args)
 	if err != nil {
+		return 0, err
+	}
+	return c.awaitReturn(fn, sp, timeout)
+}
+
+// saveErrno finds and reads the thread's errno before the first call,
+// when asked to (Options.ErrnoLocation).
+func (c *Conn) saveErrno(timeout time.Duration) error {
+	if c.errnoFn == 0 || c.errnoAddr != 0 {
+		return nil
+	}
+	if !c.isCode(c.errnoFn) {
+		return fmt.Errorf("%s: __errno_location: %w: %#x", c.where(), ErrNotCode, c.errnoFn)
+	}
+	addr, err := c.call(c.errnoFn, nil, timeout)
+	if err != nil {
+		return fmt.Errorf("__errno_location: %w", err)
+	}
+	v, err := c.Read(addr, 4)
+	if err != nil {
+		return fmt.Errorf("reading errno: %w", err)
+	}
+	c.errnoAddr, c.errnoSaved = addr, v
+	return nil
+}
+
+// start sets the thread up to enter fn on the scratch stack and resumes
+// it; it returns the stack pointer at the function's entry.
+func (c *Conn) start(fn uint64, args []uint64) (sp uint64, err error) {
+	if sp, err = c.scratchSP(); err != nil {
 		return 0, err
 	}
 	var ret [8]byte
@@ -353,11 +443,25 @@ func (c *Conn) Call(fn uint64, args []uint64, timeout time.Duration) (uint64, er
 	if err := unix.PtraceSetRegs(c.tid, &regs); err != nil {
 		return 0, fmt.Errorf("%s: PTRACE_SETREGS for the call: %w", c.where(), err)
 	}
+	if c.callXState != nil {
+		if err := writeXState(c.tid, c.callXState); err != nil {
+			return 0, fmt.Errorf("%s: emptying the x87 stack for the call: %w", c.where(), err)
+		}
+	}
 	if err := unix.PtraceCont(c.tid, 0); err != nil {
 		return 0, fmt.Errorf("%s: PTRACE_CONT into the call: %w", c.where(), err)
 	}
 	c.atSignal = false
-	return c.awaitReturn(fn, sp, timeout)
+	return sp, nil
+}
+
+func (c *Conn) isCode(addr uint64) bool {
+	for _, r := range c.code {
+		if r[0] <= addr && addr < r[1] {
+			return true
+		}
+	}
+	return false
 }
 
 // scratchSP returns the stack pointer at the function's entry: below
@@ -511,14 +615,38 @@ func (c *Conn) restoreAndDetach() error {
 	}
 	var errs []error
 	if c.modified {
+		if err := c.ensureStopped(); err != nil || c.gone {
+			return err
+		}
+		if c.errnoAddr != 0 {
+			errs = append(errs, c.poke(c.errnoAddr, c.errnoSaved))
+		}
 		errs = append(errs, c.restore())
 	}
 	errs = append(errs, c.detach())
 	return errors.Join(errs...)
 }
 
+// ensureStopped makes sure the thread is in a ptrace-stop before its
+// registers are written back: after an unexpected error in the middle of
+// a call it may still be running the function, and detaching it then
+// would send it to trapAddr. A running thread is interrupted and left to
+// waitUnstuck (c.stuck), which restores it once it stops.
+func (c *Conn) ensureStopped() error {
+	var r unix.PtraceRegs
+	if err := unix.PtraceGetRegs(c.tid, &r); !errors.Is(err, unix.ESRCH) {
+		return nil // stopped: ESRCH is the only answer for a running tracee
+	}
+	if err := unix.PtraceInterrupt(c.tid); err != nil {
+		c.gone = errors.Is(err, unix.ESRCH)
+		return fmt.Errorf("%s: PTRACE_INTERRUPT to restore it: %w", c.where(), err)
+	}
+	c.stuck = true
+	return fmt.Errorf("%s: the thread was still running the call; it is restored and detached as soon as it stops", c.where())
+}
+
 func (c *Conn) restore() error {
-	regs := c.saved
+	want := c.saved
 	var lost error
 	if c.restartLost {
 		// restart_syscall would now run the function's system call, with
@@ -526,9 +654,10 @@ func (c *Conn) restore() error {
 		// handler would have done; the remaining time of a relative sleep
 		// was written to its rem argument when it was stopped.
 		eintr := int64(errEINTR)
-		regs.Rax = uint64(eintr)
-		lost = fmt.Errorf("%s: %w: system call %d was stopped in a way only restart_block could continue, and the call's own interrupted system call overwrote it", c.where(), ErrSyscallInterrupted, int64(regs.Orig_rax))
+		want.Rax = uint64(eintr)
+		lost = fmt.Errorf("%s: %w: system call %d was stopped in a way only restart_block could continue, and the call's own interrupted system call overwrote it", c.where(), ErrSyscallInterrupted, int64(want.Orig_rax))
 	}
+	regs := want
 	if c.dropSyscall {
 		regs.Orig_rax = ^uint64(0)
 	}
@@ -540,7 +669,7 @@ func (c *Conn) restore() error {
 			return fmt.Errorf("%s: %w: %w", c.where(), ErrRestore, err)
 		}
 	}
-	return errors.Join(lost, c.verify(regs))
+	return errors.Join(lost, c.verify(want))
 }
 
 // verify reads the registers back: what the thread resumes with must be
@@ -550,7 +679,7 @@ func (c *Conn) verify(want unix.PtraceRegs) error {
 	if err := unix.PtraceGetRegs(c.tid, &r); err != nil {
 		return fmt.Errorf("%s: %w: reading back: %w", c.where(), ErrRestore, err)
 	}
-	if r != want || c.dropSyscall {
+	if r != want {
 		return fmt.Errorf("%s: %w: general registers read back %+v, saved %+v", c.where(), ErrRestore, r, c.saved)
 	}
 	if c.skipXStateRestore {
@@ -616,8 +745,9 @@ func (c *Conn) detachQuietly() {
 // letting it go with the call's registers would send it to trapAddr.
 func (c *Conn) waitUnstuck() {
 	for {
-		st, err := c.wait(time.Now().Add(stuckPoll))
+		st, err := c.wait(time.Now())
 		if errors.Is(err, ErrTimeout) {
+			time.Sleep(stuckPoll)
 			continue
 		}
 		if err != nil {

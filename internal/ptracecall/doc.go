@@ -22,7 +22,9 @@
 //     size — the kernel refuses any other with EFAULT, gdb 13's fault.
 //  3. For each call: write a return address on a scratch stack 16-byte
 //     aligned below the thread's stack pointer and its 128-byte red zone,
-//     set rip to the function and rdi…r9 to its arguments, orig_rax to -1
+//     set rip to the function and rdi…r9 to its arguments (and, for a
+//     thread stopped in the middle of x87 arithmetic, empty its x87
+//     register stack, as the ABI wants at a call), orig_rax to -1
 //     (so the kernel does not treat the call as the restart of the system
 //     call the thread was stopped in), and resume the thread. The return
 //     address is one no mapping covers: the function's final ret faults
@@ -40,6 +42,24 @@
 // never unlocked: when it ends, the thread ends, and the kernel detaches
 // anything it still traces.
 //
+// # Using it
+//
+// SelfTest first, once per host: it runs the whole path on a sleep of
+// memdiag's own and refuses (ErrSelfTest) where it fails. Then
+// LookupFunc finds the function in the library the target maps (with
+// procstatus.StartTime read at the same time, for Options.StartTime),
+// and Call makes one call on a thread PickThread chooses (tid 0). Run
+// keeps the thread for several calls, with Conn.Push and Conn.Read for
+// out-parameters (mallctl's oldp and oldlenp, GetStats' buffer) and
+// Options.ErrnoLocation to give the thread its errno back.
+//
+// The tests run it on fixtures/programs/canary.c, which waits in a raw
+// system call with every general, vector, mask and control register and
+// its red zone set to known values, and says afterwards what changed and
+// what the system call returned; two controls (a restore without the
+// extended state, one that loses orig_rax) show the canary catches what
+// gdb 13 breaks.
+//
 // # Guarantees
 //
 //   - Every failure after the thread stopped — a timeout, a fault in the
@@ -47,14 +67,25 @@
 //     detaching. A failure before it stopped changes nothing.
 //   - Signals that arrive for the borrowed thread while it is borrowed
 //     (in signal-delivery-stops) are not delivered into the call: they are
-//     held and handed back when the thread is restored — the first with
-//     its original siginfo through PTRACE_SETSIGINFO and PTRACE_DETACH,
-//     any further ones re-sent with tgkill (their sender then reads as
-//     memdiag). A group stop (SIGSTOP to the process) during a call lets
-//     the call finish; the thread rejoins the stop when detached.
+//     held and handed back when the thread is restored. When the thread
+//     is detached from a signal-delivery-stop (a call that returned or
+//     faulted), the first goes back with its original siginfo through
+//     PTRACE_SETSIGINFO and PTRACE_DETACH; the others, and all of them
+//     after a timeout or a refusal, are re-sent with tgkill (their
+//     sender then reads as memdiag). A group stop (SIGSTOP to the
+//     process) during a call lets the call finish; the thread rejoins
+//     the stop when detached.
 //   - A fault in the function (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP,
 //     SIGSYS raised by the kernel) abandons the call, is not delivered,
 //     and the thread is restored: the process does not die of our call.
+//   - The registers are read back after the restore and compared with
+//     those saved, byte for byte for the extended state (ErrRestore if
+//     they differ; the thread is detached regardless, nothing better
+//     being possible for it).
+//   - A thread that does not stop when a timed-out call is interrupted
+//     (uninterruptible sleep) is restored and detached as soon as it
+//     does stop: Run returns ErrTimeout at once, and its OS thread stays
+//     behind waiting for as long as the process lives.
 //
 // # What it does not guarantee
 //
@@ -77,10 +108,19 @@
 //     handler, and the error says so (ErrSyscallInterrupted). Such an
 //     interruption by io_uring task work or the cgroup freezer, which
 //     makes no ptrace stop, is not seen.
-//   - What the function itself does — memory it changes, errno it sets in
-//     the thread's TLS, locks it takes and releases — is the function's.
-//     Only registers, the signal state above and the stack below the red
-//     zone are the package's to restore.
+//   - The function runs as a signal handler would: on a thread stopped
+//     at an arbitrary point of its own code. It must be safe to call
+//     there — not re-enter state the thread may be in the middle of
+//     changing, such as glibc's per-thread tcache if the thread was
+//     stopped inside malloc. A thread blocked in a system call is at a
+//     well-defined point, but that point may still be inside the
+//     allocator (in mmap, brk, madvise or a futex wait); PickThread cannot
+//     tell, as that needs an unwind of the thread's stack.
+//   - What the function itself does — memory it changes, locks it takes
+//     and releases — is the function's. Only registers, the signal state
+//     above, the stack below the red zone and, when asked
+//     (Options.ErrnoLocation), the thread's errno are the package's to
+//     restore.
 //   - If memdiag dies (SIGKILL) while a call runs, the kernel detaches the
 //     thread with the call's registers: it finishes the function and then
 //     faults at the trap address, killing the process with SIGSEGV.
@@ -93,20 +133,18 @@
 //     sees the error. PickThread prefers threads blocked elsewhere.
 //   - Refused, the thread untouched: a thread blocking SIGSEGV, or a
 //     process ignoring it (ErrSignalBlocked: the kernel would reset
-//     SIGSEGV's disposition when the trap fault hits); a thread stopped
+//     SIGSEGV's disposition when the trap fault hits; glibc starts every
+//     thread with all signals blocked for a moment); a thread stopped
 //     inside a restartable sequence (ErrBusy: resumed elsewhere, the
 //     kernel would no longer abort the sequence — tcmalloc's per-CPU
 //     caches use them; on kernels before 5.13 this is not checked); a
 //     thread whose stack pointer is not on a thread stack with a guard
 //     page below it (ErrNoStack: a signal handler's alternate stack, a Go
-//     goroutine stack), or has less than 32 KiB left on it; a thread
+//     goroutine stack), or has less than 32 KiB left on it (the main
+//     thread's [stack] grows, and only needs room for what is written); a thread
 //     with a user shadow stack (CET: the return address would also have
 //     to go on the shadow stack); 32-bit (compat) code; a process in
 //     group stop (ErrStopped, left stopped).
-//   - The x87 register stack is not emptied for the call: a thread
-//     stopped in the middle of x87 arithmetic (not at a call or system
-//     call) would hand the function a non-empty x87 stack, as the ABI
-//     forbids. The thread's own state is restored regardless.
 //   - Only integer and pointer arguments (up to six) and an integer
 //     result (rax). Memory for out-parameters can be placed on the
 //     scratch stack with Conn.Push.

@@ -21,6 +21,9 @@ var (
 	// ErrNoStack: the memory below the thread's stack pointer cannot take
 	// the scratch stack.
 	ErrNoStack = errors.New("no room for a scratch stack")
+	// ErrNotCode: the function's address is in no executable mapping;
+	// nothing was called.
+	ErrNotCode = errors.New("no executable code at that address")
 	// ErrTimeout: the thread did not stop, or the function did not
 	// return, in time. A call that timed out was abandoned (see the
 	// package documentation for what that leaves behind).
@@ -47,6 +50,9 @@ var (
 	// (inside a restartable sequence); trying again a moment later may
 	// find it elsewhere.
 	ErrBusy = errors.New("thread busy, try again")
+	// ErrSelfTest: the call path failed on a process of memdiag's own
+	// (SelfTest); no target should be touched on this host.
+	ErrSelfTest = errors.New("calling a function in a process failed on memdiag's own test process")
 	// ErrSymbol: a function could not be found, or its address could not
 	// be trusted.
 	ErrSymbol = errors.New("symbol not found")

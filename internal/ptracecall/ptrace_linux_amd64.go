@@ -245,3 +245,25 @@ func checkRseq(tid int, rip uint64) error {
 	}
 	return nil
 }
+
+// Offsets in the XSAVE area: the x87 status word and abridged tag byte of
+// the legacy (FXSAVE) region, and the header's XSTATE_BV.
+const (
+	xsaveFSW      = 2
+	xsaveFTW      = 4
+	xsaveXStateBV = 512
+)
+
+// emptyX87 returns a copy of the XSAVE area x with the x87 register stack
+// empty (status word and tags cleared; the control word, callee-saved,
+// kept), or nil when it is empty already: the component in its initial
+// state, or no register tagged in use. The ABI requires an empty stack at
+// every call; a thread stopped in the middle of x87 arithmetic has not.
+func emptyX87(x []byte) []byte {
+	if nativeUint64(x[xsaveXStateBV:])&1 == 0 || x[xsaveFTW] == 0 {
+		return nil
+	}
+	y := append([]byte(nil), x...)
+	y[xsaveFSW], y[xsaveFSW+1], y[xsaveFTW] = 0, 0, 0
+	return y
+}

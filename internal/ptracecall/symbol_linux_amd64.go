@@ -40,7 +40,11 @@ const deletedSuffix = " (deleted)"
 // its dynamic tables and every address it gives are bounded and checked,
 // and the address returned lies in an executable mapping of that file at
 // the file offset its program headers give — a function the target may
-// run. An IFUNC (a resolver, not the function) is refused.
+// run. An IFUNC (a resolver, not the function) is refused. The file's
+// owner can still make the name point at other code of the file: that
+// code runs in their own process, with their own privileges — nothing is
+// gained over what they can do already — and the caller learns nothing
+// false about any other process.
 func LookupFunc(pid int, lib, name string) (uint64, error) {
 	where := fmt.Sprintf("process %d: %s in %s", pid, name, lib)
 	segs, err := librarySegments(pid, lib)

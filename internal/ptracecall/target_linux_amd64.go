@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/procstatus"
 )
 
 // stackRoom is the mapping the thread's stack pointer lies in.
@@ -20,6 +21,28 @@ type stackRoom struct {
 	// grows: the main thread's [stack], which the kernel extends
 	// downwards when the thread itself touches below it.
 	grows bool
+}
+
+// readMaps reads the process's mappings.
+func readMaps(pid int) ([]procmaps.Mapping, error) {
+	name := filepath.Join(procRoot, strconv.Itoa(pid), "maps")
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("reading its mappings: %w", err)
+	}
+	defer f.Close()
+	return procmaps.Parse(f, name)
+}
+
+// codeRanges are the executable mappings, where a call may start.
+func codeRanges(maps []procmaps.Mapping) [][2]uint64 {
+	var code [][2]uint64
+	for _, m := range maps {
+		if m.Executable() {
+			code = append(code, [2]uint64{m.Start, m.End})
+		}
+	}
+	return code
 }
 
 // findStack finds the mapping that holds rsp, and checks that nothing is
@@ -32,17 +55,7 @@ type stackRoom struct {
 // stopped in a signal handler on a small alternate stack (sigaltstack,
 // often malloc'd), or on a Go goroutine stack inside the Go heap, would
 // let the function overflow into live data.
-func findStack(pid int, rsp uint64) (stackRoom, error) {
-	name := filepath.Join(procRoot, strconv.Itoa(pid), "maps")
-	f, err := os.Open(name)
-	if err != nil {
-		return stackRoom{}, fmt.Errorf("reading its mappings: %w", err)
-	}
-	defer f.Close()
-	maps, err := procmaps.Parse(f, name)
-	if err != nil {
-		return stackRoom{}, err
-	}
+func findStack(maps []procmaps.Mapping, rsp uint64) (stackRoom, error) {
 	for _, m := range maps {
 		if m.Start <= trapAddr && trapAddr < m.End {
 			return stackRoom{}, fmt.Errorf("%w: the trap address %#x is mapped (%#x-%#x %s)", ErrUnsupported, uint64(trapAddr), m.Start, m.End, m.Path)
@@ -107,4 +120,14 @@ func tracerNote(pid int) string {
 		who = fmt.Sprintf("%s (%s)", tr["Tgid"], tr["Name"])
 	}
 	return fmt.Sprintf(" (it is already traced by process %s; a process has one tracer at a time)", who)
+}
+
+// processStart reads the process's start time (stat field 22): with the
+// pid, it tells the process from a later one given the same pid.
+func processStart(pid int) (string, error) {
+	start, _, err := procstatus.StartTime(filepath.Join(procRoot, strconv.Itoa(pid)))
+	if err != nil {
+		return "", fmt.Errorf("process %d: %w: %w", pid, ErrNoProcess, err)
+	}
+	return start, nil
 }

@@ -8,10 +8,11 @@ import (
 	"time"
 )
 
-// Options say how Run borrows a thread.
+// Options say how Run borrows a thread (see the x86-64 Linux build).
 type Options struct {
-	// StopTimeout bounds the wait for the thread to stop.
-	StopTimeout time.Duration
+	StopTimeout   time.Duration
+	ErrnoLocation uint64
+	StartTime     string
 }
 
 // Conn is a borrowed thread; none can be had on this platform.
@@ -30,9 +31,30 @@ func (c *Conn) Call(fn uint64, args []uint64, timeout time.Duration) (uint64, er
 	return 0, unsupported()
 }
 
+// Push returns ErrUnsupported.
+func (c *Conn) Push(data []byte) (uint64, error) { return 0, unsupported() }
+
+// Read returns ErrUnsupported.
+func (c *Conn) Read(addr uint64, n int) ([]byte, error) { return nil, unsupported() }
+
+// TID returns 0: no thread is borrowed here.
+func (c *Conn) TID() int { return 0 }
+
+// XStateSize returns 0: no thread is borrowed here.
+func (c *Conn) XStateSize() int { return 0 }
+
+// InSyscall reports no system call: no thread is borrowed here.
+func (c *Conn) InSyscall() (nr int64, ok bool) { return -1, false }
+
 func unsupported() error {
 	return fmt.Errorf("%w (this is %s/%s)", ErrUnsupported, runtime.GOOS, runtime.GOARCH)
 }
 
 // LookupFunc returns ErrUnsupported: only x86-64 Linux is supported.
 func LookupFunc(pid int, lib, name string) (uint64, error) { return 0, unsupported() }
+
+// SelfTest returns ErrUnsupported: only x86-64 Linux is supported.
+func SelfTest(timeout time.Duration) error { return unsupported() }
+
+// PickThread returns ErrUnsupported: only x86-64 Linux is supported.
+func PickThread(pid int) (int, error) { return 0, unsupported() }

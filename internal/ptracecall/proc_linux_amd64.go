@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && amd64
 
 package ptracecall
 
@@ -56,20 +56,24 @@ const sigsegvMask = 1 << (11 - 1)
 // maxThreads bounds the directory read of PickThread.
 const maxThreads = 1 << 16
 
-// eintrSyscalls are the x86-64 system calls that fail with EINTR when a
+// eintrSyscall reports the x86-64 system calls that fail with EINTR when a
 // ptrace stop interrupts them, instead of restarting: any stop, not just
 // a call (signal(7), "Interruption of system calls and library functions
 // by stop signals"). A program that does not retry them sees an error.
-var eintrSyscalls = map[int]string{
-	65:  "semop",
-	128: "rt_sigtimedwait",
-	208: "io_getevents",
-	220: "semtimedop",
-	232: "epoll_wait",
-	281: "epoll_pwait",
-	333: "io_pgetevents",
-	426: "io_uring_enter",
-	441: "epoll_pwait2",
+func eintrSyscall(nr int) bool {
+	switch nr {
+	case 65, // semop
+		128, // rt_sigtimedwait
+		208, // io_getevents
+		220, // semtimedop
+		232, // epoll_wait
+		281, // epoll_pwait
+		333, // io_pgetevents
+		426, // io_uring_enter
+		441: // epoll_pwait2
+		return true
+	}
+	return false
 }
 
 // Ranks of threadRank, best first.
@@ -99,7 +103,7 @@ func threadRank(status map[string]string, syscallLine string) int {
 	switch {
 	case err != nil || nr < 0:
 		return rankRunning
-	case eintrSyscalls[nr] != "":
+	case eintrSyscall(nr):
 		return rankEINTR
 	}
 	return rankRestarts
