@@ -366,7 +366,7 @@ func TestExplainJSONContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	// unmeasured: this smaps and malloc_info give no trace.
-	if diff := cmpKeys([]string{"attribution", "findings", "inputs", "rss_bytes", "schema", "source", "unmeasured"}, doc); diff != "" {
+	if diff := cmpKeys([]string{"attribution", "findings", "inputs", "pss_bytes", "rss_bytes", "schema", "source", "unmeasured"}, doc); diff != "" {
 		t.Errorf("top-level keys (-want +got):\n%s", diff)
 	}
 	for _, a := range doc["attribution"].([]any) {

@@ -154,6 +154,15 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 		in.Source = o.SmapsFile
 	}
 
+	for _, m := range ms {
+		switch k := allocator.OfLibrary(m.Name); {
+		case k == allocator.Jemalloc || k == allocator.Tcmalloc:
+			in.Allocator = string(k)
+		case k == allocator.Glibc && in.Allocator == "":
+			in.Allocator = string(k)
+		}
+	}
+
 	// The JVM's accounting, from every source given.
 	var jvm *jmx.JVMMemory
 	merge := func(m *jmx.JVMMemory) {

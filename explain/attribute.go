@@ -45,7 +45,10 @@ type Entry struct {
 
 // Result is an attribution of RSS.
 type Result struct {
-	RSSBytes    uint64  `json:"rss_bytes"`
+	RSSBytes uint64 `json:"rss_bytes"`
+	// PSSBytes is Σ Pss: RSS with every shared page divided among the
+	// processes that map it; 0 where smaps did not give it.
+	PSSBytes    uint64  `json:"pss_bytes,omitempty"`
 	Attribution []Entry `json:"attribution"`
 	// Unmeasured are the categories that apply to this process but that
 	// no source measured (malloc-in-use without malloc_info, the JVM's
@@ -81,7 +84,13 @@ func (p *pool) take(n uint64) uint64 {
 // docs/attribution.md. Every claim is capped by what is left of the pool it
 // draws on, so no category is negative and they sum to RSS exactly.
 func Attribute(in *Inputs) *Result {
-	r := &Result{RSSBytes: in.totalRSS()}
+	r := &Result{RSSBytes: in.totalRSS(), PSSBytes: in.totalPSS()}
+	mismatch := in.mismatchedMalloc()
+	if mismatch != nil {
+		// Evidence from another process (or another time) is not joined:
+		// it would attribute memory this process does not have.
+		in = in.withoutMalloc()
+	}
 	entries := map[Category]*Entry{}
 	add := func(c Category, n uint64, source, confidence string, evidence ...string) {
 		e := entries[c]
@@ -253,7 +262,52 @@ func Attribute(in *Inputs) *Result {
 		}
 	}
 	r.Findings = findings(in, r)
+	if mismatch != nil {
+		r.Findings = append([]finding.Finding{*mismatch}, r.Findings...)
+	}
 	return r
+}
+
+// mismatchedMalloc is a finding when the allocator's statistics cannot be
+// this process's: glibc arenas holding more memory in use than the whole
+// process has resident or swapped, or more arena memory than its arena
+// and [heap] mappings span.
+func (in *Inputs) mismatchedMalloc() *finding.Finding {
+	m := in.Malloc
+	if m == nil || !m.Glibc() {
+		return nil
+	}
+	// glibc's arenas live in [heap], its arena heaps, and where brk
+	// failed, plain anonymous mappings: their read-write size bounds what
+	// the arenas can hold (system_mem counts only read-write memory).
+	var swap, span uint64
+	for _, c := range in.Classes {
+		swap += c.SwapBytes
+		if c.Class == "heap" || c.Class == string(pmap.ClassGlibcArena) || c.Class == string(pmap.ClassAnon) {
+			span += c.ReadWriteBytes
+		}
+	}
+	const slack = 1 << 20
+	var why string
+	switch {
+	case m.InUseBytes > in.totalRSS()+swap+slack:
+		why = fmt.Sprintf("its arenas hold %s in use, more than this process's whole RSS and swap (%s)", humanize.Bytes(m.InUseBytes), humanize.Bytes(in.totalRSS()+swap))
+	case span > 0 && m.SystemCurrentBytes > span+slack:
+		why = fmt.Sprintf("its arenas hold %s, more than this process's writable [heap], arena and anonymous mappings span (%s)", humanize.Bytes(m.SystemCurrentBytes), humanize.Bytes(span))
+	default:
+		return nil
+	}
+	return &finding.Finding{ID: "evidence-mismatch", Severity: finding.High, Bytes: m.SystemCurrentBytes,
+		Summary:  fmt.Sprintf("the malloc_info given (%s) cannot be this process's: %s; it was left out of the attribution", m.Source, why),
+		Evidence: []string{fmt.Sprintf("%s: arenas %d B, in use %d B; smaps (%s): RSS %d B, swap %d B, writable [heap], arena and anonymous mappings %d B", m.Source, m.SystemCurrentBytes, m.InUseBytes, in.Source, in.totalRSS(), swap, span)},
+		Advice:   []string{"Give the malloc_info of the same process, taken at the same time as its smaps: memdiag explain --pid PID --capture-malloc-info takes both."}}
+}
+
+// withoutMalloc is a copy of in without its allocator statistics.
+func (in *Inputs) withoutMalloc() *Inputs {
+	c := *in
+	c.Malloc = nil
+	return &c
 }
 
 // mallocOutsideJVM is the finding of a JVM whose malloc'd memory in use
@@ -285,6 +339,26 @@ func mallocOutsideJVM(in *Inputs, bytes uint64, share float64) finding.Finding {
 		}}
 }
 
+// allocatorUnmeasured is the lead where jemalloc or tcmalloc is mapped and
+// no statistics were given: the anonymous memory is that allocator's.
+func allocatorUnmeasured(in *Inputs, plain uint64, share float64) finding.Finding {
+	sev := finding.Medium
+	if share >= 0.5 {
+		sev = finding.High
+	}
+	how := "jemalloc: malloc_stats_print (MALLOC_CONF=stats_print:true prints it at exit), or mallctl from the program; Redis: MEMORY MALLOC-STATS (redis-cli) writes it"
+	if in.Allocator == "tcmalloc" {
+		how = "tcmalloc: MallocExtension::GetStats from the program, or MALLOCSTATS=1 at exit"
+	}
+	return finding.Finding{ID: "allocator-unmeasured", Severity: sev, Bytes: plain,
+		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) of anonymous memory is %s's, which maps its memory as plain anonymous mappings: in use by the program, or kept free by %s — its statistics tell which", humanize.Bytes(plain), 100*share, in.Allocator, in.Allocator),
+		Evidence: []string{fmt.Sprintf("smaps: %s is mapped; Rss of anonymous mappings outside [heap] %d B, none of it explained", in.Allocator, in.classRSS("anon"))},
+		Advice: []string{
+			fmt.Sprintf("memdiag explain --pid PID --capture-malloc-info reads %s's statistics live (through gdb, or without it where gdb is missing or unsafe).", in.Allocator),
+			"Or save them from the program and pass --malloc-info FILE: " + how + ".",
+		}}
+}
+
 // applies reports whether category c can hold memory of this process, so
 // that leaving it unmeasured is worth saying: the JVM's for a JVM, malloc's
 // where an allocator's heap is mapped, the Go heap for a Go program, a
@@ -301,6 +375,33 @@ func (in *Inputs) applies(c Category) bool {
 		return true
 	}
 	return false
+}
+
+// sharedMemoryFinding says where shared memory is most of RSS (a
+// PostgreSQL backend and its shared buffers): summing RSS over the
+// processes that map it counts it once per process; PSS does not.
+func sharedMemoryFinding(in *Inputs, r *Result) (finding.Finding, bool) {
+	shm := r.Bytes(CatShmem)
+	if shm < 16<<20 || float64(shm) < 0.5*float64(r.RSSBytes) {
+		return finding.Finding{}, false
+	}
+	share := 100 * float64(shm) / float64(r.RSSBytes)
+	summary := fmt.Sprintf("%.0f %% of this RSS (%s) is shared memory other processes may map too", share, humanize.Bytes(shm))
+	ev := []string{fmt.Sprintf("smaps: Rss of shmem mappings (SysV, memfd, /dev/shm, shared anonymous) %d B of %d B", shm, r.RSSBytes)}
+	if pss := in.classPSS("shmem"); pss > 0 {
+		sharers := float64(shm) / float64(pss)
+		summary += fmt.Sprintf("; this process's proportional share of it is %s (PSS), as if about %.0f processes mapped it", humanize.Bytes(pss), sharers)
+		ev = append(ev, fmt.Sprintf("smaps: Pss of the shmem mappings %d B; Σ Pss %d B", pss, r.PSSBytes))
+	}
+	advice := []string{
+		"Summing RSS over the processes that map it counts it once per process: add PSS instead (memdiag top shows Σ PSS), or read the memory cgroup (memdiag cgroup), which counts it once.",
+	}
+	if in.Command == "postgres" {
+		advice = append(advice, "For PostgreSQL it is shared_buffers (and the other shared structures: SELECT * FROM pg_shmem_allocations): sized by shared_buffers in postgresql.conf, not by this backend.")
+	} else {
+		advice = append(advice, "Its size is set by whoever creates it (a database's shared buffers, a cache in /dev/shm or a memfd): shrink it there; it is not this process's private memory.")
+	}
+	return finding.Finding{ID: "shared-memory", Severity: finding.Info, Bytes: shm, Summary: summary, Evidence: ev, Advice: advice}, true
 }
 
 // goHeapFinding says what the Go heap holds where it is a large part of
@@ -372,6 +473,9 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 			Evidence: ev,
 			Advice:   []string{"memdiag trace FILE --pprof leaks.pb.gz; go tool pprof -sample_index=resident -top leaks.pb.gz (with --pid PID) names the stacks."}})
 	}
+	if f, ok := sharedMemoryFinding(in, r); ok {
+		fs = append(fs, f)
+	}
 	if f, ok := goHeapFinding(in, r.Bytes(CatGoHeap), share); ok {
 		fs = append(fs, f)
 	}
@@ -395,7 +499,10 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 	if mu := r.Bytes(CatMallocInUse); in.JVM != nil && in.Malloc != nil && mu >= 64<<20 && share(mu) >= 0.10 {
 		fs = append(fs, mallocOutsideJVM(in, mu, share(mu)))
 	}
-	if plain := min(un, in.classRSS("anon")); in.JVM == nil && plain >= 16<<20 && share(plain) >= 0.10 {
+	if plain := min(un, in.classRSS("anon")); in.JVM == nil && in.Malloc == nil && plain >= 16<<20 && share(plain) >= 0.10 &&
+		(in.Allocator == "jemalloc" || in.Allocator == "tcmalloc") {
+		fs = append(fs, allocatorUnmeasured(in, plain, share(plain)))
+	} else if in.JVM == nil && plain >= 16<<20 && share(plain) >= 0.10 {
 		// Outside malloc's arenas, and no trace says who mapped it.
 		sev := finding.Medium
 		if share(plain) >= 0.5 {

@@ -2,6 +2,7 @@ package explain
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/memdiag/memdiag/jmx"
@@ -143,5 +144,54 @@ func TestWeighNMTBounded(t *testing.T) {
 	err := in.WeighNMT(regions, ms, func(start, end uint64) (uint64, error) { reads++; return 0, nil })
 	if !errors.Is(err, ErrNMTTooMuch) || reads > 0 {
 		t.Errorf("got %v after %d pagemap reads, want ErrNMTTooMuch before any", err, reads)
+	}
+}
+
+// TestLeadsBeyondGlibcAndTheJVM: the first finding for the shapes of
+// issue 20 that need no live program — evidence from another process, a
+// known allocator without statistics, a backend whose RSS is mostly shared
+// buffers.
+func TestLeadsBeyondGlibcAndTheJVM(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name, want string
+		in         Inputs
+		check      func(t *testing.T, r *Result)
+	}{
+		{"malloc_info of another process", "evidence-mismatch", Inputs{
+			Classes: []ClassSum{{Class: "anon", RSSBytes: 3 * mib, ReadWriteBytes: 4 * mib, SizeBytes: 4 * mib}, {Class: "file-code", RSSBytes: 5 * mib}},
+			Malloc:  &MallocEvidence{Source: "other.xml", SystemCurrentBytes: 64 * mib, RetainedFreeBytes: 63 * mib, InUseBytes: mib},
+		}, func(t *testing.T, r *Result) {
+			if r.Bytes(CatMallocFree) != 0 || r.Bytes(CatMallocInUse) != 0 {
+				t.Errorf("another process's malloc_info was joined: %+v", r.Attribution)
+			}
+		}},
+		{"jemalloc without statistics", "allocator-unmeasured", Inputs{Allocator: "jemalloc",
+			Classes: []ClassSum{{Class: "anon", RSSBytes: 700 * mib}, {Class: "file-code", RSSBytes: 5 * mib}},
+		}, func(t *testing.T, r *Result) {
+			for _, f := range r.Findings {
+				if f.ID == "anon-unexplained" {
+					t.Errorf("jemalloc's memory called mapped directly: %+v", f)
+				}
+			}
+		}},
+		{"a PostgreSQL backend", "shared-memory", Inputs{Command: "postgres",
+			Classes: []ClassSum{{Class: "shmem", RSSBytes: 530 * mib, PSSBytes: 106 * mib}, {Class: "anon", RSSBytes: 20 * mib, PSSBytes: 20 * mib}, {Class: "file-code", RSSBytes: 40 * mib, PSSBytes: 8 * mib}},
+		}, func(t *testing.T, r *Result) {
+			if r.PSSBytes != 134*mib || !strings.Contains(r.Findings[0].Summary, "about 5 processes") || !strings.Contains(strings.Join(r.Findings[0].Advice, " "), "shared_buffers") {
+				t.Errorf("PSS %d, finding %+v", r.PSSBytes, r.Findings[0])
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := Attribute(&c.in)
+			if len(r.Findings) == 0 || r.Findings[0].ID != c.want {
+				t.Fatalf("findings %+v, want %s first", r.Findings, c.want)
+			}
+			if got := sum(r); got != r.RSSBytes {
+				t.Errorf("categories sum to %d, RSS %d", got, r.RSSBytes)
+			}
+			c.check(t, r)
+		})
 	}
 }

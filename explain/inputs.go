@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"strings"
 
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/finding"
@@ -36,6 +37,9 @@ type Inputs struct {
 	Malloc *MallocEvidence `json:"malloc,omitempty"`
 	JVM    *JVMEvidence    `json:"jvm,omitempty"`
 	Trace  *TraceEvidence  `json:"trace,omitempty"`
+	// Allocator names the allocator whose library the process maps:
+	// "jemalloc", "tcmalloc" or "glibc" ("" when none is known).
+	Allocator string `json:"allocator,omitempty"`
 	// Go is a Go program's own account of its heap (runtime.MemStats).
 	Go    *goruntime.MemStats `json:"go,omitempty"`
 	Notes []string            `json:"notes"`
@@ -53,10 +57,17 @@ type CgroupBrief struct {
 
 // ClassSum is one pmap class.
 type ClassSum struct {
-	Class         string `json:"class"`
-	Mappings      int    `json:"mappings"`
-	SizeBytes     uint64 `json:"size_bytes"`
-	RSSBytes      uint64 `json:"rss_bytes"`
+	Class     string `json:"class"`
+	Mappings  int    `json:"mappings"`
+	SizeBytes uint64 `json:"size_bytes"`
+	// ReadWriteBytes is the size of its readable and writable mappings:
+	// what an allocator can have made of them (0 in snapshots before
+	// 2026-12-03).
+	ReadWriteBytes uint64 `json:"rw_size_bytes"`
+	RSSBytes       uint64 `json:"rss_bytes"`
+	// PSSBytes is the proportional share: shared pages divided among the
+	// processes that map them (0 in snapshots before 2026-12-03).
+	PSSBytes      uint64 `json:"pss_bytes"`
 	SwapBytes     uint64 `json:"swap_bytes"`
 	AnonHugeBytes uint64 `json:"anon_huge_pages_bytes"`
 }
@@ -177,11 +188,17 @@ type LeakGroup struct {
 // FromMappings fills the class sums from classified mappings.
 func (in *Inputs) FromMappings(ms []pmap.Mapping) {
 	sum := pmap.Summarize(ms)
+	rw := map[pmap.Class]uint64{}
+	for i := range ms {
+		if strings.HasPrefix(ms[i].Perms, "rw") {
+			rw[ms[i].Class] += ms[i].Len()
+		}
+	}
 	in.Classes = nil
 	for _, c := range sum.Classes {
-		in.Classes = append(in.Classes, ClassSum{
+		in.Classes = append(in.Classes, ClassSum{ReadWriteBytes: rw[c.Class],
 			Class: string(c.Class), Mappings: c.Mappings, SizeBytes: c.SizeBytes,
-			RSSBytes: c.Bytes(pmap.FieldRss), SwapBytes: c.Bytes(pmap.FieldSwap), AnonHugeBytes: c.Bytes(pmap.FieldAnonHugePages),
+			RSSBytes: c.Bytes(pmap.FieldRss), PSSBytes: c.Bytes(pmap.FieldPss), SwapBytes: c.Bytes(pmap.FieldSwap), AnonHugeBytes: c.Bytes(pmap.FieldAnonHugePages),
 		})
 	}
 }
@@ -373,6 +390,28 @@ func (in *Inputs) classMappings(class string) int {
 		}
 	}
 	return 0
+}
+
+// classPSS is the Pss of the named classes.
+func (in *Inputs) classPSS(classes ...string) uint64 {
+	var n uint64
+	for _, c := range in.Classes {
+		for _, want := range classes {
+			if c.Class == want {
+				n += c.PSSBytes
+			}
+		}
+	}
+	return n
+}
+
+// totalPSS is Σ Pss, 0 where the input did not give it.
+func (in *Inputs) totalPSS() uint64 {
+	var n uint64
+	for _, c := range in.Classes {
+		n += c.PSSBytes
+	}
+	return n
 }
 
 func (in *Inputs) totalRSS() uint64 {

@@ -52,6 +52,9 @@ func explainTitle(v *ExplainView) string {
 		title = fmt.Sprintf("memdiag explain: process %d (%s)", v.Inputs.PID, v.Inputs.Command)
 	}
 	title = fmt.Sprintf("%s — RSS %s", title, Bytes(v.Result.RSSBytes))
+	if pss := v.Result.PSSBytes; pss > 0 && pss < v.Result.RSSBytes {
+		title += fmt.Sprintf(", PSS %s", Bytes(pss))
+	}
 	if c := v.Inputs.Cgroup; c != nil && c.LimitBytes > 0 {
 		title += fmt.Sprintf("; its cgroup uses %s of a %s limit", Bytes(c.UsageBytes), Bytes(c.LimitBytes))
 	}
@@ -149,13 +152,14 @@ type explainDoc struct {
 	RSSBytes    uint64             `json:"rss_bytes"`
 	Attribution []explain.Entry    `json:"attribution"`
 	Unmeasured  []explain.Category `json:"unmeasured,omitempty"`
+	PSSBytes    uint64             `json:"pss_bytes,omitempty"`
 	Findings    []finding.Finding  `json:"findings"`
 	Inputs      *explain.Inputs    `json:"inputs"`
 }
 
 func explainDocument(v *ExplainView) *explainDoc {
 	return &explainDoc{Schema: ExplainSchema, PID: v.Inputs.PID, Command: v.Inputs.Command, Source: v.Inputs.Source,
-		RSSBytes: v.Result.RSSBytes, Attribution: v.Result.Attribution, Unmeasured: v.Result.Unmeasured, Findings: findingsJSON(v.Result.Findings), Inputs: v.Inputs}
+		RSSBytes: v.Result.RSSBytes, Attribution: v.Result.Attribution, Unmeasured: v.Result.Unmeasured, PSSBytes: v.Result.PSSBytes, Findings: findingsJSON(v.Result.Findings), Inputs: v.Inputs}
 }
 
 // writeOpenMetrics writes the attribution for a Prometheus textfile
