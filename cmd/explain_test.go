@@ -47,8 +47,15 @@ func runExplainJSON(t *testing.T, args ...string) *explainJSON {
 	if code := run(t, s, append(append([]string{"explain"}, args...), "-o", "json")...); code != 0 {
 		t.Fatalf("explain exit %d: %s", code, errOut)
 	}
+	return parseExplainJSON(t, out.Bytes())
+}
+
+// parseExplainJSON reads explain's JSON and checks that its categories
+// partition RSS.
+func parseExplainJSON(t *testing.T, b []byte) *explainJSON {
+	t.Helper()
 	var e explainJSON
-	if err := json.Unmarshal(out.Bytes(), &e); err != nil {
+	if err := json.Unmarshal(b, &e); err != nil {
 		t.Fatal(err)
 	}
 	var sum float64
