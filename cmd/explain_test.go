@@ -17,6 +17,7 @@ import (
 
 type explainJSON struct {
 	RSSBytes    float64 `json:"rss_bytes"`
+	PSSBytes    float64 `json:"pss_bytes"`
 	Attribution []struct {
 		Category string   `json:"category"`
 		Bytes    float64  `json:"bytes"`

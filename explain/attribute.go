@@ -390,7 +390,10 @@ func sharedMemoryFinding(in *Inputs, r *Result) (finding.Finding, bool) {
 	ev := []string{fmt.Sprintf("smaps: Rss of shmem mappings (SysV, memfd, /dev/shm, shared anonymous) %d B of %d B", shm, r.RSSBytes)}
 	if pss := in.classPSS("shmem"); pss > 0 {
 		sharers := float64(shm) / float64(pss)
-		summary += fmt.Sprintf("; this process's proportional share of it is %s (PSS), as if about %.0f processes mapped it", humanize.Bytes(pss), sharers)
+		summary += fmt.Sprintf("; this process's proportional share of it is %s (PSS)", humanize.Bytes(pss))
+		if sharers >= 1.5 {
+			summary += fmt.Sprintf(", as if about %.0f processes mapped it", sharers)
+		}
 		ev = append(ev, fmt.Sprintf("smaps: Pss of the shmem mappings %d B; Σ Pss %d B", pss, r.PSSBytes))
 	}
 	advice := []string{
