@@ -85,6 +85,16 @@ func (g *Group) Findings(members []Member, source string) []finding.Finding {
 				},
 			})
 		}
+		if mapped > shmem+shmem/2 && mapped-shmem >= 16<<20 {
+			// Several processes map the same pages (a database's shared
+			// buffers): each one's RSS counts them, the cgroup once.
+			fs = append(fs, finding.Finding{
+				ID: "shmem-shared", Severity: finding.Info, Bytes: mapped - shmem,
+				Summary:  fmt.Sprintf("the cgroup's %d processes map %s of shmem between them, but it is %s, charged once: summing their RSS counts it %.1f times over", len(members), humanize.Bytes(mapped), humanize.Bytes(shmem), float64(mapped)/float64(shmem)),
+				Evidence: []string{fmt.Sprintf("%s: memory.stat shmem %d B; Σ RssShmem of the cgroup's processes %d B", source, shmem, mapped)},
+				Advice:   []string{"Judge the processes by PSS (memdiag top shows Σ PSS) or the cgroup's own figures, not by Σ RSS; the shared memory's size is set where it is made (PostgreSQL: shared_buffers)."},
+			})
+		}
 	}
 	if g.LimitBytes > 0 {
 		if reclaim := g.ReclaimableBytes(); reclaim >= g.LimitBytes/10 && g.WorkingSetBytes() > g.UsageBytes-min(reclaim, g.UsageBytes) {

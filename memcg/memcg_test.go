@@ -172,3 +172,30 @@ func TestOOMHostileLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestShmemCountedOnce: four backends that each map the same 512 MiB of
+// shared buffers have 2 GiB of RssShmem between them; the cgroup charges
+// 512 MiB, and says that Σ RSS counts it four times over.
+func TestShmemCountedOnce(t *testing.T) {
+	g := &Group{Stat: map[string]uint64{"shmem": 512 << 20}, Events: map[string]uint64{}}
+	var members []Member
+	for i := range 4 {
+		members = append(members, Member{PID: 100 + i, Command: "postgres", RSSBytes: 540 << 20, ShmemMapBytes: 512 << 20})
+	}
+	fs := g.Findings(members, "v2")
+	var found bool
+	for _, f := range fs {
+		if f.ID == "shmem-shared" {
+			found = true
+			if f.Bytes != 1536<<20 || !strings.Contains(f.Summary, "4.0 times over") {
+				t.Errorf("shmem-shared %+v", f)
+			}
+		}
+		if f.ID == "shmem-unmapped" {
+			t.Errorf("shmem every process maps called unmapped: %+v", f)
+		}
+	}
+	if !found {
+		t.Errorf("findings %+v, want shmem-shared", fs)
+	}
+}
