@@ -59,4 +59,10 @@ func TestExplainGoProgram(t *testing.T) {
 	if len(e.Findings) == 0 || e.Findings[0].ID != "go-heap" {
 		t.Errorf("without expvar: findings %+v, want go-heap first", e.Findings)
 	}
+
+	// trim cannot act on the Go heap, and says why and what does.
+	s, _, errOut := testStreams("", false, nil)
+	if code := run(t, s, "trim", "--pid", pid); code != 1 || !strings.Contains(errOut.String(), "is a Go program") || !strings.Contains(errOut.String(), "debug.FreeOSMemory()") {
+		t.Errorf("trim on a Go program: exit %d, %s", code, errOut)
+	}
 }

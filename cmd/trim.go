@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/allocator"
+	"github.com/memdiag/memdiag/internal/elfinfo"
 	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/procstatus"
 	"github.com/memdiag/memdiag/jmx"
@@ -121,6 +122,9 @@ func runTrim(o *TrimOptions) error {
 		v.Call, v.How = "System.trim_native_heap", "the JVM's attach socket (no ptrace; the JVM calls malloc_trim itself)"
 	} else {
 		call, ok := allocator.TrimCall(det.Kind)
+		if elfinfo.IsGoFile(filepath.Join(procRoot, strconv.Itoa(o.PID), "exe"), 500*time.Millisecond) {
+			return fmt.Errorf("process %d is a Go program: %w: its heap is the Go runtime's, which no allocator call from outside returns (memdiag runs nothing in a goroutine's stack). The runtime returns idle heap itself, slowly, through its scavenger; sooner where the program calls debug.FreeOSMemory() (from an admin endpoint, say) or runs with GOMEMLIMIT set; memdiag explain --pid %d --expvar URL says how much is idle", o.PID, allocator.ErrUnsupported, o.PID)
+		}
 		if !ok {
 			return fmt.Errorf("process %d: %w: no glibc, jemalloc or tcmalloc library is mapped (a static binary, musl, or another allocator)", o.PID, allocator.ErrUnsupported)
 		}
