@@ -55,7 +55,7 @@ func (o *GatherOptions) register(f *pflag.FlagSet) {
 	f.StringVar(&o.NMTFile, "nmt", "", "saved jcmd VM.native_memory summary")
 	f.StringVar(&o.HeapInfoFile, "heap-info", "", "saved jcmd GC.heap_info")
 	f.StringVar(&o.Prometheus, "prometheus", "", "JVM memory metrics from this URL or file")
-	f.StringVar(&o.Expvar, "expvar", "", "a Go program's runtime.MemStats from its expvar page (http://HOST:PORT/debug/vars) or a saved copy")
+	f.StringVar(&o.Expvar, "expvar", "", "a Go program's runtime.MemStats from its expvar page (http://HOST:PORT/debug/vars), a Prometheus page with the Go collector's go_memstats_* (/metrics), or a saved copy")
 	f.StringVar(&o.Jolokia.URL, "jolokia", "", "JVM memory MBeans from this Jolokia endpoint")
 	f.StringVar(&o.jolokiaCredFile, "jolokia-credentials", "", "file whose first line is USER:PASSWORD (else MEMDIAG_JOLOKIA_USER/MEMDIAG_JOLOKIA_PASSWORD)")
 	f.BoolVar(&o.NoAttach, "no-attach", false, "never attach to a JVM (no heap range, no NMT)")
@@ -212,7 +212,7 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 				in.Notes = append(in.Notes, err.Error())
 				failed = append(failed, err.Error())
 			}
-		} else if gs, err = readWith(o.Expvar, goruntime.ParseExpvar); err != nil {
+		} else if gs, err = readWith(o.Expvar, goruntime.Parse); err != nil {
 			return nil, nil, err
 		}
 		in.Go = gs

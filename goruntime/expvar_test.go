@@ -67,3 +67,47 @@ func FuzzParseExpvar(f *testing.F) {
 		}
 	})
 }
+
+// TestParsePrometheusGoCollector reads a real /metrics page of
+// client_golang's Go collector (fixtures/README.md) — the same MemStats
+// through the other door — and Parse tells the two formats apart.
+func TestParsePrometheusGoCollector(t *testing.T) {
+	b, err := os.ReadFile("../fixtures/goruntime/prometheus-go-collector.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Parse(bytes.NewReader(b), "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &MemStats{HeapSysBytes: 288980992, HeapInuseBytes: 1343488, HeapIdleBytes: 287637504, HeapReleasedBytes: 2752512,
+		HeapAllocBytes: 324680, StackSysBytes: m.StackSysBytes, SysBytes: m.SysBytes, NextGCBytes: m.NextGCBytes, Source: "metrics"}
+	if d := cmp.Diff(want, m); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+	if _, err := Parse(strings.NewReader("# HELP x\nx 1\n"), "m"); !errors.Is(err, ErrUnrecognized) {
+		t.Errorf("a page without go_memstats: %v", err)
+	}
+	if _, err := Parse(strings.NewReader("go_memstats_heap_idle_bytes abc\n"), "m"); err == nil || !strings.Contains(err.Error(), "m:1:") {
+		t.Errorf("a bad value: %v", err)
+	}
+	if e, err := os.ReadFile("../fixtures/goruntime/expvar.json"); err != nil {
+		t.Fatal(err)
+	} else if _, err := Parse(bytes.NewReader(e), "expvar"); err != nil {
+		t.Errorf("Parse of an expvar page: %v", err)
+	}
+}
+
+// FuzzParse: either format, any input, an error or a heap that adds up.
+func FuzzParse(f *testing.F) {
+	if b, err := os.ReadFile("../fixtures/goruntime/prometheus-go-collector.txt"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte("go_memstats_heap_sys_bytes 10\ngo_memstats_heap_inuse_bytes 4\ngo_memstats_heap_idle_bytes 6\ngo_memstats_heap_released_bytes 1\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Parse(bytes.NewReader(b), "fuzz")
+		if err == nil && (m.HeapInuseBytes+m.HeapIdleBytes != m.HeapSysBytes || m.IdleNotReleasedBytes() > m.HeapIdleBytes) {
+			t.Fatalf("%+v does not add up", m)
+		}
+	})
+}

@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// Fetch reads the expvar page at url, within timeout.
+// Fetch reads the page at url — expvar's /debug/vars or a Prometheus
+// /metrics with the Go collector — within timeout.
 func Fetch(ctx context.Context, url string, timeout time.Duration) (*MemStats, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -23,5 +24,5 @@ func Fetch(ctx context.Context, url string, timeout time.Duration) (*MemStats, e
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("fetching %s: %s", url, resp.Status)
 	}
-	return ParseExpvar(resp.Body, url)
+	return Parse(resp.Body, url)
 }
