@@ -372,11 +372,16 @@ func (in *Inputs) FromTrace(source string, out []*syscalltrace.Mapping, resident
 }
 
 func (in *Inputs) classRSS(classes ...string) uint64 {
+	return in.classSum(func(c ClassSum) uint64 { return c.RSSBytes }, classes)
+}
+
+// classSum adds up one counter of the named classes.
+func (in *Inputs) classSum(counter func(ClassSum) uint64, classes []string) uint64 {
 	var n uint64
 	for _, c := range in.Classes {
 		for _, want := range classes {
 			if c.Class == want {
-				n += c.RSSBytes
+				n += counter(c)
 			}
 		}
 	}
@@ -394,15 +399,7 @@ func (in *Inputs) classMappings(class string) int {
 
 // classPSS is the Pss of the named classes.
 func (in *Inputs) classPSS(classes ...string) uint64 {
-	var n uint64
-	for _, c := range in.Classes {
-		for _, want := range classes {
-			if c.Class == want {
-				n += c.PSSBytes
-			}
-		}
-	}
-	return n
+	return in.classSum(func(c ClassSum) uint64 { return c.PSSBytes }, classes)
 }
 
 // totalPSS is Σ Pss, 0 where the input did not give it.
