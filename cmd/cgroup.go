@@ -243,15 +243,18 @@ func jvmSize(v string) string {
 // OOMOptions is `memdiag oom` after flag parsing.
 type OOMOptions struct {
 	Streams *Streams
-	File    string // "" runs dmesg
+	File    string // "" reads /dev/kmsg, or runs dmesg
 	All     bool
-	Format  report.Format
-	Color   bool
+	// ProcRoot, SysRoot and Kmsg are where the kernel's counters and log
+	// are ("" for /proc, /sys/fs/cgroup, /dev/kmsg).
+	ProcRoot, SysRoot, Kmsg string
+	Format                  report.Format
+	Color                   bool
 }
 
 // NewCmdOOM builds `memdiag oom`.
 func NewCmdOOM(d *Deps, g *globalOptions, runF func(*OOMOptions) error) *cobra.Command {
-	o := &OOMOptions{Streams: d.Streams}
+	o := &OOMOptions{Streams: d.Streams, ProcRoot: d.ProcRoot, SysRoot: "/sys/fs/cgroup"}
 	c := &cobra.Command{
 		Use:   "oom [FILE]",
 		Short: "After the pod is gone: the kernel's report of an OOM kill, broken down",
@@ -284,29 +287,16 @@ victim, and the findings.`,
 }
 
 func runOOM(o *OOMOptions) error {
-	var r io.Reader
-	name := o.File
-	switch o.File {
-	case "":
-		out, err := exec.Command("dmesg").Output()
-		if err != nil {
-			return fmt.Errorf("reading the kernel log with dmesg: %w (it needs root, or kernel.dmesg_restrict = 0; or give a saved FILE)", err)
-		}
-		r, name = bytesReader(out), "dmesg"
-	case "-":
-		r = o.Streams.In
-	default:
-		f, err := input.Open(o.File)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		r = f
+	r, name, live, closeIn, err := openKernelLog(o)
+	if err != nil {
+		return err
 	}
+	defer closeIn()
 	reports, err := memcg.ParseOOM(r, name)
 	if err != nil {
 		return err
 	}
+	memcg.Verify(reports, memcg.VerifyOptions{Live: live, ProcRoot: o.ProcRoot, SysRoot: o.SysRoot})
 	if !o.All {
 		reports = reports[len(reports)-1:]
 	}
@@ -329,4 +319,29 @@ func runOOM(o *OOMOptions) error {
 	return nil
 }
 
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+// openKernelLog opens what `memdiag oom` reads: FILE, standard input, or
+// this boot's log — /dev/kmsg where it can be read (each record whole,
+// with its facility), else dmesg -r (the facility, but a message's
+// newlines shown as lines). live says the log is this boot's, so the
+// kernel's counters can vouch for it.
+func openKernelLog(o *OOMOptions) (r io.Reader, name string, live bool, closeIn func(), err error) {
+	closeIn = func() {}
+	switch o.File {
+	case "":
+		if b, err := memcg.ReadKmsg(o.Kmsg); err == nil {
+			return bytes.NewReader(b), "/dev/kmsg", true, closeIn, nil
+		}
+		out, err := exec.Command("dmesg", "-r").Output()
+		if err != nil {
+			return nil, "", false, closeIn, fmt.Errorf("reading the kernel log with dmesg: %w (it needs root, or kernel.dmesg_restrict = 0; or give a saved FILE)", err)
+		}
+		return bytes.NewReader(out), "dmesg", true, closeIn, nil
+	case "-":
+		return o.Streams.In, "-", false, closeIn, nil
+	}
+	f, err := input.Open(o.File)
+	if err != nil {
+		return nil, "", false, closeIn, err
+	}
+	return f, o.File, false, func() { f.Close() }, nil
+}
