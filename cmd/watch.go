@@ -13,6 +13,7 @@ import (
 
 	"github.com/memdiag/memdiag/explain"
 	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/termsafe"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 )
@@ -202,10 +203,10 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	}
 	if o.Format == report.FormatJSON {
 		// Standard output is one sample per line; the summary is for people.
-		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", summary)
+		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", termsafe.Escape(summary))
 		return nil
 	}
-	fmt.Fprintln(o.Streams.Out, summary)
+	fmt.Fprintln(o.Streams.Out, termsafe.Escape(summary))
 	return nil
 }
 
