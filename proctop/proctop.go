@@ -80,6 +80,8 @@ type Diagnosis struct {
 	// memory (mallinfo2's arena).
 	MallocFreeBytes  *uint64 `json:"malloc_free_bytes,omitempty"`
 	MallocArenaBytes *uint64 `json:"malloc_arena_bytes,omitempty"`
+	// Notes say what could not be told, and why.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // SortKey orders processes.
@@ -137,6 +139,10 @@ type Options struct {
 	// Top is how many processes get tier 3 (0: 5).
 	Top  int
 	Sort SortKey
+	// Prober tells Go programs from their executables (nil: the one
+	// elfinfo.CheckGoFile uses). A Prober leaves at most one probe hanging
+	// per process, however many cycles ask.
+	Prober *elfinfo.Prober
 }
 
 // DefaultRSSCap is the RSS above which smaps_rollup is not read.
@@ -228,7 +234,7 @@ func Read(o Options) (*Scan, error) {
 	})
 	// Tier 3: the top few, from maps.
 	for _, p := range s.Processes[:min(o.Top, len(s.Processes))] {
-		if dg, err := Diagnose(root, p.PID); err == nil {
+		if dg, err := diagnose(root, p.PID, o.Prober); err == nil {
 			p.Diagnosis = dg
 		}
 	}
@@ -360,6 +366,33 @@ func readRollup(path string, buf []byte) (*Rollup, error) {
 // Diagnose reads /proc/PID/maps (no page walk) for what its geometry and
 // libraries tell.
 func Diagnose(procRoot string, pid int) (*Diagnosis, error) {
+	return diagnose(procRoot, pid, nil)
+}
+
+// exeWait is how long a diagnosis waits for the executable to answer.
+const exeWait = 500 * time.Millisecond
+
+// isGo asks prober (nil: elfinfo's own) whether the process runs a Go
+// program, and says why it could not tell when the executable hangs.
+func isGo(procRoot string, pid int, prober *elfinfo.Prober) (bool, string) {
+	path := filepath.Join(procRoot, strconv.Itoa(pid), "exe")
+	var g bool
+	var err error
+	if prober != nil {
+		g, err = prober.Check(path, exeWait)
+	} else {
+		g, err = elfinfo.CheckGoFile(path, exeWait)
+	}
+	switch {
+	case errors.Is(err, elfinfo.ErrPending):
+		return false, "executable: still hanging since an earlier probe (a stalled FUSE or NFS mount?): not probed again"
+	case errors.Is(err, elfinfo.ErrSlow):
+		return false, fmt.Sprintf("executable: no answer within %v (a stalled FUSE or NFS mount?): Go not told", exeWait)
+	}
+	return g, ""
+}
+
+func diagnose(procRoot string, pid int, prober *elfinfo.Prober) (*Diagnosis, error) {
 	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "maps"))
 	if err != nil {
 		return nil, err
@@ -370,7 +403,11 @@ func Diagnose(procRoot string, pid int) (*Diagnosis, error) {
 		return nil, err
 	}
 	pmap.Classify(ms, pmap.Hints{})
-	d := &Diagnosis{Go: elfinfo.IsGoFile(filepath.Join(procRoot, strconv.Itoa(pid), "exe"), 500*time.Millisecond)}
+	d := &Diagnosis{}
+	var note string
+	if d.Go, note = isGo(procRoot, pid, prober); note != "" {
+		d.Notes = append(d.Notes, note)
+	}
 	const heap = 64 << 20
 	for i := range ms {
 		m := &ms[i]

@@ -4,10 +4,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/memdiag/memdiag/internal/elfinfo"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
 
@@ -85,5 +88,53 @@ func TestHostOfProcesses(t *testing.T) {
 	}
 	if p := s.Processes[0]; p.Rollup != nil || !strings.Contains(p.Skipped, "RSS") || !strings.Contains(p.Skipped, "--deep") || s.RollupSkipped < 200 {
 		t.Errorf("over the cap: %+v (skipped %d)", p, s.RollupSkipped)
+	}
+}
+
+// TestTopCyclesWithAHangingExecutable plays the user who serves a FUSE
+// mount and stalls it: the executable of a process of nobody's hangs on
+// open (the opener is made to block for that process only). Over ten
+// cycles of top, as --textfile runs them, one probe is left hanging, not
+// one a cycle, and the process's diagnosis says it was skipped.
+func TestTopCyclesWithAHangingExecutable(t *testing.T) {
+	testprog.NeedRoot(t)
+	c := exec.Command("sleep", "600")
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: testprog.Nobody, Gid: testprog.Nobody}}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	hung := "/proc/" + strconv.Itoa(c.Process.Pid) + "/exe"
+	release := make(chan struct{})
+	defer close(release)
+	prober := elfinfo.NewProber(func(path string) (elfinfo.File, error) {
+		if path == hung {
+			<-release
+		}
+		return os.Open(path)
+	})
+	o := Options{Top: 100000, Prober: prober}
+	before := runtime.NumGoroutine()
+	var note string
+	for cycle := 0; cycle < 10; cycle++ {
+		s, err := Read(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		note = ""
+		for _, p := range s.Processes {
+			if p.PID == c.Process.Pid && p.Diagnosis != nil {
+				note = strings.Join(p.Diagnosis.Notes, "; ")
+			}
+		}
+		if cycle > 0 && !strings.Contains(note, "not probed again") {
+			t.Fatalf("cycle %d: the process's diagnosis says %q", cycle, note)
+		}
+	}
+	if n := prober.Pending(); n != 1 {
+		t.Errorf("%d probes pending after 10 cycles, want 1", n)
+	}
+	if grew := runtime.NumGoroutine() - before; grew > 2 {
+		t.Errorf("%d more goroutines after 10 cycles", grew)
 	}
 }

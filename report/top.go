@@ -121,6 +121,7 @@ func whatItIs(p *proctop.Process) string {
 		if d.MallocFreeBytes != nil && *d.MallocFreeBytes >= 1<<20 {
 			parts = append(parts, fmt.Sprintf("malloc holds %s free of %s", Bytes(*d.MallocFreeBytes), Bytes(*d.MallocArenaBytes)))
 		}
+		parts = append(parts, d.Notes...)
 	}
 	if p.Skipped != "" {
 		parts = append(parts, p.Skipped)
@@ -226,6 +227,12 @@ func writeTopOpenMetrics(w io.Writer, v *TopView) error {
 				return 0, false
 			}
 			return uint64(p.Diagnosis.ArenaHeaps), true
+		}},
+		{"memdiag_process_diagnosis_incomplete", "1 for a diagnosed process part of whose diagnosis was skipped (an executable that hangs on open, maps past the cap, the time budget spent): memdiag top's notes say which.", func(p *proctop.Process) (uint64, bool) {
+			if p.Diagnosis == nil || len(p.Diagnosis.Notes) == 0 {
+				return 0, false
+			}
+			return 1, true
 		}},
 	}
 	for _, m := range ms {
