@@ -111,7 +111,10 @@ func readCgroupView(o *CgroupOptions) (*report.CgroupView, error) {
 		path = dir
 	}
 	g.Path = path
-	members := g.Members(procRoot)
+	members, err := g.Members(procRoot)
+	if err != nil {
+		return nil, err
+	}
 	fs := append(g.Findings(members, dir), jvmOverLimit(o.ProcRoot, g, members)...)
 	finding.Sort(fs)
 	return &report.CgroupView{Title: fmt.Sprintf("memdiag cgroup: %s (cgroup v%d)", dir, g.Version), Source: dir, Group: g, Members: members,
@@ -248,8 +251,10 @@ type OOMOptions struct {
 	// ProcRoot, SysRoot and Kmsg are where the kernel's counters and log
 	// are ("" for /proc, /sys/fs/cgroup, /dev/kmsg).
 	ProcRoot, SysRoot, Kmsg string
-	Format                  report.Format
-	Color                   bool
+	// MaxBytes bounds FILE and standard input (0: MaxKernelLogBytes).
+	MaxBytes int64
+	Format   report.Format
+	Color    bool
 }
 
 // NewCmdOOM builds `memdiag oom`.
@@ -337,11 +342,22 @@ func openKernelLog(o *OOMOptions) (r io.Reader, name string, live bool, closeIn 
 		}
 		return bytes.NewReader(out), "dmesg", true, closeIn, nil
 	case "-":
-		return o.Streams.In, "-", false, closeIn, nil
+		return input.LimitReader(o.Streams.In, o.maxBytes(), "-"), "-", false, closeIn, nil
 	}
 	f, err := input.Open(o.File)
 	if err != nil {
 		return nil, "", false, closeIn, err
 	}
-	return f, o.File, false, func() { f.Close() }, nil
+	return input.LimitReader(f, o.maxBytes(), o.File), o.File, false, func() { f.Close() }, nil
+}
+
+// MaxKernelLogBytes bounds what `memdiag oom` reads of a FILE or standard
+// input: months of journalctl -k fit, an endless pipe does not.
+const MaxKernelLogBytes = 1 << 30
+
+func (o *OOMOptions) maxBytes() int64 {
+	if o.MaxBytes > 0 {
+		return o.MaxBytes
+	}
+	return MaxKernelLogBytes
 }

@@ -118,7 +118,7 @@ func ParseOOM(r io.Reader, name string) ([]*OOMReport, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, &ParseError{Name: name, Line: p.lineNo + 1, Msg: "reading", Err: fmt.Errorf("%w: %w", ErrMalformed, err)}
+		return nil, &ParseError{Name: name, Line: p.lineNo + 1, Msg: "reading: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrMalformed, err)}
 	}
 	if len(p.out) == 0 {
 		return nil, &ParseError{Name: name, Msg: `no OOM report ("… invoked oom-killer: gfp_mask=…") found`, Err: ErrMalformed}

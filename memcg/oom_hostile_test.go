@@ -1,6 +1,7 @@
 package memcg
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
 
@@ -163,5 +165,37 @@ func TestOOMVerify(t *testing.T) {
 		if rs[0].Verified != tc.want || !strings.Contains(rs[0].Trust, tc.why) {
 			t.Errorf("%s: verified %v, %q; want %v, %q", tc.name, rs[0].Verified, rs[0].Trust, tc.want, tc.why)
 		}
+	}
+}
+
+// TestReadFailsPastTheBound plays the owner of a cgroup directory given to
+// memdiag cgroup DIR: memory.stat past the 1 MiB bound, cut in the middle
+// of "anon 123456789012", fails the read, naming the file, instead of
+// reading "anon 12345"; so does a cgroup.procs past its bound.
+func TestReadFailsPastTheBound(t *testing.T) {
+	dir := t.TempDir()
+	pad := strings.Repeat("pad 1\n", (maxFile-10)/6)
+	for name, body := range map[string]string{
+		"memory.current": "4096\n",
+		"memory.stat":    pad + strings.Repeat("x", maxFile-10-len(pad)) + " 1\nanon 123456789012\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Chown(filepath.Join(dir, name), testprog.Nobody, testprog.Nobody)
+	}
+	g, err := Read(dir)
+	if !errors.Is(err, input.ErrTooLarge) || !strings.Contains(err.Error(), "memory.stat") {
+		if g != nil {
+			t.Errorf("read anon as %d", g.Stat["anon"])
+		}
+		t.Fatalf("Read: %v, want memory.stat larger than the limit", err)
+	}
+	procs := strings.Repeat("1\n", maxProcs/2+1)
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(procs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&Group{Dir: dir}).Members("/proc"); !errors.Is(err, input.ErrTooLarge) {
+		t.Errorf("Members: %v, want cgroup.procs larger than the limit", err)
 	}
 }
