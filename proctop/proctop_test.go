@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/memdiag/memdiag/internal/elfinfo"
 	"github.com/memdiag/memdiag/internal/testprog"
@@ -136,5 +137,62 @@ func TestTopCyclesWithAHangingExecutable(t *testing.T) {
 	}
 	if grew := runtime.NumGoroutine() - before; grew > 2 {
 		t.Errorf("%d more goroutines after 10 cycles", grew)
+	}
+}
+
+// TestTopHugeMaps plays the user who hides the diagnoses: five processes
+// of nobody's with 65,480 one-page mappings each, the largest on the host.
+// top stays within its budget, says each of them was not diagnosed and
+// why, and diagnoses the others; with a budget too small for five full
+// reads, those past it are said to be skipped.
+func TestTopHugeMaps(t *testing.T) {
+	bin := testprog.BuildPublic(t, "manymaps")
+	huge := map[int]bool{}
+	for i := 0; i < 5; i++ {
+		huge[testprog.StartWith(t, testprog.Options{AsNobody: true}, bin, "65480").PID()] = true
+	}
+	t0 := time.Now()
+	// Every process is in the top: other users' processes may be larger.
+	s, err := Read(Options{Top: 1 << 20})
+	took := time.Since(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took > DefaultBudget+time.Second {
+		t.Errorf("top took %v, budget %v", took, DefaultBudget)
+	}
+	skipped, capped, diagnosed := 0, 0, 0
+	for _, p := range s.Processes {
+		switch {
+		case huge[p.PID] && p.DiagnosisSkipped != "":
+			skipped++
+			if strings.Contains(p.DiagnosisSkipped, "over 20000 mappings") {
+				capped++
+			}
+		case huge[p.PID]:
+			t.Errorf("process %d with 65,480 mappings: diagnosis %+v, skipped %q", p.PID, p.Diagnosis, p.DiagnosisSkipped)
+		case p.Diagnosis != nil:
+			diagnosed++
+		}
+	}
+	if skipped != 5 || capped == 0 || s.DiagnosisSkipped < 5 || diagnosed == 0 {
+		t.Errorf("%d huge skipped (%d for their maps, %d counted), %d others diagnosed; want 5, some, 5 or more, some", skipped, capped, s.DiagnosisSkipped, diagnosed)
+	}
+
+	budget := 300 * time.Millisecond
+	t0 = time.Now()
+	s, err = Read(Options{Top: 1 << 20, Budget: budget, MaxMappings: 1 << 20})
+	took = time.Since(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	overBudget := 0
+	for _, p := range s.Processes {
+		if huge[p.PID] && strings.Contains(p.DiagnosisSkipped, "budget was spent") {
+			overBudget++
+		}
+	}
+	if overBudget == 0 || took > 5*time.Second {
+		t.Errorf("with a %v budget: %d skipped for it, took %v", budget, overBudget, took)
 	}
 }
