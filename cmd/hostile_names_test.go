@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,5 +81,60 @@ func TestHostileNamesEscaped(t *testing.T) {
 		if args[0] == "oom" && !strings.Contains(errOut.String(), `\x08\x0e\x9b`) {
 			t.Errorf("memdiag oom: the error does not name the file, escaped: %s", errOut)
 		}
+	}
+}
+
+// TestHostileNamesInJSON plays the user again: a process of nobody's names
+// itself with a right-to-left override and a C1 NEL. memdiag top -o json
+// writes them as \u202e and \u0085, never raw, and the document is valid
+// and decodes to the name.
+func TestHostileNamesInJSON(t *testing.T) {
+	testprog.NeedRoot(t)
+	const name = "x\u202eexe\u0085y" // 9 bytes, within comm's 15; NEL inside: Go trims it as a space
+	c := exec.Command("sh", "-c", `printf 'x\342\200\256exe\302\205y' > /proc/self/comm; while :; do sleep 1; done`)
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: testprog.Nobody, Gid: testprog.Nobody}, Setpgid: true}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL); _ = c.Wait() })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(c.Process.Pid) + "/comm")
+		if strings.TrimSuffix(string(b), "\n") == name {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("comm is %q, not %q", b, name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s, out, errOut := testStreams("", false, nil)
+	if code := run(t, s, "top", "-o", "json"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	b := out.Bytes()
+	if bytes.Contains(b, []byte("\u202e")) || bytes.Contains(b, []byte("\u0085")) {
+		t.Errorf("the JSON holds the name raw")
+	}
+	if !bytes.Contains(b, []byte(`"x\u202eexe\u0085y"`)) {
+		t.Errorf("the JSON lacks the name, escaped")
+	}
+	var doc struct {
+		Processes []struct {
+			PID     int
+			Command string
+		}
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("invalid JSON: %v", err)
+	}
+	got := "(absent)"
+	for _, p := range doc.Processes {
+		if p.PID == c.Process.Pid {
+			got = p.Command
+		}
+	}
+	if got != name {
+		t.Errorf("process %d is %q in the decoded document, want %q", c.Process.Pid, got, name)
 	}
 }

@@ -255,7 +255,7 @@ func writeWatchSample(o *WatchOptions, s *watchSample) error {
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(o.Streams.Out, "%s\n", b)
+		_, err = fmt.Fprintf(o.Streams.Out, "%s\n", report.EscapeJSON(b))
 		return err
 	}
 	t := &report.Table{
