@@ -62,8 +62,8 @@ func TestProberBoundsHangingOpens(t *testing.T) {
 		if i == 0 {
 			want = ErrSlow
 		}
-		if !errors.Is(err, want) {
-			t.Fatalf("probe %d: %v, want %v", i, err, want)
+		if !errors.Is(err, want) || !errors.Is(err, ErrSlow) {
+			t.Fatalf("probe %d: %v, want %v (and ErrSlow: gdbinject refuses on it)", i, err, want)
 		}
 	}
 	for i := 0; i < 50; i++ {

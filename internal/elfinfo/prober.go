@@ -53,12 +53,15 @@ func (p *Prober) Check(path string, wait time.Duration) (bool, error) {
 	key := probeKey(path)
 	p.mu.Lock()
 	switch {
+	// ErrPending wraps ErrSlow too: a caller that refuses to go on with an
+	// executable that does not answer (gdb would stall on it) refuses
+	// this one as well.
 	case p.pending[key]:
 		p.mu.Unlock()
-		return false, fmt.Errorf("%s: %w", path, ErrPending)
+		return false, fmt.Errorf("%s: %w (%w)", path, ErrPending, ErrSlow)
 	case len(p.pending) >= MaxPending:
 		p.mu.Unlock()
-		return false, fmt.Errorf("%s: %w (%d probes of other executables hang)", path, ErrPending, MaxPending)
+		return false, fmt.Errorf("%s: %w (%d probes of other executables hang; %w)", path, ErrPending, MaxPending, ErrSlow)
 	}
 	p.pending[key] = true
 	p.mu.Unlock()
