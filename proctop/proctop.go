@@ -361,7 +361,9 @@ func readStatus(path string, pid int, buf []byte) (*Process, error) {
 		key, val := line[:colon], bytes.TrimSpace(line[colon+1:])
 		switch string(key) {
 		case "Name":
-			p.Command = string(val)
+			// Only the tab after the colon: bytes.TrimSpace would also take
+			// a name's own trailing spaces and U+0085 (NEL).
+			p.Command = string(bytes.TrimPrefix(line[colon+1:], []byte{'\t'}))
 		case "PPid":
 			p.PPID, _ = strconv.Atoi(string(val))
 		case "Uid":
