@@ -14,18 +14,20 @@ import (
 type logFormat int
 
 const (
-	formatUnknown logFormat = iota
-	formatKmsg              // /dev/kmsg: "pri,seq,usec,flags;message", escaped
-	formatDmesg             // dmesg, dmesg -r: "[  ts] message", "<pri>[  ts] message"
-	formatDmesgX            // dmesg -x: "kern  :err   : [  ts] message"
-	formatJournal           // journalctl -k: "Dec 03 11:00:00 host kernel: message"
-	formatBare              // dmesg -t: no prefix at all; shapes are all there is
+	formatUnknown     logFormat = iota
+	formatKmsg                  // /dev/kmsg: "pri,seq,usec,flags;message", escaped
+	formatDmesg                 // dmesg, dmesg -r: "[  ts] message", "<pri>[  ts] message"
+	formatDmesgX                // dmesg -x: "kern  :err   : [  ts] message"
+	formatJournal               // journalctl -k: "Dec 03 11:00:00 host kernel: message"
+	formatJournalMono           // journalctl -k -o short-monotonic: "[  ts] host kernel: message"
+	formatBare                  // dmesg -t: no prefix at all; shapes are all there is
 )
 
 var (
 	kmsgPrefix    = regexp.MustCompile(`^(\d+),\d+,(\d+),[^;]*;`)
 	dmesgPrefix   = regexp.MustCompile(`^(?:<(\d+)>)?\[ *(\d+\.\d+)\] ?`)
 	dmesgXPrefix  = regexp.MustCompile(`^([a-z0-9]+) *:([a-z]+) *: \[ *(\d+\.\d+)\] ?`)
+	monoPrefix    = regexp.MustCompile(`^\[ *(\d+\.\d+)\] \S+ kernel: `)
 	journalPrefix = regexp.MustCompile(`^(?:[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT[0-9:.,+-]+) \S+ kernel: `)
 )
 
@@ -66,6 +68,12 @@ func splitRecord(f logFormat, raw string) (l kernelLine, ok bool) {
 			return l, false
 		}
 		return kernelLine{text: raw[len(m):]}, true
+	case formatJournalMono:
+		m := monoPrefix.FindStringSubmatch(raw)
+		if m == nil {
+			return l, false
+		}
+		return kernelLine{ts: m[1], text: raw[len(m[0]):]}, true
 	case formatBare:
 		return kernelLine{text: raw}, true
 	}
@@ -77,6 +85,8 @@ func sniffFormat(raw string) logFormat {
 	switch {
 	case kmsgPrefix.MatchString(raw):
 		return formatKmsg
+	case monoPrefix.MatchString(raw):
+		return formatJournalMono
 	case dmesgPrefix.MatchString(raw):
 		return formatDmesg
 	case dmesgXPrefix.MatchString(raw):

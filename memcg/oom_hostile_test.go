@@ -62,24 +62,41 @@ func TestOOMForgedLines(t *testing.T) {
 	}
 }
 
-// TestOOMKmsgRecords: the real report as /dev/kmsg gives it (facility 0,
-// microseconds) parses as from dmesg.
-func TestOOMKmsgRecords(t *testing.T) {
+// TestOOMLogFormats: the real report as /dev/kmsg gives it (facility 0,
+// microseconds, dictionary lines), as dmesg -r, dmesg -x and journalctl
+// -k in three of its formats print it, parses as from dmesg.
+func TestOOMLogFormats(t *testing.T) {
 	real, err := os.ReadFile("../fixtures/cgroup/oom-v1.dmesg")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	for i, l := range strings.Split(strings.TrimSpace(string(real)), "\n") {
-		m := dmesgPrefix.FindString(l)
-		b.WriteString("4," + strconv.Itoa(i) + ",13936814049,-;" + l[len(m):] + "\n SUBSYSTEM=memory\n")
-	}
-	rs, err := ParseOOM(strings.NewReader(b.String()), "/dev/kmsg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rs) != 1 || rs[0].Victim.Name != "hog" || rs[0].Time != "13936.814049" || rs[0].Stat["cache"] == 0 {
-		t.Errorf("%+v", rs[0])
+	lines := strings.Split(strings.TrimSpace(string(real)), "\n")
+	for name, format := range map[string]func(i int, ts, msg string) string{
+		"kmsg": func(i int, _, msg string) string {
+			return "4," + strconv.Itoa(i) + ",13936814049,-;" + msg + "\n SUBSYSTEM=memory"
+		},
+		"dmesg -r":        func(_ int, ts, msg string) string { return "<4>[" + ts + "] " + msg },
+		"dmesg -x":        func(_ int, ts, msg string) string { return "kern  :warn  : [" + ts + "] " + msg },
+		"journalctl":      func(_ int, _, msg string) string { return "Dec 03 11:00:00 node-7 kernel: " + msg },
+		"short-iso":       func(_ int, _, msg string) string { return "2026-12-03T11:00:00+0000 node-7 kernel: " + msg },
+		"short-monotonic": func(_ int, ts, msg string) string { return "[" + ts + "] node-7 kernel: " + msg },
+	} {
+		var b strings.Builder
+		for i, l := range lines {
+			m := dmesgPrefix.FindStringSubmatch(l)
+			b.WriteString(format(i, m[2], l[len(m[0]):]) + "\n")
+		}
+		rs, err := ParseOOM(strings.NewReader(b.String()), name)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if len(rs) != 1 || rs[0].Victim.Name != "hog" || rs[0].Stat["cache"] == 0 || len(rs[0].Tasks) != 1 || rs[0].Cgroup == "" {
+			t.Errorf("%s: %+v", name, rs[0])
+		}
+		if name == "kmsg" && rs[0].Time != "13936.814049" {
+			t.Errorf("kmsg: time %q", rs[0].Time)
+		}
 	}
 }
 
