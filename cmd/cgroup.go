@@ -264,10 +264,15 @@ func NewCmdOOM(d *Deps, g *globalOptions, runF func(*OOMOptions) error) *cobra.C
 		Use:   "oom [FILE]",
 		Short: "After the pod is gone: the kernel's report of an OOM kill, broken down",
 		Long: `Read the kernel's report of an OOM kill — from FILE (a saved dmesg or
-journalctl -k), "-" for standard input, or, with no FILE, from dmesg — and show
-the last one (--all: every one) as memdiag cgroup would have shown the cgroup at
-that moment: the breakdown of its usage, the processes with their RSS, the
-victim, and the findings.`,
+journalctl -k), "-" for standard input, or, with no FILE, from /dev/kmsg (else
+dmesg -r) — and show the last one (--all: every one) as memdiag cgroup would
+have shown the cgroup at that moment: the breakdown of its usage, the processes
+with their RSS, the victim, and the findings.
+
+The kernel logs text users choose (a rejected mount option, verbatim), so only
+records of the kernel's exact shapes count, and each report of this boot's log
+is checked against the kill counters (/proc/vmstat oom_kill, the cgroup's own):
+its notes say whether they back it, or why it is unverified.`,
 		Example: `  memdiag oom
   journalctl -k --since today | memdiag oom -
   memdiag oom node-dmesg.txt -o json`,
