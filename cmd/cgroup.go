@@ -111,7 +111,10 @@ func readCgroupView(o *CgroupOptions) (*report.CgroupView, error) {
 		path = dir
 	}
 	g.Path = path
-	members := g.Members(procRoot)
+	members, err := g.Members(procRoot)
+	if err != nil {
+		return nil, err
+	}
 	fs := append(g.Findings(members, dir), jvmOverLimit(o.ProcRoot, g, members)...)
 	finding.Sort(fs)
 	return &report.CgroupView{Title: fmt.Sprintf("memdiag cgroup: %s (cgroup v%d)", dir, g.Version), Source: dir, Group: g, Members: members,
@@ -243,23 +246,33 @@ func jvmSize(v string) string {
 // OOMOptions is `memdiag oom` after flag parsing.
 type OOMOptions struct {
 	Streams *Streams
-	File    string // "" runs dmesg
+	File    string // "" reads /dev/kmsg, or runs dmesg
 	All     bool
-	Format  report.Format
-	Color   bool
+	// ProcRoot, SysRoot and Kmsg are where the kernel's counters and log
+	// are ("" for /proc, /sys/fs/cgroup, /dev/kmsg).
+	ProcRoot, SysRoot, Kmsg string
+	// MaxBytes bounds FILE and standard input (0: MaxKernelLogBytes).
+	MaxBytes int64
+	Format   report.Format
+	Color    bool
 }
 
 // NewCmdOOM builds `memdiag oom`.
 func NewCmdOOM(d *Deps, g *globalOptions, runF func(*OOMOptions) error) *cobra.Command {
-	o := &OOMOptions{Streams: d.Streams}
+	o := &OOMOptions{Streams: d.Streams, ProcRoot: d.ProcRoot, SysRoot: "/sys/fs/cgroup"}
 	c := &cobra.Command{
 		Use:   "oom [FILE]",
 		Short: "After the pod is gone: the kernel's report of an OOM kill, broken down",
 		Long: `Read the kernel's report of an OOM kill — from FILE (a saved dmesg or
-journalctl -k), "-" for standard input, or, with no FILE, from dmesg — and show
-the last one (--all: every one) as memdiag cgroup would have shown the cgroup at
-that moment: the breakdown of its usage, the processes with their RSS, the
-victim, and the findings.`,
+journalctl -k), "-" for standard input, or, with no FILE, from /dev/kmsg (else
+dmesg -r) — and show the last one (--all: every one) as memdiag cgroup would
+have shown the cgroup at that moment: the breakdown of its usage, the processes
+with their RSS, the victim, and the findings.
+
+The kernel logs text users choose (a rejected mount option, verbatim), so only
+records of the kernel's exact shapes count, and each report of this boot's log
+is checked against the kill counters (/proc/vmstat oom_kill, the cgroup's own):
+its notes say whether they back it, or why it is unverified.`,
 		Example: `  memdiag oom
   journalctl -k --since today | memdiag oom -
   memdiag oom node-dmesg.txt -o json`,
@@ -284,29 +297,16 @@ victim, and the findings.`,
 }
 
 func runOOM(o *OOMOptions) error {
-	var r io.Reader
-	name := o.File
-	switch o.File {
-	case "":
-		out, err := exec.Command("dmesg").Output()
-		if err != nil {
-			return fmt.Errorf("reading the kernel log with dmesg: %w (it needs root, or kernel.dmesg_restrict = 0; or give a saved FILE)", err)
-		}
-		r, name = bytesReader(out), "dmesg"
-	case "-":
-		r = o.Streams.In
-	default:
-		f, err := input.Open(o.File)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		r = f
+	r, name, live, closeIn, err := openKernelLog(o)
+	if err != nil {
+		return err
 	}
+	defer closeIn()
 	reports, err := memcg.ParseOOM(r, name)
 	if err != nil {
 		return err
 	}
+	memcg.Verify(reports, memcg.VerifyOptions{Live: live, ProcRoot: o.ProcRoot, SysRoot: o.SysRoot})
 	if !o.All {
 		reports = reports[len(reports)-1:]
 	}
@@ -329,4 +329,40 @@ func runOOM(o *OOMOptions) error {
 	return nil
 }
 
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+// openKernelLog opens what `memdiag oom` reads: FILE, standard input, or
+// this boot's log — /dev/kmsg where it can be read (each record whole,
+// with its facility), else dmesg -r (the facility, but a message's
+// newlines shown as lines). live says the log is this boot's, so the
+// kernel's counters can vouch for it.
+func openKernelLog(o *OOMOptions) (r io.Reader, name string, live bool, closeIn func(), err error) {
+	closeIn = func() {}
+	switch o.File {
+	case "":
+		if b, err := memcg.ReadKmsg(o.Kmsg); err == nil {
+			return bytes.NewReader(b), "/dev/kmsg", true, closeIn, nil
+		}
+		out, err := exec.Command("dmesg", "-r").Output()
+		if err != nil {
+			return nil, "", false, closeIn, fmt.Errorf("reading the kernel log with dmesg: %w (it needs root, or kernel.dmesg_restrict = 0; or give a saved FILE)", err)
+		}
+		return bytes.NewReader(out), "dmesg", true, closeIn, nil
+	case "-":
+		return input.LimitReader(o.Streams.In, o.maxBytes(), "-"), "-", false, closeIn, nil
+	}
+	f, err := input.Open(o.File)
+	if err != nil {
+		return nil, "", false, closeIn, err
+	}
+	return input.LimitReader(f, o.maxBytes(), o.File), o.File, false, func() { f.Close() }, nil
+}
+
+// MaxKernelLogBytes bounds what `memdiag oom` reads of a FILE or standard
+// input: months of journalctl -k fit, an endless pipe does not.
+const MaxKernelLogBytes = 1 << 30
+
+func (o *OOMOptions) maxBytes() int64 {
+	if o.MaxBytes > 0 {
+		return o.MaxBytes
+	}
+	return MaxKernelLogBytes
+}

@@ -3,6 +3,7 @@ package cmd
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
 
@@ -167,5 +169,37 @@ func TestCgroupAnonByKind(t *testing.T) {
 	}
 	if len(doc.AnonByKind) != 1 || doc.AnonByKind[0].PID != c.Process.Pid || doc.AnonByKind[0].ByKind["glibc-arena"] < 24<<20 {
 		t.Errorf("anon by kind %+v, want process %d with ≥ 24 MiB in glibc arenas", doc.AnonByKind, c.Process.Pid)
+	}
+}
+
+// endless is a pipe that never ends: kernel-log-like noise, forever.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	line := "[ 1.000000] noise that is no report\n"
+	n := 0
+	for n+len(line) <= len(p) {
+		n += copy(p[n:], line)
+	}
+	if n == 0 {
+		n = copy(p, line)
+	}
+	return n, nil
+}
+
+// TestOOMEndlessInput plays the user who feeds memdiag oom - a pipe that
+// never ends: it stops at the bound, saying so, instead of running on.
+func TestOOMEndlessInput(t *testing.T) {
+	s, _, _ := testStreams("", false, nil)
+	s.In = endless{}
+	done := make(chan error, 1)
+	go func() { done <- runOOM(&OOMOptions{Streams: s, File: "-", MaxBytes: 8 << 20}) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, input.ErrTooLarge) || !strings.Contains(err.Error(), "-: larger than the limit") {
+			t.Errorf("oom - on endless input: %v, want larger than the limit", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("memdiag oom - did not stop on endless input")
 	}
 }

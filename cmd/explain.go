@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/internal/termsafe"
 	"github.com/memdiag/memdiag/report"
 )
 
@@ -178,7 +179,7 @@ With -o openmetrics and a FILE, standard output gets the metrics too.`,
 // report goes on without them, and says so in its notes too.
 func warnFailed(w io.Writer, failed []string) {
 	for _, f := range failed {
-		fmt.Fprintf(w, "memdiag: warning: %s\n", f)
+		fmt.Fprintf(w, "memdiag: warning: %s\n", termsafe.Escape(f))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/memdiag/memdiag/internal/termsafe"
 	"github.com/memdiag/memdiag/report"
 )
 
@@ -34,6 +35,7 @@ type progress struct {
 }
 
 func startProgress(w io.Writer, what string, total int64) *progress {
+	what = termsafe.Escape(what) // a file name: anyone's
 	p := &progress{total: total, done: make(chan struct{}), ended: make(chan struct{})}
 	go func() {
 		defer close(p.ended)

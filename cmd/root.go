@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/internal/termsafe"
 	"github.com/memdiag/memdiag/report"
 )
 
@@ -130,7 +131,7 @@ func Main(args []string, d *Deps) int {
 	root.SetArgs(args)
 	err := root.Execute()
 	if err != nil {
-		fmt.Fprintf(d.Streams.ErrOut, "memdiag: %v\n", err)
+		fmt.Fprintf(d.Streams.ErrOut, "memdiag: %s\n", termsafe.Escape(err.Error()))
 	}
 	return exitCode(err)
 }
@@ -142,7 +143,8 @@ func interruptible() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 }
 
-// notifier tells the user, on w, of a step that pauses a process or waits.
+// notifier tells the user, on w, of a step that pauses a process or waits;
+// the message names the process, so it is escaped as the tables are.
 func notifier(w io.Writer) func(string) {
-	return func(msg string) { fmt.Fprintf(w, "memdiag: %s\n", msg) }
+	return func(msg string) { fmt.Fprintf(w, "memdiag: %s\n", termsafe.Escape(msg)) }
 }

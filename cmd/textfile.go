@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/memdiag/memdiag/internal/atomicfile"
+	"github.com/memdiag/memdiag/internal/termsafe"
 )
 
 // textfileLoop keeps dir/name current for a node_exporter textfile
@@ -36,7 +37,7 @@ func textfileLoop(ctx context.Context, dir, name string, interval time.Duration,
 			return nil
 		case <-t.C:
 			if err := cycle(); err != nil {
-				fmt.Fprintf(errOut, "memdiag: writing %s: %v (trying again in %v)\n", path, err, interval)
+				fmt.Fprintf(errOut, "memdiag: writing %s: %s (trying again in %v)\n", termsafe.Escape(path), termsafe.Escape(err.Error()), interval)
 			}
 		}
 	}

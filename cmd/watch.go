@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/termsafe"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 )
@@ -111,10 +115,26 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	var last *watchSample
 	var firstIn, lastIn *explain.Snapshot // the JVM's heap, for its outlook
 	exited := false
+	ended := "" // why the watch ended, when its target is no longer itself
+	procDir := filepath.Join(procRootOr(o.ProcRoot), strconv.Itoa(o.Gather.PID))
+	id, err := procstatus.ReadIdentity(procDir)
+	if err != nil {
+		return fmt.Errorf("process %d: %w", o.Gather.PID, pmap.ErrNoProcess)
+	}
 	tick := time.NewTicker(o.Interval)
 	defer tick.Stop()
 	for n := 1; ; n++ {
+		// Before any read or capture, and again after: a pid reused, or a
+		// program exec'd (a setuid one), is another process, and memdiag
+		// running as root must neither attach to it nor report its growth
+		// as the first one's.
+		if ended = targetChanged(id, procDir, o.Gather.PID); ended != "" {
+			break
+		}
 		in, failed, err := gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut)
+		if ended = targetChanged(id, procDir, o.Gather.PID); ended != "" {
+			break
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -164,10 +184,16 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 		break
 	}
 	if last == nil {
+		if ended != "" {
+			return fmt.Errorf("%s: %w", ended, pmap.ErrNoProcess)
+		}
 		return nil
 	}
 	why := "stopped"
-	if exited {
+	switch {
+	case ended != "":
+		why = ended + "; the watch ended"
+	case exited:
 		why = fmt.Sprintf("process %d exited", o.Gather.PID)
 	}
 	summary := fmt.Sprintf("%s after %.0f s; RSS %s → %s%s", why, last.ElapsedSeconds,
@@ -177,11 +203,30 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	}
 	if o.Format == report.FormatJSON {
 		// Standard output is one sample per line; the summary is for people.
-		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", summary)
+		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", termsafe.Escape(summary))
 		return nil
 	}
-	fmt.Fprintln(o.Streams.Out, summary)
+	fmt.Fprintln(o.Streams.Out, termsafe.Escape(summary))
 	return nil
+}
+
+// targetChanged says why the process in procDir is no longer the one
+// whose identity is was: "" while it is. A process gone is left to gather
+// to find, as before.
+func targetChanged(was procstatus.Identity, procDir string, pid int) string {
+	now, err := procstatus.ReadIdentity(procDir)
+	if err != nil {
+		return ""
+	}
+	return was.Changed(pid, now)
+}
+
+// procRootOr is procRoot, or /proc when it is "".
+func procRootOr(procRoot string) string {
+	if procRoot == "" {
+		return "/proc"
+	}
+	return procRoot
 }
 
 // grewMost names the category that grew most since the first sample, with
@@ -210,7 +255,7 @@ func writeWatchSample(o *WatchOptions, s *watchSample) error {
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(o.Streams.Out, "%s\n", b)
+		_, err = fmt.Fprintf(o.Streams.Out, "%s\n", report.EscapeJSON(b))
 		return err
 	}
 	t := &report.Table{

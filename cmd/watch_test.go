@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,5 +93,44 @@ func TestWatchTargetExits(t *testing.T) {
 	want := "process " + strconv.Itoa(p.PID()) + " exited after"
 	if !strings.Contains(text, want) || !strings.Contains(text, "unexplained grew most") || !strings.Contains(text, "lead: [") {
 		t.Errorf("output lacks %q, the category that grew, or a lead finding:\n%s", want, text)
+	}
+}
+
+// TestWatchTargetExecs plays the user: a process of nobody's, watched as
+// root with --capture-malloc-info, execs another program mid-watch. The
+// watch ends at the next sample, saying so, and captures nothing after:
+// no sample follows the one before the exec.
+func TestWatchTargetExecs(t *testing.T) {
+	testprog.NeedRoot(t)
+	c := exec.Command("sh", "-c", "sleep 0.7; exec sleep 30")
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: testprog.Nobody, Gid: testprog.Nobody}}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	s, out, errOut := testStreams("", false, nil)
+	o := &WatchOptions{Streams: s, ProcRoot: "/proc", Interval: 200 * time.Millisecond, Format: report.FormatJSON, Count: 50}
+	o.Gather.PID = c.Process.Pid
+	o.Gather.CaptureMallocInfo = true
+	done := make(chan error, 1)
+	go func() { done <- runWatch(context.Background(), o) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("watch: %v (stderr %s)", err, errOut)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch did not end when its target exec'd")
+	}
+	want := fmt.Sprintf("process %d exec'd another program", c.Process.Pid)
+	if !strings.Contains(errOut.String(), want) || !strings.Contains(errOut.String(), "the watch ended") {
+		t.Errorf("stderr lacks %q:\n%s", want, errOut)
+	}
+	// sh ran 0.7 s at 0.2 s a sample: at most five samples, not fifty.
+	if n := strings.Count(out.String(), "\n"); n == 0 || n > 5 {
+		t.Errorf("%d samples, want 1 to 5 (before the exec only)", n)
+	}
+	if strings.Contains(errOut.String(), "attaching gdb") {
+		t.Errorf("gdb was attached: %s", errOut)
 	}
 }

@@ -1,7 +1,9 @@
 package memcg
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,11 +22,15 @@ type Member struct {
 
 // Members reads the processes listed in the cgroup's cgroup.procs, with
 // their RSS from /proc/PID/status; processes that exit meanwhile are left
-// out.
-func (g *Group) Members(procRoot string) []Member {
-	b, err := readSmall(filepath.Join(g.Dir, "cgroup.procs"))
+// out. A cgroup.procs that cannot be read whole is an error: a list cut
+// short would hide the processes after the cut.
+func (g *Group) Members(procRoot string) ([]Member, error) {
+	b, err := readBounded(filepath.Join(g.Dir, "cgroup.procs"), maxProcs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // a saved cgroup directory, without its processes
+	}
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("the cgroup's processes: %w", err)
 	}
 	var out []Member
 	for _, f := range strings.Fields(string(b)) {
@@ -36,8 +42,12 @@ func (g *Group) Members(procRoot string) []Member {
 			out = append(out, Member{PID: pid, Command: st.Name, RSSBytes: st.RSSBytes, AnonBytes: st.RSSAnonBytes, ShmemMapBytes: st.RSSShmemBytes})
 		}
 	}
-	return out
+	return out, nil
 }
+
+// maxProcs bounds cgroup.procs: 4,194,304 pids (the largest pid_max) of
+// seven digits and a newline.
+const maxProcs = 32 << 20
 
 // Findings draws conclusions: OOM kills, the distance to the limit, shmem
 // that no process maps, a working set inflated by reclaimable cache,

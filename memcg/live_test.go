@@ -46,7 +46,10 @@ func TestLiveCgroupV1(t *testing.T) {
 	if sum != g.UsageBytes || g.Stat["shmem"] < 20<<20 || g.LimitBytes != 64<<20 {
 		t.Errorf("breakdown sums to %d, usage %d; shmem %d; limit %d", sum, g.UsageBytes, g.Stat["shmem"], g.LimitBytes)
 	}
-	members := g.Members("/proc")
+	members, err := g.Members("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(members) != 1 || members[0].Command != "sleep" { // the idle sleep (its shell exec'd it)
 		t.Errorf("members %+v, want the idle sleep", members)
 	}

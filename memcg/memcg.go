@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/internal/parseerr"
 )
 
@@ -248,7 +249,11 @@ func Read(dir string) (*Group, error) {
 	if err := readKV(filepath.Join(dir, "memory.events"), func(k string, v uint64) { g.Events[k] = v }); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	if b, err := readSmall(filepath.Join(dir, "memory.pressure")); err == nil {
+	b, err := readSmall(filepath.Join(dir, "memory.pressure"))
+	switch {
+	case errors.Is(err, input.ErrTooLarge):
+		return nil, err
+	case err == nil:
 		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 			if l != "" {
 				g.Pressure = append(g.Pressure, l)
@@ -258,11 +263,15 @@ func Read(dir string) (*Group, error) {
 	return g, nil
 }
 
-// readSmall reads a cgroup (or /proc) file, at most 1 MiB. A directory
+// readSmall reads a cgroup (or /proc) file, at most 1 MiB (past it, an
+// error wrapping input.ErrTooLarge). A directory
 // given to `memdiag cgroup DIR` may be anyone's: the file is opened without
 // blocking and without following a symbolic link, and must be a regular
 // file (a FIFO once hung memdiag for good, deaf to SIGTERM).
-func readSmall(path string) ([]byte, error) {
+func readSmall(path string) ([]byte, error) { return readBounded(path, maxFile) }
+
+// readBounded is readSmall with another bound.
+func readBounded(path string, max int64) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
@@ -276,8 +285,18 @@ func readSmall(path string) ([]byte, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: %w: not a regular file (%v)", path, ErrMalformed, st.Mode().Type())
 	}
-	return io.ReadAll(io.LimitReader(f, 1<<20))
+	// A file past the bound fails, naming it: cut, "anon 123456789012"
+	// would read as "anon 12345".
+	b, err := input.ReadAll(f, max, path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return b, nil
 }
+
+// maxFile bounds a cgroup or /proc file memdiag reads whole: the largest,
+// memory.stat and memory.pressure, are a few KiB.
+const maxFile = 1 << 20
 
 // readKV reads "key value" lines.
 func readKV(path string, fn func(string, uint64)) error {

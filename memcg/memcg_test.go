@@ -52,7 +52,7 @@ func FuzzParseOOM(f *testing.F) {
 	if b, err := os.ReadFile("testdata/oom-v1.txt"); err == nil {
 		f.Add(b)
 	}
-	f.Add([]byte("[ 1.0] a invoked oom-killer: x\n[ 1.0] memory: usage 1kB, limit 2kB, failcnt 3\n[ 1.0] Memory cgroup stats for /x:\n[ 1.0] anon 5\n"))
+	f.Add([]byte("[ 1.0] a invoked oom-killer: gfp_mask=0x0, order=0, oom_score_adj=0\n[ 1.0] memory: usage 1kB, limit 2kB, failcnt 3\n[ 1.0] Memory cgroup stats for /x:\n[ 1.0] anon 5\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		rs, err := ParseOOM(strings.NewReader(string(in)), "fuzz")
 		if err != nil {
@@ -149,7 +149,7 @@ func TestOOMHostileLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	spaced := strings.Replace(string(real), " hog\n", " Web Content\n", 1)
-	cut := "[ 1.0] x invoked oom-killer: gfp_mask=0\n" + strings.Repeat("[ 1.0] noise\n", 200001)
+	cut := "[ 1.0] x invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n" + strings.Repeat("[ 1.0] noise\n", 200001)
 	for name, in := range map[string]string{
 		"a name with a space": spaced,
 		"a 2 MB line first":   strings.Repeat("x", 2<<20) + "\n" + string(real),

@@ -3,6 +3,7 @@ package memcg
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"regexp"
 	"strconv"
@@ -24,10 +25,20 @@ type OOMReport struct {
 	Tasks []OOMTask
 	// Victim is the process killed.
 	Victim OOMTask
+	// Killed: the report's "Killed process" line was read.
+	Killed bool
 	// Truncated: no "Killed process" line came within 200,000 lines (the
 	// kernel found nothing to kill, or the log was cut); what was read is
 	// kept.
 	Truncated bool
+	// Bare: the log had no prefix (dmesg -t), so a user's text with a
+	// newline in it cannot be told from a record: shapes are all it was
+	// matched on.
+	Bare bool
+	// Verified says whether the kernel's counters back the report, and
+	// Trust why or why not; both are set by Verify.
+	Verified bool
+	Trust    string
 }
 
 // skipLongLines splits lines like bufio.ScanLines, but drops a line longer
@@ -62,106 +73,132 @@ type OOMTask struct {
 	RSSBytes, AnonBytes, FileBytes, ShmemRSSBytes uint64
 }
 
+// The kernel's record shapes (mm/oom_kill.c, mm/memcontrol.c), matched
+// whole from the first byte of the message: the kernel logs text users
+// choose — a rejected mount option is printed verbatim, and anyone may try
+// a mount in a user namespace — so a line that merely holds "invoked
+// oom-killer" or "Killed process" is not a report.
 var (
-	tsPrefix  = regexp.MustCompile(`^\s*(?:<\d+>)?\[\s*([0-9.]+)\]\s?`)
-	invokedRe = regexp.MustCompile(`^(\S.*?) invoked oom-killer:`)
-	usageRe   = regexp.MustCompile(`^memory: usage (\d+)kB, limit (\d+)kB, failcnt (\d+)`)
-	killedRe  = regexp.MustCompile(`Killed process (\d+) \((.*)\) total-vm:\d+kB, anon-rss:(\d+)kB, file-rss:(\d+)kB, shmem-rss:(\d+)kB`)
+	invokedRe = regexp.MustCompile(`^(\S.{0,63}?) invoked oom-killer: gfp_mask=0x[0-9a-f]+(?:\([^()]*\))?, (?:nodemask=\S+, )?order=-?\d+, oom_score_adj=-?\d+$`)
+	usageRe   = regexp.MustCompile(`^memory: usage (\d+)kB, limit (\d+)kB, failcnt (\d+)$`)
+	statsRe   = regexp.MustCompile(`^Memory cgroup stats for (/\S*):$`)
+	statRe    = regexp.MustCompile(`^([a-z_]+) (\d+)$`)
+	oomKillRe = regexp.MustCompile(`^oom-kill:constraint=CONSTRAINT_[A-Z]+,`)
+	killedRe  = regexp.MustCompile(`^(?:(?:Out of memory(?: \(oom_kill_allocating_task\))?|Memory cgroup out of memory): )?Killed process (\d+) \((.{0,64})\) total-vm:\d+kB, anon-rss:(\d+)kB, file-rss:(\d+)kB, shmem-rss:(\d+)kB(?:, UID:\d+ pgtables:\d+kB oom_score_adj:-?\d+)?$`)
 )
 
 // maxReportLines bounds what one report reads: a task table of a big
 // cgroup is long, but not endless.
 const maxReportLines = 200000
 
-// ParseOOM reads every OOM report in r (kernel log text: dmesg,
-// journalctl -k, a saved file), in order. Lines of other messages are
-// skipped, and so are lines over 1 MiB (no kernel line is that long). A
-// report cut short — no "Killed process" line within 200,000 lines — ends
-// there, and the reports after it are still read. A file with no report
-// is an error naming it.
+// ParseOOM reads every OOM report in r (kernel log text: /dev/kmsg, dmesg
+// with or without -r or -x, journalctl -k, a saved file), in order. The
+// format is told by the first line; a record is matched by the kernel's
+// exact shapes from the start of its message, a line without the format's
+// prefix is the continuation of another message, and lines of a report
+// count only between its "invoked oom-killer" and "Killed process" lines.
+// Lines of other messages are skipped, and so are lines over 1 MiB (no
+// kernel line is that long). A report cut short — no "Killed process"
+// line within 200,000 lines — ends there, and the reports after it are
+// still read. A file with no report is an error naming it. Nothing here
+// says a report is genuine: see Verify.
 func ParseOOM(r io.Reader, name string) ([]*OOMReport, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	sc.Split(skipLongLines(1 << 20))
-	var out []*OOMReport
-	var cur *OOMReport
-	inStats, inTasks := false, false
-	var cols []string
-	lineNo := 0
+	p := &oomParser{}
 	for sc.Scan() {
-		lineNo++
+		p.lineNo++
 		raw := sc.Text()
-		text := raw
-		ts := ""
-		if m := tsPrefix.FindStringSubmatch(raw); m != nil {
-			ts, text = m[1], raw[len(m[0]):]
-		} else if i := strings.Index(raw, "kernel: "); i >= 0 {
-			text = raw[i+len("kernel: "):] // journalctl -k
+		if p.format == formatUnknown {
+			p.format = sniffFormat(raw)
 		}
-		if m := invokedRe.FindStringSubmatch(text); m != nil {
-			cur = &OOMReport{Line: lineNo, Time: ts, Invoker: m[1], Stat: map[string]uint64{}}
-			out = append(out, cur)
-			inStats, inTasks = false, false
-			continue
-		}
-		if cur == nil {
-			continue
-		}
-		if lineNo-cur.Line > maxReportLines {
-			cur.Truncated = true
-			cur, inStats, inTasks = nil, false, false
-			continue
-		}
-		switch {
-		case usageRe.MatchString(text):
-			m := usageRe.FindStringSubmatch(text)
-			u, _ := strconv.ParseUint(m[1], 10, 64)
-			l, _ := strconv.ParseUint(m[2], 10, 64)
-			cur.UsageBytes, cur.LimitBytes = u<<10, l<<10
-			cur.Failcnt, _ = strconv.ParseUint(m[3], 10, 64)
-		case strings.HasPrefix(text, "Memory cgroup stats for "):
-			inStats, inTasks = true, false
-		case strings.HasPrefix(text, "Tasks state"):
-			inStats, inTasks = false, false
-		case strings.HasPrefix(text, "[  pid  ]"):
-			cols = strings.Fields(strings.TrimPrefix(text, "[  pid  ]"))
-			inStats, inTasks = false, true
-		case strings.HasPrefix(text, "oom-kill:"):
-			inStats, inTasks = false, false
-			for _, kv := range strings.Split(strings.TrimPrefix(text, "oom-kill:"), ",") {
-				if v, ok := strings.CutPrefix(kv, "oom_memcg="); ok {
-					cur.Cgroup = v
-				}
-			}
-		case killedRe.MatchString(text):
-			m := killedRe.FindStringSubmatch(text)
-			pid, _ := strconv.Atoi(m[1])
-			kb := func(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n << 10 }
-			cur.Victim = OOMTask{PID: pid, Name: m[2], AnonBytes: kb(m[3]), FileBytes: kb(m[4]), ShmemRSSBytes: kb(m[5])}
-			cur.Victim.RSSBytes = cur.Victim.AnonBytes + cur.Victim.FileBytes + cur.Victim.ShmemRSSBytes
-			cur = nil
-		case inStats:
-			f := strings.Fields(text)
-			if len(f) == 2 {
-				if v, err := strconv.ParseUint(f[1], 10, 64); err == nil {
-					cur.Stat[f[0]] = v
-					continue
-				}
-			}
-			inStats = false
-		case inTasks && strings.HasPrefix(text, "["):
-			if t, ok := parseTaskRow(text, cols); ok {
-				cur.Tasks = append(cur.Tasks, t)
-			}
+		if l, ok := splitRecord(p.format, raw); ok {
+			p.record(l)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, &ParseError{Name: name, Line: lineNo + 1, Msg: "reading: " + err.Error(), Err: ErrMalformed}
+		return nil, &ParseError{Name: name, Line: p.lineNo + 1, Msg: "reading: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrMalformed, err)}
 	}
-	if len(out) == 0 {
-		return nil, &ParseError{Name: name, Msg: `no OOM report ("… invoked oom-killer:") found`, Err: ErrMalformed}
+	if len(p.out) == 0 {
+		return nil, &ParseError{Name: name, Msg: `no OOM report ("… invoked oom-killer: gfp_mask=…") found`, Err: ErrMalformed}
 	}
-	return out, nil
+	for _, rep := range p.out {
+		rep.Bare = p.format == formatBare
+	}
+	return p.out, nil
+}
+
+// oomParser is ParseOOM's state between records.
+type oomParser struct {
+	format          logFormat
+	lineNo          int
+	out             []*OOMReport
+	cur             *OOMReport
+	inStats, inTask bool
+	cols            []string
+}
+
+// record takes one kernel record.
+func (p *oomParser) record(l kernelLine) {
+	text := l.text
+	if m := invokedRe.FindStringSubmatch(text); m != nil {
+		p.cur = &OOMReport{Line: p.lineNo, Time: l.ts, Invoker: m[1], Stat: map[string]uint64{}}
+		p.out = append(p.out, p.cur)
+		p.inStats, p.inTask = false, false
+		return
+	}
+	cur := p.cur
+	if cur == nil {
+		return
+	}
+	if p.lineNo-cur.Line > maxReportLines {
+		cur.Truncated = true
+		p.cur, p.inStats, p.inTask = nil, false, false
+		return
+	}
+	switch {
+	case usageRe.MatchString(text):
+		m := usageRe.FindStringSubmatch(text)
+		u, _ := strconv.ParseUint(m[1], 10, 64)
+		l, _ := strconv.ParseUint(m[2], 10, 64)
+		cur.UsageBytes, cur.LimitBytes = u<<10, l<<10
+		cur.Failcnt, _ = strconv.ParseUint(m[3], 10, 64)
+	case statsRe.MatchString(text):
+		p.inStats, p.inTask = true, false
+	case strings.HasPrefix(text, "Tasks state (memory values in pages):"):
+		p.inStats, p.inTask = false, false
+	case strings.HasPrefix(text, "[  pid  ]"):
+		p.cols = strings.Fields(strings.TrimPrefix(text, "[  pid  ]"))
+		p.inStats, p.inTask = false, true
+	case oomKillRe.MatchString(text):
+		p.inStats, p.inTask = false, false
+		for _, kv := range strings.Split(strings.TrimPrefix(text, "oom-kill:"), ",") {
+			if v, ok := strings.CutPrefix(kv, "oom_memcg="); ok {
+				cur.Cgroup = v
+			}
+		}
+	case killedRe.MatchString(text):
+		m := killedRe.FindStringSubmatch(text)
+		pid, _ := strconv.Atoi(m[1])
+		kb := func(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n << 10 }
+		cur.Victim = OOMTask{PID: pid, Name: m[2], AnonBytes: kb(m[3]), FileBytes: kb(m[4]), ShmemRSSBytes: kb(m[5])}
+		cur.Victim.RSSBytes = cur.Victim.AnonBytes + cur.Victim.FileBytes + cur.Victim.ShmemRSSBytes
+		cur.Killed = true
+		p.cur = nil
+	case p.inStats:
+		if m := statRe.FindStringSubmatch(text); m != nil {
+			if v, err := strconv.ParseUint(m[2], 10, 64); err == nil {
+				cur.Stat[m[1]] = v
+				return
+			}
+		}
+		p.inStats = false
+	case p.inTask && strings.HasPrefix(text, "["):
+		if t, ok := parseTaskRow(text, p.cols); ok {
+			cur.Tasks = append(cur.Tasks, t)
+		}
+	}
 }
 
 // parseTaskRow reads "[  19175]     0 19175    55342     7649 …  python3"

@@ -14,6 +14,7 @@
 package proctop
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 	"github.com/memdiag/memdiag/glibcheap"
 	"github.com/memdiag/memdiag/internal/elfinfo"
 	"github.com/memdiag/memdiag/internal/humanize"
+	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/pmap"
 )
 
@@ -45,8 +47,10 @@ type Process struct {
 	// Rollup is tier 2; nil when skipped (Skipped says why).
 	Rollup  *Rollup
 	Skipped string
-	// Diagnosis is tier 3, for the top processes only.
-	Diagnosis *Diagnosis
+	// Diagnosis is tier 3, for the top processes only; nil when skipped
+	// (DiagnosisSkipped says why: maps past the cap, the budget spent).
+	Diagnosis        *Diagnosis
+	DiagnosisSkipped string
 }
 
 // ActualBytes is RSS + swap: what the process costs, wherever it is.
@@ -80,6 +84,8 @@ type Diagnosis struct {
 	// memory (mallinfo2's arena).
 	MallocFreeBytes  *uint64 `json:"malloc_free_bytes,omitempty"`
 	MallocArenaBytes *uint64 `json:"malloc_arena_bytes,omitempty"`
+	// Notes say what could not be told, and why.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // SortKey orders processes.
@@ -137,7 +143,24 @@ type Options struct {
 	// Top is how many processes get tier 3 (0: 5).
 	Top  int
 	Sort SortKey
+	// Prober tells Go programs from their executables (nil: the one
+	// elfinfo.CheckGoFile uses). A Prober leaves at most one probe hanging
+	// per process, however many cycles ask.
+	Prober *elfinfo.Prober
+	// Budget bounds the time tier 3 takes in all (0: DefaultBudget); a
+	// process is diagnosed only while some is left.
+	Budget time.Duration
+	// MaxMappings caps /proc/PID/maps for a diagnosis (0: DefaultMaxMappings):
+	// a process past it is skipped, and said to be.
+	MaxMappings int
 }
+
+// DefaultBudget and DefaultMaxMappings bound tier 3: five processes of
+// 65,508 mappings each took 3.75 s and hid every diagnosis.
+const (
+	DefaultBudget      = 2 * time.Second
+	DefaultMaxMappings = 20000
+)
 
 // DefaultRSSCap is the RSS above which smaps_rollup is not read.
 const DefaultRSSCap = 8 << 30
@@ -150,9 +173,10 @@ type Scan struct {
 	// Kernel counts kernel threads (no memory of their own); Denied
 	// counts processes whose status could not be read.
 	Exited, Kernel, Denied int
-	// RollupSkipped counts processes over the cap.
-	RollupSkipped int
-	Sort          SortKey
+	// RollupSkipped counts processes over the cap; DiagnosisSkipped the
+	// top processes not diagnosed (maps past the cap, the budget spent).
+	RollupSkipped, DiagnosisSkipped int
+	Sort                            SortKey
 }
 
 // Read scans the host.
@@ -226,13 +250,74 @@ func Read(o Options) (*Scan, error) {
 		}
 		return s.Processes[i].PID < s.Processes[j].PID
 	})
-	// Tier 3: the top few, from maps.
+	diagnoseTop(s, root, o)
+	return s, nil
+}
+
+// diagnoseTop is tier 3: the top few, from maps, within the budget.
+func diagnoseTop(s *Scan, root string, o Options) {
+	if o.Budget == 0 {
+		o.Budget = DefaultBudget
+	}
+	if o.MaxMappings == 0 {
+		o.MaxMappings = DefaultMaxMappings
+	}
+	deadline := time.Now().Add(o.Budget)
 	for _, p := range s.Processes[:min(o.Top, len(s.Processes))] {
-		if dg, err := Diagnose(root, p.PID); err == nil {
+		if time.Now().After(deadline) {
+			p.DiagnosisSkipped = fmt.Sprintf("not diagnosed: the %v budget was spent", o.Budget)
+			s.DiagnosisSkipped++
+			continue
+		}
+		dg, err := diagnose(root, p.PID, diagnoseOptions{prober: o.Prober, maxMappings: o.MaxMappings, deadline: deadline})
+		switch {
+		case errors.Is(err, errTooManyMappings):
+			p.DiagnosisSkipped = fmt.Sprintf("not diagnosed: over %d mappings in /proc/PID/maps", o.MaxMappings)
+			s.DiagnosisSkipped++
+		case err == nil:
 			p.Diagnosis = dg
 		}
 	}
-	return s, nil
+}
+
+var errTooManyMappings = errors.New("too many mappings")
+
+// diagnoseOptions bound one diagnosis.
+type diagnoseOptions struct {
+	prober      *elfinfo.Prober // nil: elfinfo's own
+	maxMappings int             // 0: no cap
+	deadline    time.Time       // zero: none
+}
+
+// heapReadLeast is the budget a read of glibc's heap needs left to start.
+const heapReadLeast = 250 * time.Millisecond
+
+// readMaps reads path (a /proc/PID/maps) whole, failing with
+// errTooManyMappings past max lines (0: no cap) and with
+// input.ErrTooLarge past 64 MiB.
+func readMaps(path string, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(input.LimitReader(f, 64<<20, path), 64<<10)
+	var out []byte
+	for n := 0; ; n++ {
+		line, err := r.ReadSlice('\n')
+		if max > 0 && n >= max && len(line) > 0 {
+			return nil, fmt.Errorf("%s: %w: over %d", path, errTooManyMappings, max)
+		}
+		out = append(out, line...)
+		switch {
+		case err == io.EOF:
+			return out, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			n-- // one line longer than the buffer (a long file name): still one mapping
+		case err != nil:
+			return nil, err
+		}
+	}
 }
 
 var errGone = errors.New("process exited")
@@ -276,7 +361,9 @@ func readStatus(path string, pid int, buf []byte) (*Process, error) {
 		key, val := line[:colon], bytes.TrimSpace(line[colon+1:])
 		switch string(key) {
 		case "Name":
-			p.Command = string(val)
+			// Only the tab after the colon: bytes.TrimSpace would also take
+			// a name's own trailing spaces and U+0085 (NEL).
+			p.Command = string(bytes.TrimPrefix(line[colon+1:], []byte{'\t'}))
 		case "PPid":
 			p.PPID, _ = strconv.Atoi(string(val))
 		case "Uid":
@@ -360,17 +447,47 @@ func readRollup(path string, buf []byte) (*Rollup, error) {
 // Diagnose reads /proc/PID/maps (no page walk) for what its geometry and
 // libraries tell.
 func Diagnose(procRoot string, pid int) (*Diagnosis, error) {
-	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "maps"))
+	return diagnose(procRoot, pid, diagnoseOptions{})
+}
+
+// exeWait is how long a diagnosis waits for the executable to answer.
+const exeWait = 500 * time.Millisecond
+
+// isGo asks prober (nil: elfinfo's own) whether the process runs a Go
+// program, and says why it could not tell when the executable hangs.
+func isGo(procRoot string, pid int, prober *elfinfo.Prober) (bool, string) {
+	path := filepath.Join(procRoot, strconv.Itoa(pid), "exe")
+	var g bool
+	var err error
+	if prober != nil {
+		g, err = prober.Check(path, exeWait)
+	} else {
+		g, err = elfinfo.CheckGoFile(path, exeWait)
+	}
+	switch {
+	case errors.Is(err, elfinfo.ErrPending):
+		return false, "executable: still hanging since an earlier probe (a stalled FUSE or NFS mount?): not probed again"
+	case errors.Is(err, elfinfo.ErrSlow):
+		return false, fmt.Sprintf("executable: no answer within %v (a stalled FUSE or NFS mount?): Go not told", exeWait)
+	}
+	return g, ""
+}
+
+func diagnose(procRoot string, pid int, o diagnoseOptions) (*Diagnosis, error) {
+	b, err := readMaps(filepath.Join(procRoot, strconv.Itoa(pid), "maps"), o.maxMappings)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	ms, err := pmap.ParseSmaps(io.LimitReader(f, 64<<20), "maps")
+	ms, err := pmap.ParseSmaps(bytes.NewReader(b), "maps")
 	if err != nil {
 		return nil, err
 	}
 	pmap.Classify(ms, pmap.Hints{})
-	d := &Diagnosis{Go: elfinfo.IsGoFile(filepath.Join(procRoot, strconv.Itoa(pid), "exe"), 500*time.Millisecond)}
+	d := &Diagnosis{}
+	var note string
+	if d.Go, note = isGo(procRoot, pid, o.prober); note != "" {
+		d.Notes = append(d.Notes, note)
+	}
 	const heap = 64 << 20
 	for i := range ms {
 		m := &ms[i]
@@ -393,7 +510,9 @@ func Diagnose(procRoot string, pid int) (*Diagnosis, error) {
 		}
 		d.ArenaHeaps += int((end - m.Start + heap - 1) / heap)
 	}
-	if d.Allocator == "glibc" {
+	if d.Allocator == "glibc" && !o.deadline.IsZero() && time.Until(o.deadline) < heapReadLeast {
+		d.Notes = append(d.Notes, "glibc's free bytes not read: the time budget was spent")
+	} else if d.Allocator == "glibc" {
 		// Without stopping it: top looks at many processes, and pauses
 		// none of them.
 		if h, err := (glibcheap.Reader{ProcRoot: procRoot, NoStop: true}).Read(pid); err == nil {

@@ -4,10 +4,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/memdiag/memdiag/internal/elfinfo"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
 
@@ -85,5 +89,110 @@ func TestHostOfProcesses(t *testing.T) {
 	}
 	if p := s.Processes[0]; p.Rollup != nil || !strings.Contains(p.Skipped, "RSS") || !strings.Contains(p.Skipped, "--deep") || s.RollupSkipped < 200 {
 		t.Errorf("over the cap: %+v (skipped %d)", p, s.RollupSkipped)
+	}
+}
+
+// TestTopCyclesWithAHangingExecutable plays the user who serves a FUSE
+// mount and stalls it: the executable of a process of nobody's hangs on
+// open (the opener is made to block for that process only). Over ten
+// cycles of top, as --textfile runs them, one probe is left hanging, not
+// one a cycle, and the process's diagnosis says it was skipped.
+func TestTopCyclesWithAHangingExecutable(t *testing.T) {
+	testprog.NeedRoot(t)
+	c := exec.Command("sleep", "600")
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: testprog.Nobody, Gid: testprog.Nobody}}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	hung := "/proc/" + strconv.Itoa(c.Process.Pid) + "/exe"
+	release := make(chan struct{})
+	defer close(release)
+	prober := elfinfo.NewProber(func(path string) (elfinfo.File, error) {
+		if path == hung {
+			<-release
+		}
+		return os.Open(path)
+	})
+	o := Options{Top: 100000, Prober: prober}
+	before := runtime.NumGoroutine()
+	var note string
+	for cycle := 0; cycle < 10; cycle++ {
+		s, err := Read(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		note = ""
+		for _, p := range s.Processes {
+			if p.PID == c.Process.Pid && p.Diagnosis != nil {
+				note = strings.Join(p.Diagnosis.Notes, "; ")
+			}
+		}
+		if cycle > 0 && !strings.Contains(note, "not probed again") {
+			t.Fatalf("cycle %d: the process's diagnosis says %q", cycle, note)
+		}
+	}
+	if n := prober.Pending(); n != 1 {
+		t.Errorf("%d probes pending after 10 cycles, want 1", n)
+	}
+	if grew := runtime.NumGoroutine() - before; grew > 2 {
+		t.Errorf("%d more goroutines after 10 cycles", grew)
+	}
+}
+
+// TestTopHugeMaps plays the user who hides the diagnoses: five processes
+// of nobody's with 65,480 one-page mappings each, the largest on the host.
+// top stays within its budget, says each of them was not diagnosed and
+// why, and diagnoses the others; with a budget too small for five full
+// reads, those past it are said to be skipped.
+func TestTopHugeMaps(t *testing.T) {
+	bin := testprog.BuildPublic(t, "manymaps")
+	huge := map[int]bool{}
+	for i := 0; i < 5; i++ {
+		huge[testprog.StartWith(t, testprog.Options{AsNobody: true}, bin, "65480").PID()] = true
+	}
+	t0 := time.Now()
+	// Every process is in the top: other users' processes may be larger.
+	s, err := Read(Options{Top: 1 << 20})
+	took := time.Since(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took > DefaultBudget+time.Second {
+		t.Errorf("top took %v, budget %v", took, DefaultBudget)
+	}
+	skipped, capped, diagnosed := 0, 0, 0
+	for _, p := range s.Processes {
+		switch {
+		case huge[p.PID] && p.DiagnosisSkipped != "":
+			skipped++
+			if strings.Contains(p.DiagnosisSkipped, "over 20000 mappings") {
+				capped++
+			}
+		case huge[p.PID]:
+			t.Errorf("process %d with 65,480 mappings: diagnosis %+v, skipped %q", p.PID, p.Diagnosis, p.DiagnosisSkipped)
+		case p.Diagnosis != nil:
+			diagnosed++
+		}
+	}
+	if skipped != 5 || capped == 0 || s.DiagnosisSkipped < 5 || diagnosed == 0 {
+		t.Errorf("%d huge skipped (%d for their maps, %d counted), %d others diagnosed; want 5, some, 5 or more, some", skipped, capped, s.DiagnosisSkipped, diagnosed)
+	}
+
+	budget := 300 * time.Millisecond
+	t0 = time.Now()
+	s, err = Read(Options{Top: 1 << 20, Budget: budget, MaxMappings: 1 << 20})
+	took = time.Since(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	overBudget := 0
+	for _, p := range s.Processes {
+		if huge[p.PID] && strings.Contains(p.DiagnosisSkipped, "budget was spent") {
+			overBudget++
+		}
+	}
+	if overBudget == 0 || took > 5*time.Second {
+		t.Errorf("with a %v budget: %d skipped for it, took %v", budget, overBudget, took)
 	}
 }

@@ -71,6 +71,9 @@ func WriteCgroup(w io.Writer, f Format, v *CgroupView, s Style) error {
 		}
 		t.Notes = append(t.Notes, "events:"+ev)
 	}
+	if v.OOM != nil && v.OOM.Trust != "" {
+		t.Notes = append(t.Notes, "report: "+v.OOM.Trust)
+	}
 	tables := []*Table{t}
 	if len(v.Members) > 0 {
 		mt := &Table{Title: "processes", Columns: []Column{{Header: "PID", Align: Right}, {Header: "COMMAND"}, {Header: "RSS", Align: Right}, {Header: "ANON", Align: Right}, {Header: "SHMEM MAPPED", Align: Right}}}
@@ -131,8 +134,12 @@ type cgroupDoc struct {
 	Events           map[string]uint64 `json:"events"`
 	Processes        []memberJSON      `json:"processes"`
 	Killed           *memberJSON       `json:"killed,omitempty"`
-	AnonByKind       []MemberAnon      `json:"anon_by_kind"`
-	Findings         []finding.Finding `json:"findings"`
+	// OOMVerified and OOMTrust: whether the kernel's oom_kill counters
+	// back the report, and why (memdiag oom only).
+	OOMVerified *bool             `json:"oom_verified,omitempty"`
+	OOMTrust    string            `json:"oom_trust,omitempty"`
+	AnonByKind  []MemberAnon      `json:"anon_by_kind"`
+	Findings    []finding.Finding `json:"findings"`
 }
 
 type cgroupPartJSON struct {
@@ -163,6 +170,8 @@ func cgroupDocument(v *CgroupView) *cgroupDoc {
 	if v.OOM != nil {
 		k := v.OOM.Victim
 		d.Killed = &memberJSON{k.PID, k.Name, k.RSSBytes, k.AnonBytes, k.ShmemRSSBytes}
+		verified := v.OOM.Verified
+		d.OOMVerified, d.OOMTrust = &verified, v.OOM.Trust
 	}
 	return d
 }

@@ -147,7 +147,7 @@ func (m *MallocInfoWriter) Finish(v *MallocInfoView) error {
 				return err
 			}
 			bw.WriteString("\n      ")
-			bw.Write(line)
+			bw.Write(EscapeJSON(line))
 		}
 		bw.WriteString("\n    ]\n  }")
 	}
@@ -156,7 +156,7 @@ func (m *MallocInfoWriter) Finish(v *MallocInfoView) error {
 		return err
 	}
 	bw.WriteString(",\n  \"findings\": ")
-	bw.Write(findings)
+	bw.Write(EscapeJSON(findings))
 	bw.WriteString("\n}\n")
 	return bw.Flush()
 }

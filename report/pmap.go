@@ -185,6 +185,7 @@ func writePmapJSON(w io.Writer, v *PmapView) error {
 	if err != nil {
 		return err
 	}
+	head = EscapeJSON(head)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.Write(head[:len(head)-2]) // without the closing "\n}"
 	bw.WriteString(",\n  \"mappings\": [")

@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/lipgloss/table"
 	"github.com/muesli/termenv"
+
+	"github.com/memdiag/memdiag/internal/termsafe"
 )
 
 // Align is a column's alignment.
@@ -221,11 +222,6 @@ func (t *Table) WriteMarkdown(w io.Writer) error {
 	return bw.Flush()
 }
 
-// unsafeRune is a character Sanitize writes as an escape.
-func unsafeRune(r rune) bool {
-	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError
-}
-
 // markdownCell escapes what would break a table cell or start markup.
 func markdownCell(s string) string {
 	return markdownEscaper.Replace(Sanitize(s))
@@ -236,38 +232,10 @@ var markdownEscaper = strings.NewReplacer("|", `\|`, "\n", " ", "`", "\\`", "*",
 // Sanitize makes untrusted text safe for a terminal: control characters
 // (an ESC in a file name could rewrite the screen), format characters (a
 // right-to-left override reverses what follows) and invalid UTF-8 are
-// shown as \xNN or \uNNNN.
+// shown as \xNN or \uNNNN (termsafe.Escape, which memdiag's messages on
+// stderr go through too).
 // Mapping names come from the process being diagnosed; trust none of them.
-func Sanitize(s string) string {
-	clean := true
-	for _, r := range s {
-		if unsafeRune(r) {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size <= 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case unsafeRune(r):
-			if r < 0x100 {
-				fmt.Fprintf(&b, `\x%02x`, r)
-			} else {
-				fmt.Fprintf(&b, `\u%04x`, r)
-			}
-		default:
-			b.WriteRune(r)
-		}
-		i += size
-	}
-	return b.String()
-}
+func Sanitize(s string) string { return termsafe.Escape(s) }
 
 // writeTables renders ts in order: in markdown each as its own table, in
 // text separated by a blank line.

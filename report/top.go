@@ -76,6 +76,9 @@ func topTable(v *TopView) *Table {
 	}
 	t.Notes = append(t.Notes, fmt.Sprintf("RSS, swap and threads of every process from /proc/PID/status; PSS and USS from smaps_rollup under the RSS cap (%d over it skipped: --deep reads them, a page-table walk that stalls a large process); the top %d diagnosed from /proc/PID/maps (and glibc's free bytes read from their memory, unpaused)",
 		sc.RollupSkipped, diagnosed(sc)))
+	if sc.DiagnosisSkipped > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("%d of the top not diagnosed, to stay within the time budget: %s", sc.DiagnosisSkipped, undiagnosed(sc)))
+	}
 	if sc.Exited > 0 || sc.Denied > 0 {
 		t.Notes = append(t.Notes, fmt.Sprintf("%d processes exited while read; %d unreadable", sc.Exited, sc.Denied))
 	}
@@ -93,6 +96,17 @@ func diagnosed(sc *proctop.Scan) int {
 		}
 	}
 	return n
+}
+
+// undiagnosed lists the processes tier 3 skipped, and why.
+func undiagnosed(sc *proctop.Scan) string {
+	var parts []string
+	for _, p := range sc.Processes {
+		if p.DiagnosisSkipped != "" {
+			parts = append(parts, fmt.Sprintf("%d (%s): %s", p.PID, p.Command, p.DiagnosisSkipped))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func sortWords(k proctop.SortKey) string {
@@ -121,6 +135,10 @@ func whatItIs(p *proctop.Process) string {
 		if d.MallocFreeBytes != nil && *d.MallocFreeBytes >= 1<<20 {
 			parts = append(parts, fmt.Sprintf("malloc holds %s free of %s", Bytes(*d.MallocFreeBytes), Bytes(*d.MallocArenaBytes)))
 		}
+		parts = append(parts, d.Notes...)
+	}
+	if p.DiagnosisSkipped != "" {
+		parts = append(parts, p.DiagnosisSkipped)
 	}
 	if p.Skipped != "" {
 		parts = append(parts, p.Skipped)
@@ -148,22 +166,24 @@ type topDoc struct {
 }
 
 type topProcJSON struct {
-	PID          int                `json:"pid"`
-	PPID         int                `json:"ppid"`
-	UID          int                `json:"uid"`
-	Command      string             `json:"command"`
-	Threads      int                `json:"threads"`
-	ActualBytes  uint64             `json:"actual_bytes"`
-	RSSBytes     uint64             `json:"rss_bytes"`
-	AnonBytes    uint64             `json:"anon_bytes"`
-	FileBytes    uint64             `json:"file_bytes"`
-	ShmemBytes   uint64             `json:"shmem_bytes"`
-	SwapBytes    uint64             `json:"swap_bytes"`
-	Rollup       *rollupJSON        `json:"rollup,omitempty"`
-	Skipped      string             `json:"skipped,omitempty"`
-	Diagnosis    *proctop.Diagnosis `json:"diagnosis,omitempty"`
-	GrowthPerSec *float64           `json:"growth_bytes_per_second,omitempty"`
-	Grew         string             `json:"grew,omitempty"`
+	PID         int                `json:"pid"`
+	PPID        int                `json:"ppid"`
+	UID         int                `json:"uid"`
+	Command     string             `json:"command"`
+	Threads     int                `json:"threads"`
+	ActualBytes uint64             `json:"actual_bytes"`
+	RSSBytes    uint64             `json:"rss_bytes"`
+	AnonBytes   uint64             `json:"anon_bytes"`
+	FileBytes   uint64             `json:"file_bytes"`
+	ShmemBytes  uint64             `json:"shmem_bytes"`
+	SwapBytes   uint64             `json:"swap_bytes"`
+	Rollup      *rollupJSON        `json:"rollup,omitempty"`
+	Skipped     string             `json:"skipped,omitempty"`
+	Diagnosis   *proctop.Diagnosis `json:"diagnosis,omitempty"`
+	// DiagnosisSkipped says why a top process was not diagnosed.
+	DiagnosisSkipped string   `json:"diagnosis_skipped,omitempty"`
+	GrowthPerSec     *float64 `json:"growth_bytes_per_second,omitempty"`
+	Grew             string   `json:"grew,omitempty"`
 }
 
 type rollupJSON struct {
@@ -182,7 +202,7 @@ func topDocument(v *TopView) *topDoc {
 	for _, p := range sc.Processes {
 		j := topProcJSON{PID: p.PID, PPID: p.PPID, UID: p.UID, Command: p.Command, Threads: p.Threads, ActualBytes: p.ActualBytes(),
 			RSSBytes: p.RSSBytes, AnonBytes: p.AnonBytes, FileBytes: p.FileBytes, ShmemBytes: p.ShmemBytes, SwapBytes: p.SwapBytes,
-			Skipped: p.Skipped, Diagnosis: p.Diagnosis}
+			Skipped: p.Skipped, Diagnosis: p.Diagnosis, DiagnosisSkipped: p.DiagnosisSkipped}
 		if r := p.Rollup; r != nil {
 			j.Rollup = &rollupJSON{r.PSS, r.PSSAnon, r.PSSFile, r.PSSShmem, r.SwapPSS, r.USS}
 		}
@@ -226,6 +246,12 @@ func writeTopOpenMetrics(w io.Writer, v *TopView) error {
 				return 0, false
 			}
 			return uint64(p.Diagnosis.ArenaHeaps), true
+		}},
+		{"memdiag_process_diagnosis_incomplete", "1 for a diagnosed process part of whose diagnosis was skipped (an executable that hangs on open, maps past the cap, the time budget spent): memdiag top's notes say which.", func(p *proctop.Process) (uint64, bool) {
+			if p.Diagnosis == nil || len(p.Diagnosis.Notes) == 0 {
+				return 0, false
+			}
+			return 1, true
 		}},
 	}
 	for _, m := range ms {

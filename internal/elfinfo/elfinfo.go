@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"os"
 	"slices"
 	"time"
 )
@@ -76,6 +75,10 @@ func IsGo(r io.ReaderAt) bool {
 // ErrSlow means the executable could not be read within the wait.
 var ErrSlow = errors.New("the executable did not answer in time")
 
+// ErrPending means the executable has not answered an earlier probe yet
+// (its open or read still hangs): it is not probed again meanwhile.
+var ErrPending = errors.New("the executable has not answered an earlier probe yet: not probed again")
+
 // IsGoFile is IsGo of the file at path (a /proc/PID/exe), but waits at
 // most wait: the file is its owner's, and on a FUSE mount that user serves,
 // opening or reading it can block for good. Past the wait the read is
@@ -86,26 +89,12 @@ func IsGoFile(path string, wait time.Duration) bool {
 }
 
 // CheckGoFile is IsGoFile that says why it could not tell: the file could
-// not be opened, or did not answer within wait (ErrSlow).
+// not be opened, did not answer within wait (ErrSlow), or has not answered
+// an earlier call yet (ErrPending). It probes through one Prober for the
+// whole program: a probe that hangs holds its thread until the open
+// returns, and every later call would otherwise start another.
 func CheckGoFile(path string, wait time.Duration) (bool, error) {
-	type result struct {
-		isGo bool
-		err  error
-	}
-	answer := make(chan result, 1)
-	go func() {
-		f, err := os.Open(path)
-		if err != nil {
-			answer <- result{false, err}
-			return
-		}
-		defer f.Close()
-		answer <- result{IsGo(f), nil}
-	}()
-	select {
-	case r := <-answer:
-		return r.isGo, r.err
-	case <-time.After(wait):
-		return false, ErrSlow
-	}
+	return defaultProber.Check(path, wait)
 }
+
+var defaultProber = NewProber(nil)

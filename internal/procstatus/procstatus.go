@@ -77,7 +77,9 @@ func parse(text, path string, pid int) (IDs, error) {
 		}
 		switch key {
 		case "Name":
-			ids.Name = strings.TrimSpace(rest)
+			// Only the tab after the colon: TrimSpace would also take a
+			// name's own trailing spaces and U+0085 (NEL).
+			ids.Name = strings.TrimPrefix(rest, "\t")
 			continue
 		case "Groups":
 			ids.Groups = make([]int, 0, len(f))

@@ -1,0 +1,111 @@
+package memcg
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// logFormat is how a kernel log was saved, told by its first record: each
+// format marks where a kernel record starts, and a line that does not
+// carry the mark is the continuation of a message with a newline in it
+// (text a user put in a kernel message, such as a rejected mount option)
+// and never a record of its own.
+type logFormat int
+
+const (
+	formatUnknown     logFormat = iota
+	formatKmsg                  // /dev/kmsg: "pri,seq,usec,flags;message", escaped
+	formatDmesg                 // dmesg, dmesg -r: "[  ts] message", "<pri>[  ts] message"
+	formatDmesgX                // dmesg -x: "kern  :err   : [  ts] message"
+	formatJournal               // journalctl -k: "Dec 03 11:00:00 host kernel: message"
+	formatJournalMono           // journalctl -k -o short-monotonic: "[  ts] host kernel: message"
+	formatBare                  // dmesg -t: no prefix at all; shapes are all there is
+)
+
+var (
+	kmsgPrefix    = regexp.MustCompile(`^(\d+),\d+,(\d+),[^;]*;`)
+	dmesgPrefix   = regexp.MustCompile(`^(?:<(\d+)>)?\[ *(\d+\.\d+)\] ?`)
+	dmesgXPrefix  = regexp.MustCompile(`^([a-z0-9]+) *:([a-z]+) *: \[ *(\d+\.\d+)\] ?`)
+	monoPrefix    = regexp.MustCompile(`^\[ *(\d+\.\d+)\] \S+ kernel: `)
+	journalPrefix = regexp.MustCompile(`^(?:[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT[0-9:.,+-]+) \S+ kernel: `)
+)
+
+// kernelLine is one record of a kernel log, its prefix taken off.
+type kernelLine struct {
+	ts   string // seconds since boot, as printed; "" where the format has none
+	text string // the message, from its first byte
+}
+
+// splitRecord reads raw as a record of format f. ok is false for a line
+// that is not a kernel record: a continuation line, /dev/kmsg's dictionary
+// lines (" SUBSYSTEM=…"), and messages of another facility than the
+// kernel's (0) — what a user writes to /dev/kmsg, or journald's own lines.
+func splitRecord(f logFormat, raw string) (l kernelLine, ok bool) {
+	switch f {
+	case formatKmsg:
+		m := kmsgPrefix.FindStringSubmatch(raw)
+		if m == nil || !kernelFacility(m[1]) {
+			return l, false
+		}
+		us, _ := strconv.ParseUint(m[2], 10, 64)
+		return kernelLine{ts: strconv.FormatUint(us/1e6, 10) + "." + pad6(us%1e6), text: raw[len(m[0]):]}, true
+	case formatDmesg:
+		m := dmesgPrefix.FindStringSubmatch(raw)
+		if m == nil || (m[1] != "" && !kernelFacility(m[1])) {
+			return l, false
+		}
+		return kernelLine{ts: m[2], text: raw[len(m[0]):]}, true
+	case formatDmesgX:
+		m := dmesgXPrefix.FindStringSubmatch(raw)
+		if m == nil || m[1] != "kern" {
+			return l, false
+		}
+		return kernelLine{ts: m[3], text: raw[len(m[0]):]}, true
+	case formatJournal:
+		m := journalPrefix.FindString(raw)
+		if m == "" {
+			return l, false
+		}
+		return kernelLine{text: raw[len(m):]}, true
+	case formatJournalMono:
+		m := monoPrefix.FindStringSubmatch(raw)
+		if m == nil {
+			return l, false
+		}
+		return kernelLine{ts: m[1], text: raw[len(m[0]):]}, true
+	case formatBare:
+		return kernelLine{text: raw}, true
+	}
+	return l, false
+}
+
+// sniffFormat tells the format from the first non-empty line.
+func sniffFormat(raw string) logFormat {
+	switch {
+	case kmsgPrefix.MatchString(raw):
+		return formatKmsg
+	case monoPrefix.MatchString(raw):
+		return formatJournalMono
+	case dmesgPrefix.MatchString(raw):
+		return formatDmesg
+	case dmesgXPrefix.MatchString(raw):
+		return formatDmesgX
+	case journalPrefix.MatchString(raw):
+		return formatJournal
+	case strings.TrimSpace(raw) == "":
+		return formatUnknown
+	}
+	return formatBare
+}
+
+// kernelFacility: a syslog priority of facility 0, LOG_KERN.
+func kernelFacility(pri string) bool {
+	n, err := strconv.ParseUint(pri, 10, 32)
+	return err == nil && n>>3 == 0
+}
+
+func pad6(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	return strings.Repeat("0", 6-len(s)) + s
+}
