@@ -18,8 +18,10 @@ type TopOptions struct {
 	Streams  *Streams
 	ProcRoot string
 
-	Options  proctop.Options
-	Limit    int
+	Options proctop.Options
+	Limit   int
+	// GroupBy "comm" adds processes up by command name.
+	GroupBy  string
 	Interval time.Duration
 	// Textfile keeps DIR/memdiag_top.prom current, every Interval.
 	Textfile string
@@ -71,6 +73,9 @@ and the kind of memory that grew. Processes that exit meanwhile are counted.`,
 			if o.Limit < 0 || o.Options.Top < 0 || o.Interval < 0 {
 				return usage(errors.New("--limit, --top and --interval cannot be negative"))
 			}
+			if o.GroupBy != "" && o.GroupBy != "comm" {
+				return usage(fmt.Errorf("--group-by %q: the one grouping is comm (the command name)", o.GroupBy))
+			}
 			o.Options.ProcRoot = o.ProcRoot
 			if runF != nil {
 				return runF(o)
@@ -81,6 +86,7 @@ and the kind of memory that grew. Processes that exit meanwhile are counted.`,
 	f := c.Flags()
 	f.StringVar(&sortKey, "sort", "actual", "order by: actual (RSS + swap), rss, pss, uss, anon, swap")
 	f.IntVar(&o.Limit, "limit", 25, "rows in the table (0: all; JSON and OpenMetrics list all)")
+	f.StringVar(&o.GroupBy, "group-by", "", "comm: one row per command name, its processes added up (Σ PSS counts shared memory once)")
 	f.IntVar(&o.Options.Top, "top", 5, "processes given the maps diagnoses (arenas, JVM, allocator)")
 	f.StringVar(&rssCap, "cap", "8GiB", "read smaps_rollup only for processes with less RSS than this")
 	f.BoolVar(&o.Options.Deep, "deep", false, "read smaps_rollup of every process, whatever its RSS")
@@ -111,7 +117,7 @@ func runTop(o *TopOptions) error {
 	if err != nil {
 		return err
 	}
-	v := &report.TopView{Scan: s, Elapsed: time.Since(start), Limit: o.Limit}
+	v := &report.TopView{Scan: s, Elapsed: time.Since(start), Limit: o.Limit, GroupBy: o.GroupBy}
 	if o.Interval > 0 {
 		ctx, stop := interruptible()
 		defer stop()

@@ -22,6 +22,8 @@ type TopView struct {
 	// Growth, with --interval: per process, from the first scan to Scan.
 	Growth   map[int]*proctop.Growth
 	Interval time.Duration
+	// GroupBy "comm" shows one row per command name, added up.
+	GroupBy string
 }
 
 // WriteTop renders v in format f.
@@ -44,6 +46,9 @@ func (v *TopView) shown() []*proctop.Process {
 }
 
 func topTable(v *TopView) *Table {
+	if v.GroupBy == "comm" {
+		return topGroupTable(v)
+	}
 	sc := v.Scan
 	t := &Table{
 		Title: fmt.Sprintf("memdiag top: %d processes by %s, read in %v", len(sc.Processes), sortWords(sc.Sort), v.Elapsed.Round(time.Millisecond)),
@@ -71,9 +76,11 @@ func topTable(v *TopView) *Table {
 		}
 		t.AddRow(append(row, whatItIs(p))...)
 	}
+	t.AddRow(totalRow(sc.Totals(), "total", fmt.Sprintf("%d processes", len(sc.Processes)), len(t.Columns))...)
 	if len(v.shown()) < len(sc.Processes) {
-		t.Notes = append(t.Notes, fmt.Sprintf("showing %d of %d processes; --top N shows more, -o json lists all", len(v.shown()), len(sc.Processes)))
+		t.Notes = append(t.Notes, fmt.Sprintf("showing %d of %d processes (the total is of all); --limit N shows more, -o json lists all", len(v.shown()), len(sc.Processes)))
 	}
+	t.Notes = append(t.Notes, overcountNote(sc.Totals())...)
 	t.Notes = append(t.Notes, fmt.Sprintf("RSS, swap and threads of every process from /proc/PID/status; PSS and USS from smaps_rollup under the RSS cap (%d over it skipped: --deep reads them, a page-table walk that stalls a large process); the top %d diagnosed from /proc/PID/maps (and glibc's free bytes read from their memory, unpaused)",
 		sc.RollupSkipped, diagnosed(sc)))
 	if sc.DiagnosisSkipped > 0 {
@@ -96,6 +103,64 @@ func diagnosed(sc *proctop.Scan) int {
 		}
 	}
 	return n
+}
+
+// totalRow is a row of Σ figures, as wide as the table.
+func totalRow(tot proctop.Totals, first, second string, width int) []string {
+	pss := "-"
+	if tot.PSSProcesses > 0 {
+		pss = Bytes(tot.PSSBytes)
+		if tot.PSSProcesses < tot.Processes {
+			pss = "≥" + pss
+		}
+	}
+	row := []string{first, second, Bytes(tot.RSSBytes + tot.SwapBytes), Bytes(tot.RSSBytes), Bytes(tot.AnonBytes), Bytes(tot.FileBytes),
+		Bytes(tot.ShmemBytes), Bytes(tot.SwapBytes), pss, "", strconv.Itoa(tot.Threads)}
+	for len(row) < width {
+		row = append(row, "")
+	}
+	return row
+}
+
+// overcountNote says where Σ RSS counts shared pages once per process:
+// shared memory and libraries make it larger than what the processes use
+// together, which Σ PSS is.
+func overcountNote(tot proctop.Totals) []string {
+	if tot.PSSProcesses == 0 || tot.PSSBytes >= tot.RSSBytes {
+		return nil
+	}
+	over := tot.RSSBytes - tot.PSSBytes
+	if over < 64<<20 || over*10 < tot.RSSBytes {
+		return nil
+	}
+	return []string{fmt.Sprintf("Σ RSS %s counts every shared page once per process that maps it (shared memory %s of it, libraries): together these processes use Σ PSS %s, %s less; judge groups of processes (a database's backends) by PSS, or by their cgroup (memdiag cgroup)",
+		Bytes(tot.RSSBytes), Bytes(tot.ShmemBytes), Bytes(tot.PSSBytes), Bytes(over))}
+}
+
+// topGroupTable is one row per command name.
+func topGroupTable(v *TopView) *Table {
+	sc := v.Scan
+	t := &Table{
+		Title: fmt.Sprintf("memdiag top: %d processes as %d commands, read in %v", len(sc.Processes), len(sc.GroupByCommand()), v.Elapsed.Round(time.Millisecond)),
+		Columns: []Column{{Header: "PROCS", Align: Right}, {Header: "COMMAND"}, {Header: "RSS+SWAP", Align: Right}, {Header: "RSS", Align: Right},
+			{Header: "ANON", Align: Right}, {Header: "FILE", Align: Right}, {Header: "SHMEM", Align: Right}, {Header: "SWAP", Align: Right},
+			{Header: "PSS", Align: Right}, {Header: "USS", Align: Right}, {Header: "THR", Align: Right}},
+	}
+	groups := sc.GroupByCommand()
+	shown := groups
+	if v.Limit > 0 && len(shown) > v.Limit {
+		shown = shown[:v.Limit]
+	}
+	for _, g := range shown {
+		t.AddRow(totalRow(g.Totals, strconv.Itoa(g.Processes), g.Command, len(t.Columns))...)
+	}
+	t.AddRow(totalRow(sc.Totals(), "total", fmt.Sprintf("%d processes", len(sc.Processes)), len(t.Columns))...)
+	if len(shown) < len(groups) {
+		t.Notes = append(t.Notes, fmt.Sprintf("showing %d of %d commands; --limit N shows more, -o json lists all", len(shown), len(groups)))
+	}
+	t.Notes = append(t.Notes, "PSS of a command is Σ over its processes whose smaps_rollup was read (≥: some were over the cap)")
+	t.Notes = append(t.Notes, overcountNote(sc.Totals())...)
+	return t
 }
 
 // undiagnosed lists the processes tier 3 skipped, and why.
@@ -162,7 +227,33 @@ type topDoc struct {
 	Kernel          int           `json:"kernel_threads"`
 	Denied          int           `json:"unreadable"`
 	RollupSkipped   int           `json:"rollup_skipped"`
-	Processes       []topProcJSON `json:"processes"`
+	Totals          topTotalsJSON `json:"totals"`
+	// Groups, with --group-by comm: the processes added up by command.
+	Groups    []topGroupJSON `json:"groups,omitempty"`
+	Processes []topProcJSON  `json:"processes"`
+}
+
+type topTotalsJSON struct {
+	Processes    int    `json:"processes"`
+	Threads      int    `json:"threads"`
+	RSSBytes     uint64 `json:"rss_bytes"`
+	AnonBytes    uint64 `json:"anon_bytes"`
+	FileBytes    uint64 `json:"file_bytes"`
+	SwapBytes    uint64 `json:"swap_bytes"`
+	ShmemBytes   uint64 `json:"shmem_bytes"`
+	PSSBytes     uint64 `json:"pss_bytes"`
+	PSSProcesses int    `json:"pss_processes"`
+}
+
+type topGroupJSON struct {
+	Command string `json:"command"`
+	PIDs    []int  `json:"pids"`
+	topTotalsJSON
+}
+
+func totalsJSON(t proctop.Totals) topTotalsJSON {
+	return topTotalsJSON{Processes: t.Processes, Threads: t.Threads, RSSBytes: t.RSSBytes, AnonBytes: t.AnonBytes, FileBytes: t.FileBytes,
+		SwapBytes: t.SwapBytes, ShmemBytes: t.ShmemBytes, PSSBytes: t.PSSBytes, PSSProcesses: t.PSSProcesses}
 }
 
 type topProcJSON struct {
@@ -198,7 +289,12 @@ type rollupJSON struct {
 func topDocument(v *TopView) *topDoc {
 	sc := v.Scan
 	d := &topDoc{Schema: TopSchema, Sort: string(sc.Sort), ElapsedSeconds: v.Elapsed.Seconds(), IntervalSeconds: v.Interval.Seconds(),
-		Exited: sc.Exited, Kernel: sc.Kernel, Denied: sc.Denied, RollupSkipped: sc.RollupSkipped, Processes: []topProcJSON{}}
+		Exited: sc.Exited, Kernel: sc.Kernel, Denied: sc.Denied, RollupSkipped: sc.RollupSkipped, Totals: totalsJSON(sc.Totals()), Processes: []topProcJSON{}}
+	if v.GroupBy == "comm" {
+		for _, g := range sc.GroupByCommand() {
+			d.Groups = append(d.Groups, topGroupJSON{Command: g.Command, PIDs: g.PIDs, topTotalsJSON: totalsJSON(g.Totals)})
+		}
+	}
 	for _, p := range sc.Processes {
 		j := topProcJSON{PID: p.PID, PPID: p.PPID, UID: p.UID, Command: p.Command, Threads: p.Threads, ActualBytes: p.ActualBytes(),
 			RSSBytes: p.RSSBytes, AnonBytes: p.AnonBytes, FileBytes: p.FileBytes, ShmemBytes: p.ShmemBytes, SwapBytes: p.SwapBytes,
