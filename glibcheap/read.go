@@ -233,7 +233,7 @@ func (rd Reader) locate(r *reader, lc *libc, l layout, w *walker) (mainArena, mp
 		}
 	}
 	if mainArena == 0 {
-		return 0, 0, fmt.Errorf("%w: no malloc_state in %s's data has the shape of main_arena (glibc %s)", ErrNotFound, lc.path, lc.version)
+		return 0, 0, fmt.Errorf("%w: no malloc_state in %s's data has the shape of main_arena (glibc %s): glibc's malloc may be unused (another allocator interposed, or no malloc yet), or this build lays it out otherwise (--gdb asks the process's own malloc_info)", ErrNotFound, lc.path, lc.version)
 	}
 	// mp_.sbrk_base is the start of the brk heap: the mapping that holds
 	// the main arena's top chunk.
