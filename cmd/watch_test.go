@@ -102,7 +102,7 @@ func TestWatchTargetExits(t *testing.T) {
 // no sample follows the one before the exec.
 func TestWatchTargetExecs(t *testing.T) {
 	testprog.NeedRoot(t)
-	c := exec.Command("sh", "-c", "sleep 0.7; exec sleep 30")
+	c := exec.Command("sh", "-c", "sleep 1.5; exec sleep 30")
 	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: testprog.Nobody, Gid: testprog.Nobody}}
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
@@ -126,9 +126,9 @@ func TestWatchTargetExecs(t *testing.T) {
 	if !strings.Contains(errOut.String(), want) || !strings.Contains(errOut.String(), "the watch ended") {
 		t.Errorf("stderr lacks %q:\n%s", want, errOut)
 	}
-	// sh ran 0.7 s at 0.2 s a sample: at most five samples, not fifty.
-	if n := strings.Count(out.String(), "\n"); n == 0 || n > 5 {
-		t.Errorf("%d samples, want 1 to 5 (before the exec only)", n)
+	// sh ran 1.5 s at 0.2 s a sample: at most ten samples, not fifty.
+	if n := strings.Count(out.String(), "\n"); n == 0 || n > 10 {
+		t.Errorf("%d samples, want 1 to 10 (before the exec only)", n)
 	}
 	if strings.Contains(errOut.String(), "attaching gdb") {
 		t.Errorf("gdb was attached: %s", errOut)

@@ -25,6 +25,7 @@ type stallFS struct {
 	fd    int
 	data  []byte
 	stall atomic.Bool
+	done  chan struct{} // closed when serve returns
 }
 
 // FUSE opcodes and sizes (include/uapi/linux/fuse.h).
@@ -48,18 +49,24 @@ func mountStallFS(t *testing.T, dir string, data []byte) *stallFS {
 		syscall.Close(fd)
 		t.Skip("cannot mount FUSE here:", err)
 	}
-	fs := &stallFS{fd: fd, data: data}
+	fs := &stallFS{fd: fd, data: data, done: make(chan struct{})}
 	go fs.serve()
 	t.Cleanup(func() {
-		// Closing the device aborts the connection: every open still
-		// waiting fails, and the probes' goroutines end.
+		// A forced unmount aborts the connection: every open still waiting
+		// fails (ENOTCONN), the probes' goroutines end, and so does serve's
+		// read. Closing the device alone would not: serve's blocked read
+		// holds it open.
+		if err := syscall.Unmount(dir, syscall.MNT_FORCE); err != nil {
+			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+		<-fs.done
 		syscall.Close(fd)
-		_ = syscall.Unmount(dir, syscall.MNT_DETACH)
 	})
 	return fs
 }
 
 func (fs *stallFS) serve() {
+	defer close(fs.done)
 	buf := make([]byte, 1<<20+4096)
 	for {
 		n, err := syscall.Read(fs.fd, buf)
@@ -172,12 +179,23 @@ func TestTopWithAStalledFUSEExecutable(t *testing.T) {
 	}
 	dir := testprog.PublicDir(t) // nobody must reach the mount
 	fs := mountStallFS(t, dir, sleep)
-	c := testprogCommand(filepath.Join(dir, "exe"), "600")
+	// Through sh: Go's own fork waits in vfork until the child's exec is
+	// done, holding up a stop of the world, while this same process must
+	// serve that exec's reads — a deadlock whenever a GC starts then.
+	c := testprogCommand("sh", "-c", `exec "$0" 600`, filepath.Join(dir, "exe"))
 	if err := c.Start(); err != nil {
 		t.Fatalf("running nobody's program from the FUSE mount: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
-	time.Sleep(200 * time.Millisecond) // its exec done: the file read whole
+	exe := filepath.Join(dir, "exe")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if l, _ := os.Readlink("/proc/" + strconv.Itoa(c.Process.Pid) + "/exe"); l == exe {
+			break // its exec done: from now on its executable is the FUSE file
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d never ran %s", c.Process.Pid, exe)
+		}
+	}
 	fs.stall.Store(true)
 
 	prober := elfinfo.NewProber(nil) // os.Open, as CheckGoFile: a real open(2) that blocks

@@ -158,7 +158,7 @@ func TestTopHugeMaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if took > DefaultBudget+time.Second {
+	if took > DefaultBudget+2*time.Second { // one diagnosis may run past the budget
 		t.Errorf("top took %v, budget %v", took, DefaultBudget)
 	}
 	skipped, capped, diagnosed := 0, 0, 0
