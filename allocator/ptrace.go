@@ -96,6 +96,19 @@ func sleeping(pid int) bool {
 	return err == nil && state == "S"
 }
 
+// retried runs call again, a few times a moment apart, while the thread it
+// borrowed was where a call must not be made (inside a restartable
+// sequence, or where glibc blocks every signal): a moment later it is
+// elsewhere.
+func retried(call func() error) error {
+	err := call()
+	for i := 0; i < 20 && (errors.Is(err, ptracecall.ErrBusy) || errors.Is(err, ptracecall.ErrSignalBlocked)); i++ {
+		time.Sleep(5 * time.Millisecond)
+		err = call()
+	}
+	return err
+}
+
 // withoutGDB runs call on process pid after the canary has passed, and
 // refuses a result from a process whose pid another took meanwhile.
 // gdbErr is why gdb was not used: a refusal of the canary here keeps it,
@@ -115,7 +128,7 @@ func (l Live) withoutGDB(pid int, what string, gdbErr error, call func() error) 
 	if l.Injector.Notify != nil {
 		l.Injector.Notify(fmt.Sprintf("calling %s in one thread of process %d without gdb (the thread pauses for the call, the others run)", what, pid))
 	}
-	err = call()
+	err = retried(call)
 	if after, _, aerr := procstatus.StartTime(proc); aerr != nil || after != before {
 		return fmt.Errorf("%w: process %d exited during the call to %s: the result is discarded", gdbinject.ErrRun, pid, what)
 	}

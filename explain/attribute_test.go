@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/pmap"
@@ -193,5 +194,19 @@ func TestLeadsBeyondGlibcAndTheJVM(t *testing.T) {
 			}
 			c.check(t, r)
 		})
+	}
+}
+
+// TestSnapshotEscapesControls: a process's name is its own to choose; a
+// snapshot, read in terminals, writes C1 controls and format characters
+// in it as \uXXXX.
+func TestSnapshotEscapesControls(t *testing.T) {
+	in := &Inputs{Command: "evil\u202e\u0085", Classes: []ClassSum{{Class: "anon", RSSBytes: 1 << 20}}, Notes: []string{}}
+	var b strings.Builder
+	if err := NewSnapshot(in, Attribute(in), time.Unix(0, 0), Host{}).Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsRune(b.String(), '\u202e') || strings.ContainsRune(b.String(), '\u0085') || !strings.Contains(b.String(), `evil\u202e\u0085`) {
+		t.Errorf("snapshot writes the name raw: %q", b.String())
 	}
 }

@@ -1,6 +1,7 @@
 package explain
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/atomicfile"
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/termsafe"
 )
 
 // SnapshotSchema versions snapshot files.
@@ -60,12 +62,19 @@ func NewSnapshot(in *Inputs, r *Result, taken time.Time, host Host) *Snapshot {
 	return s
 }
 
-// Write encodes the snapshot.
+// Write encodes the snapshot. C1 controls and format characters in it
+// (a process's name is its own to choose) are written as \uXXXX: the file
+// is read in terminals.
 func (s *Snapshot) Write(w io.Writer) error {
-	enc := json.NewEncoder(w)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	return enc.Encode(s)
+	if err := enc.Encode(s); err != nil {
+		return err
+	}
+	_, err := w.Write(termsafe.EscapeJSON(b.Bytes()))
+	return err
 }
 
 // WriteFile writes the snapshot atomically: a temporary file in the same

@@ -1,10 +1,9 @@
 package report
 
 import (
-	"bytes"
-	"unicode"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/memdiag/memdiag/internal/termsafe"
 )
 
 const hexDigits = "0123456789abcdef"
@@ -65,45 +64,12 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// jsonUnsafe is a character memdiag's JSON writes as \uXXXX though JSON
-// allows it raw: U+2028 and U+2029 (JavaScript line ends, as
-// encoding/json does), C1 controls (U+0085, U+009B: a CSI to some
-// terminals) and format characters (U+202E, a right-to-left override,
-// reverses what a terminal shows after it). JSON is read in terminals
-// (jq, less), and names come from the process diagnosed.
-func jsonUnsafe(r rune) bool {
-	return r == '\u2028' || r == '\u2029' || (r >= 0x80 && r <= 0x9f) || (r > 0x7f && unicode.Is(unicode.Cf, r))
-}
+// jsonUnsafe is termsafe.JSONUnsafe.
+func jsonUnsafe(r rune) bool { return termsafe.JSONUnsafe(r) }
 
-// appendRuneEscape appends r as a JSON escape, a surrogate pair past the
-// Basic Multilingual Plane.
-func appendRuneEscape(b []byte, r rune) []byte {
-	if r > 0xffff {
-		r1, r2 := utf16.EncodeRune(r)
-		return appendRuneEscape(appendRuneEscape(b, r1), r2)
-	}
-	return append(b, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
-}
+// appendRuneEscape is termsafe.AppendJSONEscape.
+func appendRuneEscape(b []byte, r rune) []byte { return termsafe.AppendJSONEscape(b, r) }
 
-// EscapeJSON rewrites the characters jsonUnsafe names, raw in JSON
-// document b (from encoding/json), as \uXXXX. Outside strings a JSON
-// document is ASCII, so every such character is inside a string and the
-// result is the same document, still valid; without them b is returned
-// as it is, byte for byte.
-func EscapeJSON(b []byte) []byte {
-	i := bytes.IndexFunc(b, jsonUnsafe)
-	if i < 0 {
-		return b
-	}
-	out := append(make([]byte, 0, len(b)+16), b[:i]...)
-	for i < len(b) {
-		r, size := utf8.DecodeRune(b[i:])
-		if jsonUnsafe(r) {
-			out = appendRuneEscape(out, r)
-		} else {
-			out = append(out, b[i:i+size]...)
-		}
-		i += size
-	}
-	return out
-}
+// EscapeJSON is termsafe.EscapeJSON: C1 controls and format characters,
+// raw in a JSON document, written as \uXXXX.
+func EscapeJSON(b []byte) []byte { return termsafe.EscapeJSON(b) }

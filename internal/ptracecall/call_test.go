@@ -323,6 +323,13 @@ func TestCallOnRunningThread(t *testing.T) {
 	fn := lookup(t, p, "libc.so.6", "getpid")
 	for range 20 {
 		ret, err := Call(p.PID(), worker, fn, nil, 2*time.Second)
+		// A running thread may be caught for an instant where glibc blocks
+		// every signal (or inside a restartable sequence): refused, as it
+		// must be; a moment later it is elsewhere.
+		for retry := 0; retry < 100 && (errors.Is(err, ErrSignalBlocked) || errors.Is(err, ErrBusy)); retry++ {
+			time.Sleep(2 * time.Millisecond)
+			ret, err = Call(p.PID(), worker, fn, nil, 2*time.Second)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
