@@ -221,7 +221,7 @@ func (rd Reader) locate(r *reader, lc *libc, l layout, w *walker) (mainArena, mp
 	}
 	for _, d := range lc.data {
 		if d.Size() > maxLibcRead {
-			continue
+			continue // the process's to make that large: not read
 		}
 		data, err := r.bulk(d.Start, d.Size())
 		if err != nil {
@@ -243,6 +243,9 @@ func (rd Reader) locate(r *reader, lc *libc, l layout, w *walker) (mainArena, mp
 		return 0, 0, fmt.Errorf("%w: the main arena's top chunk %#x is in no mapping", ErrNotFound, top)
 	}
 	for _, d := range lc.data {
+		if d.Size() > maxLibcRead {
+			continue // the process's to make that large: not read
+		}
 		data, err := r.bulk(d.Start, d.Size())
 		if err != nil {
 			return 0, 0, fmt.Errorf("reading %s's data: %w", lc.path, err)
