@@ -243,6 +243,12 @@ func TestCorruptHeap(t *testing.T) {
 			_, c := fastHead(im)
 			im.patch(t, c+16, c^((c+16)>>12)) // fd, safe-linked, to itself
 		}, "more chunks than the arena has room for"},
+		{"a fast bin that loops under a forged system_mem", func(im *image) {
+			_, c := fastHead(im)
+			im.patch(t, c+16, c^((c+16)>>12))
+			im.patch(t, main+uint64(l.systemMem), 1<<50)
+			im.patch(t, main+uint64(l.maxSystemMem), 1<<50)
+		}, "more chunks than the arena has room for"},
 		{"a fast chunk of the wrong size", func(im *image) {
 			_, c := fastHead(im)
 			im.patch(t, c+8, 0x401)

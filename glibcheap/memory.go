@@ -34,14 +34,31 @@ type reader struct {
 	slab  []byte            // where the next cached page is cut from
 	slabs []*[slabSize]byte // every slab taken, for release
 	used  int               // slabs cut from since the cache was last emptied
-	reads int
-	bytes uint64
+	// writable caches writableBytes.
+	writable uint64
+	// chunks counts the chunks visited, against maxWalk.
+	chunks int
+	reads  int
+	bytes  uint64
 }
 
 func newReader(mem Memory, maps []procmaps.Mapping) *reader {
 	sorted := append([]procmaps.Mapping(nil), maps...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
 	return &reader{mem: mem, maps: sorted, pages: map[uint64][]byte{}}
+}
+
+// writableBytes is the size of the process's writable mappings: where any
+// arena's chunks can lie.
+func (r *reader) writableBytes() uint64 {
+	if r.writable == 0 {
+		for _, m := range r.maps {
+			if m.Writable() {
+				r.writable += m.Size()
+			}
+		}
+	}
+	return r.writable
 }
 
 // mapping returns the readable mapping holding addr.

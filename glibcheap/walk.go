@@ -14,6 +14,13 @@ import (
 // ran, it may be a list caught mid-update.
 var ErrCorrupt = errors.New("the heap does not add up")
 
+// ErrTooLarge means the heap holds more free chunks than one read walks.
+var ErrTooLarge = errors.New("too many free chunks to read")
+
+// maxWalk bounds the chunks one reader visits: at about 3.5 µs a chunk,
+// a minute of a stopped process's time.
+const maxWalk = 1 << 24
+
 // maxArenas bounds the arena ring: glibc's own limit is 8 per core unless
 // M_ARENA_MAX raises it, and a 64 MiB heap each caps them far below this.
 const maxArenas = 1 << 16
@@ -157,8 +164,11 @@ func (w *walker) contents(a *Arena, state []byte) error {
 }
 
 // maxChunks bounds one list: no arena holds more chunks than its memory
-// has room for at MINSIZE each.
-func (w *walker) maxChunks(a *Arena) uint64 { return a.SystemBytes/minChunk + 1 }
+// has room for at MINSIZE each — its memory as the kernel maps it, since
+// system_mem is the process's to write.
+func (w *walker) maxChunks(a *Arena) uint64 {
+	return min(a.SystemBytes, w.r.writableBytes())/minChunk + 1
+}
 
 // place says where a chunk was found, for messages: "the top chunk", "a
 // chunk in fast bin 3", "a chunk in bin 12". It is formatted only for an
@@ -178,6 +188,9 @@ func (pl place) String() string {
 // chunkSize checks that p can be a chunk of arena a and returns its size
 // field, flags and all.
 func (w *walker) chunkSize(a *Arena, p uint64, what place) (uint64, error) {
+	if w.r.chunks++; w.r.chunks > maxWalk {
+		return 0, fmt.Errorf("%w: more than %d chunks in arena %d's lists and those before it: the read stops (a heap this fragmented would stop the process for a minute or more; --gdb asks its own malloc_info)", ErrTooLarge, maxWalk, a.Index)
+	}
 	if p%malignment != 0 {
 		return 0, w.corrupt(a, "%s at %#x is misaligned", what, p)
 	}
