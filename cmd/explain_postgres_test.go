@@ -112,7 +112,7 @@ func TestExplainPostgresBackend(t *testing.T) {
 		}
 	}
 	shm := e.bytes("shmem")
-	if !within(shm, rssShmem, 0.05) || shm > allocated*1.05 || shm < 48<<20 {
+	if !within(shm, rssShmem, 0.05) || shm > allocated*1.05 || shm < 24<<20 {
 		t.Errorf("shmem %.0f B; the backend's RssShmem %.0f B, pg_shmem_allocations %.0f B, shared_buffers 96 MiB", shm, rssShmem, allocated)
 	}
 	if e.PSSBytes == 0 || e.PSSBytes >= e.RSSBytes {

@@ -122,7 +122,7 @@ func runTrim(o *TrimOptions) error {
 		v.Call, v.How = "System.trim_native_heap", "the JVM's attach socket (no ptrace; the JVM calls malloc_trim itself)"
 	} else {
 		call, ok := allocator.TrimCall(det.Kind)
-		if elfinfo.IsGoFile(filepath.Join(procRoot, strconv.Itoa(o.PID), "exe"), 500*time.Millisecond) {
+		if elfinfo.IsGoFile(filepath.Join(procRoot, strconv.Itoa(o.PID), "exe"), 2*time.Second) {
 			return fmt.Errorf("process %d is a Go program: %w: its heap is the Go runtime's, which no allocator call from outside returns (memdiag runs nothing in a goroutine's stack). The runtime returns idle heap itself, slowly, through its scavenger; sooner where the program calls debug.FreeOSMemory() (from an admin endpoint, say) or runs with GOMEMLIMIT set; memdiag explain --pid %d --expvar URL says how much is idle", o.PID, allocator.ErrUnsupported, o.PID)
 		}
 		if !ok {

@@ -501,11 +501,20 @@ func commName(procRoot string, pid int) string {
 // CheckNotGo refuses a Go executable (one with a .go.buildinfo section),
 // before other checks that would say less: Run makes it first.
 func (in Injector) CheckNotGo(pid int, what string) error {
-	isGo, err := elfinfo.CheckGoFile(filepath.Join(in.procRoot(), strconv.Itoa(pid), "exe"), 2*time.Second)
+	exe := filepath.Join(in.procRoot(), strconv.Itoa(pid), "exe")
+	const wait = 5 * time.Second
+	deadline := time.Now().Add(wait)
+	isGo, err := elfinfo.CheckGoFile(exe, wait)
+	// Another caller's probe of the same executable may still be running
+	// (a loaded machine): wait for it within the same bound.
+	for errors.Is(err, elfinfo.ErrPending) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		isGo, err = elfinfo.CheckGoFile(exe, time.Until(deadline))
+	}
 	switch {
 	case errors.Is(err, elfinfo.ErrSlow):
 		// gdb would read the same file, as the same user, and stall too.
-		return fmt.Errorf("%w on process %d: its executable did not answer within 2 s (a file on a FUSE mount its user serves?): memdiag will not attach", ErrRun, pid)
+		return fmt.Errorf("%w on process %d: its executable did not answer within %v (a file on a FUSE mount its user serves?): memdiag will not attach", ErrRun, pid, wait)
 	case err != nil:
 		return nil // unreadable: gdb will say what it finds
 	}
