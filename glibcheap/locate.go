@@ -114,33 +114,23 @@ func (lc *libc) readVersion(r *reader, procDir string) error {
 	return fmt.Errorf("%w: %s holds no \"GNU C Library … release version\" banner: is it glibc?", ErrNotFound, lc.path)
 }
 
-// readSegment reads what mapping m maps of libc's file.
+// readSegment reads what mapping m maps of libc's file, opened as
+// targetfs.OpenMapped does: nothing of the process's user is opened before
+// it is known to be the mapped regular file.
 func (lc *libc) readSegment(procDir string, m procmaps.Mapping) ([]byte, error) {
 	if procDir == "" {
 		return nil, errors.New("no process to open the file through")
 	}
-	f, err := os.OpenFile(fmt.Sprintf("%s/map_files/%x-%x", procDir, m.Start, m.End), os.O_RDONLY|unix.O_NONBLOCK, 0)
+	f, err := targetfs.OpenMapped(procDir, targetfs.MappedFile{Start: m.Start, End: m.End, Path: m.Path, DevMajor: m.DevMajor, DevMinor: m.DevMinor, Inode: m.Inode})
 	if err != nil {
-		// map_files needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE);
-		// without it, the path inside the process's root.
-		root, rerr := targetfs.OpenRoot(procDir)
-		if rerr != nil {
-			return nil, err
-		}
-		defer root.Close()
-		if f, err = targetfs.OpenIn(root, m.Path, unix.O_RDONLY|unix.O_NONBLOCK); err != nil {
-			return nil, err
-		}
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, err
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != m.Inode || uint64(st.Size) < m.Offset {
-		return nil, fmt.Errorf("%s is not the file mapped at %#x", f.Name(), m.Start)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || uint64(fi.Size()) < m.Offset {
+		return nil, fmt.Errorf("%s is shorter than the mapping's offset %#x", m.Path, m.Offset)
 	}
-	b := make([]byte, min(m.Size(), uint64(st.Size)-m.Offset))
+	b := make([]byte, min(m.Size(), uint64(fi.Size())-m.Offset))
 	if _, err := f.ReadAt(b, int64(m.Offset)); err != nil {
 		return nil, err
 	}

@@ -84,6 +84,8 @@ type Mapping struct {
 	Perms string
 	// Offset is the offset in the mapped file.
 	Offset uint64
+	// DevMajor and DevMinor are the mapped file's device ("fe:00").
+	DevMajor, DevMinor uint32
 	// Inode is the mapped file's inode, 0 for anonymous memory.
 	Inode uint64
 	// Path is the file or pseudo-name ("[heap]"), "" for anonymous memory.
@@ -150,6 +152,13 @@ func parseLine(line string) (Mapping, error) {
 		return m, fmt.Errorf("want START-END PERMS OFFSET DEV INODE [PATH], got %q", parseerr.Clip(line))
 	}
 	m.Perms = fields[1]
+	if maj, min, ok := strings.Cut(fields[3], ":"); ok {
+		a, errA := strconv.ParseUint(maj, 16, 32)
+		b, errB := strconv.ParseUint(min, 16, 32)
+		if errA == nil && errB == nil {
+			m.DevMajor, m.DevMinor = uint32(a), uint32(b)
+		}
+	}
 	// The path starts after the inode field and its padding.
 	rest := line
 	for i := 0; i < 5; i++ {

@@ -113,19 +113,13 @@ func matchLib(m procmaps.Mapping, lib string) bool {
 // inode itself (root only); the path inside the process's root is the
 // fallback, accepted only if it is still that inode.
 func openMapped(pid int, m procmaps.Mapping) (*os.File, error) {
-	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "map_files", fmt.Sprintf("%x-%x", m.Start, m.End)))
+	// Opened as targetfs.OpenMapped does: the path is the process's user's,
+	// so nothing is opened for reading (a device, a FIFO that would block)
+	// before it is known to be the mapped regular file.
+	f, err := targetfs.OpenMapped(filepath.Join(procRoot, strconv.Itoa(pid)), targetfs.MappedFile{
+		Start: m.Start, End: m.End, Path: m.Path, DevMajor: m.DevMajor, DevMinor: m.DevMinor, Inode: m.Inode})
 	if err != nil {
-		if strings.HasSuffix(m.Path, deletedSuffix) {
-			return nil, fmt.Errorf("opening the deleted %s through map_files: %w", m.Path, err)
-		}
-		root, rerr := targetfs.OpenRoot(filepath.Join(procRoot, strconv.Itoa(pid)))
-		if rerr != nil {
-			return nil, fmt.Errorf("opening %s: %w (map_files: %w)", m.Path, rerr, err)
-		}
-		defer root.Close()
-		if f, rerr = targetfs.OpenIn(root, m.Path, unix.O_RDONLY); rerr != nil {
-			return nil, fmt.Errorf("opening %s: %w (map_files: %w)", m.Path, rerr, err)
-		}
+		return nil, fmt.Errorf("%w: %w", ErrSymbol, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {

@@ -293,3 +293,38 @@ func TestAsUserContextStopsWaiting(t *testing.T) {
 		t.Fatal("never released after the step returned")
 	}
 }
+
+// TestOpenMappedRefusesWhatIsNotTheMappedFile: the path of a mapping is
+// the process's user's to swap. A FIFO there must not block memdiag, a
+// device must not be opened, another regular file must not be read.
+func TestOpenMappedRefusesWhatIsNotTheMappedFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "libc.so.6")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other")
+	if err := os.WriteFile(other, []byte("not libc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A range nothing maps: map_files has no such link, so the path is
+	// what is tried.
+	for _, path := range []string{fifo, "/dev/null", other} {
+		done := make(chan error, 1)
+		go func() {
+			f, err := targetfs.OpenMapped("/proc/self", targetfs.MappedFile{Start: 0x1000, End: 0x2000, Path: path, Inode: 1})
+			if f != nil {
+				f.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "is not the file mapped") {
+				t.Errorf("%s: got %v, want it refused as not the mapped file", path, err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%s: OpenMapped blocked", path)
+		}
+	}
+}
