@@ -20,6 +20,7 @@
 package glibcheap
 
 import (
+	"sort"
 	"time"
 
 	"github.com/memdiag/memdiag/internal/procmem"
@@ -75,6 +76,7 @@ type Arena struct {
 	Heaps                        int
 	HeapBytes, HeapMprotectBytes uint64
 	heapRanges                   [][2]uint64
+	heapsSorted                  bool
 	// walkErr is why the arena's lists did not add up at this read.
 	walkErr error
 	// earlier marks a read kept from an earlier stop than the heap's.
@@ -122,13 +124,16 @@ func (b *Bin) add(size uint64) {
 	b.Bytes += size &^ chunkFlags
 }
 
+// inHeaps reports whether p lies in one of the arena's heaps (a binary
+// search: the process decides how many there are).
 func (a *Arena) inHeaps(p uint64) bool {
-	for _, r := range a.heapRanges {
-		if p >= r[0] && p < r[1] {
-			return true
-		}
+	rs := a.heapRanges
+	if !a.heapsSorted {
+		sort.Slice(rs, func(i, j int) bool { return rs[i][0] < rs[j][0] })
+		a.heapsSorted = true
 	}
-	return false
+	i := sort.Search(len(rs), func(i int) bool { return rs[i][1] > p })
+	return i < len(rs) && rs[i][0] <= p
 }
 
 // FastBytes is the bytes free in the fast bins, and FastChunks their count.

@@ -29,8 +29,13 @@ var (
 	ErrNotFound = errors.New("glibc's malloc state not found")
 )
 
+// maxLibcMappings bounds the mappings of libc looked at: a linker maps a
+// shared object in four or five.
+const maxLibcMappings = 8
+
 // libc is the process's glibc as mapped.
 type libc struct {
+	inode    uint64 // its file's, as mapped at offset 0
 	path     string
 	base     uint64             // where its first byte (file offset 0) is mapped
 	maps     []procmaps.Mapping // its mappings
@@ -50,9 +55,11 @@ func findLibc(maps []procmaps.Mapping) (*libc, error) {
 		case strings.Contains(m.Path, "/ld-musl"):
 			return nil, fmt.Errorf("%w: it uses musl libc, which keeps no glibc arenas", ErrNotGlibc)
 		case lc == nil && libcName.MatchString(m.Path) && m.Offset == 0:
-			lc = &libc{path: m.Path, base: m.Start}
+			lc = &libc{path: m.Path, base: m.Start, inode: m.Inode}
 		}
-		if lc == nil || m.Path != lc.path || m.Inode == 0 {
+		// The same file as the one at offset 0, and only so many of its
+		// mappings: the process may map anything under that name.
+		if lc == nil || m.Path != lc.path || m.Inode == 0 || m.Inode != lc.inode || len(lc.maps) == maxLibcMappings {
 			continue
 		}
 		lc.maps = append(lc.maps, m)

@@ -186,7 +186,7 @@ func (rd Reader) walk(mem Memory, maps []procmaps.Mapping, lc *libc, l layout) (
 	}
 	if l.mpHugePageSize >= 0 {
 		if hp := le64(params, l.mpHugePageSize); hp != 0 {
-			if hp&(hp-1) != 0 || hp > 1<<30 {
+			if hp&(hp-1) != 0 || hp < pageSize || hp > 1<<30 {
 				return nil, r, fmt.Errorf("%w: mp_.hp_pagesize is %d, not a huge page size", ErrCorrupt, hp)
 			}
 			w.heapMax = 4 * hp

@@ -285,6 +285,10 @@ func (w *walker) heaps(a *Arena, top uint64) error {
 		if seen[h] || len(seen) == maxArenas {
 			return w.corrupt(a, "its list of heaps loops at %#x", h)
 		}
+		// Each heap holds at least a page of the arena's memory.
+		if uint64(len(seen)) > min(a.SystemBytes, w.r.writableBytes())/pageSize+1 {
+			return w.corrupt(a, "it lists more heaps than its %d bytes fill", a.SystemBytes)
+		}
 		seen[h] = true
 		if h%w.heapMax != 0 {
 			return w.corrupt(a, "a heap at %#x is not %d MiB-aligned", h, w.heapMax>>20)
