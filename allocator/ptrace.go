@@ -113,7 +113,7 @@ func retried(call func() error) error {
 // refuses a result from a process whose pid another took meanwhile.
 // gdbErr is why gdb was not used: a refusal of the canary here keeps it,
 // so that both verdicts are told.
-func (l Live) withoutGDB(pid int, what string, gdbErr error, call func() error) error {
+func (l Live) withoutGDB(pid int, what string, gdbErr error, call func(opts ptracecall.Options) error) error {
 	if err := l.canary().Prove(); err != nil {
 		if gdbErr != nil {
 			return fmt.Errorf("%w; without gdb, not calling %s either: %w", gdbErr, what, err)
@@ -121,14 +121,19 @@ func (l Live) withoutGDB(pid int, what string, gdbErr error, call func() error) 
 		return fmt.Errorf("process %d: not calling %s: %w", pid, what, err)
 	}
 	proc := "/proc/" + strconv.Itoa(pid)
-	before, _, err := procstatus.StartTime(proc)
+	id, err := procstatus.ReadIdentity(proc)
 	if err != nil {
 		return fmt.Errorf("process %d: %w", pid, gdbinject.ErrNoProcess)
 	}
+	before := id.Start
+	// Checked again by ptracecall once the thread is stopped, before any
+	// call: the addresses were looked up in this program, not in one it
+	// exec'd since.
+	opts := ptracecall.Options{StartTime: id.Start, Identity: &id}
 	if l.Injector.Notify != nil {
 		l.Injector.Notify(fmt.Sprintf("calling %s in one thread of process %d without gdb (the thread pauses for the call, the others run)", what, pid))
 	}
-	err = retried(call)
+	err = retried(func() error { return call(opts) })
 	if after, _, aerr := procstatus.StartTime(proc); aerr != nil || after != before {
 		return fmt.Errorf("%w: process %d exited during the call to %s: the result is discarded", gdbinject.ErrRun, pid, what)
 	}
@@ -175,6 +180,17 @@ func (s ptraceSession) word(v uint64) (uint64, error) {
 	return s.c.Push(b[:])
 }
 
+// callOne makes one call in one thread of the process, with opts.
+func callOne(pid int, opts ptracecall.Options, fn uint64, args ...uint64) (int, error) {
+	var ret uint64
+	err := ptracecall.Run(pid, 0, opts, func(c *ptracecall.Conn) error {
+		var err error
+		ret, err = c.Call(fn, args, ptraceCallTimeout)
+		return err
+	})
+	return int(int32(ret)), err
+}
+
 // lookup finds each of names in the library lib of process pid.
 func lookup(pid int, lib string, names ...string) (map[string]uint64, error) {
 	found := map[string]uint64{}
@@ -191,13 +207,13 @@ func lookup(pid int, lib string, names ...string) (map[string]uint64, error) {
 // jemallocByPtrace reads jemalloc's statistics with mallctl called in one
 // thread of the process, its names and values on the scratch stack: the
 // lines it returns are those the gdb script prints.
-func jemallocByPtrace(pid int, d Detection) (string, error) {
+func jemallocByPtrace(pid int, d Detection, opts ptracecall.Options) (string, error) {
 	fns, err := lookup(pid, soName(d.Library), "mallctl")
 	if err != nil {
 		return "", err
 	}
 	var log strings.Builder
-	err = ptracecall.Run(pid, 0, ptracecall.Options{}, func(c *ptracecall.Conn) error {
+	err = ptracecall.Run(pid, 0, opts, func(c *ptracecall.Conn) error {
 		s := ptraceSession{c, pid}
 		name, err := s.cString("epoch")
 		if err != nil {
@@ -261,7 +277,7 @@ func jemallocValue(s ptraceSession, mallctl uint64, name string, size int, signe
 // tcmallocByPtrace has MallocExtension_GetStats write into a buffer it
 // maps in the process (its own anonymous memory, not the heap measured),
 // reads the text and unmaps the buffer.
-func tcmallocByPtrace(pid int, d Detection) ([]byte, error) {
+func tcmallocByPtrace(pid int, d Detection, opts ptracecall.Options) ([]byte, error) {
 	tc, err := lookup(pid, soName(d.Library), "MallocExtension_GetStats")
 	if err != nil {
 		return nil, err
@@ -271,7 +287,7 @@ func tcmallocByPtrace(pid int, d Detection) ([]byte, error) {
 		return nil, err
 	}
 	var text []byte
-	err = ptracecall.Run(pid, 0, ptracecall.Options{}, func(c *ptracecall.Conn) error {
+	err = ptracecall.Run(pid, 0, opts, func(c *ptracecall.Conn) error {
 		s := ptraceSession{c, pid}
 		const protRW, mapPrivateAnon = 3, 0x22
 		buf, err := s.call(libc["mmap"], 0, bufferBytes, protRW, mapPrivateAnon, ^uint64(0), 0)
@@ -301,28 +317,27 @@ func tcmallocByPtrace(pid int, d Detection) ([]byte, error) {
 
 // trimByPtrace makes the allocator's trim call in one thread of the
 // process; the result is what the call returned.
-func trimByPtrace(pid int, d Detection) (rc int, err error) {
+func trimByPtrace(pid int, d Detection, opts ptracecall.Options) (rc int, err error) {
 	switch d.Kind {
 	case Glibc:
 		fns, err := lookup(pid, "libc.so", "malloc_trim")
 		if err != nil {
 			return 0, err
 		}
-		ret, err := ptracecall.Call(pid, 0, fns["malloc_trim"], []uint64{0}, ptraceCallTimeout)
-		return int(int32(ret)), err
+		return callOne(pid, opts, fns["malloc_trim"], 0)
 	case Tcmalloc:
 		fns, err := lookup(pid, soName(d.Library), "MallocExtension_ReleaseFreeMemory")
 		if err != nil {
 			return 0, err
 		}
-		_, err = ptracecall.Call(pid, 0, fns["MallocExtension_ReleaseFreeMemory"], nil, ptraceCallTimeout)
+		_, err = callOne(pid, opts, fns["MallocExtension_ReleaseFreeMemory"])
 		return 0, err
 	case Jemalloc:
 		fns, err := lookup(pid, soName(d.Library), "mallctl")
 		if err != nil {
 			return 0, err
 		}
-		err = ptracecall.Run(pid, 0, ptracecall.Options{}, func(c *ptracecall.Conn) error {
+		err = ptracecall.Run(pid, 0, opts, func(c *ptracecall.Conn) error {
 			s := ptraceSession{c, pid}
 			name, err := s.cString("arena.4096.purge")
 			if err != nil {

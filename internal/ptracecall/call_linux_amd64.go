@@ -6,10 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/memdiag/memdiag/internal/procstatus"
 )
 
 // Layout of the scratch stack, System V x86-64 ABI.
@@ -67,6 +71,12 @@ type Options struct {
 	// — the pid was reused — is refused once its thread is stopped (and
 	// so can no longer change).
 	StartTime string
+	// Identity, when set, is the process as the caller found it when it
+	// resolved addresses (procstatus.ReadIdentity): a process that has
+	// since exec'd another program (a setuid one, say: the start time
+	// stays) or been replaced is refused once its thread is stopped,
+	// before any call.
+	Identity *procstatus.Identity
 }
 
 // Conn is a thread borrowed by Run. It is valid only during Run's
@@ -200,6 +210,15 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 	// exit and its pid cannot be reused while it is traced.
 	if again, err := processStart(c.pid); err != nil || again != start {
 		return errors.Join(fmt.Errorf("%s: %w: the process changed while being stopped (start time %s, then %s)", c.where(), ErrNoProcess, start, again), err)
+	}
+	if was := opts.Identity; was != nil {
+		now, err := procstatus.ReadIdentity(filepath.Join(procRoot, strconv.Itoa(c.pid)))
+		if err != nil {
+			return fmt.Errorf("%s: %w: %v", c.where(), ErrNoProcess, err)
+		}
+		if how := was.Changed(c.pid, now); how != "" {
+			return fmt.Errorf("%s: %w: %s since its functions were looked up: no call is made", c.where(), ErrNoProcess, how)
+		}
 	}
 	if err := c.save(); err != nil {
 		return err

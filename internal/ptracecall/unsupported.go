@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"runtime"
 	"time"
+
+	"github.com/memdiag/memdiag/internal/procstatus"
 )
 
 // Options say how Run borrows a thread (see the x86-64 Linux build).
@@ -13,6 +15,7 @@ type Options struct {
 	StopTimeout   time.Duration
 	ErrnoLocation uint64
 	StartTime     string
+	Identity      *procstatus.Identity
 }
 
 // Conn is a borrowed thread; none can be had on this platform.
