@@ -167,6 +167,13 @@ func (rd Reader) readOnce(p *procmem.Process, lc *libc, l layout) (*Heap, error)
 	if err != nil {
 		return nil, err
 	}
+	// A heap too large to walk is not read again: the next stop would
+	// cost the process as much.
+	for _, a := range h.Arenas {
+		if errors.Is(a.walkErr, ErrTooLarge) {
+			return nil, a.walkErr
+		}
+	}
 	h.ReadTime, h.Reads, h.ReadBytes = time.Since(started), r.reads, r.bytes
 	return h, nil
 }
