@@ -72,7 +72,9 @@ func (v *DiffView) warnings() []string {
 	if o, n := v.Old.Inputs.Command, v.New.Inputs.Command; o != "" && n != "" && o != n {
 		w = append(w, fmt.Sprintf("the snapshots are of different programs (%s, %s): compare with care", o, n))
 	}
-	if o, n := v.Old.Inputs.PID, v.New.Inputs.PID; o != 0 && n != 0 && o != n {
+	// Of one program but two pids (the warning above covers two programs).
+	samePrograms := v.Old.Inputs.Command == "" || v.New.Inputs.Command == "" || v.Old.Inputs.Command == v.New.Inputs.Command
+	if o, n := v.Old.Inputs.PID, v.New.Inputs.PID; samePrograms && o != 0 && n != 0 && o != n {
 		w = append(w, fmt.Sprintf("WARNING: the snapshots are of different processes (pid %d, then pid %d%s): a restart between them, or another process — the changes are not one process's growth", o, n, hostWords(v.Old.Host.Hostname, v.New.Host.Hostname)))
 	}
 	if v.New.Taken.Before(v.Old.Taken) {
