@@ -111,7 +111,7 @@ func matchLib(m procmaps.Mapping, lib string) bool {
 
 // openMapped opens the file of mapping m: map_files gives the mapped
 // inode itself (root only); the path inside the process's root is the
-// fallback, accepted only if it is still that inode.
+// fallback, accepted only if it is still that regular file.
 func openMapped(pid int, m procmaps.Mapping) (*os.File, error) {
 	// Opened as targetfs.OpenMapped does: the path is the process's user's,
 	// so nothing is opened for reading (a device, a FIFO that would block)
@@ -121,14 +121,12 @@ func openMapped(pid int, m procmaps.Mapping) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSymbol, err)
 	}
+	// OpenMapped checked it is the mapped regular file; its size is the
+	// file's own to claim.
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("fstat %s: %w", m.Path, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != m.Inode {
-		f.Close()
-		return nil, fmt.Errorf("%w: %s is no longer the file mapped (inode %d, mode %#o; mapped inode %d)", ErrSymbol, m.Path, st.Ino, st.Mode, m.Inode)
 	}
 	if st.Size > maxELFBytes {
 		f.Close()
