@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/procstatus"
 )
 
 // Errors of Open and Freeze, for errors.Is.
@@ -163,19 +164,11 @@ func (p *Process) stat() (start string, state byte, err error) {
 	if err != nil {
 		return "", 0, p.gone(err)
 	}
-	b = b[:n]
-	// comm, in parentheses, may hold anything but ends at the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+3 > len(b) {
-		return "", 0, fmt.Errorf("process %d: stat is not in the kernel's shape", p.PID)
+	start, st, err := procstatus.ParseStartTime(b[:n], fmt.Sprintf("/proc/%d/stat", p.PID))
+	if err != nil {
+		return "", 0, err
 	}
-	state = b[i+2]
-	fields := bytes.Fields(b[i+2:])
-	// state is field 3; starttime field 22.
-	if len(fields) < 20 {
-		return "", 0, fmt.Errorf("process %d: stat has %d fields after comm, want at least 20", p.PID, len(fields))
-	}
-	return string(fields[19]), state, nil
+	return start, st[0], nil // the state field is one letter
 }
 
 // gone turns a failed read of the process's own files into ErrNoProcess.
@@ -206,15 +199,11 @@ func (p *Process) tracer() string {
 	defer f.Close()
 	b := make([]byte, 64<<10)
 	n, _ := f.Read(b)
-	_, rest, ok := bytes.Cut(b[:n], []byte("\nTracerPid:"))
-	if !ok {
+	ids, err := procstatus.Parse(string(b[:n]), fmt.Sprintf("/proc/%d/status", p.PID), p.PID)
+	if err != nil || ids.TracerPID == 0 {
 		return ""
 	}
-	line, _, _ := bytes.Cut(rest, []byte("\n"))
-	pid, err := strconv.Atoi(string(bytes.TrimSpace(line)))
-	if err != nil || pid == 0 {
-		return ""
-	}
+	pid := ids.TracerPID
 	comm, err := os.ReadFile(filepath.Join(p.root, strconv.Itoa(pid), "comm"))
 	name := string(bytes.TrimSpace(comm))
 	if err != nil || name == "" {

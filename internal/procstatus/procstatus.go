@@ -64,6 +64,10 @@ func Read(procDir string, pid int) (IDs, error) {
 	return parse(string(b[:n]), path, pid)
 }
 
+// Parse parses the text of a status file; path names it in errors, pid
+// is NSPID's default.
+func Parse(text, path string, pid int) (IDs, error) { return parse(text, path, pid) }
+
 func parse(text, path string, pid int) (IDs, error) {
 	ids := IDs{UID: -1, GID: -1, NSPID: pid}
 	for i, line := range strings.Split(text, "\n") {
@@ -157,6 +161,12 @@ func StartTime(procDir string) (start, state string, err error) {
 	if err != nil {
 		return "", "", err
 	}
+	return ParseStartTime(b, path)
+}
+
+// ParseStartTime is StartTime's parse of the stat file's bytes b; path
+// names it in errors.
+func ParseStartTime(b []byte, path string) (start, state string, err error) {
 	// comm may hold spaces and parentheses: fields start after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
