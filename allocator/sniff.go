@@ -3,6 +3,7 @@ package allocator
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 )
 
@@ -37,3 +38,19 @@ func Sniff(br *bufio.Reader) Format {
 
 // NewSniffer wraps r so that Sniff can look ahead.
 func NewSniffer(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, sniffBytes) }
+
+// Parse reads jemalloc's or tcmalloc's statistics from br (made by
+// NewSniffer), whichever its content shows: the parsers are tried in turn,
+// as pprof tries its legacy formats. Anything else — glibc's malloc_info,
+// which package mallocinfo reads, or no allocator's text — is
+// ErrUnrecognized with nothing consumed, so br can go to the next parser;
+// statistics of a known format that are broken are ErrMalformed.
+func Parse(br *bufio.Reader, name string) (*Stats, error) {
+	switch Sniff(br) {
+	case FormatJemalloc:
+		return ParseJemalloc(br, name)
+	case FormatTcmalloc:
+		return ParseTcmalloc(br, name)
+	}
+	return nil, fmt.Errorf("%s: %w", name, ErrUnrecognized)
+}

@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/report"
@@ -93,59 +93,22 @@ hsperfdata (figures as of the last collection, no heap range, no NMT).
 }
 
 func runJMX(o *JMXOptions) error {
-	m := &jmx.JVMMemory{}
-	if o.PID != 0 {
-		var err error
-		ctx, stop := interruptible()
-		m, err = jmx.ReadPID(ctx, o.PID, jmx.ReadOptions{ProcRoot: o.ProcRoot, NoAttach: o.NoAttach, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)})
-		stop()
-		if err != nil {
-			return err
-		}
-	}
-	ctx := context.Background()
+	s := collect.JVMSources{ProcRoot: o.ProcRoot, PID: o.PID, NoAttach: o.NoAttach, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut),
+		Prometheus: o.Prometheus, HeapInfoFile: o.HeapInfoFile, NMTFile: o.NMTFile}
 	if o.Jolokia.URL != "" {
-		j, err := o.Jolokia.Read(ctx)
-		if err != nil {
-			return err
-		}
-		m.Merge(j)
+		s.Jolokia = &o.Jolokia
 	}
-	if o.Prometheus != "" {
-		ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-		p, err := jmx.ReadPrometheus(ctx, o.Prometheus)
-		cancel()
-		if err != nil {
-			return err
-		}
-		m.Merge(p)
+	ctx, stop := interruptible()
+	defer stop()
+	m, failures, err := collect.ReadJVM(ctx, s)
+	if err != nil {
+		return err
 	}
-	if o.HeapInfoFile != "" {
-		f, err := input.Open(o.HeapInfoFile)
-		if err != nil {
-			return err
-		}
-		hi, err := jmx.ParseHeapInfo(f, o.HeapInfoFile)
-		f.Close()
-		if err != nil {
-			return err
-		}
-		m.ApplyHeapInfo(hi, o.HeapInfoFile)
+	// Each source was asked for by name: one that cannot be read fails the
+	// command.
+	if len(failures) > 0 {
+		return failures[0].Err
 	}
-	if o.NMTFile != "" {
-		f, err := input.Open(o.NMTFile)
-		if err != nil {
-			return err
-		}
-		n, err := jmx.ParseNMT(f, o.NMTFile)
-		f.Close()
-		if err != nil {
-			return err
-		}
-		m.NMT = n
-		m.Sources = append(m.Sources, o.NMTFile)
-	}
-	m.AddNMTDirect()
 	return report.WriteJMX(o.Streams.Out, o.Format, m, report.Style{Color: o.Color})
 }
 

@@ -12,9 +12,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/allocator"
+	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/atomicfile"
-	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/mallocinfo"
@@ -237,7 +237,7 @@ func otherAllocator(o *MallocInfoOptions) (done bool, err error) {
 		}
 		ctx, stop := interruptible()
 		defer stop()
-		live := allocator.Live{Injector: gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)}, Canary: &allocator.PtraceCanary{}}
+		live := collect.LiveAllocator(o.ProcRoot, o.Timeout, notifier(o.Streams.ErrOut))
 		if s, err = live.Capture(ctx, o.PID, d); err != nil {
 			return true, err
 		}
@@ -253,13 +253,8 @@ func otherAllocator(o *MallocInfoOptions) (done bool, err error) {
 		}
 		br := allocator.NewSniffer(r)
 		o.sniffed = br
-		switch allocator.Sniff(br) {
-		case allocator.FormatJemalloc:
-			s, err = allocator.ParseJemalloc(br, o.File)
-		case allocator.FormatTcmalloc:
-			s, err = allocator.ParseTcmalloc(br, o.File)
-		default:
-			return false, nil
+		if s, err = allocator.Parse(br, o.File); errors.Is(err, allocator.ErrUnrecognized) {
+			return false, nil // glibc's malloc_info, read on from br
 		}
 		if err != nil {
 			return true, err

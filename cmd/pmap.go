@@ -3,7 +3,6 @@ package cmd
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -12,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/allocator"
-	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
@@ -174,7 +173,7 @@ func runPmap(o *PmapOptions) error {
 		// here once.
 		v.Notes = append(append([]string{}, p.Notes...), v.Notes...)
 		if d, err := allocator.Detect(o.ProcRoot, pid); err == nil && d.Kind != allocator.Unknown {
-			v.Notes = append(v.Notes, allocatorNote(d))
+			v.Notes = append(v.Notes, collect.AllocatorNote(d))
 		}
 		if p.Check.Available && !p.Check.Consistent {
 			v.Warnings = append(v.Warnings, fmt.Sprintf(
@@ -183,7 +182,7 @@ func runPmap(o *PmapOptions) error {
 		}
 	} else {
 		var err error
-		ms, err = readSmapsFile(o.Target, o.Streams.In)
+		ms, err = collect.SmapsFile(o.Target, o.Streams.In)
 		if err != nil {
 			return err
 		}
@@ -194,21 +193,6 @@ func runPmap(o *PmapOptions) error {
 	v.Summary = pmap.Summarize(ms)
 	v.Shown, v.Matched = pmap.Select(ms, pmap.Selection{Sort: o.Sort, Classes: o.Classes, Limit: o.Limit})
 	return report.WritePmap(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
-}
-
-func readSmapsFile(path string, stdin io.Reader) ([]pmap.Mapping, error) {
-	if path == "-" {
-		return pmap.ParseSmaps(stdin, "-")
-	}
-	f, err := input.Open(path)
-	if errors.Is(err, input.ErrDirectory) {
-		return nil, fmt.Errorf("%w: give a smaps file, a PID or -", err)
-	}
-	if err != nil {
-		return nil, err // it names the file and the cause
-	}
-	defer f.Close()
-	return pmap.ParseSmaps(f, path)
 }
 
 func knownClass(c pmap.Class) bool {
@@ -226,12 +210,4 @@ func classList() string {
 		s = append(s, string(c))
 	}
 	return strings.Join(s, ", ")
-}
-
-// allocatorNote says which malloc a process uses, and how memdiag reads it.
-func allocatorNote(d allocator.Detection) string {
-	if d.Kind == allocator.Glibc {
-		return "allocator: glibc malloc (" + d.Library + "): memdiag mallocinfo --pid reads its arenas"
-	}
-	return fmt.Sprintf("allocator: %s (%s): memdiag mallocinfo --pid reads its statistics", d.Kind, d.Library)
 }

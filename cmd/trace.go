@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/atomicfile"
-	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 	"github.com/memdiag/memdiag/syscalltrace"
@@ -142,18 +142,14 @@ func parseClock(s string) (float64, bool) {
 }
 
 func runTrace(o *TraceOptions) error {
-	var inputs []*syscalltrace.Input
-	defer func() {
-		for _, in := range inputs {
-			in.Close()
-		}
-	}()
+	t := &collect.Traces{}
+	defer func() { t.Close() }()
 	if len(o.Paths) == 1 && o.Paths[0] == "-" {
 		in, err := syscalltrace.OpenFile("-", o.Streams.In, o.Trace, 0)
 		if err != nil {
 			return err
 		}
-		inputs = append(inputs, in)
+		t.Inputs = append(t.Inputs, in)
 	} else {
 		files, pids, err := syscalltrace.Expand(o.Paths)
 		if err != nil {
@@ -170,23 +166,15 @@ func runTrace(o *TraceOptions) error {
 			prog = startProgress(o.Streams.ErrOut, "reading "+strings.Join(o.Paths, " "), total)
 			defer prog.stop()
 		}
-		for _, path := range files {
-			f, err := input.Open(path)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			var r io.Reader = f
-			if prog != nil {
-				r = prog.wrap(f)
-			}
-			in, err := syscalltrace.OpenFile(path, r, o.Trace, pids[path])
-			if err != nil {
-				return err
-			}
-			inputs = append(inputs, in)
+		var wrap func(io.Reader) io.Reader
+		if prog != nil {
+			wrap = prog.wrap
+		}
+		if t, err = collect.OpenTraces(files, pids, o.Trace, wrap); err != nil {
+			return err
 		}
 	}
+	inputs := t.Inputs
 	replay := syscalltrace.NewReplay(!o.PerProcess)
 	replay.Until, replay.HasUntil = o.At, o.HasAt
 	src, stop := syscalltrace.Combine(inputs, runtime.GOMAXPROCS(0))
@@ -246,5 +234,5 @@ func joinSmaps(o *TraceOptions) ([]pmap.Mapping, error) {
 		}
 		return p.Mappings, nil
 	}
-	return readSmapsFile(o.SmapsPath, o.Streams.In)
+	return collect.SmapsFile(o.SmapsPath, o.Streams.In)
 }

@@ -1,0 +1,241 @@
+// Package collect reads the evidence about one process — its mappings, the
+// JVM's accounting, the allocator's statistics, a syscall trace, the Go
+// runtime's — from the live process or from saved files, and returns it as
+// the inputs of an attribution (explain.Inputs). It is the one floor between
+// the commands, which own flags, streams and exit codes, and the source
+// packages, which each read one thing.
+//
+// It prints nothing: waits are told through Request.Notify, what could not
+// be read goes into the inputs' notes.
+package collect
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/memdiag/memdiag/allocator"
+	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/goruntime"
+	"github.com/memdiag/memdiag/jmx"
+	"github.com/memdiag/memdiag/memcg"
+	"github.com/memdiag/memdiag/pmap"
+)
+
+// Request says where the evidence is: a live process (PID) or a saved
+// smaps (SmapsFile), and the other sources asked for.
+type Request struct {
+	ProcRoot string // the proc filesystem, "/proc" outside tests
+	// CgroupRoot is where cgroup filesystems are mounted ("" for
+	// /sys/fs/cgroup).
+	CgroupRoot string
+
+	PID               int
+	SmapsFile         string
+	MallocInfoFile    string
+	CaptureMallocInfo bool
+	// UseGDB and NoStop choose how glibc's statistics are captured: see
+	// mallocinfo.Capturer.
+	UseGDB       bool
+	NoStop       bool
+	TraceFiles   []string
+	NMTFile      string
+	HeapInfoFile string
+	Prometheus   string
+	Expvar       string // a Go program's /debug/vars, URL or file
+	NoAttach     bool
+	Timeout      time.Duration
+	Jolokia      jmx.Jolokia
+	Cores        int
+	// Notify, when set, is told of a step that pauses the process or waits.
+	Notify func(msg string)
+}
+
+// Inputs reads every source r names and returns the inputs of an
+// attribution. Sources that fail after smaps is read are noted, not fatal:
+// the attribution then says what it could not see. failed lists the
+// sources asked for (a live allocator capture, Jolokia, a Prometheus or
+// expvar endpoint) that could not be read, for the caller to warn of or
+// refuse. A saved file that cannot be read is an error: it is evidence the
+// user holds.
+func Inputs(ctx context.Context, r *Request) (in *explain.Inputs, failed []string, err error) {
+	in = &explain.Inputs{Notes: []string{}}
+	c := &collection{r: r, in: in}
+	if err := c.mappings(); err != nil {
+		return nil, nil, err
+	}
+	if err := c.jvm(ctx); err != nil {
+		return nil, nil, err
+	}
+	if err := c.goRuntime(ctx); err != nil {
+		return nil, nil, err
+	}
+	pmap.Classify(c.ms, c.hints)
+	in.FromMappings(c.ms)
+	if err := c.allocator(ctx); err != nil {
+		return nil, nil, err
+	}
+	if len(r.TraceFiles) > 0 {
+		if err := c.trace(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return in, c.failed, nil
+}
+
+// collection is one Inputs call on its way.
+type collection struct {
+	r      *Request
+	in     *explain.Inputs
+	ms     []pmap.Mapping
+	hints  pmap.Hints
+	fsys   pmap.FS // the live process's, kept for its pagemap
+	failed []string
+}
+
+// fail notes a source asked for that could not be read.
+func (c *collection) fail(msg string) {
+	c.in.Notes = append(c.in.Notes, msg)
+	c.failed = append(c.failed, msg)
+}
+
+// mappings reads smaps, live or saved, and for a live process its cgroup.
+func (c *collection) mappings() error {
+	r, in := c.r, c.in
+	if r.PID == 0 {
+		ms, err := SmapsFile(r.SmapsFile, nil)
+		if err != nil {
+			return err
+		}
+		c.ms, in.Source = ms, r.SmapsFile
+		in.Allocator = mappedAllocator(ms)
+		return nil
+	}
+	var err error
+	if c.fsys, err = pmap.NewFS(r.ProcRoot); err != nil {
+		return err
+	}
+	p, err := c.fsys.ReadPID(r.PID)
+	if err != nil {
+		return err
+	}
+	c.ms, c.hints = p.Mappings, p.Hints
+	in.PID, in.Command, in.Source = p.PID, p.Command, fmt.Sprintf("%s/%d/smaps", r.ProcRoot, r.PID)
+	in.Cgroup = cgroupBrief(r.ProcRoot, r.CgroupRoot, r.PID)
+	if p.Check.Available {
+		ok := p.Check.Consistent
+		in.RSSConsistent = &ok
+	}
+	in.Notes = append(in.Notes, p.Notes...)
+	in.Allocator = mappedAllocator(c.ms)
+	return nil
+}
+
+// cgroupBrief is the memory cgroup of a live process, nil when it cannot
+// be read (no cgroup filesystem, a container's view).
+func cgroupBrief(procRoot, cgroupRoot string, pid int) *explain.CgroupBrief {
+	if cgroupRoot == "" {
+		cgroupRoot = "/sys/fs/cgroup"
+	}
+	dir, path, _, err := memcg.Locate(procRoot, cgroupRoot, pid)
+	if err != nil {
+		return nil
+	}
+	g, err := memcg.Read(dir)
+	if err != nil {
+		return nil
+	}
+	return &explain.CgroupBrief{Path: path, Version: g.Version, UsageBytes: g.UsageBytes, LimitBytes: g.LimitBytes, WorkingSetBytes: g.WorkingSetBytes()}
+}
+
+// mappedAllocator names the malloc the mappings show: jemalloc or tcmalloc
+// when one is mapped (an LD_PRELOAD wins over libc), else glibc's.
+func mappedAllocator(ms []pmap.Mapping) string {
+	var kind string
+	for _, m := range ms {
+		switch k := allocator.OfLibrary(m.Name); {
+		case k == allocator.Jemalloc || k == allocator.Tcmalloc:
+			kind = string(k)
+		case k == allocator.Glibc && kind == "":
+			kind = string(k)
+		}
+	}
+	return kind
+}
+
+// jvm reads the JVM's accounting from every source given, and lets it
+// locate the JVM's mappings.
+func (c *collection) jvm(ctx context.Context) error {
+	r := c.r
+	s := JVMSources{ProcRoot: r.ProcRoot, NoAttach: r.NoAttach, Timeout: r.Timeout, Notify: r.Notify,
+		Prometheus: r.Prometheus, HeapInfoFile: r.HeapInfoFile, NMTFile: r.NMTFile}
+	if r.Jolokia.URL != "" {
+		s.Jolokia = &r.Jolokia
+	}
+	if r.PID != 0 {
+		if isJVM, _ := jmx.IsJVM(r.ProcRoot, r.PID); isJVM {
+			s.PID = r.PID
+		}
+	}
+	jvm, failures, err := ReadJVM(ctx, s)
+	if err != nil {
+		return err
+	}
+	for _, f := range failures {
+		if f.Source == SourceJVMProcess {
+			// Not asked for by a flag: the process was found to be a JVM.
+			c.in.Notes = append(c.in.Notes, "JVM: "+f.Err.Error())
+			continue
+		}
+		c.fail(f.Err.Error())
+	}
+	if jvm == nil {
+		return nil
+	}
+	c.hints.Regions = append(c.hints.Regions, jvm.Regions()...)
+	c.in.FromJVM(jvm)
+	if jvm.NMT != nil && len(jvm.NMT.Regions) > 0 {
+		c.weighNMT(jvm.NMT.Regions)
+	}
+	c.in.Notes = append(c.in.Notes, jvm.Notes...)
+	return nil
+}
+
+// goRuntime reads a Go program's runtime.MemStats.
+func (c *collection) goRuntime(ctx context.Context) error {
+	r := c.r
+	if r.Expvar == "" {
+		return nil
+	}
+	if isURL(r.Expvar) {
+		gs, err := goruntime.Fetch(ctx, r.Expvar, r.Timeout)
+		if err != nil {
+			c.fail(err.Error())
+		}
+		c.in.Go = gs
+		return nil
+	}
+	gs, err := readWith(r.Expvar, goruntime.Parse)
+	if err != nil {
+		return err
+	}
+	c.in.Go = gs
+	return nil
+}
+
+// isURL tells an endpoint, which may be down a while, from a saved file.
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
+}
+
+// cores is the host's core count behind glibc's arena limit: the one
+// given, else this host's for a live capture; unknown (0) for a saved
+// document, which may come from another machine.
+func (r *Request) cores() int {
+	if r.Cores == 0 && r.CaptureMallocInfo {
+		return runtime.NumCPU()
+	}
+	return r.Cores
+}
