@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"time"
@@ -15,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/finding"
-	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/memcg"
@@ -149,98 +146,24 @@ func anonByKind(procRoot string, members []memcg.Member) []report.MemberAnon {
 			continue
 		}
 		pmap.Classify(p.Mappings, p.Hints)
-		for _, c := range pmap.Summarize(p.Mappings).Classes {
-			kind := string(c.Class)
-			if c.Class == pmap.ClassStack {
-				kind = string(pmap.ClassThreadStack)
-			}
-			if n := c.Bytes(pmap.FieldAnonymous); n > 0 {
-				a.ByKind[kind] += n
-			}
+		for class, n := range pmap.AnonByClass(p.Mappings) {
+			a.ByKind[string(class)] = n
 		}
 		out = append(out, a)
 	}
 	return out
 }
 
-// jvmOverLimit finds the JVMs of the cgroup whose maximum heap, non-heap
-// and direct buffers together exceed the cgroup's limit: the kernel kills
-// such a JVM before it would throw OutOfMemoryError ("exit 137 while the
-// heap was 95 % free"). It reads hsperfdata only — no attach, no signal —
-// and the JVM's command line for -XX:MaxDirectMemorySize.
+// jvmOverLimit finds the JVMs of the cgroup that may grow past its limit
+// (see jmx.OverLimit).
 func jvmOverLimit(procRoot string, g *memcg.Group, members []memcg.Member) []finding.Finding {
-	if g.LimitBytes == 0 {
-		return nil
-	}
 	var fs []finding.Finding
 	for _, m := range members {
-		if ok, _ := jmx.IsJVM(procRoot, m.PID); !ok {
-			continue
+		if f, ok := jmx.OverLimit(context.Background(), procRoot, m.PID, m.Command, g.LimitBytes); ok {
+			fs = append(fs, f)
 		}
-		mem, err := jmx.ReadPID(context.Background(), m.PID, jmx.ReadOptions{ProcRoot: procRoot, NoAttach: true, Timeout: 5 * time.Second})
-		if err != nil || mem.Heap.MaxBytes == nil {
-			continue
-		}
-		heapMax := *mem.Heap.MaxBytes
-		direct, directFrom := heapMax, "the default: the maximum heap"
-		if v, ok := maxDirectFromCmdline(procRoot, m.PID); ok {
-			direct, directFrom = v, "-XX:MaxDirectMemorySize"
-		}
-		nonHeap := mem.NonHeap.CommittedBytes
-		total := heapMax + nonHeap + direct
-		if total <= g.LimitBytes {
-			continue
-		}
-		fs = append(fs, finding.Finding{
-			ID: "jvm-max-over-limit", Severity: finding.High, Bytes: total - g.LimitBytes,
-			Summary: fmt.Sprintf("JVM %d (%s) may grow to %s — heap max %s + non-heap %s + direct buffers up to %s — past the cgroup's %s limit: the kernel kills it before the JVM throws OutOfMemoryError",
-				m.PID, m.Command, humanize.Bytes(total), humanize.Bytes(heapMax), humanize.Bytes(nonHeap), humanize.Bytes(direct), humanize.Bytes(g.LimitBytes)),
-			Evidence: []string{fmt.Sprintf("hsperfdata of process %d: heap max %d B, non-heap committed %d B; direct limit %d B (%s); cgroup limit %d B", m.PID, heapMax, nonHeap, direct, directFrom, g.LimitBytes)},
-			Advice: []string{
-				"Size the heap below the limit less native memory: -XX:MaxRAMPercentage=60 (or -Xmx) leaves room for metaspace, code cache, threads and malloc.",
-				"Bound direct buffers explicitly: -XX:MaxDirectMemorySize (the default is the heap's maximum).",
-			},
-		})
 	}
 	return fs
-}
-
-// maxDirectFromCmdline reads -XX:MaxDirectMemorySize from the JVM's
-// command line (bounded: ARG_MAX is 2 MiB).
-func maxDirectFromCmdline(procRoot string, pid int) (uint64, bool) {
-	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "cmdline"))
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(io.LimitReader(f, 4<<20))
-	for _, arg := range bytes.Split(b, []byte{0}) {
-		if v, ok := bytes.CutPrefix(arg, []byte("-XX:MaxDirectMemorySize=")); ok {
-			if n, err := humanize.ParseBytes(jvmSize(string(v))); err == nil {
-				return n, true
-			}
-		}
-	}
-	return 0, false
-}
-
-// jvmSize turns a JVM size ("512m", "2g", "1048576") into what
-// humanize.ParseBytes reads.
-func jvmSize(v string) string {
-	if v == "" {
-		return v
-	}
-	switch v[len(v)-1] {
-	case 'k', 'K':
-		return v[:len(v)-1] + "KiB"
-	case 'm', 'M':
-		return v[:len(v)-1] + "MiB"
-	case 'g', 'G':
-		return v[:len(v)-1] + "GiB"
-	case 't', 'T':
-		return v[:len(v)-1] + "TiB"
-	}
-	return v
 }
 
 // OOMOptions is `memdiag oom` after flag parsing.

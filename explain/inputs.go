@@ -242,15 +242,8 @@ func (in *Inputs) FromJVM(m *jmx.JVMMemory) {
 		v := d.UsedBytes
 		e.DirectUsedBytes, e.DirectSource = &v, d.Source
 	}
-	if v, ok := m.Flags["MaxDirectMemorySize"]; ok {
-		if n, ok := parseUint(v); ok && n > 0 {
-			e.MaxDirectBytes = &n
-		}
-	}
-	if e.MaxDirectBytes == nil && m.Heap.MaxBytes != nil {
-		// HotSpot's default MaxDirectMemorySize is the maximum heap size.
-		v := *m.Heap.MaxBytes
-		e.MaxDirectBytes = &v
+	if n, _, ok := m.MaxDirectBytes(); ok {
+		e.MaxDirectBytes = &n
 	}
 	if m.NMT != nil {
 		e.HasNMT = true
@@ -417,18 +410,4 @@ func (in *Inputs) totalRSS() uint64 {
 		n += c.RSSBytes
 	}
 	return n
-}
-
-func parseUint(s string) (uint64, bool) {
-	var n uint64
-	if s == "" {
-		return 0, false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	return n, true
 }

@@ -82,3 +82,20 @@ func Summarize(ms []Mapping) Summary {
 	})
 	return s
 }
+
+// AnonByClass is the anonymous memory of classified mappings by class: glibc
+// arenas, the brk heap, other anonymous memory (large malloc chunks,
+// runtimes' heaps), stacks — the main thread's counted with the others'.
+func AnonByClass(ms []Mapping) map[Class]uint64 {
+	by := map[Class]uint64{}
+	for _, c := range Summarize(ms).Classes {
+		class := c.Class
+		if class == ClassStack {
+			class = ClassThreadStack
+		}
+		if n := c.Bytes(FieldAnonymous); n > 0 {
+			by[class] += n
+		}
+	}
+	return by
+}
