@@ -43,9 +43,22 @@ var (
 // wrong, and the sentinel it wraps.
 type ParseError = parseerr.Error
 
+// The names of the parts: stable, for they are JSON values and what
+// other packages look parts up by.
+const (
+	PartDirtyPages        = "dirty_pages"    // jemalloc
+	PartMuzzyPages        = "muzzy_pages"    // jemalloc
+	PartFragmentation     = "fragmentation"  // jemalloc
+	PartMetadata          = "metadata"       // jemalloc, tcmalloc
+	PartPageHeapFree      = "page_heap_free" // tcmalloc
+	PartCentralCacheFree  = "central_cache_free"
+	PartTransferCacheFree = "transfer_cache_free"
+	PartThreadCacheFree   = "thread_cache_free"
+)
+
 // Part is memory the allocator keeps beside what the application holds.
 type Part struct {
-	// Name is stable and snake_case: dirty_pages, page_heap_free, …
+	// Name is one of the Part… constants.
 	Name string
 	// Bytes is how much, as the allocator counts it.
 	Bytes uint64
@@ -108,6 +121,29 @@ func (s *Stats) Part(name string) (Part, bool) {
 		}
 	}
 	return Part{}, false
+}
+
+// TrimmableBytes is the free memory a trim can return, by the allocator's
+// figures: jemalloc's dirty and muzzy pages, tcmalloc's page heap.
+func (s *Stats) TrimmableBytes() uint64 {
+	var n uint64
+	for _, name := range []string{PartDirtyPages, PartMuzzyPages, PartPageHeapFree} {
+		if p, ok := s.Part(name); ok {
+			n += p.Bytes
+		}
+	}
+	return n
+}
+
+// Trimmable names, for a person, what TrimmableBytes counts for k.
+func (k Kind) Trimmable() string {
+	switch k {
+	case Jemalloc:
+		return "dirty + muzzy pages"
+	case Tcmalloc:
+		return "page heap free"
+	}
+	return ""
 }
 
 // Setting returns the value of setting name.

@@ -49,12 +49,12 @@ func FromJemalloc(f *JemallocFigures, source string) *Stats {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("allocated %d B exceeds active %d B: fragmentation taken as 0", f.Allocated, f.Active))
 	}
 	s.Parts = []Part{
-		{Name: "dirty_pages", Bytes: f.DirtyPages * page, Resident: true,
+		{Name: PartDirtyPages, Bytes: f.DirtyPages * page, Resident: true,
 			What: "pages freed by the application and not yet purged: jemalloc returns them after dirty_decay_ms"},
-		{Name: "fragmentation", Bytes: frag, Resident: true,
+		{Name: PartFragmentation, Bytes: frag, Resident: true,
 			What: "free space inside pages that hold live allocations (active − allocated: partly used slabs, size-class rounding)"},
-		{Name: "metadata", Bytes: f.Metadata, Resident: true, What: "jemalloc's own structures (stats.metadata)"},
-		{Name: "muzzy_pages", Bytes: f.MuzzyPages * page, Resident: true,
+		{Name: PartMetadata, Bytes: f.Metadata, Resident: true, What: "jemalloc's own structures (stats.metadata)"},
+		{Name: PartMuzzyPages, Bytes: f.MuzzyPages * page, Resident: true,
 			What: "pages released with MADV_FREE: in RSS until the kernel needs the memory, then gone; purged for good after muzzy_decay_ms"},
 	}
 	sort.SliceStable(s.Parts, func(i, j int) bool { return s.Parts[i].Bytes > s.Parts[j].Bytes })
@@ -306,9 +306,9 @@ func jemallocFindings(s *Stats) []finding.Finding {
 	if kept < 16<<20 || kept < s.InUseBytes/4 {
 		return nil
 	}
-	dirty, _ := s.Part("dirty_pages")
-	muzzy, _ := s.Part("muzzy_pages")
-	frag, _ := s.Part("fragmentation")
+	dirty, _ := s.Part(PartDirtyPages)
+	muzzy, _ := s.Part(PartMuzzyPages)
+	frag, _ := s.Part(PartFragmentation)
 	decay, _ := s.Setting("dirty_decay_ms")
 	sev := finding.Medium
 	if kept >= s.InUseBytes {

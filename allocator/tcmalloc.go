@@ -18,11 +18,11 @@ import (
 var tcmallocParts = []struct {
 	label, name, what string
 }{
-	{"Bytes in page heap freelist", "page_heap_free", "free pages in tcmalloc's page heap, not yet released to the OS (TCMALLOC_RELEASE_RATE paces that)"},
-	{"Bytes in central cache freelist", "central_cache_free", "free objects in the central caches, per size class"},
-	{"Bytes in transfer cache freelist", "transfer_cache_free", "free objects moving between thread and central caches"},
-	{"Bytes in thread cache freelists", "thread_cache_free", "free objects cached by threads (TCMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES bounds them)"},
-	{"Bytes in malloc metadata", "metadata", "tcmalloc's own structures"},
+	{"Bytes in page heap freelist", PartPageHeapFree, "free pages in tcmalloc's page heap, not yet released to the OS (TCMALLOC_RELEASE_RATE paces that)"},
+	{"Bytes in central cache freelist", PartCentralCacheFree, "free objects in the central caches, per size class"},
+	{"Bytes in transfer cache freelist", PartTransferCacheFree, "free objects moving between thread and central caches"},
+	{"Bytes in thread cache freelists", PartThreadCacheFree, "free objects cached by threads (TCMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES bounds them)"},
+	{"Bytes in malloc metadata", PartMetadata, "tcmalloc's own structures"},
 }
 
 // ParseTcmalloc reads gperftools' MallocExtension::GetStats text: the
@@ -91,7 +91,7 @@ func tcmallocFindings(s *Stats) []finding.Finding {
 	if kept < 16<<20 || kept < s.InUseBytes/4 {
 		return nil
 	}
-	page, _ := s.Part("page_heap_free")
+	page, _ := s.Part(PartPageHeapFree)
 	sev := finding.Medium
 	if kept >= s.InUseBytes {
 		sev = finding.High

@@ -1,11 +1,11 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -98,59 +98,92 @@ func readStatus(procRoot string, pid int) (procstatus.IDs, error) {
 }
 
 func runTrim(o *TrimOptions) error {
-	procRoot := o.ProcRoot
-	if procRoot == "" {
-		procRoot = "/proc"
-	}
-	before, err := readStatus(procRoot, o.PID)
+	t, err := planTrim(o)
 	if err != nil {
 		return err
-	}
-	started, err := startTime(procRoot, o.PID)
-	if err != nil {
-		return err
-	}
-	det, err := allocator.Detect(procRoot, o.PID)
-	if err != nil {
-		return err
-	}
-	isJVM, _ := jmx.IsJVM(procRoot, o.PID)
-	v := &report.TrimView{PID: o.PID, Command: before.Name, Allocator: string(det.Kind), DryRun: o.DryRun,
-		RSSBefore: before.RSSBytes, AnonBefore: before.RSSAnonBytes}
-	useJVM := isJVM && !o.NoJVM && det.Kind == allocator.Glibc
-	if useJVM {
-		v.Call, v.How = "System.trim_native_heap", "the JVM's attach socket (no ptrace; the JVM calls malloc_trim itself)"
-	} else {
-		call, ok := allocator.TrimCall(det.Kind)
-		if elfinfo.IsGoFile(filepath.Join(procRoot, strconv.Itoa(o.PID), "exe"), 2*time.Second) {
-			return fmt.Errorf("process %d is a Go program: %w: its heap is the Go runtime's, which no allocator call from outside returns (memdiag runs nothing in a goroutine's stack). The runtime returns idle heap itself, slowly, through its scavenger; sooner where the program calls debug.FreeOSMemory() (from an admin endpoint, say) or runs with GOMEMLIMIT set; memdiag explain --pid %d --expvar URL says how much is idle", o.PID, allocator.ErrUnsupported, o.PID)
-		}
-		if !ok {
-			return fmt.Errorf("process %d: %w: no glibc, jemalloc or tcmalloc library is mapped (a static binary, musl, or another allocator)", o.PID, allocator.ErrUnsupported)
-		}
-		v.Call, v.How = call, "gdb (the process pauses while attached)"
-		if o.NoGDB {
-			v.How = "ptrace, without gdb (one thread pauses for the call)"
-		}
 	}
 	if o.DryRun {
-		v.Notes = append(v.Notes, "nothing was called: --dry-run")
-		return report.WriteTrim(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+		t.v.Notes = append(t.v.Notes, "nothing was called: --dry-run")
+		return report.WriteTrim(o.Streams.Out, o.Format, t.v, report.Style{Color: o.Color})
 	}
 	ctx, stop := interruptible()
 	defer stop()
-	notify := notifier(o.Streams.ErrOut)
+	if err := t.before(ctx); err != nil {
+		return err
+	}
+	if err := t.call(ctx); err != nil {
+		return err
+	}
+	if err := t.after(ctx); err != nil {
+		return err
+	}
+	return report.WriteTrim(o.Streams.Out, o.Format, t.v, report.Style{Color: o.Color})
+}
+
+// trimRun is one trim on its way: what is called, and what was measured.
+type trimRun struct {
+	o        *TrimOptions
+	procRoot string
+	v        *report.TrimView
+	det      allocator.Detection
+	useJVM   bool   // through the JVM's attach socket, not ptrace
+	started  string // the process's start time, to tell it from a later one
+	notify   func(string)
+	live     allocator.Live
+	// keptBefore asks jemalloc or tcmalloc what it keeps; nil otherwise.
+	keptBefore func(ctx context.Context) (uint64, error)
+}
+
+// planTrim reads the process and decides what to call, and how.
+func planTrim(o *TrimOptions) (*trimRun, error) {
+	procRoot := procRootOr(o.ProcRoot)
+	before, err := readStatus(procRoot, o.PID)
+	if err != nil {
+		return nil, err
+	}
+	started, err := startTime(procRoot, o.PID)
+	if err != nil {
+		return nil, err
+	}
+	det, err := allocator.Detect(procRoot, o.PID)
+	if err != nil {
+		return nil, err
+	}
+	isJVM, _ := jmx.IsJVM(procRoot, o.PID)
+	t := &trimRun{o: o, procRoot: procRoot, det: det, started: started, notify: notifier(o.Streams.ErrOut),
+		useJVM: isJVM && !o.NoJVM && det.Kind == allocator.Glibc,
+		v: &report.TrimView{PID: o.PID, Command: before.Name, Allocator: string(det.Kind), DryRun: o.DryRun,
+			RSSBefore: before.RSSBytes, AnonBefore: before.RSSAnonBytes}}
+	if t.useJVM {
+		t.v.Call, t.v.How = "System.trim_native_heap", "the JVM's attach socket (no ptrace; the JVM calls malloc_trim itself)"
+		return t, nil
+	}
+	call, ok := allocator.TrimCall(det.Kind)
+	if elfinfo.IsGoFile(filepath.Join(procRoot, strconv.Itoa(o.PID), "exe"), 2*time.Second) {
+		return nil, fmt.Errorf("process %d is a Go program: %w: its heap is the Go runtime's, which no allocator call from outside returns (memdiag runs nothing in a goroutine's stack). The runtime returns idle heap itself, slowly, through its scavenger; sooner where the program calls debug.FreeOSMemory() (from an admin endpoint, say) or runs with GOMEMLIMIT set; memdiag explain --pid %d --expvar URL says how much is idle", o.PID, allocator.ErrUnsupported, o.PID)
+	}
+	if !ok {
+		return nil, fmt.Errorf("process %d: %w: no glibc, jemalloc or tcmalloc library is mapped (a static binary, musl, or another allocator)", o.PID, allocator.ErrUnsupported)
+	}
+	t.v.Call, t.v.How = call, "gdb (the process pauses while attached)"
+	if o.NoGDB {
+		t.v.How = "ptrace, without gdb (one thread pauses for the call)"
+	}
+	return t, nil
+}
+
+// before measures what the allocator says it keeps (a JVM is not
+// ptraced), then RSS.
+func (t *trimRun) before(ctx context.Context) error {
+	o, v := t.o, t.v
 	// One canary for the calls before, of and after the trim: gdb (or the
 	// calls without it) is proven once.
-	inj := gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notify, Canary: &gdbinject.Canary{}}
-	live := allocator.Live{Injector: inj, NoGDB: o.NoGDB, Canary: &allocator.PtraceCanary{}}
-
-	// What the allocator says it keeps, before; a JVM is not ptraced.
-	var keptBefore func() (uint64, error)
+	inj := gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: t.notify, Canary: &gdbinject.Canary{}}
+	t.live = allocator.Live{Injector: inj, NoGDB: o.NoGDB, Canary: &allocator.PtraceCanary{}}
 	switch {
-	case useJVM:
-	case det.Kind == allocator.Glibc:
-		info, err := mallocinfo.Capturer{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notify}.Capture(ctx, o.PID)
+	case t.useJVM:
+	case t.det.Kind == allocator.Glibc:
+		info, err := mallocinfo.Capturer{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: t.notify}.Capture(ctx, o.PID)
 		if err != nil {
 			return fmt.Errorf("before the trim: %w", err)
 		}
@@ -160,60 +193,67 @@ func runTrim(o *TrimOptions) error {
 		v.Notes = append(v.Notes, fmt.Sprintf("malloc_info before: %s free in %d arenas, %s of it retained below live chunks, %s in top chunks",
 			report.Bytes(s.Totals.FreeBytes), s.Totals.Arenas, report.Bytes(ret), report.Bytes(s.Totals.TopBytes)))
 	default:
-		keptBefore = func() (uint64, error) {
-			s, err := live.Capture(ctx, o.PID, det)
+		t.keptBefore = func(ctx context.Context) (uint64, error) {
+			s, err := t.live.Capture(ctx, o.PID, t.det)
 			if err != nil {
 				return 0, err
 			}
-			return trimmable(s), nil
+			return s.TrimmableBytes(), nil
 		}
-		n, err := keptBefore()
+		n, err := t.keptBefore(ctx)
 		if err != nil {
 			return fmt.Errorf("before the trim: %w", err)
 		}
 		v.KeptBefore = &n
-		v.KeptWhat = map[allocator.Kind]string{allocator.Jemalloc: "dirty + muzzy pages", allocator.Tcmalloc: "page heap free"}[det.Kind]
+		v.KeptWhat = t.det.Kind.Trimmable()
 	}
-	if now, err := readStatus(procRoot, o.PID); err == nil {
+	if now, err := readStatus(t.procRoot, o.PID); err == nil {
 		v.RSSBefore, v.AnonBefore = now.RSSBytes, now.RSSAnonBytes
 	}
+	return nil
+}
 
-	if useJVM {
-		reply, err := jmx.Attacher{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notify}.Run(ctx, o.PID, "System.trim_native_heap")
-		if err != nil {
-			return err
-		}
-		reply = strings.TrimSpace(reply)
-		if strings.Contains(reply, "Unknown diagnostic command") || strings.Contains(reply, "not available") {
-			return fmt.Errorf("process %d: the JVM has no System.trim_native_heap (JDK 17.0.8 and later): %s; --no-jvm calls malloc_trim through gdb instead", o.PID, reply)
-		}
-		v.Notes = append(v.Notes, "the JVM said: "+reply)
-	} else {
-		paused, err := live.Trim(ctx, o.PID, det)
-		v.Paused = paused
-		if err != nil {
-			return err
-		}
+// call makes the allocator (or the JVM) give its free memory back.
+func (t *trimRun) call(ctx context.Context) error {
+	o := t.o
+	if !t.useJVM {
+		paused, err := t.live.Trim(ctx, o.PID, t.det)
+		t.v.Paused = paused
+		return err
 	}
-	after, err := readStatus(procRoot, o.PID)
+	reply, err := jmx.Attacher{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: t.notify}.TrimNativeHeap(ctx, o.PID)
+	if errors.Is(err, jmx.ErrNoTrimNativeHeap) {
+		return fmt.Errorf("process %d: %w; --no-jvm calls malloc_trim through gdb instead", o.PID, err)
+	}
+	if err != nil {
+		return err
+	}
+	t.v.Notes = append(t.v.Notes, "the JVM said: "+reply)
+	return nil
+}
+
+// after measures RSS again, and what the allocator keeps now.
+func (t *trimRun) after(ctx context.Context) error {
+	o, v := t.o, t.v
+	after, err := readStatus(t.procRoot, o.PID)
 	if err != nil {
 		return err
 	}
 	// The figures after are the same process's only if its pid was not
 	// reused meanwhile.
-	if now, err := startTime(procRoot, o.PID); err != nil || now != started {
+	if now, err := startTime(t.procRoot, o.PID); err != nil || now != t.started {
 		return fmt.Errorf("process %d exited during the trim (its pid is another process's now): nothing to measure", o.PID)
 	}
 	v.RSSAfter, v.AnonAfter = after.RSSBytes, after.RSSAnonBytes
-	if keptBefore != nil {
-		n, err := keptBefore()
+	if t.keptBefore != nil {
+		n, err := t.keptBefore(ctx)
 		if err != nil {
 			v.Notes = append(v.Notes, "after the trim, the allocator could not be asked: "+err.Error())
 		} else {
 			v.KeptAfter = &n
 		}
 	}
-	return report.WriteTrim(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	return nil
 }
 
 // startTime is field 22 of /proc/PID/stat: with the pid, it tells a
@@ -224,16 +264,4 @@ func startTime(procRoot string, pid int) (string, error) {
 		return "", fmt.Errorf("process %d: %w", pid, gdbinject.ErrNoProcess)
 	}
 	return start, nil
-}
-
-// trimmable is the free memory a trim can return, by the allocator's
-// figures: jemalloc's dirty and muzzy pages, tcmalloc's page heap.
-func trimmable(s *allocator.Stats) uint64 {
-	var n uint64
-	for _, name := range []string{"dirty_pages", "muzzy_pages", "page_heap_free"} {
-		if p, ok := s.Part(name); ok {
-			n += p.Bytes
-		}
-	}
-	return n
 }
