@@ -133,7 +133,7 @@ func anonByKind(procRoot string, members []memcg.Member) []report.MemberAnon {
 	}
 	var out []report.MemberAnon
 	for _, m := range ms[:min(most, len(ms))] {
-		a := report.MemberAnon{PID: m.PID, Command: m.Command, AnonBytes: m.AnonBytes, ByKind: map[string]uint64{}}
+		a := report.MemberAnon{PID: m.PID, Command: m.Command, AnonBytes: m.AnonBytes, ByKind: map[pmap.Class]uint64{}}
 		if m.RSSBytes > rssCap {
 			a.Skipped = "RSS over 8 GiB: smaps not read"
 			out = append(out, a)
@@ -146,9 +146,7 @@ func anonByKind(procRoot string, members []memcg.Member) []report.MemberAnon {
 			continue
 		}
 		pmap.Classify(p.Mappings, p.Hints)
-		for class, n := range pmap.AnonByClass(p.Mappings) {
-			a.ByKind[string(class)] = n
-		}
+		a.ByKind = pmap.AnonByClass(p.Mappings)
 		out = append(out, a)
 	}
 	return out

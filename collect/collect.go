@@ -152,14 +152,14 @@ func cgroupBrief(procRoot, cgroupRoot string, pid int) *explain.CgroupBrief {
 
 // mappedAllocator names the malloc the mappings show: jemalloc or tcmalloc
 // when one is mapped (an LD_PRELOAD wins over libc), else glibc's.
-func mappedAllocator(ms []pmap.Mapping) string {
-	var kind string
+func mappedAllocator(ms []pmap.Mapping) allocator.Kind {
+	kind := allocator.Unknown
 	for _, m := range ms {
 		switch k := allocator.OfLibrary(m.Name); {
 		case k == allocator.Jemalloc || k == allocator.Tcmalloc:
-			kind = string(k)
-		case k == allocator.Glibc && kind == "":
-			kind = string(k)
+			kind = k
+		case k == allocator.Glibc && kind == allocator.Unknown:
+			kind = k
 		}
 	}
 	return kind

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/humanize"
+	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/pmap"
 )
 
@@ -105,22 +107,22 @@ func Attribute(in *Inputs) *Result {
 	}
 
 	// 1. What the mappings themselves say.
-	file, shmem := in.classRSS("file-code", "file-data"), in.classRSS("shmem")
-	stacks, kernel := in.classRSS("stack", "thread-stack"), in.classRSS("kernel", "guard")
+	file, shmem := in.classRSS(pmap.ClassFileCode, pmap.ClassFileData), in.classRSS(pmap.ClassShmem)
+	stacks, kernel := in.classRSS(pmap.ClassStack, pmap.ClassThreadStack), in.classRSS(pmap.ClassKernel, pmap.ClassGuard)
 	add(CatFileBacked, file, "smaps", "high", fmt.Sprintf("Rss of file-code and file-data mappings: %d B", file))
 	add(CatShmem, shmem, "smaps", "high", fmt.Sprintf("Rss of shmem mappings: %d B", shmem))
 	add(CatThreadStacks, stacks, "smaps", "high",
-		fmt.Sprintf("Rss of [stack] and %d thread-stack mappings: %d B", in.classMappings("thread-stack"), stacks))
+		fmt.Sprintf("Rss of [stack] and %d thread-stack mappings: %d B", in.classMappings(pmap.ClassThreadStack), stacks))
 	add(CatOther, kernel, "smaps", "high", "Rss of [vdso]/[vvar] and guard mappings")
 
 	// 2. Anonymous memory: malloc, the JVM's native memory, leaks.
 	// jvm-native mappings are what NMT's committed regions cover: their Rss
 	// is claimed below through NMT, so it joins the anonymous pool.
-	anonRSS := in.classRSS("heap", "glibc-arena", "anon", "jvm-heap", "jvm-native", string(pmap.ClassGoHeap))
+	anonRSS := in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena, pmap.ClassAnon, jmx.ClassJVMHeap, jmx.ClassJVMNative, pmap.ClassGoHeap)
 	anon := &pool{name: "anonymous", left: anonRSS}
-	arenaRSS := in.classRSS("heap", "glibc-arena")
+	arenaRSS := in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena)
 
-	if jh := in.classRSS("jvm-heap"); jh > 0 {
+	if jh := in.classRSS(jmx.ClassJVMHeap); jh > 0 {
 		located := "GC.heap_info" // what snapshots before heap_range_source used
 		if in.JVM != nil && in.JVM.HeapRangeSource != "" {
 			located = in.JVM.HeapRangeSource
@@ -133,7 +135,7 @@ func Attribute(in *Inputs) *Result {
 			fmt.Sprintf("heap committed %d B (%s); its mappings are not located, so its pages are assumed resident", j.HeapCommittedBytes, j.HeapUsageFromSource))
 	}
 
-	if gh := in.classRSS(string(pmap.ClassGoHeap)); gh > 0 {
+	if gh := in.classRSS(pmap.ClassGoHeap); gh > 0 {
 		ev := []string{fmt.Sprintf("Rss of the Go runtime's heap arenas (64 MiB-aligned reservations of a Go program; goroutine stacks included): %d B", gh)}
 		if g := in.Go; g != nil {
 			ev = append(ev, fmt.Sprintf("%s: HeapInuse %d B, HeapIdle %d B of which HeapReleased %d B, StackSys %d B", g.Source, g.HeapInuseBytes, g.HeapIdleBytes, g.HeapReleasedBytes, g.StackSysBytes))
@@ -200,7 +202,7 @@ func Attribute(in *Inputs) *Result {
 				// in mappings of its own, never in malloc's arenas nor in
 				// its mmapped chunks: the claim is capped by what those
 				// mappings hold.
-				outside := in.classRSS("anon", "jvm-native")
+				outside := in.classRSS(pmap.ClassAnon, jmx.ClassJVMNative)
 				if m := in.Malloc; m != nil {
 					outside -= min(outside, m.MmapBytes)
 				} else if j.DirectUsedBytes != nil {
@@ -238,7 +240,7 @@ func Attribute(in *Inputs) *Result {
 	unexplained := []string{fmt.Sprintf("anonymous resident memory no source accounts for: %d B", anon.left)}
 	if anon.left > 0 {
 		unexplained = append(unexplained, fmt.Sprintf("where it lies: %d B in glibc arena heaps and [heap], %d B in other anonymous mappings (Rss by pmap class)",
-			arenaRSS, in.classRSS("anon")))
+			arenaRSS, in.classRSS(pmap.ClassAnon)))
 		if in.Malloc == nil && arenaRSS > 0 {
 			unexplained = append(unexplained, "malloc_info would split the arena part into in use and retained free: add --capture-malloc-info or --malloc-info FILE")
 		}
@@ -283,7 +285,7 @@ func (in *Inputs) mismatchedMalloc() *finding.Finding {
 	var swap, span uint64
 	for _, c := range in.Classes {
 		swap += c.SwapBytes
-		if c.Class == "heap" || c.Class == string(pmap.ClassGlibcArena) || c.Class == string(pmap.ClassAnon) {
+		if c.Class == pmap.ClassHeap || c.Class == pmap.ClassGlibcArena || c.Class == pmap.ClassAnon {
 			span += c.ReadWriteBytes
 		}
 	}
@@ -347,12 +349,12 @@ func allocatorUnmeasured(in *Inputs, plain uint64, share float64) finding.Findin
 		sev = finding.High
 	}
 	how := "jemalloc: malloc_stats_print (MALLOC_CONF=stats_print:true prints it at exit), or mallctl from the program; Redis: MEMORY MALLOC-STATS (redis-cli) writes it"
-	if in.Allocator == "tcmalloc" {
+	if in.Allocator == allocator.Tcmalloc {
 		how = "tcmalloc: MallocExtension::GetStats from the program, or MALLOCSTATS=1 at exit"
 	}
 	return finding.Finding{ID: "allocator-unmeasured", Severity: sev, Bytes: plain,
 		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) of anonymous memory is %s's, which maps its memory as plain anonymous mappings: in use by the program, or kept free by %s — its statistics tell which", humanize.Bytes(plain), 100*share, in.Allocator, in.Allocator),
-		Evidence: []string{fmt.Sprintf("smaps: %s is mapped; Rss of anonymous mappings outside [heap] %d B, none of it explained", in.Allocator, in.classRSS("anon"))},
+		Evidence: []string{fmt.Sprintf("smaps: %s is mapped; Rss of anonymous mappings outside [heap] %d B, none of it explained", in.Allocator, in.classRSS(pmap.ClassAnon))},
 		Advice: []string{
 			fmt.Sprintf("memdiag explain --pid PID --capture-malloc-info reads %s's statistics live (through gdb, or without it where gdb is missing or unsafe).", in.Allocator),
 			"Or save them from the program and pass --malloc-info FILE: " + how + ".",
@@ -368,9 +370,9 @@ func (in *Inputs) applies(c Category) bool {
 	case CatJVMHeap, CatJVMNonHeap, CatDirect:
 		return in.JVM != nil
 	case CatMallocInUse, CatMallocFree:
-		return in.classRSS("heap", string(pmap.ClassGlibcArena)) > 0 || in.Malloc != nil
+		return in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena) > 0 || in.Malloc != nil
 	case CatGoHeap:
-		return in.classMappings(string(pmap.ClassGoHeap)) > 0
+		return in.classMappings(pmap.ClassGoHeap) > 0
 	case CatLeaked:
 		return true
 	}
@@ -388,7 +390,7 @@ func sharedMemoryFinding(in *Inputs, r *Result) (finding.Finding, bool) {
 	share := 100 * float64(shm) / float64(r.RSSBytes)
 	summary := fmt.Sprintf("%.0f %% of this RSS (%s) is shared memory other processes may map too", share, humanize.Bytes(shm))
 	ev := []string{fmt.Sprintf("smaps: Rss of shmem mappings (SysV, memfd, /dev/shm, shared anonymous) %d B of %d B", shm, r.RSSBytes)}
-	if pss := in.classPSS("shmem"); pss > 0 {
+	if pss := in.classPSS(pmap.ClassShmem); pss > 0 {
 		sharers := float64(shm) / float64(pss)
 		summary += fmt.Sprintf("; this process's proportional share of it is %s (PSS)", humanize.Bytes(pss))
 		if sharers >= 1.5 {
@@ -485,7 +487,7 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 	un := r.Bytes(CatUnexplained)
 	untracked := in.JVM != nil && un >= 64<<20 && share(un) >= 0.10
 	// For a JVM, untracked-native says the same and more.
-	if arenas := in.classRSS("heap", "glibc-arena"); in.Malloc == nil && !untracked && un > 0 && arenas >= 16<<20 && share(arenas) >= 0.10 {
+	if arenas := in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena); in.Malloc == nil && !untracked && un > 0 && arenas >= 16<<20 && share(arenas) >= 0.10 {
 		// Without malloc_info the arenas' memory is unexplained; where it
 		// is most of RSS, the next step is to look inside them.
 		sev := finding.Medium
@@ -502,8 +504,8 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 	if mu := r.Bytes(CatMallocInUse); in.JVM != nil && in.Malloc != nil && mu >= 64<<20 && share(mu) >= 0.10 {
 		fs = append(fs, mallocOutsideJVM(in, mu, share(mu)))
 	}
-	if plain := min(un, in.classRSS("anon")); in.JVM == nil && in.Malloc == nil && plain >= 16<<20 && share(plain) >= 0.10 &&
-		(in.Allocator == "jemalloc" || in.Allocator == "tcmalloc") {
+	if plain := min(un, in.classRSS(pmap.ClassAnon)); in.JVM == nil && in.Malloc == nil && plain >= 16<<20 && share(plain) >= 0.10 &&
+		(in.Allocator == allocator.Jemalloc || in.Allocator == allocator.Tcmalloc) {
 		fs = append(fs, allocatorUnmeasured(in, plain, share(plain)))
 	} else if in.JVM == nil && plain >= 16<<20 && share(plain) >= 0.10 {
 		// Outside malloc's arenas, and no trace says who mapped it.
@@ -517,7 +519,7 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 		}
 		fs = append(fs, finding.Finding{ID: "anon-unexplained", Severity: sev, Bytes: plain,
 			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) of anonymous memory outside malloc's arenas is unexplained: mapped directly, or large malloc blocks", humanize.Bytes(plain), 100*share(plain)),
-			Evidence: []string{fmt.Sprintf("smaps: Rss of anonymous mappings outside arenas and [heap] %d B; unexplained %d B", in.classRSS("anon"), un)},
+			Evidence: []string{fmt.Sprintf("smaps: Rss of anonymous mappings outside arenas and [heap] %d B; unexplained %d B", in.classRSS(pmap.ClassAnon), un)},
 			Advice:   advice})
 	}
 	if untracked {
@@ -550,7 +552,7 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 			Evidence: []string{j.HeapUsageFromSource},
 			Advice:   []string{"Compare snapshots over time (memdiag diff) to tell a leak from a working set; a heap dump names the structure that grows."}})
 	}
-	if n := in.classMappings("thread-stack"); n >= 500 {
+	if n := in.classMappings(pmap.ClassThreadStack); n >= 500 {
 		fs = append(fs, finding.Finding{ID: "many-threads", Severity: finding.Info, Bytes: r.Bytes(CatThreadStacks),
 			Summary:  fmt.Sprintf("%d thread stacks (%s resident)", n, humanize.Bytes(r.Bytes(CatThreadStacks))),
 			Evidence: []string{"smaps: thread-stack mappings"},

@@ -97,7 +97,7 @@ func Diff(old, new *Snapshot) []Change {
 	classes := func(s *Snapshot) figures {
 		f := figures{bytes: map[string]uint64{}}
 		for _, c := range s.Inputs.Classes {
-			f.bytes[c.Class] = c.RSSBytes
+			f.bytes[string(c.Class)] = c.RSSBytes
 		}
 		return f
 	}

@@ -37,9 +37,9 @@ type Inputs struct {
 	Malloc *MallocEvidence `json:"malloc,omitempty"`
 	JVM    *JVMEvidence    `json:"jvm,omitempty"`
 	Trace  *TraceEvidence  `json:"trace,omitempty"`
-	// Allocator names the allocator whose library the process maps:
-	// "jemalloc", "tcmalloc" or "glibc" ("" when none is known).
-	Allocator string `json:"allocator,omitempty"`
+	// Allocator names the allocator whose library the process maps
+	// (allocator.Unknown when none is).
+	Allocator allocator.Kind `json:"allocator,omitempty"`
 	// Go is a Go program's own account of its heap (runtime.MemStats).
 	Go    *goruntime.MemStats `json:"go,omitempty"`
 	Notes []string            `json:"notes"`
@@ -57,9 +57,9 @@ type CgroupBrief struct {
 
 // ClassSum is one pmap class.
 type ClassSum struct {
-	Class     string `json:"class"`
-	Mappings  int    `json:"mappings"`
-	SizeBytes uint64 `json:"size_bytes"`
+	Class     pmap.Class `json:"class"`
+	Mappings  int        `json:"mappings"`
+	SizeBytes uint64     `json:"size_bytes"`
 	// ReadWriteBytes is the size of its readable and writable mappings:
 	// what an allocator can have made of them (0 in snapshots before
 	// 2026-12-03).
@@ -77,9 +77,9 @@ type ClassSum struct {
 // tcmalloc's statistics, with the parts of what they keep.
 type MallocEvidence struct {
 	Source string `json:"source"`
-	// Allocator is "glibc" (also when empty: snapshots before it was
-	// recorded), "jemalloc" or "tcmalloc".
-	Allocator string `json:"allocator,omitempty"`
+	// Allocator is glibc's (also when empty: snapshots before it was
+	// recorded), jemalloc's or tcmalloc's.
+	Allocator allocator.Kind `json:"allocator,omitempty"`
 	// Parts are what a jemalloc or tcmalloc keeps beside what is in use.
 	Parts              []PartBrief       `json:"parts,omitempty"`
 	SystemCurrentBytes uint64            `json:"system_current_bytes"`
@@ -99,7 +99,9 @@ type PartBrief struct {
 }
 
 // Glibc reports whether the evidence is glibc's malloc_info.
-func (m *MallocEvidence) Glibc() bool { return m.Allocator == "" || m.Allocator == "glibc" }
+func (m *MallocEvidence) Glibc() bool {
+	return m.Allocator == allocator.Unknown || m.Allocator == allocator.Glibc
+}
 
 // ArenaBrief is one arena in a snapshot.
 type ArenaBrief struct {
@@ -197,7 +199,7 @@ func (in *Inputs) FromMappings(ms []pmap.Mapping) {
 	in.Classes = nil
 	for _, c := range sum.Classes {
 		in.Classes = append(in.Classes, ClassSum{ReadWriteBytes: rw[c.Class],
-			Class: string(c.Class), Mappings: c.Mappings, SizeBytes: c.SizeBytes,
+			Class: c.Class, Mappings: c.Mappings, SizeBytes: c.SizeBytes,
 			RSSBytes: c.Bytes(pmap.FieldRss), PSSBytes: c.Bytes(pmap.FieldPss), SwapBytes: c.Bytes(pmap.FieldSwap), AnonHugeBytes: c.Bytes(pmap.FieldAnonHugePages),
 		})
 	}
@@ -219,7 +221,7 @@ func (in *Inputs) FromMalloc(s *mallocinfo.Snapshot, source string, findings []f
 // statistics: in use is what the application holds, retained what the
 // allocator keeps resident beside it, current its resident figure.
 func (in *Inputs) FromAllocator(s *allocator.Stats, findings []finding.Finding) {
-	e := &MallocEvidence{Source: s.Source, Allocator: string(s.Allocator), SystemCurrentBytes: s.ResidentBytes,
+	e := &MallocEvidence{Source: s.Source, Allocator: s.Allocator, SystemCurrentBytes: s.ResidentBytes,
 		FreeBytes: s.RetainedBytes(), RetainedFreeBytes: s.RetainedBytes(), InUseBytes: s.InUseBytes,
 		Findings: append([]finding.Finding{}, findings...)}
 	for _, p := range s.Parts {
@@ -364,12 +366,12 @@ func (in *Inputs) FromTrace(source string, out []*syscalltrace.Mapping, resident
 	in.Trace = e
 }
 
-func (in *Inputs) classRSS(classes ...string) uint64 {
+func (in *Inputs) classRSS(classes ...pmap.Class) uint64 {
 	return in.classSum(func(c ClassSum) uint64 { return c.RSSBytes }, classes)
 }
 
 // classSum adds up one counter of the named classes.
-func (in *Inputs) classSum(counter func(ClassSum) uint64, classes []string) uint64 {
+func (in *Inputs) classSum(counter func(ClassSum) uint64, classes []pmap.Class) uint64 {
 	var n uint64
 	for _, c := range in.Classes {
 		for _, want := range classes {
@@ -381,7 +383,7 @@ func (in *Inputs) classSum(counter func(ClassSum) uint64, classes []string) uint
 	return n
 }
 
-func (in *Inputs) classMappings(class string) int {
+func (in *Inputs) classMappings(class pmap.Class) int {
 	for _, c := range in.Classes {
 		if c.Class == class {
 			return c.Mappings
@@ -391,7 +393,7 @@ func (in *Inputs) classMappings(class string) int {
 }
 
 // classPSS is the Pss of the named classes.
-func (in *Inputs) classPSS(classes ...string) uint64 {
+func (in *Inputs) classPSS(classes ...pmap.Class) uint64 {
 	return in.classSum(func(c ClassSum) uint64 { return c.PSSBytes }, classes)
 }
 

@@ -9,7 +9,9 @@ import (
 	"strings"
 
 	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/memcg"
+	"github.com/memdiag/memdiag/pmap"
 )
 
 // CgroupSchema versions the JSON of `memdiag cgroup` and `memdiag oom`.
@@ -31,11 +33,11 @@ type CgroupView struct {
 // MemberAnon is one process's anonymous memory by pmap class
 // (glibc-arena, heap, anon, thread-stack), from its smaps.
 type MemberAnon struct {
-	PID       int               `json:"pid"`
-	Command   string            `json:"command"`
-	AnonBytes uint64            `json:"anon_bytes"`
-	ByKind    map[string]uint64 `json:"by_kind"`
-	Skipped   string            `json:"skipped,omitempty"`
+	PID       int                   `json:"pid"`
+	Command   string                `json:"command"`
+	AnonBytes uint64                `json:"anon_bytes"`
+	ByKind    map[pmap.Class]uint64 `json:"by_kind"`
+	Skipped   string                `json:"skipped,omitempty"`
 }
 
 // WriteCgroup renders v.
@@ -95,8 +97,8 @@ func WriteCgroup(w io.Writer, f Format, v *CgroupView, s Style) error {
 		var sum uint64
 		for _, a := range v.AnonByKind {
 			sum += a.AnonBytes
-			at.AddRow(strconv.Itoa(a.PID), a.Command, Bytes(a.AnonBytes), Bytes(a.ByKind["glibc-arena"]), Bytes(a.ByKind["heap"]),
-				Bytes(a.ByKind["anon"]+a.ByKind["jvm-heap"]), Bytes(a.ByKind["thread-stack"]), a.Skipped)
+			at.AddRow(strconv.Itoa(a.PID), a.Command, Bytes(a.AnonBytes), Bytes(a.ByKind[pmap.ClassGlibcArena]), Bytes(a.ByKind[pmap.ClassHeap]),
+				Bytes(a.ByKind[pmap.ClassAnon]+a.ByKind[jmx.ClassJVMHeap]), Bytes(a.ByKind[pmap.ClassThreadStack]), a.Skipped)
 		}
 		cgAnon := g.Stat["rss"] + g.Stat["anon"]
 		if sum > cgAnon {
