@@ -2,6 +2,7 @@ package mallocinfo_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,6 +73,11 @@ func TestAttackCaptureCwd(t *testing.T) {
 		var notes []string
 		info, err := mallocinfo.Capturer{UseGDB: true, Notify: func(m string) { notes = append(notes, m) }}.Capture(ctx, proc.PID())
 		cancel()
+		if errors.Is(err, mallocinfo.ErrUnsafeHost) {
+			// The canary refused before gdb came near the target: there is
+			// no gdb run on this host for the attacker to see.
+			t.Skipf("gdb fails memdiag's canary on this host, so no capture runs gdb: %v", err)
+		}
 		if err != nil {
 			t.Fatalf("capture %d: %v", i, err)
 		}
