@@ -59,7 +59,7 @@ func (g *Group) Findings(members []Member, source string) []finding.Finding {
 			// An event, not memory: the finding that says what filled the
 			// cgroup ranks before it.
 			ID: "oom-kills", Severity: finding.High,
-			Summary:  fmt.Sprintf("the OOM killer killed %d %s in this cgroup at its %s limit", n, plural(int(n), "process", "processes"), humanize.Bytes(g.LimitBytes)),
+			Summary:  fmt.Sprintf("the OOM killer killed %d %s in this cgroup at its %s limit", n, humanize.Plural(int(n), "process", "processes"), humanize.Bytes(g.LimitBytes)),
 			Evidence: []string{fmt.Sprintf("%s: oom_kill %d, failcnt %d (times the limit was hit)", source, n, g.Failcnt)},
 			Advice: []string{
 				"Read the kernel's report of the kill: memdiag oom (from dmesg) shows what the cgroup held at that moment, and the victim.",
@@ -135,11 +135,4 @@ func (g *Group) Findings(members []Member, source string) []finding.Finding {
 	}
 	finding.Sort(fs)
 	return fs
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }

@@ -129,7 +129,7 @@ func markArenas(ms []Mapping) {
 				r.End-r.Start < arenaHeapBytes && m.End%arenaHeapBytes != 0 {
 				heaps := (r.End - m.Start) / arenaHeapBytes
 				m.Class = ClassGlibcArena
-				m.Reason = fmt.Sprintf("anonymous rw-p from a 64 MiB boundary with a ---p reserve to the next (glibc arena heap%s)", plural(heaps, " ×%d, merged"))
+				m.Reason = fmt.Sprintf("anonymous rw-p from a 64 MiB boundary with a ---p reserve to the next (glibc arena heap%s)", countSuffix(heaps, " ×%d, merged"))
 				r.Class = ClassGlibcArena
 				r.Reason = fmt.Sprintf("---p reserve of the glibc arena heap at %#x, not yet grown into", m.Start)
 				seenReserved = true
@@ -145,7 +145,7 @@ func markArenas(ms []Mapping) {
 			m := &ms[i]
 			heaps := m.Len() / arenaHeapBytes
 			m.Class = ClassGlibcArena
-			m.Reason = fmt.Sprintf("anonymous rw-p, 64 MiB-aligned, a multiple of 64 MiB (fully grown glibc arena heap%s; this process has reserved arena heaps too)", plural(heaps, " ×%d, merged"))
+			m.Reason = fmt.Sprintf("anonymous rw-p, 64 MiB-aligned, a multiple of 64 MiB (fully grown glibc arena heap%s; this process has reserved arena heaps too)", countSuffix(heaps, " ×%d, merged"))
 		}
 	}
 }
@@ -207,7 +207,7 @@ func holdsStackPointer(sps []uint64, m *Mapping) bool {
 	return j < len(sps) && sps[j] < m.End
 }
 
-func plural(n uint64, format string) string {
+func countSuffix(n uint64, format string) string {
 	if n <= 1 {
 		return ""
 	}

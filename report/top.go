@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/proctop"
 )
 
@@ -195,7 +196,7 @@ func whatItIs(p *proctop.Process) string {
 			parts = append(parts, d.Allocator)
 		}
 		if d.ArenaHeaps > 0 {
-			parts = append(parts, fmt.Sprintf("%d glibc arena %s (%s committed)", d.ArenaHeaps, plural(d.ArenaHeaps, "heap", "heaps"), Bytes(d.ArenaCommittedBytes)))
+			parts = append(parts, fmt.Sprintf("%d glibc arena %s (%s committed)", d.ArenaHeaps, humanize.Plural(d.ArenaHeaps, "heap", "heaps"), Bytes(d.ArenaCommittedBytes)))
 		}
 		if d.MallocFreeBytes != nil && *d.MallocFreeBytes >= 1<<20 {
 			parts = append(parts, fmt.Sprintf("malloc holds %s free of %s", Bytes(*d.MallocFreeBytes), Bytes(*d.MallocArenaBytes)))
@@ -209,13 +210,6 @@ func whatItIs(p *proctop.Process) string {
 		parts = append(parts, p.Skipped)
 	}
 	return strings.Join(parts, "; ")
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 type topDoc struct {

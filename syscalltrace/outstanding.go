@@ -430,8 +430,8 @@ func Findings(ms []*Mapping, groups []Group, st *Stats, source string, weighed b
 
 // madeWords says what the trace left: mappings, growth of older heaps.
 func madeWords(n int, anon uint64, commits int, committed uint64) string {
-	maps := fmt.Sprintf("%d anonymous %s (%s) were made", n, plural(n, "mapping", "mappings"), humanize.Bytes(anon))
-	grew := fmt.Sprintf("%s was committed in heaps reserved before it (%d %s)", humanize.Bytes(committed), commits, plural(commits, "growth", "growths"))
+	maps := fmt.Sprintf("%d anonymous %s (%s) were made", n, humanize.Plural(n, "mapping", "mappings"), humanize.Bytes(anon))
+	grew := fmt.Sprintf("%s was committed in heaps reserved before it (%d %s)", humanize.Bytes(committed), commits, humanize.Plural(commits, "growth", "growths"))
 	switch {
 	case commits == 0:
 		return maps
@@ -446,18 +446,11 @@ func members(g Group) string {
 	maps := g.Count - g.Commits
 	switch {
 	case g.Commits == 0:
-		return fmt.Sprintf("%d %s", maps, plural(maps, "mapping", "mappings"))
+		return fmt.Sprintf("%d %s", maps, humanize.Plural(maps, "mapping", "mappings"))
 	case maps == 0:
-		return fmt.Sprintf("%d %s of older heaps", g.Commits, plural(g.Commits, "growth", "growths"))
+		return fmt.Sprintf("%d %s of older heaps", g.Commits, humanize.Plural(g.Commits, "growth", "growths"))
 	}
-	return fmt.Sprintf("%d %s and %d %s of older heaps", maps, plural(maps, "mapping", "mappings"), g.Commits, plural(g.Commits, "growth", "growths"))
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
+	return fmt.Sprintf("%d %s and %d %s of older heaps", maps, humanize.Plural(maps, "mapping", "mappings"), g.Commits, humanize.Plural(g.Commits, "growth", "growths"))
 }
 
 // groupWeight words what ranked a group: resident bytes when known.

@@ -58,3 +58,11 @@ func ParseBytes(s string) (uint64, error) {
 	}
 	return 0, fmt.Errorf("%q is larger than 16 EiB", s)
 }
+
+// Plural picks the word for n things: one for exactly one, else many.
+func Plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
