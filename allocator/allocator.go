@@ -17,7 +17,7 @@ import (
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/parseerr"
-	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // Kind names an allocator.
@@ -175,7 +175,7 @@ func Detect(procRoot string, pid int) (Detection, error) {
 	if err := gdbinject.CheckAlive(procRoot, pid); err != nil {
 		return d, err
 	}
-	_, err := procmaps.Find(procRoot, pid, func(p string) bool {
+	_, err := proc.FindMapping(procRoot, pid, func(p string) bool {
 		switch k := OfLibrary(p); {
 		case k == Jemalloc || k == Tcmalloc:
 			d = Detection{k, p}
@@ -185,7 +185,7 @@ func Detect(procRoot string, pid int) (Detection, error) {
 		}
 		return false
 	})
-	// procmaps's errors name the process and the privilege needed.
+	// proc's maps errors name the process and the privilege needed.
 	return d, err
 }
 

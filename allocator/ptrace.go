@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/memdiag/memdiag/internal/gdbinject"
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/ptracecall"
 )
 
@@ -92,7 +92,7 @@ func proveOnSleep() error {
 
 // sleeping reports whether process pid is asleep in a system call.
 func sleeping(pid int) bool {
-	_, state, err := procstatus.StartTime("/proc/" + strconv.Itoa(pid))
+	_, state, err := proc.StartTime("/proc/" + strconv.Itoa(pid))
 	return err == nil && state == "S"
 }
 
@@ -120,8 +120,8 @@ func (l Live) withoutGDB(pid int, what string, gdbErr error, call func(opts ptra
 		}
 		return fmt.Errorf("process %d: not calling %s: %w", pid, what, err)
 	}
-	proc := "/proc/" + strconv.Itoa(pid)
-	id, err := procstatus.ReadIdentity(proc)
+	procDir := "/proc/" + strconv.Itoa(pid)
+	id, err := proc.ReadIdentity(procDir)
 	if err != nil {
 		return fmt.Errorf("process %d: %w", pid, gdbinject.ErrNoProcess)
 	}
@@ -134,7 +134,7 @@ func (l Live) withoutGDB(pid int, what string, gdbErr error, call func(opts ptra
 		l.Injector.Notify(fmt.Sprintf("calling %s in one thread of process %d without gdb (the thread pauses for the call, the others run)", what, pid))
 	}
 	err = retried(func() error { return call(opts) })
-	if after, _, aerr := procstatus.StartTime(proc); aerr != nil || after != before {
+	if after, _, aerr := proc.StartTime(procDir); aerr != nil || after != before {
 		return fmt.Errorf("%w: process %d exited during the call to %s: the result is discarded", gdbinject.ErrRun, pid, what)
 	}
 	if err != nil {

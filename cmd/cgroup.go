@@ -14,6 +14,7 @@ import (
 
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/memcg"
 	"github.com/memdiag/memdiag/pmap"
@@ -90,10 +91,7 @@ func runCgroup(o *CgroupOptions) error {
 
 func readCgroupView(o *CgroupOptions) (*report.CgroupView, error) {
 	dir, path := o.Target, ""
-	procRoot := o.ProcRoot
-	if procRoot == "" {
-		procRoot = "/proc"
-	}
+	procRoot := proc.Root(o.ProcRoot)
 	if pid, err := strconv.Atoi(o.Target); err == nil && pid > 0 {
 		var err error
 		if dir, path, _, err = memcg.Locate(procRoot, o.SysRoot, pid); err != nil {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // TestLivePathsLeaveTheTargetAlive is issue 19's bar for every path that
@@ -113,8 +113,8 @@ func waitAsleep(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		ids, err := procstatus.Read(fmt.Sprintf("/proc/%d", pid), pid)
-		_, state, serr := procstatus.StartTime(fmt.Sprintf("/proc/%d", pid))
+		ids, err := proc.ReadStatus(fmt.Sprintf("/proc/%d", pid), pid)
+		_, state, serr := proc.StartTime(fmt.Sprintf("/proc/%d", pid))
 		if err == nil && serr == nil && ids.Name == "sleep" && state == "S" {
 			return
 		}
@@ -137,7 +137,7 @@ func TestZombieSameEverywhere(t *testing.T) {
 	defer func() { _ = c.Wait() }()
 	pid := c.Process.Pid
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, state, err := procstatus.StartTime(fmt.Sprintf("/proc/%d", pid)); err == nil && state == "Z" {
+		if _, state, err := proc.StartTime(fmt.Sprintf("/proc/%d", pid)); err == nil && state == "Z" {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
 
@@ -107,7 +107,7 @@ func attachStrace(t *testing.T, straceBin string, pid int, out string) (stop fun
 	t.Cleanup(stop)
 	// strace says nothing when it has attached: watch the tracer pid.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if ids, err := procstatus.Read("/proc/"+strconv.Itoa(pid), pid); err == nil && ids.TracerPID == st.Process.Pid {
+		if ids, err := proc.ReadStatus("/proc/"+strconv.Itoa(pid), pid); err == nil && ids.TracerPID == st.Process.Pid {
 			return stop
 		}
 	}

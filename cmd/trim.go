@@ -13,7 +13,7 @@ import (
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/internal/elfinfo"
 	"github.com/memdiag/memdiag/internal/gdbinject"
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/report"
@@ -89,8 +89,8 @@ call, and how, and does nothing.`,
 	return c
 }
 
-func readStatus(procRoot string, pid int) (procstatus.IDs, error) {
-	ids, err := procstatus.Read(filepath.Join(procRoot, strconv.Itoa(pid)), pid)
+func readStatus(procRoot string, pid int) (proc.IDs, error) {
+	ids, err := proc.ReadStatus(filepath.Join(procRoot, strconv.Itoa(pid)), pid)
 	if err != nil {
 		return ids, fmt.Errorf("process %d: %w", pid, gdbinject.ErrNoProcess)
 	}
@@ -136,7 +136,7 @@ type trimRun struct {
 
 // planTrim reads the process and decides what to call, and how.
 func planTrim(o *TrimOptions) (*trimRun, error) {
-	procRoot := procRootOr(o.ProcRoot)
+	procRoot := proc.Root(o.ProcRoot)
 	before, err := readStatus(procRoot, o.PID)
 	if err != nil {
 		return nil, err
@@ -259,7 +259,7 @@ func (t *trimRun) after(ctx context.Context) error {
 // startTime is field 22 of /proc/PID/stat: with the pid, it tells a
 // process from a later one given the same pid.
 func startTime(procRoot string, pid int) (string, error) {
-	start, _, err := procstatus.StartTime(filepath.Join(procRoot, strconv.Itoa(pid)))
+	start, _, err := proc.StartTime(filepath.Join(procRoot, strconv.Itoa(pid)))
 	if err != nil {
 		return "", fmt.Errorf("process %d: %w", pid, gdbinject.ErrNoProcess)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/explain"
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/termsafe"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
@@ -117,7 +117,7 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	exited := false
 	ended := "" // why the watch ended, when its target is no longer itself
 	procDir := filepath.Join(procRootOr(o.ProcRoot), strconv.Itoa(o.Gather.PID))
-	id, err := procstatus.ReadIdentity(procDir)
+	id, err := proc.ReadIdentity(procDir)
 	if err != nil {
 		return fmt.Errorf("process %d: %w", o.Gather.PID, pmap.ErrNoProcess)
 	}
@@ -213,8 +213,8 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 // targetChanged says why the process in procDir is no longer the one
 // whose identity is was: "" while it is. A process gone is left to gather
 // to find, as before.
-func targetChanged(was procstatus.Identity, procDir string, pid int) string {
-	now, err := procstatus.ReadIdentity(procDir)
+func targetChanged(was proc.Identity, procDir string, pid int) string {
+	now, err := proc.ReadIdentity(procDir)
 	if err != nil {
 		return ""
 	}

@@ -12,7 +12,7 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/procmem"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
@@ -24,7 +24,7 @@ var update = flag.Bool("update", false, "capture the heap images in fixtures/gli
 // and the malloc_info document the process itself wrote at that instant.
 type image struct {
 	Version  Version
-	Maps     []procmaps.Mapping
+	Maps     []proc.Mapping
 	Segments []segment
 	Document []byte
 }

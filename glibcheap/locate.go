@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/targetfs"
 )
 
@@ -37,9 +37,9 @@ const maxLibcMappings = 8
 type libc struct {
 	inode    uint64 // its file's, as mapped at offset 0
 	path     string
-	base     uint64             // where its first byte (file offset 0) is mapped
-	maps     []procmaps.Mapping // its mappings
-	data     []procmaps.Mapping // its writable data and the bss right after
+	base     uint64         // where its first byte (file offset 0) is mapped
+	maps     []proc.Mapping // its mappings
+	data     []proc.Mapping // its writable data and the bss right after
 	version  Version
 	buildID  string
 	symbolic bool // main_arena and mp_ came from a debug file
@@ -48,7 +48,7 @@ type libc struct {
 var libcName = regexp.MustCompile(`/libc(\.so\.6|-2\.[0-9]+\.so)$`)
 
 // findLibc picks glibc's mappings out of the process's.
-func findLibc(maps []procmaps.Mapping) (*libc, error) {
+func findLibc(maps []proc.Mapping) (*libc, error) {
 	var lc *libc
 	for i, m := range maps {
 		switch {
@@ -124,7 +124,7 @@ func (lc *libc) readVersion(r *reader, procDir string) error {
 // readSegment reads what mapping m maps of libc's file, opened as
 // targetfs.OpenMapped does: nothing of the process's user is opened before
 // it is known to be the mapped regular file.
-func (lc *libc) readSegment(procDir string, m procmaps.Mapping) ([]byte, error) {
+func (lc *libc) readSegment(procDir string, m proc.Mapping) ([]byte, error) {
 	if procDir == "" {
 		return nil, errors.New("no process to open the file through")
 	}

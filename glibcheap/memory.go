@@ -7,7 +7,7 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // Memory is a process's address space: /proc/PID/mem, or an image of it in
@@ -29,7 +29,7 @@ const (
 // refused before any read, as a pointer that does not add up.
 type reader struct {
 	mem   Memory
-	maps  []procmaps.Mapping // sorted by start
+	maps  []proc.Mapping // sorted by start
 	pages map[uint64][]byte
 	slab  []byte            // where the next cached page is cut from
 	slabs []*[slabSize]byte // every slab taken, for release
@@ -42,8 +42,8 @@ type reader struct {
 	bytes  uint64
 }
 
-func newReader(mem Memory, maps []procmaps.Mapping) *reader {
-	sorted := append([]procmaps.Mapping(nil), maps...)
+func newReader(mem Memory, maps []proc.Mapping) *reader {
+	sorted := append([]proc.Mapping(nil), maps...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
 	return &reader{mem: mem, maps: sorted, pages: map[uint64][]byte{}}
 }
@@ -62,10 +62,10 @@ func (r *reader) writableBytes() uint64 {
 }
 
 // mapping returns the readable mapping holding addr.
-func (r *reader) mapping(addr uint64) (procmaps.Mapping, bool) {
+func (r *reader) mapping(addr uint64) (proc.Mapping, bool) {
 	i := sort.Search(len(r.maps), func(i int) bool { return r.maps[i].End > addr })
 	if i == len(r.maps) || r.maps[i].Start > addr || !r.maps[i].Readable() {
-		return procmaps.Mapping{}, false
+		return proc.Mapping{}, false
 	}
 	return r.maps[i], true
 }

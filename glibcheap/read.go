@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/procmem"
 )
 
@@ -179,7 +179,7 @@ func (rd Reader) readOnce(p *procmem.Process, lc *libc, l layout) (*Heap, error)
 }
 
 // walk finds main_arena and mp_ and reads every arena.
-func (rd Reader) walk(mem Memory, maps []procmaps.Mapping, lc *libc, l layout) (*Heap, *reader, error) {
+func (rd Reader) walk(mem Memory, maps []proc.Mapping, lc *libc, l layout) (*Heap, *reader, error) {
 	r := newReader(mem, maps)
 	w := &walker{r: r, l: l, heapMax: heapMaxSize}
 	mainArena, mp, err := rd.locate(r, lc, l, w)

@@ -16,8 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/memdiag/memdiag/internal/procmaps"
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/targetfs"
 )
 
@@ -77,24 +76,18 @@ type Attacher struct {
 	Notify func(msg string)
 }
 
-func (a Attacher) proc(pid int) string {
-	root := a.ProcRoot
-	if root == "" {
-		root = "/proc"
-	}
-	return filepath.Join(root, strconv.Itoa(pid))
-}
+func (a Attacher) proc(pid int) string { return proc.Dir(a.ProcRoot, pid) }
 
 // IsJVM reports whether libjvm.so is mapped in the process.
 func IsJVM(procRoot string, pid int) (bool, error) {
-	return procmaps.HasLibrary(procRoot, pid, "libjvm.so")
+	return proc.HasLibrary(procRoot, pid, "libjvm.so")
 }
 
 // jvmTarget is what the attach needs to know of the JVM.
 type jvmTarget struct {
 	pid  int
 	proc string
-	ids  procstatus.IDs
+	ids  proc.IDs
 }
 
 func (a Attacher) target(pid int) (jvmTarget, error) {
@@ -106,7 +99,7 @@ func (a Attacher) target(pid int) (jvmTarget, error) {
 		return jvmTarget{}, fmt.Errorf("process %d: %w (no libjvm.so mapped)", pid, ErrNotJVM)
 	}
 	t := jvmTarget{pid: pid, proc: a.proc(pid)}
-	if t.ids, err = procstatus.Read(t.proc, pid); err != nil {
+	if t.ids, err = proc.ReadStatus(t.proc, pid); err != nil {
 		return jvmTarget{}, fmt.Errorf("process %d: %w", pid, err)
 	}
 	return t, nil
@@ -364,7 +357,7 @@ func refusedHint(err error) string {
 func procError(pid int, doing string, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("process %d: %w", pid, procmaps.ErrNoProcess)
+		return fmt.Errorf("process %d: %w", pid, proc.ErrNoProcess)
 	case errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("process %d: %s: permission denied: needs its uid or CAP_SYS_PTRACE (run as root or as the JVM's user)", pid, doing)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/targetfs"
 )
 
@@ -107,7 +107,7 @@ const (
 // can make /tmp/hsperfdata_<anyone>/<pid>, only the JVM's own is its.
 // hsperfdata_<the uid's name on this host> is tried first. It returns the
 // counters and the path read, in the process's terms.
-func readHsperfOf(root *os.File, ids procstatus.IDs) (map[string]PerfCounter, string, error) {
+func readHsperfOf(root *os.File, ids proc.IDs) (map[string]PerfCounter, string, error) {
 	tmp, err := targetfs.OpenIn(root, "tmp", unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, "", fmt.Errorf("the JVM's /tmp: %w", err)

@@ -12,7 +12,7 @@ import (
 	"github.com/memdiag/memdiag/glibcheap"
 	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/humanize"
-	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/procmem"
 )
 
@@ -69,12 +69,7 @@ type Capturer struct {
 	Canary *gdbinject.Canary
 }
 
-func (c Capturer) procRoot() string {
-	if c.ProcRoot == "" {
-		return "/proc"
-	}
-	return c.ProcRoot
-}
+func (c Capturer) procRoot() string { return proc.Root(c.ProcRoot) }
 
 func (c Capturer) injector() gdbinject.Injector {
 	return gdbinject.Injector{GDB: c.GDB, ProcRoot: c.ProcRoot, Timeout: c.Timeout, Notify: c.Notify, Canary: c.Canary}
@@ -217,13 +212,13 @@ end
 // checkGlibc looks for glibc's libc.so among the process's mappings and
 // returns its path.
 func checkGlibc(procRoot string, pid int) (string, error) {
-	path, err := procmaps.Find(procRoot, pid, func(p string) bool {
+	path, err := proc.FindMapping(procRoot, pid, func(p string) bool {
 		return strings.HasSuffix(p, "/libc.so.6") || strings.Contains(p, "/libc-2.") || strings.Contains(p, "/ld-musl")
 	})
 	switch {
-	case errors.Is(err, procmaps.ErrNoProcess):
+	case errors.Is(err, proc.ErrNoProcess):
 		return "", fmt.Errorf("process %d: %w", pid, ErrNoProcess)
-	case errors.Is(err, procmaps.ErrPermission):
+	case errors.Is(err, proc.ErrPermission):
 		return "", fmt.Errorf("process %d: %w: reading its maps needs the same uid or CAP_SYS_PTRACE", pid, ErrNoPtrace)
 	case err != nil:
 		return "", err

@@ -10,7 +10,7 @@ import (
 
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/humanize"
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // Member is a process of the cgroup, with what it maps.
@@ -38,7 +38,7 @@ func (g *Group) Members(procRoot string) ([]Member, error) {
 		if err != nil {
 			continue
 		}
-		if st, err := procstatus.Read(filepath.Join(procRoot, strconv.Itoa(pid)), pid); err == nil {
+		if st, err := proc.ReadStatus(filepath.Join(procRoot, strconv.Itoa(pid)), pid); err == nil {
 			out = append(out, Member{PID: pid, Command: st.Name, RSSBytes: st.RSSBytes, AnonBytes: st.RSSAnonBytes, ShmemMapBytes: st.RSSShmemBytes})
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // VerifyOptions says where the counters are, and whether the log can be
@@ -117,10 +119,7 @@ func findCgroup(sysRoot, path string) (*Group, string) {
 // vmstatOOMKill reads oom_kill from /proc/vmstat: every OOM kill since
 // boot, global or in a cgroup (Linux 4.13 and later).
 func vmstatOOMKill(procRoot string) (uint64, error) {
-	if procRoot == "" {
-		procRoot = "/proc"
-	}
-	b, err := readSmall(filepath.Join(procRoot, "vmstat"))
+	b, err := readSmall(filepath.Join(proc.Root(procRoot), "vmstat"))
 	if err != nil {
 		return 0, fmt.Errorf("reading the kill counter: %w", err)
 	}

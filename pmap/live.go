@@ -14,19 +14,19 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/memdiag/memdiag/internal/elfinfo"
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // Errors of live reads, for errors.Is.
 var (
 	// ErrNoProcess means no process has that id (or it is hidden from us).
-	ErrNoProcess = errors.New("no such process")
+	ErrNoProcess = proc.ErrNoProcess
 	// ErrExited means the process exited (or its id was reused) while memdiag read it.
 	ErrExited = errors.New("process exited during the read")
 	// ErrNoAddressSpace means the process has no user memory: a kernel thread or a zombie.
 	ErrNoAddressSpace = errors.New("process has no user address space")
 	// ErrPermission means the caller may not read the process's memory maps.
-	ErrPermission = errors.New("permission denied")
+	ErrPermission = proc.ErrPermission
 )
 
 // AccessError explains a refused read of a process and what privilege it needs.
@@ -187,7 +187,7 @@ func newRSSCheck(ms []Mapping, rollupRSS, vmRSSBefore, vmRSSAfter uint64) RSSChe
 // startTime returns the process's start time from /proc/<pid>/stat, which
 // tells the same process from a later one that reused its id.
 func (fsys FS) startTime(pid int) (string, error) {
-	start, state, err := procstatus.StartTime(filepath.Join(fsys.root, strconv.Itoa(pid)))
+	start, state, err := proc.StartTime(filepath.Join(fsys.root, strconv.Itoa(pid)))
 	switch {
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH):
 		return "", fmt.Errorf("process %d: %w", pid, ErrNoProcess)

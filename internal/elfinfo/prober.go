@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // MaxPending bounds the probes a Prober leaves hanging at once, whatever
@@ -101,7 +101,7 @@ func probeKey(path string) string {
 	if filepath.Base(path) != "exe" {
 		return path
 	}
-	start, _, err := procstatus.StartTime(filepath.Dir(path))
+	start, _, err := proc.StartTime(filepath.Dir(path))
 	if err != nil {
 		return path
 	}

@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // ErrUnsafeHost means gdb failed memdiag's canary: on this host a call it
@@ -54,7 +54,7 @@ const canaryInput = "memdiag canary\n"
 // a target of ids, unless a verdict is already kept. Verdicts are kept
 // when gdb ran to its end: a run the user interrupted, or one that could
 // not start the canary, proves nothing and is not kept.
-func (c *Canary) prove(ctx context.Context, in Injector, gdb string, ids procstatus.IDs, timeout time.Duration) error {
+func (c *Canary) prove(ctx context.Context, in Injector, gdb string, ids proc.IDs, timeout time.Duration) error {
 	cred := canaryCredential(ids)
 	key, err := canaryKey(gdb, cred)
 	if err != nil {
@@ -79,7 +79,7 @@ func (c *Canary) prove(ctx context.Context, in Injector, gdb string, ids procsta
 // memdiag is root and the target is not, as gdb will be (runGDBAs), so
 // that the same gdb with the same credentials can reach it; nil for
 // memdiag's own.
-func canaryCredential(ids procstatus.IDs) *syscall.Credential {
+func canaryCredential(ids proc.IDs) *syscall.Credential {
 	if os.Geteuid() != 0 || ids.UID <= 0 || ids.GID < 0 {
 		return nil
 	}
@@ -117,7 +117,7 @@ func runCanary(ctx context.Context, in Injector, gdb string, cred *syscall.Crede
 	if in.Notify != nil {
 		in.Notify(fmt.Sprintf("proving gdb first on a canary process of memdiag's own (cat, pid %d): the same kind of call, checked for harm", c.pid()))
 	}
-	ids, err := procstatus.Read(c.dir, c.pid())
+	ids, err := proc.ReadStatus(c.dir, c.pid())
 	if err != nil {
 		return fmt.Errorf("%w: the canary process: %v", ErrRun, err)
 	}
@@ -256,13 +256,13 @@ func (c *canaryProc) waitBlocked(limit time.Duration) error {
 			return fmt.Errorf("the canary exited at once (%v): %s", err, bytes.TrimSpace(c.stderr.Bytes()))
 		default:
 		}
-		ids, err := procstatus.Read(c.dir, c.pid())
+		ids, err := proc.ReadStatus(c.dir, c.pid())
 		if err == nil && ids.Name == "cat" {
 			b, err := os.ReadFile(filepath.Join(c.dir, "syscall"))
 			if err == nil && strings.HasPrefix(string(b), want) {
 				return nil
 			}
-			if _, state, serr := procstatus.StartTime(c.dir); err != nil && serr == nil && state == "S" {
+			if _, state, serr := proc.StartTime(c.dir); err != nil && serr == nil && state == "S" {
 				return nil
 			}
 		}
@@ -488,7 +488,7 @@ func orNothing(s string) string {
 
 // proveGDB runs the canary (or recalls its verdict) before process pid is
 // touched, unless SkipCanary says gdb is a test's stand-in.
-func (in Injector) proveGDB(ctx context.Context, gdb string, pid int, ids procstatus.IDs, timeout time.Duration) error {
+func (in Injector) proveGDB(ctx context.Context, gdb string, pid int, ids proc.IDs, timeout time.Duration) error {
 	if in.SkipCanary {
 		return nil
 	}

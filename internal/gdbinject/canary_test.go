@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/procmem"
-	"github.com/memdiag/memdiag/internal/procstatus"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
 
@@ -68,9 +68,9 @@ func TestCanaryRealGDB(t *testing.T) {
 	if err != nil {
 		t.Skipf("gdb not found (%v); .ci/run installs it", err)
 	}
-	users := map[string]procstatus.IDs{"memdiag's user": {UID: os.Geteuid(), GID: os.Getegid()}}
+	users := map[string]proc.IDs{"memdiag's user": {UID: os.Geteuid(), GID: os.Getegid()}}
 	if os.Geteuid() == 0 {
-		users["nobody"] = procstatus.IDs{UID: testprog.Nobody, GID: testprog.Nobody}
+		users["nobody"] = proc.IDs{UID: testprog.Nobody, GID: testprog.Nobody}
 	}
 	for name, ids := range users {
 		t.Run(name, func(t *testing.T) {
@@ -177,7 +177,7 @@ func TestCanaryRefuses(t *testing.T) {
 			if len(ran) != 1 || ran[0] == strconv.Itoa(target) {
 				t.Errorf("gdb ran against %v; the target is %d: only the canary may be reached", ran, target)
 			}
-			if _, state, err := procstatus.StartTime(fmt.Sprintf("/proc/%d", target)); err != nil || state != "S" {
+			if _, state, err := proc.StartTime(fmt.Sprintf("/proc/%d", target)); err != nil || state != "S" {
 				t.Errorf("the target's state is %q (%v), want it sleeping on", state, err)
 			}
 		})
@@ -210,7 +210,7 @@ func startZombie(t *testing.T) int {
 	pid := c.Process.Pid
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, state, err := procstatus.StartTime(fmt.Sprintf("/proc/%d", pid)); err == nil && state == "Z" {
+		if _, state, err := proc.StartTime(fmt.Sprintf("/proc/%d", pid)); err == nil && state == "Z" {
 			return pid
 		}
 		if time.Now().After(deadline) {

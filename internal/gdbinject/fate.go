@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/procmem"
-	"github.com/memdiag/memdiag/internal/procstatus"
 )
 
 // CheckAlive refuses a pid whose process has exited, in the words every
@@ -20,7 +20,7 @@ func CheckAlive(procRoot string, pid int) error {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
-	_, state, err := procstatus.StartTime(filepath.Join(procRoot, strconv.Itoa(pid)))
+	_, state, err := proc.StartTime(filepath.Join(procRoot, strconv.Itoa(pid)))
 	switch {
 	case err != nil:
 		return fmt.Errorf("process %d: %w", pid, ErrNoProcess)
@@ -36,12 +36,12 @@ func CheckAlive(procRoot string, pid int) error {
 // its pid went to another process, or it exec'd; nil when it is the
 // process it was, alive. log is gdb's output, whose last words are
 // quoted: they are what is known of how it died.
-func fate(proc string, pid int, before identity, log string) error {
+func fate(procDir string, pid int, before identity, log string) error {
 	said := LastLines(gdbWords(log), 3)
 	if said == "" {
 		said = "nothing"
 	}
-	_, state, err := procstatus.StartTime(proc)
+	_, state, err := proc.StartTime(procDir)
 	dead := err != nil || state == "Z" || state == "X"
 	switch {
 	case dead && strings.Contains(log, "ptrace: "):
@@ -51,7 +51,7 @@ func fate(proc string, pid int, before identity, log string) error {
 	case dead:
 		return fmt.Errorf("%w: process %d died while gdb was attached — %w; gdb said: %s", ErrRun, pid, procmem.ErrZombie, said)
 	}
-	if after, err := readIdentity(proc); err == nil && after != before {
+	if after, err := readIdentity(procDir); err == nil && after != before {
 		return fmt.Errorf("%w: process %d changed while gdb was attached (%s): the result is discarded", ErrRun, pid, before.change(after))
 	}
 	return nil

@@ -28,14 +28,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/memdiag/memdiag/internal/elfinfo"
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // Errors of an injection, for errors.Is.
 var (
 	ErrNoGDB     = errors.New("gdb not found")
 	ErrNoPtrace  = errors.New("ptrace not permitted")
-	ErrNoProcess = errors.New("no such process")
+	ErrNoProcess = proc.ErrNoProcess
 	ErrRun       = errors.New("the call in the process failed")
 	// ErrGoProgram means the process is a Go program: gdb's injected call
 	// would run on whatever stack the stopped thread is on, which in Go may
@@ -90,26 +90,21 @@ type Result struct {
 	Paused time.Duration // from gdb's start to its exit: the longest the process was stopped
 }
 
-func (in Injector) procRoot() string {
-	if in.ProcRoot == "" {
-		return "/proc"
-	}
-	return in.ProcRoot
-}
+func (in Injector) procRoot() string { return proc.Root(in.ProcRoot) }
 
 // Run runs job in process pid, after the canary (unless SkipCanary). The
 // error is one of the sentinels above, wrapped with what happened, or nil:
 // then Result.Log says whether the script's calls succeeded, which only
 // the caller can judge.
 func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
-	proc := filepath.Join(in.procRoot(), strconv.Itoa(pid))
+	procDir := filepath.Join(in.procRoot(), strconv.Itoa(pid))
 	if err := CheckAlive(in.procRoot(), pid); err != nil {
 		return Result{}, err
 	}
 	if err := in.CheckNotGo(pid, job.What); err != nil {
 		return Result{}, err
 	}
-	ids, err := procstatus.Read(proc, pid)
+	ids, err := proc.ReadStatus(procDir, pid)
 	if err != nil {
 		return Result{}, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 	}
@@ -136,14 +131,14 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	if err := in.proveGDB(ctx, gdb, pid, ids, timeout); err != nil {
 		return Result{}, err
 	}
-	before, err := readIdentity(proc)
+	before, err := readIdentity(procDir)
 	if err != nil {
 		return Result{}, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 	}
 	if in.Notify != nil {
 		in.Notify(fmt.Sprintf("attaching gdb to process %d (%s) to call %s; it pauses while attached (at most %v)", pid, ids.Name, job.What, timeout))
 	}
-	wasStopped := isStopped(proc)
+	wasStopped := isStopped(procDir)
 	script := preamble(job.Libraries) + job.Script
 	maxOut := job.MaxOutput
 	if maxOut <= 0 {
@@ -151,17 +146,17 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	}
 	started := time.Now()
 	run := gdbRun{gdb: gdb, pid: pid, script: script, timeout: timeout, maxOutput: maxOut, notify: in.Notify}
-	res, runErr := runGDBAs(ctx, run, proc, ids, before)
+	res, runErr := runGDBAs(ctx, run, procDir, ids, before)
 	paused := time.Since(started)
 	// The pid checked is not always the process gdb reached: between the
 	// checks and the attach it may have exec'd another program (a setuid
 	// one, say) or exited and had its pid reused. What it did is then not
 	// the target's — and a pid reused is not ours to signal either.
-	if err := fate(proc, pid, before, string(res.log)); err != nil {
+	if err := fate(procDir, pid, before, string(res.log)); err != nil {
 		return Result{}, err
 	}
 	if !wasStopped {
-		ensureRunning(proc, pid)
+		ensureRunning(procDir, pid)
 	}
 	out := Result{Log: res.log, Output: res.doc, Paused: paused}
 	text := string(res.log)
@@ -340,7 +335,7 @@ func runGDB(ctx context.Context, r gdbRun, cred *syscall.Credential, place *plac
 // user to trace its own processes, and the target is still the same,
 // dumpable process; Capture's identity check then discards a capture
 // during which it changed.
-func runGDBAs(ctx context.Context, r gdbRun, proc string, ids procstatus.IDs, before identity) (gdbResult, error) {
+func runGDBAs(ctx context.Context, r gdbRun, procDir string, ids proc.IDs, before identity) (gdbResult, error) {
 	pid := r.pid
 	if os.Geteuid() != 0 || ids.UID == 0 {
 		return runGDB(ctx, r, nil, nil)
@@ -353,13 +348,13 @@ func runGDBAs(ctx context.Context, r gdbRun, proc string, ids procstatus.IDs, be
 		groups[i] = uint32(g)
 	}
 	cred := &syscall.Credential{Uid: uint32(ids.UID), Gid: uint32(ids.GID), Groups: groups}
-	place := readPlacement(proc, pid)
+	place := readPlacement(procDir, pid)
 	res, err := runGDB(ctx, r, cred, place)
 	place.close()
 	if !bytes.Contains(res.log, []byte("ptrace: Operation not permitted")) {
 		return res, err
 	}
-	now, idErr := readIdentity(proc)
+	now, idErr := readIdentity(procDir)
 	switch {
 	case idErr != nil:
 		return res, err
@@ -395,24 +390,24 @@ type identity struct {
 	dumpable bool
 }
 
-func readIdentity(proc string) (identity, error) {
+func readIdentity(procDir string) (identity, error) {
 	var id identity
-	start, _, err := procstatus.StartTime(proc)
+	start, _, err := proc.StartTime(procDir)
 	if err != nil {
 		return id, err
 	}
 	id.start = start
-	ids, err := procstatus.Read(proc, 0)
+	ids, err := proc.ReadStatus(procDir, 0)
 	if err != nil {
 		return id, err
 	}
 	id.comm, id.uids = ids.Name, ids.UIDs
 	var st syscall.Stat_t
-	if err := syscall.Stat(proc, &st); err != nil {
+	if err := syscall.Stat(procDir, &st); err != nil {
 		return id, err
 	}
 	id.dumpable = st.Uid != 0 || ids.UID == 0
-	if err := syscall.Stat(filepath.Join(proc, "exe"), &st); err != nil {
+	if err := syscall.Stat(filepath.Join(procDir, "exe"), &st); err != nil {
 		id.exeErr = err.Error()
 	} else {
 		id.exeDev, id.exeIno = st.Dev, st.Ino
@@ -470,8 +465,8 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 // isStopped reports whether the process is in the stopped state (T).
-func isStopped(proc string) bool {
-	b, err := os.ReadFile(filepath.Join(proc, "stat"))
+func isStopped(procDir string) bool {
+	b, err := os.ReadFile(filepath.Join(procDir, "stat"))
 	if err != nil {
 		return false
 	}
@@ -483,15 +478,15 @@ func isStopped(proc string) bool {
 // mid-attach can leave its SIGSTOP pending). It is called only for a
 // process that was running before the capture: one a user stopped stays
 // stopped.
-func ensureRunning(proc string, pid int) {
-	if isStopped(proc) {
+func ensureRunning(procDir string, pid int) {
+	if isStopped(procDir) {
 		_ = syscall.Kill(pid, syscall.SIGCONT)
 	}
 }
 
 // commName is the command name of pid, or "unknown".
 func commName(procRoot string, pid int) string {
-	ids, err := procstatus.Read(filepath.Join(procRoot, strconv.Itoa(pid)), pid)
+	ids, err := proc.ReadStatus(filepath.Join(procRoot, strconv.Itoa(pid)), pid)
 	if err != nil || ids.Name == "" {
 		return "unknown"
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/memdiag/memdiag/internal/gdbinject"
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // Refused reports whether err is the canary's refusal; then it checks
@@ -41,7 +41,7 @@ func RefusedCommand(t testing.TB, code int, stderr string, pid int) bool {
 
 func alive(t testing.TB, pid int) {
 	t.Helper()
-	_, state, err := procstatus.StartTime(fmt.Sprintf("/proc/%d", pid))
+	_, state, err := proc.StartTime(fmt.Sprintf("/proc/%d", pid))
 	if err != nil || state == "Z" || state == "X" {
 		t.Errorf("after the refusal process %d is gone or a zombie (state %q, %v): the canary's refusal must come before the target is touched", pid, state, err)
 	}

@@ -22,16 +22,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/memdiag/memdiag/internal/procmaps"
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // Errors of Open and Freeze, for errors.Is.
 var (
 	// ErrNoProcess: no process has that pid, or it exited.
-	ErrNoProcess = procmaps.ErrNoProcess
+	ErrNoProcess = proc.ErrNoProcess
 	// ErrPermission: the caller may not read or stop the process.
-	ErrPermission = procmaps.ErrPermission
+	ErrPermission = proc.ErrPermission
 	// ErrZombie: the process has exited and awaits its parent; its memory
 	// is gone.
 	ErrZombie = errors.New("process has exited (a zombie)")
@@ -117,13 +116,13 @@ func (p *Process) ReadAt(b []byte, addr int64) (int, error) {
 }
 
 // Maps reads the process's mappings.
-func (p *Process) Maps() ([]procmaps.Mapping, error) {
+func (p *Process) Maps() ([]proc.Mapping, error) {
 	f, err := p.openAt("maps")
 	if err != nil {
 		return nil, p.gone(err)
 	}
 	defer f.Close()
-	maps, err := procmaps.Parse(f, fmt.Sprintf("/proc/%d/maps", p.PID))
+	maps, err := proc.ParseMaps(f, fmt.Sprintf("/proc/%d/maps", p.PID))
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +163,7 @@ func (p *Process) stat() (start string, state byte, err error) {
 	if err != nil {
 		return "", 0, p.gone(err)
 	}
-	start, st, err := procstatus.ParseStartTime(b[:n], fmt.Sprintf("/proc/%d/stat", p.PID))
+	start, st, err := proc.ParseStartTime(b[:n], fmt.Sprintf("/proc/%d/stat", p.PID))
 	if err != nil {
 		return "", 0, err
 	}
@@ -199,7 +198,7 @@ func (p *Process) tracer() string {
 	defer f.Close()
 	b := make([]byte, 64<<10)
 	n, _ := f.Read(b)
-	ids, err := procstatus.Parse(string(b[:n]), fmt.Sprintf("/proc/%d/status", p.PID), p.PID)
+	ids, err := proc.ParseStatus(string(b[:n]), fmt.Sprintf("/proc/%d/status", p.PID), p.PID)
 	if err != nil || ids.TracerPID == 0 {
 		return ""
 	}

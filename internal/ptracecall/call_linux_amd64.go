@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // Layout of the scratch stack, System V x86-64 ABI.
@@ -66,17 +66,17 @@ type Options struct {
 	// been stopped between a failing system call and its errno check.
 	ErrnoLocation uint64
 	// StartTime, when set, is the start time (field 22 of
-	// /proc/PID/stat, as procstatus.StartTime reads it) of the process
+	// /proc/PID/stat, as proc.StartTime reads it) of the process
 	// the caller resolved addresses in: a process that has it no longer
 	// — the pid was reused — is refused once its thread is stopped (and
 	// so can no longer change).
 	StartTime string
 	// Identity, when set, is the process as the caller found it when it
-	// resolved addresses (procstatus.ReadIdentity): a process that has
+	// resolved addresses (proc.ReadIdentity): a process that has
 	// since exec'd another program (a setuid one, say: the start time
 	// stays) or been replaced is refused once its thread is stopped,
 	// before any call.
-	Identity *procstatus.Identity
+	Identity *proc.Identity
 }
 
 // Conn is a thread borrowed by Run. It is valid only during Run's
@@ -212,7 +212,7 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 		return errors.Join(fmt.Errorf("%s: %w: the process changed while being stopped (start time %s, then %s)", c.where(), ErrNoProcess, start, again), err)
 	}
 	if was := opts.Identity; was != nil {
-		now, err := procstatus.ReadIdentity(filepath.Join(procRoot, strconv.Itoa(c.pid)))
+		now, err := proc.ReadIdentity(filepath.Join(procRoot, strconv.Itoa(c.pid)))
 		if err != nil {
 			return fmt.Errorf("%s: %w: %v", c.where(), ErrNoProcess, err)
 		}

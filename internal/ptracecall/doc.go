@@ -47,7 +47,7 @@
 // SelfTest first, once per host: it runs the whole path on a sleep of
 // memdiag's own and refuses (ErrSelfTest) where it fails. Then
 // LookupFunc finds the function in the library the target maps (with
-// procstatus.StartTime read at the same time, for Options.StartTime),
+// proc.StartTime read at the same time, for Options.StartTime),
 // and Call makes one call on a thread PickThread chooses (tid 0). Run
 // keeps the thread for several calls, with Conn.Push and Conn.Read for
 // out-parameters (mallctl's oldp and oldlenp, GetStats' buffer) and

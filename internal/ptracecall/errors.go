@@ -1,6 +1,11 @@
 package ptracecall
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/memdiag/memdiag/internal/proc"
+)
 
 // Errors of this package, for errors.Is. Returned errors wrap them with
 // the process, thread and what was being done.
@@ -8,8 +13,9 @@ var (
 	// ErrUnsupported: not x86-64 Linux, or a thread this package cannot
 	// borrow safely (32-bit code, a user shadow stack).
 	ErrUnsupported = errors.New("calling functions in a process is supported only for 64-bit x86 Linux threads")
-	// ErrNoProcess: no such process or thread, or it exited.
-	ErrNoProcess = errors.New("no such process or thread")
+	// ErrNoProcess: no such process or thread, or it exited; it is
+	// proc.ErrNoProcess too.
+	ErrNoProcess = fmt.Errorf("%w or thread", proc.ErrNoProcess)
 	// ErrPermission: ptrace refused (not root, yama, another tracer).
 	ErrPermission = errors.New("not permitted to trace the process")
 	// ErrStopped: the process is stopped (SIGSTOP, job control); it is

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/targetfs"
 )
 
@@ -69,18 +69,18 @@ func LookupFunc(pid int, lib, name string) (uint64, error) {
 
 // librarySegments returns the mappings of the one file lib names, the
 // one at file offset 0 first.
-func librarySegments(pid int, lib string) ([]procmaps.Mapping, error) {
+func librarySegments(pid int, lib string) ([]proc.Mapping, error) {
 	name := filepath.Join(procRoot, strconv.Itoa(pid), "maps")
 	mf, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoProcess, err)
 	}
 	defer mf.Close()
-	maps, err := procmaps.Parse(mf, name)
+	maps, err := proc.ParseMaps(mf, name)
 	if err != nil {
 		return nil, err
 	}
-	var first []procmaps.Mapping
+	var first []proc.Mapping
 	for _, m := range maps {
 		if m.Offset == 0 && matchLib(m, lib) {
 			first = append(first, m)
@@ -101,7 +101,7 @@ func librarySegments(pid int, lib string) ([]procmaps.Mapping, error) {
 	return segs, nil
 }
 
-func matchLib(m procmaps.Mapping, lib string) bool {
+func matchLib(m proc.Mapping, lib string) bool {
 	if m.Inode == 0 || lib == "" {
 		return false
 	}
@@ -112,7 +112,7 @@ func matchLib(m procmaps.Mapping, lib string) bool {
 // openMapped opens the file of mapping m: map_files gives the mapped
 // inode itself (root only); the path inside the process's root is the
 // fallback, accepted only if it is still that regular file.
-func openMapped(pid int, m procmaps.Mapping) (*os.File, error) {
+func openMapped(pid int, m proc.Mapping) (*os.File, error) {
 	// Opened as targetfs.OpenMapped does: the path is the process's user's,
 	// so nothing is opened for reading (a device, a FIFO that would block)
 	// before it is known to be the mapped regular file.
@@ -138,7 +138,7 @@ func openMapped(pid int, m procmaps.Mapping) (*os.File, error) {
 // resolve finds name in the dynamic symbols of the ELF file r of size
 // bytes and places it in the process by the mappings segs (segs[0] at
 // file offset 0).
-func resolve(r io.ReaderAt, size int64, segs []procmaps.Mapping, name string) (addr uint64, err error) {
+func resolve(r io.ReaderAt, size int64, segs []proc.Mapping, name string) (addr uint64, err error) {
 	defer func() {
 		// debug/elf is fuzzed but meets a hostile file here: a panic is
 		// the file's fault, reported as such.
@@ -201,7 +201,7 @@ func findDynSym(ef *elf.File, name string) (elf.Symbol, error) {
 // bias comes from the mapping at file offset 0 and the PT_LOAD there, and
 // the result must fall in an executable mapping of the file at the file
 // offset the PT_LOAD holding the symbol gives.
-func place(ef *elf.File, segs []procmaps.Mapping, sym elf.Symbol) (uint64, error) {
+func place(ef *elf.File, segs []proc.Mapping, sym elf.Symbol) (uint64, error) {
 	var first, text *elf.Prog
 	for _, p := range ef.Progs {
 		if p.Type != elf.PT_LOAD {

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/memdiag/memdiag/internal/procmaps"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // tinyLib builds a shared object exporting f, or returns nil without gcc.
@@ -37,8 +37,8 @@ func tinyLib(tb testing.TB) []byte {
 
 // fakeSegs maps a file at base as the loader lays a small library out:
 // everything at offset 0, readable and executable.
-func fakeSegs(base uint64) []procmaps.Mapping {
-	return []procmaps.Mapping{{Start: base, End: base + 1<<24, Perms: "r-xp", Inode: 1, Path: "/lib/tiny.so"}}
+func fakeSegs(base uint64) []proc.Mapping {
+	return []proc.Mapping{{Start: base, End: base + 1<<24, Perms: "r-xp", Inode: 1, Path: "/lib/tiny.so"}}
 }
 
 func TestResolveTinyLib(t *testing.T) {

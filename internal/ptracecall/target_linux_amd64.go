@@ -11,8 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/memdiag/memdiag/internal/procmaps"
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // stackRoom is the mapping the thread's stack pointer lies in.
@@ -24,18 +23,18 @@ type stackRoom struct {
 }
 
 // readMaps reads the process's mappings.
-func readMaps(pid int) ([]procmaps.Mapping, error) {
+func readMaps(pid int) ([]proc.Mapping, error) {
 	name := filepath.Join(procRoot, strconv.Itoa(pid), "maps")
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("reading its mappings: %w", err)
 	}
 	defer f.Close()
-	return procmaps.Parse(f, name)
+	return proc.ParseMaps(f, name)
 }
 
 // codeRanges are the executable mappings, where a call may start.
-func codeRanges(maps []procmaps.Mapping) [][2]uint64 {
+func codeRanges(maps []proc.Mapping) [][2]uint64 {
 	var code [][2]uint64
 	for _, m := range maps {
 		if m.Executable() {
@@ -55,7 +54,7 @@ func codeRanges(maps []procmaps.Mapping) [][2]uint64 {
 // stopped in a signal handler on a small alternate stack (sigaltstack,
 // often malloc'd), or on a Go goroutine stack inside the Go heap, would
 // let the function overflow into live data.
-func findStack(maps []procmaps.Mapping, rsp uint64) (stackRoom, error) {
+func findStack(maps []proc.Mapping, rsp uint64) (stackRoom, error) {
 	for _, m := range maps {
 		if m.Start <= trapAddr && trapAddr < m.End {
 			return stackRoom{}, fmt.Errorf("%w: the trap address %#x is mapped (%#x-%#x %s)", ErrUnsupported, uint64(trapAddr), m.Start, m.End, m.Path)
@@ -125,7 +124,7 @@ func tracerNote(pid int) string {
 // processStart reads the process's start time (stat field 22): with the
 // pid, it tells the process from a later one given the same pid.
 func processStart(pid int) (string, error) {
-	start, _, err := procstatus.StartTime(filepath.Join(procRoot, strconv.Itoa(pid)))
+	start, _, err := proc.StartTime(filepath.Join(procRoot, strconv.Itoa(pid)))
 	if err != nil {
 		return "", fmt.Errorf("process %d: %w: %w", pid, ErrNoProcess, err)
 	}

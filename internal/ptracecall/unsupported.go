@@ -7,7 +7,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/memdiag/memdiag/internal/procstatus"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // Options say how Run borrows a thread (see the x86-64 Linux build).
@@ -15,7 +15,7 @@ type Options struct {
 	StopTimeout   time.Duration
 	ErrnoLocation uint64
 	StartTime     string
-	Identity      *procstatus.Identity
+	Identity      *proc.Identity
 }
 
 // Conn is a borrowed thread; none can be had on this platform.

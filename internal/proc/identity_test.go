@@ -1,4 +1,4 @@
-package procstatus
+package proc
 
 import (
 	"os"

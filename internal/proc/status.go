@@ -1,8 +1,9 @@
-// Package procstatus reads the fields of /proc/<pid>/status that memdiag's
-// live capturers act on: whose process it is, its pid inside its own pid
+// status.go reads the fields of /proc/<pid>/status that memdiag's live
+// capturers act on: whose process it is, its pid inside its own pid
 // namespace, who traces it and which signals it catches — and its resident
-// memory, which a trim measures.
-package procstatus
+// memory, which a trim measures; and field 22 of /proc/<pid>/stat.
+
+package proc
 
 import (
 	"bytes"
@@ -49,7 +50,7 @@ func (ids IDs) Catches(sig int) bool {
 }
 
 // Read parses procDir/status ("/proc/1234").
-func Read(procDir string, pid int) (IDs, error) {
+func ReadStatus(procDir string, pid int) (IDs, error) {
 	path := filepath.Join(procDir, "status")
 	f, err := os.Open(path)
 	if err != nil {
@@ -61,14 +62,14 @@ func Read(procDir string, pid int) (IDs, error) {
 	if err != nil {
 		return IDs{}, fmt.Errorf("reading %s: %w", path, err)
 	}
-	return parse(string(b[:n]), path, pid)
+	return parseStatus(string(b[:n]), path, pid)
 }
 
-// Parse parses the text of a status file; path names it in errors, pid
+// ParseStatus parses the text of a status file; path names it in errors, pid
 // is NSPID's default.
-func Parse(text, path string, pid int) (IDs, error) { return parse(text, path, pid) }
+func ParseStatus(text, path string, pid int) (IDs, error) { return parseStatus(text, path, pid) }
 
-func parse(text, path string, pid int) (IDs, error) {
+func parseStatus(text, path string, pid int) (IDs, error) {
 	ids := IDs{UID: -1, GID: -1, NSPID: pid}
 	for i, line := range strings.Split(text, "\n") {
 		key, rest, ok := strings.Cut(line, ":")

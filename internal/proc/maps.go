@@ -1,7 +1,7 @@
-// Package procmaps answers "is library X mapped in process N" from
-// /proc/N/maps, the cheap probe memdiag's live capturers make before they
-// touch a process, with errors that say what went wrong in words.
-package procmaps
+// maps.go reads /proc/<pid>/maps: "is library X mapped in process N", the
+// cheap probe memdiag's live capturers make before they touch a process.
+
+package proc
 
 import (
 	"bufio"
@@ -18,24 +18,13 @@ import (
 	"github.com/memdiag/memdiag/internal/parseerr"
 )
 
-// Errors of Find, for errors.Is.
-var (
-	// ErrNoProcess means there is no process with that pid (or it exited).
-	ErrNoProcess = errors.New("no such process")
-	// ErrPermission means the caller may not read the process's maps.
-	ErrPermission = errors.New("permission denied")
-)
+// maxMapsLine bounds one line of maps: a path is at most PATH_MAX (4096).
+const maxMapsLine = 8 << 10
 
-// maxLine bounds one line of maps: a path is at most PATH_MAX (4096).
-const maxLine = 8 << 10
-
-// Find returns the path of the first file mapping of process pid for which
+// FindMapping returns the path of the first file mapping of process pid for which
 // match returns true, or "" when none does. procRoot is "/proc" when empty.
-func Find(procRoot string, pid int, match func(path string) bool) (string, error) {
-	if procRoot == "" {
-		procRoot = "/proc"
-	}
-	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "maps"))
+func FindMapping(procRoot string, pid int, match func(path string) bool) (string, error) {
+	f, err := os.Open(filepath.Join(Dir(procRoot, pid), "maps"))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return "", fmt.Errorf("process %d: %w", pid, ErrNoProcess)
@@ -46,7 +35,7 @@ func Find(procRoot string, pid int, match func(path string) bool) (string, error
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, maxLine), maxLine)
+	sc.Buffer(make([]byte, maxMapsLine), maxMapsLine)
 	for sc.Scan() {
 		// The path is the sixth field and may contain spaces.
 		line := sc.Text()
@@ -70,7 +59,7 @@ func Find(procRoot string, pid int, match func(path string) bool) (string, error
 // HasLibrary reports whether a file whose base name is base, or starts
 // with base followed by a dot (libc.so.6 for "libc.so"), is mapped.
 func HasLibrary(procRoot string, pid int, base string) (bool, error) {
-	path, err := Find(procRoot, pid, func(p string) bool {
+	path, err := FindMapping(procRoot, pid, func(p string) bool {
 		name := filepath.Base(p)
 		return name == base || strings.HasPrefix(name, base+".")
 	})
@@ -109,17 +98,17 @@ func (m Mapping) Executable() bool { return len(m.Perms) > 2 && m.Perms[2] == 'x
 // above any real process, so the bound is a generous multiple.
 const MaxMappings = 1 << 20
 
-// Parse reads /proc/PID/maps from r; name is used in errors. A line that
+// ParseMaps reads /proc/PID/maps from r; name is used in errors. A line that
 // is not in the kernel's shape is an error naming its line number.
-func Parse(r io.Reader, name string) ([]Mapping, error) {
+func ParseMaps(r io.Reader, name string) ([]Mapping, error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, maxLine), maxLine)
+	sc.Buffer(make([]byte, maxMapsLine), maxMapsLine)
 	var maps []Mapping
 	for line := 1; sc.Scan(); line++ {
 		if len(maps) == MaxMappings {
 			return nil, fmt.Errorf("%s: more than %d mappings", name, MaxMappings)
 		}
-		m, err := parseLine(sc.Text())
+		m, err := parseMapsLine(sc.Text())
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
 		}
@@ -136,7 +125,7 @@ func Parse(r io.Reader, name string) ([]Mapping, error) {
 
 // parseLine parses "START-END PERMS OFFSET DEV INODE [PATH]"; the path
 // keeps its spaces.
-func parseLine(line string) (Mapping, error) {
+func parseMapsLine(line string) (Mapping, error) {
 	var m Mapping
 	fields := strings.Fields(line)
 	if len(fields) < 5 {

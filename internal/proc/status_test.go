@@ -1,4 +1,4 @@
-package procstatus
+package proc
 
 import (
 	"os"
@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-func TestReadSelf(t *testing.T) {
-	ids, err := Read("/proc/self", os.Getpid())
+func TestReadStatusSelf(t *testing.T) {
+	ids, err := ReadStatus("/proc/self", os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +21,7 @@ func TestReadSelf(t *testing.T) {
 	}
 }
 
-func TestReadFiles(t *testing.T) {
+func TestReadStatusFiles(t *testing.T) {
 	for _, tc := range []struct {
 		name, status string
 		want         IDs
@@ -41,7 +41,7 @@ func TestReadFiles(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "status"), []byte(tc.status), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := Read(dir, 99)
+			got, err := ReadStatus(dir, 99)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err %v, want %q", err, tc.err)
@@ -53,7 +53,7 @@ func TestReadFiles(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Read(t.TempDir(), 1); !os.IsNotExist(err) {
+	if _, err := ReadStatus(t.TempDir(), 1); !os.IsNotExist(err) {
 		t.Errorf("missing file: %v", err)
 	}
 }
@@ -63,7 +63,7 @@ func TestCatches(t *testing.T) {
 	if !ids.Catches(3) || ids.Catches(2) || ids.Catches(0) || ids.Catches(65) {
 		t.Errorf("Catches wrong for mask %#x", ids.SigCgt)
 	}
-	self, err := Read("/proc/self", os.Getpid())
+	self, err := ReadStatus("/proc/self", os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,13 +75,13 @@ func TestCatches(t *testing.T) {
 
 // FuzzParse: status is the kernel's, but its Name is the process's own
 // choice (comm); any text gives ids or an error naming the line.
-func FuzzParse(f *testing.F) {
+func FuzzParseStatus(f *testing.F) {
 	if b, err := os.ReadFile("/proc/self/status"); err == nil {
 		f.Add(string(b))
 	}
 	f.Add("Name:\tx\nUid:\t1\t1\t1\t1\nNSpid:\t1\t2\nSigCgt:\tffffffffffffffff\n")
 	f.Fuzz(func(t *testing.T, text string) {
-		ids, err := parse(text, "status", 7)
+		ids, err := parseStatus(text, "status", 7)
 		if err != nil {
 			if !strings.Contains(err.Error(), "status:") {
 				t.Fatalf("error without the file and line: %v", err)

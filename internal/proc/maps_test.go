@@ -1,4 +1,4 @@
-package procmaps
+package proc
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestFindSelf(t *testing.T) {
+func TestFindMappingSelf(t *testing.T) {
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -22,8 +22,8 @@ func TestFindSelf(t *testing.T) {
 	}
 }
 
-func TestFindErrors(t *testing.T) {
-	if _, err := Find("", 1<<30, func(string) bool { return true }); !errors.Is(err, ErrNoProcess) {
+func TestFindMappingErrors(t *testing.T) {
+	if _, err := FindMapping("", 1<<30, func(string) bool { return true }); !errors.Is(err, ErrNoProcess) {
 		t.Errorf("no such pid: %v", err)
 	}
 	dir := t.TempDir()
@@ -31,14 +31,14 @@ func TestFindErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A line longer than any real maps line is an error, not a hang.
-	long := make([]byte, 2*maxLine)
+	long := make([]byte, 2*maxMapsLine)
 	for i := range long {
 		long[i] = 'a'
 	}
 	if err := os.WriteFile(filepath.Join(dir, "7", "maps"), long, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Find(dir, 7, func(string) bool { return false }); err == nil {
+	if _, err := FindMapping(dir, 7, func(string) bool { return false }); err == nil {
 		t.Error("a 16 KiB line was accepted")
 	}
 }
