@@ -102,25 +102,8 @@ kernel.yama.ptrace_scope 0, or CAP_SYS_PTRACE (root).`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
-			if o.Thresholds.RetainedMinBytes, err = humanize.ParseBytes(minRetained); err != nil {
-				return usage(fmt.Errorf("--min-retained: %w", err))
-			}
-			if o.Thresholds.RetainedShare <= 0 || o.Thresholds.RetainedShare > 1 {
-				return usage(fmt.Errorf("--retained-share must be in (0, 1], got %v", o.Thresholds.RetainedShare))
-			}
-			if (o.UseGDB || o.NoStop) && o.PID == 0 {
-				return usage(errors.New("--gdb and --no-stop say how --pid is read: they need --pid"))
-			}
-			if o.UseGDB && o.NoStop {
-				return usage(errors.New("--no-stop reads the process's memory; --gdb asks the process itself: give one"))
-			}
-			if o.Save != "" && o.PID == 0 {
-				return usage(errors.New("--save keeps a live capture: it needs --pid"))
-			}
-			if o.PID == 0 && !c.Flags().Changed("cores") {
-				// A saved document may come from another machine: only a
-				// live capture knows the cores behind glibc's arena limit.
-				o.Thresholds.Cores = 0
+			if err := o.validate(minRetained, c.Flags().Changed("cores")); err != nil {
+				return err
 			}
 			if runF != nil {
 				return runF(o)
@@ -142,6 +125,33 @@ kernel.yama.ptrace_scope 0, or CAP_SYS_PTRACE (root).`,
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "with --pid: interrupt the capture after this long")
 	f.StringVar(&o.Save, "save", "", "with --pid: also write the captured malloc_info XML to this file, as the process wrote it")
 	return c
+}
+
+// validate checks the flags that depend on each other, and reads
+// --min-retained.
+func (o *MallocInfoOptions) validate(minRetained string, coresGiven bool) error {
+	var err error
+	if o.Thresholds.RetainedMinBytes, err = humanize.ParseBytes(minRetained); err != nil {
+		return usage(fmt.Errorf("--min-retained: %w", err))
+	}
+	if o.Thresholds.RetainedShare <= 0 || o.Thresholds.RetainedShare > 1 {
+		return usage(fmt.Errorf("--retained-share must be in (0, 1], got %v", o.Thresholds.RetainedShare))
+	}
+	if (o.UseGDB || o.NoStop) && o.PID == 0 {
+		return usage(errors.New("--gdb and --no-stop say how --pid is read: they need --pid"))
+	}
+	if o.UseGDB && o.NoStop {
+		return usage(errors.New("--no-stop reads the process's memory; --gdb asks the process itself: give one"))
+	}
+	if o.Save != "" && o.PID == 0 {
+		return usage(errors.New("--save keeps a live capture: it needs --pid"))
+	}
+	if o.PID == 0 && !coresGiven {
+		// A saved document may come from another machine: only a live
+		// capture knows the cores behind glibc's arena limit.
+		o.Thresholds.Cores = 0
+	}
+	return nil
 }
 
 func runMallocInfo(o *MallocInfoOptions) error {

@@ -93,168 +93,29 @@ func Attribute(in *Inputs) *Result {
 		// it would attribute memory this process does not have.
 		in = in.withoutMalloc()
 	}
-	entries := map[Category]*Entry{}
-	add := func(c Category, n uint64, source, confidence string, evidence ...string) {
-		e := entries[c]
-		if e == nil {
-			e = &Entry{Category: c, Source: source, Confidence: confidence}
-			entries[c] = e
-		} else if source != "" && !strings.Contains(e.Source, source) {
-			e.Source += "; " + source
-		}
-		e.Bytes += n
-		e.Evidence = append(e.Evidence, evidence...)
-	}
+	a := &attribution{in: in, entries: map[Category]*Entry{}}
 
 	// 1. What the mappings themselves say.
-	file, shmem := in.classRSS(pmap.ClassFileCode, pmap.ClassFileData), in.classRSS(pmap.ClassShmem)
-	stacks, kernel := in.classRSS(pmap.ClassStack, pmap.ClassThreadStack), in.classRSS(pmap.ClassKernel, pmap.ClassGuard)
-	add(CatFileBacked, file, "smaps", "high", fmt.Sprintf("Rss of file-code and file-data mappings: %d B", file))
-	add(CatShmem, shmem, "smaps", "high", fmt.Sprintf("Rss of shmem mappings: %d B", shmem))
-	add(CatThreadStacks, stacks, "smaps", "high",
-		fmt.Sprintf("Rss of [stack] and %d thread-stack mappings: %d B", in.classMappings(pmap.ClassThreadStack), stacks))
-	add(CatOther, kernel, "smaps", "high", "Rss of [vdso]/[vvar] and guard mappings")
+	mapped := a.mappings()
 
 	// 2. Anonymous memory: malloc, the JVM's native memory, leaks.
 	// jvm-native mappings are what NMT's committed regions cover: their Rss
 	// is claimed below through NMT, so it joins the anonymous pool.
 	anonRSS := in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena, pmap.ClassAnon, jmx.ClassJVMHeap, jmx.ClassJVMNative, pmap.ClassGoHeap)
-	anon := &pool{name: "anonymous", left: anonRSS}
-	arenaRSS := in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena)
-
-	if jh := in.classRSS(jmx.ClassJVMHeap); jh > 0 {
-		located := "GC.heap_info" // what snapshots before heap_range_source used
-		if in.JVM != nil && in.JVM.HeapRangeSource != "" {
-			located = in.JVM.HeapRangeSource
-		}
-		add(CatJVMHeap, anon.take(jh), "smaps ∩ "+located, "high",
-			fmt.Sprintf("Rss of the mappings inside the Java heap range (from %s): %d B", located, jh))
-	} else if j := in.JVM; j != nil && j.HeapCommittedBytes > 0 {
-		got := anon.take(j.HeapCommittedBytes)
-		add(CatJVMHeap, got, j.HeapUsageFromSource, "medium",
-			fmt.Sprintf("heap committed %d B (%s); its mappings are not located, so its pages are assumed resident", j.HeapCommittedBytes, j.HeapUsageFromSource))
-	}
-
-	if gh := in.classRSS(pmap.ClassGoHeap); gh > 0 {
-		ev := []string{fmt.Sprintf("Rss of the Go runtime's heap arenas (64 MiB-aligned reservations of a Go program; goroutine stacks included): %d B", gh)}
-		if g := in.Go; g != nil {
-			ev = append(ev, fmt.Sprintf("%s: HeapInuse %d B, HeapIdle %d B of which HeapReleased %d B, StackSys %d B", g.Source, g.HeapInuseBytes, g.HeapIdleBytes, g.HeapReleasedBytes, g.StackSysBytes))
-		}
-		add(CatGoHeap, anon.take(gh), "smaps", "medium", ev...)
-	}
-
-	if t := in.Trace; t != nil {
-		add(CatLeaked, anon.take(t.AnonResidentBytes), t.Source+" joined with smaps", "high",
-			fmt.Sprintf("%d anonymous mappings made in the trace and never unmapped, %d B of them resident now", t.Count, t.AnonResidentBytes))
-	}
-
-	// malloc's footprint: arena heaps (retained free + in use) and mmapped chunks.
-	var inUse pool
-	if m := in.Malloc; m != nil && m.Glibc() {
-		retained := min(m.RetainedFreeBytes, arenaRSS)
-		add(CatMallocFree, anon.take(retained), m.Source, "medium",
-			fmt.Sprintf("Σ arena free − top chunks = %d B retained in free lists (capped by the %d B resident in arena and [heap] mappings)", m.RetainedFreeBytes, arenaRSS))
-		inUse = pool{name: "malloc in use", left: m.InUseBytes + m.MmapBytes}
-	} else if m != nil {
-		inUse = pool{name: "malloc in use", left: m.InUseBytes}
-	}
-	jvmNative := func(c Category, n uint64, source string, evidence string) {
-		// JVM native memory that malloc holds is carved out of malloc's
-		// in-use bytes, so it is not counted twice.
-		if in.Malloc != nil {
-			n = inUse.take(n)
-		}
-		add(c, anon.take(n), source, "medium", evidence)
-	}
+	a.anon = &pool{name: "anonymous", left: anonRSS}
+	a.arenaRSS = in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena)
+	a.jvmHeap()
+	a.goHeap()
+	a.leaked()
+	a.mallocFree()
 	if j := in.JVM; j != nil {
-		if j.DirectUsedBytes != nil {
-			jvmNative(CatDirect, *j.DirectUsedBytes, j.DirectSource, fmt.Sprintf("direct buffer pool: %d B (%s), malloc'd", *j.DirectUsedBytes, j.DirectSource))
-		}
-		if j.HasNMT {
-			var mallocPart, mmapPart, committed uint64
-			weighed := false
-			for _, c := range j.NMT {
-				switch c.Name {
-				case "Java Heap", "Other", "Shared class space":
-					// the heap is counted above; Other holds the direct
-					// buffers; the CDS archive is file-backed
-					continue
-				}
-				mallocPart += c.MallocBytes + c.ArenaBytes
-				committed += c.MmapCommittedBytes
-				if c.MmapResidentBytes != nil {
-					mmapPart += *c.MmapResidentBytes
-					weighed = true
-				} else {
-					mmapPart += c.MmapCommittedBytes
-				}
-			}
-			jvmNative(CatJVMNonHeap, mallocPart, "NMT", fmt.Sprintf("NMT malloc and arena of non-heap categories: %d B", mallocPart))
-			if weighed {
-				confidence := "medium"
-				if j.NMTResidentSource == "pagemap" {
-					confidence = "high"
-				}
-				add(CatJVMNonHeap, anon.take(mmapPart), "NMT detail ∩ "+j.NMTResidentSource, confidence,
-					fmt.Sprintf("resident bytes (%s) of the committed regions of non-heap categories (metaspace, code cache, GC…): %d B of the %d B NMT calls committed", j.NMTResidentSource, mmapPart, committed))
-			} else {
-				// Committed is not resident, and NMT's mmap'd memory lives
-				// in mappings of its own, never in malloc's arenas nor in
-				// its mmapped chunks: the claim is capped by what those
-				// mappings hold.
-				outside := in.classRSS(pmap.ClassAnon, jmx.ClassJVMNative)
-				if m := in.Malloc; m != nil {
-					outside -= min(outside, m.MmapBytes)
-				} else if j.DirectUsedBytes != nil {
-					// Without malloc_info, the direct buffers stand for
-					// malloc's mmapped chunks: large ones are.
-					outside -= min(outside, *j.DirectUsedBytes)
-				}
-				claim := min(mmapPart, outside)
-				add(CatJVMNonHeap, anon.take(claim), "NMT", "medium",
-					fmt.Sprintf("NMT mmap committed of non-heap categories (metaspace, code cache, GC…): %d B, taken as resident up to the %d B resident in anonymous mappings outside malloc (its arenas and mmapped chunks): %d B (NativeMemoryTracking=detail lets smaps say exactly)", mmapPart, outside, claim))
-			}
-		} else if j.NonHeapCommitted > 0 {
-			add(CatJVMNonHeap, anon.take(j.NonHeapCommitted), strings.Join(j.Sources, ", "), "low",
-				fmt.Sprintf("non-heap committed %d B (metaspace, code cache); NMT is off, so GC and thread structures are not counted", j.NonHeapCommitted))
-		}
+		a.jvmNative(j)
 	}
-	if m := in.Malloc; m != nil && m.Glibc() {
-		add(CatMallocInUse, anon.take(inUse.left), m.Source, "medium",
-			fmt.Sprintf("Σ arena in use %d B + mmapped chunks %d B, less what the JVM accounts for inside malloc", m.InUseBytes, m.MmapBytes))
-	} else if m != nil {
-		add(CatMallocInUse, anon.take(inUse.left), m.Source, "medium",
-			fmt.Sprintf("%s: %d B allocated by the application, less what the JVM accounts for inside malloc", m.Allocator, m.InUseBytes))
-		// jemalloc and tcmalloc map their memory as plain anonymous
-		// mappings, and their resident figure is a bound (pages of a size
-		// class never written count as dirty once freed): what they keep
-		// is what anonymous RSS leaves after what is in use.
-		var parts []string
-		for _, p := range m.Parts {
-			parts = append(parts, fmt.Sprintf("%s %d B", p.Name, p.Bytes))
-		}
-		kept := anon.take(m.RetainedFreeBytes)
-		add(CatMallocFree, kept, m.Source, "medium",
-			fmt.Sprintf("%s keeps %d B beside what is in use: %s (its resident figure, an upper bound: %d B); %d B of it fit in the anonymous RSS left", m.Allocator, m.RetainedFreeBytes, strings.Join(parts, ", "), m.SystemCurrentBytes, kept))
-	}
-	unexplained := []string{fmt.Sprintf("anonymous resident memory no source accounts for: %d B", anon.left)}
-	if anon.left > 0 {
-		unexplained = append(unexplained, fmt.Sprintf("where it lies: %d B in glibc arena heaps and [heap], %d B in other anonymous mappings (Rss by pmap class)",
-			arenaRSS, in.classRSS(pmap.ClassAnon)))
-		if in.Malloc == nil && arenaRSS > 0 {
-			unexplained = append(unexplained, "malloc_info would split the arena part into in use and retained free: add --capture-malloc-info or --malloc-info FILE")
-		}
-	}
-	if unknown := r.RSSBytes - (file + shmem + stacks + kernel + anonRSS); unknown > 0 {
-		unexplained = append(unexplained, fmt.Sprintf("Rss of mappings in classes this memdiag does not know: %d B", unknown))
-		anon.left += unknown
-	}
-	// The remainder is exact arithmetic, but nothing explains it: it has
-	// no confidence to give.
-	add(CatUnexplained, anon.left, "RSS − everything above", "none", unexplained...)
+	a.mallocInUse()
+	a.unexplained(r.RSSBytes - (mapped + anonRSS))
 
 	for _, c := range Categories() {
-		if e := entries[c]; e != nil {
+		if e := a.entries[c]; e != nil {
 			if e.Evidence == nil {
 				e.Evidence = []string{}
 			}
@@ -268,6 +129,216 @@ func Attribute(in *Inputs) *Result {
 		r.Findings = append([]finding.Finding{*mismatch}, r.Findings...)
 	}
 	return r
+}
+
+// attribution is one Attribute on its way: the entries so far, and what is
+// left of the pools they draw on.
+type attribution struct {
+	in      *Inputs
+	entries map[Category]*Entry
+	// anon is the anonymous resident memory not yet claimed.
+	anon *pool
+	// inUse is what malloc says is in use, for the JVM's native memory
+	// inside it to be carved out of.
+	inUse    pool
+	arenaRSS uint64 // Rss of glibc arena heaps and [heap]
+}
+
+func (a *attribution) add(c Category, n uint64, source, confidence string, evidence ...string) {
+	e := a.entries[c]
+	if e == nil {
+		e = &Entry{Category: c, Source: source, Confidence: confidence}
+		a.entries[c] = e
+	} else if source != "" && !strings.Contains(e.Source, source) {
+		e.Source += "; " + source
+	}
+	e.Bytes += n
+	e.Evidence = append(e.Evidence, evidence...)
+}
+
+// mappings claims what the mappings themselves say, and returns its sum.
+func (a *attribution) mappings() uint64 {
+	in := a.in
+	file, shmem := in.classRSS(pmap.ClassFileCode, pmap.ClassFileData), in.classRSS(pmap.ClassShmem)
+	stacks, kernel := in.classRSS(pmap.ClassStack, pmap.ClassThreadStack), in.classRSS(pmap.ClassKernel, pmap.ClassGuard)
+	a.add(CatFileBacked, file, "smaps", "high", fmt.Sprintf("Rss of file-code and file-data mappings: %d B", file))
+	a.add(CatShmem, shmem, "smaps", "high", fmt.Sprintf("Rss of shmem mappings: %d B", shmem))
+	a.add(CatThreadStacks, stacks, "smaps", "high",
+		fmt.Sprintf("Rss of [stack] and %d thread-stack mappings: %d B", in.classMappings(pmap.ClassThreadStack), stacks))
+	a.add(CatOther, kernel, "smaps", "high", "Rss of [vdso]/[vvar] and guard mappings")
+	return file + shmem + stacks + kernel
+}
+
+// jvmHeap claims the Java heap: its located mappings, else what the JVM
+// says it committed.
+func (a *attribution) jvmHeap() {
+	in := a.in
+	if jh := in.classRSS(jmx.ClassJVMHeap); jh > 0 {
+		located := "GC.heap_info" // what snapshots before heap_range_source used
+		if in.JVM != nil && in.JVM.HeapRangeSource != "" {
+			located = in.JVM.HeapRangeSource
+		}
+		a.add(CatJVMHeap, a.anon.take(jh), "smaps ∩ "+located, "high",
+			fmt.Sprintf("Rss of the mappings inside the Java heap range (from %s): %d B", located, jh))
+	} else if j := in.JVM; j != nil && j.HeapCommittedBytes > 0 {
+		got := a.anon.take(j.HeapCommittedBytes)
+		a.add(CatJVMHeap, got, j.HeapUsageFromSource, "medium",
+			fmt.Sprintf("heap committed %d B (%s); its mappings are not located, so its pages are assumed resident", j.HeapCommittedBytes, j.HeapUsageFromSource))
+	}
+}
+
+// goHeap claims the Go runtime's heap arenas.
+func (a *attribution) goHeap() {
+	in := a.in
+	if gh := in.classRSS(pmap.ClassGoHeap); gh > 0 {
+		ev := []string{fmt.Sprintf("Rss of the Go runtime's heap arenas (64 MiB-aligned reservations of a Go program; goroutine stacks included): %d B", gh)}
+		if g := in.Go; g != nil {
+			ev = append(ev, fmt.Sprintf("%s: HeapInuse %d B, HeapIdle %d B of which HeapReleased %d B, StackSys %d B", g.Source, g.HeapInuseBytes, g.HeapIdleBytes, g.HeapReleasedBytes, g.StackSysBytes))
+		}
+		a.add(CatGoHeap, a.anon.take(gh), "smaps", "medium", ev...)
+	}
+}
+
+// leaked claims what a trace saw mapped and never unmapped.
+func (a *attribution) leaked() {
+	if t := a.in.Trace; t != nil {
+		a.add(CatLeaked, a.anon.take(t.AnonResidentBytes), t.Source+" joined with smaps", "high",
+			fmt.Sprintf("%d anonymous mappings made in the trace and never unmapped, %d B of them resident now", t.Count, t.AnonResidentBytes))
+	}
+}
+
+// mallocFree claims glibc's retained free memory (arena heaps: retained
+// free + in use, and mmapped chunks) and sets the in-use pool.
+func (a *attribution) mallocFree() {
+	m := a.in.Malloc
+	switch {
+	case m != nil && m.Glibc():
+		retained := min(m.RetainedFreeBytes, a.arenaRSS)
+		a.add(CatMallocFree, a.anon.take(retained), m.Source, "medium",
+			fmt.Sprintf("Σ arena free − top chunks = %d B retained in free lists (capped by the %d B resident in arena and [heap] mappings)", m.RetainedFreeBytes, a.arenaRSS))
+		a.inUse = pool{name: "malloc in use", left: m.InUseBytes + m.MmapBytes}
+	case m != nil:
+		a.inUse = pool{name: "malloc in use", left: m.InUseBytes}
+	}
+}
+
+// jvmNativeIn claims JVM native memory that malloc holds, carved out of
+// malloc's in-use bytes so that it is not counted twice.
+func (a *attribution) jvmNativeIn(c Category, n uint64, source string, evidence string) {
+	if a.in.Malloc != nil {
+		n = a.inUse.take(n)
+	}
+	a.add(c, a.anon.take(n), source, "medium", evidence)
+}
+
+// jvmNative claims the JVM's direct buffers and its non-heap memory, by
+// NMT where it is on.
+func (a *attribution) jvmNative(j *JVMEvidence) {
+	if j.DirectUsedBytes != nil {
+		a.jvmNativeIn(CatDirect, *j.DirectUsedBytes, j.DirectSource, fmt.Sprintf("direct buffer pool: %d B (%s), malloc'd", *j.DirectUsedBytes, j.DirectSource))
+	}
+	switch {
+	case j.HasNMT:
+		a.jvmNMT(j)
+	case j.NonHeapCommitted > 0:
+		a.add(CatJVMNonHeap, a.anon.take(j.NonHeapCommitted), strings.Join(j.Sources, ", "), "low",
+			fmt.Sprintf("non-heap committed %d B (metaspace, code cache); NMT is off, so GC and thread structures are not counted", j.NonHeapCommitted))
+	}
+}
+
+// jvmNMT claims NMT's non-heap categories: their malloc part inside
+// malloc, their mmap'd part resident as weighed, or committed up to what
+// the anonymous mappings outside malloc hold.
+func (a *attribution) jvmNMT(j *JVMEvidence) {
+	var mallocPart, mmapPart, committed uint64
+	weighed := false
+	for _, c := range j.NMT {
+		switch c.Name {
+		case "Java Heap", "Other", "Shared class space":
+			// the heap is counted above; Other holds the direct
+			// buffers; the CDS archive is file-backed
+			continue
+		}
+		mallocPart += c.MallocBytes + c.ArenaBytes
+		committed += c.MmapCommittedBytes
+		if c.MmapResidentBytes != nil {
+			mmapPart += *c.MmapResidentBytes
+			weighed = true
+		} else {
+			mmapPart += c.MmapCommittedBytes
+		}
+	}
+	a.jvmNativeIn(CatJVMNonHeap, mallocPart, "NMT", fmt.Sprintf("NMT malloc and arena of non-heap categories: %d B", mallocPart))
+	if weighed {
+		confidence := "medium"
+		if j.NMTResidentSource == "pagemap" {
+			confidence = "high"
+		}
+		a.add(CatJVMNonHeap, a.anon.take(mmapPart), "NMT detail ∩ "+j.NMTResidentSource, confidence,
+			fmt.Sprintf("resident bytes (%s) of the committed regions of non-heap categories (metaspace, code cache, GC…): %d B of the %d B NMT calls committed", j.NMTResidentSource, mmapPart, committed))
+		return
+	}
+	// Committed is not resident, and NMT's mmap'd memory lives in mappings
+	// of its own, never in malloc's arenas nor in its mmapped chunks: the
+	// claim is capped by what those mappings hold.
+	outside := a.in.classRSS(pmap.ClassAnon, jmx.ClassJVMNative)
+	if m := a.in.Malloc; m != nil {
+		outside -= min(outside, m.MmapBytes)
+	} else if j.DirectUsedBytes != nil {
+		// Without malloc_info, the direct buffers stand for malloc's
+		// mmapped chunks: large ones are.
+		outside -= min(outside, *j.DirectUsedBytes)
+	}
+	claim := min(mmapPart, outside)
+	a.add(CatJVMNonHeap, a.anon.take(claim), "NMT", "medium",
+		fmt.Sprintf("NMT mmap committed of non-heap categories (metaspace, code cache, GC…): %d B, taken as resident up to the %d B resident in anonymous mappings outside malloc (its arenas and mmapped chunks): %d B (NativeMemoryTracking=detail lets smaps say exactly)", mmapPart, outside, claim))
+}
+
+// mallocInUse claims what malloc has in use (less the JVM's part), and for
+// jemalloc and tcmalloc what they keep beside it.
+func (a *attribution) mallocInUse() {
+	m := a.in.Malloc
+	switch {
+	case m == nil:
+	case m.Glibc():
+		a.add(CatMallocInUse, a.anon.take(a.inUse.left), m.Source, "medium",
+			fmt.Sprintf("Σ arena in use %d B + mmapped chunks %d B, less what the JVM accounts for inside malloc", m.InUseBytes, m.MmapBytes))
+	default:
+		a.add(CatMallocInUse, a.anon.take(a.inUse.left), m.Source, "medium",
+			fmt.Sprintf("%s: %d B allocated by the application, less what the JVM accounts for inside malloc", m.Allocator, m.InUseBytes))
+		// jemalloc and tcmalloc map their memory as plain anonymous
+		// mappings, and their resident figure is a bound (pages of a size
+		// class never written count as dirty once freed): what they keep
+		// is what anonymous RSS leaves after what is in use.
+		var parts []string
+		for _, p := range m.Parts {
+			parts = append(parts, fmt.Sprintf("%s %d B", p.Name, p.Bytes))
+		}
+		kept := a.anon.take(m.RetainedFreeBytes)
+		a.add(CatMallocFree, kept, m.Source, "medium",
+			fmt.Sprintf("%s keeps %d B beside what is in use: %s (its resident figure, an upper bound: %d B); %d B of it fit in the anonymous RSS left", m.Allocator, m.RetainedFreeBytes, strings.Join(parts, ", "), m.SystemCurrentBytes, kept))
+	}
+}
+
+// unexplained is the remainder, with where it lies; unknown is the Rss of
+// classes this package does not know.
+func (a *attribution) unexplained(unknown uint64) {
+	in := a.in
+	unexplained := []string{fmt.Sprintf("anonymous resident memory no source accounts for: %d B", a.anon.left)}
+	if a.anon.left > 0 {
+		unexplained = append(unexplained, fmt.Sprintf("where it lies: %d B in glibc arena heaps and [heap], %d B in other anonymous mappings (Rss by pmap class)",
+			a.arenaRSS, in.classRSS(pmap.ClassAnon)))
+		if in.Malloc == nil && a.arenaRSS > 0 {
+			unexplained = append(unexplained, "malloc_info would split the arena part into in use and retained free: add --capture-malloc-info or --malloc-info FILE")
+		}
+	}
+	if unknown > 0 {
+		unexplained = append(unexplained, fmt.Sprintf("Rss of mappings in classes this memdiag does not know: %d B", unknown))
+		a.anon.left += unknown
+	}
+	// The remainder is exact arithmetic, but nothing explains it: it has
+	// no confidence to give.
+	a.add(CatUnexplained, a.anon.left, "RSS − everything above", "none", unexplained...)
 }
 
 // mismatchedMalloc is a finding when the allocator's statistics cannot be
@@ -451,123 +522,173 @@ const noSource = "no source given"
 func findings(in *Inputs, r *Result) []finding.Finding {
 	var fs []finding.Finding
 	share := func(n uint64) float64 { return float64(n) / float64(max(r.RSSBytes, 1)) }
+	add := func(f finding.Finding, ok bool) {
+		if ok {
+			fs = append(fs, f)
+		}
+	}
 	if in.Malloc != nil {
 		fs = append(fs, in.Malloc.Findings...)
 	}
-	if t := in.Trace; t != nil && t.Count > 0 {
-		// The trace's own finding counts address space; joined with smaps,
-		// what matters is what is resident now.
-		res := r.Bytes(CatLeaked)
-		ev := []string{fmt.Sprintf("%s: %d anonymous mappings (%d B) made and never unmapped; %d B of them resident now (smaps)", t.Source, t.Count, t.AnonBytes, res)}
-		for i, g := range t.Groups {
-			if i == 5 {
-				break
-			}
-			ev = append(ev, fmt.Sprintf("%d mappings, %d B mapped, %d B resident: %s", g.Count, g.Bytes, g.ResidentBytes, g.Key))
-		}
-		sev := finding.Info
-		if res >= 64<<20 || share(res) >= 0.25 {
-			sev = finding.Medium
-		}
-		top := ""
-		if len(t.Groups) > 0 {
-			top = fmt.Sprintf("; the leading group: %d from %s", t.Groups[0].Count, t.Groups[0].Key)
-		}
-		fs = append(fs, finding.Finding{ID: "leaked-mappings", Severity: sev, Bytes: res,
-			Summary:  fmt.Sprintf("%s resident in %d mappings made during the trace and never unmapped (%s mapped)%s", humanize.Bytes(res), t.Count, humanize.Bytes(t.AnonBytes), top),
-			Evidence: ev,
-			Advice:   []string{"memdiag trace FILE --pprof leaks.pb.gz; go tool pprof -sample_index=resident -top leaks.pb.gz (with --pid PID) names the stacks."}})
-	}
-	if f, ok := sharedMemoryFinding(in, r); ok {
-		fs = append(fs, f)
-	}
-	if f, ok := goHeapFinding(in, r.Bytes(CatGoHeap), share); ok {
-		fs = append(fs, f)
-	}
+	add(leakedFinding(in, r, share))
+	add(sharedMemoryFinding(in, r))
+	add(goHeapFinding(in, r.Bytes(CatGoHeap), share))
 	un := r.Bytes(CatUnexplained)
 	untracked := in.JVM != nil && un >= 64<<20 && share(un) >= 0.10
 	// For a JVM, untracked-native says the same and more.
-	if arenas := in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena); in.Malloc == nil && !untracked && un > 0 && arenas >= 16<<20 && share(arenas) >= 0.10 {
-		// Without malloc_info the arenas' memory is unexplained; where it
-		// is most of RSS, the next step is to look inside them.
-		sev := finding.Medium
-		if share(arenas) >= 0.5 {
-			sev = finding.High
-		}
-		fs = append(fs, finding.Finding{ID: "malloc-unmeasured", Severity: sev, Bytes: min(arenas, un),
-			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) lies in glibc malloc arenas, which no malloc_info explains: memory in use, or freed and kept by glibc", humanize.Bytes(arenas), 100*share(arenas)),
-			Evidence: []string{fmt.Sprintf("smaps: Rss of [heap] and glibc arena heaps %d B; unexplained %d B", arenas, un)},
-			Advice: []string{
-				"memdiag explain --pid PID --capture-malloc-info (it reads the arenas from the process's memory, its threads stopped for milliseconds), or --malloc-info FILE with a saved malloc_info: it splits this into memory in use and free memory glibc retains.",
-			}})
+	if !untracked {
+		add(mallocUnmeasured(in, un, share))
 	}
 	if mu := r.Bytes(CatMallocInUse); in.JVM != nil && in.Malloc != nil && mu >= 64<<20 && share(mu) >= 0.10 {
 		fs = append(fs, mallocOutsideJVM(in, mu, share(mu)))
 	}
-	if plain := min(un, in.classRSS(pmap.ClassAnon)); in.JVM == nil && in.Malloc == nil && plain >= 16<<20 && share(plain) >= 0.10 &&
-		(in.Allocator == allocator.Jemalloc || in.Allocator == allocator.Tcmalloc) {
-		fs = append(fs, allocatorUnmeasured(in, plain, share(plain)))
-	} else if in.JVM == nil && plain >= 16<<20 && share(plain) >= 0.10 {
-		// Outside malloc's arenas, and no trace says who mapped it.
-		sev := finding.Medium
-		if share(plain) >= 0.5 {
-			sev = finding.High
-		}
-		advice := []string{"Trace who maps it: strace -f -k -e trace=memory -p PID -o t.strace, then memdiag trace t.strace --pid PID names the stacks of what stays mapped (or perf trace, bpftrace: see docs/trace.md)."}
-		if in.Malloc == nil {
-			advice = append(advice, "malloc's large blocks are mmapped too: --capture-malloc-info tells them apart (its mmapped chunks).")
-		}
-		fs = append(fs, finding.Finding{ID: "anon-unexplained", Severity: sev, Bytes: plain,
-			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) of anonymous memory outside malloc's arenas is unexplained: mapped directly, or large malloc blocks", humanize.Bytes(plain), 100*share(plain)),
-			Evidence: []string{fmt.Sprintf("smaps: Rss of anonymous mappings outside arenas and [heap] %d B; unexplained %d B", in.classRSS(pmap.ClassAnon), un)},
-			Advice:   advice})
-	}
+	add(anonFinding(in, un, share))
 	if untracked {
-		j := in.JVM
-		sev := finding.Medium
-		if share(un) >= 0.3 {
-			sev = finding.High
-		}
-		advice := []string{
-			"Native memory outside every JVM bean: zlib (never-closed GZIPInputStream/Inflater/Deflater), JNI libraries, RocksDB, glibc arenas. Capture malloc_info (--capture-malloc-info) to see whether it is malloc'd, and trace mmap (memdiag trace) to see who maps it.",
-		}
-		if !j.HasNMT {
-			advice = append(advice, "Restart with -XX:NativeMemoryTracking=summary to split what the JVM itself allocates natively.")
-		}
-		fs = append(fs, finding.Finding{ID: "untracked-native", Severity: sev, Bytes: un,
-			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is native memory the JVM does not account for", humanize.Bytes(un), 100*share(un)),
-			Evidence: []string{fmt.Sprintf("RSS %d B − JVM heap %d B − JVM non-heap %d B − direct buffers %d B − other categories = %d B unexplained", r.RSSBytes, r.Bytes(CatJVMHeap), r.Bytes(CatJVMNonHeap), r.Bytes(CatDirect), un)},
-			Advice:   advice})
+		fs = append(fs, untrackedNative(in, r, un, share(un)))
 	}
-	if j := in.JVM; j != nil && j.DirectUsedBytes != nil && j.MaxDirectBytes != nil && *j.MaxDirectBytes > 0 &&
+	fs = append(fs, jvmNearMax(in.JVM)...)
+	add(manyThreads(in, r))
+	add(thpFinding(in, share))
+	finding.Sort(fs)
+	return fs
+}
+
+// leakedFinding weighs what a trace saw mapped and never unmapped by what
+// is resident now: the trace's own finding counts address space.
+func leakedFinding(in *Inputs, r *Result, share func(uint64) float64) (finding.Finding, bool) {
+	t := in.Trace
+	if t == nil || t.Count == 0 {
+		return finding.Finding{}, false
+	}
+	res := r.Bytes(CatLeaked)
+	ev := []string{fmt.Sprintf("%s: %d anonymous mappings (%d B) made and never unmapped; %d B of them resident now (smaps)", t.Source, t.Count, t.AnonBytes, res)}
+	for i, g := range t.Groups {
+		if i == 5 {
+			break
+		}
+		ev = append(ev, fmt.Sprintf("%d mappings, %d B mapped, %d B resident: %s", g.Count, g.Bytes, g.ResidentBytes, g.Key))
+	}
+	sev := finding.Info
+	if res >= 64<<20 || share(res) >= 0.25 {
+		sev = finding.Medium
+	}
+	top := ""
+	if len(t.Groups) > 0 {
+		top = fmt.Sprintf("; the leading group: %d from %s", t.Groups[0].Count, t.Groups[0].Key)
+	}
+	return finding.Finding{ID: "leaked-mappings", Severity: sev, Bytes: res,
+		Summary:  fmt.Sprintf("%s resident in %d mappings made during the trace and never unmapped (%s mapped)%s", humanize.Bytes(res), t.Count, humanize.Bytes(t.AnonBytes), top),
+		Evidence: ev,
+		Advice:   []string{"memdiag trace FILE --pprof leaks.pb.gz; go tool pprof -sample_index=resident -top leaks.pb.gz (with --pid PID) names the stacks."}}, true
+}
+
+// mallocUnmeasured: without malloc_info the arenas' memory is unexplained;
+// where it is most of RSS, the next step is to look inside them.
+func mallocUnmeasured(in *Inputs, un uint64, share func(uint64) float64) (finding.Finding, bool) {
+	arenas := in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena)
+	if in.Malloc != nil || un == 0 || arenas < 16<<20 || share(arenas) < 0.10 {
+		return finding.Finding{}, false
+	}
+	sev := finding.Medium
+	if share(arenas) >= 0.5 {
+		sev = finding.High
+	}
+	return finding.Finding{ID: "malloc-unmeasured", Severity: sev, Bytes: min(arenas, un),
+		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) lies in glibc malloc arenas, which no malloc_info explains: memory in use, or freed and kept by glibc", humanize.Bytes(arenas), 100*share(arenas)),
+		Evidence: []string{fmt.Sprintf("smaps: Rss of [heap] and glibc arena heaps %d B; unexplained %d B", arenas, un)},
+		Advice: []string{
+			"memdiag explain --pid PID --capture-malloc-info (it reads the arenas from the process's memory, its threads stopped for milliseconds), or --malloc-info FILE with a saved malloc_info: it splits this into memory in use and free memory glibc retains.",
+		}}, true
+}
+
+// anonFinding speaks of unexplained plain anonymous memory outside a JVM:
+// a jemalloc or tcmalloc whose statistics were not read, or memory
+// outside malloc's arenas that no trace says who mapped.
+func anonFinding(in *Inputs, un uint64, share func(uint64) float64) (finding.Finding, bool) {
+	plain := min(un, in.classRSS(pmap.ClassAnon))
+	if in.JVM != nil || plain < 16<<20 || share(plain) < 0.10 {
+		return finding.Finding{}, false
+	}
+	if in.Malloc == nil && (in.Allocator == allocator.Jemalloc || in.Allocator == allocator.Tcmalloc) {
+		return allocatorUnmeasured(in, plain, share(plain)), true
+	}
+	sev := finding.Medium
+	if share(plain) >= 0.5 {
+		sev = finding.High
+	}
+	advice := []string{"Trace who maps it: strace -f -k -e trace=memory -p PID -o t.strace, then memdiag trace t.strace --pid PID names the stacks of what stays mapped (or perf trace, bpftrace: see docs/trace.md)."}
+	if in.Malloc == nil {
+		advice = append(advice, "malloc's large blocks are mmapped too: --capture-malloc-info tells them apart (its mmapped chunks).")
+	}
+	return finding.Finding{ID: "anon-unexplained", Severity: sev, Bytes: plain,
+		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) of anonymous memory outside malloc's arenas is unexplained: mapped directly, or large malloc blocks", humanize.Bytes(plain), 100*share(plain)),
+		Evidence: []string{fmt.Sprintf("smaps: Rss of anonymous mappings outside arenas and [heap] %d B; unexplained %d B", in.classRSS(pmap.ClassAnon), un)},
+		Advice:   advice}, true
+}
+
+// untrackedNative is a JVM's native memory that no bean accounts for.
+func untrackedNative(in *Inputs, r *Result, un uint64, share float64) finding.Finding {
+	j := in.JVM
+	sev := finding.Medium
+	if share >= 0.3 {
+		sev = finding.High
+	}
+	advice := []string{
+		"Native memory outside every JVM bean: zlib (never-closed GZIPInputStream/Inflater/Deflater), JNI libraries, RocksDB, glibc arenas. Capture malloc_info (--capture-malloc-info) to see whether it is malloc'd, and trace mmap (memdiag trace) to see who maps it.",
+	}
+	if !j.HasNMT {
+		advice = append(advice, "Restart with -XX:NativeMemoryTracking=summary to split what the JVM itself allocates natively.")
+	}
+	return finding.Finding{ID: "untracked-native", Severity: sev, Bytes: un,
+		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is native memory the JVM does not account for", humanize.Bytes(un), 100*share),
+		Evidence: []string{fmt.Sprintf("RSS %d B − JVM heap %d B − JVM non-heap %d B − direct buffers %d B − other categories = %d B unexplained", r.RSSBytes, r.Bytes(CatJVMHeap), r.Bytes(CatJVMNonHeap), r.Bytes(CatDirect), un)},
+		Advice:   advice}
+}
+
+// jvmNearMax finds direct buffers and the heap within 10 % of their
+// maximum.
+func jvmNearMax(j *JVMEvidence) []finding.Finding {
+	if j == nil {
+		return nil
+	}
+	var fs []finding.Finding
+	if j.DirectUsedBytes != nil && j.MaxDirectBytes != nil && *j.MaxDirectBytes > 0 &&
 		float64(*j.DirectUsedBytes) >= 0.9*float64(*j.MaxDirectBytes) {
 		fs = append(fs, finding.Finding{ID: "direct-buffers-near-max", Severity: finding.High, Bytes: *j.DirectUsedBytes,
 			Summary:  fmt.Sprintf("direct buffers use %s of MaxDirectMemorySize %s", humanize.Bytes(*j.DirectUsedBytes), humanize.Bytes(*j.MaxDirectBytes)),
 			Evidence: []string{j.DirectSource},
 			Advice:   []string{"Find who allocates them (heap dump: java.nio.DirectByteBuffer referents); raise -XX:MaxDirectMemorySize only once the growth is understood."}})
 	}
-	if j := in.JVM; j != nil && j.HeapMaxBytes != nil && *j.HeapMaxBytes > 0 && float64(j.HeapUsedBytes) >= 0.9*float64(*j.HeapMaxBytes) {
+	if j.HeapMaxBytes != nil && *j.HeapMaxBytes > 0 && float64(j.HeapUsedBytes) >= 0.9*float64(*j.HeapMaxBytes) {
 		fs = append(fs, finding.Finding{ID: "heap-near-max", Severity: finding.High, Bytes: j.HeapUsedBytes,
 			Summary:  fmt.Sprintf("the Java heap uses %s of its %s maximum", humanize.Bytes(j.HeapUsedBytes), humanize.Bytes(*j.HeapMaxBytes)),
 			Evidence: []string{j.HeapUsageFromSource},
 			Advice:   []string{"Compare snapshots over time (memdiag diff) to tell a leak from a working set; a heap dump names the structure that grows."}})
 	}
-	if n := in.classMappings(pmap.ClassThreadStack); n >= 500 {
-		fs = append(fs, finding.Finding{ID: "many-threads", Severity: finding.Info, Bytes: r.Bytes(CatThreadStacks),
-			Summary:  fmt.Sprintf("%d thread stacks (%s resident)", n, humanize.Bytes(r.Bytes(CatThreadStacks))),
-			Evidence: []string{"smaps: thread-stack mappings"},
-			Advice:   []string{"Each thread reserves a stack (8 MiB by default) and may bring its own malloc arena: pool threads, or lower -Xss/ulimit -s."}})
+	return fs
+}
+
+func manyThreads(in *Inputs, r *Result) (finding.Finding, bool) {
+	n := in.classMappings(pmap.ClassThreadStack)
+	if n < 500 {
+		return finding.Finding{}, false
 	}
+	return finding.Finding{ID: "many-threads", Severity: finding.Info, Bytes: r.Bytes(CatThreadStacks),
+		Summary:  fmt.Sprintf("%d thread stacks (%s resident)", n, humanize.Bytes(r.Bytes(CatThreadStacks))),
+		Evidence: []string{"smaps: thread-stack mappings"},
+		Advice:   []string{"Each thread reserves a stack (8 MiB by default) and may bring its own malloc arena: pool threads, or lower -Xss/ulimit -s."}}, true
+}
+
+func thpFinding(in *Inputs, share func(uint64) float64) (finding.Finding, bool) {
 	var thp uint64
 	for _, c := range in.Classes {
 		thp += c.AnonHugeBytes
 	}
-	if thp >= 256<<20 && share(thp) >= 0.25 {
-		fs = append(fs, finding.Finding{ID: "thp", Severity: finding.Info, Bytes: thp,
-			Summary:  fmt.Sprintf("%s of RSS is in transparent huge pages", humanize.Bytes(thp)),
-			Evidence: []string{"smaps: AnonHugePages"},
-			Advice:   []string{"THP can inflate RSS of sparse heaps and arenas: check /sys/kernel/mm/transparent_hugepage/enabled (madvise is the safer setting)."}})
+	if thp < 256<<20 || share(thp) < 0.25 {
+		return finding.Finding{}, false
 	}
-	finding.Sort(fs)
-	return fs
+	return finding.Finding{ID: "thp", Severity: finding.Info, Bytes: thp,
+		Summary:  fmt.Sprintf("%s of RSS is in transparent huge pages", humanize.Bytes(thp)),
+		Evidence: []string{"smaps: AnonHugePages"},
+		Advice:   []string{"THP can inflate RSS of sparse heaps and arenas: check /sys/kernel/mm/transparent_hugepage/enabled (madvise is the safer setting)."}}, true
 }

@@ -45,98 +45,112 @@ func (c Change) Percent() float64 {
 // Diff compares two snapshots: RSS, every category, mapping class, arena,
 // memory pool and buffer pool present in either.
 func Diff(old, new *Snapshot) []Change {
-	var cs []Change
-	cs = append(cs, Change{Kind: "rss", Name: "rss", Old: old.RSSBytes, New: new.RSSBytes})
-	// figures maps a row's name to its bytes; a name absent from a side
-	// whose source was given is 0 bytes, measured.
-	type figures struct {
-		bytes      map[string]uint64
-		unmeasured map[string]bool // names the side had no source for
-		none       bool            // the side had no source for the kind at all
+	cs := []Change{{Kind: "rss", Name: "rss", Old: old.RSSBytes, New: new.RSSBytes}}
+	for _, k := range []struct {
+		kind    string
+		figures func(*Snapshot) figures
+	}{
+		{"category", categoryFigures}, {"class", classFigures}, {"arena", arenaFigures},
+		{"pool", poolFigures}, {"buffer-pool", bufferFigures},
+	} {
+		cs = append(cs, pair(k.kind, k.figures(old), k.figures(new))...)
 	}
-	pair := func(kind string, o, n figures) {
-		names := map[string]bool{}
-		for k := range o.bytes {
-			names[k] = true
-		}
-		for k := range n.bytes {
-			names[k] = true
-		}
-		var sorted []string
-		for k := range names {
-			sorted = append(sorted, k)
-		}
-		sort.Strings(sorted)
-		for _, k := range sorted {
-			c := Change{Kind: kind, Name: k, Old: o.bytes[k], New: n.bytes[k]}
-			oldMissing, newMissing := o.none || o.unmeasured[k], n.none || n.unmeasured[k]
-			switch {
-			case oldMissing && newMissing:
-				c.Unmeasured = "both"
-			case oldMissing:
-				c.Unmeasured = "old"
-			case newMissing:
-				c.Unmeasured = "new"
-			}
-			cs = append(cs, c)
-		}
-	}
-	cats := func(s *Snapshot) figures {
-		f := figures{bytes: map[string]uint64{}, unmeasured: map[string]bool{}}
-		// A category absent from a snapshot was not measured in it (those
-		// before 2026-12 wrote it as 0 with no source).
-		for _, c := range Categories() {
-			f.unmeasured[string(c)] = true
-		}
-		for _, e := range s.Entries {
-			f.bytes[string(e.Category)] = e.Bytes
-			f.unmeasured[string(e.Category)] = e.Source == noSource
-		}
-		return f
-	}
-	classes := func(s *Snapshot) figures {
-		f := figures{bytes: map[string]uint64{}}
-		for _, c := range s.Inputs.Classes {
-			f.bytes[string(c.Class)] = c.RSSBytes
-		}
-		return f
-	}
-	arenas := func(s *Snapshot) figures {
-		f := figures{bytes: map[string]uint64{}, none: s.Inputs.Malloc == nil}
-		if s.Inputs.Malloc != nil {
-			for _, a := range s.Inputs.Malloc.Arenas {
-				f.bytes[fmt.Sprintf("arena %d current", a.Nr)] = a.SystemCurrentBytes
-				f.bytes[fmt.Sprintf("arena %d retained free", a.Nr)] = a.RetainedFreeBytes
-			}
-		}
-		return f
-	}
-	pools := func(s *Snapshot) figures {
-		f := figures{bytes: map[string]uint64{}, none: s.Inputs.JVM == nil}
-		if j := s.Inputs.JVM; j != nil {
-			f.bytes["heap used"] = j.HeapUsedBytes
-			f.bytes["heap committed"] = j.HeapCommittedBytes
-			for _, p := range j.Pools {
-				f.bytes[p.Name+" used"] = p.UsedBytes
-			}
-		}
-		return f
-	}
-	buffers := func(s *Snapshot) figures {
-		f := figures{bytes: map[string]uint64{}, none: s.Inputs.JVM == nil || len(s.Inputs.JVM.BufferPools) == 0}
-		if j := s.Inputs.JVM; j != nil {
-			for _, b := range j.BufferPools {
-				f.bytes[b.Name] = b.UsedBytes
-			}
-		}
-		return f
-	}
-	pair("category", cats(old), cats(new))
-	pair("class", classes(old), classes(new))
-	pair("arena", arenas(old), arenas(new))
-	pair("pool", pools(old), pools(new))
-	pair("buffer-pool", buffers(old), buffers(new))
 	return cs
+}
+
+// figures maps a row's name to its bytes; a name absent from a side whose
+// source was given is 0 bytes, measured.
+type figures struct {
+	bytes      map[string]uint64
+	unmeasured map[string]bool // names the side had no source for
+	none       bool            // the side had no source for the kind at all
+}
+
+// pair is the changes of one kind, by name, with which side did not
+// measure each.
+func pair(kind string, o, n figures) []Change {
+	names := map[string]bool{}
+	for k := range o.bytes {
+		names[k] = true
+	}
+	for k := range n.bytes {
+		names[k] = true
+	}
+	var sorted []string
+	for k := range names {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	var cs []Change
+	for _, k := range sorted {
+		c := Change{Kind: kind, Name: k, Old: o.bytes[k], New: n.bytes[k]}
+		oldMissing, newMissing := o.none || o.unmeasured[k], n.none || n.unmeasured[k]
+		switch {
+		case oldMissing && newMissing:
+			c.Unmeasured = "both"
+		case oldMissing:
+			c.Unmeasured = "old"
+		case newMissing:
+			c.Unmeasured = "new"
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+func categoryFigures(s *Snapshot) figures {
+	f := figures{bytes: map[string]uint64{}, unmeasured: map[string]bool{}}
+	// A category absent from a snapshot was not measured in it (those
+	// before 2026-12 wrote it as 0 with no source).
+	for _, c := range Categories() {
+		f.unmeasured[string(c)] = true
+	}
+	for _, e := range s.Entries {
+		f.bytes[string(e.Category)] = e.Bytes
+		f.unmeasured[string(e.Category)] = e.Source == noSource
+	}
+	return f
+}
+
+func classFigures(s *Snapshot) figures {
+	f := figures{bytes: map[string]uint64{}}
+	for _, c := range s.Inputs.Classes {
+		f.bytes[string(c.Class)] = c.RSSBytes
+	}
+	return f
+}
+
+func arenaFigures(s *Snapshot) figures {
+	f := figures{bytes: map[string]uint64{}, none: s.Inputs.Malloc == nil}
+	if s.Inputs.Malloc != nil {
+		for _, a := range s.Inputs.Malloc.Arenas {
+			f.bytes[fmt.Sprintf("arena %d current", a.Nr)] = a.SystemCurrentBytes
+			f.bytes[fmt.Sprintf("arena %d retained free", a.Nr)] = a.RetainedFreeBytes
+		}
+	}
+	return f
+}
+
+func poolFigures(s *Snapshot) figures {
+	f := figures{bytes: map[string]uint64{}, none: s.Inputs.JVM == nil}
+	if j := s.Inputs.JVM; j != nil {
+		f.bytes["heap used"] = j.HeapUsedBytes
+		f.bytes["heap committed"] = j.HeapCommittedBytes
+		for _, p := range j.Pools {
+			f.bytes[p.Name+" used"] = p.UsedBytes
+		}
+	}
+	return f
+}
+
+func bufferFigures(s *Snapshot) figures {
+	f := figures{bytes: map[string]uint64{}, none: s.Inputs.JVM == nil || len(s.Inputs.JVM.BufferPools) == 0}
+	if j := s.Inputs.JVM; j != nil {
+		for _, b := range j.BufferPools {
+			f.bytes[b.Name] = b.UsedBytes
+		}
+	}
+	return f
 }
 
 // Rule is a --fail-on threshold: NAME:+N% or NAME:+SIZE (growth), or with

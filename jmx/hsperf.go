@@ -212,10 +212,26 @@ const (
 
 // hsperfMemory sums the GC counters into heap and non-heap figures.
 func hsperfMemory(c map[string]PerfCounter, m *JVMMemory) {
-	get := func(k string) (int64, bool) {
-		v, ok := c[k]
-		return v.Value, ok && !v.IsText
+	hsperfHeap(c, m)
+	hsperfNonHeap(c, m)
+	if v, ok := c["java.property.java.vm.version"]; ok && v.IsText && m.Version == "" {
+		m.Version = v.String
 	}
+	if v, ok := c["sun.gc.policy.name"]; ok && v.IsText && m.GC == "" {
+		m.GC = strings.TrimSpace(v.String)
+	}
+}
+
+// perfNumber is counter k when it is a number.
+func perfNumber(c map[string]PerfCounter, k string) (int64, bool) {
+	v, ok := c[k]
+	return v.Value, ok && !v.IsText
+}
+
+// hsperfHeap sums the generations' spaces into the heap, and lists them
+// as pools.
+func hsperfHeap(c map[string]PerfCounter, m *JVMMemory) {
+	get := func(k string) (int64, bool) { return perfNumber(c, k) }
 	// Serial and Parallel split the heap into generations whose maxima add
 	// up to MaxHeapSize; ZGC and Shenandoah report one. G1's young and old
 	// generations may each grow to the whole heap, so each reports its
@@ -263,6 +279,12 @@ func hsperfMemory(c map[string]PerfCounter, m *JVMMemory) {
 			m.Heap.MaxBytes = &maxc
 		}
 	}
+}
+
+// hsperfNonHeap reads metaspace, class space and the compiled code:
+// non-heap as far as hsperfdata sees it.
+func hsperfNonHeap(c map[string]PerfCounter, m *JVMMemory) {
+	get := func(k string) (int64, bool) { return perfNumber(c, k) }
 	var nhUsed, nhCommitted uint64
 	for _, space := range []struct{ key, name string }{{"sun.gc.metaspace", "Metaspace"}, {"sun.gc.compressedclassspace", "Compressed Class Space"}} {
 		u, ok := get(space.key + ".used")
@@ -289,11 +311,5 @@ func hsperfMemory(c map[string]PerfCounter, m *JVMMemory) {
 	if nhCommitted > 0 {
 		m.NonHeap = Usage{UsedBytes: nhUsed, CommittedBytes: nhCommitted, Source: "hsperfdata (metaspace only)", Known: true}
 		m.addCompiledCode()
-	}
-	if v, ok := c["java.property.java.vm.version"]; ok && v.IsText && m.Version == "" {
-		m.Version = v.String
-	}
-	if v, ok := c["sun.gc.policy.name"]; ok && v.IsText && m.GC == "" {
-		m.GC = strings.TrimSpace(v.String)
 	}
 }

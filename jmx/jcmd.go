@@ -145,123 +145,156 @@ func nmtRange(start, end, name string, line int, text string) (NMTRegion, error)
 func ParseNMT(r io.Reader, name string) (*NMT, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), maxJcmdLine)
-	n := &NMT{}
-	var cur *NMTCategory
-	line, totalLine, lastCategoryLine := 0, 0, 0
-	// The detail report follows the summary with the virtual memory map,
-	// then per-call-site details (nothing the summary lacks).
-	const (
-		summary = iota
-		vmMap
-		details
-	)
-	section, reservedFor := summary, ""
-	// A reservation "reserved and committed" whole may list no committed
-	// ranges of its own: it then counts whole, unless ranges follow.
-	var whole *NMTRegion
-	addRegion := func(r NMTRegion) error {
-		if len(n.Regions) == MaxNMTRegions {
-			return &ParseError{Name: name, Line: line, Msg: fmt.Sprintf("more than %d committed regions: more than a process can map (vm.max_map_count is 65530 by default)", MaxNMTRegions)}
-		}
-		n.Regions = append(n.Regions, r)
-		return nil
-	}
-	flushWhole := func() error {
-		if whole == nil {
-			return nil
-		}
-		r := *whole
-		whole = nil
-		return addRegion(r)
-	}
+	p := &nmtParser{n: &NMT{}, name: name}
 	for sc.Scan() {
-		line++
-		text := strings.TrimRight(sc.Text(), " ")
-		if strings.Contains(text, "Native memory tracking is not enabled") {
-			return nil, &ParseError{Name: name, Line: line, Msg: "native memory tracking is not enabled: start the JVM with -XX:NativeMemoryTracking=summary", Err: ErrNMTDisabled}
-		}
-		switch {
-		case text == "Virtual memory map:":
-			section = vmMap
-			continue
-		case text == "Details:":
-			if err := flushWhole(); err != nil {
-				return nil, err
-			}
-			section = details
-			continue
-		case section == details:
-			continue
-		case section == vmMap:
-			if m := nmtReserved.FindStringSubmatch(text); m != nil {
-				if err := flushWhole(); err != nil {
-					return nil, err
-				}
-				reservedFor = nmtMapCategory(m[4])
-				if m[3] != "" {
-					r, err := nmtRange(m[1], m[2], name, line, text)
-					if err != nil {
-						return nil, err
-					}
-					r.Category, whole = reservedFor, &r
-				}
-			} else if m := nmtCommitted.FindStringSubmatch(text); m != nil && reservedFor != "" {
-				r, err := nmtRange(m[1], m[2], name, line, text)
-				if err != nil {
-					return nil, err
-				}
-				r.Category, whole = reservedFor, nil
-				if err := addRegion(r); err != nil {
-					return nil, err
-				}
-			}
-			continue
-		}
-		if m := nmtTotal.FindStringSubmatch(text); m != nil {
-			n.ReservedBytes, n.CommittedBytes, totalLine = kb(m[1]), kb(m[2]), line
-			continue
-		}
-		if m := nmtTotalMal.FindStringSubmatch(text); m != nil && cur == nil {
-			n.MallocBytes = kb(m[1])
-			continue
-		}
-		if m := nmtCategory.FindStringSubmatch(strings.TrimLeft(text, " ")); m != nil {
-			n.Categories = append(n.Categories, NMTCategory{Name: m[1], ReservedBytes: kb(m[2]), CommittedBytes: kb(m[3])})
-			cur = &n.Categories[len(n.Categories)-1]
-			lastCategoryLine = line
-			continue
-		}
-		if cur == nil {
-			continue
-		}
-		if m := nmtMalloc.FindStringSubmatch(text); m != nil {
-			cur.MallocBytes = kb(m[1])
-			cur.MallocCount, _ = strconv.ParseUint(m[2], 10, 64)
-		}
-		if m := nmtMmap.FindStringSubmatch(text); m != nil {
-			cur.MmapReservedBytes, cur.MmapCommittedBytes = kb(m[1]), kb(m[2])
-		}
-		if m := nmtStack.FindStringSubmatch(text); m != nil {
-			cur.StackReservedBytes, cur.StackCommittedBytes = kb(m[1]), kb(m[2])
-		}
-		if m := nmtArena.FindStringSubmatch(text); m != nil {
-			cur.ArenaBytes = kb(m[1])
+		p.line++
+		if err := p.parseLine(strings.TrimRight(sc.Text(), " ")); err != nil {
+			return nil, err
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, scanErr(err, name, line+1)
+		return nil, scanErr(err, name, p.line+1)
 	}
-	if err := flushWhole(); err != nil {
+	if err := p.flushWhole(); err != nil {
 		return nil, err
 	}
-	if totalLine == 0 {
+	n := p.n
+	if p.totalLine == 0 {
 		return nil, &ParseError{Name: name, Msg: `no "Total: reserved=…KB, committed=…KB" line: not VM.native_memory summary output`, Err: ErrMalformed}
 	}
-	if err := n.checkTotal(name, line, totalLine, lastCategoryLine); err != nil {
+	if err := n.checkTotal(name, p.line, p.totalLine, p.lastCategoryLine); err != nil {
 		return nil, err
 	}
 	sort.Slice(n.Regions, func(i, j int) bool { return n.Regions[i].Start < n.Regions[j].Start })
 	return n, nil
+}
+
+// The sections of an NMT report: the detail report follows the summary
+// with the virtual memory map, then per-call-site details (nothing the
+// summary lacks).
+const (
+	nmtSummary = iota
+	nmtVMMap
+	nmtDetails
+)
+
+// nmtParser is ParseNMT's state between lines.
+type nmtParser struct {
+	n    *NMT
+	name string
+	cur  *NMTCategory
+	line int
+	// totalLine and lastCategoryLine are where the Total line and the last
+	// category were, for checkTotal.
+	totalLine, lastCategoryLine int
+	section                     int
+	reservedFor                 string
+	// whole is a reservation "reserved and committed" whole that may list
+	// no committed ranges of its own: it then counts whole, unless ranges
+	// follow.
+	whole *NMTRegion
+}
+
+func (p *nmtParser) parseLine(text string) error {
+	if strings.Contains(text, "Native memory tracking is not enabled") {
+		return &ParseError{Name: p.name, Line: p.line, Msg: "native memory tracking is not enabled: start the JVM with -XX:NativeMemoryTracking=summary", Err: ErrNMTDisabled}
+	}
+	switch {
+	case text == "Virtual memory map:":
+		p.section = nmtVMMap
+		return nil
+	case text == "Details:":
+		p.section = nmtDetails
+		return p.flushWhole()
+	case p.section == nmtDetails:
+		return nil
+	case p.section == nmtVMMap:
+		return p.vmMapLine(text)
+	}
+	p.summaryLine(text)
+	return nil
+}
+
+func (p *nmtParser) addRegion(r NMTRegion) error {
+	if len(p.n.Regions) == MaxNMTRegions {
+		return &ParseError{Name: p.name, Line: p.line, Msg: fmt.Sprintf("more than %d committed regions: more than a process can map (vm.max_map_count is 65530 by default)", MaxNMTRegions)}
+	}
+	p.n.Regions = append(p.n.Regions, r)
+	return nil
+}
+
+func (p *nmtParser) flushWhole() error {
+	if p.whole == nil {
+		return nil
+	}
+	r := *p.whole
+	p.whole = nil
+	return p.addRegion(r)
+}
+
+// vmMapLine reads a line of the virtual memory map: a reservation and
+// the category it is for, or a committed range inside it.
+func (p *nmtParser) vmMapLine(text string) error {
+	if m := nmtReserved.FindStringSubmatch(text); m != nil {
+		if err := p.flushWhole(); err != nil {
+			return err
+		}
+		p.reservedFor = nmtMapCategory(m[4])
+		if m[3] != "" {
+			r, err := nmtRange(m[1], m[2], p.name, p.line, text)
+			if err != nil {
+				return err
+			}
+			r.Category, p.whole = p.reservedFor, &r
+		}
+		return nil
+	}
+	if m := nmtCommitted.FindStringSubmatch(text); m != nil && p.reservedFor != "" {
+		r, err := nmtRange(m[1], m[2], p.name, p.line, text)
+		if err != nil {
+			return err
+		}
+		r.Category, p.whole = p.reservedFor, nil
+		return p.addRegion(r)
+	}
+	return nil
+}
+
+// summaryLine reads a line of the summary: the Total, a category, or a
+// figure of the category last named.
+func (p *nmtParser) summaryLine(text string) {
+	n := p.n
+	if m := nmtTotal.FindStringSubmatch(text); m != nil {
+		n.ReservedBytes, n.CommittedBytes, p.totalLine = kb(m[1]), kb(m[2]), p.line
+		return
+	}
+	if m := nmtTotalMal.FindStringSubmatch(text); m != nil && p.cur == nil {
+		n.MallocBytes = kb(m[1])
+		return
+	}
+	if m := nmtCategory.FindStringSubmatch(strings.TrimLeft(text, " ")); m != nil {
+		n.Categories = append(n.Categories, NMTCategory{Name: m[1], ReservedBytes: kb(m[2]), CommittedBytes: kb(m[3])})
+		p.cur = &n.Categories[len(n.Categories)-1]
+		p.lastCategoryLine = p.line
+		return
+	}
+	cur := p.cur
+	if cur == nil {
+		return
+	}
+	if m := nmtMalloc.FindStringSubmatch(text); m != nil {
+		cur.MallocBytes = kb(m[1])
+		cur.MallocCount, _ = strconv.ParseUint(m[2], 10, 64)
+	}
+	if m := nmtMmap.FindStringSubmatch(text); m != nil {
+		cur.MmapReservedBytes, cur.MmapCommittedBytes = kb(m[1]), kb(m[2])
+	}
+	if m := nmtStack.FindStringSubmatch(text); m != nil {
+		cur.StackReservedBytes, cur.StackCommittedBytes = kb(m[1]), kb(m[2])
+	}
+	if m := nmtArena.FindStringSubmatch(text); m != nil {
+		cur.ArenaBytes = kb(m[1])
+	}
 }
 
 // checkTotal holds a summary to its Total line: the categories add up to

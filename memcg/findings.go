@@ -75,49 +75,11 @@ func (g *Group) Findings(members []Member, source string) []finding.Finding {
 			Advice:   []string{"Only what is not reclaimable brings the OOM killer: compare the working set and the reclaimable bytes above; anonymous memory and shmem are what must fit."},
 		})
 	}
-	if shmem := g.Stat["shmem"]; shmem >= 16<<20 && members != nil {
-		var mapped uint64
-		for _, m := range members {
-			mapped += m.ShmemMapBytes
-		}
-		if unmapped := shmem - min(mapped, shmem); unmapped >= 16<<20 {
-			sev := finding.Medium
-			if g.Events["oom_kill"] > 0 || g.LimitBytes > 0 && unmapped*10 >= g.LimitBytes {
-				sev = finding.High // it is what the limit was spent on
-			}
-			fs = append(fs, finding.Finding{
-				ID: "shmem-unmapped", Severity: sev, Bytes: unmapped,
-				Summary:  fmt.Sprintf("%s of shmem is charged to the cgroup but mapped by none of its %d processes: files in /dev/shm or another tmpfs, or memfds kept open", humanize.Bytes(unmapped), len(members)),
-				Evidence: []string{fmt.Sprintf("%s: memory.stat shmem %d B; Σ RssShmem of the cgroup's processes %d B", source, shmem, mapped)},
-				Advice: []string{
-					"Find the files: find /dev/shm /run -xdev -type f -size +1M (in the container's mount namespace: nsenter -t PID -m); deleting them gives the memory back.",
-					"No process's RSS shows this memory, so per-process tools (ps, top, memdiag explain) cannot find it: it counts against the limit all the same.",
-				},
-			})
-		}
-		if mapped > shmem+shmem/2 && mapped-shmem >= 16<<20 {
-			// Several processes map the same pages (a database's shared
-			// buffers): each one's RSS counts them, the cgroup once.
-			fs = append(fs, finding.Finding{
-				ID: "shmem-shared", Severity: finding.Info, Bytes: mapped - shmem,
-				Summary:  fmt.Sprintf("the cgroup's %d processes map %s of shmem between them, but it is %s, charged once: summing their RSS counts it %.1f times over", len(members), humanize.Bytes(mapped), humanize.Bytes(shmem), float64(mapped)/float64(shmem)),
-				Evidence: []string{fmt.Sprintf("%s: memory.stat shmem %d B; Σ RssShmem of the cgroup's processes %d B", source, shmem, mapped)},
-				Advice:   []string{"Judge the processes by PSS (memdiag top shows Σ PSS) or the cgroup's own figures, not by Σ RSS; the shared memory's size is set where it is made (PostgreSQL: shared_buffers)."},
-			})
-		}
+	if members != nil {
+		fs = append(fs, g.shmemFindings(members, source)...)
 	}
-	if g.LimitBytes > 0 {
-		if reclaim := g.ReclaimableBytes(); reclaim >= g.LimitBytes/10 && g.WorkingSetBytes() > g.UsageBytes-min(reclaim, g.UsageBytes) {
-			inflated := g.WorkingSetBytes() - (g.UsageBytes - min(reclaim, g.UsageBytes))
-			if inflated >= g.LimitBytes/10 {
-				fs = append(fs, finding.Finding{
-					ID: "working-set-inflated", Severity: finding.Info, Bytes: inflated,
-					Summary:  fmt.Sprintf("the working set (%s, what kubectl top shows) counts %s of page cache and slab the kernel would reclaim before an OOM kill", humanize.Bytes(g.WorkingSetBytes()), humanize.Bytes(inflated)),
-					Evidence: []string{fmt.Sprintf("%s: working set = usage %d − inactive_file %d; reclaimable %d B", source, g.UsageBytes, g.Stat["inactive_file"], reclaim)},
-					Advice:   []string{"Alert on anonymous memory + shmem against the limit, not on the working set alone."},
-				})
-			}
-		}
+	if f, ok := g.workingSetInflated(source); ok {
+		fs = append(fs, f)
 	}
 	for _, l := range g.Pressure {
 		if strings.HasPrefix(l, "full ") {
@@ -135,4 +97,66 @@ func (g *Group) Findings(members []Member, source string) []finding.Finding {
 	}
 	finding.Sort(fs)
 	return fs
+}
+
+// shmemFindings compares the cgroup's shmem with what its processes map:
+// shmem no process maps (files in /dev/shm), or pages many map.
+func (g *Group) shmemFindings(members []Member, source string) []finding.Finding {
+	shmem := g.Stat["shmem"]
+	if shmem < 16<<20 {
+		return nil
+	}
+	var fs []finding.Finding
+	var mapped uint64
+	for _, m := range members {
+		mapped += m.ShmemMapBytes
+	}
+	if unmapped := shmem - min(mapped, shmem); unmapped >= 16<<20 {
+		sev := finding.Medium
+		if g.Events["oom_kill"] > 0 || g.LimitBytes > 0 && unmapped*10 >= g.LimitBytes {
+			sev = finding.High // it is what the limit was spent on
+		}
+		fs = append(fs, finding.Finding{
+			ID: "shmem-unmapped", Severity: sev, Bytes: unmapped,
+			Summary:  fmt.Sprintf("%s of shmem is charged to the cgroup but mapped by none of its %d processes: files in /dev/shm or another tmpfs, or memfds kept open", humanize.Bytes(unmapped), len(members)),
+			Evidence: []string{fmt.Sprintf("%s: memory.stat shmem %d B; Σ RssShmem of the cgroup's processes %d B", source, shmem, mapped)},
+			Advice: []string{
+				"Find the files: find /dev/shm /run -xdev -type f -size +1M (in the container's mount namespace: nsenter -t PID -m); deleting them gives the memory back.",
+				"No process's RSS shows this memory, so per-process tools (ps, top, memdiag explain) cannot find it: it counts against the limit all the same.",
+			},
+		})
+	}
+	if mapped > shmem+shmem/2 && mapped-shmem >= 16<<20 {
+		// Several processes map the same pages (a database's shared
+		// buffers): each one's RSS counts them, the cgroup once.
+		fs = append(fs, finding.Finding{
+			ID: "shmem-shared", Severity: finding.Info, Bytes: mapped - shmem,
+			Summary:  fmt.Sprintf("the cgroup's %d processes map %s of shmem between them, but it is %s, charged once: summing their RSS counts it %.1f times over", len(members), humanize.Bytes(mapped), humanize.Bytes(shmem), float64(mapped)/float64(shmem)),
+			Evidence: []string{fmt.Sprintf("%s: memory.stat shmem %d B; Σ RssShmem of the cgroup's processes %d B", source, shmem, mapped)},
+			Advice:   []string{"Judge the processes by PSS (memdiag top shows Σ PSS) or the cgroup's own figures, not by Σ RSS; the shared memory's size is set where it is made (PostgreSQL: shared_buffers)."},
+		})
+	}
+	return fs
+}
+
+// workingSetInflated is a working set that counts cache the kernel would
+// reclaim before an OOM kill.
+func (g *Group) workingSetInflated(source string) (finding.Finding, bool) {
+	if g.LimitBytes == 0 {
+		return finding.Finding{}, false
+	}
+	reclaim := g.ReclaimableBytes()
+	if reclaim < g.LimitBytes/10 || g.WorkingSetBytes() <= g.UsageBytes-min(reclaim, g.UsageBytes) {
+		return finding.Finding{}, false
+	}
+	inflated := g.WorkingSetBytes() - (g.UsageBytes - min(reclaim, g.UsageBytes))
+	if inflated < g.LimitBytes/10 {
+		return finding.Finding{}, false
+	}
+	return finding.Finding{
+		ID: "working-set-inflated", Severity: finding.Info, Bytes: inflated,
+		Summary:  fmt.Sprintf("the working set (%s, what kubectl top shows) counts %s of page cache and slab the kernel would reclaim before an OOM kill", humanize.Bytes(g.WorkingSetBytes()), humanize.Bytes(inflated)),
+		Evidence: []string{fmt.Sprintf("%s: working set = usage %d − inactive_file %d; reclaimable %d B", source, g.UsageBytes, g.Stat["inactive_file"], reclaim)},
+		Advice:   []string{"Alert on anonymous memory + shmem against the limit, not on the working set alone."},
+	}, true
 }
