@@ -1,7 +1,6 @@
 package allocator
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"os"
@@ -178,6 +177,8 @@ func FuzzParse(f *testing.F) {
 		f.Add(b[:min(len(b), 8192)])
 		f.Add(b)
 	}
+	known := map[string]bool{PartDirtyPages: true, PartMuzzyPages: true, PartFragmentation: true, PartMetadata: true,
+		PartPageHeapFree: true, PartCentralCacheFree: true, PartTransferCacheFree: true, PartThreadCacheFree: true}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		for _, parse := range []func() (*Stats, error){
 			func() (*Stats, error) { return ParseJemalloc(bytes.NewReader(in), "fuzz") },
@@ -190,10 +191,41 @@ func FuzzParse(f *testing.F) {
 				}
 				continue
 			}
+			// The model's bounds: parts named by the constants others
+			// join on, largest first, and the retained sum no more than
+			// the parts hold.
+			var sum uint64
+			for i, p := range s.Parts {
+				if !known[p.Name] {
+					t.Fatalf("part %q is none of the Part constants", p.Name)
+				}
+				if i > 0 && p.Bytes > s.Parts[i-1].Bytes {
+					t.Fatalf("parts out of order: %+v", s.Parts)
+				}
+				sum += p.Bytes
+			}
+			if r := s.RetainedBytes(); r > sum {
+				t.Fatalf("retained %d B > Σ parts %d B", r, sum)
+			}
 			_ = Findings(s)
-			_ = s.RetainedBytes()
 		}
-		_ = Sniff(bufio.NewReader(bytes.NewReader(in)))
+		// The parser list answers as the parser Sniff picks, and says
+		// "not mine" exactly when Sniff names neither format.
+		format := Sniff(NewSniffer(bytes.NewReader(in)))
+		s, err := Parse(NewSniffer(bytes.NewReader(in)), "fuzz")
+		switch format {
+		case FormatJemalloc, FormatTcmalloc:
+			if errors.Is(err, ErrUnrecognized) {
+				t.Fatalf("sniffed %s, but Parse says unrecognized", format)
+			}
+			if err == nil && s.Allocator != Kind(format) {
+				t.Fatalf("sniffed %s, parsed as %s", format, s.Allocator)
+			}
+		default:
+			if !errors.Is(err, ErrUnrecognized) || s != nil {
+				t.Fatalf("sniffed %q, Parse = %v, %v; want ErrUnrecognized", format, s, err)
+			}
+		}
 	})
 }
 
