@@ -49,5 +49,27 @@ func FuzzParseSmaps(f *testing.F) {
 				t.Fatalf("mapping %d left unclassified", i)
 			}
 		}
+		// The classes partition the mappings: every mapping in one class,
+		// the classes' sums the totals, and the anonymous split within
+		// them.
+		var mappings int
+		var size, rss, anon uint64
+		for _, c := range s.Classes {
+			mappings += c.Mappings
+			size += c.SizeBytes
+			rss += c.Bytes(FieldRss)
+			anon += c.Bytes(FieldAnonymous)
+		}
+		if mappings != s.Totals.Mappings || size != s.Totals.SizeBytes || rss != s.Totals.Bytes(FieldRss) || anon != s.Totals.Bytes(FieldAnonymous) {
+			t.Fatalf("classes sum to %d mappings, %d B, Rss %d B, Anonymous %d B; totals %d, %d B, %d B, %d B",
+				mappings, size, rss, anon, s.Totals.Mappings, s.Totals.SizeBytes, s.Totals.Bytes(FieldRss), s.Totals.Bytes(FieldAnonymous))
+		}
+		var split uint64
+		for _, n := range AnonByClass(ms) {
+			split += n
+		}
+		if split != anon {
+			t.Fatalf("AnonByClass sums to %d B, the mappings' Anonymous to %d B", split, anon)
+		}
 	})
 }
