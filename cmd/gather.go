@@ -29,12 +29,12 @@ func (o *GatherOptions) register(f *pflag.FlagSet) {
 	f.StringSliceVar(&o.TraceFiles, "trace", nil, "a syscall trace of the process (strace, perf trace, sysdig, bpftrace): its never-unmapped mappings")
 	f.StringVar(&o.NMTFile, "nmt", "", "saved jcmd VM.native_memory summary")
 	f.StringVar(&o.HeapInfoFile, "heap-info", "", "saved jcmd GC.heap_info")
-	f.StringVar(&o.Prometheus, "prometheus", "", "JVM memory metrics from this URL or file")
+	f.StringVar(&o.Prometheus, "prometheus", "", "a Prometheus page (URL or saved file) with a JVM's memory metrics or a Node.js program's (prom-client's nodejs_heap_*)")
 	f.StringVar(&o.Expvar, "expvar", "", "a Go program's runtime.MemStats from its expvar page (http://HOST:PORT/debug/vars), a Prometheus page with the Go collector's go_memstats_* (/metrics), or a saved copy")
 	f.StringVar(&o.Jolokia.URL, "jolokia", "", "JVM memory MBeans from this Jolokia endpoint")
 	f.StringVar(&o.jolokiaCredFile, "jolokia-credentials", "", "file whose first line is USER:PASSWORD (else MEMDIAG_JOLOKIA_USER/MEMDIAG_JOLOKIA_PASSWORD)")
 	f.BoolVar(&o.NoAttach, "no-attach", false, "never attach to a JVM (no heap range, no NMT)")
-	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "bound for each live capture (attach, gdb, Jolokia)")
+	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "bound for each live capture (attach, gdb, Jolokia, a Prometheus or expvar page)")
 	f.IntVar(&o.Cores, "cores", 0, "cores of the process's host, for glibc's arena limit (default: this host's with --capture-malloc-info, unknown for a file)")
 }
 

@@ -10,17 +10,19 @@
 package collect
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/explain"
 	"github.com/memdiag/memdiag/goruntime"
+	"github.com/memdiag/memdiag/internal/promtext"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/memcg"
+	"github.com/memdiag/memdiag/nodejs"
 	"github.com/memdiag/memdiag/pmap"
 )
 
@@ -170,7 +172,24 @@ func mappedAllocator(ms []pmap.Mapping) allocator.Kind {
 func (c *collection) jvm(ctx context.Context) error {
 	r := c.r
 	s := JVMSources{ProcRoot: r.ProcRoot, NoAttach: r.NoAttach, Timeout: r.Timeout, Notify: r.Notify,
-		Prometheus: r.Prometheus, HeapInfoFile: r.HeapInfoFile, NMTFile: r.NMTFile}
+		HeapInfoFile: r.HeapInfoFile, NMTFile: r.NMTFile}
+	var promFailed error
+	if r.Prometheus != "" {
+		// One reading of the page, for whichever runtime's metrics it holds.
+		m, node, err := readPrometheusPage(ctx, r.Prometheus, r.Timeout)
+		switch {
+		case err != nil && !promtext.IsURL(r.Prometheus):
+			// An endpoint may be down a while; a file is evidence the
+			// user gave, as --nmt is, and a bad one is an error.
+			return err
+		case err != nil:
+			promFailed = err
+		case node != nil:
+			c.in.Node = node
+		default:
+			s.PrometheusMemory = m
+		}
+	}
 	if r.Jolokia.URL != "" {
 		s.Jolokia = &r.Jolokia
 	}
@@ -191,6 +210,9 @@ func (c *collection) jvm(ctx context.Context) error {
 		}
 		c.fail(f.Err.Error())
 	}
+	if promFailed != nil {
+		c.fail(promFailed.Error())
+	}
 	if jvm == nil {
 		return nil
 	}
@@ -209,7 +231,7 @@ func (c *collection) goRuntime(ctx context.Context) error {
 	if r.Expvar == "" {
 		return nil
 	}
-	if isURL(r.Expvar) {
+	if promtext.IsURL(r.Expvar) {
 		gs, err := goruntime.Fetch(ctx, r.Expvar, r.Timeout)
 		if err != nil {
 			c.fail(err.Error())
@@ -225,9 +247,19 @@ func (c *collection) goRuntime(ctx context.Context) error {
 	return nil
 }
 
-// isURL tells an endpoint, which may be down a while, from a saved file.
-func isURL(s string) bool {
-	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
+// readPrometheusPage reads a Prometheus page once and parses it as the
+// runtime it is from: a Node.js program's prom-client metrics, or a JVM's.
+func readPrometheusPage(ctx context.Context, target string, timeout time.Duration) (*jmx.JVMMemory, *nodejs.Memory, error) {
+	page, err := promtext.ReadPage(ctx, target, timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	if nodejs.Recognize(page) {
+		node, err := nodejs.ParsePrometheus(bytes.NewReader(page), target)
+		return nil, node, err
+	}
+	m, err := jmx.ParsePrometheus(bytes.NewReader(page), target)
+	return m, nil, err
 }
 
 // cores is the host's core count behind glibc's arena limit: the one

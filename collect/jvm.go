@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/promtext"
 	"github.com/memdiag/memdiag/jmx"
 )
 
@@ -17,10 +18,13 @@ type JVMSources struct {
 	PID      int
 	NoAttach bool
 	Jolokia  *jmx.Jolokia
-	// Prometheus is a URL or a saved page of jvm_memory_* metrics.
-	Prometheus   string
-	HeapInfoFile string // saved jcmd GC.heap_info
-	NMTFile      string // saved jcmd VM.native_memory summary
+	// Prometheus is a URL or a saved page of jvm_memory_* metrics;
+	// PrometheusMemory, such a page already read (Inputs reads one page
+	// for whichever runtime's metrics it holds).
+	Prometheus       string
+	PrometheusMemory *jmx.JVMMemory
+	HeapInfoFile     string // saved jcmd GC.heap_info
+	NMTFile          string // saved jcmd VM.native_memory summary
 	// Timeout bounds each live read: the attach listener, Prometheus.
 	Timeout time.Duration
 	Notify  func(msg string)
@@ -74,10 +78,13 @@ func ReadJVM(ctx context.Context, s JVMSources) (m *jmx.JVMMemory, failures []JV
 			merge(o)
 		}
 	}
-	if s.Prometheus != "" {
+	switch {
+	case s.PrometheusMemory != nil:
+		merge(s.PrometheusMemory)
+	case s.Prometheus != "":
 		o, err := readPrometheus(ctx, s.Prometheus, s.Timeout)
 		switch {
-		case err != nil && !isURL(s.Prometheus):
+		case err != nil && !promtext.IsURL(s.Prometheus):
 			return nil, nil, err
 		case err != nil:
 			failed(SourcePrometheus, err)
