@@ -159,15 +159,18 @@ func TestJolokiaErrors(t *testing.T) {
 	}
 }
 
-// FuzzPrometheus: the exposition comes from a network endpoint.
+// FuzzPrometheus: the exposition comes from a network endpoint. Whatever
+// page parses, parses the same twice, and its figures written back as a
+// page parse to the same figures (see checkPrometheusRoundTrip).
 func FuzzPrometheus(f *testing.F) {
 	for _, n := range []string{"simpleclient", "clientjava", "micrometer"} {
 		if b, err := os.ReadFile(filepath.Join("..", "fixtures", "prometheus", n+".prom")); err == nil {
 			f.Add(b)
 		}
 	}
+	f.Add([]byte("jvm_memory_used_bytes{area=\"heap\",id=\"a\\\"b\"} 3\njvm_memory_max_bytes{area=\"heap\"} -1\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = jmx.ParsePrometheus(strings.NewReader(string(b)), "fuzz")
+		checkPrometheusRoundTrip(t, string(b))
 		_, _ = jmx.ParseJolokia(b, "fuzz")
 	})
 }
