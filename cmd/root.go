@@ -117,8 +117,9 @@ the evidence for each figure.`,
 }
 
 func joinFormats() string {
-	s := make([]string, len(report.Formats))
-	for i, f := range report.Formats {
+	formats := report.Formats()
+	s := make([]string, len(formats))
+	for i, f := range formats {
 		s[i] = string(f)
 	}
 	return strings.Join(s, ", ")

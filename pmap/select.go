@@ -18,12 +18,15 @@ const (
 	SortAddress      SortKey = "address"
 )
 
-// SortKeys lists the accepted sort keys, for help and errors.
-var SortKeys = []SortKey{SortRSS, SortPSS, SortSize, SortSwap, SortPrivateDirty, SortAddress}
+// SortKeys lists the accepted sort keys, for help and errors: a new slice
+// each call, so no caller can change what another sees.
+func SortKeys() []SortKey {
+	return []SortKey{SortRSS, SortPSS, SortSize, SortSwap, SortPrivateDirty, SortAddress}
+}
 
 // ParseSortKey accepts a --sort value.
 func ParseSortKey(s string) (SortKey, error) {
-	for _, k := range SortKeys {
+	for _, k := range SortKeys() {
 		if string(k) == s {
 			return k, nil
 		}
@@ -31,7 +34,7 @@ func ParseSortKey(s string) (SortKey, error) {
 	if s == "addr" {
 		return SortAddress, nil
 	}
-	return "", fmt.Errorf("unknown sort key %q: want one of %v", s, SortKeys)
+	return "", fmt.Errorf("unknown sort key %q: want one of %v", s, SortKeys())
 }
 
 // Selection says which mappings to show and in what order.

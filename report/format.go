@@ -18,8 +18,9 @@ const (
 	FormatMarkdown Format = "markdown"
 )
 
-// Formats lists the accepted --output values, for help and errors.
-var Formats = []Format{FormatTable, FormatJSON, FormatMarkdown}
+// Formats lists the accepted --output values, for help and errors: a new
+// slice each call, so no caller can change what another sees.
+func Formats() []Format { return []Format{FormatTable, FormatJSON, FormatMarkdown} }
 
 // ParseFormat accepts a --output value ("md" is short for markdown).
 func ParseFormat(s string) (Format, error) {
