@@ -2,22 +2,16 @@ package cmd
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os/exec"
-	"sort"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/input"
-	"github.com/memdiag/memdiag/internal/proc"
-	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/memcg"
-	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 )
 
@@ -90,76 +84,16 @@ func runCgroup(o *CgroupOptions) error {
 }
 
 func readCgroupView(o *CgroupOptions) (*report.CgroupView, error) {
-	dir, path := o.Target, ""
-	procRoot := proc.Root(o.ProcRoot)
-	if pid, err := strconv.Atoi(o.Target); err == nil && pid > 0 {
-		var err error
-		if dir, path, _, err = memcg.Locate(procRoot, o.SysRoot, pid); err != nil {
-			return nil, err
-		}
-	}
-	g, err := memcg.Read(dir)
+	cg, err := collect.ReadCgroup(o.ProcRoot, o.SysRoot, o.Target)
 	if err != nil {
 		return nil, err
 	}
-	if path == "" {
-		path = dir
+	v := &report.CgroupView{Title: fmt.Sprintf("memdiag cgroup: %s (cgroup v%d)", cg.Dir, cg.Group.Version), Source: cg.Dir,
+		Group: cg.Group, Members: cg.Members, Findings: cg.Findings}
+	for _, a := range cg.Anon {
+		v.AnonByKind = append(v.AnonByKind, report.MemberAnon(a))
 	}
-	g.Path = path
-	members, err := g.Members(procRoot)
-	if err != nil {
-		return nil, err
-	}
-	fs := append(g.Findings(members, dir), jvmOverLimit(o.ProcRoot, g, members)...)
-	finding.Sort(fs)
-	return &report.CgroupView{Title: fmt.Sprintf("memdiag cgroup: %s (cgroup v%d)", dir, g.Version), Source: dir, Group: g, Members: members,
-		Findings: fs, AnonByKind: anonByKind(o.ProcRoot, members)}, nil
-}
-
-// anonByKind splits the anonymous memory of the cgroup's largest
-// processes by what pmap makes of their smaps: glibc arenas, the brk heap,
-// other anonymous memory (large malloc chunks, runtimes' heaps), stacks. A
-// smaps read walks page tables, so it is done for the five largest only,
-// and not for one over 8 GiB of RSS.
-func anonByKind(procRoot string, members []memcg.Member) []report.MemberAnon {
-	const most, rssCap = 5, 8 << 30
-	ms := append([]memcg.Member{}, members...)
-	sort.Slice(ms, func(i, j int) bool { return ms[i].AnonBytes > ms[j].AnonBytes })
-	fsys, err := pmap.NewFS(procRoot)
-	if err != nil {
-		return nil
-	}
-	var out []report.MemberAnon
-	for _, m := range ms[:min(most, len(ms))] {
-		a := report.MemberAnon{PID: m.PID, Command: m.Command, AnonBytes: m.AnonBytes, ByKind: map[pmap.Class]uint64{}}
-		if m.RSSBytes > rssCap {
-			a.Skipped = "RSS over 8 GiB: smaps not read"
-			out = append(out, a)
-			continue
-		}
-		p, err := fsys.ReadPID(m.PID)
-		if err != nil {
-			a.Skipped = err.Error()
-			out = append(out, a)
-			continue
-		}
-		pmap.Classify(p.Mappings, p.Hints)
-		a.ByKind = pmap.AnonByClass(p.Mappings)
-		out = append(out, a)
-	}
-	return out
-}
-
-// jvmOverLimit finds the JVMs of the cgroup that may grow past its limit
-// (see jmx.OverLimit).
-func jvmOverLimit(procRoot string, g *memcg.Group, members []memcg.Member) []finding.Finding {
-	var fs []finding.Finding
-	for _, m := range members {
-		if f, ok := jmx.OverLimit(context.Background(), procRoot, m.PID, m.Command, g.LimitBytes); ok {
-			fs = append(fs, f)
-		}
-	}
-	return fs
+	return v, nil
 }
 
 // OOMOptions is `memdiag oom` after flag parsing.
