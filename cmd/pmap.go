@@ -6,11 +6,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/pmap"
@@ -142,39 +140,18 @@ func runPmap(o *PmapOptions) error {
 	var ms []pmap.Mapping
 	var hints pmap.Hints
 	if pid, ok := parseTarget(o.Target); ok {
-		fsys, err := pmap.NewFS(o.ProcRoot)
+		ctx, stop := interruptible()
+		lm, err := collect.ReadLiveMappings(ctx, collect.LiveRequest{ProcRoot: o.ProcRoot, PID: pid, Attach: o.Attach, Notify: notifier(o.Streams.ErrOut)})
+		stop()
 		if err != nil {
 			return err
 		}
-		p, err := fsys.ReadPID(pid)
-		if err != nil {
-			return err
-		}
-		ms, hints = p.Mappings, p.Hints
+		p := lm.Process
+		ms, hints = p.Mappings, lm.Hints
 		v.PID, v.Command = p.PID, p.Command
-		if jvm, _ := jmx.IsJVM(o.ProcRoot, pid); jvm {
-			// The Java heap is anonymous memory like any other; the JVM
-			// says where it is.
-			ctx, stop := interruptible()
-			m, err := jmx.ReadPID(ctx, pid, jmx.ReadOptions{ProcRoot: o.ProcRoot, NoAttach: !o.Attach, Timeout: 15 * time.Second, Notify: notifier(o.Streams.ErrOut)})
-			stop()
-			if err != nil {
-				v.Notes = append(v.Notes, "JVM: "+err.Error())
-			} else {
-				hints.Regions = append(hints.Regions, m.Regions()...)
-				if m.HeapRange == nil {
-					v.Notes = append(v.Notes, "JVM: heap range unknown, its mapping is classed anon: "+strings.Join(m.Notes, "; "))
-				}
-			}
-		}
 		v.Source = fmt.Sprintf("%s/%d/smaps", o.ProcRoot, pid)
 		v.Check = &p.Check
-		// The reader's notes first; those above (the JVM's) were dropped
-		// here once.
-		v.Notes = append(append([]string{}, p.Notes...), v.Notes...)
-		if d, err := allocator.Detect(o.ProcRoot, pid); err == nil && d.Kind != allocator.Unknown {
-			v.Notes = append(v.Notes, collect.AllocatorNote(d))
-		}
+		v.Notes = lm.Notes
 		if p.Check.Available && !p.Check.Consistent {
 			v.Warnings = append(v.Warnings, fmt.Sprintf(
 				"Σ smaps Rss %d B and smaps_rollup %d B differ from VmRSS (%d → %d B) by more than the %d B the process moved: treat figures as approximate",

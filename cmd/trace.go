@@ -224,11 +224,7 @@ func runTrace(o *TraceOptions) error {
 
 func joinSmaps(o *TraceOptions) ([]pmap.Mapping, error) {
 	if o.PID != 0 {
-		fsys, err := pmap.NewFS(o.ProcRoot)
-		if err != nil {
-			return nil, err
-		}
-		p, err := fsys.ReadPID(o.PID)
+		p, err := collect.LiveProcess(o.ProcRoot, o.PID)
 		if err != nil {
 			return nil, err
 		}

@@ -1,11 +1,16 @@
 package collect
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"time"
 
+	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/pmap"
 )
 
@@ -25,11 +30,57 @@ func SmapsFile(path string, stdin io.Reader) ([]pmap.Mapping, error) {
 	return pmap.ParseSmaps(f, path)
 }
 
-// LiveMappings reads the mappings of a live process, unclassified.
-func LiveMappings(procRoot string, pid int) (*pmap.Process, error) {
+// LiveProcess reads the mappings of a live process, unclassified.
+func LiveProcess(procRoot string, pid int) (*pmap.Process, error) {
 	fsys, err := pmap.NewFS(procRoot)
 	if err != nil {
 		return nil, err
 	}
 	return fsys.ReadPID(pid)
+}
+
+// LiveRequest says which live process's mappings to read, and whether a
+// JVM among them may be attached to.
+type LiveRequest struct {
+	ProcRoot string
+	PID      int
+	// Attach lets a JVM's attach socket give its heap range (else
+	// hsperfdata alone).
+	Attach bool
+	Notify func(msg string)
+}
+
+// LiveMappings are a live process's mappings with what locates them.
+type LiveMappings struct {
+	Process *pmap.Process
+	// Hints are the process's own and, for a JVM, the regions it names.
+	Hints pmap.Hints
+	// Notes: the reader's, then the JVM's, then which allocator is mapped.
+	Notes []string
+}
+
+// ReadLiveMappings reads a live process's smaps, and for a JVM where its
+// heap lies: the Java heap is anonymous memory like any other, and only
+// the JVM says where it is.
+func ReadLiveMappings(ctx context.Context, r LiveRequest) (*LiveMappings, error) {
+	p, err := LiveProcess(r.ProcRoot, r.PID)
+	if err != nil {
+		return nil, err
+	}
+	lm := &LiveMappings{Process: p, Hints: p.Hints, Notes: append([]string{}, p.Notes...)}
+	if jvm, _ := jmx.IsJVM(r.ProcRoot, r.PID); jvm {
+		m, err := jmx.ReadPID(ctx, r.PID, jmx.ReadOptions{ProcRoot: r.ProcRoot, NoAttach: !r.Attach, Timeout: 15 * time.Second, Notify: r.Notify})
+		if err != nil {
+			lm.Notes = append(lm.Notes, "JVM: "+err.Error())
+		} else {
+			lm.Hints.Regions = append(lm.Hints.Regions, m.Regions()...)
+			if m.HeapRange == nil {
+				lm.Notes = append(lm.Notes, "JVM: heap range unknown, its mapping is classed anon: "+strings.Join(m.Notes, "; "))
+			}
+		}
+	}
+	if d, err := allocator.Detect(r.ProcRoot, r.PID); err == nil && d.Kind != allocator.Unknown {
+		lm.Notes = append(lm.Notes, AllocatorNote(d))
+	}
+	return lm, nil
 }
