@@ -1,81 +1,18 @@
 package jmx
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/memdiag/memdiag/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the parser goldens under testdata/golden")
-
-// checkGolden compares v, as indented JSON, with testdata/golden/name
-// (rewritten with -update): the parser's whole model of a real capture.
-func checkGolden(t *testing.T, name string, v any) {
-	t.Helper()
-	got, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got = append(got, '\n')
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the parse of its capture (go test -update rewrites it; review the diff):\n%s", path, firstDiff(want, got))
-	}
-}
-
-// firstDiff shows the first line where want and got part.
-func firstDiff(want, got []byte) string {
-	w, g := strings.Split(string(want), "\n"), strings.Split(string(got), "\n")
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			return fmt.Sprintf("line %d:\n- %s\n+ %s", i+1, wl, gl)
-		}
-	}
-	return ""
-}
-
-// openFixture opens a file under fixtures/.
-func openFixture(t *testing.T, name string) *os.File {
-	t.Helper()
-	f, err := os.Open(filepath.Join("..", "fixtures", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f
-}
 
 // TestParserGoldens: each saved jcmd output and Prometheus page in fixtures
 // parses to the model in testdata/golden.
 func TestParserGoldens(t *testing.T) {
 	for _, gc := range []string{"g1", "parallel", "serial", "shenandoah", "z"} {
 		t.Run(gc+".nmt", func(t *testing.T) {
-			n, err := ParseNMT(openFixture(t, "jvm/"+gc+".nmt"), gc+".nmt")
+			n, err := ParseNMT(golden.Fixture(t, "jvm/"+gc+".nmt"), gc+".nmt")
 			if gc == "serial" {
 				// Captured from a JVM started without NMT: what jcmd says then.
 				if !errors.Is(err, ErrNMTDisabled) {
@@ -86,30 +23,30 @@ func TestParserGoldens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, gc+".nmt.json", n)
+			golden.JSON(t, gc+".nmt.json", n)
 		})
 		t.Run(gc+".heap_info", func(t *testing.T) {
-			hi, err := ParseHeapInfo(openFixture(t, "jvm/"+gc+".heap_info"), gc+".heap_info")
+			hi, err := ParseHeapInfo(golden.Fixture(t, "jvm/"+gc+".heap_info"), gc+".heap_info")
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, gc+".heap_info.json", hi)
+			golden.JSON(t, gc+".heap_info.json", hi)
 		})
 	}
 	t.Run("g1-detail.nmt", func(t *testing.T) {
-		n, err := ParseNMT(openFixture(t, "jvm/g1-detail.nmt"), "g1-detail.nmt")
+		n, err := ParseNMT(golden.Fixture(t, "jvm/g1-detail.nmt"), "g1-detail.nmt")
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkGolden(t, "g1-detail.nmt.json", n)
+		golden.JSON(t, "g1-detail.nmt.json", n)
 	})
 	for _, exp := range []string{"clientjava", "micrometer", "simpleclient"} {
 		t.Run(exp+".prom", func(t *testing.T) {
-			m, err := ParsePrometheus(openFixture(t, "prometheus/"+exp+".prom"), exp+".prom")
+			m, err := ParsePrometheus(golden.Fixture(t, "prometheus/"+exp+".prom"), exp+".prom")
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, exp+".prom.json", m)
+			golden.JSON(t, exp+".prom.json", m)
 		})
 	}
 }
