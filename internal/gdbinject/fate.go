@@ -2,8 +2,6 @@ package gdbinject
 
 import (
 	"fmt"
-	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/memdiag/memdiag/internal/proc"
@@ -17,10 +15,7 @@ import (
 // without this the checks that follow would misname it ("not dynamically
 // linked with glibc", "no allocator library mapped").
 func CheckAlive(procRoot string, pid int) error {
-	if procRoot == "" {
-		procRoot = "/proc"
-	}
-	_, state, err := proc.StartTime(filepath.Join(procRoot, strconv.Itoa(pid)))
+	_, state, err := proc.StartTime(proc.Dir(procRoot, pid))
 	switch {
 	case err != nil:
 		return fmt.Errorf("process %d: %w", pid, ErrNoProcess)

@@ -54,9 +54,7 @@ type Process struct {
 
 // Open opens process pid under procRoot ("/proc" when empty).
 func Open(procRoot string, pid int) (*Process, error) {
-	if procRoot == "" {
-		procRoot = "/proc"
-	}
+	procRoot = proc.Root(procRoot)
 	if pid <= 0 {
 		return nil, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 	}
