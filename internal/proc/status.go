@@ -76,79 +76,84 @@ func parseStatus(text, path string, pid int) (IDs, error) {
 		if !ok {
 			continue
 		}
-		f := strings.Fields(rest)
-		bad := func(v string) error {
-			return fmt.Errorf("%s:%d: %s: wants a number, got %q", path, i+1, key, v)
+		if v, ok := ids.set(key, rest); !ok {
+			return IDs{}, fmt.Errorf("%s:%d: %s: wants a number, got %q", path, i+1, key, v)
 		}
-		switch key {
-		case "Name":
-			// Only the tab after the colon: TrimSpace would also take a
-			// name's own trailing spaces and U+0085 (NEL).
-			ids.Name = strings.TrimPrefix(rest, "\t")
-			continue
-		case "Groups":
-			ids.Groups = make([]int, 0, len(f))
-			for _, v := range f {
-				n, err := strconv.Atoi(v)
-				if err != nil || n < 0 {
-					return IDs{}, bad(v)
-				}
-				ids.Groups = append(ids.Groups, n)
-			}
-			continue
-		case "Uid":
-			ids.UIDs = strings.Join(f, " ")
-		case "VmRSS", "RssAnon", "RssShmem":
-			if len(f) == 2 && f[1] == "kB" {
-				n, err := strconv.ParseUint(f[0], 10, 64)
-				if err != nil || n > 1<<50 {
-					return IDs{}, bad(f[0])
-				}
-				switch key {
-				case "VmRSS":
-					ids.RSSBytes = n << 10
-				case "RssAnon":
-					ids.RSSAnonBytes = n << 10
-				default:
-					ids.RSSShmemBytes = n << 10
-				}
-			}
-			continue
-		case "SigCgt":
-			if len(f) == 0 {
-				continue
-			}
-			n, err := strconv.ParseUint(f[0], 16, 64)
-			if err != nil {
-				return IDs{}, bad(f[0])
-			}
-			ids.SigCgt = n
-			continue
-		}
-		var field *int
-		switch key {
-		case "Uid":
-			field = &ids.UID
-		case "Gid":
-			field = &ids.GID
-		case "TracerPid":
-			field = &ids.TracerPID
-		case "NSpid":
-			field = &ids.NSPID
-			f = f[len(f)-min(len(f), 1):]
-		default:
-			continue
-		}
-		if len(f) == 0 {
-			continue
-		}
-		n, err := strconv.Atoi(f[0])
-		if err != nil || n < 0 {
-			return IDs{}, bad(f[0])
-		}
-		*field = n
 	}
 	return ids, nil
+}
+
+// set takes the value of one status line; ok is false, with the word, for
+// a value that is no number where one is wanted.
+func (ids *IDs) set(key, rest string) (bad string, ok bool) {
+	f := strings.Fields(rest)
+	switch key {
+	case "Name":
+		// Only the tab after the colon: TrimSpace would also take a
+		// name's own trailing spaces and U+0085 (NEL).
+		ids.Name = strings.TrimPrefix(rest, "\t")
+	case "Groups":
+		ids.Groups = make([]int, 0, len(f))
+		for _, v := range f {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return v, false
+			}
+			ids.Groups = append(ids.Groups, n)
+		}
+	case "Uid":
+		ids.UIDs = strings.Join(f, " ")
+		return setID(&ids.UID, f)
+	case "Gid":
+		return setID(&ids.GID, f)
+	case "TracerPid":
+		return setID(&ids.TracerPID, f)
+	case "NSpid":
+		// The innermost namespace's pid is the last.
+		return setID(&ids.NSPID, f[len(f)-min(len(f), 1):])
+	case "VmRSS":
+		return setKB(&ids.RSSBytes, f)
+	case "RssAnon":
+		return setKB(&ids.RSSAnonBytes, f)
+	case "RssShmem":
+		return setKB(&ids.RSSShmemBytes, f)
+	case "SigCgt":
+		if len(f) == 0 {
+			return "", true
+		}
+		n, err := strconv.ParseUint(f[0], 16, 64)
+		if err != nil {
+			return f[0], false
+		}
+		ids.SigCgt = n
+	}
+	return "", true
+}
+
+// setID stores the first field as a non-negative id; none leaves it.
+func setID(dst *int, f []string) (bad string, ok bool) {
+	if len(f) == 0 {
+		return "", true
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n < 0 {
+		return f[0], false
+	}
+	*dst = n
+	return "", true
+}
+
+// setKB stores "N kB" in bytes; another shape leaves it.
+func setKB(dst *uint64, f []string) (bad string, ok bool) {
+	if len(f) != 2 || f[1] != "kB" {
+		return "", true
+	}
+	n, err := strconv.ParseUint(f[0], 10, 64)
+	if err != nil || n > 1<<50 {
+		return f[0], false
+	}
+	*dst = n << 10
+	return "", true
 }
 
 // StartTime reads procDir/stat ("/proc/1234/stat") for the process's start
