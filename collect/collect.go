@@ -19,11 +19,13 @@ import (
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/explain"
 	"github.com/memdiag/memdiag/goruntime"
+	"github.com/memdiag/memdiag/internal/procmem"
 	"github.com/memdiag/memdiag/internal/promtext"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/memcg"
 	"github.com/memdiag/memdiag/nodejs"
 	"github.com/memdiag/memdiag/pmap"
+	"github.com/memdiag/memdiag/pymalloc"
 )
 
 // Request says where the evidence is: a live process (PID) or a saved
@@ -76,6 +78,9 @@ func Inputs(ctx context.Context, r *Request) (in *explain.Inputs, failed []strin
 	}
 	pmap.Classify(c.ms, c.hints)
 	in.FromMappings(c.ms)
+	if r.PID != 0 && mapsCPython(c.ms) {
+		c.pymalloc()
+	}
 	if err := c.allocator(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -270,4 +275,29 @@ func (r *Request) cores() int {
 		return runtime.NumCPU()
 	}
 	return r.Cores
+}
+
+// mapsCPython reports whether a CPython interpreter (python3.X or
+// libpython3.X) is mapped executable.
+func mapsCPython(ms []pmap.Mapping) bool {
+	for _, m := range ms {
+		if _, _, _, ok := pymalloc.Version(m.Name); ok && !m.Anonymous() && m.Perms[2] == 'x' {
+			return true
+		}
+	}
+	return false
+}
+
+// pymalloc reads a CPython process's small-object pools from its memory:
+// nothing runs in it and it is not stopped, so it is done without being
+// asked; what fails is a note.
+func (c *collection) pymalloc() {
+	p, err := procmem.Open(c.r.ProcRoot, c.r.PID)
+	if err == nil {
+		defer p.Close()
+		c.in.Python, err = pymalloc.ReadProcess(p)
+	}
+	if err != nil {
+		c.in.Notes = append(c.in.Notes, "CPython's small-object arenas (pymalloc) not read: "+err.Error())
+	}
 }
