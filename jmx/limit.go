@@ -59,9 +59,9 @@ func (m *JVMMemory) MaxDirectBytes() (n uint64, from string, ok bool) {
 	return 0, "", false
 }
 
-// CmdlineFlags reads the -XX:Name=value flags of a JVM's command line,
+// cmdlineFlags reads the -XX:Name=value flags of a JVM's command line,
 // for a JVM that is not attached to (VM.flags is the attach's).
-func CmdlineFlags(procRoot string, pid int) map[string]string {
+func cmdlineFlags(procRoot string, pid int) map[string]string {
 	args, err := readCmdline(filepath.Join(procRoot, strconv.Itoa(pid)))
 	if err != nil {
 		return nil
@@ -96,7 +96,7 @@ func OverLimit(ctx context.Context, procRoot string, pid int, command string, li
 		return f, false
 	}
 	if mem.Flags == nil {
-		mem.Flags = CmdlineFlags(procRoot, pid)
+		mem.Flags = cmdlineFlags(procRoot, pid)
 	}
 	heapMax := *mem.Heap.MaxBytes
 	direct, directFrom, _ := mem.MaxDirectBytes()

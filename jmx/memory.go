@@ -141,7 +141,7 @@ func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
 		m.AddNMTDirect()
 	}
 	if out, err := a.run(ctx, t, "VM.flags"); err == nil {
-		m.Flags = ParseVMFlags(out)
+		m.Flags = parseVMFlags(out)
 	}
 	if out, err := a.run(ctx, t, "VM.version"); err == nil {
 		if first, _, _ := strings.Cut(strings.TrimSpace(out), "\n"); first != "" {
@@ -282,9 +282,9 @@ func (m *JVMMemory) BufferPool(name string) (BufferPool, bool) {
 	return BufferPool{}, false
 }
 
-// ParseVMFlags reads `jcmd PID VM.flags`: "-XX:Name=value" and "-XX:+Name"
+// parseVMFlags reads `jcmd PID VM.flags`: "-XX:Name=value" and "-XX:+Name"
 // words, after jcmd's "PID:" line.
-func ParseVMFlags(out string) map[string]string {
+func parseVMFlags(out string) map[string]string {
 	flags := map[string]string{}
 	for _, w := range strings.Fields(out) {
 		w, ok := strings.CutPrefix(w, "-XX:")

@@ -152,13 +152,13 @@ func (c Capturer) readDocument(ctx context.Context, pid int) ([]byte, error) {
 		return nil, err
 	}
 	if c.Notify != nil {
-		c.Notify(ReadSummary(h))
+		c.Notify(readSummary(h))
 	}
 	return doc.Bytes(), nil
 }
 
-// ReadSummary says in words what reading h cost the process.
-func ReadSummary(h *glibcheap.Heap) string {
+// readSummary says in words what reading h cost the process.
+func readSummary(h *glibcheap.Heap) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "read the glibc %s heap of process %d from its memory (%d arenas, %s read)", h.Version, h.PID, len(h.Arenas), humanize.Bytes(h.ReadBytes))
 	if h.Stopped {
