@@ -21,8 +21,9 @@ import (
 // maxMapsLine bounds one line of maps: a path is at most PATH_MAX (4096).
 const maxMapsLine = 8 << 10
 
-// FindMapping returns the path of the first file mapping of process pid for which
-// match returns true, or "" when none does. procRoot is "/proc" when empty.
+// FindMapping returns the path of the first file mapping of process pid
+// for which match returns true, or "" when none does. procRoot is "/proc"
+// when empty.
 func FindMapping(procRoot string, pid int, match func(path string) bool) (string, error) {
 	f, err := os.Open(filepath.Join(Dir(procRoot, pid), "maps"))
 	switch {
@@ -93,7 +94,7 @@ func (m Mapping) Writable() bool { return len(m.Perms) > 1 && m.Perms[1] == 'w' 
 // Executable reports whether the mapping may be executed.
 func (m Mapping) Executable() bool { return len(m.Perms) > 2 && m.Perms[2] == 'x' }
 
-// MaxMappings bounds Parse: a process maps at most vm.max_map_count
+// MaxMappings bounds ParseMaps: a process maps at most vm.max_map_count
 // regions, 65,530 by default; the kernel's ceiling for the setting is far
 // above any real process, so the bound is a generous multiple.
 const MaxMappings = 1 << 20

@@ -49,7 +49,7 @@ func (ids IDs) Catches(sig int) bool {
 	return sig >= 1 && sig <= 64 && ids.SigCgt&(1<<(sig-1)) != 0
 }
 
-// Read parses procDir/status ("/proc/1234").
+// ReadStatus parses procDir/status ("/proc/1234").
 func ReadStatus(procDir string, pid int) (IDs, error) {
 	path := filepath.Join(procDir, "status")
 	f, err := os.Open(path)
