@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/memdiag/memdiag/internal/humanize"
 )
@@ -277,4 +278,36 @@ func (r Rule) exceeded(c Change) bool {
 		return pct > r.Amount
 	}
 	return d > r.Amount
+}
+
+// HeapOutlook says, for a JVM whose heap used grew between two snapshots a
+// minute or more apart, how fast and when at that pace it reaches its
+// maximum: the time left before heap-near-max becomes an OutOfMemoryError.
+// It is "" otherwise.
+func HeapOutlook(old, new *Snapshot) string {
+	o, n := old.Inputs.JVM, new.Inputs.JVM
+	minutes := MinutesApart(old, new)
+	if o == nil || n == nil || n.HeapMaxBytes == nil || minutes == 0 || n.HeapUsedBytes <= o.HeapUsedBytes {
+		return ""
+	}
+	rate := float64(n.HeapUsedBytes-o.HeapUsedBytes) / minutes
+	left := float64(*n.HeapMaxBytes) - float64(n.HeapUsedBytes)
+	if left <= 0 {
+		return fmt.Sprintf("Java heap used grows %s/min and has reached its %s maximum", humanize.Bytes(uint64(rate)), humanize.Bytes(*n.HeapMaxBytes))
+	}
+	eta := time.Duration(left / rate * float64(time.Minute)).Round(time.Minute)
+	return fmt.Sprintf("Java heap used grows %s/min (%s → %s): at that pace it reaches its %s maximum in about %s — a heap that a collection does not bring down is a leak",
+		humanize.Bytes(uint64(rate)), humanize.Bytes(o.HeapUsedBytes), humanize.Bytes(n.HeapUsedBytes), humanize.Bytes(*n.HeapMaxBytes), eta)
+}
+
+// MinutesApart is how many minutes separate two snapshots, 0 when it is
+// under a minute or a time is unknown: too short for a rate.
+func MinutesApart(old, new *Snapshot) float64 {
+	if old.Taken.IsZero() || new.Taken.IsZero() {
+		return 0
+	}
+	if m := new.Taken.Sub(old.Taken).Minutes(); m >= 1 {
+		return m
+	}
+	return 0
 }

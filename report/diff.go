@@ -23,15 +23,7 @@ type DiffView struct {
 
 // minutes is the time between the snapshots, 0 when unknown, negative or
 // under a minute: a rate over seconds extrapolates noise.
-func (v *DiffView) minutes() float64 {
-	if v.Old.Taken.IsZero() || v.New.Taken.IsZero() {
-		return 0
-	}
-	if m := v.New.Taken.Sub(v.Old.Taken).Minutes(); m >= 1 {
-		return m
-	}
-	return 0
-}
+func (v *DiffView) minutes() float64 { return explain.MinutesApart(v.Old, v.New) }
 
 // who names a snapshot's process.
 func who(s *explain.Snapshot) string {
@@ -44,27 +36,10 @@ func who(s *explain.Snapshot) string {
 	return "?"
 }
 
-func (v *DiffView) heapOutlook() string { return HeapOutlook(v.Old, v.New) }
+func (v *DiffView) heapOutlook() string { return explain.HeapOutlook(v.Old, v.New) }
 
-// HeapOutlook says, for a JVM whose heap used grew between two snapshots a
-// minute or more apart, how fast and when at that pace it reaches its
-// maximum: the time left before heap-near-max becomes an OutOfMemoryError.
-// It is "" otherwise.
-func HeapOutlook(old, new *explain.Snapshot) string {
-	o, n := old.Inputs.JVM, new.Inputs.JVM
-	minutes := (&DiffView{Old: old, New: new}).minutes()
-	if o == nil || n == nil || n.HeapMaxBytes == nil || minutes == 0 || n.HeapUsedBytes <= o.HeapUsedBytes {
-		return ""
-	}
-	rate := float64(n.HeapUsedBytes-o.HeapUsedBytes) / minutes
-	left := float64(*n.HeapMaxBytes) - float64(n.HeapUsedBytes)
-	if left <= 0 {
-		return fmt.Sprintf("Java heap used grows %s/min and has reached its %s maximum", Bytes(uint64(rate)), Bytes(*n.HeapMaxBytes))
-	}
-	eta := time.Duration(left / rate * float64(time.Minute)).Round(time.Minute)
-	return fmt.Sprintf("Java heap used grows %s/min (%s → %s): at that pace it reaches its %s maximum in about %s — a heap that a collection does not bring down is a leak",
-		Bytes(uint64(rate)), Bytes(o.HeapUsedBytes), Bytes(n.HeapUsedBytes), Bytes(*n.HeapMaxBytes), eta)
-}
+// HeapOutlook is explain.HeapOutlook, for the commands that render one.
+func HeapOutlook(old, new *explain.Snapshot) string { return explain.HeapOutlook(old, new) }
 
 // warnings says what makes the comparison doubtful.
 func (v *DiffView) warnings() []string {
