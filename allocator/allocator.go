@@ -18,6 +18,7 @@ import (
 	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/parseerr"
 	"github.com/memdiag/memdiag/internal/proc"
+	"github.com/memdiag/memdiag/pmap"
 )
 
 // Kind names an allocator.
@@ -133,6 +134,19 @@ func (s *Stats) TrimmableBytes() uint64 {
 		}
 	}
 	return n
+}
+
+// Classes are the pmap classes of the mappings that hold what allocator k
+// keeps: glibc's arena heaps and the brk heap; jemalloc's and tcmalloc's
+// plain anonymous mappings (they map their memory themselves). explain caps
+// glibc's retained free memory by the Rss of its classes; jemalloc's and
+// tcmalloc's is what the anonymous memory left holds.
+func (k Kind) Classes() []pmap.Class {
+	switch k {
+	case Jemalloc, Tcmalloc:
+		return []pmap.Class{pmap.ClassAnon}
+	}
+	return []pmap.Class{pmap.ClassHeap, pmap.ClassGlibcArena}
 }
 
 // Trimmable names, for a person, what TrimmableBytes counts for k.

@@ -105,7 +105,7 @@ func Attribute(in *Inputs) *Result {
 	// is claimed below through NMT, so it joins the anonymous pool.
 	anonRSS := in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena, pmap.ClassAnon, jmx.ClassJVMHeap, jmx.ClassJVMNative, pmap.ClassGoHeap, pmap.ClassV8Heap)
 	a.anon = &pool{name: "anonymous", left: anonRSS}
-	a.arenaRSS = in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena)
+	a.arenaRSS = in.classRSS(allocator.Glibc.Classes()...)
 	a.jvmHeap()
 	a.goHeap()
 	a.v8Heap()
@@ -484,7 +484,7 @@ func (in *Inputs) applies(c Category) bool {
 	case CatJVMHeap, CatJVMNonHeap, CatDirect:
 		return in.JVM != nil
 	case CatMallocInUse, CatMallocFree:
-		return in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena) > 0 || in.Malloc != nil
+		return in.classRSS(allocator.Glibc.Classes()...) > 0 || in.Malloc != nil
 	case CatGoHeap:
 		return in.classMappings(pmap.ClassGoHeap) > 0
 	case CatPyMalloc:
@@ -741,7 +741,7 @@ func leakedFinding(in *Inputs, r *Result, share func(uint64) float64) (finding.F
 // mallocUnmeasured: without malloc_info the arenas' memory is unexplained;
 // where it is most of RSS, the next step is to look inside them.
 func mallocUnmeasured(in *Inputs, un uint64, share func(uint64) float64) (finding.Finding, bool) {
-	arenas := in.classRSS(pmap.ClassHeap, pmap.ClassGlibcArena)
+	arenas := in.classRSS(allocator.Glibc.Classes()...)
 	if in.Malloc != nil || un == 0 || arenas < 16<<20 || share(arenas) < 0.10 {
 		return finding.Finding{}, false
 	}
