@@ -63,10 +63,25 @@ func firstDiff(want, got []byte) string {
 	return ""
 }
 
-// Fixture opens fixtures/name, from a package directory of the module.
+// Fixture opens fixtures/name of the module, from any package directory
+// in it (a test runs in its package's directory).
 func Fixture(t testing.TB, name string) *os.File {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "fixtures", name))
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatalf("no go.mod above the test's directory to find fixtures/%s from", name)
+		}
+		dir = parent
+	}
+	f, err := os.Open(filepath.Join(dir, "fixtures", name))
 	if err != nil {
 		t.Fatal(err)
 	}
