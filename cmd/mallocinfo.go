@@ -16,7 +16,6 @@ import (
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/atomicfile"
 	"github.com/memdiag/memdiag/internal/humanize"
-	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/report"
 )
@@ -252,22 +251,13 @@ func otherAllocator(o *MallocInfoOptions) (done bool, err error) {
 			return true, err
 		}
 	} else {
-		var r io.Reader = o.Streams.In
-		if o.File != "-" {
-			f, err := input.Open(o.File)
-			if err != nil {
-				return true, err
-			}
-			r = f
-			o.closeFile = f.Close
-		}
-		br := allocator.NewSniffer(r)
-		o.sniffed = br
-		if s, err = allocator.Parse(br, o.File); errors.Is(err, allocator.ErrUnrecognized) {
-			return false, nil // glibc's malloc_info, read on from br
-		}
-		if err != nil {
+		var rest io.Reader
+		if s, rest, o.closeFile, err = collect.OpenAllocatorStats(o.File, o.Streams.In); err != nil {
 			return true, err
+		}
+		if s == nil {
+			o.sniffed = rest // glibc's malloc_info, read on from it
+			return false, nil
 		}
 	}
 	return true, report.WriteAllocator(o.Streams.Out, o.Format, s, allocator.Findings(s), report.Style{Color: o.Color})

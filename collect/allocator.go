@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/memdiag/memdiag/allocator"
@@ -43,21 +44,45 @@ func (c *collection) allocator(ctx context.Context) error {
 // allocatorFile reads saved statistics: jemalloc's or tcmalloc's, else
 // glibc's malloc_info (of a log, the last document).
 func allocatorFile(path string) (*allocator.Stats, *mallocinfo.Info, error) {
-	f, err := input.Open(path)
+	s, rest, closeFile, err := OpenAllocatorStats(path, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer f.Close()
-	br := allocator.NewSniffer(f)
-	s, err := allocator.Parse(br, path)
-	if !errors.Is(err, allocator.ErrUnrecognized) {
-		return s, nil, err
+	defer closeFile()
+	if s != nil {
+		return s, nil, nil
 	}
 	var info *mallocinfo.Info
-	if err := mallocinfo.Scan(br, path, func(i *mallocinfo.Info) error { info = i; return nil }); err != nil {
+	if err := mallocinfo.Scan(rest, path, func(i *mallocinfo.Info) error { info = i; return nil }); err != nil {
 		return nil, nil, err
 	}
 	return nil, info, nil
+}
+
+// OpenAllocatorStats opens saved allocator statistics (path "-": stdin)
+// and reads jemalloc's or tcmalloc's, sniffed by allocator.Parse. Anything
+// else — glibc's malloc_info — is left to package mallocinfo: s is nil and
+// rest is the opened, sniffed input to read on. closeFile closes the file.
+func OpenAllocatorStats(path string, stdin io.Reader) (s *allocator.Stats, rest io.Reader, closeFile func() error, err error) {
+	var r io.Reader = stdin
+	closeFile = func() error { return nil }
+	if path != "-" {
+		f, err := input.Open(path)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		r, closeFile = f, f.Close
+	}
+	br := allocator.NewSniffer(r)
+	s, err = allocator.Parse(br, path)
+	if errors.Is(err, allocator.ErrUnrecognized) {
+		return nil, br, closeFile, nil
+	}
+	if err != nil {
+		closeFile()
+		return nil, nil, nil, err
+	}
+	return s, nil, closeFile, nil
 }
 
 // captureAllocator asks the live process's allocator; a failure is noted
