@@ -111,18 +111,9 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	if ids.TracerPID != 0 {
 		return Result{}, fmt.Errorf("process %d: %w: it is already traced by process %d (%s); a process has one tracer at a time — detach that debugger first", pid, ErrNoPtrace, ids.TracerPID, commName(in.procRoot(), ids.TracerPID))
 	}
-	gdb := in.GDB
-	if gdb == "" {
-		p, err := exec.LookPath("gdb")
-		if err != nil {
-			return Result{}, fmt.Errorf("%w in PATH: calling %s in a live process needs it (apt-get install gdb)", ErrNoGDB, job.What)
-		}
-		gdb = p
-	}
-	// gdb starts in /, so a relative name is made absolute here, where it
-	// was meant.
-	if abs, err := filepath.Abs(gdb); err == nil {
-		gdb = abs
+	gdb, err := in.gdbPath(job.What)
+	if err != nil {
+		return Result{}, err
 	}
 	timeout := in.Timeout
 	if timeout == 0 {
@@ -158,24 +149,47 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 	if !wasStopped {
 		ensureRunning(procDir, pid)
 	}
-	out := Result{Log: res.log, Output: res.doc, Paused: paused}
+	return Result{Log: res.log, Output: res.doc, Paused: paused}, runError(pid, job.What, res, runErr)
+}
+
+// gdbPath is the gdb to run: in.GDB, else gdb on PATH, made absolute (gdb
+// starts in /, so a relative name is resolved here, where it was meant).
+func (in Injector) gdbPath(what string) (string, error) {
+	gdb := in.GDB
+	if gdb == "" {
+		p, err := exec.LookPath("gdb")
+		if err != nil {
+			return "", fmt.Errorf("%w in PATH: calling %s in a live process needs it (apt-get install gdb)", ErrNoGDB, what)
+		}
+		gdb = p
+	}
+	if abs, err := filepath.Abs(gdb); err == nil {
+		gdb = abs
+	}
+	return gdb, nil
+}
+
+// runError tells what a gdb run's outcome means, from its error and what
+// it wrote: nil when the script ran (its log says whether its calls
+// succeeded, which only the caller can judge).
+func runError(pid int, what string, res gdbResult, runErr error) error {
 	text := string(res.log)
 	switch {
 	case errors.Is(runErr, context.Canceled):
 		// The user asked to stop: whatever gdb got to, say so.
-		return out, fmt.Errorf("%w on process %d: interrupted; gdb unwound any call in progress and detached", ErrRun, pid)
+		return fmt.Errorf("%w on process %d: interrupted; gdb unwound any call in progress and detached", ErrRun, pid)
 	case text == "" && runErr != nil:
-		return out, runErr // refused before gdb ran
+		return runErr // refused before gdb ran
 	case strings.Contains(text, "ptrace: Operation not permitted"):
-		return out, fmt.Errorf("attaching gdb to process %d: %w: needs the same uid and kernel.yama.ptrace_scope ≤ 1 (see /proc/sys/kernel/yama/ptrace_scope), or CAP_SYS_PTRACE (e.g. sudo); in a container, the capability SYS_PTRACE", pid, ErrNoPtrace)
+		return fmt.Errorf("attaching gdb to process %d: %w: needs the same uid and kernel.yama.ptrace_scope ≤ 1 (see /proc/sys/kernel/yama/ptrace_scope), or CAP_SYS_PTRACE (e.g. sudo); in a container, the capability SYS_PTRACE", pid, ErrNoPtrace)
 	case strings.Contains(text, "No such process"):
-		return out, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
+		return fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 	case res.err != nil:
-		return out, fmt.Errorf("%w: reading what %s wrote in process %d: %v", ErrRun, job.What, pid, res.err)
+		return fmt.Errorf("%w: reading what %s wrote in process %d: %v", ErrRun, what, pid, res.err)
 	case runErr != nil:
-		return out, fmt.Errorf("%w on process %d (%v); gdb said: %s", ErrRun, pid, runErr, LastLines(text, 4))
+		return fmt.Errorf("%w on process %d (%v); gdb said: %s", ErrRun, pid, runErr, LastLines(text, 4))
 	}
-	return out, nil
+	return nil
 }
 
 // preamble sets gdb up: no questions, C, calls unwound on a signal, and
