@@ -271,21 +271,8 @@ func runGDB(ctx context.Context, r gdbRun, cred *syscall.Credential, place *plac
 		return gdbResult{}, err
 	}
 	defer scriptFile.Close()
-	cmd := exec.Command(r.gdb, "-nx", "-batch",
-		"-iex", "set auto-load off", "-iex", "set debuginfod enabled off",
-		"-iex", "set auto-solib-add off", "-iex", "set history save off",
-		"-p", strconv.Itoa(r.pid), "-x", "/dev/fd/4", "-ex", "detach", "-ex", "quit")
 	var out cappedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.ExtraFiles = []*os.File{docW, scriptFile}
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C", "HOME=/nonexistent"}
-	// A session of its own: gdb runs as the target's user, who may ptrace
-	// it, so it must hold nothing of ours — no controlling terminal to push
-	// keystrokes into (TIOCSTI) or read from, no job of our session to
-	// continue. Our Ctrl-C is not gdb's either.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
-	// Output pipes another process holds open do not keep Wait waiting.
-	cmd.WaitDelay = 2 * time.Second
+	cmd := gdbCommand(r, &out, docW, scriptFile, cred)
 	err = startIsolated(cmd, place, r.notify)
 	docW.Close()
 	if err != nil {
@@ -335,6 +322,26 @@ func runGDB(ctx context.Context, r gdbRun, cred *syscall.Credential, place *plac
 		<-done
 		return finish(fmt.Errorf("%w: gdb killed", why))
 	}
+}
+
+// gdbCommand is gdb attaching to r.pid to run the script at descriptor 4
+// and write its output to descriptor 3, with its output and errors in out.
+func gdbCommand(r gdbRun, out io.Writer, docW, scriptFile *os.File, cred *syscall.Credential) *exec.Cmd {
+	cmd := exec.Command(r.gdb, "-nx", "-batch",
+		"-iex", "set auto-load off", "-iex", "set debuginfod enabled off",
+		"-iex", "set auto-solib-add off", "-iex", "set history save off",
+		"-p", strconv.Itoa(r.pid), "-x", "/dev/fd/4", "-ex", "detach", "-ex", "quit")
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.ExtraFiles = []*os.File{docW, scriptFile}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C", "HOME=/nonexistent"}
+	// A session of its own: gdb runs as the target's user, who may ptrace
+	// it, so it must hold nothing of ours — no controlling terminal to push
+	// keystrokes into (TIOCSTI) or read from, no job of our session to
+	// continue. Our Ctrl-C is not gdb's either.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: cred}
+	// Output pipes another process holds open do not keep Wait waiting.
+	cmd.WaitDelay = 2 * time.Second
+	return cmd
 }
 
 // runGDBAs runs gdb as the target's own user, without capabilities,
