@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -258,4 +259,49 @@ func coverage(ms []*syscalltrace.Mapping) []string {
 	}
 	flush()
 	return out
+}
+
+// TestRecordSampledCappedAndSmall: sampling estimates keeper's bytes
+// (about 435 of its 3000 allocations sampled at 64 KiB: within 20 % is
+// over four standard deviations); --min-size leaves the churner's 64 B
+// unrecorded in the kernel; a cap of 1000 summarises the oldest and still
+// counts them as outstanding.
+func TestRecordSampledCappedAndSmall(t *testing.T) {
+	bin := testprog.Build(t, "keepchurn", "-fno-omit-frame-pointer")
+	const truth = 3000 * 10240
+	keeper := func(res *Result) Stack {
+		for _, s := range res.Stacks {
+			if len(s.Frames) > 0 && s.Frames[0].Func == "keeper" {
+				return s
+			}
+		}
+		t.Fatalf("no keeper stack in %d stacks: %+v (counts %+v)", len(res.Stacks), res.Stacks, res.Counts)
+		return Stack{}
+	}
+	t.Run("sampled", func(t *testing.T) {
+		res, _ := runHeld(t, Options{SampleBytes: 64 << 10}, bin, "3000", "50000")
+		k := keeper(res)
+		if d := math.Abs(float64(k.OutstandingBytes) - truth); d > 0.2*truth {
+			t.Errorf("sampled estimate of keeper %d B, truth %d B", k.OutstandingBytes, truth)
+		}
+		if res.Counts.SkippedSample == 0 || res.Counts.Allocs > 3000 {
+			t.Errorf("sampling recorded %d, skipped %d", res.Counts.Allocs, res.Counts.SkippedSample)
+		}
+	})
+	t.Run("min-size", func(t *testing.T) {
+		res, _ := runHeld(t, Options{MinSize: 1024}, bin, "3000", "50000")
+		if k := keeper(res); k.OutstandingBytes != truth {
+			t.Errorf("keeper %d B, truth %d B", k.OutstandingBytes, truth)
+		}
+		if res.Counts.SkippedSmall < 50000 {
+			t.Errorf("%d small allocations skipped, want the churner's 50000", res.Counts.SkippedSmall)
+		}
+	})
+	t.Run("capped", func(t *testing.T) {
+		res, _ := runHeld(t, Options{MaxOutstanding: 1000}, bin, "3000", "1000")
+		k := keeper(res)
+		if k.OutstandingBytes != truth || k.SummarisedCount < 2000 || res.Counts.Summarised < 2000 {
+			t.Errorf("keeper %d B (%d summarised), truth %d B", k.OutstandingBytes, k.SummarisedCount, truth)
+		}
+	})
 }

@@ -110,8 +110,14 @@ func Record(ctx context.Context, o Options) (*Result, error) {
 	if err := r.loop(ctx); err != nil {
 		return nil, err
 	}
+	if r.mapsDirty {
+		_ = r.refreshMaps() // libraries loaded since the last look
+	}
 	r.detach()
 	r.drain()
+	if r.mapsDirty {
+		_ = r.refreshMaps()
+	}
 	return r.snapshot(true), nil
 }
 
@@ -221,7 +227,10 @@ func (r *recorder) load() error {
 		}
 	}
 	spec.Maps["events"].MaxEntries = ring
-	spec.Maps["tracked"].MaxEntries = uint32(r.o.MaxOutstanding + r.o.MaxOutstanding/8)
+	// The kernel tracks what the table holds plus what the ring buffer may
+	// hold in flight, so that it is not full before the table drops its
+	// oldest.
+	spec.Maps["tracked"].MaxEntries = uint32(r.o.MaxOutstanding + int(ring)/eventSize)
 	spec.Maps["stacks"].MaxEntries = uint32(r.o.StackSlots)
 	if err := spec.LoadAndAssign(&r.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
@@ -417,7 +426,7 @@ func (r *recorder) loop(ctx context.Context) error {
 	if r.o.Interval > 0 {
 		next = r.started.Add(r.o.Interval)
 	}
-	lastMaps := time.Now()
+	var lastMaps time.Time
 	var rec ringbuf.Record
 	for {
 		now := time.Now()
