@@ -104,6 +104,7 @@ struct {
 	__type(key, u64);
 	__type(value, u64);
 	__uint(max_entries, 1 << 20); // resized by the loader
+	__uint(map_flags, BPF_F_NO_PREALLOC); // kernel memory as used, not at load
 } tracked SEC(".maps");
 
 struct {
