@@ -131,62 +131,78 @@ func runRecord(o *RecordOptions) error {
 			_ = report.WriteRecord(o.Streams.Out, o.Format, &report.RecordView{Result: r, StackLimit: o.Top}, style)
 		}
 	}
-	var child *exec.Cmd
-	var notes []string
-	if len(o.Command) > 0 {
-		path, err := exec.LookPath(o.Command[0])
-		if err != nil {
-			return fmt.Errorf("the command to record: %w", err)
-		}
-		child = exec.Command(path, o.Command[1:]...)
-		child.Stdin, child.Stdout, child.Stderr = o.Streams.In, o.Streams.ErrOut, o.Streams.ErrOut
-		held, err := record.StartHeld(child)
-		if err != nil {
-			return err
-		}
-		defer held.Close()
-		waited := make(chan error, 1)
-		defer func() {
-			// Recording stopped by a signal with the command still running:
-			// it is ours, so it is told to stop too.
-			select {
-			case err := <-waited:
-				_ = err
-			default:
-				_ = child.Process.Signal(syscall.SIGTERM)
-				select {
-				case <-waited:
-				case <-time.After(5 * time.Second):
-					_ = child.Process.Kill()
-					<-waited
-				}
-			}
-		}()
-		o.Record.PID = child.Process.Pid
-		o.Record.Ready = func() error {
-			if err := held.Release(); err != nil {
-				return err
-			}
-			go func() { waited <- child.Wait() }()
-			return nil
-		}
+	if len(o.Command) == 0 {
 		res, err := record.Record(ctx, o.Record)
 		if err != nil {
 			return err
 		}
-		if res.Exited {
-			if err := <-waited; err != nil {
-				notes = append(notes, fmt.Sprintf("the command ended: %v", err))
-			}
-			waited <- nil // for the deferred check
+		return writeRecord(o, res, nil)
+	}
+	return recordCommand(ctx, o)
+}
+
+// recordCommand starts the command held, records it from its first
+// instruction on, and stops it if the recording ends first.
+func recordCommand(ctx context.Context, o *RecordOptions) error {
+	path, err := exec.LookPath(o.Command[0])
+	if err != nil {
+		return fmt.Errorf("the command to record: %w", err)
+	}
+	child := exec.Command(path, o.Command[1:]...)
+	child.Stdin, child.Stdout, child.Stderr = o.Streams.In, o.Streams.ErrOut, o.Streams.ErrOut
+	held, err := record.StartHeld(child)
+	if err != nil {
+		return err
+	}
+	var waitErr error
+	done := make(chan struct{})
+	released := false
+	defer func() {
+		if !released {
+			held.Close() // the held shell exits without running the command
+			_ = child.Wait()
+			return
 		}
-		return writeRecord(o, res, notes)
+		stopCommand(child, done)
+	}()
+	o.Record.PID = child.Process.Pid
+	o.Record.Ready = func() error {
+		if err := held.Release(); err != nil {
+			return err
+		}
+		released = true
+		go func() { waitErr = child.Wait(); close(done) }()
+		return nil
 	}
 	res, err := record.Record(ctx, o.Record)
 	if err != nil {
 		return err
 	}
+	var notes []string
+	if res.Exited {
+		<-done
+		if waitErr != nil {
+			notes = append(notes, fmt.Sprintf("the command ended: %v", waitErr))
+		}
+	}
 	return writeRecord(o, res, notes)
+}
+
+// stopCommand ends a command the recording stopped before it exited (a
+// signal, --duration): it is ours, started for the recording.
+func stopCommand(child *exec.Cmd, done <-chan struct{}) {
+	select {
+	case <-done:
+		return
+	default:
+	}
+	_ = child.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = child.Process.Kill()
+		<-done
+	}
 }
 
 func writeRecord(o *RecordOptions, res *record.Result, notes []string) error {

@@ -13,31 +13,31 @@ import (
 	"github.com/memdiag/memdiag/syscalltrace"
 )
 
-// Fn is an allocator function, numbered as the BPF program numbers it.
-type Fn uint8
+// allocFn is an allocator function, numbered as the BPF program numbers it.
+type allocFn uint8
 
 // The functions probed.
 const (
-	FnMalloc Fn = iota + 1
-	FnCalloc
-	FnRealloc
-	FnReallocarray
-	FnPosixMemalign
-	FnAlignedAlloc
-	FnMemalign
-	FnValloc
-	FnPvalloc
-	FnFree
+	fnMalloc allocFn = iota + 1
+	fnCalloc
+	fnRealloc
+	fnReallocarray
+	fnPosixMemalign
+	fnAlignedAlloc
+	fnMemalign
+	fnValloc
+	fnPvalloc
+	fnFree
 )
 
-// fnNames are the symbols probed, by Fn.
+// fnNames are the symbols probed, by allocFn.
 var fnNames = [...]string{
-	FnMalloc: "malloc", FnCalloc: "calloc", FnRealloc: "realloc", FnReallocarray: "reallocarray",
-	FnPosixMemalign: "posix_memalign", FnAlignedAlloc: "aligned_alloc", FnMemalign: "memalign",
-	FnValloc: "valloc", FnPvalloc: "pvalloc", FnFree: "free",
+	fnMalloc: "malloc", fnCalloc: "calloc", fnRealloc: "realloc", fnReallocarray: "reallocarray",
+	fnPosixMemalign: "posix_memalign", fnAlignedAlloc: "aligned_alloc", fnMemalign: "memalign",
+	fnValloc: "valloc", fnPvalloc: "pvalloc", fnFree: "free",
 }
 
-func (f Fn) String() string {
+func (f allocFn) String() string {
 	if int(f) < len(fnNames) && fnNames[f] != "" {
 		return fnNames[f]
 	}
@@ -71,7 +71,7 @@ type alloc struct {
 	size  uint64
 	ts    uint64 // CLOCK_MONOTONIC ns
 	stack int32
-	fn    Fn
+	fn    allocFn
 }
 
 // totals accumulate per stack.
@@ -127,7 +127,7 @@ func (t *table) stack(id int32) *totals {
 
 // add records an allocation; it returns the addresses dropped past the cap
 // (the caller forgets them in the kernel too).
-func (t *table) add(addr, size, ts uint64, stack int32, fn Fn) []uint64 {
+func (t *table) add(addr, size, ts uint64, stack int32, fn allocFn) []uint64 {
 	t.allocs++
 	w := weight(size, t.sampleBytes)
 	t.allocBytes += w * float64(size)

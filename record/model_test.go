@@ -14,9 +14,9 @@ import (
 
 func TestTableMatchesFrees(t *testing.T) {
 	tab := newTable(0, 0)
-	tab.add(0x1000, 100, 10, 1, FnMalloc)
-	tab.add(0x2000, 200, 20, 2, FnMalloc)
-	tab.add(0x3000, 300, 30, 2, FnCalloc)
+	tab.add(0x1000, 100, 10, 1, fnMalloc)
+	tab.add(0x2000, 200, 20, 2, fnMalloc)
+	tab.add(0x3000, 300, 30, 2, fnCalloc)
 	tab.free(0x2000)
 	tab.free(0x9000) // its allocation was never seen
 	st := tab.stacks(1030)
@@ -43,7 +43,7 @@ func TestTableCapSummarisesOldest(t *testing.T) {
 		if i >= 50 {
 			stack = 2
 		}
-		dropped = append(dropped, tab.add(0x1000+i*16, 10, i+1, stack, FnMalloc)...)
+		dropped = append(dropped, tab.add(0x1000+i*16, 10, i+1, stack, fnMalloc)...)
 	}
 	if len(dropped) != 11 || dropped[0] != 0x1000 {
 		t.Fatalf("dropped %d (%#x…), want the 11 oldest", len(dropped), dropped)
@@ -64,12 +64,12 @@ func TestTableCapSummarisesOldest(t *testing.T) {
 	}
 	// The freed-and-reused address: the queue's stale entry is skipped.
 	tab2 := newTable(3, 0)
-	tab2.add(0xa, 1, 1, 1, FnMalloc)
+	tab2.add(0xa, 1, 1, 1, fnMalloc)
 	tab2.free(0xa)
-	tab2.add(0xa, 1, 2, 1, FnMalloc)
-	tab2.add(0xb, 1, 3, 1, FnMalloc)
-	tab2.add(0xc, 1, 4, 1, FnMalloc)
-	got := tab2.add(0xd, 1, 5, 1, FnMalloc)
+	tab2.add(0xa, 1, 2, 1, fnMalloc)
+	tab2.add(0xb, 1, 3, 1, fnMalloc)
+	tab2.add(0xc, 1, 4, 1, fnMalloc)
+	got := tab2.add(0xd, 1, 5, 1, fnMalloc)
 	if len(got) != 1 || got[0] != 0xa {
 		t.Errorf("dropped %#x, want 0xa (its second allocation, the oldest live)", got)
 	}
@@ -92,8 +92,8 @@ func TestSampleWeight(t *testing.T) {
 
 func TestTableResetOnExec(t *testing.T) {
 	tab := newTable(0, 0)
-	tab.add(0x10, 8, 1, 1, FnMalloc)
-	tab.add(0x20, 8, 1, 1, FnMalloc)
+	tab.add(0x10, 8, 1, 1, fnMalloc)
+	tab.add(0x20, 8, 1, 1, fnMalloc)
 	if got := tab.reset(); len(got) != 2 {
 		t.Errorf("reset returned %v", got)
 	}

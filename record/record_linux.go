@@ -110,6 +110,7 @@ func Record(ctx context.Context, o Options) (*Result, error) {
 	if err := r.loop(ctx); err != nil {
 		return nil, err
 	}
+	r.ended = time.Since(r.started)
 	if r.mapsDirty {
 		_ = r.refreshMaps() // libraries loaded since the last look
 	}
@@ -379,14 +380,14 @@ func (r *recorder) attach(f *os.File, path string, tab *symtab) {
 	}
 	o := r.objs
 	for _, pr := range []struct {
-		fn          Fn
+		fn          allocFn
 		enter, exit *ebpf.Program
 	}{
-		{FnMalloc, o.MallocEnter, o.MallocLeave}, {FnCalloc, o.CallocEnter, o.CallocLeave},
-		{FnRealloc, o.ReallocEnter, o.ReallocLeave}, {FnReallocarray, o.ReallocarrayEnter, o.ReallocarrayLeave},
-		{FnPosixMemalign, o.PosixMemalignEnter, o.PosixMemalignLeave}, {FnAlignedAlloc, o.AlignedAllocEnter, o.AlignedAllocLeave},
-		{FnMemalign, o.MemalignEnter, o.MemalignLeave}, {FnValloc, o.VallocEnter, o.VallocLeave},
-		{FnPvalloc, o.PvallocEnter, o.PvallocLeave}, {FnFree, o.FreeEnter, nil},
+		{fnMalloc, o.MallocEnter, o.MallocLeave}, {fnCalloc, o.CallocEnter, o.CallocLeave},
+		{fnRealloc, o.ReallocEnter, o.ReallocLeave}, {fnReallocarray, o.ReallocarrayEnter, o.ReallocarrayLeave},
+		{fnPosixMemalign, o.PosixMemalignEnter, o.PosixMemalignLeave}, {fnAlignedAlloc, o.AlignedAllocEnter, o.AlignedAllocLeave},
+		{fnMemalign, o.MemalignEnter, o.MemalignLeave}, {fnValloc, o.VallocEnter, o.VallocLeave},
+		{fnPvalloc, o.PvallocEnter, o.PvallocLeave}, {fnFree, o.FreeEnter, nil},
 	} {
 		name := pr.fn.String()
 		off, ok := tab.fileOffset(name)
@@ -472,7 +473,6 @@ func (r *recorder) processExited() bool {
 
 // drain reads what the ring buffer still holds once the probes are gone.
 func (r *recorder) drain() {
-	r.ended = time.Since(r.started)
 	var rec ringbuf.Record
 	r.rd.SetDeadline(time.Now())
 	for r.rd.ReadInto(&rec) == nil {
@@ -488,7 +488,7 @@ func (r *recorder) handle(b []byte) {
 	ts, enter, addr, size := le.Uint64(b[0:]), le.Uint64(b[8:]), le.Uint64(b[16:]), le.Uint64(b[24:])
 	a1, a2, a3, a4 := le.Uint64(b[32:]), le.Uint64(b[40:]), le.Uint64(b[48:]), le.Uint64(b[56:])
 	tid, stack := int(le.Uint32(b[64:])), int32(le.Uint32(b[68:]))
-	kind, fn := b[72], Fn(b[73])
+	kind, fn := b[72], allocFn(b[73])
 	switch kind {
 	case evAlloc:
 		if stack >= 0 {
