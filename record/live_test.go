@@ -77,7 +77,28 @@ func runHeld(t *testing.T, o Options, bin string, args ...string) (*Result, []st
 		t.Fatal(err)
 	}
 	<-done
+	if left := bpfDescriptors(t); len(left) > 0 {
+		t.Errorf("probes left attached after Record returned: %v", left)
+	}
 	return res, lines
+}
+
+// bpfDescriptors lists this process's descriptors of BPF objects and perf
+// events (each uprobe is one): none may outlive a recording.
+func bpfDescriptors(t *testing.T) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err == nil && (strings.Contains(target, "perf_event") || strings.Contains(target, "bpf")) {
+			out = append(out, e.Name()+" → "+target)
+		}
+	}
+	return out
 }
 
 func TestRecordKeeperAndChurner(t *testing.T) {
