@@ -26,7 +26,7 @@ type memrecEvent struct {
 	Tid     uint32
 	StackId int32
 	Kind    uint8
-	allocFn      uint8
+	Fn      uint8
 	Pad     [6]uint8
 }
 
@@ -35,7 +35,7 @@ type memrecPending struct {
 	Size   uint64
 	Memptr uint64
 	Enter  uint64
-	allocFn     uint32
+	Fn     uint32
 	Pad    uint32
 }
 

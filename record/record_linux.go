@@ -111,6 +111,7 @@ func Record(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	r.ended = time.Since(r.started)
+	r.endMono = monotonic()
 	if r.mapsDirty {
 		_ = r.refreshMaps() // libraries loaded since the last look
 	}
@@ -151,6 +152,7 @@ type recorder struct {
 	t0       uint64
 	started  time.Time
 	ended    time.Duration
+	endMono  uint64 // when the recording ended: ages are taken then
 }
 
 func (r *recorder) close() {
@@ -596,6 +598,9 @@ func (r *recorder) stackFrames(id int32, cache map[int32][]syscalltrace.Frame) [
 // snapshot builds the result as things stand.
 func (r *recorder) snapshot(final bool) *Result {
 	now := monotonic()
+	if final && r.endMono != 0 {
+		now = r.endMono
+	}
 	c := r.counters()
 	res := &Result{PID: r.o.PID, Comm: r.comm, Final: final, Exited: r.exited, MinSize: r.o.MinSize, SampleBytes: r.o.SampleBytes,
 		Probes: r.probes, Mappings: r.replay, Duration: time.Since(r.started)}
