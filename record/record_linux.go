@@ -651,37 +651,32 @@ func (r *recorder) snapshot(final bool) *Result {
 	return res
 }
 
-func protText(p uint64) string {
-	if p == 0 {
-		return "NONE"
-	}
-	var s []string
-	for _, b := range []struct {
-		bit  uint64
-		name string
-	}{{unix.PROT_READ, "READ"}, {unix.PROT_WRITE, "WRITE"}, {unix.PROT_EXEC, "EXEC"}} {
-		if p&b.bit != 0 {
-			s = append(s, b.name)
-		}
-	}
-	return strings.Join(s, "|")
+// flagBit is one bit of a flag word: the Flag… bit it sets in an event
+// (0 for none) and its name.
+type flagBit struct {
+	v    uint64
+	bit  uint32
+	name string
 }
 
-// mmapFlags decodes mmap's flags as trace's readers do, with the names
-// Mapping.Kind looks for (STACK, NORESERVE).
-func mmapFlags(v uint64) (uint32, string) {
-	var bits uint32
-	var s []string
-	for _, f := range []struct {
-		v    uint64
-		bit  uint32
-		name string
-	}{
+var (
+	// mmap's flags, with the names Mapping.Kind looks for (STACK, NORESERVE).
+	mmapBits = []flagBit{
 		{unix.MAP_SHARED, syscalltrace.FlagShared, "SHARED"}, {unix.MAP_PRIVATE, 0, "PRIVATE"}, {unix.MAP_FIXED, syscalltrace.FlagFixed, "FIXED"},
 		{unix.MAP_ANONYMOUS, syscalltrace.FlagAnonymous, "ANONYMOUS"}, {unix.MAP_GROWSDOWN, 0, "GROWSDOWN"},
 		{unix.MAP_NORESERVE, 0, "NORESERVE"}, {unix.MAP_POPULATE, 0, "POPULATE"}, {unix.MAP_STACK, 0, "STACK"},
 		{unix.MAP_HUGETLB, 0, "HUGETLB"}, {unix.MAP_FIXED_NOREPLACE, syscalltrace.FlagFixedNoReplace, "FIXED_NOREPLACE"},
-	} {
+	}
+	mremapBits = []flagBit{{1, syscalltrace.FlagMayMove, "MAYMOVE"}, {2, syscalltrace.FlagFixed, "FIXED"}, {4, syscalltrace.FlagDontUnmap, "DONTUNMAP"}}
+	protBits   = []flagBit{{unix.PROT_READ, 0, "READ"}, {unix.PROT_WRITE, 0, "WRITE"}, {unix.PROT_EXEC, 0, "EXEC"}}
+)
+
+// decodeFlags gives a flag word's event bits and its names, as trace's
+// readers print them ("PRIVATE|ANONYMOUS").
+func decodeFlags(v uint64, table []flagBit) (uint32, string) {
+	var bits uint32
+	var s []string
+	for _, f := range table {
 		if v&f.v != 0 {
 			bits |= f.bit
 			s = append(s, f.name)
@@ -690,18 +685,13 @@ func mmapFlags(v uint64) (uint32, string) {
 	return bits, strings.Join(s, "|")
 }
 
-func mremapFlags(v uint64) (uint32, string) {
-	var bits uint32
-	var s []string
-	for _, f := range []struct {
-		v    uint64
-		bit  uint32
-		name string
-	}{{1, syscalltrace.FlagMayMove, "MAYMOVE"}, {2, syscalltrace.FlagFixed, "FIXED"}, {4, syscalltrace.FlagDontUnmap, "DONTUNMAP"}} {
-		if v&f.v != 0 {
-			bits |= f.bit
-			s = append(s, f.name)
-		}
+func mmapFlags(v uint64) (uint32, string)   { return decodeFlags(v, mmapBits) }
+func mremapFlags(v uint64) (uint32, string) { return decodeFlags(v, mremapBits) }
+
+func protText(p uint64) string {
+	if p == 0 {
+		return "NONE"
 	}
-	return bits, strings.Join(s, "|")
+	_, s := decodeFlags(p, protBits)
+	return s
 }

@@ -115,56 +115,14 @@ func WriteProfile(w io.Writer, r *Result) error {
 		DurationNanos:     r.Duration.Nanoseconds(),
 		Comments:          []string{fmt.Sprintf("memdiag record of process %d (%s) for %s", r.PID, r.Comm, r.Duration.Round(time.Millisecond))},
 	}
-	mappings := map[string]*profile.Mapping{}
-	functions := map[string]*profile.Function{}
-	locations := map[string]*profile.Location{}
-	mappingOf := func(module string) *profile.Mapping {
-		if module == "" {
-			return nil
-		}
-		if m, ok := mappings[module]; ok {
-			return m
-		}
-		m := &profile.Mapping{ID: uint64(len(p.Mapping) + 1), File: module, HasFunctions: true}
-		mappings[module] = m
-		p.Mapping = append(p.Mapping, m)
-		return m
-	}
-	functionOf := func(f syscalltrace.Frame) *profile.Function {
-		name := f.Func
-		if name == "" {
-			name = fmt.Sprintf("%#x", f.Addr)
-		}
-		key := name + "\x00" + f.Module
-		if fn, ok := functions[key]; ok {
-			return fn
-		}
-		fn := &profile.Function{ID: uint64(len(p.Function) + 1), Name: name, SystemName: name, Filename: f.Module}
-		functions[key] = fn
-		p.Function = append(p.Function, fn)
-		return fn
-	}
-	locationOf := func(f syscalltrace.Frame) *profile.Location {
-		key := fmt.Sprintf("%s\x00%s\x00%x", f.Func, f.Module, f.Addr)
-		if l, ok := locations[key]; ok {
-			return l
-		}
-		l := &profile.Location{ID: uint64(len(p.Location) + 1), Address: f.Addr, Mapping: mappingOf(f.Module),
-			Line: []profile.Line{{Function: functionOf(f)}}}
-		locations[key] = l
-		p.Location = append(p.Location, l)
-		return l
-	}
+	locate := syscalltrace.ProfileLocations(p)
 	for _, s := range r.Stacks {
 		frames := s.Frames
 		if len(frames) == 0 {
 			frames = []syscalltrace.Frame{{Func: "(no stack: " + s.Unwound + ")"}}
 		}
-		smp := &profile.Sample{Value: []int64{int64(s.AllocCount), int64(s.AllocBytes), int64(s.OutstandingCount), int64(s.OutstandingBytes)}}
-		for _, f := range frames {
-			smp.Location = append(smp.Location, locationOf(f))
-		}
-		p.Sample = append(p.Sample, smp)
+		p.Sample = append(p.Sample, &profile.Sample{Location: locate(frames),
+			Value: []int64{int64(s.AllocCount), int64(s.AllocBytes), int64(s.OutstandingCount), int64(s.OutstandingBytes)}})
 	}
 	if err := p.CheckValid(); err != nil {
 		return fmt.Errorf("building the profile: %w", err)
