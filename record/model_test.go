@@ -169,8 +169,8 @@ func TestSymbolizerFrames(t *testing.T) {
 			t.Errorf("frame %d %#x: %q, want %q", i, f.Addr, f.Func, want[i])
 		}
 	}
-	if got[3].Module != "" || got[0].Module != "/bin/prog" {
-		t.Errorf("modules %q %q", got[0].Module, got[3].Module)
+	if got[3].Module != "" || got[0].Module != "/bin/prog" || got[0].Addr != 0x1010 || got[3].Addr != 0x999999 {
+		t.Errorf("frames %+v %+v: want the offset in the module, the address outside any", got[0], got[3])
 	}
 }
 

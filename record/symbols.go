@@ -256,7 +256,11 @@ func (s *symbolizer) frame(addr uint64) syscalltrace.Frame {
 		if pc < r.start || pc >= r.end {
 			continue
 		}
-		f := syscalltrace.Frame{Module: r.path, Addr: addr}
+		// Inside a known file the address is its offset there (as strace -k
+		// gives it): the same from run to run, and what a debugger or
+		// addr2line takes when no symbol names it (a stripped library's
+		// internal function).
+		f := syscalltrace.Frame{Module: r.path, Addr: addr - r.start + r.offset}
 		if r.tab != nil {
 			if name, ok := r.tab.lookup(pc - r.start + r.offset); ok {
 				f.Func = name
