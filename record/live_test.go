@@ -368,3 +368,22 @@ func TestRecordInterval(t *testing.T) {
 		t.Errorf("snapshots: first final %v, result final %v", snaps[0].Final, res.Final)
 	}
 }
+
+// TestRecordOtherUsersProcess: root recording a process of nobody's — the
+// allocator's files are opened through the process's own view and checked
+// by inode, and its stacks are named.
+func TestRecordOtherUsersProcess(t *testing.T) {
+	testprog.NeedRoot(t)
+	p := testprog.StartWith(t, testprog.Options{AsNobody: true}, testprog.BuildPublic(t, "drip", "-fno-omit-frame-pointer"), "100000")
+	res, err := Record(context.Background(), Options{PID: p.PID(), Duration: time.Second, NoMappings: true})
+	needBPF(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Stacks) == 0 || len(res.Stacks[0].Frames) == 0 || res.Stacks[0].Frames[0].Func != "drip_keeper" || res.Stacks[0].OutstandingCount < 100 {
+		t.Errorf("leading stack %+v, want drip_keeper's with ≥ 100 allocations in a second", res.Stacks[:min(1, len(res.Stacks))])
+	}
+	if left := bpfDescriptors(t); len(left) > 0 {
+		t.Errorf("probes left attached: %v", left)
+	}
+}

@@ -202,6 +202,7 @@ func (t *table) reset() []uint64 {
 	clear(t.live)
 	clear(t.perStack)
 	t.order, t.head = nil, 0
+	t.allocs, t.frees, t.unmatched, t.allocBytes, t.summarised, t.summarisedBytes = 0, 0, 0, 0, 0, 0
 	return addrs
 }
 

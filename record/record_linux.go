@@ -145,6 +145,7 @@ type recorder struct {
 	stackFail uint64
 	exited    bool
 	mapsDirty bool
+	execSeen  bool // an exec since the maps were last read
 	lastMaps  []procmaps.Mapping
 
 	probes   []Probe
@@ -442,9 +443,11 @@ func (r *recorder) loop(ctx context.Context) error {
 			r.exited = true
 			return nil
 		}
-		if r.mapsDirty && now.Sub(lastMaps) > 50*time.Millisecond {
+		// A new image is read at once (a short-lived command may be gone
+		// soon), libraries at most every 10 ms.
+		if r.mapsDirty && (r.execSeen || now.Sub(lastMaps) > 10*time.Millisecond) {
 			_ = r.refreshMaps() // the process may be exiting: the last maps stay
-			lastMaps = now
+			lastMaps, r.execSeen = now, false
 		}
 		if !next.IsZero() && !now.Before(next) {
 			r.o.OnInterval(r.snapshot(false))
@@ -459,8 +462,8 @@ func (r *recorder) loop(ctx context.Context) error {
 				return fmt.Errorf("reading the ring buffer: %w", err)
 			}
 			r.handle(rec.RawSample)
-			if time.Since(now) > 100*time.Millisecond {
-				break // look at the clock and the process now and then
+			if r.execSeen || time.Since(now) > 100*time.Millisecond {
+				break // a new image to read, or the clock and the process to look at
 			}
 		}
 	}
@@ -507,7 +510,10 @@ func (r *recorder) handle(b []byte) {
 		for _, a := range r.tab.reset() {
 			_ = r.objs.Tracked.Delete(a)
 		}
-		r.mapsDirty = true
+		if comm := b[32:48]; comm[0] != 0 {
+			r.comm = string(bytes.TrimRight(comm, "\x00"))
+		}
+		r.mapsDirty, r.execSeen = true, true
 		r.apply(&syscalltrace.Event{Call: syscalltrace.CallExec, Name: "execve", TID: tid}, ts, enter, -1)
 	case evMmap:
 		flags, text := mmapFlags(a2)

@@ -411,9 +411,16 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		break;
 	default:
 		e->kind = EV_EXEC;
+		// The new program's name, in arg1 and arg2 (16 bytes).
+		bpf_get_current_comm(&e->arg1, 2 * sizeof(u64));
 		break;
 	}
-	bpf_ringbuf_submit(e, wake_flags());
+	// A new image, or a library mapped executable: user space reads the
+	// process's maps for its symbols at once, before it may exit.
+	if (e->kind == EV_EXEC || (e->kind == EV_MMAP && (e->arg1 & 4 /* PROT_EXEC */) && (s64)e->arg3 >= 0))
+		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	else
+		bpf_ringbuf_submit(e, wake_flags());
 	return 0;
 }
 
