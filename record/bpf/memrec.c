@@ -192,12 +192,16 @@ static __always_inline int enter(u32 fn, u64 size, u64 memptr)
 		return 0;
 	count(C_CALLS);
 	u64 id = bpf_get_current_pid_tgid();
+	u64 now = bpf_ktime_get_ns();
 	// A nested call (realloc(NULL, n) calling malloc) leaves the outer
-	// call's entry in place; its return is matched by fn.
-	if (bpf_map_lookup_elem(&pending, &id))
+	// call's entry in place; its return is matched by fn. An entry older
+	// than a second lost its return (the kernel can miss a uretprobe): it
+	// is replaced, or the thread would never be recorded again.
+	struct pending *old = bpf_map_lookup_elem(&pending, &id);
+	if (old && now - old->enter < 1000000000ULL)
 		return 0;
-	struct pending p = {.size = size, .memptr = memptr, .enter = bpf_ktime_get_ns(), .fn = fn};
-	if (bpf_map_update_elem(&pending, &id, &p, BPF_NOEXIST))
+	struct pending p = {.size = size, .memptr = memptr, .enter = now, .fn = fn};
+	if (bpf_map_update_elem(&pending, &id, &p, BPF_ANY))
 		count(C_PENDING_FULL);
 	return 0;
 }
