@@ -3,6 +3,7 @@ package record
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/google/pprof/profile"
@@ -140,7 +141,15 @@ func Findings(r *Result) []finding.Finding {
 	}
 	if r.Mappings != nil && len(r.Outstanding) > 0 {
 		groups := syscalltrace.Groups(r.Outstanding, syscalltrace.GroupAuto, nil)
-		out = append(out, syscalltrace.Findings(r.Outstanding, groups, &r.Mappings.Stats, fmt.Sprintf("recorded from process %d", r.PID), false)...)
+		for _, f := range syscalltrace.Findings(r.Outstanding, groups, &r.Mappings.Stats, fmt.Sprintf("recorded from process %d", r.PID), false) {
+			// trace's finding, with what to do next said for a recording
+			f.Summary = strings.ReplaceAll(f.Summary, "during the trace", "during the recording")
+			f.Advice = []string{
+				"Weigh them by what is resident: memdiag explain --pid PID --record 30s joins the recording with smaps.",
+				"Start-up mappings (libraries, thread stacks, arenas) are outstanding too: record in steady state, or record -- COMMAND and compare with a second recording later.",
+			}
+			out = append(out, f)
+		}
 	}
 	finding.Sort(out)
 	return out
@@ -169,7 +178,7 @@ func mallocFinding(r *Result) (finding.Finding, bool) {
 		if i == 3 || s.OutstandingBytes == 0 {
 			break
 		}
-		label := "(no stack)"
+		label := "(no stack: " + s.Unwound + ")"
 		if len(s.Frames) > 0 {
 			label = syscalltrace.StackLabel(s.Frames)
 		}

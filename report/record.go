@@ -141,7 +141,7 @@ func recordWarnings(r *record.Result) []string {
 		w = append(w, fmt.Sprintf("%d oldest allocations (%s) were summarised by stack past --max-outstanding: counted as outstanding, a later free of them is not seen", c.Summarised, Bytes(c.SummarisedBytes)))
 	}
 	if c.StacksShort > 0 || c.StacksFailed > 0 {
-		w = append(w, fmt.Sprintf("%d stacks have one frame and %d allocations no stack: stacks are walked by frame pointers, and code built without them (libc itself, -fomit-frame-pointer) ends the walk; rebuild with -fno-omit-frame-pointer to see further", c.StacksShort, c.StacksFailed))
+		w = append(w, fmt.Sprintf("stacks of one frame: %d; allocations without a stack: %d. Stacks are walked by frame pointers, and code built without them (libc itself, -fomit-frame-pointer) ends the walk: rebuild with -fno-omit-frame-pointer to see further", c.StacksShort, c.StacksFailed))
 	}
 	if c.StacksTruncated > 0 {
 		w = append(w, fmt.Sprintf("%d stacks were cut at their deepest frames", c.StacksTruncated))
