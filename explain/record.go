@@ -40,7 +40,11 @@ func (e *RecordEvidence) Summary() string {
 		top = append(top, fmt.Sprintf("%s (%s)", s.Label, humanize.Bytes(s.OutstandingBytes)))
 	}
 	text := fmt.Sprintf("%s: %s allocated and not freed over %.0f s", e.Source, humanize.Bytes(e.OutstandingBytes), e.DurationSeconds)
-	if len(top) > 0 {
+	switch len(top) {
+	case 0:
+	case 1:
+		text += ", from this stack: " + top[0]
+	default:
 		text += fmt.Sprintf(", from these %d stacks: %s", len(top), strings.Join(top, "; "))
 	}
 	if e.LostEvents > 0 {
