@@ -53,6 +53,9 @@ type Request struct {
 	Timeout      time.Duration
 	Jolokia      jmx.Jolokia
 	Cores        int
+	// Record, with PID, records the allocator for this long first
+	// (explain --record).
+	Record time.Duration
 	// Notify, when set, is told of a step that pauses the process or waits.
 	Notify func(msg string)
 }
@@ -67,6 +70,10 @@ type Request struct {
 func Inputs(ctx context.Context, r *Request) (in *explain.Inputs, failed []string, err error) {
 	in = &explain.Inputs{Notes: []string{}}
 	c := &collection{r: r, in: in}
+	rec, err := c.recordFirst(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := c.mappings(); err != nil {
 		return nil, nil, err
 	}
@@ -88,6 +95,9 @@ func Inputs(ctx context.Context, r *Request) (in *explain.Inputs, failed []strin
 		if err := c.trace(); err != nil {
 			return nil, nil, err
 		}
+	}
+	if rec != nil {
+		c.recordInto(rec)
 	}
 	return in, c.failed, nil
 }

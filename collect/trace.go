@@ -74,12 +74,17 @@ func (c *collection) trace() error {
 	if err := replay.ApplyAll(src); err != nil {
 		return err
 	}
-	out := leakCandidates(replay.Outstanding(), c.in.JVM != nil)
+	c.traceInto(strings.Join(c.r.TraceFiles, " "), replay, replay.Outstanding())
+	return nil
+}
+
+// traceInto joins the mappings a replay left outstanding with smaps: the
+// trace evidence (of a trace file, or of memdiag record).
+func (c *collection) traceInto(source string, replay *syscalltrace.Replay, outstanding []*syscalltrace.Mapping) {
+	out := leakCandidates(outstanding, c.in.JVM != nil)
 	resident := syscalltrace.JoinSmaps(out, plainAnon(c.ms))
 	groups := syscalltrace.Groups(out, syscalltrace.GroupAuto, resident)
-	source := strings.Join(c.r.TraceFiles, " ")
 	c.in.FromTrace(source, out, resident, groups, syscalltrace.Findings(out, groups, &replay.Stats, source, true))
-	return nil
 }
 
 // plainAnon is the plain anonymous memory of ms: only it can be a leak.

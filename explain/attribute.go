@@ -116,6 +116,9 @@ func Attribute(in *Inputs) *Result {
 		a.jvmNative(j)
 	}
 	a.mallocInUse()
+	if e := a.entries[CatMallocInUse]; e != nil && in.Record != nil {
+		e.Evidence = append(e.Evidence, in.Record.Summary())
+	}
 	a.nodeExternal()
 	a.unexplained(r.RSSBytes - (mapped + anonRSS))
 
@@ -682,6 +685,9 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 	}
 	if in.Malloc != nil {
 		fs = append(fs, in.Malloc.Findings...)
+	}
+	if in.Record != nil {
+		fs = append(fs, in.Record.Findings...)
 	}
 	add(leakedFinding(in, r, share))
 	add(sharedMemoryFinding(in, r))
