@@ -264,8 +264,8 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	}
 	pmap.Classify(ms, hints)
 	in.FromMappings(ms)
-	if o.PID != 0 && mapsCPython(ms) {
-		readPymalloc(in, procRoot, o.PID)
+	if v, ranges, ok := cpython(ms); o.PID != 0 && ok {
+		readPymalloc(in, procRoot, o.PID, v, ranges)
 	}
 
 	// The allocator's statistics: a file (glibc's malloc_info, jemalloc's
@@ -447,27 +447,43 @@ func readPrometheus(ctx context.Context, target string, timeout time.Duration) (
 	return m, nil, err
 }
 
-// mapsCPython reports whether a CPython interpreter (python3.X or
-// libpython3.X) is mapped executable.
-func mapsCPython(ms []pmap.Mapping) bool {
-	for _, m := range ms {
-		if _, _, _, ok := pymalloc.Version(m.Name); ok && !m.Anonymous() && m.Perms[2] == 'x' {
-			return true
+// pymallocBudget bounds the read of a CPython process's pools, which is
+// done without being asked.
+const pymallocBudget = 5 * time.Second
+
+// cpython returns the CPython interpreter (python3.X or libpython3.X)
+// the process maps executable, and where its pymalloc arenas can be: the
+// anonymous read-write mappings pmap leaves as plain anon, with pages in
+// RAM. (The heads of the pool lists are in the interpreter's initialised
+// data, a file mapping: a link to them is outside what is searched.)
+func cpython(ms []pmap.Mapping) (pymalloc.Interpreter, []pymalloc.Range, bool) {
+	var v pymalloc.Interpreter
+	found := false
+	var ranges []pymalloc.Range
+	for i := range ms {
+		m := &ms[i]
+		if !m.Anonymous() && m.Perms[2] == 'x' && !found {
+			v, found = pymalloc.Version(m.Name)
+		}
+		if m.Class == pmap.ClassAnon && m.Perms == "rw-p" && m.Name == "" && m.Bytes(pmap.FieldRss) > 0 {
+			ranges = append(ranges, pymalloc.Range{Start: m.Start, End: m.End})
 		}
 	}
-	return false
+	return v, ranges, found
 }
 
 // readPymalloc reads a CPython process's small-object pools from its
 // memory: nothing runs in it and it is not stopped, so it is done without
 // being asked; what fails is a note.
-func readPymalloc(in *explain.Inputs, procRoot string, pid int) {
+func readPymalloc(in *explain.Inputs, procRoot string, pid int, v pymalloc.Interpreter, ranges []pymalloc.Range) {
 	p, err := procmem.Open(procRoot, pid)
 	if err == nil {
 		defer p.Close()
-		in.Python, err = pymalloc.ReadProcess(p)
+		in.Python, err = pymalloc.ReadProcess(p, v, ranges, time.Now().Add(pymallocBudget))
 	}
 	if err != nil {
 		in.Notes = append(in.Notes, "CPython's small-object arenas (pymalloc) not read: "+err.Error())
+	} else if in.Python.Truncated {
+		in.Notes = append(in.Notes, fmt.Sprintf("CPython's small-object arenas (pymalloc): the read stopped at its bound (%s, %d pools, %d GiB of address space); its figures are those of the pools read", pymallocBudget, pymalloc.MaxPools, pymalloc.MaxAddressSpace>>30))
 	}
 }
