@@ -32,6 +32,7 @@ type CgroupOptions struct {
 	Target string // a pid, or a cgroup directory
 	Format report.Format
 	Color  bool
+	Width  int // what tables must fit in (0: no limit)
 	// Textfile keeps DIR/memdiag_cgroup.prom current, every Interval.
 	Textfile string
 	Interval time.Duration
@@ -61,6 +62,7 @@ set inflated by reclaimable cache, memory pressure (PSI).`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if runF != nil {
 				return runF(o)
 			}
@@ -88,7 +90,7 @@ func runCgroup(o *CgroupOptions) error {
 	if err != nil {
 		return err
 	}
-	return report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	return report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
 }
 
 func readCgroupView(o *CgroupOptions) (*report.CgroupView, error) {
@@ -255,6 +257,7 @@ type OOMOptions struct {
 	MaxBytes int64
 	Format   report.Format
 	Color    bool
+	Width    int // what tables must fit in (0: no limit)
 }
 
 // NewCmdOOM builds `memdiag oom`.
@@ -286,6 +289,7 @@ its notes say whether they back it, or why it is unverified.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if runF != nil {
 				return runF(o)
 			}
@@ -322,7 +326,7 @@ func runOOM(o *OOMOptions) error {
 			Source: fmt.Sprintf("%s:%d", name, rep.Line), Group: g, Members: members, OOM: rep,
 			Findings: g.Findings(members, fmt.Sprintf("%s:%d", name, rep.Line)),
 		}
-		if err := report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color}); err != nil {
+		if err := report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width}); err != nil {
 			return err
 		}
 	}

@@ -26,6 +26,7 @@ type ExplainOptions struct {
 	Demo   []byte
 	Format report.Format
 	Color  bool
+	Width  int // what tables must fit in (0: no limit)
 }
 
 // NewCmdExplain builds `memdiag explain`.
@@ -64,6 +65,7 @@ finds; its output says it is the example.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			switch {
 			// The demo only when nothing at all was given: evidence without
 			// smaps is the user's, and explaining the demo instead would
@@ -116,7 +118,7 @@ func runExplain(o *ExplainOptions) error {
 		warnFailed(o.Streams.ErrOut, failed)
 	}
 	r := explain.Attribute(in)
-	return report.WriteExplain(o.Streams.Out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{Color: o.Color})
+	return report.WriteExplain(o.Streams.Out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{Color: o.Color, Width: o.Width})
 }
 
 // SnapshotOptions is `memdiag snapshot` after flag parsing.

@@ -28,6 +28,7 @@ type JMXOptions struct {
 	Timeout      time.Duration
 	Format       report.Format
 	Color        bool
+	Width        int // what tables must fit in (0: no limit)
 }
 
 // NewCmdJMX builds `memdiag jmx`.
@@ -66,6 +67,7 @@ hsperfdata (figures as of the last collection, no heap range, no NMT).
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if o.Jolokia.URL != "" {
 				if err := jolokiaCredentials(&o.Jolokia, credFile, d.Streams.Getenv); err != nil {
 					return err
@@ -146,7 +148,7 @@ func runJMX(o *JMXOptions) error {
 		m.Sources = append(m.Sources, o.NMTFile)
 	}
 	m.AddNMTDirect()
-	return report.WriteJMX(o.Streams.Out, o.Format, m, report.Style{Color: o.Color})
+	return report.WriteJMX(o.Streams.Out, o.Format, m, report.Style{Color: o.Color, Width: o.Width})
 }
 
 // jolokiaCredentials reads USER:PASSWORD from a file, or from the

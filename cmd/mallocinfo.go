@@ -33,6 +33,7 @@ type MallocInfoOptions struct {
 	PID        int    // capture live instead (0: read File)
 	Format     report.Format
 	Color      bool
+	Width      int // what tables must fit in (0: no limit)
 	Thresholds mallocinfo.Thresholds
 	AllArenas  bool
 	// AllSteps lists every snapshot of a series, not a summary.
@@ -102,6 +103,7 @@ kernel.yama.ptrace_scope 0, or CAP_SYS_PTRACE (root).`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if o.Thresholds.RetainedMinBytes, err = humanize.ParseBytes(minRetained); err != nil {
 				return usage(fmt.Errorf("--min-retained: %w", err))
 			}
@@ -169,7 +171,7 @@ func runMallocInfo(o *MallocInfoOptions) error {
 	} else {
 		v.Source = o.File
 	}
-	out := report.NewMallocInfoWriter(o.Streams.Out, o.Format, report.Style{Color: o.Color}, v.Source, v.PID)
+	out := report.NewMallocInfoWriter(o.Streams.Out, o.Format, report.Style{Color: o.Color, Width: o.Width}, v.Source, v.PID)
 	series := mallocinfo.NewSeries()
 	// Each snapshot goes to the writer as it is read: memory holds one
 	// document and the series, however long the log.
@@ -265,5 +267,5 @@ func otherAllocator(o *MallocInfoOptions) (done bool, err error) {
 			return true, err
 		}
 	}
-	return true, report.WriteAllocator(o.Streams.Out, o.Format, s, allocator.Findings(s), report.Style{Color: o.Color})
+	return true, report.WriteAllocator(o.Streams.Out, o.Format, s, allocator.Findings(s), report.Style{Color: o.Color, Width: o.Width})
 }

@@ -27,6 +27,7 @@ type TraceOptions struct {
 	Paths      []string // files or directories (strace -ff); "-" for stdin
 	Format     report.Format
 	Color      bool
+	Width      int // what tables must fit in (0: no limit)
 	Trace      syscalltrace.Format
 	GroupBy    syscalltrace.GroupBy
 	At         float64
@@ -76,6 +77,7 @@ shows a fork or exec; --per-process gives every task its own.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			switch syscalltrace.Format(format) {
 			case syscalltrace.FormatAuto, syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace, syscalltrace.FormatBpftrace,
 				syscalltrace.FormatSysdig, syscalltrace.FormatSysdigJSON:
@@ -231,7 +233,7 @@ func runTrace(o *TraceOptions) error {
 		}
 		v.Notes = append(v.Notes, fmt.Sprintf("profile written: go tool pprof -sample_index=outstanding -top %s", o.PprofPath))
 	}
-	return report.WriteTrace(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	return report.WriteTrace(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
 }
 
 func joinSmaps(o *TraceOptions) ([]pmap.Mapping, error) {

@@ -27,6 +27,9 @@ const (
 type Column struct {
 	Header string
 	Align  Align
+	// Drop ranks the column for leaving out when a table is wider than
+	// Style.Width: the highest goes first; 0 is never left out.
+	Drop int
 }
 
 // Table is a titled grid of cells, rendered as text or markdown. The last
@@ -66,6 +69,9 @@ type Style struct {
 	// Color turns on lipgloss styling and borders; off when the output is not
 	// a terminal or NO_COLOR is set.
 	Color bool
+	// Width, when not 0, is the display columns a table must fit in: a
+	// terminal's width, or $COLUMNS (fit says how).
+	Width int
 }
 
 // WriteText renders t for a person: a lipgloss table when s.Color is on,
@@ -73,9 +79,10 @@ type Style struct {
 // escape sequences — what `column -t` or awk expect.
 func (t *Table) WriteText(w io.Writer, s Style) error {
 	if s.Color {
-		return t.writeStyled(w)
+		// A rounded border: "│ " before each cell, " │" after the last.
+		return t.fit(s.Width, 3, 4).writeStyled(w)
 	}
-	return t.writePlain(w)
+	return t.fit(s.Width, 2, 0).writePlain(w)
 }
 
 func (t *Table) cells(row []string, i int) string {
