@@ -149,7 +149,7 @@ func wrapText(s string, width int) []string {
 	var lines []string
 	var b strings.Builder
 	line := 0
-	for i, word := range strings.Split(s, " ") {
+	for i, word := range words(s) {
 		ww := lipgloss.Width(word)
 		switch {
 		case i == 0:
@@ -167,3 +167,22 @@ func wrapText(s string, width int) []string {
 	}
 	return append(lines, b.String())
 }
+
+// words splits s at spaces, keeping a figure with its unit ("841.0 MiB")
+// as one word: a line never ends between them.
+func words(s string) []string {
+	var out []string
+	for _, w := range strings.Split(s, " ") {
+		if n := len(out); n > 0 && units[strings.TrimRight(w, ",;:.)")] && strings.ContainsAny(out[n-1][len(out[n-1])-1:], "0123456789") {
+			out[n-1] += " " + w
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+var units = map[string]bool{"B": true, "KiB": true, "MiB": true, "GiB": true, "TiB": true, "kB": true, "s": true, "ms": true, "%": true}
+
+// displayWidth is s's width on a terminal, escape sequences not counted.
+func displayWidth(s string) int { return lipgloss.Width(s) }

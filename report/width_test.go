@@ -1,0 +1,99 @@
+package report
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func widthTable() *Table {
+	t := &Table{
+		Title: "title",
+		Columns: []Column{{Header: "PID", Align: Right}, {Header: "A", Align: Right, Drop: 2}, {Header: "B", Align: Right, Drop: 1},
+			{Header: "NAME"}},
+		Notes: []string{"a note of some length that wraps at 30 columns, figures 12.5 MiB kept whole"},
+	}
+	t.AddRow("1", "aaaa", "bbbb", "/usr/lib/jvm/java-21/bin/java -Xmx4g -jar app.jar")
+	t.AddRow("22", "a", "b", "sh")
+	return t
+}
+
+func TestTableFit(t *testing.T) {
+	tests := []struct {
+		width int
+		want  string
+	}{
+		{0, `title
+PID     A     B  NAME
+  1  aaaa  bbbb  /usr/lib/jvm/java-21/bin/java -Xmx4g -jar app.jar
+ 22     a     b  sh
+a note of some length that wraps at 30 columns, figures 12.5 MiB kept whole
+`},
+		// A wide enough terminal: nothing changes.
+		{200, ""},
+		// The name is clipped first, to what is left, as long as it keeps 16
+		// columns.
+		{40, `title
+PID     A     B  NAME
+  1  aaaa  bbbb  /usr/lib/jvm/java-21/b…
+ 22     a     b  sh
+a note of some length that wraps at 30
+  columns, figures 12.5 MiB kept whole
+`},
+		// Then A goes (the higher Drop), then B.
+		{30, `title
+PID     B  NAME
+  1  bbbb  /usr/lib/jvm/java-…
+ 22     b  sh
+a note of some length that
+  wraps at 30 columns, figures
+  12.5 MiB kept whole
+left out to fit 30 columns: A
+  (--wide shows every column)
+`},
+		{20, `title
+PID  NAME
+  1  /usr/lib/jvm/ja…
+ 22  sh
+a note of some
+  length that wraps
+  at 30 columns,
+  figures 12.5 MiB
+  kept whole
+left out to fit 20
+  columns: A, B
+  (--wide shows
+  every column)
+`},
+	}
+	for _, tt := range tests {
+		var b strings.Builder
+		if err := widthTable().WriteText(&b, Style{Width: tt.width}); err != nil {
+			t.Fatal(err)
+		}
+		want := tt.want
+		if want == "" {
+			want = tests[0].want
+		}
+		if diff := cmp.Diff(want, b.String()); diff != "" {
+			t.Errorf("width %d (-want +got):\n%s", tt.width, diff)
+		}
+	}
+}
+
+// TestTableFitStyled: with borders, each line of a table still fits.
+func TestTableFitStyled(t *testing.T) {
+	var b strings.Builder
+	if err := widthTable().WriteText(&b, Style{Color: true, Width: 36}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n") {
+		if w := displayWidth(l); w > 36 {
+			t.Errorf("%d columns: %q", w, l)
+		}
+	}
+	if !strings.Contains(b.String(), "left out to fit 36 columns") {
+		t.Errorf("no note of the columns left out:\n%s", b.String())
+	}
+}
