@@ -3,13 +3,16 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -57,6 +60,9 @@ set inflated by reclaimable cache, memory pressure (PSI).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Target = args[0]
+			if pid, err := strconv.Atoi(o.Target); err == nil && pid <= 0 {
+				return usage(fmt.Errorf("cgroup %d: a process id is a positive number (ps -e lists them)", pid))
+			}
 			var err error
 			if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
 				return err
@@ -102,6 +108,10 @@ func readCgroupView(o *CgroupOptions) (*report.CgroupView, error) {
 	if pid, err := strconv.Atoi(o.Target); err == nil && pid > 0 {
 		var err error
 		if dir, path, _, err = memcg.Locate(procRoot, o.SysRoot, pid); err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+				// Its /proc directory is gone: say so, not which file.
+				return nil, fmt.Errorf("process %d: %w", pid, pmap.ErrNoProcess)
+			}
 			return nil, err
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -159,6 +161,11 @@ With -o openmetrics and a FILE, standard output gets the metrics too.`,
 			if len(args) == 1 {
 				o.File = args[0]
 			}
+			// Before any capture (which may pause the process), not at the
+			// rename after it.
+			if fi, err := os.Stat(o.File); err == nil && fi.IsDir() {
+				return usage(fmt.Errorf("%s is a directory: give the snapshot's file name (%s)", o.File, filepath.Join(o.File, "snapshot.json")))
+			}
 			var err error
 			if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
 				return err
@@ -205,10 +212,21 @@ func runSnapshot(o *SnapshotOptions) error {
 		if err := s.WriteFile(o.File); err != nil {
 			return fmt.Errorf("writing %s: %w", o.File, err)
 		}
+		fmt.Fprintf(o.Streams.ErrOut, "memdiag: wrote %s: %s\n", termsafe.Escape(o.File), termsafe.Escape(snapshotWords(s)))
 		if o.Format != report.FormatOpenMetrics {
 			return nil
 		}
 		return report.WriteExplain(out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{})
 	}
 	return s.Write(out)
+}
+
+// snapshotWords says what a snapshot holds, for the line that says where
+// it went: whose, its RSS, which sources.
+func snapshotWords(s *explain.Snapshot) string {
+	who := "smaps " + s.Inputs.Source
+	if s.Inputs.PID != 0 {
+		who = fmt.Sprintf("process %d (%s)", s.Inputs.PID, s.Inputs.Command)
+	}
+	return fmt.Sprintf("the snapshot of %s, RSS %s (memdiag diff compares two)", who, report.Bytes(s.RSSBytes))
 }

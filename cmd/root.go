@@ -117,6 +117,7 @@ the evidence for each figure.`,
 	root.AddCommand(NewCmdCgroup(d, g, r.cgroup))
 	root.AddCommand(NewCmdOOM(d, g, r.oom))
 	registerCompletions(root, d.ProcRoot)
+	guardPIDFlags(root)
 	return root
 }
 
