@@ -324,6 +324,10 @@ func runOOM(o *OOMOptions) error {
 	if !o.All {
 		reports = reports[len(reports)-1:]
 	}
+	var boot time.Time // zero unless the log is this boot's
+	if live {
+		boot, _ = memcg.BootTime(procRootOr(o.ProcRoot))
+	}
 	for _, rep := range reports {
 		g := rep.Group()
 		members := rep.Members()
@@ -331,16 +335,33 @@ func runOOM(o *OOMOptions) error {
 		if where == "" {
 			where = "the whole host (no memory cgroup named)"
 		}
+		at, how, _ := rep.WallTime(boot, time.Now())
 		v := &report.CgroupView{
-			Title:  fmt.Sprintf("memdiag oom: %s killed %d (%s) at %s s, in %s (cgroup v%d)", name, rep.Victim.PID, rep.Victim.Name, rep.Time, where, g.Version),
+			Title:  fmt.Sprintf("memdiag oom: %s killed %d (%s) %s, in %s (cgroup v%d)", name, rep.Victim.PID, rep.Victim.Name, oomWhen(at, rep.Time), where, g.Version),
 			Source: fmt.Sprintf("%s:%d", name, rep.Line), Group: g, Members: members, OOM: rep,
 			Findings: g.Findings(members, fmt.Sprintf("%s:%d", name, rep.Line)),
+			KilledAt: at, KilledAtSource: how,
 		}
 		if err := report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// oomWhen says when a kill happened: by the wall clock where the log or
+// the boot time tells, with the kernel's own timestamp (seconds since
+// boot) beside it.
+func oomWhen(t time.Time, kernel string) string {
+	switch {
+	case !t.IsZero() && kernel != "":
+		return fmt.Sprintf("at %s (%s s after boot)", t.Local().Format("2006-01-02 15:04:05 MST"), kernel)
+	case !t.IsZero():
+		return "at " + t.Local().Format("2006-01-02 15:04:05 MST")
+	case kernel != "":
+		return fmt.Sprintf("at %s s after boot (the log does not say when that boot was)", kernel)
+	}
+	return "(the log gives no time)"
 }
 
 // openKernelLog opens what `memdiag oom` reads: FILE, standard input, or

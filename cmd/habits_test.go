@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -97,4 +98,45 @@ func deadPID(t *testing.T) int {
 	}
 	t.Skip("no free pid found")
 	return 0
+}
+
+// TestOOMSaysWhen: a journalctl -k log dates the kill by its own clock; a
+// saved dmesg cannot, and says so, with the kernel's seconds since boot.
+func TestOOMSaysWhen(t *testing.T) {
+	dmesg, err := os.ReadFile("../fixtures/cgroup/oom-v1.dmesg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same report as journalctl -k prints it (short-iso: the year and
+	// zone are in the line).
+	var journal strings.Builder
+	for _, l := range strings.Split(strings.TrimSuffix(string(dmesg), "\n"), "\n") {
+		if i := strings.Index(l, "] "); strings.HasPrefix(l, "[") && i > 0 {
+			l = "2026-12-01T09:30:15+0000 node-7 kernel: " + l[i+2:]
+		}
+		journal.WriteString(l + "\n")
+	}
+	file := filepath.Join(t.TempDir(), "journal.txt")
+	if err := os.WriteFile(file, []byte(journal.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, out, errOut := testStreams("", false, nil)
+	if code := run(t, s, "oom", file, "-o", "json"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["killed_at"] != "2026-12-01T09:30:15Z" || doc["killed_at_source"] != "as the journal printed it" {
+		t.Errorf("killed_at %v (%v), want 2026-12-01T09:30:15Z from the journal", doc["killed_at"], doc["killed_at_source"])
+	}
+
+	s, out, errOut = testStreams("", false, nil)
+	if code := run(t, s, "oom", "../fixtures/cgroup/oom-v1.dmesg"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out.String(), "at 13936.814049 s after boot (the log does not say when that boot was)") {
+		t.Errorf("a saved dmesg: %s", strings.SplitN(out.String(), "\n", 2)[0])
+	}
 }
