@@ -38,15 +38,17 @@ func NewCmdExplain(d *Deps, g *globalOptions, runF func(*ExplainOptions) error) 
 		Use:   "explain [--pid PID | --smaps FILE | --snapshot FILE] [evidence…]",
 		Short: "Where the RSS went: one attribution, with the evidence for every figure",
 		Long: `Attribute a process's RSS to jvm-heap, jvm-non-heap, direct-buffers,
-malloc-in-use, malloc-free-retained, leaked-mappings, thread-stacks,
+go-heap, malloc-in-use, malloc-free-retained, leaked-mappings, thread-stacks,
 file-backed, shmem, other and unexplained. The categories sum to RSS exactly;
 each says where its figure comes from and how sure it is
-(docs/attribution.md). Findings follow, ranked by bytes.
+(docs/attribution.md). Findings follow, ranked by severity (high, medium,
+info), then by bytes, largest first.
 
 --pid PID gathers what it can without being asked: smaps, and for a HotSpot
 JVM its hsperfdata and (unless --no-attach) GC.heap_info and NMT. Add
---capture-malloc-info (gdb) or --malloc-info FILE, --trace FILE, --jolokia
-URL, --prometheus URL|FILE. Offline: --smaps FILE with the same evidence
+--capture-malloc-info (the allocator's statistics, glibc's read from the
+process's memory) or --malloc-info FILE, --trace FILE, --expvar URL,
+--jolokia URL, --prometheus URL|FILE. Offline: --smaps FILE with the same evidence
 files — what an engineer attaches to a ticket — or --snapshot FILE.
 
 With none of these, explain shows a bundled example, captured live from a

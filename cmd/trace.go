@@ -51,13 +51,16 @@ address space and report what was mapped and never unmapped — still mapped at
 the end, or alive when the process exited — grouped by call stack when the
 trace has stacks (strace -k, perf trace --call-graph), else by size.
 
-FILE is strace output (-f, -ff files or their directory, -o or stderr forms,
-any of -t/-tt/-ttt/-r and -T, -k) or perf trace output; gzip and zstd are
-read directly; "-" reads standard input. The format is detected by content.
+FILE is the output of one of four tracers: strace (-f, -ff files or their
+directory, -o or stderr forms, any of -t/-tt/-ttt/-r and -T, -k), perf trace,
+sysdig (text, or JSON with -j) or bpftrace running docs/memdiag-mmap.bt; gzip
+and zstd are read directly; "-" reads standard input. The format is detected
+by content (--format names it).
 
 Capture, for example:
   strace -f -k -tt -e trace=memory,clone,clone3,execve -o app.strace -p PID
   perf trace -e mmap,munmap,mremap,brk,madvise --call-graph dwarf -p PID 2> app.perf
+  bpftrace docs/memdiag-mmap.bt PID > app.bt
 
 Tasks share one address space (one process and its threads) unless the trace
 shows a fork or exec; --per-process gives every task its own.`,
