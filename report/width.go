@@ -142,8 +142,11 @@ func clipText(s string, width int) string {
 // wrapText breaks s at spaces into lines of at most width display
 // columns, the lines after the first indented by two; a word longer than
 // a line stays whole on its own.
-func wrapText(s string, width int) []string {
-	if lipgloss.Width(s) <= width {
+func wrapText(s string, width int) []string { return wrapIndent(s, width, 2) }
+
+// wrapIndent is wrapText with the lines after the first indented by indent.
+func wrapIndent(s string, width, indent int) []string {
+	if width <= 0 || lipgloss.Width(s) <= width {
 		return []string{s}
 	}
 	var lines []string
@@ -156,8 +159,8 @@ func wrapText(s string, width int) []string {
 		case line+1+ww > width:
 			lines = append(lines, b.String())
 			b.Reset()
-			b.WriteString("  ")
-			line = 2
+			b.WriteString(strings.Repeat(" ", indent))
+			line = indent
 		default:
 			b.WriteString(" ")
 			line++
@@ -173,7 +176,7 @@ func wrapText(s string, width int) []string {
 func words(s string) []string {
 	var out []string
 	for _, w := range strings.Split(s, " ") {
-		if n := len(out); n > 0 && units[strings.TrimRight(w, ",;:.)")] && strings.ContainsAny(out[n-1][len(out[n-1])-1:], "0123456789") {
+		if n := len(out); n > 0 && out[n-1] != "" && units[strings.TrimRight(w, ",;:.)")] && strings.ContainsAny(out[n-1][len(out[n-1])-1:], "0123456789") {
 			out[n-1] += " " + w
 			continue
 		}

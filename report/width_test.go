@@ -97,3 +97,35 @@ func TestTableFitStyled(t *testing.T) {
 		t.Errorf("no note of the columns left out:\n%s", b.String())
 	}
 }
+
+// FuzzWrapText: wrapping loses no word and panics on nothing; every line
+// fits unless it is one word.
+func FuzzWrapText(f *testing.F) {
+	f.Add("a note of some length that wraps at 30 columns, figures 12.5 MiB kept whole", 30)
+	f.Add("x  MiB", 3)
+	f.Add("    evidence:  1 B", 5)
+	f.Fuzz(func(t *testing.T, s string, width int) {
+		if width <= 0 || width > 500 {
+			return
+		}
+		s = Sanitize(s)
+		lines := wrapText(s, width)
+		if got, want := strings.Fields(strings.Join(lines, " ")), strings.Fields(s); !cmp.Equal(got, want) && len(want) > 0 {
+			t.Errorf("words %q, want %q", got, want)
+		}
+		// A line is over the width only when it holds one word (a figure
+		// with its unit is one).
+		ws := map[string]bool{}
+		for _, w := range words(s) {
+			ws[w] = true
+		}
+		for i, l := range lines {
+			if i > 0 {
+				l = strings.TrimPrefix(l, "  ")
+			}
+			if displayWidth(l) > width && !ws[l] {
+				t.Errorf("line %q over %d columns", l, width)
+			}
+		}
+	})
+}
