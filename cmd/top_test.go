@@ -171,3 +171,28 @@ func TestTopReverseOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestTopHostileCmdline: a command line is whatever the process wrote;
+// an escape sequence in it reaches the table escaped, and JSON as \u
+// escapes, never raw.
+func TestTopHostileCmdline(t *testing.T) {
+	mark := fmt.Sprintf("hostile%d", os.Getpid())
+	// bash stays (the ": " after sleep), its argv holding ESC and BEL.
+	c := exec.Command("bash", "-c", "sleep 60; :", "\x1b]0;"+mark+"\a\x1b[2J")
+	if err := c.Start(); err != nil {
+		t.Skipf("no bash to start: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	for _, format := range []string{"table", "json"} {
+		s, out, errOut := testStreams("", false, nil)
+		if code := run(t, s, "top", "--name", mark, "-o", format); code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		if strings.ContainsAny(out.String(), "\x1b\a") || !strings.Contains(out.String(), mark) {
+			t.Errorf("-o %s: raw control bytes, or no row for the process:\n%q", format, out)
+		}
+		if format == "table" && !strings.Contains(out.String(), `\x1b]0;`+mark+`\x07\x1b[2J`) {
+			t.Errorf("the table does not show the command line escaped:\n%s", out)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/lipgloss/table"
@@ -94,16 +93,7 @@ func (t *Table) cells(row []string, i int) string {
 
 func (t *Table) writePlain(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	widths := make([]int, len(t.Columns))
-	for i, c := range t.Columns {
-		widths[i] = utf8.RuneCountInString(c.Header)
-	}
-	for r := range t.numRows() {
-		row := t.row(r)
-		for i := range t.Columns {
-			widths[i] = max(widths[i], lipgloss.Width(t.cells(row, i)))
-		}
-	}
+	widths := t.naturalWidths()
 	writeRow := func(cell func(i int) string) {
 		for i, c := range t.Columns {
 			text := cell(i)
