@@ -37,12 +37,11 @@ func NewCmdExplain(d *Deps, g *globalOptions, runF func(*ExplainOptions) error) 
 	c := &cobra.Command{
 		Use:   "explain [--pid PID | --smaps FILE | --snapshot FILE] [evidence…]",
 		Short: "Where the RSS went: one attribution, with the evidence for every figure",
-		Long: `Attribute a process's RSS to jvm-heap, jvm-non-heap, direct-buffers,
-go-heap, malloc-in-use, malloc-free-retained, leaked-mappings, thread-stacks,
-file-backed, shmem, other and unexplained. The categories sum to RSS exactly;
-each says where its figure comes from and how sure it is
-(docs/attribution.md). Findings follow, ranked by severity (high, medium,
-info), then by bytes, largest first.
+		Long: categoriesSentence() + `
+
+The categories sum to RSS exactly; each says where its figure comes from
+and how sure it is (docs/attribution.md). Findings follow, ranked by
+severity (high, medium, info), then by bytes, largest first.
 
 --pid PID gathers what it can without being asked: smaps, and for a HotSpot
 JVM its hsperfdata and (unless --no-attach) GC.heap_info and NMT. Add
@@ -231,4 +230,29 @@ func snapshotWords(s *explain.Snapshot) string {
 		who = fmt.Sprintf("process %d (%s)", s.Inputs.PID, s.Inputs.Command)
 	}
 	return fmt.Sprintf("the snapshot of %s, RSS %s (memdiag diff compares two)", who, report.Bytes(s.RSSBytes))
+}
+
+// categoriesSentence names every category explain attributes, from the
+// list explain itself keeps, so that help cannot fall behind it.
+func categoriesSentence() string {
+	cs := explain.Categories()
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = string(c)
+	}
+	text := "Attribute a process's RSS to " + strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + "."
+	var b strings.Builder
+	line := 0
+	for i, w := range strings.Fields(text) {
+		if i > 0 && line+1+len(w) > 76 {
+			b.WriteString("\n")
+			line = 0
+		} else if i > 0 {
+			b.WriteString(" ")
+			line++
+		}
+		b.WriteString(w)
+		line += len(w)
+	}
+	return b.String()
 }
