@@ -117,13 +117,8 @@ func topTable(v *TopView) *Table {
 
 // keepSortColumn makes the column of the sort key one never left out.
 func keepSortColumn(cols []Column, k proctop.SortKey) {
-	header := map[proctop.SortKey]string{proctop.SortActual: "RSS+SWAP", proctop.SortRSS: "RSS", proctop.SortPSS: "PSS",
-		proctop.SortUSS: "USS", proctop.SortAnon: "ANON", proctop.SortSwap: "SWAP"}[k]
-	for i := range cols {
-		if cols[i].Header == header {
-			cols[i].Drop = 0
-		}
-	}
+	keepHeader(cols, map[proctop.SortKey]string{proctop.SortActual: "RSS+SWAP", proctop.SortRSS: "RSS", proctop.SortPSS: "PSS",
+		proctop.SortUSS: "USS", proctop.SortAnon: "ANON", proctop.SortSwap: "SWAP"}[k])
 }
 
 // userOf is the user name of p's uid, or the uid when it has none.

@@ -84,6 +84,15 @@ func (t *Table) fit(width, sep, edge int) *Table {
 	return f
 }
 
+// keepHeader makes the column headed header one never left out.
+func keepHeader(cols []Column, header string) {
+	for i := range cols {
+		if cols[i].Header == header {
+			cols[i].Drop = 0
+		}
+	}
+}
+
 // clipColumn is the column that may be clipped: the last one kept, if it
 // holds text (a name, a command line, evidence), else none.
 func clipColumn(cols []Column, keep []int) int {
@@ -121,10 +130,22 @@ func (t *Table) wrapsWithin(width int) bool {
 	return true
 }
 
-// clipText shortens s to width display columns, its end replaced by "…".
+// clipText shortens s to width display columns, its end replaced by "…"
+// — or, for a path (a "/" first, no space), its start, since a file's
+// name is at the end ("…/libc.so.6").
 func clipText(s string, width int) string {
 	if lipgloss.Width(s) <= width {
 		return s
+	}
+	if strings.HasPrefix(s, "/") && !strings.Contains(s, " ") {
+		r := []rune(s)
+		w := 0
+		i := len(r)
+		for i > 0 && w+lipgloss.Width(string(r[i-1])) <= width-1 {
+			i--
+			w += lipgloss.Width(string(r[i]))
+		}
+		return "…" + string(r[i:])
 	}
 	var b strings.Builder
 	w := 0

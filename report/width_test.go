@@ -129,3 +129,15 @@ func FuzzWrapText(f *testing.F) {
 		}
 	})
 }
+
+func TestClipText(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"/usr/lib/x86_64-linux-gnu/libc.so.6", "…x-gnu/libc.so.6"}, // a path keeps its file name
+		{"/usr/bin/java -Xmx4g -jar app.jar", "/usr/bin/java -…"},   // a command line its program
+		{"short", "short"},
+	} {
+		if got := clipText(tt.in, 16); got != tt.want || displayWidth(got) > 16 {
+			t.Errorf("clipText(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
