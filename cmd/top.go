@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -87,7 +88,7 @@ and the kind of memory that grew. Processes that exit meanwhile are counted.`,
 			if o.Limit < 0 || o.Options.Top < 0 || o.Interval < 0 {
 				return usage(errors.New("--limit, --diagnose and --interval cannot be negative"))
 			}
-			filter := proctop.Filter{Name: o.Name}
+			filter := proctop.Filter{Name: o.Name, Self: os.Getpid()}
 			if userName != "" {
 				if filter.UID, err = proctop.LookupUser(userName); err != nil {
 					return usage(fmt.Errorf("--user %q: no such user (give a name or a uid)", userName))

@@ -20,8 +20,11 @@ type Filter struct {
 	UID    int
 	HasUID bool
 	// Name keeps the processes whose command name or command line holds
-	// it, when not "" (as `ps | grep` would, without matching itself).
+	// it, when not "" (as `ps | grep` would).
 	Name string
+	// Self is a pid Name never matches: the caller's own, whose command
+	// line holds the name it looks for (pgrep leaves itself out too).
+	Self int
 }
 
 // Keep returns the predicate for Options.Keep, which reads the command
@@ -34,7 +37,13 @@ func (f Filter) Keep(procRoot string) func(*Process) bool {
 		if f.HasUID && p.UID != f.UID {
 			return false
 		}
-		if f.Name == "" || strings.Contains(p.Command, f.Name) {
+		if f.Name == "" {
+			return true
+		}
+		if p.PID == f.Self {
+			return false
+		}
+		if strings.Contains(p.Command, f.Name) {
 			return true
 		}
 		return strings.Contains(strings.Join(ReadCmdline(procRoot, p.PID), " "), f.Name)
