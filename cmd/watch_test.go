@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -103,7 +104,10 @@ func TestWatchTargetExits(t *testing.T) {
 	o.Gather.PID = p.PID()
 	done := make(chan error, 1)
 	go func() { done <- runWatch(context.Background(), o) }()
-	time.Sleep(700 * time.Millisecond)
+	// Until it has grown enough to be a finding's lead and been sampled
+	// since — not a fixed sleep: a loaded machine grows it slower.
+	waitRSS(t, p.PID(), 40<<20)
+	time.Sleep(2 * o.Interval)
 	p.Finish(t) // closes its stdin: it exits
 	select {
 	case err := <-done:
@@ -188,4 +192,21 @@ func TestWatchTargetExecs(t *testing.T) {
 	if strings.Contains(errOut.String(), "attaching gdb") {
 		t.Errorf("gdb was attached: %s", errOut)
 	}
+}
+
+// waitRSS waits, up to 30 s, for process pid's RSS (statm) to reach min.
+func waitRSS(t *testing.T, pid int, min uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(b)); len(f) > 1 {
+			if pages, _ := strconv.ParseUint(f[1], 10, 64); pages*uint64(os.Getpagesize()) >= min {
+				return
+			}
+		}
+	}
+	t.Fatalf("process %d did not reach %d bytes of RSS in 30 s", pid, min)
 }
