@@ -50,9 +50,8 @@ by a page-table walk it did not need:
   every process   /proc/PID/status: RSS by kind (anon, file, shmem), swap, threads
   under --cap     smaps_rollup: PSS, USS, SwapPss (one page-table walk each;
                   a process over the cap says "skipped: RSS > cap", --deep reads it)
-  the top --diagnose (5)
-                  /proc/PID/maps, no page walk: glibc arena heaps from their
-                  64 MiB geometry, JVM, jemalloc/tcmalloc
+  --diagnose N    the N largest (5): /proc/PID/maps, no page walk: glibc
+                  arena heaps from their 64 MiB geometry, JVM, jemalloc/tcmalloc
 
 Each row names the process's user and its command line (/proc/PID/cmdline, as
 the process left it). --user and --name keep some processes only; the total
