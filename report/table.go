@@ -44,6 +44,17 @@ type Table struct {
 	HasTotal bool
 	// Notes follow the table: truncation, warnings.
 	Notes []string
+	// titleLines, set by fit, are the title wrapped to a terminal's width.
+	titleLines []string
+}
+
+// titleText is the title as written: sanitized, on one line or, fitted
+// to a width, several.
+func (t *Table) titleText() []string {
+	if t.titleLines != nil {
+		return t.titleLines
+	}
+	return []string{Sanitize(t.Title)}
 }
 
 // AddRow appends one row; cells beyond the columns are an error in the caller.
@@ -114,7 +125,7 @@ func (t *Table) writePlain(w io.Writer) error {
 		bw.WriteByte('\n')
 	}
 	if t.Title != "" {
-		bw.WriteString(Sanitize(t.Title) + "\n")
+		bw.WriteString(strings.Join(t.titleText(), "\n") + "\n")
 	}
 	writeRow(func(i int) string { return t.Columns[i].Header })
 	for r := range t.numRows() {
@@ -170,7 +181,9 @@ func (t *Table) writeStyled(w io.Writer) error {
 		})
 	var b strings.Builder
 	if t.Title != "" {
-		b.WriteString(title.Render(Sanitize(t.Title)) + "\n")
+		for _, l := range t.titleText() {
+			b.WriteString(title.Render(l) + "\n")
+		}
 	}
 	b.WriteString(tbl.Render() + "\n")
 	for _, n := range t.Notes {

@@ -81,6 +81,7 @@ func (t *Table) fit(width, sep, edge int) *Table {
 	for _, n := range notes {
 		f.Notes = append(f.Notes, wrapText(Sanitize(n), width)...)
 	}
+	f.titleLines = wrapText(Sanitize(t.Title), width)
 	return f
 }
 
@@ -119,9 +120,11 @@ func (t *Table) naturalWidths() []int {
 	return w
 }
 
-// wrapsWithin reports whether the notes already fit in width. (A title
-// is one short line; it is left as it is.)
+// wrapsWithin reports whether the title and notes already fit in width.
 func (t *Table) wrapsWithin(width int) bool {
+	if lipgloss.Width(Sanitize(t.Title)) > width {
+		return false
+	}
 	for _, n := range t.Notes {
 		if lipgloss.Width(Sanitize(n)) > width {
 			return false

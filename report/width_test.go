@@ -141,3 +141,24 @@ func TestClipText(t *testing.T) {
 		}
 	}
 }
+
+// TestTableFitTitle: a long title wraps too, plain and styled.
+func TestTableFitTitle(t *testing.T) {
+	tb := &Table{Title: "memdiag oom: dmesg killed 15172 (hog) at 13936.814049 s after boot, in /kubepods/pod", Columns: []Column{{Header: "A"}}}
+	tb.AddRow("x")
+	for _, st := range []Style{{Width: 40}, {Width: 40, Color: true}} {
+		var b strings.Builder
+		if err := tb.WriteText(&b, st); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(b.String(), "\n")
+		if !strings.Contains(lines[1], "  13936.814049 s") || strings.Contains(b.String(), `\x0a`) {
+			t.Errorf("color %v: title not wrapped:\n%s", st.Color, b.String())
+		}
+		for _, l := range lines {
+			if displayWidth(l) > 40 {
+				t.Errorf("color %v: %d columns: %q", st.Color, displayWidth(l), l)
+			}
+		}
+	}
+}
