@@ -66,6 +66,7 @@ type runners struct {
 	top        func(*TopOptions) error
 	cgroup     func(*CgroupOptions) error
 	oom        func(*OOMOptions) error
+	record     func(*RecordOptions) error
 }
 
 // NewRootCmd builds the memdiag command tree.
@@ -116,6 +117,8 @@ the evidence for each figure.`,
 	root.AddCommand(NewCmdTop(d, g, r.top))
 	root.AddCommand(NewCmdCgroup(d, g, r.cgroup))
 	root.AddCommand(NewCmdOOM(d, g, r.oom))
+	root.AddCommand(NewCmdRecord(d, g, r.record))
+	// After every command is added: they walk the tree.
 	registerCompletions(root, d.ProcRoot)
 	guardPIDFlags(root)
 	return root
