@@ -66,5 +66,5 @@ run() {
 run "1 arena, 16 MiB" "$out/arenas" 1 16
 run "8 arenas, 128 MiB" "$out/arenas" 8 16
 run "64 arenas, 1 GiB" env MALLOC_ARENA_MAX=128 "$out/arenas" 64 16
-run "story 1 (64 MiB)" "$out/mallocdemo" story1 "$out/story1.xml"
+run "arenas keeping what was freed (64 MiB)" "$out/mallocdemo" story1 "$out/story1.xml"
 run "histogram (fragmented)" "$out/mallocdemo" histogram "$out/histogram.xml"

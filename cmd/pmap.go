@@ -30,6 +30,7 @@ type PmapOptions struct {
 	Target  string
 	Format  report.Format
 	Color   bool
+	Width   int // what tables must fit in (0: no limit)
 	Sort    pmap.SortKey
 	Classes []pmap.Class
 	// Limit is how many mappings to list; 0 lists all.
@@ -80,6 +81,7 @@ Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if o.Sort, err = pmap.ParseSortKey(sortKey); err != nil {
 				return usage(err)
 			}
@@ -193,7 +195,7 @@ func runPmap(o *PmapOptions) error {
 	v.Warnings = append(v.Warnings, pmap.Validate(ms)...)
 	v.Summary = pmap.Summarize(ms)
 	v.Shown, v.Matched = pmap.Select(ms, pmap.Selection{Sort: o.Sort, Classes: o.Classes, Limit: o.Limit})
-	return report.WritePmap(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	return report.WritePmap(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
 }
 
 func readSmapsFile(path string, stdin io.Reader) ([]pmap.Mapping, error) {

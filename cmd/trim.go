@@ -32,6 +32,7 @@ type TrimOptions struct {
 	Timeout time.Duration
 	Format  report.Format
 	Color   bool
+	Width   int // what tables must fit in (0: no limit)
 }
 
 // NewCmdTrim builds `memdiag trim`.
@@ -74,6 +75,7 @@ call, and how, and does nothing.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if runF != nil {
 				return runF(o)
 			}
@@ -135,7 +137,7 @@ func runTrim(o *TrimOptions) error {
 	}
 	if o.DryRun {
 		v.Notes = append(v.Notes, "nothing was called: --dry-run")
-		return report.WriteTrim(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+		return report.WriteTrim(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
 	}
 	ctx, stop := interruptible()
 	defer stop()
@@ -213,7 +215,7 @@ func runTrim(o *TrimOptions) error {
 			v.KeptAfter = &n
 		}
 	}
-	return report.WriteTrim(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	return report.WriteTrim(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
 }
 
 // startTime is field 22 of /proc/PID/stat: with the pid, it tells a

@@ -2,6 +2,7 @@ package mallocinfo_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,6 +73,12 @@ func TestAttackCaptureCwd(t *testing.T) {
 		var notes []string
 		info, err := mallocinfo.Capturer{UseGDB: true, Notify: func(m string) { notes = append(notes, m) }}.Capture(ctx, proc.PID())
 		cancel()
+		if errors.Is(err, mallocinfo.ErrUnsafeHost) {
+			// gdb on this CPU and kernel fails memdiag's canary (gdb 13
+			// with AMX): no capture reaches the target, so nothing here
+			// can be attacked — as if gdb were absent.
+			t.Skipf("this host's gdb fails memdiag's canary, so no capture runs: %v", err)
+		}
 		if err != nil {
 			t.Fatalf("capture %d: %v", i, err)
 		}

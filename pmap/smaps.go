@@ -252,6 +252,12 @@ func NewDecoder(r io.Reader, name string) *Decoder {
 
 func (d *Decoder) fail(line int, sentinel error, format string, args ...any) error {
 	d.done = true
+	if sentinel == ErrMalformed && d.noNewline && line == d.line && line > 1 {
+		// The last line, without its newline, after good ones, is where
+		// the input was cut: what is wrong with it is that it is not all
+		// there. (A first line without one is garbage, said as such.)
+		return &ParseError{Name: d.name, Line: line, Msg: "input ends mid-line (no newline): truncated; " + fmt.Sprintf(format, args...), Err: ErrTruncated}
+	}
 	return &ParseError{Name: d.name, Line: line, Msg: fmt.Sprintf(format, args...), Err: sentinel}
 }
 

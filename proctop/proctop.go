@@ -153,6 +153,9 @@ type Options struct {
 	// MaxMappings caps /proc/PID/maps for a diagnosis (0: DefaultMaxMappings):
 	// a process past it is skipped, and said to be.
 	MaxMappings int
+	// Keep, when set, drops the processes it refuses after tier 1, before
+	// any costlier read (Filter.Keep).
+	Keep func(*Process) bool
 }
 
 // DefaultBudget and DefaultMaxMappings bound tier 3: five processes of
@@ -220,6 +223,8 @@ func Read(o Options) (*Scan, error) {
 			continue
 		case p == nil:
 			s.Kernel++
+			continue
+		case o.Keep != nil && !o.Keep(p):
 			continue
 		}
 		s.Processes = append(s.Processes, p)

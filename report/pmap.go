@@ -60,9 +60,9 @@ func pmapTables(v *PmapView) []*Table {
 	classes := &Table{
 		Title: title,
 		Columns: []Column{
-			{Header: "CLASS"}, {Header: "MAPPINGS", Align: Right}, {Header: "SIZE", Align: Right},
+			{Header: "CLASS"}, {Header: "MAPPINGS", Align: Right, Drop: 1}, {Header: "SIZE", Align: Right},
 			{Header: "RSS", Align: Right}, {Header: "%RSS", Align: Right}, {Header: "PSS", Align: Right},
-			{Header: "PRIVATE DIRTY", Align: Right}, {Header: "SWAP", Align: Right},
+			{Header: "PRIVATE DIRTY", Align: Right, Drop: 2}, {Header: "SWAP", Align: Right, Drop: 3},
 		},
 		HasTotal: true,
 	}
@@ -90,10 +90,12 @@ func pmapTables(v *PmapView) []*Table {
 	top := &Table{
 		Title: fmt.Sprintf("mappings by %s", v.Sort),
 		Columns: []Column{
-			{Header: "ADDRESS"}, {Header: "PERMS"}, {Header: "SIZE", Align: Right}, {Header: "RSS", Align: Right},
-			{Header: "PSS", Align: Right}, {Header: "SWAP", Align: Right}, {Header: "CLASS"}, {Header: "NAME"},
+			{Header: "ADDRESS"}, {Header: "PERMS", Drop: 1}, {Header: "SIZE", Align: Right}, {Header: "RSS", Align: Right},
+			{Header: "PSS", Align: Right, Drop: 2}, {Header: "SWAP", Align: Right, Drop: 3}, {Header: "CLASS"}, {Header: "NAME"},
 		},
 	}
+	// On a narrow terminal the column mappings are sorted by stays.
+	keepHeader(top.Columns, map[pmap.SortKey]string{pmap.SortPSS: "PSS", pmap.SortSwap: "SWAP", pmap.SortSize: "SIZE"}[v.Sort])
 	if v.Why {
 		top.Columns = append(top.Columns, Column{Header: "WHY"})
 	}
