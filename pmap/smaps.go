@@ -337,6 +337,10 @@ func (d *Decoder) Decode(m *Mapping) error {
 		if d.mode == modeMaps {
 			return d.fail(d.line, ErrMalformed, "counter line in a maps-style input (earlier mappings had none)")
 		}
+		if d.counter(line) {
+			sawCounters = true
+			continue
+		}
 		key, value, ok := bytes.Cut(line, []byte{':'})
 		if !ok || len(key) == 0 {
 			return d.fail(d.line, ErrMalformed, "expected a mapping header or \"Key: value\", got %s", quote(line))
@@ -437,6 +441,50 @@ func validPerms(p []byte) bool {
 		(p[1] == 'w' || p[1] == '-') &&
 		(p[2] == 'x' || p[2] == '-') &&
 		(p[3] == 'p' || p[3] == 's')
+}
+
+// counter reads a counter line of the usual shape — a known key, spaces,
+// digits and " kB" (or nothing, for unitless counters) — in one pass, and
+// reports whether it did. Anything else (VmFlags, unknown keys, tabs, odd
+// units, a key twice) it leaves to parseField, which says what is wrong.
+func (d *Decoder) counter(line []byte) bool {
+	k := 0
+	for k < len(line) && line[k] != ':' {
+		k++
+	}
+	if k == 0 || k == len(line) {
+		return false
+	}
+	f, known := lookupField(line[:k])
+	if !known || d.present&(1<<f) != 0 {
+		return false
+	}
+	j := k + 1
+	for j < len(line) && line[j] == ' ' {
+		j++
+	}
+	start := j
+	var v uint64
+	for ; j < len(line) && line[j] >= '0' && line[j] <= '9'; j++ {
+		if v > (math.MaxUint64-9)/10 {
+			return false
+		}
+		v = v*10 + uint64(line[j]-'0')
+	}
+	if j == start {
+		return false
+	}
+	if f.InBytes() {
+		if string(line[j:]) != " kB" || v > math.MaxUint64/1024 {
+			return false
+		}
+		v *= 1024
+	} else if j != len(line) {
+		return false
+	}
+	d.vals[f] = v
+	d.present |= 1 << f
+	return true
 }
 
 // parseField reads "Key:   value kB" (or a unitless value) into m.
