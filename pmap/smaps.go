@@ -167,6 +167,13 @@ func (m *Mapping) HasVmFlag(flag string) bool {
 // ParseSmaps reads every mapping of an smaps stream. name labels errors
 // (a path, "/proc/123/smaps", or "-").
 func ParseSmaps(r io.Reader, name string) ([]Mapping, error) {
+	return parseSmaps(r, name, 0)
+}
+
+// parseSmaps is ParseSmaps for about hint mappings (0: unknown). With a
+// hint they go straight into one slice of that room, spared the copy from
+// chunks that would hold them twice at once.
+func parseSmaps(r io.Reader, name string, hint int) ([]Mapping, error) {
 	d := NewDecoder(r, name)
 	// Mappings are gathered in fixed-size chunks and copied once into a
 	// slice of the exact length: appending to one slice would reallocate and
@@ -174,6 +181,10 @@ func ParseSmaps(r io.Reader, name string) ([]Mapping, error) {
 	const chunkLen = 1024
 	var chunks [][]Mapping
 	cur := make([]Mapping, 0, 64)
+	if hint > 0 {
+		// A few more: the process may map while it is read.
+		cur = make([]Mapping, 0, hint+hint/64+16)
+	}
 	n := 0
 	for {
 		if len(cur) == cap(cur) {
