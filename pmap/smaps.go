@@ -10,6 +10,7 @@ package pmap
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -471,6 +472,10 @@ func (d *Decoder) counter(line []byte) bool {
 		return false
 	}
 	j := k + 1
+	// The kernel pads the value to a column: skip the spaces eight at a time.
+	for j+8 <= len(line) && binary.LittleEndian.Uint64(line[j:]) == 0x2020202020202020 {
+		j += 8
+	}
 	for j < len(line) && line[j] == ' ' {
 		j++
 	}
