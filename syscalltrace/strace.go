@@ -253,6 +253,7 @@ func (s *StraceReader) setOrigin(pid int) {
 var (
 	attachedNoise = []byte("strace: Process ")
 	unfinished    = " <unfinished ...>"
+	detached      = " <detached ...>"
 )
 
 // straceDecoder decodes the lines of a chunk. Each worker has its own: it
@@ -607,6 +608,11 @@ func (d *straceDecoder) resumed(rest, line string, lineNo, tid int) error {
 	}
 	name := rest[len("<... "):end]
 	tail := strings.TrimLeft(rest[end+len(" resumed>"):], " ")
+	if strings.HasSuffix(tail, strings.TrimPrefix(detached, " ")) {
+		// Resumed, then let go of before it returned: no outcome either.
+		d.open.take(tid)
+		return nil
+	}
 	if i, ok := d.open.take(tid); ok {
 		sp := &d.c.splits[i]
 		sp.joined = true
@@ -643,6 +649,11 @@ func (d *straceDecoder) call(rest, line string, lineNo, tid int, ts float64, has
 		return nil
 	}
 	name := rest[:open]
+	if strings.HasSuffix(rest, detached) {
+		// strace let go of the task in the call (strace -p stopped): how
+		// it ended is not in the trace, so it changes nothing here.
+		return nil
+	}
 	if strings.HasSuffix(rest, unfinished) {
 		args := ""
 		call, known := callOf(name)
