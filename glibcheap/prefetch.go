@@ -4,11 +4,11 @@ package glibcheap
 // page not read yet cost one read of the process's memory: a fragmented
 // heap of 10,000 free chunks, 10,000 reads while the process is stopped.
 // Before an arena's lists are walked, prefetch follows all of them at once,
-// a step of each list a round, and reads the pages each round needs in one
-// vectored read (process_vm_readv): as many reads as the longest list has
-// chunks, not as the lists have in all. The walk then finds its pages in
-// the cache. Prefetching decides nothing: it checks just enough to stop at
-// what is not a chunk, and the walk checks everything again.
+// a step of each list a round, and reads the chunk headers each round needs
+// in one vectored read (process_vm_readv): as many reads as the longest
+// list has chunks, not as the lists have in all. The walk then finds the
+// headers in the reader. Prefetching decides nothing: it checks just enough
+// to stop at what is not a chunk, and the walk checks everything again.
 
 // VectorMemory is a Memory that also reads many ranges in one call.
 // ReadVec fills bufs[i] from addrs[i] in order and returns the bytes read:
