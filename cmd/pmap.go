@@ -60,8 +60,8 @@ kernel or anon, each with the reason it got its class. Shows a per-class
 summary, then the largest mappings.
 
 TARGET is a process id, "self", a saved smaps file, or "-" for standard input.
-For a live process, the sum over mappings is checked against smaps_rollup
-and VmRSS, and each thread's stack is found from its stack pointer.
+For a live process, the sum over mappings is checked against VmRSS, and
+each thread's stack is found from its stack pointer.
 
 Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 		Example: `  memdiag pmap $$
@@ -180,8 +180,8 @@ func runPmap(o *PmapOptions) error {
 		}
 		if p.Check.Available && !p.Check.Consistent {
 			v.Warnings = append(v.Warnings, fmt.Sprintf(
-				"Σ smaps Rss %d B and smaps_rollup %d B differ from VmRSS (%d → %d B) by more than the %d B the process moved: treat figures as approximate",
-				p.Check.SmapsRSSBytes, p.Check.RollupRSSBytes, p.Check.VmRSSBeforeBytes, p.Check.VmRSSAfterBytes, p.Check.ToleranceBytes))
+				"Σ smaps Rss %d B differs from VmRSS (%d → %d B) by more than the %d B the process moved: treat figures as approximate",
+				p.Check.SmapsRSSBytes, p.Check.VmRSSBeforeBytes, p.Check.VmRSSAfterBytes, p.Check.ToleranceBytes))
 		}
 	} else {
 		var err error

@@ -77,8 +77,8 @@ func pmapTables(v *PmapView) []*Table {
 	}
 	addSums("total", total)
 	if c := v.Check; c != nil && c.Available {
-		classes.Notes = append(classes.Notes, fmt.Sprintf("cross-check: Σ smaps Rss %s, smaps_rollup %s, VmRSS %s → %s",
-			Bytes(c.SmapsRSSBytes), Bytes(c.RollupRSSBytes), Bytes(c.VmRSSBeforeBytes), Bytes(c.VmRSSAfterBytes)))
+		classes.Notes = append(classes.Notes, fmt.Sprintf("cross-check: Σ smaps Rss %s, VmRSS %s → %s",
+			Bytes(c.SmapsRSSBytes), Bytes(c.VmRSSBeforeBytes), Bytes(c.VmRSSAfterBytes)))
 	}
 	for _, w := range v.Warnings {
 		classes.Notes = append(classes.Notes, "warning: "+w)
@@ -147,7 +147,6 @@ type pmapDoc struct {
 
 type checkJSON struct {
 	SmapsRSSBytes    uint64 `json:"smaps_rss_bytes"`
-	RollupRSSBytes   uint64 `json:"rollup_rss_bytes"`
 	VmRSSBeforeBytes uint64 `json:"vm_rss_before_bytes"`
 	VmRSSAfterBytes  uint64 `json:"vm_rss_after_bytes"`
 	ToleranceBytes   uint64 `json:"tolerance_bytes"`
@@ -173,7 +172,7 @@ func pmapDocument(v *PmapView) *pmapDoc {
 		d.Classes[i] = classJSON{c: &v.Summary.Classes[i]}
 	}
 	if c := v.Check; c != nil && c.Available {
-		d.Check = &checkJSON{c.SmapsRSSBytes, c.RollupRSSBytes, c.VmRSSBeforeBytes, c.VmRSSAfterBytes, c.ToleranceBytes, c.Consistent}
+		d.Check = &checkJSON{c.SmapsRSSBytes, c.VmRSSBeforeBytes, c.VmRSSAfterBytes, c.ToleranceBytes, c.Consistent}
 	}
 	return d
 }
