@@ -107,37 +107,6 @@ func TestTcmallocFixture(t *testing.T) {
 	}
 }
 
-// TestPeerSamples reads the captures in ../shared/samples, made by others
-// with the same Debian packages, when they are there.
-func TestPeerSamples(t *testing.T) {
-	dir := "../../shared/samples/allocators"
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("no peer samples here (%v)", err)
-	}
-	for _, file := range []string{"jemalloc-5.3-stats.json", "jemalloc-5.3-stats.txt", "tcmalloc-2.10-stats.txt"} {
-		b, err := os.ReadFile(filepath.Join(dir, file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		br := NewSniffer(bytes.NewReader(b))
-		var s *Stats
-		switch Sniff(br) {
-		case FormatJemalloc:
-			s, err = ParseJemalloc(br, file)
-		case FormatTcmalloc:
-			s, err = ParseTcmalloc(br, file)
-		default:
-			t.Fatalf("%s: not sniffed", file)
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		if sum := s.InUseBytes + s.RetainedBytes(); !within(sum, s.ResidentBytes, 0.05) {
-			t.Errorf("%s: in use + kept %d, resident %d", file, sum, s.ResidentBytes)
-		}
-	}
-}
-
 func TestParseErrors(t *testing.T) {
 	for _, tt := range []struct {
 		name, in string

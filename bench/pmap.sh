@@ -1,42 +1,62 @@
 #!/usr/bin/env bash
-# Benchmarks `memdiag pmap` side by side with what a user would otherwise run,
-# on one live process with many mappings, in one run:
-#   cat /proc/PID/smaps > /dev/null   the kernel floor: generating smaps
-#   pmap -X PID                        procps, the tool people reach for
-#   memdiag pmap PID -o json           every mapping, classified, as JSON
-#   memdiag pmap PID                   the summary table
-# then the offline parse throughput (go test -bench) on ~40 MB of smaps.
+# Benchmarks `memdiag pmap` side by side with what a user would otherwise
+# run, in paired runs (bench/paired.sh: A B A B …, medians of RUNS, peak
+# RSS, the ratio pair by pair):
+#   1. a process of MAPPINGS one-page mappings (fixtures/programs/manymaps.c):
+#      memdiag pmap PID and memdiag pmap PID -o json against pmap -X PID
+#      (procps; goal ≤ 0.3×, JSON peak RSS ≤ 48 MiB), and against
+#      cat /proc/PID/smaps, the kernel's floor;
+#   2. a process of LARGE_MIB resident in 64 arenas (fixtures/programs/arenas.c):
+#      memdiag pmap PID against cat /proc/PID/smaps (goal ≤ 1.2×: the page
+#      tables walked once);
+#   3. the offline parse (go test -bench, RUNS counts, median MB/s).
 #
-# Usage: bench/pmap.sh [MAPPINGS]   (default 60000; needs gcc, procps, hyperfine)
+# Usage: bench/pmap.sh [MAPPINGS [LARGE_MIB]]   (default 60000 and 2048;
+#        needs gcc, procps, GNU time; RUNS=5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-60000}
+large_mib=${2:-2048}
+runs=${RUNS:-5}
 out=bench/out
 mkdir -p "$out"
-command -v hyperfine >/dev/null || { echo "hyperfine not found: apt-get install hyperfine" >&2; exit 1; }
 command -v pmap >/dev/null || { echo "pmap not found: apt-get install procps" >&2; exit 1; }
-
 go build -o "$out/memdiag" .
 gcc -O1 -o "$out/manymaps" fixtures/programs/manymaps.c
+gcc -O1 -pthread -o "$out/arenas" fixtures/programs/arenas.c
+. bench/paired.sh
+echo "$(nproc) cores, $(uname -r), $(pmap -V 2>&1 | head -1), $(date -u +%F)"
 
 coproc MM { exec "$out/manymaps" "$n"; }
 pid=$MM_PID
-trap 'kill $pid 2>/dev/null || true' EXIT
+trap 'kill $pid ${big:-} 2>/dev/null || true' EXIT
 read -r ready <&"${MM[0]}"
 [[ $ready == ready ]] || { echo "manymaps did not start" >&2; exit 1; }
-mappings=$(grep -c '' "/proc/$pid/maps")
-size=$(cat "/proc/$pid/smaps" | wc -c)
-echo "process $pid: $mappings mappings, smaps $size bytes; $(nproc) cores, $(uname -r)"
+echo
+echo "process $pid: $(grep -c '' "/proc/$pid/maps") mappings, smaps $(wc -c < "/proc/$pid/smaps") bytes"
+paired "$runs" "memdiag pmap" "$out/memdiag pmap $pid" "pmap -X" "pmap -X $pid"
+echo "  goal ≤ 0.3× pmap -X"
+paired "$runs" "memdiag pmap -o json" "$out/memdiag pmap $pid -o json" "pmap -X" "pmap -X $pid"
+echo "  goal ≤ 0.3× pmap -X, peak RSS ≤ 48 MiB"
+paired "$runs" "memdiag pmap" "$out/memdiag pmap $pid" "cat smaps" "cat /proc/$pid/smaps"
+kill "$pid"; wait "$pid" 2>/dev/null || true
 
-hyperfine -N --warmup 3 --runs 20 --export-markdown "$out/pmap-live.md" \
-	-n "cat smaps (floor)" "cat /proc/$pid/smaps" \
-	-n "pmap -X" "pmap -X $pid" \
-	-n "memdiag pmap -o json" "$out/memdiag pmap $pid -o json" \
-	-n "memdiag pmap (table)" "$out/memdiag pmap $pid"
+# arenas N MIB: N threads, an arena each of MIB touched; "ready", then waits
+# for its standard input to close.
+per=$((large_mib / 64))
+coproc BIG { exec env MALLOC_ARENA_MAX=128 "$out/arenas" 64 "$per"; }
+big=$BIG_PID
+for _ in $(seq 600); do read -r -t 0.1 line <&"${BIG[0]}" && [[ $line == ready* ]] && break; done
+echo
+echo "process $big: $(awk '/VmRSS/ { print $2 / 1024 " MiB resident" }' "/proc/$big/status"), $(grep -c '' "/proc/$big/maps") mappings"
+paired "$runs" "memdiag pmap" "$out/memdiag pmap $big" "cat smaps" "cat /proc/$big/smaps"
+echo "  goal ≤ 1.2× cat smaps"
+kill "$big"; wait "$big" 2>/dev/null || true
 
 echo
-echo "peak RSS of memdiag pmap -o json:"
-/usr/bin/time -f "%M KiB" "$out/memdiag" pmap "$pid" -o json 2>&1 >/dev/null | tail -1
-
-echo
-go test ./pmap -run '^$' -bench 'ParseSmaps|DecodeSmaps' -benchmem -count 1 | tee "$out/parse.txt"
+echo "offline parse, ~40 MB of smaps from fixtures/smaps/mapper.smaps (goal ≥ 1000 MB/s):"
+go test ./pmap -run '^$' -bench 'ParseSmaps|DecodeSmaps' -benchmem -count "$runs" > "$out/parse.txt"
+for b in ParseSmaps DecodeSmaps; do
+	grep "^Benchmark$b" "$out/parse.txt" | awk '{ for (i = 1; i <= NF; i++) if ($(i + 1) == "MB/s") print $i }' | median |
+		awk -v b="$b" -v r="$runs" '{ printf "  %-12s median of %d: %6.0f MB/s\n", b, r, $1 }'
+done

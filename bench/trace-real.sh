@@ -2,10 +2,11 @@
 # Benchmarks `memdiag trace` on a real strace capture beside the awk matcher:
 # fixtures/programs/leaker.c with 100,000 balanced pairs per worker and 200
 # leaks, traced with strace -f -tt -T (about 120 MB, most calls split by the
-# four threads' output). Prints each one's time, throughput and peak RSS and
-# what each says is outstanding; leaker's own list is the truth.
+# four threads' output). Runs the two in turn (bench/paired.sh: medians of
+# RUNS, peak RSS, the paired ratio) and prints what each says is
+# outstanding; leaker's own list is the truth.
 #
-# Usage: bench/trace-real.sh [ROUNDS]   (needs gcc, strace, GNU time; jq optional)
+# Usage: bench/trace-real.sh [ROUNDS]   (needs gcc, strace, GNU time; jq optional; RUNS=5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-100000}
@@ -18,11 +19,9 @@ strace -f -tt -T -e trace=memory,clone,clone3,execve -o "$trace" "$out/leaker" "
 bytes=$(stat -c %s "$trace")
 echo "trace: $bytes bytes, $(wc -l < "$trace") lines, $(grep -c 'unfinished ...>$' "$trace") calls split"
 
-. bench/measure.sh
-measure wc wc -l "$trace"
-measure awk awk -f bench/match.awk "$trace"
-measure memdiag "$out/memdiag" trace "$trace" -o json
+. bench/paired.sh
+paired "${RUNS:-5}" "memdiag trace" "$out/memdiag trace $trace -o json" "awk matcher" "awk -f bench/match.awk $trace"
 echo
 echo "leaker says:  $(grep -c '^leak ' "$out/leaker.txt") leaks, $(grep -c -E '^(grown|partial|fixed) ' "$out/leaker.txt") pieces it left mapped"
-echo "awk says:     $(cat "$out/awk.out")"
-echo "memdiag says: $(jq -r '"\(.outstanding.count) outstanding (startup mappings included), \(.churn.mmap_calls) mmaps, \(.churn.munmap_calls) munmaps"' "$out/memdiag.out" 2>/dev/null || grep -m1 '"count"' "$out/memdiag.out")"
+echo "awk says:     $(cat "$out/awk_matcher.out")"
+echo "memdiag says: $(jq -r '"\(.outstanding.count) outstanding (startup mappings included), \(.churn.mmap_calls) mmaps, \(.churn.munmap_calls) munmaps"' "$out/memdiag_trace.out" 2>/dev/null || grep -m1 '"count"' "$out/memdiag_trace.out")"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,6 +25,7 @@ type CgroupOptions struct {
 	Target string // a pid, or a cgroup directory
 	Format report.Format
 	Color  bool
+	Width  int // what tables must fit in (0: no limit)
 	// Textfile keeps DIR/memdiag_cgroup.prom current, every Interval.
 	Textfile string
 	Interval time.Duration
@@ -48,11 +50,15 @@ set inflated by reclaimable cache, memory pressure (PSI).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Target = args[0]
+			if pid, err := strconv.Atoi(o.Target); err == nil && pid <= 0 {
+				return usage(fmt.Errorf("cgroup %d: a process id is a positive number (ps -e lists them)", pid))
+			}
 			var err error
 			if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if runF != nil {
 				return runF(o)
 			}
@@ -80,7 +86,7 @@ func runCgroup(o *CgroupOptions) error {
 	if err != nil {
 		return err
 	}
-	return report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	return report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
 }
 
 func readCgroupView(o *CgroupOptions) (*report.CgroupView, error) {
@@ -108,6 +114,7 @@ type OOMOptions struct {
 	MaxBytes int64
 	Format   report.Format
 	Color    bool
+	Width    int // what tables must fit in (0: no limit)
 }
 
 // NewCmdOOM builds `memdiag oom`.
@@ -139,6 +146,7 @@ its notes say whether they back it, or why it is unverified.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if runF != nil {
 				return runF(o)
 			}
@@ -163,6 +171,10 @@ func runOOM(o *OOMOptions) error {
 	if !o.All {
 		reports = reports[len(reports)-1:]
 	}
+	var boot time.Time // zero unless the log is this boot's
+	if live {
+		boot, _ = memcg.BootTime(procRootOr(o.ProcRoot))
+	}
 	for _, rep := range reports {
 		g := rep.Group()
 		members := rep.Members()
@@ -170,16 +182,33 @@ func runOOM(o *OOMOptions) error {
 		if where == "" {
 			where = "the whole host (no memory cgroup named)"
 		}
+		at, how, _ := rep.WallTime(boot, time.Now())
 		v := &report.CgroupView{
-			Title:  fmt.Sprintf("memdiag oom: %s killed %d (%s) at %s s, in %s (cgroup v%d)", name, rep.Victim.PID, rep.Victim.Name, rep.Time, where, g.Version),
+			Title:  fmt.Sprintf("memdiag oom: %s killed %d (%s) %s, in %s (cgroup v%d)", name, rep.Victim.PID, rep.Victim.Name, oomWhen(at, rep.Time), where, g.Version),
 			Source: fmt.Sprintf("%s:%d", name, rep.Line), Group: g, Members: members, OOM: rep,
 			Findings: g.Findings(members, fmt.Sprintf("%s:%d", name, rep.Line)),
+			KilledAt: at, KilledAtSource: how,
 		}
-		if err := report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color}); err != nil {
+		if err := report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// oomWhen says when a kill happened: by the wall clock where the log or
+// the boot time tells, with the kernel's own timestamp (seconds since
+// boot) beside it.
+func oomWhen(t time.Time, kernel string) string {
+	switch {
+	case !t.IsZero() && kernel != "":
+		return fmt.Sprintf("at %s (%s s after boot)", t.Local().Format("2006-01-02 15:04:05 MST"), kernel)
+	case !t.IsZero():
+		return "at " + t.Local().Format("2006-01-02 15:04:05 MST")
+	case kernel != "":
+		return fmt.Sprintf("at %s s after boot (the log does not say when that boot was)", kernel)
+	}
+	return "(the log gives no time)"
 }
 
 // openKernelLog opens what `memdiag oom` reads: FILE, standard input, or

@@ -18,6 +18,7 @@ type DiffOptions struct {
 	All      bool
 	Format   report.Format
 	Color    bool
+	Width    int // what tables must fit in (0: no limit)
 }
 
 // NewCmdDiff builds `memdiag diff`.
@@ -51,6 +52,7 @@ docs/exit-codes.md) — for CI, with -o markdown for a pull-request comment.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			for _, r := range rules {
 				rule, err := explain.ParseRule(r)
 				if err == nil {
@@ -96,7 +98,7 @@ func runDiff(o *DiffOptions) error {
 			v.Unevaluated = append(v.Unevaluated, fmt.Sprintf("%s: %s %s was not measured in %s", r.Text, c.Kind, c.Name, sideName(c.Unmeasured, o)))
 		}
 	}
-	if err := report.WriteDiff(o.Streams.Out, o.Format, v, report.Style{Color: o.Color}); err != nil {
+	if err := report.WriteDiff(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width}); err != nil {
 		return err
 	}
 	if len(v.Tripped) > 0 {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -26,6 +28,7 @@ type ExplainOptions struct {
 	Demo   []byte
 	Format report.Format
 	Color  bool
+	Width  int // what tables must fit in (0: no limit)
 }
 
 // NewCmdExplain builds `memdiag explain`.
@@ -34,16 +37,17 @@ func NewCmdExplain(d *Deps, g *globalOptions, runF func(*ExplainOptions) error) 
 	c := &cobra.Command{
 		Use:   "explain [--pid PID | --smaps FILE | --snapshot FILE] [evidence…]",
 		Short: "Where the RSS went: one attribution, with the evidence for every figure",
-		Long: `Attribute a process's RSS to jvm-heap, jvm-non-heap, direct-buffers,
-malloc-in-use, malloc-free-retained, leaked-mappings, thread-stacks,
-file-backed, shmem, other and unexplained. The categories sum to RSS exactly;
-each says where its figure comes from and how sure it is
-(docs/attribution.md). Findings follow, ranked by bytes.
+		Long: categoriesSentence() + `
+
+The categories sum to RSS exactly; each says where its figure comes from
+and how sure it is (docs/attribution.md). Findings follow, ranked by
+severity (high, medium, info), then by bytes, largest first.
 
 --pid PID gathers what it can without being asked: smaps, and for a HotSpot
 JVM its hsperfdata and (unless --no-attach) GC.heap_info and NMT. Add
---capture-malloc-info (gdb) or --malloc-info FILE, --trace FILE, --jolokia
-URL, --prometheus URL|FILE. Offline: --smaps FILE with the same evidence
+--capture-malloc-info (the allocator's statistics, glibc's read from the
+process's memory) or --malloc-info FILE, --trace FILE, --expvar URL,
+--jolokia URL, --prometheus URL|FILE. Offline: --smaps FILE with the same evidence
 files — what an engineer attaches to a ticket — or --snapshot FILE.
 
 With none of these, explain shows a bundled example, captured live from a
@@ -64,6 +68,7 @@ finds; its output says it is the example.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			switch {
 			// The demo only when nothing at all was given: evidence without
 			// smaps is the user's, and explaining the demo instead would
@@ -120,7 +125,7 @@ func runExplain(o *ExplainOptions) error {
 		warnFailed(o.Streams.ErrOut, failed)
 	}
 	r := explain.Attribute(in)
-	return report.WriteExplain(o.Streams.Out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{Color: o.Color})
+	return report.WriteExplain(o.Streams.Out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{Color: o.Color, Width: o.Width})
 }
 
 // SnapshotOptions is `memdiag snapshot` after flag parsing.
@@ -160,6 +165,11 @@ With -o openmetrics and a FILE, standard output gets the metrics too.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				o.File = args[0]
+			}
+			// Before any capture (which may pause the process), not at the
+			// rename after it.
+			if fi, err := os.Stat(o.File); err == nil && fi.IsDir() {
+				return usage(fmt.Errorf("%s is a directory: give the snapshot's file name (%s)", o.File, filepath.Join(o.File, "snapshot.json")))
 			}
 			var err error
 			if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
@@ -207,10 +217,46 @@ func runSnapshot(o *SnapshotOptions) error {
 		if err := s.WriteFile(o.File); err != nil {
 			return fmt.Errorf("writing %s: %w", o.File, err)
 		}
+		fmt.Fprintf(o.Streams.ErrOut, "memdiag: wrote %s: %s\n", termsafe.Escape(o.File), termsafe.Escape(snapshotWords(s)))
 		if o.Format != report.FormatOpenMetrics {
 			return nil
 		}
 		return report.WriteExplain(out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{})
 	}
 	return s.Write(out)
+}
+
+// snapshotWords says what a snapshot holds, for the line that says where
+// it went: whose, its RSS, which sources.
+func snapshotWords(s *explain.Snapshot) string {
+	who := "smaps " + s.Inputs.Source
+	if s.Inputs.PID != 0 {
+		who = fmt.Sprintf("process %d (%s)", s.Inputs.PID, s.Inputs.Command)
+	}
+	return fmt.Sprintf("the snapshot of %s, RSS %s (memdiag diff compares two)", who, report.Bytes(s.RSSBytes))
+}
+
+// categoriesSentence names every category explain attributes, from the
+// list explain itself keeps, so that help cannot fall behind it.
+func categoriesSentence() string {
+	cs := explain.Categories()
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = string(c)
+	}
+	text := "Attribute a process's RSS to " + strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + "."
+	var b strings.Builder
+	line := 0
+	for i, w := range strings.Fields(text) {
+		if i > 0 && line+1+len(w) > 76 {
+			b.WriteString("\n")
+			line = 0
+		} else if i > 0 {
+			b.WriteString(" ")
+			line++
+		}
+		b.WriteString(w)
+		line += len(w)
+	}
+	return b.String()
 }

@@ -24,6 +24,13 @@ type nodeAccounting struct {
 // pid, its metrics URL ("" when prom-client is not installed) and its
 // accounting at start.
 func startNode(t *testing.T, mode string) (pid, url string, acc nodeAccounting) {
+	pid, url, acc, _ = startNodeWorkers(t, mode)
+	return pid, url, acc
+}
+
+// startNodeWorkers is startNode, with what the program's worker threads
+// say is resident of their heaps.
+func startNodeWorkers(t *testing.T, mode string) (pid, url string, acc nodeAccounting, workers float64) {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -34,13 +41,16 @@ func startNode(t *testing.T, mode string) (pid, url string, acc nodeAccounting) 
 		if u, ok := strings.CutPrefix(l, "metrics "); ok && u != "none" {
 			url = u
 		}
+		if w, ok := strings.CutPrefix(l, "workers_physical "); ok {
+			workers, _ = strconv.ParseFloat(w, 64)
+		}
 		if j, ok := strings.CutPrefix(l, "accounting "); ok {
 			if err := json.Unmarshal([]byte(j), &acc); err != nil {
 				t.Fatalf("retain.js accounting %q: %v", j, err)
 			}
 		}
 	}
-	return strconv.Itoa(p.PID()), url, acc
+	return strconv.Itoa(p.PID()), url, acc, workers
 }
 
 // TestExplainNodeHeap: a Node.js service holding a million objects. Its V8
@@ -98,5 +108,23 @@ func TestExplainNodeBuffers(t *testing.T) {
 		if f.ID == "anon-unexplained" {
 			t.Errorf("anon-unexplained %+v beside the Buffers Node.js accounts for", f)
 		}
+	}
+}
+
+// TestExplainNodeWorkers: two worker threads hold their objects on heaps
+// of their own, which prom-client's metrics (the main thread's) do not
+// count. The first finding says so, within 10 % of what the workers' V8
+// says is resident, instead of calling the main thread's few MiB the lead.
+func TestExplainNodeWorkers(t *testing.T) {
+	pid, url, _, workers := startNodeWorkers(t, "workers")
+	if url == "" {
+		t.Skip("prom-client is not installed: run npm install in fixtures/programs/node (.ci/run does)")
+	}
+	e := runExplainJSON(t, "--pid", pid, "--prometheus", url)
+	if len(e.Findings) == 0 || e.Findings[0].ID != "v8-heap-other-isolates" {
+		t.Fatalf("findings %+v, want v8-heap-other-isolates first", e.Findings)
+	}
+	if got := e.Findings[0].Bytes; !within(got, workers, 0.10) {
+		t.Errorf("v8-heap-other-isolates %.0f B; the workers' V8 says %.0f B of their heaps are resident", got, workers)
 	}
 }

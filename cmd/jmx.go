@@ -28,6 +28,7 @@ type JMXOptions struct {
 	Timeout      time.Duration
 	Format       report.Format
 	Color        bool
+	Width        int // what tables must fit in (0: no limit)
 }
 
 // NewCmdJMX builds `memdiag jmx`.
@@ -35,21 +36,25 @@ func NewCmdJMX(d *Deps, g *globalOptions, runF func(*JMXOptions) error) *cobra.C
 	o := &JMXOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
 	var credFile string
 	c := &cobra.Command{
-		Use:   "jmx (--pid PID | --nmt FILE | --heap-info FILE)",
+		Use:   "jmx (--pid PID | --jolokia URL | --prometheus URL|FILE | --nmt FILE | --heap-info FILE)",
 		Short: "What the JVM accounts for: heap, pools, native memory tracking",
 		Long: `Read what a HotSpot JVM accounts for: heap and non-heap usage, memory pools,
 Native Memory Tracking by category, the Java heap's address range.
 
 --pid PID reads the JVM's hsperfdata file (no disturbance at all), then asks
 the JVM itself through the attach socket jcmd uses — GC.heap_info,
-VM.native_memory summary, VM.version — with no JDK tools on the host. It
-never signals a process that has no libjvm.so mapped. --no-attach keeps to
-hsperfdata (figures as of the last collection, no heap range, no NMT).
+VM.native_memory detail (else summary), VM.flags, VM.version — with no JDK
+tools on the host. It never signals a process that has no libjvm.so mapped.
+--no-attach keeps to hsperfdata (figures as of the last collection, no heap
+range, no NMT).
 
---nmt FILE and --heap-info FILE read saved jcmd output (with or without the
-"PID:" line), for evidence sent from elsewhere.`,
+--jolokia URL and --prometheus URL|FILE add the memory MBeans' view (buffer
+pools included) from a Jolokia endpoint or a Prometheus page (jmx_exporter,
+client_java, Micrometer). --nmt FILE and --heap-info FILE read saved jcmd
+output (with or without the "PID:" line), for evidence sent from elsewhere.`,
 		Example: `  memdiag jmx --pid 1234
   memdiag jmx --pid 1234 -o json | jq '.nmt.categories[] | select(.name=="Other")'
+  memdiag jmx --jolokia http://app:8778/jolokia/
   memdiag jmx --nmt nmt.txt --heap-info heap.txt`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -66,6 +71,7 @@ hsperfdata (figures as of the last collection, no heap range, no NMT).
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if o.Jolokia.URL != "" {
 				if err := jolokiaCredentials(&o.Jolokia, credFile, d.Streams.Getenv); err != nil {
 					return err
@@ -109,7 +115,7 @@ func runJMX(o *JMXOptions) error {
 	if len(failures) > 0 {
 		return failures[0].Err
 	}
-	return report.WriteJMX(o.Streams.Out, o.Format, m, report.Style{Color: o.Color})
+	return report.WriteJMX(o.Streams.Out, o.Format, m, report.Style{Color: o.Color, Width: o.Width})
 }
 
 // jolokiaCredentials reads USER:PASSWORD from a file, or from the

@@ -32,6 +32,7 @@ type MallocInfoOptions struct {
 	PID        int    // capture live instead (0: read File)
 	Format     report.Format
 	Color      bool
+	Width      int // what tables must fit in (0: no limit)
 	Thresholds mallocinfo.Thresholds
 	AllArenas  bool
 	// AllSteps lists every snapshot of a series, not a summary.
@@ -101,6 +102,7 @@ kernel.yama.ptrace_scope 0, or CAP_SYS_PTRACE (root).`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if err := o.validate(minRetained, c.Flags().Changed("cores")); err != nil {
 				return err
 			}
@@ -117,7 +119,9 @@ kernel.yama.ptrace_scope 0, or CAP_SYS_PTRACE (root).`,
 	f.Float64Var(&o.Thresholds.RetainedShare, "retained-share", defaults.RetainedShare, "report arena retention at this share of arena memory retained free")
 	f.StringVar(&minRetained, "min-retained", "16MiB", "report arena retention only when at least this much is retained free (with --retained-share)")
 	f.Float64Var(&o.Thresholds.MostlyFreeShare, "mostly-free", defaults.MostlyFreeShare, "name arenas at least this share free")
-	f.IntVar(&o.Thresholds.Cores, "cores", defaults.Cores, "cores of the process's host (glibc allows 8 arenas per core); default: this host's for --pid, unknown for a file")
+	// No default in the flag itself: help would show this host's count as
+	// the default for a file too, where it is unknown.
+	f.IntVar(&o.Thresholds.Cores, "cores", 0, "cores of the process's host (glibc allows 8 arenas per core); default: this host's for --pid, unknown for a file")
 	f.IntVar(&o.Thresholds.ArenaMax, "arena-max", 0, "MALLOC_ARENA_MAX of the process, when set")
 	f.BoolVar(&o.AllArenas, "all-arenas", false, "list every arena (default: the 20 retaining most)")
 	f.BoolVar(&o.AllSteps, "all", false, "over time: list every snapshot of a log (default: a summary of the telling ones when there are more than 20)")
@@ -145,10 +149,10 @@ func (o *MallocInfoOptions) validate(minRetained string, coresGiven bool) error 
 	if o.Save != "" && o.PID == 0 {
 		return usage(errors.New("--save keeps a live capture: it needs --pid"))
 	}
-	if o.PID == 0 && !coresGiven {
+	if o.PID != 0 && !coresGiven {
 		// A saved document may come from another machine: only a live
 		// capture knows the cores behind glibc's arena limit.
-		o.Thresholds.Cores = 0
+		o.Thresholds.Cores = mallocinfo.DefaultThresholds(runtime.NumCPU()).Cores
 	}
 	return nil
 }
@@ -178,7 +182,7 @@ func runMallocInfo(o *MallocInfoOptions) error {
 	} else {
 		v.Source = o.File
 	}
-	out := report.NewMallocInfoWriter(o.Streams.Out, o.Format, report.Style{Color: o.Color}, v.Source, v.PID)
+	out := report.NewMallocInfoWriter(o.Streams.Out, o.Format, report.Style{Color: o.Color, Width: o.Width}, v.Source, v.PID)
 	series := mallocinfo.NewSeries()
 	// Each snapshot goes to the writer as it is read: memory holds one
 	// document and the series, however long the log.
@@ -260,5 +264,5 @@ func otherAllocator(o *MallocInfoOptions) (done bool, err error) {
 			return false, nil
 		}
 	}
-	return true, report.WriteAllocator(o.Streams.Out, o.Format, s, allocator.Findings(s), report.Style{Color: o.Color})
+	return true, report.WriteAllocator(o.Streams.Out, o.Format, s, allocator.Findings(s), report.Style{Color: o.Color, Width: o.Width})
 }

@@ -27,6 +27,7 @@ type PmapOptions struct {
 	Target  string
 	Format  report.Format
 	Color   bool
+	Width   int // what tables must fit in (0: no limit)
 	Sort    pmap.SortKey
 	Classes []pmap.Class
 	// Limit is how many mappings to list; 0 lists all.
@@ -56,8 +57,8 @@ kernel or anon, each with the reason it got its class. Shows a per-class
 summary, then the largest mappings.
 
 TARGET is a process id, "self", a saved smaps file, or "-" for standard input.
-For a live process, the sum over mappings is checked against smaps_rollup
-and VmRSS, and each thread's stack is found from its stack pointer.
+For a live process, the sum over mappings is checked against VmRSS, and
+each thread's stack is found from its stack pointer.
 
 Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 		Example: `  memdiag pmap $$
@@ -77,6 +78,7 @@ Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if o.Sort, err = pmap.ParseSortKey(sortKey); err != nil {
 				return usage(err)
 			}
@@ -154,8 +156,8 @@ func runPmap(o *PmapOptions) error {
 		v.Notes = lm.Notes
 		if p.Check.Available && !p.Check.Consistent {
 			v.Warnings = append(v.Warnings, fmt.Sprintf(
-				"Σ smaps Rss %d B and smaps_rollup %d B differ from VmRSS (%d → %d B) by more than the %d B the process moved: treat figures as approximate",
-				p.Check.SmapsRSSBytes, p.Check.RollupRSSBytes, p.Check.VmRSSBeforeBytes, p.Check.VmRSSAfterBytes, p.Check.ToleranceBytes))
+				"Σ smaps Rss %d B differs from VmRSS (%d → %d B) by more than the %d B the process moved: treat figures as approximate",
+				p.Check.SmapsRSSBytes, p.Check.VmRSSBeforeBytes, p.Check.VmRSSAfterBytes, p.Check.ToleranceBytes))
 		}
 	} else {
 		var err error
@@ -169,7 +171,7 @@ func runPmap(o *PmapOptions) error {
 	v.Warnings = append(v.Warnings, pmap.Validate(ms)...)
 	v.Summary = pmap.Summarize(ms)
 	v.Shown, v.Matched = pmap.Select(ms, pmap.Selection{Sort: o.Sort, Classes: o.Classes, Limit: o.Limit})
-	return report.WritePmap(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	return report.WritePmap(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
 }
 
 func knownClass(c pmap.Class) bool {

@@ -39,7 +39,7 @@ func TestRecordFlags(t *testing.T) {
 		{args: []string{"record"}, wantErr: "needs --pid PID or -- COMMAND"},
 		{args: []string{"record", "prog"}, wantErr: "goes after --"},
 		{args: []string{"record", "--pid", "3", "--", "prog"}, wantErr: "not both"},
-		{args: []string{"record", "--pid", "-3"}, wantErr: "want a process id"},
+		{args: []string{"record", "--pid", "-3"}, wantErr: "a process id is a positive number"},
 		{args: []string{"record", "--pid", "3", "--ring-buffer", "1"}, wantErr: "--ring-buffer"},
 		{args: []string{"record", "--pid", "3", "--sample-bytes", "lots"}, wantErr: "--sample-bytes"},
 		{args: []string{"record", "--pid", "3", "--duration", "-1s"}, wantErr: "negative"},

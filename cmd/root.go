@@ -31,6 +31,8 @@ type Deps struct {
 type globalOptions struct {
 	output  string
 	noColor bool
+	// wide: tables at their full width whatever the terminal's.
+	wide bool
 }
 
 func (g *globalOptions) format() (report.Format, error) { return g.formatWith() }
@@ -101,6 +103,7 @@ the evidence for each figure.`,
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats()+" (explain, snapshot, top and cgroup: also openmetrics)")
 	pf.BoolVar(&g.noColor, "no-color", false, "never colour the output (also when NO_COLOR is set)")
+	pf.BoolVar(&g.wide, "wide", false, "tables at full width: on a terminal narrower than a table (or $COLUMNS), columns are otherwise left out and the last one clipped")
 
 	root.AddCommand(NewCmdPmap(d, g, r.pmap))
 	root.AddCommand(NewCmdMallocInfo(d, g, r.mallocinfo))
@@ -115,6 +118,9 @@ the evidence for each figure.`,
 	root.AddCommand(NewCmdCgroup(d, g, r.cgroup))
 	root.AddCommand(NewCmdOOM(d, g, r.oom))
 	root.AddCommand(NewCmdRecord(d, g, r.record))
+	// After every command is added: they walk the tree.
+	registerCompletions(root, d.ProcRoot)
+	guardPIDFlags(root)
 	return root
 }
 

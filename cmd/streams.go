@@ -3,6 +3,7 @@ package cmd
 import (
 	"io"
 	"os"
+	"strconv"
 
 	"golang.org/x/term"
 )
@@ -17,13 +18,15 @@ type Streams struct {
 	OutIsTTY bool
 	// ErrIsTTY is true when ErrOut is a terminal: progress is shown then.
 	ErrIsTTY bool
-	// Getenv reads the environment (NO_COLOR).
+	// Getenv reads the environment (NO_COLOR, COLUMNS).
 	Getenv func(string) string
+	// OutWidth is Out's width in columns when it is a terminal, else 0.
+	OutWidth int
 }
 
 // SystemStreams returns the process's own standard streams.
 func SystemStreams() *Streams {
-	return &Streams{
+	s := &Streams{
 		In:       os.Stdin,
 		Out:      os.Stdout,
 		ErrOut:   os.Stderr,
@@ -31,6 +34,28 @@ func SystemStreams() *Streams {
 		ErrIsTTY: term.IsTerminal(int(os.Stderr.Fd())),
 		Getenv:   os.Getenv,
 	}
+	if s.OutIsTTY {
+		if w, _, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
+			s.OutWidth = w
+		}
+	}
+	return s
+}
+
+// tableWidth is what a table must fit in, 0 for no limit — as ps decides
+// it: --wide, none; else $COLUMNS when set to a number; else the
+// terminal's width; output to a pipe or a file is never cut, since
+// what reads it (grep, awk, a ticket) wants every column.
+func (s *Streams) tableWidth(wide bool) int {
+	if wide {
+		return 0
+	}
+	if s.Getenv != nil {
+		if n, err := strconv.Atoi(s.Getenv("COLUMNS")); err == nil && n > 0 {
+			return max(n, 40)
+		}
+	}
+	return s.OutWidth
 }
 
 // colorEnabled decides colour once: only on a terminal, never with

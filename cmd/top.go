@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,12 +28,18 @@ type TopOptions struct {
 	Textfile string
 	Format   report.Format
 	Color    bool
+	// Width is what tables must fit in (0: no limit).
+	Width int
+	// Reverse lists the smallest first.
+	Reverse bool
+	// User and Name are --user and --name as given, for the title.
+	User, Name string
 }
 
 // NewCmdTop builds `memdiag top`.
 func NewCmdTop(d *Deps, g *globalOptions, runF func(*TopOptions) error) *cobra.Command {
 	o := &TopOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
-	var sortKey, rssCap string
+	var sortKey, rssCap, userName string
 	c := &cobra.Command{
 		Use:   "top",
 		Short: "Which processes hold the host's memory, and what each is",
@@ -43,14 +50,20 @@ by a page-table walk it did not need:
   every process   /proc/PID/status: RSS by kind (anon, file, shmem), swap, threads
   under --cap     smaps_rollup: PSS, USS, SwapPss (one page-table walk each;
                   a process over the cap says "skipped: RSS > cap", --deep reads it)
-  the top --top   /proc/PID/maps, no page walk: glibc arena heaps from their
-                  64 MiB geometry, JVM, jemalloc/tcmalloc
+  --diagnose N    the N largest (5): /proc/PID/maps, no page walk: glibc
+                  arena heaps from their 64 MiB geometry, JVM, jemalloc/tcmalloc
+
+Each row names the process's user and its command line (/proc/PID/cmdline, as
+the process left it). --user and --name keep some processes only; the total
+row is then of those. The table lists the --limit largest (25); --reverse the
+smallest.
 
 --interval D reads twice, D apart, and adds each process's growth per second
 and the kind of memory that grew. Processes that exit meanwhile are counted.`,
 		Example: `  memdiag top
-  memdiag top --sort pss --top 20
-  memdiag top --interval 5s
+  memdiag top --sort pss --limit 20
+  memdiag top --user postgres --group-by comm
+  memdiag top --name java --interval 5s
   memdiag top -o openmetrics > /var/lib/node_exporter/textfile/memdiag_top.prom`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -64,6 +77,7 @@ and the kind of memory that grew. Processes that exit meanwhile are counted.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if o.Options.Sort, err = proctop.ParseSortKey(sortKey); err != nil {
 				return usage(err)
 			}
@@ -71,10 +85,23 @@ and the kind of memory that grew. Processes that exit meanwhile are counted.`,
 				return usage(fmt.Errorf("--cap: %w", err))
 			}
 			if o.Limit < 0 || o.Options.Top < 0 || o.Interval < 0 {
-				return usage(errors.New("--limit, --top and --interval cannot be negative"))
+				return usage(errors.New("--limit, --diagnose and --interval cannot be negative"))
+			}
+			filter := proctop.Filter{Name: o.Name, Self: os.Getpid()}
+			if userName != "" {
+				if filter.UID, err = proctop.LookupUser(userName); err != nil {
+					return usage(fmt.Errorf("--user %q: no such user (give a name or a uid)", userName))
+				}
+				filter.HasUID, o.User = true, userName
+			}
+			if filter.HasUID || filter.Name != "" {
+				o.Options.Keep = filter.Keep(o.ProcRoot)
 			}
 			if o.GroupBy != "" && o.GroupBy != "comm" {
 				return usage(fmt.Errorf("--group-by %q: the one grouping is comm (the command name)", o.GroupBy))
+			}
+			if c.Flags().Changed("top") {
+				fmt.Fprintln(d.Streams.ErrOut, "memdiag: --top is deprecated: it sets how many processes are diagnosed (--diagnose N); --limit N sets the rows listed")
 			}
 			o.Options.ProcRoot = o.ProcRoot
 			if runF != nil {
@@ -87,7 +114,16 @@ and the kind of memory that grew. Processes that exit meanwhile are counted.`,
 	f.StringVar(&sortKey, "sort", "actual", "order by: actual (RSS + swap), rss, pss, uss, anon, swap")
 	f.IntVar(&o.Limit, "limit", 25, "rows in the table (0: all; JSON and OpenMetrics list all)")
 	f.StringVar(&o.GroupBy, "group-by", "", "comm: one row per command name, its processes added up (Σ PSS counts shared memory once)")
-	f.IntVar(&o.Options.Top, "top", 5, "processes given the maps diagnoses (arenas, JVM, allocator)")
+	f.IntVar(&o.Options.Top, "diagnose", 5, "how many of the largest get the maps diagnoses (arenas, JVM, allocator)")
+	// --top was that flag's first name, and reads like the rows --limit
+	// gives: still accepted, hidden, with a warning naming both. (cobra's
+	// MarkDeprecated would print its warning on standard output, into the
+	// JSON.)
+	f.IntVar(&o.Options.Top, "top", 5, "deprecated: --diagnose")
+	_ = f.MarkHidden("top")
+	f.StringVar(&userName, "user", "", "only the processes of this user (a name or a uid)")
+	f.StringVar(&o.Name, "name", "", "only the processes whose command name or command line contains this")
+	f.BoolVar(&o.Reverse, "reverse", false, "list the smallest first (JSON keeps its order, largest first)")
 	f.StringVar(&rssCap, "cap", "8GiB", "read smaps_rollup only for processes with less RSS than this")
 	f.BoolVar(&o.Options.Deep, "deep", false, "read smaps_rollup of every process, whatever its RSS")
 	f.DurationVar(&o.Interval, "interval", 0, "read twice this far apart and show each process's growth; with --textfile, the cycle (default 60s)")
@@ -117,7 +153,7 @@ func runTop(o *TopOptions) error {
 	if err != nil {
 		return err
 	}
-	v := &report.TopView{Scan: s, Elapsed: time.Since(start), Limit: o.Limit, GroupBy: o.GroupBy}
+	v := &report.TopView{Scan: s, Elapsed: time.Since(start), Limit: o.Limit, GroupBy: o.GroupBy, Reverse: o.Reverse, Filter: o.filterWords()}
 	if o.Interval > 0 {
 		ctx, stop := interruptible()
 		defer stop()
@@ -133,5 +169,36 @@ func runTop(o *TopOptions) error {
 		}
 		v.Growth, v.Scan, v.Elapsed, v.Interval = proctop.Compare(s, s2), s2, time.Since(start), o.Interval
 	}
-	return report.WriteTop(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	v.Details = readDetails(o, v.Scan)
+	return report.WriteTop(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
+}
+
+// readDetails reads the user and command line of the processes shown: all
+// of them in JSON, the rows of a table; none for OpenMetrics or a table of
+// commands.
+func readDetails(o *TopOptions, s *proctop.Scan) map[int]proctop.Details {
+	ps := s.Processes
+	switch {
+	case o.Format == report.FormatOpenMetrics, o.GroupBy != "" && o.Format != report.FormatJSON:
+		return nil
+	case o.Format != report.FormatJSON && o.Limit > 0 && len(ps) > o.Limit:
+		if o.Reverse {
+			ps = ps[len(ps)-o.Limit:]
+		} else {
+			ps = ps[:o.Limit]
+		}
+	}
+	return proctop.ReadDetails(o.ProcRoot, ps)
+}
+
+// filterWords describes --user and --name for the title.
+func (o *TopOptions) filterWords() string {
+	var s string
+	if o.User != "" {
+		s += " of user " + o.User
+	}
+	if o.Name != "" {
+		s += fmt.Sprintf(" matching %q", o.Name)
+	}
+	return s
 }

@@ -27,6 +27,7 @@ type TraceOptions struct {
 	Paths      []string // files or directories (strace -ff); "-" for stdin
 	Format     report.Format
 	Color      bool
+	Width      int // what tables must fit in (0: no limit)
 	Trace      syscalltrace.Format
 	GroupBy    syscalltrace.GroupBy
 	At         float64
@@ -50,13 +51,16 @@ address space and report what was mapped and never unmapped — still mapped at
 the end, or alive when the process exited — grouped by call stack when the
 trace has stacks (strace -k, perf trace --call-graph), else by size.
 
-FILE is strace output (-f, -ff files or their directory, -o or stderr forms,
-any of -t/-tt/-ttt/-r and -T, -k) or perf trace output; gzip and zstd are
-read directly; "-" reads standard input. The format is detected by content.
+FILE is the output of one of four tracers: strace (-f, -ff files or their
+directory, -o or stderr forms, any of -t/-tt/-ttt/-r and -T, -k), perf trace,
+sysdig (text, or JSON with -j) or bpftrace running docs/memdiag-mmap.bt; gzip
+and zstd are read directly; "-" reads standard input. The format is detected
+by content (--format names it).
 
 Capture, for example:
   strace -f -k -tt -e trace=memory,clone,clone3,execve -o app.strace -p PID
   perf trace -e mmap,munmap,mremap,brk,madvise --call-graph dwarf -p PID 2> app.perf
+  bpftrace docs/memdiag-mmap.bt PID > app.bt
 
 Tasks share one address space (one process and its threads) unless the trace
 shows a fork or exec; --per-process gives every task its own.`,
@@ -76,6 +80,7 @@ shows a fork or exec; --per-process gives every task its own.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			switch syscalltrace.Format(format) {
 			case syscalltrace.FormatAuto, syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace, syscalltrace.FormatBpftrace,
 				syscalltrace.FormatSysdig, syscalltrace.FormatSysdigJSON:
@@ -219,7 +224,7 @@ func runTrace(o *TraceOptions) error {
 		}
 		v.Notes = append(v.Notes, fmt.Sprintf("profile written: go tool pprof -sample_index=outstanding -top %s", o.PprofPath))
 	}
-	return report.WriteTrace(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	return report.WriteTrace(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
 }
 
 func joinSmaps(o *TraceOptions) ([]pmap.Mapping, error) {

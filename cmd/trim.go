@@ -32,6 +32,7 @@ type TrimOptions struct {
 	Timeout time.Duration
 	Format  report.Format
 	Color   bool
+	Width   int // what tables must fit in (0: no limit)
 }
 
 // NewCmdTrim builds `memdiag trim`.
@@ -74,6 +75,7 @@ call, and how, and does nothing.`,
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Width = d.Streams.tableWidth(g.wide)
 			if runF != nil {
 				return runF(o)
 			}
@@ -104,7 +106,7 @@ func runTrim(o *TrimOptions) error {
 	}
 	if o.DryRun {
 		t.v.Notes = append(t.v.Notes, "nothing was called: --dry-run")
-		return report.WriteTrim(o.Streams.Out, o.Format, t.v, report.Style{Color: o.Color})
+		return report.WriteTrim(o.Streams.Out, o.Format, t.v, report.Style{Color: o.Color, Width: o.Width})
 	}
 	ctx, stop := interruptible()
 	defer stop()
@@ -117,7 +119,7 @@ func runTrim(o *TrimOptions) error {
 	if err := t.after(ctx); err != nil {
 		return err
 	}
-	return report.WriteTrim(o.Streams.Out, o.Format, t.v, report.Style{Color: o.Color})
+	return report.WriteTrim(o.Streams.Out, o.Format, t.v, report.Style{Color: o.Color, Width: o.Width})
 }
 
 // trimRun is one trim on its way: what is called, and what was measured.

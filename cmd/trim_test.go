@@ -20,7 +20,7 @@ func TestTrimFlags(t *testing.T) {
 	}{
 		{[]string{"trim"}, "trim needs --pid PID"},
 		{[]string{"trim", "123"}, "not arguments"},
-		{[]string{"trim", "--pid", "-4"}, "trim needs --pid PID"},
+		{[]string{"trim", "--pid", "-4"}, "a process id is a positive number"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			parseOnly(t, runners{trim: func(*TrimOptions) error { return nil }}, tt.args, tt.wantErr)

@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/memdiag/memdiag/explain"
 	"github.com/memdiag/memdiag/internal/proc"
-	"github.com/memdiag/memdiag/internal/termsafe"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 )
@@ -26,6 +24,9 @@ type WatchOptions struct {
 	Interval time.Duration
 	Count    int // 0: until interrupted
 	Format   report.Format
+	// Table writes each sample as a table instead of a line.
+	Table bool
+	Width int // what lines and tables must fit in (0: no limit)
 }
 
 // NewCmdWatch builds `memdiag watch`.
@@ -34,17 +35,21 @@ func NewCmdWatch(d *Deps, g *globalOptions, runF func(*WatchOptions) error) *cob
 	c := &cobra.Command{
 		Use:   "watch --pid PID [--interval 10s] [--count N] [evidence…]",
 		Short: "Re-explain a process at intervals and show each category's growth rate",
-		Long: `Sample the attribution of a live process every --interval and show, for each
-category, its bytes, the change since the first sample and the rate per minute —
-which part of RSS is growing. Stops after --count samples, or cleanly on Ctrl-C
-(SIGINT/SIGTERM) with a last summary. -o json writes one JSON object per sample
-(memdiag.watch/v1), a line each, for pipes.
+		Long: `Sample the attribution of a live process every --interval and show which part
+of RSS is growing: one line per sample, as vmstat does — the time, RSS and its
+change per minute, each category's bytes, the category growing fastest and the
+lead finding — under a header repeated every 20 lines on a terminal (once into
+a pipe). --table shows each sample as a table instead: every category's bytes,
+change since the first sample and rate per minute. Stops after --count
+samples, or cleanly on Ctrl-C (SIGINT/SIGTERM) with a last summary. -o json
+writes one JSON object per sample (memdiag.watch/v1), a line each, for pipes.
 
 --capture-malloc-info reads glibc's arenas from the process's memory at every
 sample, its threads stopped for a few milliseconds each time (--no-stop: not
 at all); jemalloc's and tcmalloc's statistics go through gdb, which pauses
 the process longer: use a long interval there.`,
 		Example: `  memdiag watch --pid 1234 --interval 30s
+  memdiag watch --pid 1234 --interval 30s --table
   memdiag watch --pid 1234 --interval 1m -o json | jq -c '{t: .elapsed_seconds, rss: .rss_bytes}'`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -66,6 +71,7 @@ the process longer: use a long interval there.`,
 			if o.Format, err = g.format(); err != nil {
 				return err
 			}
+			o.Width = d.Streams.tableWidth(g.wide)
 			if err := o.Gather.validate(d.Streams.Getenv); err != nil {
 				return err
 			}
@@ -82,38 +88,17 @@ the process longer: use a long interval there.`,
 	_ = c.Flags().MarkHidden("smaps")
 	c.Flags().DurationVar(&o.Interval, "interval", 10*time.Second, "time between samples")
 	c.Flags().IntVar(&o.Count, "count", 0, "stop after this many samples (0: until interrupted)")
+	c.Flags().BoolVar(&o.Table, "table", false, "a table per sample (every category's bytes, change and rate) instead of a line")
 	return c
 }
 
-type watchSample struct {
-	Schema         string          `json:"schema"`
-	Time           time.Time       `json:"time"`
-	ElapsedSeconds float64         `json:"elapsed_seconds"`
-	RSSBytes       uint64          `json:"rss_bytes"`
-	Categories     []watchCategory `json:"categories"`
-	// Lead is the sample's first finding, if any: what to look at, or
-	// what evidence to add (malloc-unmeasured says to capture malloc_info).
-	Lead *watchLead `json:"lead_finding,omitempty"`
-}
-
-type watchLead struct {
-	ID       string `json:"id"`
-	Severity string `json:"severity"`
-	Summary  string `json:"summary"`
-}
-
-type watchCategory struct {
-	Category        string  `json:"category"`
-	Bytes           uint64  `json:"bytes"`
-	DeltaBytes      int64   `json:"delta_bytes"`
-	RateBytesPerMin float64 `json:"rate_bytes_per_minute"`
-}
-
 func runWatch(ctx context.Context, o *WatchOptions) error {
-	var first *explain.Result
-	var start time.Time
-	var last *watchSample
-	var firstIn, lastIn *explain.Snapshot // the JVM's heap, for its outlook
+	var w explain.Watch
+	out := report.NewWatchWriter(o.Streams.Out, o.Format, report.Style{Width: o.Width})
+	out.PID, out.Tables = o.Gather.PID, o.Table
+	if o.Streams.OutIsTTY {
+		out.HeaderEvery = report.WatchHeaderEvery
+	}
 	exited := false
 	ended := "" // why the watch ended, when its target is no longer itself
 	procDir := filepath.Join(procRootOr(o.ProcRoot), strconv.Itoa(o.Gather.PID))
@@ -139,7 +124,7 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 			if ctx.Err() != nil {
 				break
 			}
-			if last != nil && processGone(err) {
+			if w.Last() != nil && processGone(err) {
 				// The end of what there was to watch, not a failure.
 				exited = true
 				break
@@ -149,30 +134,9 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 		if n == 1 {
 			warnFailed(o.Streams.ErrOut, failed)
 		}
-		r := explain.Attribute(in)
-		now := time.Now()
-		if first == nil {
-			first, start = r, now
-			firstIn = &explain.Snapshot{Taken: now, Inputs: *in}
-		}
-		lastIn = &explain.Snapshot{Taken: now, Inputs: *in}
-		s := &watchSample{Schema: "memdiag.watch/v1", Time: now.UTC(), ElapsedSeconds: now.Sub(start).Seconds(), RSSBytes: r.RSSBytes}
-		if len(r.Findings) > 0 {
-			f := r.Findings[0]
-			s.Lead = &watchLead{f.ID, string(f.Severity), f.Summary}
-		}
-		for _, e := range r.Attribution {
-			d := int64(e.Bytes) - int64(first.Bytes(e.Category))
-			rate := 0.0
-			if s.ElapsedSeconds > 0 {
-				rate = float64(d) / s.ElapsedSeconds * 60
-			}
-			s.Categories = append(s.Categories, watchCategory{string(e.Category), e.Bytes, d, rate})
-		}
-		if err := writeWatchSample(o, s); err != nil {
+		if err := out.Write(w.Add(in, time.Now())); err != nil {
 			return err
 		}
-		last = s
 		if o.Count > 0 && n >= o.Count {
 			break
 		}
@@ -183,7 +147,7 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 		}
 		break
 	}
-	if last == nil {
+	if w.Last() == nil {
 		if ended != "" {
 			return fmt.Errorf("%s: %w", ended, pmap.ErrNoProcess)
 		}
@@ -196,17 +160,13 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	case exited:
 		why = fmt.Sprintf("process %d exited", o.Gather.PID)
 	}
-	summary := fmt.Sprintf("%s after %.0f s; RSS %s → %s%s", why, last.ElapsedSeconds,
-		report.Bytes(first.RSSBytes), report.Bytes(last.RSSBytes), grewMost(last))
-	if h := report.HeapOutlook(firstIn, lastIn); h != "" {
-		summary += "; " + h
-	}
+	summary := report.WatchSummary(&w, why)
 	if o.Format == report.FormatJSON {
 		// Standard output is one sample per line; the summary is for people.
-		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", termsafe.Escape(summary))
+		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", summary)
 		return nil
 	}
-	fmt.Fprintln(o.Streams.Out, termsafe.Escape(summary))
+	fmt.Fprintln(o.Streams.Out, summary)
 	return nil
 }
 
@@ -229,54 +189,7 @@ func procRootOr(procRoot string) string {
 	return procRoot
 }
 
-// grewMost names the category that grew most since the first sample, with
-// its rate: where the growth went.
-func grewMost(s *watchSample) string {
-	var top *watchCategory
-	for i := range s.Categories {
-		if c := &s.Categories[i]; c.DeltaBytes > 0 && (top == nil || c.DeltaBytes > top.DeltaBytes) {
-			top = c
-		}
-	}
-	if top == nil {
-		return ""
-	}
-	return fmt.Sprintf("; %s grew most: %s (%s/min)", top.Category, signedDelta(top.DeltaBytes), signedDelta(int64(top.RateBytesPerMin)))
-}
-
 // processGone reports whether err says the watched process is no more.
 func processGone(err error) bool {
 	return errors.Is(err, pmap.ErrNoProcess) || errors.Is(err, pmap.ErrExited) || errors.Is(err, pmap.ErrNoAddressSpace)
-}
-
-func writeWatchSample(o *WatchOptions, s *watchSample) error {
-	if o.Format == report.FormatJSON {
-		b, err := json.Marshal(s)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(o.Streams.Out, "%s\n", report.EscapeJSON(b))
-		return err
-	}
-	t := &report.Table{
-		Title:   fmt.Sprintf("%s  +%.0f s  RSS %s", s.Time.Local().Format("15:04:05"), s.ElapsedSeconds, report.Bytes(s.RSSBytes)),
-		Columns: []report.Column{{Header: "CATEGORY"}, {Header: "BYTES", Align: report.Right}, {Header: "CHANGE", Align: report.Right}, {Header: "PER MINUTE", Align: report.Right}},
-	}
-	for _, c := range s.Categories {
-		if c.Bytes == 0 && c.DeltaBytes == 0 {
-			continue
-		}
-		t.AddRow(c.Category, report.Bytes(c.Bytes), signedDelta(c.DeltaBytes), signedDelta(int64(c.RateBytesPerMin))+"/min")
-	}
-	if s.Lead != nil {
-		t.Notes = append(t.Notes, fmt.Sprintf("lead: [%s] %s: %s", s.Lead.Severity, s.Lead.ID, s.Lead.Summary))
-	}
-	if o.Format == report.FormatMarkdown {
-		return t.WriteMarkdown(o.Streams.Out)
-	}
-	if err := t.WriteText(o.Streams.Out, report.Style{}); err != nil {
-		return err
-	}
-	_, err := fmt.Fprintln(o.Streams.Out)
-	return err
 }

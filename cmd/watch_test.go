@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -24,17 +25,41 @@ func TestWatchSeesGrowth(t *testing.T) {
 	if code := run(t, s, "watch", "--pid", strconv.Itoa(p.PID()), "--interval", "300ms", "--count", "3", "-o", "json"); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	var samples []watchSample
+	type category struct {
+		Category        string  `json:"category"`
+		DeltaBytes      int64   `json:"delta_bytes"`
+		RateBytesPerMin float64 `json:"rate_bytes_per_minute"`
+	}
+	var samples []struct {
+		Schema         string     `json:"schema"`
+		PID            int        `json:"pid"`
+		ElapsedSeconds float64    `json:"elapsed_seconds"`
+		RSSBytes       uint64     `json:"rss_bytes"`
+		Categories     []category `json:"categories"`
+	}
 	sc := bufio.NewScanner(strings.NewReader(out.String()))
 	for sc.Scan() {
-		var w watchSample
-		if err := json.Unmarshal(sc.Bytes(), &w); err != nil {
+		var doc map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &doc); err != nil {
 			t.Fatalf("line %q: %v", sc.Text(), err)
 		}
-		samples = append(samples, w)
+		delete(doc, "lead_finding") // present when there is a finding
+		if diff := cmpKeys([]string{"categories", "elapsed_seconds", "pid", "rss_bytes", "schema", "time"}, doc); diff != "" {
+			t.Errorf("keys (-want +got):\n%s", diff)
+		}
+		samples = append(samples, struct {
+			Schema         string     `json:"schema"`
+			PID            int        `json:"pid"`
+			ElapsedSeconds float64    `json:"elapsed_seconds"`
+			RSSBytes       uint64     `json:"rss_bytes"`
+			Categories     []category `json:"categories"`
+		}{})
+		if err := json.Unmarshal(sc.Bytes(), &samples[len(samples)-1]); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if len(samples) != 3 || samples[0].Schema != "memdiag.watch/v1" {
-		t.Fatalf("%d samples", len(samples))
+	if len(samples) != 3 || samples[0].Schema != "memdiag.watch/v1" || samples[0].PID != p.PID() {
+		t.Fatalf("%d samples: %+v", len(samples), samples)
 	}
 	last := samples[2]
 	for _, c := range last.Categories {
@@ -79,7 +104,10 @@ func TestWatchTargetExits(t *testing.T) {
 	o.Gather.PID = p.PID()
 	done := make(chan error, 1)
 	go func() { done <- runWatch(context.Background(), o) }()
-	time.Sleep(700 * time.Millisecond)
+	// Until it has grown enough to be a finding's lead and been sampled
+	// since — not a fixed sleep: a loaded machine grows it slower.
+	waitRSS(t, p.PID(), 40<<20)
+	time.Sleep(2 * o.Interval)
 	p.Finish(t) // closes its stdin: it exits
 	select {
 	case err := <-done:
@@ -93,6 +121,37 @@ func TestWatchTargetExits(t *testing.T) {
 	want := "process " + strconv.Itoa(p.PID()) + " exited after"
 	if !strings.Contains(text, want) || !strings.Contains(text, "unexplained grew most") || !strings.Contains(text, "lead: [") {
 		t.Errorf("output lacks %q, the category that grew, or a lead finding:\n%s", want, text)
+	}
+}
+
+// TestWatchLines plays the user: by default one line per sample under one
+// header (into a pipe), as vmstat; --table a table per sample.
+func TestWatchLines(t *testing.T) {
+	p := testprog.Start(t, testprog.Build(t, "grower"), "400")
+	s, out, errOut := testStreams("", false, nil)
+	if code := run(t, s, "watch", "--pid", strconv.Itoa(p.PID()), "--interval", "200ms", "--count", "3"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "TIME") || !strings.Contains(lines[0], "unexplained") ||
+		!strings.Contains(lines[0], "GROWING FASTEST") || !strings.Contains(lines[4], "stopped after") {
+		t.Fatalf("want a header, 3 lines and the summary:\n%s", out)
+	}
+	for _, l := range lines[1:4] {
+		if strings.Contains(l, "TIME") || !strings.Contains(l, "MiB") {
+			t.Errorf("sample line %q", l)
+		}
+	}
+	if !strings.Contains(lines[3], "unexplained +") {
+		t.Errorf("the last line does not name unexplained as growing: %q", lines[3])
+	}
+
+	s, out, errOut = testStreams("", false, nil)
+	if code := run(t, s, "watch", "--pid", strconv.Itoa(p.PID()), "--interval", "200ms", "--count", "2", "--table"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if n := strings.Count(out.String(), "CATEGORY"); n != 2 || !strings.Contains(out.String(), "PER MINUTE") {
+		t.Errorf("--table: %d tables, want 2:\n%s", n, out)
 	}
 }
 
@@ -133,4 +192,21 @@ func TestWatchTargetExecs(t *testing.T) {
 	if strings.Contains(errOut.String(), "attaching gdb") {
 		t.Errorf("gdb was attached: %s", errOut)
 	}
+}
+
+// waitRSS waits, up to 30 s, for process pid's RSS (statm) to reach min.
+func waitRSS(t *testing.T, pid int, min uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(b)); len(f) > 1 {
+			if pages, _ := strconv.ParseUint(f[1], 10, 64); pages*uint64(os.Getpagesize()) >= min {
+				return
+			}
+		}
+	}
+	t.Fatalf("process %d did not reach %d bytes of RSS in 30 s", pid, min)
 }

@@ -2,8 +2,12 @@ package collect
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"sort"
 	"strconv"
+	"syscall"
 
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/proc"
@@ -44,6 +48,10 @@ func ReadCgroup(procRoot, sysRoot, target string) (*Cgroup, error) {
 	if pid, err := strconv.Atoi(target); err == nil && pid > 0 {
 		var err error
 		if dir, path, _, err = memcg.Locate(procRoot, sysRoot, pid); err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+				// Its /proc directory is gone: say so, not which file.
+				return nil, fmt.Errorf("process %d: %w", pid, proc.ErrNoProcess)
+			}
 			return nil, err
 		}
 	}

@@ -85,8 +85,8 @@ func Inputs(ctx context.Context, r *Request) (in *explain.Inputs, failed []strin
 	}
 	pmap.Classify(c.ms, c.hints)
 	in.FromMappings(c.ms)
-	if r.PID != 0 && mapsCPython(c.ms) {
-		c.pymalloc()
+	if v, ranges, ok := cpython(c.ms); r.PID != 0 && ok {
+		c.pymalloc(v, ranges)
 	}
 	if err := c.allocator(ctx); err != nil {
 		return nil, nil, err
@@ -287,27 +287,44 @@ func (r *Request) cores() int {
 	return r.Cores
 }
 
-// mapsCPython reports whether a CPython interpreter (python3.X or
-// libpython3.X) is mapped executable.
-func mapsCPython(ms []pmap.Mapping) bool {
-	for _, m := range ms {
-		if _, _, _, ok := pymalloc.Version(m.Name); ok && !m.Anonymous() && m.Perms[2] == 'x' {
-			return true
+// pymallocBudget bounds the read of a CPython process's pools, which is
+// done without being asked.
+const pymallocBudget = 5 * time.Second
+
+// cpython returns the CPython interpreter (python3.X or libpython3.X)
+// the process maps executable, and where its pymalloc arenas can be: the
+// anonymous read-write mappings pmap leaves as plain anon, with pages in
+// RAM. (The heads of the pool lists are in the interpreter's initialised
+// data, a file mapping: a link to them is outside what is searched.)
+func cpython(ms []pmap.Mapping) (pymalloc.Interpreter, []pymalloc.Range, bool) {
+	var v pymalloc.Interpreter
+	found := false
+	var ranges []pymalloc.Range
+	for i := range ms {
+		m := &ms[i]
+		if !m.Anonymous() && m.Perms[2] == 'x' && !found {
+			v, found = pymalloc.Version(m.Name)
+		}
+		if m.Class == pmap.ClassAnon && m.Perms == "rw-p" && m.Name == "" && m.Bytes(pmap.FieldRss) > 0 {
+			ranges = append(ranges, pymalloc.Range{Start: m.Start, End: m.End})
 		}
 	}
-	return false
+	return v, ranges, found
 }
 
 // pymalloc reads a CPython process's small-object pools from its memory:
 // nothing runs in it and it is not stopped, so it is done without being
 // asked; what fails is a note.
-func (c *collection) pymalloc() {
+func (c *collection) pymalloc(v pymalloc.Interpreter, ranges []pymalloc.Range) {
+	in := c.in
 	p, err := procmem.Open(c.r.ProcRoot, c.r.PID)
 	if err == nil {
 		defer p.Close()
-		c.in.Python, err = pymalloc.ReadProcess(p)
+		in.Python, err = pymalloc.ReadProcess(p, v, ranges, time.Now().Add(pymallocBudget))
 	}
 	if err != nil {
-		c.in.Notes = append(c.in.Notes, "CPython's small-object arenas (pymalloc) not read: "+err.Error())
+		in.Notes = append(in.Notes, "CPython's small-object arenas (pymalloc) not read: "+err.Error())
+	} else if in.Python.Truncated {
+		in.Notes = append(in.Notes, fmt.Sprintf("CPython's small-object arenas (pymalloc): the read stopped at its bound (%s, %d pools, %d GiB of address space); its figures are those of the pools read", pymallocBudget, pymalloc.MaxPools, pymalloc.MaxAddressSpace>>30))
 	}
 }

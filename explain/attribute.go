@@ -109,6 +109,10 @@ func Attribute(in *Inputs) *Result {
 	a.jvmHeap()
 	a.goHeap()
 	a.v8Heap()
+	// What plain anonymous mappings hold is claimed once: by pymalloc,
+	// which reads its pools there, then by a trace's never-unmapped
+	// mappings, which include pymalloc's arenas when the trace saw them made.
+	a.plainAnon = in.classRSS(pmap.ClassAnon)
 	a.pymalloc()
 	a.leaked()
 	a.mallocFree()
@@ -150,6 +154,9 @@ type attribution struct {
 	// inside it to be carved out of.
 	inUse    pool
 	arenaRSS uint64 // Rss of glibc arena heaps and [heap]
+	// plainAnon is the Rss of plain anonymous mappings not yet claimed by
+	// pymalloc or a trace.
+	plainAnon uint64
 }
 
 func (a *attribution) add(c Category, n uint64, source, confidence string, evidence ...string) {
@@ -228,7 +235,8 @@ func (a *attribution) v8Heap() {
 // chunks.
 func (a *attribution) pymalloc() {
 	if py := a.in.Python; py != nil && py.ResidentBytes > 0 {
-		got := a.anon.take(min(py.ResidentBytes, a.in.classRSS(pmap.ClassAnon)))
+		got := a.anon.take(min(py.ResidentBytes, a.plainAnon))
+		a.plainAnon -= got
 		a.add(CatPyMalloc, got, py.Source, "high",
 			fmt.Sprintf("%d pools of %d B in %d arenas, their pages in RAM: %d B (blocks in use %d B, free blocks %d B, empty pools %d B)", py.Pools, py.PoolBytes, py.Arenas, py.ResidentBytes, py.AllocatedBytes, py.FreeBlockBytes, py.EmptyPoolBytes))
 	}
@@ -237,8 +245,12 @@ func (a *attribution) pymalloc() {
 // leaked claims what a trace saw mapped and never unmapped.
 func (a *attribution) leaked() {
 	if t := a.in.Trace; t != nil {
-		a.add(CatLeaked, a.anon.take(t.AnonResidentBytes), t.Source+" joined with smaps", "high",
-			fmt.Sprintf("%d anonymous mappings made in the trace and never unmapped, %d B of them resident now", t.Count, t.AnonResidentBytes))
+		got := a.anon.take(min(t.AnonResidentBytes, a.plainAnon))
+		ev := []string{fmt.Sprintf("%d anonymous mappings made in the trace and never unmapped, %d B of them resident now", t.Count, t.AnonResidentBytes)}
+		if got < t.AnonResidentBytes && a.in.Python != nil {
+			ev = append(ev, fmt.Sprintf("%d B of them are CPython's small-object arenas, counted as pymalloc", t.AnonResidentBytes-got))
+		}
+		a.add(CatLeaked, got, t.Source+" joined with smaps", "high", ev...)
 	}
 }
 
@@ -596,6 +608,9 @@ func v8HeapFinding(in *Inputs, resident uint64, share func(uint64) float64) (fin
 			}}, true
 	}
 	ev := fmt.Sprintf("%s: heap total %d B, used %d B, free %d B; Rss of the V8 heap pages %d B", n.Source, n.HeapTotalBytes, n.HeapUsedBytes, n.FreeBytes(), resident)
+	// The page speaks for the main thread's heap only: what V8 maps beyond
+	// it is the heaps of other isolates.
+	resident = min(resident, n.HeapTotalBytes)
 	if free := min(n.FreeBytes(), resident); free >= resident/2 && free >= 16<<20 {
 		return finding.Finding{ID: "v8-heap-free", Severity: finding.Medium, Bytes: free,
 			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is V8 heap no object occupies: pages the garbage collector freed and V8 keeps for the next allocations", humanize.Bytes(free), 100*share(free)),
@@ -616,20 +631,56 @@ func v8HeapFinding(in *Inputs, resident uint64, share func(uint64) float64) (fin
 		Advice:   []string{snapshot, "Compare two memdiag snapshots over time (memdiag diff) to tell growth from a working set; --max-old-space-size (MiB) caps the heap."}}, true
 }
 
-// nodeExternalFinding says where Buffers and ArrayBuffers, which Node.js
-// mallocs outside V8's heap, are a large part of RSS.
-func nodeExternalFinding(in *Inputs, share func(uint64) float64) (finding.Finding, bool) {
+// v8IsolatesFinding says where V8's heap pages hold much more than the
+// heap the page accounts for: each worker thread (worker_threads) has an
+// isolate and a heap of its own, which prom-client's default metrics do
+// not count.
+func v8IsolatesFinding(in *Inputs, resident uint64, share func(uint64) float64) (finding.Finding, bool) {
 	n := in.Node
-	if n == nil || n.ExternalBytes < 16<<20 || share(n.ExternalBytes) < 0.10 {
+	if n == nil || resident <= n.HeapTotalBytes {
+		return finding.Finding{}, false
+	}
+	other := resident - n.HeapTotalBytes
+	if other < 16<<20 || other < n.HeapTotalBytes/4 || share(other) < 0.10 {
 		return finding.Finding{}, false
 	}
 	sev := finding.Medium
-	if share(n.ExternalBytes) >= 0.5 {
+	if share(other) >= 0.5 {
 		sev = finding.High
 	}
-	return finding.Finding{ID: "node-external", Severity: sev, Bytes: n.ExternalBytes,
-		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is held by Buffers and ArrayBuffers outside the V8 heap (Node.js's external memory, malloc'd)", humanize.Bytes(n.ExternalBytes), 100*share(n.ExternalBytes)),
-		Evidence: []string{fmt.Sprintf("%s: external %d B; heap total %d B", n.Source, n.ExternalBytes, n.HeapTotalBytes)},
+	return finding.Finding{ID: "v8-heap-other-isolates", Severity: sev, Bytes: other,
+		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) of V8 heap lies beyond the heap the program's metrics count: the heaps of its worker threads, each an isolate of its own", humanize.Bytes(other), 100*share(other)),
+		Evidence: []string{fmt.Sprintf("smaps: Rss of the V8 heap pages %d B; %s: heap total %d B (the main thread's isolate)", resident, n.Source, n.HeapTotalBytes)},
+		Advice: []string{
+			"Each Worker's heap is counted by v8.getHeapStatistics() inside that worker: log or export it there (prom-client's metrics run on the main thread only); a worker's resourceLimits ({maxOldGenerationSizeMb}) bounds its heap.",
+			"A heap snapshot of a worker (worker.getHeapSnapshot() in the main thread) names what it holds.",
+		}}, true
+}
+
+// nodeExternalFinding says where Buffers and ArrayBuffers, which Node.js
+// mallocs outside V8's heap, are a large part of RSS. What Node.js counts
+// is what was allocated; what is resident is at most malloc's memory in
+// use (measured, or claimed for them).
+func nodeExternalFinding(in *Inputs, r *Result, share func(uint64) float64) (finding.Finding, bool) {
+	n := in.Node
+	if n == nil {
+		return finding.Finding{}, false
+	}
+	held := min(n.ExternalBytes, r.Bytes(CatMallocInUse))
+	if held < 16<<20 || share(held) < 0.10 {
+		return finding.Finding{}, false
+	}
+	sev := finding.Medium
+	if share(held) >= 0.5 {
+		sev = finding.High
+	}
+	summary := fmt.Sprintf("%s (%.0f %% of RSS) is held by Buffers and ArrayBuffers outside the V8 heap (Node.js's external memory, malloc'd)", humanize.Bytes(held), 100*share(held))
+	if n.ExternalBytes > held+held/4 {
+		summary += fmt.Sprintf("; Node.js counts %s of them allocated, the rest not in RAM (allocated and never written, as Buffer.allocUnsafe leaves them)", humanize.Bytes(n.ExternalBytes))
+	}
+	return finding.Finding{ID: "node-external", Severity: sev, Bytes: held,
+		Summary:  summary,
+		Evidence: []string{fmt.Sprintf("%s: external %d B; heap total %d B; malloc in use %d B", n.Source, n.ExternalBytes, n.HeapTotalBytes, r.Bytes(CatMallocInUse))},
 		Advice: []string{
 			"A heap snapshot shows the JavaScript objects that keep them (filter for ArrayBuffer, Buffer, Uint8Array and follow the retainers); they are freed only when those objects are collected.",
 			"Buffering whole bodies or files is the usual cause: stream them (stream.pipeline) instead of collecting chunks with Buffer.concat.",
@@ -693,7 +744,8 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 	add(sharedMemoryFinding(in, r))
 	add(goHeapFinding(in, r.Bytes(CatGoHeap), share))
 	add(v8HeapFinding(in, r.Bytes(CatV8Heap), share))
-	add(nodeExternalFinding(in, share))
+	add(v8IsolatesFinding(in, r.Bytes(CatV8Heap), share))
+	add(nodeExternalFinding(in, r, share))
 	add(pymallocFinding(in, r.Bytes(CatPyMalloc), share))
 	un := r.Bytes(CatUnexplained)
 	untracked := in.JVM != nil && un >= 64<<20 && share(un) >= 0.10

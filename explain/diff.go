@@ -188,6 +188,12 @@ func ParseRule(s string) (Rule, error) {
 		r.Percent, r.Amount = true, v
 		return r, nil
 	}
+	if _, err := strconv.ParseFloat(amt, 64); err == nil {
+		// rss:+10 reads as 10 % to some and 10 bytes to others; a gate
+		// that means the one and checks the other passes or fails
+		// everything.
+		return Rule{}, fmt.Errorf("rule %q: %s has no unit: write %s%% for a percentage, or a size (%sB, %sMiB)", s, amt, s, s, s)
+	}
 	v, err := humanize.ParseBytes(amt)
 	if err != nil {
 		return Rule{}, fmt.Errorf("rule %q: %w", s, err)

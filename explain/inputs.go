@@ -30,7 +30,7 @@ type Inputs struct {
 	Command string `json:"command,omitempty"`
 	// Classes are the smaps mapping classes with their summed counters.
 	Classes []ClassSum `json:"classes"`
-	// RSSCheck is smaps_rollup/VmRSS agreement, live only.
+	// RSSCheck is Σ smaps Rss/VmRSS agreement, live only.
 	RSSConsistent *bool `json:"rss_consistent,omitempty"`
 
 	// Cgroup is the process's memory cgroup, live only.

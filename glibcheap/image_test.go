@@ -51,22 +51,88 @@ func (im *image) ReadAt(b []byte, addr int64) (int, error) {
 	return n, nil
 }
 
+// vecImage is an image read with vectored reads, as a live process is:
+// the walk prefetches its free lists' pages.
+type vecImage struct{ *image }
+
+func (v vecImage) ReadVec(bufs [][]byte, addrs []uint64) (int, error) {
+	total := 0
+	for i, b := range bufs {
+		n, err := v.ReadAt(b, int64(addrs[i]))
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
 // walkImage walks im as Read walks a live process, without symbols.
 func walkImage(im *image) (*Heap, error) {
+	h, _, err := walkMemory(im, im)
+	return h, err
+}
+
+// walkMemory walks mem, which serves im, and says how many reads it took.
+func walkMemory(im *image, mem Memory) (*Heap, int, error) {
 	lc, err := findLibc(im.Maps)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	lc.version = im.Version
 	l, err := layoutFor(im.Version)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	h, _, err := Reader{NoSymbols: true}.walk(im, im.Maps, lc, l)
+	h, r, err := Reader{NoSymbols: true}.walk(mem, im.Maps, lc, l)
 	if err != nil {
-		return nil, err
+		return nil, r.reads, err
 	}
-	return h, h.settle()
+	return h, r.reads, h.settle()
+}
+
+// walkBoth walks im with and without prefetching and fails t unless both
+// give the same document, or the same error; it returns the reads each
+// took.
+func walkBoth(t testing.TB, im *image) (plain, vectored int, err error) {
+	t.Helper()
+	h1, plain, err1 := walkMemory(im, im)
+	h2, vectored, err2 := walkMemory(im, vecImage{im})
+	if fmt.Sprint(err1) != fmt.Sprint(err2) {
+		t.Fatalf("walked with prefetching: %v; without: %v", err2, err1)
+	}
+	if err1 != nil {
+		return plain, vectored, err1
+	}
+	var d1, d2 bytes.Buffer
+	if err := h1.WriteMallocInfo(&d1); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.WriteMallocInfo(&d2); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(d1.Bytes(), d2.Bytes()) {
+		t.Fatalf("the document walked with prefetching differs:\n%s\nwithout:\n%s", d2.Bytes(), d1.Bytes())
+	}
+	return plain, vectored, nil
+}
+
+// TestPrefetchMatchesWalk walks every image with the lists' pages
+// prefetched in vectored reads and without: the same heap, in fewer reads
+// where the free chunks are many.
+func TestPrefetchMatchesWalk(t *testing.T) {
+	for _, s := range imageShapes {
+		t.Run(s.name, func(t *testing.T) {
+			plain, vectored, err := walkBoth(t, loadImage(t, s.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d reads, %d with prefetching", plain, vectored)
+			if s.name == "histogram" && vectored*4 > plain {
+				t.Errorf("prefetching took %d reads of %d: the lists were not read ahead", vectored, plain)
+			}
+		})
+	}
 }
 
 // capture stops process pid and keeps what the walk reads.
@@ -281,7 +347,7 @@ func TestCorruptHeap(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			im := loadImage(t, "fastbins")
 			c.damage(im)
-			_, err := walkImage(im)
+			_, _, err := walkBoth(t, im)
 			if !(errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotFound)) || !bytes.Contains([]byte(err.Error()), []byte(c.want)) {
 				t.Fatalf("got %v, want %v saying %q", err, ErrCorrupt, c.want)
 			}
@@ -340,6 +406,7 @@ func FuzzWalk(f *testing.F) {
 				off -= len(s.Data)
 			}
 		}
+		walkBoth(t, im) // prefetching changes nothing
 		h, err := walkImage(im)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNotFound) {

@@ -31,6 +31,8 @@ type reader struct {
 	mem   Memory
 	maps  []proc.Mapping // sorted by start
 	pages map[uint64][]byte
+	// hdrs are the free chunks' headers prefetch read, by chunk address.
+	hdrs  map[uint64][hdrLen]byte
 	slab  []byte            // where the next cached page is cut from
 	slabs []*[slabSize]byte // every slab taken, for release
 	used  int               // slabs cut from since the cache was last emptied
@@ -82,6 +84,20 @@ func (r *reader) page(base uint64) ([]byte, error) {
 	if _, ok := r.mapping(base); !ok {
 		return nil, fmt.Errorf("%#x: %w", base, errBadPointer)
 	}
+	p := r.newPage()
+	n, err := r.mem.ReadAt(p, int64(base))
+	r.reads++
+	r.bytes += uint64(n)
+	if err != nil {
+		return nil, err
+	}
+	r.pages[base] = p
+	return p, nil
+}
+
+// newPage returns a page's room in the cache, emptying the cache when it
+// is full.
+func (r *reader) newPage() []byte {
 	if len(r.pages) >= maxCachedPages {
 		// Full: start again, cutting pages from the same slabs.
 		clear(r.pages)
@@ -98,14 +114,7 @@ func (r *reader) page(base uint64) ([]byte, error) {
 	}
 	p := r.slab[:pageSize:pageSize]
 	r.slab = r.slab[pageSize:]
-	n, err := r.mem.ReadAt(p, int64(base))
-	r.reads++
-	r.bytes += uint64(n)
-	if err != nil {
-		return nil, err
-	}
-	r.pages[base] = p
-	return p, nil
+	return p
 }
 
 const slabSize = 64 * pageSize
@@ -123,7 +132,7 @@ func (r *reader) release() {
 	for _, s := range r.slabs {
 		slabPool.Put(s)
 	}
-	r.slabs, r.slab, r.pages = nil, nil, nil
+	r.slabs, r.slab, r.pages, r.hdrs = nil, nil, nil, nil
 }
 
 // read fills b from addr.
@@ -131,6 +140,9 @@ func (r *reader) read(b []byte, addr uint64) error {
 	for len(b) > 0 {
 		if addr+uint64(len(b)) < addr {
 			return fmt.Errorf("%#x: %w", addr, errBadPointer)
+		}
+		if r.header(b, addr) {
+			return nil
 		}
 		base := addr &^ (pageSize - 1)
 		p, err := r.page(base)

@@ -144,6 +144,7 @@ func (w *walker) contents(a *Arena, state []byte) error {
 		return err
 	}
 	a.TopBytes = topSize &^ chunkFlags
+	w.prefetch(a, state)
 	if l.fastbins >= 0 {
 		for i := range nFastbins {
 			if err := w.fastbin(a, i, le64(state, l.fastbins+8*i)); err != nil {

@@ -28,13 +28,15 @@ var (
 	dmesgPrefix   = regexp.MustCompile(`^(?:<(\d+)>)?\[ *(\d+\.\d+)\] ?`)
 	dmesgXPrefix  = regexp.MustCompile(`^([a-z0-9]+) *:([a-z]+) *: \[ *(\d+\.\d+)\] ?`)
 	monoPrefix    = regexp.MustCompile(`^\[ *(\d+\.\d+)\] \S+ kernel: `)
-	journalPrefix = regexp.MustCompile(`^(?:[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT[0-9:.,+-]+) \S+ kernel: `)
+	journalPrefix = regexp.MustCompile(`^([A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT[0-9:.,+-]+) \S+ kernel: `)
 )
 
 // kernelLine is one record of a kernel log, its prefix taken off.
 type kernelLine struct {
-	ts   string // seconds since boot, as printed; "" where the format has none
-	text string // the message, from its first byte
+	ts string // seconds since boot, as printed; "" where the format has none
+	// clock is the wall-clock time journalctl printed; "" in other formats.
+	clock string
+	text  string // the message, from its first byte
 }
 
 // splitRecord reads raw as a record of format f. ok is false for a line
@@ -63,11 +65,11 @@ func splitRecord(f logFormat, raw string) (l kernelLine, ok bool) {
 		}
 		return kernelLine{ts: m[3], text: raw[len(m[0]):]}, true
 	case formatJournal:
-		m := journalPrefix.FindString(raw)
-		if m == "" {
+		m := journalPrefix.FindStringSubmatch(raw)
+		if m == nil {
 			return l, false
 		}
-		return kernelLine{text: raw[len(m):]}, true
+		return kernelLine{clock: m[1], text: raw[len(m[0]):]}, true
 	case formatJournalMono:
 		m := monoPrefix.FindStringSubmatch(raw)
 		if m == nil {

@@ -8,40 +8,6 @@ import (
 	"time"
 )
 
-// TestOOMReportPeer reads the kernel's report in ../shared/samples (a v1
-// cgroup at its 64 MiB limit, 40 MiB of /dev/shm charged), when present.
-func TestOOMReportPeer(t *testing.T) {
-	f, err := os.Open("../../shared/samples/cgroup/oom-kernel-report-v1.txt")
-	if err != nil {
-		t.Skipf("no peer sample (%v)", err)
-	}
-	defer f.Close()
-	rs, err := ParseOOM(f, "oom.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := rs[len(rs)-1]
-	if r.Invoker != "python3" || r.Cgroup != "/kubepods/burstable/pod-demo/app" || r.LimitBytes != 64<<20 || r.Victim.PID != 19175 || len(r.Tasks) != 1 {
-		t.Errorf("report %+v", r)
-	}
-	g := r.Group()
-	var sum uint64
-	for _, p := range g.Breakdown() {
-		sum += p.Bytes
-	}
-	if sum != g.UsageBytes {
-		t.Errorf("breakdown sums to %d, usage %d", sum, g.UsageBytes)
-	}
-	fs := g.Findings(r.Members(), "oom.txt")
-	var ids []string
-	for _, f := range fs {
-		ids = append(ids, f.ID)
-	}
-	if !strings.Contains(strings.Join(ids, ","), "oom-kills") || !strings.Contains(strings.Join(ids, ","), "shmem-unmapped") {
-		t.Errorf("findings %v", ids)
-	}
-}
-
 func TestParseOOMErrors(t *testing.T) {
 	if _, err := ParseOOM(strings.NewReader("[1.0] nothing here\n"), "k.log"); err == nil || !strings.Contains(err.Error(), "k.log: no OOM report") {
 		t.Errorf("got %v", err)

@@ -13,8 +13,11 @@ import (
 // OOMReport is the kernel's report of one OOM kill, as dmesg or
 // journalctl -k print it.
 type OOMReport struct {
-	Line    int    // where it starts in the input
-	Time    string // the kernel timestamp, as printed ("4425.028749")
+	Line int    // where it starts in the input
+	Time string // the kernel timestamp, as printed ("4425.028749")
+	// Clock is the wall-clock time journalctl printed before the record
+	// ("Dec 03 11:00:00"); "" in the other formats (WallTime).
+	Clock   string
 	Invoker string // the task whose allocation invoked the OOM killer
 	// Cgroup is oom_memcg: the cgroup at its limit ("" for a global OOM).
 	Cgroup                 string
@@ -143,7 +146,7 @@ type oomParser struct {
 func (p *oomParser) record(l kernelLine) {
 	text := l.text
 	if m := invokedRe.FindStringSubmatch(text); m != nil {
-		p.cur = &OOMReport{Line: p.lineNo, Time: l.ts, Invoker: m[1], Stat: map[string]uint64{}}
+		p.cur = &OOMReport{Line: p.lineNo, Time: l.ts, Clock: l.clock, Invoker: m[1], Stat: map[string]uint64{}}
 		p.out = append(p.out, p.cur)
 		p.inStats, p.inTask = false, false
 		return

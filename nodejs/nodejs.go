@@ -77,13 +77,34 @@ func (m *Memory) FreeBytes() uint64 {
 }
 
 // Recognize reports whether a Prometheus page holds prom-client's heap
-// metrics, by a cheap look for the name: which parser to use.
+// metrics: a sample line (not a comment) of nodejs_heap_size_total_bytes,
+// prefixed or not. It says which parser to use.
 func Recognize(page []byte) bool {
-	return bytes.Contains(page, []byte(heapTotal))
+	for len(page) > 0 {
+		line := page
+		if i := bytes.IndexByte(page, '\n'); i >= 0 {
+			line, page = page[:i], page[i+1:]
+		} else {
+			page = nil
+		}
+		name, _, _ := bytes.Cut(line, []byte(" "))
+		name, _, _ = bytes.Cut(name, []byte("{"))
+		if len(name) > 0 && name[0] != '#' && (bytes.Equal(name, []byte(heapTotal)) || bytes.HasSuffix(name, []byte("_"+heapTotal))) {
+			return true
+		}
+	}
+	return false
 }
 
+// maxBytes bounds every figure: the x86-64 address space, 256 TiB. A
+// larger one is not a reading of a process's memory.
+const maxBytes = 1 << 48
+
 // ParsePrometheus reads prom-client's default memory metrics from a
-// Prometheus text page; name is used in errors and as the source.
+// Prometheus text page; name is used in errors and as the source. Every
+// figure must come from one family and, but for the per-space ones, one
+// series: a page with two registries' metrics (two prefixes) is refused
+// rather than read half from each.
 func ParsePrometheus(r io.Reader, name string) (*Memory, error) {
 	families, err := promtext.Parse(r)
 	if err != nil {
@@ -91,56 +112,29 @@ func ParsePrometheus(r io.Reader, name string) (*Memory, error) {
 	}
 	m := &Memory{Source: name}
 	spaces := map[string]*Space{}
-	found := map[string]bool{}
-	for fname, fam := range families {
+	from := map[string]string{} // metric → the family it was read from
+	names := make([]string, 0, len(families))
+	for fname := range families {
+		names = append(names, fname)
+	}
+	sort.Strings(names)
+	for _, fname := range names {
 		metric, ok := known(fname)
 		if !ok {
 			continue
 		}
-		for _, mt := range fam.GetMetric() {
-			if metric == versionInfo {
-				m.Version = label(mt, "version")
-				continue
-			}
-			v, err := bytesValue(fname, mt)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-			found[metric] = true
-			switch metric {
-			case heapTotal:
-				m.HeapTotalBytes = v
-			case heapUsed:
-				m.HeapUsedBytes = v
-			case external:
-				m.ExternalBytes = v
-			case residentBytes:
-				m.ResidentBytes = v
-			default:
-				space := label(mt, "space")
-				if space == "" {
-					return nil, fmt.Errorf("%s: %s without a space label", name, fname)
-				}
-				s := spaces[space]
-				if s == nil {
-					s = &Space{Name: space}
-					spaces[space] = s
-				}
-				switch metric {
-				case spaceTotal:
-					s.TotalBytes = v
-				case spaceUsed:
-					s.UsedBytes = v
-				case spaceFree:
-					s.AvailableBytes = v
-				}
-			}
+		if other, dup := from[metric]; dup {
+			return nil, fmt.Errorf("%s: both %s and %s: two registries' Node.js metrics on one page; pass a page with one", name, other, fname)
+		}
+		from[metric] = fname
+		if err := m.read(metric, fname, families[fname], spaces); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	if !found[heapTotal] {
+	if from[heapTotal] == "" {
 		return nil, fmt.Errorf("%s: %w", name, ErrUnrecognized)
 	}
-	if !found[heapUsed] {
+	if from[heapUsed] == "" {
 		return nil, fmt.Errorf("%s: %s is missing beside %s", name, heapUsed, heapTotal)
 	}
 	if m.HeapUsedBytes > m.HeapTotalBytes {
@@ -149,10 +143,60 @@ func ParsePrometheus(r io.Reader, name string) (*Memory, error) {
 	for _, s := range spaces {
 		m.Spaces = append(m.Spaces, *s)
 	}
-	// V8's own order, the order getHeapSpaceStatistics gives, is lost in
-	// the page's families; name order is stable.
 	sort.Slice(m.Spaces, func(i, j int) bool { return m.Spaces[i].Name < m.Spaces[j].Name })
 	return m, nil
+}
+
+// read takes one family's figure into m.
+func (m *Memory) read(metric, fname string, fam *dto.MetricFamily, spaces map[string]*Space) error {
+	series := fam.GetMetric()
+	switch metric {
+	case versionInfo:
+		if len(series) > 0 {
+			m.Version = label(series[0], "version")
+		}
+		return nil
+	case residentBytes:
+		// Only evidence beside the heap's: a page that gives it otherwise
+		// than as one gauge is read without it.
+		if len(series) == 1 {
+			if v, err := bytesValue(fname, series[0]); err == nil {
+				m.ResidentBytes = v
+			}
+		}
+		return nil
+	case heapTotal, heapUsed, external:
+		if len(series) != 1 {
+			return fmt.Errorf("%s: %d series, want one", fname, len(series))
+		}
+		v, err := bytesValue(fname, series[0])
+		if err != nil {
+			return err
+		}
+		*map[string]*uint64{heapTotal: &m.HeapTotalBytes, heapUsed: &m.HeapUsedBytes, external: &m.ExternalBytes}[metric] = v
+		return nil
+	}
+	for _, mt := range series {
+		v, err := bytesValue(fname, mt)
+		if err != nil {
+			return err
+		}
+		space := label(mt, "space")
+		if space == "" {
+			return fmt.Errorf("%s without a space label", fname)
+		}
+		s := spaces[space]
+		if s == nil {
+			s = &Space{Name: space}
+			spaces[space] = s
+		}
+		field := map[string]*uint64{spaceTotal: &s.TotalBytes, spaceUsed: &s.UsedBytes, spaceFree: &s.AvailableBytes}[metric]
+		if *field != 0 {
+			return fmt.Errorf("%s{space=%q} twice", fname, space)
+		}
+		*field = v
+	}
+	return nil
 }
 
 // known returns the unprefixed metric a family name stands for.
@@ -175,7 +219,7 @@ func bytesValue(family string, mt *dto.Metric) (uint64, error) {
 	default:
 		return 0, fmt.Errorf("%s: want a gauge", family)
 	}
-	if math.IsNaN(v) || v < 0 || v > 1<<62 || v != math.Trunc(v) {
+	if math.IsNaN(v) || v < 0 || v > maxBytes || v != math.Trunc(v) {
 		return 0, fmt.Errorf("%s: want a whole number of bytes, got %v", family, v)
 	}
 	return uint64(v), nil

@@ -71,6 +71,24 @@ func TestParsePrefixed(t *testing.T) {
 	}
 }
 
+// TestRecognize: a page is Node.js's when it has the sample, not when a
+// comment names it; what is only evidence beside the heap (RSS given as a
+// summary) does not make the page unreadable.
+func TestRecognize(t *testing.T) {
+	jvm := "# HELP jvm_memory_used_bytes unlike nodejs_heap_size_total_bytes\njvm_memory_used_bytes{area=\"heap\"} 5\n"
+	if Recognize([]byte(jvm)) {
+		t.Error("a JVM page whose help text names the Node.js metric was taken for Node.js's")
+	}
+	page := "# TYPE process_resident_memory_bytes summary\nprocess_resident_memory_bytes_sum 5\nprocess_resident_memory_bytes_count 1\napp_nodejs_heap_size_total_bytes{} 10\napp_nodejs_heap_size_used_bytes 4\n"
+	if !Recognize([]byte(page)) {
+		t.Fatal("a prefixed page is not recognised")
+	}
+	m, err := ParsePrometheus(strings.NewReader(page), "p")
+	if err != nil || m.HeapTotalBytes != 10 || m.ResidentBytes != 0 {
+		t.Errorf("%+v, %v", m, err)
+	}
+}
+
 func TestParseRefuses(t *testing.T) {
 	for _, tc := range []struct{ name, page, want string }{
 		{"jvm page", "jvm_memory_used_bytes{area=\"heap\"} 5\n", "no Node.js heap metrics"},
@@ -82,6 +100,10 @@ func TestParseRefuses(t *testing.T) {
 		{"NaN", "nodejs_heap_size_total_bytes NaN\nnodejs_heap_size_used_bytes 1\n", "whole number of bytes"},
 		{"space without label", "nodejs_heap_size_total_bytes 5\nnodejs_heap_size_used_bytes 1\nnodejs_heap_space_size_used_bytes 1\n", "without a space label"},
 		{"not text", "{}", "p: "},
+		{"two registries", "nodejs_heap_size_total_bytes 5\nnodejs_heap_size_used_bytes 1\napp_nodejs_heap_size_total_bytes 9\n", "two registries"},
+		{"two series", "nodejs_heap_size_total_bytes{worker=\"1\"} 5\nnodejs_heap_size_total_bytes{worker=\"2\"} 6\nnodejs_heap_size_used_bytes 1\n", "2 series, want one"},
+		{"beyond the address space", "nodejs_heap_size_total_bytes 5\nnodejs_heap_size_used_bytes 1\nnodejs_external_memory_bytes 1e18\n", "whole number of bytes"},
+		{"a space twice", "nodejs_heap_size_total_bytes 5\nnodejs_heap_size_used_bytes 1\nnodejs_heap_space_size_used_bytes{space=\"old\",x=\"1\"} 1\nnodejs_heap_space_size_used_bytes{space=\"old\",x=\"2\"} 1\n", "twice"},
 	} {
 		_, err := ParsePrometheus(strings.NewReader(tc.page), "p")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -93,5 +94,29 @@ func BenchmarkClassify(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		Classify(ms, Hints{})
+	}
+}
+
+// TestParseSmapsHint parses the same smaps with every kind of room hint —
+// none, too little, exact, too much — and gets the same mappings.
+func TestParseSmapsHint(t *testing.T) {
+	in := bigSmaps(t, 2<<20)
+	want, err := ParseSmaps(bytes.NewReader(in), "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, hint := range []int{1, len(want) / 2, len(want), len(want) * 3} {
+		got, err := parseSmaps(bytes.NewReader(in), "big", hint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("hint %d: %d mappings, want %d", hint, len(got), len(want))
+		}
+		for i := range want {
+			if !reflect.DeepEqual(got[i], want[i]) {
+				t.Fatalf("hint %d: mapping %d differs:\n%+v\n%+v", hint, i, got[i], want[i])
+			}
+		}
 	}
 }

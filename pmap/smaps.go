@@ -10,6 +10,7 @@ package pmap
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -167,6 +168,13 @@ func (m *Mapping) HasVmFlag(flag string) bool {
 // ParseSmaps reads every mapping of an smaps stream. name labels errors
 // (a path, "/proc/123/smaps", or "-").
 func ParseSmaps(r io.Reader, name string) ([]Mapping, error) {
+	return parseSmaps(r, name, 0)
+}
+
+// parseSmaps is ParseSmaps for about hint mappings (0: unknown). With a
+// hint they go straight into one slice of that room, spared the copy from
+// chunks that would hold them twice at once.
+func parseSmaps(r io.Reader, name string, hint int) ([]Mapping, error) {
 	d := NewDecoder(r, name)
 	// Mappings are gathered in fixed-size chunks and copied once into a
 	// slice of the exact length: appending to one slice would reallocate and
@@ -174,6 +182,10 @@ func ParseSmaps(r io.Reader, name string) ([]Mapping, error) {
 	const chunkLen = 1024
 	var chunks [][]Mapping
 	cur := make([]Mapping, 0, 64)
+	if hint > 0 {
+		// A few more: the process may map while it is read.
+		cur = make([]Mapping, 0, hint+hint/64+16)
+	}
 	n := 0
 	for {
 		if len(cur) == cap(cur) {
@@ -252,6 +264,12 @@ func NewDecoder(r io.Reader, name string) *Decoder {
 
 func (d *Decoder) fail(line int, sentinel error, format string, args ...any) error {
 	d.done = true
+	if sentinel == ErrMalformed && d.noNewline && line == d.line && line > 1 {
+		// The last line, without its newline, after good ones, is where
+		// the input was cut: what is wrong with it is that it is not all
+		// there. (A first line without one is garbage, said as such.)
+		return &ParseError{Name: d.name, Line: line, Msg: "input ends mid-line (no newline): truncated; " + fmt.Sprintf(format, args...), Err: ErrTruncated}
+	}
 	return &ParseError{Name: d.name, Line: line, Msg: fmt.Sprintf(format, args...), Err: sentinel}
 }
 
@@ -336,6 +354,10 @@ func (d *Decoder) Decode(m *Mapping) error {
 		}
 		if d.mode == modeMaps {
 			return d.fail(d.line, ErrMalformed, "counter line in a maps-style input (earlier mappings had none)")
+		}
+		if d.counter(line) {
+			sawCounters = true
+			continue
 		}
 		key, value, ok := bytes.Cut(line, []byte{':'})
 		if !ok || len(key) == 0 {
@@ -437,6 +459,54 @@ func validPerms(p []byte) bool {
 		(p[1] == 'w' || p[1] == '-') &&
 		(p[2] == 'x' || p[2] == '-') &&
 		(p[3] == 'p' || p[3] == 's')
+}
+
+// counter reads a counter line of the usual shape — a known key, spaces,
+// digits and " kB" (or nothing, for unitless counters) — in one pass, and
+// reports whether it did. Anything else (VmFlags, unknown keys, tabs, odd
+// units, a key twice) it leaves to parseField, which says what is wrong.
+func (d *Decoder) counter(line []byte) bool {
+	k := 0
+	for k < len(line) && line[k] != ':' {
+		k++
+	}
+	if k == 0 || k == len(line) {
+		return false
+	}
+	f, known := lookupField(line[:k])
+	if !known || d.present&(1<<f) != 0 {
+		return false
+	}
+	j := k + 1
+	// The kernel pads the value to a column: skip the spaces eight at a time.
+	for j+8 <= len(line) && binary.LittleEndian.Uint64(line[j:]) == 0x2020202020202020 {
+		j += 8
+	}
+	for j < len(line) && line[j] == ' ' {
+		j++
+	}
+	start := j
+	var v uint64
+	for ; j < len(line) && line[j] >= '0' && line[j] <= '9'; j++ {
+		if v > (math.MaxUint64-9)/10 {
+			return false
+		}
+		v = v*10 + uint64(line[j]-'0')
+	}
+	if j == start {
+		return false
+	}
+	if f.InBytes() {
+		if string(line[j:]) != " kB" || v > math.MaxUint64/1024 {
+			return false
+		}
+		v *= 1024
+	} else if j != len(line) {
+		return false
+	}
+	d.vals[f] = v
+	d.present |= 1 << f
+	return true
 }
 
 // parseField reads "Key:   value kB" (or a unitless value) into m.

@@ -22,8 +22,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -153,6 +155,9 @@ type Options struct {
 	// MaxMappings caps /proc/PID/maps for a diagnosis (0: DefaultMaxMappings):
 	// a process past it is skipped, and said to be.
 	MaxMappings int
+	// Keep, when set, drops the processes it refuses after tier 1, before
+	// any costlier read (Filter.Keep).
+	Keep func(*Process) bool
 }
 
 // DefaultBudget and DefaultMaxMappings bound tier 3: five processes of
@@ -204,45 +209,7 @@ func Read(o Options) (*Scan, error) {
 		return nil, fmt.Errorf("listing processes in %s: %w", root, err)
 	}
 	s := &Scan{At: time.Now(), Sort: o.Sort}
-	buf := make([]byte, 16<<10)
-	for _, name := range names {
-		pid, err := strconv.Atoi(name)
-		if err != nil || pid <= 0 {
-			continue
-		}
-		p, err := readStatus(filepath.Join(root, name, "status"), pid, buf)
-		switch {
-		case errors.Is(err, fs.ErrNotExist), errors.Is(err, errGone):
-			s.Exited++
-			continue
-		case err != nil:
-			s.Denied++
-			continue
-		case p == nil:
-			s.Kernel++
-			continue
-		}
-		s.Processes = append(s.Processes, p)
-	}
-	// Tier 2: smaps_rollup under the cap.
-	for _, p := range s.Processes {
-		if p.RSSBytes > o.RSSCap && !o.Deep {
-			p.Skipped = fmt.Sprintf("skipped: RSS %s > cap (--deep to read)", humanize.Bytes(p.RSSBytes))
-			s.RollupSkipped++
-			continue
-		}
-		r, err := readRollup(filepath.Join(root, strconv.Itoa(p.PID), "smaps_rollup"), buf)
-		switch {
-		case errors.Is(err, fs.ErrNotExist), errors.Is(err, errGone):
-			p.Skipped = "exited while read"
-		case errors.Is(err, fs.ErrPermission):
-			p.Skipped = "smaps_rollup: permission denied (needs its uid or CAP_SYS_PTRACE)"
-		case err != nil:
-			p.Skipped = "smaps_rollup: " + err.Error()
-		default:
-			p.Rollup = r
-		}
-	}
+	s.readAll(root, names, o)
 	sort.SliceStable(s.Processes, func(i, j int) bool {
 		a, b := s.Processes[i].key(o.Sort), s.Processes[j].key(o.Sort)
 		if a != b {
@@ -252,6 +219,93 @@ func Read(o Options) (*Scan, error) {
 	})
 	diagnoseTop(s, root, o)
 	return s, nil
+}
+
+// readWorkers bounds the goroutines reading tiers 1 and 2. The kernel does
+// the work (a large process's smaps_rollup walks its page tables for tens
+// of milliseconds): two walks at once on two cores take half as long, and
+// one slow walk no longer holds the others up.
+const readWorkers = 4
+
+// readAll reads tiers 1 and 2 of every process named in names (the entries
+// of root) into s, on workers; the processes come out in names' order.
+func (s *Scan) readAll(root string, names []string, o Options) {
+	type result struct {
+		read    bool // a process's entry, read
+		p       *Process
+		err     error
+		capped  bool // over the RSS cap: its rollup not read
+		dropped bool // refused by Options.Keep
+	}
+	results := make([]result, len(names))
+	next := make(chan int, len(names))
+	for i := range names {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(readWorkers, runtime.GOMAXPROCS(0), len(names)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 16<<10)
+			for i := range next {
+				pid, err := strconv.Atoi(names[i])
+				if err != nil || pid <= 0 {
+					continue
+				}
+				p, err := readStatus(filepath.Join(root, names[i], "status"), pid, buf)
+				if err == nil && p != nil && o.Keep != nil && !o.Keep(p) {
+					results[i] = result{read: true, dropped: true}
+					continue
+				}
+				capped := false
+				if err == nil && p != nil {
+					capped = readTier2(p, root, o, buf)
+				}
+				results[i] = result{read: true, p: p, err: err, capped: capped}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		switch {
+		case !r.read, r.dropped:
+			// not a process, or not one asked for
+		case errors.Is(r.err, fs.ErrNotExist), errors.Is(r.err, errGone):
+			s.Exited++
+		case r.err != nil:
+			s.Denied++
+		case r.p == nil:
+			s.Kernel++
+		default:
+			if r.capped {
+				s.RollupSkipped++
+			}
+			s.Processes = append(s.Processes, r.p)
+		}
+	}
+}
+
+// readTier2 reads p's smaps_rollup, when under the cap; it reports
+// whether p is over it.
+func readTier2(p *Process, root string, o Options, buf []byte) (capped bool) {
+	if p.RSSBytes > o.RSSCap && !o.Deep {
+		p.Skipped = fmt.Sprintf("skipped: RSS %s > cap (--deep to read)", humanize.Bytes(p.RSSBytes))
+		return true
+	}
+	r, err := readRollup(filepath.Join(root, strconv.Itoa(p.PID), "smaps_rollup"), buf)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errGone):
+		p.Skipped = "exited while read"
+	case errors.Is(err, fs.ErrPermission):
+		p.Skipped = "smaps_rollup: permission denied (needs its uid or CAP_SYS_PTRACE)"
+	case err != nil:
+		p.Skipped = "smaps_rollup: " + err.Error()
+	default:
+		p.Rollup = r
+	}
+	return false
 }
 
 // diagnoseTop is tier 3: the top few, from maps, within the budget.

@@ -1,6 +1,7 @@
 package proctop
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,5 +198,74 @@ func TestTopHugeMaps(t *testing.T) {
 	}
 	if overBudget != 5 || took > 5*time.Second {
 		t.Errorf("with a %v budget: %d skipped for it, took %v", budget, overBudget, took)
+	}
+}
+
+// TestReadTreeOnWorkers reads a /proc tree of 300 made-up processes on the
+// workers: every process is listed once with its own figures, and the
+// kernel threads, vanished processes and those over the cap are counted,
+// whatever order the workers took them in.
+func TestReadTreeOnWorkers(t *testing.T) {
+	root := t.TempDir()
+	write := func(pid int, name, text string) {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if text != "" {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	wantKernel, wantGone, wantCapped, wantListed := 0, 0, 0, 0
+	for pid := 1; pid <= 300; pid++ {
+		switch {
+		case pid%50 == 0: // a kernel thread: no VmRSS
+			write(pid, "status", "Name:\tkworker\nPPid:\t2\nThreads:\t1\n")
+			wantKernel++
+		case pid%40 == 0: // gone between the listing and the read
+			write(pid, "", "")
+			wantGone++
+		default:
+			rss := pid * 4 // kB
+			if pid%30 == 0 {
+				rss = 16 << 20 // 16 GiB: over the 8 GiB cap
+				wantCapped++
+			}
+			write(pid, "status", fmt.Sprintf("Name:\tp%d\nPPid:\t1\nUid:\t0\t0\t0\t0\nThreads:\t1\nVmRSS:\t%d kB\nRssAnon:\t%d kB\n", pid, rss, rss))
+			write(pid, "smaps_rollup", fmt.Sprintf("00400000-7fff00000000 ---p 00000000 00:00 0 [rollup]\nRss:\t%d kB\nPss:\t%d kB\nPrivate_Dirty:\t%d kB\n", rss, pid, pid))
+			wantListed++
+		}
+	}
+	write(9999, "", "") // not a number: not a process
+	if err := os.Rename(filepath.Join(root, "9999"), filepath.Join(root, "self")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Read(Options{ProcRoot: root, Top: 1, Budget: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Kernel != wantKernel || s.Exited != wantGone || s.RollupSkipped != wantCapped || len(s.Processes) != wantListed {
+		t.Fatalf("kernel %d exited %d capped %d listed %d, want %d %d %d %d", s.Kernel, s.Exited, s.RollupSkipped, len(s.Processes), wantKernel, wantGone, wantCapped, wantListed)
+	}
+	seen := map[int]bool{}
+	for _, p := range s.Processes {
+		if seen[p.PID] {
+			t.Fatalf("process %d listed twice", p.PID)
+		}
+		seen[p.PID] = true
+		if p.Command != fmt.Sprintf("p%d", p.PID) {
+			t.Errorf("process %d is named %q", p.PID, p.Command)
+		}
+		if p.PID%30 == 0 {
+			if p.Rollup != nil || !strings.Contains(p.Skipped, "cap") {
+				t.Errorf("process %d over the cap: rollup %+v, skipped %q", p.PID, p.Rollup, p.Skipped)
+			}
+			continue
+		}
+		if p.RSSBytes != uint64(p.PID)*4<<10 || p.Rollup == nil || p.Rollup.PSS != uint64(p.PID)<<10 || p.Rollup.USS != uint64(p.PID)<<10 {
+			t.Errorf("process %d: RSS %d, rollup %+v", p.PID, p.RSSBytes, p.Rollup)
+		}
 	}
 }

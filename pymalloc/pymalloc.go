@@ -52,58 +52,75 @@ type Stats struct {
 	// those of them holding no block (kept in their arena's free list).
 	Pools      int `json:"pools"`
 	EmptyPools int `json:"empty_pools"`
-	// AllocatedBytes is Σ blocks in use × block size: what
+	// AllocatedBytes is Σ blocks in use × block size, each pool's capped
+	// by its pages in RAM (a block in use has been written): what
 	// sys._debugmallocstats() calls "bytes in allocated blocks".
 	AllocatedBytes uint64 `json:"allocated_bytes"`
 	// FreeBlockBytes is the free blocks of pools in use ("bytes in
-	// available blocks"); EmptyPoolBytes the empty pools' size.
+	// available blocks"); EmptyPoolBytes the empty pools' size. Both are
+	// CPython's count, resident or not.
 	FreeBlockBytes uint64 `json:"free_block_bytes"`
 	EmptyPoolBytes uint64 `json:"empty_pool_bytes"`
 	// ResidentBytes is the RAM the pools found hold: their pages present.
 	ResidentBytes uint64 `json:"resident_bytes"`
-	// Arenas counts the distinct arenas the pools name.
+	// Arenas counts the arenas the pools name.
 	Arenas int `json:"arenas"`
 	// SkippedBytes is pool space not read because its first page is not
 	// in RAM (never touched, or swapped out: reading would bring it back).
 	SkippedBytes uint64 `json:"skipped_bytes"`
-	// Truncated says the scan stopped at its bound (MaxPools).
+	// RejectedPools counts headers that passed alone but not together:
+	// pools naming one arena spread over more than an arena's size.
+	RejectedPools int `json:"rejected_pools,omitempty"`
+	// Truncated says the scan stopped at a bound (MaxPools, the address
+	// space it reads the page map of, or its deadline).
 	Truncated bool `json:"truncated,omitempty"`
 	// Source names where it came from.
 	Source string `json:"source"`
 }
 
-// RetainedBytes is what pymalloc keeps free: free blocks in pools in use,
-// and empty pools.
-func (s *Stats) RetainedBytes() uint64 { return s.FreeBlockBytes + s.EmptyPoolBytes }
+// RetainedBytes is the RAM of the pools not holding objects in use: free
+// blocks and empty pools (and the pools' headers) that pymalloc keeps.
+func (s *Stats) RetainedBytes() uint64 { return s.ResidentBytes - s.AllocatedBytes }
 
 // versionPattern finds CPython's version in an interpreter's file name:
 // python3.11, libpython3.12.so.1.0, python3.13t (free-threaded).
 var versionPattern = regexp.MustCompile(`(?:^|/)(?:lib)?python(\d+)\.(\d+)(t?)(?:\.so[.\d]*|d|m)?$`)
 
-// Version returns CPython's version from the name of a mapped file, and
-// whether it is a CPython interpreter at all.
-func Version(path string) (major, minor int, freeThreaded, ok bool) {
-	m := versionPattern.FindStringSubmatch(path)
-	if m == nil {
-		return 0, 0, false, false
-	}
-	major, _ = strconv.Atoi(m[1])
-	minor, _ = strconv.Atoi(m[2])
-	return major, minor, m[3] == "t", major == 3
+// Interpreter is a CPython version.
+type Interpreter struct {
+	Major, Minor int
+	// FreeThreaded is the build without the GIL (python3.13t), whose
+	// allocator is mimalloc.
+	FreeThreaded bool
 }
 
-// poolSize is POOL_SIZE for a CPython version: 16 KiB with the radix tree
-// and large pools of 3.10+ on 64-bit, 4 KiB (the page) before.
-func poolSize(major, minor int, freeThreaded bool) (uint64, error) {
-	switch {
-	case freeThreaded:
-		return 0, fmt.Errorf("%w: python%d.%dt allocates with mimalloc", ErrUnsupported, major, minor)
-	case major == 3 && minor >= 10:
-		return 16 << 10, nil
-	case major == 3 && minor >= 8:
-		return 4 << 10, nil
+func (v Interpreter) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
+
+// Version returns CPython's version from the name of a mapped file, and
+// whether it is a CPython 3 interpreter at all.
+func Version(path string) (Interpreter, bool) {
+	m := versionPattern.FindStringSubmatch(path)
+	if m == nil {
+		return Interpreter{}, false
 	}
-	return 0, fmt.Errorf("%w: python%d.%d", ErrUnsupported, major, minor)
+	major, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	return Interpreter{major, minor, m[3] == "t"}, major == 3
+}
+
+// Geometry returns POOL_SIZE and ARENA_SIZE for a CPython version: 16 KiB
+// pools in 1 MiB arenas with the radix tree of 3.10+ on 64-bit, 4 KiB (the
+// page) in 256 KiB before.
+func (v Interpreter) Geometry() (pool, arena uint64, err error) {
+	switch {
+	case v.FreeThreaded:
+		return 0, 0, fmt.Errorf("%w: python%st allocates with mimalloc", ErrUnsupported, v)
+	case v.Major == 3 && v.Minor >= 10:
+		return 16 << 10, 1 << 20, nil
+	case v.Major == 3 && v.Minor >= 8:
+		return 4 << 10, 256 << 10, nil
+	}
+	return 0, 0, fmt.Errorf("%w: python%s", ErrUnsupported, v)
 }
 
 // header is a pool header as read, before it is believed.
@@ -137,10 +154,14 @@ const maxArenaIndex = 1 << 24
 //   - nextoffset = POOL_OVERHEAD + k·size, 2 ≤ k, and ≤ POOL_SIZE
 //   - blocks in use ≤ the blocks carved so far (nextoffset's)
 //   - the free list head is inside the pool, on a block, or NULL
-//   - nextpool and prevpool are set, pointer-aligned
+//   - a pool in use is linked: nextpool and prevpool set, each another
+//     pool's boundary or outside the memory searched (the list's head, in
+//     the interpreter's state); an empty pool's nextpool is the next free
+//     pool or NULL
 //
-// It returns the block size.
-func (h header) valid(addr, poolBytes uint64) (uint64, bool) {
+// inSearched says whether an address lies in the memory searched. It
+// returns the block size.
+func (h header) valid(addr, poolBytes uint64, inSearched func(uint64) bool) (uint64, bool) {
 	if h.szidx >= sizeClasses || h.arena >= maxArenaIndex {
 		return 0, false
 	}
@@ -161,7 +182,14 @@ func (h header) valid(addr, poolBytes uint64) (uint64, bool) {
 			return 0, false
 		}
 	}
-	if h.nextpool == 0 || h.prevpool == 0 || h.nextpool%8 != 0 || h.prevpool%8 != 0 {
+	link := func(p uint64) bool {
+		return p != 0 && p%8 == 0 && (p%poolBytes == 0 || !inSearched(p))
+	}
+	if h.count == 0 {
+		if h.nextpool != 0 && h.nextpool%poolBytes != 0 {
+			return 0, false
+		}
+	} else if !link(h.nextpool) || !link(h.prevpool) {
 		return 0, false
 	}
 	return size, true

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/jmx"
@@ -26,6 +27,10 @@ type CgroupView struct {
 	Findings []finding.Finding
 	// OOM is the kernel's report, for `memdiag oom`.
 	OOM *memcg.OOMReport
+	// KilledAt is when the OOM kill happened by the wall clock (zero when
+	// the log does not tell), and KilledAtSource how that is known.
+	KilledAt       time.Time
+	KilledAtSource string
 	// AnonByKind splits the anonymous memory of the largest processes.
 	AnonByKind []MemberAnon
 }
@@ -75,6 +80,9 @@ func WriteCgroup(w io.Writer, f Format, v *CgroupView, s Style) error {
 	}
 	if v.OOM != nil && v.OOM.Trust != "" {
 		t.Notes = append(t.Notes, "report: "+v.OOM.Trust)
+	}
+	if v.OOM != nil && v.KilledAtSource != "" {
+		t.Notes = append(t.Notes, "time of the kill: "+v.KilledAtSource)
 	}
 	tables := []*Table{t}
 	if len(v.Members) > 0 {
@@ -138,10 +146,14 @@ type cgroupDoc struct {
 	Killed           *memberJSON       `json:"killed,omitempty"`
 	// OOMVerified and OOMTrust: whether the kernel's oom_kill counters
 	// back the report, and why (memdiag oom only).
-	OOMVerified *bool             `json:"oom_verified,omitempty"`
-	OOMTrust    string            `json:"oom_trust,omitempty"`
-	AnonByKind  []MemberAnon      `json:"anon_by_kind"`
-	Findings    []finding.Finding `json:"findings"`
+	OOMVerified *bool  `json:"oom_verified,omitempty"`
+	OOMTrust    string `json:"oom_trust,omitempty"`
+	// KilledAt (RFC 3339) and KilledAtSource: when the kill happened, and
+	// how that is known; absent when the log does not tell.
+	KilledAt       string            `json:"killed_at,omitempty"`
+	KilledAtSource string            `json:"killed_at_source,omitempty"`
+	AnonByKind     []MemberAnon      `json:"anon_by_kind"`
+	Findings       []finding.Finding `json:"findings"`
 }
 
 type cgroupPartJSON struct {
@@ -174,6 +186,9 @@ func cgroupDocument(v *CgroupView) *cgroupDoc {
 		d.Killed = &memberJSON{k.PID, k.Name, k.RSSBytes, k.AnonBytes, k.ShmemRSSBytes}
 		verified := v.OOM.Verified
 		d.OOMVerified, d.OOMTrust = &verified, v.OOM.Trust
+		if !v.KilledAt.IsZero() {
+			d.KilledAt, d.KilledAtSource = v.KilledAt.Format(time.RFC3339), v.KilledAtSource
+		}
 	}
 	return d
 }

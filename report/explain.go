@@ -82,7 +82,7 @@ func explainNotes(v *ExplainView) []string {
 		notes = append(notes, "not measured: "+unmeasuredHow(u))
 	}
 	if c := v.Inputs.RSSConsistent; c != nil && !*c {
-		notes = append(notes, "warning: smaps, smaps_rollup and VmRSS disagree beyond what the process moved: figures are approximate")
+		notes = append(notes, "warning: smaps and VmRSS disagree beyond what the process moved: figures are approximate")
 	}
 	for _, n := range v.Inputs.Notes {
 		notes = append(notes, "note: "+n)

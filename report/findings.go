@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/muesli/termenv"
@@ -50,12 +51,15 @@ func writeFindingsText(w io.Writer, fs []finding.Finding, s Style) error {
 		case finding.Medium:
 			sev = p.paint(sev, "214")
 		}
-		fmt.Fprintf(bw, "%s %s: %s\n", sev, f.ID, Sanitize(f.Summary))
+		// On a narrow terminal (s.Width) each wraps, hanging under its text.
+		head := wrapIndent(fmt.Sprintf("[%s] %s: %s", f.Severity, f.ID, Sanitize(f.Summary)), s.Width, 4)
+		head[0] = sev + strings.TrimPrefix(head[0], fmt.Sprintf("[%s]", f.Severity))
+		bw.WriteString(strings.Join(head, "\n") + "\n")
 		for _, e := range f.Evidence {
-			fmt.Fprintf(bw, "    evidence: %s\n", Sanitize(e))
+			bw.WriteString(strings.Join(wrapIndent("    evidence: "+Sanitize(e), s.Width, 8), "\n") + "\n")
 		}
 		for i, a := range f.Advice {
-			fmt.Fprintf(bw, "    try %d: %s\n", i+1, Sanitize(a))
+			bw.WriteString(strings.Join(wrapIndent(fmt.Sprintf("    try %d: %s", i+1, Sanitize(a)), s.Width, 8), "\n") + "\n")
 		}
 	}
 	return bw.Flush()

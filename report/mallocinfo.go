@@ -184,8 +184,8 @@ func mallocInfoTables(v *MallocInfoView, s Style) []*Table {
 		Title: title,
 		Columns: []Column{
 			{Header: "ARENA"}, {Header: "CURRENT", Align: Right}, {Header: "IN USE", Align: Right},
-			{Header: "FREE", Align: Right}, {Header: "FAST", Align: Right}, {Header: "TOP", Align: Right},
-			{Header: "RETAINED", Align: Right}, {Header: "%FREE", Align: Right}, {Header: "HEAPS", Align: Right},
+			{Header: "FREE", Align: Right}, {Header: "FAST", Align: Right, Drop: 2}, {Header: "TOP", Align: Right, Drop: 1},
+			{Header: "RETAINED", Align: Right}, {Header: "%FREE", Align: Right}, {Header: "HEAPS", Align: Right, Drop: 3},
 		},
 		HasTotal: true,
 	}

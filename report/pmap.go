@@ -60,9 +60,9 @@ func pmapTables(v *PmapView) []*Table {
 	classes := &Table{
 		Title: title,
 		Columns: []Column{
-			{Header: "CLASS"}, {Header: "MAPPINGS", Align: Right}, {Header: "SIZE", Align: Right},
+			{Header: "CLASS"}, {Header: "MAPPINGS", Align: Right, Drop: 1}, {Header: "SIZE", Align: Right},
 			{Header: "RSS", Align: Right}, {Header: "%RSS", Align: Right}, {Header: "PSS", Align: Right},
-			{Header: "PRIVATE DIRTY", Align: Right}, {Header: "SWAP", Align: Right},
+			{Header: "PRIVATE DIRTY", Align: Right, Drop: 2}, {Header: "SWAP", Align: Right, Drop: 3},
 		},
 		HasTotal: true,
 	}
@@ -77,8 +77,8 @@ func pmapTables(v *PmapView) []*Table {
 	}
 	addSums("total", total)
 	if c := v.Check; c != nil && c.Available {
-		classes.Notes = append(classes.Notes, fmt.Sprintf("cross-check: Σ smaps Rss %s, smaps_rollup %s, VmRSS %s → %s",
-			Bytes(c.SmapsRSSBytes), Bytes(c.RollupRSSBytes), Bytes(c.VmRSSBeforeBytes), Bytes(c.VmRSSAfterBytes)))
+		classes.Notes = append(classes.Notes, fmt.Sprintf("cross-check: Σ smaps Rss %s, VmRSS %s → %s",
+			Bytes(c.SmapsRSSBytes), Bytes(c.VmRSSBeforeBytes), Bytes(c.VmRSSAfterBytes)))
 	}
 	for _, w := range v.Warnings {
 		classes.Notes = append(classes.Notes, "warning: "+w)
@@ -90,10 +90,12 @@ func pmapTables(v *PmapView) []*Table {
 	top := &Table{
 		Title: fmt.Sprintf("mappings by %s", v.Sort),
 		Columns: []Column{
-			{Header: "ADDRESS"}, {Header: "PERMS"}, {Header: "SIZE", Align: Right}, {Header: "RSS", Align: Right},
-			{Header: "PSS", Align: Right}, {Header: "SWAP", Align: Right}, {Header: "CLASS"}, {Header: "NAME"},
+			{Header: "ADDRESS"}, {Header: "PERMS", Drop: 1}, {Header: "SIZE", Align: Right}, {Header: "RSS", Align: Right},
+			{Header: "PSS", Align: Right, Drop: 2}, {Header: "SWAP", Align: Right, Drop: 3}, {Header: "CLASS"}, {Header: "NAME"},
 		},
 	}
+	// On a narrow terminal the column mappings are sorted by stays.
+	keepHeader(top.Columns, map[pmap.SortKey]string{pmap.SortPSS: "PSS", pmap.SortSwap: "SWAP", pmap.SortSize: "SIZE"}[v.Sort])
 	if v.Why {
 		top.Columns = append(top.Columns, Column{Header: "WHY"})
 	}
@@ -145,7 +147,6 @@ type pmapDoc struct {
 
 type checkJSON struct {
 	SmapsRSSBytes    uint64 `json:"smaps_rss_bytes"`
-	RollupRSSBytes   uint64 `json:"rollup_rss_bytes"`
 	VmRSSBeforeBytes uint64 `json:"vm_rss_before_bytes"`
 	VmRSSAfterBytes  uint64 `json:"vm_rss_after_bytes"`
 	ToleranceBytes   uint64 `json:"tolerance_bytes"`
@@ -171,7 +172,7 @@ func pmapDocument(v *PmapView) *pmapDoc {
 		d.Classes[i] = classJSON{c: &v.Summary.Classes[i]}
 	}
 	if c := v.Check; c != nil && c.Available {
-		d.Check = &checkJSON{c.SmapsRSSBytes, c.RollupRSSBytes, c.VmRSSBeforeBytes, c.VmRSSAfterBytes, c.ToleranceBytes, c.Consistent}
+		d.Check = &checkJSON{c.SmapsRSSBytes, c.VmRSSBeforeBytes, c.VmRSSAfterBytes, c.ToleranceBytes, c.Consistent}
 	}
 	return d
 }

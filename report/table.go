@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/lipgloss/table"
@@ -27,6 +26,9 @@ const (
 type Column struct {
 	Header string
 	Align  Align
+	// Drop ranks the column for leaving out when a table is wider than
+	// Style.Width: the highest goes first; 0 is never left out.
+	Drop int
 }
 
 // Table is a titled grid of cells, rendered as text or markdown. The last
@@ -42,6 +44,17 @@ type Table struct {
 	HasTotal bool
 	// Notes follow the table: truncation, warnings.
 	Notes []string
+	// titleLines, set by fit, are the title wrapped to a terminal's width.
+	titleLines []string
+}
+
+// titleText is the title as written: sanitized, on one line or, fitted
+// to a width, several.
+func (t *Table) titleText() []string {
+	if t.titleLines != nil {
+		return t.titleLines
+	}
+	return []string{Sanitize(t.Title)}
 }
 
 // AddRow appends one row; cells beyond the columns are an error in the caller.
@@ -66,6 +79,9 @@ type Style struct {
 	// Color turns on lipgloss styling and borders; off when the output is not
 	// a terminal or NO_COLOR is set.
 	Color bool
+	// Width, when not 0, is the display columns a table must fit in: a
+	// terminal's width, or $COLUMNS (fit says how).
+	Width int
 }
 
 // WriteText renders t for a person: a lipgloss table when s.Color is on,
@@ -73,9 +89,10 @@ type Style struct {
 // escape sequences — what `column -t` or awk expect.
 func (t *Table) WriteText(w io.Writer, s Style) error {
 	if s.Color {
-		return t.writeStyled(w)
+		// A rounded border: "│ " before each cell, " │" after the last.
+		return t.fit(s.Width, 3, 4).writeStyled(w)
 	}
-	return t.writePlain(w)
+	return t.fit(s.Width, 2, 0).writePlain(w)
 }
 
 func (t *Table) cells(row []string, i int) string {
@@ -87,16 +104,7 @@ func (t *Table) cells(row []string, i int) string {
 
 func (t *Table) writePlain(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	widths := make([]int, len(t.Columns))
-	for i, c := range t.Columns {
-		widths[i] = utf8.RuneCountInString(c.Header)
-	}
-	for r := range t.numRows() {
-		row := t.row(r)
-		for i := range t.Columns {
-			widths[i] = max(widths[i], lipgloss.Width(t.cells(row, i)))
-		}
-	}
+	widths := t.naturalWidths()
 	writeRow := func(cell func(i int) string) {
 		for i, c := range t.Columns {
 			text := cell(i)
@@ -117,7 +125,7 @@ func (t *Table) writePlain(w io.Writer) error {
 		bw.WriteByte('\n')
 	}
 	if t.Title != "" {
-		bw.WriteString(Sanitize(t.Title) + "\n")
+		bw.WriteString(strings.Join(t.titleText(), "\n") + "\n")
 	}
 	writeRow(func(i int) string { return t.Columns[i].Header })
 	for r := range t.numRows() {
@@ -173,7 +181,9 @@ func (t *Table) writeStyled(w io.Writer) error {
 		})
 	var b strings.Builder
 	if t.Title != "" {
-		b.WriteString(title.Render(Sanitize(t.Title)) + "\n")
+		for _, l := range t.titleText() {
+			b.WriteString(title.Render(l) + "\n")
+		}
 	}
 	b.WriteString(tbl.Render() + "\n")
 	for _, n := range t.Notes {

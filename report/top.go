@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,13 @@ type TopView struct {
 	Interval time.Duration
 	// GroupBy "comm" shows one row per command name, added up.
 	GroupBy string
+	// Details, by pid, name each process's user and command line (nil:
+	// the uid and the command name only).
+	Details map[int]proctop.Details
+	// Reverse lists the smallest first.
+	Reverse bool
+	// Filter describes --user and --name for the title ("" when none).
+	Filter string
 }
 
 // WriteTop renders v in format f.
@@ -38,8 +46,14 @@ func WriteTop(w io.Writer, f Format, v *TopView, s Style) error {
 	return writeTables(w, f, []*Table{topTable(v)}, s)
 }
 
+// shown are the processes the table lists: the first Limit, or with
+// Reverse the last Limit, smallest first.
 func (v *TopView) shown() []*proctop.Process {
 	ps := v.Scan.Processes
+	if v.Reverse {
+		ps = slices.Clone(ps)
+		slices.Reverse(ps)
+	}
 	if v.Limit > 0 && len(ps) > v.Limit {
 		ps = ps[:v.Limit]
 	}
@@ -52,21 +66,26 @@ func topTable(v *TopView) *Table {
 	}
 	sc := v.Scan
 	t := &Table{
-		Title: fmt.Sprintf("memdiag top: %d processes by %s, read in %v", len(sc.Processes), sortWords(sc.Sort), v.Elapsed.Round(time.Millisecond)),
-		Columns: []Column{{Header: "PID", Align: Right}, {Header: "COMMAND"}, {Header: "RSS+SWAP", Align: Right}, {Header: "RSS", Align: Right},
-			{Header: "ANON", Align: Right}, {Header: "FILE", Align: Right}, {Header: "SHMEM", Align: Right}, {Header: "SWAP", Align: Right},
-			{Header: "PSS", Align: Right}, {Header: "USS", Align: Right}, {Header: "THR", Align: Right}},
+		Title: fmt.Sprintf("memdiag top: %d processes%s by %s, read in %v", len(sc.Processes), v.Filter, sortWords(sc.Sort, v.Reverse), v.Elapsed.Round(time.Millisecond)),
+		// When the table is wider than the terminal, the detail columns go
+		// first and the command line is clipped; the sort key stays.
+		Columns: []Column{{Header: "PID", Align: Right}, {Header: "USER", Drop: 3}, {Header: "COMMAND", Drop: 4},
+			{Header: "RSS+SWAP", Align: Right}, {Header: "RSS", Align: Right},
+			{Header: "ANON", Align: Right, Drop: 9}, {Header: "FILE", Align: Right, Drop: 10}, {Header: "SHMEM", Align: Right, Drop: 11},
+			{Header: "SWAP", Align: Right, Drop: 7}, {Header: "PSS", Align: Right, Drop: 2}, {Header: "USS", Align: Right, Drop: 8},
+			{Header: "THR", Align: Right, Drop: 12}},
 	}
 	if v.Growth != nil {
-		t.Columns = append(t.Columns, Column{Header: "GROWTH", Align: Right}, Column{Header: "GREW"})
+		t.Columns = append(t.Columns, Column{Header: "GROWTH", Align: Right, Drop: 1}, Column{Header: "GREW", Drop: 6})
 	}
-	t.Columns = append(t.Columns, Column{Header: "WHAT IT IS"})
+	t.Columns = append(t.Columns, Column{Header: "WHAT IT IS", Drop: 5}, Column{Header: "COMMAND LINE"})
+	keepSortColumn(t.Columns, sc.Sort)
 	for _, p := range v.shown() {
 		pss, uss := "-", "-"
 		if p.Rollup != nil {
 			pss, uss = Bytes(p.Rollup.PSS), Bytes(p.Rollup.USS)
 		}
-		row := []string{strconv.Itoa(p.PID), p.Command, Bytes(p.ActualBytes()), Bytes(p.RSSBytes), Bytes(p.AnonBytes), Bytes(p.FileBytes),
+		row := []string{strconv.Itoa(p.PID), userOf(p, v.Details), p.Command, Bytes(p.ActualBytes()), Bytes(p.RSSBytes), Bytes(p.AnonBytes), Bytes(p.FileBytes),
 			Bytes(p.ShmemBytes), Bytes(p.SwapBytes), pss, uss, strconv.Itoa(p.Threads)}
 		if v.Growth != nil {
 			if g := v.Growth[p.PID]; g != nil {
@@ -75,14 +94,15 @@ func topTable(v *TopView) *Table {
 				row = append(row, "new", "")
 			}
 		}
-		t.AddRow(append(row, whatItIs(p))...)
+		t.AddRow(append(row, whatItIs(p), cmdlineOf(p, v.Details))...)
 	}
-	t.AddRow(totalRow(sc.Totals(), "total", fmt.Sprintf("%d processes", len(sc.Processes)), len(t.Columns))...)
+	total := totalRow(sc.Totals(), "total", fmt.Sprintf("%d processes", len(sc.Processes)), len(t.Columns)-1)
+	t.AddRow(append(total[:1:1], append([]string{""}, total[1:]...)...)...)
 	if len(v.shown()) < len(sc.Processes) {
-		t.Notes = append(t.Notes, fmt.Sprintf("showing %d of %d processes (the total is of all); --limit N shows more, -o json lists all", len(v.shown()), len(sc.Processes)))
+		t.Notes = append(t.Notes, fmt.Sprintf("showing %d of %d processes (the total is of all); --limit N shows more (0: all), -o json lists all", len(v.shown()), len(sc.Processes)))
 	}
 	t.Notes = append(t.Notes, overcountNote(sc.Totals())...)
-	t.Notes = append(t.Notes, fmt.Sprintf("RSS, swap and threads of every process from /proc/PID/status; PSS and USS from smaps_rollup under the RSS cap (%d over it skipped: --deep reads them, a page-table walk that stalls a large process); the top %d diagnosed from /proc/PID/maps (and glibc's free bytes read from their memory, unpaused)",
+	t.Notes = append(t.Notes, fmt.Sprintf("RSS, swap and threads of every process from /proc/PID/status; PSS and USS from smaps_rollup under the RSS cap (%d over it skipped: --deep reads them, a page-table walk that stalls a large process); the top %d diagnosed from /proc/PID/maps (and glibc's free bytes read from their memory, unpaused); the command line from /proc/PID/cmdline, as the process left it",
 		sc.RollupSkipped, diagnosed(sc)))
 	if sc.DiagnosisSkipped > 0 {
 		t.Notes = append(t.Notes, fmt.Sprintf("%d of the top not diagnosed, to stay within the time budget: %s", sc.DiagnosisSkipped, undiagnosed(sc)))
@@ -94,6 +114,32 @@ func topTable(v *TopView) *Table {
 		t.Notes = append(t.Notes, fmt.Sprintf("GROWTH: change of RSS+swap per second over %v; GREW: the kind that grew most (anon, file, shmem, swap)", v.Interval))
 	}
 	return t
+}
+
+// keepSortColumn makes the column of the sort key one never left out.
+func keepSortColumn(cols []Column, k proctop.SortKey) {
+	keepHeader(cols, map[proctop.SortKey]string{proctop.SortActual: "RSS+SWAP", proctop.SortRSS: "RSS", proctop.SortPSS: "PSS",
+		proctop.SortUSS: "USS", proctop.SortAnon: "ANON", proctop.SortSwap: "SWAP"}[k])
+}
+
+// userOf is the user name of p's uid, or the uid when it has none.
+func userOf(p *proctop.Process, d map[int]proctop.Details) string {
+	if name := d[p.PID].User; name != "" {
+		return name
+	}
+	if p.UID < 0 {
+		return "-"
+	}
+	return strconv.Itoa(p.UID)
+}
+
+// cmdlineOf is p's command line, its arguments joined by spaces, or as ps
+// shows one it cannot read, the command name in brackets.
+func cmdlineOf(p *proctop.Process, d map[int]proctop.Details) string {
+	if args := d[p.PID].Cmdline; len(args) > 0 {
+		return strings.Join(args, " ")
+	}
+	return "[" + p.Command + "]"
 }
 
 func diagnosed(sc *proctop.Scan) int {
@@ -142,12 +188,17 @@ func overcountNote(tot proctop.Totals) []string {
 func topGroupTable(v *TopView) *Table {
 	sc := v.Scan
 	t := &Table{
-		Title: fmt.Sprintf("memdiag top: %d processes as %d commands, read in %v", len(sc.Processes), len(sc.GroupByCommand()), v.Elapsed.Round(time.Millisecond)),
+		Title: fmt.Sprintf("memdiag top: %d processes%s as %d commands, read in %v", len(sc.Processes), v.Filter, len(sc.GroupByCommand()), v.Elapsed.Round(time.Millisecond)),
 		Columns: []Column{{Header: "PROCS", Align: Right}, {Header: "COMMAND"}, {Header: "RSS+SWAP", Align: Right}, {Header: "RSS", Align: Right},
-			{Header: "ANON", Align: Right}, {Header: "FILE", Align: Right}, {Header: "SHMEM", Align: Right}, {Header: "SWAP", Align: Right},
-			{Header: "PSS", Align: Right}, {Header: "USS", Align: Right}, {Header: "THR", Align: Right}},
+			{Header: "ANON", Align: Right, Drop: 9}, {Header: "FILE", Align: Right, Drop: 10}, {Header: "SHMEM", Align: Right, Drop: 11},
+			{Header: "SWAP", Align: Right, Drop: 7}, {Header: "PSS", Align: Right, Drop: 2}, {Header: "USS", Align: Right, Drop: 8},
+			{Header: "THR", Align: Right, Drop: 12}},
 	}
+	keepSortColumn(t.Columns, sc.Sort)
 	groups := sc.GroupByCommand()
+	if v.Reverse {
+		slices.Reverse(groups)
+	}
 	shown := groups
 	if v.Limit > 0 && len(shown) > v.Limit {
 		shown = shown[:v.Limit]
@@ -157,7 +208,7 @@ func topGroupTable(v *TopView) *Table {
 	}
 	t.AddRow(totalRow(sc.Totals(), "total", fmt.Sprintf("%d processes", len(sc.Processes)), len(t.Columns))...)
 	if len(shown) < len(groups) {
-		t.Notes = append(t.Notes, fmt.Sprintf("showing %d of %d commands; --limit N shows more, -o json lists all", len(shown), len(groups)))
+		t.Notes = append(t.Notes, fmt.Sprintf("showing %d of %d commands; --limit N shows more (0: all), -o json lists all", len(shown), len(groups)))
 	}
 	t.Notes = append(t.Notes, "PSS of a command is Σ over its processes whose smaps_rollup was read (≥: some were over the cap)")
 	t.Notes = append(t.Notes, overcountNote(sc.Totals())...)
@@ -175,11 +226,15 @@ func undiagnosed(sc *proctop.Scan) string {
 	return strings.Join(parts, "; ")
 }
 
-func sortWords(k proctop.SortKey) string {
+func sortWords(k proctop.SortKey, reverse bool) string {
+	w := strings.ToUpper(string(k))
 	if k == proctop.SortActual || k == "" {
-		return "RSS + swap"
+		w = "RSS + swap"
 	}
-	return strings.ToUpper(string(k))
+	if reverse {
+		w += ", smallest first"
+	}
+	return w
 }
 
 // whatItIs says what the cheap diagnoses found, or why a tier was skipped.
@@ -254,7 +309,9 @@ type topProcJSON struct {
 	PID         int                `json:"pid"`
 	PPID        int                `json:"ppid"`
 	UID         int                `json:"uid"`
+	User        string             `json:"user,omitempty"`
 	Command     string             `json:"command"`
+	Cmdline     []string           `json:"cmdline,omitempty"`
 	Threads     int                `json:"threads"`
 	ActualBytes uint64             `json:"actual_bytes"`
 	RSSBytes    uint64             `json:"rss_bytes"`
@@ -290,7 +347,7 @@ func topDocument(v *TopView) *topDoc {
 		}
 	}
 	for _, p := range sc.Processes {
-		j := topProcJSON{PID: p.PID, PPID: p.PPID, UID: p.UID, Command: p.Command, Threads: p.Threads, ActualBytes: p.ActualBytes(),
+		j := topProcJSON{PID: p.PID, PPID: p.PPID, UID: p.UID, User: v.Details[p.PID].User, Command: p.Command, Cmdline: v.Details[p.PID].Cmdline, Threads: p.Threads, ActualBytes: p.ActualBytes(),
 			RSSBytes: p.RSSBytes, AnonBytes: p.AnonBytes, FileBytes: p.FileBytes, ShmemBytes: p.ShmemBytes, SwapBytes: p.SwapBytes,
 			Skipped: p.Skipped, Diagnosis: p.Diagnosis, DiagnosisSkipped: p.DiagnosisSkipped}
 		if r := p.Rollup; r != nil {

@@ -104,8 +104,14 @@ func traceTables(v *TraceView, s Style) []*Table {
 		Title:   "outstanding by " + string(v.GroupBy),
 		Columns: []Column{{Header: "COUNT", Align: Right}, {Header: "BYTES", Align: Right}},
 	}
+	// The groups are sorted by what can cost RSS: resident bytes with a
+	// smaps join, else writable anonymous bytes. That key is a column.
 	if v.Resident != nil {
 		groups.Columns = append(groups.Columns, Column{Header: "RESIDENT", Align: Right})
+		groups.Notes = append(groups.Notes, "sorted by RESIDENT (what of them is in RAM now, from smaps), then BYTES")
+	} else {
+		groups.Columns = append(groups.Columns, Column{Header: "WRITABLE", Align: Right})
+		groups.Notes = append(groups.Notes, "sorted by WRITABLE (anonymous bytes mapped writable: what can fill RSS, unlike a PROT_NONE reservation), then BYTES")
 	}
 	groups.Columns = append(groups.Columns, Column{Header: "KIND"}, Column{Header: strings.ToUpper(string(v.GroupBy))})
 	shown := v.Groups
@@ -120,6 +126,8 @@ func traceTables(v *TraceView, s Style) []*Table {
 		row := []string{strconv.Itoa(g.Count), Bytes(g.Bytes)}
 		if v.Resident != nil {
 			row = append(row, Bytes(g.ResidentBytes))
+		} else {
+			row = append(row, Bytes(g.WritableAnonBytes))
 		}
 		kind := g.Kind
 		if kind == "" {
@@ -210,13 +218,15 @@ type frameJSON struct {
 }
 
 type groupJSON struct {
-	Key           string      `json:"key"`
-	Label         string      `json:"label"`
-	Kind          string      `json:"kind,omitempty"`
-	Count         int         `json:"count"`
-	Bytes         uint64      `json:"bytes"`
-	ResidentBytes *uint64     `json:"resident_bytes,omitempty"`
-	Frames        []frameJSON `json:"frames"`
+	Key           string  `json:"key"`
+	Label         string  `json:"label"`
+	Kind          string  `json:"kind,omitempty"`
+	Count         int     `json:"count"`
+	Bytes         uint64  `json:"bytes"`
+	ResidentBytes *uint64 `json:"resident_bytes,omitempty"`
+	// WritableAnonBytes is the groups' sort key without a smaps join.
+	WritableAnonBytes uint64      `json:"writable_anon_bytes"`
+	Frames            []frameJSON `json:"frames"`
 }
 
 type pointJSON struct {
@@ -283,7 +293,7 @@ func traceDocument(v *TraceView) *traceDoc {
 		d.PeakTime = &t
 	}
 	for _, g := range v.Groups {
-		gj := groupJSON{Key: g.Key, Label: g.Key, Kind: g.Kind, Count: g.Count, Bytes: g.Bytes, Frames: framesJSON(g.Frames)}
+		gj := groupJSON{Key: g.Key, Label: g.Key, Kind: g.Kind, Count: g.Count, Bytes: g.Bytes, WritableAnonBytes: g.WritableAnonBytes, Frames: framesJSON(g.Frames)}
 		if v.GroupBy == syscalltrace.GroupStack && len(g.Frames) > 0 {
 			gj.Label = syscalltrace.StackLabel(g.Frames)
 		}

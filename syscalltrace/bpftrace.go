@@ -66,6 +66,24 @@ func (b *BpftraceReader) flush() {
 
 func (b *BpftraceReader) str(v string) string { return b.intern.str(v) }
 
+// other counts a line that is not an event: bpftrace's lost events, or
+// the program's own output.
+func (b *BpftraceReader) other(line string, lineNo int) {
+	if strings.HasPrefix(line, "Lost ") || strings.Contains(line, " events lost") {
+		for _, f := range strings.Fields(line) {
+			if n, err := strconv.Atoi(f); err == nil {
+				b.Lost += n
+				break
+			}
+		}
+		return
+	}
+	b.Foreign++
+	if b.FirstForeign == 0 {
+		b.FirstForeign = lineNo
+	}
+}
+
 func (b *BpftraceReader) handle(line string) error {
 	lineNo := b.lr.line
 	switch {
@@ -78,19 +96,7 @@ func (b *BpftraceReader) handle(line string) error {
 		return nil
 	case strings.HasPrefix(line, "memdiag call="):
 	default:
-		if strings.HasPrefix(line, "Lost ") || strings.Contains(line, " events lost") {
-			for _, f := range strings.Fields(line) {
-				if n, err := strconv.Atoi(f); err == nil {
-					b.Lost += n
-					break
-				}
-			}
-			return nil
-		}
-		b.Foreign++
-		if b.FirstForeign == 0 {
-			b.FirstForeign = lineNo
-		}
+		b.other(line, lineNo)
 		return nil
 	}
 	b.flush()

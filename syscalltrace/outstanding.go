@@ -217,6 +217,16 @@ func StackLabel(frames []Frame) string {
 	return label
 }
 
+// evidenceKey names g in a finding's evidence: a stack by its label (the
+// culprit and three callers), saying how many frames it has, since a
+// whole stack of library paths runs to hundreds of characters.
+func evidenceKey(g Group) string {
+	if len(g.Frames) <= 4 {
+		return g.Key
+	}
+	return fmt.Sprintf("%s (a stack of %d frames: -o json or --pprof has them all)", StackLabel(g.Frames), len(g.Frames))
+}
+
 func groupKey(m *Mapping, by GroupBy) string {
 	switch by {
 	case GroupStack:
@@ -413,9 +423,9 @@ func Findings(ms []*Mapping, groups []Group, st *Stats, source string, weighed b
 			break
 		}
 		if weighed {
-			ev = append(ev, fmt.Sprintf("%s, %d B mapped, %d B resident: %s", members(g), g.Bytes, g.ResidentBytes, g.Key))
+			ev = append(ev, fmt.Sprintf("%s, %d B mapped, %d B resident: %s", members(g), g.Bytes, g.ResidentBytes, evidenceKey(g)))
 		} else {
-			ev = append(ev, fmt.Sprintf("%s, %d B: %s", members(g), g.Bytes, g.Key))
+			ev = append(ev, fmt.Sprintf("%s, %d B: %s", members(g), g.Bytes, evidenceKey(g)))
 		}
 	}
 	var advice []string

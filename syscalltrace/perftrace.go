@@ -83,6 +83,7 @@ func (p *PerfTraceReader) emit(e *Event) {
 	p.held = e
 }
 
+// handle decodes one line of perf trace output.
 func (p *PerfTraceReader) handle(line string) error {
 	lineNo := p.lr.line
 	trimmed := strings.TrimSpace(line)
@@ -111,27 +112,47 @@ func (p *PerfTraceReader) handle(line string) error {
 		}
 		return nil
 	}
+	ts, dur, err := p.times(line, paren, colon, lineNo)
+	if err != nil {
+		return err
+	}
+	rest := line[colon+3:]
+	open := strings.IndexByte(rest, '(')
+	cont := strings.Index(rest, " ... [continued]: ")
+	comm, tid, err := p.task(rest, open, cont, line, lineNo)
+	if err != nil {
+		return err
+	}
+	if cont >= 0 {
+		return p.continued(rest[cont+len(" ... [continued]: "):], tid, dur, line, lineNo)
+	}
+	return p.call(rest, open, comm, tid, ts, dur, line, lineNo)
+}
+
+// times reads a line's "time ( dur ms)": the call's start, in
+// milliseconds, and its duration in seconds (0 while it is split).
+func (p *PerfTraceReader) times(line string, paren, colon, lineNo int) (ts, dur float64, err error) {
 	stamp := strings.TrimSpace(line[:paren])
-	ts, err := strconv.ParseFloat(stamp, 64)
+	ts, perr := strconv.ParseFloat(stamp, 64)
 	switch {
 	case stamp == "?":
 		ts = p.lastMS // perf lost the start of this call: "? ( ): … [continued]"
-	case err != nil:
-		return p.malformed(lineNo, "expected a timestamp before \" (\"", line)
+	case perr != nil:
+		return 0, 0, p.malformed(lineNo, "expected a timestamp before \" (\"", line)
 	}
 	p.lastMS = ts
-	// "( 0.013 ms)": the call's duration; blank while it is split.
-	var dur float64
 	if d, ok := strings.CutSuffix(strings.TrimSpace(line[paren+2:colon]), " ms"); ok {
 		if v, err := strconv.ParseFloat(strings.TrimSpace(d), 64); err == nil {
 			dur = v / 1000
 		}
 	}
-	rest := line[colon+3:]
-	// "comm/TID name(" — comm may hold spaces and slashes; the task id is
-	// the digits after the last '/' before the call.
-	open := strings.IndexByte(rest, '(')
-	cont := strings.Index(rest, " ... [continued]: ")
+	return ts, dur, nil
+}
+
+// task reads "comm/TID" before the call (open) or before "... [continued]"
+// (cont): comm may hold spaces and slashes; the task id is the digits after
+// the last '/'.
+func (p *PerfTraceReader) task(rest string, open, cont int, line string, lineNo int) (comm string, tid int, err error) {
 	head := rest
 	if cont >= 0 {
 		head = rest[:cont]
@@ -144,37 +165,41 @@ func (p *PerfTraceReader) handle(line string) error {
 	head = strings.TrimSpace(head)
 	slash := strings.LastIndexByte(head, '/')
 	if slash < 0 {
-		return p.malformed(lineNo, "expected comm/TID", line)
+		return "", 0, p.malformed(lineNo, "expected comm/TID", line)
 	}
-	tid, err := strconv.Atoi(head[slash+1:])
+	tid, err = strconv.Atoi(head[slash+1:])
 	if err != nil {
-		return p.malformed(lineNo, "expected comm/TID", line)
+		return "", 0, p.malformed(lineNo, "expected comm/TID", line)
 	}
-	comm := head[:slash]
+	return head[:slash], tid, nil
+}
 
-	if cont >= 0 {
-		// "... [continued]: munmap()) = 0"
-		e := p.pending[tid]
-		delete(p.pending, tid)
-		tail := rest[cont+len(" ... [continued]: "):]
-		if e == nil || !strings.HasPrefix(tail, e.Name+"(") {
-			// Its start came before the trace, or was lost: drop it, and
-			// the frames after it with it.
-			if p.held != nil {
-				p.out = append(p.out, p.held)
-				p.held = nil
-			}
-			return nil
+// continued ends a call split by perf: "... [continued]: munmap()) = 0".
+func (p *PerfTraceReader) continued(tail string, tid int, dur float64, line string, lineNo int) error {
+	e := p.pending[tid]
+	delete(p.pending, tid)
+	if e == nil || !strings.HasPrefix(tail, e.Name+"(") {
+		// Its start came before the trace, or was lost: drop it, and the
+		// frames after it with it.
+		if p.held != nil {
+			p.out = append(p.out, p.held)
+			p.held = nil
 		}
-		e.DoneKey = e.EnterKey + dur
-		if i := strings.LastIndex(tail, " = "); i >= 0 {
-			if err := decodeResult(e, strings.TrimSpace(tail[i+3:])); err != nil {
-				return p.malformed(lineNo, err.Error(), line)
-			}
-		}
-		p.emit(e)
 		return nil
 	}
+	e.DoneKey = e.EnterKey + dur
+	if i := strings.LastIndex(tail, " = "); i >= 0 {
+		if err := decodeResult(e, strings.TrimSpace(tail[i+3:])); err != nil {
+			return p.malformed(lineNo, err.Error(), line)
+		}
+	}
+	p.emit(e)
+	return nil
+}
+
+// call decodes "name(args) = ret" or "name(args ...", the start of a call
+// perf split; ts is in milliseconds.
+func (p *PerfTraceReader) call(rest string, open int, comm string, tid int, ts, dur float64, line string, lineNo int) error {
 	if open < 0 {
 		return p.malformed(lineNo, "expected a call after comm/TID", line)
 	}

@@ -253,6 +253,7 @@ func (s *StraceReader) setOrigin(pid int) {
 var (
 	attachedNoise = []byte("strace: Process ")
 	unfinished    = " <unfinished ...>"
+	detached      = " <detached ...>"
 )
 
 // straceDecoder decodes the lines of a chunk. Each worker has its own: it
@@ -269,6 +270,10 @@ type straceDecoder struct {
 	lastFlags word
 	argv      [16]string
 	join      []byte // a split call's parts, joined
+	// stacks maps a block of frame lines, as read, to its frames; nil
+	// parses every block.
+	stacks     map[string][]Frame
+	stackBytes int
 
 	// The chunk being decoded.
 	c    *straceChunk
@@ -344,7 +349,7 @@ func (o *openCalls) take(tid int) (int, bool) {
 
 func newStraceDecoder(name string, knownTID int) *straceDecoder {
 	return &straceDecoder{name: name, knownTID: knownTID, intern: interner{}, protCache: map[string]word{},
-		flagCache: map[string]word{}, pids: map[int]bool{}}
+		flagCache: map[string]word{}, pids: map[int]bool{}, stacks: map[string][]Frame{}}
 }
 
 // decodeChunk decodes c's lines into its records; it stops at the first
@@ -367,6 +372,10 @@ func (d *straceDecoder) decodeChunk(c *straceChunk) {
 			c.err = &ParseError{Name: d.name, Line: d.line, Msg: fmt.Sprintf("line longer than %d KiB", maxLine>>10), Err: ErrMalformed}
 			break
 		}
+		if isFrameLine(raw) {
+			buf = d.frameBlock(raw, buf)
+			continue
+		}
 		if n := len(raw); n > 0 && raw[n-1] == '\r' {
 			raw = raw[:n-1]
 		}
@@ -382,6 +391,83 @@ func (d *straceDecoder) decodeChunk(c *straceChunk) {
 	}
 	c.lines = d.line
 	d.c = nil
+}
+
+// isFrameLine reports whether raw is a -k "> " frame line.
+func isFrameLine(raw []byte) bool {
+	t := bytes.TrimLeft(raw, " ")
+	return len(t) >= 2 && t[0] == '>' && t[1] == ' '
+}
+
+// Bounds of a decoder's stack cache: stacks, the frames they hold and
+// their lines' bytes (the keys).
+const (
+	maxStacks     = 1 << 14
+	maxStackBytes = 8 << 20
+)
+
+// frameBlock takes the frame lines of -k that follow a call, first (a
+// line just read and counted) and those at the start of rest, for the event on the line
+// before them, and returns what follows them. Programs make their calls
+// from few stacks, so a block of lines seen before takes its frames from a
+// cache, unparsed: the frames are shared, and never written to.
+func (d *straceDecoder) frameBlock(first, rest []byte) []byte {
+	end := len(first) // of the block's last line, in block
+	block := first[:cap(first)]
+	for len(rest) > 0 {
+		next := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			next = rest[:i]
+		}
+		if len(next) > maxLine || !isFrameLine(next) {
+			break
+		}
+		d.line++
+		end += 1 + len(next)
+		rest = rest[min(len(next)+1, len(rest)):]
+	}
+	if d.target < 0 {
+		return rest // frames of no call the replay needs
+	}
+	block = block[:end]
+	e := &d.c.events[d.target]
+	key := unsafe.String(unsafe.SliceData(block), len(block))
+	frames, ok := d.stacks[key]
+	if !ok {
+		frames = d.parseFrames(block)
+		if d.stacks != nil && len(d.stacks) < maxStacks && d.stackBytes+len(block) <= maxStackBytes {
+			d.stacks[string(block)] = frames
+			d.stackBytes += len(block)
+		}
+	}
+	if len(e.Frames) == 0 {
+		e.Frames = frames
+	} else {
+		e.Frames = append(e.Frames[:len(e.Frames):len(e.Frames)], frames...)
+	}
+	return rest
+}
+
+// parseFrames parses a block of frame lines; the slice's capacity is its
+// length, so that appending to it copies.
+func (d *straceDecoder) parseFrames(block []byte) []Frame {
+	frames := make([]Frame, 0, bytes.Count(block, []byte{'\n'})+1)
+	for len(block) > 0 {
+		raw := block
+		if i := bytes.IndexByte(block, '\n'); i >= 0 {
+			raw, block = block[:i], block[i+1:]
+		} else {
+			block = nil
+		}
+		if n := len(raw); n > 0 && raw[n-1] == '\r' {
+			raw = raw[:n-1]
+		}
+		t := bytes.TrimLeft(raw, " ")[2:]
+		f := parseStraceFrame(unsafe.String(unsafe.SliceData(t), len(t)))
+		f.Func, f.Module = d.str(f.Func), d.str(f.Module)
+		frames = append(frames, f)
+	}
+	return frames[:len(frames):len(frames)]
 }
 
 func (d *straceDecoder) foreign(line int) {
@@ -401,26 +487,46 @@ func (d *straceDecoder) record(kind recKind, ev, aux int) {
 	d.c.recs = append(d.c.recs, straceRec{kind: kind, ev: int32(ev), aux: aux})
 }
 
+// handle decodes one line that is not a "> " frame line (decodeChunk takes
+// those in blocks).
 func (d *straceDecoder) handle(raw []byte) error {
-	lineNo := d.line
-	// Frames of -k follow their call.
-	if t := bytes.TrimLeft(raw, " "); len(t) >= 2 && t[0] == '>' && t[1] == ' ' {
-		if d.target >= 0 {
-			f := parseStraceFrame(unsafe.String(unsafe.SliceData(t[2:]), len(t)-2))
-			f.Func, f.Module = d.str(f.Func), d.str(f.Module)
-			e := &d.c.events[d.target]
-			e.Frames = append(e.Frames, f)
-		}
+	d.target = -1
+	line, lineNo, whole := d.rejoin(raw)
+	if !whole || strings.TrimSpace(line) == "" {
 		return nil
 	}
-	d.target = -1
-	// A view of the chunk, valid until the reader is done with it: what
-	// outlives the chunk is copied (interned) where it is kept.
-	line := unsafe.String(unsafe.SliceData(raw), len(raw))
-	// "strace: Process N attached" may land in the middle of another line,
-	// which then continues on the next line: cut the noise out and rejoin.
-	// The noise ends its line, which spares searching every line for it.
+	tid, rest, err := d.taskOf(line, lineNo)
+	if err != nil {
+		return err
+	}
+	ts, hasTime, rest := stampOf(rest)
+	switch {
+	case strings.HasPrefix(rest, "+++ "):
+		ev := d.newEvent()
+		d.c.events[ev] = Event{Line: lineNo, TID: tid, Time: ts, HasTime: hasTime, Call: CallExit, Name: "exit",
+			EnterKey: float64(lineNo), DoneKey: float64(lineNo),
+			ExitStatus: d.str(strings.TrimSuffix(strings.TrimPrefix(rest, "+++ "), " +++"))}
+		d.record(recEvent, ev, 0)
+		return nil
+	case strings.HasPrefix(rest, "--- "), strings.HasPrefix(rest, "strace: "), strings.HasPrefix(rest, "???"):
+		return nil // signals, strace's own messages
+	case strings.HasPrefix(rest, "<... "):
+		return d.resumed(rest, line, lineNo, tid)
+	}
+	return d.call(rest, line, lineNo, tid, ts, hasTime)
+}
+
+// rejoin returns the line raw is part of, a view of the chunk valid until
+// the reader is done with it (what outlives the chunk is copied, interned,
+// where it is kept), and its line number. "strace: Process N attached" may
+// land in the middle of another line, which then continues on the next
+// line: the noise is cut out and the parts rejoined. whole is false while
+// the line's end is still to come.
+func (d *straceDecoder) rejoin(raw []byte) (line string, lineNo int, whole bool) {
+	lineNo = d.line
+	line = unsafe.String(unsafe.SliceData(raw), len(raw))
 	interrupted := false
+	// The noise ends its line, which spares searching every line for it.
 	for strings.HasSuffix(line, "tached") {
 		i := strings.Index(line, string(attachedNoise))
 		if i < 0 {
@@ -448,86 +554,93 @@ func (d *straceDecoder) handle(raw []byte) error {
 	}
 	if interrupted {
 		d.partial, d.partialAt = []byte(line), lineNo
-		return nil
+		return "", 0, false
 	}
-	if strings.TrimSpace(line) == "" {
-		return nil
-	}
+	return line, lineNo, true
+}
 
-	tid := d.knownTID
-	rest := strings.TrimLeft(line, " ")
-	// "[pid  N] " (stderr) or "N  " (-o with -f).
+// taskOf reads a line's task prefix: "[pid  N] " (stderr) or "N  " (-o
+// with -f); without one the task is the known one (or 0). It returns what
+// follows.
+func (d *straceDecoder) taskOf(line string, lineNo int) (tid int, rest string, err error) {
+	tid = d.knownTID
+	rest = strings.TrimLeft(line, " ")
 	if strings.HasPrefix(rest, "[pid ") {
 		end := strings.IndexByte(rest, ']')
 		if end < 0 {
-			return d.malformed(lineNo, "unclosed [pid", line)
+			return 0, "", d.malformed(lineNo, "unclosed [pid", line)
 		}
 		n, ok := atoi(strings.TrimSpace(rest[5:end]))
 		if !ok {
-			return d.malformed(lineNo, "bad pid", line)
+			return 0, "", d.malformed(lineNo, "bad pid", line)
 		}
-		tid, rest = n, strings.TrimLeft(rest[end+1:], " ")
 		if d.knownTID == 0 && !d.pids[n] {
 			d.pids[n] = true
 			d.record(recPid, -1, n)
 		}
-	} else if i := strings.IndexByte(rest, ' '); i > 0 {
+		return n, strings.TrimLeft(rest[end+1:], " "), nil
+	}
+	if i := strings.IndexByte(rest, ' '); i > 0 {
 		if n, ok := atoi(rest[:i]); ok {
-			tid, rest = n, strings.TrimLeft(rest[i:], " ")
+			return n, strings.TrimLeft(rest[i:], " "), nil
 		}
 	}
-	// Timestamps: -t 12:34:56, -tt 12:34:56.123456, -ttt 1700000000.123456,
-	// -r 0.000123 (relative).
-	var ts float64
-	hasTime := false
+	return tid, rest, nil
+}
+
+// stampOf reads a line's timestamp, if any: -t 12:34:56, -tt
+// 12:34:56.123456, -ttt 1700000000.123456, -r 0.000123 (relative).
+func stampOf(rest string) (ts float64, hasTime bool, after string) {
 	if i := strings.IndexByte(rest, ' '); i > 0 {
 		if v, ok := parseStraceTime(rest[:i]); ok {
-			ts, hasTime, rest = v, true, strings.TrimLeft(rest[i:], " ")
+			return v, true, strings.TrimLeft(rest[i:], " ")
 		}
 	}
+	return 0, false, rest
+}
 
-	switch {
-	case strings.HasPrefix(rest, "+++ "):
-		ev := d.newEvent()
-		d.c.events[ev] = Event{Line: lineNo, TID: tid, Time: ts, HasTime: hasTime, Call: CallExit, Name: "exit",
-			EnterKey: float64(lineNo), DoneKey: float64(lineNo),
-			ExitStatus: d.str(strings.TrimSuffix(strings.TrimPrefix(rest, "+++ "), " +++"))}
-		d.record(recEvent, ev, 0)
-		return nil
-	case strings.HasPrefix(rest, "--- "), strings.HasPrefix(rest, "strace: "), strings.HasPrefix(rest, "???"):
-		return nil // signals, strace's own messages
-	case strings.HasPrefix(rest, "<... "):
-		end := strings.Index(rest, " resumed>")
-		if end < len("<... ") {
-			return d.malformed(lineNo, "expected \"<... NAME resumed>\"", line)
-		}
-		name := rest[len("<... "):end]
-		tail := strings.TrimLeft(rest[end+len(" resumed>"):], " ")
-		if i, ok := d.open.take(tid); ok {
-			sp := &d.c.splits[i]
-			sp.joined = true
-			if sp.name != name {
-				return nil // not its end: nothing to rejoin
-			}
-			call, known := callOf(name)
-			if call == CallOther {
-				return nil
-			}
-			d.join = append(append(d.join[:0], sp.text...), tail...)
-			ev := d.newEvent()
-			return d.emitted(ev, d.complete(&d.c.events[ev], call, known, sp.line, lineNo, tid, sp.time, sp.hasTime, unsafe.String(unsafe.SliceData(d.join), len(d.join)), line))
-		}
-		// Its start is in an earlier chunk: the reader rejoins them. The
-		// event holds the frames that follow.
-		ev := -1
-		if lookupCall(name) != CallOther {
-			ev = d.newEvent()
-			d.target = ev
-		}
-		d.c.splits = append(d.c.splits, splitCall{tid: tid, name: d.str(name), text: tail, whole: line, line: lineNo})
-		d.record(recResumed, ev, len(d.c.splits)-1)
+// resumed decodes "<... NAME resumed> rest": the end of a call split by
+// another task's line, rejoined with its start when that is in this chunk.
+func (d *straceDecoder) resumed(rest, line string, lineNo, tid int) error {
+	end := strings.Index(rest, " resumed>")
+	if end < len("<... ") {
+		return d.malformed(lineNo, "expected \"<... NAME resumed>\"", line)
+	}
+	name := rest[len("<... "):end]
+	tail := strings.TrimLeft(rest[end+len(" resumed>"):], " ")
+	if strings.HasSuffix(tail, strings.TrimPrefix(detached, " ")) {
+		// Resumed, then let go of before it returned: no outcome either.
+		d.open.take(tid)
 		return nil
 	}
+	if i, ok := d.open.take(tid); ok {
+		sp := &d.c.splits[i]
+		sp.joined = true
+		if sp.name != name {
+			return nil // not its end: nothing to rejoin
+		}
+		call, known := callOf(name)
+		if call == CallOther {
+			return nil
+		}
+		d.join = append(append(d.join[:0], sp.text...), tail...)
+		ev := d.newEvent()
+		return d.emitted(ev, d.complete(&d.c.events[ev], call, known, sp.line, lineNo, tid, sp.time, sp.hasTime, unsafe.String(unsafe.SliceData(d.join), len(d.join)), line))
+	}
+	// Its start is in an earlier chunk: the reader rejoins them. The
+	// event holds the frames that follow.
+	ev := -1
+	if lookupCall(name) != CallOther {
+		ev = d.newEvent()
+		d.target = ev
+	}
+	d.c.splits = append(d.c.splits, splitCall{tid: tid, name: d.str(name), text: tail, whole: line, line: lineNo})
+	d.record(recResumed, ev, len(d.c.splits)-1)
+	return nil
+}
+
+// call decodes "NAME(args) = result" and "NAME(args <unfinished ...>".
+func (d *straceDecoder) call(rest, line string, lineNo, tid int, ts float64, hasTime bool) error {
 	open := strings.IndexByte(rest, '(')
 	if open <= 0 || !isIdent(rest[:open]) {
 		// strace on stderr shares it with the program: its own lines are
@@ -536,6 +649,11 @@ func (d *straceDecoder) handle(raw []byte) error {
 		return nil
 	}
 	name := rest[:open]
+	if strings.HasSuffix(rest, detached) {
+		// strace let go of the task in the call (strace -p stopped): how
+		// it ended is not in the trace, so it changes nothing here.
+		return nil
+	}
 	if strings.HasSuffix(rest, unfinished) {
 		args := ""
 		call, known := callOf(name)

@@ -27,6 +27,22 @@ func readAll(t *testing.T, r Reader) []*Event {
 	}
 }
 
+// TestStraceDetachedCall reads the calls strace was in when it let go of
+// the process (strace -p stopped): their outcome is not in the trace, so
+// they are no events, and neither the trace nor what follows is an error.
+func TestStraceDetachedCall(t *testing.T) {
+	in := strings.Join([]string{
+		"25414 14:26:33.892721 mprotect(0x7f6eb403a000, 28672, PROT_READ|PROT_WRITE <detached ...>",
+		"25415 14:26:33.892722 mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0 <unfinished ...>",
+		"25415 14:26:33.892723 <... mmap resumed> <detached ...>",
+		"25416 14:26:33.892724 munmap(0x7f0000000000, 4096) = 0",
+	}, "\n") + "\n"
+	es := readAll(t, NewStraceReader(strings.NewReader(in), "in", 0))
+	if len(es) != 1 || es[0].Call != CallMunmap || es[0].TID != 25416 {
+		t.Fatalf("got %d events (%+v), want the munmap alone", len(es), es)
+	}
+}
+
 func TestStraceLineForms(t *testing.T) {
 	mmap := Event{Call: CallMmap, Name: "mmap", Len: 8192, Prot: "READ|WRITE", Flags: FlagAnonymous, FlagsText: "PRIVATE|ANONYMOUS", FD: -1, Ret: 0x7f860c3f9000}
 	tests := []struct {

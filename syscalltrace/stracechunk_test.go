@@ -3,6 +3,7 @@ package syscalltrace
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"os"
@@ -28,6 +29,11 @@ type straceResult struct {
 func readStrace(in []byte, chunkSize, workers int) straceResult {
 	s := NewStraceReader(bytes.NewReader(in), "in", 0)
 	s.chunkSize, s.Workers = chunkSize, workers
+	return collect(s)
+}
+
+// collect reads s to its end.
+func collect(s *StraceReader) straceResult {
 	defer s.Close()
 	var res straceResult
 	for {
@@ -229,4 +235,44 @@ func TestOpenCallsMatchesMap(t *testing.T) {
 			t.Fatalf("step %d: take(%d) = %d, %v; want %d, %v", step, tid, got, ok, want, wantOK)
 		}
 	}
+}
+
+// TestStraceStackCacheMatchesParsing reads every input with the decoder's
+// cache of frame blocks and without it (each block parsed): the frames, and
+// everything else, must be the same.
+func TestStraceStackCacheMatchesParsing(t *testing.T) {
+	ins := stitchingInputs(t)
+	// The same stacks again and again, one cut short, with CRLF.
+	var b strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&b, "100 mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n", 0x7f0000000000+i*4096)
+		b.WriteString(" > /lib/libc.so.6(__mmap+0x13) [0x1019b3]\n")
+		if i%3 != 0 {
+			b.WriteString(" > /app(leak+0x1) [0x11]\r\n")
+		}
+		if i%5 == 0 {
+			fmt.Fprintf(&b, "100 munmap(%#x, 4096) = 0\n", 0x7f0000000000+i*4096)
+			b.WriteString(" > /lib/libc.so.6(__munmap+0x13) [0x1019c3]\n")
+		}
+	}
+	ins["repeated"] = []byte(b.String())
+	for name, in := range ins {
+		t.Run(name, func(t *testing.T) {
+			for _, size := range []int{64, 4096, len(in) + 1} {
+				want := readStraceUncached(in, size)
+				got := readStrace(in, size, 0)
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Fatalf("chunks of %d bytes: cached frames differ from parsed ones (-parsed +cached):\n%s", size, diff)
+				}
+			}
+		})
+	}
+}
+
+// readStraceUncached is readStrace on one goroutine with every frame block
+// parsed.
+func readStraceUncached(in []byte, chunkSize int) straceResult {
+	s := NewStraceReader(bytes.NewReader(in), "in", 0)
+	s.chunkSize, s.dec.stacks = chunkSize, nil
+	return collect(s)
 }

@@ -190,17 +190,10 @@ func splitInfo(info string) map[string]string {
 	return kv
 }
 
-func (s *SysdigReader) event(f sysdigFields) (*Event, error) {
-	call := lookupCall(f.typ)
-	if call == CallOther && f.typ != "procexit" {
-		return nil, nil
-	}
-	kv := splitInfo(f.info)
-	if f.dir == '>' {
-		kv[enterTimeKey] = strconv.FormatFloat(f.time, 'f', -1, 64)
-		s.enter[f.tid] = kv
-		return nil, nil
-	}
+// joinEnter adds to kv, the exit event's fields, what the task's enter
+// event said that the exit does not, and returns when the call entered
+// (the exit's own time when its enter event is not known).
+func (s *SysdigReader) joinEnter(f sysdigFields, kv map[string]string) float64 {
 	entered := f.time
 	for k, v := range s.enter[f.tid] {
 		if k == enterTimeKey {
@@ -212,6 +205,21 @@ func (s *SysdigReader) event(f sysdigFields) (*Event, error) {
 		}
 	}
 	delete(s.enter, f.tid)
+	return entered
+}
+
+func (s *SysdigReader) event(f sysdigFields) (*Event, error) {
+	call := lookupCall(f.typ)
+	if call == CallOther && f.typ != "procexit" {
+		return nil, nil
+	}
+	kv := splitInfo(f.info)
+	if f.dir == '>' {
+		kv[enterTimeKey] = strconv.FormatFloat(f.time, 'f', -1, 64)
+		s.enter[f.tid] = kv
+		return nil, nil
+	}
+	entered := s.joinEnter(f, kv)
 	// The exit event is stamped at the return; with its enter event the
 	// call's whole time in the kernel is known.
 	e := &Event{Line: s.lr.line, TID: f.tid, Comm: s.str(f.comm), Time: entered, HasTime: f.hasTime, Call: call, Name: s.str(f.typ), FD: -1,

@@ -2,9 +2,11 @@
 // a threaded program's memory calls, for benchmarks: balanced mmap/munmap
 // churn across threads, a third of the calls split by other threads
 // (<unfinished ...> / <... resumed>), mremap growth, madvise, and a small
-// steady leak. It prints the number of leaked mappings on stderr.
+// steady leak. With -k each call is followed by its stack, as strace -k
+// prints it: one of a few dozen stacks of eight frames, as a program's
+// allocation sites are. It prints the number of leaked mappings on stderr.
 //
-// Usage: go run ./bench/gentrace -size 1G > big.strace
+// Usage: go run ./bench/gentrace -size 1G [-k] > big.strace
 package main
 
 import (
@@ -20,6 +22,7 @@ func main() {
 	size := flag.String("size", "100M", "approximate output size (K, M, G suffixes)")
 	threads := flag.Int("threads", 8, "threads")
 	seed := flag.Int64("seed", 1, "random seed")
+	withStacks := flag.Bool("k", false, "follow each call with its stack (strace -k)")
 	flag.Parse()
 	limit, err := parseSize(*size)
 	if err != nil {
@@ -40,6 +43,7 @@ func main() {
 		n, _ := w.WriteString(s)
 		written += int64(n)
 	}
+	stacks := makeStacks(rng)
 	for written < limit {
 		t := rng.Intn(*threads)
 		tid := 1000 + t
@@ -83,6 +87,11 @@ func main() {
 				result += stamp + fmt.Sprintf("madvise(%#x, %d, MADV_DONTNEED) = 0 <0.000030>\n", addr, sz/2)
 			}
 		}
+		if *withStacks {
+			// After the line that ends the call, before a madvise that follows.
+			i := strings.IndexByte(result, '\n') + 1
+			result = result[:i] + stacks[call[:3]][rng.Intn(len(stacks[call[:3]]))] + result[i:]
+		}
 		if split {
 			write(stamp + call + " <unfinished ...>\n")
 			name := call[:strings.IndexByte(call, '(')]
@@ -97,6 +106,25 @@ func main() {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "leaked mappings: %d (plus what each thread still held at the end)\n", leaks)
+}
+
+// makeStacks returns, by a call's first three letters, the stacks it is
+// made from: frame lines of libc, an allocator and the program.
+func makeStacks(rng *rand.Rand) map[string][]string {
+	stacks := map[string][]string{}
+	for _, call := range []string{"mmap", "munmap", "mremap"} {
+		for i := range 12 {
+			var b strings.Builder
+			fmt.Fprintf(&b, " > /usr/lib/x86_64-linux-gnu/libc.so.6(__%s+0x13) [0x%x]\n", call, 0x1019b3+len(call))
+			fmt.Fprintf(&b, " > /usr/lib/x86_64-linux-gnu/libc.so.6(sysmalloc+0x%x) [0x%x]\n", 0x2a0+i, 0x9a2f0+i)
+			for j := range 5 {
+				fmt.Fprintf(&b, " > /opt/app/bin/server(worker_%d_step_%d+0x%x) [0x%x]\n", i, j, rng.Intn(4096), 0x400000+rng.Intn(1<<20))
+			}
+			b.WriteString(" > /usr/lib/x86_64-linux-gnu/libc.so.6(__libc_start_main+0x85) [0x27305]\n")
+			stacks[call[:3]] = append(stacks[call[:3]], b.String())
+		}
+	}
+	return stacks
 }
 
 func parseSize(s string) (int64, error) {

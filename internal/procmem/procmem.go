@@ -50,6 +50,7 @@ type Process struct {
 	dir   *os.File // /proc/PID
 	mem   *os.File // /proc/PID/mem
 	start string   // start time, field 22 of stat
+	vec   vector   // ReadVec's
 }
 
 // Open opens process pid under procRoot ("/proc" when empty).
@@ -90,6 +91,7 @@ func (p *Process) Dir() string { return p.dir.Name() }
 
 // Close releases the process's descriptors.
 func (p *Process) Close() error {
+	p.closeVector()
 	err := p.mem.Close()
 	if e := p.dir.Close(); err == nil {
 		err = e

@@ -1,0 +1,163 @@
+package cmd
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/internal/termsafe"
+	"github.com/memdiag/memdiag/pmap"
+	"github.com/memdiag/memdiag/proctop"
+	"github.com/memdiag/memdiag/report"
+	"github.com/memdiag/memdiag/syscalltrace"
+)
+
+// completer proposes values for one flag of one command.
+type completer func(c *cobra.Command, toComplete string) []string
+
+// registerCompletions gives the shells (memdiag completion bash|zsh|fish)
+// the values of the flags that take a word from a fixed list, and live pids
+// with their command names for --pid and for the commands whose argument
+// is a pid. It walks the finished tree, so each command keeps only its own
+// flags; a flag a command lacks is skipped.
+func registerCompletions(root *cobra.Command, procRoot string) {
+	pids := func(_ *cobra.Command, toComplete string) []string { return livePIDs(procRoot, toComplete) }
+	byCommand := map[string]map[string]completer{
+		"pmap": {"sort": fixed(pmap.SortKeys()...), "class": classValues},
+		"top":  {"sort": fixed(proctop.SortKeys()...), "group-by": fixed("comm")},
+		"trace": {
+			"format":   fixed(syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace, syscalltrace.FormatSysdig, syscalltrace.FormatSysdigJSON, syscalltrace.FormatBpftrace),
+			"group-by": fixed(syscalltrace.GroupStack, syscalltrace.GroupLeaf, syscalltrace.GroupSize, syscalltrace.GroupThread, syscalltrace.GroupFlags),
+		},
+	}
+	_ = root.RegisterFlagCompletionFunc("output", func(c *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		return filterPrefix(outputValues(c), toComplete), cobra.ShellCompDirectiveNoFileComp
+	})
+	for _, c := range root.Commands() {
+		for name, fn := range byCommand[c.Name()] {
+			registerFlag(c, name, fn)
+		}
+		registerFlag(c, "pid", pids)
+		switch c.Name() {
+		case "pmap", "cgroup":
+			// A pid or a file (pmap: a saved smaps; cgroup: a directory).
+			c.ValidArgsFunction = func(_ *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+				if len(args) > 0 {
+					return nil, cobra.ShellCompDirectiveNoFileComp
+				}
+				return livePIDs(procRoot, toComplete), cobra.ShellCompDirectiveDefault
+			}
+		}
+	}
+}
+
+func registerFlag(c *cobra.Command, name string, fn completer) {
+	if c.Flags().Lookup(name) == nil {
+		return
+	}
+	_ = c.RegisterFlagCompletionFunc(name, func(c *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		return fn(c, toComplete), cobra.ShellCompDirectiveNoFileComp
+	})
+}
+
+// fixed completes from a list of words.
+func fixed[T ~string](values ...T) completer {
+	return func(_ *cobra.Command, toComplete string) []string {
+		s := make([]string, len(values))
+		for i, v := range values {
+			s[i] = string(v)
+		}
+		return filterPrefix(s, toComplete)
+	}
+}
+
+// classValues completes --class, which takes a comma-separated list: the
+// classes already given stay in front of each proposal.
+func classValues(_ *cobra.Command, toComplete string) []string {
+	done, last := "", toComplete
+	if i := strings.LastIndexByte(toComplete, ','); i >= 0 {
+		done, last = toComplete[:i+1], toComplete[i+1:]
+	}
+	var out []string
+	for _, c := range pmap.Classes() {
+		if strings.HasPrefix(string(c), last) && !strings.Contains(","+done, ","+string(c)+",") {
+			out = append(out, done+string(c))
+		}
+	}
+	return out
+}
+
+// openMetricsCommands are those whose -o also takes openmetrics.
+var openMetricsCommands = map[string]bool{"explain": true, "snapshot": true, "top": true, "cgroup": true}
+
+// outputValues are the -o values c accepts.
+func outputValues(c *cobra.Command) []string {
+	var s []string
+	for _, f := range report.Formats() {
+		s = append(s, string(f))
+	}
+	if openMetricsCommands[c.Name()] {
+		s = append(s, string(report.FormatOpenMetrics))
+	}
+	return s
+}
+
+func filterPrefix(values []string, prefix string) []string {
+	var out []string
+	for _, v := range values {
+		if strings.HasPrefix(v, prefix) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// livePIDs lists the processes under procRoot whose pid starts with
+// prefix, in pid order, each with its command name as the shells'
+// description ("1234\tpostgres"). Kernel threads are left out: they have
+// no memory to explain. A command name is the process's own choice, so it
+// is escaped, and a tab or newline in it cannot split the line.
+func livePIDs(procRoot, prefix string) []string {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	ents, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 || !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	sort.Ints(pids)
+	var out []string
+	for _, pid := range pids {
+		dir := filepath.Join(procRoot, strconv.Itoa(pid))
+		if isKernelThread(dir) {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join(dir, "comm"))
+		if err != nil {
+			continue // gone, or not ours to read
+		}
+		name := termsafe.Escape(string(bytes.TrimSuffix(comm, []byte{'\n'})))
+		out = append(out, strconv.Itoa(pid)+"\t"+name)
+	}
+	return out
+}
+
+// isKernelThread: a kernel thread has no address space, which its statm
+// (readable by anyone) shows as all zeros.
+func isKernelThread(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "statm"))
+	return err == nil && strings.HasPrefix(string(b), "0 0 0 ")
+}
