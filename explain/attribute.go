@@ -446,10 +446,7 @@ func (in *Inputs) withoutMalloc() *Inputs {
 // malloc_info's in-use bytes once NMT's malloc and the direct buffers are
 // carved out.
 func mallocOutsideJVM(in *Inputs, bytes uint64, share float64) finding.Finding {
-	sev := finding.Medium
-	if share >= 0.25 {
-		sev = finding.High
-	}
+	sev := finding.MediumUntil(share, 0.25)
 	var nmtMalloc uint64
 	for _, c := range in.JVM.NMT {
 		nmtMalloc += c.MallocBytes
@@ -473,10 +470,7 @@ func mallocOutsideJVM(in *Inputs, bytes uint64, share float64) finding.Finding {
 // allocatorUnmeasured is the lead where jemalloc or tcmalloc is mapped and
 // no statistics were given: the anonymous memory is that allocator's.
 func allocatorUnmeasured(in *Inputs, plain uint64, share float64) finding.Finding {
-	sev := finding.Medium
-	if share >= 0.5 {
-		sev = finding.High
-	}
+	sev := finding.MediumUntil(share, 0.5)
 	how := "jemalloc: malloc_stats_print (MALLOC_CONF=stats_print:true prints it at exit), or mallctl from the program; Redis: MEMORY MALLOC-STATS (redis-cli) writes it"
 	if in.Allocator == allocator.Tcmalloc {
 		how = "tcmalloc: MallocExtension::GetStats from the program, or MALLOCSTATS=1 at exit"
@@ -560,10 +554,7 @@ func goHeapFinding(in *Inputs, resident uint64, share func(uint64) float64) (fin
 	}
 	idle := min(g.IdleNotReleasedBytes(), resident)
 	if idle >= resident/4 && idle >= 16<<20 {
-		sev := finding.Medium
-		if share(idle) >= 0.5 {
-			sev = finding.High
-		}
+		sev := finding.MediumUntil(share(idle), 0.5)
 		ev := []string{fmt.Sprintf("%s: HeapIdle %d B − HeapReleased %d B = %d B; HeapInuse %d B; Rss of the Go heap arenas %d B", g.Source, g.HeapIdleBytes, g.HeapReleasedBytes, g.IdleNotReleasedBytes(), g.HeapInuseBytes, resident)}
 		bound := "to bound it, set GOMEMLIMIT (the runtime then collects and returns memory as the process nears the limit) or lower GOGC."
 		if g.GOGCPercent != nil {
@@ -621,10 +612,7 @@ func v8HeapFinding(in *Inputs, resident uint64, share func(uint64) float64) (fin
 			}}, true
 	}
 	used := min(n.HeapUsedBytes, resident)
-	sev := finding.Medium
-	if share(used) >= 0.5 {
-		sev = finding.High
-	}
+	sev := finding.MediumUntil(share(used), 0.5)
 	return finding.Finding{ID: "v8-heap-live", Severity: sev, Bytes: used,
 		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is JavaScript objects on the V8 heap (heap used): live, or garbage not yet collected", humanize.Bytes(used), 100*share(used)),
 		Evidence: []string{ev},
@@ -644,10 +632,7 @@ func v8IsolatesFinding(in *Inputs, resident uint64, share func(uint64) float64) 
 	if other < 16<<20 || other < n.HeapTotalBytes/4 || share(other) < 0.10 {
 		return finding.Finding{}, false
 	}
-	sev := finding.Medium
-	if share(other) >= 0.5 {
-		sev = finding.High
-	}
+	sev := finding.MediumUntil(share(other), 0.5)
 	return finding.Finding{ID: "v8-heap-other-isolates", Severity: sev, Bytes: other,
 		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) of V8 heap lies beyond the heap the program's metrics count: the heaps of its worker threads, each an isolate of its own", humanize.Bytes(other), 100*share(other)),
 		Evidence: []string{fmt.Sprintf("smaps: Rss of the V8 heap pages %d B; %s: heap total %d B (the main thread's isolate)", resident, n.Source, n.HeapTotalBytes)},
@@ -670,10 +655,7 @@ func nodeExternalFinding(in *Inputs, r *Result, share func(uint64) float64) (fin
 	if held < 16<<20 || share(held) < 0.10 {
 		return finding.Finding{}, false
 	}
-	sev := finding.Medium
-	if share(held) >= 0.5 {
-		sev = finding.High
-	}
+	sev := finding.MediumUntil(share(held), 0.5)
 	summary := fmt.Sprintf("%s (%.0f %% of RSS) is held by Buffers and ArrayBuffers outside the V8 heap (Node.js's external memory, malloc'd)", humanize.Bytes(held), 100*share(held))
 	if n.ExternalBytes > held+held/4 {
 		summary += fmt.Sprintf("; Node.js counts %s of them allocated, the rest not in RAM (allocated and never written, as Buffer.allocUnsafe leaves them)", humanize.Bytes(n.ExternalBytes))
@@ -697,10 +679,7 @@ func pymallocFinding(in *Inputs, resident uint64, share func(uint64) float64) (f
 	}
 	ev := []string{fmt.Sprintf("%s: %d pools in %d arenas; blocks in use %d B, free blocks in pools in use %d B, empty pools %d B; %d B of them in RAM", py.Source, py.Pools, py.Arenas, py.AllocatedBytes, py.FreeBlockBytes, py.EmptyPoolBytes, py.ResidentBytes)}
 	if kept := min(py.RetainedBytes(), resident); kept >= 16<<20 && kept >= resident/4 {
-		sev := finding.Medium
-		if share(kept) >= 0.5 {
-			sev = finding.High
-		}
+		sev := finding.MediumUntil(share(kept), 0.5)
 		return finding.Finding{ID: "pymalloc-retained", Severity: sev, Bytes: kept,
 			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is free space CPython's small-object allocator keeps in its arenas: an arena goes back to the system only when every pool in it is empty", humanize.Bytes(kept), 100*share(kept)),
 			Evidence: ev,
@@ -710,10 +689,7 @@ func pymallocFinding(in *Inputs, resident uint64, share func(uint64) float64) (f
 			}}, true
 	}
 	used := min(py.AllocatedBytes, resident)
-	sev := finding.Medium
-	if share(used) >= 0.5 {
-		sev = finding.High
-	}
+	sev := finding.MediumUntil(share(used), 0.5)
 	return finding.Finding{ID: "pymalloc-live", Severity: sev, Bytes: used,
 		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is small Python objects in use: blocks CPython's small-object allocator has handed out", humanize.Bytes(used), 100*share(used)),
 		Evidence: ev,
@@ -803,10 +779,7 @@ func mallocUnmeasured(in *Inputs, un uint64, share func(uint64) float64) (findin
 	if in.Malloc != nil || un == 0 || arenas < 16<<20 || share(arenas) < 0.10 {
 		return finding.Finding{}, false
 	}
-	sev := finding.Medium
-	if share(arenas) >= 0.5 {
-		sev = finding.High
-	}
+	sev := finding.MediumUntil(share(arenas), 0.5)
 	return finding.Finding{ID: "malloc-unmeasured", Severity: sev, Bytes: min(arenas, un),
 		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) lies in glibc malloc arenas, which no malloc_info explains: memory in use, or freed and kept by glibc", humanize.Bytes(arenas), 100*share(arenas)),
 		Evidence: []string{fmt.Sprintf("smaps: Rss of [heap] and glibc arena heaps %d B; unexplained %d B", arenas, un)},
@@ -826,10 +799,7 @@ func anonFinding(in *Inputs, un uint64, share func(uint64) float64) (finding.Fin
 	if in.Malloc == nil && (in.Allocator == allocator.Jemalloc || in.Allocator == allocator.Tcmalloc) {
 		return allocatorUnmeasured(in, plain, share(plain)), true
 	}
-	sev := finding.Medium
-	if share(plain) >= 0.5 {
-		sev = finding.High
-	}
+	sev := finding.MediumUntil(share(plain), 0.5)
 	advice := []string{"Trace who maps it: strace -f -k -e trace=memory -p PID -o t.strace, then memdiag trace t.strace --pid PID names the stacks of what stays mapped (or perf trace, bpftrace: see docs/trace.md)."}
 	if in.Malloc == nil {
 		advice = append(advice, "malloc's large blocks are mmapped too: --capture-malloc-info tells them apart (its mmapped chunks).")
@@ -843,10 +813,7 @@ func anonFinding(in *Inputs, un uint64, share func(uint64) float64) (finding.Fin
 // untrackedNative is a JVM's native memory that no bean accounts for.
 func untrackedNative(in *Inputs, r *Result, un uint64, share float64) finding.Finding {
 	j := in.JVM
-	sev := finding.Medium
-	if share >= 0.3 {
-		sev = finding.High
-	}
+	sev := finding.MediumUntil(share, 0.3)
 	advice := []string{
 		"Native memory outside every JVM bean: zlib (never-closed GZIPInputStream/Inflater/Deflater), JNI libraries, RocksDB, glibc arenas. Capture malloc_info (--capture-malloc-info) to see whether it is malloc'd, and trace mmap (memdiag trace) to see who maps it.",
 	}

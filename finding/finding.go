@@ -18,6 +18,15 @@ const (
 	Info   Severity = "info"   // worth knowing; no action needed by itself
 )
 
+// MediumUntil is Medium, or High once share (of RSS, of a limit) reaches
+// highAt: the grading most findings use.
+func MediumUntil(share, highAt float64) Severity {
+	if share >= highAt {
+		return High
+	}
+	return Medium
+}
+
 func (s Severity) rank() int {
 	switch s {
 	case High:
