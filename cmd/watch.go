@@ -43,7 +43,10 @@ which part of RSS is growing. Stops after --count samples, or cleanly on Ctrl-C
 --capture-malloc-info reads glibc's arenas from the process's memory at every
 sample, its threads stopped for a few milliseconds each time (--no-stop: not
 at all); jemalloc's and tcmalloc's statistics go through gdb, which pauses
-the process longer: use a long interval there.`,
+the process longer: use a long interval there.
+
+-o html writes, once the watch ends, one self-contained HTML page of every
+sample: each category over time (docs/html.md).`,
 		Example: `  memdiag watch --pid 1234 --interval 30s
   memdiag watch --pid 1234 --interval 1m -o json | jq -c '{t: .elapsed_seconds, rss: .rss_bytes}'`,
 		Args: func(c *cobra.Command, args []string) error {
@@ -63,7 +66,7 @@ the process longer: use a long interval there.`,
 		},
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
-			if o.Format, err = g.format(); err != nil {
+			if o.Format, err = g.formatWith(report.FormatHTML); err != nil {
 				return err
 			}
 			if err := o.Gather.validate(d.Streams.Getenv); err != nil {
@@ -113,6 +116,7 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	var first *explain.Result
 	var start time.Time
 	var last *watchSample
+	var samples []*watchSample // for -o html, written when the watch ends
 	var firstIn, lastIn *explain.Snapshot // the JVM's heap, for its outlook
 	exited := false
 	ended := "" // why the watch ended, when its target is no longer itself
@@ -173,6 +177,7 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 			return err
 		}
 		last = s
+		samples = append(samples, s)
 		if o.Count > 0 && n >= o.Count {
 			break
 		}
@@ -200,6 +205,10 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 		report.Bytes(first.RSSBytes), report.Bytes(last.RSSBytes), grewMost(last))
 	if h := report.HeapOutlook(firstIn, lastIn); h != "" {
 		summary += "; " + h
+	}
+	if o.Format == report.FormatHTML {
+		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", termsafe.Escape(summary))
+		return report.WriteWatchHTML(o.Streams.Out, watchHTMLView(o.Gather.PID, firstIn.Inputs.Command, samples, summary))
 	}
 	if o.Format == report.FormatJSON {
 		// Standard output is one sample per line; the summary is for people.
@@ -250,6 +259,9 @@ func processGone(err error) bool {
 }
 
 func writeWatchSample(o *WatchOptions, s *watchSample) error {
+	if o.Format == report.FormatHTML {
+		return nil // one page of every sample, when the watch ends
+	}
 	if o.Format == report.FormatJSON {
 		b, err := json.Marshal(s)
 		if err != nil {

@@ -1,0 +1,281 @@
+package report
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// seriesData is values over steps (samples, documents of a log): a stack
+// of layers whose sum is the whole, lines drawn over it, and the steps
+// worth marking.
+type seriesData struct {
+	// X places each step: seconds since the first, or the step number.
+	X      []float64
+	XLabel func(x float64) string
+	// Integer says X holds step numbers: ticks only at whole ones.
+	Integer bool
+	// StepName heads step i's tooltip.
+	StepName func(i int) string
+	Layers   []seriesLayer
+	Lines    []seriesLayer
+	Marks    []seriesMark
+}
+
+type seriesLayer struct {
+	Name, Class string
+	Values      []uint64 // one per step
+}
+
+type seriesMark struct {
+	Step       int
+	Label, Tip string
+}
+
+// seriesChart is seriesData drawn: stacked areas, lines, gridlines, marked
+// steps, and one invisible column per drawn step that holds its tooltip.
+type seriesChart struct {
+	W, H, Left, Top, PlotW, PlotH, Bottom, Right, TickEnd float64
+	Areas, Lines                                 []svgPath
+	YTicks, XTicks                               []tickPos
+	Marks                                        []markPos
+	Hover                                        []svgRect
+	// Dots are the x of every drawn step, ticked on the axis.
+	Dots []float64
+	// Steps and Drawn count the steps, and those drawn when there are
+	// more than maxSeriesColumns.
+	Steps, Drawn int
+	Downsampled  bool
+}
+
+type svgPath struct {
+	D, Class, Tip string
+}
+
+type tickPos struct {
+	At    float64
+	Label string
+}
+
+type markPos struct {
+	X, LabelY  float64
+	Label, Tip string
+}
+
+// maxSeriesColumns caps the steps drawn: a log of 20,000 documents is
+// drawn as 480 columns, each the step of its span with the largest total,
+// so that no peak is lost; the tables keep every figure.
+const maxSeriesColumns = 480
+
+// newSeriesChart draws d.
+func newSeriesChart(d *seriesData) *seriesChart {
+	c := &seriesChart{W: svgWidth, H: 340, Left: 78, Top: 44}
+	c.PlotW, c.PlotH = c.W-c.Left-16, c.H-c.Top-34
+	c.Bottom, c.Right, c.TickEnd = c.Top+c.PlotH, c.Left+c.PlotW, c.Top+c.PlotH+5
+	n := len(d.X)
+	if n == 0 {
+		return c
+	}
+	totals := make([]uint64, n)
+	for _, l := range d.Layers {
+		for i, v := range l.Values {
+			totals[i] += v
+		}
+	}
+	var top uint64
+	for i := range totals {
+		top = max(top, totals[i])
+		for _, l := range d.Lines {
+			top = max(top, l.Values[i])
+		}
+	}
+	yt, axisTop := byteTicks(top, 5)
+	y := func(v float64) float64 { return c.Bottom - v/float64(axisTop)*c.PlotH }
+	for _, t := range yt {
+		c.YTicks = append(c.YTicks, tickPos{y(t.At), t.Label})
+	}
+	x0, x1 := d.X[0], d.X[n-1]
+	x := func(v float64) float64 {
+		if x1 <= x0 {
+			return c.Left + c.PlotW/2
+		}
+		return c.Left + (v-x0)/(x1-x0)*c.PlotW
+	}
+	for _, t := range niceTicks(x0, x1, 8, d.Integer) {
+		c.XTicks = append(c.XTicks, tickPos{x(t), d.XLabel(t)})
+	}
+	idx := drawnSteps(totals)
+	c.Steps, c.Drawn, c.Downsampled = n, len(idx), len(idx) < n
+	xs := make([]float64, len(idx))
+	for k, i := range idx {
+		xs[k] = x(d.X[i])
+	}
+	if len(idx) == 1 {
+		// One step: a band across the plot, not a line of no width.
+		xs = []float64{c.Left, c.Left + c.PlotW}
+		idx = []int{idx[0], idx[0]}
+	}
+	if len(idx) <= 160 {
+		c.Dots = xs
+	}
+	below := make([]float64, len(idx))
+	for _, l := range d.Layers {
+		above := make([]float64, len(idx))
+		var path strings.Builder
+		for k, i := range idx {
+			above[k] = below[k] + float64(l.Values[i])
+			cmd := 'L'
+			if k == 0 {
+				cmd = 'M'
+			}
+			fmt.Fprintf(&path, "%c%s %s", cmd, f1(xs[k]), f1(y(above[k])))
+		}
+		for k := len(idx) - 1; k >= 0; k-- {
+			fmt.Fprintf(&path, "L%s %s", f1(xs[k]), f1(y(below[k])))
+		}
+		path.WriteString("Z")
+		c.Areas = append(c.Areas, svgPath{D: path.String(), Class: l.Class, Tip: l.Name})
+		below = above
+	}
+	for _, l := range d.Lines {
+		var path strings.Builder
+		for k, i := range idx {
+			cmd := 'L'
+			if k == 0 {
+				cmd = 'M'
+			}
+			fmt.Fprintf(&path, "%c%s %s", cmd, f1(xs[k]), f1(y(float64(l.Values[i]))))
+		}
+		c.Lines = append(c.Lines, svgPath{D: path.String(), Class: l.Class, Tip: l.Name})
+	}
+	for k, m := range d.Marks {
+		c.Marks = append(c.Marks, markPos{X: x(d.X[m.Step]), LabelY: c.Top - 8 - float64(k%2)*16, Label: m.Label, Tip: m.Tip})
+	}
+	c.Hover = hoverColumns(d, idx, xs, c)
+	return c
+}
+
+// hoverColumns are the invisible columns, one per drawn step, that show
+// the step's figures as a tooltip.
+func hoverColumns(d *seriesData, idx []int, xs []float64, c *seriesChart) []svgRect {
+	var rs []svgRect
+	for k, i := range idx {
+		if k > 0 && idx[k-1] == i {
+			continue
+		}
+		lo, hi := c.Left, c.Left+c.PlotW
+		if k > 0 {
+			lo = (xs[k-1] + xs[k]) / 2
+		}
+		if k+1 < len(idx) && idx[k+1] != i {
+			hi = (xs[k] + xs[k+1]) / 2
+		}
+		var tip strings.Builder
+		tip.WriteString(d.StepName(i))
+		var total uint64
+		for j := len(d.Layers) - 1; j >= 0; j-- {
+			l := d.Layers[j]
+			total += l.Values[i]
+			if l.Values[i] > 0 {
+				fmt.Fprintf(&tip, "\n%s: %s", l.Name, Bytes(l.Values[i]))
+			}
+		}
+		fmt.Fprintf(&tip, "\nΣ %s", Bytes(total))
+		for _, l := range d.Lines {
+			fmt.Fprintf(&tip, "\n%s: %s", l.Name, Bytes(l.Values[i]))
+		}
+		rs = append(rs, svgRect{X: lo, Y: c.Top, W: max(hi-lo, 0.5), H: c.PlotH, Tip: tip.String()})
+	}
+	return rs
+}
+
+// drawnSteps picks the steps drawn: all of them when few, else per span
+// the one with the largest total, and always the first and the last.
+func drawnSteps(totals []uint64) []int {
+	n := len(totals)
+	if n <= maxSeriesColumns {
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx
+	}
+	idx := []int{0}
+	for b := 0; b < maxSeriesColumns; b++ {
+		lo, hi := b*n/maxSeriesColumns, (b+1)*n/maxSeriesColumns
+		best := lo
+		for i := lo; i < hi; i++ {
+			if totals[i] > totals[best] {
+				best = i
+			}
+		}
+		if best != idx[len(idx)-1] {
+			idx = append(idx, best)
+		}
+	}
+	if idx[len(idx)-1] != n-1 {
+		idx = append(idx, n-1)
+	}
+	return idx
+}
+
+// niceTicks picks about n round values from lo to hi (steps of 1, 2 or 5
+// times a power of ten).
+func niceTicks(lo, hi float64, n int, integer bool) []float64 {
+	if hi <= lo {
+		return []float64{lo}
+	}
+	raw := (hi - lo) / float64(n)
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := 10 * mag
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*mag >= raw {
+			step = m * mag
+			break
+		}
+	}
+	if integer {
+		step = max(step, 1)
+	}
+	var ts []float64
+	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
+		ts = append(ts, v)
+	}
+	return ts
+}
+
+// f1 formats a coordinate with one decimal, enough at this scale.
+func f1(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+
+// secondsLabel labels a time axis: "250 ms", "90 s", "5 min", "2 h".
+func secondsLabel(s float64) string {
+	switch {
+	case s > 0 && s < 1:
+		return strconv.FormatFloat(math.Round(s*10000)/10, 'f', -1, 64) + " ms"
+	case s >= 7200:
+		return strconv.FormatFloat(s/3600, 'f', -1, 64) + " h"
+	case s >= 300:
+		return strconv.FormatFloat(math.Round(s/60*10)/10, 'f', -1, 64) + " min"
+	}
+	return strconv.FormatFloat(math.Round(s*10)/10, 'f', -1, 64) + " s"
+}
+
+// seriesLegend lists each layer with its last and largest value.
+func seriesLegend(d *seriesData) []legendItem {
+	var items []legendItem
+	for _, ls := range [][]seriesLayer{d.Layers, d.Lines} {
+		for _, l := range ls {
+			var peak uint64
+			for _, v := range l.Values {
+				peak = max(peak, v)
+			}
+			if peak == 0 {
+				continue
+			}
+			last := l.Values[len(l.Values)-1]
+			items = append(items, legendItem{l.Class, l.Name, fmt.Sprintf("last %s · peak %s", Bytes(last), Bytes(peak))})
+		}
+	}
+	return items
+}
