@@ -116,7 +116,7 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	var first *explain.Result
 	var start time.Time
 	var last *watchSample
-	var samples []*watchSample // for -o html, written when the watch ends
+	var samples []*watchSample            // for -o html, written when the watch ends
 	var firstIn, lastIn *explain.Snapshot // the JVM's heap, for its outlook
 	exited := false
 	ended := "" // why the watch ended, when its target is no longer itself

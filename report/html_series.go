@@ -37,10 +37,10 @@ type seriesMark struct {
 // steps, and one invisible column per drawn step that holds its tooltip.
 type seriesChart struct {
 	W, H, Left, Top, PlotW, PlotH, Bottom, Right, TickEnd float64
-	Areas, Lines                                 []svgPath
-	YTicks, XTicks                               []tickPos
-	Marks                                        []markPos
-	Hover                                        []svgRect
+	Areas, Lines                                          []svgPath
+	YTicks, XTicks                                        []tickPos
+	Marks                                                 []markPos
+	Hover                                                 []svgRect
 	// Dots are the x of every drawn step, ticked on the axis.
 	Dots []float64
 	// Steps and Drawn count the steps, and those drawn when there are
