@@ -103,6 +103,7 @@ func TestHTMLSizeBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := renderHTML(t, []string{"explain", "--smaps", path})
+	t.Logf("explain page of 60,000 mappings: %d bytes", len(page))
 	if len(page) >= 3<<20 {
 		t.Errorf("page of %d bytes for 60,000 mappings, want < 3 MiB", len(page))
 	}

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/memdiag/memdiag/finding"
 )
@@ -235,6 +236,16 @@ func pageTemplate() (*template.Template, error) {
 	return template.New("").Funcs(template.FuncMap{
 		"f": f1,
 	}).ParseFS(htmlFiles, "html/page.tmpl")
+}
+
+// tableHeading makes a table's title a section heading: "outstanding by
+// stack" → "Outstanding by stack".
+func tableHeading(title string) string {
+	r := []rune(title)
+	if len(r) == 0 {
+		return ""
+	}
+	return string(unicode.ToUpper(r[0])) + string(r[1:])
 }
 
 // tablesPage is the page of a report that is tables and findings only.

@@ -47,7 +47,7 @@ func explainMeta(in *explain.Inputs) []htmlMeta {
 		m = append(m, htmlMeta{"allocator", in.Malloc.Source})
 	}
 	if in.JVM != nil && len(in.JVM.Sources) > 0 {
-		m = append(m, htmlMeta{"JVM", fmt.Sprint(in.JVM.Sources)})
+		m = append(m, htmlMeta{"JVM", strings.Join(in.JVM.Sources, ", ")})
 	}
 	if in.Trace != nil {
 		m = append(m, htmlMeta{"trace", in.Trace.Source})

@@ -46,7 +46,7 @@ func flamePage(p *FlamePage, before []*htmlBlock) *htmlPage {
 	hp.Blocks = append(hp.Blocks, &htmlBlock{ID: "flame", Heading: "Outstanding bytes by stack", Flame: fc, Caption: caption})
 	for _, t := range p.Tables {
 		h := newHTMLTable(t)
-		heading := h.Title
+		heading := tableHeading(h.Title)
 		h.Title = ""
 		hp.Blocks = append(hp.Blocks, &htmlBlock{Heading: heading, Table: h})
 	}

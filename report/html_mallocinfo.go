@@ -61,7 +61,7 @@ func writeMallocInfoHTML(w io.Writer, v *MallocInfoView, track *arenaTrack) erro
 		Table: arenas, Caption: "source: " + v.Source + "; retained free is free − top: what automatic trimming cannot return (malloc_trim can)"})
 	if len(tables) > 1 {
 		h := newHTMLTable(tables[1])
-		heading := h.Title
+		heading := tableHeading(h.Title)
 		h.Title = ""
 		p.Blocks = append(p.Blocks, &htmlBlock{ID: "steps", Heading: heading, Table: h})
 	}

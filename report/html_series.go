@@ -70,7 +70,10 @@ const maxSeriesColumns = 480
 
 // newSeriesChart draws d.
 func newSeriesChart(d *seriesData) *seriesChart {
-	c := &seriesChart{W: svgWidth, H: 340, Left: 78, Top: 44}
+	c := &seriesChart{W: svgWidth, H: 320, Left: 78, Top: 14}
+	if len(d.Marks) > 0 {
+		c.Top = 44 // room for the marks' labels, in two rows
+	}
 	c.PlotW, c.PlotH = c.W-c.Left-16, c.H-c.Top-34
 	c.Bottom, c.Right, c.TickEnd = c.Top+c.PlotH, c.Left+c.PlotW, c.Top+c.PlotH+5
 	n := len(d.X)

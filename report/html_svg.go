@@ -115,7 +115,7 @@ type barItem struct {
 
 // newBarList stacks each item's parts on one scale, the largest item's sum.
 func newBarList(labels, values []string, parts [][]part) *barList {
-	const rowH, gap = 18.0, 6.0
+	const rowH, gap = 15.0, 8.0
 	var scale uint64 = 1
 	for _, ps := range parts {
 		var s uint64
@@ -128,7 +128,7 @@ func newBarList(labels, values []string, parts [][]part) *barList {
 	width := svgWidth - l.LabelW - 110
 	for i, ps := range parts {
 		it := barItem{Label: labels[i], Value: values[i], Y: float64(i) * (rowH + gap), LabelX: l.LabelW - 8}
-		it.TextY = it.Y + 13
+		it.TextY = it.Y + 11.5
 		var at, whole uint64
 		for _, p := range ps {
 			whole += p.Bytes

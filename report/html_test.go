@@ -115,6 +115,7 @@ func TestFlameSizeBound(t *testing.T) {
 	if err := WriteFlamePage(&b, &FlamePage{Title: "t", Source: "s", What: "w", Stacks: stacks}); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("flame page of 60,000 stacks: %d bytes", b.Len())
 	if b.Len() >= 3<<20 {
 		t.Errorf("page of %d bytes, want < 3 MiB", b.Len())
 	}
