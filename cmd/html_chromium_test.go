@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,62 @@ func TestHTMLInChromium(t *testing.T) {
 				t.Errorf("the DOM lacks %d of %d figures: %q", len(m), len(p.figs), m)
 			}
 		})
+	}
+}
+
+// exercise drives the page's script as a reader would — a search, a
+// click on a frame, a click on a column — and writes what the page then
+// shows into the DOM, for --dump-dom to carry out.
+const exercise = `<script>
+window.addEventListener("load", function () {
+  var input = document.querySelector(".flame-search");
+  input.value = "leak_buffer";
+  input.dispatchEvent(new Event("input"));
+  var match = document.querySelector(".flame-match").textContent;
+  var frame = document.querySelector('g.fr[data-n^="leak_buffer"]');
+  frame.dispatchEvent(new MouseEvent("click", {bubbles: true}));
+  var zoomed = frame.querySelector("rect").getAttribute("width");
+  var shown = document.querySelectorAll("g.fr:not(.out)").length;
+  var table = document.querySelector("table.sortable");
+  var bytes = Array.prototype.findIndex.call(table.tHead.rows[0].cells, function (c) { return c.textContent === "BYTES"; });
+  table.tHead.rows[0].cells[bytes].click();
+  var first = table.tBodies[0].rows[0].cells[bytes].textContent;
+  document.body.setAttribute("data-exercise", match + "|" + zoomed + "|" + shown + "|" + first);
+});
+</script>`
+
+// TestHTMLScriptInChromium: in a real browser, the trace page's search
+// counts the frames and bytes that match, a click zooms a frame to the
+// full width, and a click on BYTES sorts the summary, largest first.
+func TestHTMLScriptInChromium(t *testing.T) {
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium is not installed (Debian's chromium package; .ci/run installs it): the page's script is not run in a browser")
+	}
+	page := renderHTML(t, []string{"trace", "../fixtures/traces/leaker-cg.perf"})
+	page = strings.Replace(page, "</body>", exercise+"</body>", 1)
+	path := filepath.Join(t.TempDir(), "trace.html")
+	if err := os.WriteFile(path, []byte(page), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dom := string(chromium(t, bin, path, "--dump-dom"))
+	_, after, ok := strings.Cut(dom, `data-exercise="`)
+	result, _, _ := strings.Cut(after, `"`)
+	parts := strings.Split(result, "|")
+	if !ok || len(parts) != 4 {
+		t.Fatalf("the script did not run: %q", result)
+	}
+	// leak_buffer's five mappings hold 5.0 MiB of the 43.0 MiB outstanding.
+	if parts[0] != "1 frames match, 11.6 % of the bytes" {
+		t.Errorf("search says %q, want 1 frame and 11.6 %% (5.0 of 43.0 MiB)", parts[0])
+	}
+	if parts[1] != "1000.0" {
+		t.Errorf("the clicked frame is %s wide, want the full 1000", parts[1])
+	}
+	if n, _ := strconv.Atoi(parts[2]); n < 5 || n > 12 {
+		t.Errorf("%s frames shown once zoomed: its callers and its callees, not all", parts[2])
+	}
+	if parts[3] != "87.7 MiB" {
+		t.Errorf("the summary sorted by BYTES starts with %q, want the 87.7 MiB mapped over the trace", parts[3])
 	}
 }

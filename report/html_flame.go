@@ -117,15 +117,14 @@ type flameChart struct {
 }
 
 type flameFrame struct {
-	X, Y, W  float64
-	TextY    float64
-	Class    string
-	Name     string
-	Label    string
-	Tip      string
-	Bytes    uint64
-	LabelX   float64
-	HasLabel bool
+	X, Y, W float64
+	TextY   float64
+	Class   string
+	Name    string
+	Label   string
+	Tip     string
+	Bytes   uint64
+	LabelX  float64
 }
 
 const (
@@ -154,8 +153,9 @@ func newFlameChart(stacks []Stack) *flameChart {
 		depth = max(depth, d)
 		f := flameFrame{X: x, Y: float64(d) * flameRowH, TextY: float64(d)*flameRowH + 12.5, W: w, Class: frameClass(n.name), Name: n.name, Bytes: n.bytes,
 			Tip: fmt.Sprintf("%s\n%s (%s of all) in %d %s", n.name, Bytes(n.bytes), Percent(n.bytes, root.bytes), n.count, plural(n.count, "mapping", "mappings"))}
+		f.LabelX = x + 3
 		if chars := int((w - 6) / flameCharW); chars >= 3 {
-			f.Label, f.LabelX, f.HasLabel = clip(n.name, chars), x+3, true
+			f.Label = clip(n.name, chars)
 		}
 		c.Frames = append(c.Frames, f)
 		for _, ch := range n.children {

@@ -54,6 +54,33 @@
       out.textContent = q === "" ? "" : n + " frames match, " + (100 * bytes / total).toFixed(1) + " % of the bytes";
     });
   });
+  // Zoom: a click on a frame spreads it over the width, its callers above
+  // it as context; a click on the top row shows every frame again.
+  document.querySelectorAll("svg.flamegraph").forEach(function (svg) {
+    var frames = Array.prototype.map.call(svg.querySelectorAll("g.fr"), function (g) {
+      var r = g.querySelector("rect");
+      return { g: g, r: r, t: g.querySelector("text"), name: g.getAttribute("data-n"),
+        x: parseFloat(r.getAttribute("x")), w: parseFloat(r.getAttribute("width")), y: parseFloat(r.getAttribute("y")) };
+    });
+    function clip(s, n) { return s.length <= n ? s : (n <= 1 ? "" : s.slice(0, n - 1) + "…"); }
+    function zoom(z) {
+      frames.forEach(function (f) {
+        var x = 0, w = 1000;
+        var inside = f.x >= z.x - 1e-6 && f.x + f.w <= z.x + z.w + 1e-6 && f.y >= z.y;
+        var above = f.y < z.y && f.x <= z.x + 1e-6 && f.x + f.w >= z.x + z.w - 1e-6;
+        f.g.classList.toggle("out", !inside && !above);
+        if (inside) { x = (f.x - z.x) * 1000 / z.w; w = f.w * 1000 / z.w; }
+        f.r.setAttribute("x", x.toFixed(1));
+        f.r.setAttribute("width", w.toFixed(1));
+        f.t.setAttribute("x", (x + 3).toFixed(1));
+        var chars = Math.floor((w - 6) / 6.4);
+        f.t.textContent = chars >= 3 ? clip(f.name, chars) : "";
+      });
+    }
+    frames.forEach(function (f, i) {
+      f.g.addEventListener("click", function () { zoom(i === 0 ? frames[0] : f); });
+    });
+  });
   window.addEventListener("beforeprint", function () {
     document.querySelectorAll("details").forEach(function (d) { d.open = true; });
   });
