@@ -52,7 +52,9 @@ func WriteWatchHTML(w io.Writer, v *WatchView) error {
 		d := watchSeries(v)
 		p.Blocks = append(p.Blocks, &htmlBlock{ID: "series", Heading: "Categories over the samples", Series: newSeriesChart(d), Legend: seriesLegend(d),
 			Caption: "source: each sample is one explain of the process (smaps and the evidence asked for); every sample is ticked on the time axis"})
-		p.Blocks = append(p.Blocks, &htmlBlock{ID: "samples", Heading: "Every sample", Table: watchTable(v), Fold: true})
+		last := v.Samples[len(v.Samples)-1]
+		p.Blocks = append(p.Blocks, &htmlBlock{ID: "last", Heading: fmt.Sprintf("The last sample, +%.0f s", last.ElapsedSeconds), Table: lastSampleTable(last)},
+			&htmlBlock{ID: "samples", Heading: "Every sample", Table: watchTable(v), Fold: true})
 	}
 	return writeHTMLPage(w, p)
 }
@@ -95,6 +97,28 @@ func watchSeries(v *WatchView) *seriesData {
 		d.Marks = append(d.Marks, seriesMark{Step: peak, Label: "peak", Tip: "the largest RSS sampled: " + Bytes(v.Samples[peak].RSSBytes)})
 	}
 	return d
+}
+
+// lastSampleTable is the last sample as the text shows each: every
+// category with its change since the first sample and its rate.
+func lastSampleTable(s WatchSample) *htmlTable {
+	t := &Table{Columns: []Column{{Header: "CATEGORY"}, {Header: "BYTES", Align: Right}, {Header: "CHANGE", Align: Right}, {Header: "PER MINUTE", Align: Right}}}
+	var shown []string
+	for _, c := range s.Categories {
+		if c.Bytes == 0 && c.DeltaBytes == 0 {
+			continue
+		}
+		shown = append(shown, c.Category)
+		t.AddRow(c.Category, Bytes(c.Bytes), plusBytes(c.DeltaBytes), plusBytes(int64(c.RateBytesPerMin))+"/min")
+	}
+	if s.Lead != "" {
+		t.Notes = append(t.Notes, "lead: "+s.Lead)
+	}
+	h := newHTMLTable(t)
+	for i, c := range shown {
+		h.Rows[i].Swatch = categoryClass[explain.Category(c)]
+	}
+	return h
 }
 
 // watchTable lists every sample's categories with the figures the text
