@@ -200,3 +200,32 @@ func TestWatchHTMLGolden(t *testing.T) {
 		}
 	}
 }
+
+// explainPage renders the explain page of a process whose every name is s.
+func explainPage(t *testing.T, s string) string {
+	t.Helper()
+	v := hostileExplain()
+	in, r := v.Inputs, v.Result
+	in.Source, in.Command, in.Notes[0], in.Classes[0].Class = s, s, s, s
+	r.Attribution[0].Source, r.Attribution[0].Evidence[0] = s, s
+	r.Findings[0].Summary, r.Findings[0].Evidence[0], r.Findings[0].Advice[0] = s, s, s
+	var b bytes.Buffer
+	if err := WriteExplain(&b, FormatHTML, v, Style{}); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// FuzzHTMLNames: whatever the target names itself, the page has the same
+// markup as for a plain name — its every tag is memdiag's.
+func FuzzHTMLNames(f *testing.F) {
+	for _, s := range []string{hostile, "plain", "<svg onload=alert(1)>", "]]><!--", "\u202egnp.exe", "a\x00b", "\xff\xfe", "{{.Title}}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := strings.Count(explainPage(t, "x"), "<")
+		if got := strings.Count(explainPage(t, s), "<"); got != want {
+			t.Errorf("a name of %q makes %d tags, a plain one %d", s, got, want)
+		}
+	})
+}
