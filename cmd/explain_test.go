@@ -25,12 +25,23 @@ type explainJSON struct {
 		Evidence []string `json:"evidence"`
 	} `json:"attribution"`
 	Findings []struct {
-		ID    string  `json:"id"`
-		Bytes float64 `json:"bytes"`
+		ID     string   `json:"id"`
+		Bytes  float64  `json:"bytes"`
+		Advice []string `json:"advice"`
 	} `json:"findings"`
 	Inputs struct {
 		Notes []string `json:"notes"`
 	} `json:"inputs"`
+}
+
+// has reports whether the attribution has a row for cat.
+func (e *explainJSON) has(cat string) bool {
+	for _, a := range e.Attribution {
+		if a.Category == cat {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *explainJSON) bytes(cat string) float64 {

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,9 +16,11 @@ import (
 	"github.com/memdiag/memdiag/goruntime"
 	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/promtext"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/memcg"
+	"github.com/memdiag/memdiag/nodejs"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/syscalltrace"
 )
@@ -54,12 +57,12 @@ func (o *GatherOptions) register(f *pflag.FlagSet) {
 	f.StringSliceVar(&o.TraceFiles, "trace", nil, "a syscall trace of the process (strace, perf trace, sysdig, bpftrace): its never-unmapped mappings")
 	f.StringVar(&o.NMTFile, "nmt", "", "saved jcmd VM.native_memory summary")
 	f.StringVar(&o.HeapInfoFile, "heap-info", "", "saved jcmd GC.heap_info")
-	f.StringVar(&o.Prometheus, "prometheus", "", "JVM memory metrics from this URL or file")
+	f.StringVar(&o.Prometheus, "prometheus", "", "a Prometheus page (URL or saved file) with a JVM's memory metrics or a Node.js program's (prom-client's nodejs_heap_*)")
 	f.StringVar(&o.Expvar, "expvar", "", "a Go program's runtime.MemStats from its expvar page (http://HOST:PORT/debug/vars), a Prometheus page with the Go collector's go_memstats_* (/metrics), or a saved copy")
 	f.StringVar(&o.Jolokia.URL, "jolokia", "", "JVM memory MBeans from this Jolokia endpoint")
 	f.StringVar(&o.jolokiaCredFile, "jolokia-credentials", "", "file whose first line is USER:PASSWORD (else MEMDIAG_JOLOKIA_USER/MEMDIAG_JOLOKIA_PASSWORD)")
 	f.BoolVar(&o.NoAttach, "no-attach", false, "never attach to a JVM (no heap range, no NMT)")
-	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "bound for each live capture (attach, gdb, Jolokia)")
+	f.DurationVar(&o.Timeout, "timeout", 30*time.Second, "bound for each live capture (attach, gdb, Jolokia, a Prometheus or expvar page)")
 	f.IntVar(&o.Cores, "cores", 0, "cores of the process's host, for glibc's arena limit (default: this host's with --capture-malloc-info, unknown for a file)")
 }
 
@@ -191,15 +194,19 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 		}
 	}
 	if o.Prometheus != "" {
-		if m, err := jmx.ReadPrometheus(ctx, o.Prometheus); err != nil {
-			// An endpoint may be down a while; a file is evidence the user
-			// gave, as --nmt is, and a bad one is an error.
-			if !strings.HasPrefix(o.Prometheus, "http://") && !strings.HasPrefix(o.Prometheus, "https://") {
-				return nil, nil, err
-			}
+		// One reading of the page, for whichever runtime's metrics it holds.
+		m, node, err := readPrometheus(ctx, o.Prometheus, o.Timeout)
+		switch {
+		case err != nil && !promtext.IsURL(o.Prometheus):
+			// An endpoint may be down a while; a file is evidence the
+			// user gave, as --nmt is, and a bad one is an error.
+			return nil, nil, err
+		case err != nil:
 			in.Notes = append(in.Notes, err.Error())
 			failed = append(failed, err.Error())
-		} else {
+		case node != nil:
+			in.Node = node
+		default:
 			merge(m)
 		}
 	}
@@ -401,4 +408,19 @@ func weighNMT(in *explain.Inputs, regions []jmx.NMTRegion, ms []pmap.Mapping, fs
 	if err := in.WeighNMT(regions, ms, nil); err != nil {
 		in.Notes = append(in.Notes, fmt.Sprintf("NMT regions not weighed (%v): NMT's mmap'd memory is not claimed", err))
 	}
+}
+
+// readPrometheus reads a Prometheus page once and parses it as the
+// runtime it is from: a Node.js program's prom-client metrics, or a JVM's.
+func readPrometheus(ctx context.Context, target string, timeout time.Duration) (*jmx.JVMMemory, *nodejs.Memory, error) {
+	page, err := promtext.ReadPage(ctx, target, timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	if nodejs.Recognize(page) {
+		node, err := nodejs.ParsePrometheus(bytes.NewReader(page), target)
+		return nil, node, err
+	}
+	m, err := jmx.ParsePrometheus(bytes.NewReader(page), target)
+	return m, nil, err
 }

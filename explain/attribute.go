@@ -19,6 +19,7 @@ const (
 	CatThreadStacks Category = "thread-stacks"
 	CatJVMHeap      Category = "jvm-heap"
 	CatGoHeap       Category = "go-heap"
+	CatV8Heap       Category = "v8-heap"
 	CatLeaked       Category = "leaked-mappings"
 	CatMallocFree   Category = "malloc-free-retained"
 	CatDirect       Category = "direct-buffers"
@@ -30,7 +31,7 @@ const (
 
 // Categories lists every category in output order.
 func Categories() []Category {
-	return []Category{CatJVMHeap, CatJVMNonHeap, CatDirect, CatGoHeap, CatMallocInUse, CatMallocFree, CatLeaked,
+	return []Category{CatJVMHeap, CatJVMNonHeap, CatDirect, CatGoHeap, CatV8Heap, CatMallocInUse, CatMallocFree, CatLeaked,
 		CatThreadStacks, CatFileBacked, CatShmem, CatOther, CatUnexplained}
 }
 
@@ -116,7 +117,7 @@ func Attribute(in *Inputs) *Result {
 	// 2. Anonymous memory: malloc, the JVM's native memory, leaks.
 	// jvm-native mappings are what NMT's committed regions cover: their Rss
 	// is claimed below through NMT, so it joins the anonymous pool.
-	anonRSS := in.classRSS("heap", "glibc-arena", "anon", "jvm-heap", "jvm-native", string(pmap.ClassGoHeap))
+	anonRSS := in.classRSS("heap", "glibc-arena", "anon", "jvm-heap", "jvm-native", string(pmap.ClassGoHeap), string(pmap.ClassV8Heap))
 	anon := &pool{name: "anonymous", left: anonRSS}
 	arenaRSS := in.classRSS("heap", "glibc-arena")
 
@@ -139,6 +140,18 @@ func Attribute(in *Inputs) *Result {
 			ev = append(ev, fmt.Sprintf("%s: HeapInuse %d B, HeapIdle %d B of which HeapReleased %d B, StackSys %d B", g.Source, g.HeapInuseBytes, g.HeapIdleBytes, g.HeapReleasedBytes, g.StackSysBytes))
 		}
 		add(CatGoHeap, anon.take(gh), "smaps", "medium", ev...)
+	}
+
+	if vh := in.classRSS(string(pmap.ClassV8Heap)); vh > 0 {
+		ev := []string{fmt.Sprintf("Rss of %d V8 heap pages and code space (anonymous, 256 KiB-aligned below 2^46, where V8 places them): %d B", in.classMappings(string(pmap.ClassV8Heap)), vh)}
+		if n := in.Node; n != nil {
+			ev = append(ev, fmt.Sprintf("%s: heap total %d B, used %d B", n.Source, n.HeapTotalBytes, n.HeapUsedBytes))
+		}
+		add(CatV8Heap, anon.take(vh), "smaps", "medium", ev...)
+	} else if n := in.Node; n != nil && n.HeapTotalBytes > 0 {
+		got := anon.take(n.HeapTotalBytes)
+		add(CatV8Heap, got, n.Source, "low",
+			fmt.Sprintf("heap total %d B (%s); its pages are not located, so they are assumed resident", n.HeapTotalBytes, n.Source))
 	}
 
 	if t := in.Trace; t != nil {
@@ -234,6 +247,14 @@ func Attribute(in *Inputs) *Result {
 		kept := anon.take(m.RetainedFreeBytes)
 		add(CatMallocFree, kept, m.Source, "medium",
 			fmt.Sprintf("%s keeps %d B beside what is in use: %s (its resident figure, an upper bound: %d B); %d B of it fit in the anonymous RSS left", m.Allocator, m.RetainedFreeBytes, strings.Join(parts, ", "), m.SystemCurrentBytes, kept))
+	}
+	if n := in.Node; n != nil && in.Malloc == nil && n.ExternalBytes > 0 {
+		// Buffers and ArrayBuffers are malloc'd: without the allocator's
+		// statistics, Node.js's count of them stands for that part of
+		// malloc's memory.
+		got := anon.take(n.ExternalBytes)
+		add(CatMallocInUse, got, n.Source, "low",
+			fmt.Sprintf("external memory (Buffers, ArrayBuffers; malloc'd by Node.js) %d B, taken as resident up to the anonymous memory left: %d B", n.ExternalBytes, got))
 	}
 	unexplained := []string{fmt.Sprintf("anonymous resident memory no source accounts for: %d B", anon.left)}
 	if anon.left > 0 {
@@ -371,6 +392,8 @@ func (in *Inputs) applies(c Category) bool {
 		return in.classRSS("heap", string(pmap.ClassGlibcArena)) > 0 || in.Malloc != nil
 	case CatGoHeap:
 		return in.classMappings(string(pmap.ClassGoHeap)) > 0
+	case CatV8Heap:
+		return in.classMappings(string(pmap.ClassV8Heap)) > 0 || in.Node != nil
 	case CatLeaked:
 		return true
 	}
@@ -429,18 +452,88 @@ func goHeapFinding(in *Inputs, resident uint64, share func(uint64) float64) (fin
 		if share(idle) >= 0.5 {
 			sev = finding.High
 		}
+		ev := []string{fmt.Sprintf("%s: HeapIdle %d B − HeapReleased %d B = %d B; HeapInuse %d B; Rss of the Go heap arenas %d B", g.Source, g.HeapIdleBytes, g.HeapReleasedBytes, g.IdleNotReleasedBytes(), g.HeapInuseBytes, resident)}
+		bound := "to bound it, set GOMEMLIMIT (the runtime then collects and returns memory as the process nears the limit) or lower GOGC."
+		if g.GOGCPercent != nil {
+			limit := "no GOMEMLIMIT"
+			if g.MemoryLimitBytes > 0 {
+				limit = "GOMEMLIMIT " + humanize.Bytes(g.MemoryLimitBytes)
+				if g.MemoryLimitBytes > resident {
+					bound = fmt.Sprintf("GOMEMLIMIT (%s) is above this heap, so it does not press the runtime yet: set it nearer the memory the service should use, or lower GOGC.", humanize.Bytes(g.MemoryLimitBytes))
+				}
+			}
+			ev = append(ev, fmt.Sprintf("%s: GOGC %d, %s", g.Source, *g.GOGCPercent, limit))
+		}
 		return finding.Finding{ID: "go-heap-idle", Severity: sev, Bytes: idle,
 			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is Go heap the runtime holds idle and has not yet returned to the system: freed by the garbage collector, kept for reuse", humanize.Bytes(idle), 100*share(idle)),
-			Evidence: []string{fmt.Sprintf("%s: HeapIdle %d B − HeapReleased %d B = %d B; HeapInuse %d B; Rss of the Go heap arenas %d B", g.Source, g.HeapIdleBytes, g.HeapReleasedBytes, g.IdleNotReleasedBytes(), g.HeapInuseBytes, resident)},
+			Evidence: ev,
 			Advice: []string{
 				"The runtime's background scavenger returns idle memory above what the heap goal needs slowly (about 1 % of one CPU's time), so it can stay for minutes; nothing is leaking.",
-				"To return it at once, call debug.FreeOSMemory() in the program (after a burst, or from an admin endpoint); to bound it, set GOMEMLIMIT (the runtime then collects and returns memory as the process nears the limit) or lower GOGC.",
+				"To return it at once, call debug.FreeOSMemory() in the program (after a burst, or from an admin endpoint); " + bound,
 			}}, true
 	}
 	return finding.Finding{ID: "go-heap-live", Severity: finding.Medium, Bytes: min(g.HeapInuseBytes, resident),
 		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is Go heap in use (HeapInuse): live objects, or garbage not yet collected", humanize.Bytes(min(g.HeapInuseBytes, resident)), 100*share(min(g.HeapInuseBytes, resident))),
 		Evidence: []string{fmt.Sprintf("%s: HeapInuse %d B, HeapAlloc %d B, next GC at %d B; idle not returned %d B", g.Source, g.HeapInuseBytes, g.HeapAllocBytes, g.NextGCBytes, g.IdleNotReleasedBytes())},
 		Advice:   []string{"What holds it, by allocation site: go tool pprof -sample_index=inuse_space http://HOST:PORT/debug/pprof/heap (import _ \"net/http/pprof\"); compare two snapshots over time (memdiag diff) to tell growth from a working set."}}, true
+}
+
+// v8HeapFinding says what V8's heap holds where it is a large part of
+// RSS: from the program's own accounting, live objects or free pages.
+func v8HeapFinding(in *Inputs, resident uint64, share func(uint64) float64) (finding.Finding, bool) {
+	if resident < 16<<20 || share(resident) < 0.10 {
+		return finding.Finding{}, false
+	}
+	snapshot := "A heap snapshot names what holds it: start node with --heapsnapshot-signal=SIGUSR2 and send the signal (or call v8.writeHeapSnapshot()), take two some minutes apart and compare them in Chrome DevTools' Memory tab (Comparison view)."
+	n := in.Node
+	if n == nil {
+		return finding.Finding{ID: "v8-heap", Severity: finding.Medium, Bytes: resident,
+			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is the V8 JavaScript heap; how much of it holds live objects is in the program's own accounting, which no source gave", humanize.Bytes(resident), 100*share(resident)),
+			Evidence: []string{fmt.Sprintf("smaps: Rss of the V8 heap pages %d B", resident)},
+			Advice: []string{
+				"Expose it and pass it: prom-client's collectDefaultMetrics() serves nodejs_heap_size_used_bytes and the rest on the program's /metrics; then memdiag explain --pid PID --prometheus http://HOST:PORT/metrics. In the program, v8.getHeapStatistics() and process.memoryUsage() say the same.",
+				snapshot,
+			}}, true
+	}
+	ev := fmt.Sprintf("%s: heap total %d B, used %d B, free %d B; Rss of the V8 heap pages %d B", n.Source, n.HeapTotalBytes, n.HeapUsedBytes, n.FreeBytes(), resident)
+	if free := min(n.FreeBytes(), resident); free >= resident/2 && free >= 16<<20 {
+		return finding.Finding{ID: "v8-heap-free", Severity: finding.Medium, Bytes: free,
+			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is V8 heap no object occupies: pages the garbage collector freed and V8 keeps for the next allocations", humanize.Bytes(free), 100*share(free)),
+			Evidence: []string{ev},
+			Advice: []string{
+				"Nothing is leaking: V8 gives pages back after memory-reducing collections, when the program is idle or near its heap limit. Half of new space is always empty (its semi-spaces): --max-semi-space-size bounds it.",
+				"To bound the whole heap, set --max-old-space-size (MiB); the program then collects harder as it nears the limit, and fails with 'JavaScript heap out of memory' past it.",
+			}}, true
+	}
+	used := min(n.HeapUsedBytes, resident)
+	sev := finding.Medium
+	if share(used) >= 0.5 {
+		sev = finding.High
+	}
+	return finding.Finding{ID: "v8-heap-live", Severity: sev, Bytes: used,
+		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is JavaScript objects on the V8 heap (heap used): live, or garbage not yet collected", humanize.Bytes(used), 100*share(used)),
+		Evidence: []string{ev},
+		Advice:   []string{snapshot, "Compare two memdiag snapshots over time (memdiag diff) to tell growth from a working set; --max-old-space-size (MiB) caps the heap."}}, true
+}
+
+// nodeExternalFinding says where Buffers and ArrayBuffers, which Node.js
+// mallocs outside V8's heap, are a large part of RSS.
+func nodeExternalFinding(in *Inputs, share func(uint64) float64) (finding.Finding, bool) {
+	n := in.Node
+	if n == nil || n.ExternalBytes < 16<<20 || share(n.ExternalBytes) < 0.10 {
+		return finding.Finding{}, false
+	}
+	sev := finding.Medium
+	if share(n.ExternalBytes) >= 0.5 {
+		sev = finding.High
+	}
+	return finding.Finding{ID: "node-external", Severity: sev, Bytes: n.ExternalBytes,
+		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is held by Buffers and ArrayBuffers outside the V8 heap (Node.js's external memory, malloc'd)", humanize.Bytes(n.ExternalBytes), 100*share(n.ExternalBytes)),
+		Evidence: []string{fmt.Sprintf("%s: external %d B; heap total %d B", n.Source, n.ExternalBytes, n.HeapTotalBytes)},
+		Advice: []string{
+			"A heap snapshot shows the JavaScript objects that keep them (filter for ArrayBuffer, Buffer, Uint8Array and follow the retainers); they are freed only when those objects are collected.",
+			"Buffering whole bodies or files is the usual cause: stream them (stream.pipeline) instead of collecting chunks with Buffer.concat.",
+		}}, true
 }
 
 // noSource is the source of a category no input measured.
@@ -480,6 +573,12 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 		fs = append(fs, f)
 	}
 	if f, ok := goHeapFinding(in, r.Bytes(CatGoHeap), share); ok {
+		fs = append(fs, f)
+	}
+	if f, ok := v8HeapFinding(in, r.Bytes(CatV8Heap), share); ok {
+		fs = append(fs, f)
+	}
+	if f, ok := nodeExternalFinding(in, share); ok {
 		fs = append(fs, f)
 	}
 	un := r.Bytes(CatUnexplained)

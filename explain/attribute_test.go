@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdiag/memdiag/goruntime"
 	"github.com/memdiag/memdiag/jmx"
+	"github.com/memdiag/memdiag/nodejs"
 	"github.com/memdiag/memdiag/pmap"
 )
 
@@ -154,6 +156,7 @@ func TestWeighNMTBounded(t *testing.T) {
 // buffers.
 func TestLeadsBeyondGlibcAndTheJVM(t *testing.T) {
 	const mib = 1 << 20
+	gogc := 100
 	for _, c := range []struct {
 		name, want string
 		in         Inputs
@@ -181,6 +184,27 @@ func TestLeadsBeyondGlibcAndTheJVM(t *testing.T) {
 		}, func(t *testing.T, r *Result) {
 			if r.PSSBytes != 134*mib || !strings.Contains(r.Findings[0].Summary, "about 5 processes") || !strings.Contains(strings.Join(r.Findings[0].Advice, " "), "shared_buffers") {
 				t.Errorf("PSS %d, finding %+v", r.PSSBytes, r.Findings[0])
+			}
+		}},
+		{"a Go heap idle under a distant GOMEMLIMIT", "go-heap-idle", Inputs{
+			Classes: []ClassSum{{Class: "go-heap", Mappings: 3, RSSBytes: 520 * mib}, {Class: "file-code", RSSBytes: 5 * mib}},
+			Go:      &goruntime.MemStats{HeapSysBytes: 540 * mib, HeapInuseBytes: 20 * mib, HeapIdleBytes: 520 * mib, HeapReleasedBytes: 10 * mib, GOGCPercent: &gogc, MemoryLimitBytes: 4 << 30, Source: "m"},
+		}, func(t *testing.T, r *Result) {
+			if f := r.Findings[0]; f.Bytes != 510*mib || !strings.Contains(strings.Join(f.Advice, " "), "GOMEMLIMIT (4.0 GiB) is above this heap") {
+				t.Errorf("finding %+v", f)
+			}
+		}},
+		{"Node.js Buffers without allocator statistics", "node-external", Inputs{
+			Classes: []ClassSum{{Class: "v8-heap", Mappings: 40, RSSBytes: 10 * mib}, {Class: "anon", RSSBytes: 100 * mib}, {Class: "file-code", RSSBytes: 40 * mib}},
+			Node:    &nodejs.Memory{HeapTotalBytes: 10 * mib, HeapUsedBytes: 8 * mib, ExternalBytes: 96 * mib, Source: "metrics"},
+		}, func(t *testing.T, r *Result) {
+			if r.Bytes(CatMallocInUse) != 96*mib || r.Bytes(CatV8Heap) != 10*mib {
+				t.Errorf("attribution %+v", r.Attribution)
+			}
+			for _, f := range r.Findings {
+				if f.ID == "anon-unexplained" {
+					t.Errorf("Buffers Node.js accounts for called mapped directly: %+v", f)
+				}
 			}
 		}},
 	} {

@@ -16,6 +16,7 @@ import (
 	"github.com/memdiag/memdiag/goruntime"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/mallocinfo"
+	"github.com/memdiag/memdiag/nodejs"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/syscalltrace"
 )
@@ -41,8 +42,11 @@ type Inputs struct {
 	// "jemalloc", "tcmalloc" or "glibc" ("" when none is known).
 	Allocator string `json:"allocator,omitempty"`
 	// Go is a Go program's own account of its heap (runtime.MemStats).
-	Go    *goruntime.MemStats `json:"go,omitempty"`
-	Notes []string            `json:"notes"`
+	Go *goruntime.MemStats `json:"go,omitempty"`
+	// Node is a Node.js program's own account of its memory (prom-client's
+	// default metrics).
+	Node  *nodejs.Memory `json:"node,omitempty"`
+	Notes []string       `json:"notes"`
 }
 
 // CgroupBrief is what the OOM killer weighs the process against: its

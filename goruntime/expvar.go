@@ -40,6 +40,11 @@ type MemStats struct {
 	// collections so far.
 	NextGCBytes uint64 `json:"next_gc_bytes"`
 	NumGC       uint32 `json:"num_gc"`
+	// GOGCPercent and MemoryLimitBytes are the collector's settings
+	// (GOGC, GOMEMLIMIT) where the page gives them: nil and 0 when not
+	// given, or no limit.
+	GOGCPercent      *int   `json:"gogc_percent,omitempty"`
+	MemoryLimitBytes uint64 `json:"memory_limit_bytes,omitempty"`
 	// Source names where it came from.
 	Source string `json:"source"`
 }

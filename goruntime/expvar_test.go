@@ -80,8 +80,9 @@ func TestParsePrometheusGoCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gogc := 100 // go_gc_gogc_percent; go_gc_gomemlimit_bytes is MaxInt64: no limit
 	want := &MemStats{HeapSysBytes: 288980992, HeapInuseBytes: 1343488, HeapIdleBytes: 287637504, HeapReleasedBytes: 2752512,
-		HeapAllocBytes: 324680, StackSysBytes: m.StackSysBytes, SysBytes: m.SysBytes, NextGCBytes: m.NextGCBytes, Source: "metrics"}
+		HeapAllocBytes: 324680, StackSysBytes: m.StackSysBytes, SysBytes: m.SysBytes, NextGCBytes: m.NextGCBytes, GOGCPercent: &gogc, Source: "metrics"}
 	if d := cmp.Diff(want, m); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
 	}
@@ -98,12 +99,43 @@ func TestParsePrometheusGoCollector(t *testing.T) {
 	}
 }
 
+// TestParseRuntimeMetrics: a program that exposes runtime/metrics
+// (collectors.WithGoCollectorRuntimeMetrics) instead of go_memstats gives
+// the same MemStats, derived as the runtime derives them.
+func TestParseRuntimeMetrics(t *testing.T) {
+	page := `go_memory_classes_heap_free_bytes 5.0e+08
+go_memory_classes_heap_released_bytes 3.0e+07
+go_memory_classes_heap_objects_bytes 2.0e+07
+go_memory_classes_heap_unused_bytes 1.0e+06
+go_memory_classes_heap_stacks_bytes 262144
+go_memory_classes_os_stacks_bytes 0
+go_memory_classes_total_bytes 5.6e+08
+go_gc_heap_goal_bytes 4.2e+07
+go_gc_gogc_percent 50
+go_gc_gomemlimit_bytes 1.073741824e+09
+`
+	m, err := Parse(strings.NewReader(page), "rm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gogc := 50
+	want := &MemStats{HeapSysBytes: 551000000, HeapInuseBytes: 21000000, HeapIdleBytes: 530000000, HeapReleasedBytes: 30000000,
+		HeapAllocBytes: 20000000, StackSysBytes: 262144, SysBytes: 560000000, NextGCBytes: 42000000, GOGCPercent: &gogc, MemoryLimitBytes: 1 << 30, Source: "rm"}
+	if d := cmp.Diff(want, m); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+	if _, err := Parse(strings.NewReader("go_memory_classes_heap_free_bytes 5\n"), "rm"); !errors.Is(err, ErrUnrecognized) {
+		t.Errorf("free without the other classes: %v, want ErrUnrecognized", err)
+	}
+}
+
 // FuzzParse: either format, any input, an error or a heap that adds up.
 func FuzzParse(f *testing.F) {
 	if b, err := os.ReadFile("../fixtures/goruntime/prometheus-go-collector.txt"); err == nil {
 		f.Add(b)
 	}
 	f.Add([]byte("go_memstats_heap_sys_bytes 10\ngo_memstats_heap_inuse_bytes 4\ngo_memstats_heap_idle_bytes 6\ngo_memstats_heap_released_bytes 1\n"))
+	f.Add([]byte("go_memory_classes_heap_free_bytes 6\ngo_memory_classes_heap_released_bytes 1\ngo_memory_classes_heap_objects_bytes 3\ngo_memory_classes_heap_unused_bytes 1\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Parse(bytes.NewReader(b), "fuzz")
 		if err == nil && (m.HeapInuseBytes+m.HeapIdleBytes != m.HeapSysBytes || m.IdleNotReleasedBytes() > m.HeapIdleBytes) {

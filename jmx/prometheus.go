@@ -1,58 +1,27 @@
 package jmx
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"strings"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/promtext"
 )
 
-// Bounds on a Prometheus exposition: a JVM's memory metrics are a few KiB,
-// a whole application's exposition rarely a few MiB; the text parser gathers
-// each token whole, so a line is bounded too.
-const (
-	maxPrometheusBytes = 64 << 20
-	maxPrometheusLine  = 1 << 20
-)
-
-// ReadPrometheus fetches (http/https URL) or opens (a file) a Prometheus
-// text exposition and reads the JVM memory metrics in it.
+// ReadPrometheus fetches (http/https URL, no redirect followed) or opens (a
+// file) a Prometheus text exposition and reads the JVM memory metrics in it.
 func ReadPrometheus(ctx context.Context, target string) (*JVMMemory, error) {
-	var r io.Reader
-	if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Accept", "text/plain;version=0.0.4")
-		resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("prometheus %s: %w", target, err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("prometheus %s: HTTP %d", target, resp.StatusCode)
-		}
-		r = resp.Body
-	} else {
-		f, err := input.Open(target)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
+	page, err := promtext.ReadPage(ctx, target, 0)
+	if err != nil {
+		return nil, err
 	}
-	r = input.LineLimitReader(input.LimitReader(r, maxPrometheusBytes, target), maxPrometheusLine, target)
-	return ParsePrometheus(r, target)
+	return ParsePrometheus(bytes.NewReader(page), target)
 }
 
 // ParsePrometheus reads JVM memory metrics from Prometheus text exposition,
@@ -66,7 +35,7 @@ func ReadPrometheus(ctx context.Context, target string) (*JVMMemory, error) {
 //
 // A max of −1 means undefined and is left out.
 func ParsePrometheus(r io.Reader, source string) (*JVMMemory, error) {
-	families, err := textToFamilies(r)
+	families, err := promtext.Parse(r)
 	if errors.Is(err, input.ErrTooLarge) {
 		return nil, err
 	}
@@ -209,19 +178,6 @@ func ParsePrometheus(r io.Reader, source string) (*JVMMemory, error) {
 	}
 	sortPools(m)
 	return m, nil
-}
-
-// textToFamilies runs expfmt's parser, turning a panic inside it (its text
-// parser dereferences nil on some malformed input, e.g. "{}") into an error:
-// the exposition comes from the network and must never crash memdiag.
-func textToFamilies(r io.Reader) (families map[string]*dto.MetricFamily, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			families, err = nil, fmt.Errorf("the parser failed on malformed input (%v)", p)
-		}
-	}()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(r)
 }
 
 func value(mt *dto.Metric) float64 {

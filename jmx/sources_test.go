@@ -69,7 +69,7 @@ func TestPrometheusOverHTTP(t *testing.T) {
 	if err != nil || m.Heap.CommittedBytes != 148897792 {
 		t.Fatalf("%v %+v", err, m)
 	}
-	if _, err := jmx.ReadPrometheus(context.Background(), srv.URL+"/nope"); err == nil || !strings.Contains(err.Error(), "HTTP 404") {
+	if _, err := jmx.ReadPrometheus(context.Background(), srv.URL+"/nope"); err == nil || !strings.Contains(err.Error(), "404 Not Found") {
 		t.Errorf("404: %v", err)
 	}
 	if _, err := jmx.ParsePrometheus(strings.NewReader("up 1\n"), "x"); !errors.Is(err, jmx.ErrMalformed) {

@@ -18,6 +18,7 @@ const (
 	ClassThreadStack Class = "thread-stack" // another thread's stack
 	ClassGlibcArena  Class = "glibc-arena"  // a non-main glibc malloc arena heap, or its reserve
 	ClassGoHeap      Class = "go-heap"      // a Go program's heap arenas (its goroutines' stacks among them)
+	ClassV8Heap      Class = "v8-heap"      // a Node.js program's V8 heap pages and JIT code space
 	ClassGuard       Class = "guard"        // no access (---p): guard pages and reserved gaps
 	ClassFileCode    Class = "file-code"    // executable file mapping: program and library text
 	ClassFileData    Class = "file-data"    // other file mappings: rodata, data, mmapped files
@@ -29,7 +30,7 @@ const (
 // Classes lists the classes Classify assigns, in the order of the table in
 // docs/pmap.md.
 func Classes() []Class {
-	return []Class{ClassHeap, ClassStack, ClassThreadStack, ClassGlibcArena, ClassGoHeap, ClassGuard,
+	return []Class{ClassHeap, ClassStack, ClassThreadStack, ClassGlibcArena, ClassGoHeap, ClassV8Heap, ClassGuard,
 		ClassFileCode, ClassFileData, ClassShmem, ClassKernel, ClassAnon}
 }
 
@@ -97,13 +98,16 @@ func Classify(ms []Mapping, h Hints) {
 	} else {
 		markArenas(ms)
 	}
+	if mapsNode(ms) {
+		markV8Heap(ms)
+	}
 	for i := range ms {
 		m := &ms[i]
 		if r, ok := findRegion(regions, m); ok {
 			m.Class, m.Reason = r.Class, r.Reason
 			continue
 		}
-		if m.Class == ClassGlibcArena || m.Class == ClassGoHeap {
+		if m.Class == ClassGlibcArena || m.Class == ClassGoHeap || m.Class == ClassV8Heap {
 			continue
 		}
 		m.Class, m.Reason = classifyAlone(ms, i, sps, h)
@@ -189,6 +193,52 @@ func markGoHeap(ms []Mapping, sps []uint64) {
 		}
 		i = j
 	}
+}
+
+// V8 (x86-64 Linux) places its heap at random hints below 2^46
+// (base::OS::GetRandomMmapAddr masks them with 0x3FFFFFFFF000), far below
+// where the kernel puts mmap(NULL, …), and in chunks aligned to its 256 KiB
+// page (MemoryChunk::kAlignment): new, old and large-object space alike.
+const (
+	v8HintLimit = 1 << 46
+	v8PageBytes = 256 << 10
+)
+
+// markV8Heap finds a Node.js program's V8 heap: anonymous pages (each
+// mmapped with a ---p remainder beside it) starting on a 256 KiB boundary
+// below V8's hint limit, and its JIT code space, the only anonymous
+// read-write-execute memory a Node.js process maps. A mapping that
+// continues a file mapping (a non-PIE binary's bss) is not one.
+func markV8Heap(ms []Mapping) {
+	for i := range ms {
+		m := &ms[i]
+		if !isPlainAnon(m) || m.Class != "" || m.Perms[:3] == "---" || m.Shared() {
+			continue
+		}
+		if m.Perms == "rwxp" {
+			m.Class, m.Reason = ClassV8Heap, "anonymous rwxp in a Node.js process: V8's code space (JIT-compiled code)"
+			continue
+		}
+		continuesFile := i > 0 && !ms[i-1].Anonymous() && ms[i-1].End == m.Start
+		if m.Start < v8HintLimit && m.Start%v8PageBytes == 0 && !continuesFile {
+			m.Class, m.Reason = ClassV8Heap, "anonymous, 256 KiB-aligned below 2^46 in a Node.js process: V8 heap pages (where V8 places them)"
+		}
+	}
+}
+
+// mapsNode reports whether the process runs Node.js: its executable (node,
+// nodejs) or libnode is mapped.
+func mapsNode(ms []Mapping) bool {
+	for i := range ms {
+		if ms[i].Anonymous() || ms[i].Perms[2] != 'x' {
+			continue
+		}
+		base := ms[i].Name[strings.LastIndexByte(ms[i].Name, '/')+1:]
+		if base == "node" || base == "nodejs" || strings.HasPrefix(base, "libnode.so") {
+			return true
+		}
+	}
+	return false
 }
 
 // mapsGlibc reports whether glibc's libc.so.6 is among the mappings.

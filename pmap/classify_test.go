@@ -73,6 +73,20 @@ func TestClassify(t *testing.T) {
 			want:  []Class{ClassGlibcArena, ClassGlibcArena, ClassFileCode},
 		},
 		{
+			name: "a Node.js process's V8 pages (256 KiB-aligned below 2^46, each with a ---p rest) and JIT code space",
+			ms: []Mapping{named(0x400000, 26*mib, "r-xp", "/usr/bin/node", 9), anon(0x400000+26*mib, 256*1024, "rw-p"),
+				anon(0x5eed200000, 256*1024, "rw-p"), anon(0x5eed240000, 256*1024, "---p"),
+				anon(0x0a818ea80000, 264*1024, "rw-p"), anon(0x230936ec0000, 52*1024, "r--p"),
+				anon(0x3fea2de00000+4096, 256*1024, "rw-p"),
+				anon(base+4096, 240*1024, "rwxp"), anon(base+1024*mib, 2*mib, "rw-p")},
+			want: []Class{ClassFileCode, ClassAnon, ClassV8Heap, ClassGuard, ClassV8Heap, ClassV8Heap, ClassAnon, ClassV8Heap, ClassAnon},
+		},
+		{
+			name: "the same shape outside Node.js is plain anonymous memory",
+			ms:   []Mapping{named(0x400000, 2*mib, "r-xp", "/usr/bin/python3", 9), anon(0x5eed200000, 256*1024, "rw-p"), anon(base+4096, 240*1024, "rwxp")},
+			want: []Class{ClassFileCode, ClassAnon, ClassAnon},
+		},
+		{
 			name: "a lone aligned 64 MiB anonymous mapping is not called an arena",
 			ms:   []Mapping{anon(base, 64*mib, "rw-p")},
 			want: []Class{ClassAnon},

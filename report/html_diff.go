@@ -69,7 +69,7 @@ func diffCompare(v *DiffView) ([]stackBar, []legendItem) {
 		if ob == 0 && nb == 0 {
 			continue
 		}
-		legend = append(legend, legendItem{categoryClass[c], string(c), Bytes(ob) + " → " + Bytes(nb)})
+		legend = append(legend, legendItem{classOf(c), string(c), Bytes(ob) + " → " + Bytes(nb)})
 	}
 	return bars, legend
 }
@@ -86,7 +86,7 @@ func entryBytes(es []explain.Entry, c explain.Category) uint64 {
 func entryParts(es []explain.Entry) []part {
 	ps := make([]part, 0, len(es))
 	for _, e := range es {
-		ps = append(ps, part{string(e.Category), e.Bytes, categoryClass[e.Category]})
+		ps = append(ps, part{string(e.Category), e.Bytes, classOf(e.Category)})
 	}
 	return ps
 }

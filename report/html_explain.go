@@ -19,9 +19,9 @@ func writeExplainHTML(w io.Writer, v *ExplainView) error {
 	var parts []part
 	var legend []legendItem
 	for _, e := range v.Result.Attribution {
-		parts = append(parts, part{string(e.Category), e.Bytes, categoryClass[e.Category]})
+		parts = append(parts, part{string(e.Category), e.Bytes, classOf(e.Category)})
 		if e.Bytes > 0 {
-			legend = append(legend, legendItem{categoryClass[e.Category], string(e.Category), Bytes(e.Bytes) + " · " + Percent(e.Bytes, rss)})
+			legend = append(legend, legendItem{classOf(e.Category), string(e.Category), Bytes(e.Bytes) + " · " + Percent(e.Bytes, rss)})
 		}
 	}
 	bar := newStackBar("RSS "+Bytes(rss), parts, rss, rss)
@@ -69,8 +69,8 @@ func explainWaterfall(v *ExplainView) *htmlTable {
 	for i, e := range v.Result.Attribution {
 		x, wd := span(at, e.Bytes, rss, svgWidth)
 		at += e.Bytes
-		h.Rows[i].Bar = &rowBar{X: x, W: wd, Class: categoryClass[e.Category]}
-		h.Rows[i].Swatch = categoryClass[e.Category]
+		h.Rows[i].Bar = &rowBar{X: x, W: wd, Class: classOf(e.Category)}
+		h.Rows[i].Swatch = classOf(e.Category)
 		ev := sanitizeAll(e.Evidence)
 		h.Rows[i].Tip = strings.Join(ev, "\n")
 		if len(ev) > 0 {

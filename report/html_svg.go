@@ -18,6 +18,16 @@ var categoryClass = map[explain.Category]string{
 	explain.CatJVMHeap: "k0", explain.CatJVMNonHeap: "k1", explain.CatDirect: "k2", explain.CatMallocInUse: "k3",
 	explain.CatMallocFree: "k4", explain.CatLeaked: "k5", explain.CatThreadStacks: "k6", explain.CatFileBacked: "k7",
 	explain.CatShmem: "k8", explain.CatOther: "k9", explain.CatUnexplained: "k10", explain.CatGoHeap: "k11",
+	explain.CatV8Heap: "k12",
+}
+
+// classOf is c's palette class; a category the palette does not know yet
+// is drawn as "other", never black.
+func classOf(c explain.Category) string {
+	if k, ok := categoryClass[c]; ok {
+		return k
+	}
+	return otherClass
 }
 
 // ordinalClasses colour series with no meaning of their own (arenas),

@@ -229,3 +229,29 @@ func FuzzHTMLNames(f *testing.F) {
 		}
 	})
 }
+
+// TestEveryCategoryHasAColour: each category has a palette class of its
+// own, which the stylesheet defines for figures and swatches alike.
+func TestEveryCategoryHasAColour(t *testing.T) {
+	css, err := htmlFiles.ReadFile("html/style.css")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]explain.Category{}
+	for _, c := range explain.Categories() {
+		k, ok := categoryClass[c]
+		if !ok {
+			t.Errorf("category %s has no colour (it would be drawn as other)", c)
+			continue
+		}
+		if other, dup := seen[k]; dup {
+			t.Errorf("%s and %s share the colour %s", c, other, k)
+		}
+		seen[k] = c
+		for _, rule := range []string{"." + k + " { fill: var(--" + k + ")", ".sw." + k + " { background: var(--" + k + ")"} {
+			if !strings.Contains(string(css), rule) {
+				t.Errorf("the stylesheet lacks %q", rule)
+			}
+		}
+	}
+}

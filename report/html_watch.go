@@ -71,7 +71,7 @@ func watchSeries(v *WatchView) *seriesData {
 			if !ok {
 				k = len(d.Layers)
 				index[c.Category] = k
-				d.Layers = append(d.Layers, seriesLayer{Name: c.Category, Class: categoryClass[explain.Category(c.Category)], Values: make([]uint64, len(v.Samples))})
+				d.Layers = append(d.Layers, seriesLayer{Name: c.Category, Class: classOf(explain.Category(c.Category)), Values: make([]uint64, len(v.Samples))})
 			}
 			d.Layers[k].Values[i] = c.Bytes
 		}
@@ -116,7 +116,7 @@ func lastSampleTable(s WatchSample) *htmlTable {
 	}
 	h := newHTMLTable(t)
 	for i, c := range shown {
-		h.Rows[i].Swatch = categoryClass[explain.Category(c)]
+		h.Rows[i].Swatch = classOf(explain.Category(c))
 	}
 	return h
 }
