@@ -106,6 +106,9 @@ type htmlTable struct {
 	BarAt int
 	// Fixed keeps the rows in their order: no sorting.
 	Fixed bool
+	// Narrow tables (a few columns, no bars) are not stretched to the
+	// page's width, where a row's label and its figure drift apart.
+	Narrow bool
 	// Evidence follows the table, folded: what each row's figure rests on.
 	Evidence []evidenceGroup
 }
@@ -157,6 +160,7 @@ func newHTMLTable(t *Table) *htmlTable {
 		h.Rows = append(h.Rows, hr)
 	}
 	h.Notes = sanitizeAll(t.Notes)
+	h.Narrow = len(t.Columns) <= 4
 	return h
 }
 

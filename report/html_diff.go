@@ -134,7 +134,7 @@ func addDeltaBars(h *htmlTable, shown []explain.Change) {
 		}
 		h.Rows[i].Bar = b
 	}
-	h.BarAt = 4
+	h.BarAt, h.Narrow = 4, false
 }
 
 func abs64(d int64) int64 {

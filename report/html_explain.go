@@ -78,7 +78,7 @@ func explainWaterfall(v *ExplainView) *htmlTable {
 		}
 	}
 	h.Rows[len(h.Rows)-1].Bar = &rowBar{X: 0, W: svgWidth, Class: "total"}
-	h.BarAt, h.Fixed = 0, true
+	h.BarAt, h.Fixed, h.Narrow = 0, true, false
 	return h
 }
 
@@ -109,6 +109,6 @@ func classesTable(in *explain.Inputs) *htmlTable {
 		x, w := span(0, c.RSSBytes, max(tot.RSSBytes, 1), svgWidth)
 		h.Rows[i].Bar = &rowBar{X: x, W: w, Class: "k0"}
 	}
-	h.BarAt = 3
+	h.BarAt, h.Narrow = 3, false
 	return h
 }
