@@ -80,7 +80,8 @@ func missingFigures(want []string, text string) []string {
 }
 
 // TestHTMLHoldsEveryFigure: every figure of a report's text is on its
-// page too — the page adds pictures, it leaves nothing out.
+// page too — the page adds pictures, it leaves nothing out — and the page
+// names nothing to fetch.
 func TestHTMLHoldsEveryFigure(t *testing.T) {
 	for _, c := range htmlCases {
 		t.Run(c.name, func(t *testing.T) {
@@ -88,7 +89,14 @@ func TestHTMLHoldsEveryFigure(t *testing.T) {
 			if len(want) < 5 {
 				t.Fatalf("only %d figures in the text: %q", len(want), want)
 			}
-			if m := missingFigures(want, pageText(renderHTML(t, c.args))); len(m) > 0 {
+			page := renderHTML(t, c.args)
+			// Self-contained: nothing named that a browser would fetch.
+			for _, fetch := range []string{"://", "url(", "@import", " src=", " href="} {
+				if strings.Contains(page, fetch) {
+					t.Errorf("the page holds %q", fetch)
+				}
+			}
+			if m := missingFigures(want, pageText(page)); len(m) > 0 {
 				t.Errorf("the page lacks %d of the text's %d figures: %q", len(m), len(want), m)
 			}
 		})
