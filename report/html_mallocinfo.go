@@ -119,6 +119,24 @@ func mallocInfoSeries(v *MallocInfoView, track *arenaTrack) *seriesData {
 	for i := range steps {
 		d.X = append(d.X, float64(i+1))
 	}
+	d.Layers = arenaLayers(track)
+	retained := make([]uint64, len(steps))
+	for i := range steps {
+		retained[i] = steps[i].RetainedFreeBytes
+	}
+	d.Lines = []seriesLayer{{Name: "Σ retained free", Class: "line", Values: retained}}
+	why, _, _ := tellingSteps(steps)
+	for i := range steps {
+		if r, ok := why[i]; ok {
+			d.Marks = append(d.Marks, seriesMark{Step: i, Label: "#" + strconv.Itoa(i+1), Tip: fmt.Sprintf("#%d: %s", i+1, strings.Join(r, ", "))})
+		}
+	}
+	return d
+}
+
+// arenaLayers are the mallocInfoSeriesArenas arenas that held most at
+// their peak, in arena order, then the others summed as one layer.
+func arenaLayers(track *arenaTrack) []seriesLayer {
 	nrs := make([]int, 0, len(track.byArena))
 	peak := map[int]uint64{}
 	for nr, vs := range track.byArena {
@@ -135,12 +153,13 @@ func mallocInfoSeries(v *MallocInfoView, track *arenaTrack) *seriesData {
 	})
 	own := nrs[:min(len(nrs), mallocInfoSeriesArenas)]
 	sort.Ints(own)
+	var layers []seriesLayer
 	for i, nr := range own {
 		name := "arena " + strconv.Itoa(nr)
 		if nr == 0 {
 			name += " (main)"
 		}
-		d.Layers = append(d.Layers, seriesLayer{Name: name, Class: ordinalClass(i), Values: track.values(nr)})
+		layers = append(layers, seriesLayer{Name: name, Class: ordinalClass(i), Values: track.values(nr)})
 	}
 	if rest := nrs[len(own):]; len(rest) > 0 {
 		sum := make([]uint64, track.steps)
@@ -149,18 +168,7 @@ func mallocInfoSeries(v *MallocInfoView, track *arenaTrack) *seriesData {
 				sum[i] += b
 			}
 		}
-		d.Layers = append(d.Layers, seriesLayer{Name: fmt.Sprintf("%d other arenas", len(rest)), Class: otherClass, Values: sum})
+		layers = append(layers, seriesLayer{Name: fmt.Sprintf("%d other arenas", len(rest)), Class: otherClass, Values: sum})
 	}
-	retained := make([]uint64, len(steps))
-	for i := range steps {
-		retained[i] = steps[i].RetainedFreeBytes
-	}
-	d.Lines = []seriesLayer{{Name: "Σ retained free", Class: "line", Values: retained}}
-	why, _, _ := tellingSteps(steps)
-	for i := range steps {
-		if r, ok := why[i]; ok {
-			d.Marks = append(d.Marks, seriesMark{Step: i, Label: "#" + strconv.Itoa(i+1), Tip: fmt.Sprintf("#%d: %s", i+1, strings.Join(r, ", "))})
-		}
-	}
-	return d
+	return layers
 }

@@ -80,34 +80,9 @@ func newSeriesChart(d *seriesData) *seriesChart {
 	if n == 0 {
 		return c
 	}
-	totals := make([]uint64, n)
-	for _, l := range d.Layers {
-		for i, v := range l.Values {
-			totals[i] += v
-		}
-	}
-	var top uint64
-	for i := range totals {
-		top = max(top, totals[i])
-		for _, l := range d.Lines {
-			top = max(top, l.Values[i])
-		}
-	}
-	yt, axisTop := byteTicks(top, 5)
-	y := func(v float64) float64 { return c.Bottom - v/float64(axisTop)*c.PlotH }
-	for _, t := range yt {
-		c.YTicks = append(c.YTicks, tickPos{y(t.At), t.Label})
-	}
-	x0, x1 := d.X[0], d.X[n-1]
-	x := func(v float64) float64 {
-		if x1 <= x0 {
-			return c.Left + c.PlotW/2
-		}
-		return c.Left + (v-x0)/(x1-x0)*c.PlotW
-	}
-	for _, t := range niceTicks(x0, x1, 8, d.Integer) {
-		c.XTicks = append(c.XTicks, tickPos{x(t), d.XLabel(t)})
-	}
+	totals := stepTotals(d)
+	y := c.yAxis(d, totals)
+	x := c.xAxis(d)
 	idx := drawnSteps(totals)
 	c.Steps, c.Drawn, c.Downsampled = n, len(idx), len(idx) < n
 	xs := make([]float64, len(idx))
@@ -122,41 +97,99 @@ func newSeriesChart(d *seriesData) *seriesChart {
 	if len(idx) <= 160 {
 		c.Dots = xs
 	}
-	below := make([]float64, len(idx))
-	for _, l := range d.Layers {
-		above := make([]float64, len(idx))
-		var path strings.Builder
-		for k, i := range idx {
-			above[k] = below[k] + float64(l.Values[i])
-			cmd := 'L'
-			if k == 0 {
-				cmd = 'M'
-			}
-			fmt.Fprintf(&path, "%c%s %s", cmd, f1(xs[k]), f1(y(above[k])))
-		}
-		for k := len(idx) - 1; k >= 0; k-- {
-			fmt.Fprintf(&path, "L%s %s", f1(xs[k]), f1(y(below[k])))
-		}
-		path.WriteString("Z")
-		c.Areas = append(c.Areas, svgPath{D: path.String(), Class: l.Class, Tip: l.Name})
-		below = above
-	}
+	c.Areas = stackedAreas(d.Layers, idx, xs, y)
 	for _, l := range d.Lines {
-		var path strings.Builder
-		for k, i := range idx {
-			cmd := 'L'
-			if k == 0 {
-				cmd = 'M'
-			}
-			fmt.Fprintf(&path, "%c%s %s", cmd, f1(xs[k]), f1(y(float64(l.Values[i]))))
-		}
-		c.Lines = append(c.Lines, svgPath{D: path.String(), Class: l.Class, Tip: l.Name})
+		c.Lines = append(c.Lines, svgPath{D: linePath(l.Values, idx, xs, y), Class: l.Class, Tip: l.Name})
 	}
 	for k, m := range d.Marks {
 		c.Marks = append(c.Marks, markPos{X: x(d.X[m.Step]), LabelY: c.Top - 8 - float64(k%2)*16, Label: m.Label, Tip: m.Tip})
 	}
 	c.Hover = hoverColumns(d, idx, xs, c)
 	return c
+}
+
+// stepTotals is the layers' sum at each step.
+func stepTotals(d *seriesData) []uint64 {
+	totals := make([]uint64, len(d.X))
+	for _, l := range d.Layers {
+		for i, v := range l.Values {
+			totals[i] += v
+		}
+	}
+	return totals
+}
+
+// yAxis sets the byte gridlines, from 0 to the largest total or line, and
+// returns the scale from bytes to the plot's y.
+func (c *seriesChart) yAxis(d *seriesData, totals []uint64) func(float64) float64 {
+	var top uint64
+	for i := range totals {
+		top = max(top, totals[i])
+		for _, l := range d.Lines {
+			top = max(top, l.Values[i])
+		}
+	}
+	ticks, axisTop := byteTicks(top, 5)
+	y := func(v float64) float64 { return c.Bottom - v/float64(axisTop)*c.PlotH }
+	for _, t := range ticks {
+		c.YTicks = append(c.YTicks, tickPos{y(t.At), t.Label})
+	}
+	return y
+}
+
+// xAxis sets the gridlines of the steps' positions and returns the scale
+// from a position to the plot's x.
+func (c *seriesChart) xAxis(d *seriesData) func(float64) float64 {
+	x0, x1 := d.X[0], d.X[len(d.X)-1]
+	x := func(v float64) float64 {
+		if x1 <= x0 {
+			return c.Left + c.PlotW/2
+		}
+		return c.Left + (v-x0)/(x1-x0)*c.PlotW
+	}
+	for _, t := range niceTicks(x0, x1, 8, d.Integer) {
+		c.XTicks = append(c.XTicks, tickPos{x(t), d.XLabel(t)})
+	}
+	return x
+}
+
+// stackedAreas draws each layer on top of those before it: along its top
+// edge left to right, back along the one below.
+func stackedAreas(layers []seriesLayer, idx []int, xs []float64, y func(float64) float64) []svgPath {
+	var areas []svgPath
+	below := make([]float64, len(idx))
+	for _, l := range layers {
+		above := make([]float64, len(idx))
+		var path strings.Builder
+		for k, i := range idx {
+			above[k] = below[k] + float64(l.Values[i])
+			fmt.Fprintf(&path, "%c%s %s", pathCmd(k), f1(xs[k]), f1(y(above[k])))
+		}
+		for k := len(idx) - 1; k >= 0; k-- {
+			fmt.Fprintf(&path, "L%s %s", f1(xs[k]), f1(y(below[k])))
+		}
+		path.WriteString("Z")
+		areas = append(areas, svgPath{D: path.String(), Class: l.Class, Tip: l.Name})
+		below = above
+	}
+	return areas
+}
+
+// linePath is values at the drawn steps as a polyline.
+func linePath(values []uint64, idx []int, xs []float64, y func(float64) float64) string {
+	var path strings.Builder
+	for k, i := range idx {
+		fmt.Fprintf(&path, "%c%s %s", pathCmd(k), f1(xs[k]), f1(y(float64(values[i]))))
+	}
+	return path.String()
+}
+
+// pathCmd moves to a path's first point and draws lines to the others.
+func pathCmd(k int) rune {
+	if k == 0 {
+		return 'M'
+	}
+	return 'L'
 }
 
 // hoverColumns are the invisible columns, one per drawn step, that show
