@@ -151,15 +151,20 @@ func arenaLayers(track *arenaTrack) []seriesLayer {
 		}
 		return nrs[i] < nrs[j]
 	})
-	own := nrs[:min(len(nrs), mallocInfoSeriesArenas)]
+	// The largest get the most distinct colours; the stack is in arena order.
+	class := map[int]string{}
+	for rank, nr := range nrs[:min(len(nrs), mallocInfoSeriesArenas)] {
+		class[nr] = ordinalClass(rank)
+	}
+	own := append([]int(nil), nrs[:len(class)]...)
 	sort.Ints(own)
 	var layers []seriesLayer
-	for i, nr := range own {
+	for _, nr := range own {
 		name := "arena " + strconv.Itoa(nr)
 		if nr == 0 {
 			name += " (main)"
 		}
-		layers = append(layers, seriesLayer{Name: name, Class: ordinalClass(i), Values: track.values(nr)})
+		layers = append(layers, seriesLayer{Name: name, Class: class[nr], Values: track.values(nr)})
 	}
 	if rest := nrs[len(own):]; len(rest) > 0 {
 		sum := make([]uint64, track.steps)

@@ -31,8 +31,9 @@ func classOf(c explain.Category) string {
 }
 
 // ordinalClasses colour series with no meaning of their own (arenas),
-// most distinct first; otherClass is for "the rest".
-var ordinalClasses = []string{"k0", "k3", "k4", "k6", "k2", "k8", "k5", "k1", "k11"}
+// most distinct first, and not the green and orange that mean in use and
+// retained free in the arena bars; otherClass is for "the rest".
+var ordinalClasses = []string{"k0", "k6", "k2", "k8", "k5", "k1", "k12", "k11"}
 
 const otherClass = "k9"
 
