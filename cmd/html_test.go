@@ -21,6 +21,7 @@ var htmlCases = []struct {
 	{"explain-story1", []string{"explain", "--smaps", "../fixtures/smaps/arenas.smaps", "--malloc-info", "../fixtures/mallocinfo/rounds.log", "--cores", "2"}},
 	{"explain-jvm", []string{"explain", "--smaps", "../fixtures/smaps/mapper.smaps", "--nmt", "../fixtures/jvm/g1.nmt", "--heap-info", "../fixtures/jvm/g1.heap_info"}},
 	{"diff-grower", []string{"diff", "../fixtures/diff/grower-before.json", "../fixtures/diff/grower-after.json", "--fail-on", "rss:+1000%"}},
+	{"diff-trim", []string{"diff", "../fixtures/diff/trim-before.json", "../fixtures/diff/trim-after.json", "--all"}},
 	{"mallocinfo-rounds", []string{"mallocinfo", "../fixtures/mallocinfo/rounds.log", "--cores", "2"}},
 	{"mallocinfo-arenas", []string{"mallocinfo", "../fixtures/mallocinfo/arenas.xml", "--cores", "2"}},
 	{"mallocinfo-jemalloc", []string{"mallocinfo", "../fixtures/allocators/jemalloc-stats.json"}},

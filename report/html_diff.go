@@ -110,17 +110,22 @@ func categoriesOf(a, b []explain.Entry) []explain.Category {
 // right for growth and left for shrinkage, on the scale of the largest.
 func addDeltaBars(h *htmlTable, shown []explain.Change) {
 	var top int64 = 1
-	shrinks := false
+	grows, shrinks := false, false
 	for _, c := range shown {
 		if c.Comparable() {
 			top = max(top, abs64(c.Delta()))
+			grows = grows || c.Delta() > 0
 			shrinks = shrinks || c.Delta() < 0
 		}
 	}
-	// From the middle only when something shrank: growth alone starts left.
+	// From the middle when some grew and some shrank; otherwise growth
+	// starts at the left and shrinkage at the right, over the whole width.
 	half, origin := svgWidth/2, svgWidth/2
-	if !shrinks {
+	switch {
+	case !shrinks:
 		half, origin = svgWidth, 0
+	case !grows:
+		half, origin = svgWidth, svgWidth
 	}
 	for i, c := range shown {
 		if !c.Comparable() || c.Delta() == 0 {
@@ -128,7 +133,7 @@ func addDeltaBars(h *htmlTable, shown []explain.Change) {
 		}
 		w := float64(abs64(c.Delta())) / float64(top) * half
 		w = max(w, 0.8)
-		b := &rowBar{X: origin, W: w, Class: "grow", Mid: shrinks}
+		b := &rowBar{X: origin, W: w, Class: "grow", Mid: grows && shrinks}
 		if c.Delta() < 0 {
 			b.X, b.Class = origin-w, "shrink"
 		}
