@@ -129,8 +129,8 @@ type htmlRow struct {
 	Bar   *rowBar
 	// Swatch colours the row's first cell (a category); "" for none.
 	Swatch string
-	// Tip is the row's tooltip: its evidence.
-	Tip string
+	// Tip is the row's tooltip, a line each: its evidence.
+	Tip []string
 }
 
 type htmlCell struct {
@@ -239,6 +239,9 @@ func sanitizeStrings(v reflect.Value) {
 func pageTemplate() (*template.Template, error) {
 	return template.New("").Funcs(template.FuncMap{
 		"f": f1,
+		// Tooltips are lines, each sanitized alone: a newline in a
+		// name is shown as \x0a, the lines memdiag writes break.
+		"lines": func(ls []string) string { return strings.Join(ls, "\n") },
 	}).ParseFS(htmlFiles, "html/page.tmpl")
 }
 

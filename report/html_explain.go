@@ -72,7 +72,7 @@ func explainWaterfall(v *ExplainView) *htmlTable {
 		h.Rows[i].Bar = &rowBar{X: x, W: wd, Class: classOf(e.Category)}
 		h.Rows[i].Swatch = classOf(e.Category)
 		ev := sanitizeAll(e.Evidence)
-		h.Rows[i].Tip = strings.Join(ev, "\n")
+		h.Rows[i].Tip = ev
 		if len(ev) > 0 {
 			h.Evidence = append(h.Evidence, evidenceGroup{Name: string(e.Category), Lines: ev})
 		}

@@ -122,7 +122,7 @@ type flameFrame struct {
 	Class   string
 	Name    string
 	Label   string
-	Tip     string
+	Tip     []string // a line each
 	Bytes   uint64
 	LabelX  float64
 }
@@ -152,7 +152,7 @@ func newFlameChart(stacks []Stack) *flameChart {
 		}
 		depth = max(depth, d)
 		f := flameFrame{X: x, Y: float64(d) * flameRowH, TextY: float64(d)*flameRowH + 12.5, W: w, Class: frameClass(n.name), Name: n.name, Bytes: n.bytes,
-			Tip: fmt.Sprintf("%s\n%s (%s of all) in %d %s", n.name, Bytes(n.bytes), Percent(n.bytes, root.bytes), n.count, plural(n.count, "mapping", "mappings"))}
+			Tip: []string{n.name, fmt.Sprintf("%s (%s of all) in %d %s", Bytes(n.bytes), Percent(n.bytes, root.bytes), n.count, plural(n.count, "mapping", "mappings"))}}
 		f.LabelX = x + 3
 		if chars := int((w - 6) / flameCharW); chars >= 3 {
 			f.Label = clip(n.name, chars)

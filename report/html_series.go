@@ -207,21 +207,20 @@ func hoverColumns(d *seriesData, idx []int, xs []float64, c *seriesChart) []svgR
 		if k+1 < len(idx) && idx[k+1] != i {
 			hi = (xs[k] + xs[k+1]) / 2
 		}
-		var tip strings.Builder
-		tip.WriteString(d.StepName(i))
+		tip := []string{d.StepName(i)}
 		var total uint64
 		for j := len(d.Layers) - 1; j >= 0; j-- {
 			l := d.Layers[j]
 			total += l.Values[i]
 			if l.Values[i] > 0 {
-				fmt.Fprintf(&tip, "\n%s: %s", l.Name, Bytes(l.Values[i]))
+				tip = append(tip, fmt.Sprintf("%s: %s", l.Name, Bytes(l.Values[i])))
 			}
 		}
-		fmt.Fprintf(&tip, "\nΣ %s", Bytes(total))
+		tip = append(tip, "Σ "+Bytes(total))
 		for _, l := range d.Lines {
-			fmt.Fprintf(&tip, "\n%s: %s", l.Name, Bytes(l.Values[i]))
+			tip = append(tip, fmt.Sprintf("%s: %s", l.Name, Bytes(l.Values[i])))
 		}
-		rs = append(rs, svgRect{X: lo, Y: c.Top, W: max(hi-lo, 0.5), H: c.PlotH, Tip: tip.String()})
+		rs = append(rs, svgRect{X: lo, Y: c.Top, W: max(hi-lo, 0.5), H: c.PlotH, Tip: tip})
 	}
 	return rs
 }

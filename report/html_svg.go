@@ -43,7 +43,7 @@ func ordinalClass(i int) string { return ordinalClasses[i%len(ordinalClasses)] }
 type svgRect struct {
 	X, Y, W, H float64
 	Class      string
-	Tip        string
+	Tip        []string // a line each
 }
 
 // legendItem is one swatch of a legend, with its figure.
@@ -86,7 +86,7 @@ func newStackBar(label string, parts []part, scale uint64, whole uint64) stackBa
 		x, w := span(at, p.Bytes, scale, svgWidth)
 		at += p.Bytes
 		b.Rects = append(b.Rects, svgRect{X: x, Y: 0, W: w, H: b.BarH, Class: p.Class,
-			Tip: fmt.Sprintf("%s: %s (%s)", p.Name, Bytes(p.Bytes), Percent(p.Bytes, whole))})
+			Tip: []string{fmt.Sprintf("%s: %s (%s)", p.Name, Bytes(p.Bytes), Percent(p.Bytes, whole))}})
 	}
 	return b
 }
@@ -151,7 +151,7 @@ func newBarList(labels, values []string, parts [][]part) *barList {
 			x, w := span(at, p.Bytes, scale, width)
 			at += p.Bytes
 			it.Rects = append(it.Rects, svgRect{X: l.LabelW + x, Y: it.Y, W: w, H: rowH, Class: p.Class,
-				Tip: fmt.Sprintf("%s, %s: %s (%s)", labels[i], p.Name, Bytes(p.Bytes), Percent(p.Bytes, whole))})
+				Tip: []string{fmt.Sprintf("%s, %s: %s (%s)", labels[i], p.Name, Bytes(p.Bytes), Percent(p.Bytes, whole))}})
 		}
 		it.EndX = l.LabelW + float64(at)/float64(scale)*width + 8
 		l.Items = append(l.Items, it)

@@ -97,7 +97,7 @@ func TestMergeStacks(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("frames (-want +got):\n%s", diff)
 	}
-	if c.Total != 100 || !strings.Contains(c.Frames[3].Tip, "in 3 mappings") {
+	if c.Total != 100 || !strings.Contains(strings.Join(c.Frames[3].Tip, "\n"), "in 3 mappings") {
 		t.Errorf("total %d, parse's tooltip %q", c.Total, c.Frames[3].Tip)
 	}
 }
@@ -253,5 +253,19 @@ func TestEveryCategoryHasAColour(t *testing.T) {
 				t.Errorf("the stylesheet lacks %q", rule)
 			}
 		}
+	}
+}
+
+// TestTooltipLines: a tooltip's lines break where memdiag breaks them; a
+// newline in a name is shown as \x0a, not as a line of its own.
+func TestTooltipLines(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteFlamePage(&b, &FlamePage{Title: "t", Source: "s", What: "w",
+		Stacks: []Stack{{Frames: []string{"forged\n100.0 % of all"}, Bytes: 1 << 20, Count: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	want := "<title>forged\\x0a100.0 % of all\n1.0 MiB (100.0 % of all) in 1 mapping</title>"
+	if !strings.Contains(html.UnescapeString(b.String()), want) {
+		t.Errorf("the page lacks the tooltip %q", want)
 	}
 }
