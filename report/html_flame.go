@@ -85,7 +85,8 @@ func mergeStacks(stacks []Stack) *flameNode {
 		n.bytes += s.Bytes
 		n.count += s.Count
 		for _, f := range s.Frames {
-			n = n.child(f)
+			// Escaped before the label is clipped to the frame's width.
+			n = n.child(Sanitize(f))
 			n.bytes += s.Bytes
 			n.count += s.Count
 		}
