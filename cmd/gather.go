@@ -16,12 +16,14 @@ import (
 	"github.com/memdiag/memdiag/goruntime"
 	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/procmem"
 	"github.com/memdiag/memdiag/internal/promtext"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/memcg"
 	"github.com/memdiag/memdiag/nodejs"
 	"github.com/memdiag/memdiag/pmap"
+	"github.com/memdiag/memdiag/pymalloc"
 	"github.com/memdiag/memdiag/syscalltrace"
 )
 
@@ -253,6 +255,9 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 	}
 	pmap.Classify(ms, hints)
 	in.FromMappings(ms)
+	if o.PID != 0 && mapsCPython(ms) {
+		readPymalloc(in, procRoot, o.PID)
+	}
 
 	// The allocator's statistics: a file (glibc's malloc_info, jemalloc's
 	// or tcmalloc's, sniffed), or a live capture of whichever allocator
@@ -423,4 +428,29 @@ func readPrometheus(ctx context.Context, target string, timeout time.Duration) (
 	}
 	m, err := jmx.ParsePrometheus(bytes.NewReader(page), target)
 	return m, nil, err
+}
+
+// mapsCPython reports whether a CPython interpreter (python3.X or
+// libpython3.X) is mapped executable.
+func mapsCPython(ms []pmap.Mapping) bool {
+	for _, m := range ms {
+		if _, _, _, ok := pymalloc.Version(m.Name); ok && !m.Anonymous() && m.Perms[2] == 'x' {
+			return true
+		}
+	}
+	return false
+}
+
+// readPymalloc reads a CPython process's small-object pools from its
+// memory: nothing runs in it and it is not stopped, so it is done without
+// being asked; what fails is a note.
+func readPymalloc(in *explain.Inputs, procRoot string, pid int) {
+	p, err := procmem.Open(procRoot, pid)
+	if err == nil {
+		defer p.Close()
+		in.Python, err = pymalloc.ReadProcess(p)
+	}
+	if err != nil {
+		in.Notes = append(in.Notes, "CPython's small-object arenas (pymalloc) not read: "+err.Error())
+	}
 }

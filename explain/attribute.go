@@ -20,6 +20,7 @@ const (
 	CatJVMHeap      Category = "jvm-heap"
 	CatGoHeap       Category = "go-heap"
 	CatV8Heap       Category = "v8-heap"
+	CatPyMalloc     Category = "pymalloc"
 	CatLeaked       Category = "leaked-mappings"
 	CatMallocFree   Category = "malloc-free-retained"
 	CatDirect       Category = "direct-buffers"
@@ -31,7 +32,7 @@ const (
 
 // Categories lists every category in output order.
 func Categories() []Category {
-	return []Category{CatJVMHeap, CatJVMNonHeap, CatDirect, CatGoHeap, CatV8Heap, CatMallocInUse, CatMallocFree, CatLeaked,
+	return []Category{CatJVMHeap, CatJVMNonHeap, CatDirect, CatGoHeap, CatV8Heap, CatPyMalloc, CatMallocInUse, CatMallocFree, CatLeaked,
 		CatThreadStacks, CatFileBacked, CatShmem, CatOther, CatUnexplained}
 }
 
@@ -152,6 +153,14 @@ func Attribute(in *Inputs) *Result {
 		got := anon.take(n.HeapTotalBytes)
 		add(CatV8Heap, got, n.Source, "low",
 			fmt.Sprintf("heap total %d B (%s); its pages are not located, so they are assumed resident", n.HeapTotalBytes, n.Source))
+	}
+
+	if py := in.Python; py != nil && py.ResidentBytes > 0 {
+		// pymalloc mmaps its arenas itself: they are plain anonymous
+		// mappings, never malloc's arenas or chunks.
+		got := anon.take(min(py.ResidentBytes, in.classRSS("anon")))
+		add(CatPyMalloc, got, py.Source, "high",
+			fmt.Sprintf("%d pools of %d B in %d arenas, their pages in RAM: %d B (blocks in use %d B, free blocks %d B, empty pools %d B)", py.Pools, py.PoolBytes, py.Arenas, py.ResidentBytes, py.AllocatedBytes, py.FreeBlockBytes, py.EmptyPoolBytes))
 	}
 
 	if t := in.Trace; t != nil {
@@ -392,6 +401,8 @@ func (in *Inputs) applies(c Category) bool {
 		return in.classRSS("heap", string(pmap.ClassGlibcArena)) > 0 || in.Malloc != nil
 	case CatGoHeap:
 		return in.classMappings(string(pmap.ClassGoHeap)) > 0
+	case CatPyMalloc:
+		return in.Python != nil
 	case CatV8Heap:
 		return in.classMappings(string(pmap.ClassV8Heap)) > 0 || in.Node != nil
 	case CatLeaked:
@@ -536,6 +547,42 @@ func nodeExternalFinding(in *Inputs, share func(uint64) float64) (finding.Findin
 		}}, true
 }
 
+// pymallocFinding says what CPython's small-object arenas hold where they
+// are a large part of RSS: objects in use, or free blocks and empty pools
+// that keep arenas from being returned.
+func pymallocFinding(in *Inputs, resident uint64, share func(uint64) float64) (finding.Finding, bool) {
+	py := in.Python
+	if py == nil || resident < 16<<20 || share(resident) < 0.10 {
+		return finding.Finding{}, false
+	}
+	ev := []string{fmt.Sprintf("%s: %d pools in %d arenas; blocks in use %d B, free blocks in pools in use %d B, empty pools %d B; %d B of them in RAM", py.Source, py.Pools, py.Arenas, py.AllocatedBytes, py.FreeBlockBytes, py.EmptyPoolBytes, py.ResidentBytes)}
+	if kept := min(py.RetainedBytes(), resident); kept >= 16<<20 && kept >= resident/4 {
+		sev := finding.Medium
+		if share(kept) >= 0.5 {
+			sev = finding.High
+		}
+		return finding.Finding{ID: "pymalloc-retained", Severity: sev, Bytes: kept,
+			Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is free space CPython's small-object allocator keeps in its arenas: an arena goes back to the system only when every pool in it is empty", humanize.Bytes(kept), 100*share(kept)),
+			Evidence: ev,
+			Advice: []string{
+				"Nothing leaks: pymalloc reuses it for new objects (empty pools for any size, free blocks for their own size). Objects that died unevenly pin their arenas, and gc.collect() does not move the survivors.",
+				"In a long-running service, recycle workers (gunicorn --max-requests, Celery --max-tasks-per-child, uWSGI --max-requests), or build long-lived structures before short-lived ones so they share arenas; PYTHONMALLOC=malloc hands small objects to glibc's malloc instead (slower; memdiag trim can then return what is freed).",
+			}}, true
+	}
+	used := min(py.AllocatedBytes, resident)
+	sev := finding.Medium
+	if share(used) >= 0.5 {
+		sev = finding.High
+	}
+	return finding.Finding{ID: "pymalloc-live", Severity: sev, Bytes: used,
+		Summary:  fmt.Sprintf("%s (%.0f %% of RSS) is small Python objects in use: blocks CPython's small-object allocator has handed out", humanize.Bytes(used), 100*share(used)),
+		Evidence: ev,
+		Advice: []string{
+			"What holds them, by line: start the program with python -X tracemalloc=25 (or call tracemalloc.start()), then compare tracemalloc.take_snapshot().statistics('traceback') at two moments; memray run gives the same as a flame graph.",
+			"Compare two memdiag snapshots over time (memdiag diff) to tell growth from a working set.",
+		}}, true
+}
+
 // noSource is the source of a category no input measured.
 const noSource = "no source given"
 
@@ -579,6 +626,9 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 		fs = append(fs, f)
 	}
 	if f, ok := nodeExternalFinding(in, share); ok {
+		fs = append(fs, f)
+	}
+	if f, ok := pymallocFinding(in, r.Bytes(CatPyMalloc), share); ok {
 		fs = append(fs, f)
 	}
 	un := r.Bytes(CatUnexplained)

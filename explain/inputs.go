@@ -18,6 +18,7 @@ import (
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/nodejs"
 	"github.com/memdiag/memdiag/pmap"
+	"github.com/memdiag/memdiag/pymalloc"
 	"github.com/memdiag/memdiag/syscalltrace"
 )
 
@@ -45,8 +46,11 @@ type Inputs struct {
 	Go *goruntime.MemStats `json:"go,omitempty"`
 	// Node is a Node.js program's own account of its memory (prom-client's
 	// default metrics).
-	Node  *nodejs.Memory `json:"node,omitempty"`
-	Notes []string       `json:"notes"`
+	Node *nodejs.Memory `json:"node,omitempty"`
+	// Python is CPython's small-object allocator, its pools read from the
+	// process's memory.
+	Python *pymalloc.Stats `json:"python,omitempty"`
+	Notes  []string        `json:"notes"`
 }
 
 // CgroupBrief is what the OOM killer weighs the process against: its
