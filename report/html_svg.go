@@ -18,7 +18,7 @@ var categoryClass = map[explain.Category]string{
 	explain.CatJVMHeap: "k0", explain.CatJVMNonHeap: "k1", explain.CatDirect: "k2", explain.CatMallocInUse: "k3",
 	explain.CatMallocFree: "k4", explain.CatLeaked: "k5", explain.CatThreadStacks: "k6", explain.CatFileBacked: "k7",
 	explain.CatShmem: "k8", explain.CatOther: "k9", explain.CatUnexplained: "k10", explain.CatGoHeap: "k11",
-	explain.CatV8Heap: "k12",
+	explain.CatV8Heap: "k12", explain.CatPyMalloc: "k13",
 }
 
 // classOf is c's palette class; a category the palette does not know yet
