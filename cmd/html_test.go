@@ -188,3 +188,16 @@ func TestWatchHTML(t *testing.T) {
 		t.Errorf("the summary is not on stderr: %q", errOut)
 	}
 }
+
+// TestHTMLFormatWhereOffered: -o html is taken by the commands that have
+// a page, named in their error for a wrong format, refused by the others.
+func TestHTMLFormatWhereOffered(t *testing.T) {
+	s, _, errOut := testStreams("", false, nil)
+	if code := run(t, s, "diff", "a.json", "b.json", "-o", "htm"); code != ExitUsage || !strings.Contains(errOut.String(), "also takes html") {
+		t.Errorf("diff -o htm: exit %d, %q", code, errOut)
+	}
+	s, _, errOut = testStreams("", false, nil)
+	if code := run(t, s, "pmap", "../fixtures/smaps/mapper.smaps", "-o", "html"); code != ExitUsage || !strings.Contains(errOut.String(), `unknown output format "html"`) {
+		t.Errorf("pmap -o html: exit %d, %q", code, errOut)
+	}
+}

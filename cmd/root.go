@@ -43,6 +43,13 @@ func (g *globalOptions) formatWith(extra ...report.Format) (report.Format, error
 		}
 	}
 	f, err := report.ParseFormat(g.output)
+	if err != nil && len(extra) > 0 {
+		names := make([]string, len(extra))
+		for i, e := range extra {
+			names[i] = string(e)
+		}
+		err = fmt.Errorf("%w; this command also takes %s", err, strings.Join(names, ", "))
+	}
 	if err != nil {
 		return "", usage(err)
 	}
