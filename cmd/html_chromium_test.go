@@ -161,7 +161,7 @@ func TestHTMLScriptInChromium(t *testing.T) {
 		t.Fatalf("the script did not run: %q", result)
 	}
 	// leak_buffer's five mappings hold 5.0 MiB of the 43.0 MiB outstanding.
-	if parts[0] != "1 frames match, 11.6 % of the bytes" {
+	if parts[0] != "1 frame matches, 11.6 % of the bytes" {
 		t.Errorf("search says %q, want 1 frame and 11.6 %% (5.0 of 43.0 MiB)", parts[0])
 	}
 	if parts[1] != "1000.0" {

@@ -51,7 +51,7 @@
           end = x + parseFloat(r.getAttribute("width")) - 0.01;
         }
       });
-      out.textContent = q === "" ? "" : n + " frames match, " + (100 * bytes / total).toFixed(1) + " % of the bytes";
+      out.textContent = q === "" ? "" : (n === 1 ? "1 frame matches, " : n + " frames match, ") + (100 * bytes / total).toFixed(1) + " % of the bytes";
     });
   });
   // Zoom: a click on a frame spreads it over the width, its callers above
