@@ -10,5 +10,6 @@ bench:
 	bench/mallocinfo.sh
 	bench/heapread.sh
 	bench/top.sh
+	bench/record.sh
 fuzz:
 	scripts/fuzz

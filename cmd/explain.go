@@ -78,6 +78,9 @@ findings and the mapping classes (docs/html.md).`,
 				if err := o.Gather.validate(d.Streams.Getenv); err != nil {
 					return err
 				}
+				if o.Gather.Record != 0 && (o.Gather.PID == 0 || o.Gather.Record < 0) {
+					return usage(errors.New("--record needs --pid and a positive duration (30s)"))
+				}
 			case o.Gather.PID != 0 || o.Gather.SmapsFile != "" || o.Gather.evidence() != "":
 				return usage(errors.New("--snapshot explains a saved snapshot: give it alone"))
 			}
@@ -89,6 +92,7 @@ findings and the mapping classes (docs/html.md).`,
 	}
 	o.Gather.register(c.Flags())
 	c.Flags().StringVar(&o.Snapshot, "snapshot", "", "explain a snapshot written by memdiag snapshot")
+	c.Flags().DurationVar(&o.Gather.Record, "record", 0, "with --pid: first record the allocator live for this long (eBPF, as memdiag record): its stacks join malloc-in-use and leaked-mappings")
 	return c
 }
 

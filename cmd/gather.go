@@ -47,6 +47,9 @@ type GatherOptions struct {
 	Jolokia         jmx.Jolokia
 	jolokiaCredFile string
 	Cores           int
+	// Record, with PID, records the allocator for this long first
+	// (explain --record).
+	Record time.Duration
 }
 
 func (o *GatherOptions) register(f *pflag.FlagSet) {
@@ -127,6 +130,12 @@ func (o *GatherOptions) validate(getenv func(string) string) error {
 // or refuse.
 func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Writer) (in *explain.Inputs, failed []string, err error) {
 	in = &explain.Inputs{Notes: []string{}}
+	// --record watches the allocator first: smaps is then read as the
+	// recording leaves the process.
+	rec, err := recordFirst(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
 	var ms []pmap.Mapping
 	var hints pmap.Hints
 	var fsys pmap.FS // the live process's, kept for its pagemap
@@ -325,6 +334,9 @@ func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Wr
 			return nil, nil, err
 		}
 	}
+	if rec != nil {
+		recordInto(in, rec, ms)
+	}
 	return in, failed, nil
 }
 
@@ -353,7 +365,14 @@ func gatherTrace(o *GatherOptions, in *explain.Inputs, ms []pmap.Mapping) error 
 	if err := replay.ApplyAll(src); err != nil {
 		return err
 	}
-	out := leakCandidates(replay.Outstanding(), in.JVM != nil)
+	traceInto(in, strings.Join(o.TraceFiles, " "), replay, replay.Outstanding(), ms)
+	return nil
+}
+
+// traceInto joins the mappings a replay left outstanding with smaps: the
+// trace evidence (of a trace file, or of memdiag record).
+func traceInto(in *explain.Inputs, source string, replay *syscalltrace.Replay, outstanding []*syscalltrace.Mapping, ms []pmap.Mapping) {
+	out := leakCandidates(outstanding, in.JVM != nil)
 	// Only plain anonymous memory can be a leak: what smaps classes as a
 	// glibc arena, a thread stack or the JVM's heap and native memory is
 	// claimed by the categories that account for it.
@@ -365,9 +384,7 @@ func gatherTrace(o *GatherOptions, in *explain.Inputs, ms []pmap.Mapping) error 
 	}
 	resident := syscalltrace.JoinSmaps(out, plain)
 	groups := syscalltrace.Groups(out, syscalltrace.GroupAuto, resident)
-	source := strings.Join(o.TraceFiles, " ")
 	in.FromTrace(source, out, resident, groups, syscalltrace.Findings(out, groups, &replay.Stats, source, true))
-	return nil
 }
 
 // leakCandidates drops, in a JVM, the mappings the JVM made itself (a

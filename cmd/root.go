@@ -71,6 +71,7 @@ type runners struct {
 	top        func(*TopOptions) error
 	cgroup     func(*CgroupOptions) error
 	oom        func(*OOMOptions) error
+	record     func(*RecordOptions) error
 }
 
 // NewRootCmd builds the memdiag command tree.
@@ -120,6 +121,7 @@ the evidence for each figure.`,
 	root.AddCommand(NewCmdTop(d, g, r.top))
 	root.AddCommand(NewCmdCgroup(d, g, r.cgroup))
 	root.AddCommand(NewCmdOOM(d, g, r.oom))
+	root.AddCommand(NewCmdRecord(d, g, r.record))
 	return root
 }
 

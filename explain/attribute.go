@@ -257,6 +257,9 @@ func Attribute(in *Inputs) *Result {
 		add(CatMallocFree, kept, m.Source, "medium",
 			fmt.Sprintf("%s keeps %d B beside what is in use: %s (its resident figure, an upper bound: %d B); %d B of it fit in the anonymous RSS left", m.Allocator, m.RetainedFreeBytes, strings.Join(parts, ", "), m.SystemCurrentBytes, kept))
 	}
+	if e := entries[CatMallocInUse]; e != nil && in.Record != nil {
+		e.Evidence = append(e.Evidence, in.Record.Summary())
+	}
 	if n := in.Node; n != nil && in.Malloc == nil && n.ExternalBytes > 0 {
 		// Buffers and ArrayBuffers are malloc'd: without the allocator's
 		// statistics, Node.js's count of them stands for that part of
@@ -591,6 +594,9 @@ func findings(in *Inputs, r *Result) []finding.Finding {
 	share := func(n uint64) float64 { return float64(n) / float64(max(r.RSSBytes, 1)) }
 	if in.Malloc != nil {
 		fs = append(fs, in.Malloc.Findings...)
+	}
+	if in.Record != nil {
+		fs = append(fs, in.Record.Findings...)
 	}
 	if t := in.Trace; t != nil && t.Count > 0 {
 		// The trace's own finding counts address space; joined with smaps,

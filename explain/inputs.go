@@ -39,6 +39,8 @@ type Inputs struct {
 	Malloc *MallocEvidence `json:"malloc,omitempty"`
 	JVM    *JVMEvidence    `json:"jvm,omitempty"`
 	Trace  *TraceEvidence  `json:"trace,omitempty"`
+	// Record is a live recording of the allocator (explain --record).
+	Record *RecordEvidence `json:"record,omitempty"`
 	// Allocator names the allocator whose library the process maps:
 	// "jemalloc", "tcmalloc" or "glibc" ("" when none is known).
 	Allocator string `json:"allocator,omitempty"`

@@ -291,6 +291,28 @@ func WriteProfile(w io.Writer, ms []*Mapping, resident map[*Mapping]uint64) erro
 		p.SampleType = append(p.SampleType, &profile.ValueType{Type: "resident", Unit: "bytes"})
 	}
 	p.DefaultSampleType = "outstanding"
+	locate := ProfileLocations(p)
+	for _, m := range ms {
+		frames := m.Frames
+		if len(frames) == 0 {
+			frames = []Frame{{Func: "(no stack)"}}
+		}
+		s := &profile.Sample{Value: []int64{1, int64(m.Len())}, NumLabel: map[string][]int64{"tid": {int64(m.TID)}}}
+		if resident != nil {
+			s.Value = append(s.Value, int64(resident[m]))
+		}
+		s.Location = locate(frames)
+		p.Sample = append(p.Sample, s)
+	}
+	if err := p.CheckValid(); err != nil {
+		return fmt.Errorf("building the profile: %w", err)
+	}
+	return p.Write(w)
+}
+
+// ProfileLocations returns what turns a stack, innermost first, into p's
+// locations, adding each module, function and location to p once.
+func ProfileLocations(p *profile.Profile) func([]Frame) []*profile.Location {
 	mappings := map[string]*profile.Mapping{}
 	functions := map[string]*profile.Function{}
 	locations := map[string]*profile.Location{}
@@ -331,24 +353,13 @@ func WriteProfile(w io.Writer, ms []*Mapping, resident map[*Mapping]uint64) erro
 		p.Location = append(p.Location, l)
 		return l
 	}
-	for _, m := range ms {
-		frames := m.Frames
-		if len(frames) == 0 {
-			frames = []Frame{{Func: "(no stack)"}}
+	return func(frames []Frame) []*profile.Location {
+		out := make([]*profile.Location, len(frames))
+		for i, f := range frames {
+			out[i] = locationOf(f)
 		}
-		s := &profile.Sample{Value: []int64{1, int64(m.Len())}, NumLabel: map[string][]int64{"tid": {int64(m.TID)}}}
-		if resident != nil {
-			s.Value = append(s.Value, int64(resident[m]))
-		}
-		for _, f := range frames {
-			s.Location = append(s.Location, locationOf(f))
-		}
-		p.Sample = append(p.Sample, s)
+		return out
 	}
-	if err := p.CheckValid(); err != nil {
-		return fmt.Errorf("building the profile: %w", err)
-	}
-	return p.Write(w)
 }
 
 // Findings summarises what the trace proves: anonymous memory made and

@@ -1,0 +1,220 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/internal/atomicfile"
+	"github.com/memdiag/memdiag/internal/humanize"
+	"github.com/memdiag/memdiag/record"
+	"github.com/memdiag/memdiag/report"
+)
+
+// RecordOptions is `memdiag record` after flag parsing.
+type RecordOptions struct {
+	Streams *Streams
+	Format  report.Format
+	Color   bool
+
+	PID       int
+	Command   []string // after --: started held, then recorded
+	PprofPath string
+	Top       int
+	Record    record.Options
+}
+
+// NewCmdRecord builds `memdiag record`.
+func NewCmdRecord(d *Deps, g *globalOptions, runF func(*RecordOptions) error) *cobra.Command {
+	o := &RecordOptions{Streams: d.Streams}
+	var ring, minSize, sampleBytes string
+	c := &cobra.Command{
+		Use:   "record (--pid PID | -- COMMAND [ARG...])",
+		Short: "Record allocations live with eBPF: what is outstanding, by call stack",
+		Long: `Attach uprobes to the allocator of a running process — malloc, calloc, realloc,
+reallocarray, posix_memalign, aligned_alloc, memalign, valloc, pvalloc and free
+in the libc it maps, and in jemalloc or tcmalloc when mapped — and trace its
+mmap, munmap, mremap and brk, then say what was allocated during the recording
+and not freed by its end, by call stack, with the mappings made and never
+released as 'memdiag trace' reports them.
+
+With -- COMMAND the command is started held, the probes attached, and only then
+let run, so that its start-up is recorded; the recording ends when it exits.
+Its output goes to standard error, so that memdiag's own stays parseable.
+
+Stacks are walked by frame pointers in the kernel: code built without them
+ends the walk (libc itself has none; build with -fno-omit-frame-pointer).
+Every call probed costs the process a trap into the kernel; --sample-bytes
+and --min-size record less. Needs root (CAP_BPF and CAP_PERFMON) and a kernel
+with BTF (/sys/kernel/btf/vmlinux).`,
+		Example: `  memdiag record --pid 1234 --duration 30s
+  memdiag record --pid 1234 --sample-bytes 512K --pprof heap.pb.gz
+  memdiag record -o json -- ./server --config test.conf`,
+		Args: func(c *cobra.Command, args []string) error {
+			dash := c.ArgsLenAtDash()
+			switch {
+			case dash < 0 && len(args) > 0:
+				return usage(fmt.Errorf("unexpected argument %q: a command to record goes after --", args[0]))
+			case dash > 0:
+				return usage(fmt.Errorf("unexpected argument %q before --", args[0]))
+			case o.PID == 0 && len(args) == 0:
+				return usage(errors.New("record needs --pid PID or -- COMMAND"))
+			case o.PID != 0 && len(args) > 0:
+				return usage(errors.New("give --pid or a command after --, not both"))
+			case o.PID < 0:
+				return usage(fmt.Errorf("--pid %d: want a process id", o.PID))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			o.Command = args
+			var err error
+			if o.Format, err = g.format(); err != nil {
+				return err
+			}
+			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Record.PID = o.PID
+			for _, f := range []struct {
+				flag, v string
+				into    *uint64
+			}{{"--min-size", minSize, &o.Record.MinSize}, {"--sample-bytes", sampleBytes, &o.Record.SampleBytes}} {
+				if f.v == "" {
+					continue
+				}
+				if *f.into, err = humanize.ParseBytes(f.v); err != nil {
+					return usage(fmt.Errorf("%s %q: %w", f.flag, f.v, err))
+				}
+			}
+			n, err := humanize.ParseBytes(ring)
+			if err != nil || n < 4096 || n > 1<<30 {
+				return usage(fmt.Errorf("--ring-buffer %q: want a size from 4K to 1G", ring))
+			}
+			o.Record.RingBytes = int(n)
+			if o.Record.Duration < 0 || o.Record.Interval < 0 {
+				return usage(errors.New("--duration and --interval must not be negative"))
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return runRecord(o)
+		},
+	}
+	f := c.Flags()
+	f.IntVar(&o.PID, "pid", 0, "the process to record")
+	f.DurationVar(&o.Record.Duration, "duration", 0, "stop after this long (default: at Ctrl-C, SIGTERM or the process's exit)")
+	f.DurationVar(&o.Record.Interval, "interval", 0, "also show what is outstanding at this period")
+	f.StringVar(&o.PprofPath, "pprof", "", "write the allocations as a gzipped pprof heap profile (inuse_space, inuse_objects, alloc_space)")
+	f.StringVar(&ring, "ring-buffer", "16M", "size of the kernel's ring buffer of events (rounded up to a power of two)")
+	f.IntVar(&o.Record.MaxOutstanding, "max-outstanding", record.DefaultMaxOutstanding, "allocations held at once; past it the oldest are summarised by stack")
+	f.IntVar(&o.Record.StackSlots, "stack-slots", record.DefaultStackSlots, "distinct stacks the kernel's table holds")
+	f.StringVar(&minSize, "min-size", "", "ignore allocations smaller than this, in the kernel")
+	f.StringVar(&sampleBytes, "sample-bytes", "", "record one allocation per this many bytes allocated on average, weighted (e.g. 512K)")
+	f.BoolVar(&o.Record.NoMappings, "no-mappings", false, "do not trace mmap, munmap, mremap and brk")
+	f.IntVar(&o.Top, "top", 20, "stacks to list in tables")
+	return c
+}
+
+func runRecord(o *RecordOptions) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	style := report.Style{Color: o.Color}
+	if o.Record.Interval > 0 {
+		o.Record.OnInterval = func(r *record.Result) {
+			_ = report.WriteRecord(o.Streams.Out, o.Format, &report.RecordView{Result: r, StackLimit: o.Top}, style)
+		}
+	}
+	if len(o.Command) == 0 {
+		res, err := record.Record(ctx, o.Record)
+		if err != nil {
+			return err
+		}
+		return writeRecord(o, res, nil)
+	}
+	return recordCommand(ctx, o)
+}
+
+// recordCommand starts the command held, records it from its first
+// instruction on, and stops it if the recording ends first.
+func recordCommand(ctx context.Context, o *RecordOptions) error {
+	path, err := exec.LookPath(o.Command[0])
+	if err != nil {
+		return fmt.Errorf("the command to record: %w", err)
+	}
+	child := exec.Command(path, o.Command[1:]...)
+	child.Stdin, child.Stdout, child.Stderr = o.Streams.In, o.Streams.ErrOut, o.Streams.ErrOut
+	held, err := record.StartHeld(child)
+	if err != nil {
+		return err
+	}
+	var waitErr error
+	done := make(chan struct{})
+	released := false
+	defer func() {
+		if !released {
+			held.Close() // the held shell exits without running the command
+			_ = child.Wait()
+			return
+		}
+		stopCommand(child, done)
+	}()
+	o.Record.PID = child.Process.Pid
+	o.Record.Ready = func() error {
+		if err := held.Release(); err != nil {
+			return err
+		}
+		released = true
+		go func() { waitErr = child.Wait(); close(done) }()
+		return nil
+	}
+	res, err := record.Record(ctx, o.Record)
+	if err != nil {
+		return err
+	}
+	var notes []string
+	if res.Exited {
+		<-done
+		if waitErr != nil {
+			notes = append(notes, fmt.Sprintf("the command ended: %v", waitErr))
+		}
+	}
+	return writeRecord(o, res, notes)
+}
+
+// stopCommand ends a command the recording stopped before it exited (a
+// signal, --duration): it is ours, started for the recording.
+func stopCommand(child *exec.Cmd, done <-chan struct{}) {
+	select {
+	case <-done:
+		return
+	default:
+	}
+	_ = child.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = child.Process.Kill()
+		<-done
+	}
+}
+
+func writeRecord(o *RecordOptions, res *record.Result, notes []string) error {
+	if res.Exited {
+		notes = append(notes, fmt.Sprintf("process %d exited during the recording: what it had not freed is shown as outstanding", res.PID))
+	}
+	if o.PprofPath != "" {
+		if err := atomicfile.Write(o.PprofPath, 0o644, func(w io.Writer) error { return record.WriteProfile(w, res) }); err != nil {
+			return fmt.Errorf("writing %s: %w", o.PprofPath, err)
+		}
+		notes = append(notes, fmt.Sprintf("profile written: go tool pprof -sample_index=inuse_space -top %s", o.PprofPath))
+	}
+	v := &report.RecordView{Result: res, Findings: record.Findings(res), Notes: notes, StackLimit: o.Top}
+	return report.WriteRecord(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+}
