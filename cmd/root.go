@@ -106,7 +106,7 @@ the evidence for each figure.`,
 		return usage(fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
 	})
 	pf := root.PersistentFlags()
-	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats()+" (explain, snapshot, top and cgroup: also openmetrics; explain, snapshot, diff, watch, mallocinfo and trace: also html)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats()+" (explain, snapshot, top and cgroup: also openmetrics; explain, snapshot, diff, watch, mallocinfo, trace and record: also html)")
 	pf.BoolVar(&g.noColor, "no-color", false, "never colour the output (also when NO_COLOR is set)")
 
 	root.AddCommand(NewCmdPmap(d, g, r.pmap))

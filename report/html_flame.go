@@ -47,6 +47,9 @@ func flamePage(p *FlamePage, before []*htmlBlock) *htmlPage {
 	for _, t := range p.Tables {
 		h := newHTMLTable(t)
 		heading := tableHeading(h.Title)
+		if t.Title == p.Title {
+			heading = "Summary" // the page's title already
+		}
 		h.Title = ""
 		hp.Blocks = append(hp.Blocks, &htmlBlock{Heading: heading, Table: h})
 	}
