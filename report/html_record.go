@@ -11,7 +11,7 @@ import (
 func writeRecordHTML(w io.Writer, v *RecordView) error {
 	tables := recordTables(v)
 	fp := &FlamePage{Title: tables[0].Title, Source: "uprobes on the allocator of " + v.Result.Comm,
-		What: "bytes allocated during the recording and not freed by its end, by the stack that allocated them",
+		What:   "bytes allocated during the recording and not freed by its end, by the stack that allocated them",
 		Stacks: recordStacks(v.Result.Stacks), Tables: tables, Findings: v.Findings}
 	return WriteFlamePage(w, fp)
 }
