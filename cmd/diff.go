@@ -36,7 +36,8 @@ or NAME:-AMOUNT (shrinkage), AMOUNT a percentage or a size:
 
 NAME is rss, a category, or KIND:NAME of any row (kinds: category, class,
 arena, pool, buffer-pool). When a rule trips, the exit code is 3 (see
-docs/exit-codes.md) — for CI, with -o markdown for a pull-request comment.`,
+docs/exit-codes.md) — for CI, with -o markdown for a pull-request comment,
+or -o html for a page with both attributions side by side (docs/html.md).`,
 		Example: `  memdiag diff before.json after.json
   memdiag diff before.json after.json --fail-on rss:+10% --fail-on malloc-free-retained:+256MiB -o markdown`,
 		Args: func(c *cobra.Command, args []string) error {
@@ -48,7 +49,7 @@ docs/exit-codes.md) — for CI, with -o markdown for a pull-request comment.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Old, o.New = args[0], args[1]
 			var err error
-			if o.Format, err = g.format(); err != nil {
+			if o.Format, err = g.formatWith(report.FormatHTML); err != nil {
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)

@@ -52,10 +52,14 @@ files — what an engineer attaches to a ticket — or --snapshot FILE.
 
 With none of these, explain shows a bundled example, captured live from a
 process whose glibc arenas kept the memory it freed, as a sample of what it
-finds; its output says it is the example.`,
+finds; its output says it is the example.
+
+-o html writes one self-contained HTML page: the attribution as a bar, the
+findings and the mapping classes (docs/html.md).`,
 		Example: `  memdiag explain --pid 1234 --capture-malloc-info
   memdiag explain --smaps smaps.txt --malloc-info malloc.xml --nmt nmt.txt
-  memdiag explain --pid 1234 -o openmetrics > /var/lib/node_exporter/memdiag.prom`,
+  memdiag explain --pid 1234 -o openmetrics > /var/lib/node_exporter/memdiag.prom
+  memdiag explain --snapshot after.json -o html > after.html`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usage(fmt.Errorf("explain takes flags, not arguments (got %q)", args[0]))
@@ -64,7 +68,7 @@ finds; its output says it is the example.`,
 		},
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
-			if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
+			if o.Format, err = g.formatWith(report.FormatOpenMetrics, report.FormatHTML); err != nil {
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
@@ -153,7 +157,8 @@ attribution, the evidence needed to explain and diff it again offline, the
 host's name, kernel and glibc, and the time. The file is written through a
 temporary file and renamed: it is never left half-written or clobbered by a
 failure. Without FILE (or with -) the snapshot goes to standard output.
-With -o openmetrics and a FILE, standard output gets the metrics too.`,
+With -o openmetrics and a FILE, standard output gets the metrics too; with
+-o html and a FILE, the explain page (docs/html.md).`,
 		Example: `  memdiag snapshot --pid 1234 before.json
   memdiag snapshot --pid 1234 --capture-malloc-info after.json && memdiag diff before.json after.json`,
 		Args: func(c *cobra.Command, args []string) error {
@@ -172,8 +177,11 @@ With -o openmetrics and a FILE, standard output gets the metrics too.`,
 				return usage(fmt.Errorf("%s is a directory: give the snapshot's file name (%s)", o.File, filepath.Join(o.File, "snapshot.json")))
 			}
 			var err error
-			if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
+			if o.Format, err = g.formatWith(report.FormatOpenMetrics, report.FormatHTML); err != nil {
 				return err
+			}
+			if o.Format == report.FormatHTML && (o.File == "" || o.File == "-") {
+				return usage(errors.New("snapshot -o html writes the snapshot to FILE and the page to standard output: give FILE"))
 			}
 			if err := o.Gather.validate(d.Streams.Getenv); err != nil {
 				return err
@@ -218,7 +226,7 @@ func runSnapshot(o *SnapshotOptions) error {
 			return fmt.Errorf("writing %s: %w", o.File, err)
 		}
 		fmt.Fprintf(o.Streams.ErrOut, "memdiag: wrote %s: %s\n", termsafe.Escape(o.File), termsafe.Escape(snapshotWords(s)))
-		if o.Format != report.FormatOpenMetrics {
+		if o.Format != report.FormatOpenMetrics && o.Format != report.FormatHTML {
 			return nil
 		}
 		return report.WriteExplain(out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{})

@@ -77,7 +77,11 @@ jemalloc (mallctl) and tcmalloc (GetStats) are asked through gdb, which
 writes into a buffer it maps in the process, copies it out over a pipe and
 detaches; the process is paused while gdb is attached, and --timeout
 interrupts the call. Needs ptrace permission: the same uid with
-kernel.yama.ptrace_scope 0, or CAP_SYS_PTRACE (root).`,
+kernel.yama.ptrace_scope 0, or CAP_SYS_PTRACE (root).
+
+-o html writes one self-contained HTML page: each arena as a bar of in use,
+retained free and top chunk; over a log, each arena across the documents
+(docs/html.md).`,
 		Example: `  memdiag mallocinfo malloc_info.xml
   memdiag mallocinfo app.log -o json | jq '.findings'
   memdiag mallocinfo jemalloc-stats.json
@@ -98,7 +102,7 @@ kernel.yama.ptrace_scope 0, or CAP_SYS_PTRACE (root).`,
 				o.File = args[0]
 			}
 			var err error
-			if o.Format, err = g.format(); err != nil {
+			if o.Format, err = g.formatWith(report.FormatHTML); err != nil {
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)

@@ -54,7 +54,10 @@ Stacks are walked by frame pointers in the kernel: code built without them
 ends the walk (libc itself has none; build with -fno-omit-frame-pointer).
 Every call probed costs the process a trap into the kernel; --sample-bytes
 and --min-size record less. Needs root (CAP_BPF and CAP_PERFMON) and a kernel
-with BTF (/sys/kernel/btf/vmlinux).`,
+with BTF (/sys/kernel/btf/vmlinux).
+
+-o html writes one self-contained HTML page when the recording ends, with a
+searchable flame graph of the outstanding bytes by stack (docs/html.md).`,
 		Example: `  memdiag record --pid 1234 --duration 30s
   memdiag record --pid 1234 --sample-bytes 512K --pprof heap.pb.gz
   memdiag record -o json -- ./server --config test.conf`,
@@ -77,8 +80,11 @@ with BTF (/sys/kernel/btf/vmlinux).`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Command = args
 			var err error
-			if o.Format, err = g.format(); err != nil {
+			if o.Format, err = g.formatWith(report.FormatHTML); err != nil {
 				return err
+			}
+			if o.Format == report.FormatHTML && o.Record.Interval > 0 {
+				return usage(errors.New("-o html writes one page when the recording ends: --interval has no page to show"))
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
 			o.Record.PID = o.PID

@@ -45,6 +45,13 @@ func (g *globalOptions) formatWith(extra ...report.Format) (report.Format, error
 		}
 	}
 	f, err := report.ParseFormat(g.output)
+	if err != nil && len(extra) > 0 {
+		names := make([]string, len(extra))
+		for i, e := range extra {
+			names[i] = string(e)
+		}
+		err = fmt.Errorf("%w; this command also takes %s", err, strings.Join(names, ", "))
+	}
 	if err != nil {
 		return "", usage(err)
 	}
@@ -101,7 +108,7 @@ the evidence for each figure.`,
 		return usage(fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
 	})
 	pf := root.PersistentFlags()
-	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats()+" (explain, snapshot, top and cgroup: also openmetrics)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats()+" (explain, snapshot, top and cgroup: also openmetrics; explain, snapshot, diff, watch, mallocinfo, trace and record: also html)")
 	pf.BoolVar(&g.noColor, "no-color", false, "never colour the output (also when NO_COLOR is set)")
 	pf.BoolVar(&g.wide, "wide", false, "tables at full width: on a terminal narrower than a table (or $COLUMNS), columns are otherwise left out and the last one clipped")
 

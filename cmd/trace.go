@@ -63,7 +63,10 @@ Capture, for example:
   bpftrace docs/memdiag-mmap.bt PID > app.bt
 
 Tasks share one address space (one process and its threads) unless the trace
-shows a fork or exec; --per-process gives every task its own.`,
+shows a fork or exec; --per-process gives every task its own.
+
+-o html writes one self-contained HTML page with a searchable flame graph
+of the outstanding bytes by stack (docs/html.md).`,
 		Example: `  memdiag trace app.strace
   memdiag trace app.strace --pprof leaks.pb.gz && go tool pprof -top leaks.pb.gz
   memdiag trace traces/ --pid 1234 --group-by leaf`,
@@ -76,7 +79,7 @@ shows a fork or exec; --per-process gives every task its own.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Paths = args
 			var err error
-			if o.Format, err = g.format(); err != nil {
+			if o.Format, err = g.formatWith(report.FormatHTML); err != nil {
 				return err
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)

@@ -47,7 +47,10 @@ writes one JSON object per sample (memdiag.watch/v1), a line each, for pipes.
 --capture-malloc-info reads glibc's arenas from the process's memory at every
 sample, its threads stopped for a few milliseconds each time (--no-stop: not
 at all); jemalloc's and tcmalloc's statistics go through gdb, which pauses
-the process longer: use a long interval there.`,
+the process longer: use a long interval there.
+
+-o html writes, once the watch ends, one self-contained HTML page of every
+sample: each category over time (docs/html.md).`,
 		Example: `  memdiag watch --pid 1234 --interval 30s
   memdiag watch --pid 1234 --interval 30s --table
   memdiag watch --pid 1234 --interval 1m -o json | jq -c '{t: .elapsed_seconds, rss: .rss_bytes}'`,
@@ -68,7 +71,7 @@ the process longer: use a long interval there.`,
 		},
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
-			if o.Format, err = g.format(); err != nil {
+			if o.Format, err = g.formatWith(report.FormatHTML); err != nil {
 				return err
 			}
 			o.Width = d.Streams.tableWidth(g.wide)
@@ -99,6 +102,7 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	if o.Streams.OutIsTTY {
 		out.HeaderEvery = report.WatchHeaderEvery
 	}
+	var samples []*explain.WatchSample // for -o html, written when the watch ends
 	exited := false
 	ended := "" // why the watch ended, when its target is no longer itself
 	procDir := filepath.Join(procRootOr(o.ProcRoot), strconv.Itoa(o.Gather.PID))
@@ -134,7 +138,10 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 		if n == 1 {
 			warnFailed(o.Streams.ErrOut, failed)
 		}
-		if err := out.Write(w.Add(in, time.Now())); err != nil {
+		sample := w.Add(in, time.Now())
+		if o.Format == report.FormatHTML {
+			samples = append(samples, sample)
+		} else if err := out.Write(sample); err != nil {
 			return err
 		}
 		if o.Count > 0 && n >= o.Count {
@@ -161,6 +168,14 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 		why = fmt.Sprintf("process %d exited", o.Gather.PID)
 	}
 	summary := report.WatchSummary(&w, why)
+	if o.Format == report.FormatHTML {
+		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", summary)
+		command := ""
+		if first, _ := w.Snapshots(); first != nil {
+			command = first.Inputs.Command
+		}
+		return report.WriteWatchHTML(o.Streams.Out, report.NewWatchView(o.Gather.PID, command, samples, summary))
+	}
 	if o.Format == report.FormatJSON {
 		// Standard output is one sample per line; the summary is for people.
 		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", summary)

@@ -45,7 +45,7 @@ func TestRenderGolden(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		format report.Format
-	}{{"sample.txt", report.FormatTable}, {"sample.md", report.FormatMarkdown}, {"sample.json", report.FormatJSON}} {
+	}{{"sample.txt", report.FormatTable}, {"sample.md", report.FormatMarkdown}, {"sample.json", report.FormatJSON}, {"sample.html", report.FormatHTML}} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := sample()
 			var b bytes.Buffer

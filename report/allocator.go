@@ -40,6 +40,11 @@ func WriteAllocator(w io.Writer, f Format, s *allocator.Stats, fs []finding.Find
 	for _, warn := range s.Warnings {
 		t.Notes = append(t.Notes, "warning: "+warn)
 	}
+	if f == FormatHTML {
+		p := tablesPage(t.Title, []*Table{t}, fs)
+		p.Meta = []htmlMeta{{"source", s.Source}}
+		return writeHTMLPage(w, p)
+	}
 	if err := writeTables(w, f, []*Table{t}, st); err != nil {
 		return err
 	}

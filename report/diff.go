@@ -68,9 +68,22 @@ func hostWords(old, new string) string {
 
 // WriteDiff renders v in format f.
 func WriteDiff(w io.Writer, f Format, v *DiffView, s Style) error {
-	if f == FormatJSON {
+	switch f {
+	case FormatJSON:
 		return WriteJSON(w, diffDocument(v))
+	case FormatHTML:
+		return writeDiffHTML(w, v)
 	}
+	t, _ := diffTable(v)
+	if f == FormatMarkdown {
+		return t.WriteMarkdown(w)
+	}
+	return t.WriteText(w, s)
+}
+
+// diffTable is the changes as the text shows them, with the changes its
+// rows are of.
+func diffTable(v *DiffView) (*Table, []explain.Change) {
 	minutes := v.minutes()
 	t := &Table{
 		Title: fmt.Sprintf("memdiag diff: %s at %s → %s at %s (%s apart)", who(v.Old), v.Old.Taken.Format("2006-01-02 15:04:05Z"),
@@ -82,14 +95,14 @@ func WriteDiff(w io.Writer, f Format, v *DiffView, s Style) error {
 	if h := v.heapOutlook(); h != "" {
 		t.Notes = append(t.Notes, h)
 	}
+	var shown []explain.Change
 	for _, c := range v.Changes {
-		if c.Delta() == 0 && !v.All && c.Kind != "rss" && c.Comparable() {
+		// Unchanged rows only with --all, but RSS always when measured.
+		if !v.All && c.Delta() == 0 && (c.Kind != "rss" || !c.Comparable()) {
 			continue
 		}
+		shown = append(shown, c)
 		if !c.Comparable() {
-			if !v.All && c.Delta() == 0 {
-				continue
-			}
 			t.AddRow(c.Kind, c.Name, unmeasuredBytes(c.Old, c.Unmeasured, "old"), unmeasuredBytes(c.New, c.Unmeasured, "new"), "not comparable", "-", "-")
 			continue
 		}
@@ -108,10 +121,7 @@ func WriteDiff(w io.Writer, f Format, v *DiffView, s Style) error {
 	if len(v.Tripped) == 0 && len(v.Unevaluated) == 0 {
 		t.Notes = append(t.Notes, "no --fail-on rule tripped")
 	}
-	if f == FormatMarkdown {
-		return t.WriteMarkdown(w)
-	}
-	return t.WriteText(w, s)
+	return t, shown
 }
 
 // unmeasuredBytes shows a figure, or "not measured" for the side that had

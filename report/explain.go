@@ -33,6 +33,8 @@ func WriteExplain(w io.Writer, f Format, v *ExplainView, s Style) error {
 		return WriteJSON(w, explainDocument(v))
 	case FormatOpenMetrics:
 		return writeOpenMetrics(w, v)
+	case FormatHTML:
+		return writeExplainHTML(w, v)
 	}
 	var err error
 	if f == FormatTable && s.Color {

@@ -54,6 +54,7 @@ type MallocInfoWriter struct {
 	held    *mallocinfo.Snapshot // JSON: read, not yet written
 	written int
 	buf     []byte
+	track   arenaTrack // HTML: each arena over the documents
 }
 
 // NewMallocInfoWriter renders to w in format f; source and pid head the
@@ -65,6 +66,9 @@ func NewMallocInfoWriter(w io.Writer, f Format, s Style, source string, pid int)
 // Add takes the next snapshot. Nothing is written before the first, so a
 // file with no document writes nothing.
 func (m *MallocInfoWriter) Add(s *mallocinfo.Snapshot) error {
+	if m.f == FormatHTML {
+		m.track.add(s)
+	}
 	if m.f != FormatJSON {
 		return nil
 	}
@@ -111,6 +115,9 @@ func (m *MallocInfoWriter) flushHeld(last bool) error {
 // Finish renders what is left: the last snapshot, the series and the
 // findings in JSON; everything in a table or markdown.
 func (m *MallocInfoWriter) Finish(v *MallocInfoView) error {
+	if m.f == FormatHTML {
+		return writeMallocInfoHTML(m.w, v, &m.track)
+	}
 	if m.f != FormatJSON {
 		if err := writeTables(m.w, m.f, mallocInfoTables(v, m.style), m.style); err != nil {
 			return err
@@ -255,12 +262,41 @@ func seriesTable(v *MallocInfoView, s Style) *Table {
 		t.Row = func(i int) []string { return cells(&steps[i], "-") }
 		return t
 	}
-	const maxNewArenaRows = 8
-	why := map[int][]string{}
+	why, peakCur, newArenaSteps := tellingSteps(steps)
+	picked := make([]int, 0, len(why))
+	for i := range why {
+		picked = append(picked, i)
+	}
+	sort.Ints(picked)
+	t.Title = fmt.Sprintf("over time: %d of %d snapshots, the ones that tell (--all lists every one)", len(picked), len(steps))
+	t.Columns = append([]Column{{Header: "WHY"}}, t.Columns...)
+	for _, i := range picked {
+		t.AddRow(cells(&steps[i], strings.Join(why[i], ", "))...)
+	}
+	first, last := &steps[0], &steps[len(steps)-1]
+	t.Notes = append(t.Notes, fmt.Sprintf("Σ current: %s at the first snapshot, peak %s at #%d, %s at the last; %d snapshots rose, %d fell",
+		Bytes(first.SystemCurrentBytes), Bytes(steps[peakCur].SystemCurrentBytes), peakCur+1, Bytes(last.SystemCurrentBytes), countSteps(steps, 1), countSteps(steps, -1)))
+	if len(newArenaSteps) > maxNewArenaRows {
+		t.Notes = append(t.Notes, fmt.Sprintf("%d snapshots brought new arenas; the first %d are listed", len(newArenaSteps), maxNewArenaRows))
+	}
+	if s.Color {
+		t.Notes = append(t.Notes, "Σ current over the snapshots: "+stepSparkline(steps))
+	}
+	return t
+}
+
+// maxNewArenaRows caps the steps marked for bringing new arenas.
+const maxNewArenaRows = 8
+
+// tellingSteps says why each step that tells the story of a series is one:
+// the first, those that brought new arenas (the first maxNewArenaRows),
+// the largest rise and fall, the peaks, the last. It returns the step of
+// the Σ current peak and every step with new arenas too.
+func tellingSteps(steps []mallocinfo.Step) (why map[int][]string, peakCur int, newArenaSteps []int) {
+	why = map[int][]string{}
 	mark := func(i int, reason string) { why[i] = append(why[i], reason) }
 	mark(0, "first")
-	peakCur, peakRet, rise, fall := 0, 0, -1, -1
-	var newArenaSteps []int
+	peakRet, rise, fall := 0, -1, -1
 	for i := range steps {
 		st := &steps[i]
 		if st.SystemCurrentBytes > steps[peakCur].SystemCurrentBytes {
@@ -291,26 +327,7 @@ func seriesTable(v *MallocInfoView, s Style) *Table {
 	mark(peakCur, "peak")
 	mark(peakRet, "most retained")
 	mark(len(steps)-1, "last")
-	picked := make([]int, 0, len(why))
-	for i := range why {
-		picked = append(picked, i)
-	}
-	sort.Ints(picked)
-	t.Title = fmt.Sprintf("over time: %d of %d snapshots, the ones that tell (--all lists every one)", len(picked), len(steps))
-	t.Columns = append([]Column{{Header: "WHY"}}, t.Columns...)
-	for _, i := range picked {
-		t.AddRow(cells(&steps[i], strings.Join(why[i], ", "))...)
-	}
-	first, last := &steps[0], &steps[len(steps)-1]
-	t.Notes = append(t.Notes, fmt.Sprintf("Σ current: %s at the first snapshot, peak %s at #%d, %s at the last; %d snapshots rose, %d fell",
-		Bytes(first.SystemCurrentBytes), Bytes(steps[peakCur].SystemCurrentBytes), peakCur+1, Bytes(last.SystemCurrentBytes), countSteps(steps, 1), countSteps(steps, -1)))
-	if len(newArenaSteps) > maxNewArenaRows {
-		t.Notes = append(t.Notes, fmt.Sprintf("%d snapshots brought new arenas; the first %d are listed", len(newArenaSteps), maxNewArenaRows))
-	}
-	if s.Color {
-		t.Notes = append(t.Notes, "Σ current over the snapshots: "+stepSparkline(steps))
-	}
-	return t
+	return why, peakCur, newArenaSteps
 }
 
 func countSteps(steps []mallocinfo.Step, sign int) int {

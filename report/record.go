@@ -26,8 +26,11 @@ type RecordView struct {
 
 // WriteRecord renders v in format f.
 func WriteRecord(w io.Writer, f Format, v *RecordView, s Style) error {
-	if f == FormatJSON {
+	switch f {
+	case FormatJSON:
 		return WriteJSON(w, recordDocument(v))
+	case FormatHTML:
+		return writeRecordHTML(w, v)
 	}
 	if err := writeTables(w, f, recordTables(v), s); err != nil {
 		return err

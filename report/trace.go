@@ -35,6 +35,8 @@ func WriteTrace(w io.Writer, f Format, v *TraceView, s Style) error {
 	switch f {
 	case FormatJSON:
 		return WriteJSON(w, traceDocument(v))
+	case FormatHTML:
+		return writeTraceHTML(w, v)
 	}
 	if err := writeTables(w, f, traceTables(v, s), s); err != nil {
 		return err
