@@ -516,10 +516,10 @@ func (r *recorder) handle(b []byte) {
 		r.mapsDirty, r.execSeen = true, true
 		r.apply(&syscalltrace.Event{Call: syscalltrace.CallExec, Name: "execve", TID: tid}, ts, enter, -1)
 	case evMmap:
-		flags, text := mmapFlags(a2)
+		flags, text := syscalltrace.MmapFlags(a2)
 		fd := int64(int32(a3))
 		e := &syscalltrace.Event{Call: syscalltrace.CallMmap, Name: "mmap", TID: tid, Len: size, Offset: a4,
-			FD: fd, Prot: protText(a1), Flags: flags, FlagsText: text, Ret: addr}
+			FD: fd, Prot: syscalltrace.ProtText(a1), Flags: flags, FlagsText: text, Ret: addr}
 		if flags&syscalltrace.FlagAnonymous != 0 {
 			e.FD = -1
 		} else if a1&unix.PROT_EXEC != 0 {
@@ -529,7 +529,7 @@ func (r *recorder) handle(b []byte) {
 	case evMunmap:
 		r.apply(&syscalltrace.Event{Call: syscalltrace.CallMunmap, Name: "munmap", TID: tid, Addr: addr, Len: size}, ts, enter, -1)
 	case evMremap:
-		flags, text := mremapFlags(a2)
+		flags, text := syscalltrace.MremapFlags(a2)
 		r.apply(&syscalltrace.Event{Call: syscalltrace.CallMremap, Name: "mremap", TID: tid, Addr: a1, Len: size, NewLen: a3,
 			NewAddr: a4, Flags: flags, FlagsText: text, Ret: addr}, ts, enter, stack)
 	case evBrk:
@@ -655,49 +655,4 @@ func (r *recorder) snapshot(final bool) *Result {
 		}
 	}
 	return res
-}
-
-// flagBit is one bit of a flag word: the Flag… bit it sets in an event
-// (0 for none) and its name.
-type flagBit struct {
-	v    uint64
-	bit  uint32
-	name string
-}
-
-var (
-	// mmap's flags, with the names Mapping.Kind looks for (STACK, NORESERVE).
-	mmapBits = []flagBit{
-		{unix.MAP_SHARED, syscalltrace.FlagShared, "SHARED"}, {unix.MAP_PRIVATE, 0, "PRIVATE"}, {unix.MAP_FIXED, syscalltrace.FlagFixed, "FIXED"},
-		{unix.MAP_ANONYMOUS, syscalltrace.FlagAnonymous, "ANONYMOUS"}, {unix.MAP_GROWSDOWN, 0, "GROWSDOWN"},
-		{unix.MAP_NORESERVE, 0, "NORESERVE"}, {unix.MAP_POPULATE, 0, "POPULATE"}, {unix.MAP_STACK, 0, "STACK"},
-		{unix.MAP_HUGETLB, 0, "HUGETLB"}, {unix.MAP_FIXED_NOREPLACE, syscalltrace.FlagFixedNoReplace, "FIXED_NOREPLACE"},
-	}
-	mremapBits = []flagBit{{1, syscalltrace.FlagMayMove, "MAYMOVE"}, {2, syscalltrace.FlagFixed, "FIXED"}, {4, syscalltrace.FlagDontUnmap, "DONTUNMAP"}}
-	protBits   = []flagBit{{unix.PROT_READ, 0, "READ"}, {unix.PROT_WRITE, 0, "WRITE"}, {unix.PROT_EXEC, 0, "EXEC"}}
-)
-
-// decodeFlags gives a flag word's event bits and its names, as trace's
-// readers print them ("PRIVATE|ANONYMOUS").
-func decodeFlags(v uint64, table []flagBit) (uint32, string) {
-	var bits uint32
-	var s []string
-	for _, f := range table {
-		if v&f.v != 0 {
-			bits |= f.bit
-			s = append(s, f.name)
-		}
-	}
-	return bits, strings.Join(s, "|")
-}
-
-func mmapFlags(v uint64) (uint32, string)   { return decodeFlags(v, mmapBits) }
-func mremapFlags(v uint64) (uint32, string) { return decodeFlags(v, mremapBits) }
-
-func protText(p uint64) string {
-	if p == 0 {
-		return "NONE"
-	}
-	_, s := decodeFlags(p, protBits)
-	return s
 }

@@ -145,14 +145,14 @@ func (b *BpftraceReader) handle(line string) error {
 	case CallMmap:
 		e.Addr, e.Len, e.Offset = num("addr"), num("len"), num("off")
 		e.FD = snum("fd")
-		e.Prot = b.str(protText(num("prot")))
-		e.Flags, e.FlagsText = mmapNumericFlags(num("flags"))
+		e.Prot = b.str(ProtText(num("prot")))
+		e.Flags, e.FlagsText = MmapFlags(num("flags"))
 		e.FlagsText = b.str(e.FlagsText)
 	case CallMunmap:
 		e.Addr, e.Len = num("addr"), num("len")
 	case CallMremap:
 		e.Addr, e.Len, e.NewLen, e.NewAddr = num("addr"), num("len"), num("new_len"), num("new_addr")
-		e.Flags, e.FlagsText = mremapNumericFlags(num("flags"))
+		e.Flags, e.FlagsText = MremapFlags(num("flags"))
 	case CallMadvise:
 		e.Addr, e.Len = num("addr"), num("len")
 		e.Advice = adviceName(num("advice"))
@@ -206,7 +206,9 @@ func (b *BpftraceReader) malformed(line int, msg, text string) error {
 	return &ParseError{Name: b.lr.name, Line: line, Msg: fmt.Sprintf("%s: %q", msg, text), Err: ErrMalformed}
 }
 
-func protText(p uint64) string {
+// ProtText names a Linux protection number as trace's readers print it
+// ("READ|WRITE", "NONE").
+func ProtText(p uint64) string {
 	if p == 0 {
 		return "NONE"
 	}

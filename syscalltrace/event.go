@@ -226,9 +226,13 @@ type numericFlag struct {
 	name  string
 }
 
+// mmapFlagBits are Linux's mmap flag numbers, with the names trace's
+// readers print and Mapping.Kind looks for (STACK, NORESERVE).
 var mmapFlagBits = []numericFlag{
 	{0x01, FlagShared, "SHARED"}, {0x02, 0, "PRIVATE"}, {0x10, FlagFixed, "FIXED"},
-	{0x20, FlagAnonymous, "ANONYMOUS"}, {0x100000, FlagFixedNoReplace, "FIXED_NOREPLACE"},
+	{0x20, FlagAnonymous, "ANONYMOUS"}, {0x100, 0, "GROWSDOWN"}, {0x4000, 0, "NORESERVE"},
+	{0x8000, 0, "POPULATE"}, {0x20000, 0, "STACK"}, {0x40000, 0, "HUGETLB"},
+	{0x100000, FlagFixedNoReplace, "FIXED_NOREPLACE"},
 }
 
 var mremapFlagBits = []numericFlag{
@@ -248,8 +252,9 @@ func numericFlags(v uint64, table []numericFlag) (uint32, string) {
 	return bits, strings.Join(names, "|")
 }
 
-// mmapNumericFlags decodes Linux mmap flag numbers.
-func mmapNumericFlags(v uint64) (uint32, string) { return numericFlags(v, mmapFlagBits) }
+// MmapFlags decodes a Linux mmap flag number into an Event's Flag… bits
+// and its names ("PRIVATE|ANONYMOUS"), as trace's readers print them.
+func MmapFlags(v uint64) (uint32, string) { return numericFlags(v, mmapFlagBits) }
 
-// mremapNumericFlags decodes mremap flag numbers.
-func mremapNumericFlags(v uint64) (uint32, string) { return numericFlags(v, mremapFlagBits) }
+// MremapFlags decodes a Linux mremap flag number as MmapFlags does.
+func MremapFlags(v uint64) (uint32, string) { return numericFlags(v, mremapFlagBits) }
