@@ -27,7 +27,8 @@ type memrecEvent struct {
 	StackId int32
 	Kind    uint8
 	Fn      uint8
-	Pad     [6]uint8
+	Pad     [2]uint8
+	Tgid    uint32
 }
 
 type memrecPending struct {
@@ -47,6 +48,13 @@ type memrecPendingSys struct {
 	Pad   uint32
 }
 
+type memrecTrackKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Ptr  uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -58,6 +66,7 @@ const (
 	memrecMapPendingSys          = "pending_sys"
 	memrecMapSampleLeft          = "sample_left"
 	memrecMapStacks              = "stacks"
+	memrecMapTargets             = "targets"
 	memrecMapTracked             = "tracked"
 	memrecProgAlignedAllocEnter  = "aligned_alloc_enter"
 	memrecProgAlignedAllocLeave  = "aligned_alloc_leave"
@@ -76,13 +85,15 @@ const (
 	memrecProgReallocLeave       = "realloc_leave"
 	memrecProgReallocarrayEnter  = "reallocarray_enter"
 	memrecProgReallocarrayLeave  = "reallocarray_leave"
+	memrecProgSchedProcessExec   = "sched_process_exec"
+	memrecProgSchedProcessFork   = "sched_process_fork"
 	memrecProgSysEnter           = "sys_enter"
 	memrecProgSysExit            = "sys_exit"
 	memrecProgVallocEnter        = "valloc_enter"
 	memrecProgVallocLeave        = "valloc_leave"
+	memrecVarFollowForks         = "follow_forks"
 	memrecVarMinSize             = "min_size"
 	memrecVarSampleBytes         = "sample_bytes"
-	memrecVarTargetTgid          = "target_tgid"
 	memrecVarUnusedEvent         = "unused_event"
 	memrecVarWakeBytes           = "wake_bytes"
 )
@@ -146,6 +157,8 @@ type memrecProgramSpecs struct {
 	ReallocLeave       *ebpf.ProgramSpec `ebpf:"realloc_leave"`
 	ReallocarrayEnter  *ebpf.ProgramSpec `ebpf:"reallocarray_enter"`
 	ReallocarrayLeave  *ebpf.ProgramSpec `ebpf:"reallocarray_leave"`
+	SchedProcessExec   *ebpf.ProgramSpec `ebpf:"sched_process_exec"`
+	SchedProcessFork   *ebpf.ProgramSpec `ebpf:"sched_process_fork"`
 	SysEnter           *ebpf.ProgramSpec `ebpf:"sys_enter"`
 	SysExit            *ebpf.ProgramSpec `ebpf:"sys_exit"`
 	VallocEnter        *ebpf.ProgramSpec `ebpf:"valloc_enter"`
@@ -163,6 +176,7 @@ type memrecMapSpecs struct {
 	PendingSys *ebpf.MapSpec `ebpf:"pending_sys"`
 	SampleLeft *ebpf.MapSpec `ebpf:"sample_left"`
 	Stacks     *ebpf.MapSpec `ebpf:"stacks"`
+	Targets    *ebpf.MapSpec `ebpf:"targets"`
 	Tracked    *ebpf.MapSpec `ebpf:"tracked"`
 }
 
@@ -170,9 +184,9 @@ type memrecMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type memrecVariableSpecs struct {
+	FollowForks *ebpf.VariableSpec `ebpf:"follow_forks"`
 	MinSize     *ebpf.VariableSpec `ebpf:"min_size"`
 	SampleBytes *ebpf.VariableSpec `ebpf:"sample_bytes"`
-	TargetTgid  *ebpf.VariableSpec `ebpf:"target_tgid"`
 	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeBytes   *ebpf.VariableSpec `ebpf:"wake_bytes"`
 }
@@ -204,6 +218,7 @@ type memrecMaps struct {
 	PendingSys *ebpf.Map `ebpf:"pending_sys"`
 	SampleLeft *ebpf.Map `ebpf:"sample_left"`
 	Stacks     *ebpf.Map `ebpf:"stacks"`
+	Targets    *ebpf.Map `ebpf:"targets"`
 	Tracked    *ebpf.Map `ebpf:"tracked"`
 }
 
@@ -216,6 +231,7 @@ func (m *memrecMaps) Close() error {
 		m.PendingSys,
 		m.SampleLeft,
 		m.Stacks,
+		m.Targets,
 		m.Tracked,
 	)
 }
@@ -224,9 +240,9 @@ func (m *memrecMaps) Close() error {
 //
 // It can be passed to loadMemrecObjects or ebpf.CollectionSpec.LoadAndAssign.
 type memrecVariables struct {
+	FollowForks *ebpf.Variable `ebpf:"follow_forks"`
 	MinSize     *ebpf.Variable `ebpf:"min_size"`
 	SampleBytes *ebpf.Variable `ebpf:"sample_bytes"`
-	TargetTgid  *ebpf.Variable `ebpf:"target_tgid"`
 	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
 	WakeBytes   *ebpf.Variable `ebpf:"wake_bytes"`
 }
@@ -252,6 +268,8 @@ type memrecPrograms struct {
 	ReallocLeave       *ebpf.Program `ebpf:"realloc_leave"`
 	ReallocarrayEnter  *ebpf.Program `ebpf:"reallocarray_enter"`
 	ReallocarrayLeave  *ebpf.Program `ebpf:"reallocarray_leave"`
+	SchedProcessExec   *ebpf.Program `ebpf:"sched_process_exec"`
+	SchedProcessFork   *ebpf.Program `ebpf:"sched_process_fork"`
 	SysEnter           *ebpf.Program `ebpf:"sys_enter"`
 	SysExit            *ebpf.Program `ebpf:"sys_exit"`
 	VallocEnter        *ebpf.Program `ebpf:"valloc_enter"`
@@ -277,6 +295,8 @@ func (p *memrecPrograms) Close() error {
 		p.ReallocLeave,
 		p.ReallocarrayEnter,
 		p.ReallocarrayLeave,
+		p.SchedProcessExec,
+		p.SchedProcessFork,
 		p.SysEnter,
 		p.SysExit,
 		p.VallocEnter,

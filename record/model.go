@@ -46,6 +46,9 @@ func (f allocFn) String() string {
 
 // Stack is the allocations of one call stack.
 type Stack struct {
+	// PID is the process that made the allocations (with FollowForks, a
+	// child's stacks are its own).
+	PID int
 	// ID is the kernel's stack id; below 0, the error that kept the stack
 	// from being taken (see Unwound).
 	ID     int32
@@ -245,6 +248,13 @@ func (t *table) stacks(now uint64) []Stack {
 		}
 		out = append(out, st)
 	}
+	sortStacks(out)
+	return out
+}
+
+// sortStacks orders stacks largest outstanding first, then largest
+// allocated, then by process and id: the same order from run to run.
+func sortStacks(out []Stack) {
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].OutstandingBytes != out[j].OutstandingBytes {
 			return out[i].OutstandingBytes > out[j].OutstandingBytes
@@ -252,9 +262,11 @@ func (t *table) stacks(now uint64) []Stack {
 		if out[i].AllocBytes != out[j].AllocBytes {
 			return out[i].AllocBytes > out[j].AllocBytes
 		}
+		if out[i].PID != out[j].PID {
+			return out[i].PID < out[j].PID
+		}
 		return out[i].ID < out[j].ID
 	})
-	return out
 }
 
 func round(v float64) uint64 {

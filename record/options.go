@@ -28,6 +28,12 @@ type Options struct {
 	// SampleBytes: record one allocation per this many bytes allocated
 	// on average, weighted (0: every allocation).
 	SampleBytes uint64
+	// FollowForks records the children the process forks (and theirs),
+	// each with its own probes, attached once the fork is seen.
+	FollowForks bool
+	// OnFollow, if set, is called once a child's probes are attached,
+	// from the recording's goroutine: it must not block.
+	OnFollow func(pid int)
 	// NoMappings leaves mmap, munmap, mremap and brk unrecorded.
 	NoMappings bool
 	// Ready is called once the probes are attached: a command started

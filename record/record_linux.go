@@ -35,6 +35,7 @@ const (
 	evMremap
 	evBrk
 	evExec
+	evFork
 )
 
 const (
@@ -47,6 +48,7 @@ const (
 	cSkippedSample
 	cCalls
 	cSyscalls
+	cLostFork
 	nCounters
 )
 
@@ -69,31 +71,35 @@ func Record(ctx context.Context, o Options) (*Result, error) {
 	if err := preflight(); err != nil {
 		return nil, err
 	}
-	r := &recorder{o: o, procDir: filepath.Join(o.ProcRoot, strconv.Itoa(o.PID)), tab: newTable(o.MaxOutstanding, o.SampleBytes),
-		sym: &symbolizer{}, replay: syscalltrace.NewReplay(true), mapStacks: map[int]int32{}, attached: map[fileKey]bool{}}
+	r := &recorder{o: o, replay: syscalltrace.NewReplay(true), mapStacks: map[int]int32{}, procs: map[int]*process{}}
 	defer r.close()
 	if err := r.load(); err != nil {
 		return nil, err
 	}
-	pidfd, err := unix.PidfdOpen(o.PID, 0)
+	root, err := r.follow(o.PID, 0)
 	if err != nil {
-		return nil, fmt.Errorf("process %d: %w", o.PID, err)
-	}
-	r.pidfd = pidfd
-	if err := r.refreshMaps(); err != nil {
 		return nil, err
 	}
-	if len(r.probes) == 0 || !r.anyAttached() {
-		return nil, fmt.Errorf("process %d: %w (%s)", o.PID, ErrNoAllocator, r.probeErrors())
+	r.root = root
+	if err := r.refreshMaps(root); err != nil {
+		return nil, err
+	}
+	if len(root.probes) == 0 || !root.anyAttached() {
+		return nil, fmt.Errorf("process %d: %w (%s)", o.PID, ErrNoAllocator, root.probeErrors())
+	}
+	progs := []*ebpf.Program{r.objs.SchedProcessExec}
+	if o.FollowForks {
+		progs = append(progs, r.objs.SchedProcessFork)
 	}
 	if !o.NoMappings {
-		for _, p := range []*ebpf.Program{r.objs.SysEnter, r.objs.SysExit} {
-			l, err := link.AttachTracing(link.TracingOptions{Program: p})
-			if err != nil {
-				return nil, fmt.Errorf("attaching to the kernel's system call tracepoints: %w", classify(err))
-			}
-			r.links = append(r.links, l)
+		progs = append(progs, r.objs.SysEnter, r.objs.SysExit)
+	}
+	for _, p := range progs {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			return nil, fmt.Errorf("attaching to the kernel's tracepoints (%s): %w", p.String(), classify(err))
 		}
+		r.links = append(r.links, l)
 	}
 	rd, err := ringbuf.NewReader(r.objs.Events)
 	if err != nil {
@@ -112,15 +118,21 @@ func Record(ctx context.Context, o Options) (*Result, error) {
 	}
 	r.ended = time.Since(r.started)
 	r.endMono = monotonic()
-	if r.mapsDirty {
-		_ = r.refreshMaps() // libraries loaded since the last look
-	}
+	r.refreshDirty() // libraries loaded since the last look
 	r.detach()
 	r.drain()
-	if r.mapsDirty {
-		_ = r.refreshMaps()
-	}
+	r.refreshDirty()
 	return r.snapshot(true), nil
+}
+
+// refreshDirty reads the maps of every live process that mapped a library
+// since its maps were last read.
+func (r *recorder) refreshDirty() {
+	for _, p := range r.procs {
+		if p.mapsDirty && !p.exited {
+			_ = r.refreshMaps(p)
+		}
+	}
 }
 
 type fileKey struct {
@@ -128,32 +140,27 @@ type fileKey struct {
 }
 
 type recorder struct {
-	o       Options
-	procDir string
-	comm    string
-	objs    memrecObjects
-	links   []link.Link
-	rd      *ringbuf.Reader
-	pidfd   int
+	o     Options
+	objs  memrecObjects
+	links []link.Link // the kernel tracepoints
+	rd    *ringbuf.Reader
 
-	tab       *table
-	sym       *symbolizer
+	root  *process
+	procs map[int]*process // by pid: the root and the children followed
+
+	// One replay for every process: a fork starts the child's address
+	// space (Mapping.Space is its pid), as trace replays a forking strace.
 	replay    *syscalltrace.Replay
 	mapStacks map[int]int32 // a mapping event's number → its stack id
 	seq       int
 	stacks    uint64
 	stackFail uint64
-	exited    bool
-	mapsDirty bool
-	execSeen  bool // an exec since the maps were last read
-	lastMaps  []proc.Mapping
+	execSeen  bool // an exec (or a fork) since the maps were last read
 
-	probes   []Probe
-	attached map[fileKey]bool
-	t0       uint64
-	started  time.Time
-	ended    time.Duration
-	endMono  uint64 // when the recording ended: ages are taken then
+	t0      uint64
+	started time.Time
+	ended   time.Duration
+	endMono uint64 // when the recording ended: ages are taken then
 }
 
 func (r *recorder) close() {
@@ -162,8 +169,8 @@ func (r *recorder) close() {
 		r.rd.Close()
 	}
 	r.objs.Close()
-	if r.pidfd > 0 {
-		unix.Close(r.pidfd)
+	for _, p := range r.procs {
+		p.close()
 	}
 }
 
@@ -172,6 +179,9 @@ func (r *recorder) detach() {
 		l.Close()
 	}
 	r.links = nil
+	for _, p := range r.procs {
+		p.detach()
+	}
 }
 
 // preflight names what is missing before anything is loaded.
@@ -225,7 +235,11 @@ func (r *recorder) load() error {
 		return vs.Set(v)
 	}
 	ring := uint32(roundPow2(uint64(r.o.RingBytes)))
-	for name, v := range map[string]any{"target_tgid": uint32(r.o.PID), "min_size": r.o.MinSize, "sample_bytes": r.o.SampleBytes, "wake_bytes": uint64(ring / 8)} {
+	follow := uint8(0)
+	if r.o.FollowForks {
+		follow = 1
+	}
+	for name, v := range map[string]any{"follow_forks": follow, "min_size": r.o.MinSize, "sample_bytes": r.o.SampleBytes, "wake_bytes": uint64(ring / 8)} {
 		if err := set(name, v); err != nil {
 			return err
 		}
@@ -274,8 +288,8 @@ func roundPow2(n uint64) uint64 {
 	return p
 }
 
-func (r *recorder) anyAttached() bool {
-	for _, p := range r.probes {
+func (pr *process) anyAttached() bool {
+	for _, p := range pr.probes {
 		if len(p.Functions) > 0 {
 			return true
 		}
@@ -283,9 +297,9 @@ func (r *recorder) anyAttached() bool {
 	return false
 }
 
-func (r *recorder) probeErrors() string {
+func (pr *process) probeErrors() string {
 	var s []string
-	for _, p := range r.probes {
+	for _, p := range pr.probes {
 		for _, e := range p.Errors {
 			s = append(s, p.Path+": "+e)
 		}
@@ -299,12 +313,12 @@ func (r *recorder) probeErrors() string {
 // refreshMaps reads the process's maps: executable mappings for
 // symbolisation, and allocators not yet probed (a library loaded since,
 // a new image after exec).
-func (r *recorder) refreshMaps() error {
-	r.mapsDirty = false
-	name := filepath.Join(r.procDir, "maps")
+func (r *recorder) refreshMaps(p *process) error {
+	p.mapsDirty = false
+	name := filepath.Join(p.dir, "maps")
 	f, err := os.Open(name)
 	if err != nil {
-		return fmt.Errorf("process %d: %w", r.o.PID, err)
+		return fmt.Errorf("process %d: %w", p.pid, err)
 	}
 	maps, err := proc.ParseMaps(f, name)
 	f.Close()
@@ -314,11 +328,11 @@ func (r *recorder) refreshMaps() error {
 	if len(maps) == 0 {
 		return nil // a zombie: nothing left to read
 	}
-	r.lastMaps = maps
-	if comm, err := os.ReadFile(filepath.Join(r.procDir, "comm")); err == nil {
-		r.comm = strings.TrimSpace(string(comm))
+	p.lastMaps = maps
+	if comm, err := os.ReadFile(filepath.Join(p.dir, "comm")); err == nil {
+		p.comm = strings.TrimSpace(string(comm))
 	}
-	exe, _ := os.Readlink(filepath.Join(r.procDir, "exe"))
+	exe, _ := os.Readlink(filepath.Join(p.dir, "exe"))
 	tabs := map[fileKey]*symtab{}
 	for _, m := range maps {
 		if m.Inode == 0 || !m.Executable() {
@@ -328,10 +342,10 @@ func (r *recorder) refreshMaps() error {
 		tab, seen := tabs[key]
 		var file *os.File
 		if !seen {
-			file, tab = r.readFile(m)
+			file, tab = r.readFile(p, m)
 			tabs[key] = tab
 		}
-		r.sym.add(execRange{start: m.Start, end: m.End, offset: m.Offset, path: m.Path, tab: tab})
+		p.sym.add(execRange{start: m.Start, end: m.End, offset: m.Offset, path: m.Path, tab: tab})
 		if file == nil {
 			continue
 		}
@@ -341,9 +355,9 @@ func (r *recorder) refreshMaps() error {
 				kind = "executable" // a statically linked allocator
 			}
 		}
-		if kind != "" && !r.attached[key] {
-			r.attached[key] = true
-			r.attach(file, m.Path, tab)
+		if kind != "" && !p.attached[key] {
+			p.attached[key] = true
+			r.attach(p, file, m.Path, tab)
 		}
 		file.Close()
 	}
@@ -352,8 +366,8 @@ func (r *recorder) refreshMaps() error {
 
 // readFile opens the mapped file safely (targetfs.OpenMapped: the mapped
 // inode, never a path swapped in) and reads its symbols.
-func (r *recorder) readFile(m proc.Mapping) (*os.File, *symtab) {
-	f, err := targetfs.OpenMapped(r.procDir, targetfs.MappedFile{Start: m.Start, End: m.End, Path: m.Path, DevMajor: m.DevMajor, DevMinor: m.DevMinor, Inode: m.Inode})
+func (r *recorder) readFile(p *process, m proc.Mapping) (*os.File, *symtab) {
+	f, err := targetfs.OpenMapped(p.dir, targetfs.MappedFile{Start: m.Start, End: m.End, Path: m.Path, DevMajor: m.DevMajor, DevMinor: m.DevMinor, Inode: m.Inode})
 	if err != nil {
 		return nil, nil
 	}
@@ -373,9 +387,9 @@ func (r *recorder) readFile(m proc.Mapping) (*os.File, *symtab) {
 // attach puts the uprobes on the allocator functions of the open file.
 // The kernel resolves the path to the inode at attach time, and the path
 // given is that of the descriptor already checked to be the mapped file.
-func (r *recorder) attach(f *os.File, path string, tab *symtab) {
+func (r *recorder) attach(pp *process, f *os.File, path string, tab *symtab) {
 	p := Probe{Path: path}
-	defer func() { r.probes = append(r.probes, p) }()
+	defer func() { pp.probes = append(pp.probes, p) }()
 	ex, err := link.OpenExecutable("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
 	if err != nil {
 		p.Errors = append(p.Errors, err.Error())
@@ -398,7 +412,7 @@ func (r *recorder) attach(f *os.File, path string, tab *symtab) {
 			p.Missing = append(p.Missing, name)
 			continue
 		}
-		opts := &link.UprobeOptions{Address: off, PID: r.o.PID}
+		opts := &link.UprobeOptions{Address: off, PID: pp.pid}
 		// The return probe first: an entry seen without its return would
 		// leave a call in flight.
 		if pr.exit != nil {
@@ -408,7 +422,7 @@ func (r *recorder) attach(f *os.File, path string, tab *symtab) {
 				p.Errors = append(p.Errors, fmt.Sprintf("%s: %v", name, classify(err)))
 				continue
 			}
-			r.links = append(r.links, l)
+			pp.links = append(pp.links, l)
 		}
 		l, err := ex.Uprobe(name, pr.enter, opts)
 		if err != nil {
@@ -416,7 +430,7 @@ func (r *recorder) attach(f *os.File, path string, tab *symtab) {
 			p.Errors = append(p.Errors, fmt.Sprintf("%s: %v", name, classify(err)))
 			continue
 		}
-		r.links = append(r.links, l)
+		pp.links = append(pp.links, l)
 		p.Functions = append(p.Functions, name)
 	}
 }
@@ -439,14 +453,13 @@ func (r *recorder) loop(ctx context.Context) error {
 			return nil
 		case !deadline.IsZero() && !now.Before(deadline):
 			return nil
-		case r.exited || r.processExited():
-			r.exited = true
+		case r.reapExited():
 			return nil
 		}
 		// A new image is read at once (a short-lived command may be gone
 		// soon), libraries at most every 10 ms.
-		if r.mapsDirty && (r.execSeen || now.Sub(lastMaps) > 10*time.Millisecond) {
-			_ = r.refreshMaps() // the process may be exiting: the last maps stay
+		if r.execSeen || now.Sub(lastMaps) > 10*time.Millisecond {
+			r.refreshDirty() // a process may be exiting: its last maps stay
 			lastMaps, r.execSeen = now, false
 		}
 		if !next.IsZero() && !now.Before(next) {
@@ -463,17 +476,10 @@ func (r *recorder) loop(ctx context.Context) error {
 			}
 			r.handle(rec.RawSample)
 			if r.execSeen || time.Since(now) > 100*time.Millisecond {
-				break // a new image to read, or the clock and the process to look at
+				break // a new image to read, or the clock and the processes to look at
 			}
 		}
 	}
-}
-
-// processExited polls the pidfd: readable once the process has exited.
-func (r *recorder) processExited() bool {
-	fds := []unix.PollFd{{Fd: int32(r.pidfd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, 0)
-	return err == nil && n > 0
 }
 
 // drain reads what the ring buffer still holds once the probes are gone.
@@ -493,7 +499,16 @@ func (r *recorder) handle(b []byte) {
 	ts, enter, addr, size := le.Uint64(b[0:]), le.Uint64(b[8:]), le.Uint64(b[16:]), le.Uint64(b[24:])
 	a1, a2, a3, a4 := le.Uint64(b[32:]), le.Uint64(b[40:]), le.Uint64(b[48:]), le.Uint64(b[56:])
 	tid, stack := int(le.Uint32(b[64:])), int32(le.Uint32(b[68:]))
-	kind, fn := b[72], allocFn(b[73])
+	kind, fn, tgid := b[72], allocFn(b[73]), int(le.Uint32(b[76:]))
+	if kind == evFork {
+		r.forked(int(addr), tgid, ts)
+		return
+	}
+	p := r.procs[tgid]
+	if p == nil {
+		return // a process no longer followed
+	}
+	r.joinThread(p, tid)
 	switch kind {
 	case evAlloc:
 		if stack >= 0 {
@@ -501,20 +516,21 @@ func (r *recorder) handle(b []byte) {
 		} else {
 			r.stackFail++
 		}
-		for _, a := range r.tab.add(addr, size, ts, stack, fn) {
-			_ = r.objs.Tracked.Delete(a) // its free need not be sent now
+		for _, a := range p.tab.add(addr, size, ts, stack, fn) {
+			r.untrack(p, a) // its free need not be sent now
 		}
 	case evFree:
-		r.tab.free(addr)
+		p.tab.free(addr)
 	case evExec:
-		for _, a := range r.tab.reset() {
-			_ = r.objs.Tracked.Delete(a)
+		for _, a := range p.tab.reset() {
+			r.untrack(p, a)
 		}
 		if comm := b[32:48]; comm[0] != 0 {
-			r.comm = string(bytes.TrimRight(comm, "\x00"))
+			p.comm = string(bytes.TrimRight(comm, "\x00"))
 		}
-		r.mapsDirty, r.execSeen = true, true
-		r.apply(&syscalltrace.Event{Call: syscalltrace.CallExec, Name: "execve", TID: tid}, ts, enter, -1)
+		p.sym = &symbolizer{} // another program's files
+		p.mapsDirty, r.execSeen = true, true
+		r.apply(p, &syscalltrace.Event{Call: syscalltrace.CallExec, Name: "execve", TID: tid}, ts, enter, -1)
 	case evMmap:
 		flags, text := syscalltrace.MmapFlags(a2)
 		fd := int64(int32(a3))
@@ -523,25 +539,30 @@ func (r *recorder) handle(b []byte) {
 		if flags&syscalltrace.FlagAnonymous != 0 {
 			e.FD = -1
 		} else if a1&unix.PROT_EXEC != 0 {
-			r.mapsDirty = true // a library: its symbols are wanted
+			p.mapsDirty = true // a library: its symbols are wanted
 		}
-		r.apply(e, ts, enter, stack)
+		r.apply(p, e, ts, enter, stack)
 	case evMunmap:
-		r.apply(&syscalltrace.Event{Call: syscalltrace.CallMunmap, Name: "munmap", TID: tid, Addr: addr, Len: size}, ts, enter, -1)
+		r.apply(p, &syscalltrace.Event{Call: syscalltrace.CallMunmap, Name: "munmap", TID: tid, Addr: addr, Len: size}, ts, enter, -1)
 	case evMremap:
 		flags, text := syscalltrace.MremapFlags(a2)
-		r.apply(&syscalltrace.Event{Call: syscalltrace.CallMremap, Name: "mremap", TID: tid, Addr: a1, Len: size, NewLen: a3,
+		r.apply(p, &syscalltrace.Event{Call: syscalltrace.CallMremap, Name: "mremap", TID: tid, Addr: a1, Len: size, NewLen: a3,
 			NewAddr: a4, Flags: flags, FlagsText: text, Ret: addr}, ts, enter, stack)
 	case evBrk:
-		r.apply(&syscalltrace.Event{Call: syscalltrace.CallBrk, Name: "brk", TID: tid, Addr: a1, Ret: addr}, ts, enter, -1)
+		r.apply(p, &syscalltrace.Event{Call: syscalltrace.CallBrk, Name: "brk", TID: tid, Addr: a1, Ret: addr}, ts, enter, -1)
 	}
 }
 
-func (r *recorder) apply(e *syscalltrace.Event, ts, enter uint64, stack int32) {
+// untrack forgets a recorded pointer in the kernel too.
+func (r *recorder) untrack(p *process, addr uint64) {
+	_ = r.objs.Tracked.Delete(memrecTrackKey{Tgid: uint32(p.pid), Ptr: addr})
+}
+
+func (r *recorder) apply(p *process, e *syscalltrace.Event, ts, enter uint64, stack int32) {
 	r.seq++
 	e.Line = r.seq
-	e.PID = r.o.PID
-	e.Comm = r.comm
+	e.PID = p.pid
+	e.Comm = p.comm
 	e.Time, e.HasTime = r.seconds(ts), true
 	e.DoneKey = float64(ts)
 	e.EnterKey = float64(enter)
@@ -582,23 +603,30 @@ func (r *recorder) counters() [nCounters]uint64 {
 	return out
 }
 
-// stackFrames reads a stack from the kernel's table and names its frames.
-func (r *recorder) stackFrames(id int32, cache map[int32][]syscalltrace.Frame) []syscalltrace.Frame {
-	if f, ok := cache[id]; ok {
+// stackFrames reads a stack from the kernel's table and names its frames
+// with the symbols of the process that took it.
+func (r *recorder) stackFrames(p *process, id int32, cache map[stackKey][]syscalltrace.Frame) []syscalltrace.Frame {
+	k := stackKey{p.pid, id}
+	if f, ok := cache[k]; ok {
 		return f
 	}
 	var raw [maxStackDepth]uint64
 	if err := r.objs.Stacks.Lookup(uint32(id), &raw); err != nil {
-		cache[id] = nil
+		cache[k] = nil
 		return nil
 	}
 	n := 0
 	for n < len(raw) && raw[n] != 0 {
 		n++
 	}
-	f := r.sym.frames(raw[:n])
-	cache[id] = f
+	f := p.sym.frames(raw[:n])
+	cache[k] = f
 	return f
+}
+
+type stackKey struct {
+	pid int
+	id  int32
 }
 
 // snapshot builds the result as things stand.
@@ -608,45 +636,72 @@ func (r *recorder) snapshot(final bool) *Result {
 		now = r.endMono
 	}
 	c := r.counters()
-	res := &Result{PID: r.o.PID, Comm: r.comm, Final: final, Exited: r.exited, MinSize: r.o.MinSize, SampleBytes: r.o.SampleBytes,
-		Probes: r.probes, Mappings: r.replay, Duration: time.Since(r.started)}
+	res := &Result{PID: r.o.PID, Comm: r.root.comm, Final: final, Exited: r.root.exited, MinSize: r.o.MinSize, SampleBytes: r.o.SampleBytes,
+		FollowForks: r.o.FollowForks, Probes: r.root.probes, Mappings: r.replay, Duration: time.Since(r.started)}
 	if final {
 		res.Duration = r.ended
 	}
-	res.Counts = Counts{Calls: c[cCalls], Allocs: r.tab.allocs, Frees: r.tab.frees, Unmatched: r.tab.unmatched,
-		SkippedSmall: c[cSkippedSmall], SkippedSample: c[cSkippedSample], Syscalls: c[cSyscalls],
-		LostAllocs: c[cLostAlloc], LostFrees: c[cLostFree], LostMappings: c[cLostMap], TrackFull: c[cTrackFull], PendingFull: c[cPendingFull],
-		Summarised: r.tab.summarised, SummarisedBytes: r.tab.summarisedBytes, Stacks: r.stacks, StacksFailed: r.stackFail}
-	cache := map[int32][]syscalltrace.Frame{}
-	res.Stacks = r.tab.stacks(now)
-	res.AllocBytes = round(r.tab.allocBytes)
-	for i := range res.Stacks {
-		s := &res.Stacks[i]
-		res.OutstandingBytes += s.OutstandingBytes
-		res.OutstandingCount += s.OutstandingCount
-		if s.ID < 0 {
-			s.Unwound = stackError(s.ID)
-			continue
+	res.Counts = Counts{Calls: c[cCalls], SkippedSmall: c[cSkippedSmall], SkippedSample: c[cSkippedSample], Syscalls: c[cSyscalls],
+		LostAllocs: c[cLostAlloc], LostFrees: c[cLostFree], LostMappings: c[cLostMap], LostForks: c[cLostFork], TrackFull: c[cTrackFull], PendingFull: c[cPendingFull],
+		Stacks: r.stacks, StacksFailed: r.stackFail}
+	cache := map[stackKey][]syscalltrace.Frame{}
+	var allocBytes float64
+	for _, p := range r.ordered() {
+		t := p.tab
+		res.Counts.Allocs += t.allocs
+		res.Counts.Frees += t.frees
+		res.Counts.Unmatched += t.unmatched
+		res.Counts.Summarised += t.summarised
+		res.Counts.SummarisedBytes += t.summarisedBytes
+		allocBytes += t.allocBytes
+		pr := Process{PID: p.pid, PPID: p.ppid, Comm: p.comm, Exited: p.exited, AllocBytes: round(t.allocBytes)}
+		if p.forkTs != 0 {
+			pr.ForkedAt = time.Duration(r.since(p.forkTs))
+			pr.AttachDelay = time.Duration(p.attachTs - min(p.forkTs, p.attachTs))
 		}
-		s.Frames = r.stackFrames(s.ID, cache)
-		switch {
-		case len(s.Frames) == 0:
-			s.Unwound = "the stack was not found in the kernel's table"
-		case len(s.Frames) == 1:
-			s.Unwound = "one frame: its caller keeps no frame pointer"
-			res.Counts.StacksShort++
-		case len(s.Frames) == maxStackDepth:
-			s.Unwound = fmt.Sprintf("truncated at %d frames", maxStackDepth)
-			res.Counts.StacksTruncated++
+		if p.exited {
+			pr.ExitedAt = time.Duration(r.since(p.exitTs))
 		}
+		stacks := t.stacks(now)
+		for i := range stacks {
+			s := &stacks[i]
+			s.PID = p.pid
+			pr.OutstandingBytes += s.OutstandingBytes
+			pr.OutstandingCount += s.OutstandingCount
+			if s.ID < 0 {
+				s.Unwound = stackError(s.ID)
+				continue
+			}
+			s.Frames = r.stackFrames(p, s.ID, cache)
+			switch {
+			case len(s.Frames) == 0:
+				s.Unwound = "the stack was not found in the kernel's table"
+			case len(s.Frames) == 1:
+				s.Unwound = "one frame: its caller keeps no frame pointer"
+				res.Counts.StacksShort++
+			case len(s.Frames) == maxStackDepth:
+				s.Unwound = fmt.Sprintf("truncated at %d frames", maxStackDepth)
+				res.Counts.StacksTruncated++
+			}
+		}
+		res.OutstandingBytes += pr.OutstandingBytes
+		res.OutstandingCount += pr.OutstandingCount
+		res.Stacks = append(res.Stacks, stacks...)
+		res.Processes = append(res.Processes, pr)
 	}
+	sortStacks(res.Stacks)
+	res.AllocBytes = round(allocBytes)
 	res.Outstanding = r.replay.Outstanding()
 	for _, m := range res.Outstanding {
+		p := r.procs[m.Space]
+		if p == nil {
+			p = r.root
+		}
 		if id, ok := r.mapStacks[m.Line]; ok && m.Frames == nil {
-			m.Frames = r.stackFrames(id, cache)
+			m.Frames = r.stackFrames(p, id, cache)
 		}
 		if !m.Anonymous && m.Path == "" {
-			for _, pm := range r.lastMaps {
+			for _, pm := range p.lastMaps {
 				if pm.Start == m.Start {
 					m.Path = pm.Path
 					break
@@ -655,4 +710,12 @@ func (r *recorder) snapshot(final bool) *Result {
 		}
 	}
 	return res
+}
+
+// since is a monotonic kernel time as a duration since the recording began.
+func (r *recorder) since(ts uint64) uint64 {
+	if ts < r.t0 {
+		return 0
+	}
+	return ts - r.t0
 }

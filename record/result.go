@@ -25,7 +25,14 @@ type Result struct {
 	Exited bool
 
 	MinSize, SampleBytes uint64
-	Probes               []Probe
+	// FollowForks: the processes PID forked were recorded too.
+	FollowForks bool
+	// Probes are the files probed in process PID (a child probes the
+	// same files, the ones it maps).
+	Probes []Probe
+	// Processes are the processes recorded: PID first, then the children
+	// followed, in pid order.
+	Processes []Process
 
 	// Stacks are the allocations by call stack, largest outstanding first.
 	Stacks []Stack
@@ -41,6 +48,22 @@ type Result struct {
 	Outstanding []*syscalltrace.Mapping
 
 	Notes []string
+}
+
+// Process is one process recorded, with its share of the figures.
+type Process struct {
+	PID, PPID int // PPID is 0 for the process the recording began with
+	Comm      string
+	// ForkedAt is when a child was forked, since the recording began;
+	// AttachDelay is from its fork to its probes attached: the allocator
+	// calls it made in between are not recorded (its mapping calls are).
+	ForkedAt, AttachDelay time.Duration
+	// Exited: the process ended during the recording, at ExitedAt; what
+	// it had not freed is reported as outstanding at its exit.
+	Exited   bool
+	ExitedAt time.Duration
+	// OutstandingBytes, OutstandingCount and AllocBytes sum its stacks.
+	OutstandingBytes, OutstandingCount, AllocBytes uint64
 }
 
 // Probe is one file whose allocator functions were probed.
@@ -67,6 +90,9 @@ type Counts struct {
 	// no room for. A lost allocation is not recorded at all (nor its free);
 	// a lost free leaves its allocation shown as outstanding.
 	LostAllocs, LostFrees, LostMappings uint64
+	// LostForks are children of a recorded process not followed: the
+	// ring buffer or the kernel's table of processes had no room.
+	LostForks uint64
 	// TrackFull are allocations the kernel's table had no room for: their
 	// frees are not seen, so they stay outstanding.
 	TrackFull uint64
@@ -83,7 +109,7 @@ type Counts struct {
 // Lost is every event lost or not tracked: non-zero means the figures are
 // incomplete.
 func (c Counts) Lost() uint64 {
-	return c.LostAllocs + c.LostFrees + c.LostMappings + c.TrackFull + c.PendingFull
+	return c.LostAllocs + c.LostFrees + c.LostMappings + c.LostForks + c.TrackFull + c.PendingFull
 }
 
 // stackError words a bpf_get_stackid error.

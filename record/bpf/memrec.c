@@ -29,12 +29,18 @@ struct pt_regs {
 	unsigned long di, si, dx, cx, r10, r8, r9, ax, ip, sp, bp;
 } __attribute__((preserve_access_index));
 
+// The ids of a task, for the fork and exec tracepoints.
+struct task_struct {
+	int pid;
+	int tgid;
+} __attribute__((preserve_access_index));
+
 char LICENSE[] SEC("license") = "GPL";
 
 #define MAX_STACK_DEPTH 64
 
 // Set by the loader before load.
-const volatile u32 target_tgid = 0;
+const volatile u8 follow_forks = 0; // add a recorded process's children to targets
 const volatile u64 min_size = 0;
 const volatile u64 sample_bytes = 0; // 0: every allocation
 const volatile u64 wake_bytes = 0;   // wake the reader past this much data
@@ -45,13 +51,13 @@ enum fn {
 };
 
 enum kind {
-	EV_ALLOC = 1, EV_FREE, EV_MMAP, EV_MUNMAP, EV_MREMAP, EV_BRK, EV_EXEC,
+	EV_ALLOC = 1, EV_FREE, EV_MMAP, EV_MUNMAP, EV_MREMAP, EV_BRK, EV_EXEC, EV_FORK,
 };
 
 // Counter slots (per CPU; user space sums them).
 enum counter {
 	C_LOST_ALLOC, C_LOST_FREE, C_LOST_MAP, C_TRACK_FULL, C_PENDING_FULL,
-	C_SKIPPED_SMALL, C_SKIPPED_SAMPLE, C_CALLS, C_SYSCALLS, C_COUNTERS,
+	C_SKIPPED_SMALL, C_SKIPPED_SAMPLE, C_CALLS, C_SYSCALLS, C_LOST_FORK, C_COUNTERS,
 };
 
 struct event {
@@ -67,7 +73,15 @@ struct event {
 	s32 stack_id; // < 0: the error bpf_get_stackid returned
 	u8 kind;
 	u8 fn;
-	u8 pad[6];
+	u8 pad[2];
+	u32 tgid;   // the process; fork: the child (addr: the parent)
+};
+
+// A recorded pointer: parent and child share addresses after a fork.
+struct track_key {
+	u32 tgid;
+	u32 pad;
+	u64 ptr;
 };
 
 // The call in flight on a thread, between entry and return.
@@ -98,10 +112,19 @@ struct {
 	__uint(max_entries, 16384); // resized by the loader
 } stacks SEC(".maps");
 
+// The processes recorded (tgid → 1): filled by the loader, and by
+// sched_process_fork with their children when following forks.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, u32);
+	__type(value, u8);
+	__uint(max_entries, 4096);
+} targets SEC(".maps");
+
 // Pointers recorded and not yet freed: only their frees are sent.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, u64);
+	__type(key, struct track_key);
 	__type(value, u64);
 	__uint(max_entries, 1 << 20); // resized by the loader
 	__uint(map_flags, BPF_F_NO_PREALLOC); // kernel memory as used, not at load
@@ -155,7 +178,8 @@ static __always_inline void count(u32 slot)
 
 static __always_inline int ours(void)
 {
-	return (bpf_get_current_pid_tgid() >> 32) == target_tgid;
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	return bpf_map_lookup_elem(&targets, &tgid) != 0;
 }
 
 static __always_inline u64 wake_flags(void)
@@ -210,7 +234,9 @@ static __always_inline void send_free(u64 ptr, u32 fn)
 {
 	if (ptr == 0)
 		return;
-	if (bpf_map_delete_elem(&tracked, &ptr))
+	u64 id = bpf_get_current_pid_tgid();
+	struct track_key k = {.tgid = id >> 32, .ptr = ptr};
+	if (bpf_map_delete_elem(&tracked, &k))
 		return; // not recorded (before the recording, too small, not sampled)
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -220,7 +246,8 @@ static __always_inline void send_free(u64 ptr, u32 fn)
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts = bpf_ktime_get_ns();
 	e->addr = ptr;
-	e->tid = (u32)bpf_get_current_pid_tgid();
+	e->tid = (u32)id;
+	e->tgid = id >> 32;
 	e->kind = EV_FREE;
 	e->fn = fn;
 	bpf_ringbuf_submit(e, wake_flags());
@@ -264,10 +291,12 @@ static __always_inline int leave(struct pt_regs *ctx, u32 fn, u64 ret)
 	e->addr = ret;
 	e->size = size;
 	e->tid = (u32)id;
+	e->tgid = id >> 32;
 	e->kind = EV_ALLOC;
 	e->fn = fn;
 	e->stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-	if (bpf_map_update_elem(&tracked, &ret, &size, BPF_ANY))
+	struct track_key k = {.tgid = id >> 32, .ptr = ret};
+	if (bpf_map_update_elem(&tracked, &k, &size, BPF_ANY))
 		count(C_TRACK_FULL);
 	bpf_ringbuf_submit(e, wake_flags());
 	return 0;
@@ -332,12 +361,13 @@ SEC("uprobe") int BPF_KPROBE(free_enter, u64 ptr)
 #define NR_MUNMAP 11
 #define NR_BRK 12
 #define NR_MREMAP 25
-#define NR_EXECVE 59
-#define NR_EXECVEAT 322
 
+// exec is not among them: sched_process_exec reports it, because an exec
+// from a thread other than the leader returns as the leader (the kernel
+// gives it the leader's id), so its sys_exit would not match its sys_enter.
 static __always_inline int watched(long nr)
 {
-	return nr == NR_MMAP || nr == NR_MUNMAP || nr == NR_BRK || nr == NR_MREMAP || nr == NR_EXECVE || nr == NR_EXECVEAT;
+	return nr == NR_MMAP || nr == NR_MUNMAP || nr == NR_BRK || nr == NR_MREMAP;
 }
 
 SEC("tp_btf/sys_enter")
@@ -381,6 +411,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	e->ts = bpf_ktime_get_ns();
 	e->enter = c.enter;
 	e->tid = (u32)id;
+	e->tgid = id >> 32;
 	e->stack_id = -1;
 	switch (c.nr) {
 	case NR_MMAP:
@@ -408,23 +439,79 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		e->arg4 = c.args[4];
 		e->stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
 		break;
-	case NR_BRK:
+	default:
 		e->kind = EV_BRK;
 		e->addr = (u64)ret;
 		e->arg1 = c.args[0];
 		break;
-	default:
-		e->kind = EV_EXEC;
-		// The new program's name, in arg1 and arg2 (16 bytes).
-		bpf_get_current_comm(&e->arg1, 2 * sizeof(u64));
-		break;
 	}
-	// A new image, or a library mapped executable: user space reads the
-	// process's maps for its symbols at once, before it may exit.
-	if (e->kind == EV_EXEC || (e->kind == EV_MMAP && (e->arg1 & 4 /* PROT_EXEC */) && (s64)e->arg3 >= 0))
+	// A library mapped executable: user space reads the process's maps for
+	// its symbols at once, before it may exit.
+	if (e->kind == EV_MMAP && (e->arg1 & 4 /* PROT_EXEC */) && (s64)e->arg3 >= 0)
 		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	else
 		bpf_ringbuf_submit(e, wake_flags());
+	return 0;
+}
+
+// A new image: user space forgets the old one's allocations and reads the
+// new one's maps at once, before it may exit. old_pid is the thread that
+// called exec, which now has the leader's id.
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sched_process_exec, struct task_struct *p, int old_pid)
+{
+	u32 tgid = BPF_CORE_READ(p, tgid);
+	if (!bpf_map_lookup_elem(&targets, &tgid))
+		return 0;
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(C_LOST_MAP);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts = bpf_ktime_get_ns();
+	e->tid = tgid;
+	e->tgid = tgid;
+	e->arg3 = (u32)old_pid;
+	e->stack_id = -1;
+	e->kind = EV_EXEC;
+	// The new program's name, in arg1 and arg2 (16 bytes).
+	bpf_get_current_comm(&e->arg1, 2 * sizeof(u64));
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+// A recorded process forked: the child (a process, not a thread) is
+// recorded too. Its uprobes are attached by user space, woken at once: the
+// allocator calls it makes until then are not seen.
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (!follow_forks)
+		return 0;
+	u32 ptgid = BPF_CORE_READ(parent, tgid);
+	u32 pid = BPF_CORE_READ(child, pid), tgid = BPF_CORE_READ(child, tgid);
+	if (pid != tgid || !bpf_map_lookup_elem(&targets, &ptgid))
+		return 0;
+	u8 one = 1;
+	if (bpf_map_update_elem(&targets, &tgid, &one, BPF_ANY)) {
+		count(C_LOST_FORK); // the table of processes is full: not followed
+		return 0;
+	}
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(C_LOST_FORK);
+		bpf_map_delete_elem(&targets, &tgid);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts = bpf_ktime_get_ns();
+	e->tid = tgid;
+	e->tgid = tgid;
+	e->addr = ptgid;
+	e->stack_id = -1;
+	e->kind = EV_FORK;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
 
