@@ -130,7 +130,17 @@ func (r *recorder) reapExited() bool {
 		if p == r.root {
 			continue // detached with the rest at the end, as without forks
 		}
-		p.detach()
+		// Closing uprobes waits for the kernel (a grace period each, tens
+		// of ms under load): done aside, so that reading goes on.
+		links := p.links
+		p.links = nil
+		r.closing.Add(1)
+		go func() {
+			defer r.closing.Done()
+			for _, l := range links {
+				l.Close()
+			}
+		}()
 		_ = r.objs.Targets.Delete(uint32(p.pid))
 		for a := range p.tab.live {
 			r.untrack(p, a)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -145,8 +146,9 @@ type recorder struct {
 	links []link.Link // the kernel tracepoints
 	rd    *ringbuf.Reader
 
-	root  *process
-	procs map[int]*process // by pid: the root and the children followed
+	root    *process
+	procs   map[int]*process // by pid: the root and the children followed
+	closing sync.WaitGroup   // exited children's uprobes being closed
 
 	// One replay for every process: a fork starts the child's address
 	// space (Mapping.Space is its pid), as trace replays a forking strace.
@@ -165,6 +167,7 @@ type recorder struct {
 
 func (r *recorder) close() {
 	r.detach()
+	r.closing.Wait()
 	if r.rd != nil {
 		r.rd.Close()
 	}
