@@ -52,6 +52,11 @@ Its output goes to standard error, so that memdiag's own stays parseable.
 
 Stacks are walked by frame pointers in the kernel: code built without them
 ends the walk (libc itself has none; build with -fno-omit-frame-pointer).
+With --follow-forks the children it forks (and theirs) are recorded too,
+each probed once its fork is seen: what a child allocates before that (tens
+of ms) is not recorded. A child that exits keeps what it had not freed,
+reported at its exit.
+
 Every call probed costs the process a trap into the kernel; --sample-bytes
 and --min-size record less. Needs root (CAP_BPF and CAP_PERFMON) and a kernel
 with BTF (/sys/kernel/btf/vmlinux).
@@ -60,7 +65,8 @@ with BTF (/sys/kernel/btf/vmlinux).
 searchable flame graph of the outstanding bytes by stack (docs/html.md).`,
 		Example: `  memdiag record --pid 1234 --duration 30s
   memdiag record --pid 1234 --sample-bytes 512K --pprof heap.pb.gz
-  memdiag record -o json -- ./server --config test.conf`,
+  memdiag record -o json -- ./server --config test.conf
+  memdiag record --follow-forks -- make -j2`,
 		Args: func(c *cobra.Command, args []string) error {
 			dash := c.ArgsLenAtDash()
 			switch {
@@ -123,6 +129,7 @@ searchable flame graph of the outstanding bytes by stack (docs/html.md).`,
 	f.IntVar(&o.Record.StackSlots, "stack-slots", record.DefaultStackSlots, "distinct stacks the kernel's table holds")
 	f.StringVar(&minSize, "min-size", "", "ignore allocations smaller than this, in the kernel")
 	f.StringVar(&sampleBytes, "sample-bytes", "", "record one allocation per this many bytes allocated on average, weighted (e.g. 512K)")
+	f.BoolVar(&o.Record.FollowForks, "follow-forks", false, "record the processes it forks too, each with its own probes and stacks (PID column)")
 	f.BoolVar(&o.Record.NoMappings, "no-mappings", false, "do not trace mmap, munmap, mremap and brk")
 	f.IntVar(&o.Top, "top", 20, "stacks to list in tables")
 	return c

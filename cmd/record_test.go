@@ -22,16 +22,16 @@ func TestRecordFlags(t *testing.T) {
 		wantErr string
 	}{
 		{args: []string{"record", "--pid", "7"}, check: func(o *RecordOptions) string {
-			if o.PID != 7 || o.Record.PID != 7 || len(o.Command) != 0 || o.Record.RingBytes != 16<<20 || o.Record.MaxOutstanding != record.DefaultMaxOutstanding || o.Top != 20 {
+			if o.PID != 7 || o.Record.PID != 7 || len(o.Command) != 0 || o.Record.RingBytes != 16<<20 || o.Record.MaxOutstanding != record.DefaultMaxOutstanding || o.Top != 20 || o.Record.FollowForks {
 				return "defaults"
 			}
 			return ""
 		}},
 		{args: []string{"record", "--duration", "30s", "--interval", "5s", "--pprof", "h.pb.gz", "--ring-buffer", "64M", "--min-size", "1K",
-			"--sample-bytes", "512K", "--no-mappings", "--", "./prog", "-x", "--flag"}, check: func(o *RecordOptions) string {
+			"--sample-bytes", "512K", "--no-mappings", "--follow-forks", "--", "./prog", "-x", "--flag"}, check: func(o *RecordOptions) string {
 			r := o.Record
 			if r.Duration != 30*time.Second || r.Interval != 5*time.Second || o.PprofPath != "h.pb.gz" || r.RingBytes != 64<<20 ||
-				r.MinSize != 1024 || r.SampleBytes != 512<<10 || !r.NoMappings || !cmp.Equal(o.Command, []string{"./prog", "-x", "--flag"}) {
+				r.MinSize != 1024 || r.SampleBytes != 512<<10 || !r.NoMappings || !r.FollowForks || !cmp.Equal(o.Command, []string{"./prog", "-x", "--flag"}) {
 				return "flags not applied"
 			}
 			return ""
@@ -79,8 +79,8 @@ func TestRecordCommandJSONAndPprof(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	want := []string{"alloc_bytes", "command", "counts", "duration_seconds", "exited", "final", "findings", "mappings", "min_size_bytes", "notes",
-		"outstanding_bytes", "outstanding_count", "pid", "probes", "sample_bytes", "schema", "stacks"}
+	want := []string{"alloc_bytes", "command", "counts", "duration_seconds", "exited", "final", "findings", "follow_forks", "mappings", "min_size_bytes", "notes",
+		"outstanding_bytes", "outstanding_count", "pid", "probes", "processes", "sample_bytes", "schema", "stacks"}
 	if diff := cmpKeys(want, doc); diff != "" {
 		t.Errorf("top-level keys (-want +got):\n%s", diff)
 	}

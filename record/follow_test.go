@@ -4,6 +4,7 @@ package record
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/pprof/profile"
 
 	"github.com/memdiag/memdiag/internal/testprog"
 )
@@ -171,6 +174,29 @@ func TestRecordFollowForks(t *testing.T) {
 			t.Errorf("child %+v: want a child of %d, exited, with its fork-to-attach window", p, run.parent)
 		}
 		t.Logf("child %d: forked at %s, probes attached %s later, exited at %s", p.PID, p.ForkedAt, p.AttachDelay, p.ExitedAt)
+	}
+	// The profile labels each sample with its process.
+	var b bytes.Buffer
+	if err := WriteProfile(&b, res); err != nil {
+		t.Fatal(err)
+	}
+	prof, err := profile.Parse(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPID := map[string]int64{}
+	for _, sm := range prof.Sample {
+		for _, l := range sm.Location {
+			if len(l.Line) > 0 && l.Line[0].Function.Name == "child_keeper" && len(sm.Label["pid"]) == 1 {
+				byPID[sm.Label["pid"][0]] += sm.Value[3] // inuse_space
+				break
+			}
+		}
+	}
+	for pid, kept := range run.children {
+		if got := byPID[strconv.Itoa(pid)]; !within(uint64(got), kept, 0.02) {
+			t.Errorf("profile: child_keeper holds %d B with pid label %d; the child kept %d (by pid: %v)", got, pid, kept, byPID)
+		}
 	}
 	if !res.Exited || res.Counts.LostForks != 0 {
 		t.Errorf("exited %v, lost forks %d; want the parent exited and no fork lost", res.Exited, res.Counts.LostForks)

@@ -3,6 +3,7 @@ package record
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -148,7 +149,7 @@ func WriteProfile(w io.Writer, r *Result) error {
 		if len(frames) == 0 {
 			frames = []syscalltrace.Frame{{Func: "(no stack: " + s.Unwound + ")"}}
 		}
-		p.Sample = append(p.Sample, &profile.Sample{Location: locate(frames),
+		p.Sample = append(p.Sample, &profile.Sample{Location: locate(frames), Label: map[string][]string{"pid": {strconv.Itoa(s.PID)}},
 			Value: []int64{int64(s.AllocCount), int64(s.AllocBytes), int64(s.OutstandingCount), int64(s.OutstandingBytes)}})
 	}
 	if err := p.CheckValid(); err != nil {
@@ -193,11 +194,18 @@ func mallocFinding(r *Result) (finding.Finding, bool) {
 	if len(top.Frames) > 0 {
 		who = syscalltrace.StackLabel(top.Frames)
 	}
+	if len(r.Processes) > 1 {
+		who += fmt.Sprintf(" in process %d", top.PID)
+	}
 	sev := finding.Info
 	if top.OutstandingBytes >= 64<<20 || (r.AllocBytes > 0 && top.OutstandingBytes >= 16<<20 && float64(top.OutstandingBytes) >= 0.5*float64(top.AllocBytes)) {
 		sev = finding.Medium
 	}
-	source := fmt.Sprintf("uprobes on the allocator of process %d over %s", r.PID, r.Duration.Round(time.Millisecond))
+	what := fmt.Sprintf("process %d", r.PID)
+	if n := len(r.Processes) - 1; n > 0 {
+		what += fmt.Sprintf(" and %d processes forked from it", n)
+	}
+	source := fmt.Sprintf("uprobes on the allocator of %s over %s", what, r.Duration.Round(time.Millisecond))
 	ev := []string{fmt.Sprintf("%s: %d allocations recorded (%d B), %d freed; %d B in %d allocations outstanding at the end",
 		source, r.Counts.Allocs, r.AllocBytes, r.Counts.Frees, r.OutstandingBytes, r.OutstandingCount)}
 	for i, s := range r.Stacks {
@@ -207,6 +215,9 @@ func mallocFinding(r *Result) (finding.Finding, bool) {
 		label := "(no stack: " + s.Unwound + ")"
 		if len(s.Frames) > 0 {
 			label = syscalltrace.StackLabel(s.Frames)
+		}
+		if len(r.Processes) > 1 {
+			label = fmt.Sprintf("process %d: %s", s.PID, label)
 		}
 		ev = append(ev, fmt.Sprintf("%d B in %d allocations outstanding (of %d B allocated), the oldest %s old: %s",
 			s.OutstandingBytes, s.OutstandingCount, s.AllocBytes, s.OldestAge.Round(time.Millisecond), label))

@@ -95,10 +95,14 @@ func recordTables(v *RecordView) []*Table {
 	summary.Notes = append(summary.Notes, recordWarnings(r)...)
 	summary.Notes = append(summary.Notes, v.Notes...)
 
+	multi := len(r.Processes) > 1
 	stacks := &Table{
 		Title: "outstanding allocations by stack",
 		Columns: []Column{{Header: "OUTSTANDING", Align: Right}, {Header: "COUNT", Align: Right}, {Header: "OLDEST", Align: Right},
 			{Header: "ALLOCATED", Align: Right}, {Header: "STACK"}},
+	}
+	if multi {
+		stacks.Columns = append([]Column{{Header: "PID", Align: Right}}, stacks.Columns...)
 	}
 	shown := 0
 	for _, s := range r.Stacks {
@@ -106,7 +110,11 @@ func recordTables(v *RecordView) []*Table {
 			break
 		}
 		shown++
-		stacks.AddRow(Bytes(s.OutstandingBytes), u(s.OutstandingCount), age(s.OldestAge), Bytes(s.AllocBytes), Sanitize(stackLabel(s)))
+		cells := []string{Bytes(s.OutstandingBytes), u(s.OutstandingCount), age(s.OldestAge), Bytes(s.AllocBytes), Sanitize(stackLabel(s))}
+		if multi {
+			cells = append([]string{strconv.Itoa(s.PID)}, cells...)
+		}
+		stacks.AddRow(cells...)
 	}
 	if shown < len(r.Stacks) {
 		stacks.Notes = append(stacks.Notes, fmt.Sprintf("showing %d of %d stacks; -o json lists all, --pprof writes them all", shown, len(r.Stacks)))
@@ -114,13 +122,46 @@ func recordTables(v *RecordView) []*Table {
 	if r.SampleBytes > 0 {
 		stacks.Notes = append(stacks.Notes, fmt.Sprintf("sampled one allocation per %d B on average; figures are estimates scaled up", r.SampleBytes))
 	}
-	tables := []*Table{summary, stacks}
+	tables := []*Table{summary}
+	if r.FollowForks {
+		tables = append(tables, recordProcesses(r))
+	}
+	tables = append(tables, stacks)
 	if tv := recordTrace(r); tv != nil {
 		tt := traceTables(tv, Style{})
 		tt[0].Title = "mappings made during the recording (mmap, munmap, mremap, brk)"
 		tables = append(tables, tt...)
 	}
 	return tables
+}
+
+// recordProcesses is the table of the processes a recording followed.
+func recordProcesses(r *record.Result) *Table {
+	t := &Table{
+		Title: "processes recorded (--follow-forks)",
+		Columns: []Column{{Header: "PID", Align: Right}, {Header: "PARENT", Align: Right}, {Header: "COMMAND"}, {Header: "OUTSTANDING", Align: Right},
+			{Header: "COUNT", Align: Right}, {Header: "ALLOCATED", Align: Right}, {Header: "PROBED AFTER FORK", Align: Right}, {Header: "ENDED"}},
+	}
+	var widest time.Duration
+	for _, p := range r.Processes {
+		parent, window := "-", "-"
+		if p.PPID != 0 {
+			parent, window = strconv.Itoa(p.PPID), p.AttachDelay.Round(time.Millisecond/10).String()
+			widest = max(widest, p.AttachDelay)
+		}
+		ended := "running"
+		if p.Exited {
+			ended = fmt.Sprintf("exited at %s: outstanding as it left them", p.ExitedAt.Round(time.Millisecond))
+		}
+		t.AddRow(strconv.Itoa(p.PID), parent, Sanitize(p.Comm), Bytes(p.OutstandingBytes), u(p.OutstandingCount), Bytes(p.AllocBytes), window, ended)
+	}
+	if widest > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("a child's allocator calls between its fork and its probes (up to %s here) are not recorded, nor are their frees; nor are frees of what it inherited from its parent", widest.Round(time.Millisecond/10)))
+	}
+	if n := r.Counts.LostForks; n > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("warning: %d forked processes were not followed (the ring buffer or the kernel's table of processes was full)", n))
+	}
+	return t
 }
 
 // recordWarnings says what makes the figures incomplete, and what to do.
@@ -167,6 +208,8 @@ type recordDoc struct {
 	Command          string            `json:"command"`
 	Final            bool              `json:"final"`
 	Exited           bool              `json:"exited"`
+	FollowForks      bool              `json:"follow_forks"`
+	Processes        []recordProcJSON  `json:"processes"`
 	DurationSeconds  float64           `json:"duration_seconds"`
 	MinSizeBytes     uint64            `json:"min_size_bytes"`
 	SampleBytes      uint64            `json:"sample_bytes"`
@@ -179,6 +222,19 @@ type recordDoc struct {
 	Mappings         *traceDoc         `json:"mappings,omitempty"`
 	Findings         []finding.Finding `json:"findings"`
 	Notes            []string          `json:"notes"`
+}
+
+type recordProcJSON struct {
+	PID                int     `json:"pid"`
+	PPID               int     `json:"ppid"`
+	Command            string  `json:"command"`
+	ForkedAtSeconds    float64 `json:"forked_at_seconds"`
+	AttachDelaySeconds float64 `json:"attach_delay_seconds"`
+	Exited             bool    `json:"exited"`
+	ExitedAtSeconds    float64 `json:"exited_at_seconds"`
+	OutstandingBytes   uint64  `json:"outstanding_bytes"`
+	OutstandingCount   uint64  `json:"outstanding_count"`
+	AllocBytes         uint64  `json:"alloc_bytes"`
 }
 
 type recordProbeJSON struct {
@@ -199,6 +255,7 @@ type recordCountsJSON struct {
 	LostAllocs      uint64 `json:"lost_allocs"`
 	LostFrees       uint64 `json:"lost_frees"`
 	LostMappings    uint64 `json:"lost_mappings"`
+	LostForks       uint64 `json:"lost_forks"`
 	TrackFull       uint64 `json:"track_full"`
 	PendingFull     uint64 `json:"pending_full"`
 	Summarised      uint64 `json:"summarised"`
@@ -210,6 +267,7 @@ type recordCountsJSON struct {
 }
 
 type recordStackJSON struct {
+	PID              int         `json:"pid"`
 	Label            string      `json:"label"`
 	Unwound          string      `json:"unwound,omitempty"`
 	OutstandingBytes uint64      `json:"outstanding_bytes"`
@@ -236,13 +294,19 @@ func recordDocument(v *RecordView) *recordDoc {
 		MinSizeBytes: r.MinSize, SampleBytes: r.SampleBytes, Probes: []recordProbeJSON{}, OutstandingBytes: r.OutstandingBytes,
 		OutstandingCount: r.OutstandingCount, AllocBytes: r.AllocBytes,
 		Counts: recordCountsJSON{c.Calls, c.Allocs, c.Frees, c.Unmatched, c.SkippedSmall, c.SkippedSample, c.Syscalls, c.LostAllocs, c.LostFrees,
-			c.LostMappings, c.TrackFull, c.PendingFull, c.Summarised, c.SummarisedBytes, c.Stacks, c.StacksFailed, c.StacksShort, c.StacksTruncated},
+			c.LostMappings, c.LostForks, c.TrackFull, c.PendingFull, c.Summarised, c.SummarisedBytes, c.Stacks, c.StacksFailed, c.StacksShort, c.StacksTruncated},
+		FollowForks: r.FollowForks, Processes: []recordProcJSON{},
 		Stacks: []recordStackJSON{}, Findings: findingsJSON(v.Findings), Notes: append(recordWarnings(r), v.Notes...)}
 	for _, p := range r.Probes {
 		d.Probes = append(d.Probes, recordProbeJSON{Path: p.Path, Functions: orEmpty(p.Functions), Missing: orEmpty(p.Missing), Errors: orEmpty(p.Errors)})
 	}
+	for _, p := range r.Processes {
+		d.Processes = append(d.Processes, recordProcJSON{PID: p.PID, PPID: p.PPID, Command: p.Comm, ForkedAtSeconds: p.ForkedAt.Seconds(),
+			AttachDelaySeconds: p.AttachDelay.Seconds(), Exited: p.Exited, ExitedAtSeconds: p.ExitedAt.Seconds(),
+			OutstandingBytes: p.OutstandingBytes, OutstandingCount: p.OutstandingCount, AllocBytes: p.AllocBytes})
+	}
 	for _, s := range r.Stacks {
-		d.Stacks = append(d.Stacks, recordStackJSON{Label: stackLabel(s), Unwound: s.Unwound, OutstandingBytes: s.OutstandingBytes,
+		d.Stacks = append(d.Stacks, recordStackJSON{PID: s.PID, Label: stackLabel(s), Unwound: s.Unwound, OutstandingBytes: s.OutstandingBytes,
 			OutstandingCount: s.OutstandingCount, SummarisedBytes: s.SummarisedBytes, SummarisedCount: s.SummarisedCount,
 			OldestAgeSeconds: s.OldestAge.Seconds(), AllocBytes: s.AllocBytes, AllocCount: s.AllocCount, Frames: framesJSON(s.Frames)})
 	}
