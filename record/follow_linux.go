@@ -130,17 +130,7 @@ func (r *recorder) reapExited() bool {
 		if p == r.root {
 			continue // detached with the rest at the end, as without forks
 		}
-		// Closing uprobes waits for the kernel (a grace period each, tens
-		// of ms under load): done aside, so that reading goes on.
-		links := p.links
-		p.links = nil
-		r.closing.Add(1)
-		go func() {
-			defer r.closing.Done()
-			for _, l := range links {
-				l.Close()
-			}
-		}()
+		r.closeAside(p)
 		_ = r.objs.Targets.Delete(uint32(p.pid))
 		for a := range p.tab.live {
 			r.untrack(p, a)
@@ -148,6 +138,35 @@ func (r *recorder) reapExited() bool {
 		r.apply(p, &syscalltrace.Event{Call: syscalltrace.CallExit, Name: "exit", TID: p.pid}, p.exitTs, 0, -1)
 	}
 	return r.root.exited && (live == 0 || !r.o.FollowForks)
+}
+
+// closeAside closes p's uprobes in the background: closing one waits for
+// the kernel (a grace period each, tens of ms under load), and reading the
+// ring buffer must go on meanwhile.
+func (r *recorder) closeAside(p *process) {
+	links := p.links
+	p.links = nil
+	r.closing.Add(1)
+	go func() {
+		defer r.closing.Done()
+		for _, l := range links {
+			l.Close()
+		}
+	}()
+}
+
+// reattach probes p anew after an exec from a thread other than its
+// leader: a uprobe given a pid is bound to the task of that id, and such
+// an exec ends that task (the thread that called exec takes its id), so
+// the old probes no longer fire. Until the new ones are attached the new
+// image's allocator calls are not seen.
+func (r *recorder) reattach(p *process) {
+	r.closeAside(p)
+	p.probes, p.attached = nil, map[fileKey]bool{}
+	_ = r.refreshMaps(p)
+	if r.o.OnFollow != nil {
+		r.o.OnFollow(p.pid)
+	}
 }
 
 // ordered is the processes, the one recorded first, then by pid.

@@ -232,3 +232,37 @@ func within(got, want uint64, frac float64) bool {
 	d := float64(got) - float64(want)
 	return d <= frac*float64(want) && d >= -frac*float64(want)
 }
+
+// An exec from a thread other than the leader ends the old image: its
+// allocations are forgotten, the probes attached anew (the old ones were
+// bound to the leader's task, which such an exec ends), and the new
+// image's allocations recorded. The new image waits for a byte on stdin,
+// written once the probes are attached anew.
+func TestRecordExecFromThread(t *testing.T) {
+	bin := testprog.Build(t, "threadexec", "-fno-omit-frame-pointer")
+	var stdin io.Writer
+	o := Options{OnFollow: func(int) {
+		if _, err := io.WriteString(stdin, "g"); err != nil {
+			t.Errorf("writing the go-ahead: %v", err)
+		}
+	}}
+	res, lines := runHeldWith(t, o, func(w io.Writer) { stdin = w }, bin)
+	if len(lines) < 2 || lines[0] != fmt.Sprintf("kept %d", 300*10240) {
+		t.Fatalf("threadexec printed %q", lines)
+	}
+	var second uint64
+	for _, s := range res.Stacks {
+		if hasFrame(s, "first_keeper") && s.OutstandingBytes > 0 {
+			t.Errorf("first_keeper holds %d B after the exec: the exec from a thread was missed", s.OutstandingBytes)
+		}
+		if hasFrame(s, "second_keeper") {
+			second += s.OutstandingBytes
+		}
+	}
+	if second != 300*10240 {
+		t.Errorf("second_keeper holds %d B; the new image kept %d", second, 300*10240)
+	}
+	if len(res.Probes) != 1 {
+		t.Errorf("probes %+v; want libc's once", res.Probes)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -33,6 +34,12 @@ func needBPF(t *testing.T, err error) {
 // runHeld records bin started held, until it prints "done".
 func runHeld(t *testing.T, o Options, bin string, args ...string) (*Result, []string) {
 	t.Helper()
+	return runHeldWith(t, o, nil, bin, args...)
+}
+
+// runHeldWith is runHeld, handing the program's stdin to withStdin first.
+func runHeldWith(t *testing.T, o Options, withStdin func(io.Writer), bin string, args ...string) (*Result, []string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("memdiag record needs root (CAP_BPF, CAP_PERFMON); not root")
 	}
@@ -46,6 +53,9 @@ func runHeld(t *testing.T, o Options, bin string, args ...string) (*Result, []st
 		t.Fatal(err)
 	}
 	cmd.Stderr = os.Stderr
+	if withStdin != nil {
+		withStdin(stdin)
+	}
 	h, err := StartHeld(cmd)
 	if err != nil {
 		t.Fatal(err)

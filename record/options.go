@@ -31,8 +31,10 @@ type Options struct {
 	// FollowForks records the children the process forks (and theirs),
 	// each with its own probes, attached once the fork is seen.
 	FollowForks bool
-	// OnFollow, if set, is called once a child's probes are attached,
-	// from the recording's goroutine: it must not block.
+	// OnFollow, if set, is called once a process's probes are attached
+	// anew — a child's after its fork, or after an exec from a thread
+	// other than the leader — from the recording's goroutine: it must not
+	// block.
 	OnFollow func(pid int)
 	// NoMappings leaves mmap, munmap, mremap and brk unrecorded.
 	NoMappings bool

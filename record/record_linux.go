@@ -533,6 +533,9 @@ func (r *recorder) handle(b []byte) {
 		}
 		p.sym = &symbolizer{} // another program's files
 		p.mapsDirty, r.execSeen = true, true
+		if int(a3) != p.pid {
+			r.reattach(p)
+		}
 		r.apply(p, &syscalltrace.Event{Call: syscalltrace.CallExec, Name: "execve", TID: tid}, ts, enter, -1)
 	case evMmap:
 		flags, text := syscalltrace.MmapFlags(a2)
