@@ -8,8 +8,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
@@ -38,20 +36,7 @@ func recordForkkeep(t *testing.T, o Options, n int) (*Result, forkkeepRun) {
 	t.Helper()
 	testprog.NeedRoot(t)
 	bin := testprog.Build(t, "forkkeep", "-fno-omit-frame-pointer")
-	cmd := exec.Command(bin, strconv.Itoa(n))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	h, err := StartHeld(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdin, stdout, h := startHeldPiped(t, bin, strconv.Itoa(n))
 	var closeOnce sync.Once
 	closeIn := func() { closeOnce.Do(func() { stdin.Close() }) }
 	t.Cleanup(func() { h.Close(); closeIn(); _ = cmd.Wait() })

@@ -43,22 +43,9 @@ func runHeldWith(t *testing.T, o Options, withStdin func(io.Writer), bin string,
 	if os.Geteuid() != 0 {
 		t.Skip("memdiag record needs root (CAP_BPF, CAP_PERFMON); not root")
 	}
-	cmd := exec.Command(bin, args...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
+	cmd, stdin, stdout, h := startHeldPiped(t, bin, args...)
 	if withStdin != nil {
 		withStdin(stdin)
-	}
-	h, err := StartHeld(cmd)
-	if err != nil {
-		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close(); stdin.Close(); _ = cmd.Wait() })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -91,6 +78,27 @@ func runHeldWith(t *testing.T, o Options, withStdin func(io.Writer), bin string,
 		t.Errorf("probes left attached after Record returned: %v", left)
 	}
 	return res, lines
+}
+
+// startHeldPiped starts bin held (StartHeld), its stdin and stdout piped
+// to the test.
+func startHeldPiped(t *testing.T, bin string, args ...string) (*exec.Cmd, io.WriteCloser, io.Reader, *Held) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	h, err := StartHeld(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdin, stdout, h
 }
 
 // bpfDescriptors lists this process's descriptors of BPF objects and perf

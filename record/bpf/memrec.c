@@ -182,6 +182,20 @@ static __always_inline int ours(void)
 	return bpf_map_lookup_elem(&targets, &tgid) != 0;
 }
 
+// new_event reserves an event in the ring buffer, zeroed and stamped; when
+// the buffer is full it counts the loss in slot lost and returns NULL.
+static __always_inline struct event *new_event(u32 lost)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(lost);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts = bpf_ktime_get_ns();
+	return e;
+}
+
 static __always_inline u64 wake_flags(void)
 {
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_bytes)
@@ -238,13 +252,9 @@ static __always_inline void send_free(u64 ptr, u32 fn)
 	struct track_key k = {.tgid = id >> 32, .ptr = ptr};
 	if (bpf_map_delete_elem(&tracked, &k))
 		return; // not recorded (before the recording, too small, not sampled)
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count(C_LOST_FREE);
+	struct event *e = new_event(C_LOST_FREE);
+	if (!e)
 		return;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts = bpf_ktime_get_ns();
 	e->addr = ptr;
 	e->tid = (u32)id;
 	e->tgid = id >> 32;
@@ -281,13 +291,9 @@ static __always_inline int leave(struct pt_regs *ctx, u32 fn, u64 ret)
 		count(C_SKIPPED_SAMPLE);
 		return 0;
 	}
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count(C_LOST_ALLOC);
+	struct event *e = new_event(C_LOST_ALLOC);
+	if (!e)
 		return 0; // not tracked either: its free is not sent
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts = bpf_ktime_get_ns();
 	e->addr = ret;
 	e->size = size;
 	e->tid = (u32)id;
@@ -402,13 +408,9 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	count(C_SYSCALLS);
 	if (ret < 0 && ret > -4096)
 		return 0; // failed: nothing changed
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count(C_LOST_MAP);
+	struct event *e = new_event(C_LOST_MAP);
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts = bpf_ktime_get_ns();
 	e->enter = c.enter;
 	e->tid = (u32)id;
 	e->tgid = id >> 32;
@@ -463,13 +465,9 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, int old_pid)
 	u32 tgid = BPF_CORE_READ(p, tgid);
 	if (!bpf_map_lookup_elem(&targets, &tgid))
 		return 0;
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count(C_LOST_MAP);
+	struct event *e = new_event(C_LOST_MAP);
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts = bpf_ktime_get_ns();
 	e->tid = tgid;
 	e->tgid = tgid;
 	e->arg3 = (u32)old_pid;
@@ -498,14 +496,11 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 		count(C_LOST_FORK); // the table of processes is full: not followed
 		return 0;
 	}
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct event *e = new_event(C_LOST_FORK);
 	if (!e) {
-		count(C_LOST_FORK);
 		bpf_map_delete_elem(&targets, &tgid);
 		return 0;
 	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts = bpf_ktime_get_ns();
 	e->tid = tgid;
 	e->tgid = tgid;
 	e->addr = ptgid;
