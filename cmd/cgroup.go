@@ -24,8 +24,7 @@ type CgroupOptions struct {
 
 	Target string // a pid, or a cgroup directory
 	Format report.Format
-	Color  bool
-	Width  int // what tables must fit in (0: no limit)
+	Style  report.Style
 	// Textfile keeps DIR/memdiag_cgroup.prom current, every Interval.
 	Textfile string
 	Interval time.Duration
@@ -54,15 +53,10 @@ set inflated by reclaimable cache, memory pressure (PSI).`,
 				return usage(fmt.Errorf("cgroup %d: a process id is a positive number (ps -e lists them)", pid))
 			}
 			var err error
-			if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatOpenMetrics); err != nil {
 				return err
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Width = d.Streams.tableWidth(g.wide)
-			if runF != nil {
-				return runF(o)
-			}
-			return runCgroup(o)
+			return runOr(runF, runCgroup, o)
 		},
 	}
 	c.Flags().StringVar(&o.Textfile, "textfile", "", "keep DIR/memdiag_cgroup.prom current for node_exporter's textfile collector, rewritten atomically every --interval, until stopped")
@@ -86,7 +80,7 @@ func runCgroup(o *CgroupOptions) error {
 	if err != nil {
 		return err
 	}
-	return report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
+	return report.WriteCgroup(o.Streams.Out, o.Format, v, o.Style)
 }
 
 func readCgroupView(o *CgroupOptions) (*report.CgroupView, error) {
@@ -113,8 +107,7 @@ type OOMOptions struct {
 	// MaxBytes bounds FILE and standard input (0: MaxKernelLogBytes).
 	MaxBytes int64
 	Format   report.Format
-	Color    bool
-	Width    int // what tables must fit in (0: no limit)
+	Style    report.Style
 }
 
 // NewCmdOOM builds `memdiag oom`.
@@ -142,15 +135,10 @@ its notes say whether they back it, or why it is unverified.`,
 				o.File = args[0]
 			}
 			var err error
-			if o.Format, err = g.format(); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams); err != nil {
 				return err
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Width = d.Streams.tableWidth(g.wide)
-			if runF != nil {
-				return runF(o)
-			}
-			return runOOM(o)
+			return runOr(runF, runOOM, o)
 		},
 	}
 	c.Flags().BoolVar(&o.All, "all", false, "show every report, not only the last")
@@ -189,7 +177,7 @@ func runOOM(o *OOMOptions) error {
 			Findings: g.Findings(members, fmt.Sprintf("%s:%d", name, rep.Line)),
 			KilledAt: at, KilledAtSource: how,
 		}
-		if err := report.WriteCgroup(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width}); err != nil {
+		if err := report.WriteCgroup(o.Streams.Out, o.Format, v, o.Style); err != nil {
 			return err
 		}
 	}

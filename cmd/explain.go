@@ -27,8 +27,7 @@ type ExplainOptions struct {
 	// Demo is explained when no source is given at all.
 	Demo   []byte
 	Format report.Format
-	Color  bool
-	Width  int // what tables must fit in (0: no limit)
+	Style  report.Style
 }
 
 // NewCmdExplain builds `memdiag explain`.
@@ -68,11 +67,9 @@ findings and the mapping classes (docs/html.md).`,
 		},
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
-			if o.Format, err = g.formatWith(report.FormatOpenMetrics, report.FormatHTML); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatOpenMetrics, report.FormatHTML); err != nil {
 				return err
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Width = d.Streams.tableWidth(g.wide)
 			switch {
 			// The demo only when nothing at all was given: evidence without
 			// smaps is the user's, and explaining the demo instead would
@@ -89,10 +86,7 @@ findings and the mapping classes (docs/html.md).`,
 			case o.Gather.PID != 0 || o.Gather.SmapsFile != "" || o.Gather.evidence() != "":
 				return usage(errors.New("--snapshot explains a saved snapshot: give it alone"))
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runExplain(o)
+			return runOr(runF, runExplain, o)
 		},
 	}
 	o.Gather.register(c.Flags())
@@ -129,7 +123,7 @@ func runExplain(o *ExplainOptions) error {
 		warnFailed(o.Streams.ErrOut, failed)
 	}
 	r := explain.Attribute(in)
-	return report.WriteExplain(o.Streams.Out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{Color: o.Color, Width: o.Width})
+	return report.WriteExplain(o.Streams.Out, o.Format, &report.ExplainView{Inputs: in, Result: r}, o.Style)
 }
 
 // SnapshotOptions is `memdiag snapshot` after flag parsing.
@@ -186,10 +180,7 @@ With -o openmetrics and a FILE, standard output gets the metrics too; with
 			if err := o.Gather.validate(d.Streams.Getenv); err != nil {
 				return err
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runSnapshot(o)
+			return runOr(runF, runSnapshot, o)
 		},
 	}
 	o.Gather.register(c.Flags())

@@ -26,8 +26,7 @@ type PmapOptions struct {
 	// Target is a PID, "self", a saved smaps file, or "-" for stdin.
 	Target  string
 	Format  report.Format
-	Color   bool
-	Width   int // what tables must fit in (0: no limit)
+	Style   report.Style
 	Sort    pmap.SortKey
 	Classes []pmap.Class
 	// Limit is how many mappings to list; 0 lists all.
@@ -74,11 +73,9 @@ Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Target = args[0]
 			var err error
-			if o.Format, err = g.format(); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams); err != nil {
 				return err
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Width = d.Streams.tableWidth(g.wide)
 			if o.Sort, err = pmap.ParseSortKey(sortKey); err != nil {
 				return usage(err)
 			}
@@ -102,10 +99,7 @@ Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 			default:
 				o.Limit = defaultTop
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runPmap(o)
+			return runOr(runF, runPmap, o)
 		},
 	}
 	f := c.Flags()
@@ -171,7 +165,7 @@ func runPmap(o *PmapOptions) error {
 	v.Warnings = append(v.Warnings, pmap.Validate(ms)...)
 	v.Summary = pmap.Summarize(ms)
 	v.Shown, v.Matched = pmap.Select(ms, pmap.Selection{Sort: o.Sort, Classes: o.Classes, Limit: o.Limit})
-	return report.WritePmap(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
+	return report.WritePmap(o.Streams.Out, o.Format, v, o.Style)
 }
 
 func knownClass(c pmap.Class) bool {

@@ -26,8 +26,7 @@ type TraceOptions struct {
 
 	Paths      []string // files or directories (strace -ff); "-" for stdin
 	Format     report.Format
-	Color      bool
-	Width      int // what tables must fit in (0: no limit)
+	Style      report.Style
 	Trace      syscalltrace.Format
 	GroupBy    syscalltrace.GroupBy
 	At         float64
@@ -79,11 +78,9 @@ of the outstanding bytes by stack (docs/html.md).`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Paths = args
 			var err error
-			if o.Format, err = g.formatWith(report.FormatHTML); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatHTML); err != nil {
 				return err
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Width = d.Streams.tableWidth(g.wide)
 			switch syscalltrace.Format(format) {
 			case syscalltrace.FormatAuto, syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace, syscalltrace.FormatBpftrace,
 				syscalltrace.FormatSysdig, syscalltrace.FormatSysdigJSON:
@@ -107,10 +104,7 @@ of the outstanding bytes by stack (docs/html.md).`,
 			if o.PID != 0 && o.SmapsPath != "" {
 				return usage(errors.New("--pid and --smaps both give the smaps to join: give one"))
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runTrace(o)
+			return runOr(runF, runTrace, o)
 		},
 	}
 	f := c.Flags()
@@ -227,7 +221,7 @@ func runTrace(o *TraceOptions) error {
 		}
 		v.Notes = append(v.Notes, fmt.Sprintf("profile written: go tool pprof -sample_index=outstanding -top %s", o.PprofPath))
 	}
-	return report.WriteTrace(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
+	return report.WriteTrace(o.Streams.Out, o.Format, v, o.Style)
 }
 
 func joinSmaps(o *TraceOptions) ([]pmap.Mapping, error) {
