@@ -12,6 +12,7 @@ import (
 
 	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/memcg"
 	"github.com/memdiag/memdiag/report"
 )
@@ -161,7 +162,7 @@ func runOOM(o *OOMOptions) error {
 	}
 	var boot time.Time // zero unless the log is this boot's
 	if live {
-		boot, _ = memcg.BootTime(procRootOr(o.ProcRoot))
+		boot, _ = memcg.BootTime(proc.Root(o.ProcRoot))
 	}
 	for _, rep := range reports {
 		g := rep.Group()
