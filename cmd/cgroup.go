@@ -1,19 +1,14 @@
 package cmd
 
 import (
-	"bytes"
 	"fmt"
 	"io"
-	"os/exec"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/collect"
-	"github.com/memdiag/memdiag/internal/input"
-	"github.com/memdiag/memdiag/internal/proc"
-	"github.com/memdiag/memdiag/memcg"
 	"github.com/memdiag/memdiag/report"
 )
 
@@ -70,50 +65,31 @@ func runCgroup(o *CgroupOptions) error {
 		ctx, stop := interruptible()
 		defer stop()
 		return textfileLoop(ctx, o.Textfile, "memdiag_cgroup.prom", o.Interval, o.Streams.ErrOut, func(w io.Writer) error {
-			v, err := readCgroupView(o)
+			v, err := collect.CgroupView(o.ProcRoot, o.SysRoot, o.Target)
 			if err != nil {
 				return err
 			}
 			return report.WriteCgroup(w, report.FormatOpenMetrics, v, report.Style{})
 		})
 	}
-	v, err := readCgroupView(o)
+	v, err := collect.CgroupView(o.ProcRoot, o.SysRoot, o.Target)
 	if err != nil {
 		return err
 	}
 	return report.WriteCgroup(o.Streams.Out, o.Format, v, o.Style)
 }
 
-func readCgroupView(o *CgroupOptions) (*report.CgroupView, error) {
-	cg, err := collect.ReadCgroup(o.ProcRoot, o.SysRoot, o.Target)
-	if err != nil {
-		return nil, err
-	}
-	v := &report.CgroupView{Title: fmt.Sprintf("memdiag cgroup: %s (cgroup v%d)", cg.Dir, cg.Group.Version), Source: cg.Dir,
-		Group: cg.Group, Members: cg.Members, Findings: cg.Findings}
-	for _, a := range cg.Anon {
-		v.AnonByKind = append(v.AnonByKind, report.MemberAnon(a))
-	}
-	return v, nil
-}
-
 // OOMOptions is `memdiag oom` after flag parsing.
 type OOMOptions struct {
 	Streams *Streams
-	File    string // "" reads /dev/kmsg, or runs dmesg
-	All     bool
-	// ProcRoot, SysRoot and Kmsg are where the kernel's counters and log
-	// are ("" for /proc, /sys/fs/cgroup, /dev/kmsg).
-	ProcRoot, SysRoot, Kmsg string
-	// MaxBytes bounds FILE and standard input (0: MaxKernelLogBytes).
-	MaxBytes int64
-	Format   report.Format
-	Style    report.Style
+	collect.OOMRequest
+	Format report.Format
+	Style  report.Style
 }
 
 // NewCmdOOM builds `memdiag oom`.
 func NewCmdOOM(d *Deps, g *globalOptions, runF func(*OOMOptions) error) *cobra.Command {
-	o := &OOMOptions{Streams: d.Streams, ProcRoot: d.ProcRoot, SysRoot: "/sys/fs/cgroup"}
+	o := &OOMOptions{Streams: d.Streams, OOMRequest: collect.OOMRequest{In: d.Streams.In, ProcRoot: d.ProcRoot, SysRoot: "/sys/fs/cgroup"}}
 	c := &cobra.Command{
 		Use:   "oom [FILE]",
 		Short: "After the pod is gone: the kernel's report of an OOM kill, broken down",
@@ -147,93 +123,14 @@ its notes say whether they back it, or why it is unverified.`,
 }
 
 func runOOM(o *OOMOptions) error {
-	r, name, live, closeIn, err := openKernelLog(o)
+	views, err := collect.OOMViews(&o.OOMRequest)
 	if err != nil {
 		return err
 	}
-	defer closeIn()
-	reports, err := memcg.ParseOOM(r, name)
-	if err != nil {
-		return err
-	}
-	memcg.Verify(reports, memcg.VerifyOptions{Live: live, ProcRoot: o.ProcRoot, SysRoot: o.SysRoot})
-	if !o.All {
-		reports = reports[len(reports)-1:]
-	}
-	var boot time.Time // zero unless the log is this boot's
-	if live {
-		boot, _ = memcg.BootTime(proc.Root(o.ProcRoot))
-	}
-	for _, rep := range reports {
-		g := rep.Group()
-		members := rep.Members()
-		where := rep.Cgroup
-		if where == "" {
-			where = "the whole host (no memory cgroup named)"
-		}
-		at, how, _ := rep.WallTime(boot, time.Now())
-		v := &report.CgroupView{
-			Title:  fmt.Sprintf("memdiag oom: %s killed %d (%s) %s, in %s (cgroup v%d)", name, rep.Victim.PID, rep.Victim.Name, oomWhen(at, rep.Time), where, g.Version),
-			Source: fmt.Sprintf("%s:%d", name, rep.Line), Group: g, Members: members, OOM: rep,
-			Findings: g.Findings(members, fmt.Sprintf("%s:%d", name, rep.Line)),
-			KilledAt: at, KilledAtSource: how,
-		}
+	for _, v := range views {
 		if err := report.WriteCgroup(o.Streams.Out, o.Format, v, o.Style); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// oomWhen says when a kill happened: by the wall clock where the log or
-// the boot time tells, with the kernel's own timestamp (seconds since
-// boot) beside it.
-func oomWhen(t time.Time, kernel string) string {
-	switch {
-	case !t.IsZero() && kernel != "":
-		return fmt.Sprintf("at %s (%s s after boot)", t.Local().Format("2006-01-02 15:04:05 MST"), kernel)
-	case !t.IsZero():
-		return "at " + t.Local().Format("2006-01-02 15:04:05 MST")
-	case kernel != "":
-		return fmt.Sprintf("at %s s after boot (the log does not say when that boot was)", kernel)
-	}
-	return "(the log gives no time)"
-}
-
-// openKernelLog opens what `memdiag oom` reads: FILE, standard input, or
-// this boot's log — /dev/kmsg where it can be read (each record whole,
-// with its facility), else dmesg -r (the facility, but a message's
-// newlines shown as lines). live says the log is this boot's, so the
-// kernel's counters can vouch for it.
-func openKernelLog(o *OOMOptions) (r io.Reader, name string, live bool, closeIn func(), err error) {
-	closeIn = func() {}
-	switch o.File {
-	case "":
-		if b, err := memcg.ReadKmsg(o.Kmsg); err == nil {
-			return bytes.NewReader(b), "/dev/kmsg", true, closeIn, nil
-		}
-		out, err := exec.Command("dmesg", "-r").Output()
-		if err != nil {
-			return nil, "", false, closeIn, fmt.Errorf("reading the kernel log with dmesg: %w (it needs root, or kernel.dmesg_restrict = 0; or give a saved FILE)", err)
-		}
-		return bytes.NewReader(out), "dmesg", true, closeIn, nil
-	case "-":
-		return input.LimitReader(o.Streams.In, o.maxBytes(), "-"), "-", false, closeIn, nil
-	}
-	f, err := input.Open(o.File)
-	if err != nil {
-		return nil, "", false, closeIn, err
-	}
-	return input.LimitReader(f, o.maxBytes(), o.File), o.File, false, func() { f.Close() }, nil
-}
-
-// MaxKernelLogBytes bounds what `memdiag oom` reads of a FILE or standard
-// input: months of journalctl -k fit, an endless pipe does not.
-const MaxKernelLogBytes = 1 << 30
-
-func (o *OOMOptions) maxBytes() int64 {
-	if o.MaxBytes > 0 {
-		return o.MaxBytes
-	}
-	return MaxKernelLogBytes
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
@@ -193,7 +194,9 @@ func TestOOMEndlessInput(t *testing.T) {
 	s, _, _ := testStreams("", false, nil)
 	s.In = endless{}
 	done := make(chan error, 1)
-	go func() { done <- runOOM(&OOMOptions{Streams: s, File: "-", MaxBytes: 8 << 20}) }()
+	go func() {
+		done <- runOOM(&OOMOptions{Streams: s, OOMRequest: collect.OOMRequest{File: "-", In: s.In, MaxBytes: 8 << 20}})
+	}()
 	select {
 	case err := <-done:
 		if !errors.Is(err, input.ErrTooLarge) || !strings.Contains(err.Error(), "-: larger than the limit") {
