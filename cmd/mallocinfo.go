@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -150,12 +149,8 @@ func runMallocInfo(o *MallocInfoOptions) error {
 	if o.Streams.Getenv == nil || o.Streams.Getenv("GOMEMLIMIT") == "" {
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(mallocInfoMemoryLimit))
 	}
-	ctx := context.Background()
-	if o.PID != 0 { // a file is read to its end, or Ctrl-C ends memdiag
-		var stop context.CancelFunc
-		ctx, stop = interruptible()
-		defer stop()
-	}
+	ctx, stop := interruptibleIf(o.PID != 0)
+	defer stop()
 	o.Notify = notifier(o.Streams.ErrOut)
 	a, err := collect.OpenAllocator(ctx, o.AllocatorRequest)
 	if errors.Is(err, collect.ErrSaveNotGlibc) {

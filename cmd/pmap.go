@@ -3,8 +3,6 @@ package cmd
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -115,56 +113,21 @@ Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 	return c
 }
 
-// parseTarget tells a PID from a file: digits or "self" are a process.
-func parseTarget(target string) (pid int, isPID bool) {
-	if target == "self" {
-		return os.Getpid(), true
-	}
-	if n, err := strconv.Atoi(target); err == nil && n > 0 {
-		return n, true
-	}
-	return 0, false
-}
-
 func runPmap(o *PmapOptions) error {
 	for _, c := range o.Classes {
 		if !knownClass(c) {
 			return usage(fmt.Errorf("unknown class %q: want one of %s", c, classList()))
 		}
 	}
-	v := &report.PmapView{Sort: o.Sort, Why: o.Why}
-	var ms []pmap.Mapping
-	var hints pmap.Hints
-	if pid, ok := parseTarget(o.Target); ok {
-		ctx, stop := interruptible()
-		lm, err := collect.ReadLiveMappings(ctx, collect.LiveRequest{ProcRoot: o.ProcRoot, PID: pid, Attach: o.Attach, Notify: notifier(o.Streams.ErrOut)})
-		stop()
-		if err != nil {
-			return err
-		}
-		p := lm.Process
-		ms, hints = p.Mappings, lm.Hints
-		v.PID, v.Command = p.PID, p.Command
-		v.Source = fmt.Sprintf("%s/%d/smaps", o.ProcRoot, pid)
-		v.Check = &p.Check
-		v.Notes = lm.Notes
-		if p.Check.Available && !p.Check.Consistent {
-			v.Warnings = append(v.Warnings, fmt.Sprintf(
-				"Σ smaps Rss %d B differs from VmRSS (%d → %d B) by more than the %d B the process moved: treat figures as approximate",
-				p.Check.SmapsRSSBytes, p.Check.VmRSSBeforeBytes, p.Check.VmRSSAfterBytes, p.Check.ToleranceBytes))
-		}
-	} else {
-		var err error
-		ms, err = collect.SmapsFile(o.Target, o.Streams.In)
-		if err != nil {
-			return err
-		}
-		v.Source = o.Target
+	_, live := collect.ParseTarget(o.Target)
+	ctx, stop := interruptibleIf(live)
+	defer stop()
+	v, err := collect.Pmap(ctx, &collect.PmapRequest{ProcRoot: o.ProcRoot, Target: o.Target, In: o.Streams.In, Attach: o.Attach,
+		Notify: notifier(o.Streams.ErrOut), Selection: pmap.Selection{Sort: o.Sort, Classes: o.Classes, Limit: o.Limit}})
+	if err != nil {
+		return err
 	}
-	pmap.Classify(ms, hints)
-	v.Warnings = append(v.Warnings, pmap.Validate(ms)...)
-	v.Summary = pmap.Summarize(ms)
-	v.Shown, v.Matched = pmap.Select(ms, pmap.Selection{Sort: o.Sort, Classes: o.Classes, Limit: o.Limit})
+	v.Why = o.Why
 	return report.WritePmap(o.Streams.Out, o.Format, v, o.Style)
 }
 

@@ -159,6 +159,15 @@ func interruptible() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 }
 
+// interruptibleIf is interruptible for a live capture; reading a file or
+// a pipe keeps the signals' default, so that Ctrl-C ends memdiag there.
+func interruptibleIf(live bool) (context.Context, context.CancelFunc) {
+	if !live {
+		return context.Background(), func() {}
+	}
+	return interruptible()
+}
+
 // notifier tells the user, on w, of a step that pauses a process or waits;
 // the message names the process, so it is escaped as the tables are.
 func notifier(w io.Writer) func(string) {
