@@ -64,7 +64,7 @@ func runCgroup(o *CgroupOptions) error {
 	if o.Textfile != "" {
 		ctx, stop := interruptible()
 		defer stop()
-		return textfileLoop(ctx, o.Textfile, "memdiag_cgroup.prom", o.Interval, o.Streams.ErrOut, func(w io.Writer) error {
+		return report.KeepTextfile(ctx, o.Textfile, "memdiag_cgroup.prom", o.Interval, o.Streams.ErrOut, func(w io.Writer) error {
 			v, err := collect.CgroupView(o.ProcRoot, o.SysRoot, o.Target)
 			if err != nil {
 				return err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +205,31 @@ func TestOOMEndlessInput(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("memdiag oom - did not stop on endless input")
+	}
+}
+
+// TestCgroupOpenMetrics: the v2 fixture's parts, in the exposition, sum to
+// the usage cAdvisor's name reports.
+func TestCgroupOpenMetrics(t *testing.T) {
+	s, out, errOut := testStreams("", false, nil)
+	if code := run(t, s, "cgroup", "../fixtures/cgroup/v2", "-o", "openmetrics"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var usage, sum uint64
+	for _, l := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		n, _ := strconv.ParseUint(f[1], 10, 64)
+		switch {
+		case strings.HasPrefix(l, "container_memory_usage_bytes{"):
+			usage = n
+		case strings.HasPrefix(l, "memdiag_cgroup_part_bytes{"):
+			sum += n
+		}
+	}
+	if usage != 68<<20 || sum != usage || !strings.HasSuffix(out.String(), "# EOF\n") {
+		t.Errorf("usage %d, Σ parts %d\n%s", usage, sum, out)
 	}
 }

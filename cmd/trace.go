@@ -139,11 +139,11 @@ func parseClock(s string) (float64, bool) {
 func runTrace(o *TraceOptions) error {
 	if o.Streams.ErrIsTTY {
 		o.Progress = func(total int64) (func(io.Reader) io.Reader, func()) {
-			if total < progressMinBytes {
+			if total < report.ProgressMinBytes {
 				return nil, func() {}
 			}
-			p := startProgress(o.Streams.ErrOut, "reading "+strings.Join(o.Paths, " "), total)
-			return p.wrap, p.stop
+			p := report.StartProgress(o.Streams.ErrOut, "reading "+strings.Join(o.Paths, " "), total)
+			return p.Wrap, p.Stop
 		}
 	}
 	v, err := collect.Trace(&o.TraceRequest)

@@ -1,4 +1,4 @@
-package cmd
+package report
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/memdiag/memdiag/proctop"
-	"github.com/memdiag/memdiag/report"
 )
 
 // TestTextfileLoop: the exposition is rewritten every cycle, whole (a
@@ -24,7 +23,7 @@ func TestTextfileLoop(t *testing.T) {
 	var cycles atomic.Int32
 	done := make(chan error, 1)
 	go func() {
-		done <- textfileLoop(ctx, dir, "memdiag_top.prom", 20*time.Millisecond, io.Discard, func(w io.Writer) error {
+		done <- KeepTextfile(ctx, dir, "memdiag_top.prom", 20*time.Millisecond, io.Discard, func(w io.Writer) error {
 			n := cycles.Add(1)
 			if n == 3 {
 				return os.ErrDeadlineExceeded // one failed cycle
@@ -33,7 +32,7 @@ func TestTextfileLoop(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return report.WriteTop(w, report.FormatOpenMetrics, &report.TopView{Scan: s}, report.Style{})
+			return WriteTop(w, FormatOpenMetrics, &TopView{Scan: s}, Style{})
 		})
 	}()
 	for cycles.Load() < 6 {
@@ -55,33 +54,7 @@ func TestTextfileLoop(t *testing.T) {
 	if !strings.Contains(string(b), `memdiag_process_resident_bytes{pid="`+strconv.Itoa(os.Getpid())+`"`) {
 		t.Errorf("this test's own process is not in the exposition")
 	}
-	if err := textfileLoop(context.Background(), filepath.Join(dir, "missing"), "x.prom", time.Second, io.Discard, nil); err == nil {
+	if err := KeepTextfile(context.Background(), filepath.Join(dir, "missing"), "x.prom", time.Second, io.Discard, nil); err == nil {
 		t.Error("a missing directory is not refused")
-	}
-}
-
-// TestCgroupOpenMetrics: the v2 fixture's parts, in the exposition, sum to
-// the usage cAdvisor's name reports.
-func TestCgroupOpenMetrics(t *testing.T) {
-	s, out, errOut := testStreams("", false, nil)
-	if code := run(t, s, "cgroup", "../fixtures/cgroup/v2", "-o", "openmetrics"); code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	var usage, sum uint64
-	for _, l := range strings.Split(out.String(), "\n") {
-		f := strings.Fields(l)
-		if len(f) != 2 {
-			continue
-		}
-		n, _ := strconv.ParseUint(f[1], 10, 64)
-		switch {
-		case strings.HasPrefix(l, "container_memory_usage_bytes{"):
-			usage = n
-		case strings.HasPrefix(l, "memdiag_cgroup_part_bytes{"):
-			sum += n
-		}
-	}
-	if usage != 68<<20 || sum != usage || !strings.HasSuffix(out.String(), "# EOF\n") {
-		t.Errorf("usage %d, Σ parts %d\n%s", usage, sum, out)
 	}
 }
