@@ -80,18 +80,8 @@ func runDiff(o *DiffOptions) error {
 	}
 	changes := explain.Diff(old, new)
 	v := &report.DiffView{Old: old, New: new, Changes: changes, All: o.All}
-	for _, r := range o.Rules {
-		e := r.Evaluate(changes)
-		if !e.Matched {
-			return usage(fmt.Errorf("rule %q names no row of %s or %s (see memdiag diff %s %s --all)", r.Text, o.Old, o.New, o.Old, o.New))
-		}
-		for _, c := range e.Tripped {
-			v.Tripped = append(v.Tripped, fmt.Sprintf("%s: %s %s → %s (%s, %+.1f %%)", r.Text, c.Name,
-				report.Bytes(c.Old), report.Bytes(c.New), signedDelta(c.Delta()), c.Percent()))
-		}
-		for _, c := range e.Unmeasured {
-			v.Unevaluated = append(v.Unevaluated, fmt.Sprintf("%s: %s %s was not measured in %s", r.Text, c.Kind, c.Name, sideName(c.Unmeasured, o)))
-		}
+	if r := v.Judge(o.Rules, o.Old, o.New); r != nil {
+		return usage(fmt.Errorf("rule %q names no row of %s or %s (see memdiag diff %s %s --all)", r.Text, o.Old, o.New, o.Old, o.New))
 	}
 	if err := report.WriteDiff(o.Streams.Out, o.Format, v, o.Style); err != nil {
 		return err
@@ -104,22 +94,4 @@ func runDiff(o *DiffOptions) error {
 		return fmt.Errorf("%d rule(s) could not be evaluated: %s", len(v.Unevaluated), strings.Join(v.Unevaluated, "; "))
 	}
 	return nil
-}
-
-// sideName names the snapshot(s) behind a Change's Unmeasured.
-func sideName(side string, o *DiffOptions) string {
-	switch side {
-	case "old":
-		return o.Old
-	case "new":
-		return o.New
-	}
-	return "either snapshot"
-}
-
-func signedDelta(d int64) string {
-	if d < 0 {
-		return "-" + report.Bytes(uint64(-d))
-	}
-	return "+" + report.Bytes(uint64(d))
 }
