@@ -3,6 +3,7 @@ package cmd
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -115,7 +116,7 @@ Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 
 func runPmap(o *PmapOptions) error {
 	for _, c := range o.Classes {
-		if !knownClass(c) {
+		if !slices.Contains(strings.Split(classList(), ", "), string(c)) {
 			return usage(fmt.Errorf("unknown class %q: want one of %s", c, classList()))
 		}
 	}
@@ -131,15 +132,7 @@ func runPmap(o *PmapOptions) error {
 	return report.WritePmap(o.Streams.Out, o.Format, v, o.Style)
 }
 
-func knownClass(c pmap.Class) bool {
-	for _, k := range append(pmap.Classes(), jmx.ClassJVMHeap, jmx.ClassJVMNative) {
-		if k == c {
-			return true
-		}
-	}
-	return false
-}
-
+// classList names every class --class takes: pmap's and the JVM's.
 func classList() string {
 	var s []string
 	for _, c := range append(pmap.Classes(), jmx.ClassJVMHeap, jmx.ClassJVMNative) {

@@ -35,8 +35,6 @@ type globalOptions struct {
 	wide bool
 }
 
-func (g *globalOptions) format() (report.Format, error) { return g.formatWith() }
-
 // formatWith accepts the common formats and the extra ones a command offers.
 func (g *globalOptions) formatWith(extra ...report.Format) (report.Format, error) {
 	for _, e := range extra {
