@@ -243,19 +243,5 @@ func categoriesSentence() string {
 	for i, c := range cs {
 		names[i] = string(c)
 	}
-	text := "Attribute a process's RSS to " + strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + "."
-	var b strings.Builder
-	line := 0
-	for i, w := range strings.Fields(text) {
-		if i > 0 && line+1+len(w) > 76 {
-			b.WriteString("\n")
-			line = 0
-		} else if i > 0 {
-			b.WriteString(" ")
-			line++
-		}
-		b.WriteString(w)
-		line += len(w)
-	}
-	return b.String()
+	return report.Wrap("Attribute a process's RSS to "+strings.Join(names[:len(names)-1], ", ")+" and "+names[len(names)-1]+".", 76)
 }
