@@ -59,12 +59,7 @@ findings and the mapping classes (docs/html.md).`,
   memdiag explain --smaps smaps.txt --malloc-info malloc.xml --nmt nmt.txt
   memdiag explain --pid 1234 -o openmetrics > /var/lib/node_exporter/memdiag.prom
   memdiag explain --snapshot after.json -o html > after.html`,
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usage(fmt.Errorf("explain takes flags, not arguments (got %q)", args[0]))
-			}
-			return nil
-		},
+		Args: flagsOnly("explain"),
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
 			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatOpenMetrics, report.FormatHTML); err != nil {

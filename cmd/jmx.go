@@ -56,8 +56,8 @@ output (with or without the "PID:" line), for evidence sent from elsewhere.`,
   memdiag jmx --jolokia http://app:8778/jolokia/
   memdiag jmx --nmt nmt.txt --heap-info heap.txt`,
 		Args: func(c *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usage(fmt.Errorf("jmx takes flags, not arguments (got %q)", args[0]))
+			if err := flagsOnly("jmx")(c, args); err != nil {
+				return err
 			}
 			if o.PID == 0 && o.NMTFile == "" && o.HeapInfoFile == "" && o.Jolokia.URL == "" && o.Prometheus == "" {
 				return usage(errors.New("jmx needs --pid PID, --jolokia URL, --prometheus URL|FILE, or --nmt FILE / --heap-info FILE"))

@@ -52,8 +52,8 @@ sample: each category over time (docs/html.md).`,
   memdiag watch --pid 1234 --interval 30s --table
   memdiag watch --pid 1234 --interval 1m -o json | jq -c '{t: .elapsed_seconds, rss: .rss_bytes}'`,
 		Args: func(c *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usage(fmt.Errorf("watch takes flags, not arguments (got %q)", args[0]))
+			if err := flagsOnly("watch")(c, args); err != nil {
+				return err
 			}
 			if o.Gather.PID == 0 {
 				return usage(errors.New("watch needs --pid PID"))
