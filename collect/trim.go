@@ -80,12 +80,19 @@ func PlanTrim(r TrimRequest) (*Trim, error) {
 	if !ok {
 		return nil, fmt.Errorf("process %d: %w: no glibc, jemalloc or tcmalloc library is mapped (a static binary, musl, or another allocator)", r.PID, allocator.ErrUnsupported)
 	}
-	t.View.Call, t.View.How = call, "gdb (the process pauses while attached)"
+	t.View.Call, t.View.How = call, gdbHow
 	if r.NoGDB {
-		t.View.How = "ptrace, without gdb (one thread pauses for the call)"
+		t.View.How, t.View.WithoutGDB = ptraceHow, true
 	}
 	return t, nil
 }
+
+// How a trim is made: gdb, unless it was refused (missing, or failing its
+// canary on this host) or --no-gdb asked for ptrace.
+const (
+	gdbHow    = "gdb (the process pauses while attached)"
+	ptraceHow = "ptrace, without gdb (one thread pauses for the call)"
+)
 
 // Run measures, trims and measures again.
 func (t *Trim) Run(ctx context.Context) error {
@@ -143,8 +150,11 @@ func (t *Trim) before(ctx context.Context) error {
 func (t *Trim) call(ctx context.Context) error {
 	r := t.r
 	if !t.useJVM {
-		paused, err := t.live.Trim(ctx, r.PID, t.det)
+		paused, withoutGDB, err := t.live.Trim(ctx, r.PID, t.det)
 		t.View.Paused = paused
+		if withoutGDB {
+			t.View.How, t.View.WithoutGDB = ptraceHow, true
+		}
 		return err
 	}
 	reply, err := jmx.Attacher{ProcRoot: r.ProcRoot, Timeout: r.Timeout, Notify: r.Notify}.TrimNativeHeap(ctx, r.PID)
