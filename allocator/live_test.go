@@ -69,7 +69,7 @@ func TestLiveAllocators(t *testing.T) {
 			if tc.freeKey != "" {
 				held = before[tc.freeKey]
 			}
-			if _, err := live.Trim(context.Background(), p.PID(), d); err != nil {
+			if _, _, err := live.Trim(context.Background(), p.PID(), d); err != nil {
 				t.Fatal(err)
 			}
 			p.Lines = nil

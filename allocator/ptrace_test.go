@@ -57,7 +57,7 @@ func TestLiveAllocatorsWithoutGDB(t *testing.T) {
 			if canaryErr != nil {
 				// Where calls harm a process of memdiag's own, none is made
 				// in the target: each path refuses, and the target lives on.
-				_, err := live.Trim(context.Background(), p.PID(), d)
+				_, _, err := live.Trim(context.Background(), p.PID(), d)
 				if !errors.Is(err, ErrCanaryFailed) || len(said) != 0 {
 					t.Errorf("the canary failed (%v), yet the trim said %v and %q", canaryErr, err, said)
 				}
@@ -77,7 +77,10 @@ func TestLiveAllocatorsWithoutGDB(t *testing.T) {
 			if tc.freeKey != "" {
 				held = before[tc.freeKey]
 			}
-			paused, err := live.Trim(context.Background(), p.PID(), d)
+			paused, withoutGDB, err := live.Trim(context.Background(), p.PID(), d)
+			if err == nil && !withoutGDB {
+				t.Errorf("with NoGDB the trim says it went through gdb")
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,7 +139,7 @@ func TestNoCallWhenTheCanaryFails(t *testing.T) {
 	var said []string
 	live := Live{NoGDB: true, Canary: broken}
 	live.Injector.Notify = func(m string) { said = append(said, m) }
-	if _, err := live.Trim(context.Background(), p.PID(), d); !errors.Is(err, ErrCanaryFailed) || !strings.Contains(err.Error(), "Unknown error 516") {
+	if _, _, err := live.Trim(context.Background(), p.PID(), d); !errors.Is(err, ErrCanaryFailed) || !strings.Contains(err.Error(), "Unknown error 516") {
 		t.Errorf("trim with a failed canary: %v", err)
 	}
 	if len(said) != 0 {

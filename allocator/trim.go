@@ -40,26 +40,25 @@ func trimScript(k Kind) string {
 }
 
 // Trim has process pid's allocator give its free memory back to the OS,
-// and returns how long the process was paused. glibc's malloc_trim(0)
+// and returns how long the process was paused and whether the call went
+// without gdb (one thread borrowed with ptrace). glibc's malloc_trim(0)
 // returns 1 when it released memory, 0 when there was none; mallctl
 // returns 0 on success.
-func (l Live) Trim(ctx context.Context, pid int, d Detection) (time.Duration, error) {
+func (l Live) Trim(ctx context.Context, pid int, d Detection) (paused time.Duration, withoutGDB bool, err error) {
 	call, ok := TrimCall(d.Kind)
 	if !ok {
-		return 0, fmt.Errorf("process %d: %w: its allocator is %s", pid, ErrUnsupported, orUnknown(string(d.Kind)))
+		return 0, false, fmt.Errorf("process %d: %w: its allocator is %s", pid, ErrUnsupported, orUnknown(string(d.Kind)))
 	}
 	libs := []string{"libc.so.6"}
 	if d.Kind != Glibc {
 		libs = append(libs, soName(d.Library))
 	}
 	var res gdbinject.Result
-	var err error
 	if !l.NoGDB {
 		res, err = l.Injector.Run(ctx, pid, gdbinject.Job{What: call, Libraries: libs, Script: trimScript(d.Kind)})
 	}
 	if l.noGDB(err) {
 		var rc int
-		var paused time.Duration
 		err = l.withoutGDB(pid, call, err, func(o ptraceOptions) (e error) {
 			started := time.Now()
 			rc, e = trimByPtrace(pid, d, o)
@@ -69,19 +68,19 @@ func (l Live) Trim(ctx context.Context, pid int, d Detection) (time.Duration, er
 		if err == nil && d.Kind == Jemalloc && rc != 0 {
 			err = fmt.Errorf("%w on process %d: %s returned %d", gdbinject.ErrRun, pid, call, rc)
 		}
-		return paused, err
+		return paused, true, err
 	}
 	if err != nil {
-		return res.Paused, err
+		return res.Paused, false, err
 	}
 	log := string(res.Log)
 	switch {
 	case strings.Contains(log, "memdiag: mmap failed"):
-		return res.Paused, fmt.Errorf("%w: process %d could not map a %d KiB buffer", gdbinject.ErrRun, pid, bufferBytes>>10)
+		return res.Paused, false, fmt.Errorf("%w: process %d could not map a %d KiB buffer", gdbinject.ErrRun, pid, bufferBytes>>10)
 	case !strings.Contains(log, "memdiag: trimmed "):
-		return res.Paused, fmt.Errorf("%w on process %d: %s did not return; gdb said: %s", gdbinject.ErrRun, pid, call, gdbinject.LastLines(log, 4))
+		return res.Paused, false, fmt.Errorf("%w on process %d: %s did not return; gdb said: %s", gdbinject.ErrRun, pid, call, gdbinject.LastLines(log, 4))
 	case d.Kind == Jemalloc && !strings.Contains(log, "memdiag: trimmed 0"):
-		return res.Paused, fmt.Errorf("%w on process %d: %s failed; gdb said: %s", gdbinject.ErrRun, pid, call, gdbinject.LastLines(log, 4))
+		return res.Paused, false, fmt.Errorf("%w on process %d: %s failed; gdb said: %s", gdbinject.ErrRun, pid, call, gdbinject.LastLines(log, 4))
 	}
-	return res.Paused, nil
+	return res.Paused, false, nil
 }

@@ -100,6 +100,7 @@ type TrimView struct {
 	Allocator, Call, How string
 	DryRun               bool
 	Paused               time.Duration // how long the process was stopped (0 through the attach socket)
+	WithoutGDB           bool          // the call borrowed one thread with ptrace; the others ran
 	// RSS and RssAnon before and after, from /proc/PID/status.
 	RSSBefore, RSSAfter, AnonBefore, AnonAfter uint64
 	// KeptBefore and KeptAfter are the allocator's own figure of the free
@@ -141,11 +142,15 @@ func WriteTrim(w io.Writer, f Format, v *TrimView, s Style) error {
 	}
 	if v.RetainedBefore != nil {
 		back := int64(v.RSSBefore) - int64(v.RSSAfter)
-		t.Notes = append(t.Notes, fmt.Sprintf("explain calls %s malloc-free-retained (free chunks below live ones); the trim gave back %s of RSS (%.0f %% of it: what was freed but never written was never resident)",
+		t.Notes = append(t.Notes, fmt.Sprintf("explain calls %s malloc-free-retained (free chunks below live ones); the trim gave back %s of RSS (%.0f %% of it: a trim returns only the whole pages inside free chunks, and what was freed but never written was never resident)",
 			Bytes(*v.RetainedBefore), down(v.RSSBefore, v.RSSAfter), 100*float64(back)/float64(max(*v.RetainedBefore, 1))))
 	}
 	if v.Paused > 0 {
-		t.Notes = append(t.Notes, fmt.Sprintf("the process was paused %v while gdb was attached", v.Paused.Round(time.Millisecond)))
+		if !v.WithoutGDB {
+			t.Notes = append(t.Notes, fmt.Sprintf("the process was paused %v while gdb was attached", v.Paused.Round(time.Millisecond)))
+		} else {
+			t.Notes = append(t.Notes, fmt.Sprintf("one thread of the process was paused %v for the call; the others ran", v.Paused.Round(time.Millisecond)))
+		}
 	}
 	t.Notes = append(t.Notes, v.Notes...)
 	return writeTables(w, f, []*Table{t}, s)
