@@ -8,7 +8,6 @@
 package pmap
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -228,9 +227,15 @@ const (
 // Decoder reads mappings one at a time from an smaps stream, so a caller can
 // process an address space without holding it whole.
 type Decoder struct {
-	r    *bufio.Reader
-	name string
-	line int
+	// The decoder scans its own buffer rather than asking a bufio.Reader
+	// for each line: counter lines, most of smaps, are parsed and stepped
+	// over in place in one pass (counterAt), without finding their end first.
+	r        io.Reader
+	buf      []byte
+	pos, end int   // unread input is buf[pos:end]
+	rerr     error // the reader's error, once it gave one
+	name     string
+	line     int
 
 	mode    blockMode
 	pending []byte // a header read while finishing the previous block
@@ -253,10 +258,15 @@ type Decoder struct {
 
 const slabLen = 16 << 10
 
+// readBufBytes is the read buffer: several lines' worth of maxLineBytes, so
+// that a line rarely straddles a refill.
+const readBufBytes = 4 * maxLineBytes
+
 // NewDecoder returns a Decoder reading r; name labels errors.
 func NewDecoder(r io.Reader, name string) *Decoder {
 	return &Decoder{
-		r:      bufio.NewReaderSize(r, maxLineBytes),
+		r:      r,
+		buf:    make([]byte, readBufBytes),
 		name:   name,
 		intern: make(map[string]string),
 	}
@@ -279,26 +289,75 @@ func (d *Decoder) readLine() ([]byte, error) {
 	if d.noNewline {
 		return nil, d.fail(d.line, ErrTruncated, "last line has no newline: input truncated")
 	}
-	line, err := d.r.ReadSlice('\n')
+	scanned := 0 // bytes of buf[pos:end] known to hold no newline
+	for {
+		if i := bytes.IndexByte(d.buf[d.pos+scanned:d.end], '\n'); i >= 0 {
+			i += scanned
+			if i >= maxLineBytes {
+				return nil, d.fail(d.line+1, ErrMalformed, "line longer than %d KiB: not smaps", maxLineBytes>>10)
+			}
+			line := d.buf[d.pos : d.pos+i]
+			d.pos += i + 1
+			d.line++
+			return line, nil
+		}
+		scanned = d.end - d.pos
+		if scanned >= maxLineBytes {
+			return nil, d.fail(d.line+1, ErrMalformed, "line longer than %d KiB: not smaps", maxLineBytes>>10)
+		}
+		if d.rerr != nil {
+			return d.lastLine()
+		}
+		d.fill()
+	}
+}
+
+// lastLine is readLine once the reader has failed or ended and no newline
+// is left in the buffer.
+func (d *Decoder) lastLine() ([]byte, error) {
 	switch {
-	case err == nil:
-		d.line++
-		return line[:len(line)-1], nil
-	case errors.Is(err, bufio.ErrBufferFull):
-		return nil, d.fail(d.line+1, ErrMalformed, "line longer than %d KiB: not smaps", maxLineBytes>>10)
-	case err == io.EOF && len(line) > 0:
+	case d.rerr == io.EOF && d.pos < d.end:
 		// The kernel ends every line with a newline, so this input was cut.
 		// The line is returned so that a malformed one is reported as such;
 		// the next read reports the truncation.
+		line := d.buf[d.pos:d.end]
+		d.pos = d.end
 		d.line++
 		d.noNewline = true
 		return line, nil
-	case err == io.EOF:
+	case d.rerr == io.EOF:
 		return nil, io.EOF
 	default:
 		d.done = true
-		return nil, &ParseError{Name: d.name, Line: d.line + 1, Msg: "read failed: " + err.Error(), Err: err}
+		return nil, &ParseError{Name: d.name, Line: d.line + 1, Msg: "read failed: " + d.rerr.Error(), Err: d.rerr}
 	}
+}
+
+// fill moves the unread input to the front of the buffer and reads more
+// after it, recording the reader's error.
+func (d *Decoder) fill() {
+	if d.pos > 0 {
+		d.end = copy(d.buf, d.buf[d.pos:d.end])
+		d.pos = 0
+	}
+	// A reader that returns nothing and no error, again and again, is
+	// broken; bufio gives up the same way.
+	for tries := 0; tries < 100; tries++ {
+		n, err := d.r.Read(d.buf[d.end:])
+		if n < 0 || n > len(d.buf)-d.end {
+			d.rerr = errors.New("reader returned an invalid count")
+			return
+		}
+		d.end += n
+		if err != nil {
+			d.rerr = err
+			return
+		}
+		if n > 0 {
+			return
+		}
+	}
+	d.rerr = io.ErrNoProgress
 }
 
 // Decode reads the next mapping into m. It returns io.EOF after the last
@@ -329,6 +388,14 @@ func (d *Decoder) Decode(m *Mapping) error {
 
 	sawCounters := false
 	for {
+		if d.mode != modeMaps {
+			if n := d.counterAt(d.buf[d.pos:d.end]); n > 0 {
+				d.pos += n
+				d.line++
+				sawCounters = true
+				continue
+			}
+		}
 		line, err := d.readLine()
 		if err == io.EOF {
 			d.done = true
@@ -354,10 +421,6 @@ func (d *Decoder) Decode(m *Mapping) error {
 		}
 		if d.mode == modeMaps {
 			return d.fail(d.line, ErrMalformed, "counter line in a maps-style input (earlier mappings had none)")
-		}
-		if d.counter(line) {
-			sawCounters = true
-			continue
 		}
 		key, value, ok := bytes.Cut(line, []byte{':'})
 		if !ok || len(key) == 0 {
@@ -461,52 +524,57 @@ func validPerms(p []byte) bool {
 		(p[3] == 'p' || p[3] == 's')
 }
 
-// counter reads a counter line of the usual shape — a known key, spaces,
-// digits and " kB" (or nothing, for unitless counters) — in one pass, and
-// reports whether it did. Anything else (VmFlags, unknown keys, tabs, odd
-// units, a key twice) it leaves to parseField, which says what is wrong.
-func (d *Decoder) counter(line []byte) bool {
+// counterAt reads a counter line of the usual shape at the start of b — a
+// known key, spaces, digits and " kB" (or nothing, for unitless counters),
+// then the newline — in one pass, and returns its length with the newline;
+// 0 when the line is not of that shape or not all in b. Such lines then go
+// through readLine and parseField, which say what is wrong.
+func (d *Decoder) counterAt(b []byte) int {
 	k := 0
-	for k < len(line) && line[k] != ':' {
+	for k < len(b) && b[k] != ':' {
 		k++
 	}
-	if k == 0 || k == len(line) {
-		return false
+	if k == 0 || k == len(b) {
+		return 0
 	}
-	f, known := lookupField(line[:k])
+	f, known := lookupField(b[:k])
 	if !known || d.present&(1<<f) != 0 {
-		return false
+		return 0
 	}
 	j := k + 1
 	// The kernel pads the value to a column: skip the spaces eight at a time.
-	for j+8 <= len(line) && binary.LittleEndian.Uint64(line[j:]) == 0x2020202020202020 {
+	for j+8 <= len(b) && binary.LittleEndian.Uint64(b[j:]) == 0x2020202020202020 {
 		j += 8
 	}
-	for j < len(line) && line[j] == ' ' {
+	for j < len(b) && b[j] == ' ' {
 		j++
 	}
 	start := j
 	var v uint64
-	for ; j < len(line) && line[j] >= '0' && line[j] <= '9'; j++ {
+	for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
 		if v > (math.MaxUint64-9)/10 {
-			return false
+			return 0
 		}
-		v = v*10 + uint64(line[j]-'0')
+		v = v*10 + uint64(b[j]-'0')
 	}
 	if j == start {
-		return false
+		return 0
 	}
 	if f.InBytes() {
-		if string(line[j:]) != " kB" || v > math.MaxUint64/1024 {
-			return false
+		if j+4 > len(b) || string(b[j:j+4]) != " kB\n" || v > math.MaxUint64/1024 {
+			return 0
 		}
 		v *= 1024
-	} else if j != len(line) {
-		return false
+		j += 4
+	} else {
+		if j >= len(b) || b[j] != '\n' {
+			return 0
+		}
+		j++
 	}
 	d.vals[f] = v
 	d.present |= 1 << f
-	return true
+	return j
 }
 
 // parseField reads "Key:   value kB" (or a unitless value) into m.
