@@ -111,24 +111,21 @@ func (m *Mapping) Set(f Field, v uint64) {
 // new slice, or into slab when it has room; it returns the rest of slab.
 func (m *Mapping) setAll(vals *[numFields]uint64, present uint32, slab []uint64) []uint64 {
 	m.present, m.nonzero = present, 0
+	if bits.OnesCount32(present) > len(slab) {
+		slab = make([]uint64, bits.OnesCount32(present))
+	}
+	// One pass: the nonzero values fit in slab, as the present ones do.
 	n := 0
 	for p := present; p != 0; p &= p - 1 {
-		if vals[bits.TrailingZeros32(p)] != 0 {
+		f := bits.TrailingZeros32(p)
+		if v := vals[f]; v != 0 {
+			m.nonzero |= 1 << f
+			slab[n] = v
 			n++
 		}
 	}
-	if n > len(slab) {
-		slab = make([]uint64, n)
-	}
 	// Capped so that a later Set copies instead of writing into a neighbour.
-	m.nz = slab[:0:n]
-	for p := present; p != 0; p &= p - 1 {
-		f := bits.TrailingZeros32(p)
-		if vals[f] != 0 {
-			m.nonzero |= 1 << f
-			m.nz = append(m.nz, vals[f])
-		}
-	}
+	m.nz = slab[:n:n]
 	return slab[n:]
 }
 
@@ -254,6 +251,18 @@ type Decoder struct {
 	vals    [numFields]uint64
 	present uint32
 	slab    []uint64
+
+	// after[f] is the key that followed f in the last block (after[numFields]:
+	// the first key), numFields for none yet; last is this block's last key.
+	after [numFields + 1]Field
+	last  Field
+	// pad[f] is the first 16 bytes of f's lines, key, colon and spaces, for
+	// the fields in padded.
+	pad    [numFields][2]uint64
+	padded uint32
+
+	// The last device, name and VmFlags, for strAfter.
+	lastDev, lastName, lastFlags string
 }
 
 const slabLen = 16 << 10
@@ -264,12 +273,16 @@ const readBufBytes = 4 * maxLineBytes
 
 // NewDecoder returns a Decoder reading r; name labels errors.
 func NewDecoder(r io.Reader, name string) *Decoder {
-	return &Decoder{
+	d := &Decoder{
 		r:      r,
 		buf:    make([]byte, readBufBytes),
 		name:   name,
 		intern: make(map[string]string),
 	}
+	for i := range d.after {
+		d.after[i] = numFields
+	}
+	return d
 }
 
 func (d *Decoder) fail(line int, sentinel error, format string, args ...any) error {
@@ -378,7 +391,7 @@ func (d *Decoder) Decode(m *Mapping) error {
 		header, headerAt = line, d.line
 	}
 	*m = Mapping{}
-	d.present = 0
+	d.present, d.last = 0, numFields
 	if err := d.parseHeader(header, m); err != nil {
 		return d.fail(headerAt, ErrMalformed, "%v", err)
 	}
@@ -428,7 +441,7 @@ func (d *Decoder) Decode(m *Mapping) error {
 		}
 		sawCounters = true
 		if string(key) == "VmFlags" {
-			m.VmFlags = d.str(bytes.TrimSpace(value))
+			m.VmFlags = d.strAfter(bytes.TrimSpace(value), &d.lastFlags)
 			d.mode = modeSmaps
 			if len(d.slab) < int(numFields) {
 				d.slab = make([]uint64, slabLen)
@@ -446,6 +459,16 @@ func (d *Decoder) Decode(m *Mapping) error {
 // from a counter line (starts with an upper-case key).
 func isHeaderStart(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f'
+}
+
+// strAfter is str for a value that often repeats the one before it (a
+// library's mappings share its name; most devices are 00:00): *last
+// holds that one, checked before the map.
+func (d *Decoder) strAfter(b []byte, last *string) string {
+	if string(b) != *last {
+		*last = d.str(b)
+	}
+	return *last
 }
 
 func (d *Decoder) str(b []byte) string {
@@ -490,7 +513,7 @@ func (d *Decoder) parseHeader(line []byte, m *Mapping) error {
 	if !validPerms(perms) {
 		return fmt.Errorf("permissions %s are not of the form rwxp: %w", quote(perms), expected())
 	}
-	m.Perms = d.str(perms)
+	m.Perms = permStrings[permIndex(perms)]
 	if m.Offset, err = parseHex(next()); err != nil {
 		return fmt.Errorf("offset: %w in %s", err, quote(orig))
 	}
@@ -498,7 +521,7 @@ func (d *Decoder) parseHeader(line []byte, m *Mapping) error {
 	if bytes.IndexByte(dev, ':') < 0 {
 		return fmt.Errorf("device %s is not major:minor: %w", quote(dev), expected())
 	}
-	m.Dev = d.str(dev)
+	m.Dev = d.strAfter(dev, &d.lastDev)
 	if line == nil {
 		return expected()
 	}
@@ -512,8 +535,37 @@ func (d *Decoder) parseHeader(line []byte, m *Mapping) error {
 	for i < len(line) && line[i] == ' ' {
 		i++
 	}
-	m.Name = d.str(line[i:])
+	m.Name = d.strAfter(line[i:], &d.lastName)
 	return nil
+}
+
+// permStrings holds the 16 permission strings validPerms accepts, at
+// permIndex, so that a header takes its string without a map look-up.
+var permStrings = func() (t [16]string) {
+	for i := range t {
+		p := []byte("----")
+		for j, c := range "rwxs" {
+			if i&(8>>j) != 0 {
+				p[j] = byte(c)
+			}
+		}
+		if p[3] == '-' {
+			p[3] = 'p'
+		}
+		t[i] = string(p)
+	}
+	return t
+}()
+
+// permIndex numbers valid permissions for permStrings.
+func permIndex(p []byte) int {
+	i := 0
+	for j, c := range []byte("rwxs") {
+		if p[j] == c {
+			i |= 8 >> j
+		}
+	}
+	return i
 }
 
 func validPerms(p []byte) bool {
@@ -530,18 +582,21 @@ func validPerms(p []byte) bool {
 // 0 when the line is not of that shape or not all in b. Such lines then go
 // through readLine and parseField, which say what is wrong.
 func (d *Decoder) counterAt(b []byte) int {
-	k := 0
-	for k < len(b) && b[k] != ':' {
-		k++
+	// Blocks list their keys in the same order, and the kernel pads key and
+	// colon to 16 columns: first try the 16 bytes that began the key that
+	// followed the last one before.
+	f := d.after[d.last]
+	j := 16
+	if f >= numFields || d.padded&(1<<f) == 0 || len(b) < 16 ||
+		binary.LittleEndian.Uint64(b) != d.pad[f][0] || binary.LittleEndian.Uint64(b[8:]) != d.pad[f][1] {
+		var ok bool
+		if f, j, ok = d.counterKey(b, f); !ok {
+			return 0
+		}
 	}
-	if k == 0 || k == len(b) {
+	if d.present&(1<<f) != 0 {
 		return 0
 	}
-	f, known := lookupField(b[:k])
-	if !known || d.present&(1<<f) != 0 {
-		return 0
-	}
-	j := k + 1
 	// The kernel pads the value to a column: skip the spaces eight at a time.
 	for j+8 <= len(b) && binary.LittleEndian.Uint64(b[j:]) == 0x2020202020202020 {
 		j += 8
@@ -574,7 +629,35 @@ func (d *Decoder) counterAt(b []byte) int {
 	}
 	d.vals[f] = v
 	d.present |= 1 << f
+	d.after[d.last], d.last = f, f
 	return j
+}
+
+// counterKey finds the known key that begins b, trying guess first, and
+// returns it with the offset after its colon. A key padded to 16 columns
+// is remembered for counterAt.
+func (d *Decoder) counterKey(b []byte, guess Field) (Field, int, bool) {
+	f, k := guess, 0
+	if f < numFields {
+		k = len(fieldNames[f])
+	}
+	if k == 0 || k >= len(b) || b[k] != ':' || string(b[:k]) != fieldNames[f] {
+		for k = 0; k < len(b) && b[k] != ':'; k++ {
+		}
+		if k == 0 || k == len(b) {
+			return 0, 0, false
+		}
+		var known bool
+		if f, known = lookupField(b[:k]); !known {
+			return 0, 0, false
+		}
+	}
+	if k < 16 && len(b) >= 16 && d.padded&(1<<f) == 0 &&
+		len(bytes.TrimLeft(b[k+1:16], " ")) == 0 {
+		d.pad[f] = [2]uint64{binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])}
+		d.padded |= 1 << f
+	}
+	return f, k + 1, true
 }
 
 // parseField reads "Key:   value kB" (or a unitless value) into m.
