@@ -43,6 +43,13 @@ type libc struct {
 	version  Version
 	buildID  string
 	symbolic bool // main_arena and mp_ came from a debug file
+
+	// What symbolsOnce found in the debug file, once looked up.
+	syms struct {
+		looked        bool
+		mainArena, mp uint64
+		ok            bool
+	}
 }
 
 var libcName = regexp.MustCompile(`/libc(\.so\.6|-2\.[0-9]+\.so)$`)
@@ -209,6 +216,16 @@ const DebugDir = "/usr/lib/debug"
 
 // maxDebugFile bounds the debug file read for symbols.
 const maxDebugFile = 256 << 20
+
+// symbolsOnce is symbols, looked up once per process read: every attempt
+// of a capture sees the same file.
+func (lc *libc) symbolsOnce(debugDir string) (mainArena, mp uint64, ok bool) {
+	if !lc.syms.looked {
+		lc.syms.mainArena, lc.syms.mp, lc.syms.ok = lc.symbols(debugDir)
+		lc.syms.looked = true
+	}
+	return lc.syms.mainArena, lc.syms.mp, lc.syms.ok
+}
 
 // symbols looks main_arena and mp_ up in the host's debug file for libc's
 // build-id. The file must be a regular file owned by root and writable by
