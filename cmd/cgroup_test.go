@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
@@ -193,7 +195,9 @@ func TestOOMEndlessInput(t *testing.T) {
 	s, _, _ := testStreams("", false, nil)
 	s.In = endless{}
 	done := make(chan error, 1)
-	go func() { done <- runOOM(&OOMOptions{Streams: s, File: "-", MaxBytes: 8 << 20}) }()
+	go func() {
+		done <- runOOM(&OOMOptions{Streams: s, OOMRequest: collect.OOMRequest{File: "-", In: s.In, MaxBytes: 8 << 20}})
+	}()
 	select {
 	case err := <-done:
 		if !errors.Is(err, input.ErrTooLarge) || !strings.Contains(err.Error(), "-: larger than the limit") {
@@ -201,5 +205,31 @@ func TestOOMEndlessInput(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("memdiag oom - did not stop on endless input")
+	}
+}
+
+// TestCgroupOpenMetrics: the v2 fixture's parts, in the exposition, sum to
+// the usage cAdvisor's name reports.
+func TestCgroupOpenMetrics(t *testing.T) {
+	s, out, errOut := testStreams("", false, nil)
+	if code := run(t, s, "cgroup", "../fixtures/cgroup/v2", "-o", "openmetrics"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var usage, sum uint64
+	for _, l := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		n, _ := strconv.ParseUint(f[1], 10, 64)
+		switch {
+		case strings.HasPrefix(l, "container_memory_usage_bytes{"):
+			usage = n
+		case strings.HasPrefix(l, "memdiag_cgroup_part_bytes{"):
+			sum += n
+		}
+	}
+	if usage != 68<<20 || sum != usage || !strings.HasSuffix(out.String(), "# EOF\n") {
+		t.Errorf("usage %d, Σ parts %d\n%s", usage, sum, out)
 	}
 }

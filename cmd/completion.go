@@ -1,15 +1,12 @@
 package cmd
 
 import (
-	"bytes"
-	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/termsafe"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/proctop"
@@ -117,47 +114,15 @@ func filterPrefix(values []string, prefix string) []string {
 	return out
 }
 
-// livePIDs lists the processes under procRoot whose pid starts with
-// prefix, in pid order, each with its command name as the shells'
-// description ("1234\tpostgres"). Kernel threads are left out: they have
-// no memory to explain. A command name is the process's own choice, so it
-// is escaped, and a tab or newline in it cannot split the line.
+// livePIDs lists the live processes whose pid starts with prefix (see
+// collect.LiveProcesses), each with its command name as the shells'
+// description ("1234\tpostgres"). A command name is the process's own
+// choice, so it is escaped, and a tab or newline in it cannot split the
+// line.
 func livePIDs(procRoot, prefix string) []string {
-	if procRoot == "" {
-		procRoot = "/proc"
-	}
-	ents, err := os.ReadDir(procRoot)
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 || !strings.HasPrefix(e.Name(), prefix) {
-			continue
-		}
-		pids = append(pids, pid)
-	}
-	sort.Ints(pids)
 	var out []string
-	for _, pid := range pids {
-		dir := filepath.Join(procRoot, strconv.Itoa(pid))
-		if isKernelThread(dir) {
-			continue
-		}
-		comm, err := os.ReadFile(filepath.Join(dir, "comm"))
-		if err != nil {
-			continue // gone, or not ours to read
-		}
-		name := termsafe.Escape(string(bytes.TrimSuffix(comm, []byte{'\n'})))
-		out = append(out, strconv.Itoa(pid)+"\t"+name)
+	for _, p := range collect.LiveProcesses(procRoot, prefix) {
+		out = append(out, strconv.Itoa(p.PID)+"\t"+termsafe.Escape(p.Command))
 	}
 	return out
-}
-
-// isKernelThread: a kernel thread has no address space, which its statm
-// (readable by anyone) shows as all zeros.
-func isKernelThread(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, "statm"))
-	return err == nil && strings.HasPrefix(string(b), "0 0 0 ")
 }

@@ -17,8 +17,7 @@ type DiffOptions struct {
 	Rules    []explain.Rule
 	All      bool
 	Format   report.Format
-	Color    bool
-	Width    int // what tables must fit in (0: no limit)
+	Style    report.Style
 }
 
 // NewCmdDiff builds `memdiag diff`.
@@ -49,11 +48,9 @@ or -o html for a page with both attributions side by side (docs/html.md).`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Old, o.New = args[0], args[1]
 			var err error
-			if o.Format, err = g.formatWith(report.FormatHTML); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatHTML); err != nil {
 				return err
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Width = d.Streams.tableWidth(g.wide)
 			for _, r := range rules {
 				rule, err := explain.ParseRule(r)
 				if err == nil {
@@ -64,10 +61,7 @@ or -o html for a page with both attributions side by side (docs/html.md).`,
 				}
 				o.Rules = append(o.Rules, rule)
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runDiff(o)
+			return runOr(runF, runDiff, o)
 		},
 	}
 	c.Flags().StringArrayVar(&rules, "fail-on", nil, "exit 3 when this rule trips (repeatable)")
@@ -86,20 +80,10 @@ func runDiff(o *DiffOptions) error {
 	}
 	changes := explain.Diff(old, new)
 	v := &report.DiffView{Old: old, New: new, Changes: changes, All: o.All}
-	for _, r := range o.Rules {
-		e := r.Evaluate(changes)
-		if !e.Matched {
-			return usage(fmt.Errorf("rule %q names no row of %s or %s (see memdiag diff %s %s --all)", r.Text, o.Old, o.New, o.Old, o.New))
-		}
-		for _, c := range e.Tripped {
-			v.Tripped = append(v.Tripped, fmt.Sprintf("%s: %s %s → %s (%s, %+.1f %%)", r.Text, c.Name,
-				report.Bytes(c.Old), report.Bytes(c.New), signedDelta(c.Delta()), c.Percent()))
-		}
-		for _, c := range e.Unmeasured {
-			v.Unevaluated = append(v.Unevaluated, fmt.Sprintf("%s: %s %s was not measured in %s", r.Text, c.Kind, c.Name, sideName(c.Unmeasured, o)))
-		}
+	if r := v.Judge(o.Rules, o.Old, o.New); r != nil {
+		return usage(fmt.Errorf("rule %q names no row of %s or %s (see memdiag diff %s %s --all)", r.Text, o.Old, o.New, o.Old, o.New))
 	}
-	if err := report.WriteDiff(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width}); err != nil {
+	if err := report.WriteDiff(o.Streams.Out, o.Format, v, o.Style); err != nil {
 		return err
 	}
 	if len(v.Tripped) > 0 {
@@ -110,22 +94,4 @@ func runDiff(o *DiffOptions) error {
 		return fmt.Errorf("%d rule(s) could not be evaluated: %s", len(v.Unevaluated), strings.Join(v.Unevaluated, "; "))
 	}
 	return nil
-}
-
-// sideName names the snapshot(s) behind a Change's Unmeasured.
-func sideName(side string, o *DiffOptions) string {
-	switch side {
-	case "old":
-		return o.Old
-	case "new":
-		return o.New
-	}
-	return "either snapshot"
-}
-
-func signedDelta(d int64) string {
-	if d < 0 {
-		return "-" + report.Bytes(uint64(-d))
-	}
-	return "+" + report.Bytes(uint64(d))
 }

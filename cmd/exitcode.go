@@ -1,6 +1,11 @@
 package cmd
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
 
 // Exit codes, decided here and nowhere else; docs/exit-codes.md lists them.
 const (
@@ -17,6 +22,16 @@ func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
 func usage(err error) error { return &usageError{err: err} }
+
+// flagsOnly refuses arguments to a command that takes only flags.
+func flagsOnly(name string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usage(fmt.Errorf("%s takes flags, not arguments (got %q)", name, args[0]))
+		}
+		return nil
+	}
+}
 
 // ThresholdError reports that a diff rule tripped; it exits with ExitThreshold.
 type ThresholdError struct{ Msg string }

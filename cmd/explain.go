@@ -27,8 +27,7 @@ type ExplainOptions struct {
 	// Demo is explained when no source is given at all.
 	Demo   []byte
 	Format report.Format
-	Color  bool
-	Width  int // what tables must fit in (0: no limit)
+	Style  report.Style
 }
 
 // NewCmdExplain builds `memdiag explain`.
@@ -60,19 +59,12 @@ findings and the mapping classes (docs/html.md).`,
   memdiag explain --smaps smaps.txt --malloc-info malloc.xml --nmt nmt.txt
   memdiag explain --pid 1234 -o openmetrics > /var/lib/node_exporter/memdiag.prom
   memdiag explain --snapshot after.json -o html > after.html`,
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usage(fmt.Errorf("explain takes flags, not arguments (got %q)", args[0]))
-			}
-			return nil
-		},
+		Args: flagsOnly("explain"),
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
-			if o.Format, err = g.formatWith(report.FormatOpenMetrics, report.FormatHTML); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatOpenMetrics, report.FormatHTML); err != nil {
 				return err
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Width = d.Streams.tableWidth(g.wide)
 			switch {
 			// The demo only when nothing at all was given: evidence without
 			// smaps is the user's, and explaining the demo instead would
@@ -89,10 +81,7 @@ findings and the mapping classes (docs/html.md).`,
 			case o.Gather.PID != 0 || o.Gather.SmapsFile != "" || o.Gather.evidence() != "":
 				return usage(errors.New("--snapshot explains a saved snapshot: give it alone"))
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runExplain(o)
+			return runOr(runF, runExplain, o)
 		},
 	}
 	o.Gather.register(c.Flags())
@@ -129,7 +118,7 @@ func runExplain(o *ExplainOptions) error {
 		warnFailed(o.Streams.ErrOut, failed)
 	}
 	r := explain.Attribute(in)
-	return report.WriteExplain(o.Streams.Out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{Color: o.Color, Width: o.Width})
+	return report.WriteExplain(o.Streams.Out, o.Format, &report.ExplainView{Inputs: in, Result: r}, o.Style)
 }
 
 // SnapshotOptions is `memdiag snapshot` after flag parsing.
@@ -186,10 +175,7 @@ With -o openmetrics and a FILE, standard output gets the metrics too; with
 			if err := o.Gather.validate(d.Streams.Getenv); err != nil {
 				return err
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runSnapshot(o)
+			return runOr(runF, runSnapshot, o)
 		},
 	}
 	o.Gather.register(c.Flags())
@@ -252,19 +238,5 @@ func categoriesSentence() string {
 	for i, c := range cs {
 		names[i] = string(c)
 	}
-	text := "Attribute a process's RSS to " + strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + "."
-	var b strings.Builder
-	line := 0
-	for i, w := range strings.Fields(text) {
-		if i > 0 && line+1+len(w) > 76 {
-			b.WriteString("\n")
-			line = 0
-		} else if i > 0 {
-			b.WriteString(" ")
-			line++
-		}
-		b.WriteString(w)
-		line += len(w)
-	}
-	return b.String()
+	return report.Wrap("Attribute a process's RSS to "+strings.Join(names[:len(names)-1], ", ")+" and "+names[len(names)-1]+".", 76)
 }

@@ -27,8 +27,7 @@ type JMXOptions struct {
 	Prometheus   string
 	Timeout      time.Duration
 	Format       report.Format
-	Color        bool
-	Width        int // what tables must fit in (0: no limit)
+	Style        report.Style
 }
 
 // NewCmdJMX builds `memdiag jmx`.
@@ -57,8 +56,8 @@ output (with or without the "PID:" line), for evidence sent from elsewhere.`,
   memdiag jmx --jolokia http://app:8778/jolokia/
   memdiag jmx --nmt nmt.txt --heap-info heap.txt`,
 		Args: func(c *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usage(fmt.Errorf("jmx takes flags, not arguments (got %q)", args[0]))
+			if err := flagsOnly("jmx")(c, args); err != nil {
+				return err
 			}
 			if o.PID == 0 && o.NMTFile == "" && o.HeapInfoFile == "" && o.Jolokia.URL == "" && o.Prometheus == "" {
 				return usage(errors.New("jmx needs --pid PID, --jolokia URL, --prometheus URL|FILE, or --nmt FILE / --heap-info FILE"))
@@ -67,21 +66,16 @@ output (with or without the "PID:" line), for evidence sent from elsewhere.`,
 		},
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
-			if o.Format, err = g.format(); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams); err != nil {
 				return err
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Width = d.Streams.tableWidth(g.wide)
 			if o.Jolokia.URL != "" {
 				if err := jolokiaCredentials(&o.Jolokia, credFile, d.Streams.Getenv); err != nil {
 					return err
 				}
 				o.Jolokia.Timeout = o.Timeout
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runJMX(o)
+			return runOr(runF, runJMX, o)
 		},
 	}
 	f := c.Flags()
@@ -115,7 +109,7 @@ func runJMX(o *JMXOptions) error {
 	if len(failures) > 0 {
 		return failures[0].Err
 	}
-	return report.WriteJMX(o.Streams.Out, o.Format, m, report.Style{Color: o.Color, Width: o.Width})
+	return report.WriteJMX(o.Streams.Out, o.Format, m, o.Style)
 }
 
 // jolokiaCredentials reads USER:PASSWORD from a file, or from the

@@ -1,10 +1,8 @@
 package cmd
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"runtime"
 	"runtime/debug"
 	"time"
@@ -13,8 +11,6 @@ import (
 
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/collect"
-	"github.com/memdiag/memdiag/finding"
-	"github.com/memdiag/memdiag/internal/atomicfile"
 	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/report"
@@ -25,32 +21,21 @@ const mallocInfoMemoryLimit = 40 << 20
 
 // MallocInfoOptions is `memdiag mallocinfo` after flag parsing.
 type MallocInfoOptions struct {
-	Streams  *Streams
-	ProcRoot string
-
-	File       string // a malloc_info document or log; "-" for stdin
-	PID        int    // capture live instead (0: read File)
+	Streams *Streams
+	// File is a malloc_info document or log ("-" for stdin); PID, when
+	// not 0, is captured live instead.
+	collect.AllocatorRequest
 	Format     report.Format
-	Color      bool
-	Width      int // what tables must fit in (0: no limit)
+	Style      report.Style
 	Thresholds mallocinfo.Thresholds
 	AllArenas  bool
 	// AllSteps lists every snapshot of a series, not a summary.
 	AllSteps bool
-	Timeout  time.Duration
-	// Save, with PID, keeps the captured document as the process wrote it.
-	Save string
-	// UseGDB and NoStop choose how glibc's malloc_info is captured: see
-	// mallocinfo.Capturer.
-	UseGDB, NoStop bool
-
-	sniffed   io.Reader    // File, opened and sniffed
-	closeFile func() error // closes File when it was opened
 }
 
 // NewCmdMallocInfo builds `memdiag mallocinfo`.
 func NewCmdMallocInfo(d *Deps, g *globalOptions, runF func(*MallocInfoOptions) error) *cobra.Command {
-	o := &MallocInfoOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	o := &MallocInfoOptions{Streams: d.Streams, AllocatorRequest: collect.AllocatorRequest{ProcRoot: d.ProcRoot, In: d.Streams.In}}
 	defaults := mallocinfo.DefaultThresholds(runtime.NumCPU())
 	var minRetained string
 	c := &cobra.Command{
@@ -102,18 +87,13 @@ retained free and top chunk; over a log, each arena across the documents
 				o.File = args[0]
 			}
 			var err error
-			if o.Format, err = g.formatWith(report.FormatHTML); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatHTML); err != nil {
 				return err
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Width = d.Streams.tableWidth(g.wide)
 			if err := o.validate(minRetained, c.Flags().Changed("cores")); err != nil {
 				return err
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runMallocInfo(o)
+			return runOr(runF, runMallocInfo, o)
 		},
 	}
 	f := c.Flags()
@@ -169,104 +149,27 @@ func runMallocInfo(o *MallocInfoOptions) error {
 	if o.Streams.Getenv == nil || o.Streams.Getenv("GOMEMLIMIT") == "" {
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(mallocInfoMemoryLimit))
 	}
-	done, err := otherAllocator(o)
-	if o.closeFile != nil {
-		defer o.closeFile()
+	ctx, stop := interruptibleIf(o.PID != 0)
+	defer stop()
+	o.Notify = notifier(o.Streams.ErrOut)
+	a, err := collect.OpenAllocator(ctx, o.AllocatorRequest)
+	if errors.Is(err, collect.ErrSaveNotGlibc) {
+		return usage(err)
 	}
-	if done || err != nil {
+	if err != nil {
 		return err
 	}
-	v := &report.MallocInfoView{ArenaLimit: 20, AllSteps: o.AllSteps}
+	defer a.Close()
+	if a.Other != nil {
+		return report.WriteAllocator(o.Streams.Out, o.Format, a.Other, allocator.Findings(a.Other), o.Style)
+	}
+	v := &report.MallocInfoView{ArenaLimit: 20, AllSteps: o.AllSteps, PID: a.PID, Source: a.Source}
 	if o.AllArenas {
 		v.ArenaLimit = 0
 	}
-	if o.PID != 0 {
-		v.PID = o.PID
-		v.Source = o.capturer().Source(o.PID)
-	} else {
-		v.Source = o.File
-	}
-	out := report.NewMallocInfoWriter(o.Streams.Out, o.Format, report.Style{Color: o.Color, Width: o.Width}, v.Source, v.PID)
-	series := mallocinfo.NewSeries()
-	// Each snapshot goes to the writer as it is read: memory holds one
-	// document and the series, however long the log.
-	add := func(s *mallocinfo.Snapshot) error {
-		v.Last = s
-		v.Snapshots++
-		series.Add(s)
-		return out.Add(s)
-	}
-	if o.PID != 0 {
-		ctx, stop := interruptible()
-		defer stop()
-		doc, err := o.capturer().CaptureDocument(ctx, o.PID)
-		if err != nil {
-			return err
-		}
-		if o.Save != "" {
-			// Kept before it is read: a document memdiag cannot parse is
-			// the one worth keeping.
-			if err := atomicfile.Write(o.Save, 0o644, func(w io.Writer) error { _, err := w.Write(doc); return err }); err != nil {
-				return fmt.Errorf("saving the document to %s: %w", o.Save, err)
-			}
-		}
-		info, err := mallocinfo.Parse(bytes.NewReader(doc), v.Source)
-		if err != nil {
-			return err
-		}
-		if err := add(mallocinfo.Analyze(info)); err != nil {
-			return err
-		}
-	} else {
-		if err := mallocinfo.ScanSnapshots(o.sniffed, o.File, add); err != nil {
-			return err
-		}
-	}
-	v.Findings = mallocinfo.Findings(v.Last, o.Thresholds, v.Source)
-	if v.Snapshots > 1 {
-		v.Series = series
-		v.Findings = append(v.Findings, series.Findings(o.Thresholds, v.Source)...)
-		finding.Sort(v.Findings)
+	out := report.NewMallocInfoWriter(o.Streams.Out, o.Format, o.Style, v.Source, v.PID)
+	if err := a.Scan(ctx, v, o.Thresholds, out.Add); err != nil {
+		return err
 	}
 	return out.Finish(v)
-}
-
-// capturer is how --pid is captured for glibc.
-func (o *MallocInfoOptions) capturer() mallocinfo.Capturer {
-	return mallocinfo.Capturer{UseGDB: o.UseGDB, NoStop: o.NoStop, ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut)}
-}
-
-// otherAllocator handles statistics of jemalloc and tcmalloc: a file in
-// their formats, or a live process that uses one. done is false for glibc's
-// malloc_info, which runMallocInfo reads on; o.sniffed is then the file.
-func otherAllocator(o *MallocInfoOptions) (done bool, err error) {
-	var s *allocator.Stats
-	if o.PID != 0 {
-		d, err := allocator.Detect(o.ProcRoot, o.PID)
-		if err != nil {
-			return true, err
-		}
-		if d.Kind != allocator.Jemalloc && d.Kind != allocator.Tcmalloc {
-			return false, nil
-		}
-		if o.Save != "" {
-			return true, usage(fmt.Errorf("--save keeps glibc's malloc_info document; process %d uses %s, whose statistics memdiag reads value by value (for a file: MALLOC_CONF=stats_print:true for jemalloc, MALLOCSTATS=1 for tcmalloc, printed at exit)", o.PID, d.Kind))
-		}
-		ctx, stop := interruptible()
-		defer stop()
-		live := collect.LiveAllocator(o.ProcRoot, o.Timeout, notifier(o.Streams.ErrOut))
-		if s, err = live.Capture(ctx, o.PID, d); err != nil {
-			return true, err
-		}
-	} else {
-		var rest io.Reader
-		if s, rest, o.closeFile, err = collect.OpenAllocatorStats(o.File, o.Streams.In); err != nil {
-			return true, err
-		}
-		if s == nil {
-			o.sniffed = rest // glibc's malloc_info, read on from it
-			return false, nil
-		}
-	}
-	return true, report.WriteAllocator(o.Streams.Out, o.Format, s, allocator.Findings(s), report.Style{Color: o.Color, Width: o.Width})
 }

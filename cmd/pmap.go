@@ -3,8 +3,7 @@ package cmd
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -26,8 +25,7 @@ type PmapOptions struct {
 	// Target is a PID, "self", a saved smaps file, or "-" for stdin.
 	Target  string
 	Format  report.Format
-	Color   bool
-	Width   int // what tables must fit in (0: no limit)
+	Style   report.Style
 	Sort    pmap.SortKey
 	Classes []pmap.Class
 	// Limit is how many mappings to list; 0 lists all.
@@ -74,11 +72,9 @@ Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Target = args[0]
 			var err error
-			if o.Format, err = g.format(); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams); err != nil {
 				return err
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Width = d.Streams.tableWidth(g.wide)
 			if o.Sort, err = pmap.ParseSortKey(sortKey); err != nil {
 				return usage(err)
 			}
@@ -102,10 +98,7 @@ Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 			default:
 				o.Limit = defaultTop
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runPmap(o)
+			return runOr(runF, runPmap, o)
 		},
 	}
 	f := c.Flags()
@@ -121,68 +114,25 @@ Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
 	return c
 }
 
-// parseTarget tells a PID from a file: digits or "self" are a process.
-func parseTarget(target string) (pid int, isPID bool) {
-	if target == "self" {
-		return os.Getpid(), true
-	}
-	if n, err := strconv.Atoi(target); err == nil && n > 0 {
-		return n, true
-	}
-	return 0, false
-}
-
 func runPmap(o *PmapOptions) error {
 	for _, c := range o.Classes {
-		if !knownClass(c) {
+		if !slices.Contains(strings.Split(classList(), ", "), string(c)) {
 			return usage(fmt.Errorf("unknown class %q: want one of %s", c, classList()))
 		}
 	}
-	v := &report.PmapView{Sort: o.Sort, Why: o.Why}
-	var ms []pmap.Mapping
-	var hints pmap.Hints
-	if pid, ok := parseTarget(o.Target); ok {
-		ctx, stop := interruptible()
-		lm, err := collect.ReadLiveMappings(ctx, collect.LiveRequest{ProcRoot: o.ProcRoot, PID: pid, Attach: o.Attach, Notify: notifier(o.Streams.ErrOut)})
-		stop()
-		if err != nil {
-			return err
-		}
-		p := lm.Process
-		ms, hints = p.Mappings, lm.Hints
-		v.PID, v.Command = p.PID, p.Command
-		v.Source = fmt.Sprintf("%s/%d/smaps", o.ProcRoot, pid)
-		v.Check = &p.Check
-		v.Notes = lm.Notes
-		if p.Check.Available && !p.Check.Consistent {
-			v.Warnings = append(v.Warnings, fmt.Sprintf(
-				"Σ smaps Rss %d B differs from VmRSS (%d → %d B) by more than the %d B the process moved: treat figures as approximate",
-				p.Check.SmapsRSSBytes, p.Check.VmRSSBeforeBytes, p.Check.VmRSSAfterBytes, p.Check.ToleranceBytes))
-		}
-	} else {
-		var err error
-		ms, err = collect.SmapsFile(o.Target, o.Streams.In)
-		if err != nil {
-			return err
-		}
-		v.Source = o.Target
+	_, live := collect.ParseTarget(o.Target)
+	ctx, stop := interruptibleIf(live)
+	defer stop()
+	v, err := collect.Pmap(ctx, &collect.PmapRequest{ProcRoot: o.ProcRoot, Target: o.Target, In: o.Streams.In, Attach: o.Attach,
+		Notify: notifier(o.Streams.ErrOut), Selection: pmap.Selection{Sort: o.Sort, Classes: o.Classes, Limit: o.Limit}})
+	if err != nil {
+		return err
 	}
-	pmap.Classify(ms, hints)
-	v.Warnings = append(v.Warnings, pmap.Validate(ms)...)
-	v.Summary = pmap.Summarize(ms)
-	v.Shown, v.Matched = pmap.Select(ms, pmap.Selection{Sort: o.Sort, Classes: o.Classes, Limit: o.Limit})
-	return report.WritePmap(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
+	v.Why = o.Why
+	return report.WritePmap(o.Streams.Out, o.Format, v, o.Style)
 }
 
-func knownClass(c pmap.Class) bool {
-	for _, k := range append(pmap.Classes(), jmx.ClassJVMHeap, jmx.ClassJVMNative) {
-		if k == c {
-			return true
-		}
-	}
-	return false
-}
-
+// classList names every class --class takes: pmap's and the JVM's.
 func classList() string {
 	var s []string
 	for _, c := range append(pmap.Classes(), jmx.ClassJVMHeap, jmx.ClassJVMNative) {

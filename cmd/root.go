@@ -35,8 +35,6 @@ type globalOptions struct {
 	wide bool
 }
 
-func (g *globalOptions) format() (report.Format, error) { return g.formatWith() }
-
 // formatWith accepts the common formats and the extra ones a command offers.
 func (g *globalOptions) formatWith(extra ...report.Format) (report.Format, error) {
 	for _, e := range extra {
@@ -157,6 +155,15 @@ func Main(args []string, d *Deps) int {
 // instead of dying mid-way. Its error then says "interrupted".
 func interruptible() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+}
+
+// interruptibleIf is interruptible for a live capture; reading a file or
+// a pipe keeps the signals' default, so that Ctrl-C ends memdiag there.
+func interruptibleIf(live bool) (context.Context, context.CancelFunc) {
+	if !live {
+		return context.Background(), func() {}
+	}
+	return interruptible()
 }
 
 // notifier tells the user, on w, of a step that pauses a process or waits;

@@ -6,6 +6,8 @@ import (
 	"strconv"
 
 	"golang.org/x/term"
+
+	"github.com/memdiag/memdiag/report"
 )
 
 // Streams is the I/O a command uses, injected so tests run commands against
@@ -65,4 +67,19 @@ func (s *Streams) colorEnabled(noColor bool) bool {
 		return false
 	}
 	return s.Getenv == nil || s.Getenv("NO_COLOR") == ""
+}
+
+// output decides a command's format (the common ones and extra) and its
+// style from the root's flags and the streams: every RunE's preamble.
+func (g *globalOptions) decide(s *Streams, extra ...report.Format) (report.Format, report.Style, error) {
+	f, err := g.formatWith(extra...)
+	return f, report.Style{Color: s.colorEnabled(g.noColor), Width: s.tableWidth(g.wide)}, err
+}
+
+// runOr calls runF, in tests of flag parsing, else the command's real run.
+func runOr[T any](runF func(T) error, real func(T) error, o T) error {
+	if runF != nil {
+		return runF(o)
+	}
+	return real(o)
 }

@@ -158,7 +158,7 @@ func runTop(o *TopOptions) error {
 		}
 		ctx, stop := interruptible()
 		defer stop()
-		return textfileLoop(ctx, o.Textfile, "memdiag_top.prom", interval, o.Streams.ErrOut, func(w io.Writer) error {
+		return report.KeepTextfile(ctx, o.Textfile, "memdiag_top.prom", interval, o.Streams.ErrOut, func(w io.Writer) error {
 			start := time.Now()
 			s, err := proctop.Read(o.Options)
 			if err != nil {

@@ -5,43 +5,27 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"runtime"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/collect"
-	"github.com/memdiag/memdiag/internal/atomicfile"
-	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 	"github.com/memdiag/memdiag/syscalltrace"
 )
 
 // TraceOptions is `memdiag trace` after flag parsing.
 type TraceOptions struct {
-	Streams  *Streams
-	ProcRoot string
-
-	Paths      []string // files or directories (strace -ff); "-" for stdin
-	Format     report.Format
-	Color      bool
-	Width      int // what tables must fit in (0: no limit)
-	Trace      syscalltrace.Format
-	GroupBy    syscalltrace.GroupBy
-	At         float64
-	HasAt      bool
-	PprofPath  string
-	SmapsPath  string
-	PID        int
-	PerProcess bool
-	Top        int
+	Streams *Streams
+	collect.TraceRequest
+	Format report.Format
+	Style  report.Style
 }
 
 // NewCmdTrace builds `memdiag trace`.
 func NewCmdTrace(d *Deps, g *globalOptions, runF func(*TraceOptions) error) *cobra.Command {
-	o := &TraceOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	o := &TraceOptions{Streams: d.Streams, TraceRequest: collect.TraceRequest{ProcRoot: d.ProcRoot, In: d.Streams.In}}
 	var format, groupBy, at string
 	c := &cobra.Command{
 		Use:   "trace FILE... ",
@@ -79,38 +63,13 @@ of the outstanding bytes by stack (docs/html.md).`,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Paths = args
 			var err error
-			if o.Format, err = g.formatWith(report.FormatHTML); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatHTML); err != nil {
 				return err
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Width = d.Streams.tableWidth(g.wide)
-			switch syscalltrace.Format(format) {
-			case syscalltrace.FormatAuto, syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace, syscalltrace.FormatBpftrace,
-				syscalltrace.FormatSysdig, syscalltrace.FormatSysdigJSON:
-				o.Trace = syscalltrace.Format(format)
-			default:
-				return usage(fmt.Errorf("--format %q: want strace, perf-trace, sysdig, sysdig-json or bpftrace", format))
+			if err := o.parse(format, groupBy, at); err != nil {
+				return err
 			}
-			switch gb := syscalltrace.GroupBy(groupBy); gb {
-			case syscalltrace.GroupAuto, syscalltrace.GroupStack, syscalltrace.GroupLeaf, syscalltrace.GroupSize, syscalltrace.GroupThread, syscalltrace.GroupFlags:
-				o.GroupBy = gb
-			default:
-				return usage(fmt.Errorf("--group-by %q: want stack, leaf, size, thread or flags", groupBy))
-			}
-			if at != "" {
-				v, ok := parseTraceTime(at)
-				if !ok {
-					return usage(fmt.Errorf("--at %q: want seconds (12.5, 1700000000.25) or HH:MM:SS[.frac] as the trace prints them", at))
-				}
-				o.At, o.HasAt = v, true
-			}
-			if o.PID != 0 && o.SmapsPath != "" {
-				return usage(errors.New("--pid and --smaps both give the smaps to join: give one"))
-			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runTrace(o)
+			return runOr(runF, runTrace, o)
 		},
 	}
 	f := c.Flags()
@@ -123,6 +82,34 @@ of the outstanding bytes by stack (docs/html.md).`,
 	f.BoolVar(&o.PerProcess, "per-process", false, "give every task its own address space")
 	f.IntVar(&o.Top, "top", 20, "groups to list in tables")
 	return c
+}
+
+// parse checks the flags that name a value from a list, and --at.
+func (o *TraceOptions) parse(format, groupBy, at string) error {
+	switch syscalltrace.Format(format) {
+	case syscalltrace.FormatAuto, syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace, syscalltrace.FormatBpftrace,
+		syscalltrace.FormatSysdig, syscalltrace.FormatSysdigJSON:
+		o.Trace = syscalltrace.Format(format)
+	default:
+		return usage(fmt.Errorf("--format %q: want strace, perf-trace, sysdig, sysdig-json or bpftrace", format))
+	}
+	switch gb := syscalltrace.GroupBy(groupBy); gb {
+	case syscalltrace.GroupAuto, syscalltrace.GroupStack, syscalltrace.GroupLeaf, syscalltrace.GroupSize, syscalltrace.GroupThread, syscalltrace.GroupFlags:
+		o.GroupBy = gb
+	default:
+		return usage(fmt.Errorf("--group-by %q: want stack, leaf, size, thread or flags", groupBy))
+	}
+	if at != "" {
+		v, ok := parseTraceTime(at)
+		if !ok {
+			return usage(fmt.Errorf("--at %q: want seconds (12.5, 1700000000.25) or HH:MM:SS[.frac] as the trace prints them", at))
+		}
+		o.At, o.HasAt = v, true
+	}
+	if o.PID != 0 && o.SmapsPath != "" {
+		return usage(errors.New("--pid and --smaps both give the smaps to join: give one"))
+	}
+	return nil
 }
 
 func parseTraceTime(s string) (float64, bool) {
@@ -150,93 +137,18 @@ func parseClock(s string) (float64, bool) {
 }
 
 func runTrace(o *TraceOptions) error {
-	t := &collect.Traces{}
-	defer func() { t.Close() }()
-	if len(o.Paths) == 1 && o.Paths[0] == "-" {
-		in, err := syscalltrace.OpenFile("-", o.Streams.In, o.Trace, 0)
-		if err != nil {
-			return err
-		}
-		t.Inputs = append(t.Inputs, in)
-	} else {
-		files, pids, err := syscalltrace.Expand(o.Paths)
-		if err != nil {
-			return err
-		}
-		var total int64
-		for _, path := range files {
-			if fi, err := os.Stat(path); err == nil {
-				total += fi.Size()
+	if o.Streams.ErrIsTTY {
+		o.Progress = func(total int64) (func(io.Reader) io.Reader, func()) {
+			if total < report.ProgressMinBytes {
+				return nil, func() {}
 			}
-		}
-		var prog *progress
-		if o.Streams.ErrIsTTY && total >= progressMinBytes {
-			prog = startProgress(o.Streams.ErrOut, "reading "+strings.Join(o.Paths, " "), total)
-			defer prog.stop()
-		}
-		var wrap func(io.Reader) io.Reader
-		if prog != nil {
-			wrap = prog.wrap
-		}
-		if t, err = collect.OpenTraces(files, pids, o.Trace, wrap); err != nil {
-			return err
+			p := report.StartProgress(o.Streams.ErrOut, "reading "+strings.Join(o.Paths, " "), total)
+			return p.Wrap, p.Stop
 		}
 	}
-	inputs := t.Inputs
-	replay := syscalltrace.NewReplay(!o.PerProcess)
-	replay.Until, replay.HasUntil = o.At, o.HasAt
-	src, stop := syscalltrace.Combine(inputs, runtime.GOMAXPROCS(0))
-	defer stop()
-	if err := replay.ApplyAll(src); err != nil {
+	v, err := collect.Trace(&o.TraceRequest)
+	if err != nil {
 		return err
 	}
-	v := &report.TraceView{Source: strings.Join(o.Paths, " "), Format: string(inputs[0].Format), Replay: replay, GroupLimit: o.Top}
-	if replay.Stats.Events == 0 && replay.HasStoppedAt {
-		return fmt.Errorf("%s: no memory system call at or before --at %g s; the first is at %g s as the trace prints time (seconds since midnight for HH:MM:SS stamps)", v.Source, o.At, replay.StoppedAt)
-	}
-	if replay.Stats.Events == 0 {
-		return fmt.Errorf("%s: no memory system calls in the trace (was it captured with -e trace=memory, or perf trace -e mmap,munmap…?)", v.Source)
-	}
-	if n := replay.Stats.Invalid; n > 0 {
-		v.Notes = append(v.Notes, fmt.Sprintf("warning: skipped %d calls whose ranges wrap past the top of the address space (a corrupt trace?)", n))
-	}
-	for _, in := range inputs {
-		if n := in.Lost(); n > 0 {
-			v.Notes = append(v.Notes, fmt.Sprintf("warning: %s: the tracer lost %d events; mappings made or released by them are missing from the replay (raise perf's buffer with -m)", in.Name, n))
-		}
-		if n, first := in.Foreign(); n > 0 {
-			v.Notes = append(v.Notes, fmt.Sprintf("%s: skipped %d lines that are not %s output (first at line %d: the program's own output?)", in.Name, n, in.Format, first))
-		}
-	}
-	v.Outstanding = replay.Outstanding()
-	if o.SmapsPath != "" || o.PID != 0 {
-		vmas, err := joinSmaps(o)
-		if err != nil {
-			return err
-		}
-		v.Resident = syscalltrace.JoinSmaps(v.Outstanding, vmas)
-	}
-	v.GroupBy = o.GroupBy.Resolve(v.Outstanding)
-	v.Groups = syscalltrace.Groups(v.Outstanding, v.GroupBy, v.Resident)
-	v.Findings = syscalltrace.Findings(v.Outstanding, v.Groups, &replay.Stats, v.Source, v.Resident != nil)
-	if o.PprofPath != "" {
-		if err := atomicfile.Write(o.PprofPath, 0o644, func(w io.Writer) error {
-			return syscalltrace.WriteProfile(w, v.Outstanding, v.Resident)
-		}); err != nil {
-			return fmt.Errorf("writing %s: %w", o.PprofPath, err)
-		}
-		v.Notes = append(v.Notes, fmt.Sprintf("profile written: go tool pprof -sample_index=outstanding -top %s", o.PprofPath))
-	}
-	return report.WriteTrace(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
-}
-
-func joinSmaps(o *TraceOptions) ([]pmap.Mapping, error) {
-	if o.PID != 0 {
-		p, err := collect.LiveProcess(o.ProcRoot, o.PID)
-		if err != nil {
-			return nil, err
-		}
-		return p.Mappings, nil
-	}
-	return collect.SmapsFile(o.SmapsPath, o.Streams.In)
+	return report.WriteTrace(o.Streams.Out, o.Format, v, o.Style)
 }

@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/explain"
-	"github.com/memdiag/memdiag/internal/proc"
-	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 )
 
@@ -55,8 +52,8 @@ sample: each category over time (docs/html.md).`,
   memdiag watch --pid 1234 --interval 30s --table
   memdiag watch --pid 1234 --interval 1m -o json | jq -c '{t: .elapsed_seconds, rss: .rss_bytes}'`,
 		Args: func(c *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usage(fmt.Errorf("watch takes flags, not arguments (got %q)", args[0]))
+			if err := flagsOnly("watch")(c, args); err != nil {
+				return err
 			}
 			if o.Gather.PID == 0 {
 				return usage(errors.New("watch needs --pid PID"))
@@ -96,115 +93,39 @@ sample: each category over time (docs/html.md).`,
 }
 
 func runWatch(ctx context.Context, o *WatchOptions) error {
-	var w explain.Watch
 	out := report.NewWatchWriter(o.Streams.Out, o.Format, report.Style{Width: o.Width})
 	out.PID, out.Tables = o.Gather.PID, o.Table
 	if o.Streams.OutIsTTY {
 		out.HeaderEvery = report.WatchHeaderEvery
 	}
 	var samples []*explain.WatchSample // for -o html, written when the watch ends
-	exited := false
-	ended := "" // why the watch ended, when its target is no longer itself
-	procDir := filepath.Join(procRootOr(o.ProcRoot), strconv.Itoa(o.Gather.PID))
-	id, err := proc.ReadIdentity(procDir)
-	if err != nil {
-		return fmt.Errorf("process %d: %w", o.Gather.PID, pmap.ErrNoProcess)
-	}
-	tick := time.NewTicker(o.Interval)
-	defer tick.Stop()
-	for n := 1; ; n++ {
-		// Before any read or capture, and again after: a pid reused, or a
-		// program exec'd (a setuid one), is another process, and memdiag
-		// running as root must neither attach to it nor report its growth
-		// as the first one's.
-		if ended = targetChanged(id, procDir, o.Gather.PID); ended != "" {
-			break
-		}
-		in, failed, err := gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut)
-		if ended = targetChanged(id, procDir, o.Gather.PID); ended != "" {
-			break
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			if w.Last() != nil && processGone(err) {
-				// The end of what there was to watch, not a failure.
-				exited = true
-				break
-			}
-			return err
-		}
-		if n == 1 {
-			warnFailed(o.Streams.ErrOut, failed)
-		}
-		sample := w.Add(in, time.Now())
+	r := &collect.WatchRequest{Request: o.Gather.Request, Interval: o.Interval, Count: o.Count,
+		Warn: func(failed []string) { warnFailed(o.Streams.ErrOut, failed) }}
+	r.ProcRoot, r.Notify = o.ProcRoot, notifier(o.Streams.ErrOut)
+	w, why, err := collect.Watch(ctx, r, func(s *explain.WatchSample) error {
 		if o.Format == report.FormatHTML {
-			samples = append(samples, sample)
-		} else if err := out.Write(sample); err != nil {
-			return err
+			samples = append(samples, s)
+			return nil
 		}
-		if o.Count > 0 && n >= o.Count {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-tick.C:
-			continue
-		}
-		break
+		return out.Write(s)
+	})
+	if w == nil || err != nil {
+		return err
 	}
-	if w.Last() == nil {
-		if ended != "" {
-			return fmt.Errorf("%s: %w", ended, pmap.ErrNoProcess)
-		}
-		return nil
-	}
-	why := "stopped"
-	switch {
-	case ended != "":
-		why = ended + "; the watch ended"
-	case exited:
-		why = fmt.Sprintf("process %d exited", o.Gather.PID)
-	}
-	summary := report.WatchSummary(&w, why)
-	if o.Format == report.FormatHTML {
+	summary := report.WatchSummary(w, why)
+	switch o.Format {
+	case report.FormatHTML:
 		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", summary)
 		command := ""
 		if first, _ := w.Snapshots(); first != nil {
 			command = first.Inputs.Command
 		}
 		return report.WriteWatchHTML(o.Streams.Out, report.NewWatchView(o.Gather.PID, command, samples, summary))
-	}
-	if o.Format == report.FormatJSON {
+	case report.FormatJSON:
 		// Standard output is one sample per line; the summary is for people.
 		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", summary)
 		return nil
 	}
 	fmt.Fprintln(o.Streams.Out, summary)
 	return nil
-}
-
-// targetChanged says why the process in procDir is no longer the one
-// whose identity is was: "" while it is. A process gone is left to gather
-// to find, as before.
-func targetChanged(was proc.Identity, procDir string, pid int) string {
-	now, err := proc.ReadIdentity(procDir)
-	if err != nil {
-		return ""
-	}
-	return was.Changed(pid, now)
-}
-
-// procRootOr is procRoot, or /proc when it is "".
-func procRootOr(procRoot string) string {
-	if procRoot == "" {
-		return "/proc"
-	}
-	return procRoot
-}
-
-// processGone reports whether err says the watched process is no more.
-func processGone(err error) bool {
-	return errors.Is(err, pmap.ErrNoProcess) || errors.Is(err, pmap.ErrExited) || errors.Is(err, pmap.ErrNoAddressSpace)
 }

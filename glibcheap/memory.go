@@ -125,6 +125,15 @@ const slabSize = 64 * pageSize
 
 var slabPool = sync.Pool{New: func() any { return new([slabSize]byte) }}
 
+// pastDeadline reports whether the walk has run past its deadline, and
+// stays so once it has.
+func (r *reader) pastDeadline() bool {
+	if !r.overBudget && !r.deadline.IsZero() && time.Now().After(r.deadline) {
+		r.overBudget = true
+	}
+	return r.overBudget
+}
+
 // fork returns a reader of the same memory with a cache of its own, for
 // another goroutine.
 func (r *reader) fork() *reader {

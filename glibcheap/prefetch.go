@@ -67,6 +67,9 @@ func (w *walker) prefetch(a *Arena, state []byte) {
 	}
 	var need []uint64
 	for {
+		if w.r.pastDeadline() {
+			return // the walk reports it at its first chunk
+		}
 		// Drop the lists that ended or left the arena.
 		live := cur[:0]
 		for _, c := range cur {

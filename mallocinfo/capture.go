@@ -161,8 +161,11 @@ func (c Capturer) readDocument(ctx context.Context, pid int) ([]byte, error) {
 func readSummary(h *glibcheap.Heap) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "read the glibc %s heap of process %d from its memory (%d arenas, %s read)", h.Version, h.PID, len(h.Arenas), humanize.Bytes(h.ReadBytes))
-	if h.Stopped {
+	switch {
+	case h.Stopped:
 		fmt.Fprintf(&b, "; its %d threads were stopped for %v", h.Pause.Threads, h.Pause.Duration.Round(10*time.Microsecond))
+	case h.Pause.Duration > 0:
+		fmt.Fprintf(&b, "; its %d threads were stopped for %v before that read was cut short", h.Pause.Threads, h.Pause.Duration.Round(10*time.Microsecond))
 	}
 	b.WriteString("; no code ran in it")
 	for _, n := range h.Notes {

@@ -184,3 +184,37 @@ func diffDocument(v *DiffView) *diffDoc {
 	}
 	return d
 }
+
+// Judge evaluates the --fail-on rules over v.Changes, filling v.Tripped
+// and v.Unevaluated; oldName and newName name the snapshots. It returns
+// the first rule that names no row, if one does.
+func (v *DiffView) Judge(rules []explain.Rule, oldName, newName string) (unmatched *explain.Rule) {
+	for i, r := range rules {
+		e := r.Evaluate(v.Changes)
+		if !e.Matched {
+			return &rules[i]
+		}
+		for _, c := range e.Tripped {
+			v.Tripped = append(v.Tripped, fmt.Sprintf("%s: %s %s → %s (%s, %+.1f %%)", r.Text, c.Name,
+				Bytes(c.Old), Bytes(c.New), signedDelta(c.Delta()), c.Percent()))
+		}
+		for _, c := range e.Unmeasured {
+			side := "either snapshot"
+			switch c.Unmeasured {
+			case "old":
+				side = oldName
+			case "new":
+				side = newName
+			}
+			v.Unevaluated = append(v.Unevaluated, fmt.Sprintf("%s: %s %s was not measured in %s", r.Text, c.Kind, c.Name, side))
+		}
+	}
+	return nil
+}
+
+func signedDelta(d int64) string {
+	if d < 0 {
+		return "-" + Bytes(uint64(-d))
+	}
+	return "+" + Bytes(uint64(d))
+}

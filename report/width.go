@@ -213,3 +213,7 @@ var units = map[string]bool{"B": true, "KiB": true, "MiB": true, "GiB": true, "T
 
 // displayWidth is s's width on a terminal, escape sequences not counted.
 func displayWidth(s string) int { return lipgloss.Width(s) }
+
+// Wrap breaks s at spaces into lines of at most width columns, none
+// indented: for help text built from lists.
+func Wrap(s string, width int) string { return strings.Join(wrapIndent(s, width, 0), "\n") }

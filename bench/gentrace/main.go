@@ -32,13 +32,10 @@ func main() {
 	w := bufio.NewWriterSize(os.Stdout, 1<<20)
 	defer w.Flush()
 	rng := rand.New(rand.NewSource(*seed))
-	type live struct{ addr, size uint64 }
-	perThread := make([][]live, *threads)
+	g := &gen{rng: rng, perThread: make([][]live, *threads), next: 0x7f0000000000}
 	pending := make([]string, *threads) // a call split by another thread, waiting to resume
-	next := uint64(0x7f0000000000)
 	var written int64
 	var sec float64 = 3600
-	leaks := 0
 	write := func(s string) {
 		n, _ := w.WriteString(s)
 		written += int64(n)
@@ -55,38 +52,7 @@ func main() {
 			continue
 		}
 		split := rng.Intn(3) == 0
-		var call, result string
-		switch l := perThread[t]; {
-		case len(l) > 64 || len(l) > 0 && rng.Intn(2) == 0: // a bounded working set per thread
-			i := rng.Intn(len(l))
-			m := l[i]
-			perThread[t] = append(l[:i], l[i+1:]...)
-			if rng.Intn(20) == 0 {
-				newSize := m.size * 2
-				call = fmt.Sprintf("mremap(%#x, %d, %d, MREMAP_MAYMOVE", m.addr, m.size, newSize)
-				result = fmt.Sprintf(") = %#x <0.000011>\n", next)
-				perThread[t] = append(perThread[t], live{next, newSize})
-				next += newSize + 4096
-				break
-			}
-			call = fmt.Sprintf("munmap(%#x, %d", m.addr, m.size)
-			result = ") = 0 <0.000021>\n"
-		default:
-			sz := uint64(16+rng.Intn(240)) * 4096
-			addr := next
-			next += sz + 4096
-			call = fmt.Sprintf("mmap(NULL, %d, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0", sz)
-			result = fmt.Sprintf(") = %#x <0.000009>\n", addr)
-			if rng.Intn(5000) == 0 {
-				leaks++ // never tracked: never unmapped
-			} else {
-				perThread[t] = append(perThread[t], live{addr, sz})
-			}
-			if !split && rng.Intn(10) == 0 {
-				// released pages, mapping kept: after the mmap, same thread
-				result += stamp + fmt.Sprintf("madvise(%#x, %d, MADV_DONTNEED) = 0 <0.000030>\n", addr, sz/2)
-			}
-		}
+		call, result := g.call(t, split, stamp)
 		if *withStacks {
 			// After the line that ends the call, before a madvise that follows.
 			i := strings.IndexByte(result, '\n') + 1
@@ -105,7 +71,55 @@ func main() {
 			write(fmt.Sprintf("%d  01:00:00.000000 %s", 1000+t, pending[t]))
 		}
 	}
-	fmt.Fprintf(os.Stderr, "leaked mappings: %d (plus what each thread still held at the end)\n", leaks)
+	fmt.Fprintf(os.Stderr, "leaked mappings: %d (plus what each thread still held at the end)\n", g.leaks)
+}
+
+// live is a mapping a thread holds.
+type live struct{ addr, size uint64 }
+
+// gen is the address space the trace's calls act on.
+type gen struct {
+	rng       *rand.Rand
+	perThread [][]live
+	next      uint64 // where the next mapping goes
+	leaks     int
+}
+
+// call picks thread t's next call, acts it out, and returns its text up
+// to the result and the result line (with a madvise after an mmap that
+// is not split, one time in ten).
+func (g *gen) call(t int, split bool, stamp string) (call, result string) {
+	rng := g.rng
+	switch l := g.perThread[t]; {
+	case len(l) > 64 || len(l) > 0 && rng.Intn(2) == 0: // a bounded working set per thread
+		i := rng.Intn(len(l))
+		m := l[i]
+		g.perThread[t] = append(l[:i], l[i+1:]...)
+		if rng.Intn(20) == 0 {
+			newSize := m.size * 2
+			call = fmt.Sprintf("mremap(%#x, %d, %d, MREMAP_MAYMOVE", m.addr, m.size, newSize)
+			result = fmt.Sprintf(") = %#x <0.000011>\n", g.next)
+			g.perThread[t] = append(g.perThread[t], live{g.next, newSize})
+			g.next += newSize + 4096
+			return call, result
+		}
+		return fmt.Sprintf("munmap(%#x, %d", m.addr, m.size), ") = 0 <0.000021>\n"
+	}
+	sz := uint64(16+rng.Intn(240)) * 4096
+	addr := g.next
+	g.next += sz + 4096
+	call = fmt.Sprintf("mmap(NULL, %d, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0", sz)
+	result = fmt.Sprintf(") = %#x <0.000009>\n", addr)
+	if rng.Intn(5000) == 0 {
+		g.leaks++ // never tracked: never unmapped
+	} else {
+		g.perThread[t] = append(g.perThread[t], live{addr, sz})
+	}
+	if !split && rng.Intn(10) == 0 {
+		// released pages, mapping kept: after the mmap, same thread
+		result += stamp + fmt.Sprintf("madvise(%#x, %d, MADV_DONTNEED) = 0 <0.000030>\n", addr, sz/2)
+	}
+	return call, result
 }
 
 // makeStacks returns, by a call's first three letters, the stacks it is

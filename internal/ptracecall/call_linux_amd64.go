@@ -304,7 +304,7 @@ func (c *Conn) attach(timeout time.Duration) error {
 			return nil
 		case st.exec():
 			c.execed = true
-			return errors.Join(fmt.Errorf("%s: %w: it exec'd another program as it was being stopped; nothing was written", c.where(), ErrNoProcess), c.detach())
+			return errors.Join(fmt.Errorf("%s: %w as it was being stopped; nothing was written", c.where(), ErrExeced), c.detach())
 		case st.groupStop():
 			return errors.Join(fmt.Errorf("%s: %w (by %v); it is left stopped", c.where(), ErrStopped, st.sig), c.detach())
 		default:
@@ -561,6 +561,7 @@ func (c *Conn) awaitReturn(fn, sp uint64, timeout time.Duration) (uint64, error)
 	deadline := time.Now().Add(timeout)
 	interrupted := false
 	var waited time.Duration // past the first timeout, when patient
+	toldSlow := false
 	for {
 		st, err := c.wait(deadline)
 		if errors.Is(err, ErrTimeout) && !interrupted {
@@ -572,10 +573,21 @@ func (c *Conn) awaitReturn(fn, sp uint64, timeout time.Duration) (uint64, error)
 			deadline = time.Now().Add(c.stuckTimeout)
 			continue
 		}
+		if errors.Is(err, ErrTimeout) && c.patient {
+			// Slow to stop (a throttled cgroup): a patient call is looked
+			// at once the thread stops, never restored blind — mid-trim
+			// it holds the arena's lock.
+			if !toldSlow {
+				c.tell(fmt.Sprintf("thread %d of process %d has not stopped yet to be looked at; waiting (only that thread is paused)", c.tid, c.pid))
+				toldSlow = true
+			}
+			deadline = time.Now().Add(c.stuckTimeout)
+			continue
+		}
 		if errors.Is(err, ErrTimeout) {
 			c.stuck = true
 			c.abandoned = fmt.Errorf("the call of %#x ran for %v and the thread did not stop when interrupted", fn, timeout)
-			return 0, fmt.Errorf("%s: %w: %w; it was restored once it stopped", c.where(), ErrTimeout, c.abandoned)
+			return 0, fmt.Errorf("%s: %w: %w; it was restored once it stopped, where the call was: any lock the call held stays held", c.where(), ErrTimeout, c.abandoned)
 		}
 		if err != nil {
 			return 0, err
@@ -586,8 +598,8 @@ func (c *Conn) awaitReturn(fn, sp uint64, timeout time.Duration) (uint64, error)
 		switch {
 		case st.exec():
 			c.execed = true
-			c.abandoned = fmt.Errorf("the process exec'd another program during the call of %#x", fn)
-			return 0, fmt.Errorf("%s: %w: %w: nothing is written into the new program; it is only detached", c.where(), ErrNoProcess, c.abandoned)
+			c.abandoned = fmt.Errorf("%w during the call of %#x", ErrExeced, fn)
+			return 0, fmt.Errorf("%s: %w: nothing is written into the new program; it is only detached", c.where(), c.abandoned)
 		case st.interrupt() && interrupted && c.patient && !c.inFutexWait():
 			// Running the function, not parked on a lock: it ends.
 			waited += timeout
@@ -713,7 +725,7 @@ func (c *Conn) sameProgram() error {
 	}
 	if how := c.identity.Changed(c.pid, now); how != "" {
 		c.execed = true
-		return fmt.Errorf("%s: %w: %s during the call; nothing is written into it", c.where(), ErrNoProcess, how)
+		return fmt.Errorf("%s: %w: %s during the call; nothing is written into it", c.where(), ErrExeced, how)
 	}
 	return nil
 }

@@ -93,7 +93,7 @@
 //     its owner's credentials under a capable tracer) gets nothing
 //     written into it: the exec stop (PTRACE_O_TRACEEXEC) and, before
 //     any write-back, its executable's identity say so, and the thread
-//     is only detached (ErrNoProcess).
+//     is only detached (ErrExeced).
 //   - With Options.Patient a call still running past its timeout, and
 //     not parked in a futex wait, is waited for rather than abandoned:
 //     an allocator's trim holds its arena's lock while it works.

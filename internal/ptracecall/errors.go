@@ -37,6 +37,9 @@ var (
 	// ErrFault: the function raised a fault (SIGSEGV, SIGBUS, …) and was
 	// abandoned; the fault was not delivered.
 	ErrFault = errors.New("the called function faulted")
+	// ErrExeced: the process exec'd another program during the call or
+	// the stop; nothing was written into the new one.
+	ErrExeced = errors.New("the process exec'd another program")
 	// ErrExited: the thread or process exited during the call.
 	ErrExited = errors.New("the thread exited during the call")
 	// ErrRestore: the registers read back after the restore differ from

@@ -1,4 +1,4 @@
-package cmd
+package report
 
 import (
 	"context"
@@ -12,13 +12,13 @@ import (
 	"github.com/memdiag/memdiag/internal/termsafe"
 )
 
-// textfileLoop keeps dir/name current for a node_exporter textfile
+// KeepTextfile keeps dir/name current for a node_exporter textfile
 // collector: write runs at once and then every interval, each time into a
 // temporary file renamed over the old one, so the collector reads a whole
 // exposition or the previous one. The first failure ends the loop (a
 // wrong directory); later ones are said on errOut and the next cycle
 // tries again. It returns when ctx ends (SIGINT, SIGTERM).
-func textfileLoop(ctx context.Context, dir, name string, interval time.Duration, errOut io.Writer, write func(io.Writer) error) error {
+func KeepTextfile(ctx context.Context, dir, name string, interval time.Duration, errOut io.Writer, write func(io.Writer) error) error {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return fmt.Errorf("--textfile %s: not a directory (%v)", dir, err)
 	}

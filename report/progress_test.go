@@ -1,4 +1,4 @@
-package cmd
+package report
 
 import (
 	"bytes"
@@ -28,13 +28,13 @@ func (s *syncBuffer) String() string {
 
 func TestProgressReportsAndClears(t *testing.T) {
 	var out syncBuffer
-	p := startProgress(&out, "reading x", 4<<20)
-	n, err := io.Copy(io.Discard, p.wrap(strings.NewReader(strings.Repeat("x", 1<<20))))
+	p := StartProgress(&out, "reading x", 4<<20)
+	n, err := io.Copy(io.Discard, p.Wrap(strings.NewReader(strings.Repeat("x", 1<<20))))
 	if err != nil || n != 1<<20 {
 		t.Fatal(n, err)
 	}
 	time.Sleep(700 * time.Millisecond)
-	p.stop()
+	p.Stop()
 	got := out.String()
 	if !strings.Contains(got, "memdiag: reading x: 1.0 MiB of 4.0 MiB (25.0 %)") {
 		t.Errorf("progress line missing: %q", got)
