@@ -4,7 +4,8 @@
 # wall time (min–max), its median throughput over $bytes when set, its
 # median CPU time (user + system: less swayed by other load than the wall
 # time), its peak RSS (the largest of the runs, GNU time's %M), and the
-# median of the ratios A/B of the wall times, pair by pair.
+# median of the ratios A/B of the wall times, pair by pair, and the
+# machine's load average before and after.
 #
 #   paired RUNS NAME_A 'COMMAND A' NAME_B 'COMMAND B'
 #
@@ -28,9 +29,14 @@ timed() {
 	tail -1 "$file.time" | awk -v d=$((t1 - t0)) '{ printf "%.4f %s %.2f\n", d / 1e9, $1, $2 + $3 }'
 }
 
+# load prints the 1-minute load average and the cores: the machine is
+# shared, and a ratio means little without it.
+load() { printf '%s on %s cores' "$(cut -d' ' -f1 /proc/loadavg)" "$(nproc)"; }
+
 paired() {
-	local runs=$1 na=$2 ca=$3 nb=$4 cb=$5 i ta tb
+	local runs=$1 na=$2 ca=$3 nb=$4 cb=$5 i ta tb load0
 	local -a wa=() wb=() ka=() kb=() ua=() ub=() rs=()
+	load0=$(load)
 	timed "$na" "$ca" > /dev/null
 	timed "$nb" "$cb" > /dev/null
 	for ((i = 0; i < runs; i++)); do
@@ -48,6 +54,7 @@ paired() {
 	row "$nb" "$median_b" "${wb[*]}" "$peak_b_kib" "$(printf '%s\n' "${ub[@]}" | median)"
 	printf '  %s / %s: %.3f× (median of %d paired ratios: %s)\n' "$na" "$nb" "$ratio" "$runs" \
 		"$(printf '%s\n' "${rs[@]}" | awk '{ printf "%s%.3f", (NR > 1 ? " " : ""), $1 }')"
+	printf '  load average %s before, %s after\n' "$load0" "$(load)"
 }
 
 # row NAME MEDIAN "RUNS…" PEAK_KIB CPU

@@ -57,6 +57,9 @@ echo
 echo "offline parse, ~40 MB of smaps from fixtures/smaps/mapper.smaps (goal ≥ 1000 MB/s):"
 go test ./pmap -run '^$' -bench 'ParseSmaps|DecodeSmaps' -benchmem -count "$runs" > "$out/parse.txt"
 for b in ParseSmaps DecodeSmaps; do
-	grep "^Benchmark$b" "$out/parse.txt" | awk '{ for (i = 1; i <= NF; i++) if ($(i + 1) == "MB/s") print $i }' | median |
-		awk -v b="$b" -v r="$runs" '{ printf "  %-12s median of %d: %6.0f MB/s\n", b, r, $1 }'
+	for unit in MB/s cpu-MB/s; do
+		grep "^Benchmark$b" "$out/parse.txt" | awk -v u="$unit" '{ for (i = 1; i <= NF; i++) if ($(i + 1) == u) print $i }' | median |
+			awk -v b="$b" -v r="$runs" -v u="$unit" '{ printf "  %-12s median of %d: %6.0f %s\n", b, r, $1, (u == "MB/s" ? "MB/s by wall time" : "MB/s by CPU time") }'
+	done
 done
+echo "  load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores"

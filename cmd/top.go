@@ -43,23 +43,7 @@ func NewCmdTop(d *Deps, g *globalOptions, runF func(*TopOptions) error) *cobra.C
 	c := &cobra.Command{
 		Use:   "top",
 		Short: "Which processes hold the host's memory, and what each is",
-		Long: `List a host's processes by what they cost — RSS + swap by default — in tiers,
-so that hundreds of processes take well under a second and no process is stalled
-by a page-table walk it did not need:
-
-  every process   /proc/PID/status: RSS by kind (anon, file, shmem), swap, threads
-  under --cap     smaps_rollup: PSS, USS, SwapPss (one page-table walk each;
-                  a process over the cap says "skipped: RSS > cap", --deep reads it)
-  --diagnose N    the N largest (5): /proc/PID/maps, no page walk: glibc
-                  arena heaps from their 64 MiB geometry, JVM, jemalloc/tcmalloc
-
-Each row names the process's user and its command line (/proc/PID/cmdline, as
-the process left it). --user and --name keep some processes only; the total
-row is then of those. The table lists the --limit largest (25); --reverse the
-smallest.
-
---interval D reads twice, D apart, and adds each process's growth per second
-and the kind of memory that grew. Processes that exit meanwhile are counted.`,
+		Long:  topLong,
 		Example: `  memdiag top
   memdiag top --sort pss --limit 20
   memdiag top --user postgres --group-by comm
@@ -72,38 +56,9 @@ and the kind of memory that grew. Processes that exit meanwhile are counted.`,
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			var err error
-			if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
+			if err := o.complete(c, d, g, sortKey, rssCap, userName); err != nil {
 				return err
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Width = d.Streams.tableWidth(g.wide)
-			if o.Options.Sort, err = proctop.ParseSortKey(sortKey); err != nil {
-				return usage(err)
-			}
-			if o.Options.RSSCap, err = humanize.ParseBytes(rssCap); err != nil {
-				return usage(fmt.Errorf("--cap: %w", err))
-			}
-			if o.Limit < 0 || o.Options.Top < 0 || o.Interval < 0 {
-				return usage(errors.New("--limit, --diagnose and --interval cannot be negative"))
-			}
-			filter := proctop.Filter{Name: o.Name, Self: os.Getpid()}
-			if userName != "" {
-				if filter.UID, err = proctop.LookupUser(userName); err != nil {
-					return usage(fmt.Errorf("--user %q: no such user (give a name or a uid)", userName))
-				}
-				filter.HasUID, o.User = true, userName
-			}
-			if filter.HasUID || filter.Name != "" {
-				o.Options.Keep = filter.Keep(o.ProcRoot)
-			}
-			if o.GroupBy != "" && o.GroupBy != "comm" {
-				return usage(fmt.Errorf("--group-by %q: the one grouping is comm (the command name)", o.GroupBy))
-			}
-			if c.Flags().Changed("top") {
-				fmt.Fprintln(d.Streams.ErrOut, "memdiag: --top is deprecated: it sets how many processes are diagnosed (--diagnose N); --limit N sets the rows listed")
-			}
-			o.Options.ProcRoot = o.ProcRoot
 			if runF != nil {
 				return runF(o)
 			}
@@ -125,10 +80,74 @@ and the kind of memory that grew. Processes that exit meanwhile are counted.`,
 	f.StringVar(&o.Name, "name", "", "only the processes whose command name or command line contains this")
 	f.BoolVar(&o.Reverse, "reverse", false, "list the smallest first (JSON keeps its order, largest first)")
 	f.StringVar(&rssCap, "cap", "8GiB", "read smaps_rollup only for processes with less RSS than this")
-	f.BoolVar(&o.Options.Deep, "deep", false, "read smaps_rollup of every process, whatever its RSS")
+	f.BoolVar(&o.Options.Deep, "deep", false, "read smaps_rollup of every process, whatever its RSS and the time it takes")
+	f.DurationVar(&o.Options.RollupBudget, "rollup-budget", proctop.DefaultRollupBudget, "time for smaps_rollup in all, spent on the largest processes first; the rest say they were skipped (0: no limit)")
 	f.DurationVar(&o.Interval, "interval", 0, "read twice this far apart and show each process's growth; with --textfile, the cycle (default 60s)")
 	f.StringVar(&o.Textfile, "textfile", "", "keep DIR/memdiag_top.prom current for node_exporter's textfile collector, rewritten atomically every --interval, until stopped")
 	return c
+}
+
+// topLong is top's help.
+const topLong = `List a host's processes by what they cost — RSS + swap by default — in tiers,
+so that hundreds of processes take well under a second and no process is stalled
+by a page-table walk it did not need:
+
+  every process   /proc/PID/status: RSS by kind (anon, file, shmem), swap, threads
+  under --cap     smaps_rollup: PSS, USS, SwapPss (one page-table walk each;
+                  a process over the cap says "skipped: RSS > cap", --deep reads it;
+                  --rollup-budget bounds the time, largest first, the rest said)
+  --diagnose N    the N largest (5): /proc/PID/maps, no page walk: glibc
+                  arena heaps from their 64 MiB geometry, JVM, jemalloc/tcmalloc
+
+Each row names the process's user and its command line (/proc/PID/cmdline, as
+the process left it). --user and --name keep some processes only; the total
+row is then of those. The table lists the --limit largest (25); --reverse the
+smallest.
+
+--interval D reads twice, D apart, and adds each process's growth per second
+and the kind of memory that grew. Processes that exit meanwhile are counted.`
+
+// complete fills o from the flags that need parsing or checking.
+func (o *TopOptions) complete(c *cobra.Command, d *Deps, g *globalOptions, sortKey, rssCap, userName string) error {
+	var err error
+	if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
+		return err
+	}
+	o.Color = d.Streams.colorEnabled(g.noColor)
+	o.Width = d.Streams.tableWidth(g.wide)
+	if o.Options.Sort, err = proctop.ParseSortKey(sortKey); err != nil {
+		return usage(err)
+	}
+	if o.Options.RSSCap, err = humanize.ParseBytes(rssCap); err != nil {
+		return usage(fmt.Errorf("--cap: %w", err))
+	}
+	if o.Limit < 0 || o.Options.Top < 0 || o.Interval < 0 {
+		return usage(errors.New("--limit, --diagnose and --interval cannot be negative"))
+	}
+	filter := proctop.Filter{Name: o.Name, Self: os.Getpid()}
+	if userName != "" {
+		if filter.UID, err = proctop.LookupUser(userName); err != nil {
+			return usage(fmt.Errorf("--user %q: no such user (give a name or a uid)", userName))
+		}
+		filter.HasUID, o.User = true, userName
+	}
+	if filter.HasUID || filter.Name != "" {
+		o.Options.Keep = filter.Keep(o.ProcRoot)
+	}
+	if o.GroupBy != "" && o.GroupBy != "comm" {
+		return usage(fmt.Errorf("--group-by %q: the one grouping is comm (the command name)", o.GroupBy))
+	}
+	if c.Flags().Changed("top") {
+		fmt.Fprintln(d.Streams.ErrOut, "memdiag: --top is deprecated: it sets how many processes are diagnosed (--diagnose N); --limit N sets the rows listed")
+	}
+	switch {
+	case o.Options.RollupBudget < 0:
+		return usage(errors.New("--rollup-budget cannot be negative"))
+	case o.Options.RollupBudget == 0:
+		o.Options.RollupBudget = -1 // no limit
+	}
+	o.Options.ProcRoot = o.ProcRoot
+	return nil
 }
 
 func runTop(o *TopOptions) error {

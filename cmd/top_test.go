@@ -27,6 +27,11 @@ func TestTopFlags(t *testing.T) {
 	}
 	parseOnly(t, r, []string{"top", "--user", "no-such-user-here"}, `--user "no-such-user-here": no such user`)
 	parseOnly(t, r, []string{"top", "--diagnose", "-1"}, "cannot be negative")
+	parseOnly(t, r, []string{"top", "--rollup-budget", "-1s"}, "--rollup-budget cannot be negative")
+	parseOnly(t, r, []string{"top", "--rollup-budget", "0"}, "")
+	if got.Options.RollupBudget >= 0 {
+		t.Errorf("--rollup-budget 0 (no limit) gave the library %v, not a negative (none)", got.Options.RollupBudget)
+	}
 
 	// --top, the old name of --diagnose, still works and says so on
 	// standard error, never on standard output (JSON goes there).

@@ -43,6 +43,13 @@ type libc struct {
 	version  Version
 	buildID  string
 	symbolic bool // main_arena and mp_ came from a debug file
+
+	// What symbolsOnce found in the debug file, once looked up.
+	syms struct {
+		looked        bool
+		mainArena, mp uint64
+		ok            bool
+	}
 }
 
 var libcName = regexp.MustCompile(`/libc(\.so\.6|-2\.[0-9]+\.so)$`)
@@ -210,6 +217,16 @@ const DebugDir = "/usr/lib/debug"
 // maxDebugFile bounds the debug file read for symbols.
 const maxDebugFile = 256 << 20
 
+// symbolsOnce is symbols, looked up once per process read: every attempt
+// of a capture sees the same file.
+func (lc *libc) symbolsOnce(debugDir string) (mainArena, mp uint64, ok bool) {
+	if !lc.syms.looked {
+		lc.syms.mainArena, lc.syms.mp, lc.syms.ok = lc.symbols(debugDir)
+		lc.syms.looked = true
+	}
+	return lc.syms.mainArena, lc.syms.mp, lc.syms.ok
+}
+
 // symbols looks main_arena and mp_ up in the host's debug file for libc's
 // build-id. The file must be a regular file owned by root and writable by
 // nobody else: it is the host's, never the target's.
@@ -232,19 +249,58 @@ func (lc *libc) symbols(debugDir string) (mainArena, mp uint64, ok bool) {
 	if err != nil {
 		return 0, 0, false
 	}
-	syms, err := ef.Symbols()
+	a, m, found := findSymbols(ef)
+	if !found {
+		return 0, 0, false
+	}
+	return lc.base + a, lc.base + m, a != 0 && m != 0
+}
+
+// findSymbols returns the values of main_arena and mp_ in ef's symbol
+// table (the last of each name, 0 when absent). A 64-bit file's table is
+// scanned in place: elf.File.Symbols makes a string of every one of a
+// debug libc's thousands of names, which cost top milliseconds per process.
+func findSymbols(ef *elf.File) (mainArena, mp uint64, ok bool) {
+	sec := ef.SectionByType(elf.SHT_SYMTAB)
+	if ef.Class != elf.ELFCLASS64 || sec == nil || int(sec.Link) >= len(ef.Sections) {
+		syms, err := ef.Symbols()
+		if err != nil {
+			return 0, 0, false
+		}
+		for _, s := range syms {
+			switch s.Name {
+			case "main_arena":
+				mainArena = s.Value
+			case "mp_":
+				mp = s.Value
+			}
+		}
+		return mainArena, mp, true
+	}
+	tab, err := sec.Data()
 	if err != nil {
 		return 0, 0, false
 	}
-	for _, s := range syms {
-		switch s.Name {
-		case "main_arena":
-			mainArena = lc.base + s.Value
-		case "mp_":
-			mp = lc.base + s.Value
+	strs, err := ef.Sections[sec.Link].Data()
+	if err != nil {
+		return 0, 0, false
+	}
+	const symSize = 24 // Elf64_Sym: st_name at 0, st_value at 8
+	// Entry 0 is the reserved null symbol, as elf.File.Symbols skips it.
+	for off := symSize; off+symSize <= len(tab); off += symSize {
+		n := uint64(ef.ByteOrder.Uint32(tab[off:]))
+		if n >= uint64(len(strs)) {
+			continue
+		}
+		name := strs[n:]
+		switch {
+		case bytes.HasPrefix(name, []byte("main_arena\x00")):
+			mainArena = ef.ByteOrder.Uint64(tab[off+8:])
+		case bytes.HasPrefix(name, []byte("mp_\x00")):
+			mp = ef.ByteOrder.Uint64(tab[off+8:])
 		}
 	}
-	return mainArena, mp, mainArena != 0 && mp != 0
+	return mainArena, mp, true
 }
 
 // findMainArena finds main_arena in libc's data by the shape of its bins:

@@ -73,6 +73,11 @@ func (rd Reader) Read(pid int) (*Heap, error) {
 		return nil, fmt.Errorf("process %d: %w", pid, err)
 	}
 	lc.readBuildID(r)
+	if !rd.NoSymbols {
+		// The host's debug file is read now, before any thread is
+		// stopped: it is not the process's, and takes milliseconds.
+		lc.symbolsOnce(rd.debugDir())
+	}
 	h, err := rd.readSettled(p, lc, l)
 	if err != nil {
 		return nil, rd.gone(p, err)
@@ -252,17 +257,21 @@ func (rd Reader) walk(mem Memory, maps []proc.Mapping, lc *libc, l layout) (*Hea
 	return h, r, nil
 }
 
+// debugDir is DebugDir unless the Reader names another.
+func (rd Reader) debugDir() string {
+	if rd.DebugDir == "" {
+		return DebugDir
+	}
+	return rd.DebugDir
+}
+
 // locate returns the addresses of main_arena and mp_: from the host's
 // debug symbols when they check out, else by their shape in libc's data.
 func (rd Reader) locate(r *reader, lc *libc, l layout, w *walker) (mainArena, mp uint64, err error) {
 	arenaOK := func(addr uint64) bool { return w.plausibleMain(addr) }
 	lc.symbolic = false
 	if !rd.NoSymbols {
-		dir := rd.DebugDir
-		if dir == "" {
-			dir = DebugDir
-		}
-		if a, m, ok := lc.symbols(dir); ok && arenaOK(a) {
+		if a, m, ok := lc.symbolsOnce(rd.debugDir()); ok && arenaOK(a) {
 			lc.symbolic = true
 			return a, m, nil
 		}

@@ -515,17 +515,7 @@ func (p *docParser) start(name []byte, line int) error {
 	case parent == "":
 		return p.errorf(line, "expected <malloc>, got <%s>", el)
 	case el == "heap" && atTop:
-		nrText, _ := p.attr("nr")
-		nr, err := strconv.Atoi(string(nrText))
-		if err != nil {
-			return p.errorf(line, "<heap> nr %q is not a number", string(nrText))
-		}
-		var bins []Bin
-		if n := len(info.Arenas); n < len(p.binCaps) && p.binCaps[n] > 0 {
-			bins = make([]Bin, 0, p.binCaps[n])
-		}
-		info.Arenas = append(info.Arenas, Arena{Nr: nr, Bins: bins})
-		p.arena = &info.Arenas[len(info.Arenas)-1]
+		return p.startHeap(line)
 	case (el == "size" || el == "unsorted") && parent == "sizes" && arena != nil && depth == 4:
 		bin, err := p.bin()
 		if err != nil {
@@ -538,53 +528,85 @@ func (p *docParser) start(name []byte, line int) error {
 		}
 	case el == "sizes" && inArena:
 	case el == "total" && (inArena || atTop):
-		count, err1 := p.num("count")
-		size, err2 := p.num("size")
-		if err := errors.Join(err1, err2); err != nil {
-			return p.errorf(line, "<total type=%q>: %v", typ, err)
-		}
-		var dst *Total
-		switch t := typ; {
-		case inArena && t == "fast":
-			dst = &arena.Fast
-		case inArena && t == "rest":
-			dst = &arena.Rest
-		case atTop && t == "fast":
-			dst = &info.Fast
-		case atTop && t == "rest":
-			dst = &info.Rest
-		case atTop && t == "mmap":
-			dst = &info.Mmap
-		default:
-			p.noteUnknown(fmt.Sprintf("<total type=%q> in <%s>", parseerr.Clip(t), parent))
-			return nil
-		}
-		*dst = Total{Count: count, Size: size}
+		return p.startTotal(line, typ, parent, inArena)
 	case (el == "system" || el == "aspace") && (inArena || atTop):
-		size, err := p.num("size")
-		if err != nil {
-			return p.errorf(line, "<%s type=%q>: %v", el, typ, err)
-		}
-		sizes := &info.SystemSizes
-		if inArena {
-			sizes = &arena.SystemSizes
-		}
-		switch t := typ; {
-		case el == "system" && t == "current":
-			sizes.SystemCurrent = size
-		case el == "system" && t == "max":
-			sizes.SystemMax = size
-		case el == "aspace" && t == "total":
-			sizes.AspaceTotal = size
-		case el == "aspace" && t == "mprotect":
-			sizes.AspaceMprotect = size
-		case el == "aspace" && t == "subheaps" && inArena:
-			arena.Subheaps, arena.HasSubheaps = size, true
-		default:
-			p.noteUnknown(fmt.Sprintf("<%s type=%q>", el, parseerr.Clip(t)))
-		}
+		return p.startSystem(line, el, typ, inArena)
 	default:
 		p.noteUnknown("<" + el + "> in <" + parent + ">")
+	}
+	return nil
+}
+
+// startHeap opens an arena: <heap nr="N">.
+func (p *docParser) startHeap(line int) error {
+	info := p.info
+	nrText, _ := p.attr("nr")
+	nr, err := strconv.Atoi(string(nrText))
+	if err != nil {
+		return p.errorf(line, "<heap> nr %q is not a number", string(nrText))
+	}
+	var bins []Bin
+	if n := len(info.Arenas); n < len(p.binCaps) && p.binCaps[n] > 0 {
+		bins = make([]Bin, 0, p.binCaps[n])
+	}
+	info.Arenas = append(info.Arenas, Arena{Nr: nr, Bins: bins})
+	p.arena = &info.Arenas[len(info.Arenas)-1]
+	return nil
+}
+
+// startTotal reads <total type=… count=… size=…> in an arena (inArena) or
+// at the top.
+func (p *docParser) startTotal(line int, typ, parent string, inArena bool) error {
+	count, err1 := p.num("count")
+	size, err2 := p.num("size")
+	if err := errors.Join(err1, err2); err != nil {
+		return p.errorf(line, "<total type=%q>: %v", typ, err)
+	}
+	info, arena := p.info, p.arena
+	var dst *Total
+	switch t := typ; {
+	case inArena && t == "fast":
+		dst = &arena.Fast
+	case inArena && t == "rest":
+		dst = &arena.Rest
+	case !inArena && t == "fast":
+		dst = &info.Fast
+	case !inArena && t == "rest":
+		dst = &info.Rest
+	case !inArena && t == "mmap":
+		dst = &info.Mmap
+	default:
+		p.noteUnknown(fmt.Sprintf("<total type=%q> in <%s>", parseerr.Clip(t), parent))
+		return nil
+	}
+	*dst = Total{Count: count, Size: size}
+	return nil
+}
+
+// startSystem reads <system type=… size=…> and <aspace …> (el) in an arena
+// (inArena) or at the top.
+func (p *docParser) startSystem(line int, el, typ string, inArena bool) error {
+	size, err := p.num("size")
+	if err != nil {
+		return p.errorf(line, "<%s type=%q>: %v", el, typ, err)
+	}
+	sizes := &p.info.SystemSizes
+	if inArena {
+		sizes = &p.arena.SystemSizes
+	}
+	switch t := typ; {
+	case el == "system" && t == "current":
+		sizes.SystemCurrent = size
+	case el == "system" && t == "max":
+		sizes.SystemMax = size
+	case el == "aspace" && t == "total":
+		sizes.AspaceTotal = size
+	case el == "aspace" && t == "mprotect":
+		sizes.AspaceMprotect = size
+	case el == "aspace" && t == "subheaps" && inArena:
+		p.arena.Subheaps, p.arena.HasSubheaps = size, true
+	default:
+		p.noteUnknown(fmt.Sprintf("<%s type=%q>", el, parseerr.Clip(t)))
 	}
 	return nil
 }

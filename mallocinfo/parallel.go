@@ -200,96 +200,112 @@ func (cr *chunkReader[T]) Read(p []byte) (int, error) {
 // over big bytes, a line over maxLineBytes — the rest of the input goes out
 // in raw chunks. emit returns false to stop.
 func cutChunks[T any](r io.Reader, size, big int, pool *bufferPool, emit func(*chunk[T]) bool) {
-	var (
-		buf      = pool.get(size)
-		pos      int    // next byte of buf to search
-		inside   bool   // by the guess, in a document that started at docAt
-		docAt    int    //
-		textFrom int    // where the text after the last document ended starts in buf, or 0
-		entry    []byte // the label pending at buf[0]
-		pending  []byte // the label pending at buf[textFrom]
-		lines    int    // lines before buf
-		eof      bool
-		readErr  error
-	)
-	// cut emits buf[:at], which ends a line outside any document, and
-	// keeps the rest.
-	cut := func(at int) bool {
-		c := &chunk[T]{data: buf[:at], startLine: lines, lastText: entry}
-		entry = labelBefore(buf[textFrom:at], pending)
-		pending = entry
-		lines += bytes.Count(buf[:at], newline)
-		next := append(pool.get(size), buf[at:]...)
-		buf, pos, textFrom = next, max(pos-at, 0), 0
-		if inside {
-			docAt -= at
-		}
-		return emit(c)
-	}
+	c := &cutter[T]{size: size, pool: pool, emit: emit, buf: pool.get(size)}
+	var readErr error
 	for {
-		for {
-			if !inside {
-				i := bytes.Index(buf[pos:], mallocTag)
-				if i < 0 {
-					pos = max(pos, len(buf)-len(mallocTag))
-					break
-				}
-				at := pos + i
-				after := buf[at+len(mallocTag):]
-				if len(after) == 0 && !eof {
-					pos = at // "<malloc" ends what is read: read on
-					break
-				}
-				pos = at + len(mallocTag)
-				if !isMallocStart(after) {
-					continue
-				}
-				inside, docAt = true, at
-				if ls := bytes.LastIndexByte(buf[:at], '\n') + 1; ls >= size && ls >= textFrom {
-					if !cut(ls) {
-						return
-					}
-				}
-				continue
-			}
-			j := bytes.Index(buf[pos:], endTag)
-			if j < 0 {
-				pos = max(pos, len(buf)-len(endTag))
-				break
-			}
-			pos += j + len(endTag)
-			inside, textFrom, pending = false, pos, nil
+		if !c.search() {
+			return
 		}
-		if !inside && len(buf) >= size {
+		if !c.inside && len(c.buf) >= size {
 			// A full chunk with no document starting: cut at the last
 			// line start.
-			if ls := bytes.LastIndexByte(buf, '\n') + 1; ls >= textFrom && ls > size/2 {
-				if !cut(ls) {
+			if ls := bytes.LastIndexByte(c.buf, '\n') + 1; ls >= c.textFrom && ls > size/2 {
+				if !c.cut(ls) {
 					return
 				}
 			}
 		}
-		if eof || readErr != nil {
-			if len(buf) > 0 || readErr != nil {
-				emit(&chunk[T]{data: buf, startLine: lines, lastText: entry, err: readErr})
+		if c.eof || readErr != nil {
+			if len(c.buf) > 0 || readErr != nil {
+				emit(&chunk[T]{data: c.buf, startLine: c.lines, lastText: c.entry, err: readErr})
 			}
 			return
 		}
-		if (inside && len(buf)-docAt > big) || len(buf) > size+maxLineBytes+big {
-			rawRest(r, &chunk[T]{data: buf, startLine: lines, lastText: entry, raw: true}, emit)
+		if (c.inside && len(c.buf)-c.docAt > big) || len(c.buf) > size+maxLineBytes+big {
+			rawRest(r, &chunk[T]{data: c.buf, startLine: c.lines, lastText: c.entry, raw: true}, emit)
 			return
 		}
-		if cap(buf)-len(buf) < 32<<10 {
-			buf = slices.Grow(buf, len(buf))
+		if cap(c.buf)-len(c.buf) < 32<<10 {
+			c.buf = slices.Grow(c.buf, len(c.buf))
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		n, err := r.Read(c.buf[len(c.buf):cap(c.buf)])
+		c.buf = c.buf[:len(c.buf)+n]
 		switch {
 		case err == io.EOF:
-			eof = true
+			c.eof = true
 		case err != nil:
 			readErr = err
 		}
+	}
+}
+
+// cutter is cutChunks' state between reads.
+type cutter[T any] struct {
+	size int
+	pool *bufferPool
+	emit func(*chunk[T]) bool
+
+	buf      []byte
+	pos      int    // next byte of buf to search
+	inside   bool   // by the guess, in a document that started at docAt
+	docAt    int    //
+	textFrom int    // where the text after the last document ended starts in buf, or 0
+	entry    []byte // the label pending at buf[0]
+	pending  []byte // the label pending at buf[textFrom]
+	lines    int    // lines before buf
+	eof      bool
+}
+
+// cut emits buf[:at], which ends a line outside any document, and keeps
+// the rest; it returns emit's answer.
+func (c *cutter[T]) cut(at int) bool {
+	ch := &chunk[T]{data: c.buf[:at], startLine: c.lines, lastText: c.entry}
+	c.entry = labelBefore(c.buf[c.textFrom:at], c.pending)
+	c.pending = c.entry
+	c.lines += bytes.Count(c.buf[:at], newline)
+	next := append(c.pool.get(c.size), c.buf[at:]...)
+	c.buf, c.pos, c.textFrom = next, max(c.pos-at, 0), 0
+	if c.inside {
+		c.docAt -= at
+	}
+	return c.emit(ch)
+}
+
+// search follows documents' starts and ends through what is read, cutting
+// before a document that starts past size; false when emit asked to stop.
+func (c *cutter[T]) search() bool {
+	for {
+		if !c.inside {
+			i := bytes.Index(c.buf[c.pos:], mallocTag)
+			if i < 0 {
+				c.pos = max(c.pos, len(c.buf)-len(mallocTag))
+				return true
+			}
+			at := c.pos + i
+			after := c.buf[at+len(mallocTag):]
+			if len(after) == 0 && !c.eof {
+				c.pos = at // "<malloc" ends what is read: read on
+				return true
+			}
+			c.pos = at + len(mallocTag)
+			if !isMallocStart(after) {
+				continue
+			}
+			c.inside, c.docAt = true, at
+			if ls := bytes.LastIndexByte(c.buf[:at], '\n') + 1; ls >= c.size && ls >= c.textFrom {
+				if !c.cut(ls) {
+					return false
+				}
+			}
+			continue
+		}
+		j := bytes.Index(c.buf[c.pos:], endTag)
+		if j < 0 {
+			c.pos = max(c.pos, len(c.buf)-len(endTag))
+			return true
+		}
+		c.pos += j + len(endTag)
+		c.inside, c.textFrom, c.pending = false, c.pos, nil
 	}
 }
 

@@ -2,9 +2,12 @@ package pmap
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
+	"testing/iotest"
 )
 
 // FuzzParseSmaps feeds arbitrary bytes to the parser and everything
@@ -26,6 +29,12 @@ func FuzzParseSmaps(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		ms, err := ParseSmaps(bytes.NewReader(in), "fuzz")
+		// Read a byte at a time, every line straddles a refill and takes the
+		// general path: the answer must not change.
+		slow, slowErr := ParseSmaps(iotest.OneByteReader(bytes.NewReader(in)), "fuzz")
+		if fmt.Sprint(err) != fmt.Sprint(slowErr) || !reflect.DeepEqual(ms, slow) {
+			t.Fatalf("read whole: %v, %d mappings; a byte at a time: %v, %d mappings", err, len(ms), slowErr, len(slow))
+		}
 		if err != nil {
 			if ms != nil {
 				t.Fatalf("error %v came with %d mappings", err, len(ms))

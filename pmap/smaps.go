@@ -8,7 +8,6 @@
 package pmap
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -112,24 +111,21 @@ func (m *Mapping) Set(f Field, v uint64) {
 // new slice, or into slab when it has room; it returns the rest of slab.
 func (m *Mapping) setAll(vals *[numFields]uint64, present uint32, slab []uint64) []uint64 {
 	m.present, m.nonzero = present, 0
+	if bits.OnesCount32(present) > len(slab) {
+		slab = make([]uint64, bits.OnesCount32(present))
+	}
+	// One pass: the nonzero values fit in slab, as the present ones do.
 	n := 0
 	for p := present; p != 0; p &= p - 1 {
-		if vals[bits.TrailingZeros32(p)] != 0 {
+		f := bits.TrailingZeros32(p)
+		if v := vals[f]; v != 0 {
+			m.nonzero |= 1 << f
+			slab[n] = v
 			n++
 		}
 	}
-	if n > len(slab) {
-		slab = make([]uint64, n)
-	}
 	// Capped so that a later Set copies instead of writing into a neighbour.
-	m.nz = slab[:0:n]
-	for p := present; p != 0; p &= p - 1 {
-		f := bits.TrailingZeros32(p)
-		if vals[f] != 0 {
-			m.nonzero |= 1 << f
-			m.nz = append(m.nz, vals[f])
-		}
-	}
+	m.nz = slab[:n:n]
 	return slab[n:]
 }
 
@@ -228,9 +224,15 @@ const (
 // Decoder reads mappings one at a time from an smaps stream, so a caller can
 // process an address space without holding it whole.
 type Decoder struct {
-	r    *bufio.Reader
-	name string
-	line int
+	// The decoder scans its own buffer rather than asking a bufio.Reader
+	// for each line: counter lines, most of smaps, are parsed and stepped
+	// over in place in one pass (counterAt), without finding their end first.
+	r        io.Reader
+	buf      []byte
+	pos, end int   // unread input is buf[pos:end]
+	rerr     error // the reader's error, once it gave one
+	name     string
+	line     int
 
 	mode    blockMode
 	pending []byte // a header read while finishing the previous block
@@ -249,17 +251,38 @@ type Decoder struct {
 	vals    [numFields]uint64
 	present uint32
 	slab    []uint64
+
+	// after[f] is the key that followed f in the last block (after[numFields]:
+	// the first key), numFields for none yet; last is this block's last key.
+	after [numFields + 1]Field
+	last  Field
+	// pad[f] is the first 16 bytes of f's lines, key, colon and spaces, for
+	// the fields in padded.
+	pad    [numFields][2]uint64
+	padded uint32
+
+	// The last device, name and VmFlags, for strAfter.
+	lastDev, lastName, lastFlags string
 }
 
 const slabLen = 16 << 10
 
+// readBufBytes is the read buffer: several lines' worth of maxLineBytes, so
+// that a line rarely straddles a refill.
+const readBufBytes = 4 * maxLineBytes
+
 // NewDecoder returns a Decoder reading r; name labels errors.
 func NewDecoder(r io.Reader, name string) *Decoder {
-	return &Decoder{
-		r:      bufio.NewReaderSize(r, maxLineBytes),
+	d := &Decoder{
+		r:      r,
+		buf:    make([]byte, readBufBytes),
 		name:   name,
 		intern: make(map[string]string),
 	}
+	for i := range d.after {
+		d.after[i] = numFields
+	}
+	return d
 }
 
 func (d *Decoder) fail(line int, sentinel error, format string, args ...any) error {
@@ -279,26 +302,75 @@ func (d *Decoder) readLine() ([]byte, error) {
 	if d.noNewline {
 		return nil, d.fail(d.line, ErrTruncated, "last line has no newline: input truncated")
 	}
-	line, err := d.r.ReadSlice('\n')
+	scanned := 0 // bytes of buf[pos:end] known to hold no newline
+	for {
+		if i := bytes.IndexByte(d.buf[d.pos+scanned:d.end], '\n'); i >= 0 {
+			i += scanned
+			if i >= maxLineBytes {
+				return nil, d.fail(d.line+1, ErrMalformed, "line longer than %d KiB: not smaps", maxLineBytes>>10)
+			}
+			line := d.buf[d.pos : d.pos+i]
+			d.pos += i + 1
+			d.line++
+			return line, nil
+		}
+		scanned = d.end - d.pos
+		if scanned >= maxLineBytes {
+			return nil, d.fail(d.line+1, ErrMalformed, "line longer than %d KiB: not smaps", maxLineBytes>>10)
+		}
+		if d.rerr != nil {
+			return d.lastLine()
+		}
+		d.fill()
+	}
+}
+
+// lastLine is readLine once the reader has failed or ended and no newline
+// is left in the buffer.
+func (d *Decoder) lastLine() ([]byte, error) {
 	switch {
-	case err == nil:
-		d.line++
-		return line[:len(line)-1], nil
-	case errors.Is(err, bufio.ErrBufferFull):
-		return nil, d.fail(d.line+1, ErrMalformed, "line longer than %d KiB: not smaps", maxLineBytes>>10)
-	case err == io.EOF && len(line) > 0:
+	case d.rerr == io.EOF && d.pos < d.end:
 		// The kernel ends every line with a newline, so this input was cut.
 		// The line is returned so that a malformed one is reported as such;
 		// the next read reports the truncation.
+		line := d.buf[d.pos:d.end]
+		d.pos = d.end
 		d.line++
 		d.noNewline = true
 		return line, nil
-	case err == io.EOF:
+	case d.rerr == io.EOF:
 		return nil, io.EOF
 	default:
 		d.done = true
-		return nil, &ParseError{Name: d.name, Line: d.line + 1, Msg: "read failed: " + err.Error(), Err: err}
+		return nil, &ParseError{Name: d.name, Line: d.line + 1, Msg: "read failed: " + d.rerr.Error(), Err: d.rerr}
 	}
+}
+
+// fill moves the unread input to the front of the buffer and reads more
+// after it, recording the reader's error.
+func (d *Decoder) fill() {
+	if d.pos > 0 {
+		d.end = copy(d.buf, d.buf[d.pos:d.end])
+		d.pos = 0
+	}
+	// A reader that returns nothing and no error, again and again, is
+	// broken; bufio gives up the same way.
+	for tries := 0; tries < 100; tries++ {
+		n, err := d.r.Read(d.buf[d.end:])
+		if n < 0 || n > len(d.buf)-d.end {
+			d.rerr = errors.New("reader returned an invalid count")
+			return
+		}
+		d.end += n
+		if err != nil {
+			d.rerr = err
+			return
+		}
+		if n > 0 {
+			return
+		}
+	}
+	d.rerr = io.ErrNoProgress
 }
 
 // Decode reads the next mapping into m. It returns io.EOF after the last
@@ -319,7 +391,7 @@ func (d *Decoder) Decode(m *Mapping) error {
 		header, headerAt = line, d.line
 	}
 	*m = Mapping{}
-	d.present = 0
+	d.present, d.last = 0, numFields
 	if err := d.parseHeader(header, m); err != nil {
 		return d.fail(headerAt, ErrMalformed, "%v", err)
 	}
@@ -329,6 +401,14 @@ func (d *Decoder) Decode(m *Mapping) error {
 
 	sawCounters := false
 	for {
+		if d.mode != modeMaps {
+			if n := d.counterAt(d.buf[d.pos:d.end]); n > 0 {
+				d.pos += n
+				d.line++
+				sawCounters = true
+				continue
+			}
+		}
 		line, err := d.readLine()
 		if err == io.EOF {
 			d.done = true
@@ -355,17 +435,13 @@ func (d *Decoder) Decode(m *Mapping) error {
 		if d.mode == modeMaps {
 			return d.fail(d.line, ErrMalformed, "counter line in a maps-style input (earlier mappings had none)")
 		}
-		if d.counter(line) {
-			sawCounters = true
-			continue
-		}
 		key, value, ok := bytes.Cut(line, []byte{':'})
 		if !ok || len(key) == 0 {
 			return d.fail(d.line, ErrMalformed, "expected a mapping header or \"Key: value\", got %s", quote(line))
 		}
 		sawCounters = true
 		if string(key) == "VmFlags" {
-			m.VmFlags = d.str(bytes.TrimSpace(value))
+			m.VmFlags = d.strAfter(bytes.TrimSpace(value), &d.lastFlags)
 			d.mode = modeSmaps
 			if len(d.slab) < int(numFields) {
 				d.slab = make([]uint64, slabLen)
@@ -383,6 +459,16 @@ func (d *Decoder) Decode(m *Mapping) error {
 // from a counter line (starts with an upper-case key).
 func isHeaderStart(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f'
+}
+
+// strAfter is str for a value that often repeats the one before it (a
+// library's mappings share its name; most devices are 00:00): *last
+// holds that one, checked before the map.
+func (d *Decoder) strAfter(b []byte, last *string) string {
+	if string(b) != *last {
+		*last = d.str(b)
+	}
+	return *last
 }
 
 func (d *Decoder) str(b []byte) string {
@@ -427,7 +513,7 @@ func (d *Decoder) parseHeader(line []byte, m *Mapping) error {
 	if !validPerms(perms) {
 		return fmt.Errorf("permissions %s are not of the form rwxp: %w", quote(perms), expected())
 	}
-	m.Perms = d.str(perms)
+	m.Perms = permStrings[permIndex(perms)]
 	if m.Offset, err = parseHex(next()); err != nil {
 		return fmt.Errorf("offset: %w in %s", err, quote(orig))
 	}
@@ -435,7 +521,7 @@ func (d *Decoder) parseHeader(line []byte, m *Mapping) error {
 	if bytes.IndexByte(dev, ':') < 0 {
 		return fmt.Errorf("device %s is not major:minor: %w", quote(dev), expected())
 	}
-	m.Dev = d.str(dev)
+	m.Dev = d.strAfter(dev, &d.lastDev)
 	if line == nil {
 		return expected()
 	}
@@ -449,8 +535,37 @@ func (d *Decoder) parseHeader(line []byte, m *Mapping) error {
 	for i < len(line) && line[i] == ' ' {
 		i++
 	}
-	m.Name = d.str(line[i:])
+	m.Name = d.strAfter(line[i:], &d.lastName)
 	return nil
+}
+
+// permStrings holds the 16 permission strings validPerms accepts, at
+// permIndex, so that a header takes its string without a map look-up.
+var permStrings = func() (t [16]string) {
+	for i := range t {
+		p := []byte("----")
+		for j, c := range "rwxs" {
+			if i&(8>>j) != 0 {
+				p[j] = byte(c)
+			}
+		}
+		if p[3] == '-' {
+			p[3] = 'p'
+		}
+		t[i] = string(p)
+	}
+	return t
+}()
+
+// permIndex numbers valid permissions for permStrings.
+func permIndex(p []byte) int {
+	i := 0
+	for j, c := range []byte("rwxs") {
+		if p[j] == c {
+			i |= 8 >> j
+		}
+	}
+	return i
 }
 
 func validPerms(p []byte) bool {
@@ -461,52 +576,88 @@ func validPerms(p []byte) bool {
 		(p[3] == 'p' || p[3] == 's')
 }
 
-// counter reads a counter line of the usual shape — a known key, spaces,
-// digits and " kB" (or nothing, for unitless counters) — in one pass, and
-// reports whether it did. Anything else (VmFlags, unknown keys, tabs, odd
-// units, a key twice) it leaves to parseField, which says what is wrong.
-func (d *Decoder) counter(line []byte) bool {
-	k := 0
-	for k < len(line) && line[k] != ':' {
-		k++
+// counterAt reads a counter line of the usual shape at the start of b — a
+// known key, spaces, digits and " kB" (or nothing, for unitless counters),
+// then the newline — in one pass, and returns its length with the newline;
+// 0 when the line is not of that shape or not all in b. Such lines then go
+// through readLine and parseField, which say what is wrong.
+func (d *Decoder) counterAt(b []byte) int {
+	// Blocks list their keys in the same order, and the kernel pads key and
+	// colon to 16 columns: first try the 16 bytes that began the key that
+	// followed the last one before.
+	f := d.after[d.last]
+	j := 16
+	if f >= numFields || d.padded&(1<<f) == 0 || len(b) < 16 ||
+		binary.LittleEndian.Uint64(b) != d.pad[f][0] || binary.LittleEndian.Uint64(b[8:]) != d.pad[f][1] {
+		var ok bool
+		if f, j, ok = d.counterKey(b, f); !ok {
+			return 0
+		}
 	}
-	if k == 0 || k == len(line) {
-		return false
+	if d.present&(1<<f) != 0 {
+		return 0
 	}
-	f, known := lookupField(line[:k])
-	if !known || d.present&(1<<f) != 0 {
-		return false
-	}
-	j := k + 1
 	// The kernel pads the value to a column: skip the spaces eight at a time.
-	for j+8 <= len(line) && binary.LittleEndian.Uint64(line[j:]) == 0x2020202020202020 {
+	for j+8 <= len(b) && binary.LittleEndian.Uint64(b[j:]) == 0x2020202020202020 {
 		j += 8
 	}
-	for j < len(line) && line[j] == ' ' {
+	for j < len(b) && b[j] == ' ' {
 		j++
 	}
 	start := j
 	var v uint64
-	for ; j < len(line) && line[j] >= '0' && line[j] <= '9'; j++ {
+	for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
 		if v > (math.MaxUint64-9)/10 {
-			return false
+			return 0
 		}
-		v = v*10 + uint64(line[j]-'0')
+		v = v*10 + uint64(b[j]-'0')
 	}
 	if j == start {
-		return false
+		return 0
 	}
 	if f.InBytes() {
-		if string(line[j:]) != " kB" || v > math.MaxUint64/1024 {
-			return false
+		if j+4 > len(b) || string(b[j:j+4]) != " kB\n" || v > math.MaxUint64/1024 {
+			return 0
 		}
 		v *= 1024
-	} else if j != len(line) {
-		return false
+		j += 4
+	} else {
+		if j >= len(b) || b[j] != '\n' {
+			return 0
+		}
+		j++
 	}
 	d.vals[f] = v
 	d.present |= 1 << f
-	return true
+	d.after[d.last], d.last = f, f
+	return j
+}
+
+// counterKey finds the known key that begins b, trying guess first, and
+// returns it with the offset after its colon. A key padded to 16 columns
+// is remembered for counterAt.
+func (d *Decoder) counterKey(b []byte, guess Field) (Field, int, bool) {
+	f, k := guess, 0
+	if f < numFields {
+		k = len(fieldNames[f])
+	}
+	if k == 0 || k >= len(b) || b[k] != ':' || string(b[:k]) != fieldNames[f] {
+		for k = 0; k < len(b) && b[k] != ':'; k++ {
+		}
+		if k == 0 || k == len(b) {
+			return 0, 0, false
+		}
+		var known bool
+		if f, known = lookupField(b[:k]); !known {
+			return 0, 0, false
+		}
+	}
+	if k < 16 && len(b) >= 16 && d.padded&(1<<f) == 0 &&
+		len(bytes.TrimLeft(b[k+1:16], " ")) == 0 {
+		d.pad[f] = [2]uint64{binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])}
+		d.padded |= 1 << f
+	}
+	return f, k + 1, true
 }
 
 // parseField reads "Key:   value kB" (or a unitless value) into m.

@@ -216,3 +216,14 @@ func TestDecoderStreams(t *testing.T) {
 		t.Errorf("Decode after the end = %v, want io.EOF", err)
 	}
 }
+
+// TestPermStrings checks the permission table against the strings it stands for.
+func TestPermStrings(t *testing.T) {
+	seen := map[string]bool{}
+	for i, p := range permStrings {
+		if !validPerms([]byte(p)) || permIndex([]byte(p)) != i || seen[p] {
+			t.Errorf("permStrings[%d] = %q: not valid, not at its index, or twice", i, p)
+		}
+		seen[p] = true
+	}
+}

@@ -140,8 +140,12 @@ type Options struct {
 	ProcRoot string
 	// RSSCap: processes above it are not read from smaps_rollup (0: 8 GiB).
 	RSSCap uint64
-	// Deep reads smaps_rollup whatever the RSS.
+	// Deep reads smaps_rollup whatever the RSS and the time it takes.
 	Deep bool
+	// RollupBudget bounds the time tier 2 takes in all (0:
+	// DefaultRollupBudget; negative: none). It is spent on the largest
+	// processes first; those left are skipped, and said to be.
+	RollupBudget time.Duration
 	// Top is how many processes get tier 3 (0: 5).
 	Top  int
 	Sort SortKey
@@ -170,6 +174,11 @@ const (
 // DefaultRSSCap is the RSS above which smaps_rollup is not read.
 const DefaultRSSCap = 8 << 30
 
+// DefaultRollupBudget bounds tier 2: each rollup walks the page tables, and
+// a host's few large processes (a 60,000-mapping one took 24 ms) would
+// otherwise make top several times slower than ps aux.
+const DefaultRollupBudget = 25 * time.Millisecond
+
 // Scan is one reading of the host.
 type Scan struct {
 	At        time.Time
@@ -178,10 +187,11 @@ type Scan struct {
 	// Kernel counts kernel threads (no memory of their own); Denied
 	// counts processes whose status could not be read.
 	Exited, Kernel, Denied int
-	// RollupSkipped counts processes over the cap; DiagnosisSkipped the
-	// top processes not diagnosed (maps past the cap, the budget spent).
-	RollupSkipped, DiagnosisSkipped int
-	Sort                            SortKey
+	// RollupSkipped counts processes over the cap, RollupOutOfTime those
+	// whose rollup the budget left unread; DiagnosisSkipped the top
+	// processes not diagnosed (maps past the cap, the budget spent).
+	RollupSkipped, RollupOutOfTime, DiagnosisSkipped int
+	Sort                                             SortKey
 }
 
 // Read scans the host.
@@ -229,45 +239,28 @@ const readWorkers = 4
 
 // readAll reads tiers 1 and 2 of every process named in names (the entries
 // of root) into s, on workers; the processes come out in names' order.
+// Tier 2 reads the largest first, so that the rows a table shows are the
+// ones its budget covers.
 func (s *Scan) readAll(root string, names []string, o Options) {
 	type result struct {
 		read    bool // a process's entry, read
 		p       *Process
 		err     error
-		capped  bool // over the RSS cap: its rollup not read
 		dropped bool // refused by Options.Keep
 	}
 	results := make([]result, len(names))
-	next := make(chan int, len(names))
-	for i := range names {
-		next <- i
-	}
-	close(next)
-	var wg sync.WaitGroup
-	for range min(readWorkers, runtime.GOMAXPROCS(0), len(names)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 16<<10)
-			for i := range next {
-				pid, err := strconv.Atoi(names[i])
-				if err != nil || pid <= 0 {
-					continue
-				}
-				p, err := readStatus(filepath.Join(root, names[i], "status"), pid, buf)
-				if err == nil && p != nil && o.Keep != nil && !o.Keep(p) {
-					results[i] = result{read: true, dropped: true}
-					continue
-				}
-				capped := false
-				if err == nil && p != nil {
-					capped = readTier2(p, root, o, buf)
-				}
-				results[i] = result{read: true, p: p, err: err, capped: capped}
-			}
-		}()
-	}
-	wg.Wait()
+	onWorkers(len(names), func(i int, buf []byte) {
+		pid, err := strconv.Atoi(names[i])
+		if err != nil || pid <= 0 {
+			return
+		}
+		p, err := readStatus(filepath.Join(root, names[i], "status"), pid, buf)
+		if err == nil && p != nil && o.Keep != nil && !o.Keep(p) {
+			results[i] = result{read: true, dropped: true}
+			return
+		}
+		results[i] = result{read: true, p: p, err: err}
+	})
 	for _, r := range results {
 		switch {
 		case !r.read, r.dropped:
@@ -279,21 +272,71 @@ func (s *Scan) readAll(root string, names []string, o Options) {
 		case r.p == nil:
 			s.Kernel++
 		default:
-			if r.capped {
-				s.RollupSkipped++
-			}
 			s.Processes = append(s.Processes, r.p)
+		}
+	}
+	s.readRollups(root, o)
+}
+
+// readRollups is tier 2: smaps_rollup of each process under the cap,
+// largest first, until the budget is spent.
+func (s *Scan) readRollups(root string, o Options) {
+	order := make([]*Process, len(s.Processes))
+	copy(order, s.Processes)
+	sort.SliceStable(order, func(i, j int) bool { return order[i].ActualBytes() > order[j].ActualBytes() })
+	budget := o.RollupBudget
+	if budget == 0 {
+		budget = DefaultRollupBudget
+	}
+	deadline := time.Now().Add(budget)
+	outcome := make([]int8, len(order)) // 1: over the cap; 2: out of time
+	onWorkers(len(order), func(i int, buf []byte) {
+		p := order[i]
+		switch {
+		case p.RSSBytes > o.RSSCap && !o.Deep:
+			p.Skipped = fmt.Sprintf("skipped: RSS %s > cap (--deep to read)", humanize.Bytes(p.RSSBytes))
+			outcome[i] = 1
+		case !o.Deep && budget > 0 && time.Now().After(deadline):
+			p.Skipped = fmt.Sprintf("skipped: the %v for smaps_rollup was spent on larger processes (--deep to read)", budget)
+			outcome[i] = 2
+		default:
+			readTier2(p, root, buf)
+		}
+	})
+	for _, k := range outcome {
+		switch k {
+		case 1:
+			s.RollupSkipped++
+		case 2:
+			s.RollupOutOfTime++
 		}
 	}
 }
 
-// readTier2 reads p's smaps_rollup, when under the cap; it reports
-// whether p is over it.
-func readTier2(p *Process, root string, o Options, buf []byte) (capped bool) {
-	if p.RSSBytes > o.RSSCap && !o.Deep {
-		p.Skipped = fmt.Sprintf("skipped: RSS %s > cap (--deep to read)", humanize.Bytes(p.RSSBytes))
-		return true
+// onWorkers calls fn(i, buf) for every i in [0, n) on up to readWorkers
+// goroutines, each with its own read buffer.
+func onWorkers(n int, fn func(i int, buf []byte)) {
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
 	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(readWorkers, runtime.GOMAXPROCS(0), n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 16<<10)
+			for i := range next {
+				fn(i, buf)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// readTier2 reads p's smaps_rollup.
+func readTier2(p *Process, root string, buf []byte) {
 	r, err := readRollup(filepath.Join(root, strconv.Itoa(p.PID), "smaps_rollup"), buf)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errGone):
@@ -305,7 +348,6 @@ func readTier2(p *Process, root string, o Options, buf []byte) (capped bool) {
 	default:
 		p.Rollup = r
 	}
-	return false
 }
 
 // diagnoseTop is tier 3: the top few, from maps, within the budget.

@@ -46,7 +46,7 @@ func TestHostOfProcesses(t *testing.T) {
 		t.Logf("java not found (%v): the JVM tag is not checked", err)
 	}
 
-	s, err := Read(Options{Top: 100000, Budget: time.Minute})
+	s, err := Read(Options{Top: 100000, Budget: time.Minute, RollupBudget: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestReadTreeOnWorkers(t *testing.T) {
 	if err := os.Rename(filepath.Join(root, "9999"), filepath.Join(root, "self")); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Read(Options{ProcRoot: root, Top: 1, Budget: time.Nanosecond})
+	s, err := Read(Options{ProcRoot: root, Top: 1, Budget: time.Nanosecond, RollupBudget: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,6 +266,57 @@ func TestReadTreeOnWorkers(t *testing.T) {
 		}
 		if p.RSSBytes != uint64(p.PID)*4<<10 || p.Rollup == nil || p.Rollup.PSS != uint64(p.PID)<<10 || p.Rollup.USS != uint64(p.PID)<<10 {
 			t.Errorf("process %d: RSS %d, rollup %+v", p.PID, p.RSSBytes, p.Rollup)
+		}
+	}
+}
+
+// TestRollupBudget reads a made-up /proc tree with no time for smaps_rollup:
+// every process under the cap says it was skipped for time, and is counted
+// so; those over the cap still say the cap.
+func TestRollupBudget(t *testing.T) {
+	root := t.TempDir()
+	capped := 0
+	for pid := 1; pid <= 40; pid++ {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		rss := pid * 4
+		if pid%10 == 0 {
+			rss, capped = 16<<20, capped+1
+		}
+		status := fmt.Sprintf("Name:\tp%d\nPPid:\t1\nUid:\t0\t0\t0\t0\nThreads:\t1\nVmRSS:\t%d kB\n", pid, rss)
+		rollup := "00400000-7fff00000000 ---p 00000000 00:00 0 [rollup]\nRss:\t4 kB\nPss:\t4 kB\n"
+		for name, text := range map[string]string{"status": status, "smaps_rollup": rollup} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s, err := Read(Options{ProcRoot: root, Top: 1, Budget: time.Nanosecond, RollupBudget: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RollupSkipped != capped || s.RollupOutOfTime != 40-capped {
+		t.Fatalf("over the cap %d, out of time %d; want %d and %d", s.RollupSkipped, s.RollupOutOfTime, capped, 40-capped)
+	}
+	for _, p := range s.Processes {
+		want := "was spent"
+		if p.PID%10 == 0 {
+			want = "cap"
+		}
+		if p.Rollup != nil || !strings.Contains(p.Skipped, want) {
+			t.Errorf("process %d: rollup %+v, skipped %q (want it to say %q)", p.PID, p.Rollup, p.Skipped, want)
+		}
+	}
+	// --deep reads every one, whatever the budget.
+	s, err = Read(Options{ProcRoot: root, Top: 1, Budget: time.Nanosecond, RollupBudget: time.Nanosecond, Deep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range s.Processes {
+		if p.Rollup == nil || s.RollupOutOfTime != 0 {
+			t.Errorf("deep: process %d: rollup %+v, skipped %q; %d out of time", p.PID, p.Rollup, p.Skipped, s.RollupOutOfTime)
 		}
 	}
 }

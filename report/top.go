@@ -104,6 +104,9 @@ func topTable(v *TopView) *Table {
 	t.Notes = append(t.Notes, overcountNote(sc.Totals())...)
 	t.Notes = append(t.Notes, fmt.Sprintf("RSS, swap and threads of every process from /proc/PID/status; PSS and USS from smaps_rollup under the RSS cap (%d over it skipped: --deep reads them, a page-table walk that stalls a large process); the top %d diagnosed from /proc/PID/maps (and glibc's free bytes read from their memory, unpaused); the command line from /proc/PID/cmdline, as the process left it",
 		sc.RollupSkipped, diagnosed(sc)))
+	if sc.RollupOutOfTime > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("%d smaller processes without PSS and USS: the time for smaps_rollup was spent on the larger ones (--deep reads them all)", sc.RollupOutOfTime))
+	}
 	if sc.DiagnosisSkipped > 0 {
 		t.Notes = append(t.Notes, fmt.Sprintf("%d of the top not diagnosed, to stay within the time budget: %s", sc.DiagnosisSkipped, undiagnosed(sc)))
 	}
@@ -276,6 +279,7 @@ type topDoc struct {
 	Kernel          int           `json:"kernel_threads"`
 	Denied          int           `json:"unreadable"`
 	RollupSkipped   int           `json:"rollup_skipped"`
+	RollupOutOfTime int           `json:"rollup_out_of_time"`
 	Totals          topTotalsJSON `json:"totals"`
 	// Groups, with --group-by comm: the processes added up by command.
 	Groups    []topGroupJSON `json:"groups,omitempty"`
@@ -340,7 +344,7 @@ type rollupJSON struct {
 func topDocument(v *TopView) *topDoc {
 	sc := v.Scan
 	d := &topDoc{Schema: TopSchema, Sort: string(sc.Sort), ElapsedSeconds: v.Elapsed.Seconds(), IntervalSeconds: v.Interval.Seconds(),
-		Exited: sc.Exited, Kernel: sc.Kernel, Denied: sc.Denied, RollupSkipped: sc.RollupSkipped, Totals: totalsJSON(sc.Totals()), Processes: []topProcJSON{}}
+		Exited: sc.Exited, Kernel: sc.Kernel, Denied: sc.Denied, RollupSkipped: sc.RollupSkipped, RollupOutOfTime: sc.RollupOutOfTime, Totals: totalsJSON(sc.Totals()), Processes: []topProcJSON{}}
 	if v.GroupBy == "comm" {
 		for _, g := range sc.GroupByCommand() {
 			d.Groups = append(d.Groups, topGroupJSON{Command: g.Command, PIDs: g.PIDs, topTotalsJSON: totalsJSON(g.Totals)})
