@@ -29,6 +29,10 @@ type Reader struct {
 	// resume, and the heap is read while the process runs, which the
 	// heap's notes say.
 	MaxPause time.Duration
+	// Deadline, when set, ends a read still walking then, stopped or not,
+	// with ErrOutOfTime: a caller reading many processes (top) keeps to
+	// its own budget whatever one heap holds.
+	Deadline time.Time
 
 	// deadline is when the walk of the current stop must end.
 	deadline time.Time
@@ -38,6 +42,9 @@ type Reader struct {
 // rides out like a long GC, where a heap of a few million free chunks
 // would stop it for seconds; a usual heap's read takes milliseconds.
 const DefaultMaxPause = time.Second
+
+// ErrOutOfTime means the read reached Reader.Deadline.
+var ErrOutOfTime = errors.New("the heap's read ran out of time")
 
 // errOverBudget means a walk made while the threads were stopped reached
 // the pause budget.
@@ -111,13 +118,19 @@ func (rd Reader) readSettled(p *procmem.Process, lc *libc, l layout) (*Heap, err
 		}
 		if stop {
 			rd.deadline = time.Now().Add(rd.maxPause() - paused.Duration)
+			if !rd.Deadline.IsZero() && rd.Deadline.Before(rd.deadline) {
+				rd.deadline = rd.Deadline
+			}
 			pause, err = p.Freeze(rd.StopTimeout, read)
 		} else {
-			rd.deadline = time.Time{}
+			rd.deadline = rd.Deadline
 			err = read()
 		}
 		paused.Threads = pause.Threads
 		paused.Duration += pause.Duration
+		if errors.Is(err, errOverBudget) && (!stop || !rd.Deadline.IsZero() && !time.Now().Before(rd.Deadline)) {
+			return nil, fmt.Errorf("%w (%v)", ErrOutOfTime, err)
+		}
 		if errors.Is(err, errOverBudget) {
 			// The threads run again; what the stopped reads settled is
 			// lost with the budget, so the read starts over unstopped.

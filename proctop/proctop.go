@@ -611,9 +611,13 @@ func diagnose(procRoot string, pid int, o diagnoseOptions) (*Diagnosis, error) {
 	} else if d.Allocator == "glibc" {
 		// Without stopping it: top looks at many processes, and pauses
 		// none of them.
-		if h, err := (glibcheap.Reader{ProcRoot: procRoot, NoStop: true}).Read(pid); err == nil {
+		h, err := glibcheap.Reader{ProcRoot: procRoot, NoStop: true, Deadline: o.deadline}.Read(pid)
+		switch {
+		case err == nil:
 			m := h.Mallinfo2()
 			d.MallocFreeBytes, d.MallocArenaBytes = &m.Fordblks, &m.Arena
+		case errors.Is(err, glibcheap.ErrOutOfTime):
+			d.Notes = append(d.Notes, "glibc's free bytes not read: its heap's free lists outlasted the time budget")
 		}
 	}
 	return d, nil
