@@ -12,6 +12,7 @@ import (
 
 	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/memcg"
 	"github.com/memdiag/memdiag/report"
 )
@@ -167,13 +168,13 @@ func runOOM(o *OOMOptions) error {
 	if err != nil {
 		return err
 	}
-	memcg.Verify(reports, memcg.VerifyOptions{Live: live, ProcRoot: o.ProcRoot, SysRoot: o.SysRoot})
+	memcg.Verify(reports, memcg.VerifyOptions{Live: live, Proc: proc.NewFS(o.ProcRoot), SysRoot: o.SysRoot})
 	if !o.All {
 		reports = reports[len(reports)-1:]
 	}
 	var boot time.Time // zero unless the log is this boot's
 	if live {
-		boot, _ = memcg.BootTime(procRootOr(o.ProcRoot))
+		boot, _ = memcg.BootTime(proc.NewFS(o.ProcRoot))
 	}
 	for _, rep := range reports {
 		g := rep.Group()

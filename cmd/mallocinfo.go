@@ -16,6 +16,7 @@ import (
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/atomicfile"
 	"github.com/memdiag/memdiag/internal/humanize"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/report"
 )
@@ -242,7 +243,7 @@ func (o *MallocInfoOptions) capturer() mallocinfo.Capturer {
 func otherAllocator(o *MallocInfoOptions) (done bool, err error) {
 	var s *allocator.Stats
 	if o.PID != 0 {
-		d, err := allocator.Detect(o.ProcRoot, o.PID)
+		d, err := allocator.Detect(proc.NewFS(o.ProcRoot), o.PID)
 		if err != nil {
 			return true, err
 		}

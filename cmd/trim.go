@@ -138,7 +138,7 @@ type trimRun struct {
 
 // planTrim reads the process and decides what to call, and how.
 func planTrim(o *TrimOptions) (*trimRun, error) {
-	procRoot := proc.Root(o.ProcRoot)
+	procRoot := proc.NewFS(o.ProcRoot).Root()
 	before, err := readStatus(procRoot, o.PID)
 	if err != nil {
 		return nil, err
@@ -147,11 +147,11 @@ func planTrim(o *TrimOptions) (*trimRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	det, err := allocator.Detect(procRoot, o.PID)
+	det, err := allocator.Detect(proc.NewFS(procRoot), o.PID)
 	if err != nil {
 		return nil, err
 	}
-	isJVM, _ := jmx.IsJVM(procRoot, o.PID)
+	isJVM, _ := jmx.IsJVM(proc.NewFS(procRoot), o.PID)
 	t := &trimRun{o: o, procRoot: procRoot, det: det, started: started, notify: notifier(o.Streams.ErrOut),
 		useJVM: isJVM && !o.NoJVM && det.Kind == allocator.Glibc,
 		v: &report.TrimView{PID: o.PID, Command: before.Name, Allocator: string(det.Kind), DryRun: o.DryRun,
@@ -180,7 +180,7 @@ func (t *trimRun) before(ctx context.Context) error {
 	o, v := t.o, t.v
 	// One canary for the calls before, of and after the trim: gdb (or the
 	// calls without it) is proven once.
-	inj := gdbinject.Injector{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: t.notify, Canary: &gdbinject.Canary{}}
+	inj := gdbinject.Injector{Proc: proc.NewFS(o.ProcRoot), Timeout: o.Timeout, Notify: t.notify, Canary: &gdbinject.Canary{}}
 	t.live = allocator.Live{Injector: inj, NoGDB: o.NoGDB, Canary: &allocator.PtraceCanary{}}
 	switch {
 	case t.useJVM:
@@ -223,7 +223,7 @@ func (t *trimRun) call(ctx context.Context) error {
 		t.v.Paused = paused
 		return err
 	}
-	reply, err := jmx.Attacher{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: t.notify}.TrimNativeHeap(ctx, o.PID)
+	reply, err := jmx.Attacher{Proc: proc.NewFS(o.ProcRoot), Timeout: o.Timeout, Notify: t.notify}.TrimNativeHeap(ctx, o.PID)
 	if errors.Is(err, jmx.ErrNoTrimNativeHeap) {
 		return fmt.Errorf("process %d: %w; --no-jvm calls malloc_trim through gdb instead", o.PID, err)
 	}

@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,18 +21,38 @@ import (
 // maxMapsLine bounds one line of maps: a path is at most PATH_MAX (4096).
 const maxMapsLine = 8 << 10
 
-// FindMapping returns the path of the first file mapping of process pid
-// for which match returns true, or "" when none does. procRoot is "/proc"
-// when empty.
-func FindMapping(procRoot string, pid int, match func(path string) bool) (string, error) {
-	f, err := os.Open(filepath.Join(Dir(procRoot, pid), "maps"))
+// openMaps opens /proc/<pid>/maps, naming a missing or refused file by the
+// package's errors.
+func (fs FS) openMaps(pid int) (*os.File, error) {
+	f, err := os.Open(fs.PIDPath(pid, "maps"))
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return "", fmt.Errorf("process %d: %w", pid, ErrNoProcess)
-	case errors.Is(err, fs.ErrPermission):
-		return "", fmt.Errorf("process %d: %w: reading its mappings needs its uid or CAP_SYS_PTRACE (run as root or as the process's user)", pid, ErrPermission)
+	case errors.Is(err, iofs.ErrNotExist):
+		return nil, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
+	case errors.Is(err, iofs.ErrPermission):
+		return nil, fmt.Errorf("process %d: %w: reading its mappings needs its uid or CAP_SYS_PTRACE (run as root or as the process's user)", pid, ErrPermission)
 	case err != nil:
-		return "", fmt.Errorf("process %d: %w", pid, err)
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return f, nil
+}
+
+// Maps reads /proc/<pid>/maps.
+func (fs FS) Maps(pid int) ([]Mapping, error) {
+	f, err := fs.openMaps(pid)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParseMaps(f, f.Name())
+}
+
+// FindMapping returns the path of the first file mapping of process pid
+// for which match returns true, or "" when none does. It stops at the
+// first match, without parsing the rest of the file.
+func (fs FS) FindMapping(pid int, match func(path string) bool) (string, error) {
+	f, err := fs.openMaps(pid)
+	if err != nil {
+		return "", err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -49,7 +69,7 @@ func FindMapping(procRoot string, pid int, match func(path string) bool) (string
 		}
 	}
 	if err := sc.Err(); err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			return "", fmt.Errorf("process %d: %w (it exited while being read)", pid, ErrNoProcess)
 		}
 		return "", fmt.Errorf("process %d: reading its mappings: %w", pid, err)
@@ -59,8 +79,8 @@ func FindMapping(procRoot string, pid int, match func(path string) bool) (string
 
 // HasLibrary reports whether a file whose base name is base, or starts
 // with base followed by a dot (libc.so.6 for "libc.so"), is mapped.
-func HasLibrary(procRoot string, pid int, base string) (bool, error) {
-	path, err := FindMapping(procRoot, pid, func(p string) bool {
+func (fs FS) HasLibrary(pid int, base string) (bool, error) {
+	path, err := fs.FindMapping(pid, func(p string) bool {
 		name := filepath.Base(p)
 		return name == base || strings.HasPrefix(name, base+".")
 	})

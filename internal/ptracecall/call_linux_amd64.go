@@ -6,9 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -212,7 +210,7 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 		return errors.Join(fmt.Errorf("%s: %w: the process changed while being stopped (start time %s, then %s)", c.where(), ErrNoProcess, start, again), err)
 	}
 	if was := opts.Identity; was != nil {
-		now, err := proc.ReadIdentity(filepath.Join(procRoot, strconv.Itoa(c.pid)))
+		now, err := proc.FS{}.Identity(c.pid)
 		if err != nil {
 			return fmt.Errorf("%s: %w: %v", c.where(), ErrNoProcess, err)
 		}

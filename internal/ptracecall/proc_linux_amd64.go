@@ -12,10 +12,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-)
 
-// procRoot is where the proc filesystem is mounted.
-const procRoot = "/proc"
+	"github.com/memdiag/memdiag/internal/proc"
+)
 
 // maxStatus bounds a read of /proc/…/status or stat (a few KiB).
 const maxStatus = 64 << 10
@@ -118,7 +117,7 @@ func threadRank(status map[string]string, syscallLine string) int {
 // failing all, the main thread. A sleeping thread may still be waiting
 // inside a lock's slow path — Call's timeout covers that.
 func PickThread(pid int) (int, error) {
-	dir := filepath.Join(procRoot, strconv.Itoa(pid), "task")
+	dir := proc.FS{}.PIDPath(pid, "task")
 	d, err := os.Open(dir)
 	if err != nil {
 		return 0, fmt.Errorf("process %d: %w: %w", pid, ErrNoProcess, err)

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // selfTestSleep is how long the self-test's sleep runs: long enough to be
@@ -57,7 +59,7 @@ func SelfTest(timeout time.Duration) error {
 func callInSleep(pid int, timeout time.Duration) error {
 	deadline := time.Now().Add(selfTestSleep / 2)
 	for {
-		st, err := statusFields(fmt.Sprintf("%s/%d/status", procRoot, pid))
+		st, err := statusFields(proc.FS{}.PIDPath(pid, "status"))
 		if err == nil && strings.HasPrefix(st["State"], "S") {
 			break
 		}
