@@ -32,19 +32,19 @@ var (
 	ErrAttachDisabled = fmt.Errorf("%w: the JVM cannot be attached to", ErrAttach)
 )
 
-// MaxReply bounds a jcmd answer read from the attach socket. The largest
+// maxReply bounds a jcmd answer read from the attach socket. The largest
 // real one memdiag asks for, VM.native_memory detail of a large JVM, is a
 // few MiB; the others are bounded tighter (replyLimit).
-const MaxReply = 16 << 20
+const maxReply = 16 << 20
 
 // replyLimit is the most memdiag reads of the answer to command: a few KiB
-// to a few hundred KiB in practice, MaxReply for NMT's detail.
+// to a few hundred KiB in practice, maxReply for NMT's detail.
 func replyLimit(command string) int64 {
 	switch {
 	case command == "VM.version", strings.HasPrefix(command, "System."):
 		return 64 << 10
 	case command == "VM.native_memory detail", !strings.HasPrefix(command, "GC.") && !strings.HasPrefix(command, "VM."):
-		return MaxReply
+		return maxReply
 	}
 	return 1 << 20 // GC.heap_info, VM.flags, VM.native_memory summary
 }

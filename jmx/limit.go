@@ -17,9 +17,9 @@ import (
 // optional k, m, g or t suffix.
 var ErrBadSize = errors.New("not a JVM size")
 
-// ParseSize reads a size as the JVM's -XX flags take it: bytes, or a
+// parseSize reads a size as the JVM's -XX flags take it: bytes, or a
 // number with a k, m, g or t suffix (binary multiples, either case).
-func ParseSize(v string) (uint64, error) {
+func parseSize(v string) (uint64, error) {
 	digits, shift := v, 0
 	if v != "" {
 		switch v[len(v)-1] {
@@ -49,7 +49,7 @@ func ParseSize(v string) (uint64, error) {
 // known.
 func (m *JVMMemory) MaxDirectBytes() (n uint64, from string, ok bool) {
 	if v, set := m.Flags["MaxDirectMemorySize"]; set {
-		if n, err := ParseSize(v); err == nil && n > 0 {
+		if n, err := parseSize(v); err == nil && n > 0 {
 			return n, "-XX:MaxDirectMemorySize", true
 		}
 	}

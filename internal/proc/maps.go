@@ -114,10 +114,10 @@ func (m Mapping) Writable() bool { return len(m.Perms) > 1 && m.Perms[1] == 'w' 
 // Executable reports whether the mapping may be executed.
 func (m Mapping) Executable() bool { return len(m.Perms) > 2 && m.Perms[2] == 'x' }
 
-// MaxMappings bounds ParseMaps: a process maps at most vm.max_map_count
+// maxMappings bounds ParseMaps: a process maps at most vm.max_map_count
 // regions, 65,530 by default; the kernel's ceiling for the setting is far
 // above any real process, so the bound is a generous multiple.
-const MaxMappings = 1 << 20
+const maxMappings = 1 << 20
 
 // ParseMaps reads /proc/PID/maps from r; name is used in errors. A line that
 // is not in the kernel's shape is an error naming its line number.
@@ -126,8 +126,8 @@ func ParseMaps(r io.Reader, name string) ([]Mapping, error) {
 	sc.Buffer(make([]byte, maxMapsLine), maxMapsLine)
 	var maps []Mapping
 	for line := 1; sc.Scan(); line++ {
-		if len(maps) == MaxMappings {
-			return nil, fmt.Errorf("%s: more than %d mappings", name, MaxMappings)
+		if len(maps) == maxMappings {
+			return nil, fmt.Errorf("%s: more than %d mappings", name, maxMappings)
 		}
 		m, err := parseMapsLine(sc.Text())
 		if err != nil {

@@ -29,20 +29,20 @@ var (
 	ErrPermission = errors.New("permission denied")
 )
 
-// DefaultRoot is where the proc filesystem is mounted.
-const DefaultRoot = "/proc"
+// defaultRoot is where the proc filesystem is mounted.
+const defaultRoot = "/proc"
 
-// FS is a proc filesystem: the live one under DefaultRoot, or a captured
+// FS is a proc filesystem: the live one under defaultRoot, or a captured
 // tree. Its zero value is the live one.
 type FS struct{ root string }
 
-// NewFS returns the proc filesystem mounted at root; "" is DefaultRoot.
+// NewFS returns the proc filesystem mounted at root; "" is defaultRoot.
 func NewFS(root string) FS { return FS{root: root} }
 
 // Root is where the filesystem is mounted ("/proc").
 func (fs FS) Root() string {
 	if fs.root == "" {
-		return DefaultRoot
+		return defaultRoot
 	}
 	return fs.root
 }

@@ -18,7 +18,7 @@ func TestFSPaths(t *testing.T) {
 			t.Errorf("NewFS(%q).PIDPath = %q, want %q", c.root, got, c.file)
 		}
 	}
-	if (FS{}).Root() != DefaultRoot {
+	if (FS{}).Root() != defaultRoot {
 		t.Errorf("the zero FS is rooted at %q", (FS{}).Root())
 	}
 }

@@ -141,7 +141,7 @@ type heldSignal struct {
 // stops; the process's others keep running. The error joins fn's with
 // any of the restore.
 //
-// tid 0 lets PickThread choose.
+// tid 0 lets pickThread choose.
 //
 // fn runs on a goroutine locked to the OS thread that attached; it must
 // call the Conn's methods from that goroutine, not from others it starts.
@@ -151,7 +151,7 @@ func Run(pid, tid int, opts Options, fn func(*Conn) error) error {
 	}
 	if tid == 0 {
 		var err error
-		if tid, err = PickThread(pid); err != nil {
+		if tid, err = pickThread(pid); err != nil {
 			return err
 		}
 	}
@@ -172,7 +172,7 @@ func Run(pid, tid int, opts Options, fn func(*Conn) error) error {
 // Call stops thread tid of process pid, calls the function at address fn
 // in it with up to six integer arguments, and returns the function's rax
 // once it returned; the thread is then restored and detached. timeout
-// bounds the stop and the call; tid 0 lets PickThread choose. See Run and
+// bounds the stop and the call; tid 0 lets pickThread choose. See Run and
 // the package documentation for what is guaranteed.
 func Call(pid, tid int, fn uint64, args []uint64, timeout time.Duration) (uint64, error) {
 	var ret uint64

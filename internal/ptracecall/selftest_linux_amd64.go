@@ -15,7 +15,7 @@ import (
 // caught asleep and to show it ends at its time, not after.
 const selfTestSleep = 500 * time.Millisecond
 
-// SelfTest proves the whole call path on this host before any target is
+// selfTest proves the whole call path on this host before any target is
 // touched: it runs sleep(1) as a child, calls getpid in it while it
 // sleeps in clock_nanosleep, and checks that the call returned the
 // child's pid, that the registers read back as saved (every Call checks
@@ -26,7 +26,7 @@ const selfTestSleep = 500 * time.Millisecond
 // It cannot see what the read-back cannot: a vector register the kernel
 // accepted but the CPU state does not hold. The package's tests check
 // that from inside a process (fixtures/programs/canary.c).
-func SelfTest(timeout time.Duration) error {
+func selfTest(timeout time.Duration) error {
 	path, err := exec.LookPath("sleep")
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSelfTest, err)
