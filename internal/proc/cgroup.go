@@ -7,7 +7,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -35,12 +34,7 @@ func (c Cgroup) Unified() bool { return c.HierarchyID == 0 && len(c.Controllers)
 // Cgroup reads the control groups of process pid. An open error is
 // returned as it is, for the caller to name.
 func (fs FS) Cgroup(pid int) ([]Cgroup, error) {
-	f, err := os.Open(fs.PIDPath(pid, "cgroup"))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return parseCgroup(f, f.Name())
+	return readPIDFile(fs, pid, "cgroup", parseCgroup)
 }
 
 // parseCgroup parses a cgroup file read from r; name names it in errors.

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 )
 
@@ -20,12 +19,7 @@ const maxCmdline = 4 << 20
 // has none. An open error is returned as it is, for the caller to name
 // (fs.ErrNotExist: no such process).
 func (fs FS) Cmdline(pid int) ([]string, error) {
-	f, err := os.Open(fs.PIDPath(pid, "cmdline"))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return parseCmdline(f, f.Name())
+	return readPIDFile(fs, pid, "cmdline", parseCmdline)
 }
 
 // parseCmdline splits the NUL-separated arguments read from r; name names

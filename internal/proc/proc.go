@@ -17,6 +17,8 @@ package proc
 
 import (
 	"errors"
+	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 )
@@ -59,4 +61,16 @@ func (fs FS) Dir(pid int) string { return fs.Path(strconv.Itoa(pid)) }
 // PIDPath is the path of a file of process pid ("/proc/1234/maps").
 func (fs FS) PIDPath(pid int, elem ...string) string {
 	return fs.Path(append([]string{strconv.Itoa(pid)}, elem...)...)
+}
+
+// readPIDFile opens /proc/<pid>/name and parses it with parse, which names
+// the file by its path in errors. An open error is returned as it is.
+func readPIDFile[T any](fs FS, pid int, name string, parse func(io.Reader, string) (T, error)) (T, error) {
+	f, err := os.Open(fs.PIDPath(pid, name))
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer f.Close()
+	return parse(f, f.Name())
 }
