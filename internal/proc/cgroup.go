@@ -16,6 +16,10 @@ import (
 // maxCgroupLine bounds one line: a cgroup path is at most PATH_MAX.
 const maxCgroupLine = 8 << 10
 
+// maxCgroups bounds the lines: a kernel has about a dozen v1 controllers,
+// and named hierarchies are few; a file far longer is not the kernel's.
+const maxCgroups = 1 << 10
+
 // Cgroup is one line of /proc/<pid>/cgroup,
 // "hierarchy-ID:controller-list:cgroup-path".
 type Cgroup struct {
@@ -56,6 +60,9 @@ func parseCgroup(r io.Reader, name string) ([]Cgroup, error) {
 		id, err := strconv.Atoi(f[0])
 		if err != nil || id < 0 {
 			return nil, fmt.Errorf("%s:%d: hierarchy ID %q is not a number", name, line, parseerr.Clip(f[0]))
+		}
+		if len(out) == maxCgroups {
+			return nil, fmt.Errorf("%s:%d: more than %d hierarchies", name, line, maxCgroups)
 		}
 		c := Cgroup{HierarchyID: id, Path: f[2]}
 		if f[1] != "" {

@@ -21,6 +21,7 @@ func TestParseCgroup(t *testing.T) {
 		{"empty", "", nil, ""},
 		{"two fields", "0::/\nmemory:/x\n", nil, "cgroup:2: want hierarchy-ID:controllers:path"},
 		{"bad id", "x:memory:/\n", nil, `cgroup:1: hierarchy ID "x"`},
+		{"too many", strings.Repeat("0::/\n", maxCgroups+1), nil, "more than 1024 hierarchies"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseCgroup(strings.NewReader(tc.text), "cgroup")
