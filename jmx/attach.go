@@ -82,6 +82,9 @@ type jvmTarget struct {
 	fs   proc.FS
 	proc string // its directory, "/proc/PID"
 	ids  proc.IDs
+	// start is the process's start time when it was identified: the
+	// attach signal goes only to a process that still has it.
+	start string
 }
 
 func (a Attacher) target(pid int) (jvmTarget, error) {
@@ -95,6 +98,9 @@ func (a Attacher) target(pid int) (jvmTarget, error) {
 	t := jvmTarget{pid: pid, fs: a.Proc, proc: a.Proc.Dir(pid)}
 	if t.ids, err = a.Proc.Status(pid); err != nil {
 		return jvmTarget{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	if t.start, _, err = a.Proc.StartTime(pid); err != nil {
+		return jvmTarget{}, procError(pid, "reading its start time", err)
 	}
 	return t, nil
 }
@@ -244,6 +250,31 @@ func (t jvmTarget) attachable(root *os.File) error {
 	return nil
 }
 
+// signalAttach sends the JVM the SIGQUIT that starts its attach
+// listener, through a pidfd of the process identified, never by pid
+// number alone: the waits before it are the target's user's to stretch,
+// and by then the pid may be another process's — a root daemon's, which
+// this thread's real uid could signal and SIGQUIT would kill.
+func (t jvmTarget) signalAttach(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	pidfd, err := unix.PidfdOpen(t.pid, 0)
+	if err != nil {
+		return procError(t.pid, "opening it to signal it", err)
+	}
+	defer unix.Close(pidfd)
+	// The pidfd holds whatever process had the pid when it was opened;
+	// the start time read after says it is the JVM identified.
+	if start, _, err := t.fs.StartTime(t.pid); err != nil || start != t.start {
+		return fmt.Errorf("process %d: %w: it exited since it was identified (start time %s, was %s); not signalled", t.pid, proc.ErrNoProcess, start, t.start)
+	}
+	if err := unix.PidfdSendSignal(pidfd, unix.SIGQUIT, nil, 0); err != nil {
+		return fmt.Errorf("process %d: signalling the JVM: %w (needs its uid or CAP_KILL)", t.pid, err)
+	}
+	return nil
+}
+
 // startListener asks the JVM to open its attach socket: an
 // .attach_pid<NSPID> file in its working directory (or /tmp), then SIGQUIT;
 // then dial is tried until it connects or ctx ends. It runs with the JVM
@@ -271,8 +302,8 @@ func (a Attacher) startListener(ctx context.Context, t jvmTarget, cwd, tmp *os.F
 	// Removed through the same directory, as the same user: whatever
 	// stands under the name by then, it is the user's own to lose.
 	defer unix.Unlinkat(int(dir.Fd()), name, 0)
-	if err := syscall.Kill(t.pid, syscall.SIGQUIT); err != nil {
-		return fmt.Errorf("process %d: signalling the JVM: %w (needs its uid or CAP_KILL)", t.pid, err)
+	if err := t.signalAttach(ctx); err != nil {
+		return err
 	}
 	start := time.Now()
 	told := false

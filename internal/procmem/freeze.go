@@ -21,8 +21,8 @@ type Pause struct {
 	Duration time.Duration
 }
 
-// defaultStopTimeout bounds the wait for a process's threads to stop.
-const defaultStopTimeout = 2 * time.Second
+// DefaultStopTimeout bounds the wait for a process's threads to stop.
+const DefaultStopTimeout = 2 * time.Second
 
 // maxRounds bounds the passes over /proc/PID/task: a thread created while
 // the others are being stopped is found on the next pass; a process that
@@ -32,7 +32,7 @@ const maxRounds = 64
 // Freeze stops every thread of the process, runs fn while they are
 // stopped, and resumes them; timeout bounds the wait for the threads to
 // stop (a thread in uninterruptible sleep stops only when it wakes); 0
-// means defaultStopTimeout.
+// means DefaultStopTimeout.
 //
 // Threads are stopped with PTRACE_SEIZE and PTRACE_INTERRUPT, never with
 // SIGSTOP, and resumed with PTRACE_DETACH: no register of the process is
@@ -47,7 +47,7 @@ func (p *Process) Freeze(timeout time.Duration, fn func() error) (Pause, error) 
 		err   error
 	}
 	if timeout <= 0 {
-		timeout = defaultStopTimeout
+		timeout = DefaultStopTimeout
 	}
 	done := make(chan outcome, 1)
 	go func() {
