@@ -183,13 +183,13 @@ type Detection struct {
 // else glibc's libc.so.6. A statically linked jemalloc or tcmalloc is not
 // seen: it is reported as Unknown when there is no libc either, or as
 // glibc.
-func Detect(procRoot string, pid int) (Detection, error) {
+func Detect(fsys proc.FS, pid int) (Detection, error) {
 	var d Detection
 	// A zombie maps nothing: it would be called a static binary.
-	if err := gdbinject.CheckAlive(procRoot, pid); err != nil {
+	if err := gdbinject.CheckAlive(fsys, pid); err != nil {
 		return d, err
 	}
-	_, err := proc.FindMapping(procRoot, pid, func(p string) bool {
+	_, err := fsys.FindMapping(pid, func(p string) bool {
 		switch k := OfLibrary(p); {
 		case k == Jemalloc || k == Tcmalloc:
 			d = Detection{k, p}

@@ -46,10 +46,10 @@ func TestJemallocFixtures(t *testing.T) {
 			}
 			defer f.Close()
 			br := NewSniffer(f)
-			if got := Sniff(br); got != FormatJemalloc {
+			if got := sniff(br); got != formatJemalloc {
 				t.Fatalf("sniffed %q", got)
 			}
-			s, err := ParseJemalloc(br, file)
+			s, err := parseJemalloc(br, file)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,10 +86,10 @@ func TestTcmallocFixture(t *testing.T) {
 	}
 	defer f.Close()
 	br := NewSniffer(f)
-	if got := Sniff(br); got != FormatTcmalloc {
+	if got := sniff(br); got != formatTcmalloc {
 		t.Fatalf("sniffed %q", got)
 	}
-	s, err := ParseTcmalloc(br, "tcmalloc-stats.txt")
+	s, err := parseTcmalloc(br, "tcmalloc-stats.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,9 +126,9 @@ func TestParseErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var err error
 			if tt.tc {
-				_, err = ParseTcmalloc(strings.NewReader(tt.in), "in")
+				_, err = parseTcmalloc(strings.NewReader(tt.in), "in")
 			} else {
-				_, err = ParseJemalloc(strings.NewReader(tt.in), "in")
+				_, err = parseJemalloc(strings.NewReader(tt.in), "in")
 			}
 			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) || !strings.HasPrefix(err.Error(), "in") {
 				t.Errorf("got %v, want %v with %q", err, tt.want, tt.msg)
@@ -150,8 +150,8 @@ func FuzzParse(f *testing.F) {
 		PartPageHeapFree: true, PartCentralCacheFree: true, PartTransferCacheFree: true, PartThreadCacheFree: true}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		for _, parse := range []func() (*Stats, error){
-			func() (*Stats, error) { return ParseJemalloc(bytes.NewReader(in), "fuzz") },
-			func() (*Stats, error) { return ParseTcmalloc(bytes.NewReader(in), "fuzz") },
+			func() (*Stats, error) { return parseJemalloc(bytes.NewReader(in), "fuzz") },
+			func() (*Stats, error) { return parseTcmalloc(bytes.NewReader(in), "fuzz") },
 		} {
 			s, err := parse()
 			if err != nil {
@@ -178,12 +178,12 @@ func FuzzParse(f *testing.F) {
 			}
 			_ = Findings(s)
 		}
-		// The parser list answers as the parser Sniff picks, and says
-		// "not mine" exactly when Sniff names neither format.
-		format := Sniff(NewSniffer(bytes.NewReader(in)))
+		// The parser list answers as the parser sniff picks, and says
+		// "not mine" exactly when sniff names neither format.
+		format := sniff(NewSniffer(bytes.NewReader(in)))
 		s, err := Parse(NewSniffer(bytes.NewReader(in)), "fuzz")
 		switch format {
-		case FormatJemalloc, FormatTcmalloc:
+		case formatJemalloc, formatTcmalloc:
 			if errors.Is(err, ErrUnrecognized) {
 				t.Fatalf("sniffed %s, but Parse says unrecognized", format)
 			}
@@ -204,9 +204,9 @@ func FuzzParse(f *testing.F) {
 // a start-up option. The advice must say a purge cannot return
 // fragmentation and what can; none of decay, background_thread or trim.
 func TestJemallocAdviceFitsTheFigures(t *testing.T) {
-	f := &JemallocFigures{Allocated: 140 << 20, Active: 705 << 20, Resident: 723 << 20, Metadata: 18 << 20,
+	f := &jemallocFigures{Allocated: 140 << 20, Active: 705 << 20, Resident: 723 << 20, Metadata: 18 << 20,
 		DirtyPages: 40, Page: 4096, Options: map[string]string{"background_thread": "false", runtimeBackgroundThread: "true", "dirty_decay_ms": "10000"}}
-	fs := Findings(FromJemalloc(f, "redis INFO"))
+	fs := Findings(fromJemalloc(f, "redis INFO"))
 	if len(fs) == 0 {
 		t.Fatal("no finding")
 	}
@@ -223,7 +223,7 @@ func TestJemallocAdviceFitsTheFigures(t *testing.T) {
 	}
 	// With dirty pages to return and the threads off, the same advice is due.
 	f.DirtyPages, f.Options[runtimeBackgroundThread] = 100<<20/4096, "false"
-	advice = strings.Join(Findings(FromJemalloc(f, "x"))[0].Advice, "\n")
+	advice = strings.Join(Findings(fromJemalloc(f, "x"))[0].Advice, "\n")
 	for _, want := range []string{"Turn on background_thread", "purges every arena"} {
 		if !strings.Contains(advice, want) {
 			t.Errorf("with 100 MiB dirty, advice lacks %q:\n%s", want, advice)
@@ -239,7 +239,7 @@ func TestJemallocTextRuntimeBackgroundThread(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := strings.Replace(string(b), "opt.background_thread: false (background_thread: false)", "opt.background_thread: false (background_thread: true)", 1)
-	s, err := ParseJemalloc(strings.NewReader(text), "x")
+	s, err := parseJemalloc(strings.NewReader(text), "x")
 	if err != nil {
 		t.Fatal(err)
 	}

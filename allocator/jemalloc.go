@@ -19,10 +19,10 @@ import (
 // size class of 256 arenas is a few MiB.
 const maxStatsBytes = 32 << 20
 
-// JemallocFigures are jemalloc's totals (stats.*) and what decides what it
+// jemallocFigures are jemalloc's totals (stats.*) and what decides what it
 // keeps: the figures a live capture reads through mallctl, and that
 // malloc_stats_print prints.
-type JemallocFigures struct {
+type jemallocFigures struct {
 	Version                                                 string
 	Allocated, Active, Metadata, Resident, Mapped, Retained uint64
 	// DirtyPages and MuzzyPages are summed over the arenas; Page is the
@@ -34,8 +34,8 @@ type JemallocFigures struct {
 	Options map[string]string
 }
 
-// FromJemalloc brings jemalloc's figures to the common model.
-func FromJemalloc(f *JemallocFigures, source string) *Stats {
+// fromJemalloc brings jemalloc's figures to the common model.
+func fromJemalloc(f *jemallocFigures, source string) *Stats {
 	page := f.Page
 	if page == 0 {
 		page = 4096
@@ -72,15 +72,15 @@ func FromJemalloc(f *JemallocFigures, source string) *Stats {
 	return s
 }
 
-// ParseJemalloc reads malloc_stats_print's output, JSON ("J" option) or
+// parseJemalloc reads malloc_stats_print's output, JSON ("J" option) or
 // text, told apart by its first byte.
-func ParseJemalloc(r io.Reader, name string) (*Stats, error) {
+func parseJemalloc(r io.Reader, name string) (*Stats, error) {
 	br := bufio.NewReader(io.LimitReader(r, maxStatsBytes+1))
 	first, err := firstByte(br)
 	if err != nil {
 		return nil, &ParseError{Name: name, Msg: "empty: no jemalloc statistics", Err: ErrMalformed}
 	}
-	var f *JemallocFigures
+	var f *jemallocFigures
 	if first == '{' {
 		f, err = parseJemallocJSON(br, name)
 	} else {
@@ -89,7 +89,7 @@ func ParseJemalloc(r io.Reader, name string) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	return FromJemalloc(f, name), nil
+	return fromJemalloc(f, name), nil
 }
 
 func firstByte(br *bufio.Reader) (byte, error) {
@@ -126,7 +126,7 @@ type jemallocJSON struct {
 	} `json:"jemalloc"`
 }
 
-func parseJemallocJSON(r io.Reader, name string) (*JemallocFigures, error) {
+func parseJemallocJSON(r io.Reader, name string) (*jemallocFigures, error) {
 	var doc jemallocJSON
 	dec := json.NewDecoder(r)
 	if err := dec.Decode(&doc); err != nil {
@@ -145,7 +145,7 @@ func parseJemallocJSON(r io.Reader, name string) (*JemallocFigures, error) {
 			return nil, &ParseError{Name: name, Msg: fmt.Sprintf(`"jemalloc"."stats" lacks %q`, f.name), Err: ErrMalformed}
 		}
 	}
-	f := &JemallocFigures{Version: j.Version, Allocated: *st.Allocated, Active: *st.Active, Resident: *st.Resident,
+	f := &jemallocFigures{Version: j.Version, Allocated: *st.Allocated, Active: *st.Active, Resident: *st.Resident,
 		Metadata: deref(st.Metadata), Mapped: deref(st.Mapped), Retained: deref(st.Retained),
 		Page: j.Arenas.Page, Arenas: j.Arenas.Narenas, Options: map[string]string{}}
 	if m, ok := j.StatsArenas["merged"]; ok {
@@ -182,8 +182,8 @@ func deref(p *uint64) uint64 {
 // "Allocated: N, active: N, metadata: N (n_thp N), resident: N, mapped: N,
 // retained: N", the page size, the options, and each arena's (or the
 // merged) "dirty:" and "muzzy:" decay lines.
-func parseJemallocText(r io.Reader, name string) (*JemallocFigures, error) {
-	f := &JemallocFigures{Options: map[string]string{}}
+func parseJemallocText(r io.Reader, name string) (*jemallocFigures, error) {
+	f := &jemallocFigures{Options: map[string]string{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	section := ""
@@ -263,7 +263,7 @@ func parseJemallocText(r io.Reader, name string) (*JemallocFigures, error) {
 	return f, nil
 }
 
-func parseTotalsLine(t string, f *JemallocFigures) error {
+func parseTotalsLine(t string, f *jemallocFigures) error {
 	seen := 0
 	for _, field := range strings.Split(t, ", ") {
 		k, v, ok := strings.Cut(field, ": ")

@@ -127,7 +127,7 @@ func (l Live) Capture(ctx context.Context, pid int, d Detection) (*Stats, error)
 		if err != nil {
 			return nil, err
 		}
-		return FromJemalloc(f, source), nil
+		return fromJemalloc(f, source), nil
 	case Tcmalloc:
 		var res gdbinject.Result
 		var err error
@@ -145,7 +145,7 @@ func (l Live) Capture(ctx context.Context, pid int, d Detection) (*Stats, error)
 		if !strings.Contains(string(res.Log), "memdiag: GetStats") || len(res.Output) == 0 {
 			return nil, fmt.Errorf("%w on process %d: MallocExtension_GetStats gave nothing; gdb said: %s", gdbinject.ErrRun, pid, gdbinject.LastLines(string(res.Log), 4))
 		}
-		return ParseTcmalloc(strings.NewReader(string(res.Output)), source)
+		return parseTcmalloc(strings.NewReader(string(res.Output)), source)
 	}
 	return nil, fmt.Errorf("process %d: %w: its allocator is %s", pid, ErrUnsupported, orUnknown(string(d.Kind)))
 }
@@ -163,14 +163,14 @@ func soName(lib string) string {
 
 // jemallocFromLog reads the "memdiag: je NAME RC VALUE" lines the script
 // printed.
-func jemallocFromLog(log string, pid int) (*JemallocFigures, error) {
+func jemallocFromLog(log string, pid int) (*jemallocFigures, error) {
 	if !strings.Contains(log, "memdiag: epoch 0") {
 		if strings.Contains(log, "memdiag: mmap failed") {
 			return nil, fmt.Errorf("%w: process %d could not map a %d KiB buffer", gdbinject.ErrRun, pid, bufferBytes>>10)
 		}
 		return nil, fmt.Errorf("%w on process %d: mallctl(\"epoch\") failed or was not found; gdb said: %s", gdbinject.ErrRun, pid, gdbinject.LastLines(log, 4))
 	}
-	f := &JemallocFigures{Options: map[string]string{}}
+	f := &jemallocFigures{Options: map[string]string{}}
 	got := map[string]string{}
 	for _, line := range strings.Split(log, "\n") {
 		rest, ok := strings.CutPrefix(line, "memdiag: je ")

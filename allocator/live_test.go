@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/memdiag/memdiag/internal/gdbtest"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
 
@@ -45,7 +46,7 @@ func TestLiveAllocators(t *testing.T) {
 			lib := preload(t, tc.lib, tc.pkg)
 			p := testprog.StartWith(t, testprog.Options{Env: append([]string{"LD_PRELOAD=" + lib}, tc.env...)}, bin)
 			before := p.Values()
-			d, err := Detect("/proc", p.PID())
+			d, err := Detect(proc.FS{}, p.PID())
 			if err != nil || d.Kind != tc.kind {
 				t.Fatalf("detected %+v, %v; want %s", d, err, tc.kind)
 			}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -92,9 +91,10 @@ func proveOnSleep() error {
 	return nil
 }
 
-// sleeping reports whether process pid is asleep in a system call.
+// sleeping reports whether process pid (the canary, memdiag's own child,
+// always in the live proc filesystem) is asleep in a system call.
 func sleeping(pid int) bool {
-	_, state, err := proc.StartTime("/proc/" + strconv.Itoa(pid))
+	_, state, err := proc.FS{}.StartTime(pid)
 	return err == nil && state == "S"
 }
 
@@ -122,8 +122,8 @@ func (l Live) withoutGDB(pid int, what string, gdbErr error, call func(opts ptra
 		}
 		return fmt.Errorf("process %d: not calling %s: %w", pid, what, err)
 	}
-	procDir := "/proc/" + strconv.Itoa(pid)
-	id, err := proc.ReadIdentity(procDir)
+	fsys := l.Injector.Proc
+	id, err := fsys.Identity(pid)
 	if err != nil {
 		return fmt.Errorf("process %d: %w", pid, gdbinject.ErrNoProcess)
 	}
@@ -142,7 +142,7 @@ func (l Live) withoutGDB(pid int, what string, gdbErr error, call func(opts ptra
 		l.Injector.Notify(fmt.Sprintf("calling %s in one thread of process %d without gdb (the thread pauses for the call, the others run)", what, pid))
 	}
 	err = retried(func() error { return call(opts) })
-	if after, _, aerr := proc.StartTime(procDir); aerr != nil || after != before {
+	if after, _, aerr := fsys.StartTime(pid); aerr != nil || after != before {
 		return fmt.Errorf("%w: process %d exited during the call to %s: the result is discarded", gdbinject.ErrRun, pid, what)
 	}
 	if err != nil {

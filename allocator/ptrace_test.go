@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
 
@@ -47,7 +48,7 @@ func TestLiveAllocatorsWithoutGDB(t *testing.T) {
 			}
 			p := testprog.StartWith(t, testprog.Options{Env: env}, bin)
 			before := p.Values()
-			d, err := Detect("/proc", p.PID())
+			d, err := Detect(proc.FS{}, p.PID())
 			if err != nil || d.Kind != tc.kind {
 				t.Fatalf("detected %+v, %v; want %s", d, err, tc.kind)
 			}
@@ -128,7 +129,7 @@ func TestPtraceCanarySleepEndsOnTime(t *testing.T) {
 func TestNoCallWhenTheCanaryFails(t *testing.T) {
 	bin := testprog.Build(t, "allocfree", "-ldl")
 	p := testprog.Start(t, bin)
-	d, err := Detect("/proc", p.PID())
+	d, err := Detect(proc.FS{}, p.PID())
 	if err != nil {
 		t.Fatal(err)
 	}

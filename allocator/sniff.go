@@ -7,36 +7,36 @@ import (
 	"io"
 )
 
-// Format is a kind of allocator statistics.
-type Format string
+// statsFormat is a kind of allocator statistics.
+type statsFormat string
 
-// The formats Sniff tells apart.
+// The formats sniff tells apart.
 const (
-	FormatMallocInfo Format = "malloc_info" // glibc's XML: package mallocinfo reads it
-	FormatJemalloc   Format = "jemalloc"
-	FormatTcmalloc   Format = "tcmalloc"
+	formatMallocInfo statsFormat = "malloc_info" // glibc's XML: package mallocinfo reads it
+	formatJemalloc   statsFormat = "jemalloc"
+	formatTcmalloc   statsFormat = "tcmalloc"
 )
 
-// sniffBytes is how much of the input Sniff looks at.
+// sniffBytes is how much of the input sniff looks at.
 const sniffBytes = 64 << 10
 
-// Sniff says which statistics br holds, from its first 64 KiB, without
+// sniff says which statistics br holds, from its first 64 KiB, without
 // consuming them. A log with malloc_info documents among other lines is
 // malloc_info; what none recognises is returned as "".
-func Sniff(br *bufio.Reader) Format {
+func sniff(br *bufio.Reader) statsFormat {
 	head, _ := br.Peek(sniffBytes)
 	switch {
 	case looksLikeJemalloc(head):
-		return FormatJemalloc
+		return formatJemalloc
 	case looksLikeTcmalloc(head):
-		return FormatTcmalloc
+		return formatTcmalloc
 	case bytes.Contains(head, []byte("<malloc")):
-		return FormatMallocInfo
+		return formatMallocInfo
 	}
 	return ""
 }
 
-// NewSniffer wraps r so that Sniff can look ahead.
+// NewSniffer wraps r so that sniff can look ahead.
 func NewSniffer(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, sniffBytes) }
 
 // Parse reads jemalloc's or tcmalloc's statistics from br (made by
@@ -46,11 +46,11 @@ func NewSniffer(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, sniff
 // ErrUnrecognized with nothing consumed, so br can go to the next parser;
 // statistics of a known format that are broken are ErrMalformed.
 func Parse(br *bufio.Reader, name string) (*Stats, error) {
-	switch Sniff(br) {
-	case FormatJemalloc:
-		return ParseJemalloc(br, name)
-	case FormatTcmalloc:
-		return ParseTcmalloc(br, name)
+	switch sniff(br) {
+	case formatJemalloc:
+		return parseJemalloc(br, name)
+	case formatTcmalloc:
+		return parseTcmalloc(br, name)
 	}
 	return nil, fmt.Errorf("%s: %w", name, ErrUnrecognized)
 }

@@ -25,9 +25,9 @@ var tcmallocParts = []struct {
 	{"Bytes in malloc metadata", PartMetadata, "tcmalloc's own structures"},
 }
 
-// ParseTcmalloc reads gperftools' MallocExtension::GetStats text: the
+// parseTcmalloc reads gperftools' MallocExtension::GetStats text: the
 // "MALLOC: <bytes> (<MiB> MiB) <what>" lines.
-func ParseTcmalloc(r io.Reader, name string) (*Stats, error) {
+func parseTcmalloc(r io.Reader, name string) (*Stats, error) {
 	s := &Stats{Allocator: Tcmalloc, Source: name}
 	sc := bufio.NewScanner(io.LimitReader(r, maxStatsBytes))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)

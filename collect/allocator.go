@@ -10,6 +10,7 @@ import (
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/internal/gdbinject"
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/mallocinfo"
 )
 
@@ -89,7 +90,7 @@ func OpenAllocatorStats(path string, stdin io.Reader) (s *allocator.Stats, rest 
 // and listed in failed. source names glibc's capture.
 func (c *collection) captureAllocator(ctx context.Context) (other *allocator.Stats, info *mallocinfo.Info, source string) {
 	r := c.r
-	det, err := allocator.Detect(r.ProcRoot, r.PID)
+	det, err := allocator.Detect(proc.NewFS(r.ProcRoot), r.PID)
 	if err == nil && det.Kind != allocator.Unknown {
 		c.in.Notes = append(c.in.Notes, AllocatorNote(det))
 	}
@@ -109,7 +110,7 @@ func (c *collection) captureAllocator(ctx context.Context) (other *allocator.Sta
 // LiveAllocator asks jemalloc or tcmalloc in a live process through gdb,
 // its ptrace fallback proven once per run.
 func LiveAllocator(procRoot string, timeout time.Duration, notify func(string)) allocator.Live {
-	return allocator.Live{Injector: gdbinject.Injector{ProcRoot: procRoot, Timeout: timeout, Notify: notify}, Canary: &allocator.PtraceCanary{}}
+	return allocator.Live{Injector: gdbinject.Injector{Proc: proc.NewFS(procRoot), Timeout: timeout, Notify: notify}, Canary: &allocator.PtraceCanary{}}
 }
 
 // AllocatorNote says which malloc a process uses, and how memdiag reads it.

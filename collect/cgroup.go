@@ -44,10 +44,11 @@ type MemberAnon struct {
 // largest processes' anonymous memory by class.
 func ReadCgroup(procRoot, sysRoot, target string) (*Cgroup, error) {
 	dir, path := target, ""
-	procRoot = proc.Root(procRoot)
+	procFS := proc.NewFS(procRoot)
+	procRoot = procFS.Root()
 	if pid, err := strconv.Atoi(target); err == nil && pid > 0 {
 		var err error
-		if dir, path, _, err = memcg.Locate(procRoot, sysRoot, pid); err != nil {
+		if dir, path, _, err = memcg.Locate(procFS, sysRoot, pid); err != nil {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 				// Its /proc directory is gone: say so, not which file.
 				return nil, fmt.Errorf("process %d: %w", pid, proc.ErrNoProcess)
@@ -63,11 +64,11 @@ func ReadCgroup(procRoot, sysRoot, target string) (*Cgroup, error) {
 		path = dir
 	}
 	g.Path = path
-	members, err := g.Members(procRoot)
+	members, err := g.Members(procFS)
 	if err != nil {
 		return nil, err
 	}
-	fs := append(g.Findings(members, dir), jvmOverLimit(procRoot, g, members)...)
+	fs := append(g.Findings(members, dir), jvmOverLimit(procFS, g, members)...)
 	finding.Sort(fs)
 	return &Cgroup{Dir: dir, Group: g, Members: members, Findings: fs, Anon: anonByKind(procRoot, members)}, nil
 }
@@ -108,10 +109,10 @@ func anonByKind(procRoot string, members []memcg.Member) []MemberAnon {
 
 // jvmOverLimit finds the JVMs of the cgroup that may grow past its limit
 // (see jmx.OverLimit).
-func jvmOverLimit(procRoot string, g *memcg.Group, members []memcg.Member) []finding.Finding {
+func jvmOverLimit(procFS proc.FS, g *memcg.Group, members []memcg.Member) []finding.Finding {
 	var fs []finding.Finding
 	for _, m := range members {
-		if f, ok := jmx.OverLimit(context.Background(), procRoot, m.PID, m.Command, g.LimitBytes); ok {
+		if f, ok := jmx.OverLimit(context.Background(), procFS, m.PID, m.Command, g.LimitBytes); ok {
 			fs = append(fs, f)
 		}
 	}

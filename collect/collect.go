@@ -19,6 +19,7 @@ import (
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/explain"
 	"github.com/memdiag/memdiag/goruntime"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/procmem"
 	"github.com/memdiag/memdiag/internal/promtext"
 	"github.com/memdiag/memdiag/jmx"
@@ -156,7 +157,7 @@ func cgroupBrief(procRoot, cgroupRoot string, pid int) *explain.CgroupBrief {
 	if cgroupRoot == "" {
 		cgroupRoot = "/sys/fs/cgroup"
 	}
-	dir, path, _, err := memcg.Locate(procRoot, cgroupRoot, pid)
+	dir, path, _, err := memcg.Locate(proc.NewFS(procRoot), cgroupRoot, pid)
 	if err != nil {
 		return nil
 	}
@@ -209,7 +210,7 @@ func (c *collection) jvm(ctx context.Context) error {
 		s.Jolokia = &r.Jolokia
 	}
 	if r.PID != 0 {
-		if isJVM, _ := jmx.IsJVM(r.ProcRoot, r.PID); isJVM {
+		if isJVM, _ := jmx.IsJVM(proc.NewFS(r.ProcRoot), r.PID); isJVM {
 			s.PID = r.PID
 		}
 	}
@@ -317,7 +318,7 @@ func cpython(ms []pmap.Mapping) (pymalloc.Interpreter, []pymalloc.Range, bool) {
 // asked; what fails is a note.
 func (c *collection) pymalloc(v pymalloc.Interpreter, ranges []pymalloc.Range) {
 	in := c.in
-	p, err := procmem.Open(c.r.ProcRoot, c.r.PID)
+	p, err := procmem.Open(proc.NewFS(c.r.ProcRoot), c.r.PID)
 	if err == nil {
 		defer p.Close()
 		in.Python, err = pymalloc.ReadProcess(p, v, ranges, time.Now().Add(pymallocBudget))

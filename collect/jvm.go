@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/promtext"
 	"github.com/memdiag/memdiag/jmx"
 )
@@ -64,7 +65,7 @@ func ReadJVM(ctx context.Context, s JVMSources) (m *jmx.JVMMemory, failures []JV
 	}
 	failed := func(source string, err error) { failures = append(failures, JVMFailure{source, err}) }
 	if s.PID != 0 {
-		o, err := jmx.ReadPID(ctx, s.PID, jmx.ReadOptions{ProcRoot: s.ProcRoot, NoAttach: s.NoAttach, Timeout: s.Timeout, Notify: s.Notify})
+		o, err := jmx.ReadPID(ctx, s.PID, jmx.ReadOptions{Proc: proc.NewFS(s.ProcRoot), NoAttach: s.NoAttach, Timeout: s.Timeout, Notify: s.Notify})
 		if err != nil {
 			failed(SourceJVMProcess, err)
 		} else {

@@ -11,6 +11,7 @@ import (
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/atomicfile"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/mallocinfo"
 	"github.com/memdiag/memdiag/report"
 )
@@ -58,7 +59,7 @@ func OpenAllocator(ctx context.Context, r AllocatorRequest) (*AllocatorReading, 
 		}
 		return a, nil
 	}
-	d, err := allocator.Detect(r.ProcRoot, r.PID)
+	d, err := allocator.Detect(proc.NewFS(r.ProcRoot), r.PID)
 	if err != nil {
 		return nil, err
 	}

@@ -57,13 +57,13 @@ func OOMViews(r *OOMRequest) ([]*report.CgroupView, error) {
 	if err != nil {
 		return nil, err
 	}
-	memcg.Verify(reports, memcg.VerifyOptions{Live: live, ProcRoot: r.ProcRoot, SysRoot: r.SysRoot})
+	memcg.Verify(reports, memcg.VerifyOptions{Live: live, Proc: proc.NewFS(r.ProcRoot), SysRoot: r.SysRoot})
 	if !r.All {
 		reports = reports[len(reports)-1:]
 	}
 	var boot time.Time // zero unless the log is this boot's
 	if live {
-		boot, _ = memcg.BootTime(proc.Root(r.ProcRoot))
+		boot, _ = memcg.BootTime(proc.NewFS(r.ProcRoot))
 	}
 	var views []*report.CgroupView
 	for _, rep := range reports {

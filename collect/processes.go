@@ -22,7 +22,7 @@ type ProcessName struct {
 // prefix, in pid order. Kernel threads are left out: they have no memory
 // to explain.
 func LiveProcesses(procRoot, prefix string) []ProcessName {
-	procRoot = proc.Root(procRoot)
+	procRoot = proc.NewFS(procRoot).Root()
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
 		return nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/memdiag/memdiag/allocator"
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/pmap"
 )
@@ -68,8 +69,8 @@ func ReadLiveMappings(ctx context.Context, r LiveRequest) (*LiveMappings, error)
 		return nil, err
 	}
 	lm := &LiveMappings{Process: p, Hints: p.Hints, Notes: append([]string{}, p.Notes...)}
-	if jvm, _ := jmx.IsJVM(r.ProcRoot, r.PID); jvm {
-		m, err := jmx.ReadPID(ctx, r.PID, jmx.ReadOptions{ProcRoot: r.ProcRoot, NoAttach: !r.Attach, Timeout: 15 * time.Second, Notify: r.Notify})
+	if jvm, _ := jmx.IsJVM(proc.NewFS(r.ProcRoot), r.PID); jvm {
+		m, err := jmx.ReadPID(ctx, r.PID, jmx.ReadOptions{Proc: proc.NewFS(r.ProcRoot), NoAttach: !r.Attach, Timeout: 15 * time.Second, Notify: r.Notify})
 		if err != nil {
 			lm.Notes = append(lm.Notes, "JVM: "+err.Error())
 		} else {
@@ -79,7 +80,7 @@ func ReadLiveMappings(ctx context.Context, r LiveRequest) (*LiveMappings, error)
 			}
 		}
 	}
-	if d, err := allocator.Detect(r.ProcRoot, r.PID); err == nil && d.Kind != allocator.Unknown {
+	if d, err := allocator.Detect(proc.NewFS(r.ProcRoot), r.PID); err == nil && d.Kind != allocator.Unknown {
 		lm.Notes = append(lm.Notes, AllocatorNote(d))
 	}
 	return lm, nil

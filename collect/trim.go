@@ -48,7 +48,7 @@ type Trim struct {
 // PlanTrim reads the process and decides what to call, and how: with
 // DryRun, all there is to do.
 func PlanTrim(r TrimRequest) (*Trim, error) {
-	procRoot := proc.Root(r.ProcRoot)
+	procRoot := proc.NewFS(r.ProcRoot).Root()
 	before, err := readStatus(procRoot, r.PID)
 	if err != nil {
 		return nil, err
@@ -57,11 +57,11 @@ func PlanTrim(r TrimRequest) (*Trim, error) {
 	if err != nil {
 		return nil, err
 	}
-	det, err := allocator.Detect(procRoot, r.PID)
+	det, err := allocator.Detect(proc.NewFS(procRoot), r.PID)
 	if err != nil {
 		return nil, err
 	}
-	isJVM, _ := jmx.IsJVM(procRoot, r.PID)
+	isJVM, _ := jmx.IsJVM(proc.NewFS(procRoot), r.PID)
 	t := &Trim{r: r, procRoot: procRoot, det: det, started: started,
 		useJVM: isJVM && !r.NoJVM && det.Kind == allocator.Glibc,
 		View: &report.TrimView{PID: r.PID, Command: before.Name, Allocator: string(det.Kind), DryRun: r.DryRun,
@@ -111,7 +111,7 @@ func (t *Trim) before(ctx context.Context) error {
 	r, v := t.r, t.View
 	// One canary for the calls before, of and after the trim: gdb (or the
 	// calls without it) is proven once.
-	inj := gdbinject.Injector{ProcRoot: r.ProcRoot, Timeout: r.Timeout, Notify: r.Notify, Canary: &gdbinject.Canary{}}
+	inj := gdbinject.Injector{Proc: proc.NewFS(r.ProcRoot), Timeout: r.Timeout, Notify: r.Notify, Canary: &gdbinject.Canary{}}
 	t.live = allocator.Live{Injector: inj, NoGDB: r.NoGDB, Canary: &allocator.PtraceCanary{}}
 	switch {
 	case t.useJVM:
@@ -157,7 +157,7 @@ func (t *Trim) call(ctx context.Context) error {
 		}
 		return err
 	}
-	reply, err := jmx.Attacher{ProcRoot: r.ProcRoot, Timeout: r.Timeout, Notify: r.Notify}.TrimNativeHeap(ctx, r.PID)
+	reply, err := jmx.Attacher{Proc: proc.NewFS(r.ProcRoot), Timeout: r.Timeout, Notify: r.Notify}.TrimNativeHeap(ctx, r.PID)
 	if errors.Is(err, jmx.ErrNoTrimNativeHeap) {
 		return fmt.Errorf("process %d: %w; --no-jvm calls malloc_trim through gdb instead", r.PID, err)
 	}

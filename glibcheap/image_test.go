@@ -138,7 +138,7 @@ func TestPrefetchMatchesWalk(t *testing.T) {
 // capture stops process pid and keeps what the walk reads.
 func captureImage(t *testing.T, pid int, doc []byte) *image {
 	t.Helper()
-	p, err := procmem.Open("", pid)
+	p, err := procmem.Open(proc.FS{}, pid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ const attempts = 8
 
 // Read reads process pid's heap.
 func (rd Reader) Read(pid int) (*Heap, error) {
-	p, err := procmem.Open(rd.ProcRoot, pid)
+	p, err := procmem.Open(proc.NewFS(rd.ProcRoot), pid)
 	if err != nil {
 		return nil, err
 	}

@@ -16,10 +16,10 @@ import (
 // expvar page of a Go program that imports expvar.
 var ErrUnrecognized = errors.New("no runtime memstats in it")
 
-// MaxExpvar bounds what is read: a Go program's /debug/vars is a few KiB
+// maxExpvar bounds what is read: a Go program's /debug/vars is a few KiB
 // (memstats with its 256 pause times and 68 size classes, and the
 // program's own vars).
-const MaxExpvar = 4 << 20
+const maxExpvar = 4 << 20
 
 // MemStats is what memdiag uses of runtime.MemStats, in bytes.
 type MemStats struct {
@@ -58,20 +58,20 @@ func (m *MemStats) IdleNotReleasedBytes() uint64 {
 	return m.HeapIdleBytes - m.HeapReleasedBytes
 }
 
-// ParseExpvar reads an expvar page (/debug/vars) from r; name is used in
+// parseExpvar reads an expvar page (/debug/vars) from r; name is used in
 // errors and as the source.
-func ParseExpvar(r io.Reader, name string) (*MemStats, error) {
+func parseExpvar(r io.Reader, name string) (*MemStats, error) {
 	var page struct {
 		MemStats *struct {
 			HeapSys, HeapInuse, HeapIdle, HeapReleased, HeapAlloc, StackSys, Sys, NextGC *uint64
 			NumGC                                                                        *uint32
 		} `json:"memstats"`
 	}
-	lr := &io.LimitedReader{R: r, N: MaxExpvar + 1}
+	lr := &io.LimitedReader{R: r, N: maxExpvar + 1}
 	dec := json.NewDecoder(lr)
 	if err := dec.Decode(&page); err != nil {
 		if lr.N == 0 {
-			return nil, fmt.Errorf("%s: more than %d bytes: not an expvar page", name, MaxExpvar)
+			return nil, fmt.Errorf("%s: more than %d bytes: not an expvar page", name, maxExpvar)
 		}
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
@@ -82,8 +82,8 @@ func ParseExpvar(r io.Reader, name string) (*MemStats, error) {
 		}
 		return nil, fmt.Errorf("%s: %w (want the JSON of /debug/vars)", name, err)
 	}
-	if dec.InputOffset() > MaxExpvar {
-		return nil, fmt.Errorf("%s: more than %d bytes: not an expvar page", name, MaxExpvar)
+	if dec.InputOffset() > maxExpvar {
+		return nil, fmt.Errorf("%s: more than %d bytes: not an expvar page", name, maxExpvar)
 	}
 	m := page.MemStats
 	if m == nil {

@@ -18,7 +18,7 @@ func TestParseExpvarCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := ParseExpvar(bytes.NewReader(b), "expvar.json")
+	m, err := parseExpvar(bytes.NewReader(b), "expvar.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,14 +36,14 @@ func TestParseExpvarErrors(t *testing.T) {
 		{`{"memstats": {"HeapSys": 10,`, "truncated"},
 		{`<html>`, "byte 1"},
 		{`{"memstats": {"HeapSys": -1}}`, "cannot unmarshal"},
-		{`{"memstats": "` + strings.Repeat("x", MaxExpvar) + `"}`, "more than"},
+		{`{"memstats": "` + strings.Repeat("x", maxExpvar) + `"}`, "more than"},
 	} {
-		_, err := ParseExpvar(strings.NewReader(c.in), "in")
+		_, err := parseExpvar(strings.NewReader(c.in), "in")
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "in") {
 			t.Errorf("%.40q: got %v, want %q", c.in, err, c.want)
 		}
 	}
-	if _, err := ParseExpvar(strings.NewReader(`{}`), "in"); !errors.Is(err, ErrUnrecognized) {
+	if _, err := parseExpvar(strings.NewReader(`{}`), "in"); !errors.Is(err, ErrUnrecognized) {
 		t.Errorf("{}: got %v", err)
 	}
 }
@@ -55,7 +55,7 @@ func FuzzParseExpvar(f *testing.F) {
 	}
 	f.Add([]byte(`{"memstats": {"HeapSys": 10, "HeapInuse": 4, "HeapIdle": 6, "HeapReleased": 1}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := ParseExpvar(bytes.NewReader(b), "fuzz")
+		m, err := parseExpvar(bytes.NewReader(b), "fuzz")
 		if err != nil {
 			return
 		}

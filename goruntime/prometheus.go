@@ -34,9 +34,9 @@ func Parse(r io.Reader, name string) (*MemStats, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, _ := br.Peek(512)
 	if t := bytes.TrimLeft(head, " \t\r\n"); len(t) > 0 && t[0] == '{' {
-		return ParseExpvar(br, name)
+		return parseExpvar(br, name)
 	}
-	return ParsePrometheus(br, name)
+	return parsePrometheus(br, name)
 }
 
 // runtimeMetrics are the names client_golang gives runtime/metrics
@@ -55,15 +55,15 @@ const (
 	gcMemoryLimit     = "go_gc_gomemlimit_bytes"
 )
 
-// ParsePrometheus reads a Go program's heap from a Prometheus text page:
+// parsePrometheus reads a Go program's heap from a Prometheus text page:
 // the Go collector's go_memstats_* gauges, or where the program exposes
 // runtime/metrics instead, their go_memory_classes_* names; and GOGC and
 // GOMEMLIMIT (go_gc_gogc_percent, go_gc_gomemlimit_bytes) where given.
-func ParsePrometheus(r io.Reader, name string) (*MemStats, error) {
+func parsePrometheus(r io.Reader, name string) (*MemStats, error) {
 	m := &MemStats{Source: name}
 	seen := map[string]bool{}
 	metrics := map[string]float64{}
-	sc := bufio.NewScanner(io.LimitReader(r, MaxExpvar*4))
+	sc := bufio.NewScanner(io.LimitReader(r, maxExpvar*4))
 	sc.Buffer(make([]byte, 64<<10), maxLine)
 	for line := 1; sc.Scan(); line++ {
 		t := sc.Text()

@@ -1,14 +1,12 @@
 package jmx
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,25 +32,22 @@ var (
 	ErrAttachDisabled = fmt.Errorf("%w: the JVM cannot be attached to", ErrAttach)
 )
 
-// MaxReply bounds a jcmd answer read from the attach socket. The largest
+// maxReply bounds a jcmd answer read from the attach socket. The largest
 // real one memdiag asks for, VM.native_memory detail of a large JVM, is a
 // few MiB; the others are bounded tighter (replyLimit).
-const MaxReply = 16 << 20
+const maxReply = 16 << 20
 
 // replyLimit is the most memdiag reads of the answer to command: a few KiB
-// to a few hundred KiB in practice, MaxReply for NMT's detail.
+// to a few hundred KiB in practice, maxReply for NMT's detail.
 func replyLimit(command string) int64 {
 	switch {
 	case command == "VM.version", strings.HasPrefix(command, "System."):
 		return 64 << 10
 	case command == "VM.native_memory detail", !strings.HasPrefix(command, "GC.") && !strings.HasPrefix(command, "VM."):
-		return MaxReply
+		return maxReply
 	}
 	return 1 << 20 // GC.heap_info, VM.flags, VM.native_memory summary
 }
-
-// maxCmdline bounds the read of /proc/PID/cmdline (ARG_MAX is 2 MiB).
-const maxCmdline = 4 << 20
 
 // Attacher runs jcmd commands in a HotSpot JVM through its attach socket,
 // the protocol jcmd and jattach speak: no JDK tools needed on the host.
@@ -66,8 +61,8 @@ const maxCmdline = 4 << 20
 // with SO_PEERCRED, and bounds the reply. It signals a JVM only when the JVM can attach and
 // catches SIGQUIT.
 type Attacher struct {
-	// ProcRoot is the proc filesystem, "/proc" when empty.
-	ProcRoot string
+	// Proc is the proc filesystem.
+	Proc proc.FS
 	// Timeout bounds waiting for the JVM's attach listener and its answer.
 	// 0 means 10 s.
 	Timeout time.Duration
@@ -76,17 +71,16 @@ type Attacher struct {
 	Notify func(msg string)
 }
 
-func (a Attacher) proc(pid int) string { return proc.Dir(a.ProcRoot, pid) }
-
 // IsJVM reports whether libjvm.so is mapped in the process.
-func IsJVM(procRoot string, pid int) (bool, error) {
-	return proc.HasLibrary(procRoot, pid, "libjvm.so")
+func IsJVM(fsys proc.FS, pid int) (bool, error) {
+	return fsys.HasLibrary(pid, "libjvm.so")
 }
 
 // jvmTarget is what the attach needs to know of the JVM.
 type jvmTarget struct {
 	pid  int
-	proc string
+	fs   proc.FS
+	proc string // its directory, "/proc/PID"
 	ids  proc.IDs
 	// start is the process's start time when it was identified: the
 	// attach signal goes only to a process that still has it.
@@ -94,18 +88,18 @@ type jvmTarget struct {
 }
 
 func (a Attacher) target(pid int) (jvmTarget, error) {
-	jvm, err := IsJVM(a.ProcRoot, pid)
+	jvm, err := IsJVM(a.Proc, pid)
 	if err != nil {
 		return jvmTarget{}, err
 	}
 	if !jvm {
 		return jvmTarget{}, fmt.Errorf("process %d: %w (no libjvm.so mapped)", pid, ErrNotJVM)
 	}
-	t := jvmTarget{pid: pid, proc: a.proc(pid)}
-	if t.ids, err = proc.ReadStatus(t.proc, pid); err != nil {
+	t := jvmTarget{pid: pid, fs: a.Proc, proc: a.Proc.Dir(pid)}
+	if t.ids, err = a.Proc.Status(pid); err != nil {
 		return jvmTarget{}, fmt.Errorf("process %d: %w", pid, err)
 	}
-	if t.start, _, err = proc.StartTime(t.proc); err != nil {
+	if t.start, _, err = a.Proc.StartTime(pid); err != nil {
 		return jvmTarget{}, procError(pid, "reading its start time", err)
 	}
 	return t, nil
@@ -238,7 +232,7 @@ func (t jvmTarget) attachable(root *os.File) error {
 	if !t.ids.Catches(int(syscall.SIGQUIT)) {
 		return fmt.Errorf("process %d: %w: it does not catch SIGQUIT (started with -Xrs or -XX:+ReduceSignalUsage?), so the signal that starts the attach listener would end it; memdiag sent none", t.pid, ErrAttachDisabled)
 	}
-	if args, err := readCmdline(t.proc); err == nil {
+	if args, err := t.fs.Cmdline(t.pid); err == nil {
 		for _, arg := range args {
 			if arg == "-XX:+DisableAttachMechanism" || arg == "-XX:+ReduceSignalUsage" {
 				return fmt.Errorf("process %d: %w: started with %s; memdiag sent no signal (hsperfdata is still read)", t.pid, ErrAttachDisabled, arg)
@@ -272,26 +266,13 @@ func (t jvmTarget) signalAttach(ctx context.Context) error {
 	defer unix.Close(pidfd)
 	// The pidfd holds whatever process had the pid when it was opened;
 	// the start time read after says it is the JVM identified.
-	if start, _, err := proc.StartTime(t.proc); err != nil || start != t.start {
+	if start, _, err := t.fs.StartTime(t.pid); err != nil || start != t.start {
 		return fmt.Errorf("process %d: %w: it exited since it was identified (start time %s, was %s); not signalled", t.pid, proc.ErrNoProcess, start, t.start)
 	}
 	if err := unix.PidfdSendSignal(pidfd, unix.SIGQUIT, nil, 0); err != nil {
 		return fmt.Errorf("process %d: signalling the JVM: %w (needs its uid or CAP_KILL)", t.pid, err)
 	}
 	return nil
-}
-
-func readCmdline(proc string) ([]string, error) {
-	f, err := os.Open(filepath.Join(proc, "cmdline"))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := targetfs.ReadAll(f, maxCmdline, f.Name())
-	if err != nil {
-		return nil, err
-	}
-	return strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00"), nil
 }
 
 // startListener asks the JVM to open its attach socket: an

@@ -29,11 +29,11 @@ type PerfCounter struct {
 	Units  uint8 // 1 none, 2 bytes, 3 ticks, 4 events, 5 string, 6 hertz
 }
 
-// ParseHsperf reads the JVM's performance data (the file
+// parseHsperf reads the JVM's performance data (the file
 // /tmp/hsperfdata_<user>/<pid>): a 32-byte prologue (magic CAFEC0C0, byte
 // order, version, used, overflow, modification time, entry offset, entry
 // count) and self-describing entries. name labels errors.
-func ParseHsperf(b []byte, name string) (map[string]PerfCounter, error) {
+func parseHsperf(b []byte, name string) (map[string]PerfCounter, error) {
 	if len(b) < 32 || !bytes.Equal(b[:4], []byte{0xca, 0xfe, 0xc0, 0xc0}) {
 		return nil, &ParseError{Name: name, Msg: "no CAFEC0C0 magic: not a HotSpot performance data file", Err: ErrNotHsperf}
 	}
@@ -88,9 +88,9 @@ func ParseHsperf(b []byte, name string) (map[string]PerfCounter, error) {
 	return out, nil
 }
 
-// MaxHsperf bounds an hsperfdata file. HotSpot's is PerfDataMemorySize,
+// maxHsperf bounds an hsperfdata file. HotSpot's is PerfDataMemorySize,
 // 64 KiB by default; a larger file is refused unread.
-const MaxHsperf = 16 << 20
+const maxHsperf = 16 << 20
 
 // maxTmpEntries bounds the names of the JVM's /tmp looked through for its
 // hsperfdata_<user> directory, and maxCandidates the hsperfdata_*
@@ -103,7 +103,7 @@ const (
 // readHsperfOf reads the performance data file of the JVM with ids, in its
 // own mount namespace: <its root>/tmp/hsperfdata_<user>/<nspid>. A
 // directory or file not owned by the JVM's uid, a symlink, anything but a
-// regular file of at most MaxHsperf bytes, is passed over: another user
+// regular file of at most maxHsperf bytes, is passed over: another user
 // can make /tmp/hsperfdata_<anyone>/<pid>, only the JVM's own is its.
 // hsperfdata_<the uid's name on this host> is tried first. It returns the
 // counters and the path read, in the process's terms.
@@ -130,7 +130,7 @@ func readHsperfOf(root *os.File, ids proc.IDs) (map[string]PerfCounter, string, 
 			}
 			return nil, "", false, nil
 		}
-		c, err := ParseHsperf(b, path)
+		c, err := parseHsperf(b, path)
 		return c, path, true, err
 	}
 	first := ""
@@ -184,7 +184,7 @@ func readOwned(tmp *os.File, dirName, file string, uid int) ([]byte, error) {
 		}
 		return nil, err
 	}
-	return targetfs.ReadRegular(dir, file, uid, MaxHsperf)
+	return targetfs.ReadRegular(dir, file, uid, maxHsperf)
 }
 
 // codePoolName names hsperfdata's compiled code (sun.ci.nmethodCodeSize).

@@ -8,7 +8,7 @@ import (
 )
 
 // encodeHsperf writes counters as a HotSpot performance data file (version
-// 2.0) in the given byte order: what ParseHsperf reads, from the other
+// 2.0) in the given byte order: what parseHsperf reads, from the other
 // side, so that a parse can be checked by a round trip.
 func encodeHsperf(cs map[string]PerfCounter, order binary.ByteOrder) []byte {
 	names := make([]string, 0, len(cs))
@@ -81,7 +81,7 @@ func hsperfSeed() map[string]PerfCounter {
 func TestHsperfRoundTrip(t *testing.T) {
 	want := hsperfSeed()
 	for _, order := range []binary.ByteOrder{binary.BigEndian, binary.LittleEndian} {
-		got, err := ParseHsperf(encodeHsperf(want, order), "seed")
+		got, err := parseHsperf(encodeHsperf(want, order), "seed")
 		if err != nil {
 			t.Fatalf("%v: %v", order, err)
 		}

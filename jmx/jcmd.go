@@ -34,11 +34,11 @@ var (
 // (a call site's frame in a detail report) are a few hundred bytes.
 const maxJcmdLine = 1 << 20
 
-// MaxNMTRegions bounds the committed regions a detail report may list. A
+// maxNMTRegions bounds the committed regions a detail report may list. A
 // process has at most vm.max_map_count mappings (65530 by default), and a
 // JVM's committed regions are fewer still; the report comes from the JVM,
 // which its user controls.
-const MaxNMTRegions = 1 << 17
+const maxNMTRegions = 1 << 17
 
 // nmtSlackKB is how far the categories of a summary may fall short of its
 // Total line and the summary still be whole: each of HotSpot's memory types
@@ -216,8 +216,8 @@ func (p *nmtParser) parseLine(text string) error {
 }
 
 func (p *nmtParser) addRegion(r NMTRegion) error {
-	if len(p.n.Regions) == MaxNMTRegions {
-		return &ParseError{Name: p.name, Line: p.line, Msg: fmt.Sprintf("more than %d committed regions: more than a process can map (vm.max_map_count is 65530 by default)", MaxNMTRegions)}
+	if len(p.n.Regions) == maxNMTRegions {
+		return &ParseError{Name: p.name, Line: p.line, Msg: fmt.Sprintf("more than %d committed regions: more than a process can map (vm.max_map_count is 65530 by default)", maxNMTRegions)}
 	}
 	p.n.Regions = append(p.n.Regions, r)
 	return nil

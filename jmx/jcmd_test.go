@@ -188,7 +188,7 @@ func TestHsperfLive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the JVM ran with -XX:+UsePerfData but left no hsperfdata: %v", err)
 	}
-	c, err := ParseHsperf(b, "live")
+	c, err := parseHsperf(b, "live")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,8 +201,8 @@ func TestHsperfLive(t *testing.T) {
 		t.Errorf("heap from hsperfdata: %+v", m.Heap)
 	}
 	for _, bad := range [][]byte{nil, []byte("not hsperf data, no magic here at all"), append(append([]byte{}, b[:40]...), 0xff)} {
-		if _, err := ParseHsperf(bad, "bad"); !errors.Is(err, ErrNotHsperf) {
-			t.Errorf("ParseHsperf(%d bytes) = %v, want ErrNotHsperf", len(bad), err)
+		if _, err := parseHsperf(bad, "bad"); !errors.Is(err, ErrNotHsperf) {
+			t.Errorf("parseHsperf(%d bytes) = %v, want ErrNotHsperf", len(bad), err)
 		}
 	}
 }
@@ -215,11 +215,11 @@ func FuzzHsperf(f *testing.F) {
 	f.Add(encodeHsperf(hsperfSeed(), binary.LittleEndian))
 	f.Add([]byte{0xca, 0xfe, 0xc0, 0xc0, 1, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0, 0, 1, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := ParseHsperf(b, "fuzz")
+		c, err := parseHsperf(b, "fuzz")
 		if err != nil {
 			return
 		}
-		again, err := ParseHsperf(encodeHsperf(c, binary.LittleEndian), "again")
+		again, err := parseHsperf(encodeHsperf(c, binary.LittleEndian), "again")
 		if err != nil {
 			t.Fatalf("the counters parsed, written back, do not parse: %v", err)
 		}
@@ -366,7 +366,7 @@ func TestParseNMTRegionsBounded(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("Native Memory Tracking:\n\nTotal: reserved=1KB, committed=1KB\n\nVirtual memory map:\n\n")
 	b.WriteString("[0x0000000000001000 - 0x0000100000001000] reserved 1KB for Other from\n")
-	for i := 0; i <= MaxNMTRegions; i++ {
+	for i := 0; i <= maxNMTRegions; i++ {
 		fmt.Fprintf(&b, "\t[0x%x - 0x%x] committed 4KB from\n", 0x1000+i*0x1000, 0x2000+i*0x1000)
 	}
 	_, err := ParseNMT(strings.NewReader(b.String()), "huge")

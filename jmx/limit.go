@@ -4,22 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/humanize"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // ErrBadSize means a JVM size flag that is not a number of bytes with an
 // optional k, m, g or t suffix.
 var ErrBadSize = errors.New("not a JVM size")
 
-// ParseSize reads a size as the JVM's -XX flags take it: bytes, or a
+// parseSize reads a size as the JVM's -XX flags take it: bytes, or a
 // number with a k, m, g or t suffix (binary multiples, either case).
-func ParseSize(v string) (uint64, error) {
+func parseSize(v string) (uint64, error) {
 	digits, shift := v, 0
 	if v != "" {
 		switch v[len(v)-1] {
@@ -49,7 +49,7 @@ func ParseSize(v string) (uint64, error) {
 // known.
 func (m *JVMMemory) MaxDirectBytes() (n uint64, from string, ok bool) {
 	if v, set := m.Flags["MaxDirectMemorySize"]; set {
-		if n, err := ParseSize(v); err == nil && n > 0 {
+		if n, err := parseSize(v); err == nil && n > 0 {
 			return n, "-XX:MaxDirectMemorySize", true
 		}
 	}
@@ -61,8 +61,8 @@ func (m *JVMMemory) MaxDirectBytes() (n uint64, from string, ok bool) {
 
 // cmdlineFlags reads the -XX:Name=value flags of a JVM's command line,
 // for a JVM that is not attached to (VM.flags is the attach's).
-func cmdlineFlags(procRoot string, pid int) map[string]string {
-	args, err := readCmdline(filepath.Join(procRoot, strconv.Itoa(pid)))
+func cmdlineFlags(fsys proc.FS, pid int) map[string]string {
+	args, err := fsys.Cmdline(pid)
 	if err != nil {
 		return nil
 	}
@@ -84,19 +84,19 @@ func cmdlineFlags(procRoot string, pid int) map[string]string {
 // hsperfdata only — no attach, no signal — and the command line for
 // -XX:MaxDirectMemorySize. ok is false for a process that is no JVM, or
 // whose maximum heap is not known.
-func OverLimit(ctx context.Context, procRoot string, pid int, command string, limitBytes uint64) (f finding.Finding, ok bool) {
+func OverLimit(ctx context.Context, fsys proc.FS, pid int, command string, limitBytes uint64) (f finding.Finding, ok bool) {
 	if limitBytes == 0 {
 		return f, false
 	}
-	if isJVM, _ := IsJVM(procRoot, pid); !isJVM {
+	if isJVM, _ := IsJVM(fsys, pid); !isJVM {
 		return f, false
 	}
-	mem, err := ReadPID(ctx, pid, ReadOptions{ProcRoot: procRoot, NoAttach: true, Timeout: 5 * time.Second})
+	mem, err := ReadPID(ctx, pid, ReadOptions{Proc: fsys, NoAttach: true, Timeout: 5 * time.Second})
 	if err != nil || mem.Heap.MaxBytes == nil {
 		return f, false
 	}
 	if mem.Flags == nil {
-		mem.Flags = cmdlineFlags(procRoot, pid)
+		mem.Flags = cmdlineFlags(fsys, pid)
 	}
 	heapMax := *mem.Heap.MaxBytes
 	direct, directFrom, _ := mem.MaxDirectBytes()

@@ -17,15 +17,15 @@ func TestParseSize(t *testing.T) {
 		{"17179869184g", 0, true}, // overflows 64 bits
 		{"18446744073709551616", 0, true},
 	} {
-		got, err := ParseSize(c.in)
+		got, err := parseSize(c.in)
 		if c.bad {
 			if !errors.Is(err, ErrBadSize) {
-				t.Errorf("ParseSize(%q) = %d, %v; want ErrBadSize", c.in, got, err)
+				t.Errorf("parseSize(%q) = %d, %v; want ErrBadSize", c.in, got, err)
 			}
 			continue
 		}
 		if err != nil || got != c.want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", c.in, got, err, c.want)
+			t.Errorf("parseSize(%q) = %d, %v; want %d", c.in, got, err, c.want)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/targetfs"
 	"github.com/memdiag/memdiag/pmap"
 )
@@ -66,7 +67,8 @@ type JVMMemory struct {
 
 // ReadOptions choose the sources of a live read.
 type ReadOptions struct {
-	ProcRoot string
+	// Proc is the proc filesystem.
+	Proc proc.FS
 	// NoAttach forbids the attach mechanism: hsperfdata only.
 	NoAttach bool
 	Timeout  time.Duration
@@ -78,7 +80,7 @@ type ReadOptions struct {
 // disturbance at all), then — unless forbidden — GC.heap_info,
 // VM.native_memory summary and VM.version through the attach socket.
 func ReadPID(ctx context.Context, pid int, o ReadOptions) (*JVMMemory, error) {
-	a := Attacher{ProcRoot: o.ProcRoot, Timeout: o.Timeout, Notify: o.Notify}
+	a := Attacher{Proc: o.Proc, Timeout: o.Timeout, Notify: o.Notify}
 	if o.Timeout > 0 {
 		// One deadline for the whole read, not one per command.
 		var cancel context.CancelFunc

@@ -69,10 +69,10 @@ type Capturer struct {
 	Canary *gdbinject.Canary
 }
 
-func (c Capturer) procRoot() string { return proc.Root(c.ProcRoot) }
+func (c Capturer) procFS() proc.FS { return proc.NewFS(c.ProcRoot) }
 
 func (c Capturer) injector() gdbinject.Injector {
-	return gdbinject.Injector{GDB: c.GDB, ProcRoot: c.ProcRoot, Timeout: c.Timeout, Notify: c.Notify, Canary: c.Canary}
+	return gdbinject.Injector{GDB: c.GDB, Proc: c.procFS(), Timeout: c.Timeout, Notify: c.Notify, Canary: c.Canary}
 }
 
 // Source names where a capture of process pid comes from, for evidence.
@@ -99,13 +99,13 @@ func (c Capturer) CaptureDocument(ctx context.Context, pid int) ([]byte, error) 
 		return c.readDocument(ctx, pid)
 	}
 	// A zombie's maps are empty: checkGlibc would call it not glibc's.
-	if err := gdbinject.CheckAlive(c.ProcRoot, pid); err != nil {
+	if err := gdbinject.CheckAlive(c.procFS(), pid); err != nil {
 		return nil, err
 	}
 	if err := c.injector().CheckNotGo(pid, "malloc_info"); err != nil {
 		return nil, err
 	}
-	libc, err := checkGlibc(c.procRoot(), pid)
+	libc, err := checkGlibc(c.procFS(), pid)
 	if err != nil {
 		return nil, err
 	}
@@ -214,8 +214,8 @@ end
 
 // checkGlibc looks for glibc's libc.so among the process's mappings and
 // returns its path.
-func checkGlibc(procRoot string, pid int) (string, error) {
-	path, err := proc.FindMapping(procRoot, pid, func(p string) bool {
+func checkGlibc(fsys proc.FS, pid int) (string, error) {
+	path, err := fsys.FindMapping(pid, func(p string) bool {
 		return strings.HasSuffix(p, "/libc.so.6") || strings.Contains(p, "/libc-2.") || strings.Contains(p, "/ld-musl")
 	})
 	switch {

@@ -24,7 +24,7 @@ type Member struct {
 // their RSS from /proc/PID/status; processes that exit meanwhile are left
 // out. A cgroup.procs that cannot be read whole is an error: a list cut
 // short would hide the processes after the cut.
-func (g *Group) Members(procRoot string) ([]Member, error) {
+func (g *Group) Members(fsys proc.FS) ([]Member, error) {
 	b, err := readBounded(filepath.Join(g.Dir, "cgroup.procs"), maxProcs)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil // a saved cgroup directory, without its processes
@@ -38,7 +38,7 @@ func (g *Group) Members(procRoot string) ([]Member, error) {
 		if err != nil {
 			continue
 		}
-		if st, err := proc.ReadStatus(filepath.Join(procRoot, strconv.Itoa(pid)), pid); err == nil {
+		if st, err := fsys.Status(pid); err == nil {
 			out = append(out, Member{PID: pid, Command: st.Name, RSSBytes: st.RSSBytes, AnonBytes: st.RSSAnonBytes, ShmemMapBytes: st.RSSShmemBytes})
 		}
 	}

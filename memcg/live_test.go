@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
 
@@ -46,7 +47,7 @@ func TestLiveCgroupV1(t *testing.T) {
 	if sum != g.UsageBytes || g.Stat["shmem"] < 20<<20 || g.LimitBytes != 64<<20 {
 		t.Errorf("breakdown sums to %d, usage %d; shmem %d; limit %d", sum, g.UsageBytes, g.Stat["shmem"], g.LimitBytes)
 	}
-	members, err := g.Members("/proc")
+	members, err := g.Members(proc.FS{})
 	if err != nil {
 		t.Fatal(err)
 	}

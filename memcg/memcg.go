@@ -20,6 +20,7 @@ import (
 
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/internal/parseerr"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // ErrMalformed means a cgroup file or report could not be read.
@@ -147,26 +148,22 @@ func (g *Group) ReclaimableBytes() uint64 {
 // Locate finds the memory cgroup of process pid: the v1 memory hierarchy
 // if one is mounted, else the unified (v2) one. sysRoot is where cgroup
 // filesystems are mounted ("/sys/fs/cgroup").
-func Locate(procRoot, sysRoot string, pid int) (dir, path string, version int, err error) {
-	b, err := readSmall(filepath.Join(procRoot, strconv.Itoa(pid), "cgroup"))
+func Locate(fsys proc.FS, sysRoot string, pid int) (dir, path string, version int, err error) {
+	groups, err := fsys.Cgroup(pid)
 	if err != nil {
 		return "", "", 0, fmt.Errorf("process %d: %w", pid, err)
 	}
 	var v2 string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.SplitN(line, ":", 3)
-		if len(f) != 3 {
+	for _, g := range groups {
+		if g.Unified() {
+			v2 = g.Path
 			continue
 		}
-		if f[1] == "" && f[0] == "0" {
-			v2 = f[2]
-			continue
-		}
-		for _, c := range strings.Split(f[1], ",") {
+		for _, c := range g.Controllers {
 			if c == "memory" {
-				d := filepath.Join(sysRoot, "memory", filepath.Clean("/"+f[2]))
+				d := filepath.Join(sysRoot, "memory", filepath.Clean("/"+g.Path))
 				if _, err := os.Stat(filepath.Join(d, "memory.usage_in_bytes")); err == nil {
-					return d, f[2], 1, nil
+					return d, g.Path, 1, nil
 				}
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/testprog"
 )
 
@@ -149,7 +150,7 @@ func TestOOMVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proc, sys := t.TempDir(), t.TempDir()
+	procDir, sys := t.TempDir(), t.TempDir()
 	cg := filepath.Join(sys, "kubepods.slice/kubepods-burstable.slice/memdiag-capture-15160.scope")
 	if err := os.MkdirAll(cg, 0o755); err != nil {
 		t.Fatal(err)
@@ -172,13 +173,13 @@ func TestOOMVerify(t *testing.T) {
 		{"the cgroup counted none", "oom_kill 3\n", "oom_kill 0\n", true, false, "its oom_kill counter says 0"},
 		{"counted", "oom_kill 3\n", "oom 1\noom_kill 1\n", true, true, "consistent"},
 	} {
-		write(filepath.Join(proc, "vmstat"), tc.vmstat)
+		write(filepath.Join(procDir, "vmstat"), tc.vmstat)
 		write(filepath.Join(cg, "memory.events"), tc.events)
 		rs, err := ParseOOM(strings.NewReader(string(real)), "k")
 		if err != nil {
 			t.Fatal(err)
 		}
-		Verify(rs, VerifyOptions{Live: tc.live, ProcRoot: proc, SysRoot: sys})
+		Verify(rs, VerifyOptions{Live: tc.live, Proc: proc.NewFS(procDir), SysRoot: sys})
 		if rs[0].Verified != tc.want || !strings.Contains(rs[0].Trust, tc.why) {
 			t.Errorf("%s: verified %v, %q; want %v, %q", tc.name, rs[0].Verified, rs[0].Trust, tc.want, tc.why)
 		}
@@ -212,7 +213,7 @@ func TestReadFailsPastTheBound(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(procs), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (&Group{Dir: dir}).Members("/proc"); !errors.Is(err, input.ErrTooLarge) {
+	if _, err := (&Group{Dir: dir}).Members(proc.FS{}); !errors.Is(err, input.ErrTooLarge) {
 		t.Errorf("Members: %v, want cgroup.procs larger than the limit", err)
 	}
 }

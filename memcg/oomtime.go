@@ -4,16 +4,17 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // BootTime reads when the machine booted: btime in /proc/stat (seconds
 // since the epoch; see proc_stat(5)).
-func BootTime(procRoot string) (time.Time, error) {
-	path := filepath.Join(procRoot, "stat")
+func BootTime(fsys proc.FS) (time.Time, error) {
+	path := fsys.Path("stat")
 	f, err := os.Open(path)
 	if err != nil {
 		return time.Time{}, err

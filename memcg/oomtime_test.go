@@ -6,11 +6,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // TestBootTime: btime agrees with now − /proc/uptime.
 func TestBootTime(t *testing.T) {
-	boot, err := BootTime("/proc")
+	boot, err := BootTime(proc.FS{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,11 @@ type VerifyOptions struct {
 	// Live: the log is this boot's, read here (/dev/kmsg, dmesg). A saved
 	// file may come from another host or boot: its reports are left
 	// unverified.
-	Live              bool
-	ProcRoot, SysRoot string
+	Live bool
+	// Proc is the proc filesystem, SysRoot where cgroup filesystems are
+	// mounted.
+	Proc    proc.FS
+	SysRoot string
 }
 
 // Verify checks each report against what the kernel counted: /proc/vmstat
@@ -42,7 +45,7 @@ func Verify(reports []*OOMReport, o VerifyOptions) {
 			byCgroup[r.Cgroup]++
 		}
 	}
-	total, err := vmstatOOMKill(o.ProcRoot)
+	total, err := vmstatOOMKill(o.Proc)
 	switch {
 	case err != nil:
 		setTrust(reports, fmt.Sprintf("unverified: %v", err))
@@ -118,8 +121,8 @@ func findCgroup(sysRoot, path string) (*Group, string) {
 
 // vmstatOOMKill reads oom_kill from /proc/vmstat: every OOM kill since
 // boot, global or in a cgroup (Linux 4.13 and later).
-func vmstatOOMKill(procRoot string) (uint64, error) {
-	b, err := readSmall(filepath.Join(proc.Root(procRoot), "vmstat"))
+func vmstatOOMKill(fsys proc.FS) (uint64, error) {
+	b, err := readSmall(fsys.Path("vmstat"))
 	if err != nil {
 		return 0, fmt.Errorf("reading the kill counter: %w", err)
 	}
@@ -127,10 +130,10 @@ func vmstatOOMKill(procRoot string) (uint64, error) {
 		if v, ok := bytes.CutPrefix(l, []byte("oom_kill ")); ok {
 			n, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("%s/vmstat: oom_kill %q: %w", procRoot, v, err)
+				return 0, fmt.Errorf("%s: oom_kill %q: %w", fsys.Path("vmstat"), v, err)
 			}
 			return n, nil
 		}
 	}
-	return 0, fmt.Errorf("%s/vmstat counts no oom_kill (a kernel before 4.13)", procRoot)
+	return 0, fmt.Errorf("%s counts no oom_kill (a kernel before 4.13)", fsys.Path("vmstat"))
 }

@@ -20,7 +20,7 @@ import (
 	"strconv"
 )
 
-// Errors of Read, for errors.Is.
+// Errors of ReadProcess, for errors.Is.
 var (
 	// ErrNotCPython: no CPython interpreter (python3.X or libpython3.X) is
 	// mapped.

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// image is a process's memory for Read: bytes at base, every page in RAM
+// image is a process's memory for readPools: bytes at base, every page in RAM
 // unless listed in absent.
 type image struct {
 	base   uint64
@@ -75,7 +75,7 @@ func TestReadPools(t *testing.T) {
 	binary.LittleEndian.PutUint64(m.mem[first+6*pool-m.base+16:], 0)
 	m.putPool(first+7*pool, pool, 3, 5, 40, 0) // in use, linked into the middle of another pool: not a pool
 	binary.LittleEndian.PutUint64(m.mem[first+7*pool-m.base+16:], first+100)
-	s, err := Read(m, []Range{{m.base, m.base + uint64(len(m.mem))}}, pool, 1<<20, time.Time{})
+	s, err := readPools(m, []Range{{m.base, m.base + uint64(len(m.mem))}}, pool, 1<<20, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestReadForged(t *testing.T) {
 	for a := m.base; a < m.base+uint64(len(m.mem)); a += pool {
 		m.putPool(a, pool, 0, uint32(full), uint32(full), 7)
 	}
-	s, err := Read(m, []Range{{m.base, m.base + uint64(len(m.mem))}}, pool, 1<<20, time.Time{})
+	s, err := readPools(m, []Range{{m.base, m.base + uint64(len(m.mem))}}, pool, 1<<20, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestReadForged(t *testing.T) {
 			m.absent[p] = true
 		}
 	}
-	s, err = Read(m, []Range{{m.base, m.base + uint64(len(m.mem))}}, pool, 1<<20, time.Time{})
+	s, err = readPools(m, []Range{{m.base, m.base + uint64(len(m.mem))}}, pool, 1<<20, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func FuzzRead(f *testing.F) {
 			return
 		}
 		img := &image{base: 0x10000, mem: mem, absent: map[uint64]bool{}}
-		s, err := Read(img, []Range{{img.base, img.base + uint64(len(mem))}}, pool, 256<<10, time.Time{})
+		s, err := readPools(img, []Range{{img.base, img.base + uint64(len(mem))}}, pool, 256<<10, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,9 +24,9 @@ const (
 // multiple of every pool size.
 const chunkBytes = 256 << 20
 
-// Memory is what Read needs of a live process: its memory and which of
+// processMemory is what readPools needs of a live process: its memory and which of
 // its pages are in RAM. *procmem.Process is one.
-type Memory interface {
+type processMemory interface {
 	ReadAt(b []byte, addr int64) (int, error)
 	Present(start, end uint64) ([]bool, error)
 }
@@ -42,7 +42,7 @@ func ReadProcess(p *procmem.Process, v Interpreter, ranges []Range, deadline tim
 	if err != nil {
 		return nil, fmt.Errorf("process %d: %w", p.PID, err)
 	}
-	s, err := Read(p, ranges, pool, arena, deadline)
+	s, err := readPools(p, ranges, pool, arena, deadline)
 	if err != nil {
 		return nil, err
 	}
@@ -59,12 +59,12 @@ type found struct {
 	size, resident uint32
 }
 
-// Read looks for pools of poolBytes, in arenas of arenaBytes, in ranges of
+// readPools looks for pools of poolBytes, in arenas of arenaBytes, in ranges of
 // mem, until deadline (zero: none). Only pools whose first page is in RAM
 // are read, so nothing is faulted in or swapped back. Headers are believed
 // one by one (header.valid), then together: the pools that name one arena
 // must lie within one arena's size, or none of them is counted.
-func Read(mem Memory, ranges []Range, poolBytes, arenaBytes uint64, deadline time.Time) (*Stats, error) {
+func readPools(mem processMemory, ranges []Range, poolBytes, arenaBytes uint64, deadline time.Time) (*Stats, error) {
 	sorted := append([]Range(nil), ranges...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
 	inSearched := func(a uint64) bool {
@@ -96,7 +96,7 @@ func Read(mem Memory, ranges []Range, poolBytes, arenaBytes uint64, deadline tim
 }
 
 type scan struct {
-	mem        Memory
+	mem        processMemory
 	pool, page uint64
 	inSearched func(uint64) bool
 	deadline   time.Time

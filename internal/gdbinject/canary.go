@@ -109,7 +109,7 @@ func canaryKey(gdb string, cred *syscall.Credential) (string, error) {
 // calls and the registers, canaryProc.finish for its system call.
 func runCanary(ctx context.Context, in Injector, gdb string, cred *syscall.Credential, timeout time.Duration) error {
 	version := gdbVersion(ctx, gdb)
-	c, err := startCanary(cred, in.procRoot())
+	c, err := startCanary(cred, in.Proc)
 	if err != nil {
 		return fmt.Errorf("%w: proving gdb on a canary process first: %v", ErrRun, err)
 	}
@@ -125,7 +125,7 @@ func runCanary(ctx context.Context, in Injector, gdb string, cred *syscall.Crede
 	if err != nil {
 		return fmt.Errorf("%w: the canary process: %v", ErrRun, err)
 	}
-	regs := hostVectorRegs(in.procRoot())
+	regs := hostVectorRegs(in.Proc)
 	script := preamble([]string{"libc.so.6"}) + canaryScript(regs)
 	run := gdbRun{gdb: gdb, pid: c.pid(), script: script, timeout: timeout, maxOutput: 1 << 10}
 	res, runErr := runGDBAs(ctx, run, c.dir, ids, before)
@@ -205,7 +205,7 @@ func (c *canaryProc) pid() int { return c.cmd.Process.Pid }
 // memdiag may be root, and PATH the user's.
 var catPaths = [...]string{"/usr/bin/cat", "/bin/cat"}
 
-func startCanary(cred *syscall.Credential, procRoot string) (*canaryProc, error) {
+func startCanary(cred *syscall.Credential, fsys proc.FS) (*canaryProc, error) {
 	bin := ""
 	for _, p := range catPaths {
 		if _, err := os.Stat(p); err == nil {
@@ -234,7 +234,7 @@ func startCanary(cred *syscall.Credential, procRoot string) (*canaryProc, error)
 		w.Close()
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
-	c.dir = filepath.Join(procRoot, strconv.Itoa(c.pid()))
+	c.dir = fsys.Dir(c.pid())
 	go func() { c.done <- c.cmd.Wait() }()
 	if err := c.waitBlocked(5 * time.Second); err != nil {
 		c.stop()
@@ -341,11 +341,11 @@ type vectorRegs struct {
 // pattern there would fail the canary for gdb's naming, not for harm (a
 // call round-trips the state it read unchanged: targets are not hurt).
 // SSE's and AVX's offsets are the same on every CPU.
-func hostVectorRegs(procRoot string) vectorRegs {
+func hostVectorRegs(fsys proc.FS) vectorRegs {
 	if runtime.GOARCH != "amd64" {
 		return vectorRegs{}
 	}
-	if f, err := os.Open(filepath.Join(procRoot, "cpuinfo")); err == nil {
+	if f, err := os.Open(fsys.Path("cpuinfo")); err == nil {
 		defer f.Close()
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)

@@ -14,8 +14,8 @@ import (
 // reader says it). A zombie's files in /proc are empty or unreadable, so
 // without this the checks that follow would misname it ("not dynamically
 // linked with glibc", "no allocator library mapped").
-func CheckAlive(procRoot string, pid int) error {
-	_, state, err := proc.StartTime(proc.Dir(procRoot, pid))
+func CheckAlive(fsys proc.FS, pid int) error {
+	_, state, err := fsys.StartTime(pid)
 	switch {
 	case err != nil:
 		return fmt.Errorf("process %d: %w", pid, ErrNoProcess)

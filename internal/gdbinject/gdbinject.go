@@ -48,8 +48,8 @@ var (
 type Injector struct {
 	// GDB is the gdb binary; "" looks it up in PATH.
 	GDB string
-	// ProcRoot is the proc filesystem, "/proc" when empty.
-	ProcRoot string
+	// Proc is the proc filesystem.
+	Proc proc.FS
 	// Timeout bounds the whole run. On expiry gdb is interrupted; with
 	// unwindonsignal it unwinds the injected call and detaches. 0 means 30 s.
 	Timeout time.Duration
@@ -90,15 +90,13 @@ type Result struct {
 	Paused time.Duration // from gdb's start to its exit: the longest the process was stopped
 }
 
-func (in Injector) procRoot() string { return proc.Root(in.ProcRoot) }
-
 // Run runs job in process pid, after the canary (unless SkipCanary). The
 // error is one of the sentinels above, wrapped with what happened, or nil:
 // then Result.Log says whether the script's calls succeeded, which only
 // the caller can judge.
 func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
-	procDir := filepath.Join(in.procRoot(), strconv.Itoa(pid))
-	if err := CheckAlive(in.procRoot(), pid); err != nil {
+	procDir := in.Proc.Dir(pid)
+	if err := CheckAlive(in.Proc, pid); err != nil {
 		return Result{}, err
 	}
 	if err := in.CheckNotGo(pid, job.What); err != nil {
@@ -109,7 +107,7 @@ func (in Injector) Run(ctx context.Context, pid int, job Job) (Result, error) {
 		return Result{}, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 	}
 	if ids.TracerPID != 0 {
-		return Result{}, fmt.Errorf("process %d: %w: it is already traced by process %d (%s); a process has one tracer at a time — detach that debugger first", pid, ErrNoPtrace, ids.TracerPID, commName(in.procRoot(), ids.TracerPID))
+		return Result{}, fmt.Errorf("process %d: %w: it is already traced by process %d (%s); a process has one tracer at a time — detach that debugger first", pid, ErrNoPtrace, ids.TracerPID, commName(in.Proc, ids.TracerPID))
 	}
 	gdb, err := in.gdbPath(job.What)
 	if err != nil {
@@ -506,8 +504,8 @@ func ensureRunning(procDir string, pid int) {
 }
 
 // commName is the command name of pid, or "unknown".
-func commName(procRoot string, pid int) string {
-	ids, err := proc.ReadStatus(filepath.Join(procRoot, strconv.Itoa(pid)), pid)
+func commName(fsys proc.FS, pid int) string {
+	ids, err := fsys.Status(pid)
 	if err != nil || ids.Name == "" {
 		return "unknown"
 	}
@@ -517,7 +515,7 @@ func commName(procRoot string, pid int) string {
 // CheckNotGo refuses a Go executable (one with a .go.buildinfo section),
 // before other checks that would say less: Run makes it first.
 func (in Injector) CheckNotGo(pid int, what string) error {
-	exe := filepath.Join(in.procRoot(), strconv.Itoa(pid), "exe")
+	exe := in.Proc.PIDPath(pid, "exe")
 	const wait = 5 * time.Second
 	deadline := time.Now().Add(wait)
 	isGo, err := elfinfo.CheckGoFile(exe, wait)

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // placement is what of the target's a helper takes instead of memdiag's,
@@ -272,7 +274,7 @@ func readOOMScoreAdj(proc string) (int, error) {
 // to the floor a privileged writer set (oom_score_adj_min); raising it
 // never does.
 func writeOOMScoreAdj(child, v int) error {
-	f, err := os.OpenFile(filepath.Join("/proc", strconv.Itoa(child), "oom_score_adj"), os.O_WRONLY, 0)
+	f, err := os.OpenFile(proc.FS{}.PIDPath(child, "oom_score_adj"), os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -371,7 +373,7 @@ func readHardLimits(proc string) (map[int]uint64, error) {
 // enough is not set again. Changing another user's process's limits needs
 // CAP_SYS_RESOURCE.
 func lowerLimits(child int, targetHard map[int]uint64) error {
-	have, err := readLimits(filepath.Join("/proc", strconv.Itoa(child)))
+	have, err := readLimits(proc.FS{}.Dir(child))
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,9 @@ type Identity struct {
 	State string
 }
 
+// Identity reads the identity of process pid, as ReadIdentity does.
+func (fs FS) Identity(pid int) (Identity, error) { return ReadIdentity(fs.Dir(pid)) }
+
 // ReadIdentity reads the identity of the process in procDir
 // ("/proc/1234"). An error is the start time's, as StartTime returns it
 // (fs.ErrNotExist: no such process).

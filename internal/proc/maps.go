@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,18 +21,38 @@ import (
 // maxMapsLine bounds one line of maps: a path is at most PATH_MAX (4096).
 const maxMapsLine = 8 << 10
 
-// FindMapping returns the path of the first file mapping of process pid
-// for which match returns true, or "" when none does. procRoot is "/proc"
-// when empty.
-func FindMapping(procRoot string, pid int, match func(path string) bool) (string, error) {
-	f, err := os.Open(filepath.Join(Dir(procRoot, pid), "maps"))
+// openMaps opens /proc/<pid>/maps, naming a missing or refused file by the
+// package's errors.
+func (fs FS) openMaps(pid int) (*os.File, error) {
+	f, err := os.Open(fs.PIDPath(pid, "maps"))
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return "", fmt.Errorf("process %d: %w", pid, ErrNoProcess)
-	case errors.Is(err, fs.ErrPermission):
-		return "", fmt.Errorf("process %d: %w: reading its mappings needs its uid or CAP_SYS_PTRACE (run as root or as the process's user)", pid, ErrPermission)
+	case errors.Is(err, iofs.ErrNotExist):
+		return nil, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
+	case errors.Is(err, iofs.ErrPermission):
+		return nil, fmt.Errorf("process %d: %w: reading its mappings needs its uid or CAP_SYS_PTRACE (run as root or as the process's user)", pid, ErrPermission)
 	case err != nil:
-		return "", fmt.Errorf("process %d: %w", pid, err)
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return f, nil
+}
+
+// Maps reads /proc/<pid>/maps.
+func (fs FS) Maps(pid int) ([]Mapping, error) {
+	f, err := fs.openMaps(pid)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParseMaps(f, f.Name())
+}
+
+// FindMapping returns the path of the first file mapping of process pid
+// for which match returns true, or "" when none does. It stops at the
+// first match, without parsing the rest of the file.
+func (fs FS) FindMapping(pid int, match func(path string) bool) (string, error) {
+	f, err := fs.openMaps(pid)
+	if err != nil {
+		return "", err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -49,7 +69,7 @@ func FindMapping(procRoot string, pid int, match func(path string) bool) (string
 		}
 	}
 	if err := sc.Err(); err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			return "", fmt.Errorf("process %d: %w (it exited while being read)", pid, ErrNoProcess)
 		}
 		return "", fmt.Errorf("process %d: reading its mappings: %w", pid, err)
@@ -59,8 +79,8 @@ func FindMapping(procRoot string, pid int, match func(path string) bool) (string
 
 // HasLibrary reports whether a file whose base name is base, or starts
 // with base followed by a dot (libc.so.6 for "libc.so"), is mapped.
-func HasLibrary(procRoot string, pid int, base string) (bool, error) {
-	path, err := FindMapping(procRoot, pid, func(p string) bool {
+func (fs FS) HasLibrary(pid int, base string) (bool, error) {
+	path, err := fs.FindMapping(pid, func(p string) bool {
 		name := filepath.Base(p)
 		return name == base || strings.HasPrefix(name, base+".")
 	})
@@ -94,10 +114,10 @@ func (m Mapping) Writable() bool { return len(m.Perms) > 1 && m.Perms[1] == 'w' 
 // Executable reports whether the mapping may be executed.
 func (m Mapping) Executable() bool { return len(m.Perms) > 2 && m.Perms[2] == 'x' }
 
-// MaxMappings bounds ParseMaps: a process maps at most vm.max_map_count
+// maxMappings bounds ParseMaps: a process maps at most vm.max_map_count
 // regions, 65,530 by default; the kernel's ceiling for the setting is far
 // above any real process, so the bound is a generous multiple.
-const MaxMappings = 1 << 20
+const maxMappings = 1 << 20
 
 // ParseMaps reads /proc/PID/maps from r; name is used in errors. A line that
 // is not in the kernel's shape is an error naming its line number.
@@ -106,8 +126,8 @@ func ParseMaps(r io.Reader, name string) ([]Mapping, error) {
 	sc.Buffer(make([]byte, maxMapsLine), maxMapsLine)
 	var maps []Mapping
 	for line := 1; sc.Scan(); line++ {
-		if len(maps) == MaxMappings {
-			return nil, fmt.Errorf("%s: more than %d mappings", name, MaxMappings)
+		if len(maps) == maxMappings {
+			return nil, fmt.Errorf("%s: more than %d mappings", name, maxMappings)
 		}
 		m, err := parseMapsLine(sc.Text())
 		if err != nil {

@@ -12,18 +12,18 @@ func TestFindMappingSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok, err := HasLibrary("", os.Getpid(), filepath.Base(exe))
+	ok, err := (FS{}).HasLibrary(os.Getpid(), filepath.Base(exe))
 	if err != nil || !ok {
 		t.Errorf("this test binary %s not found among its own mappings: %v, %v", exe, ok, err)
 	}
-	ok, err = HasLibrary("", os.Getpid(), "libjvm.so")
+	ok, err = (FS{}).HasLibrary(os.Getpid(), "libjvm.so")
 	if err != nil || ok {
 		t.Errorf("libjvm.so in a Go test binary: %v, %v", ok, err)
 	}
 }
 
 func TestFindMappingErrors(t *testing.T) {
-	if _, err := FindMapping("", 1<<30, func(string) bool { return true }); !errors.Is(err, ErrNoProcess) {
+	if _, err := (FS{}).FindMapping(1<<30, func(string) bool { return true }); !errors.Is(err, ErrNoProcess) {
 		t.Errorf("no such pid: %v", err)
 	}
 	dir := t.TempDir()
@@ -38,7 +38,7 @@ func TestFindMappingErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "7", "maps"), long, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := FindMapping(dir, 7, func(string) bool { return false }); err == nil {
+	if _, err := NewFS(dir).FindMapping(7, func(string) bool { return false }); err == nil {
 		t.Error("a 16 KiB line was accepted")
 	}
 }

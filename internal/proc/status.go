@@ -1,13 +1,13 @@
 // status.go reads the fields of /proc/<pid>/status that memdiag's live
 // capturers act on: whose process it is, its pid inside its own pid
 // namespace, who traces it and which signals it catches — and its resident
-// memory, which a trim measures; and field 22 of /proc/<pid>/stat.
+// memory, which a trim measures.
 
 package proc
 
 import (
-	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -49,7 +49,12 @@ func (ids IDs) Catches(sig int) bool {
 	return sig >= 1 && sig <= 64 && ids.SigCgt&(1<<(sig-1)) != 0
 }
 
-// ReadStatus parses procDir/status ("/proc/1234").
+// Status reads /proc/<pid>/status. An open error is returned as it is,
+// for the caller to name (fs.ErrNotExist: no such process).
+func (fs FS) Status(pid int) (IDs, error) { return ReadStatus(fs.Dir(pid), pid) }
+
+// ReadStatus is FS.Status for the process directory procDir
+// ("/proc/1234"), for a caller that follows one process by its directory.
 func ReadStatus(procDir string, pid int) (IDs, error) {
 	path := filepath.Join(procDir, "status")
 	f, err := os.Open(path)
@@ -57,17 +62,23 @@ func ReadStatus(procDir string, pid int) (IDs, error) {
 		return IDs{}, err
 	}
 	defer f.Close()
-	b := make([]byte, maxStatus)
-	n, err := f.Read(b) // procfs hands the whole file to one read
-	if err != nil {
-		return IDs{}, fmt.Errorf("reading %s: %w", path, err)
-	}
-	return parseStatus(string(b[:n]), path, pid)
+	return ParseStatus(f, path, pid)
 }
 
-// ParseStatus parses the text of a status file; path names it in errors, pid
-// is NSPID's default.
-func ParseStatus(text, path string, pid int) (IDs, error) { return parseStatus(text, path, pid) }
+// ParseStatus parses a status file read from r; name names it in errors,
+// pid is NSPID's default (the pid asked about). It is exported for readers
+// that open the file themselves, through a descriptor of the process's
+// directory.
+func ParseStatus(r io.Reader, name string, pid int) (IDs, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxStatus+1))
+	if err != nil {
+		return IDs{}, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if len(b) > maxStatus {
+		return IDs{}, fmt.Errorf("%s: longer than %d bytes, which no status file is", name, maxStatus)
+	}
+	return parseStatus(string(b), name, pid)
+}
 
 func parseStatus(text, path string, pid int) (IDs, error) {
 	ids := IDs{UID: -1, GID: -1, NSPID: pid}
@@ -154,34 +165,4 @@ func setKB(dst *uint64, f []string) (bad string, ok bool) {
 	}
 	*dst = n << 10
 	return "", true
-}
-
-// StartTime reads procDir/stat ("/proc/1234/stat") for the process's start
-// time (field 22, clock ticks since boot) and its state (field 3: "Z" for a
-// zombie). With the pid, the start time tells a process from a later one
-// given the same pid. A read error is returned as it is, for the caller to
-// name (fs.ErrNotExist: no such process).
-func StartTime(procDir string) (start, state string, err error) {
-	path := filepath.Join(procDir, "stat")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", "", err
-	}
-	return ParseStartTime(b, path)
-}
-
-// ParseStartTime is StartTime's parse of the stat file's bytes b; path
-// names it in errors.
-func ParseStartTime(b []byte, path string) (start, state string, err error) {
-	// comm may hold spaces and parentheses: fields start after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return "", "", fmt.Errorf("%s: no ')' after the command name", path)
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	const startTimeField = 22 - 3 // stat(5) field 22; fields here start at field 3
-	if len(fields) <= startTimeField {
-		return "", "", fmt.Errorf("%s: %d fields, expected more than %d", path, len(fields)+2, startTimeField+2)
-	}
-	return fields[startTimeField], fields[0], nil
 }

@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // TestPresent maps four pages in this process, touches two, and asks.
@@ -17,7 +19,7 @@ func TestPresent(t *testing.T) {
 	}
 	defer unix.Munmap(mem)
 	mem[0], mem[2*page] = 1, 1
-	p, err := Open("", os.Getpid())
+	p, err := Open(proc.FS{}, os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}

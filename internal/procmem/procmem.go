@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -46,24 +45,23 @@ const needs = "reading a process's memory needs its uid with kernel.yama.ptrace_
 // with the same pid is never reached.
 type Process struct {
 	PID   int
-	root  string   // the proc filesystem
+	fs    proc.FS  // the proc filesystem
 	dir   *os.File // /proc/PID
 	mem   *os.File // /proc/PID/mem
 	start string   // start time, field 22 of stat
 	vec   vector   // ReadVec's
 }
 
-// Open opens process pid under procRoot ("/proc" when empty).
-func Open(procRoot string, pid int) (*Process, error) {
-	procRoot = proc.Root(procRoot)
+// Open opens process pid of the proc filesystem fsys.
+func Open(fsys proc.FS, pid int) (*Process, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 	}
-	dir, err := os.OpenFile(filepath.Join(procRoot, strconv.Itoa(pid)), os.O_RDONLY|unix.O_DIRECTORY, 0)
+	dir, err := os.OpenFile(fsys.Dir(pid), os.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 	}
-	p := &Process{PID: pid, root: procRoot, dir: dir}
+	p := &Process{PID: pid, fs: fsys, dir: dir}
 	start, state, err := p.stat()
 	if err != nil {
 		dir.Close()
@@ -196,14 +194,12 @@ func (p *Process) tracer() string {
 		return ""
 	}
 	defer f.Close()
-	b := make([]byte, 64<<10)
-	n, _ := f.Read(b)
-	ids, err := proc.ParseStatus(string(b[:n]), fmt.Sprintf("/proc/%d/status", p.PID), p.PID)
+	ids, err := proc.ParseStatus(f, fmt.Sprintf("/proc/%d/status", p.PID), p.PID)
 	if err != nil || ids.TracerPID == 0 {
 		return ""
 	}
 	pid := ids.TracerPID
-	comm, err := os.ReadFile(filepath.Join(p.root, strconv.Itoa(pid), "comm"))
+	comm, err := os.ReadFile(p.fs.PIDPath(pid, "comm"))
 	name := string(bytes.TrimSpace(comm))
 	if err != nil || name == "" {
 		name = "unknown"

@@ -34,8 +34,8 @@ func Parse(r io.Reader) (families map[string]*dto.MetricFamily, err error) {
 // whole exposition rarely a few MiB; the text parser gathers each token
 // whole, so a line is bounded too.
 const (
-	MaxPageBytes = 64 << 20
-	MaxLineBytes = 1 << 20
+	maxPageBytes = 64 << 20
+	maxLineBytes = 1 << 20
 )
 
 // IsURL reports whether target names an http or https page rather than a
@@ -45,7 +45,7 @@ func IsURL(target string) bool {
 }
 
 // ReadPage fetches (an http or https URL) or reads (a file, - for stdin)
-// a text page whole, within MaxPageBytes and MaxLineBytes, so that one
+// a text page whole, within maxPageBytes and maxLineBytes, so that one
 // reading can be given to every parser that may recognise it. No redirect
 // is followed: the page is the application's to serve, and a redirect
 // would send the request where the application chose.
@@ -80,5 +80,5 @@ func ReadPage(ctx context.Context, target string, timeout time.Duration) ([]byte
 		defer f.Close()
 		r = f
 	}
-	return io.ReadAll(input.LineLimitReader(input.LimitReader(r, MaxPageBytes, target), MaxLineBytes, target))
+	return io.ReadAll(input.LineLimitReader(input.LimitReader(r, maxPageBytes, target), maxLineBytes, target))
 }

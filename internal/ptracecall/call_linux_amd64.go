@@ -6,9 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -166,7 +164,7 @@ type heldSignal struct {
 // stops; the process's others keep running. The error joins fn's with
 // any of the restore.
 //
-// tid 0 lets PickThread choose.
+// tid 0 lets pickThread choose.
 //
 // fn runs on a goroutine locked to the OS thread that attached; it must
 // call the Conn's methods from that goroutine, not from others it starts.
@@ -176,7 +174,7 @@ func Run(pid, tid int, opts Options, fn func(*Conn) error) error {
 	}
 	if tid == 0 {
 		var err error
-		if tid, err = PickThread(pid); err != nil {
+		if tid, err = pickThread(pid); err != nil {
 			return err
 		}
 	}
@@ -208,7 +206,7 @@ func (c *Conn) tell(msg string) {
 // Call stops thread tid of process pid, calls the function at address fn
 // in it with up to six integer arguments, and returns the function's rax
 // once it returned; the thread is then restored and detached. timeout
-// bounds the stop and the call; tid 0 lets PickThread choose. See Run and
+// bounds the stop and the call; tid 0 lets pickThread choose. See Run and
 // the package documentation for what is guaranteed.
 func Call(pid, tid int, fn uint64, args []uint64, timeout time.Duration) (uint64, error) {
 	var ret uint64
@@ -231,7 +229,7 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 	if opts.StartTime != "" && opts.StartTime != start {
 		return fmt.Errorf("%s: %w: pid %d now belongs to a process started at %s, not %s", c.where(), ErrNoProcess, c.pid, start, opts.StartTime)
 	}
-	identity, err := proc.ReadIdentity(filepath.Join(procRoot, strconv.Itoa(c.pid)))
+	identity, err := proc.FS{}.Identity(c.pid)
 	if err != nil {
 		return fmt.Errorf("%s: %w: %v", c.where(), ErrNoProcess, err)
 	}
@@ -251,7 +249,7 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 		return errors.Join(fmt.Errorf("%s: %w: the process changed while being stopped (start time %s, then %s)", c.where(), ErrNoProcess, start, again), err)
 	}
 	if was := opts.Identity; was != nil {
-		now, err := proc.ReadIdentity(filepath.Join(procRoot, strconv.Itoa(c.pid)))
+		now, err := proc.FS{}.Identity(c.pid)
 		if err != nil {
 			return fmt.Errorf("%s: %w: %v", c.where(), ErrNoProcess, err)
 		}
@@ -719,7 +717,7 @@ func (c *Conn) restoreAndDetach() error {
 // (unseen by PTRACE_O_TRACEEXEC, as when another thread exec'd) gets
 // nothing written into it.
 func (c *Conn) sameProgram() error {
-	now, err := proc.ReadIdentity(filepath.Join(procRoot, strconv.Itoa(c.pid)))
+	now, err := proc.FS{}.Identity(c.pid)
 	if err != nil {
 		return fmt.Errorf("%s: %w: %v; nothing is written back", c.where(), ErrNoProcess, err)
 	}

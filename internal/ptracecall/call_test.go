@@ -1139,7 +1139,7 @@ func TestStartTimeChecked(t *testing.T) {
 
 func TestSelfTest(t *testing.T) {
 	testprog.NeedRoot(t)
-	if err := SelfTest(2 * time.Second); err != nil {
+	if err := selfTest(2 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -1163,12 +1163,12 @@ func TestLookupFuncRefusals(t *testing.T) {
 
 func TestPickThread(t *testing.T) {
 	p := canary(t, "trim")
-	tid, err := PickThread(p.PID())
+	tid, err := pickThread(p.PID())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if tid != p.PID() {
-		t.Errorf("PickThread chose %d, want the main thread %d, asleep in read", tid, p.PID())
+		t.Errorf("pickThread chose %d, want the main thread %d, asleep in read", tid, p.PID())
 	}
 }
 

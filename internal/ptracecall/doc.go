@@ -44,11 +44,11 @@
 //
 // # Using it
 //
-// SelfTest first, once per host: it runs the whole path on a sleep of
+// selfTest first, once per host: it runs the whole path on a sleep of
 // memdiag's own and refuses (ErrSelfTest) where it fails. Then
 // LookupFunc finds the function in the library the target maps (with
 // proc.StartTime read at the same time, for Options.StartTime),
-// and Call makes one call on a thread PickThread chooses (tid 0). Run
+// and Call makes one call on a thread pickThread chooses (tid 0). Run
 // keeps the thread for several calls, with Conn.Push and Conn.Read for
 // out-parameters (mallctl's oldp and oldlenp, GetStats' buffer) and
 // Options.ErrnoLocation to give the thread its errno back.
@@ -107,7 +107,7 @@
 //     timeout is the price of not stopping the other threads: the
 //     function may wait for a lock the borrowed thread itself holds (it
 //     was stopped inside malloc, say) and never get it. Borrow a thread
-//     blocked in a system call (PickThread, or tid 0) to make that
+//     blocked in a system call (pickThread, or tid 0) to make that
 //     unlikely.
 //   - A system call the thread was stopped in that continues only
 //     through its restart_block (-ERESTART_RESTARTBLOCK: a relative
@@ -126,7 +126,7 @@
 //     changing, such as glibc's per-thread tcache if the thread was
 //     stopped inside malloc. A thread blocked in a system call is at a
 //     well-defined point, but that point may still be inside the
-//     allocator (in mmap, brk, madvise or a futex wait); PickThread cannot
+//     allocator (in mmap, brk, madvise or a futex wait); pickThread cannot
 //     tell, as that needs an unwind of the thread's stack.
 //   - What the function itself does — memory it changes, locks it takes
 //     and releases — is the function's. Only registers, the signal state
@@ -142,7 +142,7 @@
 //     makes a few system calls fail with EINTR instead of restarting:
 //     epoll_wait, epoll_pwait, sigtimedwait, semop, io_getevents, sockets
 //     with SO_RCVTIMEO (signal(7)). A program that does not retry them
-//     sees the error. PickThread prefers threads blocked elsewhere.
+//     sees the error. pickThread prefers threads blocked elsewhere.
 //   - Refused, the thread untouched: a thread blocking SIGSEGV, or a
 //     process ignoring it (ErrSignalBlocked: the kernel would reset
 //     SIGSEGV's disposition when the trap fault hits; glibc starts every

@@ -60,7 +60,7 @@ var (
 	// find it elsewhere.
 	ErrBusy = errors.New("thread busy, try again")
 	// ErrSelfTest: the call path failed on a process of memdiag's own
-	// (SelfTest); no target should be touched on this host.
+	// (selfTest); no target should be touched on this host.
 	ErrSelfTest = errors.New("calling a function in a process failed on memdiag's own test process")
 	// ErrSymbol: a function could not be found, or its address could not
 	// be trusted.

@@ -12,10 +12,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-)
 
-// procRoot is where the proc filesystem is mounted.
-const procRoot = "/proc"
+	"github.com/memdiag/memdiag/internal/proc"
+)
 
 // maxStatus bounds a read of /proc/…/status or stat (a few KiB).
 const maxStatus = 64 << 10
@@ -53,7 +52,7 @@ func sigsetHasSEGV(hex string) (bool, error) {
 // sigsegvMask is SIGSEGV's (11) bit in a signal mask.
 const sigsegvMask = 1 << (11 - 1)
 
-// maxThreads bounds the directory read of PickThread.
+// maxThreads bounds the directory read of pickThread.
 const maxThreads = 1 << 16
 
 // eintrSyscall reports the x86-64 system calls that fail with EINTR when a
@@ -109,7 +108,7 @@ func threadRank(status map[string]string, syscallLine string) int {
 	return rankRestarts
 }
 
-// PickThread chooses the thread of process pid to borrow, the main
+// pickThread chooses the thread of process pid to borrow, the main
 // thread first among equals: best one asleep in a system call that
 // restarts after a stop (read, poll, nanosleep, futex…) — blocked in a
 // system call, it holds no allocator lock in the middle of malloc; then
@@ -117,8 +116,8 @@ func threadRank(status map[string]string, syscallLine string) int {
 // (epoll_wait, sigtimedwait…); then any that does not block SIGSEGV;
 // failing all, the main thread. A sleeping thread may still be waiting
 // inside a lock's slow path — Call's timeout covers that.
-func PickThread(pid int) (int, error) {
-	dir := filepath.Join(procRoot, strconv.Itoa(pid), "task")
+func pickThread(pid int) (int, error) {
+	dir := proc.FS{}.PIDPath(pid, "task")
 	d, err := os.Open(dir)
 	if err != nil {
 		return 0, fmt.Errorf("process %d: %w: %w", pid, ErrNoProcess, err)

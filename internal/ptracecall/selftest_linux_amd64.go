@@ -7,13 +7,15 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // selfTestSleep is how long the self-test's sleep runs: long enough to be
 // caught asleep and to show it ends at its time, not after.
 const selfTestSleep = 500 * time.Millisecond
 
-// SelfTest proves the whole call path on this host before any target is
+// selfTest proves the whole call path on this host before any target is
 // touched: it runs sleep(1) as a child, calls getpid in it while it
 // sleeps in clock_nanosleep, and checks that the call returned the
 // child's pid, that the registers read back as saved (every Call checks
@@ -24,7 +26,7 @@ const selfTestSleep = 500 * time.Millisecond
 // It cannot see what the read-back cannot: a vector register the kernel
 // accepted but the CPU state does not hold. The package's tests check
 // that from inside a process (fixtures/programs/canary.c).
-func SelfTest(timeout time.Duration) error {
+func selfTest(timeout time.Duration) error {
 	path, err := exec.LookPath("sleep")
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSelfTest, err)
@@ -57,7 +59,7 @@ func SelfTest(timeout time.Duration) error {
 func callInSleep(pid int, timeout time.Duration) error {
 	deadline := time.Now().Add(selfTestSleep / 2)
 	for {
-		st, err := statusFields(fmt.Sprintf("%s/%d/status", procRoot, pid))
+		st, err := statusFields(proc.FS{}.PIDPath(pid, "status"))
 		if err == nil && strings.HasPrefix(st["State"], "S") {
 			break
 		}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -70,7 +69,7 @@ func LookupFunc(pid int, lib, name string) (uint64, error) {
 // librarySegments returns the mappings of the one file lib names, the
 // one at file offset 0 first.
 func librarySegments(pid int, lib string) ([]proc.Mapping, error) {
-	name := filepath.Join(procRoot, strconv.Itoa(pid), "maps")
+	name := proc.FS{}.PIDPath(pid, "maps")
 	mf, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoProcess, err)
@@ -116,7 +115,7 @@ func openMapped(pid int, m proc.Mapping) (*os.File, error) {
 	// Opened as targetfs.OpenMapped does: the path is the process's user's,
 	// so nothing is opened for reading (a device, a FIFO that would block)
 	// before it is known to be the mapped regular file.
-	f, err := targetfs.OpenMapped(filepath.Join(procRoot, strconv.Itoa(pid)), targetfs.MappedFile{
+	f, err := targetfs.OpenMapped(proc.FS{}.Dir(pid), targetfs.MappedFile{
 		Start: m.Start, End: m.End, Path: m.Path, DevMajor: m.DevMajor, DevMinor: m.DevMinor, Inode: m.Inode})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSymbol, err)

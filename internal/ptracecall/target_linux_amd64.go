@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -24,7 +23,7 @@ type stackRoom struct {
 
 // readMaps reads the process's mappings.
 func readMaps(pid int) ([]proc.Mapping, error) {
-	name := filepath.Join(procRoot, strconv.Itoa(pid), "maps")
+	name := proc.FS{}.PIDPath(pid, "maps")
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("reading its mappings: %w", err)
@@ -84,7 +83,7 @@ func checkTarget(pid, tid int) error {
 	if pid <= 0 || tid <= 0 {
 		return fmt.Errorf("%s: %w", where, ErrNoProcess)
 	}
-	task, err := statusFields(filepath.Join(procRoot, strconv.Itoa(pid), "task", strconv.Itoa(tid), "status"))
+	task, err := statusFields(proc.FS{}.PIDPath(pid, "task", strconv.Itoa(tid), "status"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: %w", where, ErrNoProcess)
 	}
@@ -110,12 +109,12 @@ func checkTarget(pid, tid int) error {
 // tracerNote names the process's tracer, if it has one, for an EPERM.
 // TracerPid is the tracing thread; its process is that thread's Tgid.
 func tracerNote(pid int) string {
-	st, err := statusFields(filepath.Join(procRoot, strconv.Itoa(pid), "status"))
+	st, err := statusFields(proc.FS{}.PIDPath(pid, "status"))
 	if err != nil || st["TracerPid"] == "" || st["TracerPid"] == "0" {
 		return ""
 	}
 	who := st["TracerPid"]
-	if tr, err := statusFields(filepath.Join(procRoot, who, "status")); err == nil && tr["Tgid"] != "" {
+	if tr, err := statusFields(proc.FS{}.Path(who, "status")); err == nil && tr["Tgid"] != "" {
 		who = fmt.Sprintf("%s (%s)", tr["Tgid"], tr["Name"])
 	}
 	return fmt.Sprintf(" (it is already traced by process %s; a process has one tracer at a time)", who)
@@ -124,7 +123,7 @@ func tracerNote(pid int) string {
 // processStart reads the process's start time (stat field 22): with the
 // pid, it tells the process from a later one given the same pid.
 func processStart(pid int) (string, error) {
-	start, _, err := proc.StartTime(filepath.Join(procRoot, strconv.Itoa(pid)))
+	start, _, err := proc.FS{}.StartTime(pid)
 	if err != nil {
 		return "", fmt.Errorf("process %d: %w: %w", pid, ErrNoProcess, err)
 	}

@@ -56,8 +56,8 @@ func unsupported() error {
 // LookupFunc returns ErrUnsupported: only x86-64 Linux is supported.
 func LookupFunc(pid int, lib, name string) (uint64, error) { return 0, unsupported() }
 
-// SelfTest returns ErrUnsupported: only x86-64 Linux is supported.
-func SelfTest(timeout time.Duration) error { return unsupported() }
+// selfTest returns ErrUnsupported: only x86-64 Linux is supported.
+func selfTest(timeout time.Duration) error { return unsupported() }
 
-// PickThread returns ErrUnsupported: only x86-64 Linux is supported.
-func PickThread(pid int) (int, error) { return 0, unsupported() }
+// pickThread returns ErrUnsupported: only x86-64 Linux is supported.
+func pickThread(pid int) (int, error) { return 0, unsupported() }
