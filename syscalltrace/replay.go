@@ -225,21 +225,9 @@ func (r *Replay) Apply(e *Event) {
 	s := r.spaceOf(e.TID)
 	switch e.Call {
 	case CallMmap:
-		start := e.Ret
-		n := pageUp(e.Len)
-		r.remove(s, start, start+n, e)
-		m := &Mapping{Start: start, End: start + n, Space: s.id, TID: e.TID, Comm: e.Comm, Prot: e.Prot, FlagsText: e.FlagsText,
-			madeKey: e.DoneKey, Anonymous: e.Flags&FlagAnonymous != 0 || e.FD < 0, FD: e.FD, Path: e.Path, Time: e.Time, HasTime: e.HasTime, Line: e.Line, Frames: e.Frames}
-		r.insert(s, m, e)
-		r.Stats.MappedBytes += n
+		r.mmap(s, e)
 	case CallMunmap:
-		n := pageUp(e.Len)
-		got, newer := r.remove(s, e.Addr, e.Addr+n, e)
-		r.Stats.UnmappedBytes += got
-		if got+newer < n {
-			r.Stats.PreexistingOps++
-			r.Stats.PreexistingBytes += n - got - newer
-		}
+		r.munmap(s, e)
 	case CallMremap:
 		r.mremap(s, e)
 	case CallBrk:
@@ -256,6 +244,16 @@ func (r *Replay) Apply(e *Event) {
 		r.Stats.ShmatCalls++
 	case CallShmdt:
 		r.Stats.ShmatCalls++
+	case CallClone, CallExec, CallExit:
+		r.lifecycle(s, e)
+	}
+	r.sample(e)
+}
+
+// lifecycle replays the calls that change tasks and spaces: clone, exec and
+// exit.
+func (r *Replay) lifecycle(s *space, e *Event) {
+	switch e.Call {
 	case CallClone:
 		clear(r.spaceCache[:]) // tasks and spaces change
 		child := int(e.Ret)
@@ -286,7 +284,30 @@ func (r *Replay) Apply(e *Event) {
 			delete(r.spaces, s.id)
 		}
 	}
-	r.sample(e)
+}
+
+// mmap replays a successful mmap: what was under it is gone, the new mapping
+// is outstanding.
+func (r *Replay) mmap(s *space, e *Event) {
+	start := e.Ret
+	n := pageUp(e.Len)
+	r.remove(s, start, start+n, e)
+	m := &Mapping{Start: start, End: start + n, Space: s.id, TID: e.TID, Comm: e.Comm, Prot: e.Prot, FlagsText: e.FlagsText,
+		madeKey: e.DoneKey, Anonymous: e.Flags&FlagAnonymous != 0 || e.FD < 0, FD: e.FD, Path: e.Path, Time: e.Time, HasTime: e.HasTime, Line: e.Line, Frames: e.Frames}
+	r.insert(s, m, e)
+	r.Stats.MappedBytes += n
+}
+
+// munmap replays a successful munmap; bytes it names that no traced call
+// mapped are counted as pre-existing.
+func (r *Replay) munmap(s *space, e *Event) {
+	n := pageUp(e.Len)
+	got, newer := r.remove(s, e.Addr, e.Addr+n, e)
+	r.Stats.UnmappedBytes += got
+	if got+newer < n {
+		r.Stats.PreexistingOps++
+		r.Stats.PreexistingBytes += n - got - newer
+	}
 }
 
 func (r *Replay) insert(s *space, m *Mapping, e *Event) {
