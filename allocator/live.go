@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/memdiag/memdiag/internal/gdbinject"
-	"github.com/memdiag/memdiag/internal/ptracecall"
 )
 
 // ErrUnsupported means the process's allocator cannot be asked live.
@@ -119,7 +118,7 @@ func (l Live) Capture(ctx context.Context, pid int, d Detection) (*Stats, error)
 		}
 		if l.noGDB(err) {
 			source = fmt.Sprintf("%s statistics of process %d (called without gdb)", d.Kind, pid)
-			err = l.withoutGDB(pid, "jemalloc's mallctl", err, func(o ptracecall.Options) (e error) { log, e = jemallocByPtrace(pid, d, o); return e })
+			err = l.withoutGDB(pid, "jemalloc's mallctl", err, func(o ptraceOptions) (e error) { log, e = jemallocByPtrace(pid, d, o); return e })
 		}
 		if err != nil {
 			return nil, err
@@ -137,7 +136,7 @@ func (l Live) Capture(ctx context.Context, pid int, d Detection) (*Stats, error)
 		}
 		if l.noGDB(err) {
 			source = fmt.Sprintf("%s statistics of process %d (called without gdb)", d.Kind, pid)
-			err = l.withoutGDB(pid, "tcmalloc's MallocExtension_GetStats", err, func(o ptracecall.Options) (e error) { res.Output, e = tcmallocByPtrace(pid, d, o); return e })
+			err = l.withoutGDB(pid, "tcmalloc's MallocExtension_GetStats", err, func(o ptraceOptions) (e error) { res.Output, e = tcmallocByPtrace(pid, d, o); return e })
 			res.Log = []byte("memdiag: GetStats")
 		}
 		if err != nil {

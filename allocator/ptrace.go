@@ -20,7 +20,9 @@ import (
 // own, did not leave it unharmed: no target is called into on this host.
 var ErrCanaryFailed = errors.New("calls into a process are not safe on this host")
 
-// ptraceCallTimeout bounds each call made without gdb.
+// ptraceCallTimeout is how long a call made without gdb runs before it is
+// looked at, when the Injector sets no timeout: one parked on a lock then
+// is abandoned, one still working is waited for (ptracecall's Patient).
 const ptraceCallTimeout = 10 * time.Second
 
 // PtraceCanary proves, once per memdiag process, that a function called
@@ -113,7 +115,7 @@ func retried(call func() error) error {
 // refuses a result from a process whose pid another took meanwhile.
 // gdbErr is why gdb was not used: a refusal of the canary here keeps it,
 // so that both verdicts are told.
-func (l Live) withoutGDB(pid int, what string, gdbErr error, call func(opts ptracecall.Options) error) error {
+func (l Live) withoutGDB(pid int, what string, gdbErr error, call func(opts ptraceOptions) error) error {
 	if err := l.canary().Prove(); err != nil {
 		if gdbErr != nil {
 			return fmt.Errorf("%w; without gdb, not calling %s either: %w", gdbErr, what, err)
@@ -129,7 +131,13 @@ func (l Live) withoutGDB(pid int, what string, gdbErr error, call func(opts ptra
 	// Checked again by ptracecall once the thread is stopped, before any
 	// call: the addresses were looked up in this program, not in one it
 	// exec'd since.
-	opts := ptracecall.Options{StartTime: id.Start, Identity: &id}
+	opts := ptraceOptions{callTimeout: l.callTimeout()}
+	opts.Options = ptracecall.Options{StartTime: id.Start, Identity: &id, Patient: true, Notify: l.Injector.Notify}
+	// The thread's errno is put back after the calls, which may fail
+	// with one (mmap, madvise); a libc without the symbol goes without.
+	if fns, err := lookup(pid, "libc.so", "__errno_location"); err == nil {
+		opts.ErrnoLocation = fns["__errno_location"]
+	}
 	if l.Injector.Notify != nil {
 		l.Injector.Notify(fmt.Sprintf("calling %s in one thread of process %d without gdb (the thread pauses for the call, the others run)", what, pid))
 	}
@@ -141,6 +149,21 @@ func (l Live) withoutGDB(pid int, what string, gdbErr error, call func(opts ptra
 		return fmt.Errorf("%w: %s in process %d: %w", gdbinject.ErrRun, what, pid, err)
 	}
 	return nil
+}
+
+// ptraceOptions are how the calls of one job borrow a thread, and how
+// long each call runs before it is looked at.
+type ptraceOptions struct {
+	ptracecall.Options
+	callTimeout time.Duration
+}
+
+// callTimeout is the Injector's timeout, or ptraceCallTimeout.
+func (l Live) callTimeout() time.Duration {
+	if l.Injector.Timeout > 0 {
+		return l.Injector.Timeout
+	}
+	return ptraceCallTimeout
 }
 
 func (l Live) canary() *PtraceCanary {
@@ -160,13 +183,14 @@ func (l Live) noGDB(gdbErr error) bool {
 // ptraceSession is one borrowed thread of the target and the functions
 // found for it.
 type ptraceSession struct {
-	c   *ptracecall.Conn
-	pid int
+	c       *ptracecall.Conn
+	pid     int
+	timeout time.Duration
 }
 
 // call calls fn with args and returns its rax.
 func (s ptraceSession) call(fn uint64, args ...uint64) (uint64, error) {
-	return s.c.Call(fn, args, ptraceCallTimeout)
+	return s.c.Call(fn, args, s.timeout)
 }
 
 // cString pushes s, NUL-terminated, onto the scratch stack.
@@ -181,11 +205,11 @@ func (s ptraceSession) word(v uint64) (uint64, error) {
 }
 
 // callOne makes one call in one thread of the process, with opts.
-func callOne(pid int, opts ptracecall.Options, fn uint64, args ...uint64) (int, error) {
+func callOne(pid int, opts ptraceOptions, fn uint64, args ...uint64) (int, error) {
 	var ret uint64
-	err := ptracecall.Run(pid, 0, opts, func(c *ptracecall.Conn) error {
+	err := ptracecall.Run(pid, 0, opts.Options, func(c *ptracecall.Conn) error {
 		var err error
-		ret, err = c.Call(fn, args, ptraceCallTimeout)
+		ret, err = c.Call(fn, args, opts.callTimeout)
 		return err
 	})
 	return int(int32(ret)), err
@@ -207,14 +231,14 @@ func lookup(pid int, lib string, names ...string) (map[string]uint64, error) {
 // jemallocByPtrace reads jemalloc's statistics with mallctl called in one
 // thread of the process, its names and values on the scratch stack: the
 // lines it returns are those the gdb script prints.
-func jemallocByPtrace(pid int, d Detection, opts ptracecall.Options) (string, error) {
+func jemallocByPtrace(pid int, d Detection, opts ptraceOptions) (string, error) {
 	fns, err := lookup(pid, soName(d.Library), "mallctl")
 	if err != nil {
 		return "", err
 	}
 	var log strings.Builder
-	err = ptracecall.Run(pid, 0, opts, func(c *ptracecall.Conn) error {
-		s := ptraceSession{c, pid}
+	err = ptracecall.Run(pid, 0, opts.Options, func(c *ptracecall.Conn) error {
+		s := ptraceSession{c, pid, opts.callTimeout}
 		name, err := s.cString("epoch")
 		if err != nil {
 			return err
@@ -277,7 +301,7 @@ func jemallocValue(s ptraceSession, mallctl uint64, name string, size int, signe
 // tcmallocByPtrace has MallocExtension_GetStats write into a buffer it
 // maps in the process (its own anonymous memory, not the heap measured),
 // reads the text and unmaps the buffer.
-func tcmallocByPtrace(pid int, d Detection, opts ptracecall.Options) ([]byte, error) {
+func tcmallocByPtrace(pid int, d Detection, opts ptraceOptions) ([]byte, error) {
 	tc, err := lookup(pid, soName(d.Library), "MallocExtension_GetStats")
 	if err != nil {
 		return nil, err
@@ -287,8 +311,8 @@ func tcmallocByPtrace(pid int, d Detection, opts ptracecall.Options) ([]byte, er
 		return nil, err
 	}
 	var text []byte
-	err = ptracecall.Run(pid, 0, opts, func(c *ptracecall.Conn) error {
-		s := ptraceSession{c, pid}
+	err = ptracecall.Run(pid, 0, opts.Options, func(c *ptracecall.Conn) error {
+		s := ptraceSession{c, pid, opts.callTimeout}
 		const protRW, mapPrivateAnon = 3, 0x22
 		buf, err := s.call(libc["mmap"], 0, bufferBytes, protRW, mapPrivateAnon, ^uint64(0), 0)
 		if err != nil {
@@ -317,7 +341,7 @@ func tcmallocByPtrace(pid int, d Detection, opts ptracecall.Options) ([]byte, er
 
 // trimByPtrace makes the allocator's trim call in one thread of the
 // process; the result is what the call returned.
-func trimByPtrace(pid int, d Detection, opts ptracecall.Options) (rc int, err error) {
+func trimByPtrace(pid int, d Detection, opts ptraceOptions) (rc int, err error) {
 	switch d.Kind {
 	case Glibc:
 		fns, err := lookup(pid, "libc.so", "malloc_trim")
@@ -337,8 +361,8 @@ func trimByPtrace(pid int, d Detection, opts ptracecall.Options) (rc int, err er
 		if err != nil {
 			return 0, err
 		}
-		err = ptracecall.Run(pid, 0, opts, func(c *ptracecall.Conn) error {
-			s := ptraceSession{c, pid}
+		err = ptracecall.Run(pid, 0, opts.Options, func(c *ptracecall.Conn) error {
+			s := ptraceSession{c, pid, opts.callTimeout}
 			name, err := s.cString("arena.4096.purge")
 			if err != nil {
 				return err

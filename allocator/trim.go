@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/memdiag/memdiag/internal/gdbinject"
-	"github.com/memdiag/memdiag/internal/ptracecall"
 )
 
 // TrimCall says what Trim calls for an allocator, in the words a user
@@ -61,7 +60,7 @@ func (l Live) Trim(ctx context.Context, pid int, d Detection) (time.Duration, er
 	if l.noGDB(err) {
 		var rc int
 		var paused time.Duration
-		err = l.withoutGDB(pid, call, err, func(o ptracecall.Options) (e error) {
+		err = l.withoutGDB(pid, call, err, func(o ptraceOptions) (e error) {
 			started := time.Now()
 			rc, e = trimByPtrace(pid, d, o)
 			paused = time.Since(started)

@@ -88,6 +88,9 @@ type jvmTarget struct {
 	pid  int
 	proc string
 	ids  proc.IDs
+	// start is the process's start time when it was identified: the
+	// attach signal goes only to a process that still has it.
+	start string
 }
 
 func (a Attacher) target(pid int) (jvmTarget, error) {
@@ -101,6 +104,9 @@ func (a Attacher) target(pid int) (jvmTarget, error) {
 	t := jvmTarget{pid: pid, proc: a.proc(pid)}
 	if t.ids, err = proc.ReadStatus(t.proc, pid); err != nil {
 		return jvmTarget{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	if t.start, _, err = proc.StartTime(t.proc); err != nil {
+		return jvmTarget{}, procError(pid, "reading its start time", err)
 	}
 	return t, nil
 }
@@ -250,6 +256,31 @@ func (t jvmTarget) attachable(root *os.File) error {
 	return nil
 }
 
+// signalAttach sends the JVM the SIGQUIT that starts its attach
+// listener, through a pidfd of the process identified, never by pid
+// number alone: the waits before it are the target's user's to stretch,
+// and by then the pid may be another process's — a root daemon's, which
+// this thread's real uid could signal and SIGQUIT would kill.
+func (t jvmTarget) signalAttach(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	pidfd, err := unix.PidfdOpen(t.pid, 0)
+	if err != nil {
+		return procError(t.pid, "opening it to signal it", err)
+	}
+	defer unix.Close(pidfd)
+	// The pidfd holds whatever process had the pid when it was opened;
+	// the start time read after says it is the JVM identified.
+	if start, _, err := proc.StartTime(t.proc); err != nil || start != t.start {
+		return fmt.Errorf("process %d: %w: it exited since it was identified (start time %s, was %s); not signalled", t.pid, proc.ErrNoProcess, start, t.start)
+	}
+	if err := unix.PidfdSendSignal(pidfd, unix.SIGQUIT, nil, 0); err != nil {
+		return fmt.Errorf("process %d: signalling the JVM: %w (needs its uid or CAP_KILL)", t.pid, err)
+	}
+	return nil
+}
+
 func readCmdline(proc string) ([]string, error) {
 	f, err := os.Open(filepath.Join(proc, "cmdline"))
 	if err != nil {
@@ -290,8 +321,8 @@ func (a Attacher) startListener(ctx context.Context, t jvmTarget, cwd, tmp *os.F
 	// Removed through the same directory, as the same user: whatever
 	// stands under the name by then, it is the user's own to lose.
 	defer unix.Unlinkat(int(dir.Fd()), name, 0)
-	if err := syscall.Kill(t.pid, syscall.SIGQUIT); err != nil {
-		return fmt.Errorf("process %d: signalling the JVM: %w (needs its uid or CAP_KILL)", t.pid, err)
+	if err := t.signalAttach(ctx); err != nil {
+		return err
 	}
 	start := time.Now()
 	told := false

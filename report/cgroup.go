@@ -220,7 +220,7 @@ func writeCgroupOpenMetrics(w io.Writer, v *CgroupView) error {
 	fmt.Fprintf(bw, "# TYPE memdiag_cgroup_oom_kills counter\n# HELP memdiag_cgroup_oom_kills OOM kills in the cgroup (memory.events oom_kill, v1 oom_control).\nmemdiag_cgroup_oom_kills_total{%s} %d\n", id, g.Events["oom_kill"])
 	bw.WriteString("# TYPE memdiag_cgroup_finding_bytes gauge\n# UNIT memdiag_cgroup_finding_bytes bytes\n# HELP memdiag_cgroup_finding_bytes Bytes each finding is about.\n")
 	for _, f := range v.Findings {
-		fmt.Fprintf(bw, "memdiag_cgroup_finding_bytes{%s,id=\"%s\",severity=\"%s\"} %d\n", id, escapeLabel(f.ID), f.Severity, f.Bytes)
+		fmt.Fprintf(bw, "memdiag_cgroup_finding_bytes{%s,finding=\"%s\",severity=\"%s\"} %d\n", id, escapeLabel(f.ID), f.Severity, f.Bytes)
 	}
 	bw.WriteString("# EOF\n")
 	return bw.Flush()

@@ -77,6 +77,18 @@ type Options struct {
 	// stays) or been replaced is refused once its thread is stopped,
 	// before any call.
 	Identity *proc.Identity
+	// Patient keeps waiting for a call that runs past its timeout while
+	// the thread, interrupted to look, is running the function rather
+	// than parked in a futex wait: abandoning an allocator's trim in the
+	// middle of its work would leave the arena lock it holds held, and
+	// the process's next malloc would wait for ever. Each further wait is
+	// as long as the timeout, and Notify is told of it.
+	Patient bool
+	// Notify, when set, is told when Run waits longer than asked: a call
+	// still running past its timeout (Patient), or a thread that would
+	// not stop after an abandoned call, which Run waits for so that it is
+	// restored before Run returns.
+	Notify func(msg string)
 }
 
 // Conn is a thread borrowed by Run. It is valid only during Run's
@@ -113,6 +125,17 @@ type Conn struct {
 	stuckTimeout time.Duration
 	// gone: the thread exited; there is nothing to restore or detach.
 	gone bool
+	// execed: the process exec'd during the call (PTRACE_EVENT_EXEC): the
+	// saved state belongs to a program that no longer exists, and the new
+	// one may run with other credentials (a setuid binary), so nothing is
+	// written into it; it is only detached.
+	execed bool
+	// identity is the process when Run started, checked again before
+	// the saved state is written back.
+	identity proc.Identity
+	// patient and notify are Options.Patient and Options.Notify.
+	patient bool
+	notify  func(string)
 	// errnoFn is Options.ErrnoLocation; errnoAddr and errnoSaved are the
 	// thread's errno and its value, once read (errnoAddr != 0).
 	errnoFn    uint64
@@ -162,13 +185,24 @@ func Run(pid, tid int, opts Options, fn func(*Conn) error) error {
 		// Never unlocked: the OS thread ends with this goroutine, and the
 		// kernel then detaches whatever it still traces.
 		runtime.LockOSThread()
-		c := &Conn{pid: pid, tid: tid, osTID: unix.Gettid()}
-		done <- c.run(opts, fn)
+		c := &Conn{pid: pid, tid: tid, osTID: unix.Gettid(), patient: opts.Patient, notify: opts.Notify}
+		err := c.run(opts, fn)
 		if c.stuck {
-			c.waitUnstuck()
+			// Returning now would let memdiag exit with the thread still
+			// running the call: the kernel would detach it with the
+			// call's registers and it would return to trapAddr and die.
+			c.tell(fmt.Sprintf("thread %d of process %d did not stop when its call was interrupted; waiting for it to stop to restore it", tid, pid))
+			err = errors.Join(err, c.waitUnstuck())
 		}
+		done <- err
 	}()
 	return <-done
+}
+
+func (c *Conn) tell(msg string) {
+	if c.notify != nil {
+		c.notify(msg)
+	}
 }
 
 // Call stops thread tid of process pid, calls the function at address fn
@@ -197,12 +231,17 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 	if opts.StartTime != "" && opts.StartTime != start {
 		return fmt.Errorf("%s: %w: pid %d now belongs to a process started at %s, not %s", c.where(), ErrNoProcess, c.pid, start, opts.StartTime)
 	}
+	identity, err := proc.ReadIdentity(filepath.Join(procRoot, strconv.Itoa(c.pid)))
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", c.where(), ErrNoProcess, err)
+	}
+	c.identity = identity
 	if err := c.attach(opts.StopTimeout); err != nil {
 		return err
 	}
 	defer func() {
 		if c.stuck {
-			return // still running the call: restored when it stops
+			return // still running the call: Run restores it when it stops
 		}
 		err = errors.Join(err, c.restoreAndDetach())
 	}()
@@ -235,7 +274,7 @@ func (c *Conn) where() string { return fmt.Sprintf("process %d thread %d", c.pid
 // detached (or, if it never stopped, left to the kernel's detach when the
 // tracer's OS thread exits — nothing was written).
 func (c *Conn) attach(timeout time.Duration) error {
-	if err := unix.PtraceSeize(c.tid); err != nil {
+	if err := seize(c.tid); err != nil {
 		switch {
 		case errors.Is(err, unix.ESRCH):
 			return fmt.Errorf("%s: %w", c.where(), ErrNoProcess)
@@ -263,6 +302,9 @@ func (c *Conn) attach(timeout time.Duration) error {
 		switch {
 		case st.interrupt():
 			return nil
+		case st.exec():
+			c.execed = true
+			return errors.Join(fmt.Errorf("%s: %w: it exec'd another program as it was being stopped; nothing was written", c.where(), ErrNoProcess), c.detach())
 		case st.groupStop():
 			return errors.Join(fmt.Errorf("%s: %w (by %v); it is left stopped", c.where(), ErrStopped, st.sig), c.detach())
 		default:
@@ -518,6 +560,7 @@ func callRegs(saved unix.PtraceRegs, fn, sp uint64, args []uint64) unix.PtraceRe
 func (c *Conn) awaitReturn(fn, sp uint64, timeout time.Duration) (uint64, error) {
 	deadline := time.Now().Add(timeout)
 	interrupted := false
+	var waited time.Duration // past the first timeout, when patient
 	for {
 		st, err := c.wait(deadline)
 		if errors.Is(err, ErrTimeout) && !interrupted {
@@ -532,7 +575,7 @@ func (c *Conn) awaitReturn(fn, sp uint64, timeout time.Duration) (uint64, error)
 		if errors.Is(err, ErrTimeout) {
 			c.stuck = true
 			c.abandoned = fmt.Errorf("the call of %#x ran for %v and the thread did not stop when interrupted", fn, timeout)
-			return 0, fmt.Errorf("%s: %w: %w; it is restored and detached as soon as it stops", c.where(), ErrTimeout, c.abandoned)
+			return 0, fmt.Errorf("%s: %w: %w; it was restored once it stopped", c.where(), ErrTimeout, c.abandoned)
 		}
 		if err != nil {
 			return 0, err
@@ -541,8 +584,18 @@ func (c *Conn) awaitReturn(fn, sp uint64, timeout time.Duration) (uint64, error)
 			return 0, err
 		}
 		switch {
+		case st.exec():
+			c.execed = true
+			c.abandoned = fmt.Errorf("the process exec'd another program during the call of %#x", fn)
+			return 0, fmt.Errorf("%s: %w: %w: nothing is written into the new program; it is only detached", c.where(), ErrNoProcess, c.abandoned)
+		case st.interrupt() && interrupted && c.patient && !c.inFutexWait():
+			// Running the function, not parked on a lock: it ends.
+			waited += timeout
+			c.tell(fmt.Sprintf("the call in thread %d of process %d is still running after %v; waiting for it to return (only that thread is paused)", c.tid, c.pid, waited))
+			interrupted = false
+			deadline = time.Now().Add(timeout)
 		case st.interrupt() && interrupted:
-			c.abandoned = fmt.Errorf("the call of %#x did not return within %v", fn, timeout)
+			c.abandoned = fmt.Errorf("the call of %#x did not return within %v", fn, waited+timeout)
 			return 0, fmt.Errorf("%s: %w: %w (abandoned where it was: any lock it held stays held)", c.where(), ErrTimeout, c.abandoned)
 		case st.interrupt(), st.groupStop():
 			// A group stop: let the call finish; the thread rejoins the
@@ -633,9 +686,12 @@ func (c *Conn) restoreAndDetach() error {
 		return nil
 	}
 	var errs []error
-	if c.modified {
+	if c.modified && !c.execed {
 		if err := c.ensureStopped(); err != nil || c.gone {
 			return err
+		}
+		if err := c.sameProgram(); err != nil {
+			return errors.Join(err, c.detach())
 		}
 		if c.errnoAddr != 0 {
 			errs = append(errs, c.poke(c.errnoAddr, c.errnoSaved))
@@ -644,6 +700,22 @@ func (c *Conn) restoreAndDetach() error {
 	}
 	errs = append(errs, c.detach())
 	return errors.Join(errs...)
+}
+
+// sameProgram checks, before the saved state is written back, that the
+// process still runs the program it was saved from: one exec'd since
+// (unseen by PTRACE_O_TRACEEXEC, as when another thread exec'd) gets
+// nothing written into it.
+func (c *Conn) sameProgram() error {
+	now, err := proc.ReadIdentity(filepath.Join(procRoot, strconv.Itoa(c.pid)))
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v; nothing is written back", c.where(), ErrNoProcess, err)
+	}
+	if how := c.identity.Changed(c.pid, now); how != "" {
+		c.execed = true
+		return fmt.Errorf("%s: %w: %s during the call; nothing is written into it", c.where(), ErrNoProcess, how)
+	}
+	return nil
 }
 
 // ensureStopped makes sure the thread is in a ptrace-stop before its
@@ -759,10 +831,10 @@ func (c *Conn) detachQuietly() {
 	_, _, _ = unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(c.tid), 0, 0, 0, 0)
 }
 
-// waitUnstuck waits, for as long as the tracer lives, for a thread that
-// would not stop after an abandoned call, then restores and detaches it:
-// letting it go with the call's registers would send it to trapAddr.
-func (c *Conn) waitUnstuck() {
+// waitUnstuck waits, without a bound, for a thread that would not stop
+// after an abandoned call, then restores and detaches it: letting it go
+// with the call's registers would send it to trapAddr.
+func (c *Conn) waitUnstuck() error {
 	for {
 		st, err := c.wait(time.Now())
 		if errors.Is(err, ErrTimeout) {
@@ -770,15 +842,17 @@ func (c *Conn) waitUnstuck() {
 			continue
 		}
 		if err != nil {
-			return
+			return err
 		}
-		if st.sig != 0 && !st.interrupt() && !st.groupStop() {
+		if st.exec() {
+			c.execed = true
+		} else if st.sig != 0 && !st.interrupt() && !st.groupStop() {
 			c.atSignal = true
 			if info, err := getSiginfo(c.tid); err == nil && (!info.fromKernel() || !syncFault(st.sig)) {
 				c.held = append(c.held, heldSignal{sig: st.sig, info: info})
 			}
 		}
-		_ = c.restoreAndDetach()
-		return
+		c.stuck = false
+		return c.restoreAndDetach()
 	}
 }

@@ -478,32 +478,78 @@ func TestAlreadyTraced(t *testing.T) {
 // TestStuckThreadRestoredLater: the function sleeps where no ptrace stop
 // reaches it (a vfork parent waiting for its child, TASK_KILLABLE), so
 // the thread does not stop when the timed-out call is interrupted. Call
-// returns ErrTimeout anyway; the thread is restored and detached when it
-// finally stops, and the canary carries on intact.
+// waits for it to stop, restores and detaches it, and only then returns
+// ErrTimeout (returning earlier would let memdiag exit and the kernel
+// detach the thread with the call's registers); the canary carries on
+// intact.
 func TestStuckThreadRestoredLater(t *testing.T) {
 	p := canary(t, "read")
 	fn := lookup(t, p, "canary", "canary_vfork_wait")
 	start := time.Now()
-	_, err := Call(p.PID(), p.PID(), fn, []uint64{1500}, 200*time.Millisecond)
+	var told []string
+	err := Run(p.PID(), p.PID(), Options{StopTimeout: 200 * time.Millisecond, Notify: func(m string) { told = append(told, m) }}, func(c *Conn) error {
+		_, err := c.Call(fn, []uint64{1500}, 200*time.Millisecond)
+		return err
+	})
 	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "did not stop") {
 		t.Fatalf("call stuck in vfork: %v, want ErrTimeout for a thread that did not stop", err)
 	}
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("Call returned after %v, not at its timeouts", took)
-	}
 	t.Log(err)
-	for range 400 {
-		st, _ := statusFields(filepath.Join("/proc", strconv.Itoa(p.PID()), "status"))
-		if st["TracerPid"] == "0" {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	if took := time.Since(start); took < 1400*time.Millisecond {
+		t.Errorf("Run returned after %v, before the vfork child exited and the thread could be restored", took)
 	}
 	if st, _ := statusFields(filepath.Join("/proc", strconv.Itoa(p.PID()), "status")); st["TracerPid"] != "0" {
-		t.Fatalf("still traced by %s 4 s after the child exited", st["TracerPid"])
+		t.Errorf("still traced by %s when Run returned", st["TracerPid"])
 	}
-	if took := time.Since(start); took < 1400*time.Millisecond {
-		t.Errorf("detached after %v, before the vfork child exited", took)
+	if len(told) != 1 || !strings.Contains(told[0], "waiting for it to stop") {
+		t.Errorf("told %q, want one message that Run waits for the thread", told)
+	}
+	p.Step(t)
+	verdict(t, p.Lines, "1")
+}
+
+// TestExecDuringCall: the called function execs another program (as a
+// target's user could make it do: exec a setuid binary). Nothing of the
+// old program's state is written into the new one: Run says the process
+// exec'd, and the new program runs to its end and exits 0 instead of
+// faulting at registers that were not its own.
+func TestExecDuringCall(t *testing.T) {
+	p := canary(t, "read")
+	fn := lookup(t, p, "canary", "canary_exec")
+	// The new program outlives the call's timeout, as a setuid su waiting
+	// for its password did: a tracer blind to the exec would interrupt it
+	// and write the old registers back.
+	_, err := Call(p.PID(), p.PID(), fn, nil, 300*time.Millisecond)
+	if !errors.Is(err, ErrNoProcess) || !strings.Contains(err.Error(), "exec'd") {
+		t.Fatalf("call that execs: %v, want ErrNoProcess saying the process exec'd", err)
+	}
+	if rest := p.Finish(t); !strings.Contains(rest, "exec survived") {
+		t.Errorf("the exec'd program printed %q, want \"exec survived\"", rest)
+	}
+	if err := p.Cmd.Wait(); err != nil {
+		t.Errorf("the exec'd program: %v, want exit status 0", err)
+	}
+}
+
+// TestPatientCallRuns: a function that runs past its timeout, busy (not
+// parked on a lock), is waited for when Patient is set: it returns its
+// result, and Notify is told of each further wait. Without Patient it is
+// abandoned (TestTimeoutRestores covers that).
+func TestPatientCallRuns(t *testing.T) {
+	p := canary(t, "read")
+	spin := lookup(t, p, "canary", "canary_spin_ms")
+	var told []string
+	var ret uint64
+	err := Run(p.PID(), p.PID(), Options{Patient: true, Notify: func(m string) { told = append(told, m) }}, func(c *Conn) error {
+		var err error
+		ret, err = c.Call(spin, []uint64{700}, 200*time.Millisecond)
+		return err
+	})
+	if err != nil || ret != 700 {
+		t.Fatalf("canary_spin_ms(700) with a 200 ms timeout, patient: %d, %v", ret, err)
+	}
+	if len(told) == 0 || !strings.Contains(told[0], "still running after 200ms") {
+		t.Errorf("told %q, want a message that the call is still running", told)
 	}
 	p.Step(t)
 	verdict(t, p.Lines, "1")

@@ -83,13 +83,25 @@
 //     they differ; the thread is detached regardless, nothing better
 //     being possible for it).
 //   - A thread that does not stop when a timed-out call is interrupted
-//     (uninterruptible sleep) is restored and detached as soon as it
-//     does stop: Run returns ErrTimeout at once, and its OS thread stays
-//     behind waiting for as long as the process lives.
+//     (uninterruptible sleep, a throttled cgroup) is restored and
+//     detached when it does stop, and only then does Run return
+//     ErrTimeout: returning earlier would let the caller exit with the
+//     thread still in the call, to fault at the trap address. Run waits
+//     without a bound, telling Options.Notify that it does.
+//   - A process that execs during a call (the function, or another
+//     thread, ran execve: perhaps of a setuid program, which runs with
+//     its owner's credentials under a capable tracer) gets nothing
+//     written into it: the exec stop (PTRACE_O_TRACEEXEC) and, before
+//     any write-back, its executable's identity say so, and the thread
+//     is only detached (ErrNoProcess).
+//   - With Options.Patient a call still running past its timeout, and
+//     not parked in a futex wait, is waited for rather than abandoned:
+//     an allocator's trim holds its arena's lock while it works.
 //
 // # What it does not guarantee
 //
-//   - An abandoned call (timeout, fault) is abandoned where it was: a lock
+//   - An abandoned call (timeout, or a fault; with Patient, a timeout
+//     only where it waits on a futex) is abandoned where it was: a lock
 //     it took stays taken, a structure it was changing stays half
 //     changed. The process may then deadlock or misbehave later. A
 //     timeout is the price of not stopping the other threads: the

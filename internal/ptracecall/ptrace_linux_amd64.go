@@ -30,6 +30,33 @@ func (s stopStatus) groupStop() bool {
 	return s.event == unix.PTRACE_EVENT_STOP && s.sig != unix.SIGTRAP
 }
 
+// exec reports the stop PTRACE_O_TRACEEXEC asks for: the process has
+// just exec'd another program.
+func (s stopStatus) exec() bool {
+	return s.event == unix.PTRACE_EVENT_EXEC
+}
+
+// seize attaches to the thread without stopping it, asking for a stop
+// at an exec: a program exec'd during a call, perhaps a setuid one, must
+// get none of the old program's registers written into it.
+func seize(tid int) error {
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(tid), 0, unix.PTRACE_O_TRACEEXEC, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// inFutexWait reports whether the thread, stopped, is in a futex system
+// call: a called function parked on a lock, not running.
+func (c *Conn) inFutexWait() bool {
+	var r unix.PtraceRegs
+	if err := unix.PtraceGetRegs(c.tid, &r); err != nil {
+		return false
+	}
+	return r.Orig_rax == unix.SYS_FUTEX || r.Orig_rax == unix.SYS_FUTEX_WAITV
+}
+
 // waitPoll bounds the pause between WNOHANG polls.
 const waitPoll = time.Millisecond
 

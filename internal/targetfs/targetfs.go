@@ -210,14 +210,17 @@ type Cred struct {
 // AsUser runs fn on an OS thread of its own whose effective and
 // filesystem uid and gid and supplementary groups are c's, and whose
 // effective capabilities are gone. Path lookups, file creation (owned by
-// c.UID), signals and unix-socket connections (whose peer credentials
-// name c's effective ids) then get exactly the access c has: a file a race
-// swaps in is reached only if c could reach it.
+// c.UID) and unix-socket connections (whose peer credentials name c's
+// effective ids) then get exactly the access c has: a file a race swaps
+// in is reached only if c could reach it.
 //
 // The thread keeps memdiag's real and saved uid and gid, so that c cannot
 // act on it in return: signalling a task (kill, tgkill), changing its
 // limits (prlimit) or tracing it needs the caller's uid to match its real
-// or saved uid, not only its effective one. The thread is discarded after
+// or saved uid, not only its effective one. The same rule lets the
+// thread's real uid, root, signal root's processes: fn must signal only a
+// process it has verified (a pidfd checked against the start time), never
+// a pid number alone. The thread is discarded after
 // fn: Go ends a thread whose goroutine exits while locked to it (the main
 // thread it parks for good), and starts its other threads from a clean
 // template, never from this one.
