@@ -45,8 +45,8 @@ samples, or cleanly on Ctrl-C (SIGINT/SIGTERM) with a last summary. -o json
 writes one JSON object per sample (memdiag.watch/v1), a line each, for pipes.
 
 --capture-malloc-info reads glibc's arenas from the process's memory at every
-sample, its threads stopped for a few milliseconds each time (--no-stop: not
-at all); jemalloc's and tcmalloc's statistics go through gdb, which pauses
+sample, its threads stopped for a few milliseconds each time, never over a second
+(--no-stop: not at all); jemalloc's and tcmalloc's statistics go through gdb, which pauses
 the process longer: use a long interval there.
 
 -o html writes, once the watch ends, one self-contained HTML page of every

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -75,7 +76,7 @@ func TestMatchesTheProcessOwnAccounting(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, symbols := range []bool{true, false} {
-				h, err := glibcheap.Reader{NoSymbols: !symbols}.Read(p.PID())
+				h, err := glibcheap.Reader{NoSymbols: !symbols, MaxPause: time.Minute}.Read(p.PID()) // stopped, however loaded the host
 				if err != nil {
 					t.Fatalf("symbols %v: %v", symbols, err)
 				}
@@ -128,4 +129,36 @@ func debugFileFor(t *testing.T, lib string) bool {
 		}
 	}
 	return false
+}
+
+// TestPauseBudget: a heap whose free lists take longer to walk than the
+// pause budget is not read with the threads stopped past it: the stopped
+// walk is cut short, the threads resume, and the heap is read while the
+// process runs — the notes say so, and the figures of an idle process are
+// still its own malloc_info's.
+func TestPauseBudget(t *testing.T) {
+	bin := testprog.Build(t, "mallocdemo")
+	out := filepath.Join(t.TempDir(), "malloc_info.xml")
+	p := testprog.Start(t, bin, "histogram", out)
+	want, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := glibcheap.Reader{MaxPause: time.Nanosecond}.Read(p.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Stopped || !strings.Contains(strings.Join(h.Notes, "\n"), "longer than 1ns, so they were resumed") {
+		t.Errorf("stopped %v, notes %q: want the read made while the process ran, and said", h.Stopped, h.Notes)
+	}
+	if h.Pause.Duration > time.Second {
+		t.Errorf("paused %v with a budget of 1 ns", h.Pause.Duration)
+	}
+	var got bytes.Buffer
+	if err := h.WriteMallocInfo(&got); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(string(want), got.String()); d != "" {
+		t.Errorf("the document differs from the process's own malloc_info (-process +memdiag):\n%s", d)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/memdiag/memdiag/internal/proc"
 )
@@ -40,8 +41,11 @@ type reader struct {
 	writable uint64
 	// chunks counts the chunks visited, against maxWalk.
 	chunks int
-	reads  int
-	bytes  uint64
+	// deadline, when set, is when the walk must end (Reader.MaxPause).
+	deadline   time.Time
+	overBudget bool
+	reads      int
+	bytes      uint64
 }
 
 func newReader(mem Memory, maps []proc.Mapping) *reader {
@@ -124,7 +128,7 @@ var slabPool = sync.Pool{New: func() any { return new([slabSize]byte) }}
 // fork returns a reader of the same memory with a cache of its own, for
 // another goroutine.
 func (r *reader) fork() *reader {
-	return &reader{mem: r.mem, maps: r.maps, pages: map[uint64][]byte{}}
+	return &reader{mem: r.mem, maps: r.maps, pages: map[uint64][]byte{}, deadline: r.deadline}
 }
 
 // release hands the reader's cached pages back; it must not be used after.

@@ -23,7 +23,25 @@ type Reader struct {
 	// StopTimeout bounds the wait for every thread to stop;
 	// procmem.DefaultStopTimeout when 0.
 	StopTimeout time.Duration
+	// MaxPause bounds how long the threads stay stopped over all the
+	// reads of one capture; DefaultMaxPause when 0. A walk that would
+	// take longer (millions of free chunks) is cut short, the threads
+	// resume, and the heap is read while the process runs, which the
+	// heap's notes say.
+	MaxPause time.Duration
+
+	// deadline is when the walk of the current stop must end.
+	deadline time.Time
 }
+
+// DefaultMaxPause is Reader.MaxPause's zero value: a pause a service
+// rides out like a long GC, where a heap of a few million free chunks
+// would stop it for seconds; a usual heap's read takes milliseconds.
+const DefaultMaxPause = time.Second
+
+// errOverBudget means a walk made while the threads were stopped reached
+// the pause budget.
+var errOverBudget = errors.New("the read would stop the process longer than its pause budget")
 
 // attempts bounds the reads of one capture. An arena whose lock a thread
 // held at the instant of the read (inside malloc or free) may have a list
@@ -63,8 +81,11 @@ func (rd Reader) Read(pid int) (*Heap, error) {
 		return nil, err
 	}
 	h.PID = pid
-	if rd.NoStop {
+	switch {
+	case rd.NoStop:
 		h.Notes = append(h.Notes, "read while the process ran (--no-stop): a malloc or free during the read may tear the figures")
+	case !h.Stopped:
+		h.Notes = append(h.Notes, fmt.Sprintf("read while the process ran: walking its free lists with the threads stopped would have paused them longer than %v, so they were resumed; a malloc or free during the read may tear the figures", rd.maxPause()))
 	}
 	return h, nil
 }
@@ -76,20 +97,32 @@ func (rd Reader) readSettled(p *procmem.Process, lc *libc, l layout) (*Heap, err
 	var paused procmem.Pause
 	var h *Heap
 	var err error
+	stop := !rd.NoStop
 	for try := 1; ; try++ {
 		var pause procmem.Pause
 		read := func() error {
 			h, err = rd.readOnce(p, lc, l)
 			return err
 		}
-		if rd.NoStop {
-			err = read()
-		} else {
+		if stop {
+			rd.deadline = time.Now().Add(rd.maxPause() - paused.Duration)
 			pause, err = p.Freeze(rd.StopTimeout, read)
+		} else {
+			rd.deadline = time.Time{}
+			err = read()
 		}
 		paused.Threads = pause.Threads
 		paused.Duration += pause.Duration
+		if errors.Is(err, errOverBudget) {
+			// The threads run again; what the stopped reads settled is
+			// lost with the budget, so the read starts over unstopped.
+			stop, best = false, map[uint64]Arena{}
+			continue
+		}
 		if err != nil && (!errors.Is(err, ErrCorrupt) || try == attempts) {
+			if !stop && !rd.NoStop {
+				err = fmt.Errorf("read with its threads stopped, the heap took longer than the %v pause allowed, and read while the process ran it was mid-update at every try: %w", rd.maxPause(), err)
+			}
 			return nil, err
 		}
 		if err == nil && keepBest(h, best) || try == attempts {
@@ -102,8 +135,15 @@ func (rd Reader) readSettled(p *procmem.Process, lc *libc, l layout) (*Heap, err
 	if h == nil {
 		return nil, err
 	}
-	h.Stopped, h.Pause = !rd.NoStop, paused
+	h.Stopped, h.Pause = stop, paused
 	return h, h.settle()
+}
+
+func (rd Reader) maxPause() time.Duration {
+	if rd.MaxPause > 0 {
+		return rd.MaxPause
+	}
+	return DefaultMaxPause
 }
 
 // keepBest puts into h, arena by arena, the best read of each so far, and
@@ -170,7 +210,7 @@ func (rd Reader) readOnce(p *procmem.Process, lc *libc, l layout) (*Heap, error)
 	// A heap too large to walk is not read again: the next stop would
 	// cost the process as much.
 	for _, a := range h.Arenas {
-		if errors.Is(a.walkErr, ErrTooLarge) {
+		if errors.Is(a.walkErr, ErrTooLarge) || errors.Is(a.walkErr, errOverBudget) {
 			return nil, a.walkErr
 		}
 	}
@@ -181,6 +221,7 @@ func (rd Reader) readOnce(p *procmem.Process, lc *libc, l layout) (*Heap, error)
 // walk finds main_arena and mp_ and reads every arena.
 func (rd Reader) walk(mem Memory, maps []proc.Mapping, lc *libc, l layout) (*Heap, *reader, error) {
 	r := newReader(mem, maps)
+	r.deadline = rd.deadline
 	w := &walker{r: r, l: l, heapMax: heapMaxSize}
 	mainArena, mp, err := rd.locate(r, lc, l, w)
 	if err != nil {

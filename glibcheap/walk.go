@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ErrCorrupt means the heap does not add up: a pointer to nowhere, a chunk
@@ -189,7 +190,11 @@ func (pl place) String() string {
 // chunkSize checks that p can be a chunk of arena a and returns its size
 // field, flags and all.
 func (w *walker) chunkSize(a *Arena, p uint64, what place) (uint64, error) {
-	if w.r.chunks++; w.r.chunks > maxWalk {
+	if w.r.chunks++; w.r.overBudget || w.r.chunks%256 == 1 && !w.r.deadline.IsZero() && time.Now().After(w.r.deadline) {
+		w.r.overBudget = true
+		return 0, fmt.Errorf("%w: after %d chunks", errOverBudget, w.r.chunks)
+	}
+	if w.r.chunks > maxWalk {
 		return 0, fmt.Errorf("%w: more than %d chunks in arena %d's lists and those before it: the read stops (a heap this fragmented would stop the process for a minute or more; --gdb asks its own malloc_info)", ErrTooLarge, maxWalk, a.Index)
 	}
 	if p%malignment != 0 {

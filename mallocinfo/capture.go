@@ -38,7 +38,7 @@ const MaxCapture = 16 << 20
 //
 // By default it runs nothing in the process: glibc's heap is read from the
 // process's memory (package glibcheap) with every thread stopped for the
-// read — a few milliseconds — and the document written is the one the
+// read — a few milliseconds, at most glibcheap.DefaultMaxPause — and the document written is the one the
 // process's own malloc_info would have written at that instant.
 //
 // With UseGDB it asks the process itself, as before that reader existed:

@@ -200,7 +200,7 @@ func TestTopWithAStalledFUSEExecutable(t *testing.T) {
 
 	prober := elfinfo.NewProber(nil) // os.Open, as CheckGoFile: a real open(2) that blocks
 	for cycle := 0; cycle < 10; cycle++ {
-		s, err := Read(Options{Top: 1 << 20, Prober: prober})
+		s, err := Read(Options{Top: 1 << 20, Prober: prober, Budget: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}

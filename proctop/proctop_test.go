@@ -46,7 +46,7 @@ func TestHostOfProcesses(t *testing.T) {
 		t.Logf("java not found (%v): the JVM tag is not checked", err)
 	}
 
-	s, err := Read(Options{Top: 100000})
+	s, err := Read(Options{Top: 100000, Budget: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestTopCyclesWithAHangingExecutable(t *testing.T) {
 		}
 		return os.Open(path)
 	})
-	o := Options{Top: 100000, Prober: prober}
+	o := Options{Top: 100000, Prober: prober, Budget: time.Minute}
 	before := runtime.NumGoroutine()
 	var note string
 	for cycle := 0; cycle < 10; cycle++ {
