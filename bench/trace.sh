@@ -10,6 +10,10 @@
 # outstanding, not the input. It also says what the awk matcher gets wrong
 # (it misses <unfinished ...> splits and mremap).
 #
+# On a shared machine the wall time follows the load, so it also prints
+# the load average before and after and memdiag's CPU-seconds per GB
+# (user + system, median of the runs), which the load sways less.
+#
 # Usage: bench/trace.sh [SIZE]   (default 1G; needs GNU time; RUNS=5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +24,7 @@ mkdir -p "$out"
 go build -o "$out/memdiag" .
 go build -o "$out/gentrace" ./bench/gentrace
 . bench/paired.sh
-echo "$(nproc) cores, $(uname -r), $(date -u +%F)"
+echo "$(nproc) cores, $(uname -r), $(date -u '+%F %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for kind in plain k; do
 	trace=$out/big-$kind.strace
 	flags=()
@@ -31,8 +35,12 @@ for kind in plain k; do
 	label="strace -f -tt -T"
 	[[ $kind == k ]] && label="strace -f -tt -T -k"
 	echo "trace as $label writes it: $bytes bytes, $(wc -l < "$trace") lines; $(cat "$out/gentrace.txt")"
-	paired "$runs" "memdiag trace" "$out/memdiag trace $trace -o json" "awk matcher" "awk -f bench/match.awk $trace"
-	awk -v b="$bytes" -v m="$median_a" 'BEGIN { printf "  memdiag: %.0f MB/s (goal ≥ 1000)\n", b / m / 1e6 }'
+	rows=$(paired "$runs" "memdiag trace" "$out/memdiag trace $trace -o json" "awk matcher" "awk -f bench/match.awk $trace"
+		echo "median_a=$median_a")
+	echo "$rows" | grep -v '^median_a='
+	median_a=$(echo "$rows" | sed -n 's/^median_a=//p')
+	cpu=$(echo "$rows" | awk '$1 == "memdiag" && $2 == "trace" { for (i = 3; i < NF; i++) if ($i == "cpu") print $(i + 1) }')
+	awk -v b="$bytes" -v m="$median_a" -v c="$cpu" 'BEGIN { printf "  memdiag: %.0f MB/s wall (goal ≥ 1000), %.2f CPU-s per GB\n", b / m / 1e6, c / (b / 1e9) }'
 	echo "  awk says:     $(cat "$out/awk_matcher.out")"
 	echo "  memdiag says: $(jq -r '"\(.outstanding.count) outstanding, \(.churn.mmap_calls) mmaps, \(.churn.munmap_calls) munmaps, \(.churn.mremap_calls) mremaps"' "$out/memdiag_trace.out" 2>/dev/null || grep -m1 '"count"' "$out/memdiag_trace.out")"
 done
@@ -44,3 +52,5 @@ echo
 echo "a quarter of the -k trace ($bytes bytes):"
 paired "$runs" "memdiag trace (1/4)" "$out/memdiag trace $out/quarter.strace -o json" "wc -l (1/4)" "wc -l $out/quarter.strace"
 rm -f "$out/quarter.strace" "$out/big-plain.strace" "$out/big-k.strace"
+echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -115,29 +115,8 @@ func (b *BpftraceReader) handle(line string) error {
 		e.Call = CallExit
 		e.ExitStatus = "exited"
 	}
-	var err error
-	num := func(k string) uint64 {
-		v, ok := kv[k]
-		if !ok || err != nil {
-			if !ok && err == nil {
-				err = fmt.Errorf("%s= missing", k)
-			}
-			return 0
-		}
-		n, perr := parseNum(v)
-		if perr != nil {
-			err = fmt.Errorf("%s=%q is not a number", k, v)
-		}
-		return n
-	}
-	snum := func(k string) int64 {
-		v := kv[k]
-		n, perr := strconv.ParseInt(v, 10, 64)
-		if perr != nil && err == nil {
-			err = fmt.Errorf("%s=%q is not a number", k, v)
-		}
-		return n
-	}
+	f := &bpfFields{kv: kv}
+	num, snum := f.num, f.snum
 	e.PID, e.TID = int(snum("pid")), int(snum("tid"))
 	enter, exit := num("enter"), num("exit")
 	e.Time, e.EnterKey, e.DoneKey = float64(enter)/1e9, float64(enter)/1e9, float64(exit)/1e9
@@ -170,11 +149,44 @@ func (b *BpftraceReader) handle(line string) error {
 			e.Ret = uint64(ret)
 		}
 	}
-	if err != nil {
-		return b.malformed(lineNo, err.Error(), line)
+	if f.err != nil {
+		return b.malformed(lineNo, f.err.Error(), line)
 	}
 	b.held = e
 	return nil
+}
+
+// bpfFields reads the numbers of one line's key=value fields; err keeps the
+// first field that was missing or not a number.
+type bpfFields struct {
+	kv  map[string]string
+	err error
+}
+
+// num reads an unsigned field, which must be present.
+func (f *bpfFields) num(k string) uint64 {
+	v, ok := f.kv[k]
+	if !ok || f.err != nil {
+		if !ok && f.err == nil {
+			f.err = fmt.Errorf("%s= missing", k)
+		}
+		return 0
+	}
+	n, perr := parseNum(v)
+	if perr != nil {
+		f.err = fmt.Errorf("%s=%q is not a number", k, v)
+	}
+	return n
+}
+
+// snum reads a signed decimal field.
+func (f *bpfFields) snum(k string) int64 {
+	v := f.kv[k]
+	n, perr := strconv.ParseInt(v, 10, 64)
+	if perr != nil && f.err == nil {
+		f.err = fmt.Errorf("%s=%q is not a number", k, v)
+	}
+	return n
 }
 
 // parseFrame reads "7f38913299b3 __mmap64+19 (/usr/lib/…/libc.so.6)".

@@ -133,6 +133,11 @@ type Replay struct {
 	stride   int
 	stopped  bool
 	scratch  []*Mapping
+	// free holds Mappings wholly unmapped, for reuse; handedOut is set once
+	// Outstanding has given mappings out, which ends reuse and cutting in
+	// place.
+	free      []*Mapping
+	handedOut bool
 	// Tasks' spaces, direct-mapped by task id: two map lookups per call
 	// otherwise. Cleared when tasks or spaces change.
 	spaceCache [64]cachedSpace
@@ -225,21 +230,9 @@ func (r *Replay) Apply(e *Event) {
 	s := r.spaceOf(e.TID)
 	switch e.Call {
 	case CallMmap:
-		start := e.Ret
-		n := pageUp(e.Len)
-		r.remove(s, start, start+n, e)
-		m := &Mapping{Start: start, End: start + n, Space: s.id, TID: e.TID, Comm: e.Comm, Prot: e.Prot, FlagsText: e.FlagsText,
-			madeKey: e.DoneKey, Anonymous: e.Flags&FlagAnonymous != 0 || e.FD < 0, FD: e.FD, Path: e.Path, Time: e.Time, HasTime: e.HasTime, Line: e.Line, Frames: e.Frames}
-		r.insert(s, m, e)
-		r.Stats.MappedBytes += n
+		r.mmap(s, e)
 	case CallMunmap:
-		n := pageUp(e.Len)
-		got, newer := r.remove(s, e.Addr, e.Addr+n, e)
-		r.Stats.UnmappedBytes += got
-		if got+newer < n {
-			r.Stats.PreexistingOps++
-			r.Stats.PreexistingBytes += n - got - newer
-		}
+		r.munmap(s, e)
 	case CallMremap:
 		r.mremap(s, e)
 	case CallBrk:
@@ -256,6 +249,16 @@ func (r *Replay) Apply(e *Event) {
 		r.Stats.ShmatCalls++
 	case CallShmdt:
 		r.Stats.ShmatCalls++
+	case CallClone, CallExec, CallExit:
+		r.lifecycle(s, e)
+	}
+	r.sample(e)
+}
+
+// lifecycle replays the calls that change tasks and spaces: clone, exec and
+// exit.
+func (r *Replay) lifecycle(s *space, e *Event) {
+	switch e.Call {
 	case CallClone:
 		clear(r.spaceCache[:]) // tasks and spaces change
 		child := int(e.Ret)
@@ -286,7 +289,31 @@ func (r *Replay) Apply(e *Event) {
 			delete(r.spaces, s.id)
 		}
 	}
-	r.sample(e)
+}
+
+// mmap replays a successful mmap: what was under it is gone, the new mapping
+// is outstanding.
+func (r *Replay) mmap(s *space, e *Event) {
+	start := e.Ret
+	n := pageUp(e.Len)
+	r.remove(s, start, start+n, e)
+	m := r.newMapping()
+	*m = Mapping{Start: start, End: start + n, Space: s.id, TID: e.TID, Comm: e.Comm, Prot: e.Prot, FlagsText: e.FlagsText,
+		madeKey: e.DoneKey, Anonymous: e.Flags&FlagAnonymous != 0 || e.FD < 0, FD: e.FD, Path: e.Path, Time: e.Time, HasTime: e.HasTime, Line: e.Line, Frames: e.Frames}
+	r.insert(s, m, e)
+	r.Stats.MappedBytes += n
+}
+
+// munmap replays a successful munmap; bytes it names that no traced call
+// mapped are counted as pre-existing.
+func (r *Replay) munmap(s *space, e *Event) {
+	n := pageUp(e.Len)
+	got, newer := r.remove(s, e.Addr, e.Addr+n, e)
+	r.Stats.UnmappedBytes += got
+	if got+newer < n {
+		r.Stats.PreexistingOps++
+		r.Stats.PreexistingBytes += n - got - newer
+	}
 }
 
 func (r *Replay) insert(s *space, m *Mapping, e *Event) {
@@ -332,26 +359,80 @@ func (r *Replay) remove(s *space, lo, hi uint64, e *Event) (removed, newer uint6
 			newer += min(m.End, hi) - max(m.Start, lo)
 			continue
 		}
-		s.tree.delete(m.Start)
-		cutLo, cutHi := max(m.Start, lo), min(m.End, hi)
-		removed += cutHi - cutLo
-		r.mapped -= m.Len()
-		if m.Start < lo {
-			left := *m
-			left.End = lo
-			left.ReleasedBytes = min(left.ReleasedBytes, left.Len())
-			s.tree.set(left.Start, &left)
-			r.mapped += left.Len()
+		cut := min(m.End, hi) - max(m.Start, lo)
+		removed += cut
+		if r.handedOut {
+			r.cutCopying(s, m, lo, hi)
+		} else {
+			r.cutInPlace(s, m, lo, hi)
 		}
-		if m.End > hi {
-			right := *m
-			right.Start = hi
-			right.ReleasedBytes = min(right.ReleasedBytes, right.Len())
-			s.tree.set(right.Start, &right)
-			r.mapped += right.Len()
-		}
+		r.mapped -= cut
 	}
 	return removed, newer
+}
+
+// cutCopying cuts [lo, hi) out of m, which overlaps it, leaving m as it
+// was: what remains of it is new mappings. Once Outstanding has handed
+// mappings out, they must not change under their holder.
+func (r *Replay) cutCopying(s *space, m *Mapping, lo, hi uint64) {
+	s.tree.delete(m.Start)
+	if m.Start < lo {
+		left := *m
+		left.End = lo
+		left.ReleasedBytes = min(left.ReleasedBytes, left.Len())
+		s.tree.set(left.Start, &left)
+	}
+	if m.End > hi {
+		right := *m
+		right.Start = hi
+		right.ReleasedBytes = min(right.ReleasedBytes, right.Len())
+		s.tree.set(right.Start, &right)
+	}
+}
+
+// cutInPlace cuts [lo, hi) out of m, which overlaps it: m itself keeps what
+// remains (a new mapping takes the right part of a hole), or, gone
+// entirely, is kept for the next mmap. Most munmaps free a whole mapping,
+// so the replay allocates little once the trace's churn is under way.
+func (r *Replay) cutInPlace(s *space, m *Mapping, lo, hi uint64) {
+	switch {
+	case m.Start < lo && m.End > hi:
+		right := r.newMapping()
+		*right = *m
+		right.Start = hi
+		right.ReleasedBytes = min(right.ReleasedBytes, right.Len())
+		s.tree.set(hi, right)
+		m.End = lo
+		m.ReleasedBytes = min(m.ReleasedBytes, m.Len())
+	case m.Start < lo:
+		m.End = lo // its key, the start, is unchanged
+		m.ReleasedBytes = min(m.ReleasedBytes, m.Len())
+	case m.End > hi:
+		s.tree.delete(m.Start)
+		m.Start = hi
+		m.ReleasedBytes = min(m.ReleasedBytes, m.Len())
+		s.tree.set(hi, m)
+	default:
+		s.tree.delete(m.Start)
+		if len(r.free) < maxFree {
+			*m = Mapping{} // drop what it points to
+			r.free = append(r.free, m)
+		}
+	}
+}
+
+// maxFree bounds the unmapped Mappings kept for reuse.
+const maxFree = 4096
+
+// newMapping returns a Mapping to fill in: one an earlier munmap freed, or
+// a new one.
+func (r *Replay) newMapping() *Mapping {
+	if n := len(r.free); n > 0 {
+		m := r.free[n-1]
+		r.free = r.free[:n-1]
+		return m
+	}
+	return new(Mapping)
 }
 
 func (r *Replay) release(s *space, lo, hi uint64, e *Event) {
@@ -503,6 +584,7 @@ func (r *Replay) sample(e *Event) {
 // still mapped at the end, or alive when its process exited or exec'd. They
 // are in space, then address order.
 func (r *Replay) Outstanding() []*Mapping {
+	r.handedOut, r.free = true, nil
 	out := append([]*Mapping(nil), r.ended...)
 	ids := make([]int, 0, len(r.spaces))
 	for id := range r.spaces {

@@ -357,3 +357,30 @@ func TestReplayCommits(t *testing.T) {
 		}
 	}
 }
+
+// Mappings Outstanding handed out stay as they were while the replay goes
+// on (record takes a snapshot, then replays further): later munmaps neither
+// cut them in place nor reuse them for later mmaps.
+func TestReplayOutstandingStable(t *testing.T) {
+	const A, B = 0x7f0000000000, 0x7f0000100000
+	events := readAll(t, NewStraceReader(strings.NewReader(fmt.Sprintf(
+		"1 mmap(NULL, 16384, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+			"1 mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n"+
+			"1 munmap(%#x, 4096) = 0\n1 munmap(%#x, 8192) = 0\n"+
+			"1 mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = %#x\n", A, B, A, B, B)), "in", 0))
+	r := NewReplay(true)
+	for _, e := range events[:2] {
+		r.Apply(e)
+	}
+	snap := r.Outstanding()
+	want := spans(snap)
+	for _, e := range events[2:] {
+		r.Apply(e)
+	}
+	if got := spans(snap); fmt.Sprint(got) != fmt.Sprint(want) || snap[1].Prot != "READ" {
+		t.Errorf("snapshot changed: %v (prot %q), was %v", got, snap[1].Prot, want)
+	}
+	if got, want := spans(r.Outstanding()), []span{{A + 4096, A + 16384}, {B, B + 4096}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("outstanding = %v, want %v", got, want)
+	}
+}

@@ -591,12 +591,41 @@ func (d *straceDecoder) taskOf(line string, lineNo int) (tid int, rest string, e
 // stampOf reads a line's timestamp, if any: -t 12:34:56, -tt
 // 12:34:56.123456, -ttt 1700000000.123456, -r 0.000123 (relative).
 func stampOf(rest string) (ts float64, hasTime bool, after string) {
+	if ts, ok := clockMicros(rest); ok {
+		return ts, true, strings.TrimLeft(rest[len("12:34:56.123456"):], " ")
+	}
 	if i := strings.IndexByte(rest, ' '); i > 0 {
 		if v, ok := parseStraceTime(rest[:i]); ok {
 			return v, true, strings.TrimLeft(rest[i:], " ")
 		}
 	}
 	return 0, false, rest
+}
+
+// clockMicros reads the -tt stamp "12:34:56.123456 " at the start of s,
+// the commonest, without a search or loops; its value is what
+// parseStraceTime makes of it, rounded once the same way.
+func clockMicros(s string) (float64, bool) {
+	const n = len("12:34:56.123456")
+	if len(s) <= n || s[2] != ':' || s[5] != ':' || s[8] != '.' || s[n] != ' ' {
+		return 0, false
+	}
+	var v uint64
+	for i := 0; i < n; i++ {
+		switch i {
+		case 2, 5, 8:
+			continue
+		}
+		c := s[i] - '0'
+		if c > 9 {
+			return 0, false
+		}
+		v = v*10 + uint64(c)
+	}
+	// v holds HHMMSSuuuuuu as one number: take it apart.
+	us, sec := v%1e6, v/1e6
+	h, m, sec := sec/1e4, sec/100%100, sec%100
+	return float64((h*3600+m*60+sec)*1e6+us) / 1e6, true
 }
 
 // resumed decodes "<... NAME resumed> rest": the end of a call split by

@@ -2,6 +2,7 @@ package syscalltrace
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -258,4 +259,39 @@ func TestParseStraceFrameCPlusPlus(t *testing.T) {
 			t.Errorf("%q: module %q func %q, want %q %q", tc.in, f.Module, f.Func, tc.module, tc.fn)
 		}
 	}
+}
+
+// The -tt fast path reads every stamp as the general one does, to the bit.
+func TestClockMicrosMatchesParseStraceTime(t *testing.T) {
+	for _, s := range []string{"00:00:00.000000", "01:00:43.641052", "23:59:59.999999", "99:99:99.999999", "12:34:56.000001", "07:08:09.100000"} {
+		got, ok := clockMicros(s + " mmap(")
+		want, wok := parseStraceTime(s)
+		if !ok || !wok || got != want {
+			t.Errorf("%s: fast %v (%v), general %v (%v)", s, got, ok, want, wok)
+		}
+	}
+	x := uint64(88172645463325252) // xorshift: stamps across the whole range
+	for i := 0; i < 100000; i++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		s := fmt.Sprintf("%02d:%02d:%02d.%06d", x%100, x>>8%100, x>>16%100, x>>24%1000000)
+		if got, _ := clockMicros(s + " "); got != mustTime(t, s) {
+			t.Fatalf("%s: fast %v, general %v", s, got, mustTime(t, s))
+		}
+	}
+	for _, s := range []string{"12:34:56.12345 x", "12:34:56.1234567 ", "12:34:5a.123456 ", "12:34:56.123456", "1234:56.123456 x"} {
+		if _, ok := clockMicros(s); ok {
+			t.Errorf("%q read as a -tt stamp", s)
+		}
+	}
+}
+
+func mustTime(t *testing.T, s string) float64 {
+	t.Helper()
+	v, ok := parseStraceTime(s)
+	if !ok {
+		t.Fatalf("%s: not a stamp", s)
+	}
+	return v
 }

@@ -235,39 +235,8 @@ func (s *SysdigReader) event(f sysdigFields) (*Event, error) {
 			e.Errno = s.str(strings.TrimSuffix(res[i+1:], ")"))
 		}
 	}
-	var err error
-	hex := func(k string) uint64 {
-		v, ok := kv[k]
-		if !ok || err != nil {
-			return 0
-		}
-		n, perr := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(v), "0x"), 16, 64)
-		if perr != nil {
-			err = fmt.Errorf("%s=%q is not a hexadecimal address", k, v)
-		}
-		return n
-	}
-	dec := func(k string) uint64 {
-		v, ok := kv[k]
-		if !ok || err != nil {
-			return 0
-		}
-		if i := strings.IndexByte(v, '('); i >= 0 {
-			v = v[:i]
-		}
-		n, perr := strconv.ParseUint(v, 10, 64)
-		if perr != nil {
-			err = fmt.Errorf("%s=%q is not a number", k, v)
-		}
-		return n
-	}
-	symbolic := func(k string) string {
-		v := kv[k]
-		if i := strings.IndexByte(v, '('); i >= 0 && strings.HasSuffix(v, ")") {
-			return v[i+1 : len(v)-1]
-		}
-		return v
-	}
+	a := &sysdigArgs{kv: kv}
+	hex, dec, symbolic := a.hex, a.dec, a.symbolic
 	switch call {
 	case CallMmap:
 		e.Addr, e.Len, e.Offset = hex("addr"), dec("length"), dec("offset")
@@ -296,10 +265,56 @@ func (s *SysdigReader) event(f sysdigFields) (*Event, error) {
 		}
 		e.Flags, e.FlagsText = parseFlags(symbolic("flags"))
 	}
-	if err != nil {
-		return nil, &ParseError{Name: s.lr.name, Line: s.lr.line, Msg: fmt.Sprintf("%s: %v", f.typ, err), Err: ErrMalformed}
+	if a.err != nil {
+		return nil, &ParseError{Name: s.lr.name, Line: s.lr.line, Msg: fmt.Sprintf("%s: %v", f.typ, a.err), Err: ErrMalformed}
 	}
 	return e, nil
+}
+
+// sysdigArgs reads the arguments of one exit event; err keeps the first that
+// was not a number, and after it every number reads as 0.
+type sysdigArgs struct {
+	kv  map[string]string
+	err error
+}
+
+// hex reads a hexadecimal address argument; absent reads as 0.
+func (a *sysdigArgs) hex(k string) uint64 {
+	v, ok := a.kv[k]
+	if !ok || a.err != nil {
+		return 0
+	}
+	n, perr := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(v), "0x"), 16, 64)
+	if perr != nil {
+		a.err = fmt.Errorf("%s=%q is not a hexadecimal address", k, v)
+	}
+	return n
+}
+
+// dec reads a decimal argument, dropping sysdig's "(symbolic)" suffix.
+func (a *sysdigArgs) dec(k string) uint64 {
+	v, ok := a.kv[k]
+	if !ok || a.err != nil {
+		return 0
+	}
+	if i := strings.IndexByte(v, '('); i >= 0 {
+		v = v[:i]
+	}
+	n, perr := strconv.ParseUint(v, 10, 64)
+	if perr != nil {
+		a.err = fmt.Errorf("%s=%q is not a number", k, v)
+	}
+	return n
+}
+
+// symbolic reads the "(PROT_READ|PROT_WRITE)" part of an argument, or the
+// whole argument when it has none.
+func (a *sysdigArgs) symbolic(k string) string {
+	v := a.kv[k]
+	if i := strings.IndexByte(v, '('); i >= 0 && strings.HasSuffix(v, ")") {
+		return v[i+1 : len(v)-1]
+	}
+	return v
 }
 
 // mmapResult reads mmap's res: decimal in current sysdig, hexadecimal in
