@@ -67,22 +67,7 @@ searchable flame graph of the outstanding bytes by stack (docs/html.md).`,
   memdiag record --pid 1234 --sample-bytes 512K --pprof heap.pb.gz
   memdiag record -o json -- ./server --config test.conf
   memdiag record --follow-forks -- make -j2`,
-		Args: func(c *cobra.Command, args []string) error {
-			dash := c.ArgsLenAtDash()
-			switch {
-			case dash < 0 && len(args) > 0:
-				return usage(fmt.Errorf("unexpected argument %q: a command to record goes after --", args[0]))
-			case dash > 0:
-				return usage(fmt.Errorf("unexpected argument %q before --", args[0]))
-			case o.PID == 0 && len(args) == 0:
-				return usage(errors.New("record needs --pid PID or -- COMMAND"))
-			case o.PID != 0 && len(args) > 0:
-				return usage(errors.New("give --pid or a command after --, not both"))
-			case o.PID < 0:
-				return usage(fmt.Errorf("--pid %d: want a process id", o.PID))
-			}
-			return nil
-		},
+		Args: o.checkArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Command = args
 			var err error
@@ -94,24 +79,8 @@ searchable flame graph of the outstanding bytes by stack (docs/html.md).`,
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
 			o.Record.PID = o.PID
-			for _, f := range []struct {
-				flag, v string
-				into    *uint64
-			}{{"--min-size", minSize, &o.Record.MinSize}, {"--sample-bytes", sampleBytes, &o.Record.SampleBytes}} {
-				if f.v == "" {
-					continue
-				}
-				if *f.into, err = humanize.ParseBytes(f.v); err != nil {
-					return usage(fmt.Errorf("%s %q: %w", f.flag, f.v, err))
-				}
-			}
-			n, err := humanize.ParseBytes(ring)
-			if err != nil || n < 4096 || n > 1<<30 {
-				return usage(fmt.Errorf("--ring-buffer %q: want a size from 4K to 1G", ring))
-			}
-			o.Record.RingBytes = int(n)
-			if o.Record.Duration < 0 || o.Record.Interval < 0 {
-				return usage(errors.New("--duration and --interval must not be negative"))
+			if err := o.parseSizes(minSize, sampleBytes, ring); err != nil {
+				return err
 			}
 			if runF != nil {
 				return runF(o)
@@ -133,6 +102,49 @@ searchable flame graph of the outstanding bytes by stack (docs/html.md).`,
 	f.BoolVar(&o.Record.NoMappings, "no-mappings", false, "do not trace mmap, munmap, mremap and brk")
 	f.IntVar(&o.Top, "top", 20, "stacks to list in tables")
 	return c
+}
+
+// checkArgs takes --pid or a command after --, not both.
+func (o *RecordOptions) checkArgs(c *cobra.Command, args []string) error {
+	dash := c.ArgsLenAtDash()
+	switch {
+	case dash < 0 && len(args) > 0:
+		return usage(fmt.Errorf("unexpected argument %q: a command to record goes after --", args[0]))
+	case dash > 0:
+		return usage(fmt.Errorf("unexpected argument %q before --", args[0]))
+	case o.PID == 0 && len(args) == 0:
+		return usage(errors.New("record needs --pid PID or -- COMMAND"))
+	case o.PID != 0 && len(args) > 0:
+		return usage(errors.New("give --pid or a command after --, not both"))
+	case o.PID < 0:
+		return usage(fmt.Errorf("--pid %d: want a process id", o.PID))
+	}
+	return nil
+}
+
+// parseSizes reads the size flags into o.Record.
+func (o *RecordOptions) parseSizes(minSize, sampleBytes, ring string) error {
+	var err error
+	for _, f := range []struct {
+		flag, v string
+		into    *uint64
+	}{{"--min-size", minSize, &o.Record.MinSize}, {"--sample-bytes", sampleBytes, &o.Record.SampleBytes}} {
+		if f.v == "" {
+			continue
+		}
+		if *f.into, err = humanize.ParseBytes(f.v); err != nil {
+			return usage(fmt.Errorf("%s %q: %w", f.flag, f.v, err))
+		}
+	}
+	n, err := humanize.ParseBytes(ring)
+	if err != nil || n < 4096 || n > 1<<30 {
+		return usage(fmt.Errorf("--ring-buffer %q: want a size from 4K to 1G", ring))
+	}
+	o.Record.RingBytes = int(n)
+	if o.Record.Duration < 0 || o.Record.Interval < 0 {
+		return usage(errors.New("--duration and --interval must not be negative"))
+	}
+	return nil
 }
 
 func runRecord(o *RecordOptions) error {

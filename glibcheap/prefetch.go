@@ -70,15 +70,7 @@ func (w *walker) prefetch(a *Arena, state []byte) {
 		if w.r.pastDeadline() {
 			return // the walk reports it at its first chunk
 		}
-		// Drop the lists that ended or left the arena.
-		live := cur[:0]
-		for _, c := range cur {
-			if c.p != 0 && c.p != c.head && c.left > 0 && c.p%malignment == 0 && (a.Main || a.inHeaps(c.p)) {
-				live = append(live, c)
-			}
-		}
-		cur = live
-		if len(cur) == 0 {
+		if cur = liveLists(cur, a); len(cur) == 0 {
 			return
 		}
 		need = need[:0]
@@ -199,4 +191,15 @@ func (r *reader) cached(b []byte, addr uint64) bool {
 		b, addr = b[n:], addr+uint64(n)
 	}
 	return true
+}
+
+// liveLists drops from cur the lists that ended or left the arena.
+func liveLists(cur []listCursor, a *Arena) []listCursor {
+	live := cur[:0]
+	for _, c := range cur {
+		if c.p != 0 && c.p != c.head && c.left > 0 && c.p%malignment == 0 && (a.Main || a.inHeaps(c.p)) {
+			live = append(live, c)
+		}
+	}
+	return live
 }
