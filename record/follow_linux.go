@@ -32,7 +32,10 @@ type process struct {
 	attached  map[fileKey]bool
 	lastMaps  []proc.Mapping
 	mapsDirty bool
-	threads   map[int]bool // tasks seen, other than the leader
+	// followPending: OnFollow is due once an allocator of the new image
+	// is probed (after an exec, libc is mapped by the loader only later).
+	followPending bool
+	threads       map[int]bool // tasks seen, other than the leader
 
 	forkTs, attachTs, exitTs uint64 // CLOCK_MONOTONIC ns
 	exited                   bool
@@ -163,10 +166,8 @@ func (r *recorder) closeAside(p *process) {
 func (r *recorder) reattach(p *process) {
 	r.closeAside(p)
 	p.probes, p.attached = nil, map[fileKey]bool{}
+	p.followPending = true
 	_ = r.refreshMaps(p)
-	if r.o.OnFollow != nil {
-		r.o.OnFollow(p.pid)
-	}
 }
 
 // ordered is the processes, the one recorded first, then by pid.

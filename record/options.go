@@ -33,8 +33,8 @@ type Options struct {
 	FollowForks bool
 	// OnFollow, if set, is called once a process's probes are attached
 	// anew — a child's after its fork, or after an exec from a thread
-	// other than the leader — from the recording's goroutine: it must not
-	// block.
+	// other than the leader, once the new image's allocator is mapped and
+	// probed — from the recording's goroutine: it must not block.
 	OnFollow func(pid int)
 	// NoMappings leaves mmap, munmap, mremap and brk unrecorded.
 	NoMappings bool

@@ -364,6 +364,12 @@ func (r *recorder) refreshMaps(p *process) error {
 		}
 		file.Close()
 	}
+	if p.followPending && len(p.probes) > 0 {
+		p.followPending = false
+		if r.o.OnFollow != nil {
+			r.o.OnFollow(p.pid)
+		}
+	}
 	return nil
 }
 
