@@ -128,8 +128,8 @@ type Conn struct {
 	// one may run with other credentials (a setuid binary), so nothing is
 	// written into it; it is only detached.
 	execed bool
-	// identity is the process when Run started, checked again before
-	// the saved state is written back.
+	// identity is the process once its thread stopped, checked again
+	// before the saved state is written back.
 	identity proc.Identity
 	// patient and notify are Options.Patient and Options.Notify.
 	patient bool
@@ -229,11 +229,6 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 	if opts.StartTime != "" && opts.StartTime != start {
 		return fmt.Errorf("%s: %w: pid %d now belongs to a process started at %s, not %s", c.where(), ErrNoProcess, c.pid, start, opts.StartTime)
 	}
-	identity, err := proc.FS{}.Identity(c.pid)
-	if err != nil {
-		return fmt.Errorf("%s: %w: %v", c.where(), ErrNoProcess, err)
-	}
-	c.identity = identity
 	if err := c.attach(opts.StopTimeout); err != nil {
 		return err
 	}
@@ -248,15 +243,18 @@ func (c *Conn) run(opts Options, fn func(*Conn) error) (err error) {
 	if again, err := processStart(c.pid); err != nil || again != start {
 		return errors.Join(fmt.Errorf("%s: %w: the process changed while being stopped (start time %s, then %s)", c.where(), ErrNoProcess, start, again), err)
 	}
+	// Read once stopped, so that it is the program whose registers are
+	// saved: the write-back is checked against it (sameProgram).
+	now, err := proc.FS{}.Identity(c.pid)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", c.where(), ErrNoProcess, err)
+	}
 	if was := opts.Identity; was != nil {
-		now, err := proc.FS{}.Identity(c.pid)
-		if err != nil {
-			return fmt.Errorf("%s: %w: %v", c.where(), ErrNoProcess, err)
-		}
 		if how := was.Changed(c.pid, now); how != "" {
 			return fmt.Errorf("%s: %w: %s since its functions were looked up: no call is made", c.where(), ErrNoProcess, how)
 		}
 	}
+	c.identity = now
 	if err := c.save(); err != nil {
 		return err
 	}
