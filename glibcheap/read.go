@@ -128,12 +128,13 @@ func (rd Reader) readSettled(p *procmem.Process, lc *libc, l layout) (*Heap, err
 		}
 		paused.Threads = pause.Threads
 		paused.Duration += pause.Duration
-		if errors.Is(err, errOverBudget) && (!stop || !rd.Deadline.IsZero() && !time.Now().Before(rd.Deadline)) {
-			return nil, fmt.Errorf("%w (%v)", ErrOutOfTime, err)
-		}
 		if errors.Is(err, errOverBudget) {
-			// The threads run again; what the stopped reads settled is
-			// lost with the budget, so the read starts over unstopped.
+			if !stop || !rd.Deadline.IsZero() && !time.Now().Before(rd.Deadline) {
+				return nil, fmt.Errorf("%w (%v)", ErrOutOfTime, err)
+			}
+			// The pause budget, not the caller's deadline: the threads run
+			// again, what the stopped reads settled is lost with it, and
+			// the read starts over unstopped.
 			stop, best = false, map[uint64]Arena{}
 			continue
 		}
