@@ -10,6 +10,6 @@ bench:
 	bench/mallocinfo.sh
 	bench/heapread.sh
 	bench/top.sh
-	bench/record.sh
+	bench/record.sh 200000 5
 fuzz:
 	scripts/fuzz
