@@ -11,12 +11,12 @@
 #      tables walked once);
 #   3. the offline parse (go test -bench, RUNS counts, median MB/s).
 #
-# Usage: bench/pmap.sh [MAPPINGS [LARGE_MIB]]   (default 60000 and 2048;
+# Usage: bench/pmap.sh [MAPPINGS [LARGE_MIB]]   (default 60000 and 8192, the 8 GiB of issue 24;
 #        needs gcc, procps, GNU time; RUNS=5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-60000}
-large_mib=${2:-2048}
+large_mib=${2:-8192}
 runs=${RUNS:-5}
 out=bench/out
 mkdir -p "$out"

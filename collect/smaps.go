@@ -64,12 +64,27 @@ type LiveMappings struct {
 // heap lies: the Java heap is anonymous memory like any other, and only
 // the JVM says where it is.
 func ReadLiveMappings(ctx context.Context, r LiveRequest) (*LiveMappings, error) {
+	// Which runtime and allocator are mapped is read from maps on the other
+	// core while smaps is walked: for a large process, for nothing.
+	type mapped struct {
+		jvm       bool
+		allocator allocator.Detection
+		err       error
+	}
+	side := make(chan mapped, 1)
+	go func() {
+		var m mapped
+		m.jvm, _ = jmx.IsJVM(proc.NewFS(r.ProcRoot), r.PID)
+		m.allocator, m.err = allocator.Detect(proc.NewFS(r.ProcRoot), r.PID)
+		side <- m
+	}()
 	p, err := LiveProcess(r.ProcRoot, r.PID)
+	found := <-side
 	if err != nil {
 		return nil, err
 	}
 	lm := &LiveMappings{Process: p, Hints: p.Hints, Notes: append([]string{}, p.Notes...)}
-	if jvm, _ := jmx.IsJVM(proc.NewFS(r.ProcRoot), r.PID); jvm {
+	if found.jvm {
 		m, err := jmx.ReadPID(ctx, r.PID, jmx.ReadOptions{Proc: proc.NewFS(r.ProcRoot), NoAttach: !r.Attach, Timeout: 15 * time.Second, Notify: r.Notify})
 		if err != nil {
 			lm.Notes = append(lm.Notes, "JVM: "+err.Error())
@@ -80,8 +95,8 @@ func ReadLiveMappings(ctx context.Context, r LiveRequest) (*LiveMappings, error)
 			}
 		}
 	}
-	if d, err := allocator.Detect(proc.NewFS(r.ProcRoot), r.PID); err == nil && d.Kind != allocator.Unknown {
-		lm.Notes = append(lm.Notes, AllocatorNote(d))
+	if found.err == nil && found.allocator.Kind != allocator.Unknown {
+		lm.Notes = append(lm.Notes, AllocatorNote(found.allocator))
 	}
 	return lm, nil
 }

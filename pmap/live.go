@@ -130,8 +130,14 @@ func (fsys FS) ReadPID(pid int) (*Process, error) {
 	if err != nil {
 		return nil, fsys.openError(pid, path, p.UID, err)
 	}
+	// What classifying needs besides smaps is read on the other core while
+	// the kernel walks the page tables for smaps: for a large process that
+	// walk is nearly the whole cost, and these reads then cost nothing.
+	side := make(chan liveHints, 1)
+	go func() { side <- fsys.readHints(pid) }()
 	pr := newPrefetchReader(f)
 	ms, parseErr := parseSmaps(pr, path, fsys.countMappings(pid))
+	hints := <-side
 	pr.Close()
 	f.Close()
 
@@ -154,11 +160,10 @@ func (fsys FS) ReadPID(pid int) (*Process, error) {
 	p.Mappings = ms
 
 	p.Hints.MainTID = pid
-	p.Hints.GoProgram = elfinfo.IsGoFile(filepath.Join(fsys.root, strconv.Itoa(pid), "exe"), 500*time.Millisecond)
-	sps, note := fsys.stackPointers(pid)
-	p.Hints.StackPointers = sps
-	if note != "" {
-		p.Notes = append(p.Notes, note)
+	p.Hints.GoProgram = hints.goProgram
+	p.Hints.StackPointers = hints.stackPointers
+	if hints.note != "" {
+		p.Notes = append(p.Notes, hints.note)
 	}
 
 	statusAfter, statusAfterErr := proc.NewStatus()
@@ -168,6 +173,19 @@ func (fsys FS) ReadPID(pid int) (*Process, error) {
 		p.Notes = append(p.Notes, "RSS cross-check skipped: status unreadable")
 	}
 	return p, nil
+}
+
+// liveHints is the evidence beside smaps that Classify uses.
+type liveHints struct {
+	goProgram     bool
+	stackPointers map[uint64]int
+	note          string // what was missed
+}
+
+func (fsys FS) readHints(pid int) liveHints {
+	h := liveHints{goProgram: elfinfo.IsGoFile(filepath.Join(fsys.root, strconv.Itoa(pid), "exe"), 500*time.Millisecond)}
+	h.stackPointers, h.note = fsys.stackPointers(pid)
+	return h
 }
 
 // countMappings counts the lines of /proc/<pid>/maps (0 when unreadable):
