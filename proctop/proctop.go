@@ -14,7 +14,6 @@
 package proctop
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -53,6 +52,7 @@ type Process struct {
 	// (DiagnosisSkipped says why: maps past the cap, the budget spent).
 	Diagnosis        *Diagnosis
 	DiagnosisSkipped string
+	tooManyMappings  bool // its maps were past Options.MaxMappings
 }
 
 // ActualBytes is RSS + swap: what the process costs, wherever it is.
@@ -188,10 +188,11 @@ type Scan struct {
 	// counts processes whose status could not be read.
 	Exited, Kernel, Denied int
 	// RollupSkipped counts processes over the cap, RollupOutOfTime those
-	// whose rollup the budget left unread; DiagnosisSkipped the top
+	// whose rollup the budget left unread, RollupManyMappings those whose
+	// maps tier 3 found past the mappings cap; DiagnosisSkipped the top
 	// processes not diagnosed (maps past the cap, the budget spent).
-	RollupSkipped, RollupOutOfTime, DiagnosisSkipped int
-	Sort                                             SortKey
+	RollupSkipped, RollupOutOfTime, RollupManyMappings, DiagnosisSkipped int
+	Sort                                                                 SortKey
 }
 
 // Read scans the host.
@@ -220,15 +221,32 @@ func Read(o Options) (*Scan, error) {
 	}
 	s := &Scan{At: time.Now(), Sort: o.Sort}
 	s.readAll(root, names, o)
+	if o.Sort == SortPSS || o.Sort == SortUSS {
+		// The order is tier 2's: the top are known once it is read.
+		s.readRollups(root, o)
+		s.sortBy(o.Sort)
+		diagnoseTop(s, root, o)
+		return s, nil
+	}
+	// The order is tier 1's: the top are diagnosed first, beside the smaller
+	// processes' rollups, so that a process whose maps are past the cap is
+	// not walked again by its own rollup (each
+	// mapping costs the walk as much as a page: one of 60,000 one-page
+	// mappings took 11 ms, half of ps aux for the whole host).
+	s.sortBy(o.Sort)
+	s.diagnoseThenRollups(root, o)
+	return s, nil
+}
+
+// sortBy orders the processes by key, largest first, then by pid.
+func (s *Scan) sortBy(key SortKey) {
 	sort.SliceStable(s.Processes, func(i, j int) bool {
-		a, b := s.Processes[i].key(o.Sort), s.Processes[j].key(o.Sort)
+		a, b := s.Processes[i].key(key), s.Processes[j].key(key)
 		if a != b {
 			return a > b
 		}
 		return s.Processes[i].PID < s.Processes[j].PID
 	})
-	diagnoseTop(s, root, o)
-	return s, nil
 }
 
 // readWorkers bounds the goroutines reading tiers 1 and 2. The kernel does
@@ -237,10 +255,8 @@ func Read(o Options) (*Scan, error) {
 // one slow walk no longer holds the others up.
 const readWorkers = 4
 
-// readAll reads tiers 1 and 2 of every process named in names (the entries
-// of root) into s, on workers; the processes come out in names' order.
-// Tier 2 reads the largest first, so that the rows a table shows are the
-// ones its budget covers.
+// readAll reads tier 1 of every process named in names (the entries of
+// root) into s, on workers; the processes come out in names' order.
 func (s *Scan) readAll(root string, names []string, o Options) {
 	type result struct {
 		read    bool // a process's entry, read
@@ -275,42 +291,68 @@ func (s *Scan) readAll(root string, names []string, o Options) {
 			s.Processes = append(s.Processes, r.p)
 		}
 	}
-	s.readRollups(root, o)
 }
 
-// readRollups is tier 2: smaps_rollup of each process under the cap,
-// largest first, until the budget is spent.
-func (s *Scan) readRollups(root string, o Options) {
-	order := make([]*Process, len(s.Processes))
-	copy(order, s.Processes)
-	sort.SliceStable(order, func(i, j int) bool { return order[i].ActualBytes() > order[j].ActualBytes() })
-	budget := o.RollupBudget
-	if budget == 0 {
-		budget = DefaultRollupBudget
+// rollups is tier 2: smaps_rollup of each process under the cap and not
+// found past the mappings cap by tier 3, largest first, until the budget is
+// spent.
+type rollups struct {
+	order    []*Process // largest first
+	outcome  []int8     // 1: over the cap; 2: out of time; 3: too many mappings
+	budget   time.Duration
+	start    sync.Once
+	deadline time.Time
+}
+
+func newRollups(s *Scan, o Options) *rollups {
+	r := &rollups{order: make([]*Process, len(s.Processes)), outcome: make([]int8, len(s.Processes)), budget: o.RollupBudget}
+	copy(r.order, s.Processes)
+	sort.SliceStable(r.order, func(i, j int) bool { return r.order[i].ActualBytes() > r.order[j].ActualBytes() })
+	if r.budget == 0 {
+		r.budget = DefaultRollupBudget
 	}
-	deadline := time.Now().Add(budget)
-	outcome := make([]int8, len(order)) // 1: over the cap; 2: out of time
-	onWorkers(len(order), func(i int, buf []byte) {
-		p := order[i]
-		switch {
-		case p.RSSBytes > o.RSSCap && !o.Deep:
-			p.Skipped = fmt.Sprintf("skipped: RSS %s > cap (--deep to read)", humanize.Bytes(p.RSSBytes))
-			outcome[i] = 1
-		case !o.Deep && budget > 0 && time.Now().After(deadline):
-			p.Skipped = fmt.Sprintf("skipped: the %v for smaps_rollup was spent on larger processes (--deep to read)", budget)
-			outcome[i] = 2
-		default:
-			readTier2(p, root, buf)
-		}
-	})
-	for _, k := range outcome {
+	return r
+}
+
+// read reads the i-th largest process's rollup, or says why not. The
+// budget starts with the first.
+func (r *rollups) read(i int, root string, o Options, buf []byte) {
+	r.start.Do(func() { r.deadline = time.Now().Add(r.budget) })
+	p := r.order[i]
+	switch {
+	case p.RSSBytes > o.RSSCap && !o.Deep:
+		p.Skipped = fmt.Sprintf("skipped: RSS %s > cap (--deep to read)", humanize.Bytes(p.RSSBytes))
+		r.outcome[i] = 1
+	case p.tooManyMappings && !o.Deep:
+		p.Skipped = "skipped: smaps_rollup would walk each of its mappings, as many as its maps had too many of (--deep to read)"
+		r.outcome[i] = 3
+	case !o.Deep && r.budget > 0 && time.Now().After(r.deadline):
+		p.Skipped = fmt.Sprintf("skipped: the %v for smaps_rollup was spent on larger processes (--deep to read)", r.budget)
+		r.outcome[i] = 2
+	default:
+		readTier2(p, root, buf)
+	}
+}
+
+// count adds the outcomes to s's counters.
+func (r *rollups) count(s *Scan) {
+	for _, k := range r.outcome {
 		switch k {
 		case 1:
 			s.RollupSkipped++
 		case 2:
 			s.RollupOutOfTime++
+		case 3:
+			s.RollupManyMappings++
 		}
 	}
+}
+
+// readRollups reads tier 2 alone.
+func (s *Scan) readRollups(root string, o Options) {
+	r := newRollups(s, o)
+	onWorkers(len(r.order), func(i int, buf []byte) { r.read(i, root, o, buf) })
+	r.count(s)
 }
 
 // onWorkers calls fn(i, buf) for every i in [0, n) on up to readWorkers
@@ -350,28 +392,87 @@ func readTier2(p *Process, root string, buf []byte) {
 	}
 }
 
-// diagnoseTop is tier 3: the top few, from maps, within the budget.
+// diagnoseTop is tier 3 alone: the top few, from maps, within the budget.
 func diagnoseTop(s *Scan, root string, o Options) {
+	d := newDiagnoses(s, o)
+	onWorkers(len(d.top), func(i int, _ []byte) { d.diagnose(i, root) })
+	d.count(s)
+}
+
+// diagnoseThenRollups reads tiers 3 and 2 on the same workers: the
+// diagnoses first (none depends on another: each is a read of one
+// process's maps and glibc heap), then the rollups, largest first, each of
+// the top waiting for its own diagnosis, which may find its maps past the
+// cap and its rollup not worth the walk.
+func (s *Scan) diagnoseThenRollups(root string, o Options) {
+	d := newDiagnoses(s, o)
+	r := newRollups(s, o)
+	topIndex := make(map[*Process]int, len(d.top))
+	for i, p := range d.top {
+		topIndex[p] = i
+	}
+	// onWorkers hands out the indexes in order: every diagnosis has been
+	// taken up before the first rollup waits for one.
+	onWorkers(len(d.top)+len(r.order), func(i int, buf []byte) {
+		if i < len(d.top) {
+			d.diagnose(i, root)
+			return
+		}
+		i -= len(d.top)
+		if k, ok := topIndex[r.order[i]]; ok {
+			<-d.done[k]
+		}
+		r.read(i, root, o, buf)
+	})
+	d.count(s)
+	r.count(s)
+}
+
+// diagnoses is tier 3: the top few, from maps, within the budget.
+type diagnoses struct {
+	top      []*Process
+	done     []chan struct{} // closed when top[i] is diagnosed (or not)
+	o        Options
+	deadline time.Time
+}
+
+func newDiagnoses(s *Scan, o Options) *diagnoses {
 	if o.Budget == 0 {
 		o.Budget = DefaultBudget
 	}
 	if o.MaxMappings == 0 {
 		o.MaxMappings = DefaultMaxMappings
 	}
-	deadline := time.Now().Add(o.Budget)
-	for _, p := range s.Processes[:min(o.Top, len(s.Processes))] {
-		if time.Now().After(deadline) {
-			p.DiagnosisSkipped = fmt.Sprintf("not diagnosed: the %v budget was spent", o.Budget)
+	d := &diagnoses{top: s.Processes[:min(o.Top, len(s.Processes))], o: o, deadline: time.Now().Add(o.Budget)}
+	d.done = make([]chan struct{}, len(d.top))
+	for i := range d.done {
+		d.done[i] = make(chan struct{})
+	}
+	return d
+}
+
+// diagnose diagnoses top[i], or says why not.
+func (d *diagnoses) diagnose(i int, root string) {
+	defer close(d.done[i])
+	p := d.top[i]
+	if time.Now().After(d.deadline) {
+		p.DiagnosisSkipped = fmt.Sprintf("not diagnosed: the %v budget was spent", d.o.Budget)
+		return
+	}
+	dg, err := diagnose(root, p.PID, diagnoseOptions{prober: d.o.Prober, maxMappings: d.o.MaxMappings, deadline: d.deadline})
+	switch {
+	case errors.Is(err, errTooManyMappings):
+		p.DiagnosisSkipped = fmt.Sprintf("not diagnosed: over %d mappings in /proc/PID/maps", d.o.MaxMappings)
+		p.tooManyMappings = true
+	case err == nil:
+		p.Diagnosis = dg
+	}
+}
+
+func (d *diagnoses) count(s *Scan) {
+	for _, p := range d.top {
+		if p.DiagnosisSkipped != "" {
 			s.DiagnosisSkipped++
-			continue
-		}
-		dg, err := diagnose(root, p.PID, diagnoseOptions{prober: o.Prober, maxMappings: o.MaxMappings, deadline: deadline})
-		switch {
-		case errors.Is(err, errTooManyMappings):
-			p.DiagnosisSkipped = fmt.Sprintf("not diagnosed: over %d mappings in /proc/PID/maps", o.MaxMappings)
-			s.DiagnosisSkipped++
-		case err == nil:
-			p.Diagnosis = dg
 		}
 	}
 }
@@ -390,26 +491,32 @@ const heapReadLeast = 250 * time.Millisecond
 
 // readMaps reads path (a /proc/PID/maps) whole, failing with
 // errTooManyMappings past max lines (0: no cap) and with
-// input.ErrTooLarge past 64 MiB.
-func readMaps(path string, max int) ([]byte, error) {
+// input.ErrTooLarge past 64 MiB. It keeps what it read in chunks, never
+// copied to grow: a top run is short, and every byte it allocates is a
+// fresh page the kernel faults in.
+func readMaps(path string, max int) (io.Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(input.LimitReader(f, 64<<20, path), 64<<10)
-	var out []byte
-	for n := 0; ; n++ {
-		line, err := r.ReadSlice('\n')
-		if max > 0 && n >= max && len(line) > 0 {
+	r := input.LimitReader(f, 64<<20, path)
+	const chunkSize = 64 << 10
+	var chunks []io.Reader
+	lines := 0
+	for {
+		chunk := make([]byte, chunkSize)
+		n, err := io.ReadFull(r, chunk)
+		lines += bytes.Count(chunk[:n], []byte{'\n'})
+		if n > 0 {
+			chunks = append(chunks, bytes.NewReader(chunk[:n]))
+		}
+		if max > 0 && (lines > max || lines == max && n > 0 && chunk[n-1] != '\n') {
 			return nil, fmt.Errorf("%s: %w: over %d", path, errTooManyMappings, max)
 		}
-		out = append(out, line...)
 		switch {
-		case err == io.EOF:
-			return out, nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			n-- // one line longer than the buffer (a long file name): still one mapping
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return io.MultiReader(chunks...), nil
 		case err != nil:
 			return nil, err
 		}
@@ -574,7 +681,7 @@ func diagnose(procRoot string, pid int, o diagnoseOptions) (*Diagnosis, error) {
 	if err != nil {
 		return nil, err
 	}
-	ms, err := pmap.ParseSmaps(bytes.NewReader(b), "maps")
+	ms, err := pmap.ParseSmaps(b, "maps")
 	if err != nil {
 		return nil, err
 	}

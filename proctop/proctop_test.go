@@ -169,6 +169,10 @@ func TestTopHugeMaps(t *testing.T) {
 			skipped++
 			if strings.Contains(p.DiagnosisSkipped, "over 20000 mappings") {
 				capped++
+				// Its rollup would walk every one of them again.
+				if p.Rollup != nil || !strings.Contains(p.Skipped, "walk each of its mappings") {
+					t.Errorf("process %d past the mappings cap: rollup %+v, skipped %q; want none, said", p.PID, p.Rollup, p.Skipped)
+				}
 			}
 		case huge[p.PID]:
 			t.Errorf("process %d with 65,480 mappings: diagnosis %+v, skipped %q", p.PID, p.Diagnosis, p.DiagnosisSkipped)
@@ -178,6 +182,20 @@ func TestTopHugeMaps(t *testing.T) {
 	}
 	if skipped != 5 || capped == 0 || s.DiagnosisSkipped < 5 || diagnosed == 0 {
 		t.Errorf("%d huge skipped (%d for their maps, %d counted), %d others diagnosed; want 5, some, 5 or more, some", skipped, capped, s.DiagnosisSkipped, diagnosed)
+	}
+	if s.RollupManyMappings < capped {
+		t.Errorf("%d rollups counted as skipped for their mappings, want at least the %d capped", s.RollupManyMappings, capped)
+	}
+
+	// --deep reads their rollups all the same.
+	s, err = Read(Options{Top: 1 << 20, Deep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range s.Processes {
+		if huge[p.PID] && p.Rollup == nil {
+			t.Errorf("--deep: process %d has no rollup (%q)", p.PID, p.Skipped)
+		}
 	}
 
 	// A budget already spent when the diagnoses start: every one is skipped

@@ -107,6 +107,9 @@ func topTable(v *TopView) *Table {
 	if sc.RollupOutOfTime > 0 {
 		t.Notes = append(t.Notes, fmt.Sprintf("%d smaller processes without PSS and USS: the time for smaps_rollup was spent on the larger ones (--deep reads them all)", sc.RollupOutOfTime))
 	}
+	if sc.RollupManyMappings > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("%d of the top without PSS and USS: their maps were past the mappings cap, and smaps_rollup walks each mapping (--deep reads them)", sc.RollupManyMappings))
+	}
 	if sc.DiagnosisSkipped > 0 {
 		t.Notes = append(t.Notes, fmt.Sprintf("%d of the top not diagnosed, to stay within the time budget: %s", sc.DiagnosisSkipped, undiagnosed(sc)))
 	}
@@ -271,16 +274,19 @@ func whatItIs(p *proctop.Process) string {
 }
 
 type topDoc struct {
-	Schema          string        `json:"schema"`
-	Sort            string        `json:"sort"`
-	ElapsedSeconds  float64       `json:"elapsed_seconds"`
-	IntervalSeconds float64       `json:"interval_seconds,omitempty"`
-	Exited          int           `json:"exited"`
-	Kernel          int           `json:"kernel_threads"`
-	Denied          int           `json:"unreadable"`
-	RollupSkipped   int           `json:"rollup_skipped"`
-	RollupOutOfTime int           `json:"rollup_out_of_time"`
-	Totals          topTotalsJSON `json:"totals"`
+	Schema          string  `json:"schema"`
+	Sort            string  `json:"sort"`
+	ElapsedSeconds  float64 `json:"elapsed_seconds"`
+	IntervalSeconds float64 `json:"interval_seconds,omitempty"`
+	Exited          int     `json:"exited"`
+	Kernel          int     `json:"kernel_threads"`
+	Denied          int     `json:"unreadable"`
+	RollupSkipped   int     `json:"rollup_skipped"`
+	RollupOutOfTime int     `json:"rollup_out_of_time"`
+	// RollupManyMappings counts the top processes whose maps were past the
+	// mappings cap: their rollup, a walk of each mapping, was not read.
+	RollupManyMappings int           `json:"rollup_many_mappings"`
+	Totals             topTotalsJSON `json:"totals"`
 	// Groups, with --group-by comm: the processes added up by command.
 	Groups    []topGroupJSON `json:"groups,omitempty"`
 	Processes []topProcJSON  `json:"processes"`
@@ -344,7 +350,7 @@ type rollupJSON struct {
 func topDocument(v *TopView) *topDoc {
 	sc := v.Scan
 	d := &topDoc{Schema: TopSchema, Sort: string(sc.Sort), ElapsedSeconds: v.Elapsed.Seconds(), IntervalSeconds: v.Interval.Seconds(),
-		Exited: sc.Exited, Kernel: sc.Kernel, Denied: sc.Denied, RollupSkipped: sc.RollupSkipped, RollupOutOfTime: sc.RollupOutOfTime, Totals: totalsJSON(sc.Totals()), Processes: []topProcJSON{}}
+		Exited: sc.Exited, Kernel: sc.Kernel, Denied: sc.Denied, RollupSkipped: sc.RollupSkipped, RollupOutOfTime: sc.RollupOutOfTime, RollupManyMappings: sc.RollupManyMappings, Totals: totalsJSON(sc.Totals()), Processes: []topProcJSON{}}
 	if v.GroupBy == "comm" {
 		for _, g := range sc.GroupByCommand() {
 			d.Groups = append(d.Groups, topGroupJSON{Command: g.Command, PIDs: g.PIDs, topTotalsJSON: totalsJSON(g.Totals)})
