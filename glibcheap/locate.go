@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -52,7 +53,9 @@ type libc struct {
 	}
 }
 
-var libcName = regexp.MustCompile(`/libc(\.so\.6|-2\.[0-9]+\.so)$`)
+// Compiled on first use, not at start: every run of memdiag would pay for
+// them, and most never read this format.
+var libcName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`/libc(\.so\.6|-2\.[0-9]+\.so)$`) })
 
 // findLibc picks glibc's mappings out of the process's.
 func findLibc(maps []proc.Mapping) (*libc, error) {
@@ -61,7 +64,7 @@ func findLibc(maps []proc.Mapping) (*libc, error) {
 		switch {
 		case strings.Contains(m.Path, "/ld-musl"):
 			return nil, fmt.Errorf("%w: it uses musl libc, which keeps no glibc arenas", ErrNotGlibc)
-		case lc == nil && libcName.MatchString(m.Path) && m.Offset == 0:
+		case lc == nil && libcName().MatchString(m.Path) && m.Offset == 0:
 			lc = &libc{path: m.Path, base: m.Start, inode: m.Inode}
 		}
 		// The same file as the one at offset 0, and only so many of its
@@ -90,7 +93,9 @@ func findLibc(maps []proc.Mapping) (*libc, error) {
 // maxLibcRead bounds what of libc is read to find its version and build-id.
 const maxLibcRead = 16 << 20
 
-var banner = regexp.MustCompile(`GNU C Library [^\n\x00]{0,200}?release version (\d+)\.(\d+)`)
+var banner = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`GNU C Library [^\n\x00]{0,200}?release version (\d+)\.(\d+)`)
+})
 
 // readVersion finds glibc's banner ("… release version 2.36.") in its
 // read-only data, or takes the version from a file name libc-2.31.so.
@@ -120,7 +125,7 @@ func (lc *libc) readVersion(r *reader, procDir string) error {
 				return fmt.Errorf("reading %s's read-only data: %w", lc.path, err)
 			}
 		}
-		if v := banner.FindSubmatch(b); v != nil {
+		if v := banner().FindSubmatch(b); v != nil {
 			lc.version = parseVersion(string(v[1]), string(v[2]))
 			return nil
 		}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/memdiag/memdiag/internal/parseerr"
 )
@@ -104,18 +105,24 @@ func (n *NMT) Category(name string) (NMTCategory, bool) {
 	return NMTCategory{}, false
 }
 
+// Compiled on first use, not at start: every run of memdiag would pay for
+// them, and most never read this format.
 var (
-	nmtTotal    = regexp.MustCompile(`^Total: reserved=(\d+)KB, committed=(\d+)KB`)
-	nmtCategory = regexp.MustCompile(`^-\s+(.+?) \(reserved=(\d+)KB, committed=(\d+)KB\)`)
-	nmtMalloc   = regexp.MustCompile(`\(malloc=(\d+)KB(?: #(\d+))?`)
-	nmtMmap     = regexp.MustCompile(`\(mmap: reserved=(\d+)KB, committed=(\d+)KB\)`)
-	nmtStack    = regexp.MustCompile(`\(stack: reserved=(\d+)KB, committed=(\d+)KB\)`)
-	nmtArena    = regexp.MustCompile(`\(arena=(\d+)KB`)
-	nmtTotalMal = regexp.MustCompile(`^\s+malloc: (\d+)KB`)
+	nmtTotal    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Total: reserved=(\d+)KB, committed=(\d+)KB`) })
+	nmtCategory = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^-\s+(.+?) \(reserved=(\d+)KB, committed=(\d+)KB\)`) })
+	nmtMalloc   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\(malloc=(\d+)KB(?: #(\d+))?`) })
+	nmtMmap     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\(mmap: reserved=(\d+)KB, committed=(\d+)KB\)`) })
+	nmtStack    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\(stack: reserved=(\d+)KB, committed=(\d+)KB\)`) })
+	nmtArena    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\(arena=(\d+)KB`) })
+	nmtTotalMal = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\s+malloc: (\d+)KB`) })
 	// The detail report's virtual memory map: a reservation at the left
 	// margin, then its committed ranges indented.
-	nmtReserved  = regexp.MustCompile(`^\[0x([0-9a-f]+) - 0x([0-9a-f]+)\] reserved( and committed)? \d+KB for (.+?)(?: from)?$`)
-	nmtCommitted = regexp.MustCompile(`^\s+\[0x([0-9a-f]+) - 0x([0-9a-f]+)\] committed \d+KB`)
+	nmtReserved = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^\[0x([0-9a-f]+) - 0x([0-9a-f]+)\] reserved( and committed)? \d+KB for (.+?)(?: from)?$`)
+	})
+	nmtCommitted = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^\s+\[0x([0-9a-f]+) - 0x([0-9a-f]+)\] committed \d+KB`)
+	})
 )
 
 // nmtMapCategory names a virtual memory map category as the summary does.
@@ -235,7 +242,7 @@ func (p *nmtParser) flushWhole() error {
 // vmMapLine reads a line of the virtual memory map: a reservation and
 // the category it is for, or a committed range inside it.
 func (p *nmtParser) vmMapLine(text string) error {
-	if m := nmtReserved.FindStringSubmatch(text); m != nil {
+	if m := nmtReserved().FindStringSubmatch(text); m != nil {
 		if err := p.flushWhole(); err != nil {
 			return err
 		}
@@ -249,7 +256,7 @@ func (p *nmtParser) vmMapLine(text string) error {
 		}
 		return nil
 	}
-	if m := nmtCommitted.FindStringSubmatch(text); m != nil && p.reservedFor != "" {
+	if m := nmtCommitted().FindStringSubmatch(text); m != nil && p.reservedFor != "" {
 		r, err := nmtRange(m[1], m[2], p.name, p.line, text)
 		if err != nil {
 			return err
@@ -264,15 +271,15 @@ func (p *nmtParser) vmMapLine(text string) error {
 // figure of the category last named.
 func (p *nmtParser) summaryLine(text string) {
 	n := p.n
-	if m := nmtTotal.FindStringSubmatch(text); m != nil {
+	if m := nmtTotal().FindStringSubmatch(text); m != nil {
 		n.ReservedBytes, n.CommittedBytes, p.totalLine = kb(m[1]), kb(m[2]), p.line
 		return
 	}
-	if m := nmtTotalMal.FindStringSubmatch(text); m != nil && p.cur == nil {
+	if m := nmtTotalMal().FindStringSubmatch(text); m != nil && p.cur == nil {
 		n.MallocBytes = kb(m[1])
 		return
 	}
-	if m := nmtCategory.FindStringSubmatch(strings.TrimLeft(text, " ")); m != nil {
+	if m := nmtCategory().FindStringSubmatch(strings.TrimLeft(text, " ")); m != nil {
 		n.Categories = append(n.Categories, NMTCategory{Name: m[1], ReservedBytes: kb(m[2]), CommittedBytes: kb(m[3])})
 		p.cur = &n.Categories[len(n.Categories)-1]
 		p.lastCategoryLine = p.line
@@ -282,17 +289,17 @@ func (p *nmtParser) summaryLine(text string) {
 	if cur == nil {
 		return
 	}
-	if m := nmtMalloc.FindStringSubmatch(text); m != nil {
+	if m := nmtMalloc().FindStringSubmatch(text); m != nil {
 		cur.MallocBytes = kb(m[1])
 		cur.MallocCount, _ = strconv.ParseUint(m[2], 10, 64)
 	}
-	if m := nmtMmap.FindStringSubmatch(text); m != nil {
+	if m := nmtMmap().FindStringSubmatch(text); m != nil {
 		cur.MmapReservedBytes, cur.MmapCommittedBytes = kb(m[1]), kb(m[2])
 	}
-	if m := nmtStack.FindStringSubmatch(text); m != nil {
+	if m := nmtStack().FindStringSubmatch(text); m != nil {
 		cur.StackReservedBytes, cur.StackCommittedBytes = kb(m[1]), kb(m[2])
 	}
-	if m := nmtArena.FindStringSubmatch(text); m != nil {
+	if m := nmtArena().FindStringSubmatch(text); m != nil {
 		cur.ArenaBytes = kb(m[1])
 	}
 }
@@ -339,14 +346,26 @@ type HeapInfo struct {
 }
 
 var (
-	hiG1        = regexp.MustCompile(`garbage-first heap\s+total (\d+)K, used (\d+)K \[(0x[0-9a-f]+), (0x[0-9a-f]+)\)`)
-	hiGen       = regexp.MustCompile(`^\s*(PSYoungGen|ParOldGen|def new generation|tenured generation)\s+total (\d+)K, used (\d+)K \[(0x[0-9a-f]+), (0x[0-9a-f]+), (0x[0-9a-f]+)\)`)
-	hiZ         = regexp.MustCompile(`ZHeap\s+used (\d+)M, capacity (\d+)M, max capacity (\d+)M`)
-	hiShen      = regexp.MustCompile(`(\d+)([KMG]) max, .*?(\d+)([KMG]) committed, (\d+)([KMG]) used`)
-	hiShenRange = regexp.MustCompile(`^\s*- \[(0x[0-9a-f]+), (0x[0-9a-f]+)\)`)
+	hiG1 = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`garbage-first heap\s+total (\d+)K, used (\d+)K \[(0x[0-9a-f]+), (0x[0-9a-f]+)\)`)
+	})
+	hiGen = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^\s*(PSYoungGen|ParOldGen|def new generation|tenured generation)\s+total (\d+)K, used (\d+)K \[(0x[0-9a-f]+), (0x[0-9a-f]+), (0x[0-9a-f]+)\)`)
+	})
+	hiZ = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`ZHeap\s+used (\d+)M, capacity (\d+)M, max capacity (\d+)M`)
+	})
+	hiShen = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(\d+)([KMG]) max, .*?(\d+)([KMG]) committed, (\d+)([KMG]) used`)
+	})
+	hiShenRange = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\s*- \[(0x[0-9a-f]+), (0x[0-9a-f]+)\)`) })
 	// JDK 11 prints a capacity between used and committed.
-	hiMeta  = regexp.MustCompile(`^\s*Metaspace\s+used (\d+)K,(?: capacity \d+K,)? committed (\d+)K, reserved (\d+)K`)
-	hiClass = regexp.MustCompile(`^\s*class space\s+used (\d+)K,(?: capacity \d+K,)? committed (\d+)K, reserved (\d+)K`)
+	hiMeta = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^\s*Metaspace\s+used (\d+)K,(?: capacity \d+K,)? committed (\d+)K, reserved (\d+)K`)
+	})
+	hiClass = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^\s*class space\s+used (\d+)K,(?: capacity \d+K,)? committed (\d+)K, reserved (\d+)K`)
+	})
 )
 
 func hexAddr(s string) uint64 {
@@ -379,11 +398,11 @@ func ParseHeapInfo(r io.Reader, name string) (*HeapInfo, error) {
 		line++
 		text := sc.Text()
 		switch {
-		case hiG1.MatchString(text):
-			m := hiG1.FindStringSubmatch(text)
+		case hiG1().MatchString(text):
+			m := hiG1().FindStringSubmatch(text)
 			h.GC, h.CommittedBytes, h.UsedBytes, h.Start, h.End = "G1", kb(m[1]), kb(m[2]), hexAddr(m[3]), hexAddr(m[4])
-		case hiGen.MatchString(text):
-			m := hiGen.FindStringSubmatch(text)
+		case hiGen().MatchString(text):
+			m := hiGen().FindStringSubmatch(text)
 			if strings.HasPrefix(strings.TrimSpace(m[1]), "PS") || strings.HasPrefix(m[1], "Par") {
 				h.GC = "Parallel"
 			} else {
@@ -396,25 +415,25 @@ func ParseHeapInfo(r io.Reader, name string) (*HeapInfo, error) {
 				h.Start = start
 			}
 			h.End = max(h.End, end)
-		case hiZ.MatchString(text):
-			m := hiZ.FindStringSubmatch(text)
+		case hiZ().MatchString(text):
+			m := hiZ().FindStringSubmatch(text)
 			h.GC, h.UsedBytes, h.CommittedBytes, h.MaxBytes = "ZGC", unitBytes(m[1], "M"), unitBytes(m[2], "M"), unitBytes(m[3], "M")
 		case strings.HasPrefix(strings.TrimSpace(text), "Shenandoah Heap"):
 			h.GC, shenandoah = "Shenandoah", true
-		case shenandoah && hiShen.MatchString(text) && h.CommittedBytes == 0:
-			m := hiShen.FindStringSubmatch(text)
+		case shenandoah && hiShen().MatchString(text) && h.CommittedBytes == 0:
+			m := hiShen().FindStringSubmatch(text)
 			h.MaxBytes, h.CommittedBytes, h.UsedBytes = unitBytes(m[1], m[2]), unitBytes(m[3], m[4]), unitBytes(m[5], m[6])
-		case shenandoah && hiShenRange.MatchString(text) && h.Start == 0:
-			m := hiShenRange.FindStringSubmatch(text)
+		case shenandoah && hiShenRange().MatchString(text) && h.Start == 0:
+			m := hiShenRange().FindStringSubmatch(text)
 			h.Start, h.End = hexAddr(m[1]), hexAddr(m[2])
-		case strings.HasPrefix(strings.TrimSpace(text), "Metaspace ") && !hiMeta.MatchString(text):
+		case strings.HasPrefix(strings.TrimSpace(text), "Metaspace ") && !hiMeta().MatchString(text):
 			metaspace = true // a JDK whose figures this reader does not know
-		case hiMeta.MatchString(text):
+		case hiMeta().MatchString(text):
 			metaspace = true
-			m := hiMeta.FindStringSubmatch(text)
+			m := hiMeta().FindStringSubmatch(text)
 			h.MetaspaceUsedBytes, h.MetaspaceCommittedBytes, h.MetaspaceReservedBytes = kb(m[1]), kb(m[2]), kb(m[3])
-		case hiClass.MatchString(text):
-			m := hiClass.FindStringSubmatch(text)
+		case hiClass().MatchString(text):
+			m := hiClass().FindStringSubmatch(text)
 			h.ClassSpaceUsedBytes, h.ClassSpaceCommittedBytes, h.ClassSpaceReservedBytes = kb(m[1]), kb(m[2]), kb(m[3])
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // logFormat is how a kernel log was saved, told by its first record: each
@@ -23,12 +24,16 @@ const (
 	formatBare                  // dmesg -t: no prefix at all; shapes are all there is
 )
 
+// Compiled on first use, not at start: every run of memdiag would pay for
+// them, and most never read this format.
 var (
-	kmsgPrefix    = regexp.MustCompile(`^(\d+),\d+,(\d+),[^;]*;`)
-	dmesgPrefix   = regexp.MustCompile(`^(?:<(\d+)>)?\[ *(\d+\.\d+)\] ?`)
-	dmesgXPrefix  = regexp.MustCompile(`^([a-z0-9]+) *:([a-z]+) *: \[ *(\d+\.\d+)\] ?`)
-	monoPrefix    = regexp.MustCompile(`^\[ *(\d+\.\d+)\] \S+ kernel: `)
-	journalPrefix = regexp.MustCompile(`^([A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT[0-9:.,+-]+) \S+ kernel: `)
+	kmsgPrefix    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(\d+),\d+,(\d+),[^;]*;`) })
+	dmesgPrefix   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(?:<(\d+)>)?\[ *(\d+\.\d+)\] ?`) })
+	dmesgXPrefix  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z0-9]+) *:([a-z]+) *: \[ *(\d+\.\d+)\] ?`) })
+	monoPrefix    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\[ *(\d+\.\d+)\] \S+ kernel: `) })
+	journalPrefix = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^([A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT[0-9:.,+-]+) \S+ kernel: `)
+	})
 )
 
 // kernelLine is one record of a kernel log, its prefix taken off.
@@ -46,32 +51,32 @@ type kernelLine struct {
 func splitRecord(f logFormat, raw string) (l kernelLine, ok bool) {
 	switch f {
 	case formatKmsg:
-		m := kmsgPrefix.FindStringSubmatch(raw)
+		m := kmsgPrefix().FindStringSubmatch(raw)
 		if m == nil || !kernelFacility(m[1]) {
 			return l, false
 		}
 		us, _ := strconv.ParseUint(m[2], 10, 64)
 		return kernelLine{ts: strconv.FormatUint(us/1e6, 10) + "." + pad6(us%1e6), text: raw[len(m[0]):]}, true
 	case formatDmesg:
-		m := dmesgPrefix.FindStringSubmatch(raw)
+		m := dmesgPrefix().FindStringSubmatch(raw)
 		if m == nil || (m[1] != "" && !kernelFacility(m[1])) {
 			return l, false
 		}
 		return kernelLine{ts: m[2], text: raw[len(m[0]):]}, true
 	case formatDmesgX:
-		m := dmesgXPrefix.FindStringSubmatch(raw)
+		m := dmesgXPrefix().FindStringSubmatch(raw)
 		if m == nil || m[1] != "kern" {
 			return l, false
 		}
 		return kernelLine{ts: m[3], text: raw[len(m[0]):]}, true
 	case formatJournal:
-		m := journalPrefix.FindStringSubmatch(raw)
+		m := journalPrefix().FindStringSubmatch(raw)
 		if m == nil {
 			return l, false
 		}
 		return kernelLine{clock: m[1], text: raw[len(m[0]):]}, true
 	case formatJournalMono:
-		m := monoPrefix.FindStringSubmatch(raw)
+		m := monoPrefix().FindStringSubmatch(raw)
 		if m == nil {
 			return l, false
 		}
@@ -85,15 +90,15 @@ func splitRecord(f logFormat, raw string) (l kernelLine, ok bool) {
 // sniffFormat tells the format from the first non-empty line.
 func sniffFormat(raw string) logFormat {
 	switch {
-	case kmsgPrefix.MatchString(raw):
+	case kmsgPrefix().MatchString(raw):
 		return formatKmsg
-	case monoPrefix.MatchString(raw):
+	case monoPrefix().MatchString(raw):
 		return formatJournalMono
-	case dmesgPrefix.MatchString(raw):
+	case dmesgPrefix().MatchString(raw):
 		return formatDmesg
-	case dmesgXPrefix.MatchString(raw):
+	case dmesgXPrefix().MatchString(raw):
 		return formatDmesgX
-	case journalPrefix.MatchString(raw):
+	case journalPrefix().MatchString(raw):
 		return formatJournal
 	case strings.TrimSpace(raw) == "":
 		return formatUnknown

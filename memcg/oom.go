@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // OOMReport is the kernel's report of one OOM kill, as dmesg or
@@ -80,14 +81,20 @@ type OOMTask struct {
 // whole from the first byte of the message: the kernel logs text users
 // choose — a rejected mount option is printed verbatim, and anyone may try
 // a mount in a user namespace — so a line that merely holds "invoked
-// oom-killer" or "Killed process" is not a report.
+// oom-killer" or "Killed process" is not a report. Compiled on first use.
 var (
-	invokedRe = regexp.MustCompile(`^(\S.{0,63}?) invoked oom-killer: gfp_mask=0x[0-9a-f]+(?:\([^()]*\))?, (?:nodemask=\S+, )?order=-?\d+, oom_score_adj=-?\d+$`)
-	usageRe   = regexp.MustCompile(`^memory: usage (\d+)kB, limit (\d+)kB, failcnt (\d+)$`)
-	statsRe   = regexp.MustCompile(`^Memory cgroup stats for (/\S*):$`)
-	statRe    = regexp.MustCompile(`^([a-z_]+) (\d+)$`)
-	oomKillRe = regexp.MustCompile(`^oom-kill:constraint=CONSTRAINT_[A-Z]+,`)
-	killedRe  = regexp.MustCompile(`^(?:(?:Out of memory(?: \(oom_kill_allocating_task\))?|Memory cgroup out of memory): )?Killed process (\d+) \((.{0,64})\) total-vm:\d+kB, anon-rss:(\d+)kB, file-rss:(\d+)kB, shmem-rss:(\d+)kB(?:, UID:\d+ pgtables:\d+kB oom_score_adj:-?\d+)?$`)
+	invokedRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(\S.{0,63}?) invoked oom-killer: gfp_mask=0x[0-9a-f]+(?:\([^()]*\))?, (?:nodemask=\S+, )?order=-?\d+, oom_score_adj=-?\d+$`)
+	})
+	usageRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^memory: usage (\d+)kB, limit (\d+)kB, failcnt (\d+)$`)
+	})
+	statsRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Memory cgroup stats for (/\S*):$`) })
+	statRe    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z_]+) (\d+)$`) })
+	oomKillRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^oom-kill:constraint=CONSTRAINT_[A-Z]+,`) })
+	killedRe  = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(?:(?:Out of memory(?: \(oom_kill_allocating_task\))?|Memory cgroup out of memory): )?Killed process (\d+) \((.{0,64})\) total-vm:\d+kB, anon-rss:(\d+)kB, file-rss:(\d+)kB, shmem-rss:(\d+)kB(?:, UID:\d+ pgtables:\d+kB oom_score_adj:-?\d+)?$`)
+	})
 )
 
 // maxReportLines bounds what one report reads: a task table of a big
@@ -145,7 +152,7 @@ type oomParser struct {
 // record takes one kernel record.
 func (p *oomParser) record(l kernelLine) {
 	text := l.text
-	if m := invokedRe.FindStringSubmatch(text); m != nil {
+	if m := invokedRe().FindStringSubmatch(text); m != nil {
 		p.cur = &OOMReport{Line: p.lineNo, Time: l.ts, Clock: l.clock, Invoker: m[1], Stat: map[string]uint64{}}
 		p.out = append(p.out, p.cur)
 		p.inStats, p.inTask = false, false
@@ -161,28 +168,28 @@ func (p *oomParser) record(l kernelLine) {
 		return
 	}
 	switch {
-	case usageRe.MatchString(text):
-		m := usageRe.FindStringSubmatch(text)
+	case usageRe().MatchString(text):
+		m := usageRe().FindStringSubmatch(text)
 		u, _ := strconv.ParseUint(m[1], 10, 64)
 		l, _ := strconv.ParseUint(m[2], 10, 64)
 		cur.UsageBytes, cur.LimitBytes = u<<10, l<<10
 		cur.Failcnt, _ = strconv.ParseUint(m[3], 10, 64)
-	case statsRe.MatchString(text):
+	case statsRe().MatchString(text):
 		p.inStats, p.inTask = true, false
 	case strings.HasPrefix(text, "Tasks state (memory values in pages):"):
 		p.inStats, p.inTask = false, false
 	case strings.HasPrefix(text, "[  pid  ]"):
 		p.cols = strings.Fields(strings.TrimPrefix(text, "[  pid  ]"))
 		p.inStats, p.inTask = false, true
-	case oomKillRe.MatchString(text):
+	case oomKillRe().MatchString(text):
 		p.inStats, p.inTask = false, false
 		for _, kv := range strings.Split(strings.TrimPrefix(text, "oom-kill:"), ",") {
 			if v, ok := strings.CutPrefix(kv, "oom_memcg="); ok {
 				cur.Cgroup = v
 			}
 		}
-	case killedRe.MatchString(text):
-		m := killedRe.FindStringSubmatch(text)
+	case killedRe().MatchString(text):
+		m := killedRe().FindStringSubmatch(text)
 		pid, _ := strconv.Atoi(m[1])
 		kb := func(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n << 10 }
 		cur.Victim = OOMTask{PID: pid, Name: m[2], AnonBytes: kb(m[3]), FileBytes: kb(m[4]), ShmemRSSBytes: kb(m[5])}
@@ -190,7 +197,7 @@ func (p *oomParser) record(l kernelLine) {
 		cur.Killed = true
 		p.cur = nil
 	case p.inStats:
-		if m := statRe.FindStringSubmatch(text); m != nil {
+		if m := statRe().FindStringSubmatch(text); m != nil {
 			if v, err := strconv.ParseUint(m[2], 10, 64); err == nil {
 				cur.Stat[m[1]] = v
 				return

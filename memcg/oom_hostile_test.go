@@ -84,7 +84,7 @@ func TestOOMLogFormats(t *testing.T) {
 	} {
 		var b strings.Builder
 		for i, l := range lines {
-			m := dmesgPrefix.FindStringSubmatch(l)
+			m := dmesgPrefix().FindStringSubmatch(l)
 			b.WriteString(format(i, m[2], l[len(m[0]):]) + "\n")
 		}
 		rs, err := ParseOOM(strings.NewReader(b.String()), name)

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"sync"
 )
 
 // Errors of ReadProcess, for errors.Is.
@@ -83,8 +84,11 @@ type Stats struct {
 func (s *Stats) RetainedBytes() uint64 { return s.ResidentBytes - s.AllocatedBytes }
 
 // versionPattern finds CPython's version in an interpreter's file name:
-// python3.11, libpython3.12.so.1.0, python3.13t (free-threaded).
-var versionPattern = regexp.MustCompile(`(?:^|/)(?:lib)?python(\d+)\.(\d+)(t?)(?:\.so[.\d]*|d|m)?$`)
+// python3.11, libpython3.12.so.1.0, python3.13t (free-threaded). Compiled on
+// first use.
+var versionPattern = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?:^|/)(?:lib)?python(\d+)\.(\d+)(t?)(?:\.so[.\d]*|d|m)?$`)
+})
 
 // Interpreter is a CPython version.
 type Interpreter struct {
@@ -99,7 +103,7 @@ func (v Interpreter) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Mi
 // Version returns CPython's version from the name of a mapped file, and
 // whether it is a CPython 3 interpreter at all.
 func Version(path string) (Interpreter, bool) {
-	m := versionPattern.FindStringSubmatch(path)
+	m := versionPattern().FindStringSubmatch(path)
 	if m == nil {
 		return Interpreter{}, false
 	}
