@@ -610,21 +610,18 @@ func clockMicros(s string) (float64, bool) {
 	if len(s) <= n || s[2] != ':' || s[5] != ':' || s[8] != '.' || s[n] != ' ' {
 		return 0, false
 	}
-	var v uint64
-	for i := 0; i < n; i++ {
-		switch i {
-		case 2, 5, 8:
-			continue
-		}
-		c := s[i] - '0'
-		if c > 9 {
-			return 0, false
-		}
-		v = v*10 + uint64(c)
+	// The twelve digits at their fixed places, unrolled: a loop with the
+	// separators' places skipped cost a quarter of the stamp's line.
+	d0, d1, d3, d4, d6, d7 := s[0]-'0', s[1]-'0', s[3]-'0', s[4]-'0', s[6]-'0', s[7]-'0'
+	u0, u1, u2, u3, u4, u5 := s[9]-'0', s[10]-'0', s[11]-'0', s[12]-'0', s[13]-'0', s[14]-'0'
+	if d0 > 9 || d1 > 9 || d3 > 9 || d4 > 9 || d6 > 9 || d7 > 9 ||
+		u0 > 9 || u1 > 9 || u2 > 9 || u3 > 9 || u4 > 9 || u5 > 9 {
+		return 0, false
 	}
-	// v holds HHMMSSuuuuuu as one number: take it apart.
-	us, sec := v%1e6, v/1e6
-	h, m, sec := sec/1e4, sec/100%100, sec%100
+	h := uint64(d0)*10 + uint64(d1)
+	m := uint64(d3)*10 + uint64(d4)
+	sec := uint64(d6)*10 + uint64(d7)
+	us := ((((uint64(u0)*10+uint64(u1))*10+uint64(u2))*10+uint64(u3))*10+uint64(u4))*10 + uint64(u5)
 	return float64((h*3600+m*60+sec)*1e6+us) / 1e6, true
 }
 
