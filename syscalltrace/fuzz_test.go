@@ -2,6 +2,7 @@ package syscalltrace
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -38,22 +39,55 @@ func fuzzReplay(t *testing.T, r Reader) {
 			break
 		}
 		if err != nil {
+			// A bad line is said where it is: the input's name and a line.
+			var pe *ParseError
+			if errors.As(err, &pe) && (pe.Name != "fuzz" || pe.Line < 1 || pe.Msg == "") {
+				t.Fatalf("error %q: name %q, line %d, message %q", err, pe.Name, pe.Line, pe.Msg)
+			}
 			if err.Error() == "" {
 				t.Fatal("empty error message")
 			}
 			return
+		}
+		if e.Line < 0 {
+			t.Fatalf("event %+v: negative line", e)
 		}
 		rp.Apply(e)
 		if i > 1<<20 {
 			t.Fatal("runaway reader")
 		}
 	}
-	for _, m := range rp.Outstanding() {
+	out := rp.Outstanding()
+	var total uint64
+	last := map[int]*Mapping{} // each live address space's highest mapping so far
+	for _, m := range out {
 		if m.End < m.Start {
 			t.Fatalf("mapping %#x-%#x ends before it starts", m.Start, m.End)
 		}
+		total += m.End - m.Start
+		if m.EndedBy != "" || m.TID == 0 {
+			// Its address space ended (a later one may reuse the range), or
+			// it was made by a line of no known task, replayed apart until
+			// the trace says whose it is: neither is the live space's own.
+			continue
+		}
+		// One address space holds each byte at most once: its mappings,
+		// in order, do not overlap.
+		if p := last[m.Space]; p != nil && m.Start < p.End {
+			t.Fatalf("space %d: %#x-%#x overlaps %#x-%#x", m.Space, m.Start, m.End, p.Start, p.End)
+		}
+		last[m.Space] = m
 	}
-	_ = Groups(rp.Outstanding(), GroupAuto, nil)
+	// The groups partition the outstanding mappings: every one in one group.
+	var count int
+	var bytes uint64
+	for _, g := range Groups(out, GroupAuto, nil) {
+		count += g.Count
+		bytes += g.Bytes
+	}
+	if count != len(out) || bytes != total {
+		t.Fatalf("groups hold %d mappings of %d B; outstanding %d of %d B", count, bytes, len(out), total)
+	}
 }
 
 // FuzzStrace: go test ./syscalltrace -fuzz FuzzStrace -fuzzminimizetime 5s

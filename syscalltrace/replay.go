@@ -296,6 +296,12 @@ func (r *Replay) lifecycle(s *space, e *Event) {
 func (r *Replay) mmap(s *space, e *Event) {
 	start := e.Ret
 	n := pageUp(e.Len)
+	if n == 0 || start+n < start {
+		// The kernel refuses a mapping of no bytes (EINVAL) and one past
+		// the top of the address space: a line saying one succeeded maps
+		// nothing, and must not list an empty "leak" inside another.
+		return
+	}
 	r.remove(s, start, start+n, e)
 	m := r.newMapping()
 	*m = Mapping{Start: start, End: start + n, Space: s.id, TID: e.TID, Comm: e.Comm, Prot: e.Prot, FlagsText: e.FlagsText,
