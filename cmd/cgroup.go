@@ -30,19 +30,11 @@ type CgroupOptions struct {
 func NewCmdCgroup(d *Deps, g *globalOptions, runF func(*CgroupOptions) error) *cobra.Command {
 	o := &CgroupOptions{Streams: d.Streams, ProcRoot: d.ProcRoot, SysRoot: "/sys/fs/cgroup"}
 	c := &cobra.Command{
-		Use:   "cgroup PID|DIR",
-		Short: "What the OOM killer sees: a memory cgroup's usage, broken down",
-		Long: `Read the memory cgroup of process PID (or the cgroup directory DIR), v1 or v2,
-and break its usage down into parts that sum to it exactly — anonymous memory,
-shmem, page cache, kernel memory, and the gap the statistics do not split —
-beside the limit, the working set as cAdvisor and kubectl top compute it
-(usage − inactive file), what is reclaimable, the OOM kills counted, and the
-processes in it. Findings: OOM kills, near the limit, shmem that no process
-maps (files in /dev/shm count against the limit but show in no RSS), a working
-set inflated by reclaimable cache, memory pressure (PSI).`,
-		Example: `  memdiag cgroup 1234
-  memdiag cgroup /sys/fs/cgroup/memory/kubepods/burstable/pod-x/app -o json`,
-		Args: cobra.ExactArgs(1),
+		Use:     "cgroup PID|DIR",
+		Short:   "What the OOM killer sees: a memory cgroup's usage, broken down",
+		Long:    helpText("cgroup.long"),
+		Example: helpText("cgroup.examples"),
+		Args:    cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Target = args[0]
 			if pid, err := strconv.Atoi(o.Target); err == nil && pid <= 0 {
@@ -91,22 +83,11 @@ type OOMOptions struct {
 func NewCmdOOM(d *Deps, g *globalOptions, runF func(*OOMOptions) error) *cobra.Command {
 	o := &OOMOptions{Streams: d.Streams, OOMRequest: collect.OOMRequest{In: d.Streams.In, ProcRoot: d.ProcRoot, SysRoot: "/sys/fs/cgroup"}}
 	c := &cobra.Command{
-		Use:   "oom [FILE]",
-		Short: "After the pod is gone: the kernel's report of an OOM kill, broken down",
-		Long: `Read the kernel's report of an OOM kill — from FILE (a saved dmesg or
-journalctl -k), "-" for standard input, or, with no FILE, from /dev/kmsg (else
-dmesg -r) — and show the last one (--all: every one) as memdiag cgroup would
-have shown the cgroup at that moment: the breakdown of its usage, the processes
-with their RSS, the victim, and the findings.
-
-The kernel logs text users choose (a rejected mount option, verbatim), so only
-records of the kernel's exact shapes count, and each report of this boot's log
-is checked against the kill counters (/proc/vmstat oom_kill, the cgroup's own):
-its notes say whether they back it, or why it is unverified.`,
-		Example: `  memdiag oom
-  journalctl -k --since today | memdiag oom -
-  memdiag oom node-dmesg.txt -o json`,
-		Args: cobra.MaximumNArgs(1),
+		Use:     "oom [FILE]",
+		Short:   "After the pod is gone: the kernel's report of an OOM kill, broken down",
+		Long:    helpText("oom.long"),
+		Example: helpText("oom.examples"),
+		Args:    cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				o.File = args[0]

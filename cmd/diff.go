@@ -25,20 +25,10 @@ func NewCmdDiff(d *Deps, g *globalOptions, runF func(*DiffOptions) error) *cobra
 	o := &DiffOptions{Streams: d.Streams}
 	var rules []string
 	c := &cobra.Command{
-		Use:   "diff OLD NEW [--fail-on RULE]…",
-		Short: "Compare two snapshots; exit 3 when a --fail-on rule trips",
-		Long: `Compare two snapshots per attribution category, mapping class, malloc arena,
-JVM memory pool and buffer pool. Each --fail-on RULE is NAME:+AMOUNT (growth)
-or NAME:-AMOUNT (shrinkage), AMOUNT a percentage or a size:
-
-  rss:+10%   malloc-free-retained:+256MiB   jvm-heap:+20%   class:glibc-arena:+1GiB
-
-NAME is rss, a category, or KIND:NAME of any row (kinds: category, class,
-arena, pool, buffer-pool). When a rule trips, the exit code is 3 (see
-docs/exit-codes.md) — for CI, with -o markdown for a pull-request comment,
-or -o html for a page with both attributions side by side (docs/html.md).`,
-		Example: `  memdiag diff before.json after.json
-  memdiag diff before.json after.json --fail-on rss:+10% --fail-on malloc-free-retained:+256MiB -o markdown`,
+		Use:     "diff OLD NEW [--fail-on RULE]…",
+		Short:   "Compare two snapshots; exit 3 when a --fail-on rule trips",
+		Long:    helpText("diff.long"),
+		Example: helpText("diff.examples"),
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) != 2 {
 				return usage(fmt.Errorf("diff needs OLD and NEW snapshots, got %d arguments", len(args)))

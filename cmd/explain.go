@@ -34,32 +34,11 @@ type ExplainOptions struct {
 func NewCmdExplain(d *Deps, g *globalOptions, runF func(*ExplainOptions) error) *cobra.Command {
 	o := &ExplainOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
 	c := &cobra.Command{
-		Use:   "explain [--pid PID | --smaps FILE | --snapshot FILE] [evidence…]",
-		Short: "Where the RSS went: one attribution, with the evidence for every figure",
-		Long: categoriesSentence() + `
-
-The categories sum to RSS exactly; each says where its figure comes from
-and how sure it is (docs/attribution.md). Findings follow, ranked by
-severity (high, medium, info), then by bytes, largest first.
-
---pid PID gathers what it can without being asked: smaps, and for a HotSpot
-JVM its hsperfdata and (unless --no-attach) GC.heap_info and NMT. Add
---capture-malloc-info (the allocator's statistics, glibc's read from the
-process's memory) or --malloc-info FILE, --trace FILE, --expvar URL,
---jolokia URL, --prometheus URL|FILE. Offline: --smaps FILE with the same evidence
-files — what an engineer attaches to a ticket — or --snapshot FILE.
-
-With none of these, explain shows a bundled example, captured live from a
-process whose glibc arenas kept the memory it freed, as a sample of what it
-finds; its output says it is the example.
-
--o html writes one self-contained HTML page: the attribution as a bar, the
-findings and the mapping classes (docs/html.md).`,
-		Example: `  memdiag explain --pid 1234 --capture-malloc-info
-  memdiag explain --smaps smaps.txt --malloc-info malloc.xml --nmt nmt.txt
-  memdiag explain --pid 1234 -o openmetrics > /var/lib/node_exporter/memdiag.prom
-  memdiag explain --snapshot after.json -o html > after.html`,
-		Args: flagsOnly("explain"),
+		Use:     "explain [--pid PID | --smaps FILE | --snapshot FILE] [evidence…]",
+		Short:   "Where the RSS went: one attribution, with the evidence for every figure",
+		Long:    categoriesSentence() + helpText("explain.long"),
+		Example: helpText("explain.examples"),
+		Args:    flagsOnly("explain"),
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
 			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatOpenMetrics, report.FormatHTML); err != nil {
@@ -139,17 +118,10 @@ type SnapshotOptions struct {
 func NewCmdSnapshot(d *Deps, g *globalOptions, runF func(*SnapshotOptions) error) *cobra.Command {
 	o := &SnapshotOptions{Streams: d.Streams, ProcRoot: d.ProcRoot, Now: time.Now}
 	c := &cobra.Command{
-		Use:   "snapshot (--pid PID | --smaps FILE) [evidence…] [FILE|-]",
-		Short: "Record an explanation in one self-contained JSON file, for diff and later reading",
-		Long: `Gather the same evidence as explain and write one JSON file holding the
-attribution, the evidence needed to explain and diff it again offline, the
-host's name, kernel and glibc, and the time. The file is written through a
-temporary file and renamed: it is never left half-written or clobbered by a
-failure. Without FILE (or with -) the snapshot goes to standard output.
-With -o openmetrics and a FILE, standard output gets the metrics too; with
--o html and a FILE, the explain page (docs/html.md).`,
-		Example: `  memdiag snapshot --pid 1234 before.json
-  memdiag snapshot --pid 1234 --capture-malloc-info after.json && memdiag diff before.json after.json`,
+		Use:     "snapshot (--pid PID | --smaps FILE) [evidence…] [FILE|-]",
+		Short:   "Record an explanation in one self-contained JSON file, for diff and later reading",
+		Long:    helpText("snapshot.long"),
+		Example: helpText("snapshot.examples"),
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usage(fmt.Errorf("snapshot takes at most one FILE, got %d arguments", len(args)))

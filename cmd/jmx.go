@@ -35,26 +35,10 @@ func NewCmdJMX(d *Deps, g *globalOptions, runF func(*JMXOptions) error) *cobra.C
 	o := &JMXOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
 	var credFile string
 	c := &cobra.Command{
-		Use:   "jmx (--pid PID | --jolokia URL | --prometheus URL|FILE | --nmt FILE | --heap-info FILE)",
-		Short: "What the JVM accounts for: heap, pools, native memory tracking",
-		Long: `Read what a HotSpot JVM accounts for: heap and non-heap usage, memory pools,
-Native Memory Tracking by category, the Java heap's address range.
-
---pid PID reads the JVM's hsperfdata file (no disturbance at all), then asks
-the JVM itself through the attach socket jcmd uses — GC.heap_info,
-VM.native_memory detail (else summary), VM.flags, VM.version — with no JDK
-tools on the host. It never signals a process that has no libjvm.so mapped.
---no-attach keeps to hsperfdata (figures as of the last collection, no heap
-range, no NMT).
-
---jolokia URL and --prometheus URL|FILE add the memory MBeans' view (buffer
-pools included) from a Jolokia endpoint or a Prometheus page (jmx_exporter,
-client_java, Micrometer). --nmt FILE and --heap-info FILE read saved jcmd
-output (with or without the "PID:" line), for evidence sent from elsewhere.`,
-		Example: `  memdiag jmx --pid 1234
-  memdiag jmx --pid 1234 -o json | jq '.nmt.categories[] | select(.name=="Other")'
-  memdiag jmx --jolokia http://app:8778/jolokia/
-  memdiag jmx --nmt nmt.txt --heap-info heap.txt`,
+		Use:     "jmx (--pid PID | --jolokia URL | --prometheus URL|FILE | --nmt FILE | --heap-info FILE)",
+		Short:   "What the JVM accounts for: heap, pools, native memory tracking",
+		Long:    helpText("jmx.long"),
+		Example: helpText("jmx.examples"),
 		Args: func(c *cobra.Command, args []string) error {
 			if err := flagsOnly("jmx")(c, args); err != nil {
 				return err

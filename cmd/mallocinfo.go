@@ -39,38 +39,10 @@ func NewCmdMallocInfo(d *Deps, g *globalOptions, runF func(*MallocInfoOptions) e
 	defaults := mallocinfo.DefaultThresholds(runtime.NumCPU())
 	var minRetained string
 	c := &cobra.Command{
-		Use:   "mallocinfo FILE | --pid PID",
-		Short: "The allocator's account (glibc arenas, jemalloc, tcmalloc): in use, kept free, over time",
-		Long: `Explain glibc malloc_info(3) XML: per arena, what is in use, what sits in
-free lists (fast bins, the rest) and the top chunk, and how much free memory
-is retained where automatic trimming cannot return it (free − top).
-
-FILE holds one <malloc> document, or a log with many (written at intervals
-among other lines): every document is read, in order, and the arenas are
-followed across them. "-" reads standard input.
-
-FILE may also hold jemalloc's malloc_stats_print output (JSON or text) or
-tcmalloc's GetStats text: the format is sniffed.
-
---pid PID reads a live process. For glibc nothing runs in the process:
-memdiag stops its threads (PTRACE_SEIZE and PTRACE_INTERRUPT, no signal, no
-register touched), reads its arenas from its memory and resumes it — a few
-milliseconds, printed on stderr — and shows what its malloc_info would have
-said at that instant. --no-stop reads without stopping it (the figures may
-be torn); --gdb asks the process's own malloc_info through gdb instead.
-jemalloc (mallctl) and tcmalloc (GetStats) are asked through gdb, which
-writes into a buffer it maps in the process, copies it out over a pipe and
-detaches; the process is paused while gdb is attached, and --timeout
-interrupts the call. Needs ptrace permission: the same uid with
-kernel.yama.ptrace_scope 0, or CAP_SYS_PTRACE (root).
-
--o html writes one self-contained HTML page: each arena as a bar of in use,
-retained free and top chunk; over a log, each arena across the documents
-(docs/html.md).`,
-		Example: `  memdiag mallocinfo malloc_info.xml
-  memdiag mallocinfo app.log -o json | jq '.findings'
-  memdiag mallocinfo jemalloc-stats.json
-  memdiag mallocinfo --pid 1234`,
+		Use:     "mallocinfo FILE | --pid PID",
+		Short:   "The allocator's account (glibc arenas, jemalloc, tcmalloc): in use, kept free, over time",
+		Long:    helpText("mallocinfo.long"),
+		Example: helpText("mallocinfo.examples"),
 		Args: func(c *cobra.Command, args []string) error {
 			switch {
 			case o.PID != 0 && len(args) > 0:

@@ -47,22 +47,10 @@ func NewCmdPmap(d *Deps, g *globalOptions, runF func(*PmapOptions) error) *cobra
 		classes []string
 	)
 	c := &cobra.Command{
-		Use:   "pmap TARGET",
-		Short: "Every mapping of a process, classified and summed",
-		Long: `Read /proc/<pid>/smaps (or a saved copy) and classify every mapping:
-heap, stack, thread-stack, glibc-arena, guard, file-code, file-data, shmem,
-kernel or anon, each with the reason it got its class. Shows a per-class
-summary, then the largest mappings.
-
-TARGET is a process id, "self", a saved smaps file, or "-" for standard input.
-For a live process, the sum over mappings is checked against VmRSS, and
-each thread's stack is found from its stack pointer.
-
-Reading another user's process needs the same uid or CAP_SYS_PTRACE.`,
-		Example: `  memdiag pmap $$
-  memdiag pmap 1234 --class glibc-arena --all
-  memdiag pmap saved-smaps.txt -o json | jq '.classes'
-  ssh host cat /proc/1234/smaps | memdiag pmap -`,
+		Use:     "pmap TARGET",
+		Short:   "Every mapping of a process, classified and summed",
+		Long:    helpText("pmap.long"),
+		Example: helpText("pmap.examples"),
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usage(fmt.Errorf("pmap needs one TARGET (a PID, self, a smaps file or -), got %d arguments", len(args)))

@@ -37,37 +37,11 @@ func NewCmdRecord(d *Deps, g *globalOptions, runF func(*RecordOptions) error) *c
 	o := &RecordOptions{Streams: d.Streams}
 	var ring, minSize, sampleBytes string
 	c := &cobra.Command{
-		Use:   "record (--pid PID | -- COMMAND [ARG...])",
-		Short: "Record allocations live with eBPF: what is outstanding, by call stack",
-		Long: `Attach uprobes to the allocator of a running process — malloc, calloc, realloc,
-reallocarray, posix_memalign, aligned_alloc, memalign, valloc, pvalloc and free
-in the libc it maps, and in jemalloc or tcmalloc when mapped — and trace its
-mmap, munmap, mremap and brk, then say what was allocated during the recording
-and not freed by its end, by call stack, with the mappings made and never
-released as 'memdiag trace' reports them.
-
-With -- COMMAND the command is started held, the probes attached, and only then
-let run, so that its start-up is recorded; the recording ends when it exits.
-Its output goes to standard error, so that memdiag's own stays parseable.
-
-Stacks are walked by frame pointers in the kernel: code built without them
-ends the walk (libc itself has none; build with -fno-omit-frame-pointer).
-With --follow-forks the children it forks (and theirs) are recorded too,
-each probed once its fork is seen: what a child allocates before that (tens
-of ms) is not recorded. A child that exits keeps what it had not freed,
-reported at its exit.
-
-Every call probed costs the process a trap into the kernel; --sample-bytes
-and --min-size record less. Needs root (CAP_BPF and CAP_PERFMON) and a kernel
-with BTF (/sys/kernel/btf/vmlinux).
-
--o html writes one self-contained HTML page when the recording ends, with a
-searchable flame graph of the outstanding bytes by stack (docs/html.md).`,
-		Example: `  memdiag record --pid 1234 --duration 30s
-  memdiag record --pid 1234 --sample-bytes 512K --pprof heap.pb.gz
-  memdiag record -o json -- ./server --config test.conf
-  memdiag record --follow-forks -- make -j2`,
-		Args: o.checkArgs,
+		Use:     "record (--pid PID | -- COMMAND [ARG...])",
+		Short:   "Record allocations live with eBPF: what is outstanding, by call stack",
+		Long:    helpText("record.long"),
+		Example: helpText("record.examples"),
+		Args:    o.checkArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Command = args
 			var err error

@@ -80,12 +80,9 @@ func NewRootCmd(d *Deps) *cobra.Command { return newRootCmd(d, runners{}) }
 func newRootCmd(d *Deps, r runners) *cobra.Command {
 	g := &globalOptions{}
 	root := &cobra.Command{
-		Use:   "memdiag",
-		Short: "Explain where a Linux process's memory went",
-		Long: `memdiag reads /proc/<pid>/smaps, the allocator's own statistics (glibc
-malloc_info, jemalloc, tcmalloc), JVM memory beans, mmap traces and memory
-cgroups, and explains a process's RSS — or a host's, or a container's — with
-the evidence for each figure.`,
+		Use:           "memdiag",
+		Short:         "Explain where a Linux process's memory went",
+		Long:          helpText("memdiag.long"),
 		Version:       d.Version,
 		SilenceErrors: true,
 		SilenceUsage:  true,

@@ -41,14 +41,10 @@ func NewCmdTop(d *Deps, g *globalOptions, runF func(*TopOptions) error) *cobra.C
 	o := &TopOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
 	var sortKey, rssCap, userName string
 	c := &cobra.Command{
-		Use:   "top",
-		Short: "Which processes hold the host's memory, and what each is",
-		Long:  topLong,
-		Example: `  memdiag top
-  memdiag top --sort pss --limit 20
-  memdiag top --user postgres --group-by comm
-  memdiag top --name java --interval 5s
-  memdiag top -o openmetrics > /var/lib/node_exporter/textfile/memdiag_top.prom`,
+		Use:     "top",
+		Short:   "Which processes hold the host's memory, and what each is",
+		Long:    helpText("top.long"),
+		Example: helpText("top.examples"),
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usage(fmt.Errorf("top takes flags, not arguments (got %q)", args[0]))
@@ -86,26 +82,6 @@ func NewCmdTop(d *Deps, g *globalOptions, runF func(*TopOptions) error) *cobra.C
 	f.StringVar(&o.Textfile, "textfile", "", "keep DIR/memdiag_top.prom current for node_exporter's textfile collector, rewritten atomically every --interval, until stopped")
 	return c
 }
-
-// topLong is top's help.
-const topLong = `List a host's processes by what they cost — RSS + swap by default — in tiers,
-so that hundreds of processes take well under a second and no process is stalled
-by a page-table walk it did not need:
-
-  every process   /proc/PID/status: RSS by kind (anon, file, shmem), swap, threads
-  under --cap     smaps_rollup: PSS, USS, SwapPss (one page-table walk each;
-                  a process over the cap says "skipped: RSS > cap", --deep reads it;
-                  --rollup-budget bounds the time, largest first, the rest said)
-  --diagnose N    the N largest (5): /proc/PID/maps, no page walk: glibc
-                  arena heaps from their 64 MiB geometry, JVM, jemalloc/tcmalloc
-
-Each row names the process's user and its command line (/proc/PID/cmdline, as
-the process left it). --user and --name keep some processes only; the total
-row is then of those. The table lists the --limit largest (25); --reverse the
-smallest.
-
---interval D reads twice, D apart, and adds each process's growth per second
-and the kind of memory that grew. Processes that exit meanwhile are counted.`
 
 // complete fills o from the flags that need parsing or checking.
 func (o *TopOptions) complete(c *cobra.Command, d *Deps, g *globalOptions, sortKey, rssCap, userName string) error {

@@ -28,32 +28,10 @@ func NewCmdTrace(d *Deps, g *globalOptions, runF func(*TraceOptions) error) *cob
 	o := &TraceOptions{Streams: d.Streams, TraceRequest: collect.TraceRequest{ProcRoot: d.ProcRoot, In: d.Streams.In}}
 	var format, groupBy, at string
 	c := &cobra.Command{
-		Use:   "trace FILE... ",
-		Short: "Mappings made and never released, by whom, from a syscall trace",
-		Long: `Replay mmap, munmap, mremap, brk and madvise from a trace into the process's
-address space and report what was mapped and never unmapped — still mapped at
-the end, or alive when the process exited — grouped by call stack when the
-trace has stacks (strace -k, perf trace --call-graph), else by size.
-
-FILE is the output of one of four tracers: strace (-f, -ff files or their
-directory, -o or stderr forms, any of -t/-tt/-ttt/-r and -T, -k), perf trace,
-sysdig (text, or JSON with -j) or bpftrace running docs/memdiag-mmap.bt; gzip
-and zstd are read directly; "-" reads standard input. The format is detected
-by content (--format names it).
-
-Capture, for example:
-  strace -f -k -tt -e trace=memory,clone,clone3,execve -o app.strace -p PID
-  perf trace -e mmap,munmap,mremap,brk,madvise --call-graph dwarf -p PID 2> app.perf
-  bpftrace docs/memdiag-mmap.bt PID > app.bt
-
-Tasks share one address space (one process and its threads) unless the trace
-shows a fork or exec; --per-process gives every task its own.
-
--o html writes one self-contained HTML page with a searchable flame graph
-of the outstanding bytes by stack (docs/html.md).`,
-		Example: `  memdiag trace app.strace
-  memdiag trace app.strace --pprof leaks.pb.gz && go tool pprof -top leaks.pb.gz
-  memdiag trace traces/ --pid 1234 --group-by leaf`,
+		Use:     "trace FILE... ",
+		Short:   "Mappings made and never released, by whom, from a syscall trace",
+		Long:    helpText("trace.long"),
+		Example: helpText("trace.examples"),
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usage(errors.New("trace needs a FILE (or a directory of strace -ff files, or -)"))

@@ -23,27 +23,10 @@ type TrimOptions struct {
 func NewCmdTrim(d *Deps, g *globalOptions, runF func(*TrimOptions) error) *cobra.Command {
 	o := &TrimOptions{Streams: d.Streams, TrimRequest: collect.TrimRequest{ProcRoot: d.ProcRoot}}
 	c := &cobra.Command{
-		Use:   "trim --pid PID",
-		Short: "Make a process's allocator give its free memory back, and measure what came back",
-		Long: `Make the allocator of a live process return the free memory it holds to the
-OS, and measure it: RSS and anonymous RSS before and after, beside what the
-allocator (and explain) said it kept.
-
-What is called:
-  glibc      malloc_trim(0)                       through gdb
-  jemalloc   mallctl("arena.4096.purge")          through gdb (every arena)
-  tcmalloc   MallocExtension_ReleaseFreeMemory()  through gdb
-  a JVM      jcmd System.trim_native_heap         through its attach socket: no ptrace
-             (JDK 17.0.8 and later; --no-jvm uses gdb instead)
-
-Through gdb the process is paused while gdb is attached — said before, and
-measured; gdb runs as the process's own user, with the checks of
-'memdiag mallocinfo --pid' (see docs/security.md). Nothing happens without
-this command: no other memdiag command trims. --dry-run says what it would
-call, and how, and does nothing.`,
-		Example: `  memdiag trim --pid 1234 --dry-run
-  memdiag trim --pid 1234
-  memdiag trim --pid 1234 -o json | jq '.rss_before_bytes - .rss_after_bytes'`,
+		Use:     "trim --pid PID",
+		Short:   "Make a process's allocator give its free memory back, and measure what came back",
+		Long:    helpText("trim.long"),
+		Example: helpText("trim.examples"),
 		Args: func(c *cobra.Command, args []string) error {
 			switch {
 			case len(args) > 0:

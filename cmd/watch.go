@@ -30,27 +30,10 @@ type WatchOptions struct {
 func NewCmdWatch(d *Deps, g *globalOptions, runF func(*WatchOptions) error) *cobra.Command {
 	o := &WatchOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
 	c := &cobra.Command{
-		Use:   "watch --pid PID [--interval 10s] [--count N] [evidence…]",
-		Short: "Re-explain a process at intervals and show each category's growth rate",
-		Long: `Sample the attribution of a live process every --interval and show which part
-of RSS is growing: one line per sample, as vmstat does — the time, RSS and its
-change per minute, each category's bytes, the category growing fastest and the
-lead finding — under a header repeated every 20 lines on a terminal (once into
-a pipe). --table shows each sample as a table instead: every category's bytes,
-change since the first sample and rate per minute. Stops after --count
-samples, or cleanly on Ctrl-C (SIGINT/SIGTERM) with a last summary. -o json
-writes one JSON object per sample (memdiag.watch/v1), a line each, for pipes.
-
---capture-malloc-info reads glibc's arenas from the process's memory at every
-sample, its threads stopped for a few milliseconds each time, never over a second
-(--no-stop: not at all); jemalloc's and tcmalloc's statistics go through gdb, which pauses
-the process longer: use a long interval there.
-
--o html writes, once the watch ends, one self-contained HTML page of every
-sample: each category over time (docs/html.md).`,
-		Example: `  memdiag watch --pid 1234 --interval 30s
-  memdiag watch --pid 1234 --interval 30s --table
-  memdiag watch --pid 1234 --interval 1m -o json | jq -c '{t: .elapsed_seconds, rss: .rss_bytes}'`,
+		Use:     "watch --pid PID [--interval 10s] [--count N] [evidence…]",
+		Short:   "Re-explain a process at intervals and show each category's growth rate",
+		Long:    helpText("watch.long"),
+		Example: helpText("watch.examples"),
 		Args: func(c *cobra.Command, args []string) error {
 			if err := flagsOnly("watch")(c, args); err != nil {
 				return err
