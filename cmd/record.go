@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/memdiag/memdiag/internal/atomicfile"
+	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/record"
 	"github.com/memdiag/memdiag/report"
@@ -130,90 +127,10 @@ func runRecord(o *RecordOptions) error {
 			_ = report.WriteRecord(o.Streams.Out, o.Format, &report.RecordView{Result: r, StackLimit: o.Top}, style)
 		}
 	}
-	if len(o.Command) == 0 {
-		res, err := record.Record(ctx, o.Record)
-		if err != nil {
-			return err
-		}
-		return writeRecord(o, res, nil)
-	}
-	return recordCommand(ctx, o)
-}
-
-// recordCommand starts the command held, records it from its first
-// instruction on, and stops it if the recording ends first.
-func recordCommand(ctx context.Context, o *RecordOptions) error {
-	path, err := exec.LookPath(o.Command[0])
-	if err != nil {
-		return fmt.Errorf("the command to record: %w", err)
-	}
-	child := exec.Command(path, o.Command[1:]...)
-	child.Stdin, child.Stdout, child.Stderr = o.Streams.In, o.Streams.ErrOut, o.Streams.ErrOut
-	held, err := record.StartHeld(child)
+	v, err := collect.Recording(ctx, &collect.RecordingRequest{Options: o.Record, Command: o.Command,
+		Stdin: o.Streams.In, Output: o.Streams.ErrOut, PprofPath: o.PprofPath, StackLimit: o.Top})
 	if err != nil {
 		return err
 	}
-	var waitErr error
-	done := make(chan struct{})
-	released := false
-	defer func() {
-		if !released {
-			held.Close() // the held shell exits without running the command
-			_ = child.Wait()
-			return
-		}
-		stopCommand(child, done)
-	}()
-	o.Record.PID = child.Process.Pid
-	o.Record.Ready = func() error {
-		if err := held.Release(); err != nil {
-			return err
-		}
-		released = true
-		go func() { waitErr = child.Wait(); close(done) }()
-		return nil
-	}
-	res, err := record.Record(ctx, o.Record)
-	if err != nil {
-		return err
-	}
-	var notes []string
-	if res.Exited {
-		<-done
-		if waitErr != nil {
-			notes = append(notes, fmt.Sprintf("the command ended: %v", waitErr))
-		}
-	}
-	return writeRecord(o, res, notes)
-}
-
-// stopCommand ends a command the recording stopped before it exited (a
-// signal, --duration): it is ours, started for the recording.
-func stopCommand(child *exec.Cmd, done <-chan struct{}) {
-	select {
-	case <-done:
-		return
-	default:
-	}
-	_ = child.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = child.Process.Kill()
-		<-done
-	}
-}
-
-func writeRecord(o *RecordOptions, res *record.Result, notes []string) error {
-	if res.Exited {
-		notes = append(notes, fmt.Sprintf("process %d exited during the recording: what it had not freed is shown as outstanding", res.PID))
-	}
-	if o.PprofPath != "" {
-		if err := atomicfile.Write(o.PprofPath, 0o644, func(w io.Writer) error { return record.WriteProfile(w, res) }); err != nil {
-			return fmt.Errorf("writing %s: %w", o.PprofPath, err)
-		}
-		notes = append(notes, fmt.Sprintf("profile written: go tool pprof -sample_index=inuse_space -top %s", o.PprofPath))
-	}
-	v := &report.RecordView{Result: res, Findings: record.Findings(res), Notes: notes, StackLimit: o.Top}
-	return report.WriteRecord(o.Streams.Out, o.Format, v, report.Style{Color: o.Color})
+	return report.WriteRecord(o.Streams.Out, o.Format, v, style)
 }
