@@ -3,12 +3,12 @@ package cmd
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/proctop"
 	"github.com/memdiag/memdiag/report"
@@ -127,63 +127,29 @@ func (o *TopOptions) complete(c *cobra.Command, d *Deps, g *globalOptions, sortK
 }
 
 func runTop(o *TopOptions) error {
+	// Only a loop or a wait is ended by Ctrl-C; one reading keeps the
+	// signal's default.
+	ctx, stop := interruptibleIf(o.Textfile != "" || o.Interval > 0)
+	defer stop()
 	if o.Textfile != "" {
 		interval := o.Interval
 		if interval == 0 {
 			interval = 60 * time.Second
 		}
-		ctx, stop := interruptible()
-		defer stop()
-		return report.KeepTextfile(ctx, o.Textfile, "memdiag_top.prom", interval, o.Streams.ErrOut, func(w io.Writer) error {
-			start := time.Now()
-			s, err := proctop.Read(o.Options)
-			if err != nil {
-				return err
-			}
-			return report.WriteTop(w, report.FormatOpenMetrics, &report.TopView{Scan: s, Elapsed: time.Since(start)}, report.Style{})
-		})
+		return collect.TopTextfile(ctx, o.Options, o.Textfile, interval, o.Streams.ErrOut)
 	}
-	start := time.Now()
-	s, err := proctop.Read(o.Options)
+	r := &collect.TopRequest{Options: o.Options, Limit: o.Limit, Reverse: o.Reverse, GroupBy: o.GroupBy, Interval: o.Interval, Filter: o.filterWords()}
+	switch {
+	case o.Format == report.FormatOpenMetrics, o.GroupBy != "" && o.Format != report.FormatJSON:
+		r.Details = collect.DetailsNone
+	case o.Format == report.FormatJSON:
+		r.Details = collect.DetailsAll
+	}
+	v, err := collect.Top(ctx, r)
 	if err != nil {
 		return err
 	}
-	v := &report.TopView{Scan: s, Elapsed: time.Since(start), Limit: o.Limit, GroupBy: o.GroupBy, Reverse: o.Reverse, Filter: o.filterWords()}
-	if o.Interval > 0 {
-		ctx, stop := interruptible()
-		defer stop()
-		select {
-		case <-time.After(o.Interval):
-		case <-ctx.Done():
-			return fmt.Errorf("interrupted before the second reading")
-		}
-		start = time.Now()
-		s2, err := proctop.Read(o.Options)
-		if err != nil {
-			return err
-		}
-		v.Growth, v.Scan, v.Elapsed, v.Interval = proctop.Compare(s, s2), s2, time.Since(start), o.Interval
-	}
-	v.Details = readDetails(o, v.Scan)
 	return report.WriteTop(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
-}
-
-// readDetails reads the user and command line of the processes shown: all
-// of them in JSON, the rows of a table; none for OpenMetrics or a table of
-// commands.
-func readDetails(o *TopOptions, s *proctop.Scan) map[int]proctop.Details {
-	ps := s.Processes
-	switch {
-	case o.Format == report.FormatOpenMetrics, o.GroupBy != "" && o.Format != report.FormatJSON:
-		return nil
-	case o.Format != report.FormatJSON && o.Limit > 0 && len(ps) > o.Limit:
-		if o.Reverse {
-			ps = ps[len(ps)-o.Limit:]
-		} else {
-			ps = ps[:o.Limit]
-		}
-	}
-	return proctop.ReadDetails(o.ProcRoot, ps)
 }
 
 // filterWords describes --user and --name for the title.
