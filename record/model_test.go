@@ -200,9 +200,20 @@ func FuzzReadSymtab(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, off := range []uint64{0, 1, 0x1000, uint64(len(b)), math.MaxUint64} {
-			st.lookup(off)
+		names := map[string]bool{}
+		for i, s := range st.funcs {
+			if i > 0 && s.addr < st.funcs[i-1].addr {
+				t.Fatalf("symbol %d %q at %#x before its predecessor at %#x: lookups search an unsorted table", i, s.name, s.addr, st.funcs[i-1].addr)
+			}
+			names[s.name] = true
 		}
-		st.fileOffset("malloc")
+		for _, off := range []uint64{0, 1, 0x1000, uint64(len(b)), math.MaxUint64} {
+			if name, ok := st.lookup(off); ok && !names[name] {
+				t.Fatalf("offset %#x named %q, a function the table does not hold", off, name)
+			}
+		}
+		if _, ok := st.fileOffset("malloc"); ok && !names["malloc"] {
+			t.Fatal("malloc has a file offset but no symbol")
+		}
 	})
 }
