@@ -170,11 +170,14 @@ func (s *markupScan) end(m []byte) int {
 	i := s.pos
 	for i < len(m) {
 		if s.quote != 0 {
-			q := bytes.IndexByte(m[i:], s.quote)
-			if q < 0 {
+			// A value is a few bytes: a loop, not a search's call.
+			for i < len(m) && m[i] != s.quote {
+				i++
+			}
+			if i == len(m) {
 				break
 			}
-			i += q + 1
+			i++
 			s.quote = 0
 			continue
 		}
@@ -320,20 +323,27 @@ func (p *docParser) parseAttrs(b []byte, line int) error {
 		if len(b) == 0 || (b[0] != '"' && b[0] != '\'') {
 			return p.errorf(line, "XML: the value of attribute %s is not quoted", string(key))
 		}
-		q := bytes.IndexByte(b[1:], b[0])
-		if q < 0 {
+		// One pass over the value, which is a number or a word: three
+		// searches of a few bytes each cost more in their calls than this.
+		quote, q, amp, lt := b[0], 1, false, false
+		for ; q < len(b) && b[q] != quote; q++ {
+			amp = amp || b[q] == '&'
+			lt = lt || b[q] == '<'
+		}
+		if q == len(b) {
 			return p.errorf(line, "XML: the value of attribute %s is not closed", string(key))
 		}
-		value := b[1 : 1+q]
-		b = b[2+q:]
-		if bytes.IndexByte(value, '&') >= 0 {
+		value := b[1:q]
+		b = b[q+1:]
+		if amp {
 			v, err := unescape(value)
 			if err != nil {
 				return p.errorf(line, "XML: attribute %s: %v", string(key), err)
 			}
 			value = v
+			lt = bytes.IndexByte(value, '<') >= 0
 		}
-		if bytes.IndexByte(value, '<') >= 0 {
+		if lt {
 			return p.errorf(line, "XML: unescaped < in attribute %s", string(key))
 		}
 		p.attrs = append(p.attrs, attr{key, value})
