@@ -10,6 +10,7 @@ import (
 
 	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/humanize"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/proctop"
 	"github.com/memdiag/memdiag/report"
 )
@@ -108,7 +109,7 @@ func (o *TopOptions) complete(c *cobra.Command, d *Deps, g *globalOptions, sortK
 		filter.HasUID, o.User = true, userName
 	}
 	if filter.HasUID || filter.Name != "" {
-		o.Options.Keep = filter.Keep(o.ProcRoot)
+		o.Options.Keep = filter.Keep(proc.NewFS(o.ProcRoot))
 	}
 	if o.GroupBy != "" && o.GroupBy != "comm" {
 		return usage(fmt.Errorf("--group-by %q: the one grouping is comm (the command name)", o.GroupBy))
@@ -122,7 +123,7 @@ func (o *TopOptions) complete(c *cobra.Command, d *Deps, g *globalOptions, sortK
 	case o.Options.RollupBudget == 0:
 		o.Options.RollupBudget = -1 // no limit
 	}
-	o.Options.ProcRoot = o.ProcRoot
+	o.Options.Proc = proc.NewFS(o.ProcRoot)
 	return nil
 }
 

@@ -152,7 +152,7 @@ func TestTopTable(t *testing.T) {
 // TestTopReverseOrder: with --reverse the table's rows are the smallest
 // processes, in ascending RSS + swap.
 func TestTopReverseOrder(t *testing.T) {
-	sc, err := proctop.Read(proctop.Options{ProcRoot: "/proc"})
+	sc, err := proctop.Read(proctop.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,7 +100,7 @@ func (c *collection) captureAllocator(ctx context.Context) (other *allocator.Sta
 		}
 		return other, nil, ""
 	}
-	capturer := mallocinfo.Capturer{UseGDB: r.UseGDB, NoStop: r.NoStop, ProcRoot: r.ProcRoot, Timeout: r.Timeout, Notify: r.Notify}
+	capturer := mallocinfo.Capturer{UseGDB: r.UseGDB, NoStop: r.NoStop, Proc: proc.NewFS(r.ProcRoot), Timeout: r.Timeout, Notify: r.Notify}
 	if info, err = capturer.Capture(ctx, r.PID); err != nil {
 		c.fail("malloc_info: " + err.Error())
 	}

@@ -79,7 +79,7 @@ func OpenAllocator(ctx context.Context, r AllocatorRequest) (*AllocatorReading, 
 // capturer is how a live glibc is captured.
 func (a *AllocatorReading) capturer() mallocinfo.Capturer {
 	r := a.r
-	return mallocinfo.Capturer{UseGDB: r.UseGDB, NoStop: r.NoStop, ProcRoot: r.ProcRoot, Timeout: r.Timeout, Notify: r.Notify}
+	return mallocinfo.Capturer{UseGDB: r.UseGDB, NoStop: r.NoStop, Proc: proc.NewFS(r.ProcRoot), Timeout: r.Timeout, Notify: r.Notify}
 }
 
 // Scan reads glibc's documents in order (a live capture is one), hands

@@ -75,7 +75,7 @@ func (r *TopRequest) readDetails(s *proctop.Scan) map[int]proctop.Details {
 			ps = ps[:r.Limit]
 		}
 	}
-	return proctop.ReadDetails(r.Options.ProcRoot, ps)
+	return proctop.ReadDetails(r.Options.Proc, ps)
 }
 
 // TopTextfile keeps dir/memdiag_top.prom current for node_exporter's

@@ -116,7 +116,7 @@ func (t *Trim) before(ctx context.Context) error {
 	switch {
 	case t.useJVM:
 	case t.det.Kind == allocator.Glibc:
-		info, err := mallocinfo.Capturer{ProcRoot: r.ProcRoot, Timeout: r.Timeout, Notify: r.Notify}.Capture(ctx, r.PID)
+		info, err := mallocinfo.Capturer{Proc: proc.NewFS(r.ProcRoot), Timeout: r.Timeout, Notify: r.Notify}.Capture(ctx, r.PID)
 		if err != nil {
 			return fmt.Errorf("before the trim: %w", err)
 		}

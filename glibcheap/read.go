@@ -11,8 +11,8 @@ import (
 
 // Reader reads glibc's heap out of live processes.
 type Reader struct {
-	// ProcRoot is the proc filesystem, "/proc" when empty.
-	ProcRoot string
+	// Proc is the proc filesystem (its zero value the live one).
+	Proc proc.FS
 	// DebugDir is where the host keeps debug files by build-id; DebugDir
 	// (the package constant) when empty. With NoSymbols none is read.
 	DebugDir  string
@@ -58,7 +58,7 @@ const attempts = 8
 
 // Read reads process pid's heap.
 func (rd Reader) Read(pid int) (*Heap, error) {
-	p, err := procmem.Open(proc.NewFS(rd.ProcRoot), pid)
+	p, err := procmem.Open(rd.Proc, pid)
 	if err != nil {
 		return nil, err
 	}

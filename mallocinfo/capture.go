@@ -56,8 +56,8 @@ type Capturer struct {
 	NoStop bool
 	// GDB is the gdb binary; "" looks it up in PATH.
 	GDB string
-	// ProcRoot is the proc filesystem, "/proc" when empty.
-	ProcRoot string
+	// Proc is the proc filesystem (its zero value the live one).
+	Proc proc.FS
 	// Timeout bounds the whole capture. On expiry gdb is interrupted; with
 	// unwindonsignal it unwinds the injected call and detaches. 0 means 30 s.
 	Timeout time.Duration
@@ -69,7 +69,7 @@ type Capturer struct {
 	Canary *gdbinject.Canary
 }
 
-func (c Capturer) procFS() proc.FS { return proc.NewFS(c.ProcRoot) }
+func (c Capturer) procFS() proc.FS { return c.Proc }
 
 func (c Capturer) injector() gdbinject.Injector {
 	return gdbinject.Injector{GDB: c.GDB, Proc: c.procFS(), Timeout: c.Timeout, Notify: c.Notify, Canary: c.Canary}
@@ -138,7 +138,7 @@ func (c Capturer) readDocument(ctx context.Context, pid int) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	h, err := glibcheap.Reader{ProcRoot: c.ProcRoot, NoStop: c.NoStop}.Read(pid)
+	h, err := glibcheap.Reader{Proc: c.Proc, NoStop: c.NoStop}.Read(pid)
 	switch {
 	case errors.Is(err, procmem.ErrNoProcess), errors.Is(err, procmem.ErrZombie):
 		return nil, fmt.Errorf("%w: %w", ErrNoProcess, err)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // SortKeys lists the accepted sort keys, for help, errors and completion.
@@ -28,11 +30,9 @@ type Filter struct {
 }
 
 // Keep returns the predicate for Options.Keep, which reads the command
-// line under procRoot only when the name alone does not match.
-func (f Filter) Keep(procRoot string) func(*Process) bool {
-	if procRoot == "" {
-		procRoot = "/proc"
-	}
+// line from fsys only when the name alone does not match.
+func (f Filter) Keep(fsys proc.FS) func(*Process) bool {
+	procRoot := fsys.Root()
 	return func(p *Process) bool {
 		if f.HasUID && p.UID != f.UID {
 			return false
@@ -83,10 +83,8 @@ type Details struct {
 
 // ReadDetails reads the user name and command line of ps, one small read
 // each (user names are looked up once per uid).
-func ReadDetails(procRoot string, ps []*Process) map[int]Details {
-	if procRoot == "" {
-		procRoot = "/proc"
-	}
+func ReadDetails(fsys proc.FS, ps []*Process) map[int]Details {
+	procRoot := fsys.Root()
 	names := map[int]string{}
 	out := make(map[int]Details, len(ps))
 	for _, p := range ps {

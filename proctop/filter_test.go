@@ -1,6 +1,7 @@
 package proctop
 
 import (
+	"github.com/memdiag/memdiag/internal/proc"
 	"os"
 	"strings"
 	"testing"
@@ -29,7 +30,7 @@ func TestFilterKeep(t *testing.T) {
 		{Filter{UID: os.Getuid(), HasUID: true}, true},
 		{Filter{UID: os.Getuid() + 1, HasUID: true}, false},
 	} {
-		if got := tt.f.Keep("/proc")(me); got != tt.want {
+		if got := tt.f.Keep(proc.FS{})(me); got != tt.want {
 			t.Errorf("%+v: keep %v, want %v (command line %q)", tt.f, got, tt.want, args)
 		}
 	}

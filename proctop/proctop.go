@@ -33,6 +33,7 @@ import (
 	"github.com/memdiag/memdiag/internal/elfinfo"
 	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/pmap"
 )
 
@@ -136,8 +137,8 @@ func (p *Process) key(k SortKey) uint64 {
 
 // Options say what to read.
 type Options struct {
-	// ProcRoot is the proc filesystem, "/proc" when empty.
-	ProcRoot string
+	// Proc is the proc filesystem (its zero value the live one).
+	Proc proc.FS
 	// RSSCap: processes above it are not read from smaps_rollup (0: 8 GiB).
 	RSSCap uint64
 	// Deep reads smaps_rollup whatever the RSS and the time it takes.
@@ -197,10 +198,7 @@ type Scan struct {
 
 // Read scans the host.
 func Read(o Options) (*Scan, error) {
-	root := o.ProcRoot
-	if root == "" {
-		root = "/proc"
-	}
+	root := o.Proc.Root()
 	if o.RSSCap == 0 {
 		o.RSSCap = DefaultRSSCap
 	}
@@ -718,7 +716,7 @@ func diagnose(procRoot string, pid int, o diagnoseOptions) (*Diagnosis, error) {
 	} else if d.Allocator == "glibc" {
 		// Without stopping it: top looks at many processes, and pauses
 		// none of them.
-		h, err := glibcheap.Reader{ProcRoot: procRoot, NoStop: true, Deadline: o.deadline}.Read(pid)
+		h, err := glibcheap.Reader{Proc: proc.NewFS(procRoot), NoStop: true, Deadline: o.deadline}.Read(pid)
 		switch {
 		case err == nil:
 			m := h.Mallinfo2()

@@ -2,6 +2,7 @@ package proctop
 
 import (
 	"fmt"
+	"github.com/memdiag/memdiag/internal/proc"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -260,7 +261,7 @@ func TestReadTreeOnWorkers(t *testing.T) {
 	if err := os.Rename(filepath.Join(root, "9999"), filepath.Join(root, "self")); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Read(Options{ProcRoot: root, Top: 1, Budget: time.Nanosecond, RollupBudget: -1})
+	s, err := Read(Options{Proc: proc.NewFS(root), Top: 1, Budget: time.Nanosecond, RollupBudget: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +312,7 @@ func TestRollupBudget(t *testing.T) {
 			}
 		}
 	}
-	s, err := Read(Options{ProcRoot: root, Top: 1, Budget: time.Nanosecond, RollupBudget: time.Nanosecond})
+	s, err := Read(Options{Proc: proc.NewFS(root), Top: 1, Budget: time.Nanosecond, RollupBudget: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +329,7 @@ func TestRollupBudget(t *testing.T) {
 		}
 	}
 	// --deep reads every one, whatever the budget.
-	s, err = Read(Options{ProcRoot: root, Top: 1, Budget: time.Nanosecond, RollupBudget: time.Nanosecond, Deep: true})
+	s, err = Read(Options{Proc: proc.NewFS(root), Top: 1, Budget: time.Nanosecond, RollupBudget: time.Nanosecond, Deep: true})
 	if err != nil {
 		t.Fatal(err)
 	}

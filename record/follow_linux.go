@@ -4,9 +4,7 @@ package record
 
 import (
 	"fmt"
-	"path/filepath"
 	"sort"
-	"strconv"
 
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
@@ -63,7 +61,7 @@ func (r *recorder) follow(pid, ppid int) (*process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, err)
 	}
-	p := &process{pid: pid, ppid: ppid, dir: filepath.Join(r.o.ProcRoot, strconv.Itoa(pid)), pidfd: fd,
+	p := &process{pid: pid, ppid: ppid, dir: r.o.Proc.Dir(pid), pidfd: fd,
 		tab: newTable(r.o.MaxOutstanding, r.o.SampleBytes), sym: &symbolizer{}, attached: map[fileKey]bool{}, threads: map[int]bool{}}
 	if err := r.objs.Targets.Put(uint32(pid), uint8(1)); err != nil {
 		p.close()

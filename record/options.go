@@ -2,13 +2,14 @@ package record
 
 import (
 	"errors"
+	"github.com/memdiag/memdiag/internal/proc"
 	"time"
 )
 
 // Options configure a recording.
 type Options struct {
-	PID      int
-	ProcRoot string // "/proc" when empty
+	PID  int
+	Proc proc.FS // the proc filesystem (its zero value the live one)
 	// Duration ends the recording (0: until the context is done or the
 	// process exits).
 	Duration time.Duration
@@ -53,9 +54,6 @@ const (
 )
 
 func (o *Options) defaults() {
-	if o.ProcRoot == "" {
-		o.ProcRoot = "/proc"
-	}
 	if o.RingBytes <= 0 {
 		o.RingBytes = DefaultRingBytes
 	}
