@@ -59,6 +59,7 @@ for name in mixed large; do
 	echo "$name log: $bytes bytes, $(wc -l < "$log") lines, $(grep -c '<malloc ' "$log") documents"
 	paired "$runs" "memdiag mallocinfo" "$out/memdiag mallocinfo $log" "python ElementTree" "python3 bench/mallocinfo_et.py $log"
 	awk -v r="$ratio" -v k="$peak_a_kib" 'BEGIN { printf "  memdiag is %.1f× the script (goal ≥ 10×), peak RSS %.1f MiB (goal ≤ 64)\n", 1 / r, k / 1024 }'
+	verdict "≥ 10× the script, peak RSS ≤ 64 MiB" "r <= 0.1 && m <= 64"
 	paired "$runs" "memdiag mallocinfo -o json" "$out/memdiag mallocinfo $log -o json" "python ElementTree" "python3 bench/mallocinfo_et.py $log"
 	awk -v r="$ratio" -v k="$peak_a_kib" 'BEGIN { printf "  as JSON: %.1f× the script, peak RSS %.1f MiB\n", 1 / r, k / 1024 }'
 	echo "  python: $(wc -l < "$out/python_ElementTree.out") documents; memdiag json: $(grep -c '"line"' "$out/memdiag_mallocinfo_-o_json.out") snapshot lines"

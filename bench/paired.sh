@@ -64,3 +64,11 @@ row() {
 		r = b > 0 && m > 0 ? sprintf("  %8.1f MB/s", b / m / 1e6) : ""
 		printf "  %-28s median %7.3f s (%.3f–%.3f)%s  cpu %.2f s  peak RSS %7.1f MiB\n", n, m, lo, hi, r, c, k / 1024 }'
 }
+
+# verdict GOAL COND: after paired, prints "  goal GOAL: met" or "not met",
+# COND an awk condition on r (the median paired ratio) and m (the peak
+# RSS of A in MiB).
+verdict() {
+	awk -v r="$ratio" -v m="$(awk -v k="$peak_a_kib" 'BEGIN { print k / 1024 }')" -v g="$1" \
+		"BEGIN { printf \"  goal %s: %s (%.3f×, peak %.1f MiB)\\n\", g, (($2) ? \"met\" : \"NOT MET\"), r, m }"
+}

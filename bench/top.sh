@@ -33,7 +33,7 @@ read -r ready <&"${MM[0]}"
 [[ $ready == ready ]] || { echo "manymaps did not start" >&2; exit 1; }
 echo "$(nproc) cores, $(uname -r), $(date -u +%F); processes: $(ls -d /proc/[0-9]* | wc -l), one of $(grep -c '' "/proc/$MM_PID/maps") mappings"
 paired "$runs" "memdiag top" "$out/memdiag top" "ps aux" "ps aux"
-echo "  goal ≤ 1.3× ps aux"
+verdict "≤ 1.3× ps aux" "r <= 1.3"
 grep -E 'smaps_rollup|not diagnosed' "$out/memdiag_top.out" | sed 's/^/  memdiag says: /' || true
 paired "$runs" "memdiag top --deep -o json" "$out/memdiag top --deep -o json" "ps aux" "ps aux"
 if command -v smem >/dev/null; then

@@ -41,6 +41,7 @@ for kind in plain k; do
 	median_a=$(echo "$rows" | sed -n 's/^median_a=//p')
 	cpu=$(echo "$rows" | awk '$1 == "memdiag" && $2 == "trace" { for (i = 3; i < NF; i++) if ($i == "cpu") print $(i + 1) }')
 	awk -v b="$bytes" -v m="$median_a" -v c="$cpu" 'BEGIN { printf "  memdiag: %.0f MB/s wall (goal ≥ 1000), %.2f CPU-s per GB\n", b / m / 1e6, c / (b / 1e9) }'
+	awk -v b="$bytes" -v m="$median_a" -v l="$label" 'BEGIN { printf "  goal ≥ 1 GB/s on %s: %s\n", l, (b / m >= 1e9 ? "met" : "NOT MET") }'
 	echo "  awk says:     $(cat "$out/awk_matcher.out")"
 	echo "  memdiag says: $(jq -r '"\(.outstanding.count) outstanding, \(.churn.mmap_calls) mmaps, \(.churn.munmap_calls) munmaps, \(.churn.mremap_calls) mremaps"' "$out/memdiag_trace.out" 2>/dev/null || grep -m1 '"count"' "$out/memdiag_trace.out")"
 done

@@ -1,8 +1,12 @@
 package pmap
 
 import (
+	"bytes"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -226,4 +230,42 @@ func TestPermStrings(t *testing.T) {
 		}
 		seen[p] = true
 	}
+}
+
+// TestParseSmapsRoomGuess: a reader that tells its size gets room for its
+// mappings up front; the mappings are the same whether the guess is over
+// the count (smaps), under it (maps, a fifth of the bytes a mapping) or
+// not made (a reader that does not tell).
+func TestParseSmapsRoomGuess(t *testing.T) {
+	for _, name := range []string{"mapper.smaps", "arenas.smaps", "procfs-alertmanager.smaps"} {
+		b, err := os.ReadFile(filepath.Join("..", "fixtures", "smaps", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps := mapsOf(b)
+		for _, in := range [][]byte{b, maps} {
+			guessed, err := ParseSmaps(bytes.NewReader(in), name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, err := ParseSmaps(struct{ io.Reader }{bytes.NewReader(in)}, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(guessed, plain) {
+				t.Errorf("%s: %d mappings with the room guessed, %d without, or they differ", name, len(guessed), len(plain))
+			}
+		}
+	}
+}
+
+// mapsOf keeps the header lines of smaps: what /proc/PID/maps holds.
+func mapsOf(smaps []byte) []byte {
+	var out []byte
+	for _, line := range bytes.SplitAfter(smaps, []byte("\n")) {
+		if i := bytes.IndexByte(line, ' '); i > 0 && bytes.IndexByte(line[:i], '-') > 0 {
+			out = append(out, line...)
+		}
+	}
+	return out
 }
