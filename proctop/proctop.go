@@ -322,7 +322,11 @@ func (r *rollups) read(i int, root string, o Options, buf []byte) {
 		p.Skipped = fmt.Sprintf("skipped: RSS %s > cap (--deep to read)", humanize.Bytes(p.RSSBytes))
 		r.outcome[i] = 1
 	case p.tooManyMappings && !o.Deep:
-		p.Skipped = "skipped: smaps_rollup would walk each of its mappings, as many as its maps had too many of (--deep to read)"
+		max := o.MaxMappings
+		if max == 0 {
+			max = DefaultMaxMappings
+		}
+		p.Skipped = fmt.Sprintf("skipped: smaps_rollup would walk each of its over %d mappings (--deep to read)", max)
 		r.outcome[i] = 3
 	case !o.Deep && r.budget > 0 && time.Now().After(r.deadline):
 		p.Skipped = fmt.Sprintf("skipped: the %v for smaps_rollup was spent on larger processes (--deep to read)", r.budget)
