@@ -564,7 +564,7 @@ func (d *straceDecoder) rejoin(raw []byte) (line string, lineNo int, whole bool)
 // follows.
 func (d *straceDecoder) taskOf(line string, lineNo int) (tid int, rest string, err error) {
 	tid = d.knownTID
-	rest = strings.TrimLeft(line, " ")
+	rest = skipSpaces(line)
 	if strings.HasPrefix(rest, "[pid ") {
 		end := strings.IndexByte(rest, ']')
 		if end < 0 {
@@ -578,11 +578,11 @@ func (d *straceDecoder) taskOf(line string, lineNo int) (tid int, rest string, e
 			d.pids[n] = true
 			d.record(recPid, -1, n)
 		}
-		return n, strings.TrimLeft(rest[end+1:], " "), nil
+		return n, skipSpaces(rest[end+1:]), nil
 	}
 	if i := strings.IndexByte(rest, ' '); i > 0 {
 		if n, ok := atoi(rest[:i]); ok {
-			return n, strings.TrimLeft(rest[i:], " "), nil
+			return n, skipSpaces(rest[i:]), nil
 		}
 	}
 	return tid, rest, nil
@@ -592,11 +592,11 @@ func (d *straceDecoder) taskOf(line string, lineNo int) (tid int, rest string, e
 // 12:34:56.123456, -ttt 1700000000.123456, -r 0.000123 (relative).
 func stampOf(rest string) (ts float64, hasTime bool, after string) {
 	if ts, ok := clockMicros(rest); ok {
-		return ts, true, strings.TrimLeft(rest[len("12:34:56.123456"):], " ")
+		return ts, true, skipSpaces(rest[len("12:34:56.123456"):])
 	}
 	if i := strings.IndexByte(rest, ' '); i > 0 {
 		if v, ok := parseStraceTime(rest[:i]); ok {
-			return v, true, strings.TrimLeft(rest[i:], " ")
+			return v, true, skipSpaces(rest[i:])
 		}
 	}
 	return 0, false, rest
@@ -625,6 +625,16 @@ func clockMicros(s string) (float64, bool) {
 	return float64((h*3600+m*60+sec)*1e6+us) / 1e6, true
 }
 
+// skipSpaces is s after its leading spaces: strings.TrimLeft's call and
+// cutset cost a hot path of one or two spaces more than this loop.
+func skipSpaces(s string) string {
+	i := 0
+	for i < len(s) && s[i] == ' ' {
+		i++
+	}
+	return s[i:]
+}
+
 // resumed decodes "<... NAME resumed> rest": the end of a call split by
 // another task's line, rejoined with its start when that is in this chunk.
 func (d *straceDecoder) resumed(rest, line string, lineNo, tid int) error {
@@ -633,7 +643,7 @@ func (d *straceDecoder) resumed(rest, line string, lineNo, tid int) error {
 		return d.malformed(lineNo, "expected \"<... NAME resumed>\"", line)
 	}
 	name := rest[len("<... "):end]
-	tail := strings.TrimLeft(rest[end+len(" resumed>"):], " ")
+	tail := skipSpaces(rest[end+len(" resumed>"):])
 	if strings.HasSuffix(tail, strings.TrimPrefix(detached, " ")) {
 		// Resumed, then let go of before it returned: no outcome either.
 		d.open.take(tid)

@@ -89,7 +89,7 @@ func (d *straceDecoder) decodeFast(e *Event, s string) bool {
 // fastResult reads " = 0x7f…" and an optional " <0.000012>" after the
 // arguments' ')'.
 func fastResult(e *Event, s string) bool {
-	s = strings.TrimLeft(s, " ")
+	s = skipSpaces(s)
 	if !strings.HasPrefix(s, "= ") {
 		return false
 	}
