@@ -113,7 +113,7 @@ func (r *TraceRequest) open() (t *Traces, stop func(), err error) {
 // traceNotes warns of what the replay skipped and the tracers lost.
 func traceNotes(v *report.TraceView, inputs []*syscalltrace.Input) {
 	if n := v.Replay.Stats.Invalid; n > 0 {
-		v.Notes = append(v.Notes, fmt.Sprintf("warning: skipped %d calls whose ranges wrap past the top of the address space (a corrupt trace?)", n))
+		v.Notes = append(v.Notes, fmt.Sprintf("warning: skipped %d calls no kernel completes — a range past the top of the address space, an mmap of no bytes (a corrupt trace?)", n))
 	}
 	for _, in := range inputs {
 		if n := in.Lost(); n > 0 {

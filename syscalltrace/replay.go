@@ -72,7 +72,9 @@ func validRanges(e *Event) bool {
 	fits := func(addr, n uint64) bool { return n < maxLen && addr+pageUp(n) >= addr }
 	switch e.Call {
 	case CallMmap:
-		return fits(e.Ret, e.Len)
+		// The kernel refuses a mapping of no bytes (EINVAL): a line saying
+		// one succeeded would list an empty "leak" inside another mapping.
+		return e.Len > 0 && fits(e.Ret, e.Len)
 	case CallMunmap, CallMadvise, CallMprotect:
 		return fits(e.Addr, e.Len)
 	case CallMremap:
@@ -106,7 +108,7 @@ type Stats struct {
 	PeakEvent                        int
 	BrkBytes                         uint64 // the heap's extent at the end, Σ over spaces
 	ShmatCalls                       int
-	Invalid                          int // calls whose ranges wrap past the top of the address space: skipped
+	Invalid                          int // calls whose ranges wrap past the top of the address space, or mmaps of no bytes: skipped
 	Unpaired                         int // tasks whose exits ended nothing (threads)
 }
 
@@ -296,12 +298,6 @@ func (r *Replay) lifecycle(s *space, e *Event) {
 func (r *Replay) mmap(s *space, e *Event) {
 	start := e.Ret
 	n := pageUp(e.Len)
-	if n == 0 || start+n < start {
-		// The kernel refuses a mapping of no bytes (EINVAL) and one past
-		// the top of the address space: a line saying one succeeded maps
-		// nothing, and must not list an empty "leak" inside another.
-		return
-	}
 	r.remove(s, start, start+n, e)
 	m := r.newMapping()
 	*m = Mapping{Start: start, End: start + n, Space: s.id, TID: e.TID, Comm: e.Comm, Prot: e.Prot, FlagsText: e.FlagsText,
