@@ -2,7 +2,6 @@ package allocator
 
 import (
 	"bufio"
-	"io"
 	"strings"
 	"testing"
 
@@ -13,14 +12,7 @@ import (
 // JSON cut, a tcmalloc figure made a word, text that is none of them) give
 // the error texts in testdata/golden, each naming its input.
 func TestParserGoldenErrors(t *testing.T) {
-	read := func(name string) string {
-		b, err := io.ReadAll(golden.Fixture(t, "allocators/"+name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
-	je, tc := read("jemalloc-stats.json"), read("tcmalloc-stats.txt")
+	je, tc := golden.Text(t, "allocators/jemalloc-stats.json"), golden.Text(t, "allocators/tcmalloc-stats.txt")
 	cases := map[string]string{
 		"jemalloc-json-cut":  je[:len(je)/2],
 		"tcmalloc-notnumber": strings.Replace(tc, "MALLOC:       11668568", "MALLOC:       many", 1),

@@ -1,7 +1,6 @@
 package goruntime
 
 import (
-	"io"
 	"strings"
 	"testing"
 
@@ -12,14 +11,7 @@ import (
 // the test (cut, a figure made a word) give the error texts in
 // testdata/golden, each naming its input.
 func TestParserGoldenErrors(t *testing.T) {
-	read := func(name string) string {
-		b, err := io.ReadAll(golden.Fixture(t, "goruntime/"+name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
-	expvar, prom := read("expvar.json"), read("prometheus-go-collector.txt")
+	expvar, prom := golden.Text(t, "goruntime/expvar.json"), golden.Text(t, "goruntime/prometheus-go-collector.txt")
 	cases := map[string]string{
 		"expvar-cut":       expvar[:len(expvar)/2],
 		"expvar-notnumber": strings.Replace(expvar, `"HeapSys":284852224`, `"HeapSys":"many"`, 1),

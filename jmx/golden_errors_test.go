@@ -1,31 +1,20 @@
 package jmx
 
 import (
-	"io"
 	"strings"
 	"testing"
 
 	"github.com/memdiag/memdiag/internal/golden"
 )
 
-// fixtureText is a capture in fixtures/, read whole, for a test to damage.
-func fixtureText(t *testing.T, name string) string {
-	t.Helper()
-	b, err := io.ReadAll(golden.Fixture(t, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // TestParserGoldenErrors: real captures damaged by the test (NMT cut
 // after its total, a heap_info line's size made a word, a Prometheus page
 // with a sample that is no number, or with its JVM families renamed) give
 // the error texts in testdata/golden, each naming its input.
 func TestParserGoldenErrors(t *testing.T) {
-	nmt := fixtureText(t, "jvm/g1.nmt")
-	heap := fixtureText(t, "jvm/g1.heap_info")
-	prom := fixtureText(t, "prometheus/simpleclient.prom")
+	nmt := golden.Text(t, "jvm/g1.nmt")
+	heap := golden.Text(t, "jvm/g1.heap_info")
+	prom := golden.Text(t, "prometheus/simpleclient.prom")
 	got := map[string]string{}
 	record := func(name string, err error) {
 		if err == nil {

@@ -2,7 +2,6 @@ package mallocinfo
 
 import (
 	"bytes"
-	"io"
 	"strings"
 	"testing"
 
@@ -51,11 +50,7 @@ func TestParserGoldensInfo(t *testing.T) {
 // its document, a number made a word, an element left open inside another)
 // gives the error text in testdata/golden, naming input and line.
 func TestParserGoldenErrors(t *testing.T) {
-	b, err := io.ReadAll(golden.Fixture(t, "mallocinfo/single.xml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
+	s := golden.Text(t, "mallocinfo/single.xml")
 	cases := map[string]string{
 		"cut":       s[:len(s)/2],
 		"notnumber": strings.Replace(s, `size="`, `size="many`, 1),

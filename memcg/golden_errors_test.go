@@ -2,7 +2,6 @@ package memcg
 
 import (
 	"fmt"
-	"io"
 	"strings"
 	"testing"
 
@@ -15,12 +14,9 @@ import (
 // kernel's shape is another line), its usage then unknown: the golden
 // pins what it is read as.
 func TestParserGoldenErrors(t *testing.T) {
-	b, err := io.ReadAll(golden.Fixture(t, "cgroup/oom-v1.dmesg"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := golden.Text(t, "cgroup/oom-v1.dmesg")
 	got := map[string]string{}
-	reps, err := ParseOOM(strings.NewReader(strings.Replace(string(b), "memory: usage 65536kB", "memory: usage manykB", 1)), "oom-v1-notnumber.dmesg")
+	reps, err := ParseOOM(strings.NewReader(strings.Replace(b, "memory: usage 65536kB", "memory: usage manykB", 1)), "oom-v1-notnumber.dmesg")
 	got["notnumber"] = errText(err)
 	if err == nil {
 		got["notnumber"] = fmt.Sprintf("no error: %d reports, the first's usage %d B, limit %d B", len(reps), reps[0].Group().UsageBytes, reps[0].Group().LimitBytes)

@@ -3,7 +3,6 @@ package pmap
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,16 +58,13 @@ func TestParserGoldens(t *testing.T) {
 // mapping, a header line spliced in, a counter's value made not a number)
 // gives the error text in testdata/golden, naming input and line.
 func TestParserGoldenErrors(t *testing.T) {
-	b, err := io.ReadAll(golden.Fixture(t, "smaps/mapper.smaps"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.SplitAfter(string(b), "\n")
+	b := golden.Text(t, "smaps/mapper.smaps")
+	lines := strings.SplitAfter(b, "\n")
 	cases := map[string]string{
 		// cut after the third line: the first mapping has no VmFlags.
 		"cut": strings.Join(lines[:3], ""),
 		// the Rss line's number replaced by a word.
-		"notnumber": strings.Replace(string(b), "Rss:", "Rss:  many", 1),
+		"notnumber": strings.Replace(b, "Rss:", "Rss:  many", 1),
 	}
 	// spliced: the first VmFlags line dropped, so the next mapping's header
 	// arrives inside the first mapping.
