@@ -3,6 +3,7 @@ package goruntime
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -138,7 +139,20 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("go_memory_classes_heap_free_bytes 6\ngo_memory_classes_heap_released_bytes 1\ngo_memory_classes_heap_objects_bytes 3\ngo_memory_classes_heap_unused_bytes 1\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Parse(bytes.NewReader(b), "fuzz")
-		if err == nil && (m.HeapInuseBytes+m.HeapIdleBytes != m.HeapSysBytes || m.IdleNotReleasedBytes() > m.HeapIdleBytes) {
+		again, againErr := Parse(bytes.NewReader(b), "fuzz")
+		if d := cmp.Diff(fmt.Sprint(err), fmt.Sprint(againErr)); d != "" {
+			t.Fatalf("parsed twice, the errors differ: %s", d)
+		}
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz") {
+				t.Fatalf("error %q does not name the input", err)
+			}
+			return
+		}
+		if d := cmp.Diff(m, again); d != "" {
+			t.Fatalf("parsed twice, the readings differ: %s", d)
+		}
+		if m.HeapInuseBytes+m.HeapIdleBytes != m.HeapSysBytes || m.IdleNotReleasedBytes() > m.HeapIdleBytes {
 			t.Fatalf("%+v does not add up", m)
 		}
 	})

@@ -231,7 +231,9 @@ func FuzzHsperf(f *testing.F) {
 	})
 }
 
-// FuzzJcmd: NMT and heap_info text.
+// FuzzJcmd: NMT and heap_info text. NMT's regions are non-empty, named and
+// in order; heap_info parses deterministically, names its input in errors
+// and holds no inverted range.
 func FuzzJcmd(f *testing.F) {
 	for _, n := range []string{"g1.nmt", "g1.heap_info", "z.heap_info", "shenandoah.heap_info", "parallel.heap_info"} {
 		if b, err := os.ReadFile(filepath.Join("..", "fixtures", "jvm", n)); err == nil {
@@ -252,7 +254,23 @@ func FuzzJcmd(f *testing.F) {
 				}
 			}
 		}
-		_, _ = ParseHeapInfo(strings.NewReader(string(b)), "fuzz")
+		// heap_info: the same text parses the same twice, an error names
+		// the input, and a parse holds no reserved range ending before it
+		// starts and no used heap beyond a committed one it states.
+		hi, err := ParseHeapInfo(strings.NewReader(string(b)), "fuzz")
+		again, againErr := ParseHeapInfo(strings.NewReader(string(b)), "fuzz")
+		if fmt.Sprint(err) != fmt.Sprint(againErr) || !reflect.DeepEqual(hi, again) {
+			t.Fatalf("parsed twice: %+v, %v; then %+v, %v", hi, err, again, againErr)
+		}
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz") {
+				t.Fatalf("error %q does not name the input", err)
+			}
+			return
+		}
+		if hi.End < hi.Start {
+			t.Fatalf("reserved range ends before it starts: %+v", hi)
+		}
 	})
 }
 

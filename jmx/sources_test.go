@@ -3,11 +3,13 @@ package jmx_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -171,6 +173,15 @@ func FuzzPrometheus(f *testing.F) {
 	f.Add([]byte("jvm_memory_used_bytes{area=\"heap\",id=\"a\\\"b\"} 3\njvm_memory_max_bytes{area=\"heap\"} -1\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkPrometheusRoundTrip(t, string(b))
-		_, _ = jmx.ParseJolokia(b, "fuzz")
+		// Jolokia: the same reply decodes the same twice, and an error
+		// names the source.
+		m, err := jmx.ParseJolokia(b, "fuzz")
+		again, againErr := jmx.ParseJolokia(b, "fuzz")
+		if fmt.Sprint(err) != fmt.Sprint(againErr) || !reflect.DeepEqual(m, again) {
+			t.Fatalf("decoded twice: %+v, %v; then %+v, %v", m, err, again, againErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "fuzz") {
+			t.Fatalf("error %q does not name the source", err)
+		}
 	})
 }

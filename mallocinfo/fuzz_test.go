@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 )
 
 // FuzzParse feeds arbitrary bytes to the log scanner, the XML decoder and
-// the analysis. Seeds are the real captures in fixtures/mallocinfo, whole
+// the analysis: arenas' free bytes split into top and retained, an error
+// names the input, and Parse reads the scan's first document the same way.
+// Seeds are the real captures in fixtures/mallocinfo, whole
 // and cut. Run: go test ./mallocinfo -fuzz FuzzParse -fuzzminimizetime 5s
 func FuzzParse(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("..", "fixtures", "mallocinfo", "*.*"))
@@ -27,7 +31,11 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		se := NewSeries()
 		th := DefaultThresholds(4)
+		var first *Info
 		err := Scan(bytes.NewReader(in), "fuzz", func(info *Info) error {
+			if first == nil {
+				first = info
+			}
 			s := Analyze(info)
 			se.Add(s)
 			for _, a := range s.Arenas {
@@ -38,8 +46,13 @@ func FuzzParse(f *testing.F) {
 			_ = Findings(s, th, "fuzz")
 			return nil
 		})
-		if err != nil && err.Error() == "" {
-			t.Fatal("empty error message")
+		if err != nil && !strings.HasPrefix(err.Error(), "fuzz") {
+			t.Fatalf("error %q does not name the input", err)
+		}
+		// Parse reads the first document the scan gave, the same way.
+		one, oneErr := Parse(bytes.NewReader(in), "fuzz")
+		if first != nil && (oneErr != nil || !reflect.DeepEqual(one, first)) {
+			t.Fatalf("Parse gave %+v, %v; the scan's first document was %+v", one, oneErr, first)
 		}
 		_ = se.Findings(th, "fuzz")
 	})

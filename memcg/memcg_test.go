@@ -2,6 +2,7 @@ package memcg
 
 import (
 	"os"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,7 +23,13 @@ func FuzzParseOOM(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		rs, err := ParseOOM(strings.NewReader(string(in)), "fuzz")
 		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz") {
+				t.Fatalf("error %q does not name the input", err)
+			}
 			return
+		}
+		if again, _ := ParseOOM(strings.NewReader(string(in)), "fuzz"); !reflect.DeepEqual(again, rs) {
+			t.Fatal("the same log parsed twice gives different reports")
 		}
 		for _, r := range rs {
 			g := r.Group()

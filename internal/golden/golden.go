@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,4 +88,15 @@ func Fixture(t testing.TB, name string) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// Text is fixtures/name of the module, read whole: a capture for a test to
+// damage (cut it, replace a figure) and check the error it gives.
+func Text(t testing.TB, name string) string {
+	t.Helper()
+	b, err := io.ReadAll(Fixture(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
