@@ -218,8 +218,7 @@ func (p *nmtParser) parseLine(text string) error {
 	case p.section == nmtVMMap:
 		return p.vmMapLine(text)
 	}
-	p.summaryLine(text)
-	return nil
+	return p.summaryLine(text)
 }
 
 func (p *nmtParser) addRegion(r NMTRegion) error {
@@ -269,25 +268,32 @@ func (p *nmtParser) vmMapLine(text string) error {
 
 // summaryLine reads a line of the summary: the Total, a category, or a
 // figure of the category last named.
-func (p *nmtParser) summaryLine(text string) {
+func (p *nmtParser) summaryLine(text string) error {
 	n := p.n
 	if m := nmtTotal().FindStringSubmatch(text); m != nil {
 		n.ReservedBytes, n.CommittedBytes, p.totalLine = kb(m[1]), kb(m[2]), p.line
-		return
+		return nil
 	}
 	if m := nmtTotalMal().FindStringSubmatch(text); m != nil && p.cur == nil {
 		n.MallocBytes = kb(m[1])
-		return
+		return nil
 	}
-	if m := nmtCategory().FindStringSubmatch(strings.TrimLeft(text, " ")); m != nil {
+	trimmed := strings.TrimLeft(text, " ")
+	if m := nmtCategory().FindStringSubmatch(trimmed); m != nil {
 		n.Categories = append(n.Categories, NMTCategory{Name: m[1], ReservedBytes: kb(m[2]), CommittedBytes: kb(m[3])})
 		p.cur = &n.Categories[len(n.Categories)-1]
 		p.lastCategoryLine = p.line
-		return
+		return nil
+	}
+	if strings.HasPrefix(trimmed, "- ") && strings.Contains(trimmed, "(reserved=") && strings.HasSuffix(trimmed, ")") {
+		// A whole category line whose figures do not read: said here, not
+		// later as categories that fall short of the Total. (One cut short
+		// is left to that check, which says truncated.)
+		return &ParseError{Name: p.name, Line: p.line, Msg: fmt.Sprintf(`expected a category "- NAME (reserved=NKB, committed=NKB)" (jcmd's default scale, KB), got %q`, trimmed), Err: ErrMalformed}
 	}
 	cur := p.cur
 	if cur == nil {
-		return
+		return nil
 	}
 	if m := nmtMalloc().FindStringSubmatch(text); m != nil {
 		cur.MallocBytes = kb(m[1])
@@ -302,6 +308,7 @@ func (p *nmtParser) summaryLine(text string) {
 	if m := nmtArena().FindStringSubmatch(text); m != nil {
 		cur.ArenaBytes = kb(m[1])
 	}
+	return nil
 }
 
 // checkTotal holds a summary to its Total line: the categories add up to
