@@ -176,7 +176,8 @@ const smapsBlockBytes = 640
 // mappingsIn guesses from a reader that knows its size — a regular file,
 // bytes in memory — how many mappings it holds (0: it does not say). A
 // guess under the count costs parseSmaps the copy out of chunks; over it,
-// room never written, which is never made resident.
+// room never written. The guess is capped at maxGuessedMappings, so that a
+// huge file that is not smaps at all does not reserve memory by its size.
 func mappingsIn(r io.Reader) int {
 	var size int64
 	switch v := r.(type) {
@@ -187,8 +188,13 @@ func mappingsIn(r io.Reader) int {
 			size = fi.Size()
 		}
 	}
-	return int(min(size/smapsBlockBytes, 1<<21))
+	return int(min(size/smapsBlockBytes, maxGuessedMappings))
 }
+
+// maxGuessedMappings is twice the kernel's default vm.max_map_count
+// (65,530): 24 MiB of room at most. A larger address space gathers the
+// rest in chunks.
+const maxGuessedMappings = 1 << 17
 
 // parseSmaps is ParseSmaps for about hint mappings (0: unknown). With a
 // hint they go straight into one slice of that room, spared the copy from
