@@ -208,6 +208,15 @@ func Read(o Options) (*Scan, error) {
 	if o.Sort == "" {
 		o.Sort = SortActual
 	}
+	if o.RollupBudget == 0 {
+		o.RollupBudget = DefaultRollupBudget
+	}
+	if o.Budget == 0 {
+		o.Budget = DefaultBudget
+	}
+	if o.MaxMappings == 0 {
+		o.MaxMappings = DefaultMaxMappings
+	}
 	d, err := os.Open(root)
 	if err != nil {
 		return nil, fmt.Errorf("listing processes: %w", err)
@@ -228,9 +237,9 @@ func Read(o Options) (*Scan, error) {
 	}
 	// The order is tier 1's: the top are diagnosed first, beside the smaller
 	// processes' rollups, so that a process whose maps are past the cap is
-	// not walked again by its own rollup (each
-	// mapping costs the walk as much as a page: one of 60,000 one-page
-	// mappings took 11 ms, half of ps aux for the whole host).
+	// not walked again by its own rollup (each mapping costs the walk as
+	// much as a page: one of 60,000 one-page mappings took 11 ms, half of
+	// ps aux for the whole host).
 	s.sortBy(o.Sort)
 	s.diagnoseThenRollups(root, o)
 	return s, nil
@@ -297,39 +306,31 @@ func (s *Scan) readAll(root string, names []string, o Options) {
 type rollups struct {
 	order    []*Process // largest first
 	outcome  []int8     // 1: over the cap; 2: out of time; 3: too many mappings
-	budget   time.Duration
 	start    sync.Once
 	deadline time.Time
 }
 
-func newRollups(s *Scan, o Options) *rollups {
-	r := &rollups{order: make([]*Process, len(s.Processes)), outcome: make([]int8, len(s.Processes)), budget: o.RollupBudget}
+func newRollups(s *Scan) *rollups {
+	r := &rollups{order: make([]*Process, len(s.Processes)), outcome: make([]int8, len(s.Processes))}
 	copy(r.order, s.Processes)
 	sort.SliceStable(r.order, func(i, j int) bool { return r.order[i].ActualBytes() > r.order[j].ActualBytes() })
-	if r.budget == 0 {
-		r.budget = DefaultRollupBudget
-	}
 	return r
 }
 
 // read reads the i-th largest process's rollup, or says why not. The
 // budget starts with the first.
 func (r *rollups) read(i int, root string, o Options, buf []byte) {
-	r.start.Do(func() { r.deadline = time.Now().Add(r.budget) })
+	r.start.Do(func() { r.deadline = time.Now().Add(o.RollupBudget) })
 	p := r.order[i]
 	switch {
 	case p.RSSBytes > o.RSSCap && !o.Deep:
 		p.Skipped = fmt.Sprintf("skipped: RSS %s > cap (--deep to read)", humanize.Bytes(p.RSSBytes))
 		r.outcome[i] = 1
 	case p.tooManyMappings && !o.Deep:
-		max := o.MaxMappings
-		if max == 0 {
-			max = DefaultMaxMappings
-		}
-		p.Skipped = fmt.Sprintf("skipped: smaps_rollup would walk each of its over %d mappings (--deep to read)", max)
+		p.Skipped = fmt.Sprintf("skipped: smaps_rollup would walk each of its over %d mappings (--deep to read)", o.MaxMappings)
 		r.outcome[i] = 3
-	case !o.Deep && r.budget > 0 && time.Now().After(r.deadline):
-		p.Skipped = fmt.Sprintf("skipped: the %v for smaps_rollup was spent on larger processes (--deep to read)", r.budget)
+	case !o.Deep && o.RollupBudget > 0 && time.Now().After(r.deadline):
+		p.Skipped = fmt.Sprintf("skipped: the %v for smaps_rollup was spent on larger processes (--deep to read)", o.RollupBudget)
 		r.outcome[i] = 2
 	default:
 		readTier2(p, root, buf)
@@ -352,7 +353,7 @@ func (r *rollups) count(s *Scan) {
 
 // readRollups reads tier 2 alone.
 func (s *Scan) readRollups(root string, o Options) {
-	r := newRollups(s, o)
+	r := newRollups(s)
 	onWorkers(len(r.order), func(i int, buf []byte) { r.read(i, root, o, buf) })
 	r.count(s)
 }
@@ -408,7 +409,7 @@ func diagnoseTop(s *Scan, root string, o Options) {
 // cap and its rollup not worth the walk.
 func (s *Scan) diagnoseThenRollups(root string, o Options) {
 	d := newDiagnoses(s, o)
-	r := newRollups(s, o)
+	r := newRollups(s)
 	topIndex := make(map[*Process]int, len(d.top))
 	for i, p := range d.top {
 		topIndex[p] = i
@@ -439,12 +440,6 @@ type diagnoses struct {
 }
 
 func newDiagnoses(s *Scan, o Options) *diagnoses {
-	if o.Budget == 0 {
-		o.Budget = DefaultBudget
-	}
-	if o.MaxMappings == 0 {
-		o.MaxMappings = DefaultMaxMappings
-	}
 	d := &diagnoses{top: s.Processes[:min(o.Top, len(s.Processes))], o: o, deadline: time.Now().Add(o.Budget)}
 	d.done = make([]chan struct{}, len(d.top))
 	for i := range d.done {
