@@ -233,3 +233,39 @@ func TestCgroupOpenMetrics(t *testing.T) {
 		t.Errorf("usage %d, Σ parts %d\n%s", usage, sum, out)
 	}
 }
+
+// TestOOMGoldens pins what memdiag oom says of reports that give no
+// cgroup usage: a global OOM (the whole host ran out) names the host's
+// RAM and the largest processes, and a report whose usage line is
+// damaged says its usage and limit are unknown — never 0 B.
+func TestOOMGoldens(t *testing.T) {
+	for _, v := range goldenFormats {
+		checkGolden(t, "oom", "global."+v.ext, append([]string{"oom", "../fixtures/cgroup/oom-global-constructed.dmesg"}, v.args...)...)
+	}
+	b, err := os.ReadFile("../fixtures/cgroup/oom-v1.dmesg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := strings.Replace(string(b), "memory: usage 65536kB", "memory: usage manykB", 1)
+	for _, v := range goldenFormats {
+		s, out, errOut := testStreams(damaged, false, nil)
+		if code := run(t, s, append([]string{"oom", "-"}, v.args...)...); code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		if strings.Contains(out.String(), "0 B limit") || !strings.Contains(out.String(), "unknown") {
+			t.Errorf("-o %v: a damaged usage line must read as unknown:\n%s", v.args, out)
+		}
+	}
+	s, out, errOut := testStreams(damaged, false, nil)
+	if code := run(t, s, "oom", "-", "-o", "json"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["usage_bytes"] != nil || doc["limit_bytes"] != nil || doc["usage_unknown"] == nil || doc["reclaimable_bytes"] != float64(12288) {
+		t.Errorf("usage %v, limit %v, unknown %v, reclaimable %v: want null, null, a reason, 12288 (the statistics still read)",
+			doc["usage_bytes"], doc["limit_bytes"], doc["usage_unknown"], doc["reclaimable_bytes"])
+	}
+}

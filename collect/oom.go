@@ -69,15 +69,19 @@ func OOMViews(r *OOMRequest) ([]*report.CgroupView, error) {
 	for _, rep := range reports {
 		g := rep.Group()
 		members := rep.Members()
-		where := rep.Cgroup
-		if where == "" {
-			where = "the whole host (no memory cgroup named)"
+		where := fmt.Sprintf("in %s (cgroup v%d)", rep.Cgroup, g.Version)
+		switch {
+		case rep.Global:
+			where = "in the whole host (a global OOM: no memory cgroup was at its limit)"
+		case rep.Cgroup == "":
+			where = fmt.Sprintf("in a memory cgroup the report does not name (cgroup v%d)", g.Version)
 		}
 		at, how, _ := rep.WallTime(boot, time.Now())
+		source := fmt.Sprintf("%s:%d", name, rep.Line)
 		views = append(views, &report.CgroupView{
-			Title:  fmt.Sprintf("memdiag oom: %s killed %d (%s) %s, in %s (cgroup v%d)", name, rep.Victim.PID, rep.Victim.Name, oomWhen(at, rep.Time), where, g.Version),
-			Source: fmt.Sprintf("%s:%d", name, rep.Line), Group: g, Members: members, OOM: rep,
-			Findings: g.Findings(members, fmt.Sprintf("%s:%d", name, rep.Line)),
+			Title:  fmt.Sprintf("memdiag oom: %s killed %d (%s) %s, %s", name, rep.Victim.PID, rep.Victim.Name, oomWhen(at, rep.Time), where),
+			Source: source, Group: g, Members: members, OOM: rep,
+			Findings: rep.Findings(source),
 			KilledAt: at, KilledAtSource: how,
 		})
 	}

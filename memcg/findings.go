@@ -55,12 +55,23 @@ const maxProcs = 32 << 20
 func (g *Group) Findings(members []Member, source string) []finding.Finding {
 	var fs []finding.Finding
 	if n := g.Events["oom_kill"]; n > 0 {
+		killed := fmt.Sprintf("the OOM killer killed %d %s in this cgroup", n, humanize.Plural(int(n), "process", "processes"))
+		evidence := fmt.Sprintf("%s: oom_kill %d, failcnt %d (times the limit was hit)", source, n, g.Failcnt)
+		switch {
+		case g.UsageUnknown != "":
+			killed += " (its limit is not known: " + g.UsageUnknown + ")"
+			evidence = fmt.Sprintf("%s: oom_kill %d", source, n)
+		case g.LimitBytes > 0:
+			killed += " at its " + humanize.Bytes(g.LimitBytes) + " limit"
+		default:
+			killed += " (it has no limit of its own: an ancestor cgroup's limit, or the whole host's memory, ran out)"
+		}
 		fs = append(fs, finding.Finding{
 			// An event, not memory: the finding that says what filled the
 			// cgroup ranks before it.
 			ID: "oom-kills", Severity: finding.High,
-			Summary:  fmt.Sprintf("the OOM killer killed %d %s in this cgroup at its %s limit", n, humanize.Plural(int(n), "process", "processes"), humanize.Bytes(g.LimitBytes)),
-			Evidence: []string{fmt.Sprintf("%s: oom_kill %d, failcnt %d (times the limit was hit)", source, n, g.Failcnt)},
+			Summary:  killed,
+			Evidence: []string{evidence},
 			Advice: []string{
 				"Read the kernel's report of the kill: memdiag oom (from dmesg) shows what the cgroup held at that moment, and the victim.",
 				"A JVM killed with no OutOfMemoryError: its heap max + non-heap + direct limit exceeds the container's limit; size -Xmx (or MaxRAMPercentage) below the limit less native memory.",

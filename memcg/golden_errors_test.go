@@ -19,7 +19,11 @@ func TestParserGoldenErrors(t *testing.T) {
 	reps, err := ParseOOM(strings.NewReader(strings.Replace(b, "memory: usage 65536kB", "memory: usage manykB", 1)), "oom-v1-notnumber.dmesg")
 	got["notnumber"] = errText(err)
 	if err == nil {
-		got["notnumber"] = fmt.Sprintf("no error: %d reports, the first's usage %d B, limit %d B", len(reps), reps[0].Group().UsageBytes, reps[0].Group().LimitBytes)
+		g := reps[0].Group()
+		got["notnumber"] = fmt.Sprintf("no error: %d reports, the first's usage read %v, unknown because %s", len(reps), reps[0].HasUsage, g.UsageUnknown)
+		if reps[0].HasUsage || g.UsageUnknown == "" {
+			t.Errorf("a damaged usage line was read as usage %d B, limit %d B", g.UsageBytes, g.LimitBytes)
+		}
 	}
 	reps, err = ParseOOM(strings.NewReader("[    1.0] no report here\n"), "none.dmesg")
 	got["none"] = errText(err)

@@ -10,7 +10,7 @@ import (
 // TestParserGoldens: the kernel's OOM reports and a cgroup v2 directory in
 // fixtures read to the models in testdata/golden.
 func TestParserGoldens(t *testing.T) {
-	for _, name := range []string{"oom-v1.dmesg", "oom-v2-constructed.dmesg"} {
+	for _, name := range []string{"oom-v1.dmesg", "oom-v2-constructed.dmesg", "oom-global-constructed.dmesg"} {
 		t.Run(name, func(t *testing.T) {
 			reps, err := ParseOOM(golden.Fixture(t, "cgroup/"+name), name)
 			if err != nil {

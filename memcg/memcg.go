@@ -45,6 +45,9 @@ type Group struct {
 	UsageBytes uint64
 	// LimitBytes is the limit, 0 for none.
 	LimitBytes uint64
+	// UsageUnknown says why UsageBytes, LimitBytes and Failcnt are not
+	// known (an OOM report without them); "" when they are.
+	UsageUnknown string
 	// HighBytes is v2's memory.high, 0 for none.
 	HighBytes    uint64
 	MaxUsedBytes uint64 // v1 max_usage_in_bytes, v2 memory.peak when present
@@ -69,7 +72,9 @@ type Part struct {
 }
 
 // Breakdown splits usage into parts that sum to it exactly: what memory.stat
-// accounts for, and the gap between that and usage, named.
+// accounts for, and the gap between that and usage, named. When usage is
+// not known (UsageUnknown), the parts are memory.stat's with no gap, and
+// none without memory.stat.
 func (g *Group) Breakdown() []Part {
 	var parts []Part
 	add := func(name string, n uint64, what string) {
@@ -98,9 +103,15 @@ func (g *Group) Breakdown() []Part {
 		add("sock", g.Stat["sock"], "network buffers")
 		sum = anon + file + kernel + g.Stat["sock"]
 	}
-	if g.UsageBytes >= sum {
+	switch {
+	case g.UsageUnknown != "" && len(g.Stat) == 0:
+		return nil
+	case g.UsageUnknown != "":
+		// Nothing to sum to: the parts are memory.stat's own figures.
+		return parts
+	case g.UsageBytes >= sum:
 		add("gap", g.UsageBytes-sum, "usage the statistics do not split: charges batched per CPU, memory in flight")
-	} else {
+	default:
 		// The statistics are updated lazily, per CPU: they can run ahead
 		// of usage. The excess is taken from the parts the kernel can
 		// drop first (page cache, then kernel, sockets, shmem, anon), so

@@ -20,6 +20,9 @@ func FuzzParseOOM(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("[ 1.0] a invoked oom-killer: gfp_mask=0x0, order=0, oom_score_adj=0\n[ 1.0] memory: usage 1kB, limit 2kB, failcnt 3\n[ 1.0] Memory cgroup stats for /x:\n[ 1.0] anon 5\n"))
+	if b, err := os.ReadFile("../fixtures/cgroup/oom-global-constructed.dmesg"); err == nil {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		rs, err := ParseOOM(strings.NewReader(string(in)), "fuzz")
 		if err != nil {
@@ -37,10 +40,17 @@ func FuzzParseOOM(f *testing.F) {
 			for _, p := range g.Breakdown() {
 				sum += p.Bytes
 			}
-			if sum != g.UsageBytes {
+			switch {
+			case r.HasUsage && sum != g.UsageBytes:
 				t.Fatalf("breakdown %d ≠ usage %d", sum, g.UsageBytes)
+			case r.HasUsage != (g.UsageUnknown == ""):
+				t.Fatalf("usage read %v, but unknown says %q", r.HasUsage, g.UsageUnknown)
 			}
-			_ = g.Findings(r.Members(), "fuzz")
+			for _, f := range r.Findings("fuzz") {
+				if !r.HasUsage && strings.Contains(f.Summary, "0 B limit") {
+					t.Fatalf("a report without usage found %q", f.Summary)
+				}
+			}
 		}
 	})
 }

@@ -5,10 +5,15 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/internal/humanize"
 )
 
 // OOMReport is the kernel's report of one OOM kill, as dmesg or
@@ -21,9 +26,22 @@ type OOMReport struct {
 	Clock   string
 	Invoker string // the task whose allocation invoked the OOM killer
 	// Cgroup is oom_memcg: the cgroup at its limit ("" for a global OOM).
-	Cgroup                 string
+	Cgroup string
+	// Global: the kernel's global OOM killer chose the victim (the
+	// oom-kill line says global_oom, or the kill line "Out of memory").
+	Global bool
+	// UsageBytes, LimitBytes and Failcnt are the "memory: usage …" line;
+	// HasUsage says it was read (a global OOM has none, and a damaged
+	// line is not read: its figures are then unknown, not 0).
 	UsageBytes, LimitBytes uint64
 	Failcnt                uint64
+	HasUsage               bool
+	// RAMBytes, SwapTotalBytes and SwapFreeBytes are the host's, from the
+	// "pages RAM" and swap lines the kernel prints in a global OOM's
+	// report (and in some cgroup OOMs'); HasSwap says the swap lines were
+	// read.
+	RAMBytes, SwapTotalBytes, SwapFreeBytes uint64
+	HasSwap                                 bool
 	// Stat is the "Memory cgroup stats for …" block.
 	Stat  map[string]uint64
 	Tasks []OOMTask
@@ -89,11 +107,14 @@ var (
 	usageRe = sync.OnceValue(func() *regexp.Regexp {
 		return regexp.MustCompile(`^memory: usage (\d+)kB, limit (\d+)kB, failcnt (\d+)$`)
 	})
-	statsRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Memory cgroup stats for (/\S*):$`) })
-	statRe    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z_]+) (\d+)$`) })
-	oomKillRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^oom-kill:constraint=CONSTRAINT_[A-Z]+,`) })
-	killedRe  = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^(?:(?:Out of memory(?: \(oom_kill_allocating_task\))?|Memory cgroup out of memory): )?Killed process (\d+) \((.{0,64})\) total-vm:\d+kB, anon-rss:(\d+)kB, file-rss:(\d+)kB, shmem-rss:(\d+)kB(?:, UID:\d+ pgtables:\d+kB oom_score_adj:-?\d+)?$`)
+	ramRe       = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(\d+) pages RAM$`) })
+	swapTotalRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Total swap = (\d+)kB$`) })
+	swapFreeRe  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Free swap  = (\d+)kB$`) })
+	statsRe     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Memory cgroup stats for (/\S*):$`) })
+	statRe      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z_]+) (\d+)$`) })
+	oomKillRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^oom-kill:constraint=CONSTRAINT_[A-Z]+,`) })
+	killedRe    = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(?:(Out of memory(?: \(oom_kill_allocating_task\))?|Memory cgroup out of memory): )?Killed process (\d+) \((.{0,64})\) total-vm:\d+kB, anon-rss:(\d+)kB, file-rss:(\d+)kB, shmem-rss:(\d+)kB(?:, UID:\d+ pgtables:\d+kB oom_score_adj:-?\d+)?$`)
 	})
 )
 
@@ -170,10 +191,20 @@ func (p *oomParser) record(l kernelLine) {
 	switch {
 	case usageRe().MatchString(text):
 		m := usageRe().FindStringSubmatch(text)
-		u, _ := strconv.ParseUint(m[1], 10, 64)
-		l, _ := strconv.ParseUint(m[2], 10, 64)
-		cur.UsageBytes, cur.LimitBytes = u<<10, l<<10
-		cur.Failcnt, _ = strconv.ParseUint(m[3], 10, 64)
+		u, okU := kibibytes(m[1])
+		l, okL := kibibytes(m[2])
+		f, err := strconv.ParseUint(m[3], 10, 64)
+		if okU && okL && err == nil {
+			cur.UsageBytes, cur.LimitBytes, cur.Failcnt, cur.HasUsage = u, l, f, true
+		}
+	case ramRe().MatchString(text):
+		if n, err := strconv.ParseUint(ramRe().FindStringSubmatch(text)[1], 10, 64); err == nil && n < 1<<40 {
+			cur.RAMBytes = n * 4096
+		}
+	case swapTotalRe().MatchString(text):
+		cur.SwapTotalBytes, cur.HasSwap = kibibytes(swapTotalRe().FindStringSubmatch(text)[1])
+	case swapFreeRe().MatchString(text):
+		cur.SwapFreeBytes, _ = kibibytes(swapFreeRe().FindStringSubmatch(text)[1])
 	case statsRe().MatchString(text):
 		p.inStats, p.inTask = true, false
 	case strings.HasPrefix(text, "Tasks state (memory values in pages):"):
@@ -187,12 +218,18 @@ func (p *oomParser) record(l kernelLine) {
 			if v, ok := strings.CutPrefix(kv, "oom_memcg="); ok {
 				cur.Cgroup = v
 			}
+			if kv == "global_oom" {
+				cur.Global = true
+			}
 		}
 	case killedRe().MatchString(text):
 		m := killedRe().FindStringSubmatch(text)
-		pid, _ := strconv.Atoi(m[1])
-		kb := func(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n << 10 }
-		cur.Victim = OOMTask{PID: pid, Name: m[2], AnonBytes: kb(m[3]), FileBytes: kb(m[4]), ShmemRSSBytes: kb(m[5])}
+		pid, _ := strconv.Atoi(m[2])
+		kb := func(s string) uint64 { n, _ := kibibytes(s); return n }
+		cur.Victim = OOMTask{PID: pid, Name: m[3], AnonBytes: kb(m[4]), FileBytes: kb(m[5]), ShmemRSSBytes: kb(m[6])}
+		if strings.HasPrefix(m[1], "Out of memory") && cur.Cgroup == "" {
+			cur.Global = true
+		}
 		cur.Victim.RSSBytes = cur.Victim.AnonBytes + cur.Victim.FileBytes + cur.Victim.ShmemRSSBytes
 		cur.Killed = true
 		p.cur = nil
@@ -209,6 +246,16 @@ func (p *oomParser) record(l kernelLine) {
 			cur.Tasks = append(cur.Tasks, t)
 		}
 	}
+}
+
+// kibibytes reads a count of KiB as bytes; false when it is not a number
+// or its bytes overflow.
+func kibibytes(s string) (uint64, bool) {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n > math.MaxUint64>>10 {
+		return 0, false
+	}
+	return n << 10, true
 }
 
 // parseTaskRow reads "[  19175]     0 19175    55342     7649 …  python3"
@@ -277,6 +324,12 @@ func (r *OOMReport) Group() *Group {
 	if g.LimitBytes >= unlimited>>10<<10 || g.LimitBytes >= 1<<60 {
 		g.LimitBytes = 0
 	}
+	switch {
+	case r.Global && !r.HasUsage:
+		g.UsageUnknown = "a global OOM: the whole host ran out of memory, not a cgroup at its limit, so the report gives no cgroup usage or limit"
+	case !r.HasUsage:
+		g.UsageUnknown = `the report's "memory: usage …kB, limit …kB, failcnt …" line is missing or damaged`
+	}
 	return g
 }
 
@@ -287,4 +340,55 @@ func (r *OOMReport) Members() []Member {
 		out = append(out, Member{PID: t.PID, Command: t.Name, RSSBytes: t.RSSBytes, AnonBytes: t.AnonBytes, ShmemMapBytes: t.ShmemRSSBytes})
 	}
 	return out
+}
+
+// Findings draws the report's conclusions: a cgroup's (see
+// Group.Findings) for an OOM at a cgroup's limit, and for a global OOM
+// what ran the host out of memory. source names the report.
+func (r *OOMReport) Findings(source string) []finding.Finding {
+	if !r.Global {
+		return r.Group().Findings(r.Members(), source)
+	}
+	tasks := append([]OOMTask{}, r.Tasks...)
+	sort.SliceStable(tasks, func(i, j int) bool { return tasks[i].RSSBytes > tasks[j].RSSBytes })
+	var sum uint64
+	for _, t := range tasks {
+		sum += t.RSSBytes
+	}
+	host := "the whole host ran out of memory"
+	evidence := []string{fmt.Sprintf("%s: global_oom, \"Out of memory: Killed process\": the kernel's global OOM killer chose the victim, no memory cgroup was at its limit", source)}
+	if r.RAMBytes > 0 {
+		host += " (" + humanize.Bytes(r.RAMBytes) + " of RAM"
+		evidence = append(evidence, fmt.Sprintf("%s: %d pages RAM (%d B)", source, r.RAMBytes/4096, r.RAMBytes))
+		if r.HasSwap {
+			host += fmt.Sprintf(", swap %s free of %s", humanize.Bytes(r.SwapFreeBytes), humanize.Bytes(r.SwapTotalBytes))
+			evidence = append(evidence, fmt.Sprintf("%s: Free swap %d B, Total swap %d B", source, r.SwapFreeBytes, r.SwapTotalBytes))
+		}
+		host += ")"
+	}
+	summary := fmt.Sprintf("%s: the kernel killed %d (%s), anon %s", host, r.Victim.PID, r.Victim.Name, humanize.Bytes(r.Victim.AnonBytes))
+	if len(tasks) > 0 {
+		summary += fmt.Sprintf("; the report's %d %s held %s RSS, the largest %s", len(tasks), humanize.Plural(len(tasks), "process", "processes"), humanize.Bytes(sum), largestTasks(tasks, sum, 3))
+		evidence = append(evidence, fmt.Sprintf("%s: Σ rss of the task table %d B", source, sum))
+	}
+	return []finding.Finding{{
+		ID: "global-oom", Severity: finding.High, Bytes: sum, Summary: summary, Evidence: evidence,
+		Advice: []string{
+			"Find what grew: memdiag top ranks the host's processes now, and memdiag explain --pid PID splits the largest one's RSS (heap, arenas, leaks, the JVM's parts).",
+			"Give the largest services memory limits of their own (systemd MemoryMax=, a container's memory limit) so that one is killed at its limit instead of the kernel choosing among all; add swap or RAM if the host's load simply outgrew it.",
+		},
+	}}
+}
+
+// largestTasks names the first n tasks (sorted by RSS) with their share
+// of sum: `java 6.0 GiB (75 %), …`.
+func largestTasks(tasks []OOMTask, sum uint64, n int) string {
+	var b strings.Builder
+	for i, t := range tasks[:min(n, len(tasks))] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d (%s) %s (%.0f %%)", t.PID, t.Name, humanize.Bytes(t.RSSBytes), 100*float64(t.RSSBytes)/float64(max(sum, 1)))
+	}
+	return b.String()
 }

@@ -55,17 +55,33 @@ func WriteCgroup(w io.Writer, f Format, v *CgroupView, s Style) error {
 	}
 	g := v.Group
 	t := &Table{Title: v.Title, Columns: []Column{{Header: "PART"}, {Header: "BYTES", Align: Right}, {Header: "%USAGE", Align: Right}, {Header: "WHAT"}}, HasTotal: true}
+	known := g.UsageUnknown == ""
 	for _, p := range g.Breakdown() {
 		t.AddRow(p.Name, Bytes(p.Bytes), Percent(p.Bytes, g.UsageBytes), p.What)
 	}
-	t.AddRow("usage", Bytes(g.UsageBytes), "100.0 %", fmt.Sprintf("cgroup v%d %s", g.Version, usageFile(g.Version)))
-	limit := "none"
-	if g.LimitBytes > 0 {
+	limit, workingSet, reclaimable := "none", Bytes(g.WorkingSetBytes()), Bytes(g.ReclaimableBytes())
+	if !known && len(g.Stat) == 0 {
+		reclaimable = "unknown"
+	}
+	if known {
+		t.AddRow("usage", Bytes(g.UsageBytes), "100.0 %", fmt.Sprintf("cgroup v%d %s", g.Version, usageFile(g.Version)))
+	} else {
+		t.AddRow("usage", "unknown", "-", g.UsageUnknown)
+		limit, workingSet = "unknown", "unknown"
+	}
+	if known && g.LimitBytes > 0 {
 		limit = fmt.Sprintf("%s (%s left)", Bytes(g.LimitBytes), Bytes(g.LimitBytes-min(g.UsageBytes, g.LimitBytes)))
 	}
 	t.Notes = append(t.Notes,
 		"limit: "+limit,
-		fmt.Sprintf("working set (cAdvisor, kubectl top: usage − inactive file): %s; reclaimable without swap (clean page cache, reclaimable slab): %s", Bytes(g.WorkingSetBytes()), Bytes(g.ReclaimableBytes())))
+		fmt.Sprintf("working set (cAdvisor, kubectl top: usage − inactive file): %s; reclaimable without swap (clean page cache, reclaimable slab): %s", workingSet, reclaimable))
+	if r := v.OOM; r != nil && r.RAMBytes > 0 {
+		host := "host at the kill: RAM " + Bytes(r.RAMBytes)
+		if r.HasSwap {
+			host += fmt.Sprintf(", swap %s free of %s", Bytes(r.SwapFreeBytes), Bytes(r.SwapTotalBytes))
+		}
+		t.Notes = append(t.Notes, host+` (the report's "pages RAM" and swap lines)`)
+	}
 	if len(g.Events) > 0 {
 		keys := make([]string, 0, len(g.Events))
 		for k := range g.Events {
@@ -131,14 +147,18 @@ func usageFile(v int) string {
 }
 
 type cgroupDoc struct {
-	Schema           string            `json:"schema"`
-	Source           string            `json:"source"`
-	Path             string            `json:"path"`
-	Version          int               `json:"version"`
-	UsageBytes       uint64            `json:"usage_bytes"`
-	LimitBytes       uint64            `json:"limit_bytes"`
-	WorkingSetBytes  uint64            `json:"working_set_bytes"`
-	ReclaimableBytes uint64            `json:"reclaimable_bytes"`
+	Schema  string `json:"schema"`
+	Source  string `json:"source"`
+	Path    string `json:"path"`
+	Version int    `json:"version"`
+	// UsageBytes, LimitBytes and WorkingSetBytes are nil when the OOM
+	// report does not give them (absent, not 0), and UsageUnknown says why;
+	// ReclaimableBytes is nil when it has no statistics either.
+	UsageBytes       *uint64           `json:"usage_bytes,omitempty"`
+	LimitBytes       *uint64           `json:"limit_bytes,omitempty"`
+	WorkingSetBytes  *uint64           `json:"working_set_bytes,omitempty"`
+	UsageUnknown     string            `json:"usage_unknown,omitempty"`
+	ReclaimableBytes *uint64           `json:"reclaimable_bytes,omitempty"`
 	Breakdown        []cgroupPartJSON  `json:"breakdown"`
 	Stat             map[string]uint64 `json:"stat"`
 	Events           map[string]uint64 `json:"events"`
@@ -148,6 +168,12 @@ type cgroupDoc struct {
 	// back the report, and why (memdiag oom only).
 	OOMVerified *bool  `json:"oom_verified,omitempty"`
 	OOMTrust    string `json:"oom_trust,omitempty"`
+	// OOMGlobal: the whole host ran out of memory, not a cgroup; the
+	// host's RAM and swap are the report's, where it gives them.
+	OOMGlobal          bool    `json:"oom_global,omitempty"`
+	HostRAMBytes       uint64  `json:"host_ram_bytes,omitempty"`
+	HostSwapTotalBytes *uint64 `json:"host_swap_total_bytes,omitempty"`
+	HostSwapFreeBytes  *uint64 `json:"host_swap_free_bytes,omitempty"`
 	// KilledAt (RFC 3339) and KilledAtSource: when the kill happened, and
 	// how that is known; absent when the log does not tell.
 	KilledAt       string            `json:"killed_at,omitempty"`
@@ -172,9 +198,17 @@ type memberJSON struct {
 
 func cgroupDocument(v *CgroupView) *cgroupDoc {
 	g := v.Group
-	d := &cgroupDoc{Schema: CgroupSchema, Source: v.Source, Path: g.Path, Version: g.Version, UsageBytes: g.UsageBytes, LimitBytes: g.LimitBytes,
-		WorkingSetBytes: g.WorkingSetBytes(), ReclaimableBytes: g.ReclaimableBytes(), Stat: g.Stat, Events: g.Events,
+	d := &cgroupDoc{Schema: CgroupSchema, Source: v.Source, Path: g.Path, Version: g.Version, UsageUnknown: g.UsageUnknown, Breakdown: []cgroupPartJSON{},
+		Stat: g.Stat, Events: g.Events,
 		Processes: []memberJSON{}, AnonByKind: append([]MemberAnon{}, v.AnonByKind...), Findings: findingsJSON(v.Findings)}
+	if g.UsageUnknown == "" {
+		usage, limit, ws := g.UsageBytes, g.LimitBytes, g.WorkingSetBytes()
+		d.UsageBytes, d.LimitBytes, d.WorkingSetBytes = &usage, &limit, &ws
+	}
+	if g.UsageUnknown == "" || len(g.Stat) > 0 {
+		reclaimable := g.ReclaimableBytes()
+		d.ReclaimableBytes = &reclaimable
+	}
 	for _, p := range g.Breakdown() {
 		d.Breakdown = append(d.Breakdown, cgroupPartJSON{p.Name, p.Bytes, p.What})
 	}
@@ -186,6 +220,11 @@ func cgroupDocument(v *CgroupView) *cgroupDoc {
 		d.Killed = &memberJSON{k.PID, k.Name, k.RSSBytes, k.AnonBytes, k.ShmemRSSBytes}
 		verified := v.OOM.Verified
 		d.OOMVerified, d.OOMTrust = &verified, v.OOM.Trust
+		d.OOMGlobal, d.HostRAMBytes = v.OOM.Global, v.OOM.RAMBytes
+		if v.OOM.HasSwap {
+			total, free := v.OOM.SwapTotalBytes, v.OOM.SwapFreeBytes
+			d.HostSwapTotalBytes, d.HostSwapFreeBytes = &total, &free
+		}
 		if !v.KilledAt.IsZero() {
 			d.KilledAt, d.KilledAtSource = v.KilledAt.Format(time.RFC3339), v.KilledAtSource
 		}
@@ -207,15 +246,26 @@ func writeCgroupOpenMetrics(w io.Writer, v *CgroupView) error {
 		}
 		fmt.Fprintf(bw, "# TYPE %s gauge\n%s# HELP %s %s\n%s{%s} %d\n", name, unit, name, help, name, id, val)
 	}
-	gauge("container_memory_usage_bytes", "Usage as cAdvisor reports it (memory.usage_in_bytes / memory.current).", g.UsageBytes)
-	gauge("container_memory_working_set_bytes", "Usage − inactive file, as cAdvisor and kubectl top compute it.", g.WorkingSetBytes())
-	gauge("container_memory_rss", "Anonymous memory (cAdvisor's rss).", g.Stat["rss"]+g.Stat["anon"])
-	gauge("container_memory_cache", "Page cache including shmem (cAdvisor's cache).", g.Stat["cache"]+g.Stat["file"])
-	gauge("container_spec_memory_limit_bytes", "The limit; 0 for none.", g.LimitBytes)
-	gauge("memdiag_cgroup_reclaimable_bytes", "Clean page cache and reclaimable slab: what the kernel reclaims before an OOM kill.", g.ReclaimableBytes())
-	bw.WriteString("# TYPE memdiag_cgroup_part_bytes gauge\n# UNIT memdiag_cgroup_part_bytes bytes\n# HELP memdiag_cgroup_part_bytes Usage broken down; the parts sum to container_memory_usage_bytes.\n")
-	for _, p := range g.Breakdown() {
-		fmt.Fprintf(bw, "memdiag_cgroup_part_bytes{%s,part=\"%s\"} %d\n", id, p.Name, p.Bytes)
+	// Figures not known are left out, not written 0: an absent series is
+	// how OpenMetrics says "unknown".
+	known, hasStat := g.UsageUnknown == "", g.UsageUnknown == "" || len(g.Stat) > 0
+	if known {
+		gauge("container_memory_usage_bytes", "Usage as cAdvisor reports it (memory.usage_in_bytes / memory.current).", g.UsageBytes)
+		gauge("container_memory_working_set_bytes", "Usage − inactive file, as cAdvisor and kubectl top compute it.", g.WorkingSetBytes())
+	}
+	if hasStat {
+		gauge("container_memory_rss", "Anonymous memory (cAdvisor's rss).", g.Stat["rss"]+g.Stat["anon"])
+		gauge("container_memory_cache", "Page cache including shmem (cAdvisor's cache).", g.Stat["cache"]+g.Stat["file"])
+	}
+	if known {
+		gauge("container_spec_memory_limit_bytes", "The limit; 0 for none.", g.LimitBytes)
+	}
+	if hasStat {
+		gauge("memdiag_cgroup_reclaimable_bytes", "Clean page cache and reclaimable slab: what the kernel reclaims before an OOM kill.", g.ReclaimableBytes())
+		bw.WriteString("# TYPE memdiag_cgroup_part_bytes gauge\n# UNIT memdiag_cgroup_part_bytes bytes\n# HELP memdiag_cgroup_part_bytes Usage broken down; the parts sum to container_memory_usage_bytes.\n")
+		for _, p := range g.Breakdown() {
+			fmt.Fprintf(bw, "memdiag_cgroup_part_bytes{%s,part=\"%s\"} %d\n", id, p.Name, p.Bytes)
+		}
 	}
 	fmt.Fprintf(bw, "# TYPE memdiag_cgroup_oom_kills counter\n# HELP memdiag_cgroup_oom_kills OOM kills in the cgroup (memory.events oom_kill, v1 oom_control).\nmemdiag_cgroup_oom_kills_total{%s} %d\n", id, g.Events["oom_kill"])
 	bw.WriteString("# TYPE memdiag_cgroup_finding_bytes gauge\n# UNIT memdiag_cgroup_finding_bytes bytes\n# HELP memdiag_cgroup_finding_bytes Bytes each finding is about.\n")
