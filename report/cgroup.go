@@ -54,6 +54,49 @@ func WriteCgroup(w io.Writer, f Format, v *CgroupView, s Style) error {
 		return writeCgroupOpenMetrics(w, v)
 	}
 	g := v.Group
+	tables := []*Table{cgroupUsageTable(v)}
+	if len(v.Members) > 0 {
+		mt := &Table{Title: "processes", Columns: []Column{{Header: "PID", Align: Right}, {Header: "COMMAND"}, {Header: "RSS", Align: Right}, {Header: "ANON", Align: Right}, {Header: "SHMEM MAPPED", Align: Right}}}
+		ms := append([]memcg.Member{}, v.Members...)
+		sort.Slice(ms, func(i, j int) bool { return ms[i].RSSBytes > ms[j].RSSBytes })
+		for _, m := range ms[:min(len(ms), 20)] {
+			mt.AddRow(strconv.Itoa(m.PID), m.Command, Bytes(m.RSSBytes), Bytes(m.AnonBytes), Bytes(m.ShmemMapBytes))
+		}
+		if v.OOM != nil {
+			mt.Notes = append(mt.Notes, fmt.Sprintf("killed: process %d (%s), anon %s, file %s, shmem %s", v.OOM.Victim.PID, v.OOM.Victim.Name,
+				Bytes(v.OOM.Victim.AnonBytes), Bytes(v.OOM.Victim.FileBytes), Bytes(v.OOM.Victim.ShmemRSSBytes)))
+		}
+		tables = append(tables, mt)
+	}
+	if len(v.AnonByKind) > 0 {
+		at := &Table{Title: "anonymous memory of the largest processes, by kind (smaps)",
+			Columns: []Column{{Header: "PID", Align: Right}, {Header: "COMMAND"}, {Header: "ANON", Align: Right}, {Header: "GLIBC ARENAS", Align: Right},
+				{Header: "[HEAP]", Align: Right}, {Header: "OTHER ANON", Align: Right}, {Header: "STACKS", Align: Right}, {Header: "NOTE"}}}
+		var sum uint64
+		for _, a := range v.AnonByKind {
+			sum += a.AnonBytes
+			at.AddRow(strconv.Itoa(a.PID), a.Command, Bytes(a.AnonBytes), Bytes(a.ByKind[pmap.ClassGlibcArena]), Bytes(a.ByKind[pmap.ClassHeap]),
+				Bytes(a.ByKind[pmap.ClassAnon]+a.ByKind[jmx.ClassJVMHeap]), Bytes(a.ByKind[pmap.ClassThreadStack]), a.Skipped)
+		}
+		cgAnon := g.Stat["rss"] + g.Stat["anon"]
+		if sum > cgAnon {
+			at.Notes = append(at.Notes, fmt.Sprintf("these processes' anonymous RSS (%s) exceeds the cgroup's anonymous memory (%s): a page shared after fork counts once per process, and pages charged before a process moved in count in its former cgroup", Bytes(sum), Bytes(cgAnon)))
+		} else {
+			at.Notes = append(at.Notes, fmt.Sprintf("these processes hold %s of the cgroup's %s anonymous memory; the rest is its other processes'", Bytes(sum), Bytes(cgAnon)))
+		}
+		at.Notes = append(at.Notes, "memdiag explain --pid PID --capture-malloc-info splits one process further: malloc in use and retained, the JVM's heap and non-heap, leaks")
+		tables = append(tables, at)
+	}
+	if err := writeTables(w, f, tables, s); err != nil {
+		return err
+	}
+	return writeFindings(w, f, v.Findings, s)
+}
+
+// cgroupUsageTable is the cgroup's usage split into parts, with its
+// limit, working set, events and, for an OOM report, how it is trusted.
+func cgroupUsageTable(v *CgroupView) *Table {
+	g := v.Group
 	t := &Table{Title: v.Title, Columns: []Column{{Header: "PART"}, {Header: "BYTES", Align: Right}, {Header: "%USAGE", Align: Right}, {Header: "WHAT"}}, HasTotal: true}
 	known := g.UsageUnknown == ""
 	for _, p := range g.Breakdown() {
@@ -100,43 +143,7 @@ func WriteCgroup(w io.Writer, f Format, v *CgroupView, s Style) error {
 	if v.OOM != nil && v.KilledAtSource != "" {
 		t.Notes = append(t.Notes, "time of the kill: "+v.KilledAtSource)
 	}
-	tables := []*Table{t}
-	if len(v.Members) > 0 {
-		mt := &Table{Title: "processes", Columns: []Column{{Header: "PID", Align: Right}, {Header: "COMMAND"}, {Header: "RSS", Align: Right}, {Header: "ANON", Align: Right}, {Header: "SHMEM MAPPED", Align: Right}}}
-		ms := append([]memcg.Member{}, v.Members...)
-		sort.Slice(ms, func(i, j int) bool { return ms[i].RSSBytes > ms[j].RSSBytes })
-		for _, m := range ms[:min(len(ms), 20)] {
-			mt.AddRow(strconv.Itoa(m.PID), m.Command, Bytes(m.RSSBytes), Bytes(m.AnonBytes), Bytes(m.ShmemMapBytes))
-		}
-		if v.OOM != nil {
-			mt.Notes = append(mt.Notes, fmt.Sprintf("killed: process %d (%s), anon %s, file %s, shmem %s", v.OOM.Victim.PID, v.OOM.Victim.Name,
-				Bytes(v.OOM.Victim.AnonBytes), Bytes(v.OOM.Victim.FileBytes), Bytes(v.OOM.Victim.ShmemRSSBytes)))
-		}
-		tables = append(tables, mt)
-	}
-	if len(v.AnonByKind) > 0 {
-		at := &Table{Title: "anonymous memory of the largest processes, by kind (smaps)",
-			Columns: []Column{{Header: "PID", Align: Right}, {Header: "COMMAND"}, {Header: "ANON", Align: Right}, {Header: "GLIBC ARENAS", Align: Right},
-				{Header: "[HEAP]", Align: Right}, {Header: "OTHER ANON", Align: Right}, {Header: "STACKS", Align: Right}, {Header: "NOTE"}}}
-		var sum uint64
-		for _, a := range v.AnonByKind {
-			sum += a.AnonBytes
-			at.AddRow(strconv.Itoa(a.PID), a.Command, Bytes(a.AnonBytes), Bytes(a.ByKind[pmap.ClassGlibcArena]), Bytes(a.ByKind[pmap.ClassHeap]),
-				Bytes(a.ByKind[pmap.ClassAnon]+a.ByKind[jmx.ClassJVMHeap]), Bytes(a.ByKind[pmap.ClassThreadStack]), a.Skipped)
-		}
-		cgAnon := g.Stat["rss"] + g.Stat["anon"]
-		if sum > cgAnon {
-			at.Notes = append(at.Notes, fmt.Sprintf("these processes' anonymous RSS (%s) exceeds the cgroup's anonymous memory (%s): a page shared after fork counts once per process, and pages charged before a process moved in count in its former cgroup", Bytes(sum), Bytes(cgAnon)))
-		} else {
-			at.Notes = append(at.Notes, fmt.Sprintf("these processes hold %s of the cgroup's %s anonymous memory; the rest is its other processes'", Bytes(sum), Bytes(cgAnon)))
-		}
-		at.Notes = append(at.Notes, "memdiag explain --pid PID --capture-malloc-info splits one process further: malloc in use and retained, the JVM's heap and non-heap, leaks")
-		tables = append(tables, at)
-	}
-	if err := writeTables(w, f, tables, s); err != nil {
-		return err
-	}
-	return writeFindings(w, f, v.Findings, s)
+	return t
 }
 
 func usageFile(v int) string {
