@@ -27,10 +27,9 @@ func main() {
 		debug.SetGCPercent(400)
 	}
 	os.Exit(cmd.Main(os.Args[1:], &cmd.Deps{
-		Streams:  cmd.SystemStreams(),
-		ProcRoot: "/proc",
-		Version:  buildVersion(),
-		Demo:     demoSnapshot,
+		Streams: cmd.SystemStreams(),
+		Version: buildVersion(),
+		Demo:    demoSnapshot,
 	}))
 }
 

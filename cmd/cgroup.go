@@ -9,14 +9,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/collect"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/report"
 )
 
 // CgroupOptions is `memdiag cgroup` after flag parsing.
 type CgroupOptions struct {
-	Streams  *Streams
-	ProcRoot string
-	SysRoot  string // where cgroup filesystems are mounted
+	Streams *Streams
+	Proc    proc.FS // the proc filesystem (the zero value: /proc)
+	SysRoot string  // where cgroup filesystems are mounted
 
 	Target string // a pid, or a cgroup directory
 	Format report.Format
@@ -28,7 +29,7 @@ type CgroupOptions struct {
 
 // NewCmdCgroup builds `memdiag cgroup`.
 func NewCmdCgroup(d *Deps, g *globalOptions, runF func(*CgroupOptions) error) *cobra.Command {
-	o := &CgroupOptions{Streams: d.Streams, ProcRoot: d.ProcRoot, SysRoot: "/sys/fs/cgroup"}
+	o := &CgroupOptions{Streams: d.Streams, Proc: d.Proc, SysRoot: "/sys/fs/cgroup"}
 	c := &cobra.Command{
 		Use:     "cgroup PID|DIR",
 		Short:   "What the OOM killer sees: a memory cgroup's usage, broken down",
@@ -57,14 +58,14 @@ func runCgroup(o *CgroupOptions) error {
 		ctx, stop := interruptible()
 		defer stop()
 		return report.KeepTextfile(ctx, o.Textfile, "memdiag_cgroup.prom", o.Interval, o.Streams.ErrOut, func(w io.Writer) error {
-			v, err := collect.CgroupView(o.ProcRoot, o.SysRoot, o.Target)
+			v, err := collect.CgroupView(o.Proc, o.SysRoot, o.Target)
 			if err != nil {
 				return err
 			}
 			return report.WriteCgroup(w, report.FormatOpenMetrics, v, report.Style{})
 		})
 	}
-	v, err := collect.CgroupView(o.ProcRoot, o.SysRoot, o.Target)
+	v, err := collect.CgroupView(o.Proc, o.SysRoot, o.Target)
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ type OOMOptions struct {
 
 // NewCmdOOM builds `memdiag oom`.
 func NewCmdOOM(d *Deps, g *globalOptions, runF func(*OOMOptions) error) *cobra.Command {
-	o := &OOMOptions{Streams: d.Streams, OOMRequest: collect.OOMRequest{In: d.Streams.In, ProcRoot: d.ProcRoot, SysRoot: "/sys/fs/cgroup"}}
+	o := &OOMOptions{Streams: d.Streams, OOMRequest: collect.OOMRequest{In: d.Streams.In, Proc: d.Proc, SysRoot: "/sys/fs/cgroup"}}
 	c := &cobra.Command{
 		Use:     "oom [FILE]",
 		Short:   "After the pod is gone: the kernel's report of an OOM kill, broken down",

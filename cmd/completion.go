@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/collect"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/termsafe"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/proctop"
@@ -22,8 +23,8 @@ type completer func(c *cobra.Command, toComplete string) []string
 // with their command names for --pid and for the commands whose argument
 // is a pid. It walks the finished tree, so each command keeps only its own
 // flags; a flag a command lacks is skipped.
-func registerCompletions(root *cobra.Command, procRoot string) {
-	pids := func(_ *cobra.Command, toComplete string) []string { return livePIDs(procRoot, toComplete) }
+func registerCompletions(root *cobra.Command, fsys proc.FS) {
+	pids := func(_ *cobra.Command, toComplete string) []string { return livePIDs(fsys, toComplete) }
 	byCommand := map[string]map[string]completer{
 		"pmap": {"sort": fixed(pmap.SortKeys()...), "class": classValues},
 		"top":  {"sort": fixed(proctop.SortKeys()...), "group-by": fixed("comm")},
@@ -47,7 +48,7 @@ func registerCompletions(root *cobra.Command, procRoot string) {
 				if len(args) > 0 {
 					return nil, cobra.ShellCompDirectiveNoFileComp
 				}
-				return livePIDs(procRoot, toComplete), cobra.ShellCompDirectiveDefault
+				return livePIDs(fsys, toComplete), cobra.ShellCompDirectiveDefault
 			}
 		}
 	}
@@ -119,9 +120,9 @@ func filterPrefix(values []string, prefix string) []string {
 // description ("1234\tpostgres"). A command name is the process's own
 // choice, so it is escaped, and a tab or newline in it cannot split the
 // line.
-func livePIDs(procRoot, prefix string) []string {
+func livePIDs(fsys proc.FS, prefix string) []string {
 	var out []string
-	for _, p := range collect.LiveProcesses(procRoot, prefix) {
+	for _, p := range collect.LiveProcesses(fsys, prefix) {
 		out = append(out, strconv.Itoa(p.PID)+"\t"+termsafe.Escape(p.Command))
 	}
 	return out

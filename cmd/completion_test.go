@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // complete runs cobra's hidden __complete command, as the shells' scripts
@@ -16,7 +18,7 @@ import (
 func complete(t *testing.T, procRoot string, args ...string) ([]string, string) {
 	t.Helper()
 	s, out, errOut := testStreams("", false, nil)
-	if code := Main(append([]string{"__complete"}, args...), &Deps{Streams: s, ProcRoot: procRoot}); code != 0 {
+	if code := Main(append([]string{"__complete"}, args...), &Deps{Streams: s, Proc: proc.NewFS(procRoot)}); code != 0 {
 		t.Fatalf("__complete %q: exit %d: %s", args, code, errOut)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")

@@ -13,15 +13,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/termsafe"
 	"github.com/memdiag/memdiag/report"
 )
 
 // ExplainOptions is `memdiag explain` after flag parsing.
 type ExplainOptions struct {
-	Streams  *Streams
-	ProcRoot string
-	Gather   GatherOptions
+	Streams *Streams
+	Proc    proc.FS // the proc filesystem (the zero value: /proc)
+	Gather  GatherOptions
 	// Snapshot explains a saved snapshot instead of gathering.
 	Snapshot string
 	// Demo is explained when no source is given at all.
@@ -32,7 +33,7 @@ type ExplainOptions struct {
 
 // NewCmdExplain builds `memdiag explain`.
 func NewCmdExplain(d *Deps, g *globalOptions, runF func(*ExplainOptions) error) *cobra.Command {
-	o := &ExplainOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	o := &ExplainOptions{Streams: d.Streams, Proc: d.Proc}
 	c := &cobra.Command{
 		Use:     "explain [--pid PID | --smaps FILE | --snapshot FILE] [evidence…]",
 		Short:   "Where the RSS went: one attribution, with the evidence for every figure",
@@ -91,7 +92,7 @@ func runExplain(o *ExplainOptions) error {
 		defer stop()
 		var failed []string
 		var err error
-		if in, failed, err = gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut); err != nil {
+		if in, failed, err = gather(ctx, &o.Gather, o.Proc, o.Streams.ErrOut); err != nil {
 			return err
 		}
 		warnFailed(o.Streams.ErrOut, failed)
@@ -102,12 +103,12 @@ func runExplain(o *ExplainOptions) error {
 
 // SnapshotOptions is `memdiag snapshot` after flag parsing.
 type SnapshotOptions struct {
-	Streams  *Streams
-	ProcRoot string
-	Gather   GatherOptions
-	File     string // "" or "-": standard output
-	Format   report.Format
-	Now      func() time.Time
+	Streams *Streams
+	Proc    proc.FS // the proc filesystem (the zero value: /proc)
+	Gather  GatherOptions
+	File    string // "" or "-": standard output
+	Format  report.Format
+	Now     func() time.Time
 	// BestEffort writes the snapshot even when a source asked for could
 	// not be read; by default that is an error, for a CI gate must not
 	// compare what it did not measure.
@@ -116,7 +117,7 @@ type SnapshotOptions struct {
 
 // NewCmdSnapshot builds `memdiag snapshot`.
 func NewCmdSnapshot(d *Deps, g *globalOptions, runF func(*SnapshotOptions) error) *cobra.Command {
-	o := &SnapshotOptions{Streams: d.Streams, ProcRoot: d.ProcRoot, Now: time.Now}
+	o := &SnapshotOptions{Streams: d.Streams, Proc: d.Proc, Now: time.Now}
 	c := &cobra.Command{
 		Use:     "snapshot (--pid PID | --smaps FILE) [evidence…] [FILE|-]",
 		Short:   "Record an explanation in one self-contained JSON file, for diff and later reading",
@@ -166,7 +167,7 @@ func warnFailed(w io.Writer, failed []string) {
 func runSnapshot(o *SnapshotOptions) error {
 	ctx, stop := interruptible()
 	defer stop()
-	in, failed, err := gather(ctx, &o.Gather, o.ProcRoot, o.Streams.ErrOut)
+	in, failed, err := gather(ctx, &o.Gather, o.Proc, o.Streams.ErrOut)
 	if err != nil {
 		return err
 	}

@@ -319,7 +319,7 @@ func TestExplainDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, out, errOut := testStreams("", false, nil)
-	if code := Main([]string{"explain"}, &Deps{Streams: s, ProcRoot: "/proc", Demo: demo}); code != 0 {
+	if code := Main([]string{"explain"}, &Deps{Streams: s, Demo: demo}); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	if !strings.Contains(errOut.String(), "bundled example") || !strings.Contains(out.String(), "arena-retention") ||
@@ -347,7 +347,7 @@ func TestExplainEvidenceWithoutMappings(t *testing.T) {
 		{[]string{"explain", "--snapshot", "../fixtures/demo/story1.snapshot.json", "--trace", "../fixtures/traces/leaker-k.strace"}, "--snapshot explains a saved snapshot: give it alone"},
 	} {
 		s, out, errOut := testStreams("", false, nil)
-		code := Main(tc.args, &Deps{Streams: s, ProcRoot: "/proc", Demo: demo})
+		code := Main(tc.args, &Deps{Streams: s, Demo: demo})
 		if code != ExitUsage || !strings.Contains(errOut.String(), tc.want) || out.Len() > 0 {
 			t.Errorf("%v: exit %d\nstdout %q\nstderr %q\nwant exit 2 saying %q", tc.args, code, out, errOut, tc.want)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/internal/proc"
 )
 
 // GatherOptions say where explain, snapshot and watch find their
@@ -91,8 +92,8 @@ func (o *GatherOptions) validate(getenv func(string) string) error {
 
 // gather reads the evidence o names (see collect.Inputs); waits are told
 // on stderr.
-func gather(ctx context.Context, o *GatherOptions, procRoot string, stderr io.Writer) (in *explain.Inputs, failed []string, err error) {
+func gather(ctx context.Context, o *GatherOptions, fsys proc.FS, stderr io.Writer) (in *explain.Inputs, failed []string, err error) {
 	r := o.Request
-	r.ProcRoot, r.Notify = procRoot, notifier(stderr)
+	r.Proc, r.Notify = fsys, notifier(stderr)
 	return collect.Inputs(ctx, &r)
 }

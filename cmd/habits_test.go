@@ -54,7 +54,7 @@ func TestErrorsNameTheProblem(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			s, out, errOut := testStreams("", false, nil)
-			code := Main(tt.args, &Deps{Streams: s, ProcRoot: "/proc", Demo: []byte("{}")})
+			code := Main(tt.args, &Deps{Streams: s, Demo: []byte("{}")})
 			if code != tt.code || !strings.Contains(errOut.String(), tt.want) {
 				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut, tt.code, tt.want)
 			}

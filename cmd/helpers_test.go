@@ -15,7 +15,7 @@ import (
 func parseOnly(t *testing.T, r runners, args []string, wantErr string) bool {
 	t.Helper()
 	s, _, _ := testStreams("", false, nil)
-	root := newRootCmd(&Deps{Streams: s, ProcRoot: "/proc"}, r)
+	root := newRootCmd(&Deps{Streams: s}, r)
 	root.SetArgs(args)
 	err := root.Execute()
 	if wantErr != "" {

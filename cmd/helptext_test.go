@@ -75,7 +75,7 @@ var developerWords = regexp.MustCompile(`(?i)\bstory[ -]\d|\bissue \d+|\b\d+(\.\
 // reads is free of developerWords.
 func TestUsersWords(t *testing.T) {
 	s, _, _ := testStreams("", false, nil)
-	root := NewRootCmd(&Deps{Streams: s, ProcRoot: "/proc"})
+	root := NewRootCmd(&Deps{Streams: s})
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
 		for _, text := range []string{c.Short, c.Long, c.Example, c.Use} {

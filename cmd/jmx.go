@@ -10,14 +10,15 @@ import (
 
 	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/input"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/report"
 )
 
 // JMXOptions is `memdiag jmx` after flag parsing.
 type JMXOptions struct {
-	Streams  *Streams
-	ProcRoot string
+	Streams *Streams
+	Proc    proc.FS // the proc filesystem (the zero value: /proc)
 
 	PID          int
 	NoAttach     bool
@@ -32,7 +33,7 @@ type JMXOptions struct {
 
 // NewCmdJMX builds `memdiag jmx`.
 func NewCmdJMX(d *Deps, g *globalOptions, runF func(*JMXOptions) error) *cobra.Command {
-	o := &JMXOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	o := &JMXOptions{Streams: d.Streams, Proc: d.Proc}
 	var credFile string
 	c := &cobra.Command{
 		Use:     "jmx (--pid PID | --jolokia URL | --prometheus URL|FILE | --nmt FILE | --heap-info FILE)",
@@ -77,7 +78,7 @@ func NewCmdJMX(d *Deps, g *globalOptions, runF func(*JMXOptions) error) *cobra.C
 }
 
 func runJMX(o *JMXOptions) error {
-	s := collect.JVMSources{ProcRoot: o.ProcRoot, PID: o.PID, NoAttach: o.NoAttach, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut),
+	s := collect.JVMSources{Proc: o.Proc, PID: o.PID, NoAttach: o.NoAttach, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut),
 		Prometheus: o.Prometheus, HeapInfoFile: o.HeapInfoFile, NMTFile: o.NMTFile}
 	if o.Jolokia.URL != "" {
 		s.Jolokia = &o.Jolokia

@@ -35,7 +35,7 @@ type MallocInfoOptions struct {
 
 // NewCmdMallocInfo builds `memdiag mallocinfo`.
 func NewCmdMallocInfo(d *Deps, g *globalOptions, runF func(*MallocInfoOptions) error) *cobra.Command {
-	o := &MallocInfoOptions{Streams: d.Streams, AllocatorRequest: collect.AllocatorRequest{ProcRoot: d.ProcRoot, In: d.Streams.In}}
+	o := &MallocInfoOptions{Streams: d.Streams, AllocatorRequest: collect.AllocatorRequest{Proc: d.Proc, In: d.Streams.In}}
 	defaults := mallocinfo.DefaultThresholds(runtime.NumCPU())
 	var minRetained string
 	c := &cobra.Command{

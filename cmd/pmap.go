@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/collect"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
@@ -19,8 +20,8 @@ const defaultTop = 20
 
 // PmapOptions is `memdiag pmap` after flag parsing.
 type PmapOptions struct {
-	Streams  *Streams
-	ProcRoot string
+	Streams *Streams
+	Proc    proc.FS // the proc filesystem (the zero value: /proc)
 
 	// Target is a PID, "self", a saved smaps file, or "-" for stdin.
 	Target  string
@@ -39,7 +40,7 @@ type PmapOptions struct {
 // NewCmdPmap builds `memdiag pmap`. runF replaces the run function in tests
 // of flag parsing; nil runs the real one.
 func NewCmdPmap(d *Deps, g *globalOptions, runF func(*PmapOptions) error) *cobra.Command {
-	o := &PmapOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	o := &PmapOptions{Streams: d.Streams, Proc: d.Proc}
 	var (
 		top     int
 		all     bool
@@ -111,7 +112,7 @@ func runPmap(o *PmapOptions) error {
 	_, live := collect.ParseTarget(o.Target)
 	ctx, stop := interruptibleIf(live)
 	defer stop()
-	v, err := collect.Pmap(ctx, &collect.PmapRequest{ProcRoot: o.ProcRoot, Target: o.Target, In: o.Streams.In, Attach: o.Attach,
+	v, err := collect.Pmap(ctx, &collect.PmapRequest{Proc: o.Proc, Target: o.Target, In: o.Streams.In, Attach: o.Attach,
 		Notify: notifier(o.Streams.ErrOut), Selection: pmap.Selection{Sort: o.Sort, Classes: o.Classes, Limit: o.Limit}})
 	if err != nil {
 		return err

@@ -35,7 +35,7 @@ func testStreams(stdin string, tty bool, env map[string]string) (*Streams, *byte
 
 func run(t *testing.T, s *Streams, args ...string) int {
 	t.Helper()
-	return Main(args, &Deps{Streams: s, ProcRoot: "/proc", Version: "test"})
+	return Main(args, &Deps{Streams: s, Version: "test"})
 }
 
 func TestPmapFlags(t *testing.T) {
@@ -64,7 +64,7 @@ func TestPmapFlags(t *testing.T) {
 			if !parseOnly(t, runners{pmap: func(o *PmapOptions) error { got = o; return nil }}, tt.args, tt.wantErr) {
 				return
 			}
-			got.Streams, got.ProcRoot = nil, ""
+			got.Streams = nil
 			if diff := cmp.Diff(&tt.want, got); diff != "" {
 				t.Errorf("options (-want +got):\n%s", diff)
 			}

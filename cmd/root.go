@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/termsafe"
 	"github.com/memdiag/memdiag/report"
 )
@@ -20,9 +21,8 @@ import (
 // Deps is what commands need from the outside world.
 type Deps struct {
 	Streams *Streams
-	// ProcRoot is the proc filesystem, "/proc" outside tests.
-	ProcRoot string
-	Version  string
+	Proc    proc.FS // the proc filesystem (the zero value: /proc)
+	Version string
 	// Demo is a snapshot explain shows when given no process or files.
 	Demo []byte
 }
@@ -121,7 +121,7 @@ func newRootCmd(d *Deps, r runners) *cobra.Command {
 	root.AddCommand(NewCmdOOM(d, g, r.oom))
 	root.AddCommand(NewCmdRecord(d, g, r.record))
 	// After every command is added: they walk the tree.
-	registerCompletions(root, d.ProcRoot)
+	registerCompletions(root, d.Proc)
 	guardPIDFlags(root)
 	return root
 }

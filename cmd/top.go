@@ -17,8 +17,8 @@ import (
 
 // TopOptions is `memdiag top` after flag parsing.
 type TopOptions struct {
-	Streams  *Streams
-	ProcRoot string
+	Streams *Streams
+	Proc    proc.FS // the proc filesystem (the zero value: /proc)
 
 	Options proctop.Options
 	Limit   int
@@ -39,7 +39,7 @@ type TopOptions struct {
 
 // NewCmdTop builds `memdiag top`.
 func NewCmdTop(d *Deps, g *globalOptions, runF func(*TopOptions) error) *cobra.Command {
-	o := &TopOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	o := &TopOptions{Streams: d.Streams, Proc: d.Proc}
 	var sortKey, rssCap, userName string
 	c := &cobra.Command{
 		Use:     "top",
@@ -109,7 +109,7 @@ func (o *TopOptions) complete(c *cobra.Command, d *Deps, g *globalOptions, sortK
 		filter.HasUID, o.User = true, userName
 	}
 	if filter.HasUID || filter.Name != "" {
-		o.Options.Keep = filter.Keep(proc.NewFS(o.ProcRoot))
+		o.Options.Keep = filter.Keep(o.Proc)
 	}
 	if o.GroupBy != "" && o.GroupBy != "comm" {
 		return usage(fmt.Errorf("--group-by %q: the one grouping is comm (the command name)", o.GroupBy))
@@ -123,7 +123,7 @@ func (o *TopOptions) complete(c *cobra.Command, d *Deps, g *globalOptions, sortK
 	case o.Options.RollupBudget == 0:
 		o.Options.RollupBudget = -1 // no limit
 	}
-	o.Options.Proc = proc.NewFS(o.ProcRoot)
+	o.Options.Proc = o.Proc
 	return nil
 }
 

@@ -36,7 +36,7 @@ func TestTopFlags(t *testing.T) {
 	// --top, the old name of --diagnose, still works and says so on
 	// standard error, never on standard output (JSON goes there).
 	s, out, errOut := testStreams("", false, nil)
-	root := newRootCmd(&Deps{Streams: s, ProcRoot: "/proc"}, r)
+	root := newRootCmd(&Deps{Streams: s}, r)
 	root.SetArgs([]string{"top", "--top", "2", "-o", "json"})
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)

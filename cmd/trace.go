@@ -25,7 +25,7 @@ type TraceOptions struct {
 
 // NewCmdTrace builds `memdiag trace`.
 func NewCmdTrace(d *Deps, g *globalOptions, runF func(*TraceOptions) error) *cobra.Command {
-	o := &TraceOptions{Streams: d.Streams, TraceRequest: collect.TraceRequest{ProcRoot: d.ProcRoot, In: d.Streams.In}}
+	o := &TraceOptions{Streams: d.Streams, TraceRequest: collect.TraceRequest{Proc: d.Proc, In: d.Streams.In}}
 	var format, groupBy, at string
 	c := &cobra.Command{
 		Use:     "trace FILE... ",

@@ -21,7 +21,7 @@ type TrimOptions struct {
 
 // NewCmdTrim builds `memdiag trim`.
 func NewCmdTrim(d *Deps, g *globalOptions, runF func(*TrimOptions) error) *cobra.Command {
-	o := &TrimOptions{Streams: d.Streams, TrimRequest: collect.TrimRequest{ProcRoot: d.ProcRoot}}
+	o := &TrimOptions{Streams: d.Streams, TrimRequest: collect.TrimRequest{Proc: d.Proc}}
 	c := &cobra.Command{
 		Use:     "trim --pid PID",
 		Short:   "Make a process's allocator give its free memory back, and measure what came back",

@@ -10,13 +10,14 @@ import (
 
 	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/explain"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/report"
 )
 
 // WatchOptions is `memdiag watch` after flag parsing.
 type WatchOptions struct {
 	Streams  *Streams
-	ProcRoot string
+	Proc     proc.FS // the proc filesystem (the zero value: /proc)
 	Gather   GatherOptions
 	Interval time.Duration
 	Count    int // 0: until interrupted
@@ -28,7 +29,7 @@ type WatchOptions struct {
 
 // NewCmdWatch builds `memdiag watch`.
 func NewCmdWatch(d *Deps, g *globalOptions, runF func(*WatchOptions) error) *cobra.Command {
-	o := &WatchOptions{Streams: d.Streams, ProcRoot: d.ProcRoot}
+	o := &WatchOptions{Streams: d.Streams, Proc: d.Proc}
 	c := &cobra.Command{
 		Use:     "watch --pid PID [--interval 10s] [--count N] [evidence…]",
 		Short:   "Re-explain a process at intervals and show each category's growth rate",
@@ -84,7 +85,7 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	var samples []*explain.WatchSample // for -o html, written when the watch ends
 	r := &collect.WatchRequest{Request: o.Gather.Request, Interval: o.Interval, Count: o.Count,
 		Warn: func(failed []string) { warnFailed(o.Streams.ErrOut, failed) }}
-	r.ProcRoot, r.Notify = o.ProcRoot, notifier(o.Streams.ErrOut)
+	r.Proc, r.Notify = o.Proc, notifier(o.Streams.ErrOut)
 	w, why, err := collect.Watch(ctx, r, func(s *explain.WatchSample) error {
 		if o.Format == report.FormatHTML {
 			samples = append(samples, s)

@@ -77,7 +77,7 @@ func TestWatchSeesGrowth(t *testing.T) {
 func TestWatchStopsOnInterrupt(t *testing.T) {
 	p := testprog.Start(t, testprog.Build(t, "grower"), "10")
 	s, out, _ := testStreams("", false, nil)
-	o := &WatchOptions{Streams: s, ProcRoot: "/proc", Interval: time.Hour, Format: report.FormatTable}
+	o := &WatchOptions{Streams: s, Interval: time.Hour, Format: report.FormatTable}
 	o.Gather.PID = p.PID()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -100,7 +100,7 @@ func TestWatchStopsOnInterrupt(t *testing.T) {
 func TestWatchTargetExits(t *testing.T) {
 	p := testprog.Start(t, testprog.Build(t, "grower"), "100")
 	s, out, errOut := testStreams("", false, nil)
-	o := &WatchOptions{Streams: s, ProcRoot: "/proc", Interval: 200 * time.Millisecond, Format: report.FormatTable}
+	o := &WatchOptions{Streams: s, Interval: 200 * time.Millisecond, Format: report.FormatTable}
 	o.Gather.PID = p.PID()
 	done := make(chan error, 1)
 	go func() { done <- runWatch(context.Background(), o) }()
@@ -168,7 +168,7 @@ func TestWatchTargetExecs(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
 	s, out, errOut := testStreams("", false, nil)
-	o := &WatchOptions{Streams: s, ProcRoot: "/proc", Interval: 200 * time.Millisecond, Format: report.FormatJSON, Count: 50}
+	o := &WatchOptions{Streams: s, Interval: 200 * time.Millisecond, Format: report.FormatJSON, Count: 50}
 	o.Gather.PID = c.Process.Pid
 	o.Gather.CaptureMallocInfo = true
 	done := make(chan error, 1)

@@ -90,17 +90,17 @@ func OpenAllocatorStats(path string, stdin io.Reader) (s *allocator.Stats, rest 
 // and listed in failed. source names glibc's capture.
 func (c *collection) captureAllocator(ctx context.Context) (other *allocator.Stats, info *mallocinfo.Info, source string) {
 	r := c.r
-	det, err := allocator.Detect(proc.NewFS(r.ProcRoot), r.PID)
+	det, err := allocator.Detect(r.Proc, r.PID)
 	if err == nil && det.Kind != allocator.Unknown {
 		c.in.Notes = append(c.in.Notes, AllocatorNote(det))
 	}
 	if err == nil && (det.Kind == allocator.Jemalloc || det.Kind == allocator.Tcmalloc) {
-		if other, err = LiveAllocator(r.ProcRoot, r.Timeout, r.Notify).Capture(ctx, r.PID, det); err != nil {
+		if other, err = LiveAllocator(r.Proc, r.Timeout, r.Notify).Capture(ctx, r.PID, det); err != nil {
 			c.fail(string(det.Kind) + ": " + err.Error())
 		}
 		return other, nil, ""
 	}
-	capturer := mallocinfo.Capturer{UseGDB: r.UseGDB, NoStop: r.NoStop, Proc: proc.NewFS(r.ProcRoot), Timeout: r.Timeout, Notify: r.Notify}
+	capturer := mallocinfo.Capturer{UseGDB: r.UseGDB, NoStop: r.NoStop, Proc: r.Proc, Timeout: r.Timeout, Notify: r.Notify}
 	if info, err = capturer.Capture(ctx, r.PID); err != nil {
 		c.fail("malloc_info: " + err.Error())
 	}
@@ -109,8 +109,8 @@ func (c *collection) captureAllocator(ctx context.Context) (other *allocator.Sta
 
 // LiveAllocator asks jemalloc or tcmalloc in a live process through gdb,
 // its ptrace fallback proven once per run.
-func LiveAllocator(procRoot string, timeout time.Duration, notify func(string)) allocator.Live {
-	return allocator.Live{Injector: gdbinject.Injector{Proc: proc.NewFS(procRoot), Timeout: timeout, Notify: notify}, Canary: &allocator.PtraceCanary{}}
+func LiveAllocator(fsys proc.FS, timeout time.Duration, notify func(string)) allocator.Live {
+	return allocator.Live{Injector: gdbinject.Injector{Proc: fsys, Timeout: timeout, Notify: notify}, Canary: &allocator.PtraceCanary{}}
 }
 
 // AllocatorNote says which malloc a process uses, and how memdiag reads it.

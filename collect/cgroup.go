@@ -38,14 +38,12 @@ type MemberAnon struct {
 }
 
 // ReadCgroup reads the memory cgroup of process target (a pid), or the
-// cgroup directory target, under procRoot and sysRoot (where cgroup
+// cgroup directory target, in the proc filesystem fsys and under sysRoot (where cgroup
 // filesystems are mounted): its figures, its processes, the findings —
 // the cgroup's own and its JVMs' that may outgrow its limit — and its
 // largest processes' anonymous memory by class.
-func ReadCgroup(procRoot, sysRoot, target string) (*Cgroup, error) {
+func ReadCgroup(procFS proc.FS, sysRoot, target string) (*Cgroup, error) {
 	dir, path := target, ""
-	procFS := proc.NewFS(procRoot)
-	procRoot = procFS.Root()
 	if pid, err := strconv.Atoi(target); err == nil && pid > 0 {
 		var err error
 		if dir, path, _, err = memcg.Locate(procFS, sysRoot, pid); err != nil {
@@ -70,7 +68,7 @@ func ReadCgroup(procRoot, sysRoot, target string) (*Cgroup, error) {
 	}
 	fs := append(g.Findings(members, dir), jvmOverLimit(procFS, g, members)...)
 	finding.Sort(fs)
-	return &Cgroup{Dir: dir, Group: g, Members: members, Findings: fs, Anon: anonByKind(procRoot, members)}, nil
+	return &Cgroup{Dir: dir, Group: g, Members: members, Findings: fs, Anon: anonByKind(procFS, members)}, nil
 }
 
 // anonByKind splits the anonymous memory of the cgroup's largest
@@ -78,11 +76,11 @@ func ReadCgroup(procRoot, sysRoot, target string) (*Cgroup, error) {
 // other anonymous memory (large malloc chunks, runtimes' heaps), stacks. A
 // smaps read walks page tables, so it is done for the five largest only,
 // and not for one over 8 GiB of RSS.
-func anonByKind(procRoot string, members []memcg.Member) []MemberAnon {
+func anonByKind(procFS proc.FS, members []memcg.Member) []MemberAnon {
 	const most, rssCap = 5, 8 << 30
 	ms := append([]memcg.Member{}, members...)
 	sort.Slice(ms, func(i, j int) bool { return ms[i].AnonBytes > ms[j].AnonBytes })
-	fsys, err := pmap.NewFS(procRoot)
+	fsys, err := pmap.NewFS(procFS.Root())
 	if err != nil {
 		return nil
 	}

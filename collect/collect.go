@@ -32,7 +32,7 @@ import (
 // Request says where the evidence is: a live process (PID) or a saved
 // smaps (SmapsFile), and the other sources asked for.
 type Request struct {
-	ProcRoot string // the proc filesystem, "/proc" outside tests
+	Proc proc.FS // the proc filesystem (the zero value: /proc)
 	// CgroupRoot is where cgroup filesystems are mounted ("" for
 	// /sys/fs/cgroup).
 	CgroupRoot string
@@ -132,7 +132,7 @@ func (c *collection) mappings() error {
 		return nil
 	}
 	var err error
-	if c.fsys, err = pmap.NewFS(r.ProcRoot); err != nil {
+	if c.fsys, err = pmap.NewFS(r.Proc.Root()); err != nil {
 		return err
 	}
 	p, err := c.fsys.ReadPID(r.PID)
@@ -140,8 +140,8 @@ func (c *collection) mappings() error {
 		return err
 	}
 	c.ms, c.hints = p.Mappings, p.Hints
-	in.PID, in.Command, in.Source = p.PID, p.Command, fmt.Sprintf("%s/%d/smaps", r.ProcRoot, r.PID)
-	in.Cgroup = cgroupBrief(r.ProcRoot, r.CgroupRoot, r.PID)
+	in.PID, in.Command, in.Source = p.PID, p.Command, r.Proc.PIDPath(r.PID, "smaps")
+	in.Cgroup = cgroupBrief(r.Proc, r.CgroupRoot, r.PID)
 	if p.Check.Available {
 		ok := p.Check.Consistent
 		in.RSSConsistent = &ok
@@ -153,11 +153,11 @@ func (c *collection) mappings() error {
 
 // cgroupBrief is the memory cgroup of a live process, nil when it cannot
 // be read (no cgroup filesystem, a container's view).
-func cgroupBrief(procRoot, cgroupRoot string, pid int) *explain.CgroupBrief {
+func cgroupBrief(fsys proc.FS, cgroupRoot string, pid int) *explain.CgroupBrief {
 	if cgroupRoot == "" {
 		cgroupRoot = "/sys/fs/cgroup"
 	}
-	dir, path, _, err := memcg.Locate(proc.NewFS(procRoot), cgroupRoot, pid)
+	dir, path, _, err := memcg.Locate(fsys, cgroupRoot, pid)
 	if err != nil {
 		return nil
 	}
@@ -187,7 +187,7 @@ func mappedAllocator(ms []pmap.Mapping) allocator.Kind {
 // locate the JVM's mappings.
 func (c *collection) jvm(ctx context.Context) error {
 	r := c.r
-	s := JVMSources{ProcRoot: r.ProcRoot, NoAttach: r.NoAttach, Timeout: r.Timeout, Notify: r.Notify,
+	s := JVMSources{Proc: r.Proc, NoAttach: r.NoAttach, Timeout: r.Timeout, Notify: r.Notify,
 		HeapInfoFile: r.HeapInfoFile, NMTFile: r.NMTFile}
 	var promFailed error
 	if r.Prometheus != "" {
@@ -210,7 +210,7 @@ func (c *collection) jvm(ctx context.Context) error {
 		s.Jolokia = &r.Jolokia
 	}
 	if r.PID != 0 {
-		if isJVM, _ := jmx.IsJVM(proc.NewFS(r.ProcRoot), r.PID); isJVM {
+		if isJVM, _ := jmx.IsJVM(r.Proc, r.PID); isJVM {
 			s.PID = r.PID
 		}
 	}
@@ -318,7 +318,7 @@ func cpython(ms []pmap.Mapping) (pymalloc.Interpreter, []pymalloc.Range, bool) {
 // asked; what fails is a note.
 func (c *collection) pymalloc(v pymalloc.Interpreter, ranges []pymalloc.Range) {
 	in := c.in
-	p, err := procmem.Open(proc.NewFS(c.r.ProcRoot), c.r.PID)
+	p, err := procmem.Open(c.r.Proc, c.r.PID)
 	if err == nil {
 		defer p.Close()
 		in.Python, err = pymalloc.ReadProcess(p, v, ranges, time.Now().Add(pymallocBudget))

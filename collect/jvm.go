@@ -13,7 +13,7 @@ import (
 
 // JVMSources are the places a JVM's accounting can be read from.
 type JVMSources struct {
-	ProcRoot string
+	Proc proc.FS // the proc filesystem (the zero value: /proc)
 	// PID is a live JVM: its hsperfdata, and unless NoAttach its attach
 	// socket.
 	PID      int
@@ -65,7 +65,7 @@ func ReadJVM(ctx context.Context, s JVMSources) (m *jmx.JVMMemory, failures []JV
 	}
 	failed := func(source string, err error) { failures = append(failures, JVMFailure{source, err}) }
 	if s.PID != 0 {
-		o, err := jmx.ReadPID(ctx, s.PID, jmx.ReadOptions{Proc: proc.NewFS(s.ProcRoot), NoAttach: s.NoAttach, Timeout: s.Timeout, Notify: s.Notify})
+		o, err := jmx.ReadPID(ctx, s.PID, jmx.ReadOptions{Proc: s.Proc, NoAttach: s.NoAttach, Timeout: s.Timeout, Notify: s.Notify})
 		if err != nil {
 			failed(SourceJVMProcess, err)
 		} else {

@@ -19,10 +19,10 @@ import (
 // AllocatorRequest is what `memdiag mallocinfo` reads: a file (File "-"
 // is In), or the live process PID.
 type AllocatorRequest struct {
-	ProcRoot string
-	File     string
-	In       io.Reader
-	PID      int
+	Proc proc.FS // the proc filesystem (the zero value: /proc)
+	File string
+	In   io.Reader
+	PID  int
 	// UseGDB and NoStop choose how glibc's malloc_info is captured: see
 	// mallocinfo.Capturer.
 	UseGDB, NoStop bool
@@ -59,7 +59,7 @@ func OpenAllocator(ctx context.Context, r AllocatorRequest) (*AllocatorReading, 
 		}
 		return a, nil
 	}
-	d, err := allocator.Detect(proc.NewFS(r.ProcRoot), r.PID)
+	d, err := allocator.Detect(r.Proc, r.PID)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func OpenAllocator(ctx context.Context, r AllocatorRequest) (*AllocatorReading, 
 	if r.Save != "" {
 		return nil, fmt.Errorf("%w; process %d uses %s, whose statistics memdiag reads value by value (for a file: MALLOC_CONF=stats_print:true for jemalloc, MALLOCSTATS=1 for tcmalloc, printed at exit)", ErrSaveNotGlibc, r.PID, d.Kind)
 	}
-	if a.Other, err = LiveAllocator(r.ProcRoot, r.Timeout, r.Notify).Capture(ctx, r.PID, d); err != nil {
+	if a.Other, err = LiveAllocator(r.Proc, r.Timeout, r.Notify).Capture(ctx, r.PID, d); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -79,7 +79,7 @@ func OpenAllocator(ctx context.Context, r AllocatorRequest) (*AllocatorReading, 
 // capturer is how a live glibc is captured.
 func (a *AllocatorReading) capturer() mallocinfo.Capturer {
 	r := a.r
-	return mallocinfo.Capturer{UseGDB: r.UseGDB, NoStop: r.NoStop, Proc: proc.NewFS(r.ProcRoot), Timeout: r.Timeout, Notify: r.Notify}
+	return mallocinfo.Capturer{UseGDB: r.UseGDB, NoStop: r.NoStop, Proc: r.Proc, Timeout: r.Timeout, Notify: r.Notify}
 }
 
 // Scan reads glibc's documents in order (a live capture is one), hands

@@ -15,8 +15,8 @@ import (
 
 // CgroupView reads the memory cgroup of process target, or the cgroup
 // directory target (see ReadCgroup), as `memdiag cgroup` shows it.
-func CgroupView(procRoot, sysRoot, target string) (*report.CgroupView, error) {
-	cg, err := ReadCgroup(procRoot, sysRoot, target)
+func CgroupView(fsys proc.FS, sysRoot, target string) (*report.CgroupView, error) {
+	cg, err := ReadCgroup(fsys, sysRoot, target)
 	if err != nil {
 		return nil, err
 	}
@@ -33,9 +33,10 @@ type OOMRequest struct {
 	File string // "" reads /dev/kmsg, or runs dmesg; "-" is In
 	In   io.Reader
 	All  bool // every report, not only the last
-	// ProcRoot, SysRoot and Kmsg are where the kernel's counters and log
-	// are ("" for /proc, /sys/fs/cgroup, /dev/kmsg).
-	ProcRoot, SysRoot, Kmsg string
+	// Proc, SysRoot and Kmsg are where the kernel's counters and log
+	// are (the zero values: /proc, /sys/fs/cgroup, /dev/kmsg).
+	Proc          proc.FS
+	SysRoot, Kmsg string
 	// MaxBytes bounds File and In (0: MaxKernelLogBytes).
 	MaxBytes int64
 }
@@ -57,13 +58,13 @@ func OOMViews(r *OOMRequest) ([]*report.CgroupView, error) {
 	if err != nil {
 		return nil, err
 	}
-	memcg.Verify(reports, memcg.VerifyOptions{Live: live, Proc: proc.NewFS(r.ProcRoot), SysRoot: r.SysRoot})
+	memcg.Verify(reports, memcg.VerifyOptions{Live: live, Proc: r.Proc, SysRoot: r.SysRoot})
 	if !r.All {
 		reports = reports[len(reports)-1:]
 	}
 	var boot time.Time // zero unless the log is this boot's
 	if live {
-		boot, _ = memcg.BootTime(proc.NewFS(r.ProcRoot))
+		boot, _ = memcg.BootTime(r.Proc)
 	}
 	var views []*report.CgroupView
 	for _, rep := range reports {

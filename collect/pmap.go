@@ -7,13 +7,14 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 )
 
 // PmapRequest is what `memdiag pmap` reads and lists.
 type PmapRequest struct {
-	ProcRoot string
+	Proc proc.FS // the proc filesystem (the zero value: /proc)
 	// Target is a PID, "self", a saved smaps file, or "-" for In.
 	Target string
 	In     io.Reader
@@ -31,14 +32,14 @@ func Pmap(ctx context.Context, r *PmapRequest) (*report.PmapView, error) {
 	var ms []pmap.Mapping
 	var hints pmap.Hints
 	if pid, ok := ParseTarget(r.Target); ok {
-		lm, err := ReadLiveMappings(ctx, LiveRequest{ProcRoot: r.ProcRoot, PID: pid, Attach: r.Attach, Notify: r.Notify})
+		lm, err := ReadLiveMappings(ctx, LiveRequest{Proc: r.Proc, PID: pid, Attach: r.Attach, Notify: r.Notify})
 		if err != nil {
 			return nil, err
 		}
 		p := lm.Process
 		ms, hints = p.Mappings, lm.Hints
 		v.PID, v.Command = p.PID, p.Command
-		v.Source = fmt.Sprintf("%s/%d/smaps", r.ProcRoot, pid)
+		v.Source = r.Proc.PIDPath(pid, "smaps")
 		v.Check = &p.Check
 		v.Notes = lm.Notes
 		if p.Check.Available && !p.Check.Consistent {

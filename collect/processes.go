@@ -18,11 +18,11 @@ type ProcessName struct {
 	Command string
 }
 
-// LiveProcesses lists the processes under procRoot whose pid starts with
+// LiveProcesses lists the processes of fsys whose pid starts with
 // prefix, in pid order. Kernel threads are left out: they have no memory
 // to explain.
-func LiveProcesses(procRoot, prefix string) []ProcessName {
-	procRoot = proc.NewFS(procRoot).Root()
+func LiveProcesses(fsys proc.FS, prefix string) []ProcessName {
+	procRoot := fsys.Root()
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
 		return nil

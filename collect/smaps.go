@@ -32,19 +32,19 @@ func SmapsFile(path string, stdin io.Reader) ([]pmap.Mapping, error) {
 }
 
 // LiveProcess reads the mappings of a live process, unclassified.
-func LiveProcess(procRoot string, pid int) (*pmap.Process, error) {
-	fsys, err := pmap.NewFS(procRoot)
+func LiveProcess(fsys proc.FS, pid int) (*pmap.Process, error) {
+	pfs, err := pmap.NewFS(fsys.Root())
 	if err != nil {
 		return nil, err
 	}
-	return fsys.ReadPID(pid)
+	return pfs.ReadPID(pid)
 }
 
 // LiveRequest says which live process's mappings to read, and whether a
 // JVM among them may be attached to.
 type LiveRequest struct {
-	ProcRoot string
-	PID      int
+	Proc proc.FS // the proc filesystem (the zero value: /proc)
+	PID  int
 	// Attach lets a JVM's attach socket give its heap range (else
 	// hsperfdata alone).
 	Attach bool
@@ -74,18 +74,18 @@ func ReadLiveMappings(ctx context.Context, r LiveRequest) (*LiveMappings, error)
 	side := make(chan mapped, 1)
 	go func() {
 		var m mapped
-		m.jvm, _ = jmx.IsJVM(proc.NewFS(r.ProcRoot), r.PID)
-		m.allocator, m.err = allocator.Detect(proc.NewFS(r.ProcRoot), r.PID)
+		m.jvm, _ = jmx.IsJVM(r.Proc, r.PID)
+		m.allocator, m.err = allocator.Detect(r.Proc, r.PID)
 		side <- m
 	}()
-	p, err := LiveProcess(r.ProcRoot, r.PID)
+	p, err := LiveProcess(r.Proc, r.PID)
 	found := <-side
 	if err != nil {
 		return nil, err
 	}
 	lm := &LiveMappings{Process: p, Hints: p.Hints, Notes: append([]string{}, p.Notes...)}
 	if found.jvm {
-		m, err := jmx.ReadPID(ctx, r.PID, jmx.ReadOptions{Proc: proc.NewFS(r.ProcRoot), NoAttach: !r.Attach, Timeout: 15 * time.Second, Notify: r.Notify})
+		m, err := jmx.ReadPID(ctx, r.PID, jmx.ReadOptions{Proc: r.Proc, NoAttach: !r.Attach, Timeout: 15 * time.Second, Notify: r.Notify})
 		if err != nil {
 			lm.Notes = append(lm.Notes, "JVM: "+err.Error())
 		} else {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/memdiag/memdiag/internal/atomicfile"
+	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 	"github.com/memdiag/memdiag/syscalltrace"
@@ -15,11 +16,11 @@ import (
 
 // TraceRequest is what `memdiag trace` replays, and how.
 type TraceRequest struct {
-	ProcRoot string
-	Paths    []string // files or directories (strace -ff); "-" for In
-	In       io.Reader
-	Trace    syscalltrace.Format
-	GroupBy  syscalltrace.GroupBy
+	Proc    proc.FS  // the proc filesystem (the zero value: /proc)
+	Paths   []string // files or directories (strace -ff); "-" for In
+	In      io.Reader
+	Trace   syscalltrace.Format
+	GroupBy syscalltrace.GroupBy
 	// At, with HasAt, ends the replay at this time as the trace prints it.
 	At         float64
 	HasAt      bool
@@ -128,7 +129,7 @@ func traceNotes(v *report.TraceView, inputs []*syscalltrace.Input) {
 // smaps reads the mappings to join: the live process's, or a saved file.
 func (r *TraceRequest) smaps() ([]pmap.Mapping, error) {
 	if r.PID != 0 {
-		p, err := LiveProcess(r.ProcRoot, r.PID)
+		p, err := LiveProcess(r.Proc, r.PID)
 		if err != nil {
 			return nil, err
 		}

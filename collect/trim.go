@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/memdiag/memdiag/allocator"
@@ -19,10 +17,10 @@ import (
 
 // TrimRequest says which process `memdiag trim` trims, and how.
 type TrimRequest struct {
-	ProcRoot string
-	PID      int
-	DryRun   bool
-	NoJVM    bool // trim a JVM's allocator through gdb, not its attach socket
+	Proc   proc.FS // the proc filesystem (the zero value: /proc)
+	PID    int
+	DryRun bool
+	NoJVM  bool // trim a JVM's allocator through gdb, not its attach socket
 	// NoGDB calls the allocator without gdb (ptrace, proven on a canary).
 	NoGDB   bool
 	Timeout time.Duration
@@ -33,8 +31,7 @@ type TrimRequest struct {
 // Trim is one trim on its way: what is called, and what was measured.
 // PlanTrim makes it; Run calls and measures.
 type Trim struct {
-	r        TrimRequest
-	procRoot string
+	r TrimRequest
 	// View is what was decided and measured so far.
 	View    *report.TrimView
 	det     allocator.Detection
@@ -48,21 +45,20 @@ type Trim struct {
 // PlanTrim reads the process and decides what to call, and how: with
 // DryRun, all there is to do.
 func PlanTrim(r TrimRequest) (*Trim, error) {
-	procRoot := proc.NewFS(r.ProcRoot).Root()
-	before, err := readStatus(procRoot, r.PID)
+	before, err := readStatus(r.Proc, r.PID)
 	if err != nil {
 		return nil, err
 	}
-	started, err := startTime(procRoot, r.PID)
+	started, err := startTime(r.Proc, r.PID)
 	if err != nil {
 		return nil, err
 	}
-	det, err := allocator.Detect(proc.NewFS(procRoot), r.PID)
+	det, err := allocator.Detect(r.Proc, r.PID)
 	if err != nil {
 		return nil, err
 	}
-	isJVM, _ := jmx.IsJVM(proc.NewFS(procRoot), r.PID)
-	t := &Trim{r: r, procRoot: procRoot, det: det, started: started,
+	isJVM, _ := jmx.IsJVM(r.Proc, r.PID)
+	t := &Trim{r: r, det: det, started: started,
 		useJVM: isJVM && !r.NoJVM && det.Kind == allocator.Glibc,
 		View: &report.TrimView{PID: r.PID, Command: before.Name, Allocator: string(det.Kind), DryRun: r.DryRun,
 			RSSBefore: before.RSSBytes, AnonBefore: before.RSSAnonBytes}}
@@ -74,7 +70,7 @@ func PlanTrim(r TrimRequest) (*Trim, error) {
 		return t, nil
 	}
 	call, ok := allocator.TrimCall(det.Kind)
-	if elfinfo.IsGoFile(filepath.Join(procRoot, strconv.Itoa(r.PID), "exe"), 2*time.Second) {
+	if elfinfo.IsGoFile(r.Proc.PIDPath(r.PID, "exe"), 2*time.Second) {
 		return nil, fmt.Errorf("process %d is a Go program: %w: its heap is the Go runtime's, which no allocator call from outside returns (memdiag runs nothing in a goroutine's stack). The runtime returns idle heap itself, slowly, through its scavenger; sooner where the program calls debug.FreeOSMemory() (from an admin endpoint, say) or runs with GOMEMLIMIT set; memdiag explain --pid %d --expvar URL says how much is idle", r.PID, allocator.ErrUnsupported, r.PID)
 	}
 	if !ok {
@@ -111,12 +107,12 @@ func (t *Trim) before(ctx context.Context) error {
 	r, v := t.r, t.View
 	// One canary for the calls before, of and after the trim: gdb (or the
 	// calls without it) is proven once.
-	inj := gdbinject.Injector{Proc: proc.NewFS(r.ProcRoot), Timeout: r.Timeout, Notify: r.Notify, Canary: &gdbinject.Canary{}}
+	inj := gdbinject.Injector{Proc: r.Proc, Timeout: r.Timeout, Notify: r.Notify, Canary: &gdbinject.Canary{}}
 	t.live = allocator.Live{Injector: inj, NoGDB: r.NoGDB, Canary: &allocator.PtraceCanary{}}
 	switch {
 	case t.useJVM:
 	case t.det.Kind == allocator.Glibc:
-		info, err := mallocinfo.Capturer{Proc: proc.NewFS(r.ProcRoot), Timeout: r.Timeout, Notify: r.Notify}.Capture(ctx, r.PID)
+		info, err := mallocinfo.Capturer{Proc: r.Proc, Timeout: r.Timeout, Notify: r.Notify}.Capture(ctx, r.PID)
 		if err != nil {
 			return fmt.Errorf("before the trim: %w", err)
 		}
@@ -140,7 +136,7 @@ func (t *Trim) before(ctx context.Context) error {
 		v.KeptBefore = &n
 		v.KeptWhat = t.det.Kind.Trimmable()
 	}
-	if now, err := readStatus(t.procRoot, r.PID); err == nil {
+	if now, err := readStatus(r.Proc, r.PID); err == nil {
 		v.RSSBefore, v.AnonBefore = now.RSSBytes, now.RSSAnonBytes
 	}
 	return nil
@@ -157,7 +153,7 @@ func (t *Trim) call(ctx context.Context) error {
 		}
 		return err
 	}
-	reply, err := jmx.Attacher{Proc: proc.NewFS(r.ProcRoot), Timeout: r.Timeout, Notify: r.Notify}.TrimNativeHeap(ctx, r.PID)
+	reply, err := jmx.Attacher{Proc: r.Proc, Timeout: r.Timeout, Notify: r.Notify}.TrimNativeHeap(ctx, r.PID)
 	if errors.Is(err, jmx.ErrNoTrimNativeHeap) {
 		return fmt.Errorf("process %d: %w; --no-jvm calls malloc_trim through gdb instead", r.PID, err)
 	}
@@ -171,13 +167,13 @@ func (t *Trim) call(ctx context.Context) error {
 // after measures RSS again, and what the allocator keeps now.
 func (t *Trim) after(ctx context.Context) error {
 	r, v := t.r, t.View
-	after, err := readStatus(t.procRoot, r.PID)
+	after, err := readStatus(r.Proc, r.PID)
 	if err != nil {
 		return err
 	}
 	// The figures after are the same process's only if its pid was not
 	// reused meanwhile.
-	if now, err := startTime(t.procRoot, r.PID); err != nil || now != t.started {
+	if now, err := startTime(r.Proc, r.PID); err != nil || now != t.started {
 		return fmt.Errorf("process %d exited during the trim (its pid is another process's now): nothing to measure", r.PID)
 	}
 	v.RSSAfter, v.AnonAfter = after.RSSBytes, after.RSSAnonBytes
@@ -192,8 +188,8 @@ func (t *Trim) after(ctx context.Context) error {
 	return nil
 }
 
-func readStatus(procRoot string, pid int) (proc.IDs, error) {
-	ids, err := proc.ReadStatus(filepath.Join(procRoot, strconv.Itoa(pid)), pid)
+func readStatus(fsys proc.FS, pid int) (proc.IDs, error) {
+	ids, err := fsys.Status(pid)
 	if err != nil {
 		return ids, fmt.Errorf("process %d: %w", pid, gdbinject.ErrNoProcess)
 	}
@@ -202,8 +198,8 @@ func readStatus(procRoot string, pid int) (proc.IDs, error) {
 
 // startTime is field 22 of /proc/PID/stat: with the pid, it tells a
 // process from a later one given the same pid.
-func startTime(procRoot string, pid int) (string, error) {
-	start, _, err := proc.StartTime(filepath.Join(procRoot, strconv.Itoa(pid)))
+func startTime(fsys proc.FS, pid int) (string, error) {
+	start, _, err := fsys.StartTime(pid)
 	if err != nil {
 		return "", fmt.Errorf("process %d: %w", pid, gdbinject.ErrNoProcess)
 	}

@@ -28,7 +28,7 @@ func Watch(ctx context.Context, r *WatchRequest, each func(*explain.WatchSample)
 	w = &explain.Watch{}
 	exited := false
 	ended := "" // why the watch ended, when its target is no longer itself
-	procDir := proc.NewFS(r.ProcRoot).Dir(r.PID)
+	procDir := r.Proc.Dir(r.PID)
 	id, err := proc.ReadIdentity(procDir)
 	if err != nil {
 		return nil, "", fmt.Errorf("process %d: %w", r.PID, pmap.ErrNoProcess)

@@ -6,9 +6,10 @@
 // one of the same pid). Each file has a parser over an io.Reader, for
 // tests and captures, and a method of FS that reads the live file.
 //
-// An FS is rooted once, by whoever starts the work (main passes "/proc",
-// tests a captured tree), and handed down: readers take an FS, never a
-// path of their own.
+// An FS is rooted once, by whoever starts the work (main passes the zero
+// value, the live /proc; tests a captured tree), and handed down through
+// cmd.Deps and every request of package collect: readers take an FS,
+// never a path of their own.
 //
 // Its two errors are the ones every live reader of memdiag wraps (pmap,
 // gdbinject, procmem and ptracecall alias them), so that one errors.Is
@@ -48,6 +49,10 @@ func (fs FS) Root() string {
 	}
 	return fs.root
 }
+
+// Equal says whether fs and other are the same filesystem: the zero
+// value and NewFS("/proc") are.
+func (fs FS) Equal(other FS) bool { return fs.Root() == other.Root() }
 
 // Path is the path of elem under the root: Path("vmstat") is
 // "/proc/vmstat".
