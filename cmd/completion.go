@@ -29,8 +29,8 @@ func registerCompletions(root *cobra.Command, fsys proc.FS) {
 		"pmap": {"sort": fixed(pmap.SortKeys()...), "class": classValues},
 		"top":  {"sort": fixed(proctop.SortKeys()...), "group-by": fixed("comm")},
 		"trace": {
-			"format":   fixed(syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace, syscalltrace.FormatSysdig, syscalltrace.FormatSysdigJSON, syscalltrace.FormatBpftrace),
-			"group-by": fixed(syscalltrace.GroupStack, syscalltrace.GroupLeaf, syscalltrace.GroupSize, syscalltrace.GroupThread, syscalltrace.GroupFlags),
+			"format":   fixed(syscalltrace.Formats()...),
+			"group-by": fixed(syscalltrace.GroupBys()...),
 		},
 	}
 	_ = root.RegisterFlagCompletionFunc("output", func(c *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {

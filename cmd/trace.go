@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -64,54 +62,22 @@ func NewCmdTrace(d *Deps, g *globalOptions, runF func(*TraceOptions) error) *cob
 
 // parse checks the flags that name a value from a list, and --at.
 func (o *TraceOptions) parse(format, groupBy, at string) error {
-	switch syscalltrace.Format(format) {
-	case syscalltrace.FormatAuto, syscalltrace.FormatStrace, syscalltrace.FormatPerfTrace, syscalltrace.FormatBpftrace,
-		syscalltrace.FormatSysdig, syscalltrace.FormatSysdigJSON:
-		o.Trace = syscalltrace.Format(format)
-	default:
-		return usage(fmt.Errorf("--format %q: want strace, perf-trace, sysdig, sysdig-json or bpftrace", format))
+	var err error
+	if o.Trace, err = syscalltrace.ParseFormat(format); err != nil {
+		return usage(fmt.Errorf("--format: %w", err))
 	}
-	switch gb := syscalltrace.GroupBy(groupBy); gb {
-	case syscalltrace.GroupAuto, syscalltrace.GroupStack, syscalltrace.GroupLeaf, syscalltrace.GroupSize, syscalltrace.GroupThread, syscalltrace.GroupFlags:
-		o.GroupBy = gb
-	default:
-		return usage(fmt.Errorf("--group-by %q: want stack, leaf, size, thread or flags", groupBy))
+	if o.GroupBy, err = syscalltrace.ParseGroupBy(groupBy); err != nil {
+		return usage(fmt.Errorf("--group-by: %w", err))
 	}
 	if at != "" {
-		v, ok := parseTraceTime(at)
-		if !ok {
+		if o.At, o.HasAt = syscalltrace.ParseTime(at); !o.HasAt {
 			return usage(fmt.Errorf("--at %q: want seconds (12.5, 1700000000.25) or HH:MM:SS[.frac] as the trace prints them", at))
 		}
-		o.At, o.HasAt = v, true
 	}
 	if o.PID != 0 && o.SmapsPath != "" {
 		return usage(errors.New("--pid and --smaps both give the smaps to join: give one"))
 	}
 	return nil
-}
-
-func parseTraceTime(s string) (float64, bool) {
-	if strings.Contains(s, ":") {
-		return parseClock(s)
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	return v, err == nil && v >= 0 && !math.IsInf(v, 0) && !math.IsNaN(v)
-}
-
-// parseClock reads HH:MM:SS[.frac] as strace -t/-tt prints it: a time of
-// day, so 99:99 or 12:75:00 is a typo, not a time.
-func parseClock(s string) (float64, bool) {
-	parts := strings.Split(s, ":")
-	if len(parts) != 3 {
-		return 0, false
-	}
-	h, err1 := strconv.Atoi(parts[0])
-	m, err2 := strconv.Atoi(parts[1])
-	sec, err3 := strconv.ParseFloat(parts[2], 64)
-	if err1 != nil || err2 != nil || err3 != nil || h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec >= 60 {
-		return 0, false
-	}
-	return float64(h*3600+m*60) + sec, true
 }
 
 func runTrace(o *TraceOptions) error {

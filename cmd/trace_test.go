@@ -32,8 +32,8 @@ func TestTraceFlags(t *testing.T) {
 			return ""
 		}},
 		{args: []string{"trace"}, wantErr: "trace needs a FILE"},
-		{args: []string{"trace", "x", "--format", "ltrace"}, wantErr: `--format "ltrace"`},
-		{args: []string{"trace", "x", "--group-by", "color"}, wantErr: `--group-by "color"`},
+		{args: []string{"trace", "x", "--format", "ltrace"}, wantErr: `--format: unknown format "ltrace": want strace, perf-trace, sysdig, sysdig-json or bpftrace`},
+		{args: []string{"trace", "x", "--group-by", "color"}, wantErr: `--group-by: unknown grouping "color"`},
 		{args: []string{"trace", "x", "--at", "yesterday"}, wantErr: `--at "yesterday"`},
 		{args: []string{"trace", "x", "--at", "99:99"}, wantErr: `--at "99:99"`},
 		{args: []string{"trace", "x", "--at", "12:75:00"}, wantErr: `--at "12:75:00"`},
