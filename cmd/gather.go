@@ -81,13 +81,7 @@ func (o *GatherOptions) validate(getenv func(string) string) error {
 	if o.UseGDB && o.NoStop {
 		return usage(fmt.Errorf("--no-stop reads the process's memory; --gdb asks the process itself: give one"))
 	}
-	if o.Jolokia.URL != "" {
-		if err := jolokiaCredentials(&o.Jolokia, o.jolokiaCredFile, getenv); err != nil {
-			return err
-		}
-		o.Jolokia.Timeout = o.Timeout
-	}
-	return nil
+	return jolokiaOptions(&o.Jolokia, o.jolokiaCredFile, o.Timeout, getenv)
 }
 
 // gather reads the evidence o names (see collect.Inputs); waits are told

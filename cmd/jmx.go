@@ -3,13 +3,11 @@ package cmd
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/collect"
-	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/report"
@@ -54,11 +52,8 @@ func NewCmdJMX(d *Deps, g *globalOptions, runF func(*JMXOptions) error) *cobra.C
 			if o.Format, o.Style, err = g.decide(d.Streams); err != nil {
 				return err
 			}
-			if o.Jolokia.URL != "" {
-				if err := jolokiaCredentials(&o.Jolokia, credFile, d.Streams.Getenv); err != nil {
-					return err
-				}
-				o.Jolokia.Timeout = o.Timeout
+			if err := jolokiaOptions(&o.Jolokia, credFile, o.Timeout, d.Streams.Getenv); err != nil {
+				return err
 			}
 			return runOr(runF, runJMX, o)
 		},
@@ -97,29 +92,16 @@ func runJMX(o *JMXOptions) error {
 	return report.WriteJMX(o.Streams.Out, o.Format, m, o.Style)
 }
 
-// jolokiaCredentials reads USER:PASSWORD from a file, or from the
-// environment: a password never has to appear in argv, where ps shows it.
-func jolokiaCredentials(j *jmx.Jolokia, file string, getenv func(string) string) error {
-	if file != "" {
-		f, err := input.Open(file)
-		if err != nil {
-			return err
-		}
-		b, err := input.ReadAll(f, 64<<10, file) // one line of USER:PASSWORD
-		f.Close()
-		if err != nil {
-			return err
-		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		user, pass, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok {
-			return usage(fmt.Errorf("--jolokia-credentials %s: the first line must be USER:PASSWORD", file))
-		}
-		j.User, j.Password = user, pass
+// jolokiaOptions completes j, when a Jolokia URL is given, with its
+// credentials (from credFile or the environment) and timeout.
+func jolokiaOptions(j *jmx.Jolokia, credFile string, timeout time.Duration, getenv func(string) string) error {
+	if j.URL == "" {
 		return nil
 	}
-	if getenv != nil {
-		j.User, j.Password = getenv("MEMDIAG_JOLOKIA_USER"), getenv("MEMDIAG_JOLOKIA_PASSWORD")
+	j.Timeout = timeout
+	err := j.LoadCredentials(credFile, getenv)
+	if errors.Is(err, jmx.ErrCredentials) {
+		return usage(fmt.Errorf("--jolokia-credentials %w", err))
 	}
-	return nil
+	return err
 }

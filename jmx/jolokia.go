@@ -32,6 +32,39 @@ type Jolokia struct {
 	Timeout  time.Duration
 }
 
+// ErrCredentials means a Jolokia credentials file's first line is not
+// USER:PASSWORD.
+var ErrCredentials = errors.New("the first line must be USER:PASSWORD")
+
+// LoadCredentials sets User and Password from file, whose first line is
+// USER:PASSWORD, or, with no file, from MEMDIAG_JOLOKIA_USER and
+// MEMDIAG_JOLOKIA_PASSWORD through getenv (nil: neither): a password
+// never has to appear in argv, where ps shows it.
+func (j *Jolokia) LoadCredentials(file string, getenv func(string) string) error {
+	if file == "" {
+		if getenv != nil {
+			j.User, j.Password = getenv("MEMDIAG_JOLOKIA_USER"), getenv("MEMDIAG_JOLOKIA_PASSWORD")
+		}
+		return nil
+	}
+	f, err := input.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b, err := input.ReadAll(f, 64<<10, file) // one line of USER:PASSWORD
+	if err != nil {
+		return err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	user, pass, ok := strings.Cut(strings.TrimSpace(line), ":")
+	if !ok {
+		return fmt.Errorf("%s: %w", file, ErrCredentials)
+	}
+	j.User, j.Password = user, pass
+	return nil
+}
+
 // Bounds on what Read takes in: the answer to its three reads is a few KiB,
 // and a CA bundle (all of a distribution's roots) about 200 KiB.
 const (
