@@ -82,7 +82,7 @@ func classValues(_ *cobra.Command, toComplete string) []string {
 		done, last = toComplete[:i+1], toComplete[i+1:]
 	}
 	var out []string
-	for _, c := range pmap.Classes() {
+	for _, c := range collect.Classes() {
 		if strings.HasPrefix(string(c), last) && !strings.Contains(","+done, ","+string(c)+",") {
 			out = append(out, done+string(c))
 		}

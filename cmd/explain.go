@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +36,7 @@ func NewCmdExplain(d *Deps, g *globalOptions, runF func(*ExplainOptions) error) 
 	c := &cobra.Command{
 		Use:     "explain [--pid PID | --smaps FILE | --snapshot FILE] [evidence…]",
 		Short:   "Where the RSS went: one attribution, with the evidence for every figure",
-		Long:    categoriesSentence() + helpText("explain.long"),
+		Long:    report.Wrap(report.CategoriesSentence(), 76) + helpText("explain.long"),
 		Example: helpText("explain.examples"),
 		Args:    flagsOnly("explain"),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -73,14 +72,12 @@ func NewCmdExplain(d *Deps, g *globalOptions, runF func(*ExplainOptions) error) 
 func runExplain(o *ExplainOptions) error {
 	var in *explain.Inputs
 	if o.Demo != nil {
-		s, err := explain.ReadSnapshot(bytes.NewReader(o.Demo), "the bundled demo")
+		s, err := explain.ReadDemo(o.Demo)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(o.Streams.ErrOut, "memdiag: no --pid given: explaining a bundled example (a process whose glibc arenas kept what it freed, captured %s); run memdiag explain --pid PID for your own process\n", s.Taken.Format("2006-01-02"))
 		in = &s.Inputs
-		// Said in the output too: piped, it would pass for a process here.
-		in.Notes = append([]string{"a bundled example, not a process of this host: run memdiag explain --pid PID for yours"}, in.Notes...)
 	} else if o.Snapshot != "" {
 		s, err := explain.ReadSnapshotFile(o.Snapshot)
 		if err != nil {
@@ -184,32 +181,11 @@ func runSnapshot(o *SnapshotOptions) error {
 		if err := s.WriteFile(o.File); err != nil {
 			return fmt.Errorf("writing %s: %w", o.File, err)
 		}
-		fmt.Fprintf(o.Streams.ErrOut, "memdiag: wrote %s: %s\n", termsafe.Escape(o.File), termsafe.Escape(snapshotWords(s)))
+		fmt.Fprintf(o.Streams.ErrOut, "memdiag: wrote %s: %s\n", termsafe.Escape(o.File), termsafe.Escape(report.SnapshotWritten(s)))
 		if o.Format != report.FormatOpenMetrics && o.Format != report.FormatHTML {
 			return nil
 		}
 		return report.WriteExplain(out, o.Format, &report.ExplainView{Inputs: in, Result: r}, report.Style{})
 	}
 	return s.Write(out)
-}
-
-// snapshotWords says what a snapshot holds, for the line that says where
-// it went: whose, its RSS, which sources.
-func snapshotWords(s *explain.Snapshot) string {
-	who := "smaps " + s.Inputs.Source
-	if s.Inputs.PID != 0 {
-		who = fmt.Sprintf("process %d (%s)", s.Inputs.PID, s.Inputs.Command)
-	}
-	return fmt.Sprintf("the snapshot of %s, RSS %s (memdiag diff compares two)", who, report.Bytes(s.RSSBytes))
-}
-
-// categoriesSentence names every category explain attributes, from the
-// list explain itself keeps, so that help cannot fall behind it.
-func categoriesSentence() string {
-	cs := explain.Categories()
-	names := make([]string, len(cs))
-	for i, c := range cs {
-		names[i] = string(c)
-	}
-	return report.Wrap("Attribute a process's RSS to "+strings.Join(names[:len(names)-1], ", ")+" and "+names[len(names)-1]+".", 76)
 }

@@ -3,14 +3,11 @@ package cmd
 import (
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/collect"
 	"github.com/memdiag/memdiag/internal/proc"
-	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 )
@@ -67,10 +64,8 @@ func NewCmdPmap(d *Deps, g *globalOptions, runF func(*PmapOptions) error) *cobra
 			if o.Sort, err = pmap.ParseSortKey(sortKey); err != nil {
 				return usage(err)
 			}
-			for _, cl := range classes {
-				for _, name := range strings.Split(cl, ",") {
-					o.Classes = append(o.Classes, pmap.Class(strings.TrimSpace(name)))
-				}
+			if o.Classes, err = collect.ParseClasses(classes); err != nil {
+				return usage(err)
 			}
 			if top < 0 {
 				return usage(fmt.Errorf("--top must be positive, got %d", top))
@@ -104,11 +99,6 @@ func NewCmdPmap(d *Deps, g *globalOptions, runF func(*PmapOptions) error) *cobra
 }
 
 func runPmap(o *PmapOptions) error {
-	for _, c := range o.Classes {
-		if !slices.Contains(strings.Split(classList(), ", "), string(c)) {
-			return usage(fmt.Errorf("unknown class %q: want one of %s", c, classList()))
-		}
-	}
 	_, live := collect.ParseTarget(o.Target)
 	ctx, stop := interruptibleIf(live)
 	defer stop()
@@ -119,13 +109,4 @@ func runPmap(o *PmapOptions) error {
 	}
 	v.Why = o.Why
 	return report.WritePmap(o.Streams.Out, o.Format, v, o.Style)
-}
-
-// classList names every class --class takes: pmap's and the JVM's.
-func classList() string {
-	var s []string
-	for _, c := range append(pmap.Classes(), jmx.ClassJVMHeap, jmx.ClassJVMNative) {
-		s = append(s, string(c))
-	}
-	return strings.Join(s, ", ")
 }

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/memdiag/memdiag/internal/proc"
+	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/pmap"
 	"github.com/memdiag/memdiag/report"
 )
@@ -70,4 +73,30 @@ func ParseTarget(target string) (pid int, isPID bool) {
 		return n, true
 	}
 	return 0, false
+}
+
+// Classes are every class a mapping can get: pmap's, and the JVM's that
+// its heap range and NMT give.
+func Classes() []pmap.Class {
+	return append(pmap.Classes(), jmx.ClassJVMHeap, jmx.ClassJVMNative)
+}
+
+// ParseClasses reads a list of class names, each one or comma-separated
+// ("glibc-arena,heap"), as --class takes them.
+func ParseClasses(lists []string) ([]pmap.Class, error) {
+	var out []pmap.Class
+	for _, l := range lists {
+		for _, name := range strings.Split(l, ",") {
+			c := pmap.Class(strings.TrimSpace(name))
+			if !slices.Contains(Classes(), c) {
+				names := make([]string, 0, len(Classes()))
+				for _, k := range Classes() {
+					names = append(names, string(k))
+				}
+				return nil, fmt.Errorf("unknown class %q: want one of %s", c, strings.Join(names, ", "))
+			}
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }

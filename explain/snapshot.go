@@ -91,6 +91,18 @@ func (s *Snapshot) WriteFile(path string) error {
 // hostile file at the bound costs 30-50 MB to explain or diff.
 const MaxSnapshotBytes = 4 << 20
 
+// ReadDemo reads the bundled example snapshot that explain shows when
+// given nothing to explain; its notes say first that it is an example,
+// for piped it would pass for a process of the host.
+func ReadDemo(b []byte) (*Snapshot, error) {
+	s, err := ReadSnapshot(bytes.NewReader(b), "the bundled demo")
+	if err != nil {
+		return nil, err
+	}
+	s.Inputs.Notes = append([]string{"a bundled example, not a process of this host: run memdiag explain --pid PID for yours"}, s.Inputs.Notes...)
+	return s, nil
+}
+
 // ReadSnapshot decodes a snapshot, checking its schema.
 func ReadSnapshot(r io.Reader, name string) (*Snapshot, error) {
 	var s Snapshot

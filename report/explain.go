@@ -203,3 +203,24 @@ func escapeLabel(s string) string {
 }
 
 var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+// CategoriesSentence names every category explain attributes, from the
+// list explain itself keeps, so that help cannot fall behind it.
+func CategoriesSentence() string {
+	cs := explain.Categories()
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = string(c)
+	}
+	return "Attribute a process's RSS to " + strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + "."
+}
+
+// SnapshotWritten says what a snapshot holds, for the line that says
+// where it went: whose, and its RSS.
+func SnapshotWritten(s *explain.Snapshot) string {
+	who := "smaps " + s.Inputs.Source
+	if s.Inputs.PID != 0 {
+		who = fmt.Sprintf("process %d (%s)", s.Inputs.PID, s.Inputs.Command)
+	}
+	return fmt.Sprintf("the snapshot of %s, RSS %s (memdiag diff compares two)", who, Bytes(s.RSSBytes))
+}
