@@ -35,7 +35,7 @@ func NewCmdCgroup(d *Deps, g *globalOptions, runF func(*CgroupOptions) error) *c
 		Short:   "What the OOM killer sees: a memory cgroup's usage, broken down",
 		Long:    helpText("cgroup.long"),
 		Example: helpText("cgroup.examples"),
-		Args:    cobra.ExactArgs(1),
+		Args:    argCount(1, 1, "cgroup needs one PID or cgroup DIR"),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Target = args[0]
 			if pid, err := strconv.Atoi(o.Target); err == nil && pid <= 0 {
@@ -88,7 +88,7 @@ func NewCmdOOM(d *Deps, g *globalOptions, runF func(*OOMOptions) error) *cobra.C
 		Short:   "After the pod is gone: the kernel's report of an OOM kill, broken down",
 		Long:    helpText("oom.long"),
 		Example: helpText("oom.examples"),
-		Args:    cobra.MaximumNArgs(1),
+		Args:    argCount(0, 1, "oom reads at most one FILE (none: this boot's kernel log)"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				o.File = args[0]

@@ -29,27 +29,15 @@ func NewCmdDiff(d *Deps, g *globalOptions, runF func(*DiffOptions) error) *cobra
 		Short:   "Compare two snapshots; exit 3 when a --fail-on rule trips",
 		Long:    helpText("diff.long"),
 		Example: helpText("diff.examples"),
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) != 2 {
-				return usage(fmt.Errorf("diff needs OLD and NEW snapshots, got %d arguments", len(args)))
-			}
-			return nil
-		},
+		Args:    argCount(2, 2, "diff needs OLD and NEW snapshots"),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Old, o.New = args[0], args[1]
 			var err error
 			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatHTML); err != nil {
 				return err
 			}
-			for _, r := range rules {
-				rule, err := explain.ParseRule(r)
-				if err == nil {
-					err = rule.CheckName()
-				}
-				if err != nil {
-					return usage(err)
-				}
-				o.Rules = append(o.Rules, rule)
+			if o.Rules, err = explain.ParseRules(rules); err != nil {
+				return usage(err)
 			}
 			return runOr(runF, runDiff, o)
 		},

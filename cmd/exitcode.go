@@ -33,6 +33,17 @@ func flagsOnly(name string) cobra.PositionalArgs {
 	}
 }
 
+// argCount wants from least to most arguments (most < 0: no limit); what
+// says what they are, for the usage error.
+func argCount(least, most int, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) < least || most >= 0 && len(args) > most {
+			return usage(fmt.Errorf("%s, got %d arguments", what, len(args)))
+		}
+		return nil
+	}
+}
+
 // ThresholdError reports that a diff rule tripped; it exits with ExitThreshold.
 type ThresholdError struct{ Msg string }
 

@@ -49,12 +49,7 @@ func NewCmdPmap(d *Deps, g *globalOptions, runF func(*PmapOptions) error) *cobra
 		Short:   "Every mapping of a process, classified and summed",
 		Long:    helpText("pmap.long"),
 		Example: helpText("pmap.examples"),
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return usage(fmt.Errorf("pmap needs one TARGET (a PID, self, a smaps file or -), got %d arguments", len(args)))
-			}
-			return nil
-		},
+		Args:    argCount(1, 1, "pmap needs one TARGET (a PID, self, a smaps file or -)"),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Target = args[0]
 			var err error

@@ -53,10 +53,7 @@ func NewCmdRecord(d *Deps, g *globalOptions, runF func(*RecordOptions) error) *c
 			if err := o.parseSizes(minSize, sampleBytes, ring); err != nil {
 				return err
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runRecord(o)
+			return runOr(runF, runRecord, o)
 		},
 	}
 	f := c.Flags()

@@ -46,20 +46,12 @@ func NewCmdTop(d *Deps, g *globalOptions, runF func(*TopOptions) error) *cobra.C
 		Short:   "Which processes hold the host's memory, and what each is",
 		Long:    helpText("top.long"),
 		Example: helpText("top.examples"),
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usage(fmt.Errorf("top takes flags, not arguments (got %q)", args[0]))
-			}
-			return nil
-		},
+		Args:    flagsOnly("top"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := o.complete(c, d, g, sortKey, rssCap, userName); err != nil {
 				return err
 			}
-			if runF != nil {
-				return runF(o)
-			}
-			return runTop(o)
+			return runOr(runF, runTop, o)
 		},
 	}
 	f := c.Flags()

@@ -30,12 +30,7 @@ func NewCmdTrace(d *Deps, g *globalOptions, runF func(*TraceOptions) error) *cob
 		Short:   "Mappings made and never released, by whom, from a syscall trace",
 		Long:    helpText("trace.long"),
 		Example: helpText("trace.examples"),
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usage(errors.New("trace needs a FILE (or a directory of strace -ff files, or -)"))
-			}
-			return nil
-		},
+		Args:    argCount(1, -1, "trace needs a FILE (or a directory of strace -ff files, or -)"),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Paths = args
 			var err error

@@ -164,6 +164,22 @@ type Rule struct {
 	Shrink  bool
 }
 
+// ParseRules reads rules and checks that each names a row diff knows.
+func ParseRules(texts []string) ([]Rule, error) {
+	rules := make([]Rule, 0, len(texts))
+	for _, t := range texts {
+		r, err := ParseRule(t)
+		if err == nil {
+			err = r.CheckName()
+		}
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
 // ParseRule reads "rss:+10%", "malloc-free-retained:+256MiB", "jvm-heap:+20%".
 func ParseRule(s string) (Rule, error) {
 	i := strings.LastIndexByte(s, ':')
