@@ -42,7 +42,7 @@ func NewCmdCgroup(d *Deps, g *globalOptions, runF func(*CgroupOptions) error) *c
 				return usage(fmt.Errorf("cgroup %d: a process id is a positive number (ps -e lists them)", pid))
 			}
 			var err error
-			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatOpenMetrics); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, c); err != nil {
 				return err
 			}
 			return runOr(runF, runCgroup, o)
@@ -94,7 +94,7 @@ func NewCmdOOM(d *Deps, g *globalOptions, runF func(*OOMOptions) error) *cobra.C
 				o.File = args[0]
 			}
 			var err error
-			if o.Format, o.Style, err = g.decide(d.Streams); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, c); err != nil {
 				return err
 			}
 			return runOr(runF, runOOM, o)

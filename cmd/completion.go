@@ -90,17 +90,11 @@ func classValues(_ *cobra.Command, toComplete string) []string {
 	return out
 }
 
-// openMetricsCommands are those whose -o also takes openmetrics.
-var openMetricsCommands = map[string]bool{"explain": true, "snapshot": true, "top": true, "cgroup": true}
-
 // outputValues are the -o values c accepts.
 func outputValues(c *cobra.Command) []string {
 	var s []string
-	for _, f := range report.Formats() {
+	for _, f := range append(report.Formats(), moreFormats(c.Name())...) {
 		s = append(s, string(f))
-	}
-	if openMetricsCommands[c.Name()] {
-		s = append(s, string(report.FormatOpenMetrics))
 	}
 	return s
 }

@@ -33,7 +33,7 @@ func NewCmdDiff(d *Deps, g *globalOptions, runF func(*DiffOptions) error) *cobra
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Old, o.New = args[0], args[1]
 			var err error
-			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatHTML); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, c); err != nil {
 				return err
 			}
 			if o.Rules, err = explain.ParseRules(rules); err != nil {

@@ -41,7 +41,7 @@ func NewCmdExplain(d *Deps, g *globalOptions, runF func(*ExplainOptions) error) 
 		Args:    flagsOnly("explain"),
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
-			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatOpenMetrics, report.FormatHTML); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, c); err != nil {
 				return err
 			}
 			switch {
@@ -136,7 +136,7 @@ func NewCmdSnapshot(d *Deps, g *globalOptions, runF func(*SnapshotOptions) error
 				return usage(fmt.Errorf("%s is a directory: give the snapshot's file name (%s)", o.File, filepath.Join(o.File, "snapshot.json")))
 			}
 			var err error
-			if o.Format, err = g.formatWith(report.FormatOpenMetrics, report.FormatHTML); err != nil {
+			if o.Format, err = g.format(c); err != nil {
 				return err
 			}
 			if o.Format == report.FormatHTML && (o.File == "" || o.File == "-") {

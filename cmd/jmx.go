@@ -49,7 +49,7 @@ func NewCmdJMX(d *Deps, g *globalOptions, runF func(*JMXOptions) error) *cobra.C
 		},
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
-			if o.Format, o.Style, err = g.decide(d.Streams); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, c); err != nil {
 				return err
 			}
 			if err := jolokiaOptions(&o.Jolokia, credFile, o.Timeout, d.Streams.Getenv); err != nil {

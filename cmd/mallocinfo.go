@@ -59,7 +59,7 @@ func NewCmdMallocInfo(d *Deps, g *globalOptions, runF func(*MallocInfoOptions) e
 				o.File = args[0]
 			}
 			var err error
-			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatHTML); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, c); err != nil {
 				return err
 			}
 			if err := o.validate(minRetained, c.Flags().Changed("cores")); err != nil {

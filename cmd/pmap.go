@@ -53,7 +53,7 @@ func NewCmdPmap(d *Deps, g *globalOptions, runF func(*PmapOptions) error) *cobra
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Target = args[0]
 			var err error
-			if o.Format, o.Style, err = g.decide(d.Streams); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, c); err != nil {
 				return err
 			}
 			if o.Sort, err = pmap.ParseSortKey(sortKey); err != nil {

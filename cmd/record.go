@@ -42,7 +42,7 @@ func NewCmdRecord(d *Deps, g *globalOptions, runF func(*RecordOptions) error) *c
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Command = args
 			var err error
-			if o.Format, err = g.formatWith(report.FormatHTML); err != nil {
+			if o.Format, err = g.format(c); err != nil {
 				return err
 			}
 			if o.Format == report.FormatHTML && o.Record.Interval > 0 {

@@ -35,21 +35,22 @@ type globalOptions struct {
 	wide bool
 }
 
-// formatWith accepts the common formats and the extra ones a command offers.
-func (g *globalOptions) formatWith(extra ...report.Format) (report.Format, error) {
-	for _, e := range extra {
-		if strings.EqualFold(g.output, string(e)) {
-			return e, nil
-		}
+// moreFormats are the -o values a command takes beyond report.Formats.
+func moreFormats(command string) []report.Format {
+	switch command {
+	case "explain", "snapshot":
+		return []report.Format{report.FormatOpenMetrics, report.FormatHTML}
+	case "top", "cgroup":
+		return []report.Format{report.FormatOpenMetrics}
+	case "diff", "watch", "mallocinfo", "trace", "record":
+		return []report.Format{report.FormatHTML}
 	}
-	f, err := report.ParseFormat(g.output)
-	if err != nil && len(extra) > 0 {
-		names := make([]string, len(extra))
-		for i, e := range extra {
-			names[i] = string(e)
-		}
-		err = fmt.Errorf("%w; this command also takes %s", err, strings.Join(names, ", "))
-	}
+	return nil
+}
+
+// format reads -o for command c.
+func (g *globalOptions) format(c *cobra.Command) (report.Format, error) {
+	f, err := report.ParseFormat(g.output, moreFormats(c.Name())...)
 	if err != nil {
 		return "", usage(err)
 	}
@@ -103,7 +104,7 @@ func newRootCmd(d *Deps, r runners) *cobra.Command {
 		return usage(fmt.Errorf("%w (see '%s --help')", err, c.CommandPath()))
 	})
 	pf := root.PersistentFlags()
-	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats()+" (explain, snapshot, top and cgroup: also openmetrics; explain, snapshot, diff, watch, mallocinfo, trace and record: also html)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: "+joinFormats()) // and each command's moreFormats, once they are added
 	pf.BoolVar(&g.noColor, "no-color", false, "never colour the output (also when NO_COLOR is set)")
 	pf.BoolVar(&g.wide, "wide", false, "tables at full width: on a terminal narrower than a table (or $COLUMNS), columns are otherwise left out and the last one clipped")
 
@@ -121,9 +122,38 @@ func newRootCmd(d *Deps, r runners) *cobra.Command {
 	root.AddCommand(NewCmdOOM(d, g, r.oom))
 	root.AddCommand(NewCmdRecord(d, g, r.record))
 	// After every command is added: they walk the tree.
+	pf.Lookup("output").Usage += moreFormatsWords(root)
 	registerCompletions(root, d.Proc)
 	guardPIDFlags(root)
 	return root
+}
+
+// moreFormatsWords says which commands take which more formats:
+// " (cgroup, explain, snapshot and top: also openmetrics; …)".
+func moreFormatsWords(root *cobra.Command) string {
+	var order []report.Format
+	by := map[report.Format][]string{}
+	for _, c := range root.Commands() {
+		for _, f := range moreFormats(c.Name()) {
+			if by[f] == nil {
+				order = append(order, f)
+			}
+			by[f] = append(by[f], c.Name())
+		}
+	}
+	var parts []string
+	for _, f := range order {
+		names := by[f]
+		list := names[0]
+		if n := len(names); n > 1 {
+			list = strings.Join(names[:n-1], ", ") + " and " + names[n-1]
+		}
+		parts = append(parts, list+": also "+string(f))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, "; ") + ")"
 }
 
 func joinFormats() string {

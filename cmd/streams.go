@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/memdiag/memdiag/report"
@@ -69,10 +70,11 @@ func (s *Streams) colorEnabled(noColor bool) bool {
 	return s.Getenv == nil || s.Getenv("NO_COLOR") == ""
 }
 
-// output decides a command's format (the common ones and extra) and its
-// style from the root's flags and the streams: every RunE's preamble.
-func (g *globalOptions) decide(s *Streams, extra ...report.Format) (report.Format, report.Style, error) {
-	f, err := g.formatWith(extra...)
+// decide reads command c's format (the common ones and its more formats)
+// and its style from the root's flags and the streams: every RunE's
+// preamble.
+func (g *globalOptions) decide(s *Streams, c *cobra.Command) (report.Format, report.Style, error) {
+	f, err := g.format(c)
 	return f, report.Style{Color: s.colorEnabled(g.noColor), Width: s.tableWidth(g.wide)}, err
 }
 

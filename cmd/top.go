@@ -79,7 +79,7 @@ func NewCmdTop(d *Deps, g *globalOptions, runF func(*TopOptions) error) *cobra.C
 // complete fills o from the flags that need parsing or checking.
 func (o *TopOptions) complete(c *cobra.Command, d *Deps, g *globalOptions, sortKey, rssCap, userName string) error {
 	var err error
-	if o.Format, err = g.formatWith(report.FormatOpenMetrics); err != nil {
+	if o.Format, err = g.format(c); err != nil {
 		return err
 	}
 	o.Color = d.Streams.colorEnabled(g.noColor)

@@ -34,7 +34,7 @@ func NewCmdTrace(d *Deps, g *globalOptions, runF func(*TraceOptions) error) *cob
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Paths = args
 			var err error
-			if o.Format, o.Style, err = g.decide(d.Streams, report.FormatHTML); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, c); err != nil {
 				return err
 			}
 			if err := o.parse(format, groupBy, at); err != nil {

@@ -38,7 +38,7 @@ func NewCmdTrim(d *Deps, g *globalOptions, runF func(*TrimOptions) error) *cobra
 		},
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
-			if o.Format, o.Style, err = g.decide(d.Streams); err != nil {
+			if o.Format, o.Style, err = g.decide(d.Streams, c); err != nil {
 				return err
 			}
 			return runOr(runF, runTrim, o)

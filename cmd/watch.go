@@ -52,7 +52,7 @@ func NewCmdWatch(d *Deps, g *globalOptions, runF func(*WatchOptions) error) *cob
 		},
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
-			if o.Format, err = g.formatWith(report.FormatHTML); err != nil {
+			if o.Format, err = g.format(c); err != nil {
 				return err
 			}
 			o.Width = d.Streams.tableWidth(g.wide)

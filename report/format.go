@@ -22,8 +22,9 @@ const (
 // slice each call, so no caller can change what another sees.
 func Formats() []Format { return []Format{FormatTable, FormatJSON, FormatMarkdown} }
 
-// ParseFormat accepts a --output value ("md" is short for markdown).
-func ParseFormat(s string) (Format, error) {
+// ParseFormat accepts a --output value ("md" is short for markdown): one
+// of Formats, or of extra, the formats a command offers beyond them.
+func ParseFormat(s string, extra ...Format) (Format, error) {
 	switch strings.ToLower(s) {
 	case "table", "text":
 		return FormatTable, nil
@@ -32,7 +33,20 @@ func ParseFormat(s string) (Format, error) {
 	case "markdown", "md":
 		return FormatMarkdown, nil
 	}
-	return "", fmt.Errorf("unknown output format %q: want one of table, json, markdown", s)
+	for _, e := range extra {
+		if strings.EqualFold(s, string(e)) {
+			return e, nil
+		}
+	}
+	err := fmt.Errorf("unknown output format %q: want one of table, json, markdown", s)
+	if len(extra) > 0 {
+		names := make([]string, len(extra))
+		for i, e := range extra {
+			names[i] = string(e)
+		}
+		err = fmt.Errorf("%w; this command also takes %s", err, strings.Join(names, ", "))
+	}
+	return "", err
 }
 
 // WriteJSON writes v as indented JSON and a final newline. Every document
