@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/memdiag/memdiag/internal/humanize"
 	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/termsafe"
 	"github.com/memdiag/memdiag/report"
@@ -131,27 +133,15 @@ func newRootCmd(d *Deps, r runners) *cobra.Command {
 // moreFormatsWords says which commands take which more formats:
 // " (cgroup, explain, snapshot and top: also openmetrics; …)".
 func moreFormatsWords(root *cobra.Command) string {
-	var order []report.Format
-	by := map[report.Format][]string{}
-	for _, c := range root.Commands() {
-		for _, f := range moreFormats(c.Name()) {
-			if by[f] == nil {
-				order = append(order, f)
-			}
-			by[f] = append(by[f], c.Name())
-		}
-	}
 	var parts []string
-	for _, f := range order {
-		names := by[f]
-		list := names[0]
-		if n := len(names); n > 1 {
-			list = strings.Join(names[:n-1], ", ") + " and " + names[n-1]
+	for _, f := range []report.Format{report.FormatOpenMetrics, report.FormatHTML} {
+		var names []string
+		for _, c := range root.Commands() {
+			if slices.Contains(moreFormats(c.Name()), f) {
+				names = append(names, c.Name())
+			}
 		}
-		parts = append(parts, list+": also "+string(f))
-	}
-	if len(parts) == 0 {
-		return ""
+		parts = append(parts, humanize.List(names, "and")+": also "+string(f))
 	}
 	return " (" + strings.Join(parts, "; ") + ")"
 }

@@ -3,7 +3,6 @@ package mallocinfo
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/memdiag/memdiag/finding"
 	"github.com/memdiag/memdiag/internal/humanize"
@@ -236,7 +235,7 @@ func retentionFinding(s *Snapshot, t Thresholds, source string) (finding.Finding
 	summary := fmt.Sprintf("%s (%.0f %% of the %s glibc arenas hold) is free memory retained in the free lists of %d %s",
 		humanize.Bytes(tot.RetainedFreeBytes), 100*share, humanize.Bytes(tot.SystemCurrentBytes), holders, humanize.Plural(holders, "arena", "arenas"))
 	if len(mostlyFree) > 0 {
-		summary += fmt.Sprintf("; %s %s ≥%.0f %% free (%s)", humanize.Plural(len(mostlyFree), "arena", "arenas"), joinAnd(mostlyFree), 100*t.MostlyFreeShare, humanize.Bytes(mostlyFreeBytes))
+		summary += fmt.Sprintf("; %s %s ≥%.0f %% free (%s)", humanize.Plural(len(mostlyFree), "arena", "arenas"), humanize.List(mostlyFree, "and"), 100*t.MostlyFreeShare, humanize.Bytes(mostlyFreeBytes))
 	}
 	ev := []string{
 		fmt.Sprintf("%s: Σ system current %d B, Σ free %d B (fast %d B), Σ top chunks %d B → retained free = free − top = %d B",
@@ -320,14 +319,4 @@ func arenaCountFinding(s *Snapshot, t Thresholds, source string) (finding.Findin
 			"Reuse threads (one shared pool) instead of creating pools per task: each new thread may get a new arena, which then keeps what it freed.",
 		},
 	}, true
-}
-
-func joinAnd(s []string) string {
-	switch len(s) {
-	case 0:
-		return ""
-	case 1:
-		return s[0]
-	}
-	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
 }

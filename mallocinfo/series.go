@@ -138,7 +138,7 @@ func (se *Series) Findings(t Thresholds, source string) []finding.Finding {
 		ID:       "arena-steps",
 		Severity: finding.High,
 		Summary: fmt.Sprintf("malloc'd memory grew by %s over %d snapshots; %s %s appeared along the way and %s now ≥%.0f %% free, stranding %s",
-			humanize.Bytes(uint64(growth)), len(se.Steps), humanize.Plural(len(stranded), "arena", "arenas"), joinAnd(names), humanize.Plural(len(stranded), "is", "are"), 100*t.MostlyFreeShare, humanize.Bytes(strandedBytes)),
+			humanize.Bytes(uint64(growth)), len(se.Steps), humanize.Plural(len(stranded), "arena", "arenas"), humanize.List(names, "and"), humanize.Plural(len(stranded), "is", "are"), 100*t.MostlyFreeShare, humanize.Bytes(strandedBytes)),
 		Bytes:    strandedBytes,
 		Evidence: ev,
 		Advice: append([]string{

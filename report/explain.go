@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io"
 	"sort"
-
 	"strings"
 
 	"github.com/charmbracelet/lipgloss"
 
 	"github.com/memdiag/memdiag/explain"
 	"github.com/memdiag/memdiag/finding"
+	"github.com/memdiag/memdiag/internal/humanize"
 )
 
 // ExplainSchema versions the JSON of `memdiag explain`.
@@ -212,7 +212,7 @@ func CategoriesSentence() string {
 	for i, c := range cs {
 		names[i] = string(c)
 	}
-	return "Attribute a process's RSS to " + strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + "."
+	return "Attribute a process's RSS to " + humanize.List(names, "and") + "."
 }
 
 // SnapshotWritten says what a snapshot holds, for the line that says

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/memdiag/memdiag/internal/humanize"
 )
 
 // Formats lists the formats memdiag reads, as --format names them.
@@ -38,7 +40,7 @@ func parseName[T ~string](s, what string, auto T, names []T) (T, error) {
 		}
 		words[i] = string(n)
 	}
-	return auto, fmt.Errorf("unknown %s %q: want %s or %s", what, s, strings.Join(words[:len(words)-1], ", "), words[len(words)-1])
+	return auto, fmt.Errorf("unknown %s %q: want %s", what, s, humanize.List(words, "or"))
 }
 
 // ParseTime reads a time as traces print it: seconds (12.5, the relative

@@ -66,3 +66,15 @@ func Plural(n int, one, many string) string {
 	}
 	return many
 }
+
+// List joins words as a sentence does: "a", "a and b", "a, b and c", with
+// conj ("and", "or") before the last.
+func List(words []string, conj string) string {
+	switch len(words) {
+	case 0:
+		return ""
+	case 1:
+		return words[0]
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " " + conj + " " + words[len(words)-1]
+}
