@@ -31,11 +31,9 @@ type CgroupOptions struct {
 func NewCmdCgroup(d *Deps, g *globalOptions, runF func(*CgroupOptions) error) *cobra.Command {
 	o := &CgroupOptions{Streams: d.Streams, Proc: d.Proc, SysRoot: "/sys/fs/cgroup"}
 	c := &cobra.Command{
-		Use:     "cgroup PID|DIR",
-		Short:   "What the OOM killer sees: a memory cgroup's usage, broken down",
-		Long:    helpText("cgroup.long"),
-		Example: helpText("cgroup.examples"),
-		Args:    argCount(1, 1, "cgroup needs one PID or cgroup DIR"),
+		Use:   "cgroup PID|DIR",
+		Short: "What the OOM killer sees: a memory cgroup's usage, broken down",
+		Args:  argCount(1, 1, "cgroup needs one PID or cgroup DIR"),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Target = args[0]
 			if pid, err := strconv.Atoi(o.Target); err == nil && pid <= 0 {
@@ -84,11 +82,9 @@ type OOMOptions struct {
 func NewCmdOOM(d *Deps, g *globalOptions, runF func(*OOMOptions) error) *cobra.Command {
 	o := &OOMOptions{Streams: d.Streams, OOMRequest: collect.OOMRequest{In: d.Streams.In, Proc: d.Proc, SysRoot: "/sys/fs/cgroup"}}
 	c := &cobra.Command{
-		Use:     "oom [FILE]",
-		Short:   "After the pod is gone: the kernel's report of an OOM kill, broken down",
-		Long:    helpText("oom.long"),
-		Example: helpText("oom.examples"),
-		Args:    argCount(0, 1, "oom reads at most one FILE (none: this boot's kernel log)"),
+		Use:   "oom [FILE]",
+		Short: "After the pod is gone: the kernel's report of an OOM kill, broken down",
+		Args:  argCount(0, 1, "oom reads at most one FILE (none: this boot's kernel log)"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				o.File = args[0]

@@ -25,11 +25,9 @@ func NewCmdDiff(d *Deps, g *globalOptions, runF func(*DiffOptions) error) *cobra
 	o := &DiffOptions{Streams: d.Streams}
 	var rules []string
 	c := &cobra.Command{
-		Use:     "diff OLD NEW [--fail-on RULE]…",
-		Short:   "Compare two snapshots; exit 3 when a --fail-on rule trips",
-		Long:    helpText("diff.long"),
-		Example: helpText("diff.examples"),
-		Args:    argCount(2, 2, "diff needs OLD and NEW snapshots"),
+		Use:   "diff OLD NEW [--fail-on RULE]…",
+		Short: "Compare two snapshots; exit 3 when a --fail-on rule trips",
+		Args:  argCount(2, 2, "diff needs OLD and NEW snapshots"),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Old, o.New = args[0], args[1]
 			var err error

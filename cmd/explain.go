@@ -34,11 +34,10 @@ type ExplainOptions struct {
 func NewCmdExplain(d *Deps, g *globalOptions, runF func(*ExplainOptions) error) *cobra.Command {
 	o := &ExplainOptions{Streams: d.Streams, Proc: d.Proc}
 	c := &cobra.Command{
-		Use:     "explain [--pid PID | --smaps FILE | --snapshot FILE] [evidence…]",
-		Short:   "Where the RSS went: one attribution, with the evidence for every figure",
-		Long:    report.Wrap(report.CategoriesSentence(), 76) + helpText("explain.long"),
-		Example: helpText("explain.examples"),
-		Args:    flagsOnly("explain"),
+		Use:   "explain [--pid PID | --smaps FILE | --snapshot FILE] [evidence…]",
+		Short: "Where the RSS went: one attribution, with the evidence for every figure",
+		Long:  report.Wrap(report.CategoriesSentence(), 76), // and help/explain.long
+		Args:  flagsOnly("explain"),
 		RunE: func(c *cobra.Command, args []string) error {
 			var err error
 			if o.Format, o.Style, err = g.decide(d.Streams, c); err != nil {
@@ -116,10 +115,8 @@ type SnapshotOptions struct {
 func NewCmdSnapshot(d *Deps, g *globalOptions, runF func(*SnapshotOptions) error) *cobra.Command {
 	o := &SnapshotOptions{Streams: d.Streams, Proc: d.Proc, Now: time.Now}
 	c := &cobra.Command{
-		Use:     "snapshot (--pid PID | --smaps FILE) [evidence…] [FILE|-]",
-		Short:   "Record an explanation in one self-contained JSON file, for diff and later reading",
-		Long:    helpText("snapshot.long"),
-		Example: helpText("snapshot.examples"),
+		Use:   "snapshot (--pid PID | --smaps FILE) [evidence…] [FILE|-]",
+		Short: "Record an explanation in one self-contained JSON file, for diff and later reading",
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usage(fmt.Errorf("snapshot takes at most one FILE, got %d arguments", len(args)))

@@ -3,6 +3,8 @@ package cmd
 import (
 	"embed"
 	"strings"
+
+	"github.com/spf13/cobra"
 )
 
 // The commands' long help and examples, one file each under help/: prose
@@ -10,6 +12,16 @@ import (
 //
 //go:embed help/*.txt
 var helpFiles embed.FS
+
+// setHelp gives each of root's commands the long help and examples of
+// help/NAME.long.txt and NAME.examples.txt, after what its Long already
+// holds (explain's: its categories, from explain's own list).
+func setHelp(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		c.Long += helpText(c.Name() + ".long")
+		c.Example = helpText(c.Name() + ".examples")
+	}
+}
 
 // helpText returns help/NAME.txt. A name without a file is a programming
 // error the help goldens catch.

@@ -34,10 +34,8 @@ func NewCmdJMX(d *Deps, g *globalOptions, runF func(*JMXOptions) error) *cobra.C
 	o := &JMXOptions{Streams: d.Streams, Proc: d.Proc}
 	var credFile string
 	c := &cobra.Command{
-		Use:     "jmx (--pid PID | --jolokia URL | --prometheus URL|FILE | --nmt FILE | --heap-info FILE)",
-		Short:   "What the JVM accounts for: heap, pools, native memory tracking",
-		Long:    helpText("jmx.long"),
-		Example: helpText("jmx.examples"),
+		Use:   "jmx (--pid PID | --jolokia URL | --prometheus URL|FILE | --nmt FILE | --heap-info FILE)",
+		Short: "What the JVM accounts for: heap, pools, native memory tracking",
 		Args: func(c *cobra.Command, args []string) error {
 			if err := flagsOnly("jmx")(c, args); err != nil {
 				return err

@@ -39,18 +39,14 @@ func NewCmdMallocInfo(d *Deps, g *globalOptions, runF func(*MallocInfoOptions) e
 	defaults := mallocinfo.DefaultThresholds(runtime.NumCPU())
 	var minRetained string
 	c := &cobra.Command{
-		Use:     "mallocinfo FILE | --pid PID",
-		Short:   "The allocator's account (glibc arenas, jemalloc, tcmalloc): in use, kept free, over time",
-		Long:    helpText("mallocinfo.long"),
-		Example: helpText("mallocinfo.examples"),
+		Use:   "mallocinfo FILE | --pid PID",
+		Short: "The allocator's account (glibc arenas, jemalloc, tcmalloc): in use, kept free, over time",
 		Args: func(c *cobra.Command, args []string) error {
 			switch {
 			case o.PID != 0 && len(args) > 0:
 				return usage(errors.New("give a FILE or --pid, not both"))
 			case o.PID == 0 && len(args) != 1:
 				return usage(fmt.Errorf("mallocinfo needs one FILE (or - or --pid PID), got %d arguments", len(args)))
-			case o.PID < 0:
-				return usage(fmt.Errorf("--pid %d is not a process id", o.PID))
 			}
 			return nil
 		},

@@ -45,11 +45,9 @@ func NewCmdPmap(d *Deps, g *globalOptions, runF func(*PmapOptions) error) *cobra
 		classes []string
 	)
 	c := &cobra.Command{
-		Use:     "pmap TARGET",
-		Short:   "Every mapping of a process, classified and summed",
-		Long:    helpText("pmap.long"),
-		Example: helpText("pmap.examples"),
-		Args:    argCount(1, 1, "pmap needs one TARGET (a PID, self, a smaps file or -)"),
+		Use:   "pmap TARGET",
+		Short: "Every mapping of a process, classified and summed",
+		Args:  argCount(1, 1, "pmap needs one TARGET (a PID, self, a smaps file or -)"),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Target = args[0]
 			var err error

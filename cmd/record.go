@@ -34,11 +34,9 @@ func NewCmdRecord(d *Deps, g *globalOptions, runF func(*RecordOptions) error) *c
 	o := &RecordOptions{Streams: d.Streams}
 	var ring, minSize, sampleBytes string
 	c := &cobra.Command{
-		Use:     "record (--pid PID | -- COMMAND [ARG...])",
-		Short:   "Record allocations live with eBPF: what is outstanding, by call stack",
-		Long:    helpText("record.long"),
-		Example: helpText("record.examples"),
-		Args:    o.checkArgs,
+		Use:   "record (--pid PID | -- COMMAND [ARG...])",
+		Short: "Record allocations live with eBPF: what is outstanding, by call stack",
+		Args:  o.checkArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Command = args
 			var err error
@@ -84,8 +82,6 @@ func (o *RecordOptions) checkArgs(c *cobra.Command, args []string) error {
 		return usage(errors.New("record needs --pid PID or -- COMMAND"))
 	case o.PID != 0 && len(args) > 0:
 		return usage(errors.New("give --pid or a command after --, not both"))
-	case o.PID < 0:
-		return usage(fmt.Errorf("--pid %d: want a process id", o.PID))
 	}
 	return nil
 }

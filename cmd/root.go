@@ -127,6 +127,7 @@ func newRootCmd(d *Deps, r runners) *cobra.Command {
 	pf.Lookup("output").Usage += moreFormatsWords(root)
 	registerCompletions(root, d.Proc)
 	guardPIDFlags(root)
+	setHelp(root)
 	return root
 }
 

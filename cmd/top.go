@@ -42,11 +42,9 @@ func NewCmdTop(d *Deps, g *globalOptions, runF func(*TopOptions) error) *cobra.C
 	o := &TopOptions{Streams: d.Streams, Proc: d.Proc}
 	var sortKey, rssCap, userName string
 	c := &cobra.Command{
-		Use:     "top",
-		Short:   "Which processes hold the host's memory, and what each is",
-		Long:    helpText("top.long"),
-		Example: helpText("top.examples"),
-		Args:    flagsOnly("top"),
+		Use:   "top",
+		Short: "Which processes hold the host's memory, and what each is",
+		Args:  flagsOnly("top"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := o.complete(c, d, g, sortKey, rssCap, userName); err != nil {
 				return err

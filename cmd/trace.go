@@ -26,11 +26,9 @@ func NewCmdTrace(d *Deps, g *globalOptions, runF func(*TraceOptions) error) *cob
 	o := &TraceOptions{Streams: d.Streams, TraceRequest: collect.TraceRequest{Proc: d.Proc, In: d.Streams.In}}
 	var format, groupBy, at string
 	c := &cobra.Command{
-		Use:     "trace FILE... ",
-		Short:   "Mappings made and never released, by whom, from a syscall trace",
-		Long:    helpText("trace.long"),
-		Example: helpText("trace.examples"),
-		Args:    argCount(1, -1, "trace needs a FILE (or a directory of strace -ff files, or -)"),
+		Use:   "trace FILE... ",
+		Short: "Mappings made and never released, by whom, from a syscall trace",
+		Args:  argCount(1, -1, "trace needs a FILE (or a directory of strace -ff files, or -)"),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Paths = args
 			var err error

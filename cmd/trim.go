@@ -23,10 +23,8 @@ type TrimOptions struct {
 func NewCmdTrim(d *Deps, g *globalOptions, runF func(*TrimOptions) error) *cobra.Command {
 	o := &TrimOptions{Streams: d.Streams, TrimRequest: collect.TrimRequest{Proc: d.Proc}}
 	c := &cobra.Command{
-		Use:     "trim --pid PID",
-		Short:   "Make a process's allocator give its free memory back, and measure what came back",
-		Long:    helpText("trim.long"),
-		Example: helpText("trim.examples"),
+		Use:   "trim --pid PID",
+		Short: "Make a process's allocator give its free memory back, and measure what came back",
 		Args: func(c *cobra.Command, args []string) error {
 			switch {
 			case len(args) > 0:

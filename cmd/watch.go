@@ -31,10 +31,8 @@ type WatchOptions struct {
 func NewCmdWatch(d *Deps, g *globalOptions, runF func(*WatchOptions) error) *cobra.Command {
 	o := &WatchOptions{Streams: d.Streams, Proc: d.Proc}
 	c := &cobra.Command{
-		Use:     "watch --pid PID [--interval 10s] [--count N] [evidence…]",
-		Short:   "Re-explain a process at intervals and show each category's growth rate",
-		Long:    helpText("watch.long"),
-		Example: helpText("watch.examples"),
+		Use:   "watch --pid PID [--interval 10s] [--count N] [evidence…]",
+		Short: "Re-explain a process at intervals and show each category's growth rate",
 		Args: func(c *cobra.Command, args []string) error {
 			if err := flagsOnly("watch")(c, args); err != nil {
 				return err
