@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memdiag/memdiag/collect"
-	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/jmx"
 	"github.com/memdiag/memdiag/report"
 )
@@ -16,22 +15,15 @@ import (
 // JMXOptions is `memdiag jmx` after flag parsing.
 type JMXOptions struct {
 	Streams *Streams
-	Proc    proc.FS // the proc filesystem (the zero value: /proc)
-
-	PID          int
-	NoAttach     bool
-	NMTFile      string
-	HeapInfoFile string
-	Jolokia      jmx.Jolokia
-	Prometheus   string
-	Timeout      time.Duration
-	Format       report.Format
-	Style        report.Style
+	collect.JVMSources
+	Jolokia jmx.Jolokia // JVMSources.Jolokia when its URL is given
+	Format  report.Format
+	Style   report.Style
 }
 
 // NewCmdJMX builds `memdiag jmx`.
 func NewCmdJMX(d *Deps, g *globalOptions, runF func(*JMXOptions) error) *cobra.Command {
-	o := &JMXOptions{Streams: d.Streams, Proc: d.Proc}
+	o := &JMXOptions{Streams: d.Streams, JVMSources: collect.JVMSources{Proc: d.Proc}}
 	var credFile string
 	c := &cobra.Command{
 		Use:   "jmx (--pid PID | --jolokia URL | --prometheus URL|FILE | --nmt FILE | --heap-info FILE)",
@@ -71,8 +63,8 @@ func NewCmdJMX(d *Deps, g *globalOptions, runF func(*JMXOptions) error) *cobra.C
 }
 
 func runJMX(o *JMXOptions) error {
-	s := collect.JVMSources{Proc: o.Proc, PID: o.PID, NoAttach: o.NoAttach, Timeout: o.Timeout, Notify: notifier(o.Streams.ErrOut),
-		Prometheus: o.Prometheus, HeapInfoFile: o.HeapInfoFile, NMTFile: o.NMTFile}
+	s := o.JVMSources
+	s.Notify = notifier(o.Streams.ErrOut)
 	if o.Jolokia.URL != "" {
 		s.Jolokia = &o.Jolokia
 	}

@@ -21,12 +21,7 @@ type RecordOptions struct {
 	Streams *Streams
 	Format  report.Format
 	Color   bool
-
-	PID       int
-	Command   []string // after --: started held, then recorded
-	PprofPath string
-	Top       int
-	Record    record.Options
+	collect.RecordingRequest
 }
 
 // NewCmdRecord builds `memdiag record`.
@@ -43,11 +38,10 @@ func NewCmdRecord(d *Deps, g *globalOptions, runF func(*RecordOptions) error) *c
 			if o.Format, err = g.format(c); err != nil {
 				return err
 			}
-			if o.Format == report.FormatHTML && o.Record.Interval > 0 {
+			if o.Format == report.FormatHTML && o.Options.Interval > 0 {
 				return usage(errors.New("-o html writes one page when the recording ends: --interval has no page to show"))
 			}
 			o.Color = d.Streams.colorEnabled(g.noColor)
-			o.Record.PID = o.PID
 			if err := o.parseSizes(minSize, sampleBytes, ring); err != nil {
 				return err
 			}
@@ -55,18 +49,18 @@ func NewCmdRecord(d *Deps, g *globalOptions, runF func(*RecordOptions) error) *c
 		},
 	}
 	f := c.Flags()
-	f.IntVar(&o.PID, "pid", 0, "the process to record")
-	f.DurationVar(&o.Record.Duration, "duration", 0, "stop after this long (default: at Ctrl-C, SIGTERM or the process's exit)")
-	f.DurationVar(&o.Record.Interval, "interval", 0, "also show what is outstanding at this period")
+	f.IntVar(&o.Options.PID, "pid", 0, "the process to record")
+	f.DurationVar(&o.Options.Duration, "duration", 0, "stop after this long (default: at Ctrl-C, SIGTERM or the process's exit)")
+	f.DurationVar(&o.Options.Interval, "interval", 0, "also show what is outstanding at this period")
 	f.StringVar(&o.PprofPath, "pprof", "", "write the allocations as a gzipped pprof heap profile (inuse_space, inuse_objects, alloc_space)")
 	f.StringVar(&ring, "ring-buffer", "16M", "size of the kernel's ring buffer of events (rounded up to a power of two)")
-	f.IntVar(&o.Record.MaxOutstanding, "max-outstanding", record.DefaultMaxOutstanding, "allocations held at once; past it the oldest are summarised by stack")
-	f.IntVar(&o.Record.StackSlots, "stack-slots", record.DefaultStackSlots, "distinct stacks the kernel's table holds")
+	f.IntVar(&o.Options.MaxOutstanding, "max-outstanding", record.DefaultMaxOutstanding, "allocations held at once; past it the oldest are summarised by stack")
+	f.IntVar(&o.Options.StackSlots, "stack-slots", record.DefaultStackSlots, "distinct stacks the kernel's table holds")
 	f.StringVar(&minSize, "min-size", "", "ignore allocations smaller than this, in the kernel")
 	f.StringVar(&sampleBytes, "sample-bytes", "", "record one allocation per this many bytes allocated on average, weighted (e.g. 512K)")
-	f.BoolVar(&o.Record.FollowForks, "follow-forks", false, "record the processes it forks too, each with its own probes and stacks (PID column)")
-	f.BoolVar(&o.Record.NoMappings, "no-mappings", false, "do not trace mmap, munmap, mremap and brk")
-	f.IntVar(&o.Top, "top", 20, "stacks to list in tables")
+	f.BoolVar(&o.Options.FollowForks, "follow-forks", false, "record the processes it forks too, each with its own probes and stacks (PID column)")
+	f.BoolVar(&o.Options.NoMappings, "no-mappings", false, "do not trace mmap, munmap, mremap and brk")
+	f.IntVar(&o.StackLimit, "top", 20, "stacks to list in tables")
 	return c
 }
 
@@ -78,21 +72,21 @@ func (o *RecordOptions) checkArgs(c *cobra.Command, args []string) error {
 		return usage(fmt.Errorf("unexpected argument %q: a command to record goes after --", args[0]))
 	case dash > 0:
 		return usage(fmt.Errorf("unexpected argument %q before --", args[0]))
-	case o.PID == 0 && len(args) == 0:
+	case o.Options.PID == 0 && len(args) == 0:
 		return usage(errors.New("record needs --pid PID or -- COMMAND"))
-	case o.PID != 0 && len(args) > 0:
+	case o.Options.PID != 0 && len(args) > 0:
 		return usage(errors.New("give --pid or a command after --, not both"))
 	}
 	return nil
 }
 
-// parseSizes reads the size flags into o.Record.
+// parseSizes reads the size flags into o.Options.
 func (o *RecordOptions) parseSizes(minSize, sampleBytes, ring string) error {
 	var err error
 	for _, f := range []struct {
 		flag, v string
 		into    *uint64
-	}{{"--min-size", minSize, &o.Record.MinSize}, {"--sample-bytes", sampleBytes, &o.Record.SampleBytes}} {
+	}{{"--min-size", minSize, &o.Options.MinSize}, {"--sample-bytes", sampleBytes, &o.Options.SampleBytes}} {
 		if f.v == "" {
 			continue
 		}
@@ -104,8 +98,8 @@ func (o *RecordOptions) parseSizes(minSize, sampleBytes, ring string) error {
 	if err != nil || n < 4096 || n > 1<<30 {
 		return usage(fmt.Errorf("--ring-buffer %q: want a size from 4K to 1G", ring))
 	}
-	o.Record.RingBytes = int(n)
-	if o.Record.Duration < 0 || o.Record.Interval < 0 {
+	o.Options.RingBytes = int(n)
+	if o.Options.Duration < 0 || o.Options.Interval < 0 {
 		return usage(errors.New("--duration and --interval must not be negative"))
 	}
 	return nil
@@ -115,13 +109,14 @@ func runRecord(o *RecordOptions) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	style := report.Style{Color: o.Color}
-	if o.Record.Interval > 0 {
-		o.Record.OnInterval = func(r *record.Result) {
-			_ = report.WriteRecord(o.Streams.Out, o.Format, &report.RecordView{Result: r, StackLimit: o.Top}, style)
+	if o.Options.Interval > 0 {
+		o.Options.OnInterval = func(r *record.Result) {
+			_ = report.WriteRecord(o.Streams.Out, o.Format, &report.RecordView{Result: r, StackLimit: o.StackLimit}, style)
 		}
 	}
-	v, err := collect.Recording(ctx, &collect.RecordingRequest{Options: o.Record, Command: o.Command,
-		Stdin: o.Streams.In, Output: o.Streams.ErrOut, PprofPath: o.PprofPath, StackLimit: o.Top})
+	r := o.RecordingRequest
+	r.Stdin, r.Output = o.Streams.In, o.Streams.ErrOut
+	v, err := collect.Recording(ctx, &r)
 	if err != nil {
 		return err
 	}

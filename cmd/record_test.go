@@ -22,14 +22,14 @@ func TestRecordFlags(t *testing.T) {
 		wantErr string
 	}{
 		{args: []string{"record", "--pid", "7"}, check: func(o *RecordOptions) string {
-			if o.PID != 7 || o.Record.PID != 7 || len(o.Command) != 0 || o.Record.RingBytes != 16<<20 || o.Record.MaxOutstanding != record.DefaultMaxOutstanding || o.Top != 20 || o.Record.FollowForks {
+			if o.Options.PID != 7 || len(o.Command) != 0 || o.Options.RingBytes != 16<<20 || o.Options.MaxOutstanding != record.DefaultMaxOutstanding || o.StackLimit != 20 || o.Options.FollowForks {
 				return "defaults"
 			}
 			return ""
 		}},
 		{args: []string{"record", "--duration", "30s", "--interval", "5s", "--pprof", "h.pb.gz", "--ring-buffer", "64M", "--min-size", "1K",
 			"--sample-bytes", "512K", "--no-mappings", "--follow-forks", "--", "./prog", "-x", "--flag"}, check: func(o *RecordOptions) string {
-			r := o.Record
+			r := o.Options
 			if r.Duration != 30*time.Second || r.Interval != 5*time.Second || o.PprofPath != "h.pb.gz" || r.RingBytes != 64<<20 ||
 				r.MinSize != 1024 || r.SampleBytes != 512<<10 || !r.NoMappings || !r.FollowForks || !cmp.Equal(o.Command, []string{"./prog", "-x", "--flag"}) {
 				return "flags not applied"

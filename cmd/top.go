@@ -19,20 +19,13 @@ import (
 type TopOptions struct {
 	Streams *Streams
 	Proc    proc.FS // the proc filesystem (the zero value: /proc)
-
-	Options proctop.Options
-	Limit   int
-	// GroupBy "comm" adds processes up by command name.
-	GroupBy  string
-	Interval time.Duration
+	collect.TopRequest
 	// Textfile keeps DIR/memdiag_top.prom current, every Interval.
 	Textfile string
 	Format   report.Format
 	Color    bool
 	// Width is what tables must fit in (0: no limit).
 	Width int
-	// Reverse lists the smallest first.
-	Reverse bool
 	// User and Name are --user and --name as given, for the title.
 	User, Name string
 }
@@ -129,14 +122,15 @@ func runTop(o *TopOptions) error {
 		}
 		return collect.TopTextfile(ctx, o.Options, o.Textfile, interval, o.Streams.ErrOut)
 	}
-	r := &collect.TopRequest{Options: o.Options, Limit: o.Limit, Reverse: o.Reverse, GroupBy: o.GroupBy, Interval: o.Interval, Filter: o.filterWords()}
+	r := o.TopRequest
+	r.Filter = o.filterWords()
 	switch {
 	case o.Format == report.FormatOpenMetrics, o.GroupBy != "" && o.Format != report.FormatJSON:
 		r.Details = collect.DetailsNone
 	case o.Format == report.FormatJSON:
 		r.Details = collect.DetailsAll
 	}
-	v, err := collect.Top(ctx, r)
+	v, err := collect.Top(ctx, &r)
 	if err != nil {
 		return err
 	}
