@@ -117,12 +117,7 @@ func NewCmdSnapshot(d *Deps, g *globalOptions, runF func(*SnapshotOptions) error
 	c := &cobra.Command{
 		Use:   "snapshot (--pid PID | --smaps FILE) [evidence…] [FILE|-]",
 		Short: "Record an explanation in one self-contained JSON file, for diff and later reading",
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return usage(fmt.Errorf("snapshot takes at most one FILE, got %d arguments", len(args)))
-			}
-			return nil
-		},
+		Args:  argCount(0, 1, "snapshot takes at most one FILE"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				o.File = args[0]

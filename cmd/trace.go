@@ -3,7 +3,6 @@ package cmd
 import (
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -75,13 +74,7 @@ func (o *TraceOptions) parse(format, groupBy, at string) error {
 
 func runTrace(o *TraceOptions) error {
 	if o.Streams.ErrIsTTY {
-		o.Progress = func(total int64) (func(io.Reader) io.Reader, func()) {
-			if total < report.ProgressMinBytes {
-				return nil, func() {}
-			}
-			p := report.StartProgress(o.Streams.ErrOut, "reading "+strings.Join(o.Paths, " "), total)
-			return p.Wrap, p.Stop
-		}
+		o.Progress = report.ProgressOf(o.Streams.ErrOut, "reading "+strings.Join(o.Paths, " "))
 	}
 	v, err := collect.Trace(&o.TraceRequest)
 	if err != nil {

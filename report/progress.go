@@ -58,6 +58,19 @@ func StartProgress(w io.Writer, what string, total int64) *Progress {
 	return p
 }
 
+// ProgressOf returns a collect.TraceRequest.Progress-shaped function:
+// given the input's size, it shows progress on w from ProgressMinBytes on,
+// and returns what counts the reading and what ends the display.
+func ProgressOf(w io.Writer, what string) func(total int64) (func(io.Reader) io.Reader, func()) {
+	return func(total int64) (func(io.Reader) io.Reader, func()) {
+		if total < ProgressMinBytes {
+			return nil, func() {}
+		}
+		p := StartProgress(w, what, total)
+		return p.Wrap, p.Stop
+	}
+}
+
 // Wrap counts what is read through r.
 func (p *Progress) Wrap(r io.Reader) io.Reader { return countingReader{r: r, n: &p.read} }
 

@@ -43,3 +43,23 @@ func TestProgressReportsAndClears(t *testing.T) {
 		t.Errorf("progress not cleared at the end: %q", got)
 	}
 }
+
+// TestProgressOf shows nothing for an input under ProgressMinBytes, and
+// counts what is read of a larger one.
+func TestProgressOf(t *testing.T) {
+	var b bytes.Buffer
+	start := ProgressOf(&b, "reading x")
+	if wrap, stop := start(ProgressMinBytes - 1); wrap != nil {
+		t.Error("progress for a small input")
+	} else {
+		stop()
+	}
+	wrap, stop := start(ProgressMinBytes)
+	if wrap == nil {
+		t.Fatal("no progress for a large input")
+	}
+	if n, _ := io.Copy(io.Discard, wrap(strings.NewReader("abc"))); n != 3 {
+		t.Errorf("read %d bytes through the wrapper, want 3", n)
+	}
+	stop()
+}
