@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/memdiag/memdiag/cmd"
+	"github.com/memdiag/memdiag/internal/iostreams"
 )
 
 // version is set at release time with -ldflags "-X main.version=…".
@@ -27,7 +28,7 @@ func main() {
 		debug.SetGCPercent(400)
 	}
 	os.Exit(cmd.Main(os.Args[1:], &cmd.Deps{
-		Streams: cmd.SystemStreams(),
+		Streams: iostreams.System(),
 		Version: buildVersion(),
 		Demo:    demoSnapshot,
 	}))

@@ -41,7 +41,7 @@ func NewCmdRecord(d *Deps, g *globalOptions, runF func(*RecordOptions) error) *c
 			if o.Format == report.FormatHTML && o.Options.Interval > 0 {
 				return usage(errors.New("-o html writes one page when the recording ends: --interval has no page to show"))
 			}
-			o.Color = d.Streams.colorEnabled(g.noColor)
+			o.Color = d.Streams.ColorEnabled(g.noColor)
 			if err := o.parseSizes(minSize, sampleBytes, ring); err != nil {
 				return err
 			}

@@ -26,8 +26,6 @@ type TopOptions struct {
 	Color    bool
 	// Width is what tables must fit in (0: no limit).
 	Width int
-	// User and Name are --user and --name as given, for the title.
-	User, Name string
 }
 
 // NewCmdTop builds `memdiag top`.
@@ -73,8 +71,8 @@ func (o *TopOptions) complete(c *cobra.Command, d *Deps, g *globalOptions, sortK
 	if o.Format, err = g.format(c); err != nil {
 		return err
 	}
-	o.Color = d.Streams.colorEnabled(g.noColor)
-	o.Width = d.Streams.tableWidth(g.wide)
+	o.Color = d.Streams.ColorEnabled(g.noColor)
+	o.Width = d.Streams.TableWidth(g.wide)
 	if o.Options.Sort, err = proctop.ParseSortKey(sortKey); err != nil {
 		return usage(err)
 	}
@@ -123,7 +121,6 @@ func runTop(o *TopOptions) error {
 		return collect.TopTextfile(ctx, o.Options, o.Textfile, interval, o.Streams.ErrOut)
 	}
 	r := o.TopRequest
-	r.Filter = o.filterWords()
 	switch {
 	case o.Format == report.FormatOpenMetrics, o.GroupBy != "" && o.Format != report.FormatJSON:
 		r.Details = collect.DetailsNone
@@ -135,16 +132,4 @@ func runTop(o *TopOptions) error {
 		return err
 	}
 	return report.WriteTop(o.Streams.Out, o.Format, v, report.Style{Color: o.Color, Width: o.Width})
-}
-
-// filterWords describes --user and --name for the title.
-func (o *TopOptions) filterWords() string {
-	var s string
-	if o.User != "" {
-		s += " of user " + o.User
-	}
-	if o.Name != "" {
-		s += fmt.Sprintf(" matching %q", o.Name)
-	}
-	return s
 }

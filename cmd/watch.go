@@ -53,7 +53,7 @@ func NewCmdWatch(d *Deps, g *globalOptions, runF func(*WatchOptions) error) *cob
 			if o.Format, err = g.format(c); err != nil {
 				return err
 			}
-			o.Width = d.Streams.tableWidth(g.wide)
+			o.Width = d.Streams.TableWidth(g.wide)
 			if err := o.Gather.validate(d.Streams.Getenv); err != nil {
 				return err
 			}
@@ -98,11 +98,7 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	switch o.Format {
 	case report.FormatHTML:
 		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", summary)
-		command := ""
-		if first, _ := w.Snapshots(); first != nil {
-			command = first.Inputs.Command
-		}
-		return report.WriteWatchHTML(o.Streams.Out, report.NewWatchView(o.Gather.PID, command, samples, summary))
+		return report.WriteWatchHTML(o.Streams.Out, report.NewWatchView(o.Gather.PID, w.Command(), samples, summary))
 	case report.FormatJSON:
 		// Standard output is one sample per line; the summary is for people.
 		fmt.Fprintf(o.Streams.ErrOut, "memdiag: %s\n", summary)

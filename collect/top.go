@@ -20,8 +20,9 @@ type TopRequest struct {
 	// Interval, when set, reads twice, this far apart, for each process's
 	// growth.
 	Interval time.Duration
-	// Filter describes --user and --name for the title.
-	Filter string
+	// User and Name are the filter's user and name as given, for the
+	// title ("" when none).
+	User, Name string
 	// Details says whose user and command line to read.
 	Details TopDetails
 }
@@ -44,7 +45,7 @@ func Top(ctx context.Context, r *TopRequest) (*report.TopView, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &report.TopView{Scan: s, Elapsed: time.Since(start), Limit: r.Limit, GroupBy: r.GroupBy, Reverse: r.Reverse, Filter: r.Filter}
+	v := &report.TopView{Scan: s, Elapsed: time.Since(start), Limit: r.Limit, GroupBy: r.GroupBy, Reverse: r.Reverse, User: r.User, Name: r.Name}
 	if r.Interval > 0 {
 		select {
 		case <-time.After(r.Interval):

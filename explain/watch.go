@@ -91,6 +91,15 @@ func (w *Watch) FirstRSSBytes() uint64 {
 // outlook compares them); nil before the first sample.
 func (w *Watch) Snapshots() (first, last *Snapshot) { return w.firstIn, w.lastIn }
 
+// Command is the watched process's command name, from its first sample
+// ("" before one).
+func (w *Watch) Command() string {
+	if w.firstIn == nil {
+		return ""
+	}
+	return w.firstIn.Inputs.Command
+}
+
 // GrewMost is the category that grew most since the first sample, nil
 // when none grew.
 func (s *WatchSample) GrewMost() *CategoryChange {

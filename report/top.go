@@ -31,8 +31,9 @@ type TopView struct {
 	Details map[int]proctop.Details
 	// Reverse lists the smallest first.
 	Reverse bool
-	// Filter describes --user and --name for the title ("" when none).
-	Filter string
+	// User and Name are the filter's, as given, for the title ("" when
+	// none).
+	User, Name string
 }
 
 // WriteTop renders v in format f.
@@ -66,7 +67,7 @@ func topTable(v *TopView) *Table {
 	}
 	sc := v.Scan
 	t := &Table{
-		Title: fmt.Sprintf("memdiag top: %d processes%s by %s, read in %v", len(sc.Processes), v.Filter, sortWords(sc.Sort, v.Reverse), v.Elapsed.Round(time.Millisecond)),
+		Title: fmt.Sprintf("memdiag top: %d processes%s by %s, read in %v", len(sc.Processes), v.filterWords(), sortWords(sc.Sort, v.Reverse), v.Elapsed.Round(time.Millisecond)),
 		// When the table is wider than the terminal, the detail columns go
 		// first and the command line is clipped; the sort key stays.
 		Columns: []Column{{Header: "PID", Align: Right}, {Header: "USER", Drop: 3}, {Header: "COMMAND", Drop: 4},
@@ -194,7 +195,7 @@ func overcountNote(tot proctop.Totals) []string {
 func topGroupTable(v *TopView) *Table {
 	sc := v.Scan
 	t := &Table{
-		Title: fmt.Sprintf("memdiag top: %d processes%s as %d commands, read in %v", len(sc.Processes), v.Filter, len(sc.GroupByCommand()), v.Elapsed.Round(time.Millisecond)),
+		Title: fmt.Sprintf("memdiag top: %d processes%s as %d commands, read in %v", len(sc.Processes), v.filterWords(), len(sc.GroupByCommand()), v.Elapsed.Round(time.Millisecond)),
 		Columns: []Column{{Header: "PROCS", Align: Right}, {Header: "COMMAND"}, {Header: "RSS+SWAP", Align: Right}, {Header: "RSS", Align: Right},
 			{Header: "ANON", Align: Right, Drop: 9}, {Header: "FILE", Align: Right, Drop: 10}, {Header: "SHMEM", Align: Right, Drop: 11},
 			{Header: "SWAP", Align: Right, Drop: 7}, {Header: "PSS", Align: Right, Drop: 2}, {Header: "USS", Align: Right, Drop: 8},
@@ -425,4 +426,17 @@ func writeTopOpenMetrics(w io.Writer, v *TopView) error {
 	}
 	bw.WriteString("# EOF\n")
 	return bw.Flush()
+}
+
+// filterWords describes the filter for the title: " of user ops
+// matching \"java\"".
+func (v *TopView) filterWords() string {
+	var s string
+	if v.User != "" {
+		s += " of user " + v.User
+	}
+	if v.Name != "" {
+		s += fmt.Sprintf(" matching %q", v.Name)
+	}
+	return s
 }

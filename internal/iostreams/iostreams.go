@@ -1,0 +1,71 @@
+// Package iostreams is the I/O a command uses: its standard streams,
+// whether they are terminals, and the decisions that follow (colour, the
+// width tables fit in). Commands take a Streams, so that tests run them
+// against buffers and decide for themselves what is a terminal.
+package iostreams
+
+import (
+	"io"
+	"os"
+	"strconv"
+
+	"golang.org/x/term"
+)
+
+// Streams is a command's I/O.
+type Streams struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+	// OutIsTTY is true when Out is a terminal: colour and borders then.
+	OutIsTTY bool
+	// ErrIsTTY is true when ErrOut is a terminal: progress is shown then.
+	ErrIsTTY bool
+	// Getenv reads the environment (NO_COLOR, COLUMNS).
+	Getenv func(string) string
+	// OutWidth is Out's width in columns when it is a terminal, else 0.
+	OutWidth int
+}
+
+// System returns the process's own standard streams.
+func System() *Streams {
+	s := &Streams{
+		In:       os.Stdin,
+		Out:      os.Stdout,
+		ErrOut:   os.Stderr,
+		OutIsTTY: term.IsTerminal(int(os.Stdout.Fd())),
+		ErrIsTTY: term.IsTerminal(int(os.Stderr.Fd())),
+		Getenv:   os.Getenv,
+	}
+	if s.OutIsTTY {
+		if w, _, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
+			s.OutWidth = w
+		}
+	}
+	return s
+}
+
+// TableWidth is what a table must fit in, 0 for no limit — as ps decides
+// it: --wide, none; else $COLUMNS when set to a number; else the
+// terminal's width; output to a pipe or a file is never cut, since
+// what reads it (grep, awk, a ticket) wants every column.
+func (s *Streams) TableWidth(wide bool) int {
+	if wide {
+		return 0
+	}
+	if s.Getenv != nil {
+		if n, err := strconv.Atoi(s.Getenv("COLUMNS")); err == nil && n > 0 {
+			return max(n, 40)
+		}
+	}
+	return s.OutWidth
+}
+
+// ColorEnabled decides colour once: only on a terminal, never with
+// --no-color or a non-empty NO_COLOR (https://no-color.org).
+func (s *Streams) ColorEnabled(noColor bool) bool {
+	if noColor || !s.OutIsTTY {
+		return false
+	}
+	return s.Getenv == nil || s.Getenv("NO_COLOR") == ""
+}
