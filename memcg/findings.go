@@ -18,6 +18,9 @@ type Member struct {
 	PID                                int
 	Command                            string
 	RSSBytes, AnonBytes, ShmemMapBytes uint64
+	// SplitUnknown: only RSSBytes is known (an OOM report whose task
+	// table has an rss column and no rss_anon, rss_shmem).
+	SplitUnknown bool
 }
 
 // Members reads the processes listed in the cgroup's cgroup.procs, with
@@ -120,6 +123,14 @@ func (g *Group) shmemFindings(members []Member, source string) []finding.Finding
 	var fs []finding.Finding
 	var mapped uint64
 	for _, m := range members {
+		if m.SplitUnknown {
+			return []finding.Finding{{
+				ID: "shmem-charged", Severity: finding.Info, Bytes: shmem,
+				Summary:  fmt.Sprintf("%s of shmem is charged to the cgroup; the report's task table gives each process's RSS whole, so how much of it the processes map is not known", humanize.Bytes(shmem)),
+				Evidence: []string{fmt.Sprintf("%s: memory.stat shmem %d B; the task table has no rss_shmem column", source, shmem)},
+				Advice:   []string{"Files in /dev/shm or another tmpfs stay charged with no process mapping them: find /dev/shm /run -xdev -type f -size +1M, in the container's mount namespace."},
+			}}
+		}
 		mapped += m.ShmemMapBytes
 	}
 	if unmapped := shmem - min(mapped, shmem); unmapped >= 16<<20 {

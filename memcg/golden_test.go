@@ -10,7 +10,8 @@ import (
 // TestParserGoldens: the kernel's OOM reports and a cgroup v2 directory in
 // fixtures read to the models in testdata/golden.
 func TestParserGoldens(t *testing.T) {
-	for _, name := range []string{"oom-v1.dmesg", "oom-v2-constructed.dmesg", "oom-global-constructed.dmesg"} {
+	for _, name := range []string{"oom-v1.dmesg", "oom-v2-constructed.dmesg", "oom-global-constructed.dmesg",
+		"oom-v1-linux4.15-constructed.dmesg", "oom-global-linux4.15-constructed.dmesg"} {
 		t.Run(name, func(t *testing.T) {
 			reps, err := ParseOOM(golden.Fixture(t, "cgroup/"+name), name)
 			if err != nil {

@@ -3,6 +3,7 @@ package memcg
 import (
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,8 +21,10 @@ func FuzzParseOOM(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("[ 1.0] a invoked oom-killer: gfp_mask=0x0, order=0, oom_score_adj=0\n[ 1.0] memory: usage 1kB, limit 2kB, failcnt 3\n[ 1.0] Memory cgroup stats for /x:\n[ 1.0] anon 5\n"))
-	if b, err := os.ReadFile("../fixtures/cgroup/oom-global-constructed.dmesg"); err == nil {
-		f.Add(b)
+	for _, name := range []string{"oom-global-constructed.dmesg", "oom-v1-linux4.15-constructed.dmesg", "oom-global-linux4.15-constructed.dmesg"} {
+		if b, err := os.ReadFile("../fixtures/cgroup/" + name); err == nil {
+			f.Add(b)
+		}
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		rs, err := ParseOOM(strings.NewReader(string(in)), "fuzz")
@@ -180,5 +183,37 @@ func TestShmemCountedOnce(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("findings %+v, want shmem-shared", fs)
+	}
+}
+
+// TestOOMOldTaskTable: a task table of rss alone (kernels before the
+// rss_anon, rss_shmem columns) cannot show what the processes map, so
+// shmem charged to the cgroup is reported as charged, not as mapped by
+// none of them.
+func TestOOMOldTaskTable(t *testing.T) {
+	b, err := os.ReadFile("../fixtures/cgroup/oom-v1-linux4.15-constructed.dmesg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := strings.Replace(string(b), "shmem:0KB", "shmem:409600KB", 1)
+	reps, err := ParseOOM(strings.NewReader(log), "old.dmesg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := reps[0]
+	if r.Cgroup != "/kubepods/burstable/pod6f0c1a2e-8b1d-4e55-9b61-0d2f4c9e1a77/8c2a1f0e4b7d" || r.Global || !r.Killed || r.Victim.PID != 20509 || len(r.Tasks) != 3 {
+		t.Fatalf("read as %+v", r)
+	}
+	var ids []string
+	for _, f := range r.Findings("old.dmesg") {
+		ids = append(ids, f.ID)
+	}
+	if !slices.Contains(ids, "shmem-charged") || slices.Contains(ids, "shmem-unmapped") {
+		t.Errorf("findings %v: want shmem-charged, not shmem-unmapped", ids)
+	}
+	for _, m := range r.Members() {
+		if !m.SplitUnknown {
+			t.Errorf("member %d: split known from a table of rss alone", m.PID)
+		}
 	}
 }

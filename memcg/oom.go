@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,6 +37,8 @@ type OOMReport struct {
 	UsageBytes, LimitBytes uint64
 	Failcnt                uint64
 	HasUsage               bool
+	// KernelBytes is cgroup v1's "kmem: usage" line, 0 when absent.
+	KernelBytes uint64
 	// RAMBytes, SwapTotalBytes and SwapFreeBytes are the host's, from the
 	// "pages RAM" and swap lines the kernel prints in a global OOM's
 	// report (and in some cgroup OOMs'); HasSwap says the swap lines were
@@ -93,6 +96,8 @@ type OOMTask struct {
 	PID                                           int
 	Name                                          string
 	RSSBytes, AnonBytes, FileBytes, ShmemRSSBytes uint64
+	// HasSplit: the table gave rss_anon and rss_shmem, not only rss.
+	HasSplit bool
 }
 
 // The kernel's record shapes (mm/oom_kill.c, mm/memcontrol.c), matched
@@ -107,14 +112,27 @@ var (
 	usageRe = sync.OnceValue(func() *regexp.Regexp {
 		return regexp.MustCompile(`^memory: usage (\d+)kB, limit (\d+)kB, failcnt (\d+)$`)
 	})
+	kmemRe      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^kmem: usage (\d+)kB, limit \d+kB, failcnt \d+$`) })
 	ramRe       = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(\d+) pages RAM$`) })
 	swapTotalRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Total swap = (\d+)kB$`) })
 	swapFreeRe  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Free swap  = (\d+)kB$`) })
 	statsRe     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Memory cgroup stats for (/\S*):$`) })
 	statRe      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z_]+) (\d+)$`) })
 	oomKillRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^oom-kill:constraint=CONSTRAINT_[A-Z]+,`) })
-	killedRe    = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^(?:(Out of memory(?: \(oom_kill_allocating_task\))?|Memory cgroup out of memory): )?Killed process (\d+) \((.{0,64})\) total-vm:\d+kB, anon-rss:(\d+)kB, file-rss:(\d+)kB, shmem-rss:(\d+)kB(?:, UID:\d+ pgtables:\d+kB oom_score_adj:-?\d+)?$`)
+	// Before Linux 4.19 (5.0 for the kill line's prefix) the kernel named
+	// the victim and the cgroup at its limit on lines of their own, and
+	// printed a cgroup's statistics on one line, in KiB.
+	killProcessRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(Out of memory(?: \(oom_kill_allocating_task\))?|Memory cgroup out of memory): Kill process \d+ \(.{0,64}\) score \d+ or sacrifice child$`)
+	})
+	taskInRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^Task in /\S* killed as a result of limit of (/\S*)$`)
+	})
+	oldStatsRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^Memory cgroup stats for /\S*:((?: [a-z_]+:\d+KB)+)$`)
+	})
+	killedRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(?:(Out of memory(?: \(oom_kill_allocating_task\))?|Memory cgroup out of memory): )?Killed process (\d+) \((.{0,64})\) total-vm:\d+kB, anon-rss:(\d+)kB, file-rss:(\d+)kB(?:, shmem-rss:(\d+)kB)?(?:, UID:\d+ pgtables:\d+kB oom_score_adj:-?\d+)?$`)
 	})
 )
 
@@ -189,29 +207,17 @@ func (p *oomParser) record(l kernelLine) {
 		return
 	}
 	switch {
-	case usageRe().MatchString(text):
-		m := usageRe().FindStringSubmatch(text)
-		u, okU := kibibytes(m[1])
-		l, okL := kibibytes(m[2])
-		f, err := strconv.ParseUint(m[3], 10, 64)
-		if okU && okL && err == nil {
-			cur.UsageBytes, cur.LimitBytes, cur.Failcnt, cur.HasUsage = u, l, f, true
-		}
-	case ramRe().MatchString(text):
-		if n, err := strconv.ParseUint(ramRe().FindStringSubmatch(text)[1], 10, 64); err == nil && n < 1<<40 {
-			cur.RAMBytes = n * 4096
-		}
-	case swapTotalRe().MatchString(text):
-		cur.SwapTotalBytes, cur.HasSwap = kibibytes(swapTotalRe().FindStringSubmatch(text)[1])
-	case swapFreeRe().MatchString(text):
-		cur.SwapFreeBytes, _ = kibibytes(swapFreeRe().FindStringSubmatch(text)[1])
+	case counterLine(cur, text):
 	case statsRe().MatchString(text):
 		p.inStats, p.inTask = true, false
 	case strings.HasPrefix(text, "Tasks state (memory values in pages):"):
 		p.inStats, p.inTask = false, false
-	case strings.HasPrefix(text, "[  pid  ]"):
-		p.cols = strings.Fields(strings.TrimPrefix(text, "[  pid  ]"))
+	case strings.HasPrefix(text, "[  pid  ]"), strings.HasPrefix(text, "[ pid ]"):
+		_, header, _ := strings.Cut(text, "]")
+		p.cols = strings.Fields(header)
 		p.inStats, p.inTask = false, true
+	case oldKernelLine(cur, text):
+		p.inStats, p.inTask = false, false
 	case oomKillRe().MatchString(text):
 		p.inStats, p.inTask = false, false
 		for _, kv := range strings.Split(strings.TrimPrefix(text, "oom-kill:"), ",") {
@@ -246,6 +252,63 @@ func (p *oomParser) record(l kernelLine) {
 			cur.Tasks = append(cur.Tasks, t)
 		}
 	}
+}
+
+// counterLine reads the report's one-line counters: the cgroup's usage,
+// limit and failcnt, its kernel memory (v1), the host's RAM and swap.
+// false for any other line.
+func counterLine(cur *OOMReport, text string) bool {
+	switch {
+	case usageRe().MatchString(text):
+		m := usageRe().FindStringSubmatch(text)
+		u, okU := kibibytes(m[1])
+		l, okL := kibibytes(m[2])
+		f, err := strconv.ParseUint(m[3], 10, 64)
+		if okU && okL && err == nil {
+			cur.UsageBytes, cur.LimitBytes, cur.Failcnt, cur.HasUsage = u, l, f, true
+		}
+	case kmemRe().MatchString(text):
+		cur.KernelBytes, _ = kibibytes(kmemRe().FindStringSubmatch(text)[1])
+	case ramRe().MatchString(text):
+		if n, err := strconv.ParseUint(ramRe().FindStringSubmatch(text)[1], 10, 64); err == nil && n < 1<<40 {
+			cur.RAMBytes = n * 4096
+		}
+	case swapTotalRe().MatchString(text):
+		cur.SwapTotalBytes, cur.HasSwap = kibibytes(swapTotalRe().FindStringSubmatch(text)[1])
+	case swapFreeRe().MatchString(text):
+		cur.SwapFreeBytes, _ = kibibytes(swapFreeRe().FindStringSubmatch(text)[1])
+	default:
+		return false
+	}
+	return true
+}
+
+// oldKernelLine reads the lines of a report by a kernel before 4.19 that
+// say what newer ones put elsewhere: the cgroup at its limit ("Task in …
+// killed as a result of limit of …"), whether the OOM was global ("Out of
+// memory: Kill process …"), and the statistics on one line per cgroup of
+// the hierarchy, summed into the hierarchy's. false for any other line.
+func oldKernelLine(cur *OOMReport, text string) bool {
+	switch {
+	case taskInRe().MatchString(text):
+		if cur.Cgroup == "" {
+			cur.Cgroup = taskInRe().FindStringSubmatch(text)[1]
+		}
+	case killProcessRe().MatchString(text):
+		if strings.HasPrefix(text, "Out of memory") && cur.Cgroup == "" {
+			cur.Global = true
+		}
+	case oldStatsRe().MatchString(text):
+		for _, kv := range strings.Fields(oldStatsRe().FindStringSubmatch(text)[1]) {
+			k, v, _ := strings.Cut(kv, ":")
+			if n, ok := kibibytes(strings.TrimSuffix(v, "KB")); ok {
+				cur.Stat[k] += min(n, math.MaxUint64-cur.Stat[k]) // a hostile log's repeats saturate
+			}
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 // kibibytes reads a count of KiB as bytes; false when it is not a number
@@ -301,6 +364,7 @@ func parseTaskRow(text string, cols []string) (OOMTask, bool) {
 			t.FileBytes = n * 4096
 		case "rss_shmem":
 			t.ShmemRSSBytes = n * 4096
+			t.HasSplit = slices.Contains(cols, "rss_anon")
 		}
 	}
 	return t, true
@@ -309,7 +373,7 @@ func parseTaskRow(text string, cols []string) (OOMTask, bool) {
 // Group is the cgroup as the report saw it at the kill, for Breakdown and
 // Findings: v1 or v2 told by its statistics' names.
 func (r *OOMReport) Group() *Group {
-	g := &Group{Path: r.Cgroup, UsageBytes: r.UsageBytes, LimitBytes: r.LimitBytes, Failcnt: r.Failcnt,
+	g := &Group{Path: r.Cgroup, UsageBytes: r.UsageBytes, LimitBytes: r.LimitBytes, Failcnt: r.Failcnt, KernelBytes: r.KernelBytes,
 		Stat: map[string]uint64{}, Events: map[string]uint64{"oom_kill": 1}, Version: 2}
 	if _, v1 := r.Stat["cache"]; v1 {
 		g.Version = 1
@@ -337,7 +401,7 @@ func (r *OOMReport) Group() *Group {
 func (r *OOMReport) Members() []Member {
 	out := make([]Member, 0, len(r.Tasks))
 	for _, t := range r.Tasks {
-		out = append(out, Member{PID: t.PID, Command: t.Name, RSSBytes: t.RSSBytes, AnonBytes: t.AnonBytes, ShmemMapBytes: t.ShmemRSSBytes})
+		out = append(out, Member{PID: t.PID, Command: t.Name, RSSBytes: t.RSSBytes, AnonBytes: t.AnonBytes, ShmemMapBytes: t.ShmemRSSBytes, SplitUnknown: !t.HasSplit})
 	}
 	return out
 }
@@ -356,7 +420,7 @@ func (r *OOMReport) Findings(source string) []finding.Finding {
 		sum += t.RSSBytes
 	}
 	host := "the whole host ran out of memory"
-	evidence := []string{fmt.Sprintf("%s: global_oom, \"Out of memory: Killed process\": the kernel's global OOM killer chose the victim, no memory cgroup was at its limit", source)}
+	evidence := []string{fmt.Sprintf("%s: the kernel's global OOM killer chose the victim (global_oom, \"Out of memory: Kill…\"), no memory cgroup was at its limit", source)}
 	if r.RAMBytes > 0 {
 		host += " (" + humanize.Bytes(r.RAMBytes) + " of RAM"
 		evidence = append(evidence, fmt.Sprintf("%s: %d pages RAM (%d B)", source, r.RAMBytes/4096, r.RAMBytes))

@@ -59,8 +59,17 @@ func WriteCgroup(w io.Writer, f Format, v *CgroupView, s Style) error {
 		mt := &Table{Title: "processes", Columns: []Column{{Header: "PID", Align: Right}, {Header: "COMMAND"}, {Header: "RSS", Align: Right}, {Header: "ANON", Align: Right}, {Header: "SHMEM MAPPED", Align: Right}}}
 		ms := append([]memcg.Member{}, v.Members...)
 		sort.Slice(ms, func(i, j int) bool { return ms[i].RSSBytes > ms[j].RSSBytes })
+		split := false
 		for _, m := range ms[:min(len(ms), 20)] {
-			mt.AddRow(strconv.Itoa(m.PID), m.Command, Bytes(m.RSSBytes), Bytes(m.AnonBytes), Bytes(m.ShmemMapBytes))
+			anon, shmem := Bytes(m.AnonBytes), Bytes(m.ShmemMapBytes)
+			if m.SplitUnknown {
+				anon, shmem = "-", "-"
+			}
+			split = split || m.SplitUnknown
+			mt.AddRow(strconv.Itoa(m.PID), m.Command, Bytes(m.RSSBytes), anon, shmem)
+		}
+		if split {
+			mt.Notes = append(mt.Notes, "-: the report's task table gives each process's RSS whole (an rss column, no rss_anon or rss_shmem)")
 		}
 		if v.OOM != nil {
 			mt.Notes = append(mt.Notes, fmt.Sprintf("killed: process %d (%s), anon %s, file %s, shmem %s", v.OOM.Victim.PID, v.OOM.Victim.Name,
@@ -195,12 +204,22 @@ type cgroupPartJSON struct {
 	What  string `json:"what"`
 }
 
+// memberJSON is a process; anon_bytes and shmem_mapped_bytes are absent
+// when an OOM report's task table does not split RSS.
 type memberJSON struct {
-	PID              int    `json:"pid"`
-	Command          string `json:"command"`
-	RSSBytes         uint64 `json:"rss_bytes"`
-	AnonBytes        uint64 `json:"anon_bytes"`
-	ShmemMappedBytes uint64 `json:"shmem_mapped_bytes"`
+	PID              int     `json:"pid"`
+	Command          string  `json:"command"`
+	RSSBytes         uint64  `json:"rss_bytes"`
+	AnonBytes        *uint64 `json:"anon_bytes,omitempty"`
+	ShmemMappedBytes *uint64 `json:"shmem_mapped_bytes,omitempty"`
+}
+
+func newMemberJSON(pid int, command string, rss, anon, shmem uint64, split bool) memberJSON {
+	m := memberJSON{PID: pid, Command: command, RSSBytes: rss}
+	if split {
+		m.AnonBytes, m.ShmemMappedBytes = &anon, &shmem
+	}
+	return m
 }
 
 func cgroupDocument(v *CgroupView) *cgroupDoc {
@@ -220,11 +239,12 @@ func cgroupDocument(v *CgroupView) *cgroupDoc {
 		d.Breakdown = append(d.Breakdown, cgroupPartJSON{p.Name, p.Bytes, p.What})
 	}
 	for _, m := range v.Members {
-		d.Processes = append(d.Processes, memberJSON{m.PID, m.Command, m.RSSBytes, m.AnonBytes, m.ShmemMapBytes})
+		d.Processes = append(d.Processes, newMemberJSON(m.PID, m.Command, m.RSSBytes, m.AnonBytes, m.ShmemMapBytes, !m.SplitUnknown))
 	}
 	if v.OOM != nil {
 		k := v.OOM.Victim
-		d.Killed = &memberJSON{k.PID, k.Name, k.RSSBytes, k.AnonBytes, k.ShmemRSSBytes}
+		killed := newMemberJSON(k.PID, k.Name, k.RSSBytes, k.AnonBytes, k.ShmemRSSBytes, true) // the kill line splits it
+		d.Killed = &killed
 		verified := v.OOM.Verified
 		d.OOMVerified, d.OOMTrust = &verified, v.OOM.Trust
 		d.OOMGlobal, d.HostRAMBytes = v.OOM.Global, v.OOM.RAMBytes
