@@ -352,7 +352,7 @@ func parseTaskRow(text string, cols []string) (OOMTask, bool) {
 	t := OOMTask{PID: pid, Name: name}
 	for i, c := range cols[:len(cols)-1] {
 		n, err := strconv.ParseUint(f[i], 10, 64)
-		if err != nil {
+		if err != nil || n > 1<<40 { // pages: 4 PiB, past any host; a larger count is not the kernel's
 			continue
 		}
 		switch c {
