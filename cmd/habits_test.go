@@ -128,7 +128,7 @@ func TestOOMSaysWhen(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc["killed_at"] != "2026-12-01T09:30:15Z" || doc["killed_at_source"] != "as the journal printed it" {
+	if doc["killed_at"] != "2026-12-01T09:30:15Z" || doc["killed_at_source"] != "as the log printed it" {
 		t.Errorf("killed_at %v (%v), want 2026-12-01T09:30:15Z from the journal", doc["killed_at"], doc["killed_at_source"])
 	}
 

@@ -72,21 +72,32 @@ func OOMViews(r *OOMRequest) ([]*report.CgroupView, error) {
 		members := rep.Members()
 		where := fmt.Sprintf("in %s (cgroup v%d)", rep.Cgroup, g.Version)
 		switch {
-		case rep.Global:
+		case rep.Global && (rep.Constraint == "" || rep.Constraint == "NONE"):
 			where = "in the whole host (a global OOM: no memory cgroup was at its limit)"
+		case rep.Global:
+			where = "outside any memory cgroup's limit: " + rep.GlobalWords()
 		case rep.Cgroup == "":
 			where = fmt.Sprintf("in a memory cgroup the report does not name (cgroup v%d)", g.Version)
 		}
 		at, how, _ := rep.WallTime(boot, time.Now())
 		source := fmt.Sprintf("%s:%d", name, rep.Line)
 		views = append(views, &report.CgroupView{
-			Title:  fmt.Sprintf("memdiag oom: %s killed %d (%s) %s, %s", name, rep.Victim.PID, rep.Victim.Name, oomWhen(at, rep.Time), where),
+			Title:  fmt.Sprintf("memdiag oom: %s %s %s, %s", name, victimWords(rep), oomWhen(at, rep.Time), where),
 			Source: source, Group: g, Members: members, OOM: rep,
 			Findings: rep.Findings(source),
 			KilledAt: at, KilledAtSource: how,
 		})
 	}
 	return views, nil
+}
+
+// victimWords says whom the report's kill took: "killed 1234 (java)", or
+// that its "Killed process" line is missing.
+func victimWords(rep *memcg.OOMReport) string {
+	if !rep.Killed {
+		return `invoked the OOM killer (no "Killed process" line follows: the log is cut, or nothing could be killed)`
+	}
+	return fmt.Sprintf("killed %d (%s)", rep.Victim.PID, rep.Victim.Name)
 }
 
 // oomWhen says when a kill happened: by the wall clock where the log or

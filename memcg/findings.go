@@ -122,12 +122,14 @@ func (g *Group) shmemFindings(members []Member, source string) []finding.Finding
 	}
 	var fs []finding.Finding
 	var mapped uint64
-	for _, m := range members {
+	// A report without its task table counts as one process whose split
+	// is not known.
+	for _, m := range append([]Member{{SplitUnknown: g.tasksUnknown}}, members...) {
 		if m.SplitUnknown {
 			return []finding.Finding{{
 				ID: "shmem-charged", Severity: finding.Info, Bytes: shmem,
-				Summary:  fmt.Sprintf("%s of shmem is charged to the cgroup; the report's task table gives each process's RSS whole, so how much of it the processes map is not known", humanize.Bytes(shmem)),
-				Evidence: []string{fmt.Sprintf("%s: memory.stat shmem %d B; the task table has no rss_shmem column", source, shmem)},
+				Summary:  fmt.Sprintf("%s of shmem is charged to the cgroup; the report does not split its processes' RSS, so how much of it they map is not known", humanize.Bytes(shmem)),
+				Evidence: []string{fmt.Sprintf("%s: memory.stat shmem %d B; the report has no task table, or one without an rss_shmem column", source, shmem)},
 				Advice:   []string{"Files in /dev/shm or another tmpfs stay charged with no process mapping them: find /dev/shm /run -xdev -type f -size +1M, in the container's mount namespace."},
 			}}
 		}

@@ -19,20 +19,30 @@ const (
 	formatKmsg                  // /dev/kmsg: "pri,seq,usec,flags;message", escaped
 	formatDmesg                 // dmesg, dmesg -r: "[  ts] message", "<pri>[  ts] message"
 	formatDmesgX                // dmesg -x: "kern  :err   : [  ts] message"
-	formatJournal               // journalctl -k: "Dec 03 11:00:00 host kernel: message"
+	formatJournal               // journalctl -k, kern.log: "Dec 03 11:00:00 host kernel: [  ts] message"
 	formatJournalMono           // journalctl -k -o short-monotonic: "[  ts] host kernel: message"
+	formatDmesgT                // dmesg -T: "[Tue Dec  3 11:00:00 2024] message"
+	formatDmesgISO              // dmesg --time-format iso: "2024-12-03T11:00:00,123456+01:00 message"
 	formatBare                  // dmesg -t: no prefix at all; shapes are all there is
 )
 
 // Compiled on first use, not at start: every run of memdiag would pay for
 // them, and most never read this format.
 var (
-	kmsgPrefix    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(\d+),\d+,(\d+),[^;]*;`) })
-	dmesgPrefix   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(?:<(\d+)>)?\[ *(\d+\.\d+)\] ?`) })
-	dmesgXPrefix  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z0-9]+) *:([a-z]+) *: \[ *(\d+\.\d+)\] ?`) })
-	monoPrefix    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\[ *(\d+\.\d+)\] \S+ kernel: `) })
+	kmsgPrefix   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(\d+),\d+,(\d+),[^;]*;`) })
+	dmesgPrefix  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(?:<(\d+)>)?\[ *(\d+\.\d+)\] ?`) })
+	dmesgXPrefix = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z0-9]+) *:([a-z]+) *: \[ *(\d+\.\d+)\] ?`) })
+	monoPrefix   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\[ *(\d+\.\d+)\] \S+ kernel: `) })
+	// journalctl (with or without --no-hostname) and syslog's kern.log,
+	// which keeps the kernel's own timestamp after "kernel: ".
 	journalPrefix = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^([A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT[0-9:.,+-]+) \S+ kernel: `)
+		return regexp.MustCompile(`^([A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT[0-9:.,+-]+) (?:\S+ )?kernel: (?:\[ *(\d+\.\d+)\] )?`)
+	})
+	dmesgTPrefix = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^\[([A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d \d{4})\] ?`)
+	})
+	dmesgISOPrefix = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[,.]\d+[+-]\d\d:?\d\d) `)
 	})
 )
 
@@ -74,6 +84,16 @@ func splitRecord(f logFormat, raw string) (l kernelLine, ok bool) {
 		if m == nil {
 			return l, false
 		}
+		return kernelLine{clock: m[1], ts: m[2], text: raw[len(m[0]):]}, true
+	case formatDmesgT, formatDmesgISO:
+		re := dmesgTPrefix()
+		if f == formatDmesgISO {
+			re = dmesgISOPrefix()
+		}
+		m := re.FindStringSubmatch(raw)
+		if m == nil {
+			return l, false
+		}
 		return kernelLine{clock: m[1], text: raw[len(m[0]):]}, true
 	case formatJournalMono:
 		m := monoPrefix().FindStringSubmatch(raw)
@@ -87,7 +107,9 @@ func splitRecord(f logFormat, raw string) (l kernelLine, ok bool) {
 	return l, false
 }
 
-// sniffFormat tells the format from the first non-empty line.
+// sniffFormat tells the format of a line that carries a known prefix;
+// formatUnknown for any other (a header, or a log without prefixes: see
+// ParseOOM).
 func sniffFormat(raw string) logFormat {
 	switch {
 	case kmsgPrefix().MatchString(raw):
@@ -100,10 +122,12 @@ func sniffFormat(raw string) logFormat {
 		return formatDmesgX
 	case journalPrefix().MatchString(raw):
 		return formatJournal
-	case strings.TrimSpace(raw) == "":
-		return formatUnknown
+	case dmesgTPrefix().MatchString(raw):
+		return formatDmesgT
+	case dmesgISOPrefix().MatchString(raw):
+		return formatDmesgISO
 	}
-	return formatBare
+	return formatUnknown
 }
 
 // kernelFacility: a syslog priority of facility 0, LOG_KERN.

@@ -48,6 +48,9 @@ type Group struct {
 	// UsageUnknown says why UsageBytes, LimitBytes and Failcnt are not
 	// known (an OOM report without them); "" when they are.
 	UsageUnknown string
+	// tasksUnknown: an OOM report without its task table
+	// (vm.oom_dump_tasks=0): what the processes map is not known.
+	tasksUnknown bool
 	// HighBytes is v2's memory.high, 0 for none.
 	HighBytes    uint64
 	MaxUsedBytes uint64 // v1 max_usage_in_bytes, v2 memory.peak when present

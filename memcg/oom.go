@@ -28,9 +28,13 @@ type OOMReport struct {
 	Invoker string // the task whose allocation invoked the OOM killer
 	// Cgroup is oom_memcg: the cgroup at its limit ("" for a global OOM).
 	Cgroup string
-	// Global: the kernel's global OOM killer chose the victim (the
-	// oom-kill line says global_oom, or the kill line "Out of memory").
+	// Global: no memory cgroup was at its limit; the allocation ran out
+	// of the host's memory, or with Constraint CPUSET or MEMORY_POLICY of
+	// the nodes a cpuset or a memory policy allows.
 	Global bool
+	// Constraint is the oom-kill line's (NONE, CPUSET, MEMORY_POLICY,
+	// MEMCG; "" before Linux 4.19).
+	Constraint string
 	// UsageBytes, LimitBytes and Failcnt are the "memory: usage …" line;
 	// HasUsage says it was read (a global OOM has none, and a damaged
 	// line is not read: its figures are then unknown, not 0).
@@ -45,6 +49,7 @@ type OOMReport struct {
 	// read.
 	RAMBytes, SwapTotalBytes, SwapFreeBytes uint64
 	HasSwap                                 bool
+	swapFreeRead                            bool
 	// Stat is the "Memory cgroup stats for …" block.
 	Stat  map[string]uint64
 	Tasks []OOMTask
@@ -116,9 +121,9 @@ var (
 	ramRe       = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(\d+) pages RAM$`) })
 	swapTotalRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Total swap = (\d+)kB$`) })
 	swapFreeRe  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Free swap  = (\d+)kB$`) })
-	statsRe     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Memory cgroup stats for (/\S*):$`) })
+	statsRe     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Memory cgroup stats for (/.*):$`) })
 	statRe      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z_]+) (\d+)$`) })
-	oomKillRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^oom-kill:constraint=CONSTRAINT_[A-Z]+,`) })
+	oomKillRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^oom-kill:constraint=CONSTRAINT_([A-Z_]+),`) })
 	// Before Linux 4.19 (5.0 for the kill line's prefix) the kernel named
 	// the victim and the cgroup at its limit on lines of their own, and
 	// printed a cgroup's statistics on one line, in KiB.
@@ -126,15 +131,19 @@ var (
 		return regexp.MustCompile(`^(Out of memory(?: \(oom_kill_allocating_task\))?|Memory cgroup out of memory): Kill process \d+ \(.{0,64}\) score \d+ or sacrifice child$`)
 	})
 	taskInRe = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^Task in /\S* killed as a result of limit of (/\S*)$`)
+		return regexp.MustCompile(`^Task in /.* killed as a result of limit of (/.*)$`)
 	})
 	oldStatsRe = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^Memory cgroup stats for /\S*:((?: [a-z_]+:\d+KB)+)$`)
+		return regexp.MustCompile(`^Memory cgroup stats for /.*?:((?: [a-z_]+:\d+KB)+)$`)
 	})
 	killedRe = sync.OnceValue(func() *regexp.Regexp {
 		return regexp.MustCompile(`^(?:(Out of memory(?: \(oom_kill_allocating_task\))?|Memory cgroup out of memory): )?Killed process (\d+) \((.{0,64})\) total-vm:\d+kB, anon-rss:(\d+)kB, file-rss:(\d+)kB(?:, shmem-rss:(\d+)kB)?(?:, UID:\d+ pgtables:\d+kB oom_score_adj:-?\d+)?$`)
 	})
 )
+
+// sniffLines is how many lines may come before the first with a known
+// prefix: a header, not a report.
+const sniffLines = 64
 
 // maxReportLines bounds what one report reads: a task table of a big
 // cgroup is long, but not endless.
@@ -156,14 +165,38 @@ func ParseOOM(r io.Reader, name string) ([]*OOMReport, error) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	sc.Split(skipLongLines(1 << 20))
 	p := &oomParser{}
+	// The first line with a known prefix tells the format; the lines
+	// before it are a header ("-- Logs begin at …"). When none of the
+	// first sniffLines has one, the log has no prefixes (dmesg -t), and
+	// they are read again as records.
+	var before []string
 	for sc.Scan() {
 		p.lineNo++
 		raw := sc.Text()
 		if p.format == formatUnknown {
-			p.format = sniffFormat(raw)
+			if p.format = sniffFormat(raw); p.format == formatUnknown {
+				if before = append(before, raw); len(before) < sniffLines {
+					continue
+				}
+				p.format, p.lineNo = formatBare, p.lineNo-len(before)
+				for _, b := range before {
+					p.lineNo++
+					p.record(kernelLine{text: b})
+				}
+				before = nil
+				continue
+			}
+			before = nil
 		}
 		if l, ok := splitRecord(p.format, raw); ok {
 			p.record(l)
+		}
+	}
+	if p.format == formatUnknown && len(before) > 0 {
+		p.format, p.lineNo = formatBare, p.lineNo-len(before)
+		for _, b := range before {
+			p.lineNo++
+			p.record(kernelLine{text: b})
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -210,6 +243,9 @@ func (p *oomParser) record(l kernelLine) {
 	case counterLine(cur, text):
 	case statsRe().MatchString(text):
 		p.inStats, p.inTask = true, false
+		if cur.Cgroup == "" { // the cgroup at its limit comes first; oom_memcg, later, is the one said
+			cur.Cgroup = statsRe().FindStringSubmatch(text)[1]
+		}
 	case strings.HasPrefix(text, "Tasks state (memory values in pages):"):
 		p.inStats, p.inTask = false, false
 	case strings.HasPrefix(text, "[  pid  ]"), strings.HasPrefix(text, "[ pid ]"):
@@ -220,20 +256,13 @@ func (p *oomParser) record(l kernelLine) {
 		p.inStats, p.inTask = false, false
 	case oomKillRe().MatchString(text):
 		p.inStats, p.inTask = false, false
-		for _, kv := range strings.Split(strings.TrimPrefix(text, "oom-kill:"), ",") {
-			if v, ok := strings.CutPrefix(kv, "oom_memcg="); ok {
-				cur.Cgroup = v
-			}
-			if kv == "global_oom" {
-				cur.Global = true
-			}
-		}
+		cur.readOOMKill(text)
 	case killedRe().MatchString(text):
 		m := killedRe().FindStringSubmatch(text)
 		pid, _ := strconv.Atoi(m[2])
 		kb := func(s string) uint64 { n, _ := kibibytes(s); return n }
-		cur.Victim = OOMTask{PID: pid, Name: m[3], AnonBytes: kb(m[4]), FileBytes: kb(m[5]), ShmemRSSBytes: kb(m[6])}
-		if strings.HasPrefix(m[1], "Out of memory") && cur.Cgroup == "" {
+		cur.Victim = OOMTask{PID: pid, Name: strings.Clone(m[3]), AnonBytes: kb(m[4]), FileBytes: kb(m[5]), ShmemRSSBytes: kb(m[6]), HasSplit: m[6] != ""}
+		if strings.HasPrefix(m[1], "Out of memory") && cur.Constraint == "" && cur.Cgroup == "" {
 			cur.Global = true
 		}
 		cur.Victim.RSSBytes = cur.Victim.AnonBytes + cur.Victim.FileBytes + cur.Victim.ShmemRSSBytes
@@ -251,6 +280,42 @@ func (p *oomParser) record(l kernelLine) {
 		if t, ok := parseTaskRow(text, p.cols); ok {
 			cur.Tasks = append(cur.Tasks, t)
 		}
+	}
+}
+
+// readOOMKill reads the summary line (Linux 4.19 and later):
+//
+//	oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/a,task_memcg=/a/b,task=java,pid=1,uid=0
+//
+// Its cpuset, cgroup paths and task name are printed raw: a user chooses
+// them, commas and all, so no field is found by splitting on commas. The
+// kind of OOM is the constraint, which comes first and no user writes;
+// the cgroup at its limit is what follows ",oom_memcg=" up to the
+// ",task_memcg=" whose path lies inside it (the task is in that cgroup or
+// below it).
+func (r *OOMReport) readOOMKill(text string) {
+	r.Constraint = oomKillRe().FindStringSubmatch(text)[1]
+	if r.Constraint != "MEMCG" {
+		r.Global = true
+		return
+	}
+	r.Global = false
+	_, rest, ok := strings.Cut(text, ",oom_memcg=")
+	if !ok {
+		return
+	}
+	const marker = ",task_memcg="
+	for i := 0; ; {
+		j := strings.Index(rest[i:], marker)
+		if j < 0 {
+			return
+		}
+		at, task := rest[:i+j], rest[i+j+len(marker):]
+		if at != "" && strings.HasPrefix(task, at) && (len(task) == len(at) || task[len(at)] == '/' || task[len(at)] == ',' || at == "/") {
+			r.Cgroup = at
+			return
+		}
+		i += j + len(marker)
 	}
 }
 
@@ -274,9 +339,12 @@ func counterLine(cur *OOMReport, text string) bool {
 			cur.RAMBytes = n * 4096
 		}
 	case swapTotalRe().MatchString(text):
-		cur.SwapTotalBytes, cur.HasSwap = kibibytes(swapTotalRe().FindStringSubmatch(text)[1])
+		// The kernel prints "Free swap" first: both read, swap is known.
+		var ok bool
+		cur.SwapTotalBytes, ok = kibibytes(swapTotalRe().FindStringSubmatch(text)[1])
+		cur.HasSwap = ok && cur.swapFreeRead
 	case swapFreeRe().MatchString(text):
-		cur.SwapFreeBytes, _ = kibibytes(swapFreeRe().FindStringSubmatch(text)[1])
+		cur.SwapFreeBytes, cur.swapFreeRead = kibibytes(swapFreeRe().FindStringSubmatch(text)[1])
 	default:
 		return false
 	}
@@ -295,7 +363,7 @@ func oldKernelLine(cur *OOMReport, text string) bool {
 			cur.Cgroup = taskInRe().FindStringSubmatch(text)[1]
 		}
 	case killProcessRe().MatchString(text):
-		if strings.HasPrefix(text, "Out of memory") && cur.Cgroup == "" {
+		if strings.HasPrefix(text, "Out of memory") && cur.Constraint == "" && cur.Cgroup == "" {
 			cur.Global = true
 		}
 	case oldStatsRe().MatchString(text):
@@ -349,7 +417,7 @@ func parseTaskRow(text string, cols []string) (OOMTask, bool) {
 		return OOMTask{}, false
 	}
 	f = append(f, name)
-	t := OOMTask{PID: pid, Name: name}
+	t := OOMTask{PID: pid, Name: strings.Clone(name)} // not the whole line
 	for i, c := range cols[:len(cols)-1] {
 		n, err := strconv.ParseUint(f[i], 10, 64)
 		if err != nil || n > 1<<40 { // pages: 4 PiB, past any host; a larger count is not the kernel's
@@ -374,7 +442,10 @@ func parseTaskRow(text string, cols []string) (OOMTask, bool) {
 // Findings: v1 or v2 told by its statistics' names.
 func (r *OOMReport) Group() *Group {
 	g := &Group{Path: r.Cgroup, UsageBytes: r.UsageBytes, LimitBytes: r.LimitBytes, Failcnt: r.Failcnt, KernelBytes: r.KernelBytes,
-		Stat: map[string]uint64{}, Events: map[string]uint64{"oom_kill": 1}, Version: 2}
+		Stat: map[string]uint64{}, Events: map[string]uint64{}, Version: 2}
+	if r.Killed {
+		g.Events["oom_kill"] = 1
+	}
 	if _, v1 := r.Stat["cache"]; v1 {
 		g.Version = 1
 	}
@@ -387,6 +458,10 @@ func (r *OOMReport) Group() *Group {
 	}
 	if g.LimitBytes >= unlimited>>10<<10 || g.LimitBytes >= 1<<60 {
 		g.LimitBytes = 0
+	}
+	g.tasksUnknown = len(r.Tasks) == 0
+	if r.Global && len(r.Stat) == 0 {
+		g.Version = 0 // no cgroup
 	}
 	switch {
 	case r.Global && !r.HasUsage:
@@ -419,7 +494,7 @@ func (r *OOMReport) Findings(source string) []finding.Finding {
 	for _, t := range tasks {
 		sum += t.RSSBytes
 	}
-	host := "the whole host ran out of memory"
+	host := r.GlobalWords()
 	evidence := []string{fmt.Sprintf("%s: the kernel's global OOM killer chose the victim (global_oom, \"Out of memory: Kill…\"), no memory cgroup was at its limit", source)}
 	if r.RAMBytes > 0 {
 		host += " (" + humanize.Bytes(r.RAMBytes) + " of RAM"
@@ -442,6 +517,18 @@ func (r *OOMReport) Findings(source string) []finding.Finding {
 			"Give the largest services memory limits of their own (systemd MemoryMax=, a container's memory limit) so that one is killed at its limit instead of the kernel choosing among all; add swap or RAM if the host's load simply outgrew it.",
 		},
 	}}
+}
+
+// GlobalWords says what ran out in a global OOM: the host's memory, or
+// with a cpuset or a memory policy only the nodes it allows.
+func (r *OOMReport) GlobalWords() string {
+	switch r.Constraint {
+	case "CPUSET":
+		return "the memory nodes its cpuset allows ran out (constraint CPUSET: the host may have had free memory on other nodes)"
+	case "MEMORY_POLICY":
+		return "the memory nodes its memory policy allows ran out (constraint MEMORY_POLICY: the host may have had free memory on other nodes)"
+	}
+	return "the whole host ran out of memory"
 }
 
 // largestTasks names the first n tasks (sorted by RSS) with their share

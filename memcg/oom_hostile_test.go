@@ -2,14 +2,17 @@ package memcg
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/memdiag/memdiag/internal/golden"
 	"github.com/memdiag/memdiag/internal/input"
 	"github.com/memdiag/memdiag/internal/proc"
 	"github.com/memdiag/memdiag/internal/testprog"
@@ -215,5 +218,101 @@ func TestReadFailsPastTheBound(t *testing.T) {
 	}
 	if _, err := (&Group{Dir: dir}).Members(proc.FS{}); !errors.Is(err, input.ErrTooLarge) {
 		t.Errorf("Members: %v, want cgroup.procs larger than the limit", err)
+	}
+}
+
+// TestOOMRedTeam replays what a red-team pass found, each from a
+// fixture changed the way a user or a log format changes it: the kind of
+// OOM and its cgroup must not follow a name, the formats people save
+// logs in are read, and what a report lacks is unknown, never 0.
+func TestOOMRedTeam(t *testing.T) {
+	v2 := golden.Text(t, "cgroup/oom-v2-constructed.dmesg")
+	global := golden.Text(t, "cgroup/oom-global-constructed.dmesg")
+	v1 := golden.Text(t, "cgroup/oom-v1.dmesg")
+	const memcg = "/kubepods.slice/kubepods-burstable.slice/memdiag-capture-15160.scope"
+	lines := func(s string, f func(string) string) string {
+		var b strings.Builder
+		for _, l := range strings.SplitAfter(s, "\n") {
+			b.WriteString(f(l))
+		}
+		return b.String()
+	}
+	for _, tc := range []struct {
+		name, log string
+		check     func(r *OOMReport) string
+	}{
+		{"a comm with ,global_oom stays a cgroup OOM", strings.ReplaceAll(v2, "task=hog,", "task=a,global_oom,"), func(r *OOMReport) string {
+			if r.Global || r.Cgroup != memcg {
+				return fmt.Sprintf("global %v, cgroup %q", r.Global, r.Cgroup)
+			}
+			return ""
+		}},
+		{"a comm with ,oom_memcg= does not move the cgroup", strings.ReplaceAll(v2, "task=hog,", "task=,oom_memcg=/etc,"), func(r *OOMReport) string {
+			if r.Cgroup != memcg {
+				return "cgroup " + r.Cgroup
+			}
+			return ""
+		}},
+		{"a cpuset OOM is not the whole host", strings.Replace(global, "CONSTRAINT_NONE", "CONSTRAINT_CPUSET", 1), func(r *OOMReport) string {
+			if !r.Global || r.Constraint != "CPUSET" || !strings.Contains(r.Findings("x")[0].Summary, "cpuset") {
+				return fmt.Sprintf("global %v, constraint %q", r.Global, r.Constraint)
+			}
+			return ""
+		}},
+		{"dmesg -T", lines(v2, func(l string) string {
+			return regexp.MustCompile(`^\[ *\d+\.\d+\]`).ReplaceAllString(l, "[Tue Dec  3 11:00:00 2024]")
+		}), func(r *OOMReport) string {
+			if r.Victim.PID != 15172 || r.Clock != "Tue Dec  3 11:00:00 2024" {
+				return fmt.Sprintf("victim %d, clock %q", r.Victim.PID, r.Clock)
+			}
+			return ""
+		}},
+		{"kern.log", lines(v2, func(l string) string {
+			if l == "" {
+				return l
+			}
+			return "Dec  3 11:00:00 node7 kernel: " + l
+		}), func(r *OOMReport) string {
+			if r.Victim.PID != 15172 || r.Time != "13936.814049" || !r.HasUsage {
+				return fmt.Sprintf("victim %d, time %q", r.Victim.PID, r.Time)
+			}
+			return ""
+		}},
+		{"a header line", "-- Logs begin at Mon 2026-11-30 10:00:00 UTC, end at Thu 2026-12-03 11:00:00 UTC. --\n" + v2, func(r *OOMReport) string {
+			if r.Victim.PID != 15172 || r.Bare {
+				return fmt.Sprintf("victim %d, bare %v", r.Victim.PID, r.Bare)
+			}
+			return ""
+		}},
+		{"no task table: shmem charged, not unmapped", regexp.MustCompile(`(?m)^.*\[ +(pid +\]|\d+\]).*\n`).ReplaceAllString(v1, ""), func(r *OOMReport) string {
+			for _, f := range r.Findings("x") {
+				if f.ID == "shmem-unmapped" {
+					return "shmem-unmapped without a task table"
+				}
+			}
+			return ""
+		}},
+		{"a cgroup path with a space", strings.ReplaceAll(v1, "memdiag-capture-15160", "my app"), func(r *OOMReport) string {
+			if g := r.Group(); g.Version != 1 || g.Stat["rss"] == 0 || !strings.HasSuffix(r.Cgroup, "/my app") {
+				return fmt.Sprintf("version %d, rss %d, cgroup %q", g.Version, g.Stat["rss"], r.Cgroup)
+			}
+			return ""
+		}},
+		{"no kill line: no victim, no kill counted", v2[:strings.Index(v2, "oom-kill:")], func(r *OOMReport) string {
+			if r.Killed || r.Group().Events["oom_kill"] != 0 {
+				return "a kill counted"
+			}
+			return ""
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reps, err := ParseOOM(strings.NewReader(tc.log), "x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg := tc.check(reps[len(reps)-1]); msg != "" {
+				t.Error(msg)
+			}
+		})
 	}
 }

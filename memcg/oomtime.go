@@ -45,7 +45,7 @@ func BootTime(fsys proc.FS) (time.Time, error) {
 func (r *OOMReport) WallTime(boot time.Time, now time.Time) (t time.Time, how string, ok bool) {
 	if r.Clock != "" {
 		if t, ok := parseJournalClock(r.Clock, now); ok {
-			return t, "as the journal printed it", true
+			return t, "as the log printed it", true
 		}
 	}
 	if boot.IsZero() || r.Time == "" {
@@ -62,10 +62,15 @@ func (r *OOMReport) WallTime(boot time.Time, now time.Time) (t time.Time, how st
 // time, no year: the latest such date not after now) or short-iso
 // ("2026-12-03T11:00:00+0100") stamp.
 func parseJournalClock(s string, now time.Time) (time.Time, bool) {
-	for _, layout := range []string{"2006-01-02T15:04:05-0700", "2006-01-02T15:04:05.999999-0700", time.RFC3339Nano} {
+	for _, layout := range []string{"2006-01-02T15:04:05-0700", "2006-01-02T15:04:05.999999-0700", time.RFC3339Nano, "2006-01-02T15:04:05,999999-07:00", "2006-01-02T15:04:05,999999-0700"} {
 		if t, err := time.Parse(layout, s); err == nil {
 			return t, true
 		}
+	}
+	// dmesg -T: local time, from the boot time, so it drifts by the time
+	// the machine slept.
+	if t, err := time.ParseInLocation("Mon Jan _2 15:04:05 2006", s, now.Location()); err == nil {
+		return t, true
 	}
 	for _, layout := range []string{"Jan 02 15:04:05", "Jan _2 15:04:05", "Jan 02 15:04:05.999999", "Jan _2 15:04:05.999999"} {
 		t, err := time.ParseInLocation(layout, s, now.Location())

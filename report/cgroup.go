@@ -71,9 +71,13 @@ func WriteCgroup(w io.Writer, f Format, v *CgroupView, s Style) error {
 		if split {
 			mt.Notes = append(mt.Notes, "-: the report's task table gives each process's RSS whole (an rss column, no rss_anon or rss_shmem)")
 		}
-		if v.OOM != nil {
-			mt.Notes = append(mt.Notes, fmt.Sprintf("killed: process %d (%s), anon %s, file %s, shmem %s", v.OOM.Victim.PID, v.OOM.Victim.Name,
-				Bytes(v.OOM.Victim.AnonBytes), Bytes(v.OOM.Victim.FileBytes), Bytes(v.OOM.Victim.ShmemRSSBytes)))
+		if k := v.OOM; k != nil && k.Killed {
+			shmem := "unknown"
+			if k.Victim.HasSplit {
+				shmem = Bytes(k.Victim.ShmemRSSBytes)
+			}
+			mt.Notes = append(mt.Notes, fmt.Sprintf("killed: process %d (%s), anon %s, file %s, shmem %s", k.Victim.PID, k.Victim.Name,
+				Bytes(k.Victim.AnonBytes), Bytes(k.Victim.FileBytes), shmem))
 		}
 		tables = append(tables, mt)
 	}
@@ -166,7 +170,7 @@ type cgroupDoc struct {
 	Schema  string `json:"schema"`
 	Source  string `json:"source"`
 	Path    string `json:"path"`
-	Version int    `json:"version"`
+	Version int    `json:"version,omitempty"`
 	// UsageBytes, LimitBytes and WorkingSetBytes are nil when the OOM
 	// report does not give them (absent, not 0), and UsageUnknown says why;
 	// ReclaimableBytes is nil when it has no statistics either.
@@ -214,10 +218,13 @@ type memberJSON struct {
 	ShmemMappedBytes *uint64 `json:"shmem_mapped_bytes,omitempty"`
 }
 
-func newMemberJSON(pid int, command string, rss, anon, shmem uint64, split bool) memberJSON {
+func newMemberJSON(pid int, command string, rss, anon, shmem uint64, anonKnown, shmemKnown bool) memberJSON {
 	m := memberJSON{PID: pid, Command: command, RSSBytes: rss}
-	if split {
-		m.AnonBytes, m.ShmemMappedBytes = &anon, &shmem
+	if anonKnown {
+		m.AnonBytes = &anon
+	}
+	if shmemKnown {
+		m.ShmemMappedBytes = &shmem
 	}
 	return m
 }
@@ -239,12 +246,13 @@ func cgroupDocument(v *CgroupView) *cgroupDoc {
 		d.Breakdown = append(d.Breakdown, cgroupPartJSON{p.Name, p.Bytes, p.What})
 	}
 	for _, m := range v.Members {
-		d.Processes = append(d.Processes, newMemberJSON(m.PID, m.Command, m.RSSBytes, m.AnonBytes, m.ShmemMapBytes, !m.SplitUnknown))
+		d.Processes = append(d.Processes, newMemberJSON(m.PID, m.Command, m.RSSBytes, m.AnonBytes, m.ShmemMapBytes, !m.SplitUnknown, !m.SplitUnknown))
 	}
 	if v.OOM != nil {
-		k := v.OOM.Victim
-		killed := newMemberJSON(k.PID, k.Name, k.RSSBytes, k.AnonBytes, k.ShmemRSSBytes, true) // the kill line splits it
-		d.Killed = &killed
+		if k := v.OOM.Victim; v.OOM.Killed {
+			killed := newMemberJSON(k.PID, k.Name, k.RSSBytes, k.AnonBytes, k.ShmemRSSBytes, true, k.HasSplit) // the kill line gives anon
+			d.Killed = &killed
+		}
 		verified := v.OOM.Verified
 		d.OOMVerified, d.OOMTrust = &verified, v.OOM.Trust
 		d.OOMGlobal, d.HostRAMBytes = v.OOM.Global, v.OOM.RAMBytes
