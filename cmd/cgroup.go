@@ -101,6 +101,7 @@ func NewCmdOOM(d *Deps, g *globalOptions, runF func(*OOMOptions) error) *cobra.C
 }
 
 func runOOM(o *OOMOptions) error {
+	defer o.Streams.SoftMemoryLimit(64 << 20)() // a log's reports are kept; each line read is garbage
 	views, err := collect.OOMViews(&o.OOMRequest)
 	if err != nil {
 		return err

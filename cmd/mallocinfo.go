@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -114,9 +113,7 @@ func runMallocInfo(o *MallocInfoOptions) error {
 	// log; garbage is every document decoded. A soft limit keeps the
 	// garbage from growing the heap past it (GOGC=400 otherwise lets it
 	// reach five times what is live). GOMEMLIMIT, when set, is the user's.
-	if o.Streams.Getenv == nil || o.Streams.Getenv("GOMEMLIMIT") == "" {
-		defer debug.SetMemoryLimit(debug.SetMemoryLimit(mallocInfoMemoryLimit))
-	}
+	defer o.Streams.SoftMemoryLimit(mallocInfoMemoryLimit)()
 	ctx, stop := interruptibleIf(o.PID != 0)
 	defer stop()
 	o.Notify = notifier(o.Streams.ErrOut)

@@ -7,6 +7,7 @@ package iostreams
 import (
 	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 
 	"golang.org/x/term"
@@ -68,4 +69,17 @@ func (s *Streams) ColorEnabled(noColor bool) bool {
 		return false
 	}
 	return s.Getenv == nil || s.Getenv("NO_COLOR") == ""
+}
+
+// SoftMemoryLimit sets the Go runtime's soft memory limit to n bytes
+// unless the user set GOMEMLIMIT, and returns what restores the limit
+// before. A command whose garbage is its whole input read once keeps its
+// heap near what is live that way (main's GOGC=400 otherwise lets it grow
+// to five times that).
+func (s *Streams) SoftMemoryLimit(n int64) (restore func()) {
+	if s.Getenv != nil && s.Getenv("GOMEMLIMIT") != "" {
+		return func() {}
+	}
+	before := debug.SetMemoryLimit(n)
+	return func() { debug.SetMemoryLimit(before) }
 }

@@ -1,6 +1,9 @@
 package iostreams
 
-import "testing"
+import (
+	"runtime/debug"
+	"testing"
+)
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
@@ -42,5 +45,24 @@ func TestColorEnabled(t *testing.T) {
 	noColor := Streams{OutIsTTY: true, Getenv: env(map[string]string{"NO_COLOR": "1"})}
 	if noColor.ColorEnabled(false) {
 		t.Error("colour despite NO_COLOR")
+	}
+}
+
+// TestSoftMemoryLimit sets the limit and restores it, and leaves a
+// GOMEMLIMIT the user set alone.
+func TestSoftMemoryLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	restore := (&Streams{}).SoftMemoryLimit(64 << 20)
+	if got := debug.SetMemoryLimit(-1); got != 64<<20 {
+		t.Errorf("limit %d, want %d", got, 64<<20)
+	}
+	restore()
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("restored to %d, want %d", got, before)
+	}
+	user := Streams{Getenv: env(map[string]string{"GOMEMLIMIT": "1GiB"})}
+	user.SoftMemoryLimit(64 << 20)()
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("with GOMEMLIMIT set the limit became %d", got)
 	}
 }
