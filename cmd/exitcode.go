@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/memdiag/memdiag/internal/humanize"
 )
 
 // Exit codes, decided here and nowhere else; docs/exit-codes.md lists them.
@@ -38,7 +40,7 @@ func flagsOnly(name string) cobra.PositionalArgs {
 func argCount(least, most int, what string) cobra.PositionalArgs {
 	return func(_ *cobra.Command, args []string) error {
 		if len(args) < least || most >= 0 && len(args) > most {
-			return usage(fmt.Errorf("%s, got %d arguments", what, len(args)))
+			return usage(fmt.Errorf("%s, got %d %s", what, len(args), humanize.Plural(len(args), "argument", "arguments")))
 		}
 		return nil
 	}

@@ -133,7 +133,7 @@ func (g *Group) shmemFindings(members []Member, source string) []finding.Finding
 				Advice:   []string{"Files in /dev/shm or another tmpfs stay charged with no process mapping them: find /dev/shm /run -xdev -type f -size +1M, in the container's mount namespace."},
 			}}
 		}
-		mapped += m.ShmemMapBytes
+		mapped = addSat(mapped, m.ShmemMapBytes)
 	}
 	if unmapped := shmem - min(mapped, shmem); unmapped >= 16<<20 {
 		sev := finding.Medium

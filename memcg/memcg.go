@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -92,19 +93,19 @@ func (g *Group) Breakdown() []Part {
 		add("shmem", shmem, "tmpfs, /dev/shm, shared anonymous memory: stays charged while a file or a mapping keeps it, whether or not a process maps it")
 		add("page_cache", cache, "page cache of files read and written (cache − shmem); reclaimable when clean")
 		add("kernel", g.KernelBytes, "kernel memory charged to the cgroup (memory.kmem.usage_in_bytes: slab, stacks, page tables)")
-		sum = anon + shmem + cache + g.KernelBytes
+		sum = addSat(anon, shmem, cache, g.KernelBytes)
 	} else {
 		anon, file, shmem := g.Stat["anon"], g.Stat["file"], g.Stat["shmem"]
 		kernel := g.Stat["kernel"]
 		if kernel == 0 {
-			kernel = g.Stat["kernel_stack"] + g.Stat["pagetables"] + g.Stat["percpu"] + g.Stat["slab"] + g.Stat["vmalloc"] + g.Stat["sec_pagetables"]
+			kernel = addSat(g.Stat["kernel_stack"], g.Stat["pagetables"], g.Stat["percpu"], g.Stat["slab"], g.Stat["vmalloc"], g.Stat["sec_pagetables"])
 		}
 		add("anon", anon, "anonymous memory of the processes (memory.stat anon)")
 		add("shmem", shmem, "tmpfs, /dev/shm, shared anonymous memory (part of file in memory.stat)")
 		add("page_cache", file-min(shmem, file), "page cache of files (file − shmem); reclaimable when clean")
 		add("kernel", kernel, "kernel memory: stacks, page tables, per-cpu, slab, vmalloc")
 		add("sock", g.Stat["sock"], "network buffers")
-		sum = anon + file + kernel + g.Stat["sock"]
+		sum = addSat(anon, file, kernel, g.Stat["sock"])
 	}
 	switch {
 	case g.UsageUnknown != "" && len(g.Stat) == 0:
@@ -337,4 +338,14 @@ func parseKV(r io.Reader, name string, fn func(string, uint64)) error {
 		fn(f[0], v)
 	}
 	return sc.Err()
+}
+
+// addSat adds byte counts, stopping at the largest: a forged log's
+// figures must not wrap into small ones.
+func addSat(ns ...uint64) uint64 {
+	var sum uint64
+	for _, n := range ns {
+		sum += min(n, math.MaxUint64-sum)
+	}
+	return sum
 }

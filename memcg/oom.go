@@ -43,6 +43,10 @@ type OOMReport struct {
 	HasUsage               bool
 	// KernelBytes is cgroup v1's "kmem: usage" line, 0 when absent.
 	KernelBytes uint64
+	// PageSize is what the task table's and "pages RAM"'s pages are: 4 KiB
+	// unless the victim's row against its kill line (in kB) says 16 or
+	// 64 KiB.
+	PageSize uint64
 	// RAMBytes, SwapTotalBytes and SwapFreeBytes are the host's, from the
 	// "pages RAM" and swap lines the kernel prints in a global OOM's
 	// report (and in some cgroup OOMs'); HasSwap says the swap lines were
@@ -207,6 +211,7 @@ func ParseOOM(r io.Reader, name string) ([]*OOMReport, error) {
 	}
 	for _, rep := range p.out {
 		rep.Bare = p.format == formatBare
+		rep.scalePages()
 	}
 	return p.out, nil
 }
@@ -379,6 +384,35 @@ func oldKernelLine(cur *OOMReport, text string) bool {
 	return true
 }
 
+// scalePages rescales the figures the kernel gives in pages (the task
+// table, "pages RAM"), read as 4 KiB pages, when the victim's row and its
+// kill line (in kB) say the pages were 16 or 64 KiB (arm64, ppc64le).
+func (r *OOMReport) scalePages() {
+	r.PageSize = 4096
+	if !r.Killed {
+		return
+	}
+	for _, t := range r.Tasks {
+		if t.PID != r.Victim.PID || t.RSSBytes == 0 {
+			continue
+		}
+		ratio := float64(r.Victim.RSSBytes) / float64(t.RSSBytes)
+		for _, size := range []uint64{16 << 10, 64 << 10} {
+			if f := float64(size / 4096); ratio > f*0.9 && ratio < f*1.1 {
+				r.PageSize = size
+			}
+		}
+		break
+	}
+	if k := r.PageSize / 4096; k > 1 {
+		for i := range r.Tasks {
+			t := &r.Tasks[i]
+			t.RSSBytes, t.AnonBytes, t.FileBytes, t.ShmemRSSBytes = t.RSSBytes*k, t.AnonBytes*k, t.FileBytes*k, t.ShmemRSSBytes*k
+		}
+		r.RAMBytes *= k
+	}
+}
+
 // kibibytes reads a count of KiB as bytes; false when it is not a number
 // or its bytes overflow.
 func kibibytes(s string) (uint64, bool) {
@@ -492,7 +526,7 @@ func (r *OOMReport) Findings(source string) []finding.Finding {
 	sort.SliceStable(tasks, func(i, j int) bool { return tasks[i].RSSBytes > tasks[j].RSSBytes })
 	var sum uint64
 	for _, t := range tasks {
-		sum += t.RSSBytes
+		sum = addSat(sum, t.RSSBytes)
 	}
 	host := r.GlobalWords()
 	evidence := []string{fmt.Sprintf("%s: the kernel's global OOM killer chose the victim (global_oom, \"Out of memory: Kill…\"), no memory cgroup was at its limit", source)}
