@@ -179,15 +179,10 @@ func ParseOOM(r io.Reader, name string) ([]*OOMReport, error) {
 		raw := sc.Text()
 		if p.format == formatUnknown {
 			if p.format = sniffFormat(raw); p.format == formatUnknown {
-				if before = append(before, raw); len(before) < sniffLines {
-					continue
+				if before = append(before, raw); len(before) == sniffLines {
+					p.readBare(before)
+					before = nil
 				}
-				p.format, p.lineNo = formatBare, p.lineNo-len(before)
-				for _, b := range before {
-					p.lineNo++
-					p.record(kernelLine{text: b})
-				}
-				before = nil
 				continue
 			}
 			before = nil
@@ -197,11 +192,7 @@ func ParseOOM(r io.Reader, name string) ([]*OOMReport, error) {
 		}
 	}
 	if p.format == formatUnknown && len(before) > 0 {
-		p.format, p.lineNo = formatBare, p.lineNo-len(before)
-		for _, b := range before {
-			p.lineNo++
-			p.record(kernelLine{text: b})
-		}
+		p.readBare(before)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, &ParseError{Name: name, Line: p.lineNo + 1, Msg: "reading: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrMalformed, err)}
@@ -224,6 +215,16 @@ type oomParser struct {
 	cur             *OOMReport
 	inStats, inTask bool
 	cols            []string
+}
+
+// readBare reads lines held while the format was unknown as records of a
+// log without prefixes, at their own line numbers.
+func (p *oomParser) readBare(lines []string) {
+	p.format, p.lineNo = formatBare, p.lineNo-len(lines)
+	for _, l := range lines {
+		p.lineNo++
+		p.record(kernelLine{text: l})
+	}
 }
 
 // record takes one kernel record.

@@ -278,6 +278,18 @@ func TestOOMRedTeam(t *testing.T) {
 			}
 			return ""
 		}},
+		{"dmesg -t, past the lines a header may take", regexp.MustCompile(`(?m)^\[ *\d+\.\d+\] `).ReplaceAllString(v2+v2, ""), func(r *OOMReport) string {
+			if r.Victim.PID != 15172 || !r.Bare || !r.HasUsage || r.Line != 58 {
+				return fmt.Sprintf("victim %d, bare %v, line %d", r.Victim.PID, r.Bare, r.Line)
+			}
+			return ""
+		}},
+		{"dmesg -t, shorter than a header may be", regexp.MustCompile(`(?m)^\[ *\d+\.\d+\] `).ReplaceAllString(golden.Text(t, "cgroup/oom-global-linux4.15-constructed.dmesg"), ""), func(r *OOMReport) string {
+			if r.Victim.PID != 3120 || !r.Bare || !r.Global {
+				return fmt.Sprintf("victim %d, bare %v, global %v", r.Victim.PID, r.Bare, r.Global)
+			}
+			return ""
+		}},
 		{"a header line", "-- Logs begin at Mon 2026-11-30 10:00:00 UTC, end at Thu 2026-12-03 11:00:00 UTC. --\n" + v2, func(r *OOMReport) string {
 			if r.Victim.PID != 15172 || r.Bare {
 				return fmt.Sprintf("victim %d, bare %v", r.Victim.PID, r.Bare)
