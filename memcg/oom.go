@@ -533,7 +533,7 @@ func (r *OOMReport) Findings(source string) []finding.Finding {
 	evidence := []string{fmt.Sprintf("%s: the kernel's global OOM killer chose the victim (global_oom, \"Out of memory: Kill…\"), no memory cgroup was at its limit", source)}
 	if r.RAMBytes > 0 {
 		host += " (" + humanize.Bytes(r.RAMBytes) + " of RAM"
-		evidence = append(evidence, fmt.Sprintf("%s: %d pages RAM (%d B)", source, r.RAMBytes/4096, r.RAMBytes))
+		evidence = append(evidence, fmt.Sprintf("%s: %d pages RAM of %d B (%d B)", source, r.RAMBytes/max(r.PageSize, 1), max(r.PageSize, 1), r.RAMBytes))
 		if r.HasSwap {
 			host += fmt.Sprintf(", swap %s free of %s", humanize.Bytes(r.SwapFreeBytes), humanize.Bytes(r.SwapTotalBytes))
 			evidence = append(evidence, fmt.Sprintf("%s: Free swap %d B, Total swap %d B", source, r.SwapFreeBytes, r.SwapTotalBytes))
