@@ -191,6 +191,7 @@ type cgroupDoc struct {
 	// OOMGlobal: the whole host ran out of memory, not a cgroup; the
 	// host's RAM and swap are the report's, where it gives them.
 	OOMGlobal          bool    `json:"oom_global,omitempty"`
+	OOMConstraint      string  `json:"oom_constraint,omitempty"`
 	HostRAMBytes       uint64  `json:"host_ram_bytes,omitempty"`
 	HostSwapTotalBytes *uint64 `json:"host_swap_total_bytes,omitempty"`
 	HostSwapFreeBytes  *uint64 `json:"host_swap_free_bytes,omitempty"`
@@ -255,7 +256,7 @@ func cgroupDocument(v *CgroupView) *cgroupDoc {
 		}
 		verified := v.OOM.Verified
 		d.OOMVerified, d.OOMTrust = &verified, v.OOM.Trust
-		d.OOMGlobal, d.HostRAMBytes = v.OOM.Global, v.OOM.RAMBytes
+		d.OOMGlobal, d.OOMConstraint, d.HostRAMBytes = v.OOM.Global, v.OOM.Constraint, v.OOM.RAMBytes
 		if v.OOM.HasSwap {
 			total, free := v.OOM.SwapTotalBytes, v.OOM.SwapFreeBytes
 			d.HostSwapTotalBytes, d.HostSwapFreeBytes = &total, &free
