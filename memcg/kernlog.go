@@ -19,7 +19,8 @@ const (
 	formatKmsg                  // /dev/kmsg: "pri,seq,usec,flags;message", escaped
 	formatDmesg                 // dmesg, dmesg -r: "[  ts] message", "<pri>[  ts] message"
 	formatDmesgX                // dmesg -x: "kern  :err   : [  ts] message"
-	formatJournal               // journalctl -k, kern.log: "Dec 03 11:00:00 host kernel: [  ts] message"
+	formatJournal               // journalctl -k: "Dec 03 11:00:00 host kernel: message"
+	formatKernLog               // syslog's kern.log: "Dec  3 11:00:00 host kernel: [  ts] message"
 	formatJournalMono           // journalctl -k -o short-monotonic: "[  ts] host kernel: message"
 	formatDmesgT                // dmesg -T: "[Tue Dec  3 11:00:00 2024] message"
 	formatDmesgISO              // dmesg --time-format iso: "2024-12-03T11:00:00,123456+01:00 message"
@@ -79,9 +80,11 @@ func splitRecord(f logFormat, raw string) (l kernelLine, ok bool) {
 			return l, false
 		}
 		return kernelLine{ts: m[3], text: raw[len(m[0]):]}, true
-	case formatJournal:
+	case formatJournal, formatKernLog:
 		m := journalPrefix().FindStringSubmatch(raw)
-		if m == nil {
+		// In a syslog file anyone can write a line as "kernel" (logger -t
+		// kernel); the kernel's own carry its timestamp.
+		if m == nil || f == formatKernLog && m[2] == "" {
 			return l, false
 		}
 		return kernelLine{clock: m[1], ts: m[2], text: raw[len(m[0]):]}, true
@@ -107,9 +110,7 @@ func splitRecord(f logFormat, raw string) (l kernelLine, ok bool) {
 	return l, false
 }
 
-// sniffFormat tells the format of a line that carries a known prefix;
-// formatUnknown for any other (a header, or a log without prefixes: see
-// ParseOOM).
+// sniffFormat tells the format from the first line.
 func sniffFormat(raw string) logFormat {
 	switch {
 	case kmsgPrefix().MatchString(raw):
@@ -121,13 +122,16 @@ func sniffFormat(raw string) logFormat {
 	case dmesgXPrefix().MatchString(raw):
 		return formatDmesgX
 	case journalPrefix().MatchString(raw):
+		if journalPrefix().FindStringSubmatch(raw)[2] != "" {
+			return formatKernLog
+		}
 		return formatJournal
 	case dmesgTPrefix().MatchString(raw):
 		return formatDmesgT
 	case dmesgISOPrefix().MatchString(raw):
 		return formatDmesgISO
 	}
-	return formatUnknown
+	return formatBare
 }
 
 // kernelFacility: a syslog priority of facility 0, LOG_KERN.

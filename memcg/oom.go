@@ -145,17 +145,14 @@ var (
 	})
 )
 
-// sniffLines is how many lines may come before the first with a known
-// prefix: a header, not a report.
-const sniffLines = 64
-
 // maxReportLines bounds what one report reads: a task table of a big
 // cgroup is long, but not endless.
 const maxReportLines = 200000
 
 // ParseOOM reads every OOM report in r (kernel log text: /dev/kmsg, dmesg
-// with or without -r or -x, journalctl -k, a saved file), in order. The
-// format is told by the first line; a record is matched by the kernel's
+// with or without -r, -x, -T, -t or --time-format iso, journalctl -k,
+// kern.log; a saved file), in order. The format is told by the first
+// line that is not one of journalctl's markers; a record is matched by the kernel's
 // exact shapes from the start of its message, a line without the format's
 // prefix is the continuation of another message, and lines of a report
 // count only between its "invoked oom-killer" and "Killed process" lines.
@@ -169,36 +166,36 @@ func ParseOOM(r io.Reader, name string) ([]*OOMReport, error) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	sc.Split(skipLongLines(1 << 20))
 	p := &oomParser{}
-	// The first line with a known prefix tells the format; the lines
-	// before it are a header ("-- Logs begin at …"). When none of the
-	// first sniffLines has one, the log has no prefixes (dmesg -t), and
-	// they are read again as records.
-	var before []string
 	for sc.Scan() {
 		p.lineNo++
 		raw := sc.Text()
 		if p.format == formatUnknown {
-			if p.format = sniffFormat(raw); p.format == formatUnknown {
-				if before = append(before, raw); len(before) == sniffLines {
-					p.readBare(before)
-					before = nil
-				}
+			// The first line tells the format, but for journalctl's
+			// markers ("-- Logs begin at …", "-- Boot … --") and empty
+			// lines: a later line cannot, for a user's text in a log
+			// without prefixes (dmesg -t) may look like a prefix.
+			if t := strings.TrimSpace(raw); t == "" || strings.HasPrefix(t, "-- ") {
 				continue
 			}
-			before = nil
+			p.format = sniffFormat(raw)
 		}
 		if l, ok := splitRecord(p.format, raw); ok {
 			p.record(l)
 		}
 	}
-	if p.format == formatUnknown && len(before) > 0 {
-		p.readBare(before)
-	}
 	if err := sc.Err(); err != nil {
 		return nil, &ParseError{Name: name, Line: p.lineNo + 1, Msg: "reading: " + err.Error(), Err: fmt.Errorf("%w: %w", ErrMalformed, err)}
 	}
+	if p.format == formatBare {
+		// Without prefixes a line of another format's ("[Di Dez  3 …]
+		// java invoked oom-killer: …") reads as a report with nothing
+		// after it: such a report is not one.
+		p.out = slices.DeleteFunc(p.out, func(r *OOMReport) bool {
+			return !r.HasUsage && len(r.Stat) == 0 && len(r.Tasks) == 0 && !r.Killed
+		})
+	}
 	if len(p.out) == 0 {
-		return nil, &ParseError{Name: name, Msg: `no OOM report ("… invoked oom-killer: gfp_mask=…") found`, Err: ErrMalformed}
+		return nil, &ParseError{Name: name, Msg: `no OOM report ("… invoked oom-killer: gfp_mask=…") found in a log memdiag reads (/dev/kmsg, dmesg with -r, -x, -T, -t or --time-format iso, journalctl -k, kern.log)`, Err: ErrMalformed}
 	}
 	for _, rep := range p.out {
 		rep.Bare = p.format == formatBare
@@ -215,16 +212,6 @@ type oomParser struct {
 	cur             *OOMReport
 	inStats, inTask bool
 	cols            []string
-}
-
-// readBare reads lines held while the format was unknown as records of a
-// log without prefixes, at their own line numbers.
-func (p *oomParser) readBare(lines []string) {
-	p.format, p.lineNo = formatBare, p.lineNo-len(lines)
-	for _, l := range lines {
-		p.lineNo++
-		p.record(kernelLine{text: l})
-	}
 }
 
 // record takes one kernel record.
@@ -306,20 +293,34 @@ func (r *OOMReport) readOOMKill(text string) {
 		return
 	}
 	r.Global = false
-	_, rest, ok := strings.Cut(text, ",oom_memcg=")
+	if r.Cgroup != "" {
+		return // the statistics' line named it, with nothing after the path
+	}
+	// A path starts with "/", which no cgroup's name (the cpuset's,
+	// printed before) holds.
+	_, rest, ok := strings.Cut(text, ",oom_memcg=/")
 	if !ok {
 		return
 	}
-	const marker = ",task_memcg="
+	if at, ok := insideOf("/"+rest, ",task_memcg="); ok {
+		r.Cgroup = at
+	}
+}
+
+// insideOf splits s, "OUTER" marker "INNER…", where the kernel printed
+// two cgroup paths raw and INNER lies inside OUTER (a task's cgroup in the
+// one at its limit): of the places marker occurs, the first where what
+// follows starts with OUTER as a path. false when none does.
+func insideOf(s, marker string) (outer string, ok bool) {
 	for i := 0; ; {
-		j := strings.Index(rest[i:], marker)
+		j := strings.Index(s[i:], marker)
 		if j < 0 {
-			return
+			return "", false
 		}
-		at, task := rest[:i+j], rest[i+j+len(marker):]
-		if at != "" && strings.HasPrefix(task, at) && (len(task) == len(at) || task[len(at)] == '/' || task[len(at)] == ',' || at == "/") {
-			r.Cgroup = at
-			return
+		outer, inner := s[:i+j], s[i+j+len(marker):]
+		if strings.HasPrefix(inner, "/") && strings.HasPrefix(inner, outer) &&
+			(outer == "/" || len(inner) == len(outer) || inner[len(outer)] == '/' || inner[len(outer)] == ',') {
+			return outer, true
 		}
 		i += j + len(marker)
 	}
@@ -365,8 +366,20 @@ func counterLine(cur *OOMReport, text string) bool {
 func oldKernelLine(cur *OOMReport, text string) bool {
 	switch {
 	case taskInRe().MatchString(text):
-		if cur.Cgroup == "" {
-			cur.Cgroup = taskInRe().FindStringSubmatch(text)[1]
+		// "Task in TASK killed as a result of limit of LIMIT": the task's
+		// cgroup lies inside the one at its limit.
+		// Both are printed raw: of the places the words occur, the first
+		// where the task's path lies inside the limit's.
+		s, words := strings.TrimPrefix(text, "Task in "), " killed as a result of limit of "
+		for i := strings.Index(s, words); i >= 0 && cur.Cgroup == ""; {
+			if task, limit := s[:i], s[i+len(words):]; strings.HasPrefix(task, limit) && (limit == "/" || len(task) == len(limit) || task[len(limit)] == '/') {
+				cur.Cgroup = limit
+			}
+			j := strings.Index(s[i+1:], words)
+			if j < 0 {
+				break
+			}
+			i += 1 + j
 		}
 	case killProcessRe().MatchString(text):
 		if strings.HasPrefix(text, "Out of memory") && cur.Constraint == "" && cur.Cgroup == "" {

@@ -278,15 +278,44 @@ func TestOOMRedTeam(t *testing.T) {
 			}
 			return ""
 		}},
-		{"dmesg -t, past the lines a header may take", regexp.MustCompile(`(?m)^\[ *\d+\.\d+\] `).ReplaceAllString(v2+v2, ""), func(r *OOMReport) string {
-			if r.Victim.PID != 15172 || !r.Bare || !r.HasUsage || r.Line != 58 {
+		{"dmesg -t", regexp.MustCompile(`(?m)^\[ *\d+\.\d+\] `).ReplaceAllString(v2, ""), func(r *OOMReport) string {
+			if r.Victim.PID != 15172 || !r.Bare || !r.HasUsage || r.Line != 1 {
 				return fmt.Sprintf("victim %d, bare %v, line %d", r.Victim.PID, r.Bare, r.Line)
 			}
 			return ""
 		}},
-		{"dmesg -t, shorter than a header may be", regexp.MustCompile(`(?m)^\[ *\d+\.\d+\] `).ReplaceAllString(golden.Text(t, "cgroup/oom-global-linux4.15-constructed.dmesg"), ""), func(r *OOMReport) string {
+		{"dmesg -t, a global OOM", regexp.MustCompile(`(?m)^\[ *\d+\.\d+\] `).ReplaceAllString(golden.Text(t, "cgroup/oom-global-linux4.15-constructed.dmesg"), ""), func(r *OOMReport) string {
 			if r.Victim.PID != 3120 || !r.Bare || !r.Global {
 				return fmt.Sprintf("victim %d, bare %v, global %v", r.Victim.PID, r.Bare, r.Global)
+			}
+			return ""
+		}},
+		{"a cpuset named to look like oom_memcg", strings.Replace(v2, "cpuset=/,", "cpuset=z,oom_memcg=evil,task_memcg=evil,q,", 1), func(r *OOMReport) string {
+			if r.Cgroup != memcg {
+				return "cgroup " + r.Cgroup
+			}
+			return ""
+		}},
+		{"the same without the statistics' line", strings.Replace(strings.Replace(v2, "cpuset=/,", "cpuset=z,oom_memcg=evil,task_memcg=evil,q,", 1), "Memory cgroup stats for", "Memory cgroup statistics of", 1), func(r *OOMReport) string {
+			if r.Cgroup != memcg {
+				return "cgroup " + r.Cgroup
+			}
+			return ""
+		}},
+		{"kern.log with a line a user wrote as kernel", lines(v2, func(l string) string {
+			if l == "" {
+				return l
+			}
+			return "Dec  3 11:00:00 node7 kernel: " + l
+		}) + "Dec  3 11:00:01 node7 kernel: oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task=x,pid=1,uid=0\n", func(r *OOMReport) string {
+			if r.Global || r.Cgroup != memcg {
+				return fmt.Sprintf("global %v, cgroup %q", r.Global, r.Cgroup)
+			}
+			return ""
+		}},
+		{"a task's cgroup named to look like another limit", strings.Replace(golden.Text(t, "cgroup/oom-v1-linux4.15-constructed.dmesg"), "Task in /kubepods/burstable/pod6f0c1a2e-8b1d-4e55-9b61-0d2f4c9e1a77/8c2a1f0e4b7d killed", "Task in /kubepods/burstable/pod6f0c1a2e-8b1d-4e55-9b61-0d2f4c9e1a77/x killed as a result of limit of /etc killed", 1), func(r *OOMReport) string {
+			if r.Cgroup == "/etc" {
+				return "cgroup /etc"
 			}
 			return ""
 		}},
@@ -322,9 +351,22 @@ func TestOOMRedTeam(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if len(reps) != 1 {
+				t.Fatalf("%d reports, want 1", len(reps))
+			}
 			if msg := tc.check(reps[len(reps)-1]); msg != "" {
 				t.Error(msg)
 			}
 		})
+	}
+}
+
+// TestOOMUnknownFormat: a log in a format memdiag does not read (dmesg -T
+// in another language) is an error saying what it reads, not a report of
+// nothing.
+func TestOOMUnknownFormat(t *testing.T) {
+	log := regexp.MustCompile(`(?m)^\[ *\d+\.\d+\]`).ReplaceAllString(golden.Text(t, "cgroup/oom-v2-constructed.dmesg"), "[Di Dez  3 11:00:00 2024]")
+	if reps, err := ParseOOM(strings.NewReader(log), "de.dmesg"); err == nil || !strings.Contains(err.Error(), "in a log memdiag reads") {
+		t.Errorf("%d reports, error %v: want an error naming the formats read", len(reps), err)
 	}
 }
