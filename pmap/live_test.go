@@ -28,6 +28,30 @@ func procFS(t *testing.T) pmap.FS {
 	return fsys
 }
 
+// waitThreadsBlocked waits, up to 5 s, until no thread of pid is running
+// (/proc/PID/task/TID/syscall says "running" for one that is).
+func waitThreadsBlocked(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		running := 0
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", pid))
+		for _, f := range tasks {
+			if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(string(b), "running") {
+				running++
+			}
+		}
+		if running == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("%d threads of %d still running after 5 s", running, pid)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func containing(ms []pmap.Mapping, addr uint64) *pmap.Mapping {
 	for i := range ms {
 		if ms[i].Start <= addr && addr < ms[i].End {
@@ -45,6 +69,11 @@ func TestReadPIDClassifiesRealProcess(t *testing.T) {
 	dir := t.TempDir()
 	proc := testprog.Start(t, bin, dir)
 	page := uint64(os.Getpagesize())
+	// A worker that has said "ready" may not be in its futex wait yet, or
+	// may be woken for a moment by another's broadcast: a running thread
+	// has no stack pointer to read, and its stack is then found by its
+	// pattern, not by the pointer this test checks.
+	waitThreadsBlocked(t, proc.PID())
 
 	p, err := procFS(t).ReadPID(proc.PID())
 	if err != nil {
