@@ -491,7 +491,7 @@ func parseTaskRow(text string, cols []string) (OOMTask, bool) {
 func (r *OOMReport) Group() *Group {
 	g := &Group{Path: r.Cgroup, UsageBytes: r.UsageBytes, LimitBytes: r.LimitBytes, Failcnt: r.Failcnt, KernelBytes: r.KernelBytes,
 		Stat: map[string]uint64{}, Events: map[string]uint64{}, Version: 2}
-	if r.Killed {
+	if r.Killed && !r.Global { // a cgroup's counter: a global OOM has no cgroup
 		g.Events["oom_kill"] = 1
 	}
 	if _, v1 := r.Stat["cache"]; v1 {
