@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -122,17 +123,17 @@ func (g *Group) shmemFindings(members []Member, source string) []finding.Finding
 	}
 	var fs []finding.Finding
 	var mapped uint64
-	// A report without its task table counts as one process whose split
-	// is not known.
-	for _, m := range append([]Member{{SplitUnknown: g.tasksUnknown}}, members...) {
-		if m.SplitUnknown {
-			return []finding.Finding{{
-				ID: "shmem-charged", Severity: finding.Info, Bytes: shmem,
-				Summary:  fmt.Sprintf("%s of shmem is charged to the cgroup; the report does not split its processes' RSS, so how much of it they map is not known", humanize.Bytes(shmem)),
-				Evidence: []string{fmt.Sprintf("%s: memory.stat shmem %d B; the report has no task table, or one without an rss_shmem column", source, shmem)},
-				Advice:   []string{"Files in /dev/shm or another tmpfs stay charged with no process mapping them: find /dev/shm /run -xdev -type f -size +1M, in the container's mount namespace."},
-			}}
-		}
+	// A report without its task table, or with one of RSS alone, does not
+	// say what its processes map.
+	if g.tasksUnknown || slices.ContainsFunc(members, func(m Member) bool { return m.SplitUnknown }) {
+		return []finding.Finding{{
+			ID: "shmem-charged", Severity: finding.Info, Bytes: shmem,
+			Summary:  fmt.Sprintf("%s of shmem is charged to the cgroup; the report does not split its processes' RSS, so how much of it they map is not known", humanize.Bytes(shmem)),
+			Evidence: []string{fmt.Sprintf("%s: memory.stat shmem %d B; the report has no task table, or one without an rss_shmem column", source, shmem)},
+			Advice:   []string{"Files in /dev/shm or another tmpfs stay charged with no process mapping them: find /dev/shm /run -xdev -type f -size +1M, in the container's mount namespace."},
+		}}
+	}
+	for _, m := range members {
 		mapped = addSat(mapped, m.ShmemMapBytes)
 	}
 	if unmapped := shmem - min(mapped, shmem); unmapped >= 16<<20 {

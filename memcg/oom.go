@@ -302,28 +302,33 @@ func (r *OOMReport) readOOMKill(text string) {
 	if !ok {
 		return
 	}
-	if at, ok := insideOf("/"+rest, ",task_memcg="); ok {
+	// What follows task_memcg= is its path, then ",task=…".
+	if at, _, ok := splitWhere("/"+rest, ",task_memcg=", func(at, task string) bool {
+		return strings.HasPrefix(task, "/") && (within(task, at) || strings.HasPrefix(task, at+","))
+	}); ok {
 		r.Cgroup = at
 	}
 }
 
-// insideOf splits s, "OUTER" marker "INNER…", where the kernel printed
-// two cgroup paths raw and INNER lies inside OUTER (a task's cgroup in the
-// one at its limit): of the places marker occurs, the first where what
-// follows starts with OUTER as a path. false when none does.
-func insideOf(s, marker string) (outer string, ok bool) {
+// splitWhere splits s around the first occurrence of sep for which fits
+// holds of the two sides: the kernel prints cgroup paths raw, so sep may
+// also occur inside them. false when no occurrence fits.
+func splitWhere(s, sep string, fits func(before, after string) bool) (before, after string, ok bool) {
 	for i := 0; ; {
-		j := strings.Index(s[i:], marker)
+		j := strings.Index(s[i:], sep)
 		if j < 0 {
-			return "", false
+			return "", "", false
 		}
-		outer, inner := s[:i+j], s[i+j+len(marker):]
-		if strings.HasPrefix(inner, "/") && strings.HasPrefix(inner, outer) &&
-			(outer == "/" || len(inner) == len(outer) || inner[len(outer)] == '/' || inner[len(outer)] == ',') {
-			return outer, true
+		if before, after = s[:i+j], s[i+j+len(sep):]; fits(before, after) {
+			return before, after, true
 		}
-		i += j + len(marker)
+		i += j + len(sep)
 	}
+}
+
+// within says whether cgroup path p is dir or lies below it.
+func within(p, dir string) bool {
+	return strings.HasPrefix(p, dir) && (dir == "/" || len(p) == len(dir) || p[len(dir)] == '/')
 }
 
 // counterLine reads the report's one-line counters: the cgroup's usage,
@@ -368,18 +373,8 @@ func oldKernelLine(cur *OOMReport, text string) bool {
 	case taskInRe().MatchString(text):
 		// "Task in TASK killed as a result of limit of LIMIT": the task's
 		// cgroup lies inside the one at its limit.
-		// Both are printed raw: of the places the words occur, the first
-		// where the task's path lies inside the limit's.
-		s, words := strings.TrimPrefix(text, "Task in "), " killed as a result of limit of "
-		for i := strings.Index(s, words); i >= 0 && cur.Cgroup == ""; {
-			if task, limit := s[:i], s[i+len(words):]; strings.HasPrefix(task, limit) && (limit == "/" || len(task) == len(limit) || task[len(limit)] == '/') {
-				cur.Cgroup = limit
-			}
-			j := strings.Index(s[i+1:], words)
-			if j < 0 {
-				break
-			}
-			i += 1 + j
+		if _, limit, ok := splitWhere(strings.TrimPrefix(text, "Task in "), " killed as a result of limit of ", within); ok && cur.Cgroup == "" {
+			cur.Cgroup = limit
 		}
 	case killProcessRe().MatchString(text):
 		if strings.HasPrefix(text, "Out of memory") && cur.Constraint == "" && cur.Cgroup == "" {
@@ -389,7 +384,7 @@ func oldKernelLine(cur *OOMReport, text string) bool {
 		for _, kv := range strings.Fields(oldStatsRe().FindStringSubmatch(text)[1]) {
 			k, v, _ := strings.Cut(kv, ":")
 			if n, ok := kibibytes(strings.TrimSuffix(v, "KB")); ok {
-				cur.Stat[k] += min(n, math.MaxUint64-cur.Stat[k]) // a hostile log's repeats saturate
+				cur.Stat[k] = addSat(cur.Stat[k], n) // a hostile log's repeats saturate
 			}
 		}
 	default:
