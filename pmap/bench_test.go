@@ -1,6 +1,7 @@
 package pmap
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -142,4 +143,26 @@ func TestParseSmapsHint(t *testing.T) {
 			}
 		}
 	}
+}
+
+// BenchmarkScanLines is the floor the offline parse is set against: a
+// bufio.Scanner reading the same input's lines and doing nothing with
+// them, on the same machine in the same run.
+func BenchmarkScanLines(b *testing.B) {
+	in := bigSmaps(b, 40<<20)
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := cpuTime()
+	for i := 0; i < b.N; i++ {
+		sc := bufio.NewScanner(bytes.NewReader(in))
+		lines := 0
+		for sc.Scan() {
+			lines++
+		}
+		if sc.Err() != nil || lines == 0 {
+			b.Fatalf("scanned %d lines: %v", lines, sc.Err())
+		}
+	}
+	reportCPU(b, cpu, len(in))
 }

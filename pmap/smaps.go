@@ -626,6 +626,17 @@ func (d *Decoder) counterAt(b []byte) int {
 	if d.present&(1<<f) != 0 {
 		return 0
 	}
+	if n, ok := paddedValue(b[j:], f.InBytes()); ok {
+		j += valueWidth
+		if f.InBytes() {
+			n *= 1024
+			j += len(" kB")
+		}
+		d.vals[f] = n
+		d.present |= 1 << f
+		d.after[d.last], d.last = f, f
+		return j + 1
+	}
 	// The kernel pads the value to a column: skip the spaces eight at a time.
 	for j+8 <= len(b) && binary.LittleEndian.Uint64(b[j:]) == 0x2020202020202020 {
 		j += 8
@@ -660,6 +671,49 @@ func (d *Decoder) counterAt(b []byte) int {
 	d.present |= 1 << f
 	d.after[d.last], d.last = f, f
 	return j
+}
+
+// valueWidth is the column the kernel right-aligns a counter's value in
+// (seq_put_decimal_ull_width's 8).
+const valueWidth = 8
+
+// paddedValue reads the usual counter value at the start of b: exactly
+// valueWidth bytes of spaces then digits, followed by " kB\n" (inBytes) or
+// "\n". The eight bytes are read as one word and their digits combined
+// in three multiplications; any other shape (a wider value, more padding,
+// a stray byte) reports false and takes counterAt's byte-wise path, which
+// gives the same value where both apply.
+func paddedValue(b []byte, inBytes bool) (uint64, bool) {
+	const (
+		spaces = 0x2020202020202020
+		zeros  = 0x3030303030303030
+		high   = 0xF0F0F0F0F0F0F0F0
+	)
+	if len(b) < valueWidth+len(" kB\n") {
+		return 0, false
+	}
+	x := binary.LittleEndian.Uint64(b)
+	pad := bits.TrailingZeros64(x^spaces) / 8 // leading spaces: the low bytes
+	if pad == valueWidth {
+		return 0, false
+	}
+	switch end := b[valueWidth:]; {
+	case inBytes && binary.LittleEndian.Uint32(end) != 0x0a426b20: // " kB\n"
+		return 0, false
+	case !inBytes && end[0] != '\n':
+		return 0, false
+	}
+	x |= (1<<(8*pad) - 1) & 0x1010101010101010 // the padding as '0's
+	if x&high != zeros || (x+0x0606060606060606)&high != zeros {
+		return 0, false // a byte that is not a digit
+	}
+	x -= zeros
+	// Pairs, then quadruples, then all eight digits; the first digit is
+	// the lowest byte.
+	x = (x * (10<<8 + 1)) >> 8 & 0x00FF00FF00FF00FF
+	x = (x * (100<<16 + 1)) >> 16 & 0x0000FFFF0000FFFF
+	x = (x * (10000<<32 + 1)) >> 32
+	return x, true
 }
 
 // counterKey finds the known key that begins b, trying guess first, and

@@ -3,6 +3,7 @@ package pmap
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -268,4 +269,40 @@ func mapsOf(smaps []byte) []byte {
 		}
 	}
 	return out
+}
+
+// TestPaddedValue: the word-at-a-time read of a counter's value agrees with
+// strconv on every width and digit, and declines every other shape, which
+// counterAt then reads byte by byte.
+func TestPaddedValue(t *testing.T) {
+	for _, v := range []uint64{0, 1, 9, 10, 42, 99, 100, 4096, 65535, 123456, 9999999, 10000000, 98765432, 99999999} {
+		field := fmt.Sprintf("%8d", v)
+		for _, tc := range []struct {
+			tail    string
+			inBytes bool
+		}{{" kB\n", true}, {"\n", false}, {"\nRss:", false}} {
+			got, ok := paddedValue([]byte(field+tc.tail+"    "), tc.inBytes)
+			if !ok || got != v {
+				t.Errorf("paddedValue(%q) = %d, %v; want %d", field+tc.tail, got, ok, v)
+			}
+		}
+	}
+	for _, in := range []string{
+		"        \n    ",     // no digits
+		"123456789 kB\n   ",  // wider than the column
+		"      1x kB\n   ",   // not a digit
+		"     1 2 kB\n   ",   // a space among the digits
+		"      12 KB\n   ",   // not " kB"
+		"      12 kB",        // too short to hold the unit and newline
+		"      1/ kB\n   ",   // just below '0'
+		"      1: kB\n   ",   // just above '9'
+		"\t     12 kB\n    ", // a tab in the padding
+	} {
+		if v, ok := paddedValue([]byte(in), true); ok {
+			t.Errorf("paddedValue(%q) = %d, true; want false", in, v)
+		}
+	}
+	if _, ok := paddedValue([]byte("      12 kB\n   "), false); ok {
+		t.Error(`a unitless counter followed by " kB" was taken`)
+	}
 }
