@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -492,7 +493,7 @@ func (d *straceDecoder) record(kind recKind, ev, aux int) {
 func (d *straceDecoder) handle(raw []byte) error {
 	d.target = -1
 	line, lineNo, whole := d.rejoin(raw)
-	if !whole || strings.TrimSpace(line) == "" {
+	if !whole || isBlank(line) {
 		return nil
 	}
 	tid, rest, err := d.taskOf(line, lineNo)
@@ -514,6 +515,12 @@ func (d *straceDecoder) handle(raw []byte) error {
 		return d.resumed(rest, line, lineNo, tid)
 	}
 	return d.call(rest, line, lineNo, tid, ts, hasTime)
+}
+
+// isBlank reports whether line is empty or white space; most lines start
+// with a digit or '[', which settles it at the first byte.
+func isBlank(line string) bool {
+	return line == "" || (line[0] <= ' ' || line[0] >= utf8.RuneSelf) && strings.TrimSpace(line) == ""
 }
 
 // rejoin returns the line raw is part of, a view of the chunk valid until
@@ -638,7 +645,12 @@ func skipSpaces(s string) string {
 // resumed decodes "<... NAME resumed> rest": the end of a call split by
 // another task's line, rejoined with its start when that is in this chunk.
 func (d *straceDecoder) resumed(rest, line string, lineNo, tid int) error {
-	end := strings.Index(rest, " resumed>")
+	// The name has no spaces: the first one after it starts " resumed>",
+	// found without a substring search.
+	end := strings.IndexByte(rest[len("<... "):], ' ') + len("<... ")
+	if end < len("<... ") || !strings.HasPrefix(rest[end:], " resumed>") {
+		end = strings.Index(rest, " resumed>")
+	}
 	if end < len("<... ") {
 		return d.malformed(lineNo, "expected \"<... NAME resumed>\"", line)
 	}
@@ -685,12 +697,13 @@ func (d *straceDecoder) call(rest, line string, lineNo, tid int, ts float64, has
 		return nil
 	}
 	name := rest[:open]
-	if strings.HasSuffix(rest, detached) {
+	// Both endings end in " ...>": one test spares most lines the two.
+	if strings.HasSuffix(rest, " ...>") && strings.HasSuffix(rest, detached) {
 		// strace let go of the task in the call (strace -p stopped): how
 		// it ended is not in the trace, so it changes nothing here.
 		return nil
 	}
-	if strings.HasSuffix(rest, unfinished) {
+	if strings.HasSuffix(rest, " ...>") && strings.HasSuffix(rest, unfinished) {
 		args := ""
 		call, known := callOf(name)
 		if call != CallOther {
