@@ -295,3 +295,27 @@ func mustTime(t *testing.T, s string) float64 {
 	}
 	return v
 }
+
+// TestParseMicrosMatchesParseDecimal: -T's fast reading gives parseDecimal's
+// value, and its answer on every shape it hands back.
+func TestParseMicrosMatchesParseDecimal(t *testing.T) {
+	check := func(s string) {
+		t.Helper()
+		got, ok := parseMicros(s)
+		want, wok := parseDecimal(s)
+		if got != want || ok != wok {
+			t.Fatalf("%q: fast %v (%v), general %v (%v)", s, got, ok, want, wok)
+		}
+	}
+	for _, s := range []string{"0.000000", "0.000009", "0.999999", "1.000001", "12.345678", "99999.000012", "123456.000012",
+		"0.00001", "0.0000123", "0.00000a", "a.000001", "", ".000001", "0", "1e-06", "-0.000001", "0.000001 "} {
+		check(s)
+	}
+	x := uint64(88172645463325252)
+	for i := 0; i < 100000; i++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		check(fmt.Sprintf("%d.%06d", x%100000>>(x%17), x>>24%1000000))
+	}
+}
