@@ -75,6 +75,11 @@ func walkImage(im *image) (*Heap, error) {
 
 // walkMemory walks mem, which serves im, and says how many reads it took.
 func walkMemory(im *image, mem Memory) (*Heap, int, error) {
+	return walkWith(Reader{NoSymbols: true}, im, mem)
+}
+
+// walkWith is walkMemory by rd.
+func walkWith(rd Reader, im *image, mem Memory) (*Heap, int, error) {
 	lc, err := findLibc(im.Maps)
 	if err != nil {
 		return nil, 0, err
@@ -84,7 +89,7 @@ func walkMemory(im *image, mem Memory) (*Heap, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	h, r, err := Reader{NoSymbols: true}.walk(mem, im.Maps, lc, l)
+	h, r, err := rd.walk(mem, im.Maps, lc, l)
 	if err != nil {
 		return nil, r.reads, err
 	}
@@ -104,15 +109,8 @@ func walkBoth(t testing.TB, im *image) (plain, vectored int, err error) {
 	if err1 != nil {
 		return plain, vectored, err1
 	}
-	var d1, d2 bytes.Buffer
-	if err := h1.WriteMallocInfo(&d1); err != nil {
-		t.Fatal(err)
-	}
-	if err := h2.WriteMallocInfo(&d2); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(d1.Bytes(), d2.Bytes()) {
-		t.Fatalf("the document walked with prefetching differs:\n%s\nwithout:\n%s", d2.Bytes(), d1.Bytes())
+	if d1, d2 := mallocInfoOf(t, h1), mallocInfoOf(t, h2); !bytes.Equal(d1, d2) {
+		t.Fatalf("the document walked with prefetching differs:\n%s\nwithout:\n%s", d2, d1)
 	}
 	return plain, vectored, nil
 }
@@ -133,6 +131,65 @@ func TestPrefetchMatchesWalk(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHintsMatchWalk: a walk that first fetches the chunk headers an
+// earlier walk found gives the same heap, in fewer reads where the free
+// chunks are many; hints that are wrong (moved off the chunks, outside the
+// mappings, of another heap) change the reads, never the heap.
+func TestHintsMatchWalk(t *testing.T) {
+	for _, s := range imageShapes {
+		t.Run(s.name, func(t *testing.T) {
+			im := loadImage(t, s.name)
+			want, vectored, wantErr := walkWith(Reader{NoSymbols: true}, im, vecImage{im})
+			learnt := &chunkHints{learning: true, byArena: map[uint64][]uint64{}}
+			if _, _, err := walkWith(Reader{NoSymbols: true, hints: learnt}, im, vecImage{im}); fmt.Sprint(err) != fmt.Sprint(wantErr) {
+				t.Fatalf("the learning walk: %v; the plain one: %v", err, wantErr)
+			}
+			learnt.learning = false
+			wrong := &chunkHints{byArena: map[uint64][]uint64{}}
+			for arena, ps := range learnt.byArena {
+				for i, p := range ps {
+					switch i % 3 {
+					case 0:
+						p += 16 // inside the chunk, not at it
+					case 1:
+						p = 1 << 47 // no mapping
+					}
+					wrong.byArena[arena] = append(wrong.byArena[arena], p)
+				}
+			}
+			for _, tc := range []struct {
+				name  string
+				hints *chunkHints
+			}{{"learnt", learnt}, {"wrong", wrong}} {
+				got, reads, err := walkWith(Reader{NoSymbols: true, hints: tc.hints}, im, vecImage{im})
+				if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+					t.Fatalf("%s hints: %v; without: %v", tc.name, err, wantErr)
+				}
+				if err != nil {
+					continue
+				}
+				if d1, d2 := mallocInfoOf(t, want), mallocInfoOf(t, got); !bytes.Equal(d1, d2) {
+					t.Fatalf("the document walked with %s hints differs:\n%s\nwithout:\n%s", tc.name, d2, d1)
+				}
+				t.Logf("%s hints: %d reads, %d without", tc.name, reads, vectored)
+				if tc.name == "learnt" && s.name == "histogram" && reads*4 > vectored {
+					t.Errorf("with the chunks known, the walk took %d reads of %d: the hints were not fetched first", reads, vectored)
+				}
+			}
+		})
+	}
+}
+
+// mallocInfoOf is h's malloc_info document.
+func mallocInfoOf(t testing.TB, h *Heap) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := h.WriteMallocInfo(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
 
 // capture stops process pid and keeps what the walk reads.

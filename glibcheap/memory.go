@@ -33,7 +33,9 @@ type reader struct {
 	maps  []proc.Mapping // sorted by start
 	pages map[uint64][]byte
 	// hdrs are the free chunks' headers prefetch read, by chunk address.
-	hdrs  map[uint64][hdrLen]byte
+	hdrs map[uint64][hdrLen]byte
+	// hints are where the free chunks were, learnt or to be learnt.
+	hints *chunkHints
 	slab  []byte            // where the next cached page is cut from
 	slabs []*[slabSize]byte // every slab taken, for release
 	used  int               // slabs cut from since the cache was last emptied
@@ -137,7 +139,7 @@ func (r *reader) pastDeadline() bool {
 // fork returns a reader of the same memory with a cache of its own, for
 // another goroutine.
 func (r *reader) fork() *reader {
-	return &reader{mem: r.mem, maps: r.maps, pages: map[uint64][]byte{}, deadline: r.deadline}
+	return &reader{mem: r.mem, maps: r.maps, pages: map[uint64][]byte{}, deadline: r.deadline, hints: r.hints}
 }
 
 // release hands the reader's cached pages back; it must not be used after.

@@ -1,5 +1,12 @@
 package glibcheap
 
+import (
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
 // The walk follows each free list a chunk at a time, and every chunk on a
 // page not read yet cost one read of the process's memory: a fragmented
 // heap of 10,000 free chunks, 10,000 reads while the process is stopped.
@@ -65,6 +72,11 @@ func (w *walker) prefetch(a *Arena, state []byte) {
 	if w.r.hdrs == nil {
 		w.r.hdrs = map[uint64][hdrLen]byte{}
 	}
+	if h := w.r.hints; h != nil && h.learning {
+		defer h.learn(a.Address, w.r.hdrs)
+	} else if ps := h.of(a.Address); len(ps) > 0 {
+		w.r.fetch(vm, ps)
+	}
 	var need []uint64
 	for {
 		if w.r.pastDeadline() {
@@ -118,6 +130,50 @@ func (w *walker) prefetch(a *Arena, state []byte) {
 	}
 }
 
+// chunkHints carries, from a walk made while the process ran, where each
+// arena's free chunks were. The walk with the threads stopped then reads
+// their headers first, a thousand to a vectored read, rather than a round
+// of reads per chunk of the longest list: what was a pause of one read per
+// chunk of a fragmented bin becomes a few reads. Only addresses cross over:
+// what is at them is read again with the threads stopped, and the walk
+// checks it as ever; a list that changed in between is followed, round by
+// round, from where it leaves the hints.
+type chunkHints struct {
+	learning bool // the walk that fills them, unstopped
+	mu       sync.Mutex
+	byArena  map[uint64][]uint64
+	n        int
+}
+
+// maxHints bounds the addresses kept over all arenas (2 MiB).
+const maxHints = maxHdrs
+
+// learn keeps the chunks prefetch found in the arena at arena.
+func (h *chunkHints) learn(arena uint64, hdrs map[uint64][hdrLen]byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n+len(hdrs) > maxHints {
+		return
+	}
+	ps := make([]uint64, 0, len(hdrs))
+	for p := range hdrs {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	h.byArena[arena] = ps
+	h.n += len(ps)
+}
+
+// of is where the arena at arena had its free chunks; nil hints have none.
+func (h *chunkHints) of(arena uint64) []uint64 {
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.byArena[arena]
+}
+
 // dedupe removes repeated addresses, keeping the first of each.
 func dedupe(ps []uint64) []uint64 {
 	seen := make(map[uint64]bool, len(ps))
@@ -133,14 +189,21 @@ func dedupe(ps []uint64) []uint64 {
 
 // fetch reads the headers of the chunks at ps into r.hdrs, maxIOV at a
 // time, skipping those outside the readable mappings. A header the read
-// fails at, and those after it in its batch, are left to the walk.
+// fails at, and those after it in its batch, are left to the walk. The
+// kernel's cost is per page: a vectored read of a thousand headers on as
+// many pages takes about a millisecond, so batches are read on every core
+// at once.
 func (r *reader) fetch(vm VectorMemory, ps []uint64) {
-	buf := make([]byte, hdrLen*min(len(ps), maxIOV))
-	bufs := make([][]byte, 0, min(len(ps), maxIOV))
-	addrs := make([]uint64, 0, min(len(ps), maxIOV))
+	type batch struct {
+		bufs  [][]byte
+		addrs []uint64
+		n     int
+	}
+	var batches []*batch
 	for len(ps) > 0 {
-		bufs, addrs = bufs[:0], addrs[:0]
-		for len(ps) > 0 && len(addrs) < maxIOV {
+		b := &batch{}
+		buf := make([]byte, hdrLen*min(len(ps), maxIOV))
+		for len(ps) > 0 && len(b.addrs) < maxIOV {
 			p := ps[0]
 			ps = ps[1:]
 			if _, ok := r.mapping(p + sizeSz); !ok {
@@ -149,18 +212,30 @@ func (r *reader) fetch(vm VectorMemory, ps []uint64) {
 			if _, ok := r.mapping(p + sizeSz + hdrLen - 1); !ok {
 				continue
 			}
-			i := len(addrs)
-			bufs = append(bufs, buf[i*hdrLen:(i+1)*hdrLen:(i+1)*hdrLen])
-			addrs = append(addrs, p+sizeSz)
+			i := len(b.addrs)
+			b.bufs = append(b.bufs, buf[i*hdrLen:(i+1)*hdrLen:(i+1)*hdrLen])
+			b.addrs = append(b.addrs, p+sizeSz)
 		}
-		if len(addrs) == 0 {
-			return
+		if len(b.addrs) > 0 {
+			batches = append(batches, b)
 		}
-		n, _ := vm.ReadVec(bufs, addrs)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(batches)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(batches); i = int(next.Add(1) - 1) {
+				b := batches[i]
+				b.n, _ = vm.ReadVec(b.bufs, b.addrs)
+			}
+		})
+	}
+	wg.Wait()
+	for _, b := range batches {
 		r.reads++
-		r.bytes += uint64(max(n, 0))
-		for i := 0; i < len(addrs) && n >= (i+1)*hdrLen; i++ {
-			r.hdrs[addrs[i]-sizeSz] = [hdrLen]byte(bufs[i])
+		r.bytes += uint64(max(b.n, 0))
+		for i := 0; i < len(b.addrs) && b.n >= (i+1)*hdrLen; i++ {
+			r.hdrs[b.addrs[i]-sizeSz] = [hdrLen]byte(b.bufs[i])
 		}
 	}
 }

@@ -36,6 +36,8 @@ type Reader struct {
 
 	// deadline is when the walk of the current stop must end.
 	deadline time.Time
+	// hints are where the free chunks were when the process last ran.
+	hints *chunkHints
 }
 
 // DefaultMaxPause is Reader.MaxPause's zero value: a pause a service
@@ -110,6 +112,9 @@ func (rd Reader) readSettled(p *procmem.Process, lc *libc, l layout) (*Heap, err
 	var h *Heap
 	var err error
 	stop := !rd.NoStop
+	if stop {
+		rd.hints = rd.learnHints(p, lc, l)
+	}
 	for try := 1; ; try++ {
 		var pause procmem.Pause
 		read := func() error {
@@ -156,6 +161,21 @@ func (rd Reader) readSettled(p *procmem.Process, lc *libc, l layout) (*Heap, err
 	}
 	h.Stopped, h.Pause = stop, paused
 	return h, h.settle()
+}
+
+// learnHints walks the heap once while the process runs, within the pause
+// budget and the caller's deadline, for where its free chunks are; what it
+// read torn or could not finish only makes the hints fewer.
+func (rd Reader) learnHints(p *procmem.Process, lc *libc, l layout) *chunkHints {
+	hints := &chunkHints{learning: true, byArena: map[uint64][]uint64{}}
+	rd.hints = hints
+	rd.deadline = time.Now().Add(rd.maxPause())
+	if !rd.Deadline.IsZero() && rd.Deadline.Before(rd.deadline) {
+		rd.deadline = rd.Deadline
+	}
+	_, _ = rd.readOnce(p, lc, l)
+	hints.learning = false
+	return hints
 }
 
 func (rd Reader) maxPause() time.Duration {
@@ -240,7 +260,7 @@ func (rd Reader) readOnce(p *procmem.Process, lc *libc, l layout) (*Heap, error)
 // walk finds main_arena and mp_ and reads every arena.
 func (rd Reader) walk(mem Memory, maps []proc.Mapping, lc *libc, l layout) (*Heap, *reader, error) {
 	r := newReader(mem, maps)
-	r.deadline = rd.deadline
+	r.deadline, r.hints = rd.deadline, rd.hints
 	w := &walker{r: r, l: l, heapMax: heapMaxSize}
 	mainArena, mp, err := rd.locate(r, lc, l, w)
 	if err != nil {
