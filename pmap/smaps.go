@@ -626,17 +626,29 @@ func (d *Decoder) counterAt(b []byte) int {
 	if d.present&(1<<f) != 0 {
 		return 0
 	}
-	if n, ok := paddedValue(b[j:], f.InBytes()); ok {
-		j += valueWidth
-		if f.InBytes() {
-			n *= 1024
-			j += len(" kB")
+	v, n, ok := paddedValue(b[j:], f.InBytes())
+	if !ok {
+		if v, n, ok = spacedValue(b[j:], f.InBytes()); !ok {
+			return 0
 		}
-		d.vals[f] = n
-		d.present |= 1 << f
-		d.after[d.last], d.last = f, f
-		return j + 1
 	}
+	if f.InBytes() {
+		if v > math.MaxUint64/1024 {
+			return 0
+		}
+		v *= 1024
+	}
+	d.vals[f] = v
+	d.present |= 1 << f
+	d.after[d.last], d.last = f, f
+	return j + n
+}
+
+// spacedValue reads a counter's value at the start of b byte by byte —
+// spaces, digits, then " kB\n" (inBytes) or "\n" — and returns it with the
+// bytes it took; ok is false for any other shape, or a value past 64 bits.
+func spacedValue(b []byte, inBytes bool) (v uint64, n int, ok bool) {
+	j := 0
 	// The kernel pads the value to a column: skip the spaces eight at a time.
 	for j+8 <= len(b) && binary.LittleEndian.Uint64(b[j:]) == 0x2020202020202020 {
 		j += 8
@@ -645,32 +657,23 @@ func (d *Decoder) counterAt(b []byte) int {
 		j++
 	}
 	start := j
-	var v uint64
 	for ; j < len(b) && b[j] >= '0' && b[j] <= '9'; j++ {
 		if v > (math.MaxUint64-9)/10 {
-			return 0
+			return 0, 0, false
 		}
 		v = v*10 + uint64(b[j]-'0')
 	}
 	if j == start {
-		return 0
+		return 0, 0, false
 	}
-	if f.InBytes() {
-		if j+4 > len(b) || string(b[j:j+4]) != " kB\n" || v > math.MaxUint64/1024 {
-			return 0
-		}
-		v *= 1024
-		j += 4
-	} else {
-		if j >= len(b) || b[j] != '\n' {
-			return 0
-		}
-		j++
+	end := "\n"
+	if inBytes {
+		end = " kB\n"
 	}
-	d.vals[f] = v
-	d.present |= 1 << f
-	d.after[d.last], d.last = f, f
-	return j
+	if len(b)-j < len(end) || string(b[j:j+len(end)]) != end {
+		return 0, 0, false
+	}
+	return v, j + len(end), true
 }
 
 // valueWidth is the column the kernel right-aligns a counter's value in
@@ -679,33 +682,33 @@ const valueWidth = 8
 
 // paddedValue reads the usual counter value at the start of b: exactly
 // valueWidth bytes of spaces then digits, followed by " kB\n" (inBytes) or
-// "\n". The eight bytes are read as one word and their digits combined
-// in three multiplications; any other shape (a wider value, more padding,
-// a stray byte) reports false and takes counterAt's byte-wise path, which
-// gives the same value where both apply.
-func paddedValue(b []byte, inBytes bool) (uint64, bool) {
+// "\n", and returns it with the bytes it took. The eight bytes are read as
+// one word and their digits combined in three multiplications; any other
+// shape (a wider value, more padding, a stray byte) reports false and is
+// read by spacedValue, which gives the same value where both apply.
+func paddedValue(b []byte, inBytes bool) (v uint64, n int, ok bool) {
 	const (
 		spaces = 0x2020202020202020
 		zeros  = 0x3030303030303030
 		high   = 0xF0F0F0F0F0F0F0F0
 	)
 	if len(b) < valueWidth+len(" kB\n") {
-		return 0, false
+		return 0, 0, false
 	}
 	x := binary.LittleEndian.Uint64(b)
 	pad := bits.TrailingZeros64(x^spaces) / 8 // leading spaces: the low bytes
 	if pad == valueWidth {
-		return 0, false
+		return 0, 0, false
 	}
 	switch end := b[valueWidth:]; {
 	case inBytes && binary.LittleEndian.Uint32(end) != 0x0a426b20: // " kB\n"
-		return 0, false
+		return 0, 0, false
 	case !inBytes && end[0] != '\n':
-		return 0, false
+		return 0, 0, false
 	}
 	x |= (1<<(8*pad) - 1) & 0x1010101010101010 // the padding as '0's
 	if x&high != zeros || (x+0x0606060606060606)&high != zeros {
-		return 0, false // a byte that is not a digit
+		return 0, 0, false // a byte that is not a digit
 	}
 	x -= zeros
 	// Pairs, then quadruples, then all eight digits; the first digit is
@@ -713,7 +716,11 @@ func paddedValue(b []byte, inBytes bool) (uint64, bool) {
 	x = (x * (10<<8 + 1)) >> 8 & 0x00FF00FF00FF00FF
 	x = (x * (100<<16 + 1)) >> 16 & 0x0000FFFF0000FFFF
 	x = (x * (10000<<32 + 1)) >> 32
-	return x, true
+	n = valueWidth + 1
+	if inBytes {
+		n += len(" kB")
+	}
+	return x, n, true
 }
 
 // counterKey finds the known key that begins b, trying guess first, and

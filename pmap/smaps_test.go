@@ -281,9 +281,11 @@ func TestPaddedValue(t *testing.T) {
 			tail    string
 			inBytes bool
 		}{{" kB\n", true}, {"\n", false}, {"\nRss:", false}} {
-			got, ok := paddedValue([]byte(field+tc.tail+"    "), tc.inBytes)
-			if !ok || got != v {
-				t.Errorf("paddedValue(%q) = %d, %v; want %d", field+tc.tail, got, ok, v)
+			in := []byte(field + tc.tail + "    ")
+			got, n, ok := paddedValue(in, tc.inBytes)
+			slow, slowN, slowOK := spacedValue(in, tc.inBytes)
+			if !ok || got != v || n != slowN || !slowOK || slow != v {
+				t.Errorf("paddedValue(%q) = %d, %d, %v; spacedValue %d, %d, %v; want %d", field+tc.tail, got, n, ok, slow, slowN, slowOK, v)
 			}
 		}
 	}
@@ -298,11 +300,11 @@ func TestPaddedValue(t *testing.T) {
 		"      1: kB\n   ",   // just above '9'
 		"\t     12 kB\n    ", // a tab in the padding
 	} {
-		if v, ok := paddedValue([]byte(in), true); ok {
+		if v, _, ok := paddedValue([]byte(in), true); ok {
 			t.Errorf("paddedValue(%q) = %d, true; want false", in, v)
 		}
 	}
-	if _, ok := paddedValue([]byte("      12 kB\n   "), false); ok {
+	if _, _, ok := paddedValue([]byte("      12 kB\n   "), false); ok {
 		t.Error(`a unitless counter followed by " kB" was taken`)
 	}
 }

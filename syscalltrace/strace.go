@@ -698,12 +698,13 @@ func (d *straceDecoder) call(rest, line string, lineNo, tid int, ts float64, has
 	}
 	name := rest[:open]
 	// Both endings end in " ...>": one test spares most lines the two.
-	if strings.HasSuffix(rest, " ...>") && strings.HasSuffix(rest, detached) {
+	ellipsis := strings.HasSuffix(rest, " ...>")
+	if ellipsis && strings.HasSuffix(rest, detached) {
 		// strace let go of the task in the call (strace -p stopped): how
 		// it ended is not in the trace, so it changes nothing here.
 		return nil
 	}
-	if strings.HasSuffix(rest, " ...>") && strings.HasSuffix(rest, unfinished) {
+	if ellipsis && strings.HasSuffix(rest, unfinished) {
 		args := ""
 		call, known := callOf(name)
 		if call != CallOther {
