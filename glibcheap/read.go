@@ -122,10 +122,7 @@ func (rd Reader) readSettled(p *procmem.Process, lc *libc, l layout) (*Heap, err
 			return err
 		}
 		if stop {
-			rd.deadline = time.Now().Add(rd.maxPause() - paused.Duration)
-			if !rd.Deadline.IsZero() && rd.Deadline.Before(rd.deadline) {
-				rd.deadline = rd.Deadline
-			}
+			rd.deadline = rd.walkDeadline(rd.maxPause() - paused.Duration)
 			pause, err = p.Freeze(rd.StopTimeout, read)
 		} else {
 			rd.deadline = rd.Deadline
@@ -169,13 +166,20 @@ func (rd Reader) readSettled(p *procmem.Process, lc *libc, l layout) (*Heap, err
 func (rd Reader) learnHints(p *procmem.Process, lc *libc, l layout) *chunkHints {
 	hints := &chunkHints{learning: true, byArena: map[uint64][]uint64{}}
 	rd.hints = hints
-	rd.deadline = time.Now().Add(rd.maxPause())
-	if !rd.Deadline.IsZero() && rd.Deadline.Before(rd.deadline) {
-		rd.deadline = rd.Deadline
-	}
+	rd.deadline = rd.walkDeadline(rd.maxPause())
 	_, _ = rd.readOnce(p, lc, l)
 	hints.learning = false
 	return hints
+}
+
+// walkDeadline is when a walk allowed budget from now must end: then, or
+// at the caller's Deadline if that comes first.
+func (rd Reader) walkDeadline(budget time.Duration) time.Time {
+	end := time.Now().Add(budget)
+	if !rd.Deadline.IsZero() && rd.Deadline.Before(end) {
+		return rd.Deadline
+	}
+	return end
 }
 
 func (rd Reader) maxPause() time.Duration {
